@@ -1,0 +1,103 @@
+//! The ads platform port: insights (spend, purchases, revenue per ad per
+//! bucket), pause, and effective-status read-back.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AdId, IdempotencyKey};
+use crate::money::Money;
+use crate::time::{Millis, Timestamp};
+
+/// One ad's delivery in one time bucket, as the platform reports it now.
+/// Spend of a closed bucket is final; purchases and revenue keep rising for a
+/// while (late attribution), which is why the estimator waits for maturity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsightRow {
+    pub ad: AdId,
+    pub bucket_start: Timestamp,
+    pub spend: Money,
+    pub purchases: u32,
+    pub revenue: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsightsQuery {
+    /// First bucket start included.
+    pub since: Timestamp,
+    /// Buckets starting before this are included.
+    pub until: Timestamp,
+    /// Opaque paging cursor from the previous page.
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsightsPage {
+    pub rows: Vec<InsightRow>,
+    /// Cursor for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// An ad's effective status as read back from the platform.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdStatus {
+    Active,
+    Paused,
+    /// Any other effective_status (DELETED, ARCHIVED, CAMPAIGN_PAUSED, …): not
+    /// spending, but not paused by us either.
+    Other(String),
+}
+
+impl AdStatus {
+    /// Whether the ad has stopped spending.
+    pub fn is_stopped(&self) -> bool {
+        !matches!(self, AdStatus::Active)
+    }
+}
+
+/// What can go wrong calling the ads platform. Classified once, at the
+/// adapter, so the actuator's decisions depend on kinds, not on codes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdsError {
+    /// No answer in time: the call may or may not have taken effect.
+    #[error("ads platform timed out")]
+    Timeout,
+    /// A rate limit (Meta codes 4, 17, 613, 80000–80014): wait, then retry.
+    #[error("rate limited (code {code}); retry after {retry_after:?}")]
+    RateLimited { code: i64, retry_after: Millis },
+    /// A transient platform error: retry with backoff.
+    #[error("transient platform error {code}: {message}")]
+    Transient { code: i64, message: String },
+    /// A permanent error (bad token, bad request): retrying will not help.
+    #[error("platform refused (code {code}): {message}")]
+    Permanent { code: i64, message: String },
+    /// The reply did not have the expected shape.
+    #[error("malformed platform reply: {0}")]
+    Malformed(String),
+}
+
+impl AdsError {
+    /// Whether the call may have taken effect even though it reported an error.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, AdsError::Timeout | AdsError::Malformed(_))
+    }
+}
+
+/// The ads platform port.
+pub trait AdsPlatform: Send + Sync {
+    fn insights(
+        &self,
+        query: &InsightsQuery,
+    ) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send;
+
+    /// Pauses an ad. The key is sent where the platform accepts one (the sim
+    /// and the sandbox record it, so that "at most once" can be checked).
+    fn pause(
+        &self,
+        ad: &AdId,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<(), AdsError>> + Send;
+
+    fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send;
+}

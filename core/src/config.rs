@@ -1,0 +1,94 @@
+//! The loop's configuration: what the sim's scenario files and the live
+//! runner's config both build. Plain data with a validity check.
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::EnvelopeConfig;
+use crate::estimator::EstimatorConfig;
+use crate::ids::WorkerId;
+use crate::money::Currency;
+use crate::policy::KillRule;
+use crate::scheduler::RetryPolicy;
+use crate::time::Millis;
+
+/// A deliberately broken actuator, for proving that the invariant checker
+/// can fail. Never set in production; the live config has no field for it.
+#[doc(hidden)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sabotage {
+    #[default]
+    None,
+    /// Pause without writing the intent first (write it only at the end).
+    SkipIntent,
+    /// Commit on the pause call's word, without reading the status back.
+    SkipReadBack,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopConfig {
+    pub currency: Currency,
+    pub estimator: EstimatorConfig,
+    pub kill_rule: KillRule,
+    pub envelope: EnvelopeConfig,
+    /// How far back each tick re-reads insights (late conversions, missed ticks).
+    pub insights_lookback: Millis,
+    /// How far back the estimator reads the spend ledger.
+    pub estimate_window: Millis,
+    pub page_limit: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    pub worker: WorkerId,
+    /// How often the claim loop polls (the "per-second claim", finer in the sim).
+    pub claim_poll: Millis,
+    pub claim_batch: u32,
+    pub lease_for: Millis,
+    /// Period of the insights tick schedule.
+    pub tick_every: Millis,
+    /// Wait after the store did not answer, before trying again.
+    pub store_backoff: Millis,
+    pub retry: RetryPolicy,
+    #[serde(default)]
+    pub sabotage: Sabotage,
+}
+
+/// Limits that hold between settings. Checked at start-up.
+pub fn validate(w: &WorkerConfig, l: &LoopConfig) -> Result<(), String> {
+    let mut errs = Vec::new();
+    if w.lease_for.0 < 2 * w.claim_poll.0 {
+        errs.push("lease_for must be at least twice claim_poll".to_string());
+    }
+    if w.claim_batch == 0 || w.claim_batch > crate::store::CLAIM_LIMIT_MAX {
+        errs.push(format!(
+            "claim_batch must be 1..={}",
+            crate::store::CLAIM_LIMIT_MAX
+        ));
+    }
+    if w.tick_every.0 == 0 || l.estimator.bucket.0 == 0 {
+        errs.push("tick_every and bucket must be positive".to_string());
+    }
+    if l.insights_lookback.0 < l.estimator.bucket.0 {
+        errs.push("insights_lookback must cover at least one bucket".to_string());
+    }
+    if l.page_limit == 0 {
+        errs.push("page_limit must be positive".to_string());
+    }
+    if l.kill_rule.kill_cpa.currency != l.currency
+        || l.envelope.kill_cpa_floor.currency != l.currency
+    {
+        errs.push("kill thresholds must be in the loop's currency".to_string());
+    }
+    if l.kill_rule.kill_cpa.minor <= 0 || l.envelope.kill_cpa_floor.minor <= 0 {
+        errs.push("kill thresholds must be positive".to_string());
+    }
+    if l.envelope.max_attempts == 0 || w.retry.max_attempts == 0 {
+        errs.push("attempt caps must be positive".to_string());
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}

@@ -1,0 +1,56 @@
+//! Probe sites: named points in the loop where a simulation may stop the
+//! process (container loss between the phases of a kill, mid-paging, …).
+//!
+//! In production the probe is [`NoProbe`], which does nothing; the sites are
+//! the same code paths either way, so the sim tests the code that runs.
+
+use std::future::{Future, ready};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Site {
+    /// An insights page was written to the ledger; more may follow.
+    TickAfterPage,
+    /// Verdicts and intents are written; jobs not yet finished.
+    TickAfterDecide,
+    /// The intent is read; the pause call is next.
+    KillBeforePause,
+    /// The pause call returned; its phase is not yet written.
+    KillAfterPause,
+    /// `applied` is written; the read-back is next.
+    KillAfterApplied,
+    /// The read-back returned; the commit is not yet written.
+    KillAfterReadBack,
+    /// The job's work is done and written; `finish` is next.
+    BeforeFinish,
+}
+
+impl Site {
+    pub const ALL: [Site; 7] = [
+        Site::TickAfterPage,
+        Site::TickAfterDecide,
+        Site::KillBeforePause,
+        Site::KillAfterPause,
+        Site::KillAfterApplied,
+        Site::KillAfterReadBack,
+        Site::BeforeFinish,
+    ];
+}
+
+pub trait Probe: Send + Sync {
+    /// Called when the loop reaches `site`. A sim probe may never return
+    /// (the process is about to be killed).
+    fn reached(&self, site: Site) -> impl Future<Output = ()> + Send;
+}
+
+/// The production probe: does nothing.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct NoProbe;
+
+impl Probe for NoProbe {
+    fn reached(&self, _site: Site) -> impl Future<Output = ()> + Send {
+        ready(())
+    }
+}

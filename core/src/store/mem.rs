@@ -1,0 +1,642 @@
+//! `MemStore`: the Store port's semantics as a plain in-memory state machine.
+//!
+//! Deterministic (B-trees only, ids from counters), no I/O. The sim's database
+//! host serves it over the simulated network; its state outlives worker
+//! crashes because it lives in the database host, not in the worker.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::{Future, ready};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::ads::InsightRow;
+use crate::ids::{AdId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
+use crate::telemetry::{Block, CostRow, Event, EventKind};
+use crate::time::Timestamp;
+
+use super::{
+    ActionRow, BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, IntentOp, IntentPhase,
+    Job, JobState, Lease, LeaseRow, NewJob, Outcome, Snapshot, Store, StoreError, WriteBatch,
+};
+
+/// Upper bound on one claim batch: a named limit, not an accident.
+pub const CLAIM_LIMIT_MAX: u32 = 1_000;
+
+#[derive(Debug, Default, Clone)]
+pub struct MemStore {
+    /// Live jobs (available or running): the hot table.
+    jobs: BTreeMap<JobId, Job>,
+    /// Final jobs, moved out of the hot table.
+    finished: BTreeMap<JobId, Job>,
+    slots: BTreeSet<(String, Timestamp)>,
+    workers: BTreeMap<WorkerId, Incarnation>,
+    intents: BTreeMap<IdempotencyKey, Intent>,
+    actions: Vec<ActionRow>,
+    spend: BTreeMap<(AdId, Timestamp), InsightRow>,
+    events: Vec<Event>,
+    costs: Vec<CostRow>,
+    next_job: u64,
+    next_token: u64,
+}
+
+struct Ev<'a> {
+    block: Block,
+    kind: EventKind,
+    entity: String,
+    before: &'a str,
+    after: &'a str,
+    cause: String,
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    fn log(&mut self, at: Timestamp, ev: Ev<'_>) {
+        let seq = self.events.len() as u64 + 1;
+        self.events.push(Event {
+            seq,
+            at,
+            block: ev.block,
+            kind: ev.kind,
+            entity: ev.entity,
+            before: ev.before.to_string(),
+            after: ev.after.to_string(),
+            cause: ev.cause,
+        });
+    }
+
+    pub fn boot(&mut self, worker: &WorkerId, now: Timestamp) -> Boot {
+        let incarnation = Incarnation(self.workers.get(worker).map_or(1, |i| i.0 + 1));
+        self.workers.insert(worker.clone(), incarnation);
+        self.log(
+            now,
+            Ev {
+                block: Block::Scheduler,
+                kind: EventKind::WorkerBooted,
+                entity: worker.to_string(),
+                before: "",
+                after: &format!("{incarnation:?}"),
+                cause: "boot".into(),
+            },
+        );
+        // A worker id runs in one process at a time, so whatever its earlier
+        // incarnations hold is orphaned: release it now rather than waiting
+        // for the lease to run out. This is what keeps MTTR near the restart delay.
+        let orphans: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Running)
+            .filter(|j| j.lease.as_ref().is_some_and(|l| &l.worker == worker))
+            .map(|j| j.id)
+            .collect();
+        for id in &orphans {
+            let job = self.jobs.get_mut(id).expect("orphan is live");
+            let held = job.lease.take().expect("running job has a lease");
+            job.state = JobState::Available;
+            job.run_at = now;
+            self.log(
+                now,
+                Ev {
+                    block: Block::Scheduler,
+                    kind: EventKind::JobReleased,
+                    entity: id.to_string(),
+                    before: "running",
+                    after: "available",
+                    cause: format!("boot sweep: held by {} {:?}", held.worker, held.incarnation),
+                },
+            );
+        }
+        Boot {
+            incarnation,
+            released: orphans,
+        }
+    }
+
+    pub fn enqueue(&mut self, job: NewJob, now: Timestamp) -> Enqueued {
+        if let Some(key) = &job.idempotency_key {
+            let kind = job.task.kind();
+            if let Some(existing) = self
+                .jobs
+                .values()
+                .find(|j| j.idempotency_key.as_ref() == Some(key) && j.task.kind() == kind)
+            {
+                return Enqueued::Duplicate(existing.id);
+            }
+        }
+        self.next_job += 1;
+        let id = JobId(self.next_job);
+        self.log(
+            now,
+            Ev {
+                block: Block::Scheduler,
+                kind: EventKind::JobEnqueued,
+                entity: id.to_string(),
+                before: "none",
+                after: "available",
+                cause: format!("{:?}", job.task),
+            },
+        );
+        self.jobs.insert(
+            id,
+            Job {
+                id,
+                task: job.task,
+                priority: job.priority,
+                run_at: job.run_at,
+                state: JobState::Available,
+                attempt: 0,
+                errors: Vec::new(),
+                lease: None,
+                idempotency_key: job.idempotency_key,
+            },
+        );
+        Enqueued::Created(id)
+    }
+
+    pub fn fire_slot(
+        &mut self,
+        schedule: &str,
+        slot: Timestamp,
+        job: NewJob,
+        now: Timestamp,
+    ) -> Option<JobId> {
+        if !self.slots.insert((schedule.to_string(), slot)) {
+            return None;
+        }
+        self.log(
+            now,
+            Ev {
+                block: Block::Scheduler,
+                kind: EventKind::SlotFired,
+                entity: format!("{schedule}@{}", slot.0),
+                before: "",
+                after: "fired",
+                cause: "tick".into(),
+            },
+        );
+        Some(self.enqueue(job, now).id())
+    }
+
+    pub fn claim(&mut self, req: &ClaimRequest, now: Timestamp) -> Result<Vec<Claim>, StoreError> {
+        assert!(
+            req.limit <= CLAIM_LIMIT_MAX,
+            "claim limit {} over {CLAIM_LIMIT_MAX}",
+            req.limit
+        );
+        if self.workers.get(&req.worker) != Some(&req.incarnation) {
+            // A stale incarnation (a process that was replaced) claims nothing.
+            return Err(StoreError::Fenced {
+                job: JobId(0),
+                token: ClaimToken(0),
+            });
+        }
+        let mut ready: Vec<(i16, Timestamp, JobId)> = self
+            .jobs
+            .values()
+            .filter(|j| req.kinds.contains(&j.task.kind()))
+            .filter(|j| match j.state {
+                JobState::Available => j.run_at <= now,
+                JobState::Running => j.lease.as_ref().is_some_and(|l| l.expires_at <= now),
+                JobState::Completed | JobState::Discarded => false,
+            })
+            .map(|j| (j.priority, j.run_at, j.id))
+            .collect();
+        ready.sort_unstable();
+        ready.truncate(req.limit as usize);
+        let mut claims = Vec::with_capacity(ready.len());
+        for (_, _, id) in ready {
+            self.next_token += 1;
+            let token = ClaimToken(self.next_token);
+            let job = self.jobs.get_mut(&id).expect("ready job is live");
+            let before = job.state.as_str();
+            let cause = match &job.lease {
+                Some(old) => format!("lease of {} {:?} expired", old.worker, old.incarnation),
+                None => "claim".to_string(),
+            };
+            job.state = JobState::Running;
+            job.attempt += 1;
+            job.lease = Some(LeaseRow {
+                token,
+                worker: req.worker.clone(),
+                incarnation: req.incarnation,
+                expires_at: now + req.lease_for,
+                lease_for: req.lease_for,
+            });
+            let claimed = job.clone();
+            self.log(
+                now,
+                Ev {
+                    block: Block::Scheduler,
+                    kind: EventKind::JobClaimed,
+                    entity: id.to_string(),
+                    before,
+                    after: "running",
+                    cause,
+                },
+            );
+            claims.push(Claim {
+                lease: Lease { job: id, token },
+                job: claimed,
+            });
+        }
+        Ok(claims)
+    }
+
+    fn check_fence(&self, lease: &Lease) -> Result<(), StoreError> {
+        let fenced = || StoreError::Fenced {
+            job: lease.job,
+            token: lease.token,
+        };
+        let job = self.jobs.get(&lease.job).ok_or_else(fenced)?;
+        match (&job.state, &job.lease) {
+            (JobState::Running, Some(l)) if l.token == lease.token => Ok(()),
+            _ => Err(fenced()),
+        }
+    }
+
+    /// The phase an intent would move to under `op`, given the current state;
+    /// `None` for a no-op replay. Validation only: no mutation.
+    fn plan_intent_op(
+        &self,
+        op: &IntentOp,
+        scratch: &BTreeMap<IdempotencyKey, Intent>,
+    ) -> Result<(), StoreError> {
+        let current = |key: &IdempotencyKey| scratch.get(key).or_else(|| self.intents.get(key));
+        match op {
+            IntentOp::Open(_) => Ok(()),
+            IntentOp::Advance { key, from, to, .. } => {
+                let intent =
+                    current(key).ok_or_else(|| StoreError::NotFound(format!("intent {key}")))?;
+                if intent.phase == *to || intent.phase == *from {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict {
+                        key: key.clone(),
+                        detail: format!(
+                            "is {}, not {} (wanted {})",
+                            intent.phase.as_str(),
+                            from.as_str(),
+                            to.as_str()
+                        ),
+                    })
+                }
+            }
+            IntentOp::CountAttempt { key, .. } => current(key)
+                .map(|_| ())
+                .ok_or_else(|| StoreError::NotFound(format!("intent {key}"))),
+        }
+    }
+
+    fn apply_intent_op(&mut self, op: IntentOp, now: Timestamp) -> Intent {
+        match op {
+            IntentOp::Open(new) => {
+                if let Some(existing) = self.intents.get(&new.key) {
+                    return existing.clone();
+                }
+                let intent = Intent {
+                    key: new.key.clone(),
+                    ad: new.ad,
+                    evidence: new.evidence,
+                    verdict: new.verdict,
+                    phase: IntentPhase::Intended,
+                    opened_at: now,
+                    updated_at: now,
+                    attempts: 0,
+                };
+                self.log(
+                    now,
+                    Ev {
+                        block: Block::Actuator,
+                        kind: EventKind::IntentOpened,
+                        entity: new.key.to_string(),
+                        before: "none",
+                        after: "intended",
+                        cause: "envelope approved".into(),
+                    },
+                );
+                self.intents.insert(new.key, intent.clone());
+                intent
+            }
+            IntentOp::Advance {
+                key,
+                to,
+                count_attempt,
+                cause,
+                ..
+            } => {
+                let intent = self.intents.get_mut(&key).expect("validated");
+                if count_attempt {
+                    intent.attempts += 1;
+                }
+                if intent.phase == to {
+                    return intent.clone();
+                }
+                let before = intent.phase.as_str();
+                intent.phase = to;
+                intent.updated_at = now;
+                let snapshot = intent.clone();
+                if to == IntentPhase::Committed {
+                    self.actions.push(ActionRow {
+                        key: key.clone(),
+                        ad: snapshot.ad.clone(),
+                        kind: "ad_kill".into(),
+                        committed_at: now,
+                    });
+                }
+                self.log(
+                    now,
+                    Ev {
+                        block: Block::Actuator,
+                        kind: EventKind::IntentAdvanced,
+                        entity: key.to_string(),
+                        before,
+                        after: to.as_str(),
+                        cause,
+                    },
+                );
+                snapshot
+            }
+            IntentOp::CountAttempt { key, .. } => {
+                let intent = self.intents.get_mut(&key).expect("validated");
+                intent.attempts += 1;
+                intent.clone()
+            }
+        }
+    }
+
+    pub fn write(
+        &mut self,
+        lease: &Lease,
+        batch: WriteBatch,
+        now: Timestamp,
+    ) -> Result<BatchResult, StoreError> {
+        self.check_fence(lease)?;
+        // Validate every intent op before changing anything: the batch is atomic.
+        let mut scratch: BTreeMap<IdempotencyKey, Intent> = BTreeMap::new();
+        for op in &batch.intents {
+            self.plan_intent_op(op, &scratch)?;
+            if let IntentOp::Open(new) = op {
+                scratch.entry(new.key.clone()).or_insert_with(|| Intent {
+                    key: new.key.clone(),
+                    ad: new.ad.clone(),
+                    evidence: new.evidence.clone(),
+                    verdict: new.verdict.clone(),
+                    phase: IntentPhase::Intended,
+                    opened_at: now,
+                    updated_at: now,
+                    attempts: 0,
+                });
+            }
+            if let IntentOp::Advance { key, to, .. } = op {
+                let base = scratch
+                    .get(key)
+                    .or_else(|| self.intents.get(key))
+                    .cloned()
+                    .expect("validated");
+                scratch.insert(key.clone(), Intent { phase: *to, ..base });
+            }
+        }
+        for row in batch.insights {
+            self.upsert_spend(row, now);
+        }
+        for v in batch.verdicts {
+            self.log(
+                now,
+                Ev {
+                    block: Block::Envelope,
+                    kind: EventKind::Verdict,
+                    entity: v.key.to_string(),
+                    before: "proposed",
+                    after: &serde_json::to_string(&v.decision).expect("serializes"),
+                    cause: v.reason,
+                },
+            );
+        }
+        let intents = batch
+            .intents
+            .into_iter()
+            .map(|op| self.apply_intent_op(op, now))
+            .collect();
+        for job in batch.enqueue {
+            self.enqueue(job, now);
+        }
+        self.costs.extend(batch.costs);
+        let job = self.jobs.get_mut(&lease.job).expect("fence checked");
+        let held = job.lease.as_mut().expect("fence checked");
+        held.expires_at = now + held.lease_for;
+        Ok(BatchResult { intents })
+    }
+
+    fn upsert_spend(&mut self, row: InsightRow, now: Timestamp) {
+        let key = (row.ad.clone(), row.bucket_start);
+        let before = self.spend.get(&key).map(describe_row);
+        let after = describe_row(&row);
+        if before.as_deref() == Some(after.as_str()) {
+            return; // unchanged: no transition, no row
+        }
+        self.log(
+            now,
+            Ev {
+                block: Block::Sensor,
+                kind: EventKind::LedgerSpend,
+                entity: format!("{}@{}", row.ad, row.bucket_start.0),
+                before: before.as_deref().unwrap_or("none"),
+                after: &after,
+                cause: "insights".into(),
+            },
+        );
+        self.spend.insert(key, row);
+    }
+
+    pub fn finish(
+        &mut self,
+        lease: &Lease,
+        outcome: Outcome,
+        costs: Vec<CostRow>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.check_fence(lease)?;
+        self.costs.extend(costs);
+        let mut job = self.jobs.remove(&lease.job).expect("fence checked");
+        job.lease = None;
+        let (kind, after, cause) = match outcome {
+            Outcome::Completed => {
+                job.state = JobState::Completed;
+                (
+                    EventKind::JobCompleted,
+                    JobState::Completed,
+                    "done".to_string(),
+                )
+            }
+            Outcome::Retry { at, error } => {
+                job.state = JobState::Available;
+                job.run_at = at;
+                job.errors.push(error.clone());
+                (EventKind::JobRetried, JobState::Available, error)
+            }
+            Outcome::Discard { error } => {
+                job.state = JobState::Discarded;
+                job.errors.push(error.clone());
+                (EventKind::JobDiscarded, JobState::Discarded, error)
+            }
+        };
+        self.log(
+            now,
+            Ev {
+                block: Block::Scheduler,
+                kind,
+                entity: lease.job.to_string(),
+                before: "running",
+                after: after.as_str(),
+                cause,
+            },
+        );
+        if job.state.is_final() {
+            self.finished.insert(job.id, job);
+        } else {
+            self.jobs.insert(job.id, job);
+        }
+        Ok(())
+    }
+
+    pub fn spend_ledger(&self, since: Timestamp) -> Vec<InsightRow> {
+        self.spend
+            .values()
+            .filter(|r| r.bucket_start >= since)
+            .cloned()
+            .collect()
+    }
+
+    pub fn intents(&self) -> Vec<Intent> {
+        self.intents.values().cloned().collect()
+    }
+
+    pub fn intent(&self, key: &IdempotencyKey) -> Option<Intent> {
+        self.intents.get(key).cloned()
+    }
+
+    /// Live jobs (available or running), by id.
+    pub fn live_jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    pub fn job(&self, id: JobId) -> Option<&Job> {
+        self.jobs.get(&id).or_else(|| self.finished.get(&id))
+    }
+
+    pub fn current_incarnation(&self, worker: &WorkerId) -> Option<Incarnation> {
+        self.workers.get(worker).copied()
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let mut jobs: Vec<Job> = self
+            .jobs
+            .values()
+            .chain(self.finished.values())
+            .cloned()
+            .collect();
+        jobs.sort_by_key(|j| j.id);
+        Snapshot {
+            jobs,
+            intents: self.intents(),
+            actions: self.actions.clone(),
+            spend: self.spend.values().cloned().collect(),
+            events: self.events.clone(),
+            costs: self.costs.clone(),
+        }
+    }
+}
+
+fn describe_row(r: &InsightRow) -> String {
+    format!(
+        "spend={} purchases={} revenue={}",
+        r.spend.minor, r.purchases, r.revenue.minor
+    )
+}
+
+/// A `MemStore` behind a mutex, usable as the Store port in-process.
+#[derive(Clone, Debug, Default)]
+pub struct SharedMemStore(Arc<Mutex<MemStore>>);
+
+impl SharedMemStore {
+    pub fn new() -> SharedMemStore {
+        SharedMemStore::default()
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, MemStore> {
+        // A panic while holding the lock is a bug already reported; the data is plain.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Store for SharedMemStore {
+    fn boot(
+        &self,
+        worker: &WorkerId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Boot, StoreError>> + Send {
+        ready(Ok(self.lock().boot(worker, now)))
+    }
+    fn enqueue(
+        &self,
+        job: NewJob,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Enqueued, StoreError>> + Send {
+        ready(Ok(self.lock().enqueue(job, now)))
+    }
+    fn fire_slot(
+        &self,
+        schedule: &str,
+        slot: Timestamp,
+        job: NewJob,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<JobId>, StoreError>> + Send {
+        ready(Ok(self.lock().fire_slot(schedule, slot, job, now)))
+    }
+    fn claim(
+        &self,
+        req: &ClaimRequest,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send {
+        ready(self.lock().claim(req, now))
+    }
+    fn write(
+        &self,
+        lease: &Lease,
+        batch: WriteBatch,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<BatchResult, StoreError>> + Send {
+        ready(self.lock().write(lease, batch, now))
+    }
+    fn finish(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+        costs: Vec<CostRow>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.lock().finish(lease, outcome, costs, now))
+    }
+    fn spend_ledger(
+        &self,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
+        ready(Ok(self.lock().spend_ledger(since)))
+    }
+    fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
+        ready(Ok(self.lock().intents()))
+    }
+    fn intent(
+        &self,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
+        ready(Ok(self.lock().intent(key)))
+    }
+}

@@ -1,0 +1,343 @@
+//! The Store port: jobs, schedule slots, write-ahead intents, the spend and
+//! action ledgers, the event log and the cost ledger.
+//!
+//! Semantics every implementation must share (the sim's [`MemStore`], and the
+//! SQL stores to come):
+//! - a claim sets a lease and a fresh [`ClaimToken`]; every later write of the
+//!   attempt is fenced on it, so a presumed-dead worker's late write is refused;
+//! - expired leases are re-claimed by the claim itself; a booting worker
+//!   releases the claims its previous incarnations still hold;
+//! - a `(schedule, slot)` fires at most once; an idempotency key enqueues at
+//!   most one live job;
+//! - each write is atomic with its event rows.
+
+mod mem;
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+pub use mem::{CLAIM_LIMIT_MAX, MemStore, SharedMemStore};
+
+use crate::ads::InsightRow;
+use crate::envelope::Verdict;
+use crate::estimator::AdEstimate;
+use crate::ids::{AdId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
+use crate::telemetry::{CostRow, Event};
+use crate::time::{Millis, Timestamp};
+
+/// A job's work, stored as its payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    /// The per-minute tick: sense insights, estimate, propose, decide.
+    PollInsights { slot: Timestamp },
+    /// Drive one kill intent to its commit.
+    KillAd { key: IdempotencyKey, ad: AdId },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    PollInsights,
+    KillAd,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 2] = [JobKind::PollInsights, JobKind::KillAd];
+}
+
+impl Task {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Task::PollInsights { .. } => JobKind::PollInsights,
+            Task::KillAd { .. } => JobKind::KillAd,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewJob {
+    pub task: Task,
+    /// Lower runs first.
+    pub priority: i16,
+    pub run_at: Timestamp,
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Available,
+    Running,
+    Completed,
+    Discarded,
+}
+
+impl JobState {
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Completed | JobState::Discarded)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Available => "available",
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Discarded => "discarded",
+        }
+    }
+}
+
+/// Who holds a running job, until when, under which token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRow {
+    pub token: ClaimToken,
+    pub worker: WorkerId,
+    pub incarnation: Incarnation,
+    pub expires_at: Timestamp,
+    pub lease_for: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub task: Task,
+    pub priority: i16,
+    pub run_at: Timestamp,
+    pub state: JobState,
+    /// Claims so far (crash resumes included).
+    pub attempt: u32,
+    /// Error history, oldest first.
+    pub errors: Vec<String>,
+    pub lease: Option<LeaseRow>,
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// The right to write on behalf of one attempt of one job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub job: JobId,
+    pub token: ClaimToken,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub job: Job,
+    pub lease: Lease,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    pub worker: WorkerId,
+    pub incarnation: Incarnation,
+    pub kinds: Vec<JobKind>,
+    pub limit: u32,
+    pub lease_for: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Boot {
+    pub incarnation: Incarnation,
+    /// Jobs the worker's earlier incarnations held, released for re-claim.
+    pub released: Vec<JobId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Enqueued {
+    Created(JobId),
+    /// A live job with the same idempotency key exists; nothing was added.
+    Duplicate(JobId),
+}
+
+impl Enqueued {
+    pub fn id(&self) -> JobId {
+        match self {
+            Enqueued::Created(id) | Enqueued::Duplicate(id) => *id,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Completed,
+    Retry { at: Timestamp, error: String },
+    Discard { error: String },
+}
+
+/// The phases of a write-ahead intent (see `actuator`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentPhase {
+    /// Written before the external call.
+    Intended,
+    /// The call reported success or read-back found the effect.
+    Applied,
+    /// Read-back confirmed the world state; the action ledger row is written.
+    Committed,
+    /// Gave up within the attempt cap; an operator must look.
+    Abandoned,
+}
+
+impl IntentPhase {
+    pub fn is_final(self) -> bool {
+        matches!(self, IntentPhase::Committed | IntentPhase::Abandoned)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentPhase::Intended => "intended",
+            IntentPhase::Applied => "applied",
+            IntentPhase::Committed => "committed",
+            IntentPhase::Abandoned => "abandoned",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewIntent {
+    pub key: IdempotencyKey,
+    pub ad: AdId,
+    pub evidence: AdEstimate,
+    pub verdict: Verdict,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub key: IdempotencyKey,
+    pub ad: AdId,
+    pub evidence: AdEstimate,
+    pub verdict: Verdict,
+    pub phase: IntentPhase,
+    pub opened_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// External calls made to apply it (the envelope caps these).
+    pub attempts: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IntentOp {
+    /// Idempotent: opening an existing key returns it unchanged.
+    Open(NewIntent),
+    /// `from → to`. Already in `to` is a success (a replayed write); any other
+    /// phase is a conflict.
+    Advance {
+        key: IdempotencyKey,
+        from: IntentPhase,
+        to: IntentPhase,
+        count_attempt: bool,
+        cause: String,
+    },
+    /// Counts an attempt without changing phase (a call that failed cleanly).
+    CountAttempt { key: IdempotencyKey, cause: String },
+}
+
+/// A committed irreversible action, one row per intent commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRow {
+    pub key: IdempotencyKey,
+    pub ad: AdId,
+    pub kind: String,
+    pub committed_at: Timestamp,
+}
+
+/// Everything one step of an attempt writes, atomically and fenced.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteBatch {
+    pub insights: Vec<InsightRow>,
+    pub verdicts: Vec<Verdict>,
+    pub intents: Vec<IntentOp>,
+    pub enqueue: Vec<NewJob>,
+    pub costs: Vec<CostRow>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.insights.is_empty()
+            && self.verdicts.is_empty()
+            && self.intents.is_empty()
+            && self.enqueue.is_empty()
+            && self.costs.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResult {
+    /// The intents touched, as they are after the batch, in op order.
+    pub intents: Vec<Intent>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum StoreError {
+    /// The attempt's token is no longer the job's: another attempt owns it.
+    #[error("fenced: {job} is no longer held by {token:?}")]
+    Fenced { job: JobId, token: ClaimToken },
+    /// An intent transition from a phase it is not in.
+    #[error("intent {key}: {detail}")]
+    Conflict { key: IdempotencyKey, detail: String },
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The store did not answer (partition, crash, timeout): state unknown.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The store port.
+pub trait Store: Send + Sync {
+    fn boot(
+        &self,
+        worker: &WorkerId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Boot, StoreError>> + Send;
+    fn enqueue(
+        &self,
+        job: NewJob,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Enqueued, StoreError>> + Send;
+    /// Fires `(schedule, slot)` with its job, at most once ever.
+    fn fire_slot(
+        &self,
+        schedule: &str,
+        slot: Timestamp,
+        job: NewJob,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<JobId>, StoreError>> + Send;
+    fn claim(
+        &self,
+        req: &ClaimRequest,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
+    /// A fenced, atomic write; it also extends the lease (an empty batch is a heartbeat).
+    fn write(
+        &self,
+        lease: &Lease,
+        batch: WriteBatch,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<BatchResult, StoreError>> + Send;
+    fn finish(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+        costs: Vec<CostRow>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Spend-ledger rows with buckets at or after `since`.
+    fn spend_ledger(
+        &self,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send;
+    fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send;
+    fn intent(
+        &self,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send;
+}
+
+/// A read-only view of everything a store holds, for checkers and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub jobs: Vec<Job>,
+    pub intents: Vec<Intent>,
+    pub actions: Vec<ActionRow>,
+    pub spend: Vec<InsightRow>,
+    pub events: Vec<Event>,
+    pub costs: Vec<CostRow>,
+}

@@ -1,0 +1,436 @@
+//! Meta Marketing API (Graph) shapes: insights pages, pause replies,
+//! effective_status read-back, and Graph errors with their rate-limit codes.
+//!
+//! Metrics arrive as strings; purchases appear under several action types at
+//! once (`purchase`, `omni_purchase`, `offsite_conversion.fb_pixel_purchase`)
+//! and exactly one of them is counted.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ads::{AdStatus, AdsError, InsightRow, InsightsPage};
+use crate::ids::AdId;
+use crate::money::{Currency, Money};
+use crate::time::{Millis, Timestamp};
+
+/// Action types that report purchases, in order of preference. Meta reports
+/// the same purchases under several of them; summing would double count.
+pub const PURCHASE_ACTION_TYPES: [&str; 3] = [
+    "omni_purchase",
+    "purchase",
+    "offsite_conversion.fb_pixel_purchase",
+];
+
+/// Graph error codes that mean "slow down".
+pub fn is_rate_limit_code(code: i64) -> bool {
+    matches!(code, 4 | 17 | 32 | 613) || (80000..=80014).contains(&code)
+}
+
+/// Default wait after a rate limit when the reply carries no estimate.
+pub const RATE_LIMIT_DEFAULT_WAIT: Millis = Millis(5_000);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionValue {
+    pub action_type: String,
+    pub value: String,
+}
+
+/// One insights record at `level=ad`. `bucket_start_ms` stands in for
+/// Meta's `date_start` + hourly breakdown, so that the sim can use buckets
+/// shorter than an hour; the live adapter maps the real fields onto it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsightRecord {
+    pub ad_id: String,
+    pub bucket_start_ms: String,
+    pub account_currency: String,
+    pub spend: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<ActionValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_values: Option<Vec<ActionValue>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursors {
+    pub before: String,
+    pub after: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paging {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursors: Option<Cursors>,
+    /// Present only when more pages exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsightsResponse {
+    pub data: Vec<InsightRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paging: Option<Paging>,
+}
+
+/// `{"success": true}`; Meta has been seen to send the string `"true"` too.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuccessReply {
+    pub success: serde_json::Value,
+}
+
+impl SuccessReply {
+    pub fn is_success(&self) -> bool {
+        matches!(&self.success, serde_json::Value::Bool(true))
+            || matches!(&self.success, serde_json::Value::String(s) if s == "true")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub id: String,
+    pub status: String,
+    pub effective_status: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphError {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub code: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_subcode: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_transient: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fbtrace_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    pub error: GraphError,
+}
+
+impl ErrorEnvelope {
+    /// The rate-limit error as Meta sends it for code 17.
+    pub fn user_request_limit(trace: &str) -> ErrorEnvelope {
+        ErrorEnvelope {
+            error: GraphError {
+                message: "(#17) User request limit reached".into(),
+                kind: "OAuthException".into(),
+                code: 17,
+                error_subcode: Some(2446079),
+                is_transient: Some(true),
+                fbtrace_id: Some(trace.into()),
+            },
+        }
+    }
+}
+
+/// Counts purchases in an `actions` list: the first present type of
+/// [`PURCHASE_ACTION_TYPES`], never a sum over types.
+pub fn purchase_value(actions: &[ActionValue]) -> Option<&str> {
+    PURCHASE_ACTION_TYPES.iter().find_map(|t| {
+        actions
+            .iter()
+            .find(|a| a.action_type == *t)
+            .map(|a| a.value.as_str())
+    })
+}
+
+fn malformed(what: impl Into<String>) -> AdsError {
+    AdsError::Malformed(what.into())
+}
+
+/// Decodes one insights record into a domain row.
+pub fn decode_record(r: &InsightRecord) -> Result<InsightRow, AdsError> {
+    let currency = Currency::parse(&r.account_currency)
+        .map_err(|e| malformed(format!("ad {}: {e}", r.ad_id)))?;
+    let spend = Money::parse_decimal(&r.spend, currency)
+        .map_err(|e| malformed(format!("ad {} spend: {e}", r.ad_id)))?;
+    let bucket_ms: u64 = r
+        .bucket_start_ms
+        .parse()
+        .map_err(|_| malformed(format!("ad {} bucket {:?}", r.ad_id, r.bucket_start_ms)))?;
+    let actions = r.actions.as_deref().unwrap_or_default();
+    let purchases: u32 = match purchase_value(actions) {
+        Some(v) => v
+            .parse()
+            .map_err(|_| malformed(format!("ad {} purchases {v:?}", r.ad_id)))?,
+        None => 0,
+    };
+    let values = r.action_values.as_deref().unwrap_or_default();
+    let revenue = match purchase_value(values) {
+        Some(v) => Money::parse_decimal(v, currency)
+            .map_err(|e| malformed(format!("ad {} revenue: {e}", r.ad_id)))?,
+        None => Money::zero(currency),
+    };
+    if spend.minor < 0 || revenue.minor < 0 {
+        return Err(malformed(format!("ad {}: negative money", r.ad_id)));
+    }
+    Ok(InsightRow {
+        ad: AdId::new(r.ad_id.clone()),
+        bucket_start: Timestamp(bucket_ms),
+        spend,
+        purchases,
+        revenue,
+    })
+}
+
+/// Encodes a row the way Meta reports it (all three purchase types present).
+pub fn encode_record(row: &InsightRow) -> InsightRecord {
+    let currency = row.spend.currency.to_string();
+    let count = row.purchases.to_string();
+    let value = row.revenue.to_decimal();
+    let list = |v: &str| {
+        PURCHASE_ACTION_TYPES
+            .iter()
+            .map(|t| ActionValue {
+                action_type: (*t).into(),
+                value: v.into(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let has_purchases = row.purchases > 0;
+    InsightRecord {
+        ad_id: row.ad.to_string(),
+        bucket_start_ms: row.bucket_start.0.to_string(),
+        account_currency: currency,
+        spend: row.spend.to_decimal(),
+        actions: has_purchases.then(|| list(&count)),
+        action_values: has_purchases.then(|| list(&value)),
+    }
+}
+
+/// Decodes an insights page body.
+pub fn decode_insights(body: &serde_json::Value) -> Result<InsightsPage, AdsError> {
+    let resp: InsightsResponse =
+        serde_json::from_value(body.clone()).map_err(|e| malformed(format!("insights: {e}")))?;
+    let rows = resp
+        .data
+        .iter()
+        .map(decode_record)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = resp
+        .paging
+        .and_then(|p| p.next.is_some().then_some(p.cursors.map(|c| c.after)))
+        .flatten();
+    Ok(InsightsPage { rows, next })
+}
+
+/// Decodes an effective_status read-back.
+pub fn decode_status(body: &serde_json::Value) -> Result<AdStatus, AdsError> {
+    let reply: StatusReply =
+        serde_json::from_value(body.clone()).map_err(|e| malformed(format!("status: {e}")))?;
+    Ok(match reply.effective_status.as_str() {
+        "ACTIVE" => AdStatus::Active,
+        "PAUSED" => AdStatus::Paused,
+        other => AdStatus::Other(other.to_string()),
+    })
+}
+
+/// Decodes a pause reply.
+pub fn decode_pause(body: &serde_json::Value) -> Result<(), AdsError> {
+    let reply: SuccessReply =
+        serde_json::from_value(body.clone()).map_err(|e| malformed(format!("pause: {e}")))?;
+    if reply.is_success() {
+        Ok(())
+    } else {
+        Err(malformed(format!("pause reply without success: {body}")))
+    }
+}
+
+/// Reads `estimated_time_to_regain_access` (minutes) from the
+/// `X-Business-Use-Case-Usage` header, the longest over accounts.
+pub fn regain_access_wait(usage_header: &str) -> Option<Millis> {
+    let parsed: BTreeMap<String, Vec<serde_json::Value>> =
+        serde_json::from_str(usage_header).ok()?;
+    parsed
+        .values()
+        .flatten()
+        .filter_map(|u| u.get("estimated_time_to_regain_access")?.as_u64())
+        .max()
+        .map(|minutes| Millis(minutes * 60_000))
+}
+
+/// Classifies a non-2xx reply. `usage_header` is `X-Business-Use-Case-Usage`, if sent.
+pub fn classify_error(
+    http_status: u16,
+    body: &serde_json::Value,
+    usage_header: Option<&str>,
+) -> AdsError {
+    let Ok(env) = serde_json::from_value::<ErrorEnvelope>(body.clone()) else {
+        return if http_status >= 500 {
+            AdsError::Transient {
+                code: i64::from(http_status),
+                message: body.to_string(),
+            }
+        } else {
+            malformed(format!("HTTP {http_status} without a Graph error: {body}"))
+        };
+    };
+    let e = env.error;
+    if is_rate_limit_code(e.code) {
+        let wait = usage_header
+            .and_then(regain_access_wait)
+            .filter(|w| w.0 > 0)
+            .unwrap_or(RATE_LIMIT_DEFAULT_WAIT);
+        return AdsError::RateLimited {
+            code: e.code,
+            retry_after: wait,
+        };
+    }
+    if e.is_transient == Some(true) || http_status >= 500 {
+        return AdsError::Transient {
+            code: e.code,
+            message: e.message,
+        };
+    }
+    AdsError::Permanent {
+        code: e.code,
+        message: e.message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn purchases_are_counted_once_not_summed() {
+        let row = InsightRow {
+            ad: AdId::new("123"),
+            bucket_start: Timestamp(60_000),
+            spend: Money::new(1234, Currency::EUR),
+            purchases: 3,
+            revenue: Money::new(15_000, Currency::EUR),
+        };
+        let rec = encode_record(&row);
+        assert_eq!(
+            rec.actions.as_ref().unwrap().len(),
+            3,
+            "Meta lists three purchase types"
+        );
+        assert_eq!(decode_record(&rec).unwrap(), row);
+    }
+
+    #[test]
+    fn decodes_a_real_shaped_page_with_paging() {
+        let body = json!({
+            "data": [{"ad_id": "7", "bucket_start_ms": "0", "account_currency": "EUR",
+                      "spend": "1.50",
+                      "actions": [{"action_type": "link_click", "value": "9"},
+                                  {"action_type": "purchase", "value": "2"}],
+                      "action_values": [{"action_type": "purchase", "value": "80.00"}]}],
+            "paging": {"cursors": {"before": "a", "after": "b"}, "next": "https://…"}
+        });
+        let page = decode_insights(&body).unwrap();
+        assert_eq!(page.rows[0].purchases, 2);
+        assert_eq!(page.rows[0].spend.minor, 150);
+        assert_eq!(page.rows[0].revenue.minor, 8000);
+        assert_eq!(page.next.as_deref(), Some("b"));
+        let last = json!({"data": [], "paging": {"cursors": {"before": "a", "after": "b"}}});
+        assert_eq!(
+            decode_insights(&last).unwrap().next,
+            None,
+            "no `next` means last page"
+        );
+    }
+
+    #[test]
+    fn error_classification_table() {
+        let env = |code: i64, transient: bool| {
+            json!({"error": {"message": "m", "type": "OAuthException", "code": code,
+                             "is_transient": transient, "fbtrace_id": "x"}})
+        };
+        let usage = r#"{"act_1":[{"call_count":100,"estimated_time_to_regain_access":3}]}"#;
+        let cases: Vec<(u16, serde_json::Value, Option<&str>, AdsError)> = vec![
+            (
+                400,
+                env(17, true),
+                None,
+                AdsError::RateLimited {
+                    code: 17,
+                    retry_after: RATE_LIMIT_DEFAULT_WAIT,
+                },
+            ),
+            (
+                400,
+                env(80004, true),
+                Some(usage),
+                AdsError::RateLimited {
+                    code: 80004,
+                    retry_after: Millis(180_000),
+                },
+            ),
+            (
+                400,
+                env(613, false),
+                None,
+                AdsError::RateLimited {
+                    code: 613,
+                    retry_after: RATE_LIMIT_DEFAULT_WAIT,
+                },
+            ),
+            (
+                400,
+                env(2, true),
+                None,
+                AdsError::Transient {
+                    code: 2,
+                    message: "m".into(),
+                },
+            ),
+            (
+                400,
+                env(190, false),
+                None,
+                AdsError::Permanent {
+                    code: 190,
+                    message: "m".into(),
+                },
+            ),
+            (
+                503,
+                json!("upstream"),
+                None,
+                AdsError::Transient {
+                    code: 503,
+                    message: "\"upstream\"".into(),
+                },
+            ),
+        ];
+        for (status, body, header, want) in cases {
+            assert_eq!(classify_error(status, &body, header), want, "{body}");
+        }
+        assert!(matches!(
+            classify_error(400, &json!({"nope": 1}), None),
+            AdsError::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn pause_success_as_bool_or_string() {
+        assert!(decode_pause(&json!({"success": true})).is_ok());
+        assert!(decode_pause(&json!({"success": "true"})).is_ok());
+        assert!(decode_pause(&json!({"success": false})).is_err());
+    }
+
+    #[test]
+    fn bad_records_are_refused() {
+        let mut rec = encode_record(&InsightRow {
+            ad: AdId::new("1"),
+            bucket_start: Timestamp(0),
+            spend: Money::new(5, Currency::EUR),
+            purchases: 0,
+            revenue: Money::zero(Currency::EUR),
+        });
+        rec.spend = "-1.00".into();
+        assert!(decode_record(&rec).is_err());
+        rec.spend = "1.00".into();
+        rec.account_currency = "euro".into();
+        assert!(decode_record(&rec).is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! Wire shapes of external APIs and their decoding into domain types.
+//! Pure data: no I/O here. The sim's world speaks these shapes, and the live
+//! adapters decode with the same functions.
+
+pub mod meta;
