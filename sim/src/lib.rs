@@ -1,1 +1,21 @@
-//! placeholder
+//! # dlft-sim
+//!
+//! The seeded world DLFT is tested against: a turmoil simulation with a
+//! database host, an ads-platform host and a worker host running
+//! `dlft-core`'s loop; fault injection (container loss at random instants and
+//! at probe sites, partitions, API timeouts and storms); an invariant checker
+//! that measures leaked money in integer cents against world truth; and MTTR
+//! in virtual time.
+//!
+//! Determinism: everything random is drawn from per-component ChaCha streams
+//! derived from the one `u64` seed; turmoil's own RNG is seeded from it too;
+//! no wall clock, no `HashMap`.
+
+pub mod checker;
+pub mod faults;
+pub mod hosts;
+pub mod report;
+pub mod rpc;
+pub mod run;
+pub mod scenario;
+pub mod world;

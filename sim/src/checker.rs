@@ -1,0 +1,212 @@
+//! The invariant checker: the €0-leak invariants, judged against world truth
+//! after a run, plus the event log's replay. Leak is integer cents.
+//!
+//! - `ledger_spend`: every closed bucket's world spend equals the spend
+//!   ledger's row (missing or wrong rows are unaccounted money);
+//! - `write_ahead`: every world effect has an intent written before it;
+//! - `effect_committed`: every world effect's intent is committed by the end;
+//! - `receipt_has_effect`: every committed kill matches a world effect;
+//! - `at_most_once`: at most one effect per idempotency key and per ad;
+//! - `kill_deadline`: spend after `intent + deadline` is leak;
+//! - `log_replay`: the event log alone rebuilds every job and intent state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use dlft_core::ids::IdempotencyKey;
+use dlft_core::store::{IntentPhase, Snapshot};
+use dlft_core::telemetry::replay;
+use dlft_core::time::{Millis, Timestamp};
+
+use crate::world::AdsWorld;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub seed: u64,
+    pub invariant: String,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub violations: Vec<Violation>,
+    pub leak_cents: i64,
+}
+
+impl Verdict {
+    fn flag(&mut self, seed: u64, invariant: &str, detail: String) {
+        self.violations.push(Violation {
+            seed,
+            invariant: invariant.into(),
+            detail,
+        });
+    }
+}
+
+pub struct CheckInput<'a> {
+    pub seed: u64,
+    pub world: &'a AdsWorld,
+    pub store: &'a Snapshot,
+    pub end: Timestamp,
+    pub kill_deadline: Millis,
+    /// Buckets ending after this are not judged for the ledger yet.
+    pub settled_until: Timestamp,
+}
+
+pub fn check(input: &CheckInput<'_>) -> Verdict {
+    let mut v = Verdict::default();
+    check_spend_ledger(input, &mut v);
+    check_actions(input, &mut v);
+    check_deadlines(input, &mut v);
+    check_log(input, &mut v);
+    v
+}
+
+fn check_spend_ledger(input: &CheckInput<'_>, v: &mut Verdict) {
+    let world = input.world;
+    let bucket = world.bucket();
+    let ledger: BTreeMap<_, i64> = input
+        .store
+        .spend
+        .iter()
+        .map(|r| ((r.ad.clone(), r.bucket_start), r.spend.minor))
+        .collect();
+    for spec in world.specs() {
+        let mut b = world.start().floor_to(bucket);
+        while b + bucket <= input.settled_until {
+            let truth = world.spend_between(&spec.id, b, b + bucket);
+            let booked = ledger.get(&(spec.id.clone(), b)).copied().unwrap_or(0);
+            if truth != booked {
+                v.leak_cents += (truth - booked).abs();
+                v.flag(
+                    input.seed,
+                    "ledger_spend",
+                    format!(
+                        "{} bucket {}: world spent {truth} cents, ledger says {booked}",
+                        spec.id, b
+                    ),
+                );
+            }
+            b = b + bucket;
+        }
+    }
+}
+
+fn check_actions(input: &CheckInput<'_>, v: &mut Verdict) {
+    let intents: BTreeMap<&IdempotencyKey, _> =
+        input.store.intents.iter().map(|i| (&i.key, i)).collect();
+    let mut effects_per_key: BTreeMap<&IdempotencyKey, u32> = BTreeMap::new();
+    let mut effects_per_ad = BTreeMap::new();
+    for e in input.world.effects() {
+        *effects_per_key.entry(&e.key).or_default() += 1;
+        *effects_per_ad.entry(&e.ad).or_insert(0u32) += 1;
+        match intents.get(&e.key) {
+            None => v.flag(
+                input.seed,
+                "write_ahead",
+                format!("{}: paused at {} with no intent", e.ad, e.at),
+            ),
+            Some(i) if i.opened_at > e.at => v.flag(
+                input.seed,
+                "write_ahead",
+                format!(
+                    "{}: paused at {} before its intent ({})",
+                    e.ad, e.at, i.opened_at
+                ),
+            ),
+            Some(i) if i.phase != IntentPhase::Committed => v.flag(
+                input.seed,
+                "effect_committed",
+                format!(
+                    "{}: paused at {} but intent is {}",
+                    e.ad,
+                    e.at,
+                    i.phase.as_str()
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    for (key, n) in effects_per_key.iter().filter(|(_, n)| **n > 1) {
+        v.flag(input.seed, "at_most_once", format!("{key}: {n} effects"));
+    }
+    for (ad, n) in effects_per_ad.iter().filter(|(_, n)| **n > 1) {
+        v.flag(
+            input.seed,
+            "at_most_once",
+            format!("{ad}: paused {n} times"),
+        );
+    }
+    let effect_keys: BTreeSet<&IdempotencyKey> = effects_per_key.keys().copied().collect();
+    for row in &input.store.actions {
+        if !effect_keys.contains(&row.key) {
+            v.flag(
+                input.seed,
+                "receipt_has_effect",
+                format!(
+                    "{}: committed at {} but the world never paused it",
+                    row.key, row.committed_at
+                ),
+            );
+        }
+    }
+}
+
+fn check_deadlines(input: &CheckInput<'_>, v: &mut Verdict) {
+    for intent in &input.store.intents {
+        let deadline = intent.opened_at + input.kill_deadline;
+        let leaked = input.world.spend_between(&intent.ad, deadline, input.end);
+        if leaked > 0 {
+            v.leak_cents += leaked;
+            let stopped = input
+                .world
+                .paused_at(&intent.ad)
+                .map_or("never".to_string(), |t| t.to_string());
+            v.flag(
+                input.seed,
+                "kill_deadline",
+                format!(
+                    "{}: intent at {}, deadline {}, stopped {stopped}: {leaked} cents past the deadline",
+                    intent.ad, intent.opened_at, deadline
+                ),
+            );
+        }
+    }
+}
+
+fn check_log(input: &CheckInput<'_>, v: &mut Verdict) {
+    let rebuilt = match replay(&input.store.events) {
+        Ok(r) => r,
+        Err(e) => return v.flag(input.seed, "log_replay", e),
+    };
+    let jobs: BTreeMap<_, String> = input
+        .store
+        .jobs
+        .iter()
+        .map(|j| (j.id, j.state.as_str().to_string()))
+        .collect();
+    if rebuilt.jobs != jobs {
+        let diff = jobs
+            .iter()
+            .find(|(id, s)| rebuilt.jobs.get(*id) != Some(*s));
+        v.flag(
+            input.seed,
+            "log_replay",
+            format!("job states differ from the log, first: {diff:?}"),
+        );
+    }
+    let intents: BTreeMap<_, String> = input
+        .store
+        .intents
+        .iter()
+        .map(|i| (i.key.clone(), i.phase.as_str().to_string()))
+        .collect();
+    if rebuilt.intents != intents {
+        v.flag(
+            input.seed,
+            "log_replay",
+            "intent phases differ from the log".into(),
+        );
+    }
+}

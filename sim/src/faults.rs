@@ -1,0 +1,146 @@
+//! The fault plan of one seed: an explicit list of (time, fault) entries and
+//! of probe-site crashes, drawn from the seed's fault stream and printed with
+//! it. Being a plain list, it can be shrunk by deleting entries.
+
+use std::fmt;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use dlft_core::probe::Site;
+
+use crate::scenario::Scenario;
+use crate::world::draw;
+
+/// Faults start this long into the run: the system first reaches steady state.
+pub const FAULTS_FROM_MS: u64 = 60_000;
+/// Restart delays drawn per plan (one per container loss, in order).
+pub const RESTART_DELAYS: usize = 64;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    /// worker ↔ database
+    Db,
+    /// worker ↔ ads platform
+    Ads,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "fault", rename_all = "snake_case")]
+pub enum Fault {
+    /// Container loss at an instant.
+    Crash,
+    Partition {
+        link: Link,
+        for_ms: u64,
+    },
+    /// The platform times out `storm_timeout_pct` of requests for a while.
+    TimeoutStorm {
+        for_ms: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimedFault {
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub fault: Fault,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FaultPlan {
+    pub timed: Vec<TimedFault>,
+    /// Crash the worker the n-th time it reaches the site.
+    pub site_crashes: Vec<(Site, u32)>,
+    pub restart_delays_ms: Vec<u64>,
+}
+
+/// How many times a site is reached in a typical run bounds the occurrence
+/// drawn for it: tick sites fire every minute, kill sites once per phase.
+fn max_occurrence(site: Site) -> u64 {
+    match site {
+        Site::TickAfterPage | Site::TickAfterDecide | Site::BeforeFinish => 15,
+        Site::KillBeforePause
+        | Site::KillAfterPause
+        | Site::KillAfterApplied
+        | Site::KillAfterReadBack => 4,
+    }
+}
+
+impl FaultPlan {
+    pub fn draw(scn: &Scenario, rng: &mut ChaCha8Rng) -> FaultPlan {
+        let f = &scn.faults;
+        let until_ms = (scn.run.duration_s - scn.run.heal_s) * 1000;
+        let window = crate::scenario::Range {
+            lo: FAULTS_FROM_MS.min(until_ms),
+            hi: until_ms,
+        };
+        let mut timed = Vec::new();
+        for _ in 0..draw(rng, f.crashes) {
+            timed.push(TimedFault {
+                at_ms: draw(rng, window),
+                fault: Fault::Crash,
+            });
+        }
+        for (link, count) in [(Link::Db, f.db_partitions), (Link::Ads, f.ads_partitions)] {
+            for _ in 0..draw(rng, count) {
+                let fault = Fault::Partition {
+                    link,
+                    for_ms: draw(rng, f.partition_ms),
+                };
+                timed.push(TimedFault {
+                    at_ms: draw(rng, window),
+                    fault,
+                });
+            }
+        }
+        for _ in 0..draw(rng, f.timeout_storms) {
+            let fault = Fault::TimeoutStorm {
+                for_ms: draw(rng, f.storm_s) * 1000,
+            };
+            timed.push(TimedFault {
+                at_ms: draw(rng, window),
+                fault,
+            });
+        }
+        timed.sort_by_key(|t| t.at_ms);
+        let site_crashes = (0..draw(rng, f.site_crashes))
+            .map(|_| {
+                let site = Site::ALL[rng.random_range(0..Site::ALL.len())];
+                (site, rng.random_range(1..=max_occurrence(site)) as u32)
+            })
+            .collect();
+        let restart_delays_ms = (0..RESTART_DELAYS)
+            .map(|_| draw(rng, f.restart_delay_ms))
+            .collect();
+        FaultPlan {
+            timed,
+            site_crashes,
+            restart_delays_ms,
+        }
+    }
+}
+
+impl fmt::Display for FaultPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for t in &self.timed {
+            let secs = t.at_ms as f64 / 1000.0;
+            match &t.fault {
+                Fault::Crash => writeln!(f, "  t={secs:.3}s crash worker")?,
+                Fault::Partition { link, for_ms } => writeln!(
+                    f,
+                    "  t={secs:.3}s partition worker<->{link:?} for {for_ms}ms"
+                )?,
+                Fault::TimeoutStorm { for_ms } => {
+                    writeln!(f, "  t={secs:.3}s ads timeout storm for {for_ms}ms")?
+                }
+            }
+        }
+        for (site, n) in &self.site_crashes {
+            writeln!(f, "  crash worker at {site:?} #{n}")?;
+        }
+        Ok(())
+    }
+}

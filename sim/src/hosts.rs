@@ -1,0 +1,474 @@
+//! The turmoil hosts and the port implementations the worker uses inside them.
+//!
+//! - `db`: serves a [`SharedMemStore`] whose state lives outside the host, so
+//!   it survives anything that happens to the worker;
+//! - `ads`: serves the [`AdsWorld`] with Meta's reply shapes, latency,
+//!   timeouts, rate limits and acknowledged-but-ignored pauses;
+//! - `worker`: runs `dlft_core::worker::Worker` with [`SimStore`], [`SimAds`],
+//!   [`SimClock`] and [`SimProbe`]. It can be crashed and bounced.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, InsightsPage, InsightsQuery};
+use dlft_core::ids::{AdId, IdempotencyKey};
+use dlft_core::probe::{Probe, Site};
+use dlft_core::store::{
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Lease, NewJob, Outcome,
+    SharedMemStore, Store, StoreError, WriteBatch,
+};
+use dlft_core::telemetry::CostRow;
+use dlft_core::time::{Clock, Millis, Timestamp};
+use dlft_core::wire::meta;
+
+use crate::rpc::{
+    self, ADS_PORT, AdsRequest, DB_PORT, HttpReply, StoreReply, StoreRequest, StoreResponse,
+};
+use crate::scenario::PlatformSection;
+use crate::world::{AdsWorld, draw};
+
+pub const DB_HOST: &str = "db";
+pub const ADS_HOST: &str = "ads";
+pub const WORKER_HOST: &str = "worker";
+
+/// Locks a mutex whose data stays consistent across a panic (plain values).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// turmoil's virtual time as the loop's clock: one global time for every host.
+#[derive(Copy, Clone, Debug)]
+pub struct SimClock {
+    pub epoch: Timestamp,
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = turmoil::sim_elapsed().expect("SimClock is used inside a turmoil host");
+        self.epoch + Millis(elapsed.as_millis() as u64)
+    }
+
+    fn sleep(&self, duration: Millis) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(duration.as_std())
+    }
+}
+
+/// The database host: applies each request to the shared store at its own clock.
+pub async fn serve_db(store: SharedMemStore, clock: SimClock) -> turmoil::Result {
+    rpc::serve(DB_PORT, move |req: StoreRequest| {
+        let store = store.clone();
+        async move { Some(apply_store(&store, req, clock.now())) }
+    })
+    .await
+}
+
+fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) -> StoreResponse {
+    let mut s = store.lock();
+    Ok(match req {
+        StoreRequest::Boot { worker } => StoreReply::Boot(s.boot(&worker, now)),
+        StoreRequest::Enqueue { job } => StoreReply::Enqueued(s.enqueue(job, now)),
+        StoreRequest::FireSlot {
+            schedule,
+            slot,
+            job,
+        } => StoreReply::Slot(s.fire_slot(&schedule, slot, job, now)),
+        StoreRequest::Claim { req } => StoreReply::Claims(s.claim(&req, now)?),
+        StoreRequest::Write { lease, batch } => StoreReply::Batch(s.write(&lease, batch, now)?),
+        StoreRequest::Finish {
+            lease,
+            outcome,
+            costs,
+        } => {
+            s.finish(&lease, outcome, costs, now)?;
+            StoreReply::Done
+        }
+        StoreRequest::SpendLedger { since } => StoreReply::Rows(s.spend_ledger(since)),
+        StoreRequest::Intents => StoreReply::Intents(s.intents()),
+        StoreRequest::Intent { key } => StoreReply::Intent(s.intent(&key)),
+    })
+}
+
+/// The Store port over the simulated network.
+#[derive(Clone, Debug)]
+pub struct SimStore {
+    pub timeout: Duration,
+}
+
+impl SimStore {
+    async fn call(&self, req: StoreRequest) -> Result<StoreReply, StoreError> {
+        match rpc::call::<_, StoreResponse>(DB_HOST, DB_PORT, &req, self.timeout).await {
+            Ok(reply) => reply,
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+fn unexpected(reply: StoreReply) -> StoreError {
+    StoreError::Unavailable(format!("unexpected reply {reply:?}"))
+}
+
+macro_rules! expect_reply {
+    ($self:ident, $req:expr, $variant:ident) => {
+        match $self.call($req).await? {
+            StoreReply::$variant(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    };
+}
+
+impl Store for SimStore {
+    fn boot(
+        &self,
+        worker: &dlft_core::ids::WorkerId,
+        _now: Timestamp,
+    ) -> impl Future<Output = Result<Boot, StoreError>> + Send {
+        let req = StoreRequest::Boot {
+            worker: worker.clone(),
+        };
+        async move { expect_reply!(self, req, Boot) }
+    }
+    fn enqueue(
+        &self,
+        job: NewJob,
+        _now: Timestamp,
+    ) -> impl Future<Output = Result<Enqueued, StoreError>> + Send {
+        async move { expect_reply!(self, StoreRequest::Enqueue { job }, Enqueued) }
+    }
+    fn fire_slot(
+        &self,
+        schedule: &str,
+        slot: Timestamp,
+        job: NewJob,
+        _now: Timestamp,
+    ) -> impl Future<Output = Result<Option<dlft_core::ids::JobId>, StoreError>> + Send {
+        let req = StoreRequest::FireSlot {
+            schedule: schedule.to_string(),
+            slot,
+            job,
+        };
+        async move { expect_reply!(self, req, Slot) }
+    }
+    fn claim(
+        &self,
+        req: &ClaimRequest,
+        _now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send {
+        let req = StoreRequest::Claim { req: req.clone() };
+        async move { expect_reply!(self, req, Claims) }
+    }
+    fn write(
+        &self,
+        lease: &Lease,
+        batch: WriteBatch,
+        _now: Timestamp,
+    ) -> impl Future<Output = Result<BatchResult, StoreError>> + Send {
+        let req = StoreRequest::Write {
+            lease: lease.clone(),
+            batch,
+        };
+        async move { expect_reply!(self, req, Batch) }
+    }
+    fn finish(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+        costs: Vec<CostRow>,
+        _now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let req = StoreRequest::Finish {
+            lease: lease.clone(),
+            outcome,
+            costs,
+        };
+        async move {
+            match self.call(req).await? {
+                StoreReply::Done => Ok(()),
+                other => Err(unexpected(other)),
+            }
+        }
+    }
+    fn spend_ledger(
+        &self,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Vec<dlft_core::ads::InsightRow>, StoreError>> + Send {
+        async move { expect_reply!(self, StoreRequest::SpendLedger { since }, Rows) }
+    }
+    fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
+        async move { expect_reply!(self, StoreRequest::Intents, Intents) }
+    }
+    fn intent(
+        &self,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
+        let req = StoreRequest::Intent { key: key.clone() };
+        async move { expect_reply!(self, req, Intent) }
+    }
+}
+
+/// The platform's misbehaviour, decided per request from its own stream.
+pub struct PlatformState {
+    pub world: Arc<Mutex<AdsWorld>>,
+    pub cfg: PlatformSection,
+    pub rng: ChaCha8Rng,
+    /// During a timeout storm, this replaces `timeout_pct`.
+    pub storm_timeout_pct: Option<u32>,
+    pub requests: u64,
+}
+
+/// What the platform does with one request.
+enum Fate {
+    Serve {
+        latency: Millis,
+        ack_without_effect: bool,
+    },
+    RateLimit {
+        latency: Millis,
+    },
+    /// No reply ever; for a pause, maybe after applying it.
+    Hang {
+        applied: bool,
+    },
+}
+
+fn decide_fate(p: &mut PlatformState, is_pause: bool) -> Fate {
+    p.requests += 1;
+    let latency = Millis(draw(&mut p.rng, p.cfg.latency_ms));
+    let timeout_pct = p.storm_timeout_pct.unwrap_or(p.cfg.timeout_pct);
+    let roll = |rng: &mut ChaCha8Rng, pct: u32| rng.random_range(0..100u32) < pct;
+    if roll(&mut p.rng, timeout_pct) {
+        let applied = is_pause && roll(&mut p.rng, p.cfg.timeout_applied_pct);
+        return Fate::Hang { applied };
+    }
+    if roll(&mut p.rng, p.cfg.rate_limit_pct) {
+        return Fate::RateLimit { latency };
+    }
+    let ack_without_effect = is_pause && roll(&mut p.rng, p.cfg.ack_without_effect_pct);
+    Fate::Serve {
+        latency,
+        ack_without_effect,
+    }
+}
+
+fn ok(body: serde_json::Value) -> HttpReply {
+    HttpReply {
+        status: 200,
+        headers: BTreeMap::new(),
+        body,
+    }
+}
+
+fn graph_error(status: u16, code: i64, message: &str) -> HttpReply {
+    let body = serde_json::json!({"error": {"message": message, "type": "OAuthException", "code": code,
+                                             "is_transient": false, "fbtrace_id": "sim"}});
+    HttpReply {
+        status,
+        headers: BTreeMap::new(),
+        body,
+    }
+}
+
+/// Applies a served request to the world and builds Meta's reply.
+fn handle_ads(
+    world: &mut AdsWorld,
+    req: &AdsRequest,
+    now: Timestamp,
+    ack_without_effect: bool,
+) -> HttpReply {
+    world.advance_to(now);
+    match req {
+        AdsRequest::Insights { query } => {
+            let rows = world.insights(query.since, query.until, now);
+            let offset: usize = match query
+                .after
+                .as_deref()
+                .map(|c| c.strip_prefix('o').and_then(|n| n.parse().ok()))
+            {
+                None => 0,
+                Some(Some(n)) => n,
+                Some(None) => return graph_error(400, 100, "(#100) Invalid cursor"),
+            };
+            let end = (offset + query.limit as usize).min(rows.len());
+            let data: Vec<_> = rows[offset.min(end)..end]
+                .iter()
+                .map(meta::encode_record)
+                .collect();
+            let paging = meta::Paging {
+                cursors: Some(meta::Cursors {
+                    before: format!("o{offset}"),
+                    after: format!("o{end}"),
+                }),
+                next: (end < rows.len())
+                    .then(|| format!("https://graph.facebook.com/v25.0/insights?after=o{end}")),
+            };
+            let resp = meta::InsightsResponse {
+                data,
+                paging: Some(paging),
+            };
+            ok(serde_json::to_value(resp).expect("serializes"))
+        }
+        AdsRequest::Pause { ad, key } => {
+            if world.status(ad).is_none() {
+                return graph_error(
+                    400,
+                    100,
+                    "(#100) Unsupported post request: object does not exist",
+                );
+            }
+            if !ack_without_effect {
+                world.pause(ad, key, now);
+            }
+            ok(serde_json::json!({"success": true}))
+        }
+        AdsRequest::Status { ad } => match world.status(ad) {
+            None => graph_error(400, 100, "(#100) object does not exist"),
+            Some(status) => {
+                let s = match status {
+                    AdStatus::Active => "ACTIVE",
+                    AdStatus::Paused => "PAUSED",
+                    AdStatus::Other(_) => "ARCHIVED",
+                };
+                ok(serde_json::json!({"id": ad.as_str(), "status": s, "effective_status": s}))
+            }
+        },
+    }
+}
+
+/// How long a hung request holds its connection before the server drops it.
+const HANG_FOR: Duration = Duration::from_secs(120);
+
+pub async fn serve_ads(platform: Arc<Mutex<PlatformState>>, clock: SimClock) -> turmoil::Result {
+    rpc::serve(ADS_PORT, move |req: AdsRequest| {
+        let platform = platform.clone();
+        async move {
+            let is_pause = matches!(req, AdsRequest::Pause { .. });
+            let fate = decide_fate(&mut lock(&platform), is_pause);
+            match fate {
+                Fate::Hang { applied } => {
+                    if applied {
+                        let p = lock(&platform);
+                        handle_ads(&mut lock(&p.world), &req, clock.now(), false);
+                    }
+                    tokio::time::sleep(HANG_FOR).await;
+                    None
+                }
+                Fate::RateLimit { latency } => {
+                    tokio::time::sleep(latency.as_std()).await;
+                    let body = serde_json::to_value(meta::ErrorEnvelope::user_request_limit("sim")).expect("serializes");
+                    let usage = r#"{"act_1":[{"type":"ads_management","call_count":100,"total_cputime":40,"total_time":60,"estimated_time_to_regain_access":0}]}"#;
+                    let headers = BTreeMap::from([("x-business-use-case-usage".to_string(), usage.to_string())]);
+                    Some(HttpReply { status: 400, headers, body })
+                }
+                Fate::Serve { latency, ack_without_effect } => {
+                    tokio::time::sleep(latency.as_std()).await;
+                    let p = lock(&platform);
+                    let reply = handle_ads(&mut lock(&p.world), &req, clock.now(), ack_without_effect);
+                    Some(reply)
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// The ads platform port over the simulated network, decoding Meta's shapes.
+#[derive(Clone, Debug)]
+pub struct SimAds {
+    pub timeout: Duration,
+}
+
+impl SimAds {
+    async fn call(&self, req: AdsRequest) -> Result<serde_json::Value, AdsError> {
+        let reply: HttpReply = rpc::call(ADS_HOST, ADS_PORT, &req, self.timeout)
+            .await
+            .map_err(|e| match e {
+                rpc::RpcError::Timeout | rpc::RpcError::Io(_) => AdsError::Timeout,
+                rpc::RpcError::Frame(m) => AdsError::Malformed(m),
+            })?;
+        if reply.status == 200 {
+            return Ok(reply.body);
+        }
+        let usage = reply
+            .headers
+            .get("x-business-use-case-usage")
+            .map(String::as_str);
+        Err(meta::classify_error(reply.status, &reply.body, usage))
+    }
+}
+
+impl AdsPlatform for SimAds {
+    fn insights(
+        &self,
+        query: &InsightsQuery,
+    ) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
+        let req = AdsRequest::Insights {
+            query: query.clone(),
+        };
+        async move { meta::decode_insights(&self.call(req).await?) }
+    }
+    fn pause(
+        &self,
+        ad: &AdId,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<(), AdsError>> + Send {
+        let req = AdsRequest::Pause {
+            ad: ad.clone(),
+            key: key.clone(),
+        };
+        async move { meta::decode_pause(&self.call(req).await?) }
+    }
+    fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
+        let req = AdsRequest::Status { ad: ad.clone() };
+        async move { meta::decode_status(&self.call(req).await?) }
+    }
+}
+
+/// Crash plan and bookkeeping shared by the probe (inside the worker) and the
+/// runner (outside the simulation).
+#[derive(Debug, Default)]
+pub struct ProbeState {
+    /// `(site, n)`: crash the worker the n-th time it reaches `site`.
+    pub armed: Vec<(Site, u32)>,
+    pub hits: BTreeMap<Site, u32>,
+    /// Set by the probe; the runner crashes the worker and clears it.
+    pub crash_requested: Option<Site>,
+    /// While false (a partition is on, or the worker is recovering), sites
+    /// are counted but nothing fires.
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimProbe(pub Arc<Mutex<ProbeState>>);
+
+impl Probe for SimProbe {
+    fn reached(&self, site: Site) -> impl Future<Output = ()> + Send {
+        let fire = {
+            let mut st = lock(&self.0);
+            let n = {
+                let hits = st.hits.entry(site).or_insert(0);
+                *hits += 1;
+                *hits
+            };
+            let pos = st.armed.iter().position(|&(s, k)| s == site && k <= n);
+            match pos {
+                Some(i) if st.enabled && st.crash_requested.is_none() => {
+                    st.armed.remove(i);
+                    st.crash_requested = Some(site);
+                    true
+                }
+                _ => false,
+            }
+        };
+        async move {
+            if fire {
+                // The container dies here: the runner crashes the host before
+                // this task is polled again.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}

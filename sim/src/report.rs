@@ -1,0 +1,258 @@
+//! Aggregating seed reports into a scenario summary, judging the scenario's
+//! assertions, and naming the command that reproduces each failing seed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::checker::Violation;
+use crate::run::SeedReport;
+use crate::scenario::Scenario;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// Nearest-rank percentiles; zeros for no samples.
+pub fn percentiles(samples: &[u64]) -> Percentiles {
+    if samples.is_empty() {
+        return Percentiles::default();
+    }
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    let rank = |p: u64| s[((p * s.len() as u64).div_ceil(100) as usize).saturating_sub(1)];
+    Percentiles {
+        p50: rank(50),
+        p99: rank(99),
+        max: *s.last().expect("non-empty"),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Assertion {
+    pub name: String,
+    pub limit: String,
+    pub actual: String,
+    pub ok: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub seeds: u64,
+    pub mttr_ms: Percentiles,
+    pub crashes: u64,
+    pub leak_cents: i64,
+    pub violations: Vec<Violation>,
+    /// Seed → event-log digest (hex SHA-256).
+    pub digests: BTreeMap<u64, String>,
+    pub kills: u64,
+    pub losers_killed: u64,
+    pub winners_killed: u64,
+    /// How often each probe site was where a container died.
+    pub crash_sites: BTreeMap<String, u64>,
+    pub assertions: Vec<Assertion>,
+    pub failing_seeds: Vec<u64>,
+    pub reproduce: Vec<String>,
+    pub passed: bool,
+}
+
+pub fn reproduce_command(scenario_path: &str, seed: u64) -> String {
+    format!("dlft sim run {scenario_path} --seed {seed}")
+}
+
+pub fn summarize(scn: &Scenario, scenario_path: &str, reports: &[SeedReport]) -> Summary {
+    let samples: Vec<u64> = reports
+        .iter()
+        .flat_map(|r| r.mttr_ms.iter().copied())
+        .collect();
+    let mttr = percentiles(&samples);
+    let leak: i64 = reports.iter().map(|r| r.leak_cents).sum();
+    let violations: Vec<Violation> = reports
+        .iter()
+        .flat_map(|r| r.violations.iter().cloned())
+        .collect();
+    let kills: u64 = reports.iter().map(|r| u64::from(r.kills)).sum();
+    let mut crash_sites = BTreeMap::new();
+    for site in reports.iter().flat_map(|r| &r.crash_sites) {
+        *crash_sites
+            .entry(
+                serde_json::to_value(site)
+                    .expect("serializes")
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
+            )
+            .or_insert(0) += 1;
+    }
+    let a = &scn.assertions;
+    let seeds = reports.len() as u64;
+    let assertions = vec![
+        Assertion {
+            name: "mttr_p99_ms".into(),
+            limit: format!("<= {}", a.mttr_p99_ms_max),
+            actual: mttr.p99.to_string(),
+            ok: mttr.p99 <= a.mttr_p99_ms_max,
+        },
+        Assertion {
+            name: "leak_cents".into(),
+            limit: format!("<= {}", a.leak_cents_max),
+            actual: leak.to_string(),
+            ok: leak <= a.leak_cents_max,
+        },
+        Assertion {
+            name: "violations".into(),
+            limit: "== 0".into(),
+            actual: violations.len().to_string(),
+            ok: violations.is_empty(),
+        },
+        Assertion {
+            name: "kills".into(),
+            limit: format!(">= {} per seed on average", a.min_mean_kills),
+            actual: kills.to_string(),
+            ok: kills >= a.min_mean_kills * seeds,
+        },
+    ];
+    let mut failing: Vec<u64> = reports
+        .iter()
+        .filter(|r| !r.violations.is_empty() || r.leak_cents > a.leak_cents_max)
+        .map(|r| r.seed)
+        .collect();
+    if mttr.p99 > a.mttr_p99_ms_max {
+        failing.extend(
+            reports
+                .iter()
+                .filter(|r| r.mttr_ms.iter().any(|&m| m > a.mttr_p99_ms_max))
+                .map(|r| r.seed),
+        );
+    }
+    failing.sort_unstable();
+    failing.dedup();
+    let passed = assertions.iter().all(|x| x.ok);
+    Summary {
+        scenario: scn.name.clone(),
+        seeds,
+        mttr_ms: mttr,
+        crashes: reports.iter().map(|r| u64::from(r.crashes)).sum(),
+        leak_cents: leak,
+        reproduce: failing
+            .iter()
+            .map(|&s| reproduce_command(scenario_path, s))
+            .collect(),
+        failing_seeds: failing,
+        violations,
+        digests: reports.iter().map(|r| (r.seed, r.digest.clone())).collect(),
+        kills,
+        losers_killed: reports.iter().map(|r| u64::from(r.losers_killed)).sum(),
+        winners_killed: reports.iter().map(|r| u64::from(r.winners_killed)).sum(),
+        crash_sites,
+        assertions,
+        passed,
+    }
+}
+
+fn secs(ms: u64) -> String {
+    format!("{}.{:03} s", ms / 1000, ms % 1000)
+}
+
+/// The human-readable table.
+pub fn render(s: &Summary, duration_s: u64) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "scenario    {} ({} seeds x {} s simulated)",
+        s.scenario, s.seeds, duration_s
+    );
+    let _ = writeln!(
+        w,
+        "mttr        p50 {}   p99 {}   max {}   over {} container losses",
+        secs(s.mttr_ms.p50),
+        secs(s.mttr_ms.p99),
+        secs(s.mttr_ms.max),
+        s.crashes
+    );
+    let _ = writeln!(w, "leak        {} cents", s.leak_cents);
+    let _ = writeln!(
+        w,
+        "kills       {} ({} losers, {} winners)",
+        s.kills, s.losers_killed, s.winners_killed
+    );
+    let sites: Vec<String> = s
+        .crash_sites
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = writeln!(
+        w,
+        "crash sites {}",
+        if sites.is_empty() {
+            "none".into()
+        } else {
+            sites.join(", ")
+        }
+    );
+    let _ = writeln!(w, "violations  {}", s.violations.len());
+    for v in s.violations.iter().take(20) {
+        let _ = writeln!(w, "  seed {} {}: {}", v.seed, v.invariant, v.detail);
+    }
+    if s.violations.len() > 20 {
+        let _ = writeln!(w, "  … {} more (see --json)", s.violations.len() - 20);
+    }
+    let _ = writeln!(w, "assertions");
+    for a in &s.assertions {
+        let _ = writeln!(
+            w,
+            "  {:<4} {} {} (actual {})",
+            if a.ok { "ok" } else { "FAIL" },
+            a.name,
+            a.limit,
+            a.actual
+        );
+    }
+    for cmd in &s.reproduce {
+        let _ = writeln!(w, "reproduce: {cmd}");
+    }
+    let _ = writeln!(w, "{}", if s.passed { "PASSED" } else { "FAILED" });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_table() {
+        assert_eq!(percentiles(&[]), Percentiles::default());
+        assert_eq!(
+            percentiles(&[5]),
+            Percentiles {
+                p50: 5,
+                p99: 5,
+                max: 5
+            }
+        );
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(
+            percentiles(&v),
+            Percentiles {
+                p50: 50,
+                p99: 99,
+                max: 100
+            }
+        );
+        let v: Vec<u64> = (1..=200).rev().collect();
+        assert_eq!(
+            percentiles(&v),
+            Percentiles {
+                p50: 100,
+                p99: 198,
+                max: 200
+            }
+        );
+    }
+}

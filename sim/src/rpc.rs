@@ -1,0 +1,165 @@
+//! The simulated network protocol: one JSON request line, one JSON reply
+//! line, one TCP connection per call over `turmoil::net`. A partition drops
+//! the segments, so every call has a timeout.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use turmoil::net::{TcpListener, TcpStream};
+
+use dlft_core::ads::{InsightRow, InsightsQuery};
+use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
+use dlft_core::store::{
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Lease, NewJob, Outcome, StoreError,
+    WriteBatch,
+};
+use dlft_core::telemetry::CostRow;
+use dlft_core::time::Timestamp;
+
+pub const DB_PORT: u16 = 5432;
+pub const ADS_PORT: u16 = 443;
+/// Longest request or reply line accepted.
+pub const MAX_FRAME_BYTES: usize = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("timed out")]
+    Timeout,
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad frame: {0}")]
+    Frame(String),
+}
+
+/// Store calls. The database applies them with its own clock, as SQL's `now()`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum StoreRequest {
+    Boot {
+        worker: WorkerId,
+    },
+    Enqueue {
+        job: NewJob,
+    },
+    FireSlot {
+        schedule: String,
+        slot: Timestamp,
+        job: NewJob,
+    },
+    Claim {
+        req: ClaimRequest,
+    },
+    Write {
+        lease: Lease,
+        batch: WriteBatch,
+    },
+    Finish {
+        lease: Lease,
+        outcome: Outcome,
+        costs: Vec<CostRow>,
+    },
+    SpendLedger {
+        since: Timestamp,
+    },
+    Intents,
+    Intent {
+        key: IdempotencyKey,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreReply {
+    Boot(Boot),
+    Enqueued(Enqueued),
+    Slot(Option<JobId>),
+    Claims(Vec<Claim>),
+    Batch(BatchResult),
+    Done,
+    Rows(Vec<InsightRow>),
+    Intents(Vec<Intent>),
+    Intent(Option<Intent>),
+}
+
+pub type StoreResponse = Result<StoreReply, StoreError>;
+
+/// Ads platform calls; replies carry Meta's HTTP status, headers and body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdsRequest {
+    Insights { query: InsightsQuery },
+    Pause { ad: AdId, key: IdempotencyKey },
+    Status { ad: AdId },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: serde_json::Value,
+}
+
+/// One call: connect, send a line, read a line, all within `timeout`.
+pub async fn call<Q: Serialize, R: DeserializeOwned>(
+    host: &str,
+    port: u16,
+    req: &Q,
+    timeout: Duration,
+) -> Result<R, RpcError> {
+    let exchange = async {
+        let mut stream = TcpStream::connect((host, port)).await?;
+        let mut line = serde_json::to_vec(req).map_err(|e| RpcError::Frame(e.to_string()))?;
+        line.push(b'\n');
+        stream.write_all(&line).await?;
+        let mut reader = BufReader::new(stream);
+        let mut reply = String::new();
+        if reader.read_line(&mut reply).await? == 0 {
+            return Err(RpcError::Frame("connection closed before the reply".into()));
+        }
+        serde_json::from_str(&reply).map_err(|e| RpcError::Frame(e.to_string()))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| RpcError::Timeout)?
+}
+
+/// Accepts connections forever; each gets one request and, if the handler
+/// returns `Some`, one reply (`None` = the reply is lost).
+pub async fn serve<Q, R, H, F>(port: u16, handler: H) -> turmoil::Result
+where
+    Q: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    H: Fn(Q) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = Option<R>> + Send + 'static,
+{
+    let listener = TcpListener::bind((IpAddr::from(Ipv4Addr::UNSPECIFIED), port)).await?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            match reader.read_line(&mut line).await {
+                Ok(n) if n > 0 && n <= MAX_FRAME_BYTES => {}
+                _ => return,
+            }
+            // A request that does not parse gets no reply: the caller times out.
+            let Ok(req) = serde_json::from_str::<Q>(&line) else {
+                return;
+            };
+            let Some(reply) = handler(req).await else {
+                return;
+            };
+            let Ok(mut out) = serde_json::to_vec(&reply) else {
+                return;
+            };
+            out.push(b'\n');
+            let mut stream = reader.into_inner();
+            let _ = stream.write_all(&out).await;
+        });
+    }
+}

@@ -1,0 +1,418 @@
+//! Running seeds: one turmoil simulation per seed, the fault plan applied
+//! from outside the simulation between steps, MTTR measured per container
+//! loss, and the checker's verdict at the end. Many seeds run on worker
+//! threads; results come back in seed order.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use dlft_core::config::Sabotage;
+use dlft_core::ids::{Incarnation, JobId, WorkerId};
+use dlft_core::probe::Site;
+use dlft_core::store::{IntentPhase, JobState, SharedMemStore};
+use dlft_core::telemetry::digest;
+use dlft_core::time::{Millis, Timestamp};
+use dlft_core::worker::{Ports, Worker};
+
+use crate::checker::{CheckInput, Violation, check};
+use crate::faults::{Fault, FaultPlan, Link};
+use crate::hosts::{
+    ADS_HOST, DB_HOST, PlatformState, ProbeState, SimAds, SimClock, SimProbe, SimStore,
+    WORKER_HOST, lock, serve_ads, serve_db,
+};
+use crate::scenario::Scenario;
+use crate::world::AdsWorld;
+
+/// Virtual time starts at 2026-01-01T00:00:00Z, whatever the wall clock says.
+pub const EPOCH: Timestamp = Timestamp(1_767_225_600_000);
+/// How long a fault that cannot start yet (a recovery is under way) waits before it is tried again.
+const POSTPONE: Millis = Millis(100);
+
+/// ChaCha stream ids, one per component, so that adding draws to one
+/// component does not shift another's.
+mod stream {
+    pub const WORLD: u64 = 1;
+    pub const PLATFORM: u64 = 2;
+    pub const FAULTS: u64 = 3;
+    pub const WORKER_BASE: u64 = 100;
+}
+
+pub fn rng_for(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub sabotage: Sabotage,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub digest: String,
+    pub mttr_ms: Vec<u64>,
+    pub leak_cents: i64,
+    pub violations: Vec<Violation>,
+    pub kills: u32,
+    pub losers_killed: u32,
+    pub winners_killed: u32,
+    pub crashes: u32,
+    pub crash_sites: Vec<Site>,
+    pub events: usize,
+    pub plan: FaultPlan,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Action {
+    Crash,
+    Bounce,
+    PartitionStart { link: Link, for_ms: u64 },
+    Repair { link: Link },
+    StormStart { for_ms: u64 },
+    StormEnd,
+}
+
+fn host_of(link: Link) -> &'static str {
+    match link {
+        Link::Db => DB_HOST,
+        Link::Ads => ADS_HOST,
+    }
+}
+
+/// One container-loss episode: from the crash until a live worker has
+/// booted and re-claimed every job the dead one held.
+#[derive(Debug)]
+struct Episode {
+    since_ms: u64,
+    orphans: BTreeMap<JobId, u32>,
+    incarnation_at_crash: Option<Incarnation>,
+}
+
+#[derive(Debug, Default)]
+struct Mttr {
+    open: Option<Episode>,
+    samples: Vec<u64>,
+}
+
+impl Mttr {
+    fn on_crash(&mut self, now_ms: u64, store: &SharedMemStore, worker: &WorkerId) {
+        let s = store.lock();
+        let orphans = s
+            .live_jobs()
+            .filter(|j| {
+                j.state == JobState::Running
+                    && j.lease.as_ref().is_some_and(|l| &l.worker == worker)
+            })
+            .map(|j| (j.id, j.attempt));
+        match &mut self.open {
+            Some(ep) => ep.orphans.extend(orphans),
+            None => {
+                self.open = Some(Episode {
+                    since_ms: now_ms,
+                    orphans: orphans.collect(),
+                    incarnation_at_crash: s.current_incarnation(worker),
+                })
+            }
+        }
+    }
+
+    /// Closes the episode if the system is whole again.
+    fn poll(&mut self, now_ms: u64, worker_up: bool, store: &SharedMemStore, worker: &WorkerId) {
+        let Some(ep) = &self.open else { return };
+        if !worker_up {
+            return;
+        }
+        let s = store.lock();
+        if s.current_incarnation(worker) <= ep.incarnation_at_crash {
+            return;
+        }
+        let resumed = ep.orphans.iter().all(|(id, attempt)| {
+            s.job(*id)
+                .is_none_or(|j| j.state.is_final() || j.attempt > *attempt)
+        });
+        if resumed {
+            self.samples.push(now_ms - ep.since_ms);
+            self.open = None;
+        }
+    }
+}
+
+/// Runs one seed of `scn` to the end and checks it.
+pub fn run_seed(scn: &Scenario, seed: u64, opts: &RunOptions) -> Result<SeedReport, String> {
+    let plan = FaultPlan::draw(scn, &mut rng_for(seed, stream::FAULTS));
+    run_seed_with_plan(scn, seed, opts, plan)
+}
+
+/// Runs one seed with an explicit fault plan (a shrinker removes entries from it).
+pub fn run_seed_with_plan(
+    scn: &Scenario,
+    seed: u64,
+    opts: &RunOptions,
+    plan: FaultPlan,
+) -> Result<SeedReport, String> {
+    let clock = SimClock { epoch: EPOCH };
+    let end_ms = scn.run.duration_s * 1000;
+    let net = scn.run.net_latency_ms;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .epoch(UNIX_EPOCH + Duration::from_millis(EPOCH.0))
+        .tick_duration(Duration::from_millis(scn.run.tick_ms))
+        .simulation_duration(Duration::from_millis(end_ms + 3_600_000))
+        .min_message_latency(Duration::from_millis(net.lo))
+        .max_message_latency(Duration::from_millis(net.hi))
+        .build();
+
+    let store = SharedMemStore::new();
+    let world = Arc::new(Mutex::new(AdsWorld::new(
+        scn,
+        EPOCH,
+        rng_for(seed, stream::WORLD),
+    )));
+    let platform = Arc::new(Mutex::new(PlatformState {
+        world: world.clone(),
+        cfg: scn.platform.clone(),
+        rng: rng_for(seed, stream::PLATFORM),
+        storm_timeout_pct: None,
+        requests: 0,
+    }));
+    let probe = Arc::new(Mutex::new(ProbeState {
+        armed: plan.site_crashes.clone(),
+        enabled: true,
+        ..ProbeState::default()
+    }));
+
+    let db_store = store.clone();
+    sim.host(DB_HOST, move || serve_db(db_store.clone(), clock));
+    let ads_platform = platform.clone();
+    sim.host(ADS_HOST, move || serve_ads(ads_platform.clone(), clock));
+    let worker_cfg = scn.worker_config(opts.sabotage);
+    let worker_id = worker_cfg.worker.clone();
+    let loop_cfg = scn.loop_config();
+    let rpc_timeout = Duration::from_millis(scn.control.rpc_timeout_ms);
+    let boots = Arc::new(AtomicU64::new(0));
+    let worker_probe = probe.clone();
+    sim.host(WORKER_HOST, move || {
+        let boot = boots.fetch_add(1, Ordering::SeqCst);
+        let mut worker = Worker {
+            ports: Ports {
+                store: SimStore {
+                    timeout: rpc_timeout,
+                },
+                ads: SimAds {
+                    timeout: rpc_timeout,
+                },
+                clock,
+                probe: SimProbe(worker_probe.clone()),
+            },
+            cfg: worker_cfg.clone(),
+            loop_cfg: loop_cfg.clone(),
+            rng: rng_for(seed, stream::WORKER_BASE + boot),
+        };
+        async move { worker.run(None).await.map_err(|e| e.to_string().into()) }
+    });
+
+    let mut queue: BTreeMap<(u64, u64), Action> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut push = |queue: &mut BTreeMap<(u64, u64), Action>, at: u64, a: Action| {
+        seq += 1;
+        queue.insert((at, seq), a);
+    };
+    for t in &plan.timed {
+        let action = match &t.fault {
+            Fault::Crash => Action::Crash,
+            Fault::Partition { link, for_ms } => Action::PartitionStart {
+                link: *link,
+                for_ms: *for_ms,
+            },
+            Fault::TimeoutStorm { for_ms } => Action::StormStart { for_ms: *for_ms },
+        };
+        push(&mut queue, t.at_ms, action);
+    }
+
+    let fault_window_end = (scn.run.duration_s - scn.run.heal_s) * 1000;
+    let mut mttr = Mttr::default();
+    let mut worker_up = true;
+    let mut partitions = 0u32;
+    let mut storms = 0u32;
+    let mut crashes = 0u32;
+    let mut crash_sites = Vec::new();
+    let mut now_ms = 0u64;
+    let sim_error = loop {
+        if now_ms >= end_ms {
+            break None;
+        }
+        while let Some(entry) = queue.first_entry() {
+            if entry.key().0 > now_ms {
+                break;
+            }
+            let action = entry.remove();
+            // A fault that would overlap a recovery or a partition waits, so
+            // that each MTTR sample measures one container loss.
+            let busy = mttr.open.is_some() || partitions > 0 || !worker_up;
+            let postpone = matches!(action, Action::Crash | Action::PartitionStart { .. }) && busy;
+            if postpone {
+                if now_ms + POSTPONE.0 < fault_window_end {
+                    push(&mut queue, now_ms + POSTPONE.0, action);
+                }
+                continue;
+            }
+            match action {
+                Action::Crash => {
+                    crash(&mut sim, now_ms, &mut mttr, &store, &worker_id);
+                    let delay =
+                        plan.restart_delays_ms[crashes as usize % plan.restart_delays_ms.len()];
+                    crashes += 1;
+                    worker_up = false;
+                    push(&mut queue, now_ms + delay, Action::Bounce);
+                }
+                Action::Bounce => {
+                    sim.bounce(WORKER_HOST);
+                    worker_up = true;
+                }
+                Action::PartitionStart { link, for_ms } => {
+                    sim.partition(WORKER_HOST, host_of(link));
+                    partitions += 1;
+                    push(&mut queue, now_ms + for_ms, Action::Repair { link });
+                }
+                Action::Repair { link } => {
+                    sim.repair(WORKER_HOST, host_of(link));
+                    partitions -= 1;
+                }
+                Action::StormStart { for_ms } => {
+                    storms += 1;
+                    lock(&platform).storm_timeout_pct = Some(scn.faults.storm_timeout_pct);
+                    push(&mut queue, now_ms + for_ms, Action::StormEnd);
+                }
+                Action::StormEnd => {
+                    storms -= 1;
+                    if storms == 0 {
+                        lock(&platform).storm_timeout_pct = None;
+                    }
+                }
+            }
+        }
+        lock(&probe).enabled =
+            worker_up && partitions == 0 && mttr.open.is_none() && now_ms < fault_window_end;
+        if let Err(e) = sim.step() {
+            break Some(e.to_string());
+        }
+        now_ms = sim.elapsed().as_millis() as u64;
+        let requested = lock(&probe).crash_requested.take();
+        if let Some(site) = requested {
+            crash(&mut sim, now_ms, &mut mttr, &store, &worker_id);
+            let delay = plan.restart_delays_ms[crashes as usize % plan.restart_delays_ms.len()];
+            crashes += 1;
+            crash_sites.push(site);
+            worker_up = false;
+            push(&mut queue, now_ms + delay, Action::Bounce);
+        }
+        mttr.poll(now_ms, worker_up, &store, &worker_id);
+    };
+
+    let snapshot = store.lock().snapshot();
+    let world = lock(&world).clone();
+    let end = EPOCH + Millis(end_ms);
+    let bucket = world.bucket();
+    let mut verdict = check(&CheckInput {
+        seed,
+        world: &world,
+        store: &snapshot,
+        end,
+        kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
+        settled_until: end - Millis(3 * bucket.0),
+    });
+    if let Some(ep) = mttr.open.take() {
+        mttr.samples.push(end_ms - ep.since_ms);
+        verdict.violations.push(Violation {
+            seed,
+            invariant: "recovery".into(),
+            detail: format!(
+                "crash at {}ms: not recovered by the end ({:?} orphans)",
+                ep.since_ms, ep.orphans
+            ),
+        });
+    }
+    if let Some(e) = sim_error {
+        verdict.violations.push(Violation {
+            seed,
+            invariant: "sim_error".into(),
+            detail: e,
+        });
+    }
+    let committed: Vec<_> = snapshot
+        .intents
+        .iter()
+        .filter(|i| i.phase == IntentPhase::Committed)
+        .collect();
+    let losers_killed = committed.iter().filter(|i| world.is_loser(&i.ad)).count() as u32;
+    Ok(SeedReport {
+        seed,
+        digest: digest(&snapshot.events),
+        mttr_ms: mttr.samples,
+        leak_cents: verdict.leak_cents,
+        violations: verdict.violations,
+        kills: committed.len() as u32,
+        losers_killed,
+        winners_killed: committed.len() as u32 - losers_killed,
+        crashes,
+        crash_sites,
+        events: snapshot.events.len(),
+        plan,
+    })
+}
+
+fn crash(
+    sim: &mut turmoil::Sim<'_>,
+    now_ms: u64,
+    mttr: &mut Mttr,
+    store: &SharedMemStore,
+    worker: &WorkerId,
+) {
+    sim.crash(WORKER_HOST);
+    mttr.on_crash(now_ms, store, worker);
+}
+
+/// Runs `seeds` on `threads` threads; `on_done` is called after each seed.
+/// Results are in seed order.
+pub fn run_many(
+    scn: &Scenario,
+    seeds: std::ops::Range<u64>,
+    threads: usize,
+    opts: &RunOptions,
+    on_done: &(dyn Fn(&SeedReport) + Sync),
+) -> Vec<Result<SeedReport, String>> {
+    let n = (seeds.end - seeds.start) as usize;
+    let next = AtomicU64::new(seeds.start);
+    let results: Mutex<Vec<Option<Result<SeedReport, String>>>> = Mutex::new(vec![None; n]);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, n.max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::SeqCst);
+                    if seed >= seeds.end {
+                        return;
+                    }
+                    let result = run_seed(scn, seed, opts);
+                    if let Ok(report) = &result {
+                        on_done(report);
+                    }
+                    lock(&results)[(seed - seeds.start) as usize] = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .map(|r| r.expect("every seed ran"))
+        .collect()
+}

@@ -1,0 +1,428 @@
+//! Scenario files: the world, the platform's misbehaviour, the loop's
+//! settings, the fault schedule's parameters and the assertions, in TOML.
+//!
+//! Loading is strict: unknown fields are refused, and every error names the
+//! file, the line and the field.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use dlft_core::config::{LoopConfig, Sabotage, WorkerConfig};
+use dlft_core::envelope::EnvelopeConfig;
+use dlft_core::estimator::EstimatorConfig;
+use dlft_core::ids::WorkerId;
+use dlft_core::money::{Currency, Money};
+use dlft_core::policy::KillRule;
+use dlft_core::scheduler::RetryPolicy;
+use dlft_core::time::Millis;
+
+/// An inclusive integer range written `[lo, hi]`; a value is drawn from it per seed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "[u64; 2]", into = "[u64; 2]")]
+pub struct Range {
+    pub lo: u64,
+    pub hi: u64,
+}
+
+impl TryFrom<[u64; 2]> for Range {
+    type Error = String;
+    fn try_from([lo, hi]: [u64; 2]) -> Result<Range, String> {
+        if lo > hi {
+            return Err(format!("range [{lo}, {hi}] is reversed: write [low, high]"));
+        }
+        Ok(Range { lo, hi })
+    }
+}
+
+impl From<Range> for [u64; 2] {
+    fn from(r: Range) -> [u64; 2] {
+        [r.lo, r.hi]
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub run: RunSection,
+    pub world: WorldSection,
+    pub platform: PlatformSection,
+    #[serde(rename = "loop")]
+    pub control: LoopSection,
+    pub faults: FaultSection,
+    #[serde(rename = "assert")]
+    pub assertions: AssertSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Simulated length of one seed's run.
+    pub duration_s: u64,
+    /// Faults stop this long before the end: the liveness phase, in which the
+    /// system must converge.
+    pub heal_s: u64,
+    /// turmoil's fixed tick.
+    pub tick_ms: u64,
+    /// Per-message network latency.
+    pub net_latency_ms: Range,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldSection {
+    pub ads: u32,
+    pub loser_pct: u32,
+    pub currency: String,
+    pub spend_cents_per_min: Range,
+    pub winner_cpa_cents: Range,
+    pub loser_cpa_cents: Range,
+    pub order_value_cents: Range,
+    /// Attribution lag of each purchase.
+    pub purchase_delay_s: Range,
+    pub bucket_s: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformSection {
+    pub latency_ms: Range,
+    /// Requests that get no reply at all (the client times out).
+    pub timeout_pct: u32,
+    /// Share of timed-out pause calls that took effect anyway.
+    pub timeout_applied_pct: u32,
+    /// Requests refused with Graph error 17 (user request limit).
+    pub rate_limit_pct: u32,
+    /// Pause calls answered `{"success": true}` that did not take effect.
+    pub ack_without_effect_pct: u32,
+    pub page_limit: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopSection {
+    pub kill_cpa_cents: i64,
+    pub envelope_floor_cents: i64,
+    pub maturation_s: u64,
+    pub learning_s: u64,
+    pub lookback_s: u64,
+    pub max_attempts: u32,
+    pub max_kill_share_pct: u32,
+    pub claim_poll_ms: u64,
+    pub lease_ms: u64,
+    pub rpc_timeout_ms: u64,
+    pub retry_base_ms: u64,
+    pub retry_cap_ms: u64,
+    pub retry_max_attempts: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSection {
+    /// Container losses at instants drawn uniformly from the fault phase.
+    pub crashes: Range,
+    /// Container losses at probe sites (between the phases of a kill, mid-paging, …).
+    pub site_crashes: Range,
+    /// How long a lost container takes to come back.
+    pub restart_delay_ms: Range,
+    /// Partitions worker↔database.
+    pub db_partitions: Range,
+    /// Partitions worker↔ads platform.
+    pub ads_partitions: Range,
+    pub partition_ms: Range,
+    /// Windows in which the platform times out `storm_timeout_pct` of requests.
+    pub timeout_storms: Range,
+    pub storm_s: Range,
+    pub storm_timeout_pct: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertSection {
+    pub mttr_p99_ms_max: u64,
+    pub leak_cents_max: i64,
+    /// After a kill intent is written, the ad must stop spending within this.
+    pub kill_deadline_s: u64,
+    /// The bad path must be exercised: on average at least this many kills per seed.
+    pub min_mean_kills: u64,
+}
+
+/// A scenario file that could not be used, located as precisely as possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: path.to_path_buf(),
+            line: None,
+            field: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parses and validates scenario text; `path` is only for messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let err = |line: Option<usize>, field: Option<String>, message: String| ScenarioError {
+            file: path.to_path_buf(),
+            line,
+            field,
+            message,
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            let line = e.span().map(|s| line_of_offset(text, s.start));
+            err(line, None, e.message().to_string())
+        })?;
+        let scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let field = (path != ".").then_some(path);
+            let line = inner
+                .span()
+                .map(|s| line_of_offset(text, s.start))
+                .or_else(|| field.as_deref().and_then(|f| line_of_field(text, f)));
+            err(line, field, inner.message().to_string())
+        })?;
+        scenario
+            .validate()
+            .map_err(|(field, message)| err(line_of_field(text, &field), Some(field), message))?;
+        Ok(scenario)
+    }
+
+    /// Relations between fields that types cannot express.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let f = |field: &str, msg: &str| Err((field.to_string(), msg.to_string()));
+        let pct = |field: &str, v: u32| {
+            if v > 100 {
+                f(field, "a percentage must be 0..=100")
+            } else {
+                Ok(())
+            }
+        };
+        if self.run.tick_ms == 0 || self.run.tick_ms > 1000 {
+            return f("run.tick_ms", "must be 1..=1000");
+        }
+        if self.run.duration_s == 0 || self.run.duration_s > 7 * 24 * 3600 {
+            return f("run.duration_s", "must be 1 s ..= 7 days");
+        }
+        if self.run.heal_s >= self.run.duration_s {
+            return f("run.heal_s", "must be shorter than run.duration_s");
+        }
+        if self.world.ads == 0 || self.world.ads > 10_000 {
+            return f("world.ads", "must be 1..=10000");
+        }
+        pct("world.loser_pct", self.world.loser_pct)?;
+        if Currency::parse(&self.world.currency).is_err() {
+            return f("world.currency", "must be an ISO 4217 code such as \"EUR\"");
+        }
+        if self.world.bucket_s == 0 {
+            return f("world.bucket_s", "must be positive");
+        }
+        if self.world.winner_cpa_cents.lo == 0 || self.world.loser_cpa_cents.lo == 0 {
+            return f(
+                "world.winner_cpa_cents",
+                "cost per purchase must be positive",
+            );
+        }
+        pct("platform.timeout_pct", self.platform.timeout_pct)?;
+        pct(
+            "platform.timeout_applied_pct",
+            self.platform.timeout_applied_pct,
+        )?;
+        pct("platform.rate_limit_pct", self.platform.rate_limit_pct)?;
+        pct(
+            "platform.ack_without_effect_pct",
+            self.platform.ack_without_effect_pct,
+        )?;
+        pct("faults.storm_timeout_pct", self.faults.storm_timeout_pct)?;
+        pct("loop.max_kill_share_pct", self.control.max_kill_share_pct)?;
+        if self.platform.page_limit == 0 {
+            return f("platform.page_limit", "must be positive");
+        }
+        if self.world.purchase_delay_s.hi > self.control.maturation_s {
+            return f(
+                "loop.maturation_s",
+                "must cover world.purchase_delay_s (else matured data is not mature)",
+            );
+        }
+        let (w, l) = (self.worker_config(Sabotage::None), self.loop_config());
+        dlft_core::config::validate(&w, &l).map_err(|m| ("loop".to_string(), m))
+    }
+
+    pub fn currency(&self) -> Currency {
+        Currency::parse(&self.world.currency).expect("validated")
+    }
+
+    pub fn loop_config(&self) -> LoopConfig {
+        let c = &self.control;
+        let cur = self.currency();
+        LoopConfig {
+            currency: cur,
+            estimator: EstimatorConfig {
+                bucket: Millis::from_secs(self.world.bucket_s),
+                maturation: Millis::from_secs(c.maturation_s),
+                learning: Millis::from_secs(c.learning_s),
+            },
+            kill_rule: KillRule {
+                kill_cpa: Money::new(c.kill_cpa_cents, cur),
+            },
+            envelope: EnvelopeConfig {
+                kill_cpa_floor: Money::new(c.envelope_floor_cents, cur),
+                max_attempts: c.max_attempts,
+                max_kill_share_pct: c.max_kill_share_pct,
+            },
+            insights_lookback: Millis::from_secs(c.lookback_s),
+            estimate_window: Millis::from_secs(self.run.duration_s),
+            page_limit: self.platform.page_limit,
+        }
+    }
+
+    pub fn worker_config(&self, sabotage: Sabotage) -> WorkerConfig {
+        let c = &self.control;
+        WorkerConfig {
+            worker: WorkerId::new("worker-1"),
+            claim_poll: Millis(c.claim_poll_ms),
+            claim_batch: 8,
+            lease_for: Millis(c.lease_ms),
+            tick_every: Millis::from_secs(60),
+            store_backoff: Millis(c.claim_poll_ms),
+            retry: RetryPolicy {
+                base: Millis(c.retry_base_ms),
+                cap: Millis(c.retry_cap_ms),
+                max_attempts: c.retry_max_attempts,
+            },
+            sabotage,
+        }
+    }
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line where dotted `field` (`faults.crashes`) is set, found by tracking
+/// `[table]` headers. Good enough for messages; `None` if not written out.
+fn line_of_field(text: &str, field: &str) -> Option<usize> {
+    let (table, key) = field.rsplit_once('.').unwrap_or(("", field));
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = header.trim().to_string();
+            if current == field {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        let Some((k, _)) = line.split_once('=') else {
+            continue;
+        };
+        if current == table && k.trim() == key {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = include_str!("../../scenarios/ad-kill-container-loss.toml");
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(text, Path::new("s.toml"))
+    }
+
+    #[test]
+    fn the_shipped_scenario_parses() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.name, "ad-kill-container-loss");
+    }
+
+    fn line_with(text: &str, needle: &str) -> usize {
+        text.lines()
+            .position(|l| l.trim_start().starts_with(needle))
+            .unwrap()
+            + 1
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        // (edit, expected field, expected message fragment, line of the edit)
+        let cases = [
+            ("ads = 24", "ads = \"many\"", "world.ads", "invalid type"),
+            (
+                "ads = 24",
+                "ads = 24\nfavourite_colour = 3",
+                "world",
+                "unknown field `favourite_colour`",
+            ),
+            (
+                "crashes = [2, 4]",
+                "crashes = [4, 2]",
+                "faults.crashes",
+                "reversed",
+            ),
+            (
+                "loser_pct = 25",
+                "loser_pct = 250",
+                "world.loser_pct",
+                "percentage",
+            ),
+            ("heal_s = 300", "heal_s = 99999", "run.heal_s", "shorter"),
+        ];
+        for (from, to, field, fragment) in cases {
+            assert!(GOOD.contains(from), "fixture has {from}");
+            let text = GOOD.replacen(from, to, 1);
+            let e = parse(&text).unwrap_err();
+            let shown = e.to_string();
+            assert!(shown.starts_with("s.toml:"), "{shown}");
+            assert!(
+                e.field.as_deref().unwrap_or("").starts_with(field),
+                "{shown}"
+            );
+            assert!(shown.contains(fragment), "{shown}");
+            let want_line = line_with(
+                &text,
+                to.lines().last().unwrap().split('=').next().unwrap().trim(),
+            );
+            assert_eq!(e.line, Some(want_line), "{shown}");
+        }
+    }
+
+    #[test]
+    fn broken_toml_names_the_line() {
+        let e = parse("name = \"x\"\n[run\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+}

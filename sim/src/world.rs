@@ -1,0 +1,250 @@
+//! The world model: one brand's ads, their spend and their purchases, as
+//! truth. The sim's ads platform serves it; the checker judges against it.
+//!
+//! Spend is exact and needs no stepping: an active ad spends
+//! `spend_cents_per_min` per minute, so cumulative spend at `t` is
+//! `rate × active_ms(t) / 60000` in integers. Purchases are random: each
+//! active second draws one Bernoulli trial with probability
+//! `spend_per_second / true_cpa` from the world's own ChaCha stream, and each
+//! purchase is reported after an attribution delay, so past buckets keep
+//! gaining purchases for a while.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use dlft_core::ads::{AdStatus, InsightRow};
+use dlft_core::ids::{AdId, IdempotencyKey};
+use dlft_core::money::{Currency, Money};
+use dlft_core::time::{Millis, Timestamp};
+
+use crate::scenario::{Range, Scenario};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdSpec {
+    pub id: AdId,
+    pub spend_cents_per_min: i64,
+    pub true_cpa_cents: i64,
+    pub order_value_cents: i64,
+    pub loser: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Purchase {
+    event_at: Timestamp,
+    reported_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+struct AdState {
+    spec: AdSpec,
+    paused_at: Option<Timestamp>,
+    purchases: Vec<Purchase>,
+}
+
+/// A pause that changed the world: the ad stopped spending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Effect {
+    pub key: IdempotencyKey,
+    pub ad: AdId,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdsWorld {
+    start: Timestamp,
+    currency: Currency,
+    bucket: Millis,
+    purchase_delay_ms: Range,
+    ads: BTreeMap<AdId, AdState>,
+    /// Whole seconds of purchase draws done so far.
+    drawn_s: u64,
+    rng: ChaCha8Rng,
+    effects: Vec<Effect>,
+    pause_calls: u64,
+}
+
+/// Draws uniformly from an inclusive range.
+pub fn draw(rng: &mut impl Rng, r: Range) -> u64 {
+    rng.random_range(r.lo..=r.hi)
+}
+
+impl AdsWorld {
+    pub fn new(scn: &Scenario, start: Timestamp, rng: ChaCha8Rng) -> AdsWorld {
+        let mut rng = rng;
+        let w = &scn.world;
+        let losers = (u64::from(w.ads) * u64::from(w.loser_pct)).div_ceil(100);
+        let mut ads = BTreeMap::new();
+        for i in 0..u64::from(w.ads) {
+            // Losers are spread through the id order so that they are not all first.
+            let loser = (i * losers) / u64::from(w.ads) != ((i + 1) * losers) / u64::from(w.ads);
+            let id = AdId::new(format!("ad-{:03}", i + 1));
+            let cpa = if loser {
+                w.loser_cpa_cents
+            } else {
+                w.winner_cpa_cents
+            };
+            let spec = AdSpec {
+                id: id.clone(),
+                spend_cents_per_min: draw(&mut rng, w.spend_cents_per_min) as i64,
+                true_cpa_cents: draw(&mut rng, cpa) as i64,
+                order_value_cents: draw(&mut rng, w.order_value_cents) as i64,
+                loser,
+            };
+            ads.insert(
+                id,
+                AdState {
+                    spec,
+                    paused_at: None,
+                    purchases: Vec::new(),
+                },
+            );
+        }
+        AdsWorld {
+            start,
+            currency: scn.currency(),
+            bucket: Millis::from_secs(w.bucket_s),
+            purchase_delay_ms: Range {
+                lo: w.purchase_delay_s.lo * 1000,
+                hi: w.purchase_delay_s.hi * 1000,
+            },
+            ads,
+            drawn_s: 0,
+            rng,
+            effects: Vec::new(),
+            pause_calls: 0,
+        }
+    }
+
+    pub fn specs(&self) -> impl Iterator<Item = &AdSpec> {
+        self.ads.values().map(|a| &a.spec)
+    }
+
+    pub fn start(&self) -> Timestamp {
+        self.start
+    }
+
+    /// Draws purchases for every whole second before `now`.
+    pub fn advance_to(&mut self, now: Timestamp) {
+        let target_s = now.since(self.start).0 / 1000;
+        while self.drawn_s < target_s {
+            let second = self.start + Millis::from_secs(self.drawn_s);
+            for ad in self.ads.values_mut() {
+                if ad.paused_at.is_some_and(|p| p <= second) {
+                    continue;
+                }
+                // P(purchase in this second) = (rate/60) / cpa = rate / (60 cpa).
+                let denominator = 60 * ad.spec.true_cpa_cents as u64;
+                if self.rng.random_range(0..denominator) < ad.spec.spend_cents_per_min as u64 {
+                    let delay = draw(&mut self.rng, self.purchase_delay_ms);
+                    ad.purchases.push(Purchase {
+                        event_at: second,
+                        reported_at: second + Millis(delay),
+                    });
+                }
+            }
+            self.drawn_s += 1;
+        }
+    }
+
+    fn cumulative_spend(&self, ad: &AdState, t: Timestamp) -> i64 {
+        let until = ad.paused_at.map_or(t, |p| p.min(t));
+        let active_ms = until.since(self.start).0 as i64;
+        ad.spec.spend_cents_per_min * active_ms / 60_000
+    }
+
+    /// World spend of `ad` in `[from, to)`.
+    pub fn spend_between(&self, ad: &AdId, from: Timestamp, to: Timestamp) -> i64 {
+        let Some(state) = self.ads.get(ad) else {
+            return 0;
+        };
+        if to <= from {
+            return 0;
+        }
+        self.cumulative_spend(state, to) - self.cumulative_spend(state, from)
+    }
+
+    /// Insights rows as the platform reports them at `now` (call `advance_to`
+    /// first): one row per ad and bucket with delivery, in (ad, bucket) order.
+    pub fn insights(&self, since: Timestamp, until: Timestamp, now: Timestamp) -> Vec<InsightRow> {
+        let until = until.min(now);
+        let first = since.max(self.start).floor_to(self.bucket);
+        let mut rows = Vec::new();
+        for ad in self.ads.values() {
+            let mut b = first;
+            while b < until {
+                let end = b + self.bucket;
+                let spend = self.cumulative_spend(ad, end.min(now)) - self.cumulative_spend(ad, b);
+                let purchases = ad
+                    .purchases
+                    .iter()
+                    .filter(|p| p.event_at >= b && p.event_at < end && p.reported_at <= now)
+                    .count() as u32;
+                if spend > 0 || purchases > 0 {
+                    rows.push(InsightRow {
+                        ad: ad.spec.id.clone(),
+                        bucket_start: b,
+                        spend: Money::new(spend, self.currency),
+                        purchases,
+                        revenue: Money::new(
+                            i64::from(purchases) * ad.spec.order_value_cents,
+                            self.currency,
+                        ),
+                    });
+                }
+                b = end;
+            }
+        }
+        rows
+    }
+
+    /// Applies a pause at `now`. Returns whether the ad exists. A pause of a
+    /// paused ad changes nothing and is no effect.
+    pub fn pause(&mut self, ad: &AdId, key: &IdempotencyKey, now: Timestamp) -> bool {
+        self.pause_calls += 1;
+        self.advance_to(now);
+        let Some(state) = self.ads.get_mut(ad) else {
+            return false;
+        };
+        if state.paused_at.is_none() {
+            state.paused_at = Some(now);
+            self.effects.push(Effect {
+                key: key.clone(),
+                ad: ad.clone(),
+                at: now,
+            });
+        }
+        true
+    }
+
+    pub fn status(&self, ad: &AdId) -> Option<AdStatus> {
+        self.ads.get(ad).map(|s| {
+            if s.paused_at.is_some() {
+                AdStatus::Paused
+            } else {
+                AdStatus::Active
+            }
+        })
+    }
+
+    pub fn effects(&self) -> &[Effect] {
+        &self.effects
+    }
+
+    pub fn paused_at(&self, ad: &AdId) -> Option<Timestamp> {
+        self.ads.get(ad).and_then(|a| a.paused_at)
+    }
+
+    pub fn is_loser(&self, ad: &AdId) -> bool {
+        self.ads.get(ad).is_some_and(|a| a.spec.loser)
+    }
+
+    pub fn bucket(&self) -> Millis {
+        self.bucket
+    }
+
+    pub fn pause_calls(&self) -> u64 {
+        self.pause_calls
+    }
+}
