@@ -15,11 +15,7 @@ use dlft_sim::run::{RunOptions, run_many, run_seed};
 use dlft_sim::scenario::Scenario;
 
 #[derive(Parser)]
-#[command(
-    name = "dlft",
-    version,
-    about = "Run an e-commerce brand as a closed-loop control system"
-)]
+#[command(name = "dlft", version, about = "Run an e-commerce brand as a closed-loop control system")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -86,17 +82,10 @@ impl From<SabotageArg> for Sabotage {
 
 /// Parses `A..B` (half-open); refuses empty and reversed ranges.
 fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>> {
-    let (a, b) = text
-        .split_once("..")
-        .with_context(|| format!("--seeds {text:?}: expected A..B, for example 0..200"))?;
-    let start: u64 = a
-        .trim()
-        .parse()
-        .with_context(|| format!("--seeds {text:?}: {a:?} is not a seed"))?;
-    let end: u64 = b
-        .trim()
-        .parse()
-        .with_context(|| format!("--seeds {text:?}: {b:?} is not a seed"))?;
+    let (a, b) =
+        text.split_once("..").with_context(|| format!("--seeds {text:?}: expected A..B, for example 0..200"))?;
+    let start: u64 = a.trim().parse().with_context(|| format!("--seeds {text:?}: {a:?} is not a seed"))?;
+    let end: u64 = b.trim().parse().with_context(|| format!("--seeds {text:?}: {b:?} is not a seed"))?;
     if end < start {
         bail!("--seeds {text}: the range is reversed (write {end}..{start})");
     }
@@ -109,9 +98,7 @@ fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>> {
 fn sim_run(args: SimRun) -> Result<ExitCode> {
     let scn = Scenario::load(&args.scenario)?;
     let path = args.scenario.display().to_string();
-    let opts = RunOptions {
-        sabotage: args.sabotage.into(),
-    };
+    let opts = RunOptions { sabotage: args.sabotage.into() };
     let seeds = match (&args.seeds, args.seed) {
         (Some(range), _) => parse_seed_range(range)?,
         (None, Some(s)) => s..s.checked_add(1).context("seed too large")?,
@@ -127,52 +114,26 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
                                           "digests": [first.digest, second.digest], "events": first.events});
             println!("{out}");
         } else {
-            println!(
-                "seed {seed}: run 1 digest {} ({} events)",
-                first.digest, first.events
-            );
-            println!(
-                "seed {seed}: run 2 digest {} ({} events)",
-                second.digest, second.events
-            );
-            println!(
-                "{}",
-                if same {
-                    "deterministic"
-                } else {
-                    "NOT DETERMINISTIC"
-                }
-            );
+            println!("seed {seed}: run 1 digest {} ({} events)", first.digest, first.events);
+            println!("seed {seed}: run 2 digest {} ({} events)", second.digest, second.events);
+            println!("{}", if same { "deterministic" } else { "NOT DETERMINISTIC" });
         }
         if !same {
-            eprintln!(
-                "reproduce: {} --check-determinism",
-                reproduce_command(&path, seed)
-            );
+            eprintln!("reproduce: {} --check-determinism", reproduce_command(&path, seed));
             return Ok(ExitCode::FAILURE);
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(seeds.end - seeds.start)
-    } else {
-        ProgressBar::hidden()
-    };
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let bar =
+        if std::io::stderr().is_terminal() { ProgressBar::new(seeds.end - seeds.start) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} seeds {pos}/{len} [{elapsed_precise}] {wide_bar} eta {eta}",
-        )
-        .expect("valid template"),
+        ProgressStyle::with_template("{spinner} seeds {pos}/{len} [{elapsed_precise}] {wide_bar} eta {eta}")
+            .expect("valid template"),
     );
     let results = run_many(&scn, seeds, threads, &opts, &|_| bar.inc(1));
     bar.finish_and_clear();
-    let reports = results
-        .into_iter()
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(anyhow::Error::msg)?;
+    let reports = results.into_iter().collect::<Result<Vec<_>, String>>().map_err(anyhow::Error::msg)?;
     if args.show_plan {
         for r in &reports {
             eprintln!("seed {} fault plan:\n{}", r.seed, r.plan);
@@ -187,19 +148,13 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
     for cmd in &summary.reproduce {
         eprintln!("reproduce: {cmd}");
     }
-    Ok(if summary.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if summary.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Sim {
-            command: SimCommand::Run(args),
-        } => sim_run(args),
+        Command::Sim { command: SimCommand::Run(args) } => sim_run(args),
     };
     match result {
         Ok(code) => code,

@@ -69,27 +69,11 @@ pub fn after_pause(result: Result<(), AdsError>) -> PauseOutcome {
 
 /// The phase a read-back moves an applied intent to.
 pub fn after_read_back(status: &AdStatus) -> IntentPhase {
-    if status.is_stopped() {
-        IntentPhase::Committed
-    } else {
-        IntentPhase::Intended
-    }
+    if status.is_stopped() { IntentPhase::Committed } else { IntentPhase::Intended }
 }
 
-fn advance(
-    key: &IdempotencyKey,
-    from: IntentPhase,
-    to: IntentPhase,
-    count: bool,
-    cause: String,
-) -> IntentOp {
-    IntentOp::Advance {
-        key: key.clone(),
-        from,
-        to,
-        count_attempt: count,
-        cause,
-    }
+fn advance(key: &IdempotencyKey, from: IntentPhase, to: IntentPhase, count: bool, cause: String) -> IntentOp {
+    IntentOp::Advance { key: key.clone(), from, to, count_attempt: count, cause }
 }
 
 pub async fn run_kill<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
@@ -105,19 +89,11 @@ pub async fn run_kill<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
             if sabotage == Sabotage::SkipIntent {
                 return kill_without_intent(ports, attempt, key, ad).await;
             }
-            return Err(JobError::Permanent(format!(
-                "no intent {key}: nothing to drive"
-            )));
+            return Err(JobError::Permanent(format!("no intent {key}: nothing to drive")));
         };
         let op = match next_step(&intent, &cfg.envelope, sabotage) {
             Step::Done => return Ok(()),
-            Step::Abandon => advance(
-                key,
-                IntentPhase::Intended,
-                IntentPhase::Abandoned,
-                false,
-                abandon_cause(&intent),
-            ),
+            Step::Abandon => advance(key, IntentPhase::Intended, IntentPhase::Abandoned, false, abandon_cause(&intent)),
             Step::Pause => match pause(ports, attempt, &intent).await {
                 Ok(op) => op,
                 Err(e) => return Err(e),
@@ -125,37 +101,21 @@ pub async fn run_kill<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
             Step::ReadBack => {
                 let status = read_back(ports, attempt, ad).await?;
                 let to = after_read_back(&status);
-                advance(
-                    key,
-                    IntentPhase::Applied,
-                    to,
-                    false,
-                    format!("read-back: {status:?}"),
-                )
+                advance(key, IntentPhase::Applied, to, false, format!("read-back: {status:?}"))
             }
-            Step::CommitBlind => advance(
-                key,
-                IntentPhase::Applied,
-                IntentPhase::Committed,
-                false,
-                "sabotage: no read-back".into(),
-            ),
+            Step::CommitBlind => {
+                advance(key, IntentPhase::Applied, IntentPhase::Committed, false, "sabotage: no read-back".into())
+            }
         };
         let mut batch = attempt.batch();
         batch.intents.push(op);
         let was_applied = intent.phase == IntentPhase::Applied;
-        ports
-            .store
-            .write(&attempt.lease, batch, ports.clock.now())
-            .await?;
+        ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
         if !was_applied {
             ports.probe.reached(Site::KillAfterApplied).await;
         }
     }
-    Err(JobError::RetryAfter {
-        wait: crate::time::Millis(0),
-        why: format!("{key}: step budget used"),
-    })
+    Err(JobError::RetryAfter { wait: crate::time::Millis(0), why: format!("{key}: step budget used") })
 }
 
 fn abandon_cause(intent: &Intent) -> String {
@@ -176,13 +136,9 @@ async fn pause<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     attempt.record_call(started, "pause", &result);
     ports.probe.reached(Site::KillAfterPause).await;
     match after_pause(result) {
-        PauseOutcome::Applied => Ok(advance(
-            key,
-            IntentPhase::Intended,
-            IntentPhase::Applied,
-            true,
-            "pause call succeeded".into(),
-        )),
+        PauseOutcome::Applied => {
+            Ok(advance(key, IntentPhase::Intended, IntentPhase::Applied, true, "pause call succeeded".into()))
+        }
         PauseOutcome::Unknown => {
             let status = read_back(ports, attempt, &intent.ad).await;
             match status {
@@ -194,8 +150,7 @@ async fn pause<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
                     format!("pause outcome unknown; read-back {s:?}"),
                 )),
                 _ => {
-                    count_attempt(ports, attempt, key, "pause outcome unknown; not stopped")
-                        .await?;
+                    count_attempt(ports, attempt, key, "pause outcome unknown; not stopped").await?;
                     Err(JobError::Ads(AdsError::Timeout))
                 }
             }
@@ -215,14 +170,8 @@ async fn count_attempt<S: Store, A, C: Clock, P>(
     cause: &str,
 ) -> Result<(), JobError> {
     let mut batch = attempt.batch();
-    batch.intents.push(IntentOp::CountAttempt {
-        key: key.clone(),
-        cause: cause.into(),
-    });
-    ports
-        .store
-        .write(&attempt.lease, batch, ports.clock.now())
-        .await?;
+    batch.intents.push(IntentOp::CountAttempt { key: key.clone(), cause: cause.into() });
+    ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     Ok(())
 }
 
@@ -274,26 +223,9 @@ async fn kill_without_intent<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     };
     let mut batch = attempt.batch();
     batch.intents = vec![
-        IntentOp::Open(NewIntent {
-            key: key.clone(),
-            ad: ad.clone(),
-            evidence,
-            verdict,
-        }),
-        advance(
-            key,
-            IntentPhase::Intended,
-            IntentPhase::Applied,
-            true,
-            "sabotage".into(),
-        ),
-        advance(
-            key,
-            IntentPhase::Applied,
-            IntentPhase::Committed,
-            false,
-            "sabotage".into(),
-        ),
+        IntentOp::Open(NewIntent { key: key.clone(), ad: ad.clone(), evidence, verdict }),
+        advance(key, IntentPhase::Intended, IntentPhase::Applied, true, "sabotage".into()),
+        advance(key, IntentPhase::Applied, IntentPhase::Committed, false, "sabotage".into()),
     ];
     ports.store.write(&attempt.lease, batch, now).await?;
     Ok(())
@@ -310,17 +242,11 @@ mod tests {
         assert_eq!(after_pause(Ok(())), PauseOutcome::Applied);
         assert_eq!(after_pause(Err(AdsError::Timeout)), PauseOutcome::Unknown);
         assert!(matches!(
-            after_pause(Err(AdsError::RateLimited {
-                code: 17,
-                retry_after: Millis(5)
-            })),
+            after_pause(Err(AdsError::RateLimited { code: 17, retry_after: Millis(5) })),
             PauseOutcome::Throttled(_)
         ));
         assert!(matches!(
-            after_pause(Err(AdsError::Permanent {
-                code: 190,
-                message: "token".into()
-            })),
+            after_pause(Err(AdsError::Permanent { code: 190, message: "token".into() })),
             PauseOutcome::Failed(_)
         ));
     }
@@ -328,14 +254,7 @@ mod tests {
     #[test]
     fn read_back_table() {
         assert_eq!(after_read_back(&AdStatus::Paused), IntentPhase::Committed);
-        assert_eq!(
-            after_read_back(&AdStatus::Other("CAMPAIGN_PAUSED".into())),
-            IntentPhase::Committed
-        );
-        assert_eq!(
-            after_read_back(&AdStatus::Active),
-            IntentPhase::Intended,
-            "ack without effect: pause again"
-        );
+        assert_eq!(after_read_back(&AdStatus::Other("CAMPAIGN_PAUSED".into())), IntentPhase::Committed);
+        assert_eq!(after_read_back(&AdStatus::Active), IntentPhase::Intended, "ack without effect: pause again");
     }
 }

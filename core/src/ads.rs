@@ -86,18 +86,23 @@ impl AdsError {
 
 /// The ads platform port.
 pub trait AdsPlatform: Send + Sync {
-    fn insights(
-        &self,
-        query: &InsightsQuery,
-    ) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send;
+    fn insights(&self, query: &InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send;
 
     /// Pauses an ad. The key is sent where the platform accepts one (the sim
     /// and the sandbox record it, so that "at most once" can be checked).
-    fn pause(
-        &self,
-        ad: &AdId,
-        key: &IdempotencyKey,
-    ) -> impl Future<Output = Result<(), AdsError>> + Send;
+    fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> impl Future<Output = Result<(), AdsError>> + Send;
 
     fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send;
+}
+
+impl<T: AdsPlatform> AdsPlatform for std::sync::Arc<T> {
+    fn insights(&self, query: &InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
+        (**self).insights(query)
+    }
+    fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> impl Future<Output = Result<(), AdsError>> + Send {
+        (**self).pause(ad, key)
+    }
+    fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
+        (**self).status(ad)
+    }
 }

@@ -61,10 +61,7 @@ pub fn validate(w: &WorkerConfig, l: &LoopConfig) -> Result<(), String> {
         errs.push("lease_for must be at least twice claim_poll".to_string());
     }
     if w.claim_batch == 0 || w.claim_batch > crate::store::CLAIM_LIMIT_MAX {
-        errs.push(format!(
-            "claim_batch must be 1..={}",
-            crate::store::CLAIM_LIMIT_MAX
-        ));
+        errs.push(format!("claim_batch must be 1..={}", crate::store::CLAIM_LIMIT_MAX));
     }
     if w.tick_every.0 == 0 || l.estimator.bucket.0 == 0 {
         errs.push("tick_every and bucket must be positive".to_string());
@@ -75,9 +72,7 @@ pub fn validate(w: &WorkerConfig, l: &LoopConfig) -> Result<(), String> {
     if l.page_limit == 0 {
         errs.push("page_limit must be positive".to_string());
     }
-    if l.kill_rule.kill_cpa.currency != l.currency
-        || l.envelope.kill_cpa_floor.currency != l.currency
-    {
+    if l.kill_rule.kill_cpa.currency != l.currency || l.envelope.kill_cpa_floor.currency != l.currency {
         errs.push("kill thresholds must be in the loop's currency".to_string());
     }
     if l.kill_rule.kill_cpa.minor <= 0 || l.envelope.kill_cpa_floor.minor <= 0 {
@@ -86,9 +81,5 @@ pub fn validate(w: &WorkerConfig, l: &LoopConfig) -> Result<(), String> {
     if l.envelope.max_attempts == 0 || w.retry.max_attempts == 0 {
         errs.push("attempt caps must be positive".to_string());
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
 }

@@ -93,13 +93,7 @@ pub fn judge(
                 approved += 1;
                 Decision::Approve
             };
-            Verdict {
-                ad: p.ad.clone(),
-                key,
-                decision,
-                at: now,
-                reason: reason_of(&p.evidence, cfg),
-            }
+            Verdict { ad: p.ad.clone(), key, decision, at: now, reason: reason_of(&p.evidence, cfg) }
         })
         .collect()
 }
@@ -131,18 +125,11 @@ mod tests {
             matured_revenue: Money::zero(Currency::EUR),
             in_learning: learning,
         };
-        Proposal {
-            ad: AdId::new(ad),
-            evidence,
-            reason: String::new(),
-        }
+        Proposal { ad: AdId::new(ad), evidence, reason: String::new() }
     }
 
-    const CFG: EnvelopeConfig = EnvelopeConfig {
-        kill_cpa_floor: Money::new(5000, Currency::EUR),
-        max_attempts: 3,
-        max_kill_share_pct: 50,
-    };
+    const CFG: EnvelopeConfig =
+        EnvelopeConfig { kill_cpa_floor: Money::new(5000, Currency::EUR), max_attempts: 3, max_kill_share_pct: 50 };
 
     #[test]
     fn verdict_table() {
@@ -154,22 +141,13 @@ mod tests {
             proposal("d", 6000, false), // over the blast radius (2 of 4 ads)
             proposal("e", 6000, false),
         ];
-        let got: Vec<_> = judge(&proposals, &BTreeMap::new(), 4, &CFG, Timestamp(1))
-            .into_iter()
-            .map(|v| v.decision)
-            .collect();
+        let got: Vec<_> =
+            judge(&proposals, &BTreeMap::new(), 4, &CFG, Timestamp(1)).into_iter().map(|v| v.decision).collect();
         use Decision::*;
         use DenyReason::*;
         assert_eq!(
             got,
-            vec![
-                Approve,
-                Deny(BelowThreshold),
-                Deny(InLearning),
-                Deny(Duplicate),
-                Approve,
-                Deny(BlastRadius)
-            ]
+            vec![Approve, Deny(BelowThreshold), Deny(InLearning), Deny(Duplicate), Approve, Deny(BlastRadius)]
         );
     }
 }

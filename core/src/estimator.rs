@@ -40,18 +40,13 @@ pub struct AdEstimate {
 impl AdEstimate {
     /// Matured cost per purchase in minor units; `None` with no purchases.
     pub fn cost_per_purchase(&self) -> Option<i64> {
-        (self.matured_purchases > 0)
-            .then(|| self.matured_spend.minor / i64::from(self.matured_purchases))
+        (self.matured_purchases > 0).then(|| self.matured_spend.minor / i64::from(self.matured_purchases))
     }
 }
 
 /// Estimates every ad in `rows` (one row per ad and bucket) at `now`.
 /// Output is ordered by ad id.
-pub fn estimate(
-    rows: &[InsightRow],
-    now: Timestamp,
-    cfg: &EstimatorConfig,
-) -> Result<Vec<AdEstimate>, MoneyError> {
+pub fn estimate(rows: &[InsightRow], now: Timestamp, cfg: &EstimatorConfig) -> Result<Vec<AdEstimate>, MoneyError> {
     // A bucket [s, s+bucket) is matured when s + bucket + maturation <= now.
     let matured_until = Timestamp(now.0.saturating_sub(cfg.maturation.0 + cfg.bucket.0));
     let mut by_ad: BTreeMap<&AdId, AdEstimate> = BTreeMap::new();
@@ -97,24 +92,16 @@ mod tests {
         }
     }
 
-    const CFG: EstimatorConfig = EstimatorConfig {
-        bucket: Millis(60_000),
-        maturation: Millis(180_000),
-        learning: Millis(300_000),
-    };
+    const CFG: EstimatorConfig =
+        EstimatorConfig { bucket: Millis(60_000), maturation: Millis(180_000), learning: Millis(300_000) };
 
     #[test]
     fn only_matured_buckets_count() {
-        let rows: Vec<_> = (0..10)
-            .map(|m| row("a", m, 100, u32::from(m == 8)))
-            .collect();
+        let rows: Vec<_> = (0..10).map(|m| row("a", m, 100, u32::from(m == 8))).collect();
         // now = minute 10: buckets 0..6 are matured (6 + 1 + 3 <= 10).
         let est = estimate(&rows, Timestamp(600_000), &CFG).unwrap();
         assert_eq!(est[0].matured_spend.minor, 600);
-        assert_eq!(
-            est[0].matured_purchases, 0,
-            "the purchase in bucket 8 is not matured yet"
-        );
+        assert_eq!(est[0].matured_purchases, 0, "the purchase in bucket 8 is not matured yet");
         assert!(!est[0].in_learning);
     }
 

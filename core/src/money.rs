@@ -87,18 +87,12 @@ impl Money {
         if self.currency != other.currency {
             return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
         }
-        let minor = self
-            .minor
-            .checked_add(other.minor)
-            .ok_or(MoneyError::Overflow)?;
+        let minor = self.minor.checked_add(other.minor).ok_or(MoneyError::Overflow)?;
         Ok(Money::new(minor, self.currency))
     }
 
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
-        self.checked_add(Money::new(
-            other.minor.checked_neg().ok_or(MoneyError::Overflow)?,
-            other.currency,
-        ))
+        self.checked_add(Money::new(other.minor.checked_neg().ok_or(MoneyError::Overflow)?, other.currency))
     }
 
     /// Parses a decimal major-unit string as APIs send it ("12.34", "7", "0.5")
@@ -113,11 +107,7 @@ impl Money {
         if whole.is_empty() || frac.len() > 2 {
             return Err(bad());
         }
-        if !whole
-            .bytes()
-            .chain(frac.bytes())
-            .all(|b| b.is_ascii_digit())
-        {
+        if !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
         let whole: i64 = whole.parse().map_err(|_| bad())?;
@@ -126,10 +116,7 @@ impl Money {
             1 => frac.parse::<i64>().map_err(|_| bad())? * 10,
             _ => frac.parse().map_err(|_| bad())?,
         };
-        let minor = whole
-            .checked_mul(100)
-            .and_then(|w| w.checked_add(frac_minor))
-            .ok_or(MoneyError::Overflow)?;
+        let minor = whole.checked_mul(100).and_then(|w| w.checked_add(frac_minor)).ok_or(MoneyError::Overflow)?;
         Ok(Money::new(if negative { -minor } else { minor }, currency))
     }
 
@@ -167,10 +154,7 @@ mod tests {
     fn currencies_do_not_mix() {
         let e = Money::new(1, Currency::EUR);
         let u = Money::new(1, Currency::USD);
-        assert_eq!(
-            e.checked_add(u),
-            Err(MoneyError::CurrencyMismatch(Currency::EUR, Currency::USD))
-        );
+        assert_eq!(e.checked_add(u), Err(MoneyError::CurrencyMismatch(Currency::EUR, Currency::USD)));
         assert!(Currency::parse("eur").is_err());
         assert!(Money::new(i64::MAX, Currency::EUR).checked_add(e).is_err());
     }

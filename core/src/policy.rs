@@ -34,11 +34,7 @@ pub fn clears_kill_threshold(e: &AdEstimate, cpa: Money) -> bool {
 
 /// Proposes kills for ads that clear the rule, skipping `settled` ones (an
 /// intent already exists) and ads in learning.
-pub fn propose_kills(
-    estimates: &[AdEstimate],
-    rule: &KillRule,
-    settled: &BTreeSet<AdId>,
-) -> Vec<Proposal> {
+pub fn propose_kills(estimates: &[AdEstimate], rule: &KillRule, settled: &BTreeSet<AdId>) -> Vec<Proposal> {
     estimates
         .iter()
         .filter(|e| !settled.contains(&e.ad) && !e.in_learning)
@@ -74,9 +70,7 @@ mod tests {
 
     #[test]
     fn kill_rule_table() {
-        let rule = KillRule {
-            kill_cpa: Money::new(5000, Currency::EUR),
-        };
+        let rule = KillRule { kill_cpa: Money::new(5000, Currency::EUR) };
         let none = BTreeSet::new();
         for (spend, purchases, learning, kill) in [
             (4999, 0, false, false),
@@ -86,10 +80,7 @@ mod tests {
             (50_000, 0, true, false),
         ] {
             let got = !propose_kills(&[est(spend, purchases, learning)], &rule, &none).is_empty();
-            assert_eq!(
-                got, kill,
-                "spend {spend} purchases {purchases} learning {learning}"
-            );
+            assert_eq!(got, kill, "spend {spend} purchases {purchases} learning {learning}");
         }
         let settled = BTreeSet::from([AdId::new("a")]);
         assert!(propose_kills(&[est(50_000, 0, false)], &rule, &settled).is_empty());

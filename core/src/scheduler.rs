@@ -25,11 +25,7 @@ impl RetryPolicy {
         assert!(attempt >= 1, "backoff is for failed attempts");
         let exp = attempt.saturating_sub(1).min(30);
         let raw = self.base.0.saturating_mul(1u64 << exp).min(self.cap.0);
-        let jitter = if raw >= 2 {
-            rng.random_range(0..=raw / 2)
-        } else {
-            0
-        };
+        let jitter = if raw >= 2 { rng.random_range(0..=raw / 2) } else { 0 };
         Millis(raw - raw / 4 + jitter)
     }
 
@@ -52,20 +48,13 @@ mod tests {
 
     #[test]
     fn backoff_grows_caps_and_jitters_within_bounds() {
-        let p = RetryPolicy {
-            base: Millis(1000),
-            cap: Millis(30_000),
-            max_attempts: 5,
-        };
+        let p = RetryPolicy { base: Millis(1000), cap: Millis(30_000), max_attempts: 5 };
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for attempt in 1..=12u32 {
             let raw = (1000u64 << (attempt - 1).min(30)).min(30_000);
             for _ in 0..50 {
                 let d = p.backoff(attempt, &mut rng).0;
-                assert!(
-                    d >= raw * 3 / 4 && d <= raw * 5 / 4,
-                    "attempt {attempt}: {d} vs {raw}"
-                );
+                assert!(d >= raw * 3 / 4 && d <= raw * 5 / 4, "attempt {attempt}: {d} vs {raw}");
             }
         }
         assert!(!p.exhausted(4));

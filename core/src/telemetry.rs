@@ -124,10 +124,7 @@ pub fn replay(events: &[Event]) -> Result<Rebuilt, String> {
                 }
                 out.intents.insert(key, e.after.clone());
             }
-            EventKind::WorkerBooted
-            | EventKind::SlotFired
-            | EventKind::LedgerSpend
-            | EventKind::Verdict => {}
+            EventKind::WorkerBooted | EventKind::SlotFired | EventKind::LedgerSpend | EventKind::Verdict => {}
         }
     }
     Ok(out)

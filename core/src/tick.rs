@@ -49,30 +49,20 @@ async fn sense<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     let mut after = None;
     for _ in 0..MAX_PAGES {
         let now = ports.clock.now();
-        let query = InsightsQuery {
-            since,
-            until: now,
-            after: after.take(),
-            limit: cfg.page_limit,
-        };
+        let query = InsightsQuery { since, until: now, after: after.take(), limit: cfg.page_limit };
         let page = ports.ads.insights(&query).await;
         attempt.record_call(now, "insights", &page);
         let page = page?;
         let mut batch = attempt.batch();
         batch.insights = page.rows;
-        ports
-            .store
-            .write(&attempt.lease, batch, ports.clock.now())
-            .await?;
+        ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
         ports.probe.reached(Site::TickAfterPage).await;
         match page.next {
             Some(cursor) => after = Some(cursor),
             None => return Ok(()),
         }
     }
-    Err(JobError::Permanent(format!(
-        "insights paging exceeded {MAX_PAGES} pages"
-    )))
+    Err(JobError::Permanent(format!("insights paging exceeded {MAX_PAGES} pages")))
 }
 
 async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
@@ -83,15 +73,9 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
 ) -> Result<(), JobError> {
     let now = ports.clock.now();
     let rows = ports.store.spend_ledger(now - cfg.estimate_window).await?;
-    let intents: BTreeMap<IdempotencyKey, _> = ports
-        .store
-        .intents()
-        .await?
-        .into_iter()
-        .map(|i| (i.key.clone(), i))
-        .collect();
-    let estimates =
-        estimate(&rows, now, &cfg.estimator).map_err(|e| JobError::Permanent(e.to_string()))?;
+    let intents: BTreeMap<IdempotencyKey, _> =
+        ports.store.intents().await?.into_iter().map(|i| (i.key.clone(), i)).collect();
+    let estimates = estimate(&rows, now, &cfg.estimator).map_err(|e| JobError::Permanent(e.to_string()))?;
     let settled: BTreeSet<AdId> = intents.values().map(|i| i.ad.clone()).collect();
     let proposals = propose_kills(&estimates, &cfg.kill_rule, &settled);
     let verdicts = judge(&proposals, &intents, estimates.len(), &cfg.envelope, now);
@@ -117,20 +101,14 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
         batch.enqueue.push(kill_job(&intent.key, &intent.ad, now));
     }
     batch.verdicts = verdicts;
-    ports
-        .store
-        .write(&attempt.lease, batch, ports.clock.now())
-        .await?;
+    ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     ports.probe.reached(Site::TickAfterDecide).await;
     Ok(())
 }
 
 pub fn kill_job(key: &IdempotencyKey, ad: &AdId, now: Timestamp) -> NewJob {
     NewJob {
-        task: Task::KillAd {
-            key: key.clone(),
-            ad: ad.clone(),
-        },
+        task: Task::KillAd { key: key.clone(), ad: ad.clone() },
         priority: KILL_PRIORITY,
         run_at: now,
         idempotency_key: Some(key.clone()),

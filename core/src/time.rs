@@ -80,6 +80,15 @@ pub trait Clock: Send + Sync {
     fn sleep(&self, duration: Millis) -> impl Future<Output = ()> + Send;
 }
 
+impl<T: Clock> Clock for std::sync::Arc<T> {
+    fn now(&self) -> Timestamp {
+        (**self).now()
+    }
+    fn sleep(&self, duration: Millis) -> impl Future<Output = ()> + Send {
+        (**self).sleep(duration)
+    }
+}
+
 /// A clock for tests and backtests: time moves only when told, never backwards.
 /// `sleep` advances it, so a loop driven by it runs at full speed.
 #[derive(Debug, Default)]
@@ -89,9 +98,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> ManualClock {
-        ManualClock {
-            now_ms: start.0.into(),
-        }
+        ManualClock { now_ms: start.0.into() }
     }
 
     /// Moves the clock to `to`. Panics if `to` is in the past: time never goes backwards.
@@ -101,8 +108,7 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: Millis) {
-        self.now_ms
-            .fetch_add(by.0, std::sync::atomic::Ordering::SeqCst);
+        self.now_ms.fetch_add(by.0, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -123,10 +129,7 @@ mod tests {
 
     #[test]
     fn floor_and_since() {
-        assert_eq!(
-            Timestamp(125_000).floor_to(Millis::from_secs(60)),
-            Timestamp(120_000)
-        );
+        assert_eq!(Timestamp(125_000).floor_to(Millis::from_secs(60)), Timestamp(120_000));
         assert_eq!(Timestamp(5).since(Timestamp(9)), Millis(0));
         assert_eq!(Timestamp(9).since(Timestamp(5)), Millis(4));
     }

@@ -11,9 +11,7 @@ use crate::ids::Incarnation;
 use crate::money::Money;
 use crate::probe::{Probe, Site};
 use crate::scheduler::{TICK_SCHEDULE, slot_of};
-use crate::store::{
-    Claim, ClaimRequest, JobKind, Lease, NewJob, Outcome, Store, StoreError, Task, WriteBatch,
-};
+use crate::store::{Claim, ClaimRequest, JobKind, Lease, NewJob, Outcome, Store, StoreError, Task, WriteBatch};
 use crate::telemetry::CostRow;
 use crate::time::{Clock, Millis, Timestamp};
 use crate::{actuator, tick};
@@ -62,10 +60,7 @@ impl Attempt {
 
     /// A batch carrying the pending cost rows.
     pub fn batch(&mut self) -> WriteBatch {
-        WriteBatch {
-            costs: std::mem::take(&mut self.costs),
-            ..WriteBatch::default()
-        }
+        WriteBatch { costs: std::mem::take(&mut self.costs), ..WriteBatch::default() }
     }
 }
 
@@ -108,7 +103,7 @@ impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send> Worker<S, 
                         self.execute(claim).await;
                     }
                 }
-                Err(e @ StoreError::Fenced { .. }) => return Err(e),
+                Err(e @ StoreError::StaleIncarnation { .. }) => return Err(e),
                 Err(_) => {
                     self.ports.clock.sleep(self.cfg.store_backoff).await;
                     continue;
@@ -134,37 +129,20 @@ impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send> Worker<S, 
     /// Returns when the next slot is due, or `None` if the store did not answer.
     async fn fire_tick(&mut self, now: Timestamp) -> Option<Timestamp> {
         let slot = slot_of(now, self.cfg.tick_every);
-        let job = NewJob {
-            task: Task::PollInsights { slot },
-            priority: 1,
-            run_at: now,
-            idempotency_key: None,
-        };
-        match self
-            .ports
-            .store
-            .fire_slot(TICK_SCHEDULE, slot, job, now)
-            .await
-        {
+        let job = NewJob { task: Task::PollInsights { slot }, priority: 1, run_at: now, idempotency_key: None };
+        match self.ports.store.fire_slot(TICK_SCHEDULE, slot, job, now).await {
             Ok(_) => Some(slot + self.cfg.tick_every),
             Err(_) => None,
         }
     }
 
     async fn execute(&mut self, claim: Claim) {
-        let mut attempt = Attempt {
-            lease: claim.lease.clone(),
-            costs: Vec::new(),
-            currency: self.loop_cfg.currency,
-        };
+        let mut attempt = Attempt { lease: claim.lease.clone(), costs: Vec::new(), currency: self.loop_cfg.currency };
         let sabotage = self.cfg.sabotage;
         let result = match &claim.job.task {
-            Task::PollInsights { slot } => {
-                tick::run(&self.ports, &self.loop_cfg, sabotage, &mut attempt, *slot).await
-            }
+            Task::PollInsights { slot } => tick::run(&self.ports, &self.loop_cfg, sabotage, &mut attempt, *slot).await,
             Task::KillAd { key, ad } => {
-                actuator::run_kill(&self.ports, &self.loop_cfg, sabotage, &mut attempt, key, ad)
-                    .await
+                actuator::run_kill(&self.ports, &self.loop_cfg, sabotage, &mut attempt, key, ad).await
             }
         };
         self.ports.probe.reached(Site::BeforeFinish).await;
@@ -174,33 +152,20 @@ impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send> Worker<S, 
             // Another attempt owns the job now: write nothing more.
             Err(JobError::Store(StoreError::Fenced { .. })) => return,
             Err(JobError::Permanent(error)) => Outcome::Discard { error },
-            Err(e) if self.cfg.retry.exhausted(claim.job.attempt) => Outcome::Discard {
-                error: e.to_string(),
-            },
+            Err(e) if self.cfg.retry.exhausted(claim.job.attempt) => Outcome::Discard { error: e.to_string() },
             Err(e) => {
                 let floor = match &e {
                     JobError::RetryAfter { wait, .. } => *wait,
                     JobError::Ads(AdsError::RateLimited { retry_after, .. }) => *retry_after,
                     _ => Millis(0),
                 };
-                let wait = self
-                    .cfg
-                    .retry
-                    .backoff(claim.job.attempt, &mut self.rng)
-                    .max(floor);
-                Outcome::Retry {
-                    at: now + wait,
-                    error: e.to_string(),
-                }
+                let wait = self.cfg.retry.backoff(claim.job.attempt, &mut self.rng).max(floor);
+                Outcome::Retry { at: now + wait, error: e.to_string() }
             }
         };
         let costs = std::mem::take(&mut attempt.costs);
         // If the store does not answer, the lease runs out and the job is
         // re-claimed; every step is idempotent, so re-running is safe.
-        let _ = self
-            .ports
-            .store
-            .finish(&claim.lease, outcome, costs, now)
-            .await;
+        let _ = self.ports.store.finish(&claim.lease, outcome, costs, now).await;
     }
 }

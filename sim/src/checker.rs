@@ -36,11 +36,7 @@ pub struct Verdict {
 
 impl Verdict {
     fn flag(&mut self, seed: u64, invariant: &str, detail: String) {
-        self.violations.push(Violation {
-            seed,
-            invariant: invariant.into(),
-            detail,
-        });
+        self.violations.push(Violation { seed, invariant: invariant.into(), detail });
     }
 }
 
@@ -66,12 +62,8 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
 fn check_spend_ledger(input: &CheckInput<'_>, v: &mut Verdict) {
     let world = input.world;
     let bucket = world.bucket();
-    let ledger: BTreeMap<_, i64> = input
-        .store
-        .spend
-        .iter()
-        .map(|r| ((r.ad.clone(), r.bucket_start), r.spend.minor))
-        .collect();
+    let ledger: BTreeMap<_, i64> =
+        input.store.spend.iter().map(|r| ((r.ad.clone(), r.bucket_start), r.spend.minor)).collect();
     for spec in world.specs() {
         let mut b = world.start().floor_to(bucket);
         while b + bucket <= input.settled_until {
@@ -82,10 +74,7 @@ fn check_spend_ledger(input: &CheckInput<'_>, v: &mut Verdict) {
                 v.flag(
                     input.seed,
                     "ledger_spend",
-                    format!(
-                        "{} bucket {}: world spent {truth} cents, ledger says {booked}",
-                        spec.id, b
-                    ),
+                    format!("{} bucket {}: world spent {truth} cents, ledger says {booked}", spec.id, b),
                 );
             }
             b = b + bucket;
@@ -94,36 +83,23 @@ fn check_spend_ledger(input: &CheckInput<'_>, v: &mut Verdict) {
 }
 
 fn check_actions(input: &CheckInput<'_>, v: &mut Verdict) {
-    let intents: BTreeMap<&IdempotencyKey, _> =
-        input.store.intents.iter().map(|i| (&i.key, i)).collect();
+    let intents: BTreeMap<&IdempotencyKey, _> = input.store.intents.iter().map(|i| (&i.key, i)).collect();
     let mut effects_per_key: BTreeMap<&IdempotencyKey, u32> = BTreeMap::new();
     let mut effects_per_ad = BTreeMap::new();
     for e in input.world.effects() {
         *effects_per_key.entry(&e.key).or_default() += 1;
         *effects_per_ad.entry(&e.ad).or_insert(0u32) += 1;
         match intents.get(&e.key) {
-            None => v.flag(
-                input.seed,
-                "write_ahead",
-                format!("{}: paused at {} with no intent", e.ad, e.at),
-            ),
+            None => v.flag(input.seed, "write_ahead", format!("{}: paused at {} with no intent", e.ad, e.at)),
             Some(i) if i.opened_at > e.at => v.flag(
                 input.seed,
                 "write_ahead",
-                format!(
-                    "{}: paused at {} before its intent ({})",
-                    e.ad, e.at, i.opened_at
-                ),
+                format!("{}: paused at {} before its intent ({})", e.ad, e.at, i.opened_at),
             ),
             Some(i) if i.phase != IntentPhase::Committed => v.flag(
                 input.seed,
                 "effect_committed",
-                format!(
-                    "{}: paused at {} but intent is {}",
-                    e.ad,
-                    e.at,
-                    i.phase.as_str()
-                ),
+                format!("{}: paused at {} but intent is {}", e.ad, e.at, i.phase.as_str()),
             ),
             Some(_) => {}
         }
@@ -132,11 +108,7 @@ fn check_actions(input: &CheckInput<'_>, v: &mut Verdict) {
         v.flag(input.seed, "at_most_once", format!("{key}: {n} effects"));
     }
     for (ad, n) in effects_per_ad.iter().filter(|(_, n)| **n > 1) {
-        v.flag(
-            input.seed,
-            "at_most_once",
-            format!("{ad}: paused {n} times"),
-        );
+        v.flag(input.seed, "at_most_once", format!("{ad}: paused {n} times"));
     }
     let effect_keys: BTreeSet<&IdempotencyKey> = effects_per_key.keys().copied().collect();
     for row in &input.store.actions {
@@ -144,10 +116,7 @@ fn check_actions(input: &CheckInput<'_>, v: &mut Verdict) {
             v.flag(
                 input.seed,
                 "receipt_has_effect",
-                format!(
-                    "{}: committed at {} but the world never paused it",
-                    row.key, row.committed_at
-                ),
+                format!("{}: committed at {} but the world never paused it", row.key, row.committed_at),
             );
         }
     }
@@ -159,10 +128,7 @@ fn check_deadlines(input: &CheckInput<'_>, v: &mut Verdict) {
         let leaked = input.world.spend_between(&intent.ad, deadline, input.end);
         if leaked > 0 {
             v.leak_cents += leaked;
-            let stopped = input
-                .world
-                .paused_at(&intent.ad)
-                .map_or("never".to_string(), |t| t.to_string());
+            let stopped = input.world.paused_at(&intent.ad).map_or("never".to_string(), |t| t.to_string());
             v.flag(
                 input.seed,
                 "kill_deadline",
@@ -180,33 +146,14 @@ fn check_log(input: &CheckInput<'_>, v: &mut Verdict) {
         Ok(r) => r,
         Err(e) => return v.flag(input.seed, "log_replay", e),
     };
-    let jobs: BTreeMap<_, String> = input
-        .store
-        .jobs
-        .iter()
-        .map(|j| (j.id, j.state.as_str().to_string()))
-        .collect();
+    let jobs: BTreeMap<_, String> = input.store.jobs.iter().map(|j| (j.id, j.state.as_str().to_string())).collect();
     if rebuilt.jobs != jobs {
-        let diff = jobs
-            .iter()
-            .find(|(id, s)| rebuilt.jobs.get(*id) != Some(*s));
-        v.flag(
-            input.seed,
-            "log_replay",
-            format!("job states differ from the log, first: {diff:?}"),
-        );
+        let diff = jobs.iter().find(|(id, s)| rebuilt.jobs.get(*id) != Some(*s));
+        v.flag(input.seed, "log_replay", format!("job states differ from the log, first: {diff:?}"));
     }
-    let intents: BTreeMap<_, String> = input
-        .store
-        .intents
-        .iter()
-        .map(|i| (i.key.clone(), i.phase.as_str().to_string()))
-        .collect();
+    let intents: BTreeMap<_, String> =
+        input.store.intents.iter().map(|i| (i.key.clone(), i.phase.as_str().to_string())).collect();
     if rebuilt.intents != intents {
-        v.flag(
-            input.seed,
-            "log_replay",
-            "intent phases differ from the log".into(),
-        );
+        v.flag(input.seed, "log_replay", "intent phases differ from the log".into());
     }
 }

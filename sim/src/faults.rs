@@ -62,10 +62,7 @@ pub struct FaultPlan {
 fn max_occurrence(site: Site) -> u64 {
     match site {
         Site::TickAfterPage | Site::TickAfterDecide | Site::BeforeFinish => 15,
-        Site::KillBeforePause
-        | Site::KillAfterPause
-        | Site::KillAfterApplied
-        | Site::KillAfterReadBack => 4,
+        Site::KillBeforePause | Site::KillAfterPause | Site::KillAfterApplied | Site::KillAfterReadBack => 4,
     }
 }
 
@@ -73,37 +70,20 @@ impl FaultPlan {
     pub fn draw(scn: &Scenario, rng: &mut ChaCha8Rng) -> FaultPlan {
         let f = &scn.faults;
         let until_ms = (scn.run.duration_s - scn.run.heal_s) * 1000;
-        let window = crate::scenario::Range {
-            lo: FAULTS_FROM_MS.min(until_ms),
-            hi: until_ms,
-        };
+        let window = crate::scenario::Range { lo: FAULTS_FROM_MS.min(until_ms), hi: until_ms };
         let mut timed = Vec::new();
         for _ in 0..draw(rng, f.crashes) {
-            timed.push(TimedFault {
-                at_ms: draw(rng, window),
-                fault: Fault::Crash,
-            });
+            timed.push(TimedFault { at_ms: draw(rng, window), fault: Fault::Crash });
         }
         for (link, count) in [(Link::Db, f.db_partitions), (Link::Ads, f.ads_partitions)] {
             for _ in 0..draw(rng, count) {
-                let fault = Fault::Partition {
-                    link,
-                    for_ms: draw(rng, f.partition_ms),
-                };
-                timed.push(TimedFault {
-                    at_ms: draw(rng, window),
-                    fault,
-                });
+                let fault = Fault::Partition { link, for_ms: draw(rng, f.partition_ms) };
+                timed.push(TimedFault { at_ms: draw(rng, window), fault });
             }
         }
         for _ in 0..draw(rng, f.timeout_storms) {
-            let fault = Fault::TimeoutStorm {
-                for_ms: draw(rng, f.storm_s) * 1000,
-            };
-            timed.push(TimedFault {
-                at_ms: draw(rng, window),
-                fault,
-            });
+            let fault = Fault::TimeoutStorm { for_ms: draw(rng, f.storm_s) * 1000 };
+            timed.push(TimedFault { at_ms: draw(rng, window), fault });
         }
         timed.sort_by_key(|t| t.at_ms);
         let site_crashes = (0..draw(rng, f.site_crashes))
@@ -112,14 +92,8 @@ impl FaultPlan {
                 (site, rng.random_range(1..=max_occurrence(site)) as u32)
             })
             .collect();
-        let restart_delays_ms = (0..RESTART_DELAYS)
-            .map(|_| draw(rng, f.restart_delay_ms))
-            .collect();
-        FaultPlan {
-            timed,
-            site_crashes,
-            restart_delays_ms,
-        }
+        let restart_delays_ms = (0..RESTART_DELAYS).map(|_| draw(rng, f.restart_delay_ms)).collect();
+        FaultPlan { timed, site_crashes, restart_delays_ms }
     }
 }
 
@@ -129,13 +103,10 @@ impl fmt::Display for FaultPlan {
             let secs = t.at_ms as f64 / 1000.0;
             match &t.fault {
                 Fault::Crash => writeln!(f, "  t={secs:.3}s crash worker")?,
-                Fault::Partition { link, for_ms } => writeln!(
-                    f,
-                    "  t={secs:.3}s partition worker<->{link:?} for {for_ms}ms"
-                )?,
-                Fault::TimeoutStorm { for_ms } => {
-                    writeln!(f, "  t={secs:.3}s ads timeout storm for {for_ms}ms")?
+                Fault::Partition { link, for_ms } => {
+                    writeln!(f, "  t={secs:.3}s partition worker<->{link:?} for {for_ms}ms")?
                 }
+                Fault::TimeoutStorm { for_ms } => writeln!(f, "  t={secs:.3}s ads timeout storm for {for_ms}ms")?,
             }
         }
         for (site, n) in &self.site_crashes {

@@ -19,16 +19,14 @@ use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, InsightsPage, InsightsQuer
 use dlft_core::ids::{AdId, IdempotencyKey};
 use dlft_core::probe::{Probe, Site};
 use dlft_core::store::{
-    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Lease, NewJob, Outcome,
-    SharedMemStore, Store, StoreError, WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Lease, NewJob, Outcome, SharedMemStore, Store,
+    StoreError, WriteBatch,
 };
 use dlft_core::telemetry::CostRow;
 use dlft_core::time::{Clock, Millis, Timestamp};
 use dlft_core::wire::meta;
 
-use crate::rpc::{
-    self, ADS_PORT, AdsRequest, DB_PORT, HttpReply, StoreReply, StoreRequest, StoreResponse,
-};
+use crate::rpc::{self, ADS_PORT, AdsRequest, DB_PORT, HttpReply, StoreReply, StoreRequest, StoreResponse};
 use crate::scenario::PlatformSection;
 use crate::world::{AdsWorld, draw};
 
@@ -72,18 +70,10 @@ fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) -> Sto
     Ok(match req {
         StoreRequest::Boot { worker } => StoreReply::Boot(s.boot(&worker, now)),
         StoreRequest::Enqueue { job } => StoreReply::Enqueued(s.enqueue(job, now)),
-        StoreRequest::FireSlot {
-            schedule,
-            slot,
-            job,
-        } => StoreReply::Slot(s.fire_slot(&schedule, slot, job, now)),
+        StoreRequest::FireSlot { schedule, slot, job } => StoreReply::Slot(s.fire_slot(&schedule, slot, job, now)),
         StoreRequest::Claim { req } => StoreReply::Claims(s.claim(&req, now)?),
         StoreRequest::Write { lease, batch } => StoreReply::Batch(s.write(&lease, batch, now)?),
-        StoreRequest::Finish {
-            lease,
-            outcome,
-            costs,
-        } => {
+        StoreRequest::Finish { lease, outcome, costs } => {
             s.finish(&lease, outcome, costs, now)?;
             StoreReply::Done
         }
@@ -127,16 +117,10 @@ impl Store for SimStore {
         worker: &dlft_core::ids::WorkerId,
         _now: Timestamp,
     ) -> impl Future<Output = Result<Boot, StoreError>> + Send {
-        let req = StoreRequest::Boot {
-            worker: worker.clone(),
-        };
+        let req = StoreRequest::Boot { worker: worker.clone() };
         async move { expect_reply!(self, req, Boot) }
     }
-    fn enqueue(
-        &self,
-        job: NewJob,
-        _now: Timestamp,
-    ) -> impl Future<Output = Result<Enqueued, StoreError>> + Send {
+    fn enqueue(&self, job: NewJob, _now: Timestamp) -> impl Future<Output = Result<Enqueued, StoreError>> + Send {
         async move { expect_reply!(self, StoreRequest::Enqueue { job }, Enqueued) }
     }
     fn fire_slot(
@@ -146,11 +130,7 @@ impl Store for SimStore {
         job: NewJob,
         _now: Timestamp,
     ) -> impl Future<Output = Result<Option<dlft_core::ids::JobId>, StoreError>> + Send {
-        let req = StoreRequest::FireSlot {
-            schedule: schedule.to_string(),
-            slot,
-            job,
-        };
+        let req = StoreRequest::FireSlot { schedule: schedule.to_string(), slot, job };
         async move { expect_reply!(self, req, Slot) }
     }
     fn claim(
@@ -167,10 +147,7 @@ impl Store for SimStore {
         batch: WriteBatch,
         _now: Timestamp,
     ) -> impl Future<Output = Result<BatchResult, StoreError>> + Send {
-        let req = StoreRequest::Write {
-            lease: lease.clone(),
-            batch,
-        };
+        let req = StoreRequest::Write { lease: lease.clone(), batch };
         async move { expect_reply!(self, req, Batch) }
     }
     fn finish(
@@ -180,11 +157,7 @@ impl Store for SimStore {
         costs: Vec<CostRow>,
         _now: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let req = StoreRequest::Finish {
-            lease: lease.clone(),
-            outcome,
-            costs,
-        };
+        let req = StoreRequest::Finish { lease: lease.clone(), outcome, costs };
         async move {
             match self.call(req).await? {
                 StoreReply::Done => Ok(()),
@@ -201,10 +174,7 @@ impl Store for SimStore {
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
         async move { expect_reply!(self, StoreRequest::Intents, Intents) }
     }
-    fn intent(
-        &self,
-        key: &IdempotencyKey,
-    ) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
+    fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
         let req = StoreRequest::Intent { key: key.clone() };
         async move { expect_reply!(self, req, Intent) }
     }
@@ -248,76 +218,42 @@ fn decide_fate(p: &mut PlatformState, is_pause: bool) -> Fate {
         return Fate::RateLimit { latency };
     }
     let ack_without_effect = is_pause && roll(&mut p.rng, p.cfg.ack_without_effect_pct);
-    Fate::Serve {
-        latency,
-        ack_without_effect,
-    }
+    Fate::Serve { latency, ack_without_effect }
 }
 
 fn ok(body: serde_json::Value) -> HttpReply {
-    HttpReply {
-        status: 200,
-        headers: BTreeMap::new(),
-        body,
-    }
+    HttpReply { status: 200, headers: BTreeMap::new(), body }
 }
 
 fn graph_error(status: u16, code: i64, message: &str) -> HttpReply {
     let body = serde_json::json!({"error": {"message": message, "type": "OAuthException", "code": code,
                                              "is_transient": false, "fbtrace_id": "sim"}});
-    HttpReply {
-        status,
-        headers: BTreeMap::new(),
-        body,
-    }
+    HttpReply { status, headers: BTreeMap::new(), body }
 }
 
 /// Applies a served request to the world and builds Meta's reply.
-fn handle_ads(
-    world: &mut AdsWorld,
-    req: &AdsRequest,
-    now: Timestamp,
-    ack_without_effect: bool,
-) -> HttpReply {
+pub fn handle_ads(world: &mut AdsWorld, req: &AdsRequest, now: Timestamp, ack_without_effect: bool) -> HttpReply {
     world.advance_to(now);
     match req {
         AdsRequest::Insights { query } => {
             let rows = world.insights(query.since, query.until, now);
-            let offset: usize = match query
-                .after
-                .as_deref()
-                .map(|c| c.strip_prefix('o').and_then(|n| n.parse().ok()))
-            {
+            let offset: usize = match query.after.as_deref().map(|c| c.strip_prefix('o').and_then(|n| n.parse().ok())) {
                 None => 0,
                 Some(Some(n)) => n,
                 Some(None) => return graph_error(400, 100, "(#100) Invalid cursor"),
             };
             let end = (offset + query.limit as usize).min(rows.len());
-            let data: Vec<_> = rows[offset.min(end)..end]
-                .iter()
-                .map(meta::encode_record)
-                .collect();
+            let data: Vec<_> = rows[offset.min(end)..end].iter().map(meta::encode_record).collect();
             let paging = meta::Paging {
-                cursors: Some(meta::Cursors {
-                    before: format!("o{offset}"),
-                    after: format!("o{end}"),
-                }),
-                next: (end < rows.len())
-                    .then(|| format!("https://graph.facebook.com/v25.0/insights?after=o{end}")),
+                cursors: Some(meta::Cursors { before: format!("o{offset}"), after: format!("o{end}") }),
+                next: (end < rows.len()).then(|| format!("https://graph.facebook.com/v25.0/insights?after=o{end}")),
             };
-            let resp = meta::InsightsResponse {
-                data,
-                paging: Some(paging),
-            };
+            let resp = meta::InsightsResponse { data, paging: Some(paging) };
             ok(serde_json::to_value(resp).expect("serializes"))
         }
         AdsRequest::Pause { ad, key } => {
             if world.status(ad).is_none() {
-                return graph_error(
-                    400,
-                    100,
-                    "(#100) Unsupported post request: object does not exist",
-                );
+                return graph_error(400, 100, "(#100) Unsupported post request: object does not exist");
             }
             if !ack_without_effect {
                 world.pause(ad, key, now);
@@ -383,42 +319,30 @@ pub struct SimAds {
 
 impl SimAds {
     async fn call(&self, req: AdsRequest) -> Result<serde_json::Value, AdsError> {
-        let reply: HttpReply = rpc::call(ADS_HOST, ADS_PORT, &req, self.timeout)
-            .await
-            .map_err(|e| match e {
-                rpc::RpcError::Timeout | rpc::RpcError::Io(_) => AdsError::Timeout,
-                rpc::RpcError::Frame(m) => AdsError::Malformed(m),
-            })?;
-        if reply.status == 200 {
-            return Ok(reply.body);
-        }
-        let usage = reply
-            .headers
-            .get("x-business-use-case-usage")
-            .map(String::as_str);
-        Err(meta::classify_error(reply.status, &reply.body, usage))
+        let reply: HttpReply = rpc::call(ADS_HOST, ADS_PORT, &req, self.timeout).await.map_err(|e| match e {
+            rpc::RpcError::Timeout | rpc::RpcError::Io(_) => AdsError::Timeout,
+            rpc::RpcError::Frame(m) => AdsError::Malformed(m),
+        })?;
+        reply_body(reply)
     }
 }
 
+/// The body of a 200 reply, or the classified Graph error.
+pub fn reply_body(reply: HttpReply) -> Result<serde_json::Value, AdsError> {
+    if reply.status == 200 {
+        return Ok(reply.body);
+    }
+    let usage = reply.headers.get("x-business-use-case-usage").map(String::as_str);
+    Err(meta::classify_error(reply.status, &reply.body, usage))
+}
+
 impl AdsPlatform for SimAds {
-    fn insights(
-        &self,
-        query: &InsightsQuery,
-    ) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
-        let req = AdsRequest::Insights {
-            query: query.clone(),
-        };
+    fn insights(&self, query: &InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
+        let req = AdsRequest::Insights { query: query.clone() };
         async move { meta::decode_insights(&self.call(req).await?) }
     }
-    fn pause(
-        &self,
-        ad: &AdId,
-        key: &IdempotencyKey,
-    ) -> impl Future<Output = Result<(), AdsError>> + Send {
-        let req = AdsRequest::Pause {
-            ad: ad.clone(),
-            key: key.clone(),
-        };
+    fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> impl Future<Output = Result<(), AdsError>> + Send {
+        let req = AdsRequest::Pause { ad: ad.clone(), key: key.clone() };
         async move { meta::decode_pause(&self.call(req).await?) }
     }
     fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {

@@ -14,6 +14,7 @@
 pub mod checker;
 pub mod faults;
 pub mod hosts;
+pub mod inproc;
 pub mod report;
 pub mod rpc;
 pub mod run;

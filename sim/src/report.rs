@@ -25,11 +25,7 @@ pub fn percentiles(samples: &[u64]) -> Percentiles {
     let mut s = samples.to_vec();
     s.sort_unstable();
     let rank = |p: u64| s[((p * s.len() as u64).div_ceil(100) as usize).saturating_sub(1)];
-    Percentiles {
-        p50: rank(50),
-        p99: rank(99),
-        max: *s.last().expect("non-empty"),
-    }
+    Percentiles { p50: rank(50), p99: rank(99), max: *s.last().expect("non-empty") }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -66,27 +62,15 @@ pub fn reproduce_command(scenario_path: &str, seed: u64) -> String {
 }
 
 pub fn summarize(scn: &Scenario, scenario_path: &str, reports: &[SeedReport]) -> Summary {
-    let samples: Vec<u64> = reports
-        .iter()
-        .flat_map(|r| r.mttr_ms.iter().copied())
-        .collect();
+    let samples: Vec<u64> = reports.iter().flat_map(|r| r.mttr_ms.iter().copied()).collect();
     let mttr = percentiles(&samples);
     let leak: i64 = reports.iter().map(|r| r.leak_cents).sum();
-    let violations: Vec<Violation> = reports
-        .iter()
-        .flat_map(|r| r.violations.iter().cloned())
-        .collect();
+    let violations: Vec<Violation> = reports.iter().flat_map(|r| r.violations.iter().cloned()).collect();
     let kills: u64 = reports.iter().map(|r| u64::from(r.kills)).sum();
     let mut crash_sites = BTreeMap::new();
     for site in reports.iter().flat_map(|r| &r.crash_sites) {
         *crash_sites
-            .entry(
-                serde_json::to_value(site)
-                    .expect("serializes")
-                    .as_str()
-                    .unwrap_or("?")
-                    .to_string(),
-            )
+            .entry(serde_json::to_value(site).expect("serializes").as_str().unwrap_or("?").to_string())
             .or_insert(0) += 1;
     }
     let a = &scn.assertions;
@@ -123,12 +107,7 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, reports: &[SeedReport]) ->
         .map(|r| r.seed)
         .collect();
     if mttr.p99 > a.mttr_p99_ms_max {
-        failing.extend(
-            reports
-                .iter()
-                .filter(|r| r.mttr_ms.iter().any(|&m| m > a.mttr_p99_ms_max))
-                .map(|r| r.seed),
-        );
+        failing.extend(reports.iter().filter(|r| r.mttr_ms.iter().any(|&m| m > a.mttr_p99_ms_max)).map(|r| r.seed));
     }
     failing.sort_unstable();
     failing.dedup();
@@ -139,10 +118,7 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, reports: &[SeedReport]) ->
         mttr_ms: mttr,
         crashes: reports.iter().map(|r| u64::from(r.crashes)).sum(),
         leak_cents: leak,
-        reproduce: failing
-            .iter()
-            .map(|&s| reproduce_command(scenario_path, s))
-            .collect(),
+        reproduce: failing.iter().map(|&s| reproduce_command(scenario_path, s)).collect(),
         failing_seeds: failing,
         violations,
         digests: reports.iter().map(|r| (r.seed, r.digest.clone())).collect(),
@@ -163,11 +139,7 @@ fn secs(ms: u64) -> String {
 pub fn render(s: &Summary, duration_s: u64) -> String {
     let mut out = String::new();
     let w = &mut out;
-    let _ = writeln!(
-        w,
-        "scenario    {} ({} seeds x {} s simulated)",
-        s.scenario, s.seeds, duration_s
-    );
+    let _ = writeln!(w, "scenario    {} ({} seeds x {} s simulated)", s.scenario, s.seeds, duration_s);
     let _ = writeln!(
         w,
         "mttr        p50 {}   p99 {}   max {}   over {} container losses",
@@ -177,25 +149,9 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
         s.crashes
     );
     let _ = writeln!(w, "leak        {} cents", s.leak_cents);
-    let _ = writeln!(
-        w,
-        "kills       {} ({} losers, {} winners)",
-        s.kills, s.losers_killed, s.winners_killed
-    );
-    let sites: Vec<String> = s
-        .crash_sites
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
-    let _ = writeln!(
-        w,
-        "crash sites {}",
-        if sites.is_empty() {
-            "none".into()
-        } else {
-            sites.join(", ")
-        }
-    );
+    let _ = writeln!(w, "kills       {} ({} losers, {} winners)", s.kills, s.losers_killed, s.winners_killed);
+    let sites: Vec<String> = s.crash_sites.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(w, "crash sites {}", if sites.is_empty() { "none".into() } else { sites.join(", ") });
     let _ = writeln!(w, "violations  {}", s.violations.len());
     for v in s.violations.iter().take(20) {
         let _ = writeln!(w, "  seed {} {}: {}", v.seed, v.invariant, v.detail);
@@ -205,14 +161,7 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
     }
     let _ = writeln!(w, "assertions");
     for a in &s.assertions {
-        let _ = writeln!(
-            w,
-            "  {:<4} {} {} (actual {})",
-            if a.ok { "ok" } else { "FAIL" },
-            a.name,
-            a.limit,
-            a.actual
-        );
+        let _ = writeln!(w, "  {:<4} {} {} (actual {})", if a.ok { "ok" } else { "FAIL" }, a.name, a.limit, a.actual);
     }
     for cmd in &s.reproduce {
         let _ = writeln!(w, "reproduce: {cmd}");
@@ -228,31 +177,10 @@ mod tests {
     #[test]
     fn percentile_table() {
         assert_eq!(percentiles(&[]), Percentiles::default());
-        assert_eq!(
-            percentiles(&[5]),
-            Percentiles {
-                p50: 5,
-                p99: 5,
-                max: 5
-            }
-        );
+        assert_eq!(percentiles(&[5]), Percentiles { p50: 5, p99: 5, max: 5 });
         let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(
-            percentiles(&v),
-            Percentiles {
-                p50: 50,
-                p99: 99,
-                max: 100
-            }
-        );
+        assert_eq!(percentiles(&v), Percentiles { p50: 50, p99: 99, max: 100 });
         let v: Vec<u64> = (1..=200).rev().collect();
-        assert_eq!(
-            percentiles(&v),
-            Percentiles {
-                p50: 100,
-                p99: 198,
-                max: 200
-            }
-        );
+        assert_eq!(percentiles(&v), Percentiles { p50: 100, p99: 198, max: 200 });
     }
 }

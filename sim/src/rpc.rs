@@ -14,8 +14,7 @@ use turmoil::net::{TcpListener, TcpStream};
 use dlft_core::ads::{InsightRow, InsightsQuery};
 use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
 use dlft_core::store::{
-    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Lease, NewJob, Outcome, StoreError,
-    WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Lease, NewJob, Outcome, StoreError, WriteBatch,
 };
 use dlft_core::telemetry::CostRow;
 use dlft_core::time::Timestamp;
@@ -39,36 +38,15 @@ pub enum RpcError {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum StoreRequest {
-    Boot {
-        worker: WorkerId,
-    },
-    Enqueue {
-        job: NewJob,
-    },
-    FireSlot {
-        schedule: String,
-        slot: Timestamp,
-        job: NewJob,
-    },
-    Claim {
-        req: ClaimRequest,
-    },
-    Write {
-        lease: Lease,
-        batch: WriteBatch,
-    },
-    Finish {
-        lease: Lease,
-        outcome: Outcome,
-        costs: Vec<CostRow>,
-    },
-    SpendLedger {
-        since: Timestamp,
-    },
+    Boot { worker: WorkerId },
+    Enqueue { job: NewJob },
+    FireSlot { schedule: String, slot: Timestamp, job: NewJob },
+    Claim { req: ClaimRequest },
+    Write { lease: Lease, batch: WriteBatch },
+    Finish { lease: Lease, outcome: Outcome, costs: Vec<CostRow> },
+    SpendLedger { since: Timestamp },
     Intents,
-    Intent {
-        key: IdempotencyKey,
-    },
+    Intent { key: IdempotencyKey },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -122,9 +100,7 @@ pub async fn call<Q: Serialize, R: DeserializeOwned>(
         }
         serde_json::from_str(&reply).map_err(|e| RpcError::Frame(e.to_string()))
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| RpcError::Timeout)?
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| RpcError::Timeout)?
 }
 
 /// Accepts connections forever; each gets one request and, if the handler

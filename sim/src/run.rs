@@ -23,8 +23,8 @@ use dlft_core::worker::{Ports, Worker};
 use crate::checker::{CheckInput, Violation, check};
 use crate::faults::{Fault, FaultPlan, Link};
 use crate::hosts::{
-    ADS_HOST, DB_HOST, PlatformState, ProbeState, SimAds, SimClock, SimProbe, SimStore,
-    WORKER_HOST, lock, serve_ads, serve_db,
+    ADS_HOST, DB_HOST, PlatformState, ProbeState, SimAds, SimClock, SimProbe, SimStore, WORKER_HOST, lock, serve_ads,
+    serve_db,
 };
 use crate::scenario::Scenario;
 use crate::world::AdsWorld;
@@ -107,10 +107,7 @@ impl Mttr {
         let s = store.lock();
         let orphans = s
             .live_jobs()
-            .filter(|j| {
-                j.state == JobState::Running
-                    && j.lease.as_ref().is_some_and(|l| &l.worker == worker)
-            })
+            .filter(|j| j.state == JobState::Running && j.lease.as_ref().is_some_and(|l| &l.worker == worker))
             .map(|j| (j.id, j.attempt));
         match &mut self.open {
             Some(ep) => ep.orphans.extend(orphans),
@@ -134,10 +131,10 @@ impl Mttr {
         if s.current_incarnation(worker) <= ep.incarnation_at_crash {
             return;
         }
-        let resumed = ep.orphans.iter().all(|(id, attempt)| {
-            s.job(*id)
-                .is_none_or(|j| j.state.is_final() || j.attempt > *attempt)
-        });
+        let resumed = ep
+            .orphans
+            .iter()
+            .all(|(id, attempt)| s.job(*id).is_none_or(|j| j.state.is_final() || j.attempt > *attempt));
         if resumed {
             self.samples.push(now_ms - ep.since_ms);
             self.open = None;
@@ -152,12 +149,7 @@ pub fn run_seed(scn: &Scenario, seed: u64, opts: &RunOptions) -> Result<SeedRepo
 }
 
 /// Runs one seed with an explicit fault plan (a shrinker removes entries from it).
-pub fn run_seed_with_plan(
-    scn: &Scenario,
-    seed: u64,
-    opts: &RunOptions,
-    plan: FaultPlan,
-) -> Result<SeedReport, String> {
+pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) -> Result<SeedReport, String> {
     let clock = SimClock { epoch: EPOCH };
     let end_ms = scn.run.duration_s * 1000;
     let net = scn.run.net_latency_ms;
@@ -171,11 +163,7 @@ pub fn run_seed_with_plan(
         .build();
 
     let store = SharedMemStore::new();
-    let world = Arc::new(Mutex::new(AdsWorld::new(
-        scn,
-        EPOCH,
-        rng_for(seed, stream::WORLD),
-    )));
+    let world = Arc::new(Mutex::new(AdsWorld::new(scn, EPOCH, rng_for(seed, stream::WORLD))));
     let platform = Arc::new(Mutex::new(PlatformState {
         world: world.clone(),
         cfg: scn.platform.clone(),
@@ -183,11 +171,8 @@ pub fn run_seed_with_plan(
         storm_timeout_pct: None,
         requests: 0,
     }));
-    let probe = Arc::new(Mutex::new(ProbeState {
-        armed: plan.site_crashes.clone(),
-        enabled: true,
-        ..ProbeState::default()
-    }));
+    let probe =
+        Arc::new(Mutex::new(ProbeState { armed: plan.site_crashes.clone(), enabled: true, ..ProbeState::default() }));
 
     let db_store = store.clone();
     sim.host(DB_HOST, move || serve_db(db_store.clone(), clock));
@@ -203,12 +188,8 @@ pub fn run_seed_with_plan(
         let boot = boots.fetch_add(1, Ordering::SeqCst);
         let mut worker = Worker {
             ports: Ports {
-                store: SimStore {
-                    timeout: rpc_timeout,
-                },
-                ads: SimAds {
-                    timeout: rpc_timeout,
-                },
+                store: SimStore { timeout: rpc_timeout },
+                ads: SimAds { timeout: rpc_timeout },
                 clock,
                 probe: SimProbe(worker_probe.clone()),
             },
@@ -228,10 +209,7 @@ pub fn run_seed_with_plan(
     for t in &plan.timed {
         let action = match &t.fault {
             Fault::Crash => Action::Crash,
-            Fault::Partition { link, for_ms } => Action::PartitionStart {
-                link: *link,
-                for_ms: *for_ms,
-            },
+            Fault::Partition { link, for_ms } => Action::PartitionStart { link: *link, for_ms: *for_ms },
             Fault::TimeoutStorm { for_ms } => Action::StormStart { for_ms: *for_ms },
         };
         push(&mut queue, t.at_ms, action);
@@ -267,8 +245,7 @@ pub fn run_seed_with_plan(
             match action {
                 Action::Crash => {
                     crash(&mut sim, now_ms, &mut mttr, &store, &worker_id);
-                    let delay =
-                        plan.restart_delays_ms[crashes as usize % plan.restart_delays_ms.len()];
+                    let delay = plan.restart_delays_ms[crashes as usize % plan.restart_delays_ms.len()];
                     crashes += 1;
                     worker_up = false;
                     push(&mut queue, now_ms + delay, Action::Bounce);
@@ -299,8 +276,7 @@ pub fn run_seed_with_plan(
                 }
             }
         }
-        lock(&probe).enabled =
-            worker_up && partitions == 0 && mttr.open.is_none() && now_ms < fault_window_end;
+        lock(&probe).enabled = worker_up && partitions == 0 && mttr.open.is_none() && now_ms < fault_window_end;
         if let Err(e) = sim.step() {
             break Some(e.to_string());
         }
@@ -334,24 +310,13 @@ pub fn run_seed_with_plan(
         verdict.violations.push(Violation {
             seed,
             invariant: "recovery".into(),
-            detail: format!(
-                "crash at {}ms: not recovered by the end ({:?} orphans)",
-                ep.since_ms, ep.orphans
-            ),
+            detail: format!("crash at {}ms: not recovered by the end ({:?} orphans)", ep.since_ms, ep.orphans),
         });
     }
     if let Some(e) = sim_error {
-        verdict.violations.push(Violation {
-            seed,
-            invariant: "sim_error".into(),
-            detail: e,
-        });
+        verdict.violations.push(Violation { seed, invariant: "sim_error".into(), detail: e });
     }
-    let committed: Vec<_> = snapshot
-        .intents
-        .iter()
-        .filter(|i| i.phase == IntentPhase::Committed)
-        .collect();
+    let committed: Vec<_> = snapshot.intents.iter().filter(|i| i.phase == IntentPhase::Committed).collect();
     let losers_killed = committed.iter().filter(|i| world.is_loser(&i.ad)).count() as u32;
     Ok(SeedReport {
         seed,
@@ -369,13 +334,7 @@ pub fn run_seed_with_plan(
     })
 }
 
-fn crash(
-    sim: &mut turmoil::Sim<'_>,
-    now_ms: u64,
-    mttr: &mut Mttr,
-    store: &SharedMemStore,
-    worker: &WorkerId,
-) {
+fn crash(sim: &mut turmoil::Sim<'_>, now_ms: u64, mttr: &mut Mttr, store: &SharedMemStore, worker: &WorkerId) {
     sim.crash(WORKER_HOST);
     mttr.on_crash(now_ms, store, worker);
 }

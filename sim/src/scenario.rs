@@ -208,9 +208,7 @@ impl Scenario {
                 .or_else(|| field.as_deref().and_then(|f| line_of_field(text, f)));
             err(line, field, inner.message().to_string())
         })?;
-        scenario
-            .validate()
-            .map_err(|(field, message)| err(line_of_field(text, &field), Some(field), message))?;
+        scenario.validate().map_err(|(field, message)| err(line_of_field(text, &field), Some(field), message))?;
         Ok(scenario)
     }
 
@@ -218,11 +216,7 @@ impl Scenario {
     fn validate(&self) -> Result<(), (String, String)> {
         let f = |field: &str, msg: &str| Err((field.to_string(), msg.to_string()));
         let pct = |field: &str, v: u32| {
-            if v > 100 {
-                f(field, "a percentage must be 0..=100")
-            } else {
-                Ok(())
-            }
+            if v > 100 { f(field, "a percentage must be 0..=100") } else { Ok(()) }
         };
         if self.run.tick_ms == 0 || self.run.tick_ms > 1000 {
             return f("run.tick_ms", "must be 1..=1000");
@@ -244,31 +238,19 @@ impl Scenario {
             return f("world.bucket_s", "must be positive");
         }
         if self.world.winner_cpa_cents.lo == 0 || self.world.loser_cpa_cents.lo == 0 {
-            return f(
-                "world.winner_cpa_cents",
-                "cost per purchase must be positive",
-            );
+            return f("world.winner_cpa_cents", "cost per purchase must be positive");
         }
         pct("platform.timeout_pct", self.platform.timeout_pct)?;
-        pct(
-            "platform.timeout_applied_pct",
-            self.platform.timeout_applied_pct,
-        )?;
+        pct("platform.timeout_applied_pct", self.platform.timeout_applied_pct)?;
         pct("platform.rate_limit_pct", self.platform.rate_limit_pct)?;
-        pct(
-            "platform.ack_without_effect_pct",
-            self.platform.ack_without_effect_pct,
-        )?;
+        pct("platform.ack_without_effect_pct", self.platform.ack_without_effect_pct)?;
         pct("faults.storm_timeout_pct", self.faults.storm_timeout_pct)?;
         pct("loop.max_kill_share_pct", self.control.max_kill_share_pct)?;
         if self.platform.page_limit == 0 {
             return f("platform.page_limit", "must be positive");
         }
         if self.world.purchase_delay_s.hi > self.control.maturation_s {
-            return f(
-                "loop.maturation_s",
-                "must cover world.purchase_delay_s (else matured data is not mature)",
-            );
+            return f("loop.maturation_s", "must cover world.purchase_delay_s (else matured data is not mature)");
         }
         let (w, l) = (self.worker_config(Sabotage::None), self.loop_config());
         dlft_core::config::validate(&w, &l).map_err(|m| ("loop".to_string(), m))
@@ -288,9 +270,7 @@ impl Scenario {
                 maturation: Millis::from_secs(c.maturation_s),
                 learning: Millis::from_secs(c.learning_s),
             },
-            kill_rule: KillRule {
-                kill_cpa: Money::new(c.kill_cpa_cents, cur),
-            },
+            kill_rule: KillRule { kill_cpa: Money::new(c.kill_cpa_cents, cur) },
             envelope: EnvelopeConfig {
                 kill_cpa_floor: Money::new(c.envelope_floor_cents, cur),
                 max_attempts: c.max_attempts,
@@ -322,11 +302,7 @@ impl Scenario {
 }
 
 fn line_of_offset(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
 /// The line where dotted `field` (`faults.crashes`) is set, found by tracking
@@ -370,10 +346,7 @@ mod tests {
     }
 
     fn line_with(text: &str, needle: &str) -> usize {
-        text.lines()
-            .position(|l| l.trim_start().starts_with(needle))
-            .unwrap()
-            + 1
+        text.lines().position(|l| l.trim_start().starts_with(needle)).unwrap() + 1
     }
 
     #[test]
@@ -381,24 +354,9 @@ mod tests {
         // (edit, expected field, expected message fragment, line of the edit)
         let cases = [
             ("ads = 24", "ads = \"many\"", "world.ads", "invalid type"),
-            (
-                "ads = 24",
-                "ads = 24\nfavourite_colour = 3",
-                "world",
-                "unknown field `favourite_colour`",
-            ),
-            (
-                "crashes = [2, 4]",
-                "crashes = [4, 2]",
-                "faults.crashes",
-                "reversed",
-            ),
-            (
-                "loser_pct = 25",
-                "loser_pct = 250",
-                "world.loser_pct",
-                "percentage",
-            ),
+            ("ads = 24", "ads = 24\nfavourite_colour = 3", "world", "unknown field `favourite_colour`"),
+            ("crashes = [2, 4]", "crashes = [4, 2]", "faults.crashes", "reversed"),
+            ("loser_pct = 25", "loser_pct = 250", "world.loser_pct", "percentage"),
             ("heal_s = 300", "heal_s = 99999", "run.heal_s", "shorter"),
         ];
         for (from, to, field, fragment) in cases {
@@ -407,15 +365,9 @@ mod tests {
             let e = parse(&text).unwrap_err();
             let shown = e.to_string();
             assert!(shown.starts_with("s.toml:"), "{shown}");
-            assert!(
-                e.field.as_deref().unwrap_or("").starts_with(field),
-                "{shown}"
-            );
+            assert!(e.field.as_deref().unwrap_or("").starts_with(field), "{shown}");
             assert!(shown.contains(fragment), "{shown}");
-            let want_line = line_with(
-                &text,
-                to.lines().last().unwrap().split('=').next().unwrap().trim(),
-            );
+            let want_line = line_with(&text, to.lines().last().unwrap().split('=').next().unwrap().trim());
             assert_eq!(e.line, Some(want_line), "{shown}");
         }
     }

@@ -80,11 +80,7 @@ impl AdsWorld {
             // Losers are spread through the id order so that they are not all first.
             let loser = (i * losers) / u64::from(w.ads) != ((i + 1) * losers) / u64::from(w.ads);
             let id = AdId::new(format!("ad-{:03}", i + 1));
-            let cpa = if loser {
-                w.loser_cpa_cents
-            } else {
-                w.winner_cpa_cents
-            };
+            let cpa = if loser { w.loser_cpa_cents } else { w.winner_cpa_cents };
             let spec = AdSpec {
                 id: id.clone(),
                 spend_cents_per_min: draw(&mut rng, w.spend_cents_per_min) as i64,
@@ -92,23 +88,13 @@ impl AdsWorld {
                 order_value_cents: draw(&mut rng, w.order_value_cents) as i64,
                 loser,
             };
-            ads.insert(
-                id,
-                AdState {
-                    spec,
-                    paused_at: None,
-                    purchases: Vec::new(),
-                },
-            );
+            ads.insert(id, AdState { spec, paused_at: None, purchases: Vec::new() });
         }
         AdsWorld {
             start,
             currency: scn.currency(),
             bucket: Millis::from_secs(w.bucket_s),
-            purchase_delay_ms: Range {
-                lo: w.purchase_delay_s.lo * 1000,
-                hi: w.purchase_delay_s.hi * 1000,
-            },
+            purchase_delay_ms: Range { lo: w.purchase_delay_s.lo * 1000, hi: w.purchase_delay_s.hi * 1000 },
             ads,
             drawn_s: 0,
             rng,
@@ -138,10 +124,7 @@ impl AdsWorld {
                 let denominator = 60 * ad.spec.true_cpa_cents as u64;
                 if self.rng.random_range(0..denominator) < ad.spec.spend_cents_per_min as u64 {
                     let delay = draw(&mut self.rng, self.purchase_delay_ms);
-                    ad.purchases.push(Purchase {
-                        event_at: second,
-                        reported_at: second + Millis(delay),
-                    });
+                    ad.purchases.push(Purchase { event_at: second, reported_at: second + Millis(delay) });
                 }
             }
             self.drawn_s += 1;
@@ -176,21 +159,16 @@ impl AdsWorld {
             while b < until {
                 let end = b + self.bucket;
                 let spend = self.cumulative_spend(ad, end.min(now)) - self.cumulative_spend(ad, b);
-                let purchases = ad
-                    .purchases
-                    .iter()
-                    .filter(|p| p.event_at >= b && p.event_at < end && p.reported_at <= now)
-                    .count() as u32;
+                let purchases =
+                    ad.purchases.iter().filter(|p| p.event_at >= b && p.event_at < end && p.reported_at <= now).count()
+                        as u32;
                 if spend > 0 || purchases > 0 {
                     rows.push(InsightRow {
                         ad: ad.spec.id.clone(),
                         bucket_start: b,
                         spend: Money::new(spend, self.currency),
                         purchases,
-                        revenue: Money::new(
-                            i64::from(purchases) * ad.spec.order_value_cents,
-                            self.currency,
-                        ),
+                        revenue: Money::new(i64::from(purchases) * ad.spec.order_value_cents, self.currency),
                     });
                 }
                 b = end;
@@ -209,23 +187,13 @@ impl AdsWorld {
         };
         if state.paused_at.is_none() {
             state.paused_at = Some(now);
-            self.effects.push(Effect {
-                key: key.clone(),
-                ad: ad.clone(),
-                at: now,
-            });
+            self.effects.push(Effect { key: key.clone(), ad: ad.clone(), at: now });
         }
         true
     }
 
     pub fn status(&self, ad: &AdId) -> Option<AdStatus> {
-        self.ads.get(ad).map(|s| {
-            if s.paused_at.is_some() {
-                AdStatus::Paused
-            } else {
-                AdStatus::Active
-            }
-        })
+        self.ads.get(ad).map(|s| if s.paused_at.is_some() { AdStatus::Paused } else { AdStatus::Active })
     }
 
     pub fn effects(&self) -> &[Effect] {

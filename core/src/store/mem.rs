@@ -14,8 +14,8 @@ use crate::telemetry::{Block, CostRow, Event, EventKind};
 use crate::time::Timestamp;
 
 use super::{
-    ActionRow, BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, IntentOp, IntentPhase,
-    Job, JobState, Lease, LeaseRow, NewJob, Outcome, Snapshot, Store, StoreError, WriteBatch,
+    ActionRow, BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, IntentOp, IntentPhase, Job, JobState, Lease,
+    LeaseRow, NewJob, Outcome, Snapshot, Store, StoreError, WriteBatch,
 };
 
 /// Upper bound on one claim batch: a named limit, not an accident.
@@ -107,19 +107,14 @@ impl MemStore {
                 },
             );
         }
-        Boot {
-            incarnation,
-            released: orphans,
-        }
+        Boot { incarnation, released: orphans }
     }
 
     pub fn enqueue(&mut self, job: NewJob, now: Timestamp) -> Enqueued {
         if let Some(key) = &job.idempotency_key {
             let kind = job.task.kind();
-            if let Some(existing) = self
-                .jobs
-                .values()
-                .find(|j| j.idempotency_key.as_ref() == Some(key) && j.task.kind() == kind)
+            if let Some(existing) =
+                self.jobs.values().find(|j| j.idempotency_key.as_ref() == Some(key) && j.task.kind() == kind)
             {
                 return Enqueued::Duplicate(existing.id);
             }
@@ -154,13 +149,7 @@ impl MemStore {
         Enqueued::Created(id)
     }
 
-    pub fn fire_slot(
-        &mut self,
-        schedule: &str,
-        slot: Timestamp,
-        job: NewJob,
-        now: Timestamp,
-    ) -> Option<JobId> {
+    pub fn fire_slot(&mut self, schedule: &str, slot: Timestamp, job: NewJob, now: Timestamp) -> Option<JobId> {
         if !self.slots.insert((schedule.to_string(), slot)) {
             return None;
         }
@@ -179,17 +168,10 @@ impl MemStore {
     }
 
     pub fn claim(&mut self, req: &ClaimRequest, now: Timestamp) -> Result<Vec<Claim>, StoreError> {
-        assert!(
-            req.limit <= CLAIM_LIMIT_MAX,
-            "claim limit {} over {CLAIM_LIMIT_MAX}",
-            req.limit
-        );
+        assert!(req.limit <= CLAIM_LIMIT_MAX, "claim limit {} over {CLAIM_LIMIT_MAX}", req.limit);
         if self.workers.get(&req.worker) != Some(&req.incarnation) {
             // A stale incarnation (a process that was replaced) claims nothing.
-            return Err(StoreError::Fenced {
-                job: JobId(0),
-                token: ClaimToken(0),
-            });
+            return Err(StoreError::Fenced { job: JobId(0), token: ClaimToken(0) });
         }
         let mut ready: Vec<(i16, Timestamp, JobId)> = self
             .jobs
@@ -235,19 +217,13 @@ impl MemStore {
                     cause,
                 },
             );
-            claims.push(Claim {
-                lease: Lease { job: id, token },
-                job: claimed,
-            });
+            claims.push(Claim { lease: Lease { job: id, token }, job: claimed });
         }
         Ok(claims)
     }
 
     fn check_fence(&self, lease: &Lease) -> Result<(), StoreError> {
-        let fenced = || StoreError::Fenced {
-            job: lease.job,
-            token: lease.token,
-        };
+        let fenced = || StoreError::Fenced { job: lease.job, token: lease.token };
         let job = self.jobs.get(&lease.job).ok_or_else(fenced)?;
         match (&job.state, &job.lease) {
             (JobState::Running, Some(l)) if l.token == lease.token => Ok(()),
@@ -255,36 +231,26 @@ impl MemStore {
         }
     }
 
-    /// The phase an intent would move to under `op`, given the current state;
-    /// `None` for a no-op replay. Validation only: no mutation.
-    fn plan_intent_op(
-        &self,
-        op: &IntentOp,
-        scratch: &BTreeMap<IdempotencyKey, Intent>,
-    ) -> Result<(), StoreError> {
+    /// Checks that `op` can apply to the intents as they are (with `scratch`
+    /// holding this batch's earlier ops). Validation only: no mutation.
+    fn plan_intent_op(&self, op: &IntentOp, scratch: &BTreeMap<IdempotencyKey, Intent>) -> Result<(), StoreError> {
         let current = |key: &IdempotencyKey| scratch.get(key).or_else(|| self.intents.get(key));
         match op {
             IntentOp::Open(_) => Ok(()),
             IntentOp::Advance { key, from, to, .. } => {
-                let intent =
-                    current(key).ok_or_else(|| StoreError::NotFound(format!("intent {key}")))?;
+                let intent = current(key).ok_or_else(|| StoreError::NotFound(format!("intent {key}")))?;
                 if intent.phase == *to || intent.phase == *from {
                     Ok(())
                 } else {
                     Err(StoreError::Conflict {
                         key: key.clone(),
-                        detail: format!(
-                            "is {}, not {} (wanted {})",
-                            intent.phase.as_str(),
-                            from.as_str(),
-                            to.as_str()
-                        ),
+                        detail: format!("is {}, not {} (wanted {})", intent.phase.as_str(), from.as_str(), to.as_str()),
                     })
                 }
             }
-            IntentOp::CountAttempt { key, .. } => current(key)
-                .map(|_| ())
-                .ok_or_else(|| StoreError::NotFound(format!("intent {key}"))),
+            IntentOp::CountAttempt { key, .. } => {
+                current(key).map(|_| ()).ok_or_else(|| StoreError::NotFound(format!("intent {key}")))
+            }
         }
     }
 
@@ -318,13 +284,7 @@ impl MemStore {
                 self.intents.insert(new.key, intent.clone());
                 intent
             }
-            IntentOp::Advance {
-                key,
-                to,
-                count_attempt,
-                cause,
-                ..
-            } => {
+            IntentOp::Advance { key, to, count_attempt, cause, .. } => {
                 let intent = self.intents.get_mut(&key).expect("validated");
                 if count_attempt {
                     intent.attempts += 1;
@@ -365,12 +325,7 @@ impl MemStore {
         }
     }
 
-    pub fn write(
-        &mut self,
-        lease: &Lease,
-        batch: WriteBatch,
-        now: Timestamp,
-    ) -> Result<BatchResult, StoreError> {
+    pub fn write(&mut self, lease: &Lease, batch: WriteBatch, now: Timestamp) -> Result<BatchResult, StoreError> {
         self.check_fence(lease)?;
         // Validate every intent op before changing anything: the batch is atomic.
         let mut scratch: BTreeMap<IdempotencyKey, Intent> = BTreeMap::new();
@@ -389,11 +344,7 @@ impl MemStore {
                 });
             }
             if let IntentOp::Advance { key, to, .. } = op {
-                let base = scratch
-                    .get(key)
-                    .or_else(|| self.intents.get(key))
-                    .cloned()
-                    .expect("validated");
+                let base = scratch.get(key).or_else(|| self.intents.get(key)).cloned().expect("validated");
                 scratch.insert(key.clone(), Intent { phase: *to, ..base });
             }
         }
@@ -413,11 +364,7 @@ impl MemStore {
                 },
             );
         }
-        let intents = batch
-            .intents
-            .into_iter()
-            .map(|op| self.apply_intent_op(op, now))
-            .collect();
+        let intents = batch.intents.into_iter().map(|op| self.apply_intent_op(op, now)).collect();
         for job in batch.enqueue {
             self.enqueue(job, now);
         }
@@ -463,11 +410,7 @@ impl MemStore {
         let (kind, after, cause) = match outcome {
             Outcome::Completed => {
                 job.state = JobState::Completed;
-                (
-                    EventKind::JobCompleted,
-                    JobState::Completed,
-                    "done".to_string(),
-                )
+                (EventKind::JobCompleted, JobState::Completed, "done".to_string())
             }
             Outcome::Retry { at, error } => {
                 job.state = JobState::Available;
@@ -501,11 +444,7 @@ impl MemStore {
     }
 
     pub fn spend_ledger(&self, since: Timestamp) -> Vec<InsightRow> {
-        self.spend
-            .values()
-            .filter(|r| r.bucket_start >= since)
-            .cloned()
-            .collect()
+        self.spend.values().filter(|r| r.bucket_start >= since).cloned().collect()
     }
 
     pub fn intents(&self) -> Vec<Intent> {
@@ -534,12 +473,7 @@ impl MemStore {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let mut jobs: Vec<Job> = self
-            .jobs
-            .values()
-            .chain(self.finished.values())
-            .cloned()
-            .collect();
+        let mut jobs: Vec<Job> = self.jobs.values().chain(self.finished.values()).cloned().collect();
         jobs.sort_by_key(|j| j.id);
         Snapshot {
             jobs,
@@ -553,10 +487,7 @@ impl MemStore {
 }
 
 fn describe_row(r: &InsightRow) -> String {
-    format!(
-        "spend={} purchases={} revenue={}",
-        r.spend.minor, r.purchases, r.revenue.minor
-    )
+    format!("spend={} purchases={} revenue={}", r.spend.minor, r.purchases, r.revenue.minor)
 }
 
 /// A `MemStore` behind a mutex, usable as the Store port in-process.
@@ -570,25 +501,15 @@ impl SharedMemStore {
 
     pub fn lock(&self) -> MutexGuard<'_, MemStore> {
         // A panic while holding the lock is a bug already reported; the data is plain.
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl Store for SharedMemStore {
-    fn boot(
-        &self,
-        worker: &WorkerId,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Boot, StoreError>> + Send {
+    fn boot(&self, worker: &WorkerId, now: Timestamp) -> impl Future<Output = Result<Boot, StoreError>> + Send {
         ready(Ok(self.lock().boot(worker, now)))
     }
-    fn enqueue(
-        &self,
-        job: NewJob,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Enqueued, StoreError>> + Send {
+    fn enqueue(&self, job: NewJob, now: Timestamp) -> impl Future<Output = Result<Enqueued, StoreError>> + Send {
         ready(Ok(self.lock().enqueue(job, now)))
     }
     fn fire_slot(
@@ -600,11 +521,7 @@ impl Store for SharedMemStore {
     ) -> impl Future<Output = Result<Option<JobId>, StoreError>> + Send {
         ready(Ok(self.lock().fire_slot(schedule, slot, job, now)))
     }
-    fn claim(
-        &self,
-        req: &ClaimRequest,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send {
+    fn claim(&self, req: &ClaimRequest, now: Timestamp) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send {
         ready(self.lock().claim(req, now))
     }
     fn write(
@@ -624,19 +541,13 @@ impl Store for SharedMemStore {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         ready(self.lock().finish(lease, outcome, costs, now))
     }
-    fn spend_ledger(
-        &self,
-        since: Timestamp,
-    ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
+    fn spend_ledger(&self, since: Timestamp) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
         ready(Ok(self.lock().spend_ledger(since)))
     }
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
         ready(Ok(self.lock().intents()))
     }
-    fn intent(
-        &self,
-        key: &IdempotencyKey,
-    ) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
+    fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
         ready(Ok(self.lock().intent(key)))
     }
 }

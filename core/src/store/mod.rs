@@ -219,13 +219,7 @@ pub enum IntentOp {
     Open(NewIntent),
     /// `from → to`. Already in `to` is a success (a replayed write); any other
     /// phase is a conflict.
-    Advance {
-        key: IdempotencyKey,
-        from: IntentPhase,
-        to: IntentPhase,
-        count_attempt: bool,
-        cause: String,
-    },
+    Advance { key: IdempotencyKey, from: IntentPhase, to: IntentPhase, count_attempt: bool, cause: String },
     /// Counts an attempt without changing phase (a call that failed cleanly).
     CountAttempt { key: IdempotencyKey, cause: String },
 }
@@ -270,6 +264,10 @@ pub enum StoreError {
     /// The attempt's token is no longer the job's: another attempt owns it.
     #[error("fenced: {job} is no longer held by {token:?}")]
     Fenced { job: JobId, token: ClaimToken },
+    /// This process's incarnation was replaced by a newer boot of the same
+    /// worker id: it must stop.
+    #[error("incarnation {incarnation:?} of {worker} was replaced")]
+    StaleIncarnation { worker: WorkerId, incarnation: Incarnation },
     /// An intent transition from a phase it is not in.
     #[error("intent {key}: {detail}")]
     Conflict { key: IdempotencyKey, detail: String },
@@ -282,16 +280,8 @@ pub enum StoreError {
 
 /// The store port.
 pub trait Store: Send + Sync {
-    fn boot(
-        &self,
-        worker: &WorkerId,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Boot, StoreError>> + Send;
-    fn enqueue(
-        &self,
-        job: NewJob,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Enqueued, StoreError>> + Send;
+    fn boot(&self, worker: &WorkerId, now: Timestamp) -> impl Future<Output = Result<Boot, StoreError>> + Send;
+    fn enqueue(&self, job: NewJob, now: Timestamp) -> impl Future<Output = Result<Enqueued, StoreError>> + Send;
     /// Fires `(schedule, slot)` with its job, at most once ever.
     fn fire_slot(
         &self,
@@ -300,11 +290,7 @@ pub trait Store: Send + Sync {
         job: NewJob,
         now: Timestamp,
     ) -> impl Future<Output = Result<Option<JobId>, StoreError>> + Send;
-    fn claim(
-        &self,
-        req: &ClaimRequest,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
+    fn claim(&self, req: &ClaimRequest, now: Timestamp) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
     /// A fenced, atomic write; it also extends the lease (an empty batch is a heartbeat).
     fn write(
         &self,
@@ -320,15 +306,9 @@ pub trait Store: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Spend-ledger rows with buckets at or after `since`.
-    fn spend_ledger(
-        &self,
-        since: Timestamp,
-    ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send;
+    fn spend_ledger(&self, since: Timestamp) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send;
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send;
-    fn intent(
-        &self,
-        key: &IdempotencyKey,
-    ) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send;
+    fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send;
 }
 
 /// A read-only view of everything a store holds, for checkers and tests.

@@ -16,11 +16,7 @@ use crate::time::{Millis, Timestamp};
 
 /// Action types that report purchases, in order of preference. Meta reports
 /// the same purchases under several of them; summing would double count.
-pub const PURCHASE_ACTION_TYPES: [&str; 3] = [
-    "omni_purchase",
-    "purchase",
-    "offsite_conversion.fb_pixel_purchase",
-];
+pub const PURCHASE_ACTION_TYPES: [&str; 3] = ["omni_purchase", "purchase", "offsite_conversion.fb_pixel_purchase"];
 
 /// Graph error codes that mean "slow down".
 pub fn is_rate_limit_code(code: i64) -> bool {
@@ -131,12 +127,7 @@ impl ErrorEnvelope {
 /// Counts purchases in an `actions` list: the first present type of
 /// [`PURCHASE_ACTION_TYPES`], never a sum over types.
 pub fn purchase_value(actions: &[ActionValue]) -> Option<&str> {
-    PURCHASE_ACTION_TYPES.iter().find_map(|t| {
-        actions
-            .iter()
-            .find(|a| a.action_type == *t)
-            .map(|a| a.value.as_str())
-    })
+    PURCHASE_ACTION_TYPES.iter().find_map(|t| actions.iter().find(|a| a.action_type == *t).map(|a| a.value.as_str()))
 }
 
 fn malformed(what: impl Into<String>) -> AdsError {
@@ -145,37 +136,25 @@ fn malformed(what: impl Into<String>) -> AdsError {
 
 /// Decodes one insights record into a domain row.
 pub fn decode_record(r: &InsightRecord) -> Result<InsightRow, AdsError> {
-    let currency = Currency::parse(&r.account_currency)
-        .map_err(|e| malformed(format!("ad {}: {e}", r.ad_id)))?;
-    let spend = Money::parse_decimal(&r.spend, currency)
-        .map_err(|e| malformed(format!("ad {} spend: {e}", r.ad_id)))?;
-    let bucket_ms: u64 = r
-        .bucket_start_ms
-        .parse()
-        .map_err(|_| malformed(format!("ad {} bucket {:?}", r.ad_id, r.bucket_start_ms)))?;
+    let currency = Currency::parse(&r.account_currency).map_err(|e| malformed(format!("ad {}: {e}", r.ad_id)))?;
+    let spend =
+        Money::parse_decimal(&r.spend, currency).map_err(|e| malformed(format!("ad {} spend: {e}", r.ad_id)))?;
+    let bucket_ms: u64 =
+        r.bucket_start_ms.parse().map_err(|_| malformed(format!("ad {} bucket {:?}", r.ad_id, r.bucket_start_ms)))?;
     let actions = r.actions.as_deref().unwrap_or_default();
     let purchases: u32 = match purchase_value(actions) {
-        Some(v) => v
-            .parse()
-            .map_err(|_| malformed(format!("ad {} purchases {v:?}", r.ad_id)))?,
+        Some(v) => v.parse().map_err(|_| malformed(format!("ad {} purchases {v:?}", r.ad_id)))?,
         None => 0,
     };
     let values = r.action_values.as_deref().unwrap_or_default();
     let revenue = match purchase_value(values) {
-        Some(v) => Money::parse_decimal(v, currency)
-            .map_err(|e| malformed(format!("ad {} revenue: {e}", r.ad_id)))?,
+        Some(v) => Money::parse_decimal(v, currency).map_err(|e| malformed(format!("ad {} revenue: {e}", r.ad_id)))?,
         None => Money::zero(currency),
     };
     if spend.minor < 0 || revenue.minor < 0 {
         return Err(malformed(format!("ad {}: negative money", r.ad_id)));
     }
-    Ok(InsightRow {
-        ad: AdId::new(r.ad_id.clone()),
-        bucket_start: Timestamp(bucket_ms),
-        spend,
-        purchases,
-        revenue,
-    })
+    Ok(InsightRow { ad: AdId::new(r.ad_id.clone()), bucket_start: Timestamp(bucket_ms), spend, purchases, revenue })
 }
 
 /// Encodes a row the way Meta reports it (all three purchase types present).
@@ -186,10 +165,7 @@ pub fn encode_record(row: &InsightRow) -> InsightRecord {
     let list = |v: &str| {
         PURCHASE_ACTION_TYPES
             .iter()
-            .map(|t| ActionValue {
-                action_type: (*t).into(),
-                value: v.into(),
-            })
+            .map(|t| ActionValue { action_type: (*t).into(), value: v.into() })
             .collect::<Vec<_>>()
     };
     let has_purchases = row.purchases > 0;
@@ -207,22 +183,14 @@ pub fn encode_record(row: &InsightRow) -> InsightRecord {
 pub fn decode_insights(body: &serde_json::Value) -> Result<InsightsPage, AdsError> {
     let resp: InsightsResponse =
         serde_json::from_value(body.clone()).map_err(|e| malformed(format!("insights: {e}")))?;
-    let rows = resp
-        .data
-        .iter()
-        .map(decode_record)
-        .collect::<Result<Vec<_>, _>>()?;
-    let next = resp
-        .paging
-        .and_then(|p| p.next.is_some().then_some(p.cursors.map(|c| c.after)))
-        .flatten();
+    let rows = resp.data.iter().map(decode_record).collect::<Result<Vec<_>, _>>()?;
+    let next = resp.paging.and_then(|p| p.next.is_some().then_some(p.cursors.map(|c| c.after))).flatten();
     Ok(InsightsPage { rows, next })
 }
 
 /// Decodes an effective_status read-back.
 pub fn decode_status(body: &serde_json::Value) -> Result<AdStatus, AdsError> {
-    let reply: StatusReply =
-        serde_json::from_value(body.clone()).map_err(|e| malformed(format!("status: {e}")))?;
+    let reply: StatusReply = serde_json::from_value(body.clone()).map_err(|e| malformed(format!("status: {e}")))?;
     Ok(match reply.effective_status.as_str() {
         "ACTIVE" => AdStatus::Active,
         "PAUSED" => AdStatus::Paused,
@@ -232,20 +200,14 @@ pub fn decode_status(body: &serde_json::Value) -> Result<AdStatus, AdsError> {
 
 /// Decodes a pause reply.
 pub fn decode_pause(body: &serde_json::Value) -> Result<(), AdsError> {
-    let reply: SuccessReply =
-        serde_json::from_value(body.clone()).map_err(|e| malformed(format!("pause: {e}")))?;
-    if reply.is_success() {
-        Ok(())
-    } else {
-        Err(malformed(format!("pause reply without success: {body}")))
-    }
+    let reply: SuccessReply = serde_json::from_value(body.clone()).map_err(|e| malformed(format!("pause: {e}")))?;
+    if reply.is_success() { Ok(()) } else { Err(malformed(format!("pause reply without success: {body}"))) }
 }
 
 /// Reads `estimated_time_to_regain_access` (minutes) from the
 /// `X-Business-Use-Case-Usage` header, the longest over accounts.
 pub fn regain_access_wait(usage_header: &str) -> Option<Millis> {
-    let parsed: BTreeMap<String, Vec<serde_json::Value>> =
-        serde_json::from_str(usage_header).ok()?;
+    let parsed: BTreeMap<String, Vec<serde_json::Value>> = serde_json::from_str(usage_header).ok()?;
     parsed
         .values()
         .flatten()
@@ -255,42 +217,23 @@ pub fn regain_access_wait(usage_header: &str) -> Option<Millis> {
 }
 
 /// Classifies a non-2xx reply. `usage_header` is `X-Business-Use-Case-Usage`, if sent.
-pub fn classify_error(
-    http_status: u16,
-    body: &serde_json::Value,
-    usage_header: Option<&str>,
-) -> AdsError {
+pub fn classify_error(http_status: u16, body: &serde_json::Value, usage_header: Option<&str>) -> AdsError {
     let Ok(env) = serde_json::from_value::<ErrorEnvelope>(body.clone()) else {
         return if http_status >= 500 {
-            AdsError::Transient {
-                code: i64::from(http_status),
-                message: body.to_string(),
-            }
+            AdsError::Transient { code: i64::from(http_status), message: body.to_string() }
         } else {
             malformed(format!("HTTP {http_status} without a Graph error: {body}"))
         };
     };
     let e = env.error;
     if is_rate_limit_code(e.code) {
-        let wait = usage_header
-            .and_then(regain_access_wait)
-            .filter(|w| w.0 > 0)
-            .unwrap_or(RATE_LIMIT_DEFAULT_WAIT);
-        return AdsError::RateLimited {
-            code: e.code,
-            retry_after: wait,
-        };
+        let wait = usage_header.and_then(regain_access_wait).filter(|w| w.0 > 0).unwrap_or(RATE_LIMIT_DEFAULT_WAIT);
+        return AdsError::RateLimited { code: e.code, retry_after: wait };
     }
     if e.is_transient == Some(true) || http_status >= 500 {
-        return AdsError::Transient {
-            code: e.code,
-            message: e.message,
-        };
+        return AdsError::Transient { code: e.code, message: e.message };
     }
-    AdsError::Permanent {
-        code: e.code,
-        message: e.message,
-    }
+    AdsError::Permanent { code: e.code, message: e.message }
 }
 
 #[cfg(test)]
@@ -308,11 +251,7 @@ mod tests {
             revenue: Money::new(15_000, Currency::EUR),
         };
         let rec = encode_record(&row);
-        assert_eq!(
-            rec.actions.as_ref().unwrap().len(),
-            3,
-            "Meta lists three purchase types"
-        );
+        assert_eq!(rec.actions.as_ref().unwrap().len(), 3, "Meta lists three purchase types");
         assert_eq!(decode_record(&rec).unwrap(), row);
     }
 
@@ -332,11 +271,7 @@ mod tests {
         assert_eq!(page.rows[0].revenue.minor, 8000);
         assert_eq!(page.next.as_deref(), Some("b"));
         let last = json!({"data": [], "paging": {"cursors": {"before": "a", "after": "b"}}});
-        assert_eq!(
-            decode_insights(&last).unwrap().next,
-            None,
-            "no `next` means last page"
-        );
+        assert_eq!(decode_insights(&last).unwrap().next, None, "no `next` means last page");
     }
 
     #[test]
@@ -347,68 +282,17 @@ mod tests {
         };
         let usage = r#"{"act_1":[{"call_count":100,"estimated_time_to_regain_access":3}]}"#;
         let cases: Vec<(u16, serde_json::Value, Option<&str>, AdsError)> = vec![
-            (
-                400,
-                env(17, true),
-                None,
-                AdsError::RateLimited {
-                    code: 17,
-                    retry_after: RATE_LIMIT_DEFAULT_WAIT,
-                },
-            ),
-            (
-                400,
-                env(80004, true),
-                Some(usage),
-                AdsError::RateLimited {
-                    code: 80004,
-                    retry_after: Millis(180_000),
-                },
-            ),
-            (
-                400,
-                env(613, false),
-                None,
-                AdsError::RateLimited {
-                    code: 613,
-                    retry_after: RATE_LIMIT_DEFAULT_WAIT,
-                },
-            ),
-            (
-                400,
-                env(2, true),
-                None,
-                AdsError::Transient {
-                    code: 2,
-                    message: "m".into(),
-                },
-            ),
-            (
-                400,
-                env(190, false),
-                None,
-                AdsError::Permanent {
-                    code: 190,
-                    message: "m".into(),
-                },
-            ),
-            (
-                503,
-                json!("upstream"),
-                None,
-                AdsError::Transient {
-                    code: 503,
-                    message: "\"upstream\"".into(),
-                },
-            ),
+            (400, env(17, true), None, AdsError::RateLimited { code: 17, retry_after: RATE_LIMIT_DEFAULT_WAIT }),
+            (400, env(80004, true), Some(usage), AdsError::RateLimited { code: 80004, retry_after: Millis(180_000) }),
+            (400, env(613, false), None, AdsError::RateLimited { code: 613, retry_after: RATE_LIMIT_DEFAULT_WAIT }),
+            (400, env(2, true), None, AdsError::Transient { code: 2, message: "m".into() }),
+            (400, env(190, false), None, AdsError::Permanent { code: 190, message: "m".into() }),
+            (503, json!("upstream"), None, AdsError::Transient { code: 503, message: "\"upstream\"".into() }),
         ];
         for (status, body, header, want) in cases {
             assert_eq!(classify_error(status, &body, header), want, "{body}");
         }
-        assert!(matches!(
-            classify_error(400, &json!({"nope": 1}), None),
-            AdsError::Malformed(_)
-        ));
+        assert!(matches!(classify_error(400, &json!({"nope": 1}), None), AdsError::Malformed(_)));
     }
 
     #[test]
