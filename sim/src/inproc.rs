@@ -50,3 +50,47 @@ impl<C: Clock> AdsPlatform for InProcessAds<C> {
         ready(self.serve(AdsRequest::Status { ad: ad.clone() }).and_then(|b| meta::decode_status(&b)))
     }
 }
+
+/// What an in-process run leaves behind, for checking.
+pub struct InProcessRun {
+    pub world: AdsWorld,
+    pub store: dlft_core::store::Snapshot,
+    pub end: dlft_core::time::Timestamp,
+    /// External calls the platform served.
+    pub calls: u64,
+}
+
+/// Every port here is ready at once and the manual clock's sleep only moves
+/// time, so a whole run completes in one poll.
+fn block_on<F: Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    match std::pin::pin!(f).as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("in-process run waited on something"),
+    }
+}
+
+/// Runs the loop for the scenario's duration with no network and no faults.
+pub fn run_in_process(scn: &crate::scenario::Scenario, seed: u64) -> InProcessRun {
+    use crate::run::{EPOCH, rng_for};
+    use dlft_core::config::Sabotage;
+    use dlft_core::probe::NoProbe;
+    use dlft_core::store::SharedMemStore;
+    use dlft_core::time::{ManualClock, Millis};
+    use dlft_core::worker::{Ports, Worker};
+
+    let clock = Arc::new(ManualClock::new(EPOCH));
+    let world = Arc::new(Mutex::new(AdsWorld::new(scn, EPOCH, rng_for(seed, 1))));
+    let ads = Arc::new(InProcessAds::new(world.clone(), clock.clone()));
+    let store = SharedMemStore::new();
+    let mut worker = Worker {
+        ports: Ports { store: store.clone(), ads: ads.clone(), clock, probe: NoProbe },
+        cfg: scn.worker_config(Sabotage::None),
+        loop_cfg: scn.loop_config(),
+        rng: rng_for(seed, 100),
+    };
+    let end = EPOCH + Millis::from_secs(scn.run.duration_s);
+    block_on(worker.run(Some(end))).expect("the in-process store never replaces the worker");
+    let world = lock(&world).clone();
+    InProcessRun { world, store: store.lock().snapshot(), end, calls: ads.calls() }
+}

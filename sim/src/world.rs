@@ -39,8 +39,19 @@ struct Purchase {
 #[derive(Clone, Debug)]
 struct AdState {
     spec: AdSpec,
-    paused_at: Option<Timestamp>,
+    /// Paused spans `[from, until)`, in order; the last may be open.
+    pauses: Vec<(Timestamp, Option<Timestamp>)>,
     purchases: Vec<Purchase>,
+}
+
+impl AdState {
+    fn open_pause(&self) -> Option<Timestamp> {
+        self.pauses.last().and_then(|&(from, until)| until.is_none().then_some(from))
+    }
+
+    fn is_paused_at(&self, t: Timestamp) -> bool {
+        self.pauses.iter().any(|&(from, until)| from <= t && until.is_none_or(|u| t < u))
+    }
 }
 
 /// A pause that changed the world: the ad stopped spending.
@@ -88,7 +99,7 @@ impl AdsWorld {
                 order_value_cents: draw(&mut rng, w.order_value_cents) as i64,
                 loser,
             };
-            ads.insert(id, AdState { spec, paused_at: None, purchases: Vec::new() });
+            ads.insert(id, AdState { spec, pauses: Vec::new(), purchases: Vec::new() });
         }
         AdsWorld {
             start,
@@ -117,7 +128,7 @@ impl AdsWorld {
         while self.drawn_s < target_s {
             let second = self.start + Millis::from_secs(self.drawn_s);
             for ad in self.ads.values_mut() {
-                if ad.paused_at.is_some_and(|p| p <= second) {
+                if ad.is_paused_at(second) {
                     continue;
                 }
                 // P(purchase in this second) = (rate/60) / cpa = rate / (60 cpa).
@@ -132,9 +143,10 @@ impl AdsWorld {
     }
 
     fn cumulative_spend(&self, ad: &AdState, t: Timestamp) -> i64 {
-        let until = ad.paused_at.map_or(t, |p| p.min(t));
-        let active_ms = until.since(self.start).0 as i64;
-        ad.spec.spend_cents_per_min * active_ms / 60_000
+        let paused_ms: u64 =
+            ad.pauses.iter().map(|&(from, until)| until.map_or(t, |u| u.min(t)).since(from.min(t)).0).sum();
+        let active_ms = t.since(self.start).0 - paused_ms;
+        ad.spec.spend_cents_per_min * active_ms as i64 / 60_000
     }
 
     /// World spend of `ad` in `[from, to)`.
@@ -185,23 +197,35 @@ impl AdsWorld {
         let Some(state) = self.ads.get_mut(ad) else {
             return false;
         };
-        if state.paused_at.is_none() {
-            state.paused_at = Some(now);
+        if state.open_pause().is_none() {
+            state.pauses.push((now, None));
             self.effects.push(Effect { key: key.clone(), ad: ad.clone(), at: now });
         }
         true
     }
 
+    /// Someone re-activates a paused ad (an operator in Ads Manager): it
+    /// spends again from `now`. Spend while paused stays unspent.
+    pub fn resume(&mut self, ad: &AdId, now: Timestamp) {
+        self.advance_to(now);
+        if let Some(last) = self.ads.get_mut(ad).and_then(|s| s.pauses.last_mut()) {
+            if last.1.is_none() {
+                last.1 = Some(now);
+            }
+        }
+    }
+
     pub fn status(&self, ad: &AdId) -> Option<AdStatus> {
-        self.ads.get(ad).map(|s| if s.paused_at.is_some() { AdStatus::Paused } else { AdStatus::Active })
+        self.ads.get(ad).map(|s| if s.open_pause().is_some() { AdStatus::Paused } else { AdStatus::Active })
     }
 
     pub fn effects(&self) -> &[Effect] {
         &self.effects
     }
 
+    /// When the ad's current pause began, if it is paused now.
     pub fn paused_at(&self, ad: &AdId) -> Option<Timestamp> {
-        self.ads.get(ad).and_then(|a| a.paused_at)
+        self.ads.get(ad).and_then(AdState::open_pause)
     }
 
     pub fn is_loser(&self, ad: &AdId) -> bool {
@@ -214,5 +238,47 @@ impl AdsWorld {
 
     pub fn pause_calls(&self) -> u64 {
         self.pause_calls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::{EPOCH, rng_for};
+
+    fn world() -> AdsWorld {
+        let scn = crate::scenario::Scenario::parse(
+            include_str!("../../scenarios/ad-kill-container-loss.toml"),
+            std::path::Path::new("s.toml"),
+        )
+        .unwrap();
+        AdsWorld::new(&scn, EPOCH, rng_for(1, 1))
+    }
+
+    #[test]
+    fn spend_is_exact_across_pause_and_resume() {
+        let mut w = world();
+        let ad = w.specs().next().unwrap().clone();
+        let min = |m: u64| EPOCH + Millis::from_secs(60 * m);
+        let per_min = ad.spend_cents_per_min;
+        assert_eq!(w.spend_between(&ad.id, min(0), min(2)), 2 * per_min);
+        w.pause(&ad.id, &IdempotencyKey::new("k"), min(2));
+        assert_eq!(w.spend_between(&ad.id, min(2), min(5)), 0, "paused ads do not spend");
+        w.resume(&ad.id, min(5));
+        assert_eq!(w.spend_between(&ad.id, min(0), min(7)), 4 * per_min, "history is unchanged by a resume");
+        assert_eq!(w.spend_between(&ad.id, min(1), min(3)), per_min);
+        assert_eq!(w.status(&ad.id), Some(AdStatus::Active));
+    }
+
+    #[test]
+    fn past_buckets_gain_late_purchases_but_not_spend() {
+        let mut w = world();
+        let at = |m: u64| EPOCH + Millis::from_secs(60 * m);
+        w.advance_to(at(10));
+        let early: i64 = w.insights(at(0), at(5), at(5)).iter().map(|r| i64::from(r.purchases)).sum();
+        let late: i64 = w.insights(at(0), at(5), at(10)).iter().map(|r| i64::from(r.purchases)).sum();
+        assert!(late > early, "late attribution: {early} then {late}");
+        let spend = |now| w.insights(at(0), at(4), now).iter().map(|r| r.spend.minor).sum::<i64>();
+        assert_eq!(spend(at(5)), spend(at(10)), "closed buckets' spend is final");
     }
 }

@@ -1,70 +1,97 @@
 //! The loop with no network and no faults, on a manual clock: every external
-//! call has exactly one cost row, the log rebuilds the state, and the
-//! checker finds nothing.
+//! call has exactly one cost row, the checker finds nothing, and it catches
+//! each kind of corruption of that clean result.
 
-use std::future::Future;
 use std::path::Path;
-use std::pin::pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 
-use dlft_core::config::Sabotage;
-use dlft_core::probe::NoProbe;
-use dlft_core::store::{IntentPhase, SharedMemStore};
-use dlft_core::time::{ManualClock, Millis};
-use dlft_core::worker::{Ports, Worker};
-use dlft_sim::checker::{CheckInput, check};
-use dlft_sim::inproc::InProcessAds;
-use dlft_sim::run::{EPOCH, rng_for};
+use dlft_core::ids::IdempotencyKey;
+use dlft_core::store::{ActionRow, IntentPhase};
+use dlft_core::time::{Millis, Timestamp};
+use dlft_sim::checker::{CheckInput, Verdict, check};
+use dlft_sim::inproc::{InProcessRun, run_in_process};
 use dlft_sim::scenario::Scenario;
-use dlft_sim::world::AdsWorld;
-
-/// Every port here is ready at once and the manual clock's sleep only moves
-/// time, so the whole run completes in one poll.
-fn block_on<F: Future>(f: F) -> F::Output {
-    match pin!(f).as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("in-process run waited on something"),
-    }
-}
 
 fn scenario() -> Scenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/ad-kill-container-loss.toml");
     Scenario::load(&path).unwrap()
 }
 
+fn judge(run: &InProcessRun, scn: &Scenario) -> Verdict {
+    check(&CheckInput {
+        seed: 0,
+        world: &run.world,
+        store: &run.store,
+        end: run.end,
+        kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
+        settled_until: run.end - Millis(3 * run.world.bucket().0),
+    })
+}
+
 #[test]
-fn clean_run_books_every_call_and_kills_losers() {
+fn clean_runs_book_every_call_and_kill_losers() {
     let scn = scenario();
     for seed in 0..5 {
-        let clock = Arc::new(ManualClock::new(EPOCH));
-        let world = Arc::new(Mutex::new(AdsWorld::new(&scn, EPOCH, rng_for(seed, 1))));
-        let ads = Arc::new(InProcessAds::new(world.clone(), clock.clone()));
-        let store = SharedMemStore::new();
-        let mut worker = Worker {
-            ports: Ports { store: store.clone(), ads: ads.clone(), clock: clock.clone(), probe: NoProbe },
-            cfg: scn.worker_config(Sabotage::None),
-            loop_cfg: scn.loop_config(),
-            rng: rng_for(seed, 100),
-        };
-        let end = EPOCH + Millis::from_secs(scn.run.duration_s);
-        block_on(worker.run(Some(end))).unwrap();
-
-        let snap = store.lock().snapshot();
-        assert_eq!(snap.costs.len() as u64, ads.calls(), "seed {seed}: one cost row per external call");
-        let world = world.lock().unwrap().clone();
-        let verdict = check(&CheckInput {
-            seed,
-            world: &world,
-            store: &snap,
-            end,
-            kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
-            settled_until: end - Millis(3 * world.bucket().0),
-        });
-        assert_eq!(verdict.violations, vec![], "seed {seed}");
-        let killed: Vec<_> = snap.intents.iter().filter(|i| i.phase == IntentPhase::Committed).collect();
-        let losers = world.specs().filter(|s| s.loser).count();
-        let losers_killed = killed.iter().filter(|i| world.is_loser(&i.ad)).count();
+        let run = run_in_process(&scn, seed);
+        assert_eq!(run.store.costs.len() as u64, run.calls, "seed {seed}: one cost row per external call");
+        assert_eq!(judge(&run, &scn), Verdict::default(), "seed {seed}");
+        let losers = run.world.specs().filter(|s| s.loser).count();
+        let losers_killed =
+            run.store.intents.iter().filter(|i| i.phase == IntentPhase::Committed && run.world.is_loser(&i.ad)).count();
         assert!(losers_killed * 2 >= losers, "seed {seed}: only {losers_killed} of {losers} losers killed");
     }
+}
+
+type Corruption = fn(&mut InProcessRun);
+
+/// Each corruption of a clean run, and the invariant that must catch it.
+#[test]
+fn the_checker_catches_each_corruption() {
+    let scn = scenario();
+    let clean = run_in_process(&scn, 3);
+    let killed = clean.store.intents.iter().find(|i| i.phase == IntentPhase::Committed).expect("a kill").clone();
+    let cases: Vec<(&str, Corruption)> = vec![
+        ("ledger_spend", |r| {
+            r.store.spend.remove(0);
+        }),
+        ("at_most_once", |r| {
+            let i = r.store.intents.iter().find(|i| i.phase == IntentPhase::Committed).unwrap().clone();
+            let t = r.end - Millis::from_secs(200);
+            r.world.resume(&i.ad, t);
+            r.world.pause(&i.ad, &i.key, t + Millis(1_000));
+        }),
+        ("kill_deadline", |r| {
+            let i = r.store.intents.iter().find(|i| i.phase == IntentPhase::Committed).unwrap().clone();
+            r.world.resume(&i.ad, r.end - Millis::from_secs(30));
+        }),
+        ("receipt_has_effect", |r| {
+            let ad = r.world.specs().find(|s| r.world.paused_at(&s.id).is_none()).unwrap().id.clone();
+            let key = IdempotencyKey::new(format!("kill/{ad}"));
+            r.store.actions.push(ActionRow { key, ad, kind: "ad_kill".into(), committed_at: r.end });
+        }),
+        ("effect_committed", |r| {
+            let i = r.store.intents.iter_mut().find(|i| i.phase == IntentPhase::Committed).unwrap();
+            i.phase = IntentPhase::Applied;
+        }),
+        ("write_ahead", |r| {
+            let i = r.store.intents.iter_mut().find(|i| i.phase == IntentPhase::Committed).unwrap();
+            i.opened_at = Timestamp(u64::MAX / 2);
+        }),
+        ("log_replay", |r| {
+            let pos = r.store.events.iter().position(|e| e.after == "committed").unwrap();
+            r.store.events.remove(pos);
+        }),
+    ];
+    for (invariant, corrupt) in cases {
+        let mut run =
+            InProcessRun { world: clean.world.clone(), store: clean.store.clone(), end: clean.end, calls: clean.calls };
+        corrupt(&mut run);
+        let v = judge(&run, &scn);
+        assert!(
+            v.violations.iter().any(|x| x.invariant == invariant),
+            "{invariant} not caught; got {:?}",
+            v.violations
+        );
+    }
+    // And the kill that the cases above corrupt really was a clean kill.
+    assert!(clean.world.paused_at(&killed.ad).is_some());
 }
