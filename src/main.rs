@@ -63,7 +63,7 @@ struct SimRun {
     sabotage: SabotageArg,
 }
 
-#[derive(Copy, Clone, clap::ValueEnum)]
+#[derive(Copy, Clone, PartialEq, Eq, clap::ValueEnum)]
 enum SabotageArg {
     None,
     SkipIntent,
@@ -119,7 +119,7 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
             println!("{}", if same { "deterministic" } else { "NOT DETERMINISTIC" });
         }
         if !same {
-            eprintln!("reproduce: {} --check-determinism", reproduce_command(&path, seed));
+            eprintln!("reproduce: {}", reproduce_command(&path, seed, "--check-determinism"));
             return Ok(ExitCode::FAILURE);
         }
         return Ok(ExitCode::SUCCESS);
@@ -139,7 +139,12 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
             eprintln!("seed {} fault plan:\n{}", r.seed, r.plan);
         }
     }
-    let summary = summarize(&scn, &path, &reports);
+    let extra = match args.sabotage {
+        SabotageArg::None => "",
+        SabotageArg::SkipIntent => "--sabotage skip-intent",
+        SabotageArg::SkipReadBack => "--sabotage skip-read-back",
+    };
+    let summary = summarize(&scn, &path, extra, &reports);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

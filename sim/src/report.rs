@@ -57,11 +57,14 @@ pub struct Summary {
     pub passed: bool,
 }
 
-pub fn reproduce_command(scenario_path: &str, seed: u64) -> String {
-    format!("dlft sim run {scenario_path} --seed {seed}")
+/// The one-line command that reruns `seed`; `extra` carries flags that
+/// changed the run (such as a sabotage), so the line reproduces it exactly.
+pub fn reproduce_command(scenario_path: &str, seed: u64, extra: &str) -> String {
+    let extra = if extra.is_empty() { String::new() } else { format!(" {extra}") };
+    format!("dlft sim run {scenario_path} --seed {seed}{extra}")
 }
 
-pub fn summarize(scn: &Scenario, scenario_path: &str, reports: &[SeedReport]) -> Summary {
+pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[SeedReport]) -> Summary {
     let samples: Vec<u64> = reports.iter().flat_map(|r| r.mttr_ms.iter().copied()).collect();
     let mttr = percentiles(&samples);
     let leak: i64 = reports.iter().map(|r| r.leak_cents).sum();
@@ -118,7 +121,7 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, reports: &[SeedReport]) ->
         mttr_ms: mttr,
         crashes: reports.iter().map(|r| u64::from(r.crashes)).sum(),
         leak_cents: leak,
-        reproduce: failing.iter().map(|&s| reproduce_command(scenario_path, s)).collect(),
+        reproduce: failing.iter().map(|&s| reproduce_command(scenario_path, s, extra)).collect(),
         failing_seeds: failing,
         violations,
         digests: reports.iter().map(|r| (r.seed, r.digest.clone())).collect(),
