@@ -84,7 +84,12 @@ fn bad_seed_ranges_are_refused() {
 fn malformed_scenarios_name_file_line_and_field() {
     let good = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(SCENARIO)).unwrap();
     let cases = [
-        ("unknown.toml", good.replacen("ads = 24", "ads = 24\nbrands = 2", 1), "field `world.brands`", "unknown field `brands`"),
+        (
+            "unknown.toml",
+            good.replacen("ads = 24", "ads = 24\nbrands = 2", 1),
+            "field `world.brands`",
+            "unknown field `brands`",
+        ),
         ("type.toml", good.replacen("tick_ms = 10", "tick_ms = \"fast\"", 1), "field `run.tick_ms`", "invalid type"),
         ("range.toml", good.replacen("crashes = [2, 4]", "crashes = [4, 2]", 1), "field `faults.crashes`", "reversed"),
     ];

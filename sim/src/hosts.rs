@@ -15,8 +15,8 @@ use std::time::Duration;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, InsightsPage, InsightsQuery};
-use dlft_core::ids::{AdId, IdempotencyKey};
+use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, InsightRow, InsightsPage, InsightsQuery};
+use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
 use dlft_core::probe::{Probe, Site};
 use dlft_core::store::{
     BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Lease, NewJob, Outcome, SharedMemStore, Store,
@@ -112,71 +112,47 @@ macro_rules! expect_reply {
 }
 
 impl Store for SimStore {
-    fn boot(
-        &self,
-        worker: &dlft_core::ids::WorkerId,
-        _now: Timestamp,
-    ) -> impl Future<Output = Result<Boot, StoreError>> + Send {
-        let req = StoreRequest::Boot { worker: worker.clone() };
-        async move { expect_reply!(self, req, Boot) }
+    async fn boot(&self, worker: &WorkerId, _now: Timestamp) -> Result<Boot, StoreError> {
+        expect_reply!(self, StoreRequest::Boot { worker: worker.clone() }, Boot)
     }
-    fn enqueue(&self, job: NewJob, _now: Timestamp) -> impl Future<Output = Result<Enqueued, StoreError>> + Send {
-        async move { expect_reply!(self, StoreRequest::Enqueue { job }, Enqueued) }
+    async fn enqueue(&self, job: NewJob, _now: Timestamp) -> Result<Enqueued, StoreError> {
+        expect_reply!(self, StoreRequest::Enqueue { job }, Enqueued)
     }
-    fn fire_slot(
+    async fn fire_slot(
         &self,
         schedule: &str,
         slot: Timestamp,
         job: NewJob,
         _now: Timestamp,
-    ) -> impl Future<Output = Result<Option<dlft_core::ids::JobId>, StoreError>> + Send {
-        let req = StoreRequest::FireSlot { schedule: schedule.to_string(), slot, job };
-        async move { expect_reply!(self, req, Slot) }
+    ) -> Result<Option<JobId>, StoreError> {
+        expect_reply!(self, StoreRequest::FireSlot { schedule: schedule.to_string(), slot, job }, Slot)
     }
-    fn claim(
-        &self,
-        req: &ClaimRequest,
-        _now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send {
-        let req = StoreRequest::Claim { req: req.clone() };
-        async move { expect_reply!(self, req, Claims) }
+    async fn claim(&self, req: &ClaimRequest, _now: Timestamp) -> Result<Vec<Claim>, StoreError> {
+        expect_reply!(self, StoreRequest::Claim { req: req.clone() }, Claims)
     }
-    fn write(
-        &self,
-        lease: &Lease,
-        batch: WriteBatch,
-        _now: Timestamp,
-    ) -> impl Future<Output = Result<BatchResult, StoreError>> + Send {
-        let req = StoreRequest::Write { lease: lease.clone(), batch };
-        async move { expect_reply!(self, req, Batch) }
+    async fn write(&self, lease: &Lease, batch: WriteBatch, _now: Timestamp) -> Result<BatchResult, StoreError> {
+        expect_reply!(self, StoreRequest::Write { lease: lease.clone(), batch }, Batch)
     }
-    fn finish(
+    async fn finish(
         &self,
         lease: &Lease,
         outcome: Outcome,
         costs: Vec<CostRow>,
         _now: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let req = StoreRequest::Finish { lease: lease.clone(), outcome, costs };
-        async move {
-            match self.call(req).await? {
-                StoreReply::Done => Ok(()),
-                other => Err(unexpected(other)),
-            }
+    ) -> Result<(), StoreError> {
+        match self.call(StoreRequest::Finish { lease: lease.clone(), outcome, costs }).await? {
+            StoreReply::Done => Ok(()),
+            other => Err(unexpected(other)),
         }
     }
-    fn spend_ledger(
-        &self,
-        since: Timestamp,
-    ) -> impl Future<Output = Result<Vec<dlft_core::ads::InsightRow>, StoreError>> + Send {
-        async move { expect_reply!(self, StoreRequest::SpendLedger { since }, Rows) }
+    async fn spend_ledger(&self, since: Timestamp) -> Result<Vec<InsightRow>, StoreError> {
+        expect_reply!(self, StoreRequest::SpendLedger { since }, Rows)
     }
-    fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
-        async move { expect_reply!(self, StoreRequest::Intents, Intents) }
+    async fn intents(&self) -> Result<Vec<Intent>, StoreError> {
+        expect_reply!(self, StoreRequest::Intents, Intents)
     }
-    fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
-        let req = StoreRequest::Intent { key: key.clone() };
-        async move { expect_reply!(self, req, Intent) }
+    async fn intent(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
+        expect_reply!(self, StoreRequest::Intent { key: key.clone() }, Intent)
     }
 }
 

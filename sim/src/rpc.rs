@@ -49,6 +49,9 @@ pub enum StoreRequest {
     Intent { key: IdempotencyKey },
 }
 
+// A reply lives only between the socket and the caller: boxing its large
+// variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreReply {
