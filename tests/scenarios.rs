@@ -27,5 +27,16 @@ fn scenario_library_passes_its_assertions() {
         assert_eq!(v["leak_cents"], 0);
         assert!(v["mttr_ms"]["p99"].as_u64().unwrap() <= 4200);
         assert!(v["crashes"].as_u64().unwrap() >= 200, "container loss was injected");
+        // Every kind of fault the scenario plans actually happened somewhere.
+        for kind in
+            ["db_partitions", "ads_partitions", "timeout_storms", "api_timeouts", "rate_limits", "acks_without_effect"]
+        {
+            assert!(v["faults"][kind].as_u64().unwrap() > 0, "{file}: no {kind} over {seeds}");
+        }
+        // And container loss hit every probe site between the kill's phases.
+        let sites = v["crash_sites"].as_object().unwrap();
+        for site in ["kill_before_pause", "kill_after_pause", "kill_after_applied", "kill_after_read_back"] {
+            assert!(sites.get(site).and_then(|n| n.as_u64()).unwrap_or(0) > 0, "{file}: no crash at {site}");
+        }
     }
 }

@@ -107,11 +107,11 @@ pub async fn run_kill<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
                 advance(key, IntentPhase::Applied, IntentPhase::Committed, false, "sabotage: no read-back".into())
             }
         };
+        let now_applied = matches!(op, IntentOp::Advance { to: IntentPhase::Applied, .. });
         let mut batch = attempt.batch();
         batch.intents.push(op);
-        let was_applied = intent.phase == IntentPhase::Applied;
         ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
-        if !was_applied {
+        if now_applied {
             ports.probe.reached(Site::KillAfterApplied).await;
         }
     }

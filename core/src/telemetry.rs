@@ -104,30 +104,26 @@ pub fn replay(events: &[Event]) -> Result<Rebuilt, String> {
             | EventKind::JobDiscarded => {
                 let id = parse_job_entity(&e.entity)
                     .ok_or_else(|| format!("event {}: bad job entity {:?}", e.seq, e.entity))?;
-                let current = out.jobs.get(&id).map(String::as_str).unwrap_or("none");
-                if current != e.before {
-                    return Err(format!(
-                        "event {} ({:?} {}): log says {current}, row says {}",
-                        e.seq, e.kind, e.entity, e.before
-                    ));
-                }
-                out.jobs.insert(id, e.after.clone());
+                transition(&mut out.jobs, id, e)?;
             }
             EventKind::IntentOpened | EventKind::IntentAdvanced => {
-                let key = IdempotencyKey::new(e.entity.clone());
-                let current = out.intents.get(&key).map(String::as_str).unwrap_or("none");
-                if current != e.before {
-                    return Err(format!(
-                        "event {} ({:?} {}): log says {current}, row says {}",
-                        e.seq, e.kind, e.entity, e.before
-                    ));
-                }
-                out.intents.insert(key, e.after.clone());
+                transition(&mut out.intents, IdempotencyKey::new(e.entity.clone()), e)?;
             }
             EventKind::WorkerBooted | EventKind::SlotFired | EventKind::LedgerSpend | EventKind::Verdict => {}
         }
     }
     Ok(out)
+}
+
+/// Applies one row to `states`, refusing it if its `before` is not the state
+/// the log so far says the entity is in ("none" before its first row).
+fn transition<K: Ord>(states: &mut BTreeMap<K, String>, key: K, e: &Event) -> Result<(), String> {
+    let current = states.get(&key).map(String::as_str).unwrap_or("none");
+    if current != e.before {
+        return Err(format!("event {} ({:?} {}): log says {current}, row says {}", e.seq, e.kind, e.entity, e.before));
+    }
+    states.insert(key, e.after.clone());
+    Ok(())
 }
 
 fn parse_job_entity(entity: &str) -> Option<JobId> {

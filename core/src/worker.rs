@@ -64,10 +64,6 @@ impl Attempt {
     }
 }
 
-/// Upper bound on loop iterations between two clock reads that stop the run
-/// (`run(until)`); a guard against a clock that never advances.
-const SPIN_GUARD: u64 = 100_000_000;
-
 pub struct Worker<S, A, C, P, R> {
     pub ports: Ports<S, A, C, P>,
     pub cfg: WorkerConfig,
@@ -82,7 +78,7 @@ impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send> Worker<S, 
     pub async fn run(&mut self, until: Option<Timestamp>) -> Result<(), StoreError> {
         let incarnation = self.boot().await;
         let mut next_tick = Timestamp(0);
-        for _ in 0..SPIN_GUARD {
+        loop {
             let now = self.ports.clock.now();
             if until.is_some_and(|u| now >= u) {
                 return Ok(());
@@ -111,7 +107,6 @@ impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send> Worker<S, 
             }
             self.ports.clock.sleep(self.cfg.claim_poll).await;
         }
-        unreachable!("worker loop ran {SPIN_GUARD} iterations without the clock reaching its end")
     }
 
     async fn boot(&mut self) -> Incarnation {

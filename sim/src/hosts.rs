@@ -164,6 +164,10 @@ pub struct PlatformState {
     /// During a timeout storm, this replaces `timeout_pct`.
     pub storm_timeout_pct: Option<u32>,
     pub requests: u64,
+    /// Requests left without a reply.
+    pub hung: u64,
+    pub rate_limited: u64,
+    pub acked_without_effect: u64,
 }
 
 /// What the platform does with one request.
@@ -188,12 +192,15 @@ fn decide_fate(p: &mut PlatformState, is_pause: bool) -> Fate {
     let roll = |rng: &mut ChaCha8Rng, pct: u32| rng.random_range(0..100u32) < pct;
     if roll(&mut p.rng, timeout_pct) {
         let applied = is_pause && roll(&mut p.rng, p.cfg.timeout_applied_pct);
+        p.hung += 1;
         return Fate::Hang { applied };
     }
     if roll(&mut p.rng, p.cfg.rate_limit_pct) {
+        p.rate_limited += 1;
         return Fate::RateLimit { latency };
     }
     let ack_without_effect = is_pause && roll(&mut p.rng, p.cfg.ack_without_effect_pct);
+    p.acked_without_effect += u64::from(ack_without_effect);
     Fate::Serve { latency, ack_without_effect }
 }
 

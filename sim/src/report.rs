@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::checker::Violation;
-use crate::run::SeedReport;
+use crate::run::{FaultCounts, SeedReport};
 use crate::scenario::Scenario;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -42,6 +42,8 @@ pub struct Summary {
     pub seeds: u64,
     pub mttr_ms: Percentiles,
     pub crashes: u64,
+    /// Faults that actually happened, summed over seeds.
+    pub faults: FaultCounts,
     pub leak_cents: i64,
     pub violations: Vec<Violation>,
     /// Seed → event-log digest (hex SHA-256).
@@ -120,6 +122,10 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         seeds,
         mttr_ms: mttr,
         crashes: reports.iter().map(|r| u64::from(r.crashes)).sum(),
+        faults: reports.iter().fold(FaultCounts::default(), |mut acc, r| {
+            acc.add(&r.faults);
+            acc
+        }),
         leak_cents: leak,
         reproduce: failing.iter().map(|&s| reproduce_command(scenario_path, s, extra)).collect(),
         failing_seeds: failing,
@@ -150,6 +156,12 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
         secs(s.mttr_ms.p99),
         secs(s.mttr_ms.max),
         s.crashes
+    );
+    let f = &s.faults;
+    let _ = writeln!(
+        w,
+        "faults      {} partitions worker<->db, {} worker<->ads, {} timeout storms, {} API timeouts, {} rate limits, {} acks without effect",
+        f.db_partitions, f.ads_partitions, f.timeout_storms, f.api_timeouts, f.rate_limits, f.acks_without_effect
     );
     let _ = writeln!(w, "leak        {} cents", s.leak_cents);
     let _ = writeln!(w, "kills       {} ({} losers, {} winners)", s.kills, s.losers_killed, s.winners_killed);

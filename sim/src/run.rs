@@ -54,6 +54,31 @@ pub struct RunOptions {
     pub sabotage: Sabotage,
 }
 
+/// How often each kind of fault actually happened (planned faults can be
+/// postponed past the fault window and dropped): proof the bad paths ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FaultCounts {
+    pub crashes: u64,
+    pub db_partitions: u64,
+    pub ads_partitions: u64,
+    pub timeout_storms: u64,
+    pub api_timeouts: u64,
+    pub rate_limits: u64,
+    pub acks_without_effect: u64,
+}
+
+impl FaultCounts {
+    pub fn add(&mut self, o: &FaultCounts) {
+        self.crashes += o.crashes;
+        self.db_partitions += o.db_partitions;
+        self.ads_partitions += o.ads_partitions;
+        self.timeout_storms += o.timeout_storms;
+        self.api_timeouts += o.api_timeouts;
+        self.rate_limits += o.rate_limits;
+        self.acks_without_effect += o.acks_without_effect;
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct SeedReport {
     pub seed: u64,
@@ -65,6 +90,7 @@ pub struct SeedReport {
     pub losers_killed: u32,
     pub winners_killed: u32,
     pub crashes: u32,
+    pub faults: FaultCounts,
     pub crash_sites: Vec<Site>,
     pub events: usize,
     pub plan: FaultPlan,
@@ -170,6 +196,9 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         rng: rng_for(seed, stream::PLATFORM),
         storm_timeout_pct: None,
         requests: 0,
+        hung: 0,
+        rate_limited: 0,
+        acked_without_effect: 0,
     }));
     let probe =
         Arc::new(Mutex::new(ProbeState { armed: plan.site_crashes.clone(), enabled: true, ..ProbeState::default() }));
@@ -221,6 +250,7 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
     let mut partitions = 0u32;
     let mut storms = 0u32;
     let mut crashes = 0u32;
+    let mut faults = FaultCounts::default();
     let mut crash_sites = Vec::new();
     let mut now_ms = 0u64;
     let sim_error = loop {
@@ -257,6 +287,10 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
                 Action::PartitionStart { link, for_ms } => {
                     sim.partition(WORKER_HOST, host_of(link));
                     partitions += 1;
+                    match link {
+                        Link::Db => faults.db_partitions += 1,
+                        Link::Ads => faults.ads_partitions += 1,
+                    }
                     push(&mut queue, now_ms + for_ms, Action::Repair { link });
                 }
                 Action::Repair { link } => {
@@ -265,6 +299,7 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
                 }
                 Action::StormStart { for_ms } => {
                     storms += 1;
+                    faults.timeout_storms += 1;
                     lock(&platform).storm_timeout_pct = Some(scn.faults.storm_timeout_pct);
                     push(&mut queue, now_ms + for_ms, Action::StormEnd);
                 }
@@ -316,6 +351,13 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
     if let Some(e) = sim_error {
         verdict.violations.push(Violation { seed, invariant: "sim_error".into(), detail: e });
     }
+    {
+        let p = lock(&platform);
+        faults.crashes = u64::from(crashes);
+        faults.api_timeouts = p.hung;
+        faults.rate_limits = p.rate_limited;
+        faults.acks_without_effect = p.acked_without_effect;
+    }
     let committed: Vec<_> = snapshot.intents.iter().filter(|i| i.phase == IntentPhase::Committed).collect();
     let losers_killed = committed.iter().filter(|i| world.is_loser(&i.ad)).count() as u32;
     Ok(SeedReport {
@@ -328,6 +370,7 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         losers_killed,
         winners_killed: committed.len() as u32 - losers_killed,
         crashes,
+        faults,
         crash_sites,
         events: snapshot.events.len(),
         plan,

@@ -15,7 +15,7 @@ use crate::time::Timestamp;
 
 use super::{
     ActionRow, BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, IntentOp, IntentPhase, Job, JobState, Lease,
-    LeaseRow, NewJob, Outcome, Snapshot, Store, StoreError, WriteBatch,
+    LeaseRow, NewIntent, NewJob, Outcome, Snapshot, Store, StoreError, WriteBatch,
 };
 
 /// Upper bound on one claim batch: a named limit, not an accident.
@@ -260,16 +260,7 @@ impl MemStore {
                 if let Some(existing) = self.intents.get(&new.key) {
                     return existing.clone();
                 }
-                let intent = Intent {
-                    key: new.key.clone(),
-                    ad: new.ad,
-                    evidence: new.evidence,
-                    verdict: new.verdict,
-                    phase: IntentPhase::Intended,
-                    opened_at: now,
-                    updated_at: now,
-                    attempts: 0,
-                };
+                let intent = fresh_intent(&new, now);
                 self.log(
                     now,
                     Ev {
@@ -332,16 +323,9 @@ impl MemStore {
         for op in &batch.intents {
             self.plan_intent_op(op, &scratch)?;
             if let IntentOp::Open(new) = op {
-                scratch.entry(new.key.clone()).or_insert_with(|| Intent {
-                    key: new.key.clone(),
-                    ad: new.ad.clone(),
-                    evidence: new.evidence.clone(),
-                    verdict: new.verdict.clone(),
-                    phase: IntentPhase::Intended,
-                    opened_at: now,
-                    updated_at: now,
-                    attempts: 0,
-                });
+                if !self.intents.contains_key(&new.key) {
+                    scratch.entry(new.key.clone()).or_insert_with(|| fresh_intent(new, now));
+                }
             }
             if let IntentOp::Advance { key, to, .. } = op {
                 let base = scratch.get(key).or_else(|| self.intents.get(key)).cloned().expect("validated");
@@ -483,6 +467,19 @@ impl MemStore {
             events: self.events.clone(),
             costs: self.costs.clone(),
         }
+    }
+}
+
+fn fresh_intent(new: &NewIntent, now: Timestamp) -> Intent {
+    Intent {
+        key: new.key.clone(),
+        ad: new.ad.clone(),
+        evidence: new.evidence.clone(),
+        verdict: new.verdict.clone(),
+        phase: IntentPhase::Intended,
+        opened_at: now,
+        updated_at: now,
+        attempts: 0,
     }
 }
 
