@@ -9,6 +9,7 @@ use crate::ids::WorkerId;
 use crate::money::Currency;
 use crate::policy::KillRule;
 use crate::scheduler::RetryPolicy;
+use crate::store::JobKind;
 use crate::time::Millis;
 
 /// A deliberately broken actuator, for proving that the invariant checker
@@ -38,12 +39,23 @@ pub struct LoopConfig {
     pub page_limit: u32,
 }
 
+/// One job kind's pool: its own claims, concurrency and hang limit, so that
+/// a crash loop or a hang in one kind cannot starve another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolConfig {
+    pub kind: JobKind,
+    /// Jobs of this kind running at once in this worker.
+    pub concurrency: u32,
+    /// A job running longer than this is abandoned (and retried).
+    pub job_timeout: Millis,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerConfig {
     pub worker: WorkerId,
-    /// How often the claim loop polls (the "per-second claim", finer in the sim).
+    /// How often each pool polls for work (the "per-second claim", finer in the sim).
     pub claim_poll: Millis,
-    pub claim_batch: u32,
+    pub pools: Vec<PoolConfig>,
     pub lease_for: Millis,
     /// Period of the insights tick schedule.
     pub tick_every: Millis,
@@ -60,8 +72,18 @@ pub fn validate(w: &WorkerConfig, l: &LoopConfig) -> Result<(), String> {
     if w.lease_for.0 < 2 * w.claim_poll.0 {
         errs.push("lease_for must be at least twice claim_poll".to_string());
     }
-    if w.claim_batch == 0 || w.claim_batch > crate::store::CLAIM_LIMIT_MAX {
-        errs.push(format!("claim_batch must be 1..={}", crate::store::CLAIM_LIMIT_MAX));
+    for p in &w.pools {
+        if p.concurrency == 0 || p.concurrency > crate::store::CLAIM_LIMIT_MAX {
+            errs.push(format!("pool {:?}: concurrency must be 1..={}", p.kind, crate::store::CLAIM_LIMIT_MAX));
+        }
+        if p.job_timeout.0 == 0 {
+            errs.push(format!("pool {:?}: job_timeout must be positive", p.kind));
+        }
+    }
+    for kind in JobKind::ALL {
+        if w.pools.iter().filter(|p| p.kind == kind).count() != 1 {
+            errs.push(format!("exactly one pool per job kind: {kind:?}"));
+        }
     }
     if w.tick_every.0 == 0 || l.estimator.bucket.0 == 0 {
         errs.push("tick_every and bucket must be positive".to_string());

@@ -9,13 +9,27 @@ use crate::time::{Millis, Timestamp};
 /// The per-minute tick's schedule name.
 pub const TICK_SCHEDULE: &str = "insights-tick";
 
+/// At boot, running rows whose lease ran out this long ago are ghosts of a
+/// worker that never came back: released and logged.
+pub const GHOST_AMNESTY: Millis = Millis(4 * 3600 * 1000);
+
+/// Resumes of a crashed attempt before the circuit breaker opens: the
+/// fourth resume is refused, the job discarded and its schedule disabled.
+pub const MAX_RESUME_ATTEMPTS: u32 = 3;
+
+/// After downtime a schedule fires at most this many missed slots.
+pub const BACKFILL_MAX: usize = 1;
+
 /// Retries of a failing job: exponential backoff with jitter and a cap,
 /// then `discarded` with the error history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     pub base: Millis,
     pub cap: Millis,
+    /// Error retries at most (crash resumes are not counted here).
     pub max_attempts: u32,
+    /// No retry is scheduled later than this after the job was created.
+    pub window: Millis,
 }
 
 impl RetryPolicy {
@@ -33,6 +47,57 @@ impl RetryPolicy {
     pub fn exhausted(&self, attempt: u32) -> bool {
         attempt >= self.max_attempts
     }
+
+    /// When a job that just failed (with `errors` failures so far, this one
+    /// included) runs again, or `None` if it is out of attempts or the retry
+    /// would land outside its window. `floor` is a wait the failure imposed
+    /// (a rate limit's retry-after).
+    pub fn next_run(
+        &self,
+        errors: u32,
+        created_at: Timestamp,
+        now: Timestamp,
+        floor: Millis,
+        rng: &mut dyn RngCore,
+    ) -> Option<Timestamp> {
+        if self.exhausted(errors) {
+            return None;
+        }
+        let at = now + self.backoff(errors, rng).max(floor);
+        (at <= created_at + self.window).then_some(at)
+    }
+}
+
+/// What to do with a job just claimed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Run,
+    /// The circuit breaker opens: too many resumes of crashed attempts.
+    Trip(String),
+}
+
+pub fn admit(resumes: u32) -> Admission {
+    if resumes > MAX_RESUME_ATTEMPTS {
+        Admission::Trip(format!("{resumes} resumes of crashed attempts (max {MAX_RESUME_ATTEMPTS}): a crash loop"))
+    } else {
+        Admission::Run
+    }
+}
+
+/// The slots of a schedule with period `every` due at `now` after the last
+/// fired `last`: the newest `cap` of them, oldest first. Backfill after
+/// downtime is capped; the first ever firing is the current slot only.
+pub fn due_slots(last: Option<Timestamp>, now: Timestamp, every: Millis, cap: usize) -> Vec<Timestamp> {
+    let current = slot_of(now, every);
+    let Some(last) = last else { return vec![current] };
+    let mut out = Vec::new();
+    let mut slot = current;
+    while slot > last && out.len() < cap {
+        out.push(slot);
+        slot = slot - every;
+    }
+    out.reverse();
+    out
 }
 
 /// The slot a schedule with period `every` is in at `now`.
@@ -47,8 +112,37 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     #[test]
+    fn retry_window_and_attempts_bound_retries() {
+        let p = RetryPolicy { base: Millis(1000), cap: Millis(8000), max_attempts: 5, window: Millis(10_000) };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let t0 = Timestamp(0);
+        assert!(p.next_run(1, t0, Timestamp(0), Millis(0), &mut rng).is_some());
+        assert_eq!(p.next_run(5, t0, Timestamp(0), Millis(0), &mut rng), None, "out of attempts");
+        assert_eq!(p.next_run(1, t0, Timestamp(9_300), Millis(0), &mut rng), None, "outside the window");
+        let at = p.next_run(1, t0, Timestamp(0), Millis(6_000), &mut rng).unwrap();
+        assert!(at >= Timestamp(6_000), "a rate limit's wait is a floor");
+    }
+
+    #[test]
+    fn breaker_opens_on_the_fourth_resume() {
+        assert_eq!(admit(0), Admission::Run);
+        assert_eq!(admit(MAX_RESUME_ATTEMPTS), Admission::Run);
+        assert!(matches!(admit(MAX_RESUME_ATTEMPTS + 1), Admission::Trip(_)));
+    }
+
+    #[test]
+    fn due_slots_table() {
+        let m = Millis(60);
+        assert_eq!(due_slots(None, Timestamp(130), m, 5), vec![Timestamp(120)]);
+        assert_eq!(due_slots(Some(Timestamp(120)), Timestamp(170), m, 5), vec![]);
+        assert_eq!(due_slots(Some(Timestamp(60)), Timestamp(130), m, 5), vec![Timestamp(120)]);
+        // Down for ten periods: only the newest `cap` fire.
+        assert_eq!(due_slots(Some(Timestamp(0)), Timestamp(600), m, 2), vec![Timestamp(540), Timestamp(600)]);
+    }
+
+    #[test]
     fn backoff_grows_caps_and_jitters_within_bounds() {
-        let p = RetryPolicy { base: Millis(1000), cap: Millis(30_000), max_attempts: 5 };
+        let p = RetryPolicy { base: Millis(1000), cap: Millis(30_000), max_attempts: 5, window: Millis(3_600_000) };
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for attempt in 1..=12u32 {
             let raw = (1000u64 << (attempt - 1).min(30)).min(30_000);

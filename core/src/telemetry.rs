@@ -43,6 +43,12 @@ pub enum EventKind {
     Verdict,
     IntentOpened,
     IntentAdvanced,
+    /// A pipeline step completed and its checkpoint was written.
+    PipelineStep,
+    /// The circuit breaker disabled a schedule.
+    BreakerOpened,
+    /// An operator re-enabled a schedule (or disabled it by hand).
+    ScheduleChanged,
 }
 
 /// One row of the event log.
@@ -109,7 +115,13 @@ pub fn replay(events: &[Event]) -> Result<Rebuilt, String> {
             EventKind::IntentOpened | EventKind::IntentAdvanced => {
                 transition(&mut out.intents, IdempotencyKey::new(e.entity.clone()), e)?;
             }
-            EventKind::WorkerBooted | EventKind::SlotFired | EventKind::LedgerSpend | EventKind::Verdict => {}
+            EventKind::WorkerBooted
+            | EventKind::SlotFired
+            | EventKind::LedgerSpend
+            | EventKind::Verdict
+            | EventKind::PipelineStep
+            | EventKind::BreakerOpened
+            | EventKind::ScheduleChanged => {}
         }
     }
     Ok(out)

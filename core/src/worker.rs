@@ -1,17 +1,30 @@
-//! The worker: boot, fire the tick schedule, claim jobs, run them, finish
-//! them. Async orchestration only: every decision it acts on comes from the
-//! pure modules (`estimator`, `policy`, `envelope`, `scheduler`), and every
+//! The worker: boot, fire schedules, and run one pool per job kind. Async
+//! orchestration only: every decision it acts on comes from the pure modules
+//! (`scheduler`, `estimator`, `policy`, `envelope`, `actuator`), and every
 //! write goes through the fenced Store port.
+//!
+//! Each pool claims only its own kind, runs at most `concurrency` jobs at
+//! once and abandons a job that runs past `job_timeout`, so a crash loop or a
+//! hang in one kind cannot starve another. On shutdown the pools stop
+//! claiming, drop what they are running (every step is idempotent) and hand
+//! each claim back with its attempt.
 
-use rand::RngCore;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::future::{BoxFuture, FutureExt, join_all};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::ads::{AdsError, AdsPlatform};
-use crate::config::{LoopConfig, WorkerConfig};
-use crate::ids::Incarnation;
-use crate::money::Money;
+use crate::config::{LoopConfig, PoolConfig, Sabotage, WorkerConfig};
+use crate::ids::{Incarnation, JobId};
+use crate::money::{Currency, Money};
 use crate::probe::{Probe, Site};
-use crate::scheduler::{TICK_SCHEDULE, slot_of};
-use crate::store::{Claim, ClaimRequest, JobKind, Lease, NewJob, Outcome, Store, StoreError, Task, WriteBatch};
+use crate::scheduler::{Admission, BACKFILL_MAX, TICK_SCHEDULE, admit, due_slots};
+use crate::store::{Claim, ClaimRequest, Lease, NewJob, Outcome, Store, StoreError, Task, WriteBatch};
 use crate::telemetry::CostRow;
 use crate::time::{Clock, Millis, Timestamp};
 use crate::{actuator, tick};
@@ -37,6 +50,9 @@ pub enum JobError {
     /// Retrying cannot help.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The circuit breaker refused the job.
+    #[error("circuit breaker: {0}")]
+    Breaker(String),
 }
 
 /// One attempt of one job: its lease, and the cost rows of its external calls
@@ -44,7 +60,7 @@ pub enum JobError {
 pub struct Attempt {
     pub lease: Lease,
     pub costs: Vec<CostRow>,
-    pub currency: crate::money::Currency,
+    pub currency: Currency,
 }
 
 impl Attempt {
@@ -69,47 +85,47 @@ pub struct Worker<S, A, C, P, R> {
     pub cfg: WorkerConfig,
     pub loop_cfg: LoopConfig,
     pub rng: R,
+    /// Set to stop gracefully (SIGTERM in production).
+    pub stop: Arc<AtomicBool>,
 }
 
-impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send> Worker<S, A, C, P, R> {
-    /// Boots (retrying until the store answers), then loops until `until`
-    /// (forever with `None`). Returns early only if the store says this
-    /// process was replaced by a newer incarnation.
+/// What a pool's in-flight future comes back with.
+enum Done {
+    /// A job ran (or timed out); its outcome is still to be written.
+    Ran { claim: Box<Claim>, result: Result<(), JobError>, costs: Vec<CostRow> },
+    /// The attempt's outcome was written (or could not be): the job is no
+    /// longer this pool's.
+    Settled(JobId),
+}
+
+impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send + Sync> Worker<S, A, C, P, R> {
+    /// Boots (retrying until the store answers), then runs the schedules and
+    /// every pool until `until` (forever with `None`) or until `stop` is set.
+    /// Returns early only if the store says this process was replaced.
     pub async fn run(&mut self, until: Option<Timestamp>) -> Result<(), StoreError> {
         let incarnation = self.boot().await;
-        let mut next_tick = Timestamp(0);
-        loop {
-            let now = self.ports.clock.now();
-            if until.is_some_and(|u| now >= u) {
-                return Ok(());
-            }
-            if now >= next_tick {
-                next_tick = self.fire_tick(now).await.unwrap_or(next_tick);
-            }
-            let req = ClaimRequest {
-                worker: self.cfg.worker.clone(),
-                incarnation,
-                kinds: JobKind::ALL.to_vec(),
-                limit: self.cfg.claim_batch,
-                lease_for: self.cfg.lease_for,
-            };
-            match self.ports.store.claim(&req, now).await {
-                Ok(claims) => {
-                    for claim in claims {
-                        self.execute(claim).await;
-                    }
-                }
-                Err(e @ StoreError::StaleIncarnation { .. }) => return Err(e),
-                Err(_) => {
-                    self.ports.clock.sleep(self.cfg.store_backoff).await;
-                    continue;
-                }
-            }
-            self.ports.clock.sleep(self.cfg.claim_poll).await;
+        let mut pool_rngs: Vec<ChaCha8Rng> = Vec::new();
+        for _ in &self.cfg.pools {
+            pool_rngs.push(ChaCha8Rng::seed_from_u64(self.rng.next_u64()));
         }
+        let this = &*self;
+        let schedules = this.run_schedules(until).boxed();
+        let pools = this
+            .cfg
+            .pools
+            .iter()
+            .zip(pool_rngs)
+            .map(|(pool, rng)| this.run_pool(pool, incarnation, rng, until).boxed());
+        let mut all: Vec<BoxFuture<'_, Result<(), StoreError>>> = vec![schedules];
+        all.extend(pools);
+        join_all(all).await.into_iter().collect()
     }
 
-    async fn boot(&mut self) -> Incarnation {
+    fn should_stop(&self, until: Option<Timestamp>) -> bool {
+        self.stop.load(Ordering::SeqCst) || until.is_some_and(|u| self.ports.clock.now() >= u)
+    }
+
+    async fn boot(&self) -> Incarnation {
         loop {
             let now = self.ports.clock.now();
             match self.ports.store.boot(&self.cfg.worker, now).await {
@@ -119,48 +135,173 @@ impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send> Worker<S, 
         }
     }
 
-    /// Fires the current tick slot (once across workers and restarts; after
-    /// downtime only the current slot fires: backfill is capped at one).
-    /// Returns when the next slot is due, or `None` if the store did not answer.
-    async fn fire_tick(&mut self, now: Timestamp) -> Option<Timestamp> {
-        let slot = slot_of(now, self.cfg.tick_every);
-        let job = NewJob { task: Task::PollInsights { slot }, priority: 1, run_at: now, idempotency_key: None };
-        match self.ports.store.fire_slot(TICK_SCHEDULE, slot, job, now).await {
-            Ok(_) => Some(slot + self.cfg.tick_every),
-            Err(_) => None,
+    /// Fires due slots of every schedule: once across workers and restarts,
+    /// with backfill after downtime capped at [`BACKFILL_MAX`].
+    async fn run_schedules(&self, until: Option<Timestamp>) -> Result<(), StoreError> {
+        let mut last: Option<Timestamp> = None;
+        let mut known = false;
+        while !self.should_stop(until) {
+            let now = self.ports.clock.now();
+            if !known {
+                // Learn where the schedule stands (another life of this worker,
+                // or another worker, may have fired slots).
+                if let Ok(rows) = self.ports.store.schedules().await {
+                    last = rows.iter().find(|r| r.name == TICK_SCHEDULE).and_then(|r| r.last_slot);
+                    known = true;
+                }
+            }
+            if known && last.is_none_or(|l| now >= l + self.cfg.tick_every) {
+                for slot in due_slots(last, now, self.cfg.tick_every, BACKFILL_MAX) {
+                    let job =
+                        NewJob { task: Task::PollInsights { slot }, priority: 1, run_at: now, idempotency_key: None };
+                    if self.ports.store.fire_slot(TICK_SCHEDULE, slot, job, now).await.is_ok() {
+                        last = last.max(Some(slot));
+                    }
+                }
+            }
+            self.ports.clock.sleep(self.cfg.claim_poll).await;
+        }
+        Ok(())
+    }
+
+    async fn run_pool(
+        &self,
+        pool: &PoolConfig,
+        incarnation: Incarnation,
+        mut rng: ChaCha8Rng,
+        until: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let mut running: FuturesUnordered<BoxFuture<'_, Done>> = FuturesUnordered::new();
+        // Claims of this pool not yet settled, to hand back on shutdown.
+        let mut held: BTreeMap<JobId, Lease> = BTreeMap::new();
+        loop {
+            if self.should_stop(until) {
+                drop(running); // cancel in-flight jobs at their next await
+                self.hand_back(held).await;
+                return Ok(());
+            }
+            let free = pool.concurrency.saturating_sub(held.len() as u32);
+            if free > 0 {
+                let req = ClaimRequest {
+                    worker: self.cfg.worker.clone(),
+                    incarnation,
+                    kinds: vec![pool.kind],
+                    limit: free,
+                    lease_for: self.cfg.lease_for,
+                };
+                match self.ports.store.claim(&req, self.ports.clock.now()).await {
+                    Ok(claims) => {
+                        for claim in claims {
+                            held.insert(claim.lease.job, claim.lease.clone());
+                            running.push(self.start(claim, pool.job_timeout).boxed());
+                        }
+                    }
+                    Err(e @ StoreError::StaleIncarnation { .. }) => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            // Wait for a job to finish or for the next poll, whichever is first.
+            let poll = self.ports.clock.sleep(self.cfg.claim_poll).fuse();
+            futures_util::pin_mut!(poll);
+            loop {
+                if running.is_empty() {
+                    (&mut poll).await;
+                    break;
+                }
+                let next = running.select_next_some();
+                futures_util::select_biased! {
+                    done = next.fuse() => match done {
+                        Done::Ran { claim, result, costs } => {
+                            let outcome = self.outcome(&claim, result, &mut rng);
+                            running.push(self.settle(claim.lease, outcome, costs).boxed());
+                        }
+                        Done::Settled(job) => {
+                            held.remove(&job);
+                        }
+                    },
+                    () = poll => break,
+                }
+            }
         }
     }
 
-    async fn execute(&mut self, claim: Claim) {
+    /// Graceful shutdown: every claim still held goes back with its attempt.
+    async fn hand_back(&self, held: BTreeMap<JobId, Lease>) {
+        for lease in held.values() {
+            // Unanswered: the lease runs out and the job is re-claimed anyway.
+            let _ = self.ports.store.release(lease, self.ports.clock.now()).await;
+        }
+    }
+
+    /// Starts a claimed job: the breaker check, then the job under its timeout.
+    async fn start(&self, claim: Claim, timeout: Millis) -> Done {
+        if let Admission::Trip(why) = admit(claim.job.resumes) {
+            return Done::Ran { claim: Box::new(claim), result: Err(JobError::Breaker(why)), costs: vec![] };
+        }
         let mut attempt = Attempt { lease: claim.lease.clone(), costs: Vec::new(), currency: self.loop_cfg.currency };
-        let sabotage = self.cfg.sabotage;
-        let result = match &claim.job.task {
-            Task::PollInsights { slot } => tick::run(&self.ports, &self.loop_cfg, sabotage, &mut attempt, *slot).await,
-            Task::KillAd { key, ad } => {
-                actuator::run_kill(&self.ports, &self.loop_cfg, sabotage, &mut attempt, key, ad).await
+        let result = {
+            let run = run_task(&self.ports, &self.loop_cfg, self.cfg.sabotage, &mut attempt, &claim.job.task).fuse();
+            let limit = self.ports.clock.sleep(timeout).fuse();
+            futures_util::pin_mut!(run, limit);
+            futures_util::select_biased! {
+                r = run => r,
+                () = limit => Err(JobError::RetryAfter {
+                    wait: Millis(0),
+                    why: format!("hung: no result within {timeout:?}"),
+                }),
             }
         };
-        self.ports.probe.reached(Site::BeforeFinish).await;
+        Done::Ran { claim: Box::new(claim), result, costs: attempt.costs }
+    }
+
+    /// What an attempt's result means for its job; `None`: write nothing
+    /// (another attempt owns the job).
+    fn outcome(&self, claim: &Claim, result: Result<(), JobError>, rng: &mut ChaCha8Rng) -> Option<Outcome> {
         let now = self.ports.clock.now();
-        let outcome = match result {
+        let job = &claim.job;
+        Some(match result {
             Ok(()) => Outcome::Completed,
-            // Another attempt owns the job now: write nothing more.
-            Err(JobError::Store(StoreError::Fenced { .. })) => return,
+            Err(JobError::Store(StoreError::Fenced { .. })) => return None,
+            Err(JobError::Breaker(error)) => Outcome::Trip { error },
             Err(JobError::Permanent(error)) => Outcome::Discard { error },
-            Err(e) if self.cfg.retry.exhausted(claim.job.attempt) => Outcome::Discard { error: e.to_string() },
             Err(e) => {
                 let floor = match &e {
                     JobError::RetryAfter { wait, .. } => *wait,
                     JobError::Ads(AdsError::RateLimited { retry_after, .. }) => *retry_after,
                     _ => Millis(0),
                 };
-                let wait = self.cfg.retry.backoff(claim.job.attempt, &mut self.rng).max(floor);
-                Outcome::Retry { at: now + wait, error: e.to_string() }
+                let errors = job.errors.len() as u32 + 1;
+                match self.cfg.retry.next_run(errors, job.created_at, now, floor, rng) {
+                    Some(at) => Outcome::Retry { at, error: e.to_string() },
+                    None => Outcome::Discard { error: format!("{e} (retries exhausted)") },
+                }
             }
-        };
-        let costs = std::mem::take(&mut attempt.costs);
-        // If the store does not answer, the lease runs out and the job is
-        // re-claimed; every step is idempotent, so re-running is safe.
-        let _ = self.ports.store.finish(&claim.lease, outcome, costs, now).await;
+        })
+    }
+
+    /// Writes the outcome of an attempt.
+    async fn settle(&self, lease: Lease, outcome: Option<Outcome>, costs: Vec<CostRow>) -> Done {
+        let job = lease.job;
+        if let Some(outcome) = outcome {
+            self.ports.probe.reached(Site::BeforeFinish).await;
+            // If the store does not answer, the lease runs out and the job is
+            // re-claimed; every step is idempotent, so re-running is safe.
+            let _ = self.ports.store.finish(&lease, outcome, costs, self.ports.clock.now()).await;
+        }
+        Done::Settled(job)
+    }
+}
+
+/// Runs one job's work.
+pub async fn run_task<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
+    ports: &Ports<S, A, C, P>,
+    loop_cfg: &LoopConfig,
+    sabotage: Sabotage,
+    attempt: &mut Attempt,
+    task: &Task,
+) -> Result<(), JobError> {
+    match task {
+        Task::PollInsights { slot } => tick::run(ports, loop_cfg, sabotage, attempt, *slot).await,
+        Task::KillAd { key, ad } => actuator::run_kill(ports, loop_cfg, sabotage, attempt, key, ad).await,
     }
 }

@@ -19,10 +19,10 @@ use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, InsightRow, InsightsPage, 
 use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
 use dlft_core::probe::{Probe, Site};
 use dlft_core::store::{
-    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Lease, NewJob, Outcome, SharedMemStore, Store,
-    StoreError, WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, Lease, NewJob, Outcome, ScheduleRow, SharedMemStore,
+    SlotOutcome, Store, StoreError, WriteBatch,
 };
-use dlft_core::telemetry::CostRow;
+use dlft_core::telemetry::{CostRow, Event};
 use dlft_core::time::{Clock, Millis, Timestamp};
 use dlft_core::wire::meta;
 
@@ -77,7 +77,20 @@ fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) -> Sto
             s.finish(&lease, outcome, costs, now)?;
             StoreReply::Done
         }
+        StoreRequest::Release { lease } => {
+            s.release(&lease, now)?;
+            StoreReply::Done
+        }
+        StoreRequest::Schedules => StoreReply::Schedules(s.schedules()),
+        StoreRequest::SetSchedule { name, enabled, reason } => {
+            s.set_schedule(&name, enabled, &reason, now);
+            StoreReply::Done
+        }
         StoreRequest::SpendLedger { since } => StoreReply::Rows(s.spend_ledger(since)),
+        StoreRequest::Job { id } => StoreReply::Job(s.job(id).cloned()),
+        StoreRequest::Events { after } => {
+            StoreReply::Events(s.events().iter().filter(|e| e.seq > after).cloned().collect())
+        }
         StoreRequest::Intents => StoreReply::Intents(s.intents()),
         StoreRequest::Intent { key } => StoreReply::Intent(s.intent(&key)),
     })
@@ -94,6 +107,15 @@ impl SimStore {
         match rpc::call::<_, StoreResponse>(DB_HOST, DB_PORT, &req, self.timeout).await {
             Ok(reply) => reply,
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+impl SimStore {
+    async fn done(&self, req: StoreRequest) -> Result<(), StoreError> {
+        match self.call(req).await? {
+            StoreReply::Done => Ok(()),
+            other => Err(unexpected(other)),
         }
     }
 }
@@ -124,8 +146,18 @@ impl Store for SimStore {
         slot: Timestamp,
         job: NewJob,
         _now: Timestamp,
-    ) -> Result<Option<JobId>, StoreError> {
+    ) -> Result<SlotOutcome, StoreError> {
         expect_reply!(self, StoreRequest::FireSlot { schedule: schedule.to_string(), slot, job }, Slot)
+    }
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
+        expect_reply!(self, StoreRequest::Schedules, Schedules)
+    }
+    async fn set_schedule(&self, name: &str, enabled: bool, reason: &str, _now: Timestamp) -> Result<(), StoreError> {
+        let req = StoreRequest::SetSchedule { name: name.to_string(), enabled, reason: reason.to_string() };
+        self.done(req).await
+    }
+    async fn release(&self, lease: &Lease, _now: Timestamp) -> Result<(), StoreError> {
+        self.done(StoreRequest::Release { lease: lease.clone() }).await
     }
     async fn claim(&self, req: &ClaimRequest, _now: Timestamp) -> Result<Vec<Claim>, StoreError> {
         expect_reply!(self, StoreRequest::Claim { req: req.clone() }, Claims)
@@ -140,13 +172,16 @@ impl Store for SimStore {
         costs: Vec<CostRow>,
         _now: Timestamp,
     ) -> Result<(), StoreError> {
-        match self.call(StoreRequest::Finish { lease: lease.clone(), outcome, costs }).await? {
-            StoreReply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.done(StoreRequest::Finish { lease: lease.clone(), outcome, costs }).await
     }
     async fn spend_ledger(&self, since: Timestamp) -> Result<Vec<InsightRow>, StoreError> {
         expect_reply!(self, StoreRequest::SpendLedger { since }, Rows)
+    }
+    async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        expect_reply!(self, StoreRequest::Job { id }, Job)
+    }
+    async fn events(&self, after: u64) -> Result<Vec<Event>, StoreError> {
+        expect_reply!(self, StoreRequest::Events { after }, Events)
     }
     async fn intents(&self) -> Result<Vec<Intent>, StoreError> {
         expect_reply!(self, StoreRequest::Intents, Intents)

@@ -60,37 +60,67 @@ pub struct InProcessRun {
     pub calls: u64,
 }
 
-/// Every port here is ready at once and the manual clock's sleep only moves
-/// time, so a whole run completes in one poll.
-fn block_on<F: Future>(f: F) -> F::Output {
-    use std::task::{Context, Poll, Waker};
-    match std::pin::pin!(f).as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("in-process run waited on something"),
+/// Virtual time on a paused tokio runtime: `sleep` parks the task, and when
+/// every task is parked the runtime jumps to the next timer. This is the
+/// fast event driver's clock: time costs nothing while nothing happens.
+#[derive(Copy, Clone, Debug)]
+pub struct VirtualClock {
+    epoch: dlft_core::time::Timestamp,
+    start: tokio::time::Instant,
+}
+
+impl VirtualClock {
+    /// Must be called inside a paused runtime.
+    #[allow(clippy::disallowed_methods)] // tokio's paused clock is virtual time
+    pub fn new(epoch: dlft_core::time::Timestamp) -> VirtualClock {
+        VirtualClock { epoch, start: tokio::time::Instant::now() }
     }
 }
 
-/// Runs the loop for the scenario's duration with no network and no faults.
+impl Clock for VirtualClock {
+    #[allow(clippy::disallowed_methods)] // tokio's paused clock is virtual time
+    fn now(&self) -> dlft_core::time::Timestamp {
+        self.epoch + dlft_core::time::Millis(self.start.elapsed().as_millis() as u64)
+    }
+    fn sleep(&self, duration: dlft_core::time::Millis) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(duration.as_std())
+    }
+}
+
+/// A current-thread runtime with time paused: the fast event driver.
+pub fn virtual_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime builds")
+}
+
+/// Runs the loop for the scenario's duration with no network and no
+/// faults, on virtual time that jumps from event to event.
 pub fn run_in_process(scn: &crate::scenario::Scenario, seed: u64) -> InProcessRun {
     use crate::run::{EPOCH, rng_for};
     use dlft_core::config::Sabotage;
     use dlft_core::probe::NoProbe;
     use dlft_core::store::SharedMemStore;
-    use dlft_core::time::{ManualClock, Millis};
+    use dlft_core::time::Millis;
     use dlft_core::worker::{Ports, Worker};
 
-    let clock = Arc::new(ManualClock::new(EPOCH));
-    let world = Arc::new(Mutex::new(AdsWorld::new(scn, EPOCH, rng_for(seed, 1))));
-    let ads = Arc::new(InProcessAds::new(world.clone(), clock.clone()));
-    let store = SharedMemStore::new();
-    let mut worker = Worker {
-        ports: Ports { store: store.clone(), ads: ads.clone(), clock, probe: NoProbe },
-        cfg: scn.worker_config(Sabotage::None),
-        loop_cfg: scn.loop_config(),
-        rng: rng_for(seed, 100),
-    };
-    let end = EPOCH + Millis::from_secs(scn.run.duration_s);
-    block_on(worker.run(Some(end))).expect("the in-process store never replaces the worker");
-    let world = lock(&world).clone();
-    InProcessRun { world, store: store.lock().snapshot(), end, calls: ads.calls() }
+    virtual_runtime().block_on(async {
+        let clock = VirtualClock::new(EPOCH);
+        let world = Arc::new(Mutex::new(AdsWorld::new(scn, EPOCH, rng_for(seed, 1))));
+        let ads = Arc::new(InProcessAds::new(world.clone(), clock));
+        let store = SharedMemStore::new();
+        let mut worker = Worker {
+            ports: Ports { store: store.clone(), ads: ads.clone(), clock, probe: NoProbe },
+            cfg: scn.worker_config(Sabotage::None),
+            loop_cfg: scn.loop_config(),
+            rng: rng_for(seed, 100),
+            stop: Default::default(),
+        };
+        let end = EPOCH + Millis::from_secs(scn.run.duration_s);
+        worker.run(Some(end)).await.expect("the in-process store never replaces the worker");
+        let world = lock(&world).clone();
+        InProcessRun { world, store: store.lock().snapshot(), end, calls: ads.calls() }
+    })
 }

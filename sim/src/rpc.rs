@@ -14,9 +14,10 @@ use turmoil::net::{TcpListener, TcpStream};
 use dlft_core::ads::{InsightRow, InsightsQuery};
 use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
 use dlft_core::store::{
-    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Lease, NewJob, Outcome, StoreError, WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, Lease, NewJob, Outcome, ScheduleRow, SlotOutcome,
+    StoreError, WriteBatch,
 };
-use dlft_core::telemetry::CostRow;
+use dlft_core::telemetry::{CostRow, Event};
 use dlft_core::time::Timestamp;
 
 pub const DB_PORT: u16 = 5432;
@@ -44,7 +45,12 @@ pub enum StoreRequest {
     Claim { req: ClaimRequest },
     Write { lease: Lease, batch: WriteBatch },
     Finish { lease: Lease, outcome: Outcome, costs: Vec<CostRow> },
+    Release { lease: Lease },
+    Schedules,
+    SetSchedule { name: String, enabled: bool, reason: String },
     SpendLedger { since: Timestamp },
+    Job { id: JobId },
+    Events { after: u64 },
     Intents,
     Intent { key: IdempotencyKey },
 }
@@ -57,11 +63,14 @@ pub enum StoreRequest {
 pub enum StoreReply {
     Boot(Boot),
     Enqueued(Enqueued),
-    Slot(Option<JobId>),
+    Slot(SlotOutcome),
+    Schedules(Vec<ScheduleRow>),
     Claims(Vec<Claim>),
     Batch(BatchResult),
     Done,
     Rows(Vec<InsightRow>),
+    Job(Option<Job>),
+    Events(Vec<Event>),
     Intents(Vec<Intent>),
     Intent(Option<Intent>),
 }

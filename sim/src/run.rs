@@ -225,6 +225,7 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
             cfg: worker_cfg.clone(),
             loop_cfg: loop_cfg.clone(),
             rng: rng_for(seed, stream::WORKER_BASE + boot),
+            stop: Default::default(),
         };
         async move { worker.run(None).await.map_err(|e| e.to_string().into()) }
     });

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use dlft_core::config::{LoopConfig, Sabotage, WorkerConfig};
+use dlft_core::config::{LoopConfig, PoolConfig, Sabotage, WorkerConfig};
 use dlft_core::envelope::EnvelopeConfig;
 use dlft_core::estimator::EstimatorConfig;
 use dlft_core::ids::WorkerId;
 use dlft_core::money::{Currency, Money};
 use dlft_core::policy::KillRule;
 use dlft_core::scheduler::RetryPolicy;
+use dlft_core::store::JobKind;
 use dlft_core::time::Millis;
 
 /// An inclusive integer range written `[lo, hi]`; a value is drawn from it per seed.
@@ -118,6 +119,13 @@ pub struct LoopSection {
     pub retry_base_ms: u64,
     pub retry_cap_ms: u64,
     pub retry_max_attempts: u32,
+    /// No retry later than this after a job was created.
+    pub retry_window_s: u64,
+    /// Concurrency of the tick pool and of the kill pool.
+    pub tick_concurrency: u32,
+    pub kill_concurrency: u32,
+    /// A job running longer than this is abandoned and retried.
+    pub job_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,7 +295,18 @@ impl Scenario {
         WorkerConfig {
             worker: WorkerId::new("worker-1"),
             claim_poll: Millis(c.claim_poll_ms),
-            claim_batch: 8,
+            pools: vec![
+                PoolConfig {
+                    kind: JobKind::PollInsights,
+                    concurrency: c.tick_concurrency,
+                    job_timeout: Millis(c.job_timeout_ms),
+                },
+                PoolConfig {
+                    kind: JobKind::KillAd,
+                    concurrency: c.kill_concurrency,
+                    job_timeout: Millis(c.job_timeout_ms),
+                },
+            ],
             lease_for: Millis(c.lease_ms),
             tick_every: Millis::from_secs(60),
             store_backoff: Millis(c.claim_poll_ms),
@@ -295,6 +314,7 @@ impl Scenario {
                 base: Millis(c.retry_base_ms),
                 cap: Millis(c.retry_cap_ms),
                 max_attempts: c.retry_max_attempts,
+                window: Millis::from_secs(c.retry_window_s),
             },
             sabotage,
         }

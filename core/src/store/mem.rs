@@ -15,8 +15,9 @@ use crate::time::Timestamp;
 
 use super::{
     ActionRow, BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, IntentOp, IntentPhase, Job, JobState, Lease,
-    LeaseRow, NewIntent, NewJob, Outcome, Snapshot, Store, StoreError, WriteBatch,
+    LeaseRow, NewIntent, NewJob, Outcome, ScheduleRow, SlotOutcome, Snapshot, Store, StoreError, WriteBatch,
 };
+use crate::scheduler::GHOST_AMNESTY;
 
 /// Upper bound on one claim batch: a named limit, not an accident.
 pub const CLAIM_LIMIT_MAX: u32 = 1_000;
@@ -28,6 +29,7 @@ pub struct MemStore {
     /// Final jobs, moved out of the hot table.
     finished: BTreeMap<JobId, Job>,
     slots: BTreeSet<(String, Timestamp)>,
+    schedules: BTreeMap<String, ScheduleRow>,
     workers: BTreeMap<WorkerId, Incarnation>,
     intents: BTreeMap<IdempotencyKey, Intent>,
     actions: Vec<ActionRow>,
@@ -82,19 +84,27 @@ impl MemStore {
         );
         // A worker id runs in one process at a time, so whatever its earlier
         // incarnations hold is orphaned: release it now rather than waiting
-        // for the lease to run out. This is what keeps MTTR near the restart delay.
-        let orphans: Vec<JobId> = self
-            .jobs
-            .values()
-            .filter(|j| j.state == JobState::Running)
-            .filter(|j| j.lease.as_ref().is_some_and(|l| &l.worker == worker))
-            .map(|j| j.id)
-            .collect();
-        for id in &orphans {
+        // for the lease to run out. This is what keeps MTTR near the restart
+        // delay. Rows of any worker whose lease ran out hours ago are ghosts
+        // (a worker that never came back): release them too, and say so.
+        let mut orphans = Vec::new();
+        let mut ghosts = Vec::new();
+        for j in self.jobs.values().filter(|j| j.state == JobState::Running) {
+            let Some(l) = &j.lease else { continue };
+            if &l.worker == worker {
+                orphans.push(j.id);
+            } else if l.expires_at + GHOST_AMNESTY <= now {
+                ghosts.push(j.id);
+            }
+        }
+        for (id, why) in
+            orphans.iter().map(|id| (id, "boot sweep")).chain(ghosts.iter().map(|id| (id, "ghost amnesty")))
+        {
             let job = self.jobs.get_mut(id).expect("orphan is live");
             let held = job.lease.take().expect("running job has a lease");
             job.state = JobState::Available;
             job.run_at = now;
+            job.interrupted = true;
             self.log(
                 now,
                 Ev {
@@ -103,10 +113,11 @@ impl MemStore {
                     entity: id.to_string(),
                     before: "running",
                     after: "available",
-                    cause: format!("boot sweep: held by {} {:?}", held.worker, held.incarnation),
+                    cause: format!("{why}: held by {} {:?} until {}", held.worker, held.incarnation, held.expires_at),
                 },
             );
         }
+        orphans.extend(ghosts);
         Boot { incarnation, released: orphans }
     }
 
@@ -139,20 +150,36 @@ impl MemStore {
                 task: job.task,
                 priority: job.priority,
                 run_at: job.run_at,
+                created_at: now,
                 state: JobState::Available,
                 attempt: 0,
+                resumes: 0,
+                interrupted: false,
                 errors: Vec::new(),
                 lease: None,
                 idempotency_key: job.idempotency_key,
+                schedule: None,
+                checkpoint: None,
             },
         );
         Enqueued::Created(id)
     }
 
-    pub fn fire_slot(&mut self, schedule: &str, slot: Timestamp, job: NewJob, now: Timestamp) -> Option<JobId> {
-        if !self.slots.insert((schedule.to_string(), slot)) {
-            return None;
+    pub fn fire_slot(&mut self, schedule: &str, slot: Timestamp, job: NewJob, now: Timestamp) -> SlotOutcome {
+        let row = self.schedules.entry(schedule.to_string()).or_insert_with(|| ScheduleRow {
+            name: schedule.to_string(),
+            enabled: true,
+            reason: "default".into(),
+            changed_at: now,
+            last_slot: None,
+        });
+        if !row.enabled {
+            return SlotOutcome::Disabled;
         }
+        if !self.slots.insert((schedule.to_string(), slot)) {
+            return SlotOutcome::AlreadyFired;
+        }
+        row.last_slot = row.last_slot.max(Some(slot));
         self.log(
             now,
             Ev {
@@ -164,14 +191,45 @@ impl MemStore {
                 cause: "tick".into(),
             },
         );
-        Some(self.enqueue(job, now).id())
+        let id = self.enqueue(job, now).id();
+        if let Some(j) = self.jobs.get_mut(&id) {
+            j.schedule = Some(schedule.to_string());
+        }
+        SlotOutcome::Fired(id)
+    }
+
+    pub fn set_schedule(&mut self, name: &str, enabled: bool, reason: &str, now: Timestamp) {
+        self.set_schedule_as(name, enabled, reason, now, EventKind::ScheduleChanged);
+    }
+
+    fn set_schedule_as(&mut self, name: &str, enabled: bool, reason: &str, now: Timestamp, kind: EventKind) {
+        let row = self.schedules.entry(name.to_string()).or_insert_with(|| ScheduleRow {
+            name: name.to_string(),
+            enabled: true,
+            reason: "default".into(),
+            changed_at: now,
+            last_slot: None,
+        });
+        let before = if row.enabled { "enabled" } else { "disabled" };
+        let after = if enabled { "enabled" } else { "disabled" };
+        row.enabled = enabled;
+        row.reason = reason.to_string();
+        row.changed_at = now;
+        self.log(
+            now,
+            Ev { block: Block::Scheduler, kind, entity: name.to_string(), before, after, cause: reason.to_string() },
+        );
+    }
+
+    pub fn schedules(&self) -> Vec<ScheduleRow> {
+        self.schedules.values().cloned().collect()
     }
 
     pub fn claim(&mut self, req: &ClaimRequest, now: Timestamp) -> Result<Vec<Claim>, StoreError> {
         assert!(req.limit <= CLAIM_LIMIT_MAX, "claim limit {} over {CLAIM_LIMIT_MAX}", req.limit);
         if self.workers.get(&req.worker) != Some(&req.incarnation) {
             // A stale incarnation (a process that was replaced) claims nothing.
-            return Err(StoreError::Fenced { job: JobId(0), token: ClaimToken(0) });
+            return Err(StoreError::StaleIncarnation { worker: req.worker.clone(), incarnation: req.incarnation });
         }
         let mut ready: Vec<(i16, Timestamp, JobId)> = self
             .jobs
@@ -196,6 +254,11 @@ impl MemStore {
                 Some(old) => format!("lease of {} {:?} expired", old.worker, old.incarnation),
                 None => "claim".to_string(),
             };
+            // A claim that takes over a dead attempt is a resume, not a retry.
+            if job.interrupted || job.state == JobState::Running {
+                job.resumes += 1;
+            }
+            job.interrupted = false;
             job.state = JobState::Running;
             job.attempt += 1;
             job.lease = Some(LeaseRow {
@@ -356,6 +419,22 @@ impl MemStore {
         let job = self.jobs.get_mut(&lease.job).expect("fence checked");
         let held = job.lease.as_mut().expect("fence checked");
         held.expires_at = now + held.lease_for;
+        if let Some(cp) = batch.checkpoint {
+            let before = job.checkpoint.as_ref().map_or("none".to_string(), |c| c.step.clone());
+            let after = cp.step.clone();
+            job.checkpoint = Some(cp);
+            self.log(
+                now,
+                Ev {
+                    block: Block::Scheduler,
+                    kind: EventKind::PipelineStep,
+                    entity: lease.job.to_string(),
+                    before: &before,
+                    after: &after,
+                    cause: "checkpoint".into(),
+                },
+            );
+        }
         Ok(BatchResult { intents })
     }
 
@@ -391,6 +470,7 @@ impl MemStore {
         self.costs.extend(costs);
         let mut job = self.jobs.remove(&lease.job).expect("fence checked");
         job.lease = None;
+        let mut tripped = None;
         let (kind, after, cause) = match outcome {
             Outcome::Completed => {
                 job.state = JobState::Completed;
@@ -406,6 +486,12 @@ impl MemStore {
                 job.state = JobState::Discarded;
                 job.errors.push(error.clone());
                 (EventKind::JobDiscarded, JobState::Discarded, error)
+            }
+            Outcome::Trip { error } => {
+                job.state = JobState::Discarded;
+                job.errors.push(error.clone());
+                tripped = job.schedule.clone().map(|s| (s, error.clone()));
+                (EventKind::JobDiscarded, JobState::Discarded, format!("circuit breaker: {error}"))
             }
         };
         self.log(
@@ -424,6 +510,31 @@ impl MemStore {
         } else {
             self.jobs.insert(job.id, job);
         }
+        if let Some((schedule, error)) = tripped {
+            let reason = format!("circuit breaker opened by {}: {error}", lease.job);
+            self.set_schedule_as(&schedule, false, &reason, now, EventKind::BreakerOpened);
+        }
+        Ok(())
+    }
+
+    pub fn release(&mut self, lease: &Lease, now: Timestamp) -> Result<(), StoreError> {
+        self.check_fence(lease)?;
+        let job = self.jobs.get_mut(&lease.job).expect("fence checked");
+        job.lease = None;
+        job.state = JobState::Available;
+        job.run_at = now;
+        job.attempt -= 1;
+        self.log(
+            now,
+            Ev {
+                block: Block::Scheduler,
+                kind: EventKind::JobReleased,
+                entity: lease.job.to_string(),
+                before: "running",
+                after: "available",
+                cause: "graceful shutdown: attempt handed back".into(),
+            },
+        );
         Ok(())
     }
 
@@ -515,8 +626,24 @@ impl Store for SharedMemStore {
         slot: Timestamp,
         job: NewJob,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Option<JobId>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<SlotOutcome, StoreError>> + Send {
         ready(Ok(self.lock().fire_slot(schedule, slot, job, now)))
+    }
+    fn schedules(&self) -> impl Future<Output = Result<Vec<ScheduleRow>, StoreError>> + Send {
+        ready(Ok(self.lock().schedules()))
+    }
+    fn set_schedule(
+        &self,
+        name: &str,
+        enabled: bool,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.lock().set_schedule(name, enabled, reason, now);
+        ready(Ok(()))
+    }
+    fn release(&self, lease: &Lease, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.lock().release(lease, now))
     }
     fn claim(&self, req: &ClaimRequest, now: Timestamp) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send {
         ready(self.lock().claim(req, now))
@@ -540,6 +667,12 @@ impl Store for SharedMemStore {
     }
     fn spend_ledger(&self, since: Timestamp) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
         ready(Ok(self.lock().spend_ledger(since)))
+    }
+    fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send {
+        ready(Ok(self.lock().job(id).cloned()))
+    }
+    fn events(&self, after: u64) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send {
+        ready(Ok(self.lock().events().iter().filter(|e| e.seq > after).cloned().collect()))
     }
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
         ready(Ok(self.lock().intents()))

@@ -11,6 +11,7 @@
 //!   most one live job;
 //! - each write is atomic with its event rows.
 
+pub mod conformance;
 mod mem;
 
 use std::future::Future;
@@ -104,13 +105,51 @@ pub struct Job {
     pub task: Task,
     pub priority: i16,
     pub run_at: Timestamp,
+    pub created_at: Timestamp,
     pub state: JobState,
-    /// Claims so far (crash resumes included).
+    /// Claims so far (crash resumes included; a graceful release gives one back).
     pub attempt: u32,
-    /// Error history, oldest first.
+    /// Claims that resumed an attempt which died (crash, lost lease): counted
+    /// apart from error retries, and capped by the circuit breaker.
+    pub resumes: u32,
+    /// The last attempt ended without finishing (released at boot or by amnesty).
+    pub interrupted: bool,
+    /// Error history, oldest first; its length is the error-retry count.
     pub errors: Vec<String>,
     pub lease: Option<LeaseRow>,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The schedule whose slot created the job, if any.
+    pub schedule: Option<String>,
+    /// The last checkpoint a pipeline wrote; a resumed attempt starts here.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// A pipeline's progress: the step it completed, and what it needs to go on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub step: String,
+    pub state: serde_json::Value,
+}
+
+/// A schedule's switch. A tripped breaker turns it off with a reason; only an
+/// operator turns it back on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRow {
+    pub name: String,
+    pub enabled: bool,
+    pub reason: String,
+    pub changed_at: Timestamp,
+    /// The newest slot fired.
+    pub last_slot: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SlotOutcome {
+    Fired(JobId),
+    /// Another worker (or an earlier life of this one) fired it.
+    AlreadyFired,
+    /// The schedule is disabled.
+    Disabled,
 }
 
 /// The right to write on behalf of one attempt of one job.
@@ -160,8 +199,17 @@ impl Enqueued {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     Completed,
-    Retry { at: Timestamp, error: String },
-    Discard { error: String },
+    Retry {
+        at: Timestamp,
+        error: String,
+    },
+    Discard {
+        error: String,
+    },
+    /// The circuit breaker: discard the job and disable its schedule.
+    Trip {
+        error: String,
+    },
 }
 
 /// The phases of a write-ahead intent (see `actuator`).
@@ -241,6 +289,8 @@ pub struct WriteBatch {
     pub intents: Vec<IntentOp>,
     pub enqueue: Vec<NewJob>,
     pub costs: Vec<CostRow>,
+    /// A pipeline step is done: resume here after a crash.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl WriteBatch {
@@ -250,6 +300,7 @@ impl WriteBatch {
             && self.intents.is_empty()
             && self.enqueue.is_empty()
             && self.costs.is_empty()
+            && self.checkpoint.is_none()
     }
 }
 
@@ -282,14 +333,26 @@ pub enum StoreError {
 pub trait Store: Send + Sync {
     fn boot(&self, worker: &WorkerId, now: Timestamp) -> impl Future<Output = Result<Boot, StoreError>> + Send;
     fn enqueue(&self, job: NewJob, now: Timestamp) -> impl Future<Output = Result<Enqueued, StoreError>> + Send;
-    /// Fires `(schedule, slot)` with its job, at most once ever.
+    /// Fires `(schedule, slot)` with its job, at most once ever, and only
+    /// while the schedule is enabled.
     fn fire_slot(
         &self,
         schedule: &str,
         slot: Timestamp,
         job: NewJob,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Option<JobId>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<SlotOutcome, StoreError>> + Send;
+    fn schedules(&self) -> impl Future<Output = Result<Vec<ScheduleRow>, StoreError>> + Send;
+    /// Turns a schedule on or off, recording why (an operator, or the breaker).
+    fn set_schedule(
+        &self,
+        name: &str,
+        enabled: bool,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Graceful shutdown: hands the job back, and its attempt with it.
+    fn release(&self, lease: &Lease, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn claim(&self, req: &ClaimRequest, now: Timestamp) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
     /// A fenced, atomic write; it also extends the lease (an empty batch is a heartbeat).
     fn write(
@@ -305,6 +368,9 @@ pub trait Store: Send + Sync {
         costs: Vec<CostRow>,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
+    /// Event rows with `seq` greater than `after`, in order.
+    fn events(&self, after: u64) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
     /// Spend-ledger rows with buckets at or after `since`.
     fn spend_ledger(&self, since: Timestamp) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send;
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send;

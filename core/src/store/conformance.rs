@@ -1,0 +1,305 @@
+//! The store conformance suite: one set of cases over the [`Store`] trait.
+//! `MemStore` passes it (`core/tests/store_conformance.rs`); every other
+//! store (SQLite, Postgres) must pass the same cases unchanged.
+//!
+//! Cases panic with a message on failure, like tests. Times are small
+//! integers: a store that stamps its own clock must honour the `now` passed
+//! in for leases and run_at (the SQL stores take it as a parameter).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::ads::InsightRow;
+use crate::envelope::{Decision, Verdict};
+use crate::estimator::AdEstimate;
+use crate::ids::{AdId, IdempotencyKey, Incarnation, WorkerId};
+use crate::money::{Currency, Money};
+use crate::scheduler::GHOST_AMNESTY;
+use crate::telemetry::{EventKind, replay};
+use crate::time::{Millis, Timestamp};
+
+use super::*;
+
+/// The name of a case, and the case run on a fresh store.
+pub type Case<S> = (&'static str, fn(S) -> Pin<Box<dyn Future<Output = ()> + Send>>);
+
+/// Every case. Run each on a fresh, empty store.
+pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
+    vec![
+        ("claims_are_exclusive_ordered_and_batched", |s| Box::pin(claims_are_exclusive_ordered_and_batched(s))),
+        ("future_jobs_wait_for_run_at", |s| Box::pin(future_jobs_wait_for_run_at(s))),
+        ("expired_lease_is_resumed_and_late_writes_fenced", |s| {
+            Box::pin(expired_lease_is_resumed_and_late_writes_fenced(s))
+        }),
+        ("boot_releases_earlier_incarnations", |s| Box::pin(boot_releases_earlier_incarnations(s))),
+        ("ghost_amnesty_at_boot", |s| Box::pin(ghost_amnesty_at_boot(s))),
+        ("idempotent_enqueue_and_slots_fire_once", |s| Box::pin(idempotent_enqueue_and_slots_fire_once(s))),
+        ("disabled_schedules_fire_nothing", |s| Box::pin(disabled_schedules_fire_nothing(s))),
+        ("breaker_trip_discards_and_disables", |s| Box::pin(breaker_trip_discards_and_disables(s))),
+        ("release_hands_the_attempt_back", |s| Box::pin(release_hands_the_attempt_back(s))),
+        ("retry_then_discard_keeps_error_history", |s| Box::pin(retry_then_discard_keeps_error_history(s))),
+        ("checkpoints_survive_a_crash", |s| Box::pin(checkpoints_survive_a_crash(s))),
+        ("intents_advance_once_and_batches_are_atomic", |s| Box::pin(intents_advance_once_and_batches_are_atomic(s))),
+        ("the_log_rebuilds_every_state", |s| Box::pin(the_log_rebuilds_every_state(s))),
+    ]
+}
+
+fn t(ms: u64) -> Timestamp {
+    Timestamp(ms)
+}
+
+fn job(task: Task, key: Option<&str>) -> NewJob {
+    NewJob { task, priority: 0, run_at: t(0), idempotency_key: key.map(IdempotencyKey::new) }
+}
+
+fn tick(slot: u64) -> Task {
+    Task::PollInsights { slot: t(slot) }
+}
+
+fn req(worker: &str, inc: Incarnation, limit: u32) -> ClaimRequest {
+    ClaimRequest {
+        worker: WorkerId::new(worker),
+        incarnation: inc,
+        kinds: JobKind::ALL.to_vec(),
+        limit,
+        lease_for: Millis(1_000),
+    }
+}
+
+async fn boot<S: Store>(s: &S, worker: &str, now: u64) -> Incarnation {
+    s.boot(&WorkerId::new(worker), t(now)).await.expect("boot").incarnation
+}
+
+async fn claim_one<S: Store>(s: &S, worker: &str, inc: Incarnation, now: u64) -> Claim {
+    let mut c = s.claim(&req(worker, inc, 1), t(now)).await.expect("claim");
+    assert_eq!(c.len(), 1, "expected one claim at t={now}");
+    c.remove(0)
+}
+
+fn new_intent(ad: &str) -> NewIntent {
+    let ad = AdId::new(ad);
+    let key = IdempotencyKey::new(format!("kill/{ad}"));
+    NewIntent {
+        key: key.clone(),
+        ad: ad.clone(),
+        evidence: AdEstimate {
+            ad: ad.clone(),
+            first_bucket: t(0),
+            matured_until: t(0),
+            matured_spend: Money::new(9000, Currency::EUR),
+            matured_purchases: 0,
+            matured_revenue: Money::zero(Currency::EUR),
+            in_learning: false,
+        },
+        verdict: Verdict { ad, key, decision: Decision::Approve, at: t(0), reason: String::new() },
+    }
+}
+
+pub async fn claims_are_exclusive_ordered_and_batched<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    for i in 0..5u64 {
+        let mut j = job(tick(i), None);
+        j.priority = 5 - i as i16; // later ones first
+        s.enqueue(j, t(0)).await.unwrap();
+    }
+    let first = s.claim(&req("w", inc, 3), t(1)).await.unwrap();
+    let prios: Vec<i16> = first.iter().map(|c| c.job.priority).collect();
+    assert_eq!(prios, vec![1, 2, 3], "lowest priority value first, batch of 3");
+    assert_eq!(s.claim(&req("w", inc, 10), t(1)).await.unwrap().len(), 2, "no job is held twice");
+    assert!(s.claim(&req("w", inc, 10), t(1)).await.unwrap().is_empty());
+    // Per kind: a pool claims only its own kind.
+    let kill = Task::KillAd { key: IdempotencyKey::new("kill/x"), ad: AdId::new("x") };
+    s.enqueue(job(kill, None), t(1)).await.unwrap();
+    let mut only_ticks = req("w", inc, 10);
+    only_ticks.kinds = vec![JobKind::PollInsights];
+    assert!(s.claim(&only_ticks, t(2)).await.unwrap().is_empty(), "a tick pool does not take kills");
+}
+
+pub async fn future_jobs_wait_for_run_at<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    let mut j = job(tick(0), None);
+    j.run_at = t(500);
+    s.enqueue(j, t(0)).await.unwrap();
+    assert!(s.claim(&req("w", inc, 1), t(499)).await.unwrap().is_empty());
+    claim_one(&s, "w", inc, 500).await;
+}
+
+pub async fn expired_lease_is_resumed_and_late_writes_fenced<S: Store>(s: S) {
+    let a = boot(&s, "a", 0).await;
+    let b = boot(&s, "b", 0).await;
+    s.enqueue(job(tick(0), None), t(0)).await.unwrap();
+    let old = claim_one(&s, "a", a, 0).await;
+    assert!(s.claim(&req("b", b, 1), t(999)).await.unwrap().is_empty(), "leased until 1000");
+    s.write(&old.lease, WriteBatch::default(), t(900)).await.unwrap();
+    assert!(s.claim(&req("b", b, 1), t(1_500)).await.unwrap().is_empty(), "a write is a heartbeat");
+    let new = claim_one(&s, "b", b, 1_900).await;
+    assert_eq!((new.job.attempt, new.job.resumes), (2, 1), "a lost lease is a resume, not a retry");
+    assert_ne!(new.lease.token, old.lease.token);
+    let late = s.write(&old.lease, WriteBatch::default(), t(2_000)).await;
+    assert!(matches!(late, Err(StoreError::Fenced { .. })), "late write: {late:?}");
+    let late = s.finish(&old.lease, Outcome::Completed, vec![], t(2_000)).await;
+    assert!(matches!(late, Err(StoreError::Fenced { .. })), "late finish: {late:?}");
+    s.finish(&new.lease, Outcome::Completed, vec![], t(2_000)).await.unwrap();
+}
+
+pub async fn boot_releases_earlier_incarnations<S: Store>(s: S) {
+    let first = boot(&s, "w", 0).await;
+    s.enqueue(job(tick(0), None), t(0)).await.unwrap();
+    let held = claim_one(&s, "w", first, 0).await;
+    let second = s.boot(&WorkerId::new("w"), t(10)).await.unwrap();
+    assert_eq!(second.released, vec![held.job.id]);
+    assert!(second.incarnation > first);
+    let stale = s.claim(&req("w", first, 1), t(10)).await;
+    assert!(matches!(stale, Err(StoreError::StaleIncarnation { .. })), "{stale:?}");
+    assert!(s.write(&held.lease, WriteBatch::default(), t(10)).await.is_err());
+    let again = claim_one(&s, "w", second.incarnation, 10).await;
+    assert_eq!(again.job.resumes, 1, "released immediately, and counted as a resume");
+}
+
+pub async fn ghost_amnesty_at_boot<S: Store>(s: S) {
+    let a = boot(&s, "gone", 0).await;
+    s.enqueue(job(tick(0), None), t(0)).await.unwrap();
+    // Runnable only at 4 h, and ahead of the other then.
+    let mut later = job(tick(1), None);
+    later.priority = -1;
+    later.run_at = t(GHOST_AMNESTY.0);
+    s.enqueue(later, t(0)).await.unwrap();
+    let ghost = claim_one(&s, "gone", a, 0).await; // leased until 1000
+    let recent = claim_one(&s, "gone", a, GHOST_AMNESTY.0).await;
+    let now = 1_000 + GHOST_AMNESTY.0; // the first lease ran out 4 h ago
+    let boot = s.boot(&WorkerId::new("other"), t(now)).await.unwrap();
+    assert_eq!(boot.released, vec![ghost.job.id], "only rows stale for 4 h are released at boot");
+    let events = s.events(0).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == EventKind::JobReleased && e.cause.starts_with("ghost amnesty")));
+    let j = s.job(recent.job.id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Running, "a recently expired lease is left to the claim");
+}
+
+pub async fn idempotent_enqueue_and_slots_fire_once<S: Store>(s: S) {
+    let a = s.enqueue(job(tick(0), Some("k")), t(0)).await.unwrap();
+    let b = s.enqueue(job(tick(0), Some("k")), t(0)).await.unwrap();
+    assert!(matches!(a, Enqueued::Created(_)));
+    assert_eq!(b, Enqueued::Duplicate(a.id()));
+    let fired = s.fire_slot("tick", t(60), job(tick(60), None), t(0)).await.unwrap();
+    let SlotOutcome::Fired(id) = fired else { panic!("first firing: {fired:?}") };
+    assert_eq!(s.job(id).await.unwrap().unwrap().schedule.as_deref(), Some("tick"));
+    assert_eq!(s.fire_slot("tick", t(60), job(tick(60), None), t(1)).await.unwrap(), SlotOutcome::AlreadyFired);
+    assert!(matches!(s.fire_slot("tick", t(120), job(tick(120), None), t(1)).await.unwrap(), SlotOutcome::Fired(_)));
+    let rows = s.schedules().await.unwrap();
+    assert_eq!(rows.iter().find(|r| r.name == "tick").unwrap().last_slot, Some(t(120)));
+}
+
+pub async fn disabled_schedules_fire_nothing<S: Store>(s: S) {
+    s.set_schedule("scan", false, "operator: maintenance", t(0)).await.unwrap();
+    assert_eq!(s.fire_slot("scan", t(60), job(tick(60), None), t(60)).await.unwrap(), SlotOutcome::Disabled);
+    s.set_schedule("scan", true, "operator: done", t(61)).await.unwrap();
+    assert!(matches!(s.fire_slot("scan", t(60), job(tick(60), None), t(62)).await.unwrap(), SlotOutcome::Fired(_)));
+}
+
+pub async fn breaker_trip_discards_and_disables<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    s.fire_slot("scan", t(0), job(tick(0), None), t(0)).await.unwrap();
+    let c = claim_one(&s, "w", inc, 0).await;
+    s.finish(&c.lease, Outcome::Trip { error: "4 resumes".into() }, vec![], t(5)).await.unwrap();
+    let j = s.job(c.job.id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Discarded);
+    let row = s.schedules().await.unwrap().into_iter().find(|r| r.name == "scan").unwrap();
+    assert!(!row.enabled, "the breaker disabled the schedule");
+    assert!(row.reason.contains("4 resumes"), "and recorded why: {}", row.reason);
+    let events = s.events(0).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == EventKind::BreakerOpened).count(), 1);
+    assert_eq!(s.fire_slot("scan", t(60), job(tick(60), None), t(60)).await.unwrap(), SlotOutcome::Disabled);
+}
+
+pub async fn release_hands_the_attempt_back<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    s.enqueue(job(tick(0), None), t(0)).await.unwrap();
+    let c = claim_one(&s, "w", inc, 0).await;
+    s.release(&c.lease, t(5)).await.unwrap();
+    let again = claim_one(&s, "w", inc, 5).await;
+    assert_eq!((again.job.attempt, again.job.resumes), (1, 0), "a graceful release costs nothing");
+    assert!(s.release(&c.lease, t(6)).await.is_err(), "the old lease is gone");
+}
+
+pub async fn retry_then_discard_keeps_error_history<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    let id = s.enqueue(job(tick(0), None), t(0)).await.unwrap().id();
+    let c = claim_one(&s, "w", inc, 0).await;
+    let retry = Outcome::Retry { at: t(100), error: "first".into() };
+    s.finish(&c.lease, retry, vec![], t(1)).await.unwrap();
+    assert!(s.claim(&req("w", inc, 1), t(99)).await.unwrap().is_empty(), "backoff honoured");
+    let c = claim_one(&s, "w", inc, 100).await;
+    assert_eq!(c.job.resumes, 0, "an error retry is not a resume");
+    s.finish(&c.lease, Outcome::Discard { error: "second".into() }, vec![], t(101)).await.unwrap();
+    let j = s.job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Discarded);
+    assert_eq!(j.errors, vec!["first".to_string(), "second".to_string()]);
+}
+
+pub async fn checkpoints_survive_a_crash<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    s.enqueue(job(tick(0), None), t(0)).await.unwrap();
+    let c = claim_one(&s, "w", inc, 0).await;
+    let cp = Checkpoint { step: "fetched".into(), state: serde_json::json!({"ads": 3}) };
+    let batch = WriteBatch { checkpoint: Some(cp.clone()), ..WriteBatch::default() };
+    s.write(&c.lease, batch, t(1)).await.unwrap();
+    let inc2 = boot(&s, "w", 2).await; // the worker died and came back
+    let resumed = claim_one(&s, "w", inc2, 2).await;
+    assert_eq!(resumed.job.checkpoint, Some(cp), "the resumed attempt starts from the checkpoint");
+    let steps = s.events(0).await.unwrap().into_iter().filter(|e| e.kind == EventKind::PipelineStep).count();
+    assert_eq!(steps, 1, "one typed row per pipeline step");
+}
+
+pub async fn intents_advance_once_and_batches_are_atomic<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    s.enqueue(job(tick(0), None), t(0)).await.unwrap();
+    let c = claim_one(&s, "w", inc, 0).await;
+    let intent = new_intent("ad-1");
+    let key = intent.key.clone();
+    let open =
+        WriteBatch { intents: vec![IntentOp::Open(intent.clone()), IntentOp::Open(intent)], ..Default::default() };
+    let r = s.write(&c.lease, open, t(1)).await.unwrap();
+    assert_eq!(r.intents[0], r.intents[1], "opening twice is one intent");
+    let adv = |from, to| IntentOp::Advance { key: key.clone(), from, to, count_attempt: true, cause: "t".into() };
+    let batch = WriteBatch { intents: vec![adv(IntentPhase::Intended, IntentPhase::Applied)], ..Default::default() };
+    s.write(&c.lease, batch.clone(), t(2)).await.unwrap();
+    let replayed = s.write(&c.lease, batch, t(3)).await.unwrap();
+    assert_eq!(replayed.intents[0].phase, IntentPhase::Applied, "a replayed write is a success");
+    let row = InsightRow {
+        ad: AdId::new("ad-1"),
+        bucket_start: t(0),
+        spend: Money::new(5, Currency::EUR),
+        purchases: 0,
+        revenue: Money::zero(Currency::EUR),
+    };
+    let bad = WriteBatch {
+        insights: vec![row],
+        intents: vec![adv(IntentPhase::Abandoned, IntentPhase::Committed)],
+        ..Default::default()
+    };
+    assert!(matches!(s.write(&c.lease, bad, t(4)).await, Err(StoreError::Conflict { .. })));
+    assert!(s.spend_ledger(t(0)).await.unwrap().is_empty(), "atomic: nothing half-written");
+    let batch = WriteBatch { intents: vec![adv(IntentPhase::Applied, IntentPhase::Committed)], ..Default::default() };
+    s.write(&c.lease, batch, t(5)).await.unwrap();
+    assert_eq!(s.intent(&key).await.unwrap().unwrap().phase, IntentPhase::Committed);
+}
+
+pub async fn the_log_rebuilds_every_state<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    for i in 0..3 {
+        s.enqueue(job(tick(i), None), t(0)).await.unwrap();
+    }
+    let a = claim_one(&s, "w", inc, 0).await;
+    s.finish(&a.lease, Outcome::Completed, vec![], t(1)).await.unwrap();
+    let b = claim_one(&s, "w", inc, 1).await;
+    s.finish(&b.lease, Outcome::Retry { at: t(5), error: "e".into() }, vec![], t(2)).await.unwrap();
+    let c = claim_one(&s, "w", inc, 2).await;
+    s.release(&c.lease, t(3)).await.unwrap();
+    boot(&s, "w", 4).await;
+    let rebuilt = replay(&s.events(0).await.unwrap()).expect("a log without gaps");
+    for (id, state) in &rebuilt.jobs {
+        let job = s.job(*id).await.unwrap().expect("every logged job exists");
+        assert_eq!(state, job.state.as_str(), "{id}: the log and the table agree");
+    }
+    assert_eq!(rebuilt.jobs.len(), 3);
+}
