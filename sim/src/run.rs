@@ -26,7 +26,7 @@ use crate::hosts::{
     ADS_HOST, DB_HOST, PlatformState, ProbeState, SimAds, SimClock, SimProbe, SimStore, WORKER_HOST, lock, serve_ads,
     serve_db,
 };
-use crate::scenario::Scenario;
+use crate::scenario::{Driver, Scenario};
 use crate::world::AdsWorld;
 
 /// Virtual time starts at 2026-01-01T00:00:00Z, whatever the wall clock says.
@@ -168,10 +168,43 @@ impl Mttr {
     }
 }
 
-/// Runs one seed of `scn` to the end and checks it.
+/// Runs one seed of `scn` to the end, on the scenario's driver, and checks it.
 pub fn run_seed(scn: &Scenario, seed: u64, opts: &RunOptions) -> Result<SeedReport, String> {
     let plan = FaultPlan::draw(scn, &mut rng_for(seed, stream::FAULTS));
-    run_seed_with_plan(scn, seed, opts, plan)
+    match scn.run.driver {
+        Driver::Turmoil => run_seed_with_plan(scn, seed, opts, plan),
+        Driver::Event => Ok(run_event_seed(scn, seed, opts, plan)),
+    }
+}
+
+/// The event driver: the same loop and world in-process on virtual time.
+fn run_event_seed(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) -> SeedReport {
+    let run = crate::inproc::run_in_process_with(scn, seed, opts.sabotage);
+    let verdict = check(&CheckInput {
+        seed,
+        world: &run.world,
+        store: &run.store,
+        end: run.end,
+        kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
+        settled_until: run.end - Millis(3 * run.world.bucket().0),
+    });
+    let committed: Vec<_> = run.store.intents.iter().filter(|i| i.phase == IntentPhase::Committed).collect();
+    let losers_killed = committed.iter().filter(|i| run.world.is_loser(&i.ad)).count() as u32;
+    SeedReport {
+        seed,
+        digest: digest(&run.store.events),
+        mttr_ms: Vec::new(),
+        leak_cents: verdict.leak_cents,
+        violations: verdict.violations,
+        kills: committed.len() as u32,
+        losers_killed,
+        winners_killed: committed.len() as u32 - losers_killed,
+        crashes: 0,
+        faults: FaultCounts::default(),
+        crash_sites: Vec::new(),
+        events: run.store.events.len(),
+        plan,
+    }
 }
 
 /// Runs one seed with an explicit fault plan (a shrinker removes entries from it).

@@ -62,6 +62,10 @@ pub struct Scenario {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunSection {
+    /// `turmoil` (network fidelity, faults) or `event` (virtual time jumps
+    /// to the next event; long horizons, no faults yet).
+    #[serde(default)]
+    pub driver: Driver,
     /// Simulated length of one seed's run.
     pub duration_s: u64,
     /// Faults stop this long before the end: the liveness phase, in which the
@@ -159,6 +163,14 @@ pub struct AssertSection {
     pub min_mean_kills: u64,
 }
 
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Driver {
+    #[default]
+    Turmoil,
+    Event,
+}
+
 /// A scenario file that could not be used, located as precisely as possible.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScenarioError {
@@ -234,6 +246,17 @@ impl Scenario {
         }
         if self.run.heal_s >= self.run.duration_s {
             return f("run.heal_s", "must be shorter than run.duration_s");
+        }
+        let fs = &self.faults;
+        let any_fault = [fs.crashes, fs.site_crashes, fs.db_partitions, fs.ads_partitions, fs.timeout_storms]
+            .iter()
+            .any(|r| r.hi > 0);
+        if self.run.driver == Driver::Event && any_fault {
+            return Err((
+                "run.driver".into(),
+                "the event driver injects no faults yet: set the [faults] counts to [0, 0] or use driver = \"turmoil\""
+                    .into(),
+            ));
         }
         if self.world.ads == 0 || self.world.ads > 10_000 {
             return f("world.ads", "must be 1..=10000");
