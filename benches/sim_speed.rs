@@ -4,7 +4,8 @@
 //! - `turmoil_scenario_seed`: one seed of ad-kill-container-loss, faults and all;
 //! - `turmoil_idle_3_hosts`: the same three hosts sleeping, same tick and
 //!   length: turmoil's fixed-tick floor, the fastest the scenario could go;
-//! - `in_process_seed`: the same loop and world with no network (manual clock).
+//! - `in_process_seed`: the same loop and world on the event driver (no network);
+//! - `event_driver/brand_day`: one brand-day at production cadence on the event driver.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,8 +16,8 @@ use dlft_sim::inproc::run_in_process;
 use dlft_sim::run::{RunOptions, run_seed};
 use dlft_sim::scenario::Scenario;
 
-fn scenario() -> Scenario {
-    Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/ad-kill-container-loss.toml")).unwrap()
+fn load(name: &str) -> Scenario {
+    Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)).unwrap()
 }
 
 fn idle_turmoil(duration_s: u64, tick_ms: u64) {
@@ -39,7 +40,7 @@ fn idle_turmoil(duration_s: u64, tick_ms: u64) {
 }
 
 fn bench(c: &mut Criterion) {
-    let scn = scenario();
+    let scn = load("ad-kill-container-loss.toml");
     let mut g = c.benchmark_group("sim_speed");
     g.sample_size(10).measurement_time(Duration::from_secs(15));
     g.throughput(Throughput::Elements(scn.run.duration_s));
@@ -55,6 +56,20 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             seed += 1;
             run_in_process(&scn, seed)
+        })
+    });
+    g.finish();
+
+    // The fast event driver over one brand-day at production cadence
+    // (per-second claim loop, per-minute ticks): target under 1 s of wall time.
+    let day = load("brand-day.toml");
+    let mut g = c.benchmark_group("event_driver");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.throughput(Throughput::Elements(day.run.duration_s));
+    g.bench_function("brand_day", |b| {
+        b.iter(|| {
+            seed += 1;
+            run_in_process(&day, seed)
         })
     });
     g.finish();

@@ -10,9 +10,10 @@ struct Entry {
     faulty: bool,
 }
 
-const LIBRARY: [Entry; 2] = [
+const LIBRARY: [Entry; 3] = [
     Entry { file: "scenarios/ad-kill-container-loss.toml", seeds: "0..200", faulty: true },
     Entry { file: "scenarios/brand-day.toml", seeds: "0..200", faulty: false },
+    Entry { file: "scenarios/scan-crash-loop.toml", seeds: "0..200", faulty: false },
 ];
 
 fn run(file: &str, seeds: &str) -> (bool, serde_json::Value, String) {

@@ -112,7 +112,7 @@ pub async fn run_kill<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
         batch.intents.push(op);
         ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
         if now_applied {
-            ports.probe.reached(Site::KillAfterApplied).await;
+            ports.probe.reached(Site::KillAfterApplied, ad.as_str()).await;
         }
     }
     Err(JobError::RetryAfter { wait: crate::time::Millis(0), why: format!("{key}: step budget used") })
@@ -130,11 +130,11 @@ async fn pause<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     intent: &Intent,
 ) -> Result<IntentOp, JobError> {
     let key = &intent.key;
-    ports.probe.reached(Site::KillBeforePause).await;
+    ports.probe.reached(Site::KillBeforePause, intent.ad.as_str()).await;
     let started = ports.clock.now();
     let result = ports.ads.pause(&intent.ad, key).await;
     attempt.record_call(started, "pause", &result);
-    ports.probe.reached(Site::KillAfterPause).await;
+    ports.probe.reached(Site::KillAfterPause, intent.ad.as_str()).await;
     match after_pause(result) {
         PauseOutcome::Applied => {
             Ok(advance(key, IntentPhase::Intended, IntentPhase::Applied, true, "pause call succeeded".into()))
@@ -183,7 +183,7 @@ async fn read_back<S, A: AdsPlatform, C: Clock, P: Probe>(
     let started = ports.clock.now();
     let status = ports.ads.status(ad).await;
     attempt.record_call(started, "status", &status);
-    ports.probe.reached(Site::KillAfterReadBack).await;
+    ports.probe.reached(Site::KillAfterReadBack, ad.as_str()).await;
     Ok(status?)
 }
 
@@ -198,7 +198,7 @@ async fn kill_without_intent<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     let started = ports.clock.now();
     let result = ports.ads.pause(ad, key).await;
     attempt.record_call(started, "pause", &result);
-    ports.probe.reached(Site::KillAfterPause).await;
+    ports.probe.reached(Site::KillAfterPause, ad.as_str()).await;
     result?;
     let status = read_back(ports, attempt, ad).await?;
     if !status.is_stopped() {

@@ -39,6 +39,13 @@ pub struct InsightsPage {
     pub next: Option<String>,
 }
 
+/// An ad in a store's public ad library (Meta's `/ads_archive`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LibraryAd {
+    pub id: String,
+    pub started_at: Timestamp,
+}
+
 /// An ad's effective status as read back from the platform.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdStatus {
@@ -93,6 +100,9 @@ pub trait AdsPlatform: Send + Sync {
     fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> impl Future<Output = Result<(), AdsError>> + Send;
 
     fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send;
+
+    /// The active ads of a store's page in the public ad library.
+    fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send;
 }
 
 impl<T: AdsPlatform> AdsPlatform for std::sync::Arc<T> {
@@ -104,5 +114,8 @@ impl<T: AdsPlatform> AdsPlatform for std::sync::Arc<T> {
     }
     fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
         (**self).status(ad)
+    }
+    fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
+        (**self).library(page)
     }
 }

@@ -37,6 +37,19 @@ pub struct LoopConfig {
     /// How far back the estimator reads the spend ledger.
     pub estimate_window: Millis,
     pub page_limit: u32,
+    /// Competitor scans; `None` runs none.
+    #[serde(default)]
+    pub scan: Option<ScanConfig>,
+}
+
+/// The store-scan pipeline's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanConfig {
+    /// The stores' pages to scan, each on its own adaptive schedule `scan/{page}`.
+    pub pages: Vec<String>,
+    pub cadence: crate::cadence::CadenceConfig,
+    /// The price of one model call, booked before the call.
+    pub model_call: crate::money::Money,
 }
 
 /// One job kind's pool: its own claims, concurrency and hang limit, so that

@@ -11,13 +11,16 @@
 
 pub mod actuator;
 pub mod ads;
+pub mod cadence;
 pub mod config;
 pub mod envelope;
 pub mod estimator;
 pub mod ids;
+pub mod models;
 pub mod money;
 pub mod policy;
 pub mod probe;
+pub mod scan;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;

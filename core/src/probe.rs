@@ -25,10 +25,14 @@ pub enum Site {
     KillAfterReadBack,
     /// The job's work is done and written; `finish` is next.
     BeforeFinish,
+    /// A store scan fetched the library and wrote its checkpoint.
+    ScanAfterFetch,
+    /// A store scan's paid model call returned; its checkpoint is not yet written.
+    ScanAfterSummary,
 }
 
 impl Site {
-    pub const ALL: [Site; 7] = [
+    pub const ALL: [Site; 9] = [
         Site::TickAfterPage,
         Site::TickAfterDecide,
         Site::KillBeforePause,
@@ -36,13 +40,16 @@ impl Site {
         Site::KillAfterApplied,
         Site::KillAfterReadBack,
         Site::BeforeFinish,
+        Site::ScanAfterFetch,
+        Site::ScanAfterSummary,
     ];
 }
 
 pub trait Probe: Send + Sync {
-    /// Called when the loop reaches `site`. A sim probe may never return
-    /// (the process is about to be killed).
-    fn reached(&self, site: Site) -> impl Future<Output = ()> + Send;
+    /// Called when the loop reaches `site` while working on `entity` (a job,
+    /// an ad, a store). A sim probe may never return (the process is about
+    /// to be killed).
+    fn reached(&self, site: Site, entity: &str) -> impl Future<Output = ()> + Send;
 }
 
 /// The production probe: does nothing.
@@ -50,7 +57,7 @@ pub trait Probe: Send + Sync {
 pub struct NoProbe;
 
 impl Probe for NoProbe {
-    fn reached(&self, _site: Site) -> impl Future<Output = ()> + Send {
+    fn reached(&self, _site: Site, _entity: &str) -> impl Future<Output = ()> + Send {
         ready(())
     }
 }

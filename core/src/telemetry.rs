@@ -69,6 +69,8 @@ pub struct Event {
 /// rows all the same: the ledger counts calls as well as cents.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostRow {
+    /// Unique per call (`job#12/3/summarize`); sent to vendors that bill.
+    pub call_id: String,
     pub at: Timestamp,
     pub vendor: String,
     pub op: String,

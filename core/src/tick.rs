@@ -56,7 +56,7 @@ async fn sense<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
         let mut batch = attempt.batch();
         batch.insights = page.rows;
         ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
-        ports.probe.reached(Site::TickAfterPage).await;
+        ports.probe.reached(Site::TickAfterPage, "tick").await;
         match page.next {
             Some(cursor) => after = Some(cursor),
             None => return Ok(()),
@@ -102,7 +102,7 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     }
     batch.verdicts = verdicts;
     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
-    ports.probe.reached(Site::TickAfterDecide).await;
+    ports.probe.reached(Site::TickAfterDecide, "tick").await;
     Ok(())
 }
 

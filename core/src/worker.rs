@@ -19,15 +19,16 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::ads::{AdsError, AdsPlatform};
-use crate::config::{LoopConfig, PoolConfig, Sabotage, WorkerConfig};
+use crate::config::{LoopConfig, PoolConfig, Sabotage, ScanConfig, WorkerConfig};
 use crate::ids::{Incarnation, JobId};
+use crate::models::Models;
 use crate::money::{Currency, Money};
 use crate::probe::{Probe, Site};
 use crate::scheduler::{Admission, BACKFILL_MAX, TICK_SCHEDULE, admit, due_slots};
-use crate::store::{Claim, ClaimRequest, Lease, NewJob, Outcome, Store, StoreError, Task, WriteBatch};
+use crate::store::{Claim, ClaimRequest, Job, Lease, NewJob, Outcome, Store, StoreError, Task, WriteBatch};
 use crate::telemetry::CostRow;
 use crate::time::{Clock, Millis, Timestamp};
-use crate::{actuator, tick};
+use crate::{actuator, scan, tick};
 
 /// Everything the loop talks to.
 pub struct Ports<S, A, C, P> {
@@ -61,11 +62,26 @@ pub struct Attempt {
     pub lease: Lease,
     pub costs: Vec<CostRow>,
     pub currency: Currency,
+    /// External calls made so far (numbers the call ids).
+    pub calls: u32,
 }
 
 impl Attempt {
+    pub fn new(lease: Lease, currency: Currency) -> Attempt {
+        Attempt { lease, costs: Vec::new(), currency, calls: 0 }
+    }
+
+    /// A call id unique across jobs, attempts and calls.
+    pub fn next_call_id(&mut self, op: &str) -> String {
+        self.calls += 1;
+        format!("{}/{:?}/{}/{op}", self.lease.job, self.lease.token, self.calls)
+    }
+
+    /// Books a free call after it returned (Meta's API costs no money).
     pub fn record_call<T>(&mut self, at: Timestamp, op: &str, result: &Result<T, AdsError>) {
+        let call_id = self.next_call_id(op);
         self.costs.push(CostRow {
+            call_id,
             at,
             vendor: "meta".into(),
             op: op.into(),
@@ -98,7 +114,7 @@ enum Done {
     Settled(JobId),
 }
 
-impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send + Sync> Worker<S, A, C, P, R> {
+impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + Sync> Worker<S, A, C, P, R> {
     /// Boots (retrying until the store answers), then runs the schedules and
     /// every pool until `until` (forever with `None`) or until `stop` is set.
     /// Returns early only if the store says this process was replaced.
@@ -140,6 +156,7 @@ impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send + Sync> Wor
     async fn run_schedules(&self, until: Option<Timestamp>) -> Result<(), StoreError> {
         let mut last: Option<Timestamp> = None;
         let mut known = false;
+        let mut scans_fired: BTreeMap<String, Timestamp> = BTreeMap::new();
         while !self.should_stop(until) {
             let now = self.ports.clock.now();
             if !known {
@@ -149,6 +166,9 @@ impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send + Sync> Wor
                     last = rows.iter().find(|r| r.name == TICK_SCHEDULE).and_then(|r| r.last_slot);
                     known = true;
                 }
+            }
+            if let Some(scan) = &self.loop_cfg.scan {
+                self.fire_scans(scan, now, &mut scans_fired).await;
             }
             if known && last.is_none_or(|l| now >= l + self.cfg.tick_every) {
                 for slot in due_slots(last, now, self.cfg.tick_every, BACKFILL_MAX) {
@@ -162,6 +182,32 @@ impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send + Sync> Wor
             self.ports.clock.sleep(self.cfg.claim_poll).await;
         }
         Ok(())
+    }
+
+    /// Fires each store's scan when its adaptive cadence says it is due. The
+    /// slot is the due time, but never older than the current day: a store
+    /// whose scans keep failing is tried again daily, not never.
+    async fn fire_scans(&self, cfg: &ScanConfig, now: Timestamp, fired: &mut BTreeMap<String, Timestamp>) {
+        let Ok(known) = self.ports.store.activities().await else { return };
+        for page in &cfg.pages {
+            let due = known.iter().find(|a| &a.page == page).map_or(Timestamp(0), |a| a.next_scan);
+            if now < due {
+                continue;
+            }
+            let slot = due.max(now.floor_to(cfg.cadence.daily));
+            if fired.get(page) == Some(&slot) {
+                continue;
+            }
+            let job = NewJob {
+                task: Task::ScanStore { page: page.clone() },
+                priority: 2,
+                run_at: now,
+                idempotency_key: None,
+            };
+            if self.ports.store.fire_slot(&scan::schedule_name(page), slot, job, now).await.is_ok() {
+                fired.insert(page.clone(), slot);
+            }
+        }
     }
 
     async fn run_pool(
@@ -238,9 +284,9 @@ impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send + Sync> Wor
         if let Admission::Trip(why) = admit(claim.job.resumes) {
             return Done::Ran { claim: Box::new(claim), result: Err(JobError::Breaker(why)), costs: vec![] };
         }
-        let mut attempt = Attempt { lease: claim.lease.clone(), costs: Vec::new(), currency: self.loop_cfg.currency };
+        let mut attempt = Attempt::new(claim.lease.clone(), self.loop_cfg.currency);
         let result = {
-            let run = run_task(&self.ports, &self.loop_cfg, self.cfg.sabotage, &mut attempt, &claim.job.task).fuse();
+            let run = run_task(&self.ports, &self.loop_cfg, self.cfg.sabotage, &mut attempt, &claim.job).fuse();
             let limit = self.ports.clock.sleep(timeout).fuse();
             futures_util::pin_mut!(run, limit);
             futures_util::select_biased! {
@@ -283,7 +329,7 @@ impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send + Sync> Wor
     async fn settle(&self, lease: Lease, outcome: Option<Outcome>, costs: Vec<CostRow>) -> Done {
         let job = lease.job;
         if let Some(outcome) = outcome {
-            self.ports.probe.reached(Site::BeforeFinish).await;
+            self.ports.probe.reached(Site::BeforeFinish, "job").await;
             // If the store does not answer, the lease runs out and the job is
             // re-claimed; every step is idempotent, so re-running is safe.
             let _ = self.ports.store.finish(&lease, outcome, costs, self.ports.clock.now()).await;
@@ -292,16 +338,22 @@ impl<S: Store, A: AdsPlatform, C: Clock, P: Probe, R: RngCore + Send + Sync> Wor
     }
 }
 
-/// Runs one job's work.
-pub async fn run_task<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
+/// Runs one job's work, from its checkpoint if it has one.
+pub async fn run_task<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe>(
     ports: &Ports<S, A, C, P>,
     loop_cfg: &LoopConfig,
     sabotage: Sabotage,
     attempt: &mut Attempt,
-    task: &Task,
+    job: &Job,
 ) -> Result<(), JobError> {
-    match task {
+    match &job.task {
         Task::PollInsights { slot } => tick::run(ports, loop_cfg, sabotage, attempt, *slot).await,
         Task::KillAd { key, ad } => actuator::run_kill(ports, loop_cfg, sabotage, attempt, key, ad).await,
+        Task::ScanStore { page } => {
+            let Some(cfg) = &loop_cfg.scan else {
+                return Err(JobError::Permanent("scan job without a scan configuration".into()));
+            };
+            scan::run_scan(ports, cfg, attempt, page, job.checkpoint.as_ref()).await
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! - `receipt_has_effect`: every committed kill matches a world effect;
 //! - `at_most_once`: at most one effect per idempotency key and per ad;
 //! - `kill_deadline`: spend after `intent + deadline` is leak;
+//! - `model_spend`: every call the model vendor billed has its booked cost row;
 //! - `log_replay`: the event log alone rebuilds every job and intent state.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +56,7 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
     check_spend_ledger(input, &mut v);
     check_actions(input, &mut v);
     check_deadlines(input, &mut v);
+    check_model_spend(input, &mut v);
     check_log(input, &mut v);
     v
 }
@@ -137,6 +139,25 @@ fn check_deadlines(input: &CheckInput<'_>, v: &mut Verdict) {
                     intent.ad, intent.opened_at, deadline
                 ),
             );
+        }
+    }
+}
+
+/// Every call the model vendor billed has its cost row, booked before the
+/// call under the same id, for at least the billed amount.
+fn check_model_spend(input: &CheckInput<'_>, v: &mut Verdict) {
+    let booked: BTreeMap<&str, i64> = input.store.costs.iter().map(|c| (c.call_id.as_str(), c.cost.minor)).collect();
+    for bill in input.world.bills() {
+        match booked.get(bill.call_id.as_str()) {
+            Some(&cents) if cents >= bill.cents => {}
+            other => {
+                v.leak_cents += bill.cents;
+                v.flag(
+                    input.seed,
+                    "model_spend",
+                    format!("{}: billed {} cents for {}, booked {other:?}", bill.call_id, bill.cents, bill.page),
+                );
+            }
         }
     }
 }

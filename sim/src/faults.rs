@@ -63,6 +63,7 @@ fn max_occurrence(site: Site) -> u64 {
     match site {
         Site::TickAfterPage | Site::TickAfterDecide | Site::BeforeFinish => 15,
         Site::KillBeforePause | Site::KillAfterPause | Site::KillAfterApplied | Site::KillAfterReadBack => 4,
+        Site::ScanAfterFetch | Site::ScanAfterSummary => 6,
     }
 }
 
@@ -86,9 +87,14 @@ impl FaultPlan {
             timed.push(TimedFault { at_ms: draw(rng, window), fault });
         }
         timed.sort_by_key(|t| t.at_ms);
+        // Only sites this scenario's loop can reach.
+        let sites: Vec<Site> = Site::ALL
+            .into_iter()
+            .filter(|s| scn.scan.is_some() || !matches!(s, Site::ScanAfterFetch | Site::ScanAfterSummary))
+            .collect();
         let site_crashes = (0..draw(rng, f.site_crashes))
             .map(|_| {
-                let site = Site::ALL[rng.random_range(0..Site::ALL.len())];
+                let site = sites[rng.random_range(0..sites.len())];
                 (site, rng.random_range(1..=max_occurrence(site)) as u32)
             })
             .collect();

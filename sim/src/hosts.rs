@@ -15,16 +15,17 @@ use std::time::Duration;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, InsightRow, InsightsPage, InsightsQuery};
+use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, InsightRow, InsightsPage, InsightsQuery, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
+use dlft_core::models::{ModelError, Models, Summary};
 use dlft_core::probe::{Probe, Site};
 use dlft_core::store::{
-    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, Lease, NewJob, Outcome, ScheduleRow, SharedMemStore,
-    SlotOutcome, Store, StoreError, WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, Lease, NewJob, Outcome, PageActivity, ScheduleRow,
+    SharedMemStore, SlotOutcome, Store, StoreError, WriteBatch,
 };
 use dlft_core::telemetry::{CostRow, Event};
 use dlft_core::time::{Clock, Millis, Timestamp};
-use dlft_core::wire::meta;
+use dlft_core::wire::{anthropic, meta};
 
 use crate::rpc::{self, ADS_PORT, AdsRequest, DB_PORT, HttpReply, StoreReply, StoreRequest, StoreResponse};
 use crate::scenario::PlatformSection;
@@ -93,6 +94,7 @@ fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) -> Sto
         }
         StoreRequest::Intents => StoreReply::Intents(s.intents()),
         StoreRequest::Intent { key } => StoreReply::Intent(s.intent(&key)),
+        StoreRequest::Activities => StoreReply::Activities(s.activities()),
     })
 }
 
@@ -182,6 +184,9 @@ impl Store for SimStore {
     }
     async fn events(&self, after: u64) -> Result<Vec<Event>, StoreError> {
         expect_reply!(self, StoreRequest::Events { after }, Events)
+    }
+    async fn activities(&self) -> Result<Vec<PageActivity>, StoreError> {
+        expect_reply!(self, StoreRequest::Activities, Activities)
     }
     async fn intents(&self) -> Result<Vec<Intent>, StoreError> {
         expect_reply!(self, StoreRequest::Intents, Intents)
@@ -278,6 +283,33 @@ pub fn handle_ads(world: &mut AdsWorld, req: &AdsRequest, now: Timestamp, ack_wi
             }
             ok(serde_json::json!({"success": true}))
         }
+        AdsRequest::Library { page } => match world.library(page) {
+            None => graph_error(400, 100, "(#100) Invalid page id"),
+            Some(ads) => {
+                let data: Vec<_> = ads
+                    .iter()
+                    .map(|a| meta::ArchiveRecord {
+                        id: a.id.clone(),
+                        page_id: page.clone(),
+                        ad_delivery_start_time_ms: a.started_at.0.to_string(),
+                    })
+                    .collect();
+                ok(serde_json::json!({"data": data, "paging": {}}))
+            }
+        },
+        AdsRequest::Summarize { call_id, page, ads } => {
+            world.bill(call_id, page, now);
+            let label = match ads.len() {
+                0 => "quiet",
+                1..=2 => "steady",
+                _ => "aggressive",
+            };
+            ok(serde_json::json!({
+                "content": [{"type": "tool_use", "name": "summarize", "input": {"label": label}}],
+                "usage": {"input_tokens": 40 + 20 * ads.len(), "output_tokens": 8},
+                "stop_reason": "tool_use"
+            }))
+        }
         AdsRequest::Status { ad } => match world.status(ad) {
             None => graph_error(400, 100, "(#100) object does not exist"),
             Some(status) => {
@@ -299,8 +331,9 @@ pub async fn serve_ads(platform: Arc<Mutex<PlatformState>>, clock: SimClock) -> 
     rpc::serve(ADS_PORT, move |req: AdsRequest| {
         let platform = platform.clone();
         async move {
-            let is_pause = matches!(req, AdsRequest::Pause { .. });
-            let fate = decide_fate(&mut lock(&platform), is_pause);
+            // Calls with an effect may take effect even when the reply is lost.
+            let has_effect = matches!(req, AdsRequest::Pause { .. } | AdsRequest::Summarize { .. });
+            let fate = decide_fate(&mut lock(&platform), has_effect);
             match fate {
                 Fate::Hang { applied } => {
                     if applied {
@@ -367,6 +400,30 @@ impl AdsPlatform for SimAds {
         let req = AdsRequest::Status { ad: ad.clone() };
         async move { meta::decode_status(&self.call(req).await?) }
     }
+    fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
+        let req = AdsRequest::Library { page: page.to_string() };
+        async move { meta::decode_archive(&self.call(req).await?) }
+    }
+}
+
+impl Models for SimAds {
+    async fn summarize(&self, call_id: &str, page: &str, ads: &[LibraryAd]) -> Result<Summary, ModelError> {
+        let req = AdsRequest::Summarize { call_id: call_id.into(), page: page.into(), ads: ads.to_vec() };
+        let reply: HttpReply =
+            rpc::call(ADS_HOST, ADS_PORT, &req, self.timeout).await.map_err(|_| ModelError::Timeout)?;
+        model_reply(reply)
+    }
+}
+
+/// A model vendor reply: the summary, or the classified error.
+pub fn model_reply(reply: HttpReply) -> Result<Summary, ModelError> {
+    if reply.status == 200 {
+        return anthropic::decode_summary(&reply.body);
+    }
+    if reply.status == 400 && reply.body.pointer("/error/code") == Some(&serde_json::json!(17)) {
+        return Err(ModelError::RateLimited { retry_after: Millis(5_000) });
+    }
+    Err(anthropic::classify_error(reply.status, &reply.body))
 }
 
 /// Crash plan and bookkeeping shared by the probe (inside the worker) and the
@@ -381,28 +438,39 @@ pub struct ProbeState {
     /// While false (a partition is on, or the worker is recovering), sites
     /// are counted but nothing fires.
     pub enabled: bool,
+    /// A deterministic crash: every time the worker reaches this site for
+    /// this entity, it dies (a poison input).
+    pub crash_loop: Option<(Site, String)>,
+    pub loop_crashes: u32,
 }
 
 #[derive(Clone, Debug)]
 pub struct SimProbe(pub Arc<Mutex<ProbeState>>);
 
 impl Probe for SimProbe {
-    fn reached(&self, site: Site) -> impl Future<Output = ()> + Send {
+    fn reached(&self, site: Site, entity: &str) -> impl Future<Output = ()> + Send {
         let fire = {
             let mut st = lock(&self.0);
+            let poisoned = st.crash_loop.as_ref().is_some_and(|(s, e)| *s == site && e == entity);
             let n = {
                 let hits = st.hits.entry(site).or_insert(0);
                 *hits += 1;
                 *hits
             };
             let pos = st.armed.iter().position(|&(s, k)| s == site && k <= n);
-            match pos {
-                Some(i) if st.enabled && st.crash_requested.is_none() => {
-                    st.armed.remove(i);
-                    st.crash_requested = Some(site);
-                    true
+            if poisoned && st.crash_requested.is_none() {
+                st.loop_crashes += 1;
+                st.crash_requested = Some(site);
+                true
+            } else {
+                match pos {
+                    Some(i) if st.enabled && st.crash_requested.is_none() => {
+                        st.armed.remove(i);
+                        st.crash_requested = Some(site);
+                        true
+                    }
+                    _ => false,
                 }
-                _ => false,
             }
         };
         async move {

@@ -6,8 +6,9 @@ use std::future::{Future, ready};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, InsightsPage, InsightsQuery};
+use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, InsightsPage, InsightsQuery, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey};
+use dlft_core::models::{ModelError, Models, Summary};
 use dlft_core::time::Clock;
 use dlft_core::wire::meta;
 
@@ -64,6 +65,23 @@ impl<C: Clock> AdsPlatform for InProcessAds<C> {
     }
     fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
         ready(self.serve(AdsRequest::Status { ad: ad.clone() }).and_then(|b| meta::decode_status(&b)))
+    }
+    fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
+        ready(self.serve(AdsRequest::Library { page: page.into() }).and_then(|b| meta::decode_archive(&b)))
+    }
+}
+
+impl<C: Clock> Models for InProcessAds<C> {
+    fn summarize(
+        &self,
+        call_id: &str,
+        page: &str,
+        ads: &[LibraryAd],
+    ) -> impl Future<Output = Result<Summary, ModelError>> + Send {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let req = AdsRequest::Summarize { call_id: call_id.into(), page: page.into(), ads: ads.to_vec() };
+        let reply = handle_ads(&mut lock(&self.world), &req, self.clock.now(), false);
+        ready(crate::hosts::model_reply(reply))
     }
 }
 

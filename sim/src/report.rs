@@ -53,6 +53,11 @@ pub struct Summary {
     pub winners_killed: u64,
     /// How often each probe site was where a container died.
     pub crash_sites: BTreeMap<String, u64>,
+    /// Model spend over all seeds (world truth), and the worst seed's.
+    pub model_cents: i64,
+    pub model_cents_seed_max: i64,
+    /// Seeds whose run ended with a schedule disabled by the breaker.
+    pub seeds_with_breaker_open: u64,
     pub assertions: Vec<Assertion>,
     pub failing_seeds: Vec<u64>,
     pub reproduce: Vec<String>,
@@ -80,7 +85,7 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
     }
     let a = &scn.assertions;
     let seeds = reports.len() as u64;
-    let assertions = vec![
+    let mut assertions = vec![
         Assertion {
             name: "mttr_p99_ms".into(),
             limit: format!("<= {}", a.mttr_p99_ms_max),
@@ -114,6 +119,26 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
     if mttr.p99 > a.mttr_p99_ms_max {
         failing.extend(reports.iter().filter(|r| r.mttr_ms.iter().any(|&m| m > a.mttr_p99_ms_max)).map(|r| r.seed));
     }
+    let model_max = reports.iter().map(|r| r.model_cents).max().unwrap_or(0);
+    let tripped = reports.iter().filter(|r| !r.breakers.is_empty()).count() as u64;
+    if a.breaker_trips {
+        assertions.push(Assertion {
+            name: "breaker_trips".into(),
+            limit: "in every seed".into(),
+            actual: format!("{tripped} of {seeds} seeds"),
+            ok: tripped == seeds,
+        });
+        failing.extend(reports.iter().filter(|r| r.breakers.is_empty()).map(|r| r.seed));
+    }
+    if let Some(max) = a.model_cents_per_seed_max {
+        assertions.push(Assertion {
+            name: "model_cents_per_seed".into(),
+            limit: format!("<= {max}"),
+            actual: model_max.to_string(),
+            ok: model_max <= max,
+        });
+        failing.extend(reports.iter().filter(|r| r.model_cents > max).map(|r| r.seed));
+    }
     failing.sort_unstable();
     failing.dedup();
     let passed = assertions.iter().all(|x| x.ok);
@@ -132,6 +157,9 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         violations,
         digests: reports.iter().map(|r| (r.seed, r.digest.clone())).collect(),
         kills,
+        model_cents: reports.iter().map(|r| r.model_cents).sum(),
+        model_cents_seed_max: model_max,
+        seeds_with_breaker_open: tripped,
         losers_killed: reports.iter().map(|r| u64::from(r.losers_killed)).sum(),
         winners_killed: reports.iter().map(|r| u64::from(r.winners_killed)).sum(),
         crash_sites,
@@ -165,6 +193,13 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
     );
     let _ = writeln!(w, "leak        {} cents", s.leak_cents);
     let _ = writeln!(w, "kills       {} ({} losers, {} winners)", s.kills, s.losers_killed, s.winners_killed);
+    if s.model_cents > 0 || s.seeds_with_breaker_open > 0 {
+        let _ = writeln!(
+            w,
+            "scans       model spend {} cents (worst seed {}); breaker open at the end in {} seeds",
+            s.model_cents, s.model_cents_seed_max, s.seeds_with_breaker_open
+        );
+    }
     let sites: Vec<String> = s.crash_sites.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(w, "crash sites {}", if sites.is_empty() { "none".into() } else { sites.join(", ") });
     let _ = writeln!(w, "violations  {}", s.violations.len());

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use turmoil::net::{TcpListener, TcpStream};
 
-use dlft_core::ads::{InsightRow, InsightsQuery};
+use dlft_core::ads::{InsightRow, InsightsQuery, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
 use dlft_core::store::{
-    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, Lease, NewJob, Outcome, ScheduleRow, SlotOutcome,
-    StoreError, WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, Lease, NewJob, Outcome, PageActivity, ScheduleRow,
+    SlotOutcome, StoreError, WriteBatch,
 };
 use dlft_core::telemetry::{CostRow, Event};
 use dlft_core::time::Timestamp;
@@ -53,6 +53,7 @@ pub enum StoreRequest {
     Events { after: u64 },
     Intents,
     Intent { key: IdempotencyKey },
+    Activities,
 }
 
 // A reply lives only between the socket and the caller: boxing its large
@@ -73,6 +74,7 @@ pub enum StoreReply {
     Events(Vec<Event>),
     Intents(Vec<Intent>),
     Intent(Option<Intent>),
+    Activities(Vec<PageActivity>),
 }
 
 pub type StoreResponse = Result<StoreReply, StoreError>;
@@ -81,9 +83,26 @@ pub type StoreResponse = Result<StoreReply, StoreError>;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum AdsRequest {
-    Insights { query: InsightsQuery },
-    Pause { ad: AdId, key: IdempotencyKey },
-    Status { ad: AdId },
+    Insights {
+        query: InsightsQuery,
+    },
+    Pause {
+        ad: AdId,
+        key: IdempotencyKey,
+    },
+    Status {
+        ad: AdId,
+    },
+    /// Meta's `/ads_archive` for one page.
+    Library {
+        page: String,
+    },
+    /// The model vendor (Anthropic Messages), billed per call id.
+    Summarize {
+        call_id: String,
+        page: String,
+        ads: Vec<LibraryAd>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

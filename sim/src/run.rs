@@ -27,7 +27,7 @@ use crate::hosts::{
     serve_db,
 };
 use crate::scenario::{Driver, Scenario};
-use crate::world::AdsWorld;
+use crate::world::{AdsWorld, page_name};
 
 /// Virtual time starts at 2026-01-01T00:00:00Z, whatever the wall clock says.
 pub const EPOCH: Timestamp = Timestamp(1_767_225_600_000);
@@ -93,7 +93,31 @@ pub struct SeedReport {
     pub faults: FaultCounts,
     pub crash_sites: Vec<Site>,
     pub events: usize,
+    /// What the model vendor billed (world truth), in all and by store page.
+    pub model_cents: i64,
+    pub model_cents_by_page: BTreeMap<String, i64>,
+    /// Schedules the circuit breaker disabled, with the recorded reason.
+    pub breakers: Vec<(String, String)>,
+    /// Deaths by the scenario's deterministic crash loop.
+    pub loop_crashes: u32,
     pub plan: FaultPlan,
+}
+
+fn by_page(world: &AdsWorld) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for b in world.bills() {
+        *out.entry(b.page.clone()).or_insert(0) += b.cents;
+    }
+    out
+}
+
+fn breakers(snapshot: &dlft_core::store::Snapshot) -> Vec<(String, String)> {
+    snapshot
+        .schedules
+        .iter()
+        .filter(|s| !s.enabled && s.reason.starts_with("circuit breaker"))
+        .map(|s| (s.name.clone(), s.reason.clone()))
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +227,10 @@ fn run_event_seed(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan)
         faults: FaultCounts::default(),
         crash_sites: Vec::new(),
         events: run.store.events.len(),
+        model_cents: run.world.bills().iter().map(|b| b.cents).sum(),
+        model_cents_by_page: by_page(&run.world),
+        breakers: breakers(&run.store),
+        loop_crashes: 0,
         plan,
     }
 }
@@ -233,8 +261,14 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         rate_limited: 0,
         acked_without_effect: 0,
     }));
-    let probe =
-        Arc::new(Mutex::new(ProbeState { armed: plan.site_crashes.clone(), enabled: true, ..ProbeState::default() }));
+    let crash_loop =
+        scn.scan.as_ref().and_then(|s| s.crash_loop_page).map(|p| (Site::ScanAfterSummary, page_name(p - 1)));
+    let probe = Arc::new(Mutex::new(ProbeState {
+        armed: plan.site_crashes.clone(),
+        enabled: true,
+        crash_loop,
+        ..ProbeState::default()
+    }));
 
     let db_store = store.clone();
     sim.host(DB_HOST, move || serve_db(db_store.clone(), clock));
@@ -407,6 +441,10 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         faults,
         crash_sites,
         events: snapshot.events.len(),
+        model_cents: world.bills().iter().map(|b| b.cents).sum(),
+        model_cents_by_page: by_page(&world),
+        breakers: breakers(&snapshot),
+        loop_crashes: lock(&probe).loop_crashes,
         plan,
     })
 }

@@ -55,8 +55,31 @@ pub struct Scenario {
     #[serde(rename = "loop")]
     pub control: LoopSection,
     pub faults: FaultSection,
+    /// Competitor store scans (the checkpointed pipeline); absent: none.
+    #[serde(default)]
+    pub scan: Option<ScanSection>,
     #[serde(rename = "assert")]
     pub assertions: AssertSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanSection {
+    pub pages: u32,
+    /// New library ads per simulated day, drawn per page.
+    pub new_ads_per_day: Range,
+    /// Cadence tiers (periods) and their score thresholds; scaled down in the sim.
+    pub half_life_s: u64,
+    pub daily_s: u64,
+    pub three_day_s: u64,
+    pub weekly_s: u64,
+    pub daily_at: u64,
+    pub three_day_at: u64,
+    pub model_call_cents: i64,
+    /// The 1-based page whose scan kills the worker every time, right after
+    /// its paid model call (a deterministic crash loop).
+    #[serde(default)]
+    pub crash_loop_page: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +184,12 @@ pub struct AssertSection {
     pub kill_deadline_s: u64,
     /// The bad path must be exercised: on average at least this many kills per seed.
     pub min_mean_kills: u64,
+    /// Every seed must end with the crash-looping page's schedule disabled by the breaker.
+    #[serde(default)]
+    pub breaker_trips: bool,
+    /// Model spend per seed at most (the budget a crash loop may burn).
+    #[serde(default)]
+    pub model_cents_per_seed_max: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,6 +306,21 @@ impl Scenario {
         pct("platform.ack_without_effect_pct", self.platform.ack_without_effect_pct)?;
         pct("faults.storm_timeout_pct", self.faults.storm_timeout_pct)?;
         pct("loop.max_kill_share_pct", self.control.max_kill_share_pct)?;
+        if let Some(sc) = &self.scan {
+            if sc.pages == 0 || sc.pages > 1_000 {
+                return f("scan.pages", "must be 1..=1000");
+            }
+            if sc.half_life_s == 0 || !(sc.daily_s > 0 && sc.daily_s <= sc.three_day_s && sc.three_day_s <= sc.weekly_s)
+            {
+                return f("scan.daily_s", "cadence periods must be positive and daily <= three_day <= weekly");
+            }
+            if sc.crash_loop_page.is_some_and(|p| p == 0 || p > sc.pages) {
+                return f("scan.crash_loop_page", "must name a page, 1..=pages");
+            }
+            if sc.model_call_cents < 0 {
+                return f("scan.model_call_cents", "must not be negative");
+            }
+        }
         if self.platform.page_limit == 0 {
             return f("platform.page_limit", "must be positive");
         }
@@ -310,6 +354,18 @@ impl Scenario {
             insights_lookback: Millis::from_secs(c.lookback_s),
             estimate_window: Millis::from_secs(self.run.duration_s),
             page_limit: self.platform.page_limit,
+            scan: self.scan.as_ref().map(|sc| dlft_core::config::ScanConfig {
+                pages: (0..sc.pages).map(crate::world::page_name).collect(),
+                cadence: dlft_core::cadence::CadenceConfig {
+                    half_life: Millis::from_secs(sc.half_life_s),
+                    daily_at: sc.daily_at,
+                    three_day_at: sc.three_day_at,
+                    daily: Millis::from_secs(sc.daily_s),
+                    three_day: Millis::from_secs(sc.three_day_s),
+                    weekly: Millis::from_secs(sc.weekly_s),
+                },
+                model_call: Money::new(sc.model_call_cents, cur),
+            }),
         }
     }
 
@@ -329,6 +385,7 @@ impl Scenario {
                     concurrency: c.kill_concurrency,
                     job_timeout: Millis(c.job_timeout_ms),
                 },
+                PoolConfig { kind: JobKind::ScanStore, concurrency: 1, job_timeout: Millis(c.job_timeout_ms) },
             ],
             lease_for: Millis(c.lease_ms),
             tick_every: Millis::from_secs(60),

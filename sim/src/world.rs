@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use dlft_core::ads::{AdStatus, InsightRow};
+use dlft_core::ads::{AdStatus, InsightRow, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey};
 use dlft_core::money::{Currency, Money};
 use dlft_core::time::{Millis, Timestamp};
@@ -54,6 +54,23 @@ impl AdState {
     }
 }
 
+/// A competitor store's page in the public ad library.
+#[derive(Clone, Debug)]
+struct PageState {
+    /// New library ads per simulated day.
+    new_ads_per_day: u64,
+    ads: Vec<LibraryAd>,
+}
+
+/// One call the model vendor billed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bill {
+    pub call_id: String,
+    pub page: String,
+    pub cents: i64,
+    pub at: Timestamp,
+}
+
 /// A pause that changed the world: the ad stopped spending.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Effect {
@@ -74,6 +91,16 @@ pub struct AdsWorld {
     rng: ChaCha8Rng,
     effects: Vec<Effect>,
     pause_calls: u64,
+    pages: BTreeMap<String, PageState>,
+    /// Pages draw from their own stream, so adding pages does not move the ads' draws.
+    page_rng: ChaCha8Rng,
+    bills: Vec<Bill>,
+    model_call_cents: i64,
+}
+
+/// The name of the i-th store page.
+pub fn page_name(i: u32) -> String {
+    format!("page-{}", i + 1)
 }
 
 /// Draws uniformly from an inclusive range.
@@ -84,6 +111,16 @@ pub fn draw(rng: &mut impl Rng, r: Range) -> u64 {
 impl AdsWorld {
     pub fn new(scn: &Scenario, start: Timestamp, rng: ChaCha8Rng) -> AdsWorld {
         let mut rng = rng;
+        let mut page_rng = rng.clone();
+        page_rng.set_stream(rng.get_stream() + 1_000);
+        let mut pages = BTreeMap::new();
+        if let Some(scan) = &scn.scan {
+            for i in 0..scan.pages {
+                let state = PageState { new_ads_per_day: draw(&mut page_rng, scan.new_ads_per_day), ads: Vec::new() };
+                pages.insert(page_name(i), state);
+            }
+        }
+        let model_call_cents = scn.scan.as_ref().map_or(0, |s| s.model_call_cents);
         let w = &scn.world;
         let losers = (u64::from(w.ads) * u64::from(w.loser_pct)).div_ceil(100);
         let mut ads = BTreeMap::new();
@@ -111,6 +148,10 @@ impl AdsWorld {
             rng,
             effects: Vec::new(),
             pause_calls: 0,
+            pages,
+            page_rng,
+            bills: Vec::new(),
+            model_call_cents,
         }
     }
 
@@ -138,8 +179,28 @@ impl AdsWorld {
                     ad.purchases.push(Purchase { event_at: second, reported_at: second + Millis(delay) });
                 }
             }
+            for (name, page) in &mut self.pages {
+                if self.page_rng.random_range(0..86_400) < page.new_ads_per_day {
+                    let id = format!("{name}-ad-{}", page.ads.len() + 1);
+                    page.ads.push(LibraryAd { id, started_at: second });
+                }
+            }
             self.drawn_s += 1;
         }
+    }
+
+    /// The page's library ads at `now` (call `advance_to` first).
+    pub fn library(&self, page: &str) -> Option<Vec<LibraryAd>> {
+        self.pages.get(page).map(|p| p.ads.clone())
+    }
+
+    /// The model vendor bills one call.
+    pub fn bill(&mut self, call_id: &str, page: &str, now: Timestamp) {
+        self.bills.push(Bill { call_id: call_id.into(), page: page.into(), cents: self.model_call_cents, at: now });
+    }
+
+    pub fn bills(&self) -> &[Bill] {
+        &self.bills
     }
 
     fn cumulative_spend(&self, ad: &AdState, t: Timestamp) -> i64 {

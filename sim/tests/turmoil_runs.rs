@@ -48,3 +48,25 @@ fn skipping_the_read_back_is_caught() {
     assert!(leak > 0, "no leak over 10 seeds");
     assert!(receipts > 0, "no receipt without effect over 10 seeds");
 }
+
+#[test]
+fn a_crash_looping_pipeline_trips_the_breaker_after_three_resumes() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/scan-crash-loop.toml");
+    let scn = Scenario::load(&path).unwrap();
+    let price = scn.scan.as_ref().unwrap().model_call_cents;
+    for seed in 0..3 {
+        let r = run(&scn, seed, Sabotage::None);
+        // The first run and three resumes die; the fourth resume is refused.
+        assert_eq!(r.loop_crashes, dlft_core::scheduler::MAX_RESUME_ATTEMPTS + 1, "seed {seed}");
+        assert_eq!(r.breakers.len(), 1, "seed {seed}: {:?}", r.breakers);
+        let (schedule, reason) = &r.breakers[0];
+        assert_eq!(schedule, "scan/page-2");
+        assert!(reason.contains("resumes"), "the reason is recorded: {reason}");
+        // No budget burned: one paid call per life of the poisoned scan, no more.
+        let burned = r.model_cents_by_page.get("page-2").copied().unwrap_or(0);
+        assert!(burned <= 4 * price, "seed {seed}: page-2 cost {burned} cents");
+        assert!(r.model_cents_by_page.get("page-1").copied().unwrap_or(0) > 0, "other stores keep being scanned");
+        assert_eq!(r.leak_cents, 0);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+    }
+}

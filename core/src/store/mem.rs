@@ -15,7 +15,8 @@ use crate::time::Timestamp;
 
 use super::{
     ActionRow, BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, IntentOp, IntentPhase, Job, JobState, Lease,
-    LeaseRow, NewIntent, NewJob, Outcome, ScheduleRow, SlotOutcome, Snapshot, Store, StoreError, WriteBatch,
+    LeaseRow, NewIntent, NewJob, Outcome, PageActivity, ScheduleRow, SlotOutcome, Snapshot, Store, StoreError,
+    WriteBatch,
 };
 use crate::scheduler::GHOST_AMNESTY;
 
@@ -30,6 +31,7 @@ pub struct MemStore {
     finished: BTreeMap<JobId, Job>,
     slots: BTreeSet<(String, Timestamp)>,
     schedules: BTreeMap<String, ScheduleRow>,
+    activities: BTreeMap<String, PageActivity>,
     workers: BTreeMap<WorkerId, Incarnation>,
     intents: BTreeMap<IdempotencyKey, Intent>,
     actions: Vec<ActionRow>,
@@ -416,6 +418,9 @@ impl MemStore {
             self.enqueue(job, now);
         }
         self.costs.extend(batch.costs);
+        if let Some(a) = batch.activity {
+            self.activities.insert(a.page.clone(), a);
+        }
         let job = self.jobs.get_mut(&lease.job).expect("fence checked");
         let held = job.lease.as_mut().expect("fence checked");
         held.expires_at = now + held.lease_for;
@@ -542,6 +547,10 @@ impl MemStore {
         self.spend.values().filter(|r| r.bucket_start >= since).cloned().collect()
     }
 
+    pub fn activities(&self) -> Vec<PageActivity> {
+        self.activities.values().cloned().collect()
+    }
+
     pub fn intents(&self) -> Vec<Intent> {
         self.intents.values().cloned().collect()
     }
@@ -577,6 +586,8 @@ impl MemStore {
             spend: self.spend.values().cloned().collect(),
             events: self.events.clone(),
             costs: self.costs.clone(),
+            schedules: self.schedules(),
+            activities: self.activities(),
         }
     }
 }
@@ -676,6 +687,9 @@ impl Store for SharedMemStore {
     }
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
         ready(Ok(self.lock().intents()))
+    }
+    fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send {
+        ready(Ok(self.lock().activities()))
     }
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
         ready(Ok(self.lock().intent(key)))

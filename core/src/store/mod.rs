@@ -35,6 +35,8 @@ pub enum Task {
     PollInsights { slot: Timestamp },
     /// Drive one kill intent to its commit.
     KillAd { key: IdempotencyKey, ad: AdId },
+    /// The scan pipeline of one store's ad library: fetch → summarize → record.
+    ScanStore { page: String },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -42,10 +44,11 @@ pub enum Task {
 pub enum JobKind {
     PollInsights,
     KillAd,
+    ScanStore,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 2] = [JobKind::PollInsights, JobKind::KillAd];
+    pub const ALL: [JobKind; 3] = [JobKind::PollInsights, JobKind::KillAd, JobKind::ScanStore];
 }
 
 impl Task {
@@ -53,6 +56,7 @@ impl Task {
         match self {
             Task::PollInsights { .. } => JobKind::PollInsights,
             Task::KillAd { .. } => JobKind::KillAd,
+            Task::ScanStore { .. } => JobKind::ScanStore,
         }
     }
 }
@@ -291,6 +295,20 @@ pub struct WriteBatch {
     pub costs: Vec<CostRow>,
     /// A pipeline step is done: resume here after a crash.
     pub checkpoint: Option<Checkpoint>,
+    /// A store's scan result (upserted by page).
+    pub activity: Option<PageActivity>,
+}
+
+/// What the scans know about one store's page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageActivity {
+    pub page: String,
+    pub activity: crate::cadence::Activity,
+    /// Library ads seen so far.
+    pub known_ads: std::collections::BTreeSet<String>,
+    /// When the next scan is due.
+    pub next_scan: Timestamp,
+    pub label: String,
 }
 
 impl WriteBatch {
@@ -301,6 +319,7 @@ impl WriteBatch {
             && self.enqueue.is_empty()
             && self.costs.is_empty()
             && self.checkpoint.is_none()
+            && self.activity.is_none()
     }
 }
 
@@ -374,6 +393,7 @@ pub trait Store: Send + Sync {
     /// Spend-ledger rows with buckets at or after `since`.
     fn spend_ledger(&self, since: Timestamp) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send;
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send;
+    fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send;
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send;
 }
 
@@ -386,4 +406,6 @@ pub struct Snapshot {
     pub spend: Vec<InsightRow>,
     pub events: Vec<Event>,
     pub costs: Vec<CostRow>,
+    pub schedules: Vec<ScheduleRow>,
+    pub activities: Vec<PageActivity>,
 }

@@ -188,6 +188,31 @@ pub fn decode_insights(body: &serde_json::Value) -> Result<InsightsPage, AdsErro
     Ok(InsightsPage { rows, next })
 }
 
+/// One `/ads_archive` record (the fields the scan uses). The start time is
+/// epoch milliseconds in a string, like `bucket_start_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveRecord {
+    pub id: String,
+    pub page_id: String,
+    pub ad_delivery_start_time_ms: String,
+}
+
+/// Decodes an `/ads_archive` page (`{data, paging}`; empty `data` ends paging).
+pub fn decode_archive(body: &serde_json::Value) -> Result<Vec<crate::ads::LibraryAd>, AdsError> {
+    #[derive(Deserialize)]
+    struct Page {
+        data: Vec<ArchiveRecord>,
+    }
+    let page: Page = serde_json::from_value(body.clone()).map_err(|e| malformed(format!("ads_archive: {e}")))?;
+    page.data
+        .into_iter()
+        .map(|r| {
+            let ms = r.ad_delivery_start_time_ms.parse().map_err(|_| malformed(format!("ad {} start time", r.id)))?;
+            Ok(crate::ads::LibraryAd { id: r.id, started_at: Timestamp(ms) })
+        })
+        .collect()
+}
+
 /// Decodes an effective_status read-back.
 pub fn decode_status(body: &serde_json::Value) -> Result<AdStatus, AdsError> {
     let reply: StatusReply = serde_json::from_value(body.clone()).map_err(|e| malformed(format!("status: {e}")))?;

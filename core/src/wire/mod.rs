@@ -2,4 +2,5 @@
 //! Pure data: no I/O here. The sim's world speaks these shapes, and the live
 //! adapters decode with the same functions.
 
+pub mod anthropic;
 pub mod meta;

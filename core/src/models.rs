@@ -1,0 +1,53 @@
+//! The model vendor port (LLMs). Models only *propose* (a label, a summary);
+//! what they say never moves money without the envelope.
+//!
+//! Paid calls are booked before they are made: the cost row is written with
+//! the call's id, and the id is sent with the call, so the vendor's bill and
+//! the cost ledger can be matched one to one even across crashes.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ads::LibraryAd;
+use crate::time::Millis;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// What the model proposes: `aggressive`, `steady`, `quiet`.
+    pub label: String,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("model vendor timed out")]
+    Timeout,
+    #[error("model vendor rate limited; retry after {retry_after:?}")]
+    RateLimited { retry_after: Millis },
+    #[error("model vendor refused: {0}")]
+    Refused(String),
+}
+
+pub trait Models: Send + Sync {
+    /// Summarizes a store's new library ads. `call_id` is the booked cost
+    /// row's id, sent along so the bill can be matched to it.
+    fn summarize(
+        &self,
+        call_id: &str,
+        page: &str,
+        ads: &[LibraryAd],
+    ) -> impl Future<Output = Result<Summary, ModelError>> + Send;
+}
+
+impl<T: Models> Models for std::sync::Arc<T> {
+    fn summarize(
+        &self,
+        call_id: &str,
+        page: &str,
+        ads: &[LibraryAd],
+    ) -> impl Future<Output = Result<Summary, ModelError>> + Send {
+        (**self).summarize(call_id, page, ads)
+    }
+}
