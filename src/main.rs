@@ -58,6 +58,9 @@ struct SimRun {
     /// Print each seed's fault plan.
     #[arg(long)]
     show_plan: bool,
+    /// Remove faults from a failing seed's plan while it keeps failing; print the minimal list.
+    #[arg(long, requires = "seed", conflicts_with = "check_determinism")]
+    shrink: bool,
     /// Deliberately break the actuator, to see the checker catch it.
     #[arg(long, hide = true, value_enum, default_value = "none")]
     sabotage: SabotageArg,
@@ -104,6 +107,9 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         (None, Some(s)) => s..s.checked_add(1).context("seed too large")?,
         (None, None) => bail!("give --seeds A..B or --seed S"),
     };
+    if args.shrink {
+        return shrink_seed(&scn, seeds.start, &opts);
+    }
     if args.check_determinism {
         let seed = seeds.start;
         let first = run_seed(&scn, seed, &opts).map_err(anyhow::Error::msg)?;
@@ -154,6 +160,30 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         eprintln!("reproduce: {cmd}");
     }
     Ok(if summary.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn shrink_seed(scn: &Scenario, seed: u64, opts: &RunOptions) -> Result<ExitCode> {
+    let plan = dlft_sim::run::plan_for(scn, seed);
+    match dlft_sim::shrink::shrink(scn, seed, opts, plan).map_err(anyhow::Error::msg)? {
+        None => {
+            println!("seed {seed} passes: nothing to shrink");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(s) => {
+            let n = |p: &dlft_sim::faults::FaultPlan| p.timed.len() + p.site_crashes.len();
+            println!(
+                "seed {seed} fails ({}) with {} faults; minimal list after {} runs:",
+                s.failure,
+                n(&s.original),
+                s.runs
+            );
+            if n(&s.minimal) == 0 {
+                println!("  (none: the failure needs no injected fault)");
+            }
+            print!("{}", s.minimal);
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -19,4 +19,5 @@ pub mod report;
 pub mod rpc;
 pub mod run;
 pub mod scenario;
+pub mod shrink;
 pub mod world;

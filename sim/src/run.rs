@@ -192,9 +192,14 @@ impl Mttr {
     }
 }
 
+/// The fault plan a seed draws.
+pub fn plan_for(scn: &Scenario, seed: u64) -> FaultPlan {
+    FaultPlan::draw(scn, &mut rng_for(seed, stream::FAULTS))
+}
+
 /// Runs one seed of `scn` to the end, on the scenario's driver, and checks it.
 pub fn run_seed(scn: &Scenario, seed: u64, opts: &RunOptions) -> Result<SeedReport, String> {
-    let plan = FaultPlan::draw(scn, &mut rng_for(seed, stream::FAULTS));
+    let plan = plan_for(scn, seed);
     match scn.run.driver {
         Driver::Turmoil => run_seed_with_plan(scn, seed, opts, plan),
         Driver::Event => Ok(run_event_seed(scn, seed, opts, plan)),

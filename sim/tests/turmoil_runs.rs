@@ -70,3 +70,25 @@ fn a_crash_looping_pipeline_trips_the_breaker_after_three_resumes() {
         assert!(r.violations.is_empty(), "{:?}", r.violations);
     }
 }
+
+#[test]
+fn shrinking_keeps_exactly_the_fault_the_failure_needs() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/ad-kill-container-loss.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace("mttr_p99_ms_max = 4200", "mttr_p99_ms_max = 100");
+    let strict = Scenario::parse(&text, &path).unwrap();
+    let plan = dlft_sim::run::plan_for(&strict, 4);
+    let faults = plan.timed.len() + plan.site_crashes.len();
+    assert!(faults >= 3, "the seed plans several faults: {plan}");
+    let shrunk = dlft_sim::shrink::shrink(&strict, 4, &RunOptions::default(), plan).unwrap().expect("it fails");
+    // Any one container loss breaks a 100 ms MTTR bound; nothing else is needed.
+    let m = &shrunk.minimal;
+    assert_eq!(m.timed.len() + m.site_crashes.len(), 1, "minimal: {m}");
+    let one_crash = m.site_crashes.len() == 1 || matches!(m.timed[0].fault, dlft_sim::faults::Fault::Crash);
+    assert!(one_crash, "the one fault left is a container loss: {m}");
+    assert!(shrunk.failure.contains("mttr"), "{}", shrunk.failure);
+    // And a passing seed has nothing to shrink.
+    let scn = scenario();
+    assert!(
+        dlft_sim::shrink::shrink(&scn, 4, &RunOptions::default(), dlft_sim::run::plan_for(&scn, 4)).unwrap().is_none()
+    );
+}
