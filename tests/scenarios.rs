@@ -10,10 +10,11 @@ struct Entry {
     faulty: bool,
 }
 
-const LIBRARY: [Entry; 3] = [
+const LIBRARY: [Entry; 4] = [
     Entry { file: "scenarios/ad-kill-container-loss.toml", seeds: "0..200", faulty: true },
     Entry { file: "scenarios/brand-day.toml", seeds: "0..200", faulty: false },
     Entry { file: "scenarios/scan-crash-loop.toml", seeds: "0..200", faulty: false },
+    Entry { file: "scenarios/two-workers-racing.toml", seeds: "0..200", faulty: true },
 ];
 
 fn run(file: &str, seeds: &str) -> (bool, serde_json::Value, String) {

@@ -9,6 +9,7 @@
 //! - `at_most_once`: at most one effect per idempotency key and per ad;
 //! - `kill_deadline`: spend after `intent + deadline` is leak;
 //! - `model_spend`: every call the model vendor billed has its booked cost row;
+//! - `slot_once`: every schedule slot fired once, whatever the workers did;
 //! - `log_replay`: the event log alone rebuilds every job and intent state.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,6 +164,14 @@ fn check_model_spend(input: &CheckInput<'_>, v: &mut Verdict) {
 }
 
 fn check_log(input: &CheckInput<'_>, v: &mut Verdict) {
+    // Each schedule slot fires once, however many workers raced for it.
+    let mut fired: BTreeMap<&str, u32> = BTreeMap::new();
+    for e in input.store.events.iter().filter(|e| e.kind == dlft_core::telemetry::EventKind::SlotFired) {
+        *fired.entry(e.entity.as_str()).or_default() += 1;
+    }
+    for (slot, n) in fired.into_iter().filter(|(_, n)| *n > 1) {
+        v.flag(input.seed, "slot_once", format!("{slot} fired {n} times"));
+    }
     let rebuilt = match replay(&input.store.events) {
         Ok(r) => r,
         Err(e) => return v.flag(input.seed, "log_replay", e),

@@ -30,9 +30,12 @@ pub enum Link {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
 pub enum Fault {
-    /// Container loss at an instant.
-    Crash,
+    /// Container loss of worker `worker` (0-based) at an instant.
+    Crash {
+        worker: usize,
+    },
     Partition {
+        worker: usize,
         link: Link,
         for_ms: u64,
     },
@@ -73,12 +76,18 @@ impl FaultPlan {
         let until_ms = (scn.run.duration_s - scn.run.heal_s) * 1000;
         let window = crate::scenario::Range { lo: FAULTS_FROM_MS.min(until_ms), hi: until_ms };
         let mut timed = Vec::new();
+        // With one worker nothing is drawn for the choice, so single-worker
+        // plans stay what they were.
+        let workers = scn.run.workers as usize;
+        let pick = |rng: &mut ChaCha8Rng| if workers > 1 { rng.random_range(0..workers) } else { 0 };
         for _ in 0..draw(rng, f.crashes) {
-            timed.push(TimedFault { at_ms: draw(rng, window), fault: Fault::Crash });
+            let at_ms = draw(rng, window);
+            timed.push(TimedFault { at_ms, fault: Fault::Crash { worker: pick(rng) } });
         }
         for (link, count) in [(Link::Db, f.db_partitions), (Link::Ads, f.ads_partitions)] {
             for _ in 0..draw(rng, count) {
-                let fault = Fault::Partition { link, for_ms: draw(rng, f.partition_ms) };
+                let for_ms = draw(rng, f.partition_ms);
+                let fault = Fault::Partition { worker: pick(rng), link, for_ms };
                 timed.push(TimedFault { at_ms: draw(rng, window), fault });
             }
         }
@@ -108,9 +117,9 @@ impl fmt::Display for FaultPlan {
         for t in &self.timed {
             let secs = t.at_ms as f64 / 1000.0;
             match &t.fault {
-                Fault::Crash => writeln!(f, "  t={secs:.3}s crash worker")?,
-                Fault::Partition { link, for_ms } => {
-                    writeln!(f, "  t={secs:.3}s partition worker<->{link:?} for {for_ms}ms")?
+                Fault::Crash { worker } => writeln!(f, "  t={secs:.3}s crash worker #{}", worker + 1)?,
+                Fault::Partition { worker, link, for_ms } => {
+                    writeln!(f, "  t={secs:.3}s partition worker #{}<->{link:?} for {for_ms}ms", worker + 1)?
                 }
                 Fault::TimeoutStorm { for_ms } => writeln!(f, "  t={secs:.3}s ads timeout storm for {for_ms}ms")?,
             }

@@ -35,6 +35,11 @@ pub const DB_HOST: &str = "db";
 pub const ADS_HOST: &str = "ads";
 pub const WORKER_HOST: &str = "worker";
 
+/// The host of worker `i` (0-based): the first keeps the plain name.
+pub fn worker_host(i: usize) -> String {
+    if i == 0 { WORKER_HOST.to_string() } else { format!("worker-{}", i + 1) }
+}
+
 /// Locks a mutex whose data stays consistent across a panic (plain values).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -433,8 +438,9 @@ pub struct ProbeState {
     /// `(site, n)`: crash the worker the n-th time it reaches `site`.
     pub armed: Vec<(Site, u32)>,
     pub hits: BTreeMap<Site, u32>,
-    /// Set by the probe; the runner crashes the worker and clears it.
-    pub crash_requested: Option<Site>,
+    /// Set by the probe: which worker reached which site. The runner crashes
+    /// that worker and clears it.
+    pub crash_requested: Option<(Site, usize)>,
     /// While false (a partition is on, or the worker is recovering), sites
     /// are counted but nothing fires.
     pub enabled: bool,
@@ -445,12 +451,16 @@ pub struct ProbeState {
 }
 
 #[derive(Clone, Debug)]
-pub struct SimProbe(pub Arc<Mutex<ProbeState>>);
+pub struct SimProbe {
+    pub state: Arc<Mutex<ProbeState>>,
+    /// Which worker this probe is in.
+    pub worker: usize,
+}
 
 impl Probe for SimProbe {
     fn reached(&self, site: Site, entity: &str) -> impl Future<Output = ()> + Send {
         let fire = {
-            let mut st = lock(&self.0);
+            let mut st = lock(&self.state);
             let poisoned = st.crash_loop.as_ref().is_some_and(|(s, e)| *s == site && e == entity);
             let n = {
                 let hits = st.hits.entry(site).or_insert(0);
@@ -460,13 +470,13 @@ impl Probe for SimProbe {
             let pos = st.armed.iter().position(|&(s, k)| s == site && k <= n);
             if poisoned && st.crash_requested.is_none() {
                 st.loop_crashes += 1;
-                st.crash_requested = Some(site);
+                st.crash_requested = Some((site, self.worker));
                 true
             } else {
                 match pos {
                     Some(i) if st.enabled && st.crash_requested.is_none() => {
                         st.armed.remove(i);
-                        st.crash_requested = Some(site);
+                        st.crash_requested = Some((site, self.worker));
                         true
                     }
                     _ => false,

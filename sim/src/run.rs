@@ -23,8 +23,8 @@ use dlft_core::worker::{Ports, Worker};
 use crate::checker::{CheckInput, Violation, check};
 use crate::faults::{Fault, FaultPlan, Link};
 use crate::hosts::{
-    ADS_HOST, DB_HOST, PlatformState, ProbeState, SimAds, SimClock, SimProbe, SimStore, WORKER_HOST, lock, serve_ads,
-    serve_db,
+    ADS_HOST, DB_HOST, PlatformState, ProbeState, SimAds, SimClock, SimProbe, SimStore, lock, serve_ads, serve_db,
+    worker_host,
 };
 use crate::scenario::{Driver, Scenario};
 use crate::world::{AdsWorld, page_name};
@@ -100,7 +100,18 @@ pub struct SeedReport {
     pub breakers: Vec<(String, String)>,
     /// Deaths by the scenario's deterministic crash loop.
     pub loop_crashes: u32,
+    /// Claims each worker made (from the event log).
+    pub claims_by_worker: BTreeMap<String, u32>,
     pub plan: FaultPlan,
+}
+
+fn claims_by_worker(snapshot: &dlft_core::store::Snapshot) -> BTreeMap<String, u32> {
+    let mut out = BTreeMap::new();
+    for e in snapshot.events.iter().filter(|e| e.kind == dlft_core::telemetry::EventKind::JobClaimed) {
+        let who = e.cause.strip_prefix("claim by ").and_then(|c| c.split(':').next()).unwrap_or("?");
+        *out.entry(who.to_string()).or_insert(0) += 1;
+    }
+    out
 }
 
 fn by_page(world: &AdsWorld) -> BTreeMap<String, i64> {
@@ -122,10 +133,10 @@ fn breakers(snapshot: &dlft_core::store::Snapshot) -> Vec<(String, String)> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Action {
-    Crash,
-    Bounce,
-    PartitionStart { link: Link, for_ms: u64 },
-    Repair { link: Link },
+    Crash { worker: usize },
+    Bounce { worker: usize },
+    PartitionStart { worker: usize, link: Link, for_ms: u64 },
+    Repair { worker: usize, link: Link },
     StormStart { for_ms: u64 },
     StormEnd,
 }
@@ -141,6 +152,8 @@ fn host_of(link: Link) -> &'static str {
 /// booted and re-claimed every job the dead one held.
 #[derive(Debug)]
 struct Episode {
+    /// The worker that died (index into the run's workers).
+    worker: usize,
     since_ms: u64,
     orphans: BTreeMap<JobId, u32>,
     incarnation_at_crash: Option<Incarnation>,
@@ -153,7 +166,7 @@ struct Mttr {
 }
 
 impl Mttr {
-    fn on_crash(&mut self, now_ms: u64, store: &SharedMemStore, worker: &WorkerId) {
+    fn on_crash(&mut self, now_ms: u64, store: &SharedMemStore, index: usize, worker: &WorkerId) {
         let s = store.lock();
         let orphans = s
             .live_jobs()
@@ -163,6 +176,7 @@ impl Mttr {
             Some(ep) => ep.orphans.extend(orphans),
             None => {
                 self.open = Some(Episode {
+                    worker: index,
                     since_ms: now_ms,
                     orphans: orphans.collect(),
                     incarnation_at_crash: s.current_incarnation(worker),
@@ -172,11 +186,12 @@ impl Mttr {
     }
 
     /// Closes the episode if the system is whole again.
-    fn poll(&mut self, now_ms: u64, worker_up: bool, store: &SharedMemStore, worker: &WorkerId) {
+    fn poll(&mut self, now_ms: u64, up: &[bool], store: &SharedMemStore, ids: &[WorkerId]) {
         let Some(ep) = &self.open else { return };
-        if !worker_up {
+        if !up[ep.worker] {
             return;
         }
+        let worker = &ids[ep.worker];
         let s = store.lock();
         if s.current_incarnation(worker) <= ep.incarnation_at_crash {
             return;
@@ -236,6 +251,7 @@ fn run_event_seed(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan)
         model_cents_by_page: by_page(&run.world),
         breakers: breakers(&run.store),
         loop_crashes: 0,
+        claims_by_worker: claims_by_worker(&run.store),
         plan,
     }
 }
@@ -279,28 +295,33 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
     sim.host(DB_HOST, move || serve_db(db_store.clone(), clock));
     let ads_platform = platform.clone();
     sim.host(ADS_HOST, move || serve_ads(ads_platform.clone(), clock));
-    let worker_cfg = scn.worker_config(opts.sabotage);
-    let worker_id = worker_cfg.worker.clone();
+    let workers = scn.run.workers as usize;
     let loop_cfg = scn.loop_config();
     let rpc_timeout = Duration::from_millis(scn.control.rpc_timeout_ms);
-    let boots = Arc::new(AtomicU64::new(0));
-    let worker_probe = probe.clone();
-    sim.host(WORKER_HOST, move || {
-        let boot = boots.fetch_add(1, Ordering::SeqCst);
-        let mut worker = Worker {
-            ports: Ports {
-                store: SimStore { timeout: rpc_timeout },
-                ads: SimAds { timeout: rpc_timeout },
-                clock,
-                probe: SimProbe(worker_probe.clone()),
-            },
-            cfg: worker_cfg.clone(),
-            loop_cfg: loop_cfg.clone(),
-            rng: rng_for(seed, stream::WORKER_BASE + boot),
-            stop: Default::default(),
-        };
-        async move { worker.run(None).await.map_err(|e| e.to_string().into()) }
-    });
+    let mut ids = Vec::new();
+    for i in 0..workers {
+        let worker_cfg = scn.worker_config_for(i, opts.sabotage);
+        ids.push(worker_cfg.worker.clone());
+        let loop_cfg = loop_cfg.clone();
+        let boots = Arc::new(AtomicU64::new(0));
+        let worker_probe = probe.clone();
+        sim.host(worker_host(i), move || {
+            let boot = boots.fetch_add(1, Ordering::SeqCst);
+            let mut worker = Worker {
+                ports: Ports {
+                    store: SimStore { timeout: rpc_timeout },
+                    ads: SimAds { timeout: rpc_timeout },
+                    clock,
+                    probe: SimProbe { state: worker_probe.clone(), worker: i },
+                },
+                cfg: worker_cfg.clone(),
+                loop_cfg: loop_cfg.clone(),
+                rng: rng_for(seed, stream::WORKER_BASE + 1_000 * i as u64 + boot),
+                stop: Default::default(),
+            };
+            async move { worker.run(None).await.map_err(|e| e.to_string().into()) }
+        });
+    }
 
     let mut queue: BTreeMap<(u64, u64), Action> = BTreeMap::new();
     let mut seq = 0u64;
@@ -310,8 +331,10 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
     };
     for t in &plan.timed {
         let action = match &t.fault {
-            Fault::Crash => Action::Crash,
-            Fault::Partition { link, for_ms } => Action::PartitionStart { link: *link, for_ms: *for_ms },
+            Fault::Crash { worker } => Action::Crash { worker: *worker },
+            Fault::Partition { worker, link, for_ms } => {
+                Action::PartitionStart { worker: *worker, link: *link, for_ms: *for_ms }
+            }
             Fault::TimeoutStorm { for_ms } => Action::StormStart { for_ms: *for_ms },
         };
         push(&mut queue, t.at_ms, action);
@@ -319,7 +342,7 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
 
     let fault_window_end = (scn.run.duration_s - scn.run.heal_s) * 1000;
     let mut mttr = Mttr::default();
-    let mut worker_up = true;
+    let mut up = vec![true; workers];
     let mut partitions = 0u32;
     let mut storms = 0u32;
     let mut crashes = 0u32;
@@ -337,8 +360,8 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
             let action = entry.remove();
             // A fault that would overlap a recovery or a partition waits, so
             // that each MTTR sample measures one container loss.
-            let busy = mttr.open.is_some() || partitions > 0 || !worker_up;
-            let postpone = matches!(action, Action::Crash | Action::PartitionStart { .. }) && busy;
+            let busy = mttr.open.is_some() || partitions > 0 || up.contains(&false);
+            let postpone = matches!(action, Action::Crash { .. } | Action::PartitionStart { .. }) && busy;
             if postpone {
                 if now_ms + POSTPONE.0 < fault_window_end {
                     push(&mut queue, now_ms + POSTPONE.0, action);
@@ -346,28 +369,28 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
                 continue;
             }
             match action {
-                Action::Crash => {
-                    crash(&mut sim, now_ms, &mut mttr, &store, &worker_id);
+                Action::Crash { worker } => {
+                    crash(&mut sim, now_ms, &mut mttr, &store, worker, &ids[worker]);
                     let delay = plan.restart_delays_ms[crashes as usize % plan.restart_delays_ms.len()];
                     crashes += 1;
-                    worker_up = false;
-                    push(&mut queue, now_ms + delay, Action::Bounce);
+                    up[worker] = false;
+                    push(&mut queue, now_ms + delay, Action::Bounce { worker });
                 }
-                Action::Bounce => {
-                    sim.bounce(WORKER_HOST);
-                    worker_up = true;
+                Action::Bounce { worker } => {
+                    sim.bounce(worker_host(worker));
+                    up[worker] = true;
                 }
-                Action::PartitionStart { link, for_ms } => {
-                    sim.partition(WORKER_HOST, host_of(link));
+                Action::PartitionStart { worker, link, for_ms } => {
+                    sim.partition(worker_host(worker), host_of(link));
                     partitions += 1;
                     match link {
                         Link::Db => faults.db_partitions += 1,
                         Link::Ads => faults.ads_partitions += 1,
                     }
-                    push(&mut queue, now_ms + for_ms, Action::Repair { link });
+                    push(&mut queue, now_ms + for_ms, Action::Repair { worker, link });
                 }
-                Action::Repair { link } => {
-                    sim.repair(WORKER_HOST, host_of(link));
+                Action::Repair { worker, link } => {
+                    sim.repair(worker_host(worker), host_of(link));
                     partitions -= 1;
                 }
                 Action::StormStart { for_ms } => {
@@ -384,21 +407,22 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
                 }
             }
         }
-        lock(&probe).enabled = worker_up && partitions == 0 && mttr.open.is_none() && now_ms < fault_window_end;
+        lock(&probe).enabled =
+            !up.contains(&false) && partitions == 0 && mttr.open.is_none() && now_ms < fault_window_end;
         if let Err(e) = sim.step() {
             break Some(e.to_string());
         }
         now_ms = sim.elapsed().as_millis() as u64;
         let requested = lock(&probe).crash_requested.take();
-        if let Some(site) = requested {
-            crash(&mut sim, now_ms, &mut mttr, &store, &worker_id);
+        if let Some((site, worker)) = requested {
+            crash(&mut sim, now_ms, &mut mttr, &store, worker, &ids[worker]);
             let delay = plan.restart_delays_ms[crashes as usize % plan.restart_delays_ms.len()];
             crashes += 1;
             crash_sites.push(site);
-            worker_up = false;
-            push(&mut queue, now_ms + delay, Action::Bounce);
+            up[worker] = false;
+            push(&mut queue, now_ms + delay, Action::Bounce { worker });
         }
-        mttr.poll(now_ms, worker_up, &store, &worker_id);
+        mttr.poll(now_ms, &up, &store, &ids);
     };
 
     let snapshot = store.lock().snapshot();
@@ -450,13 +474,14 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         model_cents_by_page: by_page(&world),
         breakers: breakers(&snapshot),
         loop_crashes: lock(&probe).loop_crashes,
+        claims_by_worker: claims_by_worker(&snapshot),
         plan,
     })
 }
 
-fn crash(sim: &mut turmoil::Sim<'_>, now_ms: u64, mttr: &mut Mttr, store: &SharedMemStore, worker: &WorkerId) {
-    sim.crash(WORKER_HOST);
-    mttr.on_crash(now_ms, store, worker);
+fn crash(sim: &mut turmoil::Sim<'_>, now_ms: u64, mttr: &mut Mttr, store: &SharedMemStore, i: usize, id: &WorkerId) {
+    sim.crash(worker_host(i));
+    mttr.on_crash(now_ms, store, i, id);
 }
 
 /// Runs `seeds` on `threads` threads; `on_done` is called after each seed.

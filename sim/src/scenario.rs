@@ -89,6 +89,9 @@ pub struct RunSection {
     /// to the next event; long horizons, no faults yet).
     #[serde(default)]
     pub driver: Driver,
+    /// Worker processes racing for the same jobs (turmoil driver).
+    #[serde(default = "one")]
+    pub workers: u32,
     /// Simulated length of one seed's run.
     pub duration_s: u64,
     /// Faults stop this long before the end: the liveness phase, in which the
@@ -192,6 +195,10 @@ pub struct AssertSection {
     pub model_cents_per_seed_max: Option<i64>,
 }
 
+fn one() -> u32 {
+    1
+}
+
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Driver {
@@ -287,6 +294,12 @@ impl Scenario {
                     .into(),
             ));
         }
+        if self.run.workers == 0 || self.run.workers > 16 {
+            return f("run.workers", "must be 1..=16");
+        }
+        if self.run.driver == Driver::Event && self.run.workers != 1 {
+            return f("run.workers", "the event driver runs one worker");
+        }
         if self.world.ads == 0 || self.world.ads > 10_000 {
             return f("world.ads", "must be 1..=10000");
         }
@@ -370,9 +383,14 @@ impl Scenario {
     }
 
     pub fn worker_config(&self, sabotage: Sabotage) -> WorkerConfig {
+        self.worker_config_for(0, sabotage)
+    }
+
+    /// The config of worker `i` (0-based); ids are `worker-1`, `worker-2`, ….
+    pub fn worker_config_for(&self, i: usize, sabotage: Sabotage) -> WorkerConfig {
         let c = &self.control;
         WorkerConfig {
-            worker: WorkerId::new("worker-1"),
+            worker: WorkerId::new(format!("worker-{}", i + 1)),
             claim_poll: Millis(c.claim_poll_ms),
             pools: vec![
                 PoolConfig {

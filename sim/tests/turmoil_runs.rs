@@ -83,7 +83,7 @@ fn shrinking_keeps_exactly_the_fault_the_failure_needs() {
     // Any one container loss breaks a 100 ms MTTR bound; nothing else is needed.
     let m = &shrunk.minimal;
     assert_eq!(m.timed.len() + m.site_crashes.len(), 1, "minimal: {m}");
-    let one_crash = m.site_crashes.len() == 1 || matches!(m.timed[0].fault, dlft_sim::faults::Fault::Crash);
+    let one_crash = m.site_crashes.len() == 1 || matches!(m.timed[0].fault, dlft_sim::faults::Fault::Crash { .. });
     assert!(one_crash, "the one fault left is a container loss: {m}");
     assert!(shrunk.failure.contains("mttr"), "{}", shrunk.failure);
     // And a passing seed has nothing to shrink.
@@ -91,4 +91,19 @@ fn shrinking_keeps_exactly_the_fault_the_failure_needs() {
     assert!(
         dlft_sim::shrink::shrink(&scn, 4, &RunOptions::default(), dlft_sim::run::plan_for(&scn, 4)).unwrap().is_none()
     );
+}
+
+#[test]
+fn two_workers_share_the_work_and_nothing_happens_twice() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/two-workers-racing.toml");
+    let scn = Scenario::load(&path).unwrap();
+    for seed in 0..3 {
+        let r = run(&scn, seed, Sabotage::None);
+        let claims = &r.claims_by_worker;
+        assert!(claims.get("worker-1").copied().unwrap_or(0) > 0, "seed {seed}: {claims:?}");
+        assert!(claims.get("worker-2").copied().unwrap_or(0) > 0, "seed {seed}: {claims:?}");
+        // slot_once, at_most_once and the rest are in the checker's verdict.
+        assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
+        assert_eq!(r.leak_cents, 0);
+    }
 }

@@ -253,8 +253,10 @@ impl MemStore {
             let job = self.jobs.get_mut(&id).expect("ready job is live");
             let before = job.state.as_str();
             let cause = match &job.lease {
-                Some(old) => format!("lease of {} {:?} expired", old.worker, old.incarnation),
-                None => "claim".to_string(),
+                Some(old) => {
+                    format!("claim by {}: lease of {} {:?} expired", req.worker, old.worker, old.incarnation)
+                }
+                None => format!("claim by {}", req.worker),
             };
             // A claim that takes over a dead attempt is a resume, not a retry.
             if job.interrupted || job.state == JobState::Running {
