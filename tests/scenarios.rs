@@ -1,60 +1,98 @@
 //! The scenario library, run as CI runs it: every seed the issues promise,
-//! through the real binary, with each scenario's own assertions.
+//! through the real binary, with each scenario's own assertions, plus proof
+//! that the faults each scenario is about actually happened.
 
 use std::process::Command;
 
 struct Entry {
     file: &'static str,
-    seeds: &'static str,
-    /// Faults are injected: each planned kind must actually have happened.
-    faulty: bool,
+    /// `faults.*` counters that must be positive over the run.
+    must_happen: &'static [&'static str],
+    /// Probe sites where a container must have died at least once.
+    must_crash_at: &'static [&'static str],
 }
 
-const LIBRARY: [Entry; 4] = [
-    Entry { file: "scenarios/ad-kill-container-loss.toml", seeds: "0..200", faulty: true },
-    Entry { file: "scenarios/brand-day.toml", seeds: "0..200", faulty: false },
-    Entry { file: "scenarios/scan-crash-loop.toml", seeds: "0..200", faulty: false },
-    Entry { file: "scenarios/two-workers-racing.toml", seeds: "0..200", faulty: true },
+const KILL_PHASES: &[&str] = &["kill_before_pause", "kill_after_pause", "kill_after_applied", "kill_after_read_back"];
+const ALL_FAULTS: &[&str] = &[
+    "crashes",
+    "db_partitions",
+    "ads_partitions",
+    "timeout_storms",
+    "api_timeouts",
+    "rate_limits",
+    "acks_without_effect",
 ];
 
-fn run(file: &str, seeds: &str) -> (bool, serde_json::Value, String) {
+const SEEDS: &str = "0..200";
+
+const LIBRARY: &[Entry] = &[
+    Entry { file: "scenarios/ad-kill-container-loss.toml", must_happen: ALL_FAULTS, must_crash_at: KILL_PHASES },
+    Entry { file: "scenarios/brand-day.toml", must_happen: &[], must_crash_at: &[] },
+    Entry { file: "scenarios/scan-crash-loop.toml", must_happen: &["crashes"], must_crash_at: &["scan_after_summary"] },
+    Entry { file: "scenarios/two-workers-racing.toml", must_happen: ALL_FAULTS, must_crash_at: KILL_PHASES },
+    Entry { file: "scenarios/swarm.toml", must_happen: ALL_FAULTS, must_crash_at: KILL_PHASES },
+    Entry { file: "scenarios/partitions.toml", must_happen: &["db_partitions", "ads_partitions"], must_crash_at: &[] },
+    Entry {
+        file: "scenarios/timeout-storm.toml",
+        must_happen: &["timeout_storms", "api_timeouts"],
+        must_crash_at: &[],
+    },
+    Entry { file: "scenarios/stale-reads.toml", must_happen: &["acks_without_effect"], must_crash_at: &[] },
+];
+
+fn check(entry: &Entry) {
+    let Entry { file, must_happen, must_crash_at } = entry;
     let out = Command::new(env!("CARGO_BIN_EXE_dlft"))
-        .args(["sim", "run", file, "--seeds", seeds, "--json"])
+        .args(["sim", "run", file, "--seeds", SEEDS, "--json"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("dlft runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{file}: no JSON ({e}): {stderr}"));
-    (out.status.success(), v, stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{file}: no JSON ({e}): {stderr}"));
+    println!(
+        "{file} {SEEDS}: mttr_ms {} leak_cents {} crashes {} kills {}",
+        v["mttr_ms"], v["leak_cents"], v["crashes"], v["kills"]
+    );
+    assert!(out.status.success(), "{file}: assertions failed:\n{}\n{stderr}", v["assertions"]);
+    assert_eq!(v["seeds"], 200);
+    assert_eq!(v["leak_cents"], 0);
+    for kind in *must_happen {
+        assert!(v["faults"][kind].as_u64().unwrap() > 0, "{file}: no {kind} over {SEEDS}");
+    }
+    let sites = v["crash_sites"].as_object().unwrap();
+    for site in *must_crash_at {
+        assert!(sites.get(*site).and_then(|n| n.as_u64()).unwrap_or(0) > 0, "{file}: no crash at {site}");
+    }
 }
 
-#[test]
-fn scenario_library_passes_its_assertions() {
-    for Entry { file, seeds, faulty } in LIBRARY {
-        let (ok, v, stderr) = run(file, seeds);
-        println!(
-            "{file} {seeds}: mttr_ms {} leak_cents {} crashes {} kills {}",
-            v["mttr_ms"], v["leak_cents"], v["crashes"], v["kills"]
-        );
-        assert!(ok, "{file}: assertions failed:\n{}\n{stderr}", v["assertions"]);
-        assert_eq!(v["seeds"], 200);
-        assert_eq!(v["leak_cents"], 0);
-        if !faulty {
-            continue;
+fn entry(file: &str) -> &'static Entry {
+    LIBRARY.iter().find(|e| e.file.ends_with(file)).expect("in the library")
+}
+
+macro_rules! scenario_tests {
+    ($($name:ident => $file:literal),* $(,)?) => {
+        $(#[test] fn $name() { check(entry($file)); })*
+
+        /// Every scenario in the library has its test.
+        #[test]
+        fn every_library_entry_is_tested() {
+            let tested = [$($file),*];
+            for e in LIBRARY {
+                assert!(tested.iter().any(|t| e.file.ends_with(t)), "{} has no test", e.file);
+            }
         }
-        assert!(v["mttr_ms"]["p99"].as_u64().unwrap() <= 4200);
-        assert!(v["crashes"].as_u64().unwrap() >= 200, "container loss was injected");
-        // Every kind of fault the scenario plans actually happened somewhere.
-        for kind in
-            ["db_partitions", "ads_partitions", "timeout_storms", "api_timeouts", "rate_limits", "acks_without_effect"]
-        {
-            assert!(v["faults"][kind].as_u64().unwrap() > 0, "{file}: no {kind} over {seeds}");
-        }
-        // And container loss hit every probe site between the kill's phases.
-        let sites = v["crash_sites"].as_object().unwrap();
-        for site in ["kill_before_pause", "kill_after_pause", "kill_after_applied", "kill_after_read_back"] {
-            assert!(sites.get(site).and_then(|n| n.as_u64()).unwrap_or(0) > 0, "{file}: no crash at {site}");
-        }
-    }
+    };
+}
+
+scenario_tests! {
+    ad_kill_container_loss => "ad-kill-container-loss.toml",
+    brand_day => "brand-day.toml",
+    scan_crash_loop => "scan-crash-loop.toml",
+    two_workers_racing => "two-workers-racing.toml",
+    swarm => "swarm.toml",
+    partitions => "partitions.toml",
+    timeout_storm => "timeout-storm.toml",
+    stale_reads => "stale-reads.toml",
 }

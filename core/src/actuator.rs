@@ -99,7 +99,15 @@ pub async fn run_kill<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
                 Err(e) => return Err(e),
             },
             Step::ReadBack => {
-                let status = read_back(ports, attempt, ad).await?;
+                // Platforms are eventually consistent: a read-back soon after
+                // a successful pause may still say ACTIVE. Re-read over the
+                // confirmation window before concluding the pause did not
+                // happen (and pausing again).
+                let mut status = read_back(ports, attempt, ad).await?;
+                while !status.is_stopped() && ports.clock.now().since(intent.updated_at) < cfg.readback_confirm {
+                    ports.clock.sleep(cfg.readback_poll).await;
+                    status = read_back(ports, attempt, ad).await?;
+                }
                 let to = after_read_back(&status);
                 advance(key, IntentPhase::Applied, to, false, format!("read-back: {status:?}"))
             }

@@ -37,6 +37,10 @@ pub struct LoopConfig {
     /// How far back the estimator reads the spend ledger.
     pub estimate_window: Millis,
     pub page_limit: u32,
+    /// After a successful pause, a read-back still saying ACTIVE is re-read
+    /// every `readback_poll` for this long before the kill pauses again.
+    pub readback_confirm: Millis,
+    pub readback_poll: Millis,
     /// Competitor scans; `None` runs none.
     #[serde(default)]
     pub scan: Option<ScanConfig>,
@@ -103,6 +107,9 @@ pub fn validate(w: &WorkerConfig, l: &LoopConfig) -> Result<(), String> {
     }
     if l.insights_lookback.0 < l.estimator.bucket.0 {
         errs.push("insights_lookback must cover at least one bucket".to_string());
+    }
+    if l.readback_poll.0 == 0 || l.readback_confirm.0 > 10 * 60_000 {
+        errs.push("readback_poll must be positive and readback_confirm at most 10 minutes".to_string());
     }
     if l.page_limit == 0 {
         errs.push("page_limit must be positive".to_string());

@@ -27,6 +27,25 @@ pub enum Link {
     Ads,
 }
 
+/// Which way a partition cuts.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Both,
+    /// Worker → peer dropped; replies would flow.
+    Outbound,
+    /// Peer → worker dropped: requests arrive, replies are lost.
+    Inbound,
+}
+
+/// Platform fault rates drawn for one seed (swarm testing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SwarmRates {
+    pub timeout_pct: u32,
+    pub rate_limit_pct: u32,
+    pub ack_without_effect_pct: u32,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
 pub enum Fault {
@@ -38,6 +57,7 @@ pub enum Fault {
         worker: usize,
         link: Link,
         for_ms: u64,
+        direction: Direction,
     },
     /// The platform times out `storm_timeout_pct` of requests for a while.
     TimeoutStorm {
@@ -58,6 +78,8 @@ pub struct FaultPlan {
     /// Crash the worker the n-th time it reaches the site.
     pub site_crashes: Vec<(Site, u32)>,
     pub restart_delays_ms: Vec<u64>,
+    /// Swarm scenarios: this seed's platform fault rates.
+    pub swarm: Option<SwarmRates>,
 }
 
 /// How many times a site is reached in a typical run bounds the occurrence
@@ -87,7 +109,14 @@ impl FaultPlan {
         for (link, count) in [(Link::Db, f.db_partitions), (Link::Ads, f.ads_partitions)] {
             for _ in 0..draw(rng, count) {
                 let for_ms = draw(rng, f.partition_ms);
-                let fault = Fault::Partition { worker: pick(rng), link, for_ms };
+                let worker = pick(rng);
+                // Drawn only where one-way partitions are asked for: other plans stay as they were.
+                let direction = if f.oneway_partition_pct > 0 && rng.random_range(0..100) < f.oneway_partition_pct {
+                    if rng.random_bool(0.5) { Direction::Outbound } else { Direction::Inbound }
+                } else {
+                    Direction::Both
+                };
+                let fault = Fault::Partition { worker, link, for_ms, direction };
                 timed.push(TimedFault { at_ms: draw(rng, window), fault });
             }
         }
@@ -108,7 +137,13 @@ impl FaultPlan {
             })
             .collect();
         let restart_delays_ms = (0..RESTART_DELAYS).map(|_| draw(rng, f.restart_delay_ms)).collect();
-        FaultPlan { timed, site_crashes, restart_delays_ms }
+        let p = &scn.platform;
+        let swarm = f.swarm.then(|| SwarmRates {
+            timeout_pct: rng.random_range(0..=p.timeout_pct),
+            rate_limit_pct: rng.random_range(0..=p.rate_limit_pct),
+            ack_without_effect_pct: rng.random_range(0..=p.ack_without_effect_pct),
+        });
+        FaultPlan { timed, site_crashes, restart_delays_ms, swarm }
     }
 }
 
@@ -118,14 +153,23 @@ impl fmt::Display for FaultPlan {
             let secs = t.at_ms as f64 / 1000.0;
             match &t.fault {
                 Fault::Crash { worker } => writeln!(f, "  t={secs:.3}s crash worker #{}", worker + 1)?,
-                Fault::Partition { worker, link, for_ms } => {
-                    writeln!(f, "  t={secs:.3}s partition worker #{}<->{link:?} for {for_ms}ms", worker + 1)?
-                }
+                Fault::Partition { worker, link, for_ms, direction } => writeln!(
+                    f,
+                    "  t={secs:.3}s partition worker #{}<->{link:?} ({direction:?}) for {for_ms}ms",
+                    worker + 1
+                )?,
                 Fault::TimeoutStorm { for_ms } => writeln!(f, "  t={secs:.3}s ads timeout storm for {for_ms}ms")?,
             }
         }
         for (site, n) in &self.site_crashes {
             writeln!(f, "  crash worker at {site:?} #{n}")?;
+        }
+        if let Some(r) = &self.swarm {
+            writeln!(
+                f,
+                "  swarm rates: timeouts {}%, rate limits {}%, acks without effect {}%",
+                r.timeout_pct, r.rate_limit_pct, r.ack_without_effect_pct
+            )?;
         }
         Ok(())
     }

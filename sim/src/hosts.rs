@@ -261,6 +261,17 @@ fn graph_error(status: u16, code: i64, message: &str) -> HttpReply {
 
 /// Applies a served request to the world and builds Meta's reply.
 pub fn handle_ads(world: &mut AdsWorld, req: &AdsRequest, now: Timestamp, ack_without_effect: bool) -> HttpReply {
+    handle_ads_stale(world, req, now, ack_without_effect, Millis(0))
+}
+
+/// As [`handle_ads`], with status read-backs `stale` behind the truth.
+pub fn handle_ads_stale(
+    world: &mut AdsWorld,
+    req: &AdsRequest,
+    now: Timestamp,
+    ack_without_effect: bool,
+    stale: Millis,
+) -> HttpReply {
     world.advance_to(now);
     match req {
         AdsRequest::Insights { query } => {
@@ -315,7 +326,7 @@ pub fn handle_ads(world: &mut AdsWorld, req: &AdsRequest, now: Timestamp, ack_wi
                 "stop_reason": "tool_use"
             }))
         }
-        AdsRequest::Status { ad } => match world.status(ad) {
+        AdsRequest::Status { ad } => match world.status_at(ad, now - stale) {
             None => graph_error(400, 100, "(#100) object does not exist"),
             Some(status) => {
                 let s = match status {
@@ -358,7 +369,8 @@ pub async fn serve_ads(platform: Arc<Mutex<PlatformState>>, clock: SimClock) -> 
                 Fate::Serve { latency, ack_without_effect } => {
                     tokio::time::sleep(latency.as_std()).await;
                     let p = lock(&platform);
-                    let reply = handle_ads(&mut lock(&p.world), &req, clock.now(), ack_without_effect);
+                    let stale = Millis(p.cfg.stale_read_ms);
+                    let reply = handle_ads_stale(&mut lock(&p.world), &req, clock.now(), ack_without_effect, stale);
                     Some(reply)
                 }
             }

@@ -21,7 +21,7 @@ use dlft_core::time::{Millis, Timestamp};
 use dlft_core::worker::{Ports, Worker};
 
 use crate::checker::{CheckInput, Violation, check};
-use crate::faults::{Fault, FaultPlan, Link};
+use crate::faults::{Direction, Fault, FaultPlan, Link};
 use crate::hosts::{
     ADS_HOST, DB_HOST, PlatformState, ProbeState, SimAds, SimClock, SimProbe, SimStore, lock, serve_ads, serve_db,
     worker_host,
@@ -135,8 +135,8 @@ fn breakers(snapshot: &dlft_core::store::Snapshot) -> Vec<(String, String)> {
 enum Action {
     Crash { worker: usize },
     Bounce { worker: usize },
-    PartitionStart { worker: usize, link: Link, for_ms: u64 },
-    Repair { worker: usize, link: Link },
+    PartitionStart { worker: usize, link: Link, for_ms: u64, direction: Direction },
+    Repair { worker: usize, link: Link, direction: Direction },
     StormStart { for_ms: u64 },
     StormEnd,
 }
@@ -272,9 +272,15 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
 
     let store = SharedMemStore::new();
     let world = Arc::new(Mutex::new(AdsWorld::new(scn, EPOCH, rng_for(seed, stream::WORLD))));
+    let mut platform_cfg = scn.platform.clone();
+    if let Some(r) = &plan.swarm {
+        platform_cfg.timeout_pct = r.timeout_pct;
+        platform_cfg.rate_limit_pct = r.rate_limit_pct;
+        platform_cfg.ack_without_effect_pct = r.ack_without_effect_pct;
+    }
     let platform = Arc::new(Mutex::new(PlatformState {
         world: world.clone(),
-        cfg: scn.platform.clone(),
+        cfg: platform_cfg,
         rng: rng_for(seed, stream::PLATFORM),
         storm_timeout_pct: None,
         requests: 0,
@@ -332,8 +338,8 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
     for t in &plan.timed {
         let action = match &t.fault {
             Fault::Crash { worker } => Action::Crash { worker: *worker },
-            Fault::Partition { worker, link, for_ms } => {
-                Action::PartitionStart { worker: *worker, link: *link, for_ms: *for_ms }
+            Fault::Partition { worker, link, for_ms, direction } => {
+                Action::PartitionStart { worker: *worker, link: *link, for_ms: *for_ms, direction: *direction }
             }
             Fault::TimeoutStorm { for_ms } => Action::StormStart { for_ms: *for_ms },
         };
@@ -380,17 +386,27 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
                     sim.bounce(worker_host(worker));
                     up[worker] = true;
                 }
-                Action::PartitionStart { worker, link, for_ms } => {
-                    sim.partition(worker_host(worker), host_of(link));
+                Action::PartitionStart { worker, link, for_ms, direction } => {
+                    let (w, peer) = (worker_host(worker), host_of(link));
+                    match direction {
+                        Direction::Both => sim.partition(w, peer),
+                        Direction::Outbound => sim.partition_oneway(w, peer),
+                        Direction::Inbound => sim.partition_oneway(peer, w),
+                    }
                     partitions += 1;
                     match link {
                         Link::Db => faults.db_partitions += 1,
                         Link::Ads => faults.ads_partitions += 1,
                     }
-                    push(&mut queue, now_ms + for_ms, Action::Repair { worker, link });
+                    push(&mut queue, now_ms + for_ms, Action::Repair { worker, link, direction });
                 }
-                Action::Repair { worker, link } => {
-                    sim.repair(worker_host(worker), host_of(link));
+                Action::Repair { worker, link, direction } => {
+                    let (w, peer) = (worker_host(worker), host_of(link));
+                    match direction {
+                        Direction::Both => sim.repair(w, peer),
+                        Direction::Outbound => sim.repair_oneway(w, peer),
+                        Direction::Inbound => sim.repair_oneway(peer, w),
+                    }
                     partitions -= 1;
                 }
                 Action::StormStart { for_ms } => {

@@ -130,6 +130,9 @@ pub struct PlatformSection {
     pub rate_limit_pct: u32,
     /// Pause calls answered `{"success": true}` that did not take effect.
     pub ack_without_effect_pct: u32,
+    /// Status read-backs show the ad as it was this long ago (eventual consistency).
+    #[serde(default)]
+    pub stale_read_ms: u64,
     pub page_limit: u32,
 }
 
@@ -156,6 +159,19 @@ pub struct LoopSection {
     pub kill_concurrency: u32,
     /// A job running longer than this is abandoned and retried.
     pub job_timeout_ms: u64,
+    /// Read-back confirmation window and poll after a successful pause.
+    #[serde(default = "readback_confirm_ms")]
+    pub readback_confirm_ms: u64,
+    #[serde(default = "readback_poll_ms")]
+    pub readback_poll_ms: u64,
+}
+
+fn readback_confirm_ms() -> u64 {
+    10_000
+}
+
+fn readback_poll_ms() -> u64 {
+    1_000
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +192,13 @@ pub struct FaultSection {
     pub timeout_storms: Range,
     pub storm_s: Range,
     pub storm_timeout_pct: u32,
+    /// Share of partitions that cut one direction only (worker → peer, or back).
+    #[serde(default)]
+    pub oneway_partition_pct: u32,
+    /// Swarm testing: each seed draws its own platform fault rates, each
+    /// uniformly from 0 to the `[platform]` rate, and prints them with its plan.
+    #[serde(default)]
+    pub swarm: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +341,7 @@ impl Scenario {
         pct("platform.rate_limit_pct", self.platform.rate_limit_pct)?;
         pct("platform.ack_without_effect_pct", self.platform.ack_without_effect_pct)?;
         pct("faults.storm_timeout_pct", self.faults.storm_timeout_pct)?;
+        pct("faults.oneway_partition_pct", self.faults.oneway_partition_pct)?;
         pct("loop.max_kill_share_pct", self.control.max_kill_share_pct)?;
         if let Some(sc) = &self.scan {
             if sc.pages == 0 || sc.pages > 1_000 {
@@ -367,6 +391,8 @@ impl Scenario {
             insights_lookback: Millis::from_secs(c.lookback_s),
             estimate_window: Millis::from_secs(self.run.duration_s),
             page_limit: self.platform.page_limit,
+            readback_confirm: Millis(c.readback_confirm_ms),
+            readback_poll: Millis(c.readback_poll_ms),
             scan: self.scan.as_ref().map(|sc| dlft_core::config::ScanConfig {
                 pages: (0..sc.pages).map(crate::world::page_name).collect(),
                 cadence: dlft_core::cadence::CadenceConfig {

@@ -276,6 +276,11 @@ impl AdsWorld {
         }
     }
 
+    /// The status as it was at `t` (a stale read).
+    pub fn status_at(&self, ad: &AdId, t: Timestamp) -> Option<AdStatus> {
+        self.ads.get(ad).map(|s| if s.is_paused_at(t) { AdStatus::Paused } else { AdStatus::Active })
+    }
+
     pub fn status(&self, ad: &AdId) -> Option<AdStatus> {
         self.ads.get(ad).map(|s| if s.open_pause().is_some() { AdStatus::Paused } else { AdStatus::Active })
     }
