@@ -20,11 +20,13 @@ pub struct InProcessAds<C> {
     pub world: Arc<Mutex<AdsWorld>>,
     pub clock: C,
     calls: AtomicU64,
+    /// The model vendor never answers (tests of hang isolation).
+    pub hang_models: bool,
 }
 
 impl<C: Clock> InProcessAds<C> {
     pub fn new(world: Arc<Mutex<AdsWorld>>, clock: C) -> Self {
-        InProcessAds { world, clock, calls: AtomicU64::new(0) }
+        InProcessAds { world, clock, calls: AtomicU64::new(0), hang_models: false }
     }
 
     /// External calls served so far.
@@ -80,8 +82,13 @@ impl<C: Clock> Models for InProcessAds<C> {
     ) -> impl Future<Output = Result<Summary, ModelError>> + Send {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let req = AdsRequest::Summarize { call_id: call_id.into(), page: page.into(), ads: ads.to_vec() };
-        let reply = handle_ads(&mut lock(&self.world), &req, self.clock.now(), false);
-        ready(crate::hosts::model_reply(reply))
+        let reply = (!self.hang_models).then(|| handle_ads(&mut lock(&self.world), &req, self.clock.now(), false));
+        async move {
+            match reply {
+                Some(reply) => crate::hosts::model_reply(reply),
+                None => std::future::pending().await,
+            }
+        }
     }
 }
 
@@ -141,6 +148,18 @@ pub fn run_in_process_with(
     seed: u64,
     sabotage: dlft_core::config::Sabotage,
 ) -> InProcessRun {
+    run_in_process_until(scn, seed, sabotage, None, false)
+}
+
+/// The general form: stop at `until` (default: the scenario's end), and with
+/// `hang_models` the model vendor never answers (a hang in one job kind).
+pub fn run_in_process_until(
+    scn: &crate::scenario::Scenario,
+    seed: u64,
+    sabotage: dlft_core::config::Sabotage,
+    until: Option<dlft_core::time::Timestamp>,
+    hang_models: bool,
+) -> InProcessRun {
     use crate::run::{EPOCH, rng_for};
     use dlft_core::probe::NoProbe;
     use dlft_core::store::SharedMemStore;
@@ -150,7 +169,9 @@ pub fn run_in_process_with(
     virtual_runtime().block_on(async {
         let clock = VirtualClock::new(EPOCH);
         let world = Arc::new(Mutex::new(AdsWorld::new(scn, EPOCH, rng_for(seed, 1))));
-        let ads = Arc::new(InProcessAds::new(world.clone(), clock));
+        let mut ads = InProcessAds::new(world.clone(), clock);
+        ads.hang_models = hang_models;
+        let ads = Arc::new(ads);
         let store = SharedMemStore::new();
         let mut worker = Worker {
             ports: Ports { store: store.clone(), ads: ads.clone(), clock, probe: NoProbe },
@@ -159,7 +180,7 @@ pub fn run_in_process_with(
             rng: rng_for(seed, 100),
             stop: Default::default(),
         };
-        let end = EPOCH + Millis::from_secs(scn.run.duration_s);
+        let end = until.unwrap_or(EPOCH + Millis::from_secs(scn.run.duration_s));
         worker.run(Some(end)).await.expect("the in-process store never replaces the worker");
         let world = lock(&world).clone();
         InProcessRun { world, store: store.lock().snapshot(), end, calls: ads.calls() }
