@@ -107,10 +107,5 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
 }
 
 pub fn kill_job(key: &IdempotencyKey, ad: &AdId, now: Timestamp) -> NewJob {
-    NewJob {
-        task: Task::KillAd { key: key.clone(), ad: ad.clone() },
-        priority: KILL_PRIORITY,
-        run_at: now,
-        idempotency_key: Some(key.clone()),
-    }
+    NewJob::new(&Task::KillAd { key: key.clone(), ad: ad.clone() }, KILL_PRIORITY, now, Some(key.clone()))
 }

@@ -142,13 +142,18 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
     }
 
     async fn boot(&self) -> Incarnation {
-        loop {
+        let incarnation = loop {
             let now = self.ports.clock.now();
             match self.ports.store.boot(&self.cfg.worker, now).await {
-                Ok(boot) => return boot.incarnation,
+                Ok(boot) => break boot.incarnation,
                 Err(_) => self.ports.clock.sleep(self.cfg.store_backoff).await,
             }
-        }
+        };
+        // Jobs no pool of this build can run would wait forever: discard
+        // them with the reason (best effort; the next boot tries again).
+        let known: Vec<String> = self.cfg.pools.iter().map(|p| p.kind.as_str().to_string()).collect();
+        let _ = self.ports.store.discard_unknown_kinds(&known, self.ports.clock.now()).await;
+        incarnation
     }
 
     /// Fires due slots of every schedule: once across workers and restarts,
@@ -172,8 +177,7 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
             }
             if known && last.is_none_or(|l| now >= l + self.cfg.tick_every) {
                 for slot in due_slots(last, now, self.cfg.tick_every, BACKFILL_MAX) {
-                    let job =
-                        NewJob { task: Task::PollInsights { slot }, priority: 1, run_at: now, idempotency_key: None };
+                    let job = NewJob::new(&Task::PollInsights { slot }, 1, now, None);
                     if self.ports.store.fire_slot(TICK_SCHEDULE, slot, job, now).await.is_ok() {
                         last = last.max(Some(slot));
                     }
@@ -198,12 +202,7 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
             if fired.get(page) == Some(&slot) {
                 continue;
             }
-            let job = NewJob {
-                task: Task::ScanStore { page: page.clone() },
-                priority: 2,
-                run_at: now,
-                idempotency_key: None,
-            };
+            let job = NewJob::new(&Task::ScanStore { page: page.clone() }, 2, now, None);
             if self.ports.store.fire_slot(&scan::schedule_name(page), slot, job, now).await.is_ok() {
                 fired.insert(page.clone(), slot);
             }
@@ -346,7 +345,8 @@ pub async fn run_task<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe>(
     attempt: &mut Attempt,
     job: &Job,
 ) -> Result<(), JobError> {
-    match &job.task {
+    let task = job.task().map_err(JobError::Permanent)?;
+    match &task {
         Task::PollInsights { slot } => tick::run(ports, loop_cfg, sabotage, attempt, *slot).await,
         Task::KillAd { key, ad } => actuator::run_kill(ports, loop_cfg, sabotage, attempt, key, ad).await,
         Task::ScanStore { page } => {

@@ -22,7 +22,7 @@ fn block_on<F: Future>(f: F) -> F::Output {
 #[test]
 fn mem_store_passes_the_conformance_suite() {
     let all = cases::<SharedMemStore>();
-    assert!(all.len() >= 13);
+    assert!(all.len() >= 14);
     for (name, case) in all {
         eprintln!("case {name}");
         block_on(case(SharedMemStore::new()));
@@ -32,12 +32,7 @@ fn mem_store_passes_the_conformance_suite() {
 #[test]
 fn replay_rejects_a_log_with_a_gap() {
     let s = SharedMemStore::new();
-    let job = NewJob {
-        task: Task::PollInsights { slot: Timestamp(0) },
-        priority: 0,
-        run_at: Timestamp(0),
-        idempotency_key: None,
-    };
+    let job = NewJob::new(&Task::PollInsights { slot: Timestamp(0) }, 0, Timestamp(0), None);
     block_on(s.enqueue(job, Timestamp(0))).unwrap();
     let boot = block_on(s.boot(&WorkerId::new("w"), Timestamp(0))).unwrap();
     let req = ClaimRequest {

@@ -88,6 +88,7 @@ fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) -> Sto
             StoreReply::Done
         }
         StoreRequest::Schedules => StoreReply::Schedules(s.schedules()),
+        StoreRequest::DiscardUnknownKinds { known } => StoreReply::Discarded(s.discard_unknown_kinds(&known, now)),
         StoreRequest::SetSchedule { name, enabled, reason } => {
             s.set_schedule(&name, enabled, &reason, now);
             StoreReply::Done
@@ -162,6 +163,9 @@ impl Store for SimStore {
     async fn set_schedule(&self, name: &str, enabled: bool, reason: &str, _now: Timestamp) -> Result<(), StoreError> {
         let req = StoreRequest::SetSchedule { name: name.to_string(), enabled, reason: reason.to_string() };
         self.done(req).await
+    }
+    async fn discard_unknown_kinds(&self, known: &[String], _now: Timestamp) -> Result<Vec<JobId>, StoreError> {
+        expect_reply!(self, StoreRequest::DiscardUnknownKinds { known: known.to_vec() }, Discarded)
     }
     async fn release(&self, lease: &Lease, _now: Timestamp) -> Result<(), StoreError> {
         self.done(StoreRequest::Release { lease: lease.clone() }).await

@@ -53,7 +53,63 @@ fn stopping_hands_every_claim_back_with_its_attempt() {
         .filter(|e| e.kind == EventKind::JobReleased && e.cause.starts_with("graceful shutdown"))
         .count();
     assert!(handed_back > 0, "the held scan was handed back");
-    let scan = run.store.jobs.iter().find(|j| j.task.kind() == JobKind::ScanStore && j.state == JobState::Available);
+    let scan = run.store.jobs.iter().find(|j| j.kind == JobKind::ScanStore.as_str() && j.state == JobState::Available);
     let scan = scan.expect("an available scan job");
     assert_eq!(scan.resumes, 0, "a handed-back attempt is not a crash resume");
+}
+
+#[test]
+fn a_job_whose_payload_does_not_deserialize_is_discarded_with_its_reason() {
+    use std::sync::{Arc, Mutex};
+
+    use dlft_core::probe::NoProbe;
+    use dlft_core::store::{NewJob, SharedMemStore, Store};
+    use dlft_core::time::Timestamp;
+    use dlft_core::worker::{Ports, Worker};
+    use dlft_sim::inproc::{InProcessAds, VirtualClock, virtual_runtime};
+    use dlft_sim::run::rng_for;
+    use dlft_sim::world::AdsWorld;
+
+    let scn = scan_scenario();
+    let store = SharedMemStore::new();
+    let garbled = NewJob {
+        kind: "kill_ad".into(),
+        payload: serde_json::json!({"kind": "kill_ad", "ad": ["not", "an", "id"]}),
+        priority: 0,
+        run_at: Timestamp(0),
+        idempotency_key: None,
+    };
+    let bad = futures_lite_block(store.enqueue(garbled, EPOCH)).unwrap().id();
+    virtual_runtime().block_on(async {
+        let clock = VirtualClock::new(EPOCH);
+        let world = Arc::new(Mutex::new(AdsWorld::new(&scn, EPOCH, rng_for(3, 1))));
+        let mut worker = Worker {
+            ports: Ports {
+                store: store.clone(),
+                ads: Arc::new(InProcessAds::new(world, clock)),
+                clock,
+                probe: NoProbe,
+            },
+            cfg: scn.worker_config(Sabotage::None),
+            loop_cfg: scn.loop_config(),
+            rng: rng_for(3, 100),
+            stop: Default::default(),
+        };
+        worker.run(Some(EPOCH + Millis::from_secs(300))).await.unwrap();
+    });
+    let s = store.lock();
+    let job = s.job(bad).unwrap();
+    assert_eq!(job.state, JobState::Discarded);
+    assert!(job.errors.iter().any(|e| e.contains("does not deserialize")), "{:?}", job.errors);
+    let ticks = s.events().iter().filter(|e| e.kind == EventKind::JobCompleted).count();
+    assert!(ticks > 3, "the rest of the loop ran undisturbed");
+}
+
+/// The MemStore's futures are ready at once.
+fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    match std::pin::pin!(f).as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("not ready"),
+    }
 }

@@ -41,6 +41,7 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("checkpoints_survive_a_crash", |s| Box::pin(checkpoints_survive_a_crash(s))),
         ("intents_advance_once_and_batches_are_atomic", |s| Box::pin(intents_advance_once_and_batches_are_atomic(s))),
         ("the_log_rebuilds_every_state", |s| Box::pin(the_log_rebuilds_every_state(s))),
+        ("bad_jobs_are_discarded_with_their_reason", |s| Box::pin(bad_jobs_are_discarded_with_their_reason(s))),
     ]
 }
 
@@ -49,7 +50,7 @@ fn t(ms: u64) -> Timestamp {
 }
 
 fn job(task: Task, key: Option<&str>) -> NewJob {
-    NewJob { task, priority: 0, run_at: t(0), idempotency_key: key.map(IdempotencyKey::new) }
+    NewJob::new(&task, 0, t(0), key.map(IdempotencyKey::new))
 }
 
 fn tick(slot: u64) -> Task {
@@ -302,4 +303,33 @@ pub async fn the_log_rebuilds_every_state<S: Store>(s: S) {
         assert_eq!(state, job.state.as_str(), "{id}: the log and the table agree");
     }
     assert_eq!(rebuilt.jobs.len(), 3);
+}
+
+pub async fn bad_jobs_are_discarded_with_their_reason<S: Store>(s: S) {
+    let unknown = NewJob {
+        kind: "launch_rocket".into(),
+        payload: serde_json::json!({"kind": "launch_rocket"}),
+        priority: 0,
+        run_at: t(0),
+        idempotency_key: None,
+    };
+    let bad_id = s.enqueue(unknown, t(0)).await.unwrap().id();
+    let good_id = s.enqueue(job(tick(0), None), t(0)).await.unwrap().id();
+    let known: Vec<String> = JobKind::ALL.iter().map(|k| k.as_str().to_string()).collect();
+    assert_eq!(s.discard_unknown_kinds(&known, t(1)).await.unwrap(), vec![bad_id]);
+    let bad = s.job(bad_id).await.unwrap().unwrap();
+    assert_eq!(bad.state, JobState::Discarded);
+    assert!(bad.errors[0].contains("unknown job kind \"launch_rocket\""), "{:?}", bad.errors);
+    assert_eq!(s.job(good_id).await.unwrap().unwrap().state, JobState::Available, "nothing else disturbed");
+    // A payload that does not deserialize is stored as is; decoding says why.
+    let garbled = NewJob {
+        kind: "kill_ad".into(),
+        payload: serde_json::json!({"kind": "kill_ad", "ad": 7}),
+        priority: 0,
+        run_at: t(0),
+        idempotency_key: None,
+    };
+    let id = s.enqueue(garbled, t(2)).await.unwrap().id();
+    let err = s.job(id).await.unwrap().unwrap().task().unwrap_err();
+    assert!(err.contains("does not deserialize"), "{err}");
 }

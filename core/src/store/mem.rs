@@ -125,9 +125,8 @@ impl MemStore {
 
     pub fn enqueue(&mut self, job: NewJob, now: Timestamp) -> Enqueued {
         if let Some(key) = &job.idempotency_key {
-            let kind = job.task.kind();
             if let Some(existing) =
-                self.jobs.values().find(|j| j.idempotency_key.as_ref() == Some(key) && j.task.kind() == kind)
+                self.jobs.values().find(|j| j.idempotency_key.as_ref() == Some(key) && j.kind == job.kind)
             {
                 return Enqueued::Duplicate(existing.id);
             }
@@ -142,14 +141,15 @@ impl MemStore {
                 entity: id.to_string(),
                 before: "none",
                 after: "available",
-                cause: format!("{:?}", job.task),
+                cause: format!("{} {}", job.kind, job.payload),
             },
         );
         self.jobs.insert(
             id,
             Job {
                 id,
-                task: job.task,
+                kind: job.kind,
+                payload: job.payload,
                 priority: job.priority,
                 run_at: job.run_at,
                 created_at: now,
@@ -236,7 +236,7 @@ impl MemStore {
         let mut ready: Vec<(i16, Timestamp, JobId)> = self
             .jobs
             .values()
-            .filter(|j| req.kinds.contains(&j.task.kind()))
+            .filter(|j| req.kinds.iter().any(|k| k.as_str() == j.kind))
             .filter(|j| match j.state {
                 JobState::Available => j.run_at <= now,
                 JobState::Running => j.lease.as_ref().is_some_and(|l| l.expires_at <= now),
@@ -524,6 +524,34 @@ impl MemStore {
         Ok(())
     }
 
+    pub fn discard_unknown_kinds(&mut self, known: &[String], now: Timestamp) -> Vec<JobId> {
+        let unknown: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Available && !known.contains(&j.kind))
+            .map(|j| j.id)
+            .collect();
+        for id in &unknown {
+            let mut job = self.jobs.remove(id).expect("listed");
+            let error = format!("unknown job kind {:?} (this build runs {known:?})", job.kind);
+            job.state = JobState::Discarded;
+            job.errors.push(error.clone());
+            self.log(
+                now,
+                Ev {
+                    block: Block::Scheduler,
+                    kind: EventKind::JobDiscarded,
+                    entity: id.to_string(),
+                    before: "available",
+                    after: "discarded",
+                    cause: error,
+                },
+            );
+            self.finished.insert(*id, job);
+        }
+        unknown
+    }
+
     pub fn release(&mut self, lease: &Lease, now: Timestamp) -> Result<(), StoreError> {
         self.check_fence(lease)?;
         let job = self.jobs.get_mut(&lease.job).expect("fence checked");
@@ -654,6 +682,13 @@ impl Store for SharedMemStore {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.lock().set_schedule(name, enabled, reason, now);
         ready(Ok(()))
+    }
+    fn discard_unknown_kinds(
+        &self,
+        known: &[String],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send {
+        ready(Ok(self.lock().discard_unknown_kinds(known, now)))
     }
     fn release(&self, lease: &Lease, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send {
         ready(self.lock().release(lease, now))

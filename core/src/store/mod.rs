@@ -49,6 +49,15 @@ pub enum JobKind {
 
 impl JobKind {
     pub const ALL: [JobKind; 3] = [JobKind::PollInsights, JobKind::KillAd, JobKind::ScanStore];
+
+    /// The kind as stored (the `kind` column).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::PollInsights => "poll_insights",
+            JobKind::KillAd => "kill_ad",
+            JobKind::ScanStore => "scan_store",
+        }
+    }
 }
 
 impl Task {
@@ -61,9 +70,12 @@ impl Task {
     }
 }
 
+/// A job to enqueue. The store keeps what SQL keeps: a kind and a raw JSON
+/// payload; the worker decodes the payload when it runs the job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewJob {
-    pub task: Task,
+    pub kind: String,
+    pub payload: serde_json::Value,
     /// Lower runs first.
     pub priority: i16,
     pub run_at: Timestamp,
@@ -106,7 +118,9 @@ pub struct LeaseRow {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,
-    pub task: Task,
+    pub kind: String,
+    /// The task as enqueued; decode with [`Job::task`].
+    pub payload: serde_json::Value,
     pub priority: i16,
     pub run_at: Timestamp,
     pub created_at: Timestamp,
@@ -126,6 +140,30 @@ pub struct Job {
     pub schedule: Option<String>,
     /// The last checkpoint a pipeline wrote; a resumed attempt starts here.
     pub checkpoint: Option<Checkpoint>,
+}
+
+impl NewJob {
+    pub fn new(task: &Task, priority: i16, run_at: Timestamp, idempotency_key: Option<IdempotencyKey>) -> NewJob {
+        NewJob {
+            kind: task.kind().as_str().to_string(),
+            payload: serde_json::to_value(task).expect("tasks serialize"),
+            priority,
+            run_at,
+            idempotency_key,
+        }
+    }
+}
+
+impl Job {
+    /// The job's task, or why its payload is not one.
+    pub fn task(&self) -> Result<Task, String> {
+        let task: Task = serde_json::from_value(self.payload.clone())
+            .map_err(|e| format!("payload of a {:?} job does not deserialize: {e}", self.kind))?;
+        if task.kind().as_str() != self.kind {
+            return Err(format!("payload is a {:?} task in a {:?} job", task.kind().as_str(), self.kind));
+        }
+        Ok(task)
+    }
 }
 
 /// A pipeline's progress: the step it completed, and what it needs to go on.
@@ -370,6 +408,12 @@ pub trait Store: Send + Sync {
         reason: &str,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Discards waiting jobs of kinds not in `known`, recording why.
+    fn discard_unknown_kinds(
+        &self,
+        known: &[String],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send;
     /// Graceful shutdown: hands the job back, and its attempt with it.
     fn release(&self, lease: &Lease, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn claim(&self, req: &ClaimRequest, now: Timestamp) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
