@@ -38,6 +38,11 @@ const LIBRARY: &[Entry] = &[
         must_crash_at: &[],
     },
     Entry { file: "scenarios/stale-reads.toml", must_happen: &["acks_without_effect"], must_crash_at: &[] },
+    Entry {
+        file: "scenarios/pipeline-phase-loss.toml",
+        must_happen: &["crashes"],
+        must_crash_at: &["scan_after_fetch", "scan_after_summary", "kill_after_pause", "kill_after_read_back"],
+    },
 ];
 
 fn check(entry: &Entry) {
@@ -95,4 +100,5 @@ scenario_tests! {
     partitions => "partitions.toml",
     timeout_storm => "timeout-storm.toml",
     stale_reads => "stale-reads.toml",
+    pipeline_phase_loss => "pipeline-phase-loss.toml",
 }

@@ -22,6 +22,8 @@ use dlft_core::time::Timestamp;
 
 pub const DB_PORT: u16 = 5432;
 pub const ADS_PORT: u16 = 443;
+/// How long a server waits for a connection's request line.
+pub const REQUEST_WAIT: Duration = Duration::from_secs(10);
 /// Longest request or reply line accepted.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 
@@ -152,8 +154,11 @@ where
         tokio::spawn(async move {
             let mut reader = BufReader::new(stream);
             let mut line = String::new();
-            match reader.read_line(&mut line).await {
-                Ok(n) if n > 0 && n <= MAX_FRAME_BYTES => {}
+            // A request lost to a partition (or a dead client) would hold the
+            // connection forever, and once ephemeral ports wrap around a new
+            // connection could reuse its pair: give up on it in bounded time.
+            match tokio::time::timeout(REQUEST_WAIT, reader.read_line(&mut line)).await {
+                Ok(Ok(n)) if n > 0 && n <= MAX_FRAME_BYTES => {}
                 _ => return,
             }
             // A request that does not parse gets no reply: the caller times out.

@@ -268,6 +268,9 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         .simulation_duration(Duration::from_millis(end_ms + 3_600_000))
         .min_message_latency(Duration::from_millis(net.lo))
         .max_message_latency(Duration::from_millis(net.hi))
+        // One connection per call: the widest range puts the wrap-around of
+        // ephemeral ports far beyond any connection a server still holds.
+        .ephemeral_ports(1024..=65535)
         .build();
 
     let store = SharedMemStore::new();
