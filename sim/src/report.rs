@@ -41,6 +41,8 @@ pub struct Summary {
     pub scenario: String,
     pub seeds: u64,
     pub mttr_ms: Percentiles,
+    /// The seed with the slowest recovery, to look at with `--seed`.
+    pub mttr_worst_seed: Option<u64>,
     pub crashes: u64,
     /// Faults that actually happened, summed over seeds.
     pub faults: FaultCounts,
@@ -146,6 +148,11 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         scenario: scn.name.clone(),
         seeds,
         mttr_ms: mttr,
+        mttr_worst_seed: reports
+            .iter()
+            .filter_map(|r| r.mttr_ms.iter().max().map(|m| (*m, std::cmp::Reverse(r.seed))))
+            .max()
+            .map(|(_, std::cmp::Reverse(seed))| seed),
         crashes: reports.iter().map(|r| u64::from(r.crashes)).sum(),
         faults: reports.iter().fold(FaultCounts::default(), |mut acc, r| {
             acc.add(&r.faults);

@@ -42,6 +42,7 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("intents_advance_once_and_batches_are_atomic", |s| Box::pin(intents_advance_once_and_batches_are_atomic(s))),
         ("the_log_rebuilds_every_state", |s| Box::pin(the_log_rebuilds_every_state(s))),
         ("bad_jobs_are_discarded_with_their_reason", |s| Box::pin(bad_jobs_are_discarded_with_their_reason(s))),
+        ("released_orphans_resume_ahead_of_newer_work", |s| Box::pin(released_orphans_resume_ahead_of_newer_work(s))),
     ]
 }
 
@@ -332,4 +333,16 @@ pub async fn bad_jobs_are_discarded_with_their_reason<S: Store>(s: S) {
     let id = s.enqueue(garbled, t(2)).await.unwrap().id();
     let err = s.job(id).await.unwrap().unwrap().task().unwrap_err();
     assert!(err.contains("does not deserialize"), "{err}");
+}
+
+pub async fn released_orphans_resume_ahead_of_newer_work<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    s.enqueue(job(tick(0), None), t(0)).await.unwrap();
+    let orphan = claim_one(&s, "w", inc, 0).await;
+    let mut newer = job(tick(1), None);
+    newer.run_at = t(5);
+    s.enqueue(newer, t(5)).await.unwrap();
+    let inc2 = boot(&s, "w", 10).await; // the worker died and came back
+    let first = claim_one(&s, "w", inc2, 10).await;
+    assert_eq!(first.job.id, orphan.job.id, "the interrupted job resumes first");
 }

@@ -104,8 +104,9 @@ impl MemStore {
         {
             let job = self.jobs.get_mut(id).expect("orphan is live");
             let held = job.lease.take().expect("running job has a lease");
+            // run_at stays as it was: the job was already due, so it resumes
+            // ahead of work queued after it (MTTR counts its re-claim).
             job.state = JobState::Available;
-            job.run_at = now;
             job.interrupted = true;
             self.log(
                 now,
@@ -557,7 +558,6 @@ impl MemStore {
         let job = self.jobs.get_mut(&lease.job).expect("fence checked");
         job.lease = None;
         job.state = JobState::Available;
-        job.run_at = now;
         job.attempt -= 1;
         self.log(
             now,
