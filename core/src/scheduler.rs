@@ -72,16 +72,24 @@ impl RetryPolicy {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
     Run,
-    /// The circuit breaker opens: too many resumes of crashed attempts.
+    /// A pipeline in a crash loop: discard it and disable its schedule.
     Trip(String),
+    /// Any other job that keeps dying: discard it alone. A process crash has
+    /// no culprit, so the jobs that merely ran beside a poison pipeline reach
+    /// the cap too; ticks and kills are idempotent re-runs that the next slot
+    /// (or the intent sweep) redoes, so their schedules stay on.
+    Discard(String),
 }
 
-pub fn admit(resumes: u32) -> Admission {
-    if resumes > MAX_RESUME_ATTEMPTS {
-        Admission::Trip(format!("{resumes} resumes of crashed attempts (max {MAX_RESUME_ATTEMPTS}): a crash loop"))
-    } else {
-        Admission::Run
+/// The circuit breaker: the fourth resume of a crashed attempt is refused.
+/// `pipeline`: the job is a checkpointed pipeline, whose schedule the breaker
+/// disables.
+pub fn admit(resumes: u32, pipeline: bool) -> Admission {
+    if resumes <= MAX_RESUME_ATTEMPTS {
+        return Admission::Run;
     }
+    let why = format!("{resumes} resumes of crashed attempts (max {MAX_RESUME_ATTEMPTS}): a crash loop");
+    if pipeline { Admission::Trip(why) } else { Admission::Discard(why) }
 }
 
 /// The slots of a schedule with period `every` due at `now` after the last
@@ -125,9 +133,10 @@ mod tests {
 
     #[test]
     fn breaker_opens_on_the_fourth_resume() {
-        assert_eq!(admit(0), Admission::Run);
-        assert_eq!(admit(MAX_RESUME_ATTEMPTS), Admission::Run);
-        assert!(matches!(admit(MAX_RESUME_ATTEMPTS + 1), Admission::Trip(_)));
+        assert_eq!(admit(0, true), Admission::Run);
+        assert_eq!(admit(MAX_RESUME_ATTEMPTS, true), Admission::Run);
+        assert!(matches!(admit(MAX_RESUME_ATTEMPTS + 1, true), Admission::Trip(_)));
+        assert!(matches!(admit(MAX_RESUME_ATTEMPTS + 1, false), Admission::Discard(_)));
     }
 
     #[test]

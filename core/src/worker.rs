@@ -280,8 +280,15 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
 
     /// Starts a claimed job: the breaker check, then the job under its timeout.
     async fn start(&self, claim: Claim, timeout: Millis) -> Done {
-        if let Admission::Trip(why) = admit(claim.job.resumes) {
-            return Done::Ran { claim: Box::new(claim), result: Err(JobError::Breaker(why)), costs: vec![] };
+        let pipeline = claim.job.task().is_ok_and(|t| t.is_pipeline());
+        match admit(claim.job.resumes, pipeline) {
+            Admission::Run => {}
+            Admission::Trip(why) => {
+                return Done::Ran { claim: Box::new(claim), result: Err(JobError::Breaker(why)), costs: vec![] };
+            }
+            Admission::Discard(why) => {
+                return Done::Ran { claim: Box::new(claim), result: Err(JobError::Permanent(why)), costs: vec![] };
+            }
         }
         let mut attempt = Attempt::new(claim.lease.clone(), self.loop_cfg.currency);
         let result = {

@@ -61,6 +61,11 @@ impl JobKind {
 }
 
 impl Task {
+    /// A checkpointed pipeline (the circuit breaker guards its schedule).
+    pub fn is_pipeline(&self) -> bool {
+        matches!(self, Task::ScanStore { .. })
+    }
+
     pub fn kind(&self) -> JobKind {
         match self {
             Task::PollInsights { .. } => JobKind::PollInsights,
