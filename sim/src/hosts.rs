@@ -29,7 +29,7 @@ use dlft_core::wire::{anthropic, meta};
 
 use crate::rpc::{self, ADS_PORT, AdsRequest, DB_PORT, HttpReply, StoreReply, StoreRequest, StoreResponse};
 use crate::scenario::PlatformSection;
-use crate::world::{AdsWorld, draw};
+use crate::world::{AdsWorld, draw, page_range};
 
 pub const DB_HOST: &str = "db";
 pub const ADS_HOST: &str = "ads";
@@ -212,7 +212,6 @@ pub struct PlatformState {
     pub rng: ChaCha8Rng,
     /// During a timeout storm, this replaces `timeout_pct`.
     pub storm_timeout_pct: Option<u32>,
-    pub requests: u64,
     /// Requests left without a reply.
     pub hung: u64,
     pub rate_limited: u64,
@@ -235,7 +234,6 @@ enum Fate {
 }
 
 fn decide_fate(p: &mut PlatformState, is_pause: bool) -> Fate {
-    p.requests += 1;
     let latency = Millis(draw(&mut p.rng, p.cfg.latency_ms));
     let timeout_pct = p.storm_timeout_pct.unwrap_or(p.cfg.timeout_pct);
     let roll = |rng: &mut ChaCha8Rng, pct: u32| rng.random_range(0..100u32) < pct;
@@ -280,13 +278,10 @@ pub fn handle_ads_stale(
     match req {
         AdsRequest::Insights { query } => {
             let rows = world.insights(query.since, query.until, now);
-            let offset: usize = match query.after.as_deref().map(|c| c.strip_prefix('o').and_then(|n| n.parse().ok())) {
-                None => 0,
-                Some(Some(n)) => n,
-                Some(None) => return graph_error(400, 100, "(#100) Invalid cursor"),
+            let Some((offset, end)) = page_range(rows.len(), query.after.as_deref(), query.limit) else {
+                return graph_error(400, 100, "(#100) Invalid cursor");
             };
-            let end = (offset + query.limit as usize).min(rows.len());
-            let data: Vec<_> = rows[offset.min(end)..end].iter().map(meta::encode_record).collect();
+            let data: Vec<_> = rows[offset..end].iter().map(meta::encode_record).collect();
             let paging = meta::Paging {
                 cursors: Some(meta::Cursors { before: format!("o{offset}"), after: format!("o{end}") }),
                 next: (end < rows.len()).then(|| format!("https://graph.facebook.com/v25.0/insights?after=o{end}")),

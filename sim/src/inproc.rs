@@ -51,14 +51,11 @@ impl<C: Clock> AdsPlatform for InProcessAds<C> {
         let mut world = lock(&self.world);
         world.advance_to(now);
         let rows = world.insights(query.since, query.until, now);
-        let offset = match query.after.as_deref().map(|c| c.strip_prefix('o').and_then(|n| n.parse::<usize>().ok())) {
-            None => 0,
-            Some(Some(n)) => n,
-            Some(None) => return ready(Err(AdsError::Permanent { code: 100, message: "invalid cursor".into() })),
+        let Some((start, end)) = crate::world::page_range(rows.len(), query.after.as_deref(), query.limit) else {
+            return ready(Err(AdsError::Permanent { code: 100, message: "invalid cursor".into() }));
         };
-        let end = (offset + query.limit as usize).min(rows.len());
         let next = (end < rows.len()).then(|| format!("o{end}"));
-        let rows = rows.into_iter().skip(offset).take(end.saturating_sub(offset)).collect();
+        let rows = rows[start..end].to_vec();
         ready(Ok(InsightsPage { rows, next }))
     }
     fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> impl Future<Output = Result<(), AdsError>> + Send {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use turmoil::net::{TcpListener, TcpStream};
 
 use dlft_core::ads::{InsightRow, InsightsQuery, LibraryAd};
@@ -128,10 +128,11 @@ pub async fn call<Q: Serialize, R: DeserializeOwned>(
         let mut line = serde_json::to_vec(req).map_err(|e| RpcError::Frame(e.to_string()))?;
         line.push(b'\n');
         stream.write_all(&line).await?;
-        let mut reader = BufReader::new(stream);
+        let mut reader = BufReader::new(stream.take(MAX_FRAME_BYTES as u64));
         let mut reply = String::new();
-        if reader.read_line(&mut reply).await? == 0 {
-            return Err(RpcError::Frame("connection closed before the reply".into()));
+        reader.read_line(&mut reply).await?;
+        if !reply.ends_with('\n') {
+            return Err(RpcError::Frame("reply closed early or over the frame limit".into()));
         }
         serde_json::from_str(&reply).map_err(|e| RpcError::Frame(e.to_string()))
     };
@@ -152,13 +153,14 @@ where
         let (stream, _) = listener.accept().await?;
         let handler = handler.clone();
         tokio::spawn(async move {
-            let mut reader = BufReader::new(stream);
+            // Reads stop at the frame limit: a line without its newline is refused.
+            let mut reader = BufReader::new(stream.take(MAX_FRAME_BYTES as u64));
             let mut line = String::new();
             // A request lost to a partition (or a dead client) would hold the
             // connection forever, and once ephemeral ports wrap around a new
             // connection could reuse its pair: give up on it in bounded time.
             match tokio::time::timeout(REQUEST_WAIT, reader.read_line(&mut line)).await {
-                Ok(Ok(n)) if n > 0 && n <= MAX_FRAME_BYTES => {}
+                Ok(Ok(_)) if line.ends_with('\n') => {}
                 _ => return,
             }
             // A request that does not parse gets no reply: the caller times out.
@@ -172,7 +174,7 @@ where
                 return;
             };
             out.push(b'\n');
-            let mut stream = reader.into_inner();
+            let mut stream = reader.into_inner().into_inner();
             let _ = stream.write_all(&out).await;
         });
     }

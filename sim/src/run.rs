@@ -105,6 +105,28 @@ pub struct SeedReport {
     pub plan: FaultPlan,
 }
 
+/// What a finished run came to, counted the same way on every driver.
+struct Tally {
+    kills: u32,
+    losers_killed: u32,
+    model_cents: i64,
+    model_cents_by_page: BTreeMap<String, i64>,
+    breakers: Vec<(String, String)>,
+    claims_by_worker: BTreeMap<String, u32>,
+}
+
+fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> Tally {
+    let committed: Vec<_> = snapshot.intents.iter().filter(|i| i.phase == IntentPhase::Committed).collect();
+    Tally {
+        kills: committed.len() as u32,
+        losers_killed: committed.iter().filter(|i| world.is_loser(&i.ad)).count() as u32,
+        model_cents: world.bills().iter().map(|b| b.cents).sum(),
+        model_cents_by_page: by_page(world),
+        breakers: breakers(snapshot),
+        claims_by_worker: claims_by_worker(snapshot),
+    }
+}
+
 fn claims_by_worker(snapshot: &dlft_core::store::Snapshot) -> BTreeMap<String, u32> {
     let mut out = BTreeMap::new();
     for e in snapshot.events.iter().filter(|e| e.kind == dlft_core::telemetry::EventKind::JobClaimed) {
@@ -232,26 +254,25 @@ fn run_event_seed(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan)
         kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
         settled_until: run.end - Millis(3 * run.world.bucket().0),
     });
-    let committed: Vec<_> = run.store.intents.iter().filter(|i| i.phase == IntentPhase::Committed).collect();
-    let losers_killed = committed.iter().filter(|i| run.world.is_loser(&i.ad)).count() as u32;
+    let t = tally(&run.world, &run.store);
     SeedReport {
         seed,
         digest: digest(&run.store.events),
         mttr_ms: Vec::new(),
         leak_cents: verdict.leak_cents,
         violations: verdict.violations,
-        kills: committed.len() as u32,
-        losers_killed,
-        winners_killed: committed.len() as u32 - losers_killed,
+        kills: t.kills,
+        losers_killed: t.losers_killed,
+        winners_killed: t.kills - t.losers_killed,
         crashes: 0,
         faults: FaultCounts::default(),
         crash_sites: Vec::new(),
         events: run.store.events.len(),
-        model_cents: run.world.bills().iter().map(|b| b.cents).sum(),
-        model_cents_by_page: by_page(&run.world),
-        breakers: breakers(&run.store),
+        model_cents: t.model_cents,
+        model_cents_by_page: t.model_cents_by_page,
+        breakers: t.breakers,
         loop_crashes: 0,
-        claims_by_worker: claims_by_worker(&run.store),
+        claims_by_worker: t.claims_by_worker,
         plan,
     }
 }
@@ -286,7 +307,6 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         cfg: platform_cfg,
         rng: rng_for(seed, stream::PLATFORM),
         storm_timeout_pct: None,
-        requests: 0,
         hung: 0,
         rate_limited: 0,
         acked_without_effect: 0,
@@ -474,26 +494,25 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         faults.rate_limits = p.rate_limited;
         faults.acks_without_effect = p.acked_without_effect;
     }
-    let committed: Vec<_> = snapshot.intents.iter().filter(|i| i.phase == IntentPhase::Committed).collect();
-    let losers_killed = committed.iter().filter(|i| world.is_loser(&i.ad)).count() as u32;
+    let t = tally(&world, &snapshot);
     Ok(SeedReport {
         seed,
         digest: digest(&snapshot.events),
         mttr_ms: mttr.samples,
         leak_cents: verdict.leak_cents,
         violations: verdict.violations,
-        kills: committed.len() as u32,
-        losers_killed,
-        winners_killed: committed.len() as u32 - losers_killed,
+        kills: t.kills,
+        losers_killed: t.losers_killed,
+        winners_killed: t.kills - t.losers_killed,
         crashes,
         faults,
         crash_sites,
         events: snapshot.events.len(),
-        model_cents: world.bills().iter().map(|b| b.cents).sum(),
-        model_cents_by_page: by_page(&world),
-        breakers: breakers(&snapshot),
+        model_cents: t.model_cents,
+        model_cents_by_page: t.model_cents_by_page,
+        breakers: t.breakers,
         loop_crashes: lock(&probe).loop_crashes,
-        claims_by_worker: claims_by_worker(&snapshot),
+        claims_by_worker: t.claims_by_worker,
         plan,
     })
 }

@@ -90,12 +90,21 @@ pub struct AdsWorld {
     drawn_s: u64,
     rng: ChaCha8Rng,
     effects: Vec<Effect>,
-    pause_calls: u64,
     pages: BTreeMap<String, PageState>,
     /// Pages draw from their own stream, so adding pages does not move the ads' draws.
     page_rng: ChaCha8Rng,
     bills: Vec<Bill>,
     model_call_cents: i64,
+}
+
+/// One page of `rows` after the opaque cursor `after` (`o{offset}`): the
+/// page's `[start, end)` range, or `None` for a cursor this world never gave.
+pub fn page_range(len: usize, after: Option<&str>, limit: u32) -> Option<(usize, usize)> {
+    let start = match after {
+        None => 0,
+        Some(c) => c.strip_prefix('o')?.parse::<usize>().ok()?.min(len),
+    };
+    Some((start, (start + limit as usize).min(len)))
 }
 
 /// The name of the i-th store page.
@@ -147,7 +156,6 @@ impl AdsWorld {
             drawn_s: 0,
             rng,
             effects: Vec::new(),
-            pause_calls: 0,
             pages,
             page_rng,
             bills: Vec::new(),
@@ -253,7 +261,6 @@ impl AdsWorld {
     /// Applies a pause at `now`. Returns whether the ad exists. A pause of a
     /// paused ad changes nothing and is no effect.
     pub fn pause(&mut self, ad: &AdId, key: &IdempotencyKey, now: Timestamp) -> bool {
-        self.pause_calls += 1;
         self.advance_to(now);
         let Some(state) = self.ads.get_mut(ad) else {
             return false;
@@ -300,10 +307,6 @@ impl AdsWorld {
 
     pub fn bucket(&self) -> Millis {
         self.bucket
-    }
-
-    pub fn pause_calls(&self) -> u64 {
-        self.pause_calls
     }
 }
 
