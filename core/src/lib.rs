@@ -10,6 +10,8 @@
 //! [`money::Money`] (integer minor units); decisions are pure functions.
 
 pub mod actuator;
+pub mod backtest;
+pub mod bandit;
 pub mod ads;
 pub mod cadence;
 pub mod config;
@@ -18,6 +20,7 @@ pub mod estimator;
 pub mod ids;
 pub mod models;
 pub mod money;
+pub mod ope;
 pub mod policy;
 pub mod probe;
 pub mod scan;
