@@ -190,8 +190,7 @@ pub fn run(rows: &[HistoryRow], cfg: &BacktestConfig) -> Result<BacktestResult, 
             next += 1;
         }
         let since = now - cfg.estimate_window;
-        let window: Vec<InsightRow> =
-            ledger.range((since, AdId::new(""))..).map(|(_, row)| row.clone()).collect();
+        let window: Vec<InsightRow> = ledger.range((since, AdId::new(""))..).map(|(_, row)| row.clone()).collect();
         let estimates = estimate(&window, now, &cfg.estimator).map_err(|e| BacktestError::Settings(e.to_string()))?;
         let settled: BTreeSet<AdId> = intents.values().map(|i| i.ad.clone()).collect();
         let proposals = propose_kills(&estimates, &cfg.kill_rule, &settled);
@@ -315,7 +314,7 @@ fn series(
             }
             sh += r.spend.minor;
             rh += r.revenue.minor;
-            if !effective.get(ad).is_some_and(|e| bucket >= e) {
+            if effective.get(ad).is_none_or(|e| bucket < e) {
                 sp += r.spend.minor;
                 rp += r.revenue.minor;
             }

@@ -10,9 +10,9 @@
 //! [`money::Money`] (integer minor units); decisions are pure functions.
 
 pub mod actuator;
+pub mod ads;
 pub mod backtest;
 pub mod bandit;
-pub mod ads;
 pub mod cadence;
 pub mod config;
 pub mod envelope;

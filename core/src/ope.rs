@@ -156,7 +156,7 @@ pub fn validate(rounds: &[Round]) -> Result<(), OpeError> {
 /// Evaluates all estimators with bootstrap intervals.
 pub fn evaluate(rounds: &[Round], cfg: &OpeConfig) -> Result<OpeReport, OpeError> {
     validate(rounds)?;
-    if !(cfg.clip > 0.0) || cfg.resamples == 0 || !(cfg.alpha > 0.0 && cfg.alpha < 1.0) {
+    if cfg.clip.is_nan() || cfg.clip <= 0.0 || cfg.resamples == 0 || !(cfg.alpha > 0.0 && cfg.alpha < 1.0) {
         return Err(OpeError::Settings("clip must be positive, resamples > 0, alpha in (0, 1)".into()));
     }
     let mut full = Sums::default();
