@@ -28,6 +28,87 @@ enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// History catalogs: generate from the sim world, import the Open Bandit Dataset.
+    Datasets {
+        #[command(subcommand)]
+        command: DatasetsCommand,
+    },
+    /// Replay insights history through the kill loop (estimator, policy, envelope).
+    Backtest(BacktestArgs),
+    /// Off-policy evaluation of a bandit policy on logged decisions.
+    Ope(OpeArgs),
+}
+
+#[derive(Subcommand)]
+enum DatasetsCommand {
+    /// Write history produced by the sim's world model.
+    Generate {
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        days: u32,
+        #[arg(long, default_value_t = 1)]
+        brands: u32,
+        /// Bandit decisions logged per hour per brand.
+        #[arg(long, default_value_t = 60)]
+        bandit_per_hour: u32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Convert an Open Bandit Dataset campaign (`{campaign}.csv` + `item_context.csv`) to bandit logs.
+    ImportObd {
+        /// For example ../shared/datasets/open-bandit-sample/bts/men
+        campaign_dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct BacktestArgs {
+    /// A history catalog (with an `insights/` kind).
+    #[arg(long)]
+    data: PathBuf,
+    /// A policy file with a `[kill]` section.
+    #[arg(long)]
+    policy: PathBuf,
+    /// Sweep a `[kill]` parameter: name=a..b:step, b included. Repeat for a grid.
+    #[arg(long)]
+    sweep: Vec<String>,
+    #[arg(long)]
+    json: bool,
+    /// Write an HTML report with plots here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Threads for the sweep (default: available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct OpeArgs {
+    /// A history catalog (with a `bandit/` kind).
+    #[arg(long)]
+    logs: PathBuf,
+    /// `uniform`, `ts`, or a policy file with a `[bandit]` section.
+    #[arg(long)]
+    policy: String,
+    /// Evaluate only this entity (required with --json when there are several).
+    #[arg(long)]
+    entity: Option<String>,
+    #[arg(long)]
+    json: bool,
+    /// λ: clipping threshold of IPS and DR, and Switch-DR's switch.
+    #[arg(long, default_value_t = 1e6)]
+    clip: f64,
+    /// Bootstrap resamples for the intervals.
+    #[arg(long, default_value_t = 10_000)]
+    resamples: u32,
+    /// Seed of the bootstrap and of the replay method's draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -186,10 +267,141 @@ fn shrink_seed(scn: &Scenario, seed: u64, opts: &RunOptions) -> Result<ExitCode>
     }
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn datasets(command: DatasetsCommand) -> Result<ExitCode> {
+    match command {
+        DatasetsCommand::Generate { seed, days, brands, bandit_per_hour, out } => {
+            let spec = dlft_datasets::generate::Spec { seed, days, brands, bandit_per_hour };
+            let summary = dlft_datasets::generate::generate(&spec, &out)?;
+            for (kind, rows) in &summary.rows {
+                println!("{kind:<10} {rows:>8} rows");
+            }
+            println!("{} files written under {}", summary.files.len(), out.display());
+        }
+        DatasetsCommand::ImportObd { campaign_dir, out } => {
+            let imported = dlft_datasets::obd::import(&campaign_dir, &out)?;
+            println!(
+                "{}: {} rounds over {} arms written to {}",
+                imported.entity,
+                imported.rows,
+                imported.n_arms,
+                imported.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn backtest(args: BacktestArgs) -> Result<ExitCode> {
+    let policy = dlft_datasets::policy::load(&args.policy).map_err(anyhow::Error::msg)?;
+    let kill = policy.kill.with_context(|| format!("{}: no [kill] section to backtest", args.policy.display()))?;
+    let sweeps: Vec<_> = args
+        .sweep
+        .iter()
+        .map(|s| dlft_datasets::policy::parse_sweep(s))
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let history = dlft_datasets::load_insights(&args.data)?;
+    let threads = args.threads.unwrap_or_else(cores);
+    let variants = dlft_datasets::backtest::run_all(&history, &kill, &sweeps, threads).map_err(anyhow::Error::msg)?;
+    if args.json {
+        let out: Vec<_> = variants
+            .iter()
+            .map(|v| serde_json::json!({"params": v.params, "currency": v.currency, "totals": v.totals,
+                                        "kills": v.entities.iter().map(|(e, r)| (e.clone(), &r.kills)).collect::<std::collections::BTreeMap<_, _>>()}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", dlft_datasets::report::table(&variants));
+    }
+    if let Some(path) = &args.report {
+        let command: Vec<String> = std::env::args().collect();
+        let html = dlft_datasets::report::html(&variants, &command.join(" "));
+        let tmp = path.with_extension("html.tmp");
+        std::fs::write(&tmp, html).with_context(|| format!("{}: cannot write", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+        eprintln!("report: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ope(args: OpeArgs) -> Result<ExitCode> {
+    use dlft_core::ope::{OpeConfig, Target, evaluate, rounds_for};
+    let target = match args.policy.as_str() {
+        "uniform" => Target::Uniform,
+        "ts" => Target::Ts { cfg: Default::default(), seed: 0 },
+        file => {
+            let p = dlft_datasets::policy::load(std::path::Path::new(file)).map_err(anyhow::Error::msg)?;
+            let b = p.bandit.with_context(|| format!("{file}: no [bandit] section to evaluate"))?;
+            Target::Ts { cfg: b.ts_config(), seed: b.seed }
+        }
+    };
+    let mut logs = dlft_datasets::load_bandit(&args.logs)?;
+    if let Some(e) = &args.entity {
+        let names: Vec<String> = logs.iter().map(|l| l.entity.clone()).collect();
+        logs.retain(|l| &l.entity == e);
+        if logs.is_empty() {
+            bail!("--entity {e}: not in {} (it has {})", args.logs.display(), names.join(", "));
+        }
+    }
+    if args.json && logs.len() > 1 {
+        let names: Vec<&str> = logs.iter().map(|l| l.entity.as_str()).collect();
+        bail!("{} holds several entities ({}): choose one with --entity", args.logs.display(), names.join(", "));
+    }
+    let cfg = OpeConfig {
+        clip: args.clip,
+        resamples: args.resamples,
+        alpha: 0.05,
+        seed: args.seed,
+        threads: args.threads.unwrap_or_else(cores),
+    };
+    for log in &logs {
+        let rounds = rounds_for(&log.rounds, log.n_arms, log.n_positions, &target, args.seed)?;
+        let report = evaluate(&rounds, &cfg)?;
+        let logged = log.rounds.iter().map(|r| r.reward).sum::<f64>() / log.rounds.len() as f64;
+        if args.json {
+            let mut v = serde_json::to_value(&report)?;
+            v["entity"] = log.entity.clone().into();
+            v["logged_policy_value"] = logged.into();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            continue;
+        }
+        println!(
+            "{}: {} rounds, {} arms x {} positions; ESS {:.1}, max weight {:.1}, replay kept {}; logged policy's own mean reward {:.5}",
+            log.entity,
+            report.n_rounds,
+            log.n_arms,
+            log.n_positions,
+            report.ess,
+            report.max_weight,
+            report.replay_rounds,
+            logged
+        );
+        println!("  {:<10} {:>10}   95% interval ({} resamples)", "estimator", "value", args.resamples);
+        for name in dlft_core::ope::ESTIMATORS {
+            let e = &report.estimators[name];
+            println!("  {name:<10} {:>10.5}   [{:.5}, {:.5}]", e.value, e.ci_low, e.ci_high);
+        }
+        if report.ess < 0.01 * report.n_rounds as f64 {
+            println!(
+                "  warning: ESS {:.1} is under 1% of {} rounds: the weighted estimates are unreliable",
+                report.ess, report.n_rounds
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim { command: SimCommand::Run(args) } => sim_run(args),
+        Command::Datasets { command } => datasets(command),
+        Command::Backtest(args) => backtest(args),
+        Command::Ope(args) => ope(args),
     };
     match result {
         Ok(code) => code,

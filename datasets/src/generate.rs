@@ -142,8 +142,8 @@ fn brand(spec: &Spec, scn: &Scenario, b: u64) -> Vec<Built> {
 
     // Insights: read the world every bucket; a changed bucket is a new version.
     let mut last: BTreeMap<(AdId, Timestamp), (i64, u32)> = BTreeMap::new();
-    let mut ins: (Vec<i64>, Vec<i64>, Vec<String>, Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) =
-        Default::default();
+    let mut ins: Vec<[i64; 7]> = Vec::new();
+    let mut ins_ad: Vec<String> = Vec::new();
     let mut now = EPOCH + Millis(bucket);
     while now <= end + Millis(settle * bucket) {
         world.advance_to(now.min(end));
@@ -156,27 +156,30 @@ fn brand(spec: &Spec, scn: &Scenario, b: u64) -> Vec<Built> {
             last.insert(key, (row.spend.minor, row.purchases));
             let (cpm, ctr) = shape[&row.ad];
             let impressions = row.spend.minor * 1000 / cpm;
-            ins.0.push(row.bucket_start.0 as i64);
-            ins.1.push((now + REPORT_LAG).0 as i64);
-            ins.2.push(row.ad.as_str().to_string());
-            ins.3.push(row.spend.minor);
-            ins.4.push(impressions);
-            ins.5.push(impressions * ctr / 1000);
-            ins.6.push(i64::from(row.purchases));
-            ins.7.push(row.revenue.minor);
+            ins_ad.push(row.ad.as_str().to_string());
+            ins.push([
+                row.bucket_start.0 as i64,
+                (now + REPORT_LAG).0 as i64,
+                row.spend.minor,
+                impressions,
+                impressions * ctr / 1000,
+                i64::from(row.purchases),
+                row.revenue.minor,
+            ]);
         }
         now = now + Millis(bucket);
     }
-    let n = ins.0.len();
+    let n = ins.len();
+    let col = |k: usize| Column::I(ins.iter().map(|r| r[k]).collect());
     let insights = vec![
-        Column::I(ins.0),
-        Column::I(ins.1),
-        Column::S(ins.2),
-        Column::I(ins.3),
-        Column::I(ins.4),
-        Column::I(ins.5),
-        Column::I(ins.6),
-        Column::I(ins.7),
+        col(0),
+        col(1),
+        Column::S(ins_ad),
+        col(2),
+        col(3),
+        col(4),
+        col(5),
+        col(6),
         Column::S(vec![currency.as_str().to_string(); n]),
     ];
 
@@ -304,7 +307,8 @@ fn bandit(spec: &Spec, b: u64) -> (Vec<Column>, BTreeMap<String, String>) {
     let cfg = TsConfig { explore_floor: 0.1, mc_samples: 1_000, ..TsConfig::default() };
     let mut ts = ThompsonSampling::new(ARMS, 1, cfg, spec.seed ^ (b << 32)).expect("valid bandit settings");
     let ctr = ctr_table(spec.seed, b);
-    let mut cols: (Vec<i64>, Vec<String>, Vec<i64>, Vec<f64>, Vec<f64>) = Default::default();
+    let (mut ts_col, mut ctx_col, mut arm_col) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut reward_col, mut p_col) = (Vec::new(), Vec::new());
     let per_hour = u64::from(spec.bandit_per_hour.max(1));
     let gap = HOUR / per_hour;
     let mut n = 0u64;
@@ -318,21 +322,21 @@ fn bandit(spec: &Spec, b: u64) -> (Vec<Column>, BTreeMap<String, String>) {
             n += 1;
             let click = f64::from(r.random::<f64>() < ctr[segment][d.arm]);
             ts.observe(d.arm, click);
-            cols.0.push((hour_start + Millis(i * gap)).0 as i64);
-            cols.1.push(format!("{{\"segment\":{segment}}}"));
-            cols.2.push(d.arm as i64);
-            cols.3.push(click);
-            cols.4.push(d.propensity);
+            ts_col.push((hour_start + Millis(i * gap)).0 as i64);
+            ctx_col.push(format!("{{\"segment\":{segment}}}"));
+            arm_col.push(d.arm as i64);
+            reward_col.push(click);
+            p_col.push(d.propensity);
         }
     }
-    let n = cols.0.len();
+    let n = ts_col.len();
     let columns = vec![
-        Column::I(cols.0),
-        Column::S(cols.1),
-        Column::I(cols.2),
+        Column::I(ts_col),
+        Column::S(ctx_col),
+        Column::I(arm_col),
         Column::I(vec![0; n]),
-        Column::F(cols.3),
-        Column::F(cols.4),
+        Column::F(reward_col),
+        Column::F(p_col),
         Column::S(vec!["ts".into(); n]),
     ];
     let mut meta = BTreeMap::new();

@@ -9,12 +9,17 @@
 //!   refuse bad rows by file and row.
 //! - [`generate`]: history produced by the sim's world model.
 //! - [`obd`]: the Open Bandit Dataset importer.
+//! - [`policy`], [`backtest`], [`report`]: policy files, the parallel sweep
+//!   runner over core's backtest engine, and its table and HTML report.
 //!
 //! arrow and parquet live here (and in the CLI), never in `core` or `sim`.
 
+pub mod backtest;
 pub mod catalog;
 pub mod generate;
 pub mod obd;
+pub mod policy;
+pub mod report;
 pub mod table;
 
 use std::collections::BTreeMap;

@@ -31,6 +31,7 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
+    #[allow(clippy::disallowed_methods, reason = "live is where the real clock lives")]
     async fn sleep_waits_and_now_is_real_time() {
         let c = SystemClock;
         // 2026-01-01 as a floor: a clock reading before it is not the real clock.

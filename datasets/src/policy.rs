@@ -1,0 +1,213 @@
+//! Policy files (TOML): the kill rule a backtest replays, and the bandit an
+//! off-policy evaluation scores. Unknown keys are refused, and errors name
+//! the file, the line and the key.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use dlft_core::backtest::BacktestConfig;
+use dlft_core::bandit::TsConfig;
+use dlft_core::envelope::EnvelopeConfig;
+use dlft_core::estimator::EstimatorConfig;
+use dlft_core::money::{Currency, Money};
+use dlft_core::policy::KillRule;
+use dlft_core::time::Millis;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub kill: Option<KillSection>,
+    pub bandit: Option<BanditSection>,
+}
+
+/// The kill loop's settings, as in a scenario's `[loop]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillSection {
+    pub currency: String,
+    pub kill_cpa_cents: i64,
+    pub envelope_floor_cents: i64,
+    pub maturation_s: u64,
+    pub learning_s: u64,
+    #[serde(default = "hour")]
+    pub bucket_s: u64,
+    #[serde(default = "hour")]
+    pub tick_s: u64,
+    #[serde(default = "week")]
+    pub estimate_window_s: u64,
+    #[serde(default = "fifty")]
+    pub max_kill_share_pct: u32,
+    #[serde(default)]
+    pub kill_delay_s: u64,
+}
+
+fn hour() -> u64 {
+    3600
+}
+fn week() -> u64 {
+    7 * 86_400
+}
+fn fifty() -> u32 {
+    50
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BanditSection {
+    #[serde(default = "one")]
+    pub prior_alpha: f64,
+    #[serde(default = "one")]
+    pub prior_beta: f64,
+    #[serde(default = "hour")]
+    pub reroll_s: u64,
+    #[serde(default = "mc")]
+    pub mc_samples: u32,
+    #[serde(default)]
+    pub explore_floor: f64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn mc() -> u32 {
+    2_000
+}
+
+impl BanditSection {
+    pub fn ts_config(&self) -> TsConfig {
+        TsConfig {
+            prior_alpha: self.prior_alpha,
+            prior_beta: self.prior_beta,
+            reroll: Millis::from_secs(self.reroll_s),
+            mc_samples: self.mc_samples,
+            explore_floor: self.explore_floor,
+        }
+    }
+}
+
+/// The sweepable parameters of `[kill]`.
+pub const SWEEPABLE: [&str; 6] =
+    ["kill_cpa_cents", "envelope_floor_cents", "maturation_s", "learning_s", "max_kill_share_pct", "kill_delay_s"];
+
+impl KillSection {
+    pub fn set(&mut self, name: &str, value: i64) -> Result<(), String> {
+        let unsigned = || u64::try_from(value).map_err(|_| format!("{name} must not be negative"));
+        match name {
+            "kill_cpa_cents" => self.kill_cpa_cents = value,
+            "envelope_floor_cents" => self.envelope_floor_cents = value,
+            "maturation_s" => self.maturation_s = unsigned()?,
+            "learning_s" => self.learning_s = unsigned()?,
+            "max_kill_share_pct" => self.max_kill_share_pct = u32::try_from(value).map_err(|e| e.to_string())?,
+            "kill_delay_s" => self.kill_delay_s = unsigned()?,
+            other => return Err(format!("`{other}` cannot be swept; one of {}", SWEEPABLE.join(", "))),
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> Result<BacktestConfig, String> {
+        let currency = Currency::parse(&self.currency).map_err(|e| format!("kill.currency: {e}"))?;
+        if self.kill_cpa_cents <= 0 || self.envelope_floor_cents <= 0 {
+            return Err("kill.kill_cpa_cents and kill.envelope_floor_cents must be positive".into());
+        }
+        if self.bucket_s == 0 || self.tick_s == 0 {
+            return Err("kill.bucket_s and kill.tick_s must be positive".into());
+        }
+        if self.max_kill_share_pct == 0 || self.max_kill_share_pct > 100 {
+            return Err("kill.max_kill_share_pct must be 1..=100".into());
+        }
+        Ok(BacktestConfig {
+            estimator: EstimatorConfig {
+                bucket: Millis::from_secs(self.bucket_s),
+                maturation: Millis::from_secs(self.maturation_s),
+                learning: Millis::from_secs(self.learning_s),
+            },
+            kill_rule: KillRule { kill_cpa: Money::new(self.kill_cpa_cents, currency) },
+            envelope: EnvelopeConfig {
+                kill_cpa_floor: Money::new(self.envelope_floor_cents, currency),
+                max_attempts: 8,
+                max_kill_share_pct: self.max_kill_share_pct,
+            },
+            tick_every: Millis::from_secs(self.tick_s),
+            estimate_window: Millis::from_secs(self.estimate_window_s),
+            kill_delay: Millis::from_secs(self.kill_delay_s),
+        })
+    }
+}
+
+pub fn load(path: &Path) -> Result<PolicyFile, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    parse(&text, path)
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<PolicyFile, String> {
+    let de = toml::Deserializer::parse(text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: PolicyFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let inner = e.inner().to_string();
+        format!("{}: at `{}`: {}", path.display(), e.path(), inner.trim())
+    })?;
+    if let Some(k) = &file.kill {
+        k.config().map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(b) = &file.bandit {
+        b.ts_config().validate().map_err(|e| format!("{}: bandit: {e}", path.display()))?;
+    }
+    Ok(file)
+}
+
+/// `name=a..b:step` (inclusive of b) → (name, values).
+pub fn parse_sweep(text: &str) -> Result<(String, Vec<i64>), String> {
+    let bad = || format!("--sweep {text:?}: expected name=a..b:step, for example kill_cpa_cents=2000..8000:1000");
+    let (name, range) = text.split_once('=').ok_or_else(bad)?;
+    let (range, step) = range.split_once(':').ok_or_else(bad)?;
+    let (a, b) = range.split_once("..").ok_or_else(bad)?;
+    let (a, b, step): (i64, i64, i64) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+        step.trim().parse().map_err(|_| bad())?,
+    );
+    if !SWEEPABLE.contains(&name) {
+        return Err(format!("--sweep: `{name}` cannot be swept; one of {}", SWEEPABLE.join(", ")));
+    }
+    if step <= 0 || b < a {
+        return Err(format!("--sweep {text:?}: need a <= b and a positive step"));
+    }
+    let values: Vec<i64> = (0..).map(|i| a + i * step).take_while(|v| *v <= b).collect();
+    if values.len() > 1_000 {
+        return Err(format!("--sweep {text:?}: {} values is too many (at most 1000)", values.len()));
+    }
+    Ok((name.to_string(), values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_parse_inclusively_and_refuse_nonsense() {
+        assert_eq!(parse_sweep("kill_cpa_cents=2000..4000:1000").unwrap().1, vec![2000, 3000, 4000]);
+        assert!(parse_sweep("kill_cpa_cents=4000..2000:1000").is_err());
+        assert!(parse_sweep("kill_cpa_cents=2000..4000:0").is_err());
+        assert!(parse_sweep("currency=1..2:1").unwrap_err().contains("cannot be swept"));
+        assert!(parse_sweep("kill_cpa_cents=2000").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let p = Path::new("p.toml");
+        let err = parse("[kill]\ncurrency = \"EUR\"\nkill_cpa = 5\n", p).unwrap_err();
+        assert!(err.contains("p.toml") && err.contains("kill_cpa"), "{err}");
+        let err = parse(
+            "[kill]\ncurrency = \"EUR\"\nkill_cpa_cents = -5\nenvelope_floor_cents = 5\nmaturation_s = 1\nlearning_s = 1\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(err.contains("must be positive"), "{err}");
+        let err = parse("[bandit]\nexplore_floor = 1.5\n", p).unwrap_err();
+        assert!(err.contains("explore_floor"), "{err}");
+    }
+}

@@ -1,0 +1,242 @@
+//! Backtest output: the summary table, and a self-contained HTML report
+//! with inline SVG plots (cumulative spend and revenue, regret, decisions
+//! over time). Plain SVG keeps the report viewable anywhere and the build
+//! free of a plotting stack.
+
+use std::fmt::Write;
+
+use dlft_core::backtest::Point;
+
+use crate::backtest::Variant;
+
+fn money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let c = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", c / 100, c % 100)
+}
+
+fn params(v: &Variant) -> String {
+    if v.params.is_empty() {
+        "policy".into()
+    } else {
+        v.params.iter().map(|(k, x)| format!("{k}={x}")).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// The summary table, one line per variant.
+pub fn table(variants: &[Variant]) -> String {
+    let mut out = String::new();
+    let cur = variants.first().map_or("", |v| v.currency.as_str());
+    let _ = writeln!(
+        out,
+        "{:<36} {:>5} {:>7} {:>7} {:>7} {:>12} {:>12} {:>9} {:>12} {:>12}",
+        "variant",
+        "kills",
+        "losers",
+        "winners",
+        "missed",
+        format!("saved {cur}"),
+        format!("forgone {cur}"),
+        "purch.",
+        format!("profit Δ {cur}"),
+        format!("regret {cur}")
+    );
+    for v in variants {
+        let t = &v.totals;
+        let _ = writeln!(
+            out,
+            "{:<36} {:>5} {:>7} {:>7} {:>7} {:>12} {:>12} {:>9} {:>12} {:>12}",
+            params(v),
+            t.kills,
+            t.losers_killed,
+            t.winners_killed,
+            t.losers_missed,
+            money(t.spend_saved_cents),
+            money(t.revenue_forgone_cents),
+            t.purchases_forgone,
+            money(t.profit_policy_cents - t.profit_history_cents),
+            money(t.regret_cents),
+        );
+    }
+    if let Some(v) = variants.first() {
+        let t = &v.totals;
+        let _ = writeln!(
+            out,
+            "history: {} entities, {} ads, {} rows; spend {} {cur}, revenue {} {cur}, profit {} {cur}; hindsight best {} {cur}",
+            v.entities.len(),
+            t.ads,
+            t.rows,
+            money(t.spend_history_cents),
+            money(t.revenue_history_cents),
+            money(t.profit_history_cents),
+            money(t.profit_oracle_cents),
+        );
+    }
+    out
+}
+
+/// Escapes text for HTML and SVG.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+const W: f64 = 720.0;
+const H: f64 = 220.0;
+const PAD: f64 = 48.0;
+
+struct Line<'a> {
+    label: &'a str,
+    color: &'a str,
+    ys: Vec<f64>,
+}
+
+fn frame(title: &str, lo: f64, hi: f64, xs: &[f64], body: &str) -> String {
+    let (x0, x1) = (xs.first().copied().unwrap_or(0.0), xs.last().copied().unwrap_or(1.0));
+    format!(
+        "<figure><figcaption>{}</figcaption><svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\">\
+         <rect x=\"{PAD}\" y=\"8\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>\
+         <text x=\"4\" y=\"16\" font-size=\"10\">{}</text><text x=\"4\" y=\"{}\" font-size=\"10\">{}</text>\
+         <text x=\"{PAD}\" y=\"{}\" font-size=\"10\">day {:.1}</text>\
+         <text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\">day {:.1}</text>{body}</svg></figure>\n",
+        esc(title),
+        W - PAD - 8.0,
+        H - 36.0,
+        fmt_axis(hi),
+        H - 28.0,
+        fmt_axis(lo),
+        H - 12.0,
+        x0,
+        W - 8.0,
+        H - 12.0,
+        x1,
+    )
+}
+
+fn fmt_axis(v: f64) -> String {
+    if v.abs() >= 1e6 { format!("{:.1}M", v / 1e6) } else { format!("{v:.0}") }
+}
+
+fn scale(v: f64, lo: f64, hi: f64, out_lo: f64, out_hi: f64) -> f64 {
+    if hi <= lo { out_lo } else { out_lo + (v - lo) / (hi - lo) * (out_hi - out_lo) }
+}
+
+fn line_chart(title: &str, xs: &[f64], lines: &[Line<'_>]) -> String {
+    let all = lines.iter().flat_map(|l| l.ys.iter().copied());
+    let (lo, hi) = all.fold((0.0f64, 0.0f64), |(a, b), y| (a.min(y), b.max(y)));
+    let (x0, x1) = (xs.first().copied().unwrap_or(0.0), xs.last().copied().unwrap_or(1.0));
+    let mut body = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        let pts: Vec<String> = xs
+            .iter()
+            .zip(&l.ys)
+            .map(|(x, y)| format!("{:.1},{:.1}", scale(*x, x0, x1, PAD, W - 8.0), scale(*y, lo, hi, H - 28.0, 8.0)))
+            .collect();
+        let _ = write!(
+            body,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{}\">{}</text>",
+            l.color,
+            pts.join(" "),
+            PAD + 8.0,
+            22.0 + 12.0 * i as f64,
+            l.color,
+            esc(l.label)
+        );
+    }
+    frame(title, lo, hi, xs, &body)
+}
+
+fn bar_chart(title: &str, xs: &[f64], ys: &[f64], color: &str) -> String {
+    let hi = ys.iter().copied().fold(1.0f64, f64::max);
+    let (x0, x1) = (xs.first().copied().unwrap_or(0.0), xs.last().copied().unwrap_or(1.0));
+    let mut body = String::new();
+    for (x, y) in xs.iter().zip(ys).filter(|(_, y)| **y > 0.0) {
+        let px = scale(*x, x0, x1, PAD, W - 8.0);
+        let top = scale(*y, 0.0, hi, H - 28.0, 8.0);
+        let _ = write!(
+            body,
+            "<rect x=\"{:.1}\" y=\"{top:.1}\" width=\"3\" height=\"{:.1}\" fill=\"{color}\"/>",
+            px - 1.5,
+            H - 28.0 - top
+        );
+    }
+    frame(title, 0.0, hi, xs, &body)
+}
+
+fn days(series: &[Point]) -> Vec<f64> {
+    let t0 = series.first().map_or(0, |p| p.at.0);
+    series.iter().map(|p| (p.at.0 - t0) as f64 / 86_400_000.0).collect()
+}
+
+/// The whole report. `command` is printed at the top, so the report says
+/// how to reproduce it.
+pub fn html(variants: &[Variant], command: &str) -> String {
+    let mut out = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>dlft backtest</title>\
+         <style>body{font-family:sans-serif;max-width:780px;margin:2em auto}table{border-collapse:collapse;font-size:12px}\
+         td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}figure{margin:1em 0}pre{font-size:11px}</style></head><body>",
+    );
+    let _ = write!(out, "<h1>Backtest</h1><p><code>{}</code></p><pre>{}</pre>", esc(command), esc(&table(variants)));
+    let _ = write!(
+        out,
+        "<table><tr><th>variant</th><th>kills</th><th>losers</th><th>winners</th><th>saved</th><th>forgone</th><th>profit Δ</th><th>regret</th></tr>"
+    );
+    for v in variants {
+        let t = &v.totals;
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&params(v)),
+            t.kills,
+            t.losers_killed,
+            t.winners_killed,
+            money(t.spend_saved_cents),
+            money(t.revenue_forgone_cents),
+            money(t.profit_policy_cents - t.profit_history_cents),
+            money(t.regret_cents)
+        );
+    }
+    out.push_str("</table>");
+    for v in variants.iter().take(24) {
+        let s = &v.series;
+        let xs = days(s);
+        let cur = esc(&v.currency);
+        let f = |g: fn(&Point) -> i64| s.iter().map(|p| g(p) as f64 / 100.0).collect::<Vec<_>>();
+        let _ = write!(out, "<h2>{}</h2>", esc(&params(v)));
+        out.push_str(&line_chart(
+            &format!("Cumulative spend and revenue ({cur})"),
+            &xs,
+            &[
+                Line { label: "revenue, history", color: "#9ecae1", ys: f(|p| p.revenue_history) },
+                Line { label: "revenue, policy", color: "#08519c", ys: f(|p| p.revenue_policy) },
+                Line { label: "spend, history", color: "#fcae91", ys: f(|p| p.spend_history) },
+                Line { label: "spend, policy", color: "#a50f15", ys: f(|p| p.spend_policy) },
+            ],
+        ));
+        out.push_str(&line_chart(
+            &format!("Regret against the hindsight-best keep/kill per ad ({cur})"),
+            &xs,
+            &[Line { label: "regret", color: "#54278f", ys: f(|p| p.regret) }],
+        ));
+        let kills: Vec<f64> = s.iter().map(|p| f64::from(p.kills)).collect();
+        out.push_str(&bar_chart("Kill decisions per tick", &xs, &kills, "#238b45"));
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_formats_negative_and_small_values() {
+        assert_eq!(money(-5), "-0.05");
+        assert_eq!(money(123_456), "1234.56");
+    }
+
+    #[test]
+    fn hostile_text_is_escaped() {
+        assert_eq!(esc("<script>\"x\"&'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;");
+    }
+}

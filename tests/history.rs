@@ -1,0 +1,212 @@
+//! History end to end through the CLI: generate and import catalogs,
+//! backtest the kill loop on them, evaluate bandit policies off-policy
+//! against values computed independently (tests/fixtures/obd_reference.py).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dlft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dlft"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("dlft runs")
+}
+
+fn ok(out: &Output) -> String {
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "dlft failed: {stderr}\n{stdout}");
+    stdout.into_owned()
+}
+
+fn refused(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "expected exit 2 (bad input): {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("history").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const OBD: &str = "../shared/datasets/open-bandit-sample";
+
+fn import(out: &Path, policy: &str, campaign: &str) {
+    ok(&dlft(&["datasets", "import-obd", &format!("{OBD}/{policy}/{campaign}"), "--out", out.to_str().unwrap()]));
+}
+
+fn close(got: f64, want: f64, what: &str) {
+    assert!((got - want).abs() <= 1e-9 * want.abs(), "{what}: got {got}, reference {want}");
+}
+
+#[test]
+fn ope_matches_the_independent_reference_on_the_open_bandit_sample() {
+    let dir = scratch("obd");
+    import(&dir, "bts", "men");
+    import(&dir, "random", "men");
+    let logs = dir.to_str().unwrap();
+    let json = |entity: &str| -> serde_json::Value {
+        let out =
+            dlft(&["ope", "--logs", logs, "--policy", "uniform", "--entity", entity, "--json", "--resamples", "2000"]);
+        serde_json::from_str(&ok(&out)).expect("one JSON object")
+    };
+    let bts = json("bts-men");
+    assert_eq!(bts["n_rounds"], 10_000);
+    let names: Vec<&str> = bts["estimators"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(names, ["dm", "dr", "ips", "rm", "sndr", "snips", "switch_dr"]);
+    for (name, e) in bts["estimators"].as_object().unwrap() {
+        for k in ["value", "ci_low", "ci_high"] {
+            assert!(e[k].is_number(), "{name}.{k} is a number");
+        }
+    }
+    // From tests/fixtures/obd_reference.py (Python, standard library).
+    close(bts["estimators"]["ips"]["value"].as_f64().unwrap(), 0.0030086263272564827, "IPS of uniform on bts logs");
+    close(bts["estimators"]["snips"]["value"].as_f64().unwrap(), 0.0031894231622774096, "SNIPS");
+    close(bts["ess"].as_f64().unwrap(), 655.7098495873233, "ESS");
+    // The uniform policy's on-policy click rate (random logs) is 0.0046:
+    // the bootstrap interval of the estimate from the bts logs covers it.
+    let rnd = json("random-men");
+    assert_eq!(rnd["logged_policy_value"], 0.0046);
+    for name in ["ips", "snips"] {
+        let e = &bts["estimators"][name];
+        let (lo, hi) = (e["ci_low"].as_f64().unwrap(), e["ci_high"].as_f64().unwrap());
+        assert!(lo <= 0.0046 && 0.0046 <= hi, "{name}: [{lo}, {hi}] misses the on-policy 0.0046");
+    }
+    // On its own uniform logs, IPS and SNIPS are exactly the click rate.
+    close(rnd["estimators"]["ips"]["value"].as_f64().unwrap(), 0.0046, "IPS on-policy");
+    close(rnd["estimators"]["snips"]["value"].as_f64().unwrap(), 0.0046, "SNIPS on-policy");
+
+    // Thompson Sampling, by name and from a policy file, runs and is seeded.
+    let ts = ok(&dlft(&[
+        "ope",
+        "--logs",
+        logs,
+        "--policy",
+        "policies/ts.toml",
+        "--entity",
+        "random-men",
+        "--json",
+        "--resamples",
+        "500",
+    ]));
+    let again = ok(&dlft(&[
+        "ope",
+        "--logs",
+        logs,
+        "--policy",
+        "policies/ts.toml",
+        "--entity",
+        "random-men",
+        "--json",
+        "--resamples",
+        "500",
+        "--threads",
+        "1",
+    ]));
+    assert_eq!(ts, again, "one seed, one answer, whatever the threads");
+
+    // Several entities and --json without --entity: refused, naming them.
+    let err = refused(&dlft(&["ope", "--logs", logs, "--policy", "uniform", "--json"]));
+    assert!(err.contains("bts-men") && err.contains("--entity"), "{err}");
+}
+
+#[test]
+fn low_effective_sample_size_is_reported() {
+    let dir = scratch("obd-women");
+    import(&dir, "bts", "women");
+    let out = ok(&dlft(&["ope", "--logs", dir.to_str().unwrap(), "--policy", "uniform", "--resamples", "200"]));
+    // The reference ESS is 2.08 of 10,000 rounds (one propensity is 1e-6).
+    assert!(out.contains("ESS 2.1"), "{out}");
+    assert!(out.contains("unreliable"), "{out}");
+}
+
+#[test]
+fn backtest_end_to_end_is_deterministic_and_parallel_safe() {
+    let dir = scratch("generated");
+    let data = dir.join("catalog");
+    let data = data.to_str().unwrap();
+    let generated = ok(&dlft(&["datasets", "generate", "--seed", "5", "--days", "4", "--brands", "2", "--out", data]));
+    assert!(generated.contains("insights") && generated.contains("bandit"), "{generated}");
+    let args = |threads: &str| {
+        dlft(&[
+            "backtest",
+            "--data",
+            data,
+            "--policy",
+            "policies/kill.toml",
+            "--sweep",
+            "envelope_floor_cents=3000..9000:3000",
+            "--json",
+            "--threads",
+            threads,
+        ])
+    };
+    let one = ok(&args("1"));
+    assert_eq!(one, ok(&args("4")), "sweep results do not depend on threads");
+    let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+    let variants = v.as_array().unwrap();
+    assert_eq!(variants.len(), 3);
+    assert_eq!(variants[0]["params"]["envelope_floor_cents"], 3000);
+    let kills: Vec<u64> = variants.iter().map(|x| x["totals"]["kills"].as_u64().unwrap()).collect();
+    assert!(kills[0] > 0, "the default world has losers to kill");
+    assert!(kills[0] >= kills[2], "a higher envelope floor never allows more kills: {kills:?}");
+    for x in variants {
+        let t = &x["totals"];
+        let delta = t["profit_policy_cents"].as_i64().unwrap() - t["profit_history_cents"].as_i64().unwrap();
+        let saved = t["spend_saved_cents"].as_i64().unwrap() - t["revenue_forgone_cents"].as_i64().unwrap();
+        assert_eq!(delta, saved, "profit change = spend saved - revenue forgone");
+    }
+
+    let report = dir.join("report.html");
+    let out = ok(&dlft(&[
+        "backtest",
+        "--data",
+        data,
+        "--policy",
+        "policies/kill.toml",
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert!(out.contains("kills") && out.contains("hindsight best"), "{out}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(html.matches("<svg").count(), 3, "spend/revenue, regret, decisions");
+
+    // The OPE of the generated bandit logs runs on the same catalog.
+    ok(&dlft(&["ope", "--logs", data, "--policy", "ts", "--entity", "brand-1", "--resamples", "200"]));
+}
+
+#[test]
+fn bad_history_input_is_refused_clearly() {
+    let dir = scratch("bad");
+    // A policy file with an unknown key.
+    let policy = dir.join("p.toml");
+    std::fs::write(&policy, "[kill]\ncurrency = \"EUR\"\nkill_cpa = 1\n").unwrap();
+    let err = refused(&dlft(&["backtest", "--data", ".", "--policy", policy.to_str().unwrap()]));
+    assert!(err.contains("p.toml") && err.contains("kill_cpa"), "{err}");
+    // A directory with no history.
+    let err = refused(&dlft(&["backtest", "--data", dir.to_str().unwrap(), "--policy", "policies/kill.toml"]));
+    assert!(err.contains("no `insights` history"), "{err}");
+    // A bandit policy file asked to backtest the kill rule.
+    let err = refused(&dlft(&["backtest", "--data", ".", "--policy", "policies/ts.toml"]));
+    assert!(err.contains("no [kill] section"), "{err}");
+    // A bad sweep.
+    let err =
+        refused(&dlft(&["backtest", "--data", ".", "--policy", "policies/kill.toml", "--sweep", "currency=1..2:1"]));
+    assert!(err.contains("cannot be swept"), "{err}");
+    // Generating over existing history.
+    let out = dir.join("gen");
+    let out = out.to_str().unwrap();
+    ok(&dlft(&["datasets", "generate", "--seed", "1", "--days", "1", "--out", out]));
+    let err = refused(&dlft(&["datasets", "generate", "--seed", "2", "--days", "1", "--out", out]));
+    assert!(err.contains("overlap") && err.contains("nothing was written"), "{err}");
+    // A broken Parquet file in the catalog is named.
+    let victim = std::fs::read_dir(Path::new(out).join("insights/brand-1")).unwrap().next().unwrap().unwrap().path();
+    std::fs::write(&victim, b"not parquet").unwrap();
+    let err = refused(&dlft(&["backtest", "--data", out, "--policy", "policies/kill.toml"]));
+    assert!(err.contains(victim.file_name().unwrap().to_str().unwrap()) && err.contains("Parquet"), "{err}");
+    // A missing campaign directory.
+    let err = refused(&dlft(&["datasets", "import-obd", "no/such/campaign", "--out", out]));
+    assert!(err.contains("item_context.csv"), "{err}");
+}
