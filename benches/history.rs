@@ -27,8 +27,16 @@ fn beta(c: &mut Criterion) {
     type Sampler = fn(f64, f64, &mut rand_chacha::ChaCha8Rng) -> f64;
     let samplers: [(&str, Sampler, &[(f64, f64)]); 3] = [
         ("johnk", beta_johnk, &[(0.1, 0.1), (0.5, 0.5), (0.9, 0.9), (1.0, 1.0), (2.0, 10.0)]),
-        ("cheng", beta_cheng, &[(0.1, 0.1), (0.5, 0.5), (0.9, 0.9), (1.0, 1.0), (2.0, 10.0), (10.0, 10.0), (5.0, 50.0)]),
-        ("dispatch", sample_beta, &[(0.1, 0.1), (0.5, 0.5), (0.9, 0.9), (1.0, 1.0), (2.0, 10.0), (10.0, 10.0), (5.0, 50.0)]),
+        (
+            "cheng",
+            beta_cheng,
+            &[(0.1, 0.1), (0.5, 0.5), (0.9, 0.9), (1.0, 1.0), (2.0, 10.0), (10.0, 10.0), (5.0, 50.0)],
+        ),
+        (
+            "dispatch",
+            sample_beta,
+            &[(0.1, 0.1), (0.5, 0.5), (0.9, 0.9), (1.0, 1.0), (2.0, 10.0), (10.0, 10.0), (5.0, 50.0)],
+        ),
     ];
     for (name, f, params) in samplers {
         for &(a, b) in params {
@@ -53,7 +61,8 @@ fn backtest(c: &mut Criterion) {
     dlft_datasets::generate::generate(&spec, dir.path()).unwrap();
     let history = dlft_datasets::load_insights(dir.path()).unwrap();
     let rows: usize = history.values().map(Vec::len).sum();
-    let policy = dlft_datasets::policy::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/kill.toml")).unwrap();
+    let policy =
+        dlft_datasets::policy::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/kill.toml")).unwrap();
     let kill = policy.kill.unwrap();
     let mut g = c.benchmark_group("backtest");
     g.throughput(Throughput::Elements(rows as u64));
