@@ -25,7 +25,8 @@ fn beta(c: &mut Criterion) {
     let mut g = c.benchmark_group("beta");
     g.throughput(Throughput::Elements(SAMPLES));
     type Sampler = fn(f64, f64, &mut rand_chacha::ChaCha8Rng) -> f64;
-    let samplers: [(&str, Sampler, &[(f64, f64)]); 3] = [
+    type Case = (&'static str, Sampler, &'static [(f64, f64)]);
+    let samplers: [Case; 3] = [
         ("johnk", beta_johnk, &[(0.1, 0.1), (0.5, 0.5), (0.9, 0.9), (1.0, 1.0), (2.0, 10.0)]),
         (
             "cheng",
