@@ -2,17 +2,12 @@
 //! clear refusals of bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const SCENARIO: &str = "scenarios/ad-kill-container-loss.toml";
 
-fn dlft(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dlft"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("dlft runs")
-}
+mod common;
+use common::dlft;
 
 fn text(out: &Output) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())

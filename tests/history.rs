@@ -3,15 +3,10 @@
 //! against values computed independently (tests/fixtures/obd_reference.py).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn dlft(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dlft"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("dlft runs")
-}
+mod common;
+use common::dlft;
 
 fn ok(out: &Output) -> String {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -79,7 +74,7 @@ fn ope_matches_the_independent_reference_on_the_open_bandit_sample() {
     close(rnd["estimators"]["snips"]["value"].as_f64().unwrap(), 0.0046, "SNIPS on-policy");
 
     // Thompson Sampling, by name and from a policy file, runs and is seeded.
-    let ts = ok(&dlft(&[
+    let ts_args = [
         "ope",
         "--logs",
         logs,
@@ -90,21 +85,9 @@ fn ope_matches_the_independent_reference_on_the_open_bandit_sample() {
         "--json",
         "--resamples",
         "500",
-    ]));
-    let again = ok(&dlft(&[
-        "ope",
-        "--logs",
-        logs,
-        "--policy",
-        "policies/ts.toml",
-        "--entity",
-        "random-men",
-        "--json",
-        "--resamples",
-        "500",
-        "--threads",
-        "1",
-    ]));
+    ];
+    let ts = ok(&dlft(&ts_args));
+    let again = ok(&dlft(&[&ts_args[..], &["--threads", "1"]].concat()));
     assert_eq!(ts, again, "one seed, one answer, whatever the threads");
 
     // Several entities and --json without --entity: refused, naming them.

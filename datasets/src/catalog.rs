@@ -84,6 +84,14 @@ fn layout(schema: &Schema) -> String {
     format!("{}/<entity>/<start_ms>_<end_ms>.parquet", schema.kind)
 }
 
+/// Like [`entries`], but an existing kind directory with no files is empty, not an error.
+fn entries_or_none(root: &Path, schema: &Schema) -> Result<Vec<Entry>, TableError> {
+    match entries(root, schema) {
+        Err(TableError::File { what, .. }) if what.starts_with("no files") => Ok(Vec::new()),
+        other => other,
+    }
+}
+
 /// Reads every file of the kind, checking each against its name's range and
 /// the time order of its rows. Returns (entity, table) in catalog order.
 pub fn load(root: &Path, schema: &Schema) -> Result<Vec<(String, Table)>, TableError> {
@@ -139,9 +147,12 @@ pub fn write_all(root: &Path, files: Vec<Pending>) -> Result<Vec<PathBuf>, Table
     // Overlaps with what is on disk, and among the new files.
     let mut by_kind: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
     for (e, p) in &planned {
-        let existing = by_kind.entry(p.schema.kind).or_insert_with(|| {
-            if root.join(p.schema.kind).is_dir() { entries(root, p.schema).unwrap_or_default() } else { Vec::new() }
-        });
+        if !by_kind.contains_key(p.schema.kind) {
+            // A catalog that is already broken (overlaps, bad names) is refused, not extended.
+            let on_disk = if root.join(p.schema.kind).is_dir() { entries_or_none(root, p.schema)? } else { Vec::new() };
+            by_kind.insert(p.schema.kind, on_disk);
+        }
+        let existing = by_kind.get_mut(p.schema.kind).expect("inserted above");
         if let Some(clash) = existing.iter().find(|x| x.entity == e.entity && x.start <= e.end && e.start <= x.end) {
             return Err(TableError::file(
                 &e.path,
