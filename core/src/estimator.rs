@@ -45,8 +45,13 @@ impl AdEstimate {
 }
 
 /// Estimates every ad in `rows` (one row per ad and bucket) at `now`.
+/// Takes any iterator of rows, so a caller holding them in a map need not copy.
 /// Output is ordered by ad id.
-pub fn estimate(rows: &[InsightRow], now: Timestamp, cfg: &EstimatorConfig) -> Result<Vec<AdEstimate>, MoneyError> {
+pub fn estimate<'a>(
+    rows: impl IntoIterator<Item = &'a InsightRow>,
+    now: Timestamp,
+    cfg: &EstimatorConfig,
+) -> Result<Vec<AdEstimate>, MoneyError> {
     // A bucket [s, s+bucket) is matured when s + bucket + maturation <= now.
     let matured_until = Timestamp(now.0.saturating_sub(cfg.maturation.0 + cfg.bucket.0));
     let mut by_ad: BTreeMap<&AdId, AdEstimate> = BTreeMap::new();
