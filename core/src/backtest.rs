@@ -21,7 +21,7 @@ use crate::ads::InsightRow;
 use crate::envelope::{EnvelopeConfig, Verdict, judge};
 use crate::estimator::{EstimatorConfig, estimate};
 use crate::ids::{AdId, IdempotencyKey};
-use crate::money::{Currency, Money};
+use crate::money::Money;
 use crate::policy::{KillRule, propose_kills};
 use crate::store::{Intent, IntentPhase};
 use crate::time::{Millis, Timestamp};
@@ -339,14 +339,10 @@ fn series(
     out
 }
 
-/// The currency every row of `rows` shares, if any.
-pub fn currency_of(rows: &[HistoryRow]) -> Option<Currency> {
-    rows.first().map(|r| r.spend.currency)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::money::Currency;
     use proptest::prelude::*;
 
     const H: u64 = 3_600_000;
