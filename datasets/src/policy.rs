@@ -54,28 +54,31 @@ fn fifty() -> u32 {
     50
 }
 
+/// The bandit's settings; anything left out takes core's defaults
+/// ([`TsConfig::default`]), with the re-roll period in seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct BanditSection {
-    #[serde(default = "one")]
     pub prior_alpha: f64,
-    #[serde(default = "one")]
     pub prior_beta: f64,
-    #[serde(default = "hour")]
     pub reroll_s: u64,
-    #[serde(default = "mc")]
     pub mc_samples: u32,
-    #[serde(default)]
     pub explore_floor: f64,
-    #[serde(default)]
     pub seed: u64,
 }
 
-fn one() -> f64 {
-    1.0
-}
-fn mc() -> u32 {
-    2_000
+impl Default for BanditSection {
+    fn default() -> Self {
+        let ts = TsConfig::default();
+        BanditSection {
+            prior_alpha: ts.prior_alpha,
+            prior_beta: ts.prior_beta,
+            reroll_s: ts.reroll.0 / 1000,
+            mc_samples: ts.mc_samples,
+            explore_floor: ts.explore_floor,
+            seed: 0,
+        }
+    }
 }
 
 impl BanditSection {
@@ -194,6 +197,14 @@ mod tests {
         assert!(parse_sweep("kill_cpa_cents=2000..4000:0").is_err());
         assert!(parse_sweep("currency=1..2:1").unwrap_err().contains("cannot be swept"));
         assert!(parse_sweep("kill_cpa_cents=2000").is_err());
+    }
+
+    #[test]
+    fn an_empty_bandit_section_is_cores_default() {
+        let p = parse("[bandit]\n", Path::new("p.toml")).unwrap();
+        assert_eq!(p.bandit.unwrap().ts_config(), TsConfig::default());
+        let p = parse("[bandit]\nmc_samples = 7\n", Path::new("p.toml")).unwrap();
+        assert_eq!(p.bandit.unwrap().ts_config().mc_samples, 7);
     }
 
     #[test]
