@@ -8,6 +8,9 @@
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod store;
+pub mod testenv;
+
 use dlft_core::time::{Clock, Millis, Timestamp};
 
 /// Wall-clock time: the one place DLFT reads it.

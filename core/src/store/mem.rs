@@ -13,10 +13,10 @@ use crate::ids::{AdId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId}
 use crate::telemetry::{Block, CostRow, Event, EventKind};
 use crate::time::Timestamp;
 
+use super::plan::{Transition, intent_keys, plan_intents, spend_transition};
 use super::{
-    ActionRow, BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, IntentOp, IntentPhase, Job, JobState, Lease,
-    LeaseRow, NewIntent, NewJob, Outcome, PageActivity, ScheduleRow, SlotOutcome, Snapshot, Store, StoreError,
-    WriteBatch,
+    ActionRow, BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, JobState, Lease, LeaseRow, NewJob,
+    Outcome, PageActivity, ScheduleRow, SlotOutcome, Snapshot, Store, StoreError, WriteBatch,
 };
 use crate::scheduler::GHOST_AMNESTY;
 
@@ -68,6 +68,12 @@ impl MemStore {
             after: ev.after.to_string(),
             cause: ev.cause,
         });
+    }
+
+    fn log_transition(&mut self, at: Timestamp, t: Transition) {
+        let seq = self.events.len() as u64 + 1;
+        let Transition { block, kind, entity, before, after, cause } = t;
+        self.events.push(Event { seq, at, block, kind, entity, before, after, cause });
     }
 
     pub fn boot(&mut self, worker: &WorkerId, now: Timestamp) -> Boot {
@@ -299,107 +305,14 @@ impl MemStore {
         }
     }
 
-    /// Checks that `op` can apply to the intents as they are (with `scratch`
-    /// holding this batch's earlier ops). Validation only: no mutation.
-    fn plan_intent_op(&self, op: &IntentOp, scratch: &BTreeMap<IdempotencyKey, Intent>) -> Result<(), StoreError> {
-        let current = |key: &IdempotencyKey| scratch.get(key).or_else(|| self.intents.get(key));
-        match op {
-            IntentOp::Open(_) => Ok(()),
-            IntentOp::Advance { key, from, to, .. } => {
-                let intent = current(key).ok_or_else(|| StoreError::NotFound(format!("intent {key}")))?;
-                if intent.phase == *to || intent.phase == *from {
-                    Ok(())
-                } else {
-                    Err(StoreError::Conflict {
-                        key: key.clone(),
-                        detail: format!("is {}, not {} (wanted {})", intent.phase.as_str(), from.as_str(), to.as_str()),
-                    })
-                }
-            }
-            IntentOp::CountAttempt { key, .. } => {
-                current(key).map(|_| ()).ok_or_else(|| StoreError::NotFound(format!("intent {key}")))
-            }
-        }
-    }
-
-    fn apply_intent_op(&mut self, op: IntentOp, now: Timestamp) -> Intent {
-        match op {
-            IntentOp::Open(new) => {
-                if let Some(existing) = self.intents.get(&new.key) {
-                    return existing.clone();
-                }
-                let intent = fresh_intent(&new, now);
-                self.log(
-                    now,
-                    Ev {
-                        block: Block::Actuator,
-                        kind: EventKind::IntentOpened,
-                        entity: new.key.to_string(),
-                        before: "none",
-                        after: "intended",
-                        cause: "envelope approved".into(),
-                    },
-                );
-                self.intents.insert(new.key, intent.clone());
-                intent
-            }
-            IntentOp::Advance { key, to, count_attempt, cause, .. } => {
-                let intent = self.intents.get_mut(&key).expect("validated");
-                if count_attempt {
-                    intent.attempts += 1;
-                }
-                if intent.phase == to {
-                    return intent.clone();
-                }
-                let before = intent.phase.as_str();
-                intent.phase = to;
-                intent.updated_at = now;
-                let snapshot = intent.clone();
-                if to == IntentPhase::Committed {
-                    self.actions.push(ActionRow {
-                        key: key.clone(),
-                        ad: snapshot.ad.clone(),
-                        kind: "ad_kill".into(),
-                        committed_at: now,
-                    });
-                }
-                self.log(
-                    now,
-                    Ev {
-                        block: Block::Actuator,
-                        kind: EventKind::IntentAdvanced,
-                        entity: key.to_string(),
-                        before,
-                        after: to.as_str(),
-                        cause,
-                    },
-                );
-                snapshot
-            }
-            IntentOp::CountAttempt { key, .. } => {
-                let intent = self.intents.get_mut(&key).expect("validated");
-                intent.attempts += 1;
-                intent.clone()
-            }
-        }
-    }
-
     pub fn write(&mut self, lease: &Lease, batch: WriteBatch, now: Timestamp) -> Result<BatchResult, StoreError> {
         self.check_fence(lease)?;
-        // Validate every intent op before changing anything: the batch is atomic.
-        let mut scratch: BTreeMap<IdempotencyKey, Intent> = BTreeMap::new();
-        for op in &batch.intents {
-            self.plan_intent_op(op, &scratch)?;
-            if let IntentOp::Open(new) = op {
-                if !self.intents.contains_key(&new.key) {
-                    scratch.entry(new.key.clone()).or_insert_with(|| fresh_intent(new, now));
-                }
-            }
-            if let IntentOp::Advance { key, to, .. } = op {
-                let base = scratch.get(key).or_else(|| self.intents.get(key)).cloned().expect("validated");
-                scratch.insert(key.clone(), Intent { phase: *to, ..base });
-            }
-        }
+        // Plan every intent op before changing anything: the batch is atomic.
+        let current: BTreeMap<IdempotencyKey, Intent> = intent_keys(&batch.intents)
+            .into_iter()
+            .filter_map(|k| self.intents.get(&k).map(|i| (k, i.clone())))
+            .collect();
+        let plan = plan_intents(&current, batch.intents, now)?;
         for row in batch.insights {
             self.upsert_spend(row, now);
         }
@@ -416,7 +329,12 @@ impl MemStore {
                 },
             );
         }
-        let intents = batch.intents.into_iter().map(|op| self.apply_intent_op(op, now)).collect();
+        self.intents.extend(plan.changed);
+        self.actions.extend(plan.actions);
+        for t in plan.events {
+            self.log_transition(now, t);
+        }
+        let intents = plan.results;
         for job in batch.enqueue {
             self.enqueue(job, now);
         }
@@ -448,23 +366,10 @@ impl MemStore {
 
     fn upsert_spend(&mut self, row: InsightRow, now: Timestamp) {
         let key = (row.ad.clone(), row.bucket_start);
-        let before = self.spend.get(&key).map(describe_row);
-        let after = describe_row(&row);
-        if before.as_deref() == Some(after.as_str()) {
-            return; // unchanged: no transition, no row
+        if let Some(t) = spend_transition(self.spend.get(&key), &row) {
+            self.log_transition(now, t);
+            self.spend.insert(key, row);
         }
-        self.log(
-            now,
-            Ev {
-                block: Block::Sensor,
-                kind: EventKind::LedgerSpend,
-                entity: format!("{}@{}", row.ad, row.bucket_start.0),
-                before: before.as_deref().unwrap_or("none"),
-                after: &after,
-                cause: "insights".into(),
-            },
-        );
-        self.spend.insert(key, row);
     }
 
     pub fn finish(
@@ -620,23 +525,6 @@ impl MemStore {
             activities: self.activities(),
         }
     }
-}
-
-fn fresh_intent(new: &NewIntent, now: Timestamp) -> Intent {
-    Intent {
-        key: new.key.clone(),
-        ad: new.ad.clone(),
-        evidence: new.evidence.clone(),
-        verdict: new.verdict.clone(),
-        phase: IntentPhase::Intended,
-        opened_at: now,
-        updated_at: now,
-        attempts: 0,
-    }
-}
-
-fn describe_row(r: &InsightRow) -> String {
-    format!("spend={} purchases={} revenue={}", r.spend.minor, r.purchases, r.revenue.minor)
 }
 
 /// A `MemStore` behind a mutex, usable as the Store port in-process.

@@ -13,6 +13,7 @@
 
 pub mod conformance;
 mod mem;
+pub mod plan;
 
 use std::future::Future;
 

@@ -1,0 +1,842 @@
+// The SQL store, written once for both engines.
+//
+// This file is `include!`d by `pg.rs` and `sqlite.rs`, each of which first
+// defines, for its engine: `Db` (the sqlx database), `begin` (a write
+// transaction), `claim_rows` (the batched claim), `FOR_UPDATE` (row locks, or
+// nothing where the transaction already holds the database) and
+// `NEXT_TOKEN_SQL`. Everything else (the rules) is shared, and most of the
+// rules themselves live in core (`dlft_core::store::plan`), so MemStore and
+// both SQL stores cannot disagree.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use dlft_core::ads::InsightRow;
+use dlft_core::ids::{AdId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
+use dlft_core::money::{Currency, Money};
+use dlft_core::scheduler::GHOST_AMNESTY;
+use dlft_core::store::plan::{Transition, intent_keys, plan_intents, spend_transition};
+use dlft_core::store::{
+    BatchResult, Boot, Checkpoint, Claim, ClaimRequest, Enqueued, Intent, IntentPhase, Job, JobState, Lease, LeaseRow,
+    NewJob, Outcome, PageActivity, ScheduleRow, SlotOutcome, Store, StoreError, WriteBatch,
+};
+use dlft_core::telemetry::{Block, CostRow, Event, EventKind};
+use dlft_core::time::{Millis, Timestamp};
+use sqlx::{Row, Transaction};
+
+type DbRow = <Db as sqlx::Database>::Row;
+type Tx = Transaction<'static, Db>;
+
+/// A store on one database. Cheap to clone (a pool handle).
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: sqlx::Pool<Db>,
+}
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("stored row does not decode: {what}"))
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.0 as i64
+}
+
+fn snake<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => panic!("a unit enum serializes to a string, got {other:?}"),
+    }
+}
+
+fn unsnake<T: serde::de::DeserializeOwned>(s: String) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(s.clone())).map_err(|e| corrupt(format!("{s:?}: {e}")))
+}
+
+fn get<'r, T>(row: &'r DbRow, col: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Db> + sqlx::Type<Db>,
+{
+    row.try_get(col).map_err(|e| corrupt(format!("column {col}: {e}")))
+}
+
+fn job_from_row(r: &DbRow) -> Result<Job, StoreError> {
+    let state: String = get(r, "state")?;
+    let token: Option<i64> = get(r, "lease_token")?;
+    let lease = match token {
+        Some(token) => Some(LeaseRow {
+            token: ClaimToken(token as u64),
+            worker: WorkerId::new(get::<Option<String>>(r, "lease_worker")?.unwrap_or_default()),
+            incarnation: Incarnation(get::<Option<i64>>(r, "lease_incarnation")?.unwrap_or_default() as u64),
+            expires_at: Timestamp(get::<Option<i64>>(r, "lease_expires_at")?.unwrap_or_default() as u64),
+            lease_for: Millis(get::<Option<i64>>(r, "lease_for")?.unwrap_or_default() as u64),
+        }),
+        None => None,
+    };
+    let payload: String = get(r, "payload")?;
+    let errors: String = get(r, "errors")?;
+    let checkpoint: Option<String> = get(r, "checkpoint")?;
+    Ok(Job {
+        id: JobId(get::<i64>(r, "id")? as u64),
+        kind: get(r, "kind")?,
+        payload: serde_json::from_str(&payload).map_err(corrupt)?,
+        priority: get::<i64>(r, "priority")? as i16,
+        run_at: Timestamp(get::<i64>(r, "run_at")? as u64),
+        created_at: Timestamp(get::<i64>(r, "created_at")? as u64),
+        state: unsnake(state)?,
+        attempt: get::<i64>(r, "attempt")? as u32,
+        resumes: get::<i64>(r, "resumes")? as u32,
+        interrupted: get(r, "interrupted")?,
+        errors: serde_json::from_str(&errors).map_err(corrupt)?,
+        lease,
+        idempotency_key: get::<Option<String>>(r, "idempotency_key")?.map(IdempotencyKey::new),
+        schedule: get(r, "schedule")?,
+        checkpoint: checkpoint.map(|c| serde_json::from_str::<Checkpoint>(&c)).transpose().map_err(corrupt)?,
+    })
+}
+
+fn intent_from_row(r: &DbRow) -> Result<Intent, StoreError> {
+    let evidence: String = get(r, "evidence")?;
+    let verdict: String = get(r, "verdict")?;
+    Ok(Intent {
+        key: IdempotencyKey::new(get::<String>(r, "key")?),
+        ad: AdId::new(get::<String>(r, "ad")?),
+        evidence: serde_json::from_str(&evidence).map_err(corrupt)?,
+        verdict: serde_json::from_str(&verdict).map_err(corrupt)?,
+        phase: unsnake::<IntentPhase>(get(r, "phase")?)?,
+        opened_at: Timestamp(get::<i64>(r, "opened_at")? as u64),
+        updated_at: Timestamp(get::<i64>(r, "updated_at")? as u64),
+        attempts: get::<i64>(r, "attempts")? as u32,
+    })
+}
+
+fn money(minor: i64, currency: &str) -> Result<Money, StoreError> {
+    Ok(Money::new(minor, Currency::parse(currency).map_err(corrupt)?))
+}
+
+fn spend_from_row(r: &DbRow) -> Result<InsightRow, StoreError> {
+    Ok(InsightRow {
+        ad: AdId::new(get::<String>(r, "ad")?),
+        bucket_start: Timestamp(get::<i64>(r, "bucket_start")? as u64),
+        spend: money(get(r, "spend_minor")?, &get::<String>(r, "currency")?)?,
+        purchases: get::<i64>(r, "purchases")? as u32,
+        revenue: money(get(r, "revenue_minor")?, &get::<String>(r, "revenue_currency")?)?,
+    })
+}
+
+fn event_from_row(r: &DbRow) -> Result<Event, StoreError> {
+    Ok(Event {
+        seq: get::<i64>(r, "seq")? as u64,
+        at: Timestamp(get::<i64>(r, "at")? as u64),
+        block: unsnake::<Block>(get(r, "block")?)?,
+        kind: unsnake::<EventKind>(get(r, "kind")?)?,
+        entity: get(r, "entity")?,
+        before: get(r, "before")?,
+        after: get(r, "after")?,
+        cause: get(r, "cause")?,
+    })
+}
+
+fn schedule_from_row(r: &DbRow) -> Result<ScheduleRow, StoreError> {
+    Ok(ScheduleRow {
+        name: get(r, "name")?,
+        enabled: get(r, "enabled")?,
+        reason: get(r, "reason")?,
+        changed_at: Timestamp(get::<i64>(r, "changed_at")? as u64),
+        last_slot: get::<Option<i64>>(r, "last_slot")?.map(|s| Timestamp(s as u64)),
+    })
+}
+
+async fn log(tx: &mut Tx, at: Timestamp, t: Transition) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO dlft_events (at, block, kind, entity, before, after, cause) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(ms(at))
+    .bind(snake(&t.block))
+    .bind(snake(&t.kind))
+    .bind(t.entity)
+    .bind(t.before)
+    .bind(t.after)
+    .bind(t.cause)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn sched(kind: EventKind, entity: String, before: &str, after: &str, cause: String) -> Transition {
+    Transition { block: Block::Scheduler, kind, entity, before: before.into(), after: after.into(), cause }
+}
+
+/// Inserts a job (or finds the live one with its idempotency key) inside `tx`.
+async fn enqueue_in(tx: &mut Tx, job: NewJob, schedule: Option<&str>, now: Timestamp) -> Result<Enqueued, StoreError> {
+    let payload = job.payload.to_string();
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO dlft_jobs (kind, payload, priority, run_at, created_at, state, idempotency_key, schedule) \
+         VALUES ($1, $2, $3, $4, $5, 'available', $6, $7) \
+         ON CONFLICT (kind, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
+    )
+    .bind(&job.kind)
+    .bind(&payload)
+    .bind(i64::from(job.priority))
+    .bind(ms(job.run_at))
+    .bind(ms(now))
+    .bind(job.idempotency_key.as_ref().map(|k| k.as_str().to_string()))
+    .bind(schedule)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    match inserted {
+        Some(id) => {
+            let id = JobId(id as u64);
+            let t =
+                sched(EventKind::JobEnqueued, id.to_string(), "none", "available", format!("{} {payload}", job.kind));
+            log(tx, now, t).await?;
+            Ok(Enqueued::Created(id))
+        }
+        None => {
+            let existing: i64 = sqlx::query_scalar("SELECT id FROM dlft_jobs WHERE kind = $1 AND idempotency_key = $2")
+                .bind(&job.kind)
+                .bind(job.idempotency_key.as_ref().map(|k| k.as_str().to_string()))
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(db_err)?;
+            Ok(Enqueued::Duplicate(JobId(existing as u64)))
+        }
+    }
+}
+
+/// The job `lease` names, locked, if the lease still holds it.
+async fn fenced(tx: &mut Tx, lease: &Lease) -> Result<Job, StoreError> {
+    let sql: &'static str = FENCE_SQL;
+    let row = sqlx::query(sql)
+        .bind(lease.job.0 as i64)
+        .bind(lease.token.0 as i64)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    match row {
+        Some(r) => job_from_row(&r),
+        None => Err(StoreError::Fenced { job: lease.job, token: lease.token }),
+    }
+}
+
+async fn set_schedule_in(
+    tx: &mut Tx,
+    name: &str,
+    enabled: bool,
+    reason: &str,
+    now: Timestamp,
+    kind: EventKind,
+) -> Result<(), StoreError> {
+    let before: Option<bool> =
+        sqlx::query_scalar(SCHEDULE_ENABLED_SQL).bind(name).fetch_optional(&mut **tx).await.map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO dlft_schedules (name, enabled, reason, changed_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled, reason = excluded.reason, \
+         changed_at = excluded.changed_at",
+    )
+    .bind(name)
+    .bind(enabled)
+    .bind(reason)
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let word = |on: bool| if on { "enabled" } else { "disabled" };
+    let t = sched(kind, name.to_string(), word(before.unwrap_or(true)), word(enabled), reason.to_string());
+    log(tx, now, t).await
+}
+
+/// Moves a finished job out of the hot table.
+async fn move_to_done(tx: &mut Tx, job: &Job, now: Timestamp) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM dlft_jobs WHERE id = $1")
+        .bind(job.id.0 as i64)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO dlft_jobs_done (id, kind, payload, priority, run_at, created_at, state, attempt, resumes, \
+         interrupted, errors, idempotency_key, schedule, checkpoint, finished_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(job.id.0 as i64)
+    .bind(&job.kind)
+    .bind(job.payload.to_string())
+    .bind(i64::from(job.priority))
+    .bind(ms(job.run_at))
+    .bind(ms(job.created_at))
+    .bind(job.state.as_str())
+    .bind(i64::from(job.attempt))
+    .bind(i64::from(job.resumes))
+    .bind(job.interrupted)
+    .bind(serde_json::to_string(&job.errors).expect("strings serialize"))
+    .bind(job.idempotency_key.as_ref().map(|k| k.as_str().to_string()))
+    .bind(&job.schedule)
+    .bind(job.checkpoint.as_ref().map(|c| serde_json::to_string(c).expect("checkpoints serialize")))
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+async fn insert_costs(tx: &mut Tx, costs: Vec<CostRow>) -> Result<(), StoreError> {
+    for c in costs {
+        sqlx::query(
+            "INSERT INTO dlft_costs (call_id, at, vendor, op, ok, minor, currency) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(c.call_id)
+        .bind(ms(c.at))
+        .bind(c.vendor)
+        .bind(c.op)
+        .bind(c.ok)
+        .bind(c.cost.minor)
+        .bind(c.cost.currency.as_str().to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+impl SqlStore {
+    pub fn from_pool(pool: sqlx::Pool<Db>) -> SqlStore {
+        SqlStore { pool }
+    }
+
+    pub fn pool(&self) -> &sqlx::Pool<Db> {
+        &self.pool
+    }
+
+    async fn do_boot(&self, worker: &WorkerId, now: Timestamp) -> Result<Boot, StoreError> {
+        let mut tx = begin(&self.pool).await?;
+        let inc: i64 = sqlx::query_scalar(
+            "INSERT INTO dlft_workers (worker, incarnation) VALUES ($1, 1) \
+             ON CONFLICT (worker) DO UPDATE SET incarnation = dlft_workers.incarnation + 1 RETURNING incarnation",
+        )
+        .bind(worker.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let incarnation = Incarnation(inc as u64);
+        let t = sched(EventKind::WorkerBooted, worker.to_string(), "", &format!("{incarnation:?}"), "boot".into());
+        log(&mut tx, now, t).await?;
+        // Whatever the worker's earlier incarnations hold is orphaned (a worker
+        // id runs in one process at a time): release it now, which is what
+        // keeps MTTR near the restart delay. Leases of any worker that ran out
+        // four hours ago are ghosts: release them too, and say so.
+        let rows = sqlx::query(BOOT_SWEEP_SQL)
+            .bind(worker.as_str())
+            .bind(ms(now) - GHOST_AMNESTY.0 as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let mut held = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+        // Orphans first, then ghosts, each by id (as MemStore does).
+        held.sort_by_key(|j| (j.lease.as_ref().is_none_or(|l| &l.worker != worker), j.id));
+        let mut released = Vec::with_capacity(held.len());
+        for job in held {
+            let lease = job.lease.as_ref().expect("running jobs hold a lease");
+            let why = if &lease.worker == worker { "boot sweep" } else { "ghost amnesty" };
+            sqlx::query(
+                "UPDATE dlft_jobs SET state = 'available', interrupted = TRUE, lease_token = NULL, \
+                 lease_worker = NULL, lease_incarnation = NULL, lease_expires_at = NULL, lease_for = NULL \
+                 WHERE id = $1",
+            )
+            .bind(job.id.0 as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let cause = format!("{why}: held by {} {:?} until {}", lease.worker, lease.incarnation, lease.expires_at);
+            log(&mut tx, now, sched(EventKind::JobReleased, job.id.to_string(), "running", "available", cause)).await?;
+            released.push(job.id);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(Boot { incarnation, released })
+    }
+
+    async fn do_enqueue(&self, job: NewJob, now: Timestamp) -> Result<Enqueued, StoreError> {
+        let mut tx = begin(&self.pool).await?;
+        let out = enqueue_in(&mut tx, job, None, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(out)
+    }
+
+    async fn do_fire_slot(
+        &self,
+        schedule: &str,
+        slot: Timestamp,
+        job: NewJob,
+        now: Timestamp,
+    ) -> Result<SlotOutcome, StoreError> {
+        let mut tx = begin(&self.pool).await?;
+        sqlx::query(
+            "INSERT INTO dlft_schedules (name, enabled, reason, changed_at) VALUES ($1, TRUE, 'default', $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(schedule)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let enabled: bool =
+            sqlx::query_scalar(SCHEDULE_ENABLED_SQL).bind(schedule).fetch_one(&mut *tx).await.map_err(db_err)?;
+        if !enabled {
+            return Ok(SlotOutcome::Disabled);
+        }
+        let fresh = sqlx::query(
+            "INSERT INTO dlft_slots (schedule, slot, job) VALUES ($1, $2, 0) ON CONFLICT (schedule, slot) DO NOTHING",
+        )
+        .bind(schedule)
+        .bind(ms(slot))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if fresh == 0 {
+            return Ok(SlotOutcome::AlreadyFired);
+        }
+        sqlx::query(
+            "UPDATE dlft_schedules SET last_slot = $2 WHERE name = $1 AND (last_slot IS NULL OR last_slot < $2)",
+        )
+        .bind(schedule)
+        .bind(ms(slot))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let entity = format!("{schedule}@{}", slot.0);
+        log(&mut tx, now, sched(EventKind::SlotFired, entity, "", "fired", "tick".into())).await?;
+        let id = enqueue_in(&mut tx, job, Some(schedule), now).await?.id();
+        sqlx::query("UPDATE dlft_slots SET job = $3 WHERE schedule = $1 AND slot = $2")
+            .bind(schedule)
+            .bind(ms(slot))
+            .bind(id.0 as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(SlotOutcome::Fired(id))
+    }
+
+    async fn do_set_schedule(&self, name: &str, enabled: bool, reason: &str, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = begin(&self.pool).await?;
+        set_schedule_in(&mut tx, name, enabled, reason, now, EventKind::ScheduleChanged).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn do_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
+        let rows = sqlx::query("SELECT name, enabled, reason, changed_at, last_slot FROM dlft_schedules ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(schedule_from_row).collect()
+    }
+
+    async fn do_discard_unknown_kinds(&self, known: &[String], now: Timestamp) -> Result<Vec<JobId>, StoreError> {
+        let mut tx = begin(&self.pool).await?;
+        let rows = sqlx::query(WAITING_SQL).fetch_all(&mut *tx).await.map_err(db_err)?;
+        let mut discarded = Vec::new();
+        for r in &rows {
+            let mut job = job_from_row(r)?;
+            if known.contains(&job.kind) {
+                continue;
+            }
+            let error = format!("unknown job kind {:?} (this build runs {known:?})", job.kind);
+            job.state = JobState::Discarded;
+            job.errors.push(error.clone());
+            move_to_done(&mut tx, &job, now).await?;
+            log(&mut tx, now, sched(EventKind::JobDiscarded, job.id.to_string(), "available", "discarded", error))
+                .await?;
+            discarded.push(job.id);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(discarded)
+    }
+
+    async fn do_release(&self, lease: &Lease, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = begin(&self.pool).await?;
+        fenced(&mut tx, lease).await?;
+        sqlx::query(
+            "UPDATE dlft_jobs SET state = 'available', attempt = attempt - 1, lease_token = NULL, lease_worker = NULL, \
+             lease_incarnation = NULL, lease_expires_at = NULL, lease_for = NULL WHERE id = $1",
+        )
+        .bind(lease.job.0 as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let cause = "graceful shutdown: attempt handed back".to_string();
+        log(&mut tx, now, sched(EventKind::JobReleased, lease.job.to_string(), "running", "available", cause)).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn do_claim(&self, req: &ClaimRequest, now: Timestamp) -> Result<Vec<Claim>, StoreError> {
+        assert!(
+            req.limit <= dlft_core::store::CLAIM_LIMIT_MAX,
+            "claim limit {} over {}",
+            req.limit,
+            dlft_core::store::CLAIM_LIMIT_MAX
+        );
+        let mut tx = begin(&self.pool).await?;
+        let current: Option<i64> = sqlx::query_scalar("SELECT incarnation FROM dlft_workers WHERE worker = $1")
+            .bind(req.worker.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if current != Some(req.incarnation.0 as i64) {
+            return Err(StoreError::StaleIncarnation { worker: req.worker.clone(), incarnation: req.incarnation });
+        }
+        let kinds: Vec<String> = req.kinds.iter().map(|k| k.as_str().to_string()).collect();
+        let mut claimed = claim_rows(&mut tx, req, &kinds, now).await?;
+        claimed.sort_by_key(|(j, _)| (j.priority, j.run_at, j.id));
+        for (job, cause) in &claimed {
+            let before = cause.0;
+            let t = sched(EventKind::JobClaimed, job.id.to_string(), before, "running", cause.1.clone());
+            log(&mut tx, now, t).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(claimed
+            .into_iter()
+            .map(|(job, _)| {
+                let token = job.lease.as_ref().expect("claimed jobs hold a lease").token;
+                Claim { lease: Lease { job: job.id, token }, job }
+            })
+            .collect())
+    }
+
+    async fn do_write(&self, lease: &Lease, batch: WriteBatch, now: Timestamp) -> Result<BatchResult, StoreError> {
+        let mut tx = begin(&self.pool).await?;
+        let job = fenced(&mut tx, lease).await?;
+        // Plan every intent op before writing anything: the batch is atomic
+        // (and the transaction makes it so even if a later statement fails).
+        let keys = intent_keys(&batch.intents);
+        let mut current = BTreeMap::new();
+        for key in keys {
+            let row = sqlx::query(INTENT_LOCK_SQL).bind(key.as_str()).fetch_optional(&mut *tx).await.map_err(db_err)?;
+            if let Some(r) = row {
+                current.insert(key, intent_from_row(&r)?);
+            }
+        }
+        let plan = plan_intents(&current, batch.intents, now)?;
+        for row in batch.insights {
+            let old = sqlx::query(SPEND_LOCK_SQL)
+                .bind(row.ad.as_str())
+                .bind(ms(row.bucket_start))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .map(|r| spend_from_row(&r))
+                .transpose()?;
+            let Some(t) = spend_transition(old.as_ref(), &row) else { continue };
+            log(&mut tx, now, t).await?;
+            sqlx::query(
+                "INSERT INTO dlft_spend (ad, bucket_start, spend_minor, currency, purchases, revenue_minor, \
+                 revenue_currency) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (ad, bucket_start) DO UPDATE SET \
+                 spend_minor = excluded.spend_minor, currency = excluded.currency, purchases = excluded.purchases, \
+                 revenue_minor = excluded.revenue_minor, revenue_currency = excluded.revenue_currency",
+            )
+            .bind(row.ad.as_str())
+            .bind(ms(row.bucket_start))
+            .bind(row.spend.minor)
+            .bind(row.spend.currency.as_str().to_string())
+            .bind(i64::from(row.purchases))
+            .bind(row.revenue.minor)
+            .bind(row.revenue.currency.as_str().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        for v in batch.verdicts {
+            let t = Transition {
+                block: Block::Envelope,
+                kind: EventKind::Verdict,
+                entity: v.key.to_string(),
+                before: "proposed".into(),
+                after: serde_json::to_string(&v.decision).expect("serializes"),
+                cause: v.reason,
+            };
+            log(&mut tx, now, t).await?;
+        }
+        for intent in plan.changed.values() {
+            sqlx::query(
+                "INSERT INTO dlft_intents (key, ad, evidence, verdict, phase, opened_at, updated_at, attempts) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO UPDATE SET phase = excluded.phase, \
+                 updated_at = excluded.updated_at, attempts = excluded.attempts",
+            )
+            .bind(intent.key.as_str())
+            .bind(intent.ad.as_str())
+            .bind(serde_json::to_string(&intent.evidence).expect("serializes"))
+            .bind(serde_json::to_string(&intent.verdict).expect("serializes"))
+            .bind(intent.phase.as_str())
+            .bind(ms(intent.opened_at))
+            .bind(ms(intent.updated_at))
+            .bind(i64::from(intent.attempts))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        for a in plan.actions {
+            sqlx::query("INSERT INTO dlft_actions (key, ad, kind, committed_at) VALUES ($1, $2, $3, $4)")
+                .bind(a.key.as_str())
+                .bind(a.ad.as_str())
+                .bind(a.kind)
+                .bind(ms(a.committed_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        for t in plan.events {
+            log(&mut tx, now, t).await?;
+        }
+        for j in batch.enqueue {
+            enqueue_in(&mut tx, j, None, now).await?;
+        }
+        insert_costs(&mut tx, batch.costs).await?;
+        if let Some(a) = batch.activity {
+            sqlx::query("INSERT INTO dlft_activities (page, body) VALUES ($1, $2) ON CONFLICT (page) DO UPDATE SET body = excluded.body")
+                .bind(a.page.clone())
+                .bind(serde_json::to_string(&a).expect("serializes"))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let lease_for = job.lease.as_ref().map_or(0, |l| l.lease_for.0 as i64);
+        let checkpoint = batch.checkpoint.as_ref().map(|c| serde_json::to_string(c).expect("serializes"));
+        sqlx::query("UPDATE dlft_jobs SET lease_expires_at = $2, checkpoint = COALESCE($3, checkpoint) WHERE id = $1")
+            .bind(lease.job.0 as i64)
+            .bind(ms(now) + lease_for)
+            .bind(checkpoint)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if let Some(cp) = batch.checkpoint {
+            let before = job.checkpoint.as_ref().map_or("none".to_string(), |c| c.step.clone());
+            let t = sched(EventKind::PipelineStep, lease.job.to_string(), &before, &cp.step, "checkpoint".into());
+            log(&mut tx, now, t).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(BatchResult { intents: plan.results })
+    }
+
+    async fn do_finish(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+        costs: Vec<CostRow>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = begin(&self.pool).await?;
+        let mut job = fenced(&mut tx, lease).await?;
+        insert_costs(&mut tx, costs).await?;
+        job.lease = None;
+        let mut tripped = None;
+        let (kind, cause) = match outcome {
+            Outcome::Completed => {
+                job.state = JobState::Completed;
+                (EventKind::JobCompleted, "done".to_string())
+            }
+            Outcome::Retry { at, error } => {
+                job.state = JobState::Available;
+                job.run_at = at;
+                job.errors.push(error.clone());
+                (EventKind::JobRetried, error)
+            }
+            Outcome::Discard { error } => {
+                job.state = JobState::Discarded;
+                job.errors.push(error.clone());
+                (EventKind::JobDiscarded, error)
+            }
+            Outcome::Trip { error } => {
+                job.state = JobState::Discarded;
+                job.errors.push(error.clone());
+                tripped = job.schedule.clone().map(|s| (s, error.clone()));
+                (EventKind::JobDiscarded, format!("circuit breaker: {error}"))
+            }
+        };
+        if job.state.is_final() {
+            move_to_done(&mut tx, &job, now).await?;
+        } else {
+            sqlx::query(
+                "UPDATE dlft_jobs SET state = 'available', run_at = $2, errors = $3, lease_token = NULL, \
+                 lease_worker = NULL, lease_incarnation = NULL, lease_expires_at = NULL, lease_for = NULL \
+                 WHERE id = $1",
+            )
+            .bind(job.id.0 as i64)
+            .bind(ms(job.run_at))
+            .bind(serde_json::to_string(&job.errors).expect("strings serialize"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        log(&mut tx, now, sched(kind, lease.job.to_string(), "running", job.state.as_str(), cause)).await?;
+        if let Some((schedule, error)) = tripped {
+            let reason = format!("circuit breaker opened by {}: {error}", lease.job);
+            set_schedule_in(&mut tx, &schedule, false, &reason, now, EventKind::BreakerOpened).await?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn do_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let sql: &'static str = JOB_BY_ID_SQL;
+        let row = sqlx::query(sql).bind(id.0 as i64).fetch_optional(&self.pool).await.map_err(db_err)?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn do_events(&self, after: u64) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, block, kind, entity, before, after, cause FROM dlft_events WHERE seq > $1 ORDER BY seq",
+        )
+        .bind(after as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn do_spend_ledger(&self, since: Timestamp) -> Result<Vec<InsightRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ad, bucket_start, spend_minor, currency, purchases, revenue_minor, revenue_currency \
+             FROM dlft_spend WHERE bucket_start >= $1 ORDER BY ad, bucket_start",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(spend_from_row).collect()
+    }
+
+    async fn do_intents(&self) -> Result<Vec<Intent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key, ad, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents ORDER BY key",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(intent_from_row).collect()
+    }
+
+    async fn do_intent(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key, ad, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents WHERE key = $1",
+        )
+        .bind(key.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(intent_from_row).transpose()
+    }
+
+    async fn do_activities(&self) -> Result<Vec<PageActivity>, StoreError> {
+        let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM dlft_activities ORDER BY page")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        bodies.iter().map(|b| serde_json::from_str(b).map_err(corrupt)).collect()
+    }
+
+    /// Jobs waiting or running, per kind and state: the runner's queue-depth gauge.
+    pub async fn depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT kind, state, COUNT(*) AS n FROM dlft_jobs GROUP BY kind, state ORDER BY kind, state")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        rows.iter().map(|r| Ok((get(r, "kind")?, get(r, "state")?, get(r, "n")?))).collect()
+    }
+}
+
+impl Store for SqlStore {
+    fn boot(&self, worker: &WorkerId, now: Timestamp) -> impl Future<Output = Result<Boot, StoreError>> + Send {
+        self.do_boot(worker, now)
+    }
+    fn enqueue(&self, job: NewJob, now: Timestamp) -> impl Future<Output = Result<Enqueued, StoreError>> + Send {
+        self.do_enqueue(job, now)
+    }
+    fn fire_slot(
+        &self,
+        schedule: &str,
+        slot: Timestamp,
+        job: NewJob,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<SlotOutcome, StoreError>> + Send {
+        self.do_fire_slot(schedule, slot, job, now)
+    }
+    fn schedules(&self) -> impl Future<Output = Result<Vec<ScheduleRow>, StoreError>> + Send {
+        self.do_schedules()
+    }
+    fn set_schedule(
+        &self,
+        name: &str,
+        enabled: bool,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.do_set_schedule(name, enabled, reason, now)
+    }
+    fn discard_unknown_kinds(
+        &self,
+        known: &[String],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send {
+        self.do_discard_unknown_kinds(known, now)
+    }
+    fn release(&self, lease: &Lease, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.do_release(lease, now)
+    }
+    fn claim(&self, req: &ClaimRequest, now: Timestamp) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send {
+        self.do_claim(req, now)
+    }
+    fn write(
+        &self,
+        lease: &Lease,
+        batch: WriteBatch,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<BatchResult, StoreError>> + Send {
+        self.do_write(lease, batch, now)
+    }
+    fn finish(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+        costs: Vec<CostRow>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.do_finish(lease, outcome, costs, now)
+    }
+    fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send {
+        self.do_job(id)
+    }
+    fn events(&self, after: u64) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send {
+        self.do_events(after)
+    }
+    fn spend_ledger(&self, since: Timestamp) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
+        self.do_spend_ledger(since)
+    }
+    fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
+        self.do_intents()
+    }
+    fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send {
+        self.do_activities()
+    }
+    fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
+        self.do_intent(key)
+    }
+}
+
+/// The claim's event row: the state before, and why (a lease that ran out names its holder).
+fn claim_cause(r: &DbRow, req: &ClaimRequest) -> Result<(&'static str, String), StoreError> {
+    let old_state: String = get(r, "old_state")?;
+    let before = if old_state == "running" { "running" } else { "available" };
+    let old_worker: Option<String> = get(r, "old_worker")?;
+    let cause = match old_worker {
+        Some(w) => {
+            let inc = Incarnation(get::<Option<i64>>(r, "old_inc")?.unwrap_or_default() as u64);
+            format!("claim by {}: lease of {w} {inc:?} expired", req.worker)
+        }
+        None => format!("claim by {}", req.worker),
+    };
+    Ok((before, cause))
+}

@@ -1,0 +1,178 @@
+//! The SQL stores: PostgreSQL (many workers and processes on one database)
+//! and SQLite (the embedded default for one machine). One implementation
+//! (`common.rs`) with the engine-specific parts beside it; both pass core's
+//! store conformance suite unchanged (`live/tests/store_conformance.rs`).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Connection, SqlSafeStr};
+
+macro_rules! job_cols {
+    () => {
+        "id, kind, payload, priority, run_at, created_at, state, attempt, resumes, interrupted, errors, \
+         lease_token, lease_worker, lease_incarnation, lease_expires_at, lease_for, idempotency_key, schedule, \
+         checkpoint"
+    };
+}
+
+pub mod pg;
+pub mod sqlite;
+
+pub use pg::PgStore;
+pub use sqlite::SqliteStore;
+
+/// The schema version this build writes. A database at a newer version is
+/// refused rather than written with old assumptions.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Why a store could not be opened. Every message names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("not a database URL: {0:?} (expected sqlite://PATH or postgres://USER@HOST:PORT/DB)")]
+    BadUrl(String),
+    #[error("cannot connect to {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error(
+        "the database at {url} has schema version {found}, newer than this build's {known}: \
+         run a newer dlft (refusing to touch it)"
+    )]
+    NewerSchema { url: String, found: i64, known: i64 },
+    #[error("migrating {url}: {source}")]
+    Migrate { url: String, source: sqlx::migrate::MigrateError },
+}
+
+/// Which engine a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    Sqlite,
+}
+
+impl Engine {
+    pub fn of(url: &str) -> Result<Engine, OpenError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Engine::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Engine::Sqlite)
+        } else {
+            Err(OpenError::BadUrl(redact(url)))
+        }
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+fn migrator(engine: Engine) -> Migrator {
+    let sql = match engine {
+        Engine::Postgres => include_str!("../../migrations/postgres/0001_init.sql"),
+        Engine::Sqlite => include_str!("../../migrations/sqlite/0001_init.sql"),
+    };
+    Migrator::with_migrations(vec![Migration::new(1, "init".into(), MigrationType::Simple, sql.into_sql_str(), false)])
+}
+
+/// Fails if the database's schema is newer than this build's.
+async fn check_version<C>(conn: &mut C, exists_sql: &'static str, url: &str) -> Result<(), OpenError>
+where
+    C: Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    for<'r> i64: sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
+    for<'q> <C::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<C::Database>,
+    usize: sqlx::ColumnIndex<<C::Database as sqlx::Database>::Row>,
+{
+    let connect = |source| OpenError::Connect { url: redact(url), source };
+    let has_table: Option<i64> = sqlx::query_scalar(exists_sql).fetch_optional(&mut *conn).await.map_err(connect)?;
+    if has_table.is_none() {
+        return Ok(());
+    }
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&mut *conn).await.map_err(connect)?;
+    match found {
+        Some(found) if found > SCHEMA_VERSION => {
+            Err(OpenError::NewerSchema { url: redact(url), found, known: SCHEMA_VERSION })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Options shared by both engines' pools.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    /// How long to wait for a connection (at start-up, or from the pool).
+    pub acquire_timeout: Duration,
+    /// PostgreSQL only: a schema to use (created if missing), for tests.
+    pub pg_schema: Option<String>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions { max_connections: 8, acquire_timeout: Duration::from_secs(5), pg_schema: None }
+    }
+}
+
+/// Opens (and migrates) a PostgreSQL store.
+pub async fn open_pg(url: &str, opts: &PoolOptions) -> Result<PgStore, OpenError> {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let connect = |source| OpenError::Connect { url: redact(url), source };
+    let mut conn_opts = PgConnectOptions::from_str(url).map_err(connect)?;
+    if let Some(schema) = &opts.pg_schema {
+        let mut admin = sqlx::PgConnection::connect_with(&conn_opts).await.map_err(connect)?;
+        let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', ""));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(ddl)).execute(&mut admin).await.map_err(connect)?;
+        admin.close().await.map_err(connect)?;
+        conn_opts = conn_opts.options([("search_path", schema.as_str())]);
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(opts.max_connections)
+        .acquire_timeout(opts.acquire_timeout)
+        .connect_with(conn_opts)
+        .await
+        .map_err(connect)?;
+    let mut conn = pool.acquire().await.map_err(connect)?;
+    check_version(
+        &mut *conn,
+        "SELECT 1::BIGINT FROM pg_tables WHERE tablename = '_sqlx_migrations' AND schemaname = current_schema()",
+        url,
+    )
+    .await?;
+    migrator(Engine::Postgres)
+        .run(&mut *conn)
+        .await
+        .map_err(|source| OpenError::Migrate { url: redact(url), source })?;
+    drop(conn);
+    Ok(PgStore::from_pool(pool))
+}
+
+/// Opens (creating and migrating) a SQLite store.
+pub async fn open_sqlite(url: &str, opts: &PoolOptions) -> Result<SqliteStore, OpenError> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+    let connect = |source| OpenError::Connect { url: redact(url), source };
+    let conn_opts = SqliteConnectOptions::from_str(url)
+        .map_err(connect)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(opts.max_connections)
+        .acquire_timeout(opts.acquire_timeout)
+        .connect_with(conn_opts)
+        .await
+        .map_err(connect)?;
+    let mut conn = pool.acquire().await.map_err(connect)?;
+    check_version(&mut *conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'", url)
+        .await?;
+    migrator(Engine::Sqlite).run(&mut *conn).await.map_err(|source| OpenError::Migrate { url: redact(url), source })?;
+    drop(conn);
+    Ok(SqliteStore::from_pool(pool))
+}
