@@ -125,13 +125,15 @@ pub async fn open_pg(url: &str, opts: &PoolOptions) -> Result<PgStore, OpenError
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     let connect = |source| OpenError::Connect { url: redact(url), source };
     let mut conn_opts = PgConnectOptions::from_str(url).map_err(connect)?;
+    // One direct connection first: its error names the real cause (refused,
+    // unknown host, bad password), where the pool would only time out.
+    let mut first = sqlx::PgConnection::connect_with(&conn_opts).await.map_err(connect)?;
     if let Some(schema) = &opts.pg_schema {
-        let mut admin = sqlx::PgConnection::connect_with(&conn_opts).await.map_err(connect)?;
         let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', ""));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(ddl)).execute(&mut admin).await.map_err(connect)?;
-        admin.close().await.map_err(connect)?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(ddl)).execute(&mut first).await.map_err(connect)?;
         conn_opts = conn_opts.options([("search_path", schema.as_str())]);
     }
+    first.close().await.map_err(connect)?;
     let pool = PgPoolOptions::new()
         .max_connections(opts.max_connections)
         .acquire_timeout(opts.acquire_timeout)
@@ -163,6 +165,7 @@ pub async fn open_sqlite(url: &str, opts: &PoolOptions) -> Result<SqliteStore, O
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10));
+    sqlx::SqliteConnection::connect_with(&conn_opts).await.map_err(connect)?.close().await.map_err(connect)?;
     let pool = SqlitePoolOptions::new()
         .max_connections(opts.max_connections)
         .acquire_timeout(opts.acquire_timeout)
