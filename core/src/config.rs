@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::envelope::EnvelopeConfig;
 use crate::estimator::EstimatorConfig;
 use crate::ids::WorkerId;
-use crate::money::Currency;
+use crate::money::{Currency, Money};
 use crate::policy::KillRule;
 use crate::scheduler::RetryPolicy;
 use crate::store::JobKind;
@@ -81,6 +81,112 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
     #[serde(default)]
     pub sabotage: Sabotage,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// The loop's settings as written in files: a scenario's `[loop]` and the
+/// `[loop]` of `dlft run`'s config share this shape, and [`LoopSettings::loop_config`]
+/// and [`LoopSettings::worker_config`] turn it into the configs the worker runs.
+pub struct LoopSettings {
+    pub kill_cpa_cents: i64,
+    pub envelope_floor_cents: i64,
+    pub maturation_s: u64,
+    pub learning_s: u64,
+    pub lookback_s: u64,
+    pub max_attempts: u32,
+    pub max_kill_share_pct: u32,
+    pub claim_poll_ms: u64,
+    pub lease_ms: u64,
+    pub rpc_timeout_ms: u64,
+    pub retry_base_ms: u64,
+    pub retry_cap_ms: u64,
+    pub retry_max_attempts: u32,
+    /// No retry later than this after a job was created.
+    pub retry_window_s: u64,
+    /// Concurrency of the tick pool and of the kill pool.
+    pub tick_concurrency: u32,
+    pub kill_concurrency: u32,
+    /// A job running longer than this is abandoned and retried.
+    pub job_timeout_ms: u64,
+    /// Read-back confirmation window and poll after a successful pause.
+    #[serde(default = "readback_confirm_ms")]
+    pub readback_confirm_ms: u64,
+    #[serde(default = "readback_poll_ms")]
+    pub readback_poll_ms: u64,
+}
+
+fn readback_confirm_ms() -> u64 {
+    10_000
+}
+
+fn readback_poll_ms() -> u64 {
+    1_000
+}
+
+/// What the loop must know of the platform it talks to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformShape {
+    pub currency: Currency,
+    /// The insights bucket (an hour on Meta; shorter in the sim and sandbox).
+    pub bucket: Millis,
+    pub page_limit: u32,
+}
+
+impl LoopSettings {
+    pub fn loop_config(&self, platform: &PlatformShape, estimate_window: Millis, scan: Option<ScanConfig>) -> LoopConfig {
+        let cur = platform.currency;
+        LoopConfig {
+            currency: cur,
+            estimator: EstimatorConfig {
+                bucket: platform.bucket,
+                maturation: Millis::from_secs(self.maturation_s),
+                learning: Millis::from_secs(self.learning_s),
+            },
+            kill_rule: KillRule { kill_cpa: Money::new(self.kill_cpa_cents, cur) },
+            envelope: EnvelopeConfig {
+                kill_cpa_floor: Money::new(self.envelope_floor_cents, cur),
+                max_attempts: self.max_attempts,
+                max_kill_share_pct: self.max_kill_share_pct,
+            },
+            insights_lookback: Millis::from_secs(self.lookback_s),
+            estimate_window,
+            page_limit: platform.page_limit,
+            readback_confirm: Millis(self.readback_confirm_ms),
+            readback_poll: Millis(self.readback_poll_ms),
+            scan,
+        }
+    }
+
+    pub fn worker_config(&self, worker: WorkerId, sabotage: Sabotage) -> WorkerConfig {
+        WorkerConfig {
+            worker,
+            claim_poll: Millis(self.claim_poll_ms),
+            pools: vec![
+                PoolConfig {
+                    kind: JobKind::PollInsights,
+                    concurrency: self.tick_concurrency,
+                    job_timeout: Millis(self.job_timeout_ms),
+                },
+                PoolConfig {
+                    kind: JobKind::KillAd,
+                    concurrency: self.kill_concurrency,
+                    job_timeout: Millis(self.job_timeout_ms),
+                },
+                PoolConfig { kind: JobKind::ScanStore, concurrency: 1, job_timeout: Millis(self.job_timeout_ms) },
+            ],
+            lease_for: Millis(self.lease_ms),
+            tick_every: Millis::from_secs(60),
+            store_backoff: Millis(self.claim_poll_ms),
+            retry: RetryPolicy {
+                base: Millis(self.retry_base_ms),
+                cap: Millis(self.retry_cap_ms),
+                max_attempts: self.retry_max_attempts,
+                window: Millis::from_secs(self.retry_window_s),
+            },
+            sabotage,
+        }
+    }
 }
 
 /// Limits that hold between settings. Checked at start-up.

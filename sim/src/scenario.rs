@@ -9,14 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use dlft_core::config::{LoopConfig, PoolConfig, Sabotage, WorkerConfig};
-use dlft_core::envelope::EnvelopeConfig;
-use dlft_core::estimator::EstimatorConfig;
+use dlft_core::config::{LoopConfig, Sabotage, WorkerConfig};
 use dlft_core::ids::WorkerId;
 use dlft_core::money::{Currency, Money};
-use dlft_core::policy::KillRule;
-use dlft_core::scheduler::RetryPolicy;
-use dlft_core::store::JobKind;
 use dlft_core::time::Millis;
 
 /// An inclusive integer range written `[lo, hi]`; a value is drawn from it per seed.
@@ -136,43 +131,8 @@ pub struct PlatformSection {
     pub page_limit: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoopSection {
-    pub kill_cpa_cents: i64,
-    pub envelope_floor_cents: i64,
-    pub maturation_s: u64,
-    pub learning_s: u64,
-    pub lookback_s: u64,
-    pub max_attempts: u32,
-    pub max_kill_share_pct: u32,
-    pub claim_poll_ms: u64,
-    pub lease_ms: u64,
-    pub rpc_timeout_ms: u64,
-    pub retry_base_ms: u64,
-    pub retry_cap_ms: u64,
-    pub retry_max_attempts: u32,
-    /// No retry later than this after a job was created.
-    pub retry_window_s: u64,
-    /// Concurrency of the tick pool and of the kill pool.
-    pub tick_concurrency: u32,
-    pub kill_concurrency: u32,
-    /// A job running longer than this is abandoned and retried.
-    pub job_timeout_ms: u64,
-    /// Read-back confirmation window and poll after a successful pause.
-    #[serde(default = "readback_confirm_ms")]
-    pub readback_confirm_ms: u64,
-    #[serde(default = "readback_poll_ms")]
-    pub readback_poll_ms: u64,
-}
-
-fn readback_confirm_ms() -> u64 {
-    10_000
-}
-
-fn readback_poll_ms() -> u64 {
-    1_000
-}
+/// The loop's settings: shared with `dlft run`'s config file (core owns the shape).
+pub use dlft_core::config::LoopSettings as LoopSection;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -373,39 +333,24 @@ impl Scenario {
     }
 
     pub fn loop_config(&self) -> LoopConfig {
-        let c = &self.control;
-        let cur = self.currency();
-        LoopConfig {
-            currency: cur,
-            estimator: EstimatorConfig {
-                bucket: Millis::from_secs(self.world.bucket_s),
-                maturation: Millis::from_secs(c.maturation_s),
-                learning: Millis::from_secs(c.learning_s),
+        let scan = self.scan.as_ref().map(|sc| dlft_core::config::ScanConfig {
+            pages: (0..sc.pages).map(crate::world::page_name).collect(),
+            cadence: dlft_core::cadence::CadenceConfig {
+                half_life: Millis::from_secs(sc.half_life_s),
+                daily_at: sc.daily_at,
+                three_day_at: sc.three_day_at,
+                daily: Millis::from_secs(sc.daily_s),
+                three_day: Millis::from_secs(sc.three_day_s),
+                weekly: Millis::from_secs(sc.weekly_s),
             },
-            kill_rule: KillRule { kill_cpa: Money::new(c.kill_cpa_cents, cur) },
-            envelope: EnvelopeConfig {
-                kill_cpa_floor: Money::new(c.envelope_floor_cents, cur),
-                max_attempts: c.max_attempts,
-                max_kill_share_pct: c.max_kill_share_pct,
-            },
-            insights_lookback: Millis::from_secs(c.lookback_s),
-            estimate_window: Millis::from_secs(self.run.duration_s),
+            model_call: Money::new(sc.model_call_cents, self.currency()),
+        });
+        let platform = dlft_core::config::PlatformShape {
+            currency: self.currency(),
+            bucket: Millis::from_secs(self.world.bucket_s),
             page_limit: self.platform.page_limit,
-            readback_confirm: Millis(c.readback_confirm_ms),
-            readback_poll: Millis(c.readback_poll_ms),
-            scan: self.scan.as_ref().map(|sc| dlft_core::config::ScanConfig {
-                pages: (0..sc.pages).map(crate::world::page_name).collect(),
-                cadence: dlft_core::cadence::CadenceConfig {
-                    half_life: Millis::from_secs(sc.half_life_s),
-                    daily_at: sc.daily_at,
-                    three_day_at: sc.three_day_at,
-                    daily: Millis::from_secs(sc.daily_s),
-                    three_day: Millis::from_secs(sc.three_day_s),
-                    weekly: Millis::from_secs(sc.weekly_s),
-                },
-                model_call: Money::new(sc.model_call_cents, cur),
-            }),
-        }
+        };
+        self.control.loop_config(&platform, Millis::from_secs(self.run.duration_s), scan)
     }
 
     pub fn worker_config(&self, sabotage: Sabotage) -> WorkerConfig {
@@ -414,34 +359,7 @@ impl Scenario {
 
     /// The config of worker `i` (0-based); ids are `worker-1`, `worker-2`, ….
     pub fn worker_config_for(&self, i: usize, sabotage: Sabotage) -> WorkerConfig {
-        let c = &self.control;
-        WorkerConfig {
-            worker: WorkerId::new(format!("worker-{}", i + 1)),
-            claim_poll: Millis(c.claim_poll_ms),
-            pools: vec![
-                PoolConfig {
-                    kind: JobKind::PollInsights,
-                    concurrency: c.tick_concurrency,
-                    job_timeout: Millis(c.job_timeout_ms),
-                },
-                PoolConfig {
-                    kind: JobKind::KillAd,
-                    concurrency: c.kill_concurrency,
-                    job_timeout: Millis(c.job_timeout_ms),
-                },
-                PoolConfig { kind: JobKind::ScanStore, concurrency: 1, job_timeout: Millis(c.job_timeout_ms) },
-            ],
-            lease_for: Millis(c.lease_ms),
-            tick_every: Millis::from_secs(60),
-            store_backoff: Millis(c.claim_poll_ms),
-            retry: RetryPolicy {
-                base: Millis(c.retry_base_ms),
-                cap: Millis(c.retry_cap_ms),
-                max_attempts: c.retry_max_attempts,
-                window: Millis::from_secs(c.retry_window_s),
-            },
-            sabotage,
-        }
+        self.control.worker_config(WorkerId::new(format!("worker-{}", i + 1)), sabotage)
     }
 }
 
