@@ -14,6 +14,9 @@ use dlft_sim::report::{render, reproduce_command, summarize};
 use dlft_sim::run::{RunOptions, run_many, run_seed};
 use dlft_sim::scenario::Scenario;
 
+mod run;
+mod sandbox;
+
 #[derive(Parser)]
 #[command(name = "dlft", version, about = "Run an e-commerce brand as a closed-loop control system")]
 struct Cli {
@@ -37,6 +40,58 @@ enum Command {
     Backtest(BacktestArgs),
     /// Off-policy evaluation of a bandit policy on logged decisions.
     Ope(OpeArgs),
+    /// The production runner: workers on a durable store, talking to Meta (or a sandbox).
+    Run {
+        #[arg(long, default_value = "dlft.toml")]
+        config: PathBuf,
+    },
+    /// Apply the store's embedded migrations and exit (`dlft run` also does at start-up).
+    Migrate {
+        /// sqlite://PATH or postgres://USER@HOST:PORT/DB
+        #[arg(long, default_value = "sqlite://dlft.db")]
+        store: String,
+    },
+    /// A local ads platform: the sim's world over HTTP with Meta's wire shapes.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+    /// Schedules on a durable store: list them, or re-enable one the breaker disabled.
+    Schedules {
+        #[command(subcommand)]
+        command: SchedulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SandboxCommand {
+    /// Serve until stopped; prints `listening on ADDR` once bound.
+    Serve {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        addr: std::net::SocketAddr,
+        /// The scenario whose [world] the sandbox serves.
+        #[arg(long, default_value = "scenarios/sandbox.toml")]
+        scenario: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchedulesCommand {
+    /// Print every schedule: enabled or not, and why.
+    List {
+        #[arg(long, default_value = "sqlite://dlft.db")]
+        store: String,
+    },
+    /// Re-enable a schedule (an explicit operator act, recorded with its reason).
+    Enable {
+        name: String,
+        #[arg(long, default_value = "sqlite://dlft.db")]
+        store: String,
+        #[arg(long, default_value = "operator re-enabled")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -395,6 +450,51 @@ fn ope(args: OpeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs an async command on a multi-threaded runtime.
+fn tokio_main(f: impl std::future::Future<Output = Result<()>>) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    rt.block_on(f)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn schedules(command: SchedulesCommand) -> Result<()> {
+    use dlft_core::store::Store;
+    use dlft_core::time::Clock;
+    use dlft_live::store::{Engine, PoolOptions, open_pg, open_sqlite};
+    let url = match &command {
+        SchedulesCommand::List { store } | SchedulesCommand::Enable { store, .. } => store.clone(),
+    };
+    let opts = PoolOptions { max_connections: 1, ..PoolOptions::default() };
+    async fn act<S: Store>(s: S, command: SchedulesCommand) -> Result<()> {
+        match command {
+            SchedulesCommand::List { .. } => {
+                for r in s.schedules().await? {
+                    let state = if r.enabled { "enabled" } else { "DISABLED" };
+                    println!("{:<32} {state:<9} last slot {:?}: {}", r.name, r.last_slot.map(|t| t.0), r.reason);
+                }
+            }
+            SchedulesCommand::Enable { name, reason, .. } => {
+                let rows = s.schedules().await?;
+                let Some(row) = rows.iter().find(|r| r.name == name) else {
+                    let known: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+                    bail!("no schedule {name:?} (known: {known:?})");
+                };
+                if row.enabled {
+                    println!("{name}: already enabled");
+                    return Ok(());
+                }
+                s.set_schedule(&name, true, &format!("operator: {reason}"), dlft_live::SystemClock.now()).await?;
+                println!("{name}: enabled (was disabled: {})", row.reason);
+            }
+        }
+        Ok(())
+    }
+    match Engine::of(&url)? {
+        Engine::Postgres => act(open_pg(&url, &opts).await?, command).await,
+        Engine::Sqlite => act(open_sqlite(&url, &opts).await?, command).await,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -402,6 +502,16 @@ fn main() -> ExitCode {
         Command::Datasets { command } => datasets(command),
         Command::Backtest(args) => backtest(args),
         Command::Ope(args) => ope(args),
+        Command::Run { config } => tokio_main(async move {
+            run::init_tracing();
+            run::run(&config).await
+        }),
+        Command::Migrate { store } => tokio_main(async move { run::migrate(&store).await }),
+        Command::Sandbox { command: SandboxCommand::Serve { seed, addr, scenario } } => {
+            let scn = Scenario::load(&scenario).map_err(anyhow::Error::msg);
+            scn.and_then(|scn| tokio_main(async move { sandbox::serve(&scn, seed, addr).await }))
+        }
+        Command::Schedules { command } => tokio_main(schedules(command)),
     };
     match result {
         Ok(code) => code,

@@ -114,6 +114,13 @@ pub struct LoopSettings {
     pub readback_confirm_ms: u64,
     #[serde(default = "readback_poll_ms")]
     pub readback_poll_ms: u64,
+    /// Period of the insights tick (the per-minute tick; shorter against a fast sandbox).
+    #[serde(default = "tick_s")]
+    pub tick_s: u64,
+}
+
+fn tick_s() -> u64 {
+    60
 }
 
 fn readback_confirm_ms() -> u64 {
@@ -176,7 +183,7 @@ impl LoopSettings {
                 PoolConfig { kind: JobKind::ScanStore, concurrency: 1, job_timeout: Millis(self.job_timeout_ms) },
             ],
             lease_for: Millis(self.lease_ms),
-            tick_every: Millis::from_secs(60),
+            tick_every: Millis::from_secs(self.tick_s),
             store_backoff: Millis(self.claim_poll_ms),
             retry: RetryPolicy {
                 base: Millis(self.retry_base_ms),

@@ -36,7 +36,7 @@ const POSTPONE: Millis = Millis(100);
 
 /// ChaCha stream ids, one per component, so that adding draws to one
 /// component does not shift another's.
-mod stream {
+pub mod stream {
     pub const WORLD: u64 = 1;
     pub const PLATFORM: u64 = 2;
     pub const FAULTS: u64 = 3;

@@ -840,3 +840,19 @@ fn claim_cause(r: &DbRow, req: &ClaimRequest) -> Result<(&'static str, String), 
     };
     Ok((before, cause))
 }
+
+impl crate::store::Stats for SqlStore {
+    async fn stats(&self) -> Result<crate::store::StoreStats, StoreError> {
+        let depth = self.depth().await?;
+        let claims: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dlft_events WHERE kind = 'job_claimed'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let phases = sqlx::query("SELECT phase, COUNT(*) AS n FROM dlft_intents GROUP BY phase ORDER BY phase")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let intents = phases.iter().map(|r| Ok((get(r, "phase")?, get(r, "n")?))).collect::<Result<_, StoreError>>()?;
+        Ok(crate::store::StoreStats { depth, claims_total: claims, intents, schedules: self.do_schedules().await? })
+    }
+}

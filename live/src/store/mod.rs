@@ -179,3 +179,19 @@ pub async fn open_sqlite(url: &str, opts: &PoolOptions) -> Result<SqliteStore, O
     drop(conn);
     Ok(SqliteStore::from_pool(pool))
 }
+
+/// What the runner's metrics endpoint reads from a store.
+#[derive(Clone, Debug, Default)]
+pub struct StoreStats {
+    /// (kind, state, jobs) of the hot table.
+    pub depth: Vec<(String, String, i64)>,
+    /// Claims ever made (one event row each).
+    pub claims_total: i64,
+    /// (phase, intents).
+    pub intents: Vec<(String, i64)>,
+    pub schedules: Vec<dlft_core::store::ScheduleRow>,
+}
+
+pub trait Stats {
+    fn stats(&self) -> impl std::future::Future<Output = Result<StoreStats, dlft_core::store::StoreError>> + Send;
+}

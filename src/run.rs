@@ -1,0 +1,191 @@
+//! `dlft run --config dlft.toml`: the production runner. Wiring only: the
+//! worker is core's (the same one the sim runs), the store and the Meta
+//! adapter are live's.
+//!
+//! - The store is chosen by URL (`sqlite://…` by default, `postgres://…`);
+//!   migrations run at start-up, a newer schema is refused.
+//! - `runner.workers` workers per process, ids `{name}-{i}`; several
+//!   processes on one PostgreSQL share the queue safely (SKIP LOCKED claims,
+//!   fenced writes).
+//! - SIGTERM or Ctrl-C: stop claiming, hand every claim back, exit 0.
+//! - Every state transition the store records is logged through `tracing`.
+//! - `GET /health` and `GET /metrics` (Prometheus text) on a loopback address.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tracing::{error, info, warn};
+
+use dlft_core::probe::NoProbe;
+use dlft_core::store::Store;
+use dlft_core::worker::{Ports, Worker};
+use dlft_live::SystemClock;
+use dlft_live::config::RunConfig;
+use dlft_live::meta::MetaAds;
+use dlft_live::store::{Engine, PoolOptions, Stats, open_pg, open_sqlite, redact};
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Loads the config, opens the store, runs until SIGTERM.
+pub async fn run(config: &Path) -> Result<()> {
+    let file = config.display().to_string();
+    let cfg = RunConfig::load(config)?;
+    let url = cfg.store_url(&file)?;
+    let meta = cfg.meta_config(&file)?;
+    let opts = PoolOptions { max_connections: cfg.store.max_connections, ..PoolOptions::default() };
+    info!(store = %redact(&url), workers = cfg.runner.workers, name = %cfg.runner.name, "starting");
+    let ads = Arc::new(MetaAds::new(meta).context("building the HTTP client")?);
+    match Engine::of(&url)? {
+        Engine::Postgres => serve(open_pg(&url, &opts).await?, &cfg, ads).await,
+        Engine::Sqlite => serve(open_sqlite(&url, &opts).await?, &cfg, ads).await,
+    }
+}
+
+/// `dlft migrate --store URL`: applies the embedded migrations and exits.
+pub async fn migrate(url: &str) -> Result<()> {
+    let opts = PoolOptions { max_connections: 1, ..PoolOptions::default() };
+    match Engine::of(url)? {
+        Engine::Postgres => drop(open_pg(url, &opts).await?),
+        Engine::Sqlite => drop(open_sqlite(url, &opts).await?),
+    }
+    println!("{}: schema at version {}", redact(url), dlft_live::store::SCHEMA_VERSION);
+    Ok(())
+}
+
+/// Worker RNGs (retry jitter) are seeded from the worker id: reproducible,
+/// and different per worker.
+fn seed_of(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+async fn serve<S>(store: S, cfg: &RunConfig, ads: Arc<MetaAds>) -> Result<()>
+where
+    S: Store + Stats + Clone + Send + Sync + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(cfg.runner.http)
+        .await
+        .with_context(|| format!("binding the health/metrics address {}", cfg.runner.http))?;
+    info!(addr = %listener.local_addr()?, "health and metrics");
+    let app = Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::<S>))
+        .with_state(store.clone());
+    let http = tokio::spawn(async move { axum::serve(listener, app).await });
+    let log = tokio::spawn(log_events(store.clone(), stop.clone()));
+
+    let mut workers = Vec::new();
+    for i in 0..cfg.runner.workers {
+        let wcfg = cfg.worker_config(i);
+        let id = wcfg.worker.to_string();
+        let mut worker = Worker {
+            ports: Ports { store: store.clone(), ads: ads.clone(), clock: SystemClock, probe: NoProbe },
+            cfg: wcfg,
+            loop_cfg: cfg.loop_config(),
+            rng: ChaCha8Rng::seed_from_u64(seed_of(&id)),
+            stop: stop.clone(),
+        };
+        info!(worker = %id, "worker starting");
+        workers.push(tokio::spawn(async move {
+            let out = worker.run(None).await;
+            (id, out)
+        }));
+    }
+
+    wait_for_signal().await;
+    info!("stopping: no new claims; handing claims back");
+    stop.store(true, Ordering::SeqCst);
+    let grace = Duration::from_millis(cfg.runner.shutdown_grace_ms);
+    for w in workers {
+        match tokio::time::timeout(grace, w).await {
+            Ok(Ok((id, Ok(())))) => info!(worker = %id, "worker stopped"),
+            Ok(Ok((id, Err(e)))) => error!(worker = %id, error = %e, "worker stopped with an error"),
+            Ok(Err(e)) => error!(error = %e, "worker task failed"),
+            Err(_) => warn!("a worker did not stop within the grace period; its leases will expire"),
+        }
+    }
+    http.abort();
+    let _ = log.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM"),
+            _ = tokio::signal::ctrl_c() => info!("SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Logs every event row as a structured line, from the newest on start-up.
+async fn log_events<S: Store>(store: S, stop: Arc<AtomicBool>) {
+    let mut after = match store.events(0).await {
+        Ok(all) => all.last().map_or(0, |e| e.seq),
+        Err(_) => 0,
+    };
+    while !stop.load(Ordering::SeqCst) {
+        match store.events(after).await {
+            Ok(events) => {
+                for e in events {
+                    info!(seq = e.seq, block = ?e.block, kind = ?e.kind, entity = %e.entity,
+                          before = %e.before, after = %e.after, cause = %e.cause, "event");
+                    after = e.seq;
+                }
+            }
+            Err(e) => warn!(error = %e, "store unavailable; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn metrics<S: Stats>(State(store): State<S>) -> impl IntoResponse {
+    match store.stats().await {
+        Ok(s) => {
+            let mut out = String::new();
+            out.push_str("# HELP dlft_queue_depth Live jobs by kind and state.\n# TYPE dlft_queue_depth gauge\n");
+            for (kind, state, n) in &s.depth {
+                let _ = writeln!(out, "dlft_queue_depth{{kind=\"{kind}\",state=\"{state}\"}} {n}");
+            }
+            out.push_str("# HELP dlft_claims_total Claims made.\n# TYPE dlft_claims_total counter\n");
+            let _ = writeln!(out, "dlft_claims_total {}", s.claims_total);
+            out.push_str("# HELP dlft_intents Kill intents by phase (abandoned ones need an operator).\n");
+            out.push_str("# TYPE dlft_intents gauge\n");
+            for (phase, n) in &s.intents {
+                let _ = writeln!(out, "dlft_intents{{phase=\"{phase}\"}} {n}");
+            }
+            out.push_str("# HELP dlft_breaker_open 1 if the schedule is disabled (breaker or operator).\n");
+            out.push_str("# TYPE dlft_breaker_open gauge\n");
+            for r in &s.schedules {
+                let _ = writeln!(out, "dlft_breaker_open{{schedule=\"{}\"}} {}", r.name, u8::from(!r.enabled));
+            }
+            (axum::http::StatusCode::OK, out)
+        }
+        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("# store unavailable: {e}\n")),
+    }
+}

@@ -1,0 +1,188 @@
+//! `dlft sandbox serve`: the sim's ads world served over real HTTP with
+//! Meta's wire shapes, so the runner can be tried end to end without an
+//! account and the live adapter is tested against real HTTP.
+//!
+//! The world is the sim's own (`dlft_sim::world::AdsWorld`, built from a
+//! scenario file's `[world]`) and every request is answered by the sim's own
+//! handler (`dlft_sim::hosts::handle_ads`), so the sandbox cannot drift from
+//! the world the scenarios test. Its clock is the wall clock: the world
+//! starts when the server does.
+//!
+//! Routes (Graph's, under any version prefix the client adds to its base):
+//! - `GET  /{account}/insights?since_ms&until_ms&limit&after`
+//! - `POST /{ad}` with `status=PAUSED` (the idempotency key in `x-dlft-idempotency-key`)
+//! - `GET  /{ad}?fields=status,effective_status`
+//! - `GET  /ads_archive?search_page_ids=["page-1"]`
+//! - `GET  /_truth`: world-side spend, pauses and effects, for tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use dlft_core::ads::InsightsQuery;
+use dlft_core::ids::{AdId, IdempotencyKey};
+use dlft_core::time::{Clock, Timestamp};
+use dlft_live::SystemClock;
+use dlft_sim::hosts::handle_ads;
+use dlft_sim::rpc::{AdsRequest, HttpReply};
+use dlft_sim::run::{rng_for, stream};
+use dlft_sim::scenario::Scenario;
+use dlft_sim::world::AdsWorld;
+
+#[derive(Clone)]
+struct Sandbox {
+    world: Arc<Mutex<AdsWorld>>,
+    seed: u64,
+}
+
+fn lock(w: &Mutex<AdsWorld>) -> std::sync::MutexGuard<'_, AdsWorld> {
+    w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn reply(r: HttpReply) -> Response {
+    let mut resp = (StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(r.body))
+        .into_response();
+    for (k, v) in r.headers {
+        if let (Ok(k), Ok(v)) = (k.parse::<axum::http::HeaderName>(), v.parse()) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+fn graph_error(status: u16, code: i64, message: &str) -> Response {
+    reply(HttpReply {
+        status,
+        headers: BTreeMap::new(),
+        body: json!({"error": {"message": message, "type": "OAuthException", "code": code,
+                               "is_transient": false, "fbtrace_id": "sandbox"}}),
+    })
+}
+
+/// Graph refuses a request without a token (code 190); any token is accepted.
+fn authorized(headers: &HeaderMap, query: &BTreeMap<String, String>) -> bool {
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.len() > "Bearer ".len());
+    bearer || query.get("access_token").is_some_and(|t| !t.is_empty())
+}
+
+impl Sandbox {
+    fn serve(&self, req: AdsRequest) -> Response {
+        let now = SystemClock.now();
+        reply(handle_ads(&mut lock(&self.world), &req, now, false))
+    }
+}
+
+async fn insights(
+    State(sb): State<Sandbox>,
+    Path(_account): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if !authorized(&headers, &q) {
+        return graph_error(400, 190, "Invalid OAuth access token.");
+    }
+    let num = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
+    let (Some(since), Some(until)) = (num("since_ms"), num("until_ms")) else {
+        return graph_error(400, 100, "(#100) the sandbox needs since_ms and until_ms");
+    };
+    let query = InsightsQuery {
+        since: Timestamp(since),
+        until: Timestamp(until),
+        after: q.get("after").cloned(),
+        limit: num("limit").unwrap_or(25).clamp(1, 5_000) as u32,
+    };
+    sb.serve(AdsRequest::Insights { query })
+}
+
+async fn ad_get(
+    State(sb): State<Sandbox>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if !authorized(&headers, &q) {
+        return graph_error(400, 190, "Invalid OAuth access token.");
+    }
+    if id == "ads_archive" {
+        let page = q
+            .get("search_page_ids")
+            .and_then(|v| serde_json::from_str::<Vec<String>>(v).ok())
+            .and_then(|v| v.into_iter().next());
+        let Some(page) = page else { return graph_error(400, 100, "(#100) search_page_ids is required") };
+        return sb.serve(AdsRequest::Library { page });
+    }
+    sb.serve(AdsRequest::Status { ad: AdId::new(id) })
+}
+
+async fn ad_post(
+    State(sb): State<Sandbox>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    if !authorized(&headers, &form) {
+        return graph_error(400, 190, "Invalid OAuth access token.");
+    }
+    if form.get("status").map(String::as_str) != Some("PAUSED") {
+        return graph_error(400, 100, "(#100) the sandbox supports status=PAUSED only");
+    }
+    let key = headers.get(dlft_live::meta::IDEMPOTENCY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("none");
+    sb.serve(AdsRequest::Pause { ad: AdId::new(id), key: IdempotencyKey::new(key) })
+}
+
+/// The world's side of the story, for tests: what each ad spent, whether and
+/// when it was paused, and every pause that changed the world.
+async fn truth(State(sb): State<Sandbox>) -> Response {
+    let now = SystemClock.now();
+    let mut w = lock(&sb.world);
+    w.advance_to(now);
+    let start = w.start();
+    let specs: Vec<_> = w.specs().cloned().collect();
+    let ads: Vec<Value> = specs
+        .iter()
+        .map(|s| {
+            json!({
+                "ad": s.id.as_str(),
+                "loser": s.loser,
+                "spend_cents": w.spend_between(&s.id, start, now),
+                "paused_at": w.paused_at(&s.id).map(|t| t.0),
+            })
+        })
+        .collect();
+    let effects: Vec<Value> =
+        w.effects().iter().map(|e| json!({"key": e.key.as_str(), "ad": e.ad.as_str(), "at": e.at.0})).collect();
+    axum::Json(json!({
+        "seed": sb.seed,
+        "now": now.0,
+        "start": start.0,
+        "bucket_ms": w.bucket().0,
+        "ads": ads,
+        "effects": effects,
+    }))
+    .into_response()
+}
+
+/// Serves until the process is stopped. Prints `listening on ADDR` once bound.
+pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<()> {
+    let start = SystemClock.now();
+    let world = AdsWorld::new(scenario, start, rng_for(seed, stream::WORLD));
+    let sb = Sandbox { world: Arc::new(Mutex::new(world)), seed };
+    let app = Router::new()
+        .route("/_truth", get(truth))
+        .route("/{account}/insights", get(insights))
+        .route("/{id}", get(ad_get).post(ad_post))
+        .with_state(sb);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let bound = listener.local_addr()?;
+    println!("listening on {bound}");
+    axum::serve(listener, app).await.context("serving")?;
+    Ok(())
+}
