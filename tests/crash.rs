@@ -14,6 +14,8 @@
 //! PostgreSQL: two processes (CI starts the server; see `.ci/run`).
 //! SQLite: one process.
 
+#![allow(clippy::disallowed_methods, reason = "a wall-clock test of real processes")]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -85,10 +87,10 @@ fn sigterm(child: &mut Child) -> std::process::ExitStatus {
     panic!("dlft run did not stop within 10 s of SIGTERM");
 }
 
-fn truth(sandbox: &str) -> serde_json::Value {
-    let out = Command::new("curl").args(["-sf", &format!("http://{sandbox}/_truth")]).output().unwrap();
-    assert!(out.status.success(), "truth endpoint");
-    serde_json::from_slice(&out.stdout).unwrap()
+async fn truth(sandbox: &str) -> serde_json::Value {
+    let resp = reqwest::get(format!("http://{sandbox}/_truth")).await.expect("the truth endpoint answers");
+    assert!(resp.status().is_success(), "truth endpoint: {}", resp.status());
+    resp.json().await.expect("truth is JSON")
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -174,7 +176,7 @@ async fn recovery<S: Store>(store: &S, victim: &str, killed_at: Timestamp) -> u6
 }
 
 async fn check_against_truth<S: Store>(store: &S, sandbox: &str) {
-    let t = truth(sandbox);
+    let t = truth(sandbox).await;
     let intents = store.intents().await.unwrap();
     let committed: Vec<&str> =
         intents.iter().filter(|i| i.phase == IntentPhase::Committed).map(|i| i.ad.as_str()).collect();
@@ -217,7 +219,8 @@ async fn postgres_two_processes_survive_sigkill_with_nothing_leaked() {
     };
     let dir = tempfile::tempdir().unwrap();
     let schema = format!("dlft_crash_{}", std::process::id());
-    let store = open_pg(&url, &PoolOptions { pg_schema: Some(schema.clone()), ..PoolOptions::default() }).await.unwrap();
+    let store =
+        open_pg(&url, &PoolOptions { pg_schema: Some(schema.clone()), ..PoolOptions::default() }).await.unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
     let runner_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
     let (mut sb, addr) = sandbox(7);
@@ -225,7 +228,10 @@ async fn postgres_two_processes_survive_sigkill_with_nothing_leaked() {
         [write_config(dir.path(), "a", &runner_url, &addr), write_config(dir.path(), "b", &runner_url, &addr)];
     crash_loop(&store, dir.path(), &["a", "b"], &configs, &addr).await;
     sb.kill().unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(store.pool()).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(store.pool())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,7 +141,12 @@ pub struct PlatformShape {
 }
 
 impl LoopSettings {
-    pub fn loop_config(&self, platform: &PlatformShape, estimate_window: Millis, scan: Option<ScanConfig>) -> LoopConfig {
+    pub fn loop_config(
+        &self,
+        platform: &PlatformShape,
+        estimate_window: Millis,
+        scan: Option<ScanConfig>,
+    ) -> LoopConfig {
         let cur = platform.currency;
         LoopConfig {
             currency: cur,

@@ -2,6 +2,8 @@
 //! error naming it; a secret is never in the file, only the name of the
 //! environment variable that holds it.
 
+#![allow(clippy::disallowed_methods, reason = "live is where the environment is read (secrets, test settings)")]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;

@@ -78,11 +78,7 @@ impl MetaAds {
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, AdsError> {
         let resp = req.bearer_auth(self.cfg.token.expose()).send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        let usage = resp
-            .headers()
-            .get("x-business-use-case-usage")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let usage = resp.headers().get("x-business-use-case-usage").and_then(|v| v.to_str().ok()).map(str::to_string);
         let text = resp.text().await.map_err(transport)?;
         let body: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
@@ -91,11 +87,7 @@ impl MetaAds {
             }
             Err(e) => return Err(AdsError::Malformed(format!("HTTP {status}, not JSON ({e}): {}", truncate(&text)))),
         };
-        if (200..300).contains(&status) {
-            Ok(body)
-        } else {
-            Err(meta::classify_error(status, &body, usage.as_deref()))
-        }
+        if (200..300).contains(&status) { Ok(body) } else { Err(meta::classify_error(status, &body, usage.as_deref())) }
     }
 
     async fn get_insights(&self, q: &InsightsQuery) -> Result<InsightsPage, AdsError> {

@@ -1,6 +1,8 @@
 //! The test environment's databases: one place that decides whether a
 //! PostgreSQL test runs, and says loudly when it does not.
 
+#![allow(clippy::disallowed_methods, reason = "live is where the environment is read (secrets, test settings)")]
+
 /// The variable that names the test PostgreSQL (and makes its tests required).
 pub const PG_URL_VAR: &str = "DLFT_TEST_PG_URL";
 /// Used when the variable is unset: the local server this project's CI starts.

@@ -276,10 +276,10 @@ impl AdsWorld {
     /// spends again from `now`. Spend while paused stays unspent.
     pub fn resume(&mut self, ad: &AdId, now: Timestamp) {
         self.advance_to(now);
-        if let Some(last) = self.ads.get_mut(ad).and_then(|s| s.pauses.last_mut()) {
-            if last.1.is_none() {
-                last.1 = Some(now);
-            }
+        if let Some(last) = self.ads.get_mut(ad).and_then(|s| s.pauses.last_mut())
+            && last.1.is_none()
+        {
+            last.1 = Some(now);
         }
     }
 

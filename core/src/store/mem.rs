@@ -131,12 +131,11 @@ impl MemStore {
     }
 
     pub fn enqueue(&mut self, job: NewJob, now: Timestamp) -> Enqueued {
-        if let Some(key) = &job.idempotency_key {
-            if let Some(existing) =
+        if let Some(key) = &job.idempotency_key
+            && let Some(existing) =
                 self.jobs.values().find(|j| j.idempotency_key.as_ref() == Some(key) && j.kind == job.kind)
-            {
-                return Enqueued::Duplicate(existing.id);
-            }
+        {
+            return Enqueued::Duplicate(existing.id);
         }
         self.next_job += 1;
         let id = JobId(self.next_job);
