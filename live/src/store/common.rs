@@ -25,6 +25,15 @@ use dlft_core::time::{Millis, Timestamp};
 use sqlx::{Row, Transaction};
 
 type DbRow = <Db as sqlx::Database>::Row;
+
+/// A job by id, live or finished (the same SQL on both engines).
+const JOB_BY_ID_SQL: &str = concat!(
+    "SELECT ",
+    job_cols!(),
+    " FROM dlft_jobs WHERE id = $1 UNION ALL SELECT ",
+    job_cols!(),
+    " FROM dlft_jobs_done WHERE id = $1"
+);
 type Tx = Transaction<'static, Db>;
 
 /// A store on one database. Cheap to clone (a pool handle).
@@ -211,8 +220,7 @@ async fn enqueue_in(tx: &mut Tx, job: NewJob, schedule: Option<&str>, now: Times
 
 /// The job `lease` names, locked, if the lease still holds it.
 async fn fenced(tx: &mut Tx, lease: &Lease) -> Result<Job, StoreError> {
-    let sql: &'static str = FENCE_SQL;
-    let row = sqlx::query(sql)
+    let row = sqlx::query(FENCE_SQL)
         .bind(lease.job.0 as i64)
         .bind(lease.token.0 as i64)
         .fetch_optional(&mut **tx)
@@ -680,8 +688,7 @@ impl SqlStore {
     }
 
     async fn do_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let sql: &'static str = JOB_BY_ID_SQL;
-        let row = sqlx::query(sql).bind(id.0 as i64).fetch_optional(&self.pool).await.map_err(db_err)?;
+        let row = sqlx::query(JOB_BY_ID_SQL).bind(id.0 as i64).fetch_optional(&self.pool).await.map_err(db_err)?;
         row.as_ref().map(job_from_row).transpose()
     }
 

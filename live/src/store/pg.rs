@@ -17,13 +17,6 @@ const BOOT_SWEEP_SQL: &str = concat!(
 );
 const WAITING_SQL: &str =
     concat!("SELECT ", job_cols!(), " FROM dlft_jobs WHERE state = 'available' ORDER BY id FOR UPDATE");
-const JOB_BY_ID_SQL: &str = concat!(
-    "SELECT ",
-    job_cols!(),
-    " FROM dlft_jobs WHERE id = $1 UNION ALL SELECT ",
-    job_cols!(),
-    " FROM dlft_jobs_done WHERE id = $1"
-);
 const SCHEDULE_ENABLED_SQL: &str = "SELECT enabled FROM dlft_schedules WHERE name = $1 FOR UPDATE";
 const INTENT_LOCK_SQL: &str = "SELECT key, ad, evidence, verdict, phase, opened_at, updated_at, attempts \
      FROM dlft_intents WHERE key = $1 FOR UPDATE";
