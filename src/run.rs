@@ -10,6 +10,11 @@
 //! - SIGTERM or Ctrl-C: stop claiming, hand every claim back, exit 0.
 //! - Every state transition the store records is logged through `tracing`.
 //! - `GET /health` and `GET /metrics` (Prometheus text) on a loopback address.
+//! - Fault injection for the real crash test: `DLFT_HOLD_AT=<probe site>`
+//!   (e.g. `kill_after_pause`) stops the first worker that reaches that site
+//!   there, after logging `held at probe site`, so a test can SIGKILL the
+//!   process between two phases of a kill. Unset in production: the probe
+//!   then does nothing.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -26,7 +31,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tracing::{error, info, warn};
 
-use dlft_core::probe::NoProbe;
+use dlft_core::probe::{Probe, Site};
 use dlft_core::store::Store;
 use dlft_core::worker::{Ports, Worker};
 use dlft_live::SystemClock;
@@ -70,6 +75,52 @@ pub async fn migrate(url: &str) -> Result<()> {
     Ok(())
 }
 
+/// The variable that names a probe site to hold at (fault injection).
+pub const HOLD_AT_VAR: &str = "DLFT_HOLD_AT";
+
+/// The production probe, which can be told to hold at one site (see the
+/// module docs). The first worker to reach the site stays there forever.
+#[derive(Clone)]
+struct HoldProbe {
+    site: Option<Site>,
+    taken: Arc<AtomicBool>,
+}
+
+impl HoldProbe {
+    #[allow(clippy::disallowed_methods, reason = "fault injection is configured from the environment")]
+    fn from_env() -> Result<HoldProbe> {
+        let site = match std::env::var(HOLD_AT_VAR) {
+            Ok(v) if !v.is_empty() => {
+                let site: Site = serde_json::from_value(serde_json::Value::String(v.clone())).map_err(|_| {
+                    let names: Vec<String> = Site::ALL
+                        .iter()
+                        .map(|s| serde_json::to_value(s).unwrap().as_str().unwrap().to_string())
+                        .collect();
+                    anyhow::anyhow!("{HOLD_AT_VAR}={v:?} is not a probe site; one of: {}", names.join(", "))
+                })?;
+                warn!(?site, "fault injection: the first worker to reach this probe site will hold there");
+                Some(site)
+            }
+            _ => None,
+        };
+        Ok(HoldProbe { site, taken: Arc::new(AtomicBool::new(false)) })
+    }
+}
+
+impl Probe for HoldProbe {
+    fn reached(&self, site: Site, entity: &str) -> impl std::future::Future<Output = ()> + Send {
+        let hold = self.site == Some(site) && !self.taken.swap(true, Ordering::SeqCst);
+        if hold {
+            warn!(?site, entity, "held at probe site ({HOLD_AT_VAR})");
+        }
+        async move {
+            if hold {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
 /// Worker RNGs (retry jitter) are seeded from the worker id: reproducible,
 /// and different per worker.
 fn seed_of(id: &str) -> u64 {
@@ -81,6 +132,7 @@ where
     S: Store + Stats + Clone + Send + Sync + 'static,
 {
     let stop = Arc::new(AtomicBool::new(false));
+    let probe = HoldProbe::from_env()?;
     let listener = tokio::net::TcpListener::bind(cfg.runner.http)
         .await
         .with_context(|| format!("binding the health/metrics address {}", cfg.runner.http))?;
@@ -97,7 +149,7 @@ where
         let wcfg = cfg.worker_config(i);
         let id = wcfg.worker.to_string();
         let mut worker = Worker {
-            ports: Ports { store: store.clone(), ads: ads.clone(), clock: SystemClock, probe: NoProbe },
+            ports: Ports { store: store.clone(), ads: ads.clone(), clock: SystemClock, probe: probe.clone() },
             cfg: wcfg,
             loop_cfg: cfg.loop_config(),
             rng: ChaCha8Rng::seed_from_u64(seed_of(&id)),

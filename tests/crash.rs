@@ -1,9 +1,12 @@
 //! The real crash test: real processes, a real database, real HTTP.
 //!
 //! A sandbox (`dlft sandbox serve`) plays the ads platform; `dlft run`
-//! processes share one store. One of them is SIGKILLed again and again,
-//! preferably while a kill intent is open (between the kill's phases), and
-//! restarted 300 ms later as a supervisor would. At the end the processes
+//! processes share one store. One of them is SIGKILLed again and again and
+//! restarted 300 ms later as a supervisor would. Each of its lives is told
+//! (`DLFT_HOLD_AT`) to stop at one probe site, in turn each phase of a kill
+//! (before the pause, after it, after `applied`, after the read-back), then
+//! the tick's and a job's last step: the test waits until the log says the
+//! victim is there and SIGKILLs it exactly between those two phases. At the end the processes
 //! are stopped with SIGTERM, and the store is checked against the sandbox's
 //! truth: every pause in the world has exactly one committed intent and one
 //! action row (ledger = world), no ad was paused twice, every loser was
@@ -63,10 +66,24 @@ fn write_config(dir: &Path, name: &str, store_url: &str, sandbox: &str) -> PathB
     path
 }
 
-fn start_runner(config: &Path, log: &Path) -> Child {
+/// Where the victim holds on each of its lives, in turn (`DLFT_HOLD_AT`):
+/// the kill's four phases first, then the tick's and a job's last step.
+const HOLD_SITES: [&str; 7] = [
+    "kill_before_pause",
+    "kill_after_pause",
+    "kill_after_applied",
+    "kill_after_read_back",
+    "tick_after_page",
+    "tick_after_decide",
+    "before_finish",
+];
+const KILL_PHASE_SITES: usize = 4;
+
+fn start_runner(config: &Path, log: &Path, hold: Option<&str>) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     dlft()
         .args(["run", "--config", config.to_str().unwrap()])
+        .env("DLFT_HOLD_AT", hold.unwrap_or(""))
         .env("META_ACCESS_TOKEN", "sandbox-token")
         .env("RUST_LOG", "info,sqlx=warn")
         .stdout(Stdio::null())
@@ -102,30 +119,59 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 /// with the other runners left alone. Returns MTTR samples in ms.
 async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[PathBuf], sandbox: &str) {
     let logs: Vec<PathBuf> = names.iter().map(|n| dir.join(format!("{n}.log"))).collect();
-    let mut procs: Vec<Child> = configs.iter().zip(&logs).map(|(c, l)| start_runner(c, l)).collect();
+    let mut procs: Vec<Child> = configs
+        .iter()
+        .zip(&logs)
+        .enumerate()
+        .map(|(i, (c, l))| start_runner(c, l, (i == 0).then_some(HOLD_SITES[0])))
+        .collect();
     let victim = format!("{}-1", names[0]);
+    let mut log_from = 0;
     // Let the loop get going: the first losers become killable after ~20 s.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let mut mttr = Vec::new();
+    let mut held = [0usize; HOLD_SITES.len()];
     let mut mid_kill = 0;
     for k in 0..KILLS {
-        // Prefer an instant with a kill intent open, for up to 3 s.
-        let deadline = Instant::now() + Duration::from_millis(1_500 + (k as u64 * 397) % 1_500);
-        while Instant::now() < deadline {
-            let open = store.intents().await.unwrap().iter().any(|i| !i.phase.is_final());
-            if open {
-                mid_kill += 1;
-                break;
-            }
+        // This life of the victim holds at one probe site: wait (up to 6 s)
+        // for it to get there, so the SIGKILL lands exactly between two phases.
+        let site = k % HOLD_SITES.len();
+        let deadline = Instant::now() + Duration::from_secs(6);
+        let mut at_site = false;
+        while Instant::now() < deadline && !at_site {
+            let log = std::fs::read(&logs[0]).unwrap();
+            at_site = String::from_utf8_lossy(&log[log_from.min(log.len())..]).contains("held at probe site");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if at_site {
+            held[site] += 1;
+        } else {
+            // Not reached in time: prefer an instant with a kill intent open, for up to 1.5 s.
+            let deadline = Instant::now() + Duration::from_millis(500 + (k as u64 * 397) % 1_000);
+            while Instant::now() < deadline {
+                if store.intents().await.unwrap().iter().any(|i| !i.phase.is_final()) {
+                    mid_kill += 1;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         let killed_at = SystemClock.now();
         procs[0].kill().unwrap(); // SIGKILL
         procs[0].wait().unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        procs[0] = start_runner(&configs[0], &logs[0]);
+        log_from = std::fs::metadata(&logs[0]).unwrap().len() as usize;
+        procs[0] = start_runner(&configs[0], &logs[0], Some(HOLD_SITES[(k + 1) % HOLD_SITES.len()]));
         mttr.push(recovery(store, &victim, killed_at).await);
     }
+    let breakdown: Vec<String> = HOLD_SITES.iter().zip(held).map(|(s, n)| format!("{s} {n}")).collect();
+    let between_kill_phases: usize = held[..KILL_PHASE_SITES].iter().sum();
+    eprintln!(
+        "kills held at a probe site: {} of {KILLS} ({}); {mid_kill} more with a kill intent open",
+        held.iter().sum::<usize>(),
+        breakdown.join(", ")
+    );
+    assert!(between_kill_phases >= 2, "at least two kills land between a kill's phases: {breakdown:?}");
     // Converge with no faults, then stop every process gracefully.
     tokio::time::sleep(Duration::from_secs(25)).await;
     for (p, n) in procs.iter_mut().zip(names) {
@@ -134,7 +180,7 @@ async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[
     }
     mttr.sort_unstable();
     eprintln!(
-        "MTTR over {} kills ({mid_kill} with a kill intent open): p50 {} ms, p99 {} ms, max {} ms",
+        "MTTR over {} kills: p50 {} ms, p99 {} ms, max {} ms",
         mttr.len(),
         percentile(&mttr, 0.5),
         percentile(&mttr, 0.99),

@@ -142,11 +142,15 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
     }
 
     async fn boot(&self) -> Incarnation {
+        let mut failures = 0;
         let incarnation = loop {
             let now = self.ports.clock.now();
             match self.ports.store.boot(&self.cfg.worker, now).await {
                 Ok(boot) => break boot.incarnation,
-                Err(_) => self.ports.clock.sleep(self.cfg.store_backoff).await,
+                Err(_) => {
+                    failures += 1;
+                    self.ports.clock.sleep(store_retry_delay(self.cfg.store_backoff, failures)).await;
+                }
             }
         };
         // Jobs no pool of this build can run would wait forever: discard
@@ -219,6 +223,8 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
         let mut running: FuturesUnordered<BoxFuture<'_, Done>> = FuturesUnordered::new();
         // Claims of this pool not yet settled, to hand back on shutdown.
         let mut held: BTreeMap<JobId, Lease> = BTreeMap::new();
+        // Claims in a row the store did not answer: the poll backs off.
+        let mut failures = 0u32;
         loop {
             if self.should_stop(until) {
                 drop(running); // cancel in-flight jobs at their next await
@@ -236,17 +242,23 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
                 };
                 match self.ports.store.claim(&req, self.ports.clock.now()).await {
                     Ok(claims) => {
+                        failures = 0;
                         for claim in claims {
                             held.insert(claim.lease.job, claim.lease.clone());
                             running.push(self.start(claim, pool.job_timeout).boxed());
                         }
                     }
                     Err(e @ StoreError::StaleIncarnation { .. }) => return Err(e),
-                    Err(_) => {}
+                    Err(_) => failures += 1,
                 }
             }
             // Wait for a job to finish or for the next poll, whichever is first.
-            let poll = self.ports.clock.sleep(self.cfg.claim_poll).fuse();
+            let wait = if failures == 0 {
+                self.cfg.claim_poll
+            } else {
+                store_retry_delay(self.cfg.store_backoff, failures).max(self.cfg.claim_poll)
+            };
+            let poll = self.ports.clock.sleep(wait).fuse();
             futures_util::pin_mut!(poll);
             loop {
                 if running.is_empty() {
@@ -362,5 +374,22 @@ pub async fn run_task<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe>(
             };
             scan::run_scan(ports, cfg, attempt, page, job.checkpoint.as_ref()).await
         }
+    }
+}
+
+/// How long to wait after the store failed to answer `failures` times in a
+/// row: `base`, doubling per failure, at most 8 × `base`.
+pub fn store_retry_delay(base: Millis, failures: u32) -> Millis {
+    Millis(base.0.saturating_mul(1 << failures.saturating_sub(1).min(3)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_retries_back_off_to_a_cap() {
+        let d: Vec<u64> = (1..=6).map(|f| store_retry_delay(Millis(500), f).0).collect();
+        assert_eq!(d, vec![500, 1_000, 2_000, 4_000, 4_000, 4_000]);
     }
 }

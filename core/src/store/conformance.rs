@@ -15,7 +15,7 @@ use crate::estimator::AdEstimate;
 use crate::ids::{AdId, IdempotencyKey, Incarnation, WorkerId};
 use crate::money::{Currency, Money};
 use crate::scheduler::GHOST_AMNESTY;
-use crate::telemetry::{EventKind, replay};
+use crate::telemetry::{CostRow, EventKind, replay};
 use crate::time::{Millis, Timestamp};
 
 use super::*;
@@ -43,6 +43,7 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("the_log_rebuilds_every_state", |s| Box::pin(the_log_rebuilds_every_state(s))),
         ("bad_jobs_are_discarded_with_their_reason", |s| Box::pin(bad_jobs_are_discarded_with_their_reason(s))),
         ("released_orphans_resume_ahead_of_newer_work", |s| Box::pin(released_orphans_resume_ahead_of_newer_work(s))),
+        ("batched_completion_is_per_job_and_fenced", |s| Box::pin(batched_completion_is_per_job_and_fenced(s))),
     ]
 }
 
@@ -137,6 +138,23 @@ pub async fn expired_lease_is_resumed_and_late_writes_fenced<S: Store>(s: S) {
     let new = claim_one(&s, "b", b, 1_900).await;
     assert_eq!((new.job.attempt, new.job.resumes), (2, 1), "a lost lease is a resume, not a retry");
     assert_ne!(new.lease.token, old.lease.token);
+    let causes: Vec<(String, String, String)> = s
+        .events(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::JobClaimed)
+        .map(|e| (e.entity, e.before, e.cause))
+        .collect();
+    let id = new.lease.job;
+    assert_eq!(
+        causes,
+        vec![
+            (id.to_string(), "available".into(), "claim by a".into()),
+            (id.to_string(), "running".into(), format!("claim by b: lease of a {a:?} expired")),
+        ],
+        "claim rows name the claimer and the lease that ran out"
+    );
     let late = s.write(&old.lease, WriteBatch::default(), t(2_000)).await;
     assert!(matches!(late, Err(StoreError::Fenced { .. })), "late write: {late:?}");
     let late = s.finish(&old.lease, Outcome::Completed, vec![], t(2_000)).await;
@@ -345,4 +363,58 @@ pub async fn released_orphans_resume_ahead_of_newer_work<S: Store>(s: S) {
     let inc2 = boot(&s, "w", 10).await; // the worker died and came back
     let first = claim_one(&s, "w", inc2, 10).await;
     assert_eq!(first.job.id, orphan.job.id, "the interrupted job resumes first");
+}
+
+pub async fn batched_completion_is_per_job_and_fenced<S: Store>(s: S) {
+    let a = boot(&s, "a", 0).await;
+    for i in 0..4u64 {
+        s.enqueue(job(tick(i), None), t(0)).await.unwrap();
+    }
+    let stale = s.claim(&req("a", a, 4), t(0)).await.unwrap();
+    assert_eq!(stale.len(), 4);
+    // Every lease of `a` runs out and `b` takes the four jobs.
+    let b = boot(&s, "b", 2_000).await;
+    let fresh = s.claim(&req("b", b, 4), t(2_000)).await.unwrap();
+    assert_eq!(fresh.len(), 4, "every lease ran out");
+    let all_stale: Vec<(Lease, Vec<CostRow>)> = stale.iter().map(|c| (c.lease.clone(), vec![])).collect();
+    let fenced = s.complete_batch(all_stale, t(2_001)).await.unwrap();
+    assert_eq!(fenced.len(), 4, "stale leases complete nothing");
+    for c in &fresh {
+        assert_eq!(s.job(c.lease.job).await.unwrap().unwrap().state, JobState::Running);
+    }
+    // `b` completes three in one batch with a stale lease among them.
+    let cost = CostRow {
+        call_id: "c1".into(),
+        at: t(2_001),
+        vendor: "meta".into(),
+        op: "insights".into(),
+        ok: true,
+        cost: Money::new(3, Currency::EUR),
+    };
+    let batch = vec![
+        (fresh[0].lease.clone(), vec![cost]),
+        (stale[3].lease.clone(), vec![]),
+        (fresh[1].lease.clone(), vec![]),
+        (fresh[2].lease.clone(), vec![]),
+    ];
+    let fenced = s.complete_batch(batch, t(2_002)).await.unwrap();
+    assert_eq!(fenced, vec![stale[3].lease.clone()], "only the stale lease is returned");
+    let mut states = Vec::new();
+    for c in &fresh {
+        states.push(s.job(c.lease.job).await.unwrap().unwrap().state);
+    }
+    assert_eq!(states, vec![JobState::Completed, JobState::Completed, JobState::Completed, JobState::Running]);
+    let completed: Vec<String> = s
+        .events(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::JobCompleted)
+        .map(|e| e.entity)
+        .collect();
+    let expect: Vec<String> = fresh[..3].iter().map(|c| c.lease.job.to_string()).collect();
+    assert_eq!(completed, expect, "one row per completed job, in the order given");
+    assert!(s.complete_batch(vec![], t(2_003)).await.unwrap().is_empty(), "an empty batch is a no-op");
+    s.finish(&fresh[3].lease, Outcome::Completed, vec![], t(2_004)).await.unwrap();
+    assert!(replay(&s.events(0).await.unwrap()).is_ok(), "the log still replays");
 }

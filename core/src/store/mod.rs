@@ -437,6 +437,28 @@ pub trait Store: Send + Sync {
         costs: Vec<CostRow>,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Batched completion (as River and graphile-worker batch theirs): every
+    /// lease that still holds its job completes exactly as
+    /// `finish(lease, Outcome::Completed, costs, now)` would, in the order
+    /// given, in one transaction where the store has them. Leases that no
+    /// longer hold their job are left untouched and returned.
+    fn complete_batch(
+        &self,
+        done: Vec<(Lease, Vec<CostRow>)>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send {
+        async move {
+            let mut fenced = Vec::new();
+            for (lease, costs) in done {
+                match self.finish(&lease, Outcome::Completed, costs, now).await {
+                    Ok(()) => {}
+                    Err(StoreError::Fenced { .. }) => fenced.push(lease),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(fenced)
+        }
+    }
     fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
     /// Event rows with `seq` greater than `after`, in order.
     fn events(&self, after: u64) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;

@@ -2,11 +2,12 @@
 //
 // This file is `include!`d by `pg.rs` and `sqlite.rs`, each of which first
 // defines, for its engine: `Db` (the sqlx database), `begin` (a write
-// transaction), `claim_rows` (the batched claim), `FOR_UPDATE` (row locks, or
-// nothing where the transaction already holds the database) and
-// `NEXT_TOKEN_SQL`. Everything else (the rules) is shared, and most of the
-// rules themselves live in core (`dlft_core::store::plan`), so MemStore and
-// both SQL stores cannot disagree.
+// transaction), `claim_jobs` and `complete_jobs` (the batched claim and
+// completion, the hot path, one statement each on PostgreSQL), `ROW_LOCK` (a row-lock
+// suffix, or nothing where the transaction already holds the database) and
+// the locking reads (`FENCE_SQL`, `BOOT_SWEEP_SQL`, ...). Everything else
+// (the rules) is shared, and most of the rules themselves live in core
+// (`dlft_core::store::plan`), so MemStore and both SQL stores cannot disagree.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -160,19 +161,29 @@ fn schedule_from_row(r: &DbRow) -> Result<ScheduleRow, StoreError> {
 }
 
 async fn log(tx: &mut Tx, at: Timestamp, t: Transition) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO dlft_events (at, block, kind, entity, before, after, cause) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(ms(at))
-    .bind(snake(&t.block))
-    .bind(snake(&t.kind))
-    .bind(t.entity)
-    .bind(t.before)
-    .bind(t.after)
-    .bind(t.cause)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
+    log_many(tx, at, vec![t]).await
+}
+
+/// Rows per multi-row statement: far inside both engines' bind limits.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Writes event rows in the order given, a few hundred per statement.
+async fn log_many(tx: &mut Tx, at: Timestamp, ts: Vec<Transition>) -> Result<(), StoreError> {
+    let mut ts = ts.into_iter().peekable();
+    while ts.peek().is_some() {
+        let mut q =
+            sqlx::QueryBuilder::<Db>::new("INSERT INTO dlft_events (at, block, kind, entity, before, after, cause) ");
+        q.push_values(ts.by_ref().take(ROWS_PER_STATEMENT), |mut b, t| {
+            b.push_bind(ms(at))
+                .push_bind(snake(&t.block))
+                .push_bind(snake(&t.kind))
+                .push_bind(t.entity)
+                .push_bind(t.before)
+                .push_bind(t.after)
+                .push_bind(t.cause);
+        });
+        q.build().execute(&mut **tx).await.map_err(db_err)?;
+    }
     Ok(())
 }
 
@@ -218,6 +229,22 @@ async fn enqueue_in(tx: &mut Tx, job: NewJob, schedule: Option<&str>, now: Times
     }
 }
 
+/// Refuses a claim from an incarnation that a newer boot replaced.
+async fn check_incarnation<'e, E>(conn: E, req: &ClaimRequest) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = Db>,
+{
+    let current: Option<i64> = sqlx::query_scalar("SELECT incarnation FROM dlft_workers WHERE worker = $1")
+        .bind(req.worker.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(db_err)?;
+    if current != Some(req.incarnation.0 as i64) {
+        return Err(StoreError::StaleIncarnation { worker: req.worker.clone(), incarnation: req.incarnation });
+    }
+    Ok(())
+}
+
 /// The job `lease` names, locked, if the lease still holds it.
 async fn fenced(tx: &mut Tx, lease: &Lease) -> Result<Job, StoreError> {
     let row = sqlx::query(FENCE_SQL)
@@ -259,56 +286,113 @@ async fn set_schedule_in(
     log(tx, now, t).await
 }
 
-/// Moves a finished job out of the hot table.
-async fn move_to_done(tx: &mut Tx, job: &Job, now: Timestamp) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM dlft_jobs WHERE id = $1")
-        .bind(job.id.0 as i64)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
-    sqlx::query(
-        "INSERT INTO dlft_jobs_done (id, kind, payload, priority, run_at, created_at, state, attempt, resumes, \
-         interrupted, errors, idempotency_key, schedule, checkpoint, finished_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-    )
-    .bind(job.id.0 as i64)
-    .bind(&job.kind)
-    .bind(job.payload.to_string())
-    .bind(i64::from(job.priority))
-    .bind(ms(job.run_at))
-    .bind(ms(job.created_at))
-    .bind(job.state.as_str())
-    .bind(i64::from(job.attempt))
-    .bind(i64::from(job.resumes))
-    .bind(job.interrupted)
-    .bind(serde_json::to_string(&job.errors).expect("strings serialize"))
-    .bind(job.idempotency_key.as_ref().map(|k| k.as_str().to_string()))
-    .bind(&job.schedule)
-    .bind(job.checkpoint.as_ref().map(|c| serde_json::to_string(c).expect("checkpoints serialize")))
-    .bind(ms(now))
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
+/// Moves finished jobs out of the hot table.
+async fn move_to_done(tx: &mut Tx, jobs: &[Job], now: Timestamp) -> Result<(), StoreError> {
+    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<Db>::new("DELETE FROM dlft_jobs WHERE id IN (");
+        let mut ids = q.separated(", ");
+        for job in chunk {
+            ids.push_bind(job.id.0 as i64);
+        }
+        q.push(")");
+        q.build().execute(&mut **tx).await.map_err(db_err)?;
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO dlft_jobs_done (id, kind, payload, priority, run_at, created_at, state, attempt, resumes, \
+             interrupted, errors, idempotency_key, schedule, checkpoint, finished_at) ",
+        );
+        q.push_values(chunk, |mut b, job| {
+            b.push_bind(job.id.0 as i64)
+                .push_bind(job.kind.clone())
+                .push_bind(job.payload.to_string())
+                .push_bind(i64::from(job.priority))
+                .push_bind(ms(job.run_at))
+                .push_bind(ms(job.created_at))
+                .push_bind(job.state.as_str())
+                .push_bind(i64::from(job.attempt))
+                .push_bind(i64::from(job.resumes))
+                .push_bind(job.interrupted)
+                .push_bind(serde_json::to_string(&job.errors).expect("strings serialize"))
+                .push_bind(job.idempotency_key.as_ref().map(|k| k.as_str().to_string()))
+                .push_bind(job.schedule.clone())
+                .push_bind(job.checkpoint.as_ref().map(|c| serde_json::to_string(c).expect("checkpoints serialize")))
+                .push_bind(ms(now));
+        });
+        q.build().execute(&mut **tx).await.map_err(db_err)?;
+    }
     Ok(())
 }
 
 async fn insert_costs(tx: &mut Tx, costs: Vec<CostRow>) -> Result<(), StoreError> {
-    for c in costs {
-        sqlx::query(
-            "INSERT INTO dlft_costs (call_id, at, vendor, op, ok, minor, currency) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(c.call_id)
-        .bind(ms(c.at))
-        .bind(c.vendor)
-        .bind(c.op)
-        .bind(c.ok)
-        .bind(c.cost.minor)
-        .bind(c.cost.currency.as_str().to_string())
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    let mut costs = costs.into_iter().peekable();
+    while costs.peek().is_some() {
+        let mut q =
+            sqlx::QueryBuilder::<Db>::new("INSERT INTO dlft_costs (call_id, at, vendor, op, ok, minor, currency) ");
+        q.push_values(costs.by_ref().take(ROWS_PER_STATEMENT), |mut b, c| {
+            b.push_bind(c.call_id)
+                .push_bind(ms(c.at))
+                .push_bind(c.vendor)
+                .push_bind(c.op)
+                .push_bind(c.ok)
+                .push_bind(c.cost.minor)
+                .push_bind(c.cost.currency.as_str().to_string());
+        });
+        q.build().execute(&mut **tx).await.map_err(db_err)?;
     }
     Ok(())
+}
+
+/// Batched completion in one transaction, for any engine: lock the named
+/// rows, complete those the leases still hold, return the rest.
+async fn complete_in_tx(
+    pool: &sqlx::Pool<Db>,
+    done: Vec<(Lease, Vec<CostRow>)>,
+    now: Timestamp,
+) -> Result<Vec<Lease>, StoreError> {
+    let mut tx = begin(pool).await?;
+    // Lock every row the batch names; a lease holds its job only if the token matches.
+    let mut held: BTreeMap<JobId, Job> = BTreeMap::new();
+    for chunk in done.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(concat!(
+            "SELECT ",
+            job_cols!(),
+            " FROM dlft_jobs WHERE state = 'running' AND id IN ("
+        ));
+        let mut ids = q.separated(", ");
+        for (lease, _) in chunk {
+            ids.push_bind(lease.job.0 as i64);
+        }
+        q.push(")").push(ROW_LOCK);
+        for r in q.build().fetch_all(&mut *tx).await.map_err(db_err)? {
+            let job = job_from_row(&r)?;
+            held.insert(job.id, job);
+        }
+    }
+    let (mut completed, mut costs, mut fenced) = (Vec::new(), Vec::new(), Vec::new());
+    for (lease, c) in done {
+        match held.remove(&lease.job) {
+            Some(mut job) if job.lease.as_ref().is_some_and(|l| l.token == lease.token) => {
+                job.lease = None;
+                job.state = JobState::Completed;
+                completed.push(job);
+                costs.extend(c);
+            }
+            other => {
+                if let Some(job) = other {
+                    held.insert(job.id, job);
+                }
+                fenced.push(lease);
+            }
+        }
+    }
+    insert_costs(&mut tx, costs).await?;
+    move_to_done(&mut tx, &completed, now).await?;
+    let rows = completed
+        .iter()
+        .map(|j| sched(EventKind::JobCompleted, j.id.to_string(), "running", "completed", "done".to_string()))
+        .collect();
+    log_many(&mut tx, now, rows).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(fenced)
 }
 
 impl SqlStore {
@@ -456,7 +540,7 @@ impl SqlStore {
             let error = format!("unknown job kind {:?} (this build runs {known:?})", job.kind);
             job.state = JobState::Discarded;
             job.errors.push(error.clone());
-            move_to_done(&mut tx, &job, now).await?;
+            move_to_done(&mut tx, std::slice::from_ref(&job), now).await?;
             log(&mut tx, now, sched(EventKind::JobDiscarded, job.id.to_string(), "available", "discarded", error))
                 .await?;
             discarded.push(job.id);
@@ -488,27 +572,11 @@ impl SqlStore {
             req.limit,
             dlft_core::store::CLAIM_LIMIT_MAX
         );
-        let mut tx = begin(&self.pool).await?;
-        let current: Option<i64> = sqlx::query_scalar("SELECT incarnation FROM dlft_workers WHERE worker = $1")
-            .bind(req.worker.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if current != Some(req.incarnation.0 as i64) {
-            return Err(StoreError::StaleIncarnation { worker: req.worker.clone(), incarnation: req.incarnation });
-        }
         let kinds: Vec<String> = req.kinds.iter().map(|k| k.as_str().to_string()).collect();
-        let mut claimed = claim_rows(&mut tx, req, &kinds, now).await?;
-        claimed.sort_by_key(|(j, _)| (j.priority, j.run_at, j.id));
-        for (job, cause) in &claimed {
-            let before = cause.0;
-            let t = sched(EventKind::JobClaimed, job.id.to_string(), before, "running", cause.1.clone());
-            log(&mut tx, now, t).await?;
-        }
-        tx.commit().await.map_err(db_err)?;
+        let claimed = claim_jobs(&self.pool, req, &kinds, now).await?;
         Ok(claimed
             .into_iter()
-            .map(|(job, _)| {
+            .map(|job| {
                 let token = job.lease.as_ref().expect("claimed jobs hold a lease").token;
                 Claim { lease: Lease { job: job.id, token }, job }
             })
@@ -636,6 +704,15 @@ impl SqlStore {
         costs: Vec<CostRow>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        if matches!(outcome, Outcome::Completed) && costs.is_empty() {
+            // The hot path: the batched completion's statement, for one lease.
+            let fenced = complete_jobs(&self.pool, vec![(lease.clone(), vec![])], now).await?;
+            return if fenced.is_empty() {
+                Ok(())
+            } else {
+                Err(StoreError::Fenced { job: lease.job, token: lease.token })
+            };
+        }
         let mut tx = begin(&self.pool).await?;
         let mut job = fenced(&mut tx, lease).await?;
         insert_costs(&mut tx, costs).await?;
@@ -665,7 +742,7 @@ impl SqlStore {
             }
         };
         if job.state.is_final() {
-            move_to_done(&mut tx, &job, now).await?;
+            move_to_done(&mut tx, std::slice::from_ref(&job), now).await?;
         } else {
             sqlx::query(
                 "UPDATE dlft_jobs SET state = 'available', run_at = $2, errors = $3, lease_token = NULL, \
@@ -685,6 +762,17 @@ impl SqlStore {
             set_schedule_in(&mut tx, &schedule, false, &reason, now, EventKind::BreakerOpened).await?;
         }
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn do_complete_batch(
+        &self,
+        done: Vec<(Lease, Vec<CostRow>)>,
+        now: Timestamp,
+    ) -> Result<Vec<Lease>, StoreError> {
+        if done.is_empty() {
+            return Ok(vec![]);
+        }
+        complete_jobs(&self.pool, done, now).await
     }
 
     async fn do_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -813,6 +901,13 @@ impl Store for SqlStore {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.do_finish(lease, outcome, costs, now)
     }
+    fn complete_batch(
+        &self,
+        done: Vec<(Lease, Vec<CostRow>)>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send {
+        self.do_complete_batch(done, now)
+    }
     fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send {
         self.do_job(id)
     }
@@ -831,21 +926,6 @@ impl Store for SqlStore {
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
         self.do_intent(key)
     }
-}
-
-/// The claim's event row: the state before, and why (a lease that ran out names its holder).
-fn claim_cause(r: &DbRow, req: &ClaimRequest) -> Result<(&'static str, String), StoreError> {
-    let old_state: String = get(r, "old_state")?;
-    let before = if old_state == "running" { "running" } else { "available" };
-    let old_worker: Option<String> = get(r, "old_worker")?;
-    let cause = match old_worker {
-        Some(w) => {
-            let inc = Incarnation(get::<Option<i64>>(r, "old_inc")?.unwrap_or_default() as u64);
-            format!("claim by {}: lease of {w} {inc:?} expired", req.worker)
-        }
-        None => format!("claim by {}", req.worker),
-    };
-    Ok((before, cause))
 }
 
 impl crate::store::Stats for SqlStore {

@@ -134,7 +134,11 @@ pub async fn open_pg(url: &str, opts: &PoolOptions) -> Result<PgStore, OpenError
         conn_opts = conn_opts.options([("search_path", schema.as_str())]);
     }
     first.close().await.map_err(connect)?;
+    // No ping before each acquire (a round trip per statement): a connection
+    // the server dropped fails its statement, which the worker retries as
+    // `Unavailable`, and the pool replaces it.
     let pool = PgPoolOptions::new()
+        .test_before_acquire(false)
         .max_connections(opts.max_connections)
         .acquire_timeout(opts.acquire_timeout)
         .connect_with(conn_opts)

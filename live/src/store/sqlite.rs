@@ -8,6 +8,8 @@ use sqlx::Sqlite as Db;
 
 const FENCE_SQL: &str =
     concat!("SELECT ", job_cols!(), " FROM dlft_jobs WHERE id = $1 AND state = 'running' AND lease_token = $2");
+/// Locks the rows a read returns until the transaction ends.
+const ROW_LOCK: &str = "";
 const BOOT_SWEEP_SQL: &str = concat!(
     "SELECT ",
     job_cols!(),
@@ -39,21 +41,29 @@ async fn begin(pool: &sqlx::Pool<Db>) -> Result<Tx, StoreError> {
     pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
 }
 
-type Claimed = Vec<(Job, (&'static str, String))>;
-
-async fn claim_rows(tx: &mut Tx, req: &Req, kinds: &[String], now: Timestamp) -> Result<Claimed, StoreError> {
+/// The batched claim, in one `BEGIN IMMEDIATE` transaction: the incarnation
+/// check, the lease of each ready row, one event row per claim.
+async fn claim_jobs(
+    pool: &sqlx::Pool<Db>,
+    req: &Req,
+    kinds: &[String],
+    now: Timestamp,
+) -> Result<Vec<Job>, StoreError> {
+    let mut tx = begin(pool).await?;
+    check_incarnation(&mut *tx, req).await?;
     let ready = sqlx::query(READY_SQL)
         .bind(serde_json::to_string(kinds).expect("strings serialize"))
         .bind(ms(now))
         .bind(i64::from(req.limit))
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
-    let mut out = Vec::with_capacity(ready.len());
+    let mut jobs = Vec::with_capacity(ready.len());
+    let mut rows = Vec::with_capacity(ready.len());
     for r in &ready {
         let id: i64 = get(r, "id")?;
         sqlx::query("UPDATE dlft_counters SET value = value + 1 WHERE name = 'claim_token'")
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
         let row = sqlx::query(LEASE_SQL)
@@ -62,12 +72,41 @@ async fn claim_rows(tx: &mut Tx, req: &Req, kinds: &[String], now: Timestamp) ->
             .bind(req.incarnation.0 as i64)
             .bind(ms(now) + req.lease_for.0 as i64)
             .bind(req.lease_for.0 as i64)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db_err)?;
-        out.push((job_from_row(&row)?, claim_cause(r, req)?));
+        let job = job_from_row(&row)?;
+        let (before, cause) = claim_cause(r, req)?;
+        rows.push(sched(EventKind::JobClaimed, job.id.to_string(), before, "running", cause));
+        jobs.push(job);
     }
-    Ok(out)
+    log_many(&mut tx, now, rows).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(jobs)
+}
+
+async fn complete_jobs(
+    pool: &sqlx::Pool<Db>,
+    done: Vec<(Lease, Vec<CostRow>)>,
+    now: Timestamp,
+) -> Result<Vec<Lease>, StoreError> {
+    complete_in_tx(pool, done, now).await
+}
+
+/// The claim's event row: the state before, and why (a lease that ran out
+/// names its holder). PostgreSQL writes the same text in SQL (`pg.rs`).
+fn claim_cause(r: &DbRow, req: &Req) -> Result<(&'static str, String), StoreError> {
+    let old_state: String = get(r, "old_state")?;
+    let before = if old_state == "running" { "running" } else { "available" };
+    let old_worker: Option<String> = get(r, "old_worker")?;
+    let cause = match old_worker {
+        Some(w) => {
+            let inc = Incarnation(get::<Option<i64>>(r, "old_inc")?.unwrap_or_default() as u64);
+            format!("claim by {}: lease of {w} {inc:?} expired", req.worker)
+        }
+        None => format!("claim by {}", req.worker),
+    };
+    Ok((before, cause))
 }
 
 include!("common.rs");
