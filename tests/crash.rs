@@ -1,18 +1,21 @@
 //! The real crash test: real processes, a real database, real HTTP.
 //!
 //! A sandbox (`dlft sandbox serve`) plays the ads platform; `dlft run`
-//! processes share one store. One of them is SIGKILLed again and again and
-//! restarted 300 ms later as a supervisor would. Each of its lives is told
-//! (`DLFT_HOLD_AT`) to stop at one probe site, in turn each phase of a kill
-//! (before the pause, after it, after `applied`, after the read-back), then
-//! the tick's and a job's last step: the test waits until the log says the
-//! victim is there and SIGKILLs it exactly between those two phases. At the end the processes
-//! are stopped with SIGTERM, and the store is checked against the sandbox's
-//! truth: every pause in the world has exactly one committed intent and one
-//! action row (ledger = world), no ad was paused twice, every loser was
-//! killed, nothing was abandoned. MTTR is measured in wall time per kill:
-//! from SIGKILL until the restarted worker has booted and every job the dead
-//! one held is claimed again (p50/p99 printed).
+//! processes share one store. Each process is told (`DLFT_HOLD_AT`) to stop
+//! at one probe site: in turn each phase of a kill (before the pause, after
+//! it, after `applied`, after the read-back), then the tick's and a job's
+//! last step. The test waits until a log says a process is there, SIGKILLs
+//! it exactly between those two phases, and restarts it 300 ms later as a
+//! supervisor would, holding at the next site. At the end the processes are
+//! stopped with SIGTERM, and the store is checked against the sandbox's
+//! truth: every pause in the world has exactly one committed intent
+//! (ledger = world), no ad was paused twice, every loser was killed,
+//! nothing was abandoned or left open. MTTR is measured in wall time per
+//! kill: from SIGKILL until the restarted worker has booted and every job
+//! the dead one held is claimed again (p50/p99 printed).
+//!
+//! A third test cuts the database away (a TCP proxy) for 8 s under a
+//! running process: it must stay up and lose no claimed work.
 //!
 //! PostgreSQL: two processes (CI starts the server; see `.ci/run`).
 //! SQLite: one process.
@@ -115,54 +118,66 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Kills `names[0]` (the victim) `KILLS` times, restarting it each time,
-/// with the other runners left alone. Returns MTTR samples in ms.
+/// SIGKILLs a runner `KILLS` times, restarting it each time. Checks the
+/// store against the truth at the end and prints MTTR.
 async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[PathBuf], sandbox: &str) {
     let logs: Vec<PathBuf> = names.iter().map(|n| dir.join(format!("{n}.log"))).collect();
+    // Every process holds at a probe site; whichever gets there first is
+    // the one SIGKILLed, and its next life holds at the next site in turn.
+    let mut sites: Vec<usize> = (0..configs.len()).collect();
+    let mut next_site = configs.len();
     let mut procs: Vec<Child> = configs
         .iter()
         .zip(&logs)
-        .enumerate()
-        .map(|(i, (c, l))| start_runner(c, l, (i == 0).then_some(HOLD_SITES[0])))
+        .zip(&sites)
+        .map(|((c, l), s)| start_runner(c, l, Some(HOLD_SITES[*s % HOLD_SITES.len()])))
         .collect();
-    let victim = format!("{}-1", names[0]);
-    let mut log_from = 0;
+    let mut log_from = vec![0usize; configs.len()];
     // Let the loop get going: the first losers become killable after ~20 s.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let mut mttr = Vec::new();
     let mut held = [0usize; HOLD_SITES.len()];
     let mut mid_kill = 0;
     for k in 0..KILLS {
-        // This life of the victim holds at one probe site: wait (up to 6 s)
-        // for it to get there, so the SIGKILL lands exactly between two phases.
-        let site = k % HOLD_SITES.len();
+        // Wait (up to 6 s) for a process to reach its site, so the SIGKILL
+        // lands exactly between two phases.
         let deadline = Instant::now() + Duration::from_secs(6);
-        let mut at_site = false;
-        while Instant::now() < deadline && !at_site {
-            let log = std::fs::read(&logs[0]).unwrap();
-            at_site = String::from_utf8_lossy(&log[log_from.min(log.len())..]).contains("held at probe site");
+        let mut victim = None;
+        while Instant::now() < deadline && victim.is_none() {
+            victim = (0..procs.len()).find(|&p| {
+                let log = std::fs::read(&logs[p]).unwrap();
+                String::from_utf8_lossy(&log[log_from[p].min(log.len())..]).contains("held at probe site")
+            });
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if at_site {
-            held[site] += 1;
-        } else {
-            // Not reached in time: prefer an instant with a kill intent open, for up to 1.5 s.
-            let deadline = Instant::now() + Duration::from_millis(500 + (k as u64 * 397) % 1_000);
-            while Instant::now() < deadline {
-                if store.intents().await.unwrap().iter().any(|i| !i.phase.is_final()) {
-                    mid_kill += 1;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let victim = match victim {
+            Some(p) => {
+                held[sites[p] % HOLD_SITES.len()] += 1;
+                p
             }
-        }
+            None => {
+                // None got there in time: prefer an instant with a kill intent open, for up to 1.5 s.
+                let deadline = Instant::now() + Duration::from_millis(500 + (k as u64 * 397) % 1_000);
+                while Instant::now() < deadline {
+                    if store.intents().await.unwrap().iter().any(|i| !i.phase.is_final()) {
+                        mid_kill += 1;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                k % procs.len()
+            }
+        };
         let killed_at = SystemClock.now();
-        procs[0].kill().unwrap(); // SIGKILL
-        procs[0].wait().unwrap();
+        procs[victim].kill().unwrap(); // SIGKILL
+        procs[victim].wait().unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        log_from = std::fs::metadata(&logs[0]).unwrap().len() as usize;
-        procs[0] = start_runner(&configs[0], &logs[0], Some(HOLD_SITES[(k + 1) % HOLD_SITES.len()]));
-        mttr.push(recovery(store, &victim, killed_at).await);
+        log_from[victim] = std::fs::metadata(&logs[victim]).unwrap().len() as usize;
+        sites[victim] = next_site;
+        next_site += 1;
+        let hold = HOLD_SITES[sites[victim] % HOLD_SITES.len()];
+        procs[victim] = start_runner(&configs[victim], &logs[victim], Some(hold));
+        mttr.push(recovery(store, &format!("{}-1", names[victim]), killed_at).await);
     }
     let breakdown: Vec<String> = HOLD_SITES.iter().zip(held).map(|(s, n)| format!("{s} {n}")).collect();
     let between_kill_phases: usize = held[..KILL_PHASE_SITES].iter().sum();
@@ -289,4 +304,139 @@ async fn sqlite_one_process_survives_sigkill_with_nothing_leaked() {
     let configs = [write_config(dir.path(), "solo", &url, &addr)];
     crash_loop(&store, dir.path(), &["solo"], &configs, &addr).await;
     sb.kill().unwrap();
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can cut: every open
+/// connection dropped, new ones refused, until restored.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Proxy { addr: listener.local_addr().unwrap(), cut: Default::default(), conns: Default::default() };
+        let (cut, conns) = (proxy.cut.clone(), proxy.conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if cut.load(Ordering::SeqCst) {
+                    continue; // dropped: the database is gone
+                }
+                let upstream = upstream.clone();
+                conns.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                }));
+            }
+        });
+        proxy
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The database vanishes mid-run (8 s, every connection cut) under one
+/// `dlft run` on PostgreSQL. The runner stays up, retries with backoff,
+/// and loses no claimed work: every job it held when the database went
+/// away is completed afterwards, nothing is discarded, and the store still
+/// agrees with the sandbox's truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_vanishing_mid_run_loses_no_claimed_work() {
+    let Some(url) = pg_url_or_skip("postgres_vanishing_mid_run_loses_no_claimed_work").await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let schema = format!("dlft_outage_{}", std::process::id());
+    let store =
+        open_pg(&url, &PoolOptions { pg_schema: Some(schema.clone()), ..PoolOptions::default() }).await.unwrap();
+    // The runner reaches the database through the proxy.
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, hostpath) = rest.rsplit_once('@').map_or(("", rest), |(u, h)| (u, h));
+    let (hostport, path) = hostpath.split_once('/').unwrap_or((hostpath, "postgres"));
+    let upstream = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:5432") };
+    let proxy = Proxy::start(upstream).await;
+    let at = if userinfo.is_empty() { String::new() } else { format!("{userinfo}@") };
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let runner_url = format!("{scheme}://{at}{}/{path}{sep}options=-c%20search_path%3D{schema}", proxy.addr);
+    let (mut sb, addr) = sandbox(5);
+    let config = write_config(dir.path(), "solo", &runner_url, &addr);
+    let log = dir.path().join("solo.log");
+    let mut runner = start_runner(&config, &log, None);
+
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Cut while the runner holds a job, if one shows up within 10 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let held: Vec<i64> = loop {
+        let running: Vec<i64> = sqlx::query_scalar("SELECT id FROM dlft_jobs WHERE state = 'running' ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        if !running.is_empty() || Instant::now() > deadline {
+            break running;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    proxy.cut();
+    let cut_at = SystemClock.now();
+    let seq_at_cut = store.events(0).await.unwrap().last().map_or(0, |e| e.seq);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(runner.try_wait().unwrap().is_none(), "the runner survives the outage");
+    let written = store.events(seq_at_cut).await.unwrap();
+    assert!(
+        written.iter().all(|e| e.at.0 < cut_at.0 + 1_000),
+        "nothing reached the database while it was gone: {:?}",
+        written.last()
+    );
+    proxy.restore();
+    let restored_at = SystemClock.now();
+    let give_up = Instant::now() + Duration::from_secs(30);
+    let back = loop {
+        let claims = store.events(seq_at_cut).await.unwrap();
+        if let Some(e) = claims.iter().find(|e| e.kind == EventKind::JobClaimed && e.at >= restored_at) {
+            break e.at.0 - restored_at.0;
+        }
+        assert!(Instant::now() < give_up, "no claim within 30 s of the database coming back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("database gone for 8 s, {} jobs held; first claim {back} ms after it came back", held.len());
+    // Run on until every loser is killed (each becomes killable at its own time).
+    let give_up = Instant::now() + Duration::from_secs(90);
+    loop {
+        let t = truth(&addr).await;
+        let ads = t["ads"].as_array().unwrap();
+        if ads.iter().filter(|a| a["loser"] == true).all(|a| !a["paused_at"].is_null()) {
+            break;
+        }
+        assert!(Instant::now() < give_up, "losers still running 90 s after the outage: {ads:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await; // let the last commits land
+    let status = sigterm(&mut runner);
+    assert!(status.success(), "SIGTERM is a clean exit, got {status}");
+    for id in &held {
+        let job = store.job(dlft_core::ids::JobId(*id as u64)).await.unwrap().unwrap();
+        assert_eq!(job.state, dlft_core::store::JobState::Completed, "held job {id} was not lost: {job:?}");
+    }
+    let discarded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dlft_jobs_done WHERE state = 'discarded'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(discarded, 0, "no job was discarded for the outage");
+    check_against_truth(&store, &addr).await;
+    sb.kill().unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(store.pool())
+        .await
+        .unwrap();
 }
