@@ -236,6 +236,16 @@ async fn metrics<S: Stats>(State(store): State<S>) -> impl IntoResponse {
             for r in &s.schedules {
                 let _ = writeln!(out, "dlft_breaker_open{{schedule=\"{}\"}} {}", r.name, u8::from(!r.enabled));
             }
+            out.push_str(
+                "# HELP dlft_spend_after_kill_minor Leak: spend booked in buckets after an ad's kill committed.\n\
+                 # TYPE dlft_spend_after_kill_minor gauge\n",
+            );
+            if s.spend_after_kill.is_empty() {
+                out.push_str("dlft_spend_after_kill_minor 0\n");
+            }
+            for (currency, n) in &s.spend_after_kill {
+                let _ = writeln!(out, "dlft_spend_after_kill_minor{{currency=\"{currency}\"}} {n}");
+            }
             (axum::http::StatusCode::OK, out)
         }
         Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("# store unavailable: {e}\n")),

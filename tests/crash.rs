@@ -422,6 +422,22 @@ async fn postgres_vanishing_mid_run_loses_no_claimed_work() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await; // let the last commits land
+    // The runner's own metrics agree: claims were made, nothing leaked.
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    let http = log_text
+        .lines()
+        .find(|l| l.contains("health and metrics"))
+        .and_then(|l| l.split("addr=").nth(1))
+        .map(|a| a.split_whitespace().next().unwrap().to_string())
+        .expect("the runner logs its metrics address");
+    let metrics = reqwest::get(format!("http://{http}/metrics")).await.unwrap().text().await.unwrap();
+    let value = |name: &str| -> i64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("dlft_claims_total ") > 0, "{metrics}");
+    assert_eq!(value("dlft_spend_after_kill_minor"), 0, "no leak: {metrics}");
+    assert_eq!(metrics.lines().filter(|l| l.starts_with("dlft_intents{phase=\"committed\"}")).count(), 1);
     let status = sigterm(&mut runner);
     assert!(status.success(), "SIGTERM is a clean exit, got {status}");
     for id in &held {

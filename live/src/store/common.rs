@@ -940,6 +940,23 @@ impl crate::store::Stats for SqlStore {
             .await
             .map_err(db_err)?;
         let intents = phases.iter().map(|r| Ok((get(r, "phase")?, get(r, "n")?))).collect::<Result<_, StoreError>>()?;
-        Ok(crate::store::StoreStats { depth, claims_total: claims, intents, schedules: self.do_schedules().await? })
+        let leaked = sqlx::query(
+            "SELECT s.currency, CAST(SUM(s.spend_minor) AS BIGINT) AS n FROM dlft_spend s \
+             JOIN dlft_intents i ON i.ad = s.ad \
+             WHERE i.phase = 'committed' AND s.bucket_start >= i.updated_at \
+             GROUP BY s.currency ORDER BY s.currency",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let spend_after_kill =
+            leaked.iter().map(|r| Ok((get(r, "currency")?, get(r, "n")?))).collect::<Result<_, StoreError>>()?;
+        Ok(crate::store::StoreStats {
+            depth,
+            claims_total: claims,
+            intents,
+            schedules: self.do_schedules().await?,
+            spend_after_kill,
+        })
     }
 }

@@ -194,6 +194,10 @@ pub struct StoreStats {
     /// (phase, intents).
     pub intents: Vec<(String, i64)>,
     pub schedules: Vec<dlft_core::store::ScheduleRow>,
+    /// The leak counter: (currency, minor units) of spend booked for ads in
+    /// buckets that started after their kill committed (a confirmed pause
+    /// should spend nothing more).
+    pub spend_after_kill: Vec<(String, i64)>,
 }
 
 pub trait Stats {
