@@ -55,12 +55,13 @@ pub async fn run(config: &Path) -> Result<()> {
     let cfg = RunConfig::load(config)?;
     let url = cfg.store_url(&file)?;
     let meta = cfg.meta_config(&file)?;
+    let probe = HoldProbe::from_env()?; // refuse a bad value before touching the store
     let opts = PoolOptions { max_connections: cfg.store.max_connections, ..PoolOptions::default() };
     info!(store = %redact(&url), workers = cfg.runner.workers, name = %cfg.runner.name, "starting");
     let ads = Arc::new(MetaAds::new(meta).context("building the HTTP client")?);
     match Engine::of(&url)? {
-        Engine::Postgres => serve(open_pg(&url, &opts).await?, &cfg, ads).await,
-        Engine::Sqlite => serve(open_sqlite(&url, &opts).await?, &cfg, ads).await,
+        Engine::Postgres => serve(open_pg(&url, &opts).await?, &cfg, ads, probe).await,
+        Engine::Sqlite => serve(open_sqlite(&url, &opts).await?, &cfg, ads, probe).await,
     }
 }
 
@@ -127,12 +128,11 @@ fn seed_of(id: &str) -> u64 {
     id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-async fn serve<S>(store: S, cfg: &RunConfig, ads: Arc<MetaAds>) -> Result<()>
+async fn serve<S>(store: S, cfg: &RunConfig, ads: Arc<MetaAds>, probe: HoldProbe) -> Result<()>
 where
     S: Store + Stats + Clone + Send + Sync + 'static,
 {
     let stop = Arc::new(AtomicBool::new(false));
-    let probe = HoldProbe::from_env()?;
     let listener = tokio::net::TcpListener::bind(cfg.runner.http)
         .await
         .with_context(|| format!("binding the health/metrics address {}", cfg.runner.http))?;

@@ -103,3 +103,26 @@ fn malformed_scenarios_name_file_line_and_field() {
     assert!(text(&out).1.contains("no/such/file.toml"));
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_bad_hold_site_is_refused_before_the_store_is_touched() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-hold");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("never.db");
+    let config = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dlft.sandbox.toml"))
+        .unwrap()
+        .replace("sqlite://dlft.db", &format!("sqlite://{}", db.display()));
+    let config = scratch("hold.toml", &config);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dlft"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("META_ACCESS_TOKEN", "x")
+        .env("DLFT_HOLD_AT", "kill_after_lunch")
+        .output()
+        .unwrap();
+    let (_, err) = text(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("DLFT_HOLD_AT=\"kill_after_lunch\" is not a probe site"), "{err}");
+    assert!(err.contains("kill_after_pause"), "the valid sites are listed: {err}");
+    assert!(!db.exists(), "no store was created");
+}

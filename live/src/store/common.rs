@@ -369,19 +369,16 @@ async fn complete_in_tx(
     }
     let (mut completed, mut costs, mut fenced) = (Vec::new(), Vec::new(), Vec::new());
     for (lease, c) in done {
-        match held.remove(&lease.job) {
-            Some(mut job) if job.lease.as_ref().is_some_and(|l| l.token == lease.token) => {
+        let holds = held.get(&lease.job).is_some_and(|j| j.lease.as_ref().is_some_and(|l| l.token == lease.token));
+        // Removed once completed: the same lease named twice is fenced the second time.
+        match if holds { held.remove(&lease.job) } else { None } {
+            Some(mut job) => {
                 job.lease = None;
                 job.state = JobState::Completed;
                 completed.push(job);
                 costs.extend(c);
             }
-            other => {
-                if let Some(job) = other {
-                    held.insert(job.id, job);
-                }
-                fenced.push(lease);
-            }
+            None => fenced.push(lease),
         }
     }
     insert_costs(&mut tx, costs).await?;
