@@ -207,6 +207,7 @@ enum SabotageArg {
     None,
     SkipIntent,
     SkipReadBack,
+    TrustWebhooks,
 }
 
 impl From<SabotageArg> for Sabotage {
@@ -215,6 +216,7 @@ impl From<SabotageArg> for Sabotage {
             SabotageArg::None => Sabotage::None,
             SabotageArg::SkipIntent => Sabotage::SkipIntent,
             SabotageArg::SkipReadBack => Sabotage::SkipReadBack,
+            SabotageArg::TrustWebhooks => Sabotage::TrustWebhooks,
         }
     }
 }
@@ -285,6 +287,7 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         SabotageArg::None => "",
         SabotageArg::SkipIntent => "--sabotage skip-intent",
         SabotageArg::SkipReadBack => "--sabotage skip-read-back",
+        SabotageArg::TrustWebhooks => "--sabotage trust-webhooks",
     };
     let summary = summarize(&scn, &path, extra, &reports);
     if args.json {

@@ -24,7 +24,7 @@ use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use dlft_core::ads::InsightsQuery;
@@ -138,6 +138,18 @@ async fn ad_post(
     sb.serve(AdsRequest::Pause { ad: AdId::new(id), key: IdempotencyKey::new(key) })
 }
 
+/// Meta's batch API, for pauses only: `POST /` with `batch=[…]`.
+async fn batch(State(sb): State<Sandbox>, headers: HeaderMap, Form(form): Form<BTreeMap<String, String>>) -> Response {
+    if !authorized(&headers, &form) {
+        return graph_error(400, 190, "Invalid OAuth access token.");
+    }
+    let Some(text) = form.get("batch") else { return graph_error(400, 100, "(#100) the batch parameter is required") };
+    match dlft_core::wire::meta::parse_pause_batch(text) {
+        Ok(items) => sb.serve(AdsRequest::PauseBatch { items }),
+        Err(e) => graph_error(400, 100, &format!("(#100) {e}")),
+    }
+}
+
 /// The world's side of the story, for tests: what each ad spent, whether and
 /// when it was paused, and every pause that changed the world.
 async fn truth(State(sb): State<Sandbox>) -> Response {
@@ -177,6 +189,7 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
     let sb = Sandbox { world: Arc::new(Mutex::new(world)), seed };
     let app = Router::new()
         .route("/_truth", get(truth))
+        .route("/", post(batch))
         .route("/{account}/insights", get(insights))
         .route("/{id}", get(ad_get).post(ad_post))
         .with_state(sb);

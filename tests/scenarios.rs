@@ -43,6 +43,16 @@ const LIBRARY: &[Entry] = &[
         must_happen: &["crashes"],
         must_crash_at: &["scan_after_fetch", "scan_after_summary", "kill_after_pause", "kill_after_read_back"],
     },
+    Entry {
+        file: "scenarios/partial-pause.toml",
+        must_happen: &["partial_batches", "acks_without_effect", "api_timeouts", "crashes"],
+        must_crash_at: &["tick_after_batch_pause", "tick_after_decide", "kill_after_pause"],
+    },
+    Entry {
+        file: "scenarios/webhook-lies.toml",
+        must_happen: &["webhooks_true", "webhook_lies", "webhook_duplicates", "acks_without_effect", "crashes"],
+        must_crash_at: &[],
+    },
 ];
 
 fn check(entry: &Entry) {
@@ -101,4 +111,6 @@ scenario_tests! {
     timeout_storm => "timeout-storm.toml",
     stale_reads => "stale-reads.toml",
     pipeline_phase_loss => "pipeline-phase-loss.toml",
+    partial_pause => "partial-pause.toml",
+    webhook_lies => "webhook-lies.toml",
 }

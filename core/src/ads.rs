@@ -91,6 +91,12 @@ impl AdsError {
     }
 }
 
+/// Meta's batch API takes at most 50 requests per call.
+pub const PAUSE_BATCH_MAX: usize = 50;
+
+/// What a batch pause returns: the call's own error, or one result per item.
+pub type BatchPause = Result<Vec<Result<(), AdsError>>, AdsError>;
+
 /// The ads platform port.
 pub trait AdsPlatform: Send + Sync {
     fn insights(&self, query: &InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send;
@@ -100,6 +106,22 @@ pub trait AdsPlatform: Send + Sync {
     fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> impl Future<Output = Result<(), AdsError>> + Send;
 
     fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send;
+
+    /// Pauses several ads in one call (Meta's batch API, at most
+    /// [`PAUSE_BATCH_MAX`] items). The outer error is the whole call's (a
+    /// timeout: any item may have taken effect); otherwise one result per item
+    /// in order, and an item can fail alone: a platform may pause only part of
+    /// a batch, and an item that did not complete in time is
+    /// [`AdsError::Timeout`] (outcome unknown). The default calls `pause` per item.
+    fn pause_batch(&self, items: &[(AdId, IdempotencyKey)]) -> impl Future<Output = BatchPause> + Send {
+        async move {
+            let mut out = Vec::with_capacity(items.len());
+            for (ad, key) in items {
+                out.push(self.pause(ad, key).await);
+            }
+            Ok(out)
+        }
+    }
 
     /// The active ads of a store's page in the public ad library.
     fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send;
@@ -114,6 +136,9 @@ impl<T: AdsPlatform> AdsPlatform for std::sync::Arc<T> {
     }
     fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
         (**self).status(ad)
+    }
+    fn pause_batch(&self, items: &[(AdId, IdempotencyKey)]) -> impl Future<Output = BatchPause> + Send {
+        (**self).pause_batch(items)
     }
     fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
         (**self).library(page)

@@ -24,6 +24,8 @@ pub enum Sabotage {
     SkipIntent,
     /// Commit on the pause call's word, without reading the status back.
     SkipReadBack,
+    /// Reconcile on a webhook's word, without reading the status back.
+    TrustWebhooks,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +188,11 @@ impl LoopSettings {
                     job_timeout: Millis(self.job_timeout_ms),
                 },
                 PoolConfig { kind: JobKind::ScanStore, concurrency: 1, job_timeout: Millis(self.job_timeout_ms) },
+                PoolConfig {
+                    kind: JobKind::ReconcileAd,
+                    concurrency: self.kill_concurrency,
+                    job_timeout: Millis(self.job_timeout_ms),
+                },
             ],
             lease_for: Millis(self.lease_ms),
             tick_every: Millis::from_secs(self.tick_s),

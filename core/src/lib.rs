@@ -29,5 +29,6 @@ pub mod store;
 pub mod telemetry;
 pub mod tick;
 pub mod time;
+pub mod webhook;
 pub mod wire;
 pub mod worker;

@@ -15,6 +15,8 @@ pub enum Site {
     TickAfterPage,
     /// Verdicts and intents are written; jobs not yet finished.
     TickAfterDecide,
+    /// The tick's batch pause of new kills returned; its outcomes are not yet written.
+    TickAfterBatchPause,
     /// The intent is read; the pause call is next.
     KillBeforePause,
     /// The pause call returned; its phase is not yet written.
@@ -32,9 +34,10 @@ pub enum Site {
 }
 
 impl Site {
-    pub const ALL: [Site; 9] = [
+    pub const ALL: [Site; 10] = [
         Site::TickAfterPage,
         Site::TickAfterDecide,
+        Site::TickAfterBatchPause,
         Site::KillBeforePause,
         Site::KillAfterPause,
         Site::KillAfterApplied,

@@ -3,20 +3,24 @@
 //! Reads insights for the lookback window page by page (each page written to
 //! the spend ledger as a checkpoint), estimates every ad on matured data, lets
 //! the kill rule propose, lets the envelope decide, and writes verdicts, new
-//! intents and their kill jobs in one atomic batch. It also re-drives every
-//! intent without a commit, so an intent orphaned by a crash is picked up
-//! within one tick.
+//! intents in one atomic batch. Then it pauses the new kills in one batch
+//! call (Meta's batch API) and writes each item's outcome with the kill jobs
+//! that take every intent on from its phase: a platform that pauses only part
+//! of a batch leaves the rest `intended`, and each read-back is per ad. It
+//! also re-drives every intent without a commit, so an intent orphaned by a
+//! crash (even between the two writes) is picked up within one tick.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ads::{AdsPlatform, InsightsQuery};
+use crate::actuator::{PauseOutcome, after_pause};
+use crate::ads::{AdsPlatform, InsightsQuery, PAUSE_BATCH_MAX};
 use crate::config::{LoopConfig, Sabotage};
 use crate::envelope::judge;
 use crate::estimator::estimate;
 use crate::ids::{AdId, IdempotencyKey};
 use crate::policy::propose_kills;
 use crate::probe::{Probe, Site};
-use crate::store::{IntentOp, NewIntent, NewJob, Store, Task};
+use crate::store::{IntentOp, IntentPhase, NewIntent, NewJob, Store, Task};
 use crate::time::{Clock, Timestamp};
 use crate::worker::{Attempt, JobError, Ports};
 
@@ -81,19 +85,22 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     let verdicts = judge(&proposals, &intents, estimates.len(), &cfg.envelope, now);
 
     let mut batch = attempt.batch();
+    let mut approved = Vec::new();
     for (verdict, proposal) in verdicts.iter().zip(&proposals) {
         if !verdict.approved() {
             continue;
         }
-        if sabotage != Sabotage::SkipIntent {
-            batch.intents.push(IntentOp::Open(NewIntent {
-                key: verdict.key.clone(),
-                ad: verdict.ad.clone(),
-                evidence: proposal.evidence.clone(),
-                verdict: verdict.clone(),
-            }));
+        if sabotage == Sabotage::SkipIntent {
+            batch.enqueue.push(kill_job(&verdict.key, &verdict.ad, now));
+            continue;
         }
-        batch.enqueue.push(kill_job(&verdict.key, &verdict.ad, now));
+        batch.intents.push(IntentOp::Open(NewIntent {
+            key: verdict.key.clone(),
+            ad: verdict.ad.clone(),
+            evidence: proposal.evidence.clone(),
+            verdict: verdict.clone(),
+        }));
+        approved.push((verdict.ad.clone(), verdict.key.clone()));
     }
     // Recovery: every intent without a commit gets a live kill job (the job's
     // idempotency key makes this a no-op when one exists).
@@ -103,6 +110,51 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     batch.verdicts = verdicts;
     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     ports.probe.reached(Site::TickAfterDecide, "tick").await;
+    for chunk in approved.chunks(PAUSE_BATCH_MAX) {
+        first_pause(ports, attempt, chunk).await?;
+    }
+    Ok(())
+}
+
+/// The first pause of freshly written intents, as one batch call; then each
+/// item's outcome and the kill jobs, in one write. Only this tick knows these
+/// intents until that write (their kill jobs do not exist yet), so nothing
+/// else pauses them meanwhile; a crash in between leaves them to the next
+/// tick's re-drive.
+async fn first_pause<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
+    ports: &Ports<S, A, C, P>,
+    attempt: &mut Attempt,
+    items: &[(AdId, IdempotencyKey)],
+) -> Result<(), JobError> {
+    let started = ports.clock.now();
+    let result = ports.ads.pause_batch(items).await;
+    attempt.record_call(started, "pause_batch", &result);
+    ports.probe.reached(Site::TickAfterBatchPause, "tick").await;
+    let mut batch = attempt.batch();
+    // The whole call failed (timed out: any item may have happened): every
+    // intent stays `intended`, and its kill job pauses again (pausing a
+    // paused ad changes nothing) and reads back before it commits.
+    let outcomes = result.unwrap_or_default();
+    for ((_, key), outcome) in items.iter().zip(outcomes) {
+        match after_pause(outcome) {
+            PauseOutcome::Applied => batch.intents.push(IntentOp::Advance {
+                key: key.clone(),
+                from: IntentPhase::Intended,
+                to: IntentPhase::Applied,
+                count_attempt: true,
+                cause: "batch pause: item succeeded".into(),
+            }),
+            PauseOutcome::Failed(e) => {
+                batch.intents.push(IntentOp::CountAttempt { key: key.clone(), cause: format!("batch pause: {e}") })
+            }
+            // Not counted: a throttled item did not happen; an unknown one
+            // is left to its kill job, as above.
+            PauseOutcome::Unknown | PauseOutcome::Throttled(_) => {}
+        }
+    }
+    let now = ports.clock.now();
+    batch.enqueue = items.iter().map(|(ad, key)| kill_job(key, ad, now)).collect();
+    ports.store.write(&attempt.lease, batch, now).await?;
     Ok(())
 }
 

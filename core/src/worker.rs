@@ -28,7 +28,7 @@ use crate::scheduler::{Admission, BACKFILL_MAX, TICK_SCHEDULE, admit, due_slots}
 use crate::store::{Claim, ClaimRequest, Job, Lease, NewJob, Outcome, Store, StoreError, Task, WriteBatch};
 use crate::telemetry::CostRow;
 use crate::time::{Clock, Millis, Timestamp};
-use crate::{actuator, scan, tick};
+use crate::{actuator, scan, tick, webhook};
 
 /// Everything the loop talks to.
 pub struct Ports<S, A, C, P> {
@@ -374,6 +374,7 @@ pub async fn run_task<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe>(
             };
             scan::run_scan(ports, cfg, attempt, page, job.checkpoint.as_ref()).await
         }
+        Task::ReconcileAd { ad, claimed } => webhook::run_reconcile(ports, sabotage, attempt, ad, claimed).await,
     }
 }
 

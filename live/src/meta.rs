@@ -15,7 +15,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, InsightsPage, InsightsQuery, LibraryAd};
+use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, BatchPause, InsightsPage, InsightsQuery, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey};
 use dlft_core::models::{ModelError, Models, Summary};
 use dlft_core::wire::meta;
@@ -128,6 +128,15 @@ impl MetaAds {
         meta::decode_pause(&self.send(req).await?)
     }
 
+    /// Meta's batch API: `POST /` with `batch=[…]`; the reply is one item
+    /// per request, each judged alone (a batch can succeed in part).
+    async fn post_pause_batch(&self, items: &[(AdId, IdempotencyKey)]) -> BatchPause {
+        let batch = serde_json::to_string(&meta::encode_pause_batch(items))
+            .map_err(|e| AdsError::Malformed(format!("encoding a batch: {e}")))?;
+        let req = self.http.post(self.url("")).form(&[("batch", batch.as_str()), ("include_headers", "false")]);
+        meta::decode_pause_batch(&self.send(req).await?, items.len())
+    }
+
     async fn get_status(&self, ad: &AdId) -> Result<AdStatus, AdsError> {
         let req = self.http.get(self.url(ad.as_str())).query(&[("fields", "status,effective_status")]);
         meta::decode_status(&self.send(req).await?)
@@ -232,6 +241,9 @@ impl AdsPlatform for MetaAds {
     }
     fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
         self.get_status(ad)
+    }
+    fn pause_batch(&self, items: &[(AdId, IdempotencyKey)]) -> impl Future<Output = BatchPause> + Send {
+        self.post_pause_batch(items)
     }
     fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
         self.get_library(page)

@@ -7,6 +7,8 @@
 //! - `effect_committed`: every world effect's intent is committed by the end;
 //! - `receipt_has_effect`: every committed kill matches a world effect;
 //! - `at_most_once`: at most one effect per idempotency key and per ad;
+//! - `reconcile_window` (where a scenario asks): every effect's intent is
+//!   committed within the window after the effect;
 //! - `kill_deadline`: spend after `intent + deadline` is leak;
 //! - `model_spend`: every call the model vendor billed has its booked cost row;
 //! - `slot_once`: every schedule slot fired once, whatever the workers did;
@@ -50,6 +52,8 @@ pub struct CheckInput<'a> {
     pub kill_deadline: Millis,
     /// Buckets ending after this are not judged for the ledger yet.
     pub settled_until: Timestamp,
+    /// Every effect committed in the store within this long of it.
+    pub commit_within: Option<Millis>,
 }
 
 pub fn check(input: &CheckInput<'_>) -> Verdict {
@@ -112,6 +116,20 @@ fn check_actions(input: &CheckInput<'_>, v: &mut Verdict) {
     }
     for (ad, n) in effects_per_ad.iter().filter(|(_, n)| **n > 1) {
         v.flag(input.seed, "at_most_once", format!("{ad}: paused {n} times"));
+    }
+    if let Some(window) = input.commit_within {
+        let committed: BTreeMap<&IdempotencyKey, Timestamp> =
+            input.store.actions.iter().map(|a| (&a.key, a.committed_at)).collect();
+        for e in input.world.effects().iter().filter(|e| e.at + window <= input.end) {
+            let at = committed.get(&e.key).copied();
+            if at.is_none_or(|c| c > e.at + window) {
+                v.flag(
+                    input.seed,
+                    "reconcile_window",
+                    format!("{}: paused at {}, committed {at:?}: not within {window:?}", e.ad, e.at),
+                );
+            }
+        }
     }
     let effect_keys: BTreeSet<&IdempotencyKey> = effects_per_key.keys().copied().collect();
     for row in &input.store.actions {

@@ -44,6 +44,7 @@ pub struct SwarmRates {
     pub timeout_pct: u32,
     pub rate_limit_pct: u32,
     pub ack_without_effect_pct: u32,
+    pub partial_batch_pct: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -87,6 +88,8 @@ pub struct FaultPlan {
 fn max_occurrence(site: Site) -> u64 {
     match site {
         Site::TickAfterPage | Site::TickAfterDecide | Site::BeforeFinish => 15,
+        // Reached only by ticks that approve kills.
+        Site::TickAfterBatchPause => 2,
         Site::KillBeforePause | Site::KillAfterPause | Site::KillAfterApplied | Site::KillAfterReadBack => 4,
         Site::ScanAfterFetch | Site::ScanAfterSummary => 6,
     }
@@ -142,6 +145,7 @@ impl FaultPlan {
             timeout_pct: rng.random_range(0..=p.timeout_pct),
             rate_limit_pct: rng.random_range(0..=p.rate_limit_pct),
             ack_without_effect_pct: rng.random_range(0..=p.ack_without_effect_pct),
+            partial_batch_pct: rng.random_range(0..=p.partial_batch_pct),
         });
         FaultPlan { timed, site_crashes, restart_delays_ms, swarm }
     }
@@ -167,8 +171,8 @@ impl fmt::Display for FaultPlan {
         if let Some(r) = &self.swarm {
             writeln!(
                 f,
-                "  swarm rates: timeouts {}%, rate limits {}%, acks without effect {}%",
-                r.timeout_pct, r.rate_limit_pct, r.ack_without_effect_pct
+                "  swarm rates: timeouts {}%, rate limits {}%, acks without effect {}%, partial batches {}%",
+                r.timeout_pct, r.rate_limit_pct, r.ack_without_effect_pct, r.partial_batch_pct
             )?;
         }
         Ok(())

@@ -15,7 +15,7 @@ use std::time::Duration;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, InsightRow, InsightsPage, InsightsQuery, LibraryAd};
+use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, BatchPause, InsightRow, InsightsPage, InsightsQuery, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
 use dlft_core::models::{ModelError, Models, Summary};
 use dlft_core::probe::{Probe, Site};
@@ -25,9 +25,12 @@ use dlft_core::store::{
 };
 use dlft_core::telemetry::{CostRow, Event};
 use dlft_core::time::{Clock, Millis, Timestamp};
+use dlft_core::webhook::{self, StatusHint};
 use dlft_core::wire::{anthropic, meta};
 
-use crate::rpc::{self, ADS_PORT, AdsRequest, DB_PORT, HttpReply, StoreReply, StoreRequest, StoreResponse};
+use crate::rpc::{
+    self, ADS_PORT, AdsRequest, DB_PORT, HttpReply, StoreReply, StoreRequest, StoreResponse, WEBHOOK_PORT,
+};
 use crate::scenario::PlatformSection;
 use crate::world::{AdsWorld, draw, page_range};
 
@@ -216,6 +219,142 @@ pub struct PlatformState {
     pub hung: u64,
     pub rate_limited: u64,
     pub acked_without_effect: u64,
+    pub partial_batches: u64,
+    /// The webhook sender, if the scenario has webhooks.
+    pub webhooks: Option<WebhookState>,
+}
+
+/// How often the platform's webhook sender looks for news.
+pub const WEBHOOK_STEP: Millis = Millis(100);
+
+/// The platform's webhook sender: true webhooks for pauses that took effect,
+/// and lies (false confirmations of acks without effect, random claims,
+/// duplicates), each delivered after its own delay.
+#[derive(Debug)]
+pub struct WebhookState {
+    pub cfg: crate::scenario::WebhookSection,
+    /// Its own stream: scenarios without webhooks draw nothing from it.
+    pub rng: ChaCha8Rng,
+    queue: BTreeMap<(Timestamp, u64), StatusHint>,
+    seq: u64,
+    effects_seen: usize,
+    /// Ads whose pause was acknowledged without effect, not yet looked at.
+    pub acked: Vec<AdId>,
+    pub sent: u64,
+    pub lies: u64,
+    pub duplicates: u64,
+    /// Deliveries that got no 200 (worker down, partitioned, store away).
+    pub lost: u64,
+}
+
+impl WebhookState {
+    pub fn new(cfg: crate::scenario::WebhookSection, rng: ChaCha8Rng) -> WebhookState {
+        WebhookState {
+            cfg,
+            rng,
+            queue: BTreeMap::new(),
+            seq: 0,
+            effects_seen: 0,
+            acked: Vec::new(),
+            sent: 0,
+            lies: 0,
+            duplicates: 0,
+            lost: 0,
+        }
+    }
+
+    fn push(&mut self, now: Timestamp, hint: StatusHint) {
+        let copies = if self.rng.random_range(0..100u32) < self.cfg.duplicate_pct {
+            self.duplicates += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let at = now + Millis(draw(&mut self.rng, self.cfg.delay_ms));
+            self.seq += 1;
+            self.queue.insert((at, self.seq), hint.clone());
+        }
+    }
+
+    /// Takes in what happened since the last call; returns the webhooks due at `now`.
+    pub fn due(&mut self, world: &AdsWorld, now: Timestamp) -> Vec<StatusHint> {
+        let effects: Vec<AdId> = world.effects()[self.effects_seen..].iter().map(|e| e.ad.clone()).collect();
+        self.effects_seen += effects.len();
+        for ad in effects {
+            self.sent += 1;
+            self.push(now, StatusHint { ad, status: "PAUSED".into() });
+        }
+        for ad in std::mem::take(&mut self.acked) {
+            if self.rng.random_range(0..100u32) < self.cfg.lie_on_ack_pct {
+                self.lies += 1;
+                self.push(now, StatusHint { ad, status: "PAUSED".into() });
+            }
+        }
+        if self.rng.random_range(0..60_000u64) < u64::from(self.cfg.false_per_min) * WEBHOOK_STEP.0 {
+            let ads: Vec<AdId> = world.specs().map(|s| s.id.clone()).collect();
+            let ad = ads[self.rng.random_range(0..ads.len())].clone();
+            let status = if self.rng.random_bool(0.5) { "PAUSED" } else { "ACTIVE" };
+            self.lies += 1;
+            self.push(now, StatusHint { ad, status: status.into() });
+        }
+        let later = self.queue.split_off(&(now + Millis(1), 0));
+        std::mem::replace(&mut self.queue, later).into_values().collect()
+    }
+}
+
+/// The platform's webhook sender: every [`WEBHOOK_STEP`], delivers what is
+/// due to the workers' endpoints in turn (a load balancer), one POST each.
+pub async fn emit_webhooks(platform: Arc<Mutex<PlatformState>>, clock: SimClock, workers: usize) {
+    let mut next = 0usize;
+    loop {
+        tokio::time::sleep(WEBHOOK_STEP.as_std()).await;
+        let due = {
+            let mut guard = lock(&platform);
+            let p = &mut *guard;
+            let world = lock(&p.world);
+            match p.webhooks.as_mut() {
+                Some(wh) => wh.due(&world, clock.now()),
+                None => return,
+            }
+        };
+        for hint in due {
+            let host = worker_host(next % workers.max(1));
+            next += 1;
+            let body = meta::encode_status_webhook("act_sim", clock.now().0 / 1000, &[hint]);
+            let platform = platform.clone();
+            tokio::spawn(async move {
+                let reply = rpc::call::<_, HttpReply>(&host, WEBHOOK_PORT, &body, Duration::from_secs(2)).await;
+                if !matches!(reply, Ok(HttpReply { status: 200, .. }))
+                    && let Some(wh) = lock(&platform).webhooks.as_mut()
+                {
+                    wh.lost += 1;
+                }
+            });
+        }
+    }
+}
+
+/// A worker's webhook endpoint: decodes the body and accepts each hint (a
+/// reconcile job). 400 for a body that is not a webhook (nothing enqueued),
+/// 503 when the store does not answer (the sender may retry).
+pub async fn serve_webhooks(store: SimStore, clock: SimClock) -> turmoil::Result {
+    rpc::serve(WEBHOOK_PORT, move |body: serde_json::Value| {
+        let store = store.clone();
+        async move {
+            let reply = |status: u16| HttpReply { status, headers: BTreeMap::new(), body: serde_json::Value::Null };
+            let Ok(hints) = meta::decode_status_webhook(&body) else {
+                return Some(reply(400));
+            };
+            for hint in &hints {
+                if webhook::accept(&store, hint, clock.now()).await.is_err() {
+                    return Some(reply(503));
+                }
+            }
+            Some(reply(200))
+        }
+    })
+    .await
 }
 
 /// What the platform does with one request.
@@ -249,6 +388,75 @@ fn decide_fate(p: &mut PlatformState, is_pause: bool) -> Fate {
     let ack_without_effect = is_pause && roll(&mut p.rng, p.cfg.ack_without_effect_pct);
     p.acked_without_effect += u64::from(ack_without_effect);
     Fate::Serve { latency, ack_without_effect }
+}
+
+/// What the platform does with one item of a batch pause.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ItemFate {
+    /// Paused, and reported so.
+    Pause,
+    /// Reported paused; not paused.
+    AckWithoutEffect,
+    /// Paused, but the item did not complete in time: `null`.
+    NullApplied,
+    /// Not paused: `null`.
+    NullNotApplied,
+    /// Not paused: a transient error (code 2).
+    Transient,
+}
+
+/// The fates of a batch's items: whole unless the platform carries this
+/// batch out only in part.
+fn batch_fates(p: &mut PlatformState, n: usize, ack_without_effect: bool) -> Vec<ItemFate> {
+    let whole = if ack_without_effect { ItemFate::AckWithoutEffect } else { ItemFate::Pause };
+    if p.rng.random_range(0..100u32) >= p.cfg.partial_batch_pct {
+        return vec![whole; n];
+    }
+    p.partial_batches += 1;
+    let ack_pct = p.cfg.ack_without_effect_pct;
+    (0..n)
+        .map(|_| match p.rng.random_range(0..4u32) {
+            0 => ItemFate::Pause,
+            1 => ItemFate::NullApplied,
+            2 => ItemFate::NullNotApplied,
+            _ if p.rng.random_range(0..100u32) < ack_pct => ItemFate::AckWithoutEffect,
+            _ => ItemFate::Transient,
+        })
+        .collect()
+}
+
+/// Carries out a batch pause item by item and builds Meta's reply array.
+pub fn handle_pause_batch(
+    world: &mut AdsWorld,
+    items: &[(AdId, IdempotencyKey)],
+    now: Timestamp,
+    fates: &[ItemFate],
+) -> HttpReply {
+    let item = |code: u16, body: serde_json::Value| {
+        serde_json::to_value(meta::BatchReply { code, headers: vec![], body: body.to_string() }).expect("serializes")
+    };
+    let replies = items
+        .iter()
+        .zip(fates)
+        .map(|((ad, key), fate)| {
+            if world.status(ad).is_none() {
+                return item(400, graph_error(400, 100, "(#100) object does not exist").body);
+            }
+            if matches!(fate, ItemFate::Pause | ItemFate::NullApplied) {
+                world.pause(ad, key, now);
+            }
+            match fate {
+                ItemFate::Pause | ItemFate::AckWithoutEffect => item(200, serde_json::json!({"success": true})),
+                ItemFate::NullApplied | ItemFate::NullNotApplied => serde_json::Value::Null,
+                ItemFate::Transient => item(
+                    500,
+                    serde_json::json!({"error": {"message": "Service temporarily unavailable", "type": "OAuthException",
+                                                 "code": 2, "is_transient": true, "fbtrace_id": "sim"}}),
+                ),
+            }
+        })
+        .collect();
+    ok(serde_json::Value::Array(replies))
 }
 
 fn ok(body: serde_json::Value) -> HttpReply {
@@ -298,6 +506,10 @@ pub fn handle_ads_stale(
             }
             ok(serde_json::json!({"success": true}))
         }
+        AdsRequest::PauseBatch { items } => {
+            let fate = if ack_without_effect { ItemFate::AckWithoutEffect } else { ItemFate::Pause };
+            handle_pause_batch(world, items, now, &vec![fate; items.len()])
+        }
         AdsRequest::Library { page } => match world.library(page) {
             None => graph_error(400, 100, "(#100) Invalid page id"),
             Some(ads) => {
@@ -342,18 +554,32 @@ pub fn handle_ads_stale(
 /// How long a hung request holds its connection before the server drops it.
 const HANG_FOR: Duration = Duration::from_secs(120);
 
-pub async fn serve_ads(platform: Arc<Mutex<PlatformState>>, clock: SimClock) -> turmoil::Result {
+/// The ads host: serves the platform and, if the scenario has webhooks,
+/// sends them to the `workers` workers' endpoints.
+pub async fn serve_ads(platform: Arc<Mutex<PlatformState>>, clock: SimClock, workers: usize) -> turmoil::Result {
+    if lock(&platform).webhooks.is_some() {
+        tokio::spawn(emit_webhooks(platform.clone(), clock, workers));
+    }
     rpc::serve(ADS_PORT, move |req: AdsRequest| {
         let platform = platform.clone();
         async move {
             // Calls with an effect may take effect even when the reply is lost.
-            let has_effect = matches!(req, AdsRequest::Pause { .. } | AdsRequest::Summarize { .. });
+            let has_effect =
+                matches!(req, AdsRequest::Pause { .. } | AdsRequest::PauseBatch { .. } | AdsRequest::Summarize { .. });
             let fate = decide_fate(&mut lock(&platform), has_effect);
             match fate {
                 Fate::Hang { applied } => {
                     if applied {
-                        let p = lock(&platform);
-                        handle_ads(&mut lock(&p.world), &req, clock.now(), false);
+                        let mut p = lock(&platform);
+                        if let AdsRequest::PauseBatch { items } = &req {
+                            // A batch that times out may have done any part of its work.
+                            let fates: Vec<ItemFate> = (0..items.len())
+                                .map(|_| if p.rng.random_bool(0.5) { ItemFate::Pause } else { ItemFate::NullNotApplied })
+                                .collect();
+                            handle_pause_batch(&mut lock(&p.world), items, clock.now(), &fates);
+                        } else {
+                            handle_ads(&mut lock(&p.world), &req, clock.now(), false);
+                        }
                     }
                     tokio::time::sleep(HANG_FOR).await;
                     None
@@ -367,7 +593,18 @@ pub async fn serve_ads(platform: Arc<Mutex<PlatformState>>, clock: SimClock) -> 
                 }
                 Fate::Serve { latency, ack_without_effect } => {
                     tokio::time::sleep(latency.as_std()).await;
-                    let p = lock(&platform);
+                    let mut p = lock(&platform);
+                    if let AdsRequest::PauseBatch { items } = &req {
+                        let fates = batch_fates(&mut p, items.len(), ack_without_effect);
+                        if let Some(wh) = p.webhooks.as_mut() {
+                            let acked = items.iter().zip(&fates).filter(|(_, f)| **f == ItemFate::AckWithoutEffect);
+                            wh.acked.extend(acked.map(|((ad, _), _)| ad.clone()));
+                        }
+                        return Some(handle_pause_batch(&mut lock(&p.world), items, clock.now(), &fates));
+                    }
+                    if let (AdsRequest::Pause { ad, .. }, true, Some(wh)) = (&req, ack_without_effect, p.webhooks.as_mut()) {
+                        wh.acked.push(ad.clone());
+                    }
                     let stale = Millis(p.cfg.stale_read_ms);
                     let reply = handle_ads_stale(&mut lock(&p.world), &req, clock.now(), ack_without_effect, stale);
                     Some(reply)
@@ -415,6 +652,11 @@ impl AdsPlatform for SimAds {
     fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
         let req = AdsRequest::Status { ad: ad.clone() };
         async move { meta::decode_status(&self.call(req).await?) }
+    }
+    fn pause_batch(&self, items: &[(AdId, IdempotencyKey)]) -> impl Future<Output = BatchPause> + Send {
+        let req = AdsRequest::PauseBatch { items: items.to_vec() };
+        let n = items.len();
+        async move { meta::decode_pause_batch(&self.call(req).await?, n) }
     }
     fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
         let req = AdsRequest::Library { page: page.to_string() };

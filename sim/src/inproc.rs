@@ -6,7 +6,7 @@ use std::future::{Future, ready};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, InsightsPage, InsightsQuery, LibraryAd};
+use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, BatchPause, InsightsPage, InsightsQuery, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey};
 use dlft_core::models::{ModelError, Models, Summary};
 use dlft_core::time::Clock;
@@ -64,6 +64,12 @@ impl<C: Clock> AdsPlatform for InProcessAds<C> {
     }
     fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
         ready(self.serve(AdsRequest::Status { ad: ad.clone() }).and_then(|b| meta::decode_status(&b)))
+    }
+    fn pause_batch(&self, items: &[(AdId, IdempotencyKey)]) -> impl Future<Output = BatchPause> + Send {
+        let n = items.len();
+        ready(
+            self.serve(AdsRequest::PauseBatch { items: items.to_vec() }).and_then(|b| meta::decode_pause_batch(&b, n)),
+        )
     }
     fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
         ready(self.serve(AdsRequest::Library { page: page.into() }).and_then(|b| meta::decode_archive(&b)))

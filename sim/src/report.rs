@@ -60,6 +60,8 @@ pub struct Summary {
     pub model_cents_seed_max: i64,
     /// Seeds whose run ended with a schedule disabled by the breaker.
     pub seeds_with_breaker_open: u64,
+    /// Kills committed by a webhook's reconcile job (read back first).
+    pub webhook_commits: u64,
     pub assertions: Vec<Assertion>,
     pub failing_seeds: Vec<u64>,
     pub reproduce: Vec<String>,
@@ -109,10 +111,19 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         Assertion {
             name: "kills".into(),
             limit: format!(">= {} per seed on average", a.min_mean_kills),
-            actual: kills.to_string(),
+            actual: format!("{} ({kills} over {seeds} seeds)", kills / seeds.max(1)),
             ok: kills >= a.min_mean_kills * seeds,
         },
     ];
+    if let Some(within) = a.commit_within_s {
+        let late = violations.iter().filter(|v| v.invariant == "reconcile_window").count();
+        assertions.push(Assertion {
+            name: "commit_within_s".into(),
+            limit: format!("every effect committed within {within} s"),
+            actual: format!("{late} late"),
+            ok: late == 0,
+        });
+    }
     let mut failing: Vec<u64> = reports
         .iter()
         .filter(|r| !r.violations.is_empty() || r.leak_cents > a.leak_cents_max)
@@ -167,6 +178,7 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         model_cents: reports.iter().map(|r| r.model_cents).sum(),
         model_cents_seed_max: model_max,
         seeds_with_breaker_open: tripped,
+        webhook_commits: reports.iter().map(|r| u64::from(r.webhook_commits)).sum(),
         losers_killed: reports.iter().map(|r| u64::from(r.losers_killed)).sum(),
         winners_killed: reports.iter().map(|r| u64::from(r.winners_killed)).sum(),
         crash_sites,
@@ -198,6 +210,16 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
         "faults      {} partitions worker<->db, {} worker<->ads, {} timeout storms, {} API timeouts, {} rate limits, {} acks without effect",
         f.db_partitions, f.ads_partitions, f.timeout_storms, f.api_timeouts, f.rate_limits, f.acks_without_effect
     );
+    if f.partial_batches > 0 {
+        let _ = writeln!(w, "            {} batch pauses carried out only in part", f.partial_batches);
+    }
+    if f.webhooks_true + f.webhook_lies > 0 {
+        let _ = writeln!(
+            w,
+            "webhooks    {} true, {} lies, {} duplicated, {} deliveries lost; {} kills committed by their read-back",
+            f.webhooks_true, f.webhook_lies, f.webhook_duplicates, f.webhooks_lost, s.webhook_commits
+        );
+    }
     let _ = writeln!(w, "leak        {} cents", s.leak_cents);
     let _ = writeln!(w, "kills       {} ({} losers, {} winners)", s.kills, s.losers_killed, s.winners_killed);
     if s.model_cents > 0 || s.seeds_with_breaker_open > 0 {

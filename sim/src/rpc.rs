@@ -22,6 +22,8 @@ use dlft_core::time::Timestamp;
 
 pub const DB_PORT: u16 = 5432;
 pub const ADS_PORT: u16 = 443;
+/// Each worker's webhook endpoint.
+pub const WEBHOOK_PORT: u16 = 8443;
 /// How long a server waits for a connection's request line.
 pub const REQUEST_WAIT: Duration = Duration::from_secs(10);
 /// Longest request or reply line accepted.
@@ -96,6 +98,10 @@ pub enum AdsRequest {
     },
     Status {
         ad: AdId,
+    },
+    /// Meta's batch API: several pauses in one call (`POST /` with `batch=[…]`).
+    PauseBatch {
+        items: Vec<(AdId, IdempotencyKey)>,
     },
     /// Meta's `/ads_archive` for one page.
     Library {

@@ -23,8 +23,8 @@ use dlft_core::worker::{Ports, Worker};
 use crate::checker::{CheckInput, Violation, check};
 use crate::faults::{Direction, Fault, FaultPlan, Link};
 use crate::hosts::{
-    ADS_HOST, DB_HOST, PlatformState, ProbeState, SimAds, SimClock, SimProbe, SimStore, lock, serve_ads, serve_db,
-    worker_host,
+    ADS_HOST, DB_HOST, PlatformState, ProbeState, SimAds, SimClock, SimProbe, SimStore, WebhookState, lock, serve_ads,
+    serve_db, serve_webhooks, worker_host,
 };
 use crate::scenario::{Driver, Scenario};
 use crate::world::{AdsWorld, page_name};
@@ -40,6 +40,7 @@ pub mod stream {
     pub const WORLD: u64 = 1;
     pub const PLATFORM: u64 = 2;
     pub const FAULTS: u64 = 3;
+    pub const WEBHOOKS: u64 = 4;
     pub const WORKER_BASE: u64 = 100;
 }
 
@@ -65,6 +66,14 @@ pub struct FaultCounts {
     pub api_timeouts: u64,
     pub rate_limits: u64,
     pub acks_without_effect: u64,
+    /// Batch pauses carried out only in part.
+    pub partial_batches: u64,
+    /// Webhooks for pauses that took effect (true), lies (false
+    /// confirmations and random claims), duplicates, and deliveries lost.
+    pub webhooks_true: u64,
+    pub webhook_lies: u64,
+    pub webhook_duplicates: u64,
+    pub webhooks_lost: u64,
 }
 
 impl FaultCounts {
@@ -76,6 +85,11 @@ impl FaultCounts {
         self.api_timeouts += o.api_timeouts;
         self.rate_limits += o.rate_limits;
         self.acks_without_effect += o.acks_without_effect;
+        self.partial_batches += o.partial_batches;
+        self.webhooks_true += o.webhooks_true;
+        self.webhook_lies += o.webhook_lies;
+        self.webhook_duplicates += o.webhook_duplicates;
+        self.webhooks_lost += o.webhooks_lost;
     }
 }
 
@@ -102,6 +116,8 @@ pub struct SeedReport {
     pub loop_crashes: u32,
     /// Claims each worker made (from the event log).
     pub claims_by_worker: BTreeMap<String, u32>,
+    /// Kills committed by a webhook's reconcile job (after its read-back).
+    pub webhook_commits: u32,
     pub plan: FaultPlan,
 }
 
@@ -113,6 +129,7 @@ struct Tally {
     model_cents_by_page: BTreeMap<String, i64>,
     breakers: Vec<(String, String)>,
     claims_by_worker: BTreeMap<String, u32>,
+    webhook_commits: u32,
 }
 
 fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> Tally {
@@ -124,6 +141,11 @@ fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> Tally {
         model_cents_by_page: by_page(world),
         breakers: breakers(snapshot),
         claims_by_worker: claims_by_worker(snapshot),
+        webhook_commits: snapshot
+            .events
+            .iter()
+            .filter(|e| e.after == "committed" && e.cause.starts_with("webhook reconcile"))
+            .count() as u32,
     }
 }
 
@@ -253,6 +275,7 @@ fn run_event_seed(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan)
         end: run.end,
         kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
         settled_until: run.end - Millis(3 * run.world.bucket().0),
+        commit_within: scn.assertions.commit_within_s.map(Millis::from_secs),
     });
     let t = tally(&run.world, &run.store);
     SeedReport {
@@ -273,6 +296,7 @@ fn run_event_seed(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan)
         breakers: t.breakers,
         loop_crashes: 0,
         claims_by_worker: t.claims_by_worker,
+        webhook_commits: t.webhook_commits,
         plan,
     }
 }
@@ -301,6 +325,7 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         platform_cfg.timeout_pct = r.timeout_pct;
         platform_cfg.rate_limit_pct = r.rate_limit_pct;
         platform_cfg.ack_without_effect_pct = r.ack_without_effect_pct;
+        platform_cfg.partial_batch_pct = r.partial_batch_pct;
     }
     let platform = Arc::new(Mutex::new(PlatformState {
         world: world.clone(),
@@ -310,6 +335,8 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         hung: 0,
         rate_limited: 0,
         acked_without_effect: 0,
+        partial_batches: 0,
+        webhooks: scn.webhooks.clone().map(|cfg| WebhookState::new(cfg, rng_for(seed, stream::WEBHOOKS))),
     }));
     let crash_loop =
         scn.scan.as_ref().and_then(|s| s.crash_loop_page).map(|p| (Site::ScanAfterSummary, page_name(p - 1)));
@@ -322,9 +349,10 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
 
     let db_store = store.clone();
     sim.host(DB_HOST, move || serve_db(db_store.clone(), clock));
-    let ads_platform = platform.clone();
-    sim.host(ADS_HOST, move || serve_ads(ads_platform.clone(), clock));
     let workers = scn.run.workers as usize;
+    let ads_platform = platform.clone();
+    sim.host(ADS_HOST, move || serve_ads(ads_platform.clone(), clock, workers));
+    let webhooks = scn.webhooks.is_some();
     let loop_cfg = scn.loop_config();
     let rpc_timeout = Duration::from_millis(scn.control.rpc_timeout_ms);
     let mut ids = Vec::new();
@@ -348,7 +376,16 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
                 rng: rng_for(seed, stream::WORKER_BASE + 1_000 * i as u64 + boot),
                 stop: Default::default(),
             };
-            async move { worker.run(None).await.map_err(|e| e.to_string().into()) }
+            async move {
+                if webhooks {
+                    // The worker's webhook endpoint lives and dies with it.
+                    let endpoint = serve_webhooks(SimStore { timeout: rpc_timeout }, clock);
+                    tokio::spawn(async move {
+                        let _ = endpoint.await;
+                    });
+                }
+                worker.run(None).await.map_err(|e| e.to_string().into())
+            }
         });
     }
 
@@ -475,6 +512,7 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         end,
         kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
         settled_until: end - Millis(3 * bucket.0),
+        commit_within: scn.assertions.commit_within_s.map(Millis::from_secs),
     });
     if let Some(ep) = mttr.open.take() {
         mttr.samples.push(end_ms - ep.since_ms);
@@ -493,6 +531,13 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         faults.api_timeouts = p.hung;
         faults.rate_limits = p.rate_limited;
         faults.acks_without_effect = p.acked_without_effect;
+        faults.partial_batches = p.partial_batches;
+        if let Some(wh) = &p.webhooks {
+            faults.webhooks_true = wh.sent;
+            faults.webhook_lies = wh.lies;
+            faults.webhook_duplicates = wh.duplicates;
+            faults.webhooks_lost = wh.lost;
+        }
     }
     let t = tally(&world, &snapshot);
     Ok(SeedReport {
@@ -513,6 +558,7 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         breakers: t.breakers,
         loop_crashes: lock(&probe).loop_crashes,
         claims_by_worker: t.claims_by_worker,
+        webhook_commits: t.webhook_commits,
         plan,
     })
 }

@@ -53,6 +53,9 @@ pub struct Scenario {
     /// Competitor store scans (the checkpointed pipeline); absent: none.
     #[serde(default)]
     pub scan: Option<ScanSection>,
+    /// Status webhooks from the platform to the workers; absent: none.
+    #[serde(default)]
+    pub webhooks: Option<WebhookSection>,
     #[serde(rename = "assert")]
     pub assertions: AssertSection,
 }
@@ -75,6 +78,21 @@ pub struct ScanSection {
     /// its paid model call (a deterministic crash loop).
     #[serde(default)]
     pub crash_loop_page: Option<u32>,
+}
+
+/// Status webhooks, and how they lie. Every pause that takes effect sends a
+/// true `PAUSED` webhook to one of the workers (round robin); the rest are lies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// Delivery delay of each webhook, drawn per webhook: a wide range reorders them.
+    pub delay_ms: Range,
+    /// Webhooks delivered a second time (after their own delay).
+    pub duplicate_pct: u32,
+    /// Pauses acknowledged without effect that are also "confirmed" by a false `PAUSED` webhook.
+    pub lie_on_ack_pct: u32,
+    /// False webhooks per simulated minute: a random ad, a random status.
+    pub false_per_min: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +146,11 @@ pub struct PlatformSection {
     /// Status read-backs show the ad as it was this long ago (eventual consistency).
     #[serde(default)]
     pub stale_read_ms: u64,
+    /// Batch pauses the platform carries out only in part: each item of such
+    /// a batch is paused or not, and reported truly, as `null` (did not
+    /// complete) or, if `ack_without_effect_pct` says so, as a success.
+    #[serde(default)]
+    pub partial_batch_pct: u32,
     pub page_limit: u32,
 }
 
@@ -176,6 +199,10 @@ pub struct AssertSection {
     /// Model spend per seed at most (the budget a crash loop may burn).
     #[serde(default)]
     pub model_cents_per_seed_max: Option<i64>,
+    /// Reconciliation window: every pause that took effect is committed in
+    /// the store within this long (judged for pauses this long before the end).
+    #[serde(default)]
+    pub commit_within_s: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -300,6 +327,7 @@ impl Scenario {
         pct("platform.timeout_applied_pct", self.platform.timeout_applied_pct)?;
         pct("platform.rate_limit_pct", self.platform.rate_limit_pct)?;
         pct("platform.ack_without_effect_pct", self.platform.ack_without_effect_pct)?;
+        pct("platform.partial_batch_pct", self.platform.partial_batch_pct)?;
         pct("faults.storm_timeout_pct", self.faults.storm_timeout_pct)?;
         pct("faults.oneway_partition_pct", self.faults.oneway_partition_pct)?;
         pct("loop.max_kill_share_pct", self.control.max_kill_share_pct)?;
@@ -316,6 +344,16 @@ impl Scenario {
             }
             if sc.model_call_cents < 0 {
                 return f("scan.model_call_cents", "must not be negative");
+            }
+        }
+        if let Some(wh) = &self.webhooks {
+            pct("webhooks.duplicate_pct", wh.duplicate_pct)?;
+            pct("webhooks.lie_on_ack_pct", wh.lie_on_ack_pct)?;
+            if wh.false_per_min > 600 {
+                return f("webhooks.false_per_min", "must be 0..=600");
+            }
+            if self.run.driver == Driver::Event {
+                return f("webhooks", "the event driver delivers no webhooks: use driver = \"turmoil\"");
             }
         }
         if self.platform.page_limit == 0 {

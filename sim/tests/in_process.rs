@@ -24,6 +24,7 @@ fn judge(run: &InProcessRun, scn: &Scenario) -> Verdict {
         end: run.end,
         kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
         settled_until: run.end - Millis(3 * run.world.bucket().0),
+        commit_within: Some(Millis::from_secs(60)),
     })
 }
 
@@ -75,6 +76,11 @@ fn the_checker_catches_each_corruption() {
         ("write_ahead", |r| {
             let i = r.store.intents.iter_mut().find(|i| i.phase == IntentPhase::Committed).unwrap();
             i.opened_at = Timestamp(u64::MAX / 2);
+        }),
+        ("reconcile_window", |r| {
+            // The kill committed, but two minutes after the pause took effect.
+            let a = r.store.actions.first_mut().unwrap();
+            a.committed_at = a.committed_at + Millis::from_secs(120);
         }),
         ("log_replay", |r| {
             let pos = r.store.events.iter().position(|e| e.after == "committed").unwrap();

@@ -35,6 +35,7 @@ fn a_hanging_kind_does_not_starve_the_others() {
         end: run.end,
         kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
         settled_until: run.end - Millis(3 * run.world.bucket().0),
+        commit_within: None,
     });
     assert!(verdict.violations.is_empty(), "{:?}", verdict.violations);
 }

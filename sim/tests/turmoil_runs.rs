@@ -107,3 +107,23 @@ fn two_workers_share_the_work_and_nothing_happens_twice() {
         assert_eq!(r.leak_cents, 0);
     }
 }
+
+#[test]
+fn trusting_webhooks_is_caught_and_reading_back_is_not() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/webhook-lies.toml");
+    let scn = Scenario::load(&path).unwrap();
+    // The platform "confirms" pauses it acknowledged without effect: a loop
+    // that commits on a webhook's word commits kills that never happened.
+    let trusting: Vec<_> = (0..4).map(|s| run(&scn, s, Sabotage::TrustWebhooks)).collect();
+    let receipts = trusting.iter().flat_map(|r| &r.violations).filter(|v| v.invariant == "receipt_has_effect").count();
+    assert!(receipts > 0, "no receipt without effect over 4 seeds");
+    assert!(trusting.iter().map(|r| r.leak_cents).sum::<i64>() > 0);
+    // The same seeds, reading back: clean, and some kills were committed by
+    // a webhook's reconcile job (the hint made the commit come sooner).
+    let honest: Vec<_> = (0..4).map(|s| run(&scn, s, Sabotage::None)).collect();
+    for r in &honest {
+        assert!(r.violations.is_empty(), "seed {}: {:?}", r.seed, r.violations);
+        assert!(r.faults.webhook_lies > 0 && r.faults.webhook_duplicates > 0, "seed {}: the platform lied", r.seed);
+    }
+    assert!(honest.iter().map(|r| r.webhook_commits).sum::<u32>() > 0, "no kill committed through a webhook");
+}

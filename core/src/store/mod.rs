@@ -38,6 +38,8 @@ pub enum Task {
     KillAd { key: IdempotencyKey, ad: AdId },
     /// The scan pipeline of one store's ad library: fetch → summarize → record.
     ScanStore { page: String },
+    /// A webhook claimed `claimed` about an ad: read it back and reconcile.
+    ReconcileAd { ad: AdId, claimed: String },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -46,10 +48,11 @@ pub enum JobKind {
     PollInsights,
     KillAd,
     ScanStore,
+    ReconcileAd,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::PollInsights, JobKind::KillAd, JobKind::ScanStore];
+    pub const ALL: [JobKind; 4] = [JobKind::PollInsights, JobKind::KillAd, JobKind::ScanStore, JobKind::ReconcileAd];
 
     /// The kind as stored (the `kind` column).
     pub fn as_str(self) -> &'static str {
@@ -57,6 +60,7 @@ impl JobKind {
             JobKind::PollInsights => "poll_insights",
             JobKind::KillAd => "kill_ad",
             JobKind::ScanStore => "scan_store",
+            JobKind::ReconcileAd => "reconcile_ad",
         }
     }
 }
@@ -72,6 +76,7 @@ impl Task {
             Task::PollInsights { .. } => JobKind::PollInsights,
             Task::KillAd { .. } => JobKind::KillAd,
             Task::ScanStore { .. } => JobKind::ScanStore,
+            Task::ReconcileAd { .. } => JobKind::ReconcileAd,
         }
     }
 }

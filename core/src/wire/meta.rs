@@ -229,6 +229,155 @@ pub fn decode_pause(body: &serde_json::Value) -> Result<(), AdsError> {
     if reply.is_success() { Ok(()) } else { Err(malformed(format!("pause reply without success: {body}"))) }
 }
 
+/// One request of a Graph batch (`POST /` with `batch=[…]`). `name` carries
+/// our idempotency key (names must be unique within a batch; ours are).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRequest {
+    pub method: String,
+    pub relative_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// One reply of a Graph batch: the sub-request's HTTP code and its body as a
+/// JSON string. A sub-request that did not complete in time is `null` in the
+/// reply array instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchReply {
+    pub code: u16,
+    #[serde(default)]
+    pub headers: Vec<serde_json::Value>,
+    pub body: String,
+}
+
+/// The `batch` form field pausing `items`.
+pub fn encode_pause_batch(items: &[(AdId, crate::ids::IdempotencyKey)]) -> Vec<BatchRequest> {
+    items
+        .iter()
+        .map(|(ad, key)| BatchRequest {
+            method: "POST".into(),
+            relative_url: ad.as_str().to_string(),
+            body: Some("status=PAUSED".into()),
+            name: Some(key.as_str().to_string()),
+        })
+        .collect()
+}
+
+/// The ads a `batch` form field pauses, with their keys; refuses anything
+/// else (the sandbox's parser, and the inverse of [`encode_pause_batch`]).
+pub fn parse_pause_batch(batch: &str) -> Result<Vec<(AdId, crate::ids::IdempotencyKey)>, String> {
+    let reqs: Vec<BatchRequest> =
+        serde_json::from_str(batch).map_err(|e| format!("batch is not a request list: {e}"))?;
+    if reqs.is_empty() || reqs.len() > crate::ads::PAUSE_BATCH_MAX {
+        return Err(format!("a batch holds 1..={} requests, not {}", crate::ads::PAUSE_BATCH_MAX, reqs.len()));
+    }
+    reqs.into_iter()
+        .map(|r| {
+            if r.method != "POST" || r.body.as_deref() != Some("status=PAUSED") || r.relative_url.contains('/') {
+                return Err(format!(
+                    "only POST <ad-id> status=PAUSED is supported, not {} {}",
+                    r.method, r.relative_url
+                ));
+            }
+            let key = r.name.unwrap_or_else(|| "none".into());
+            Ok((AdId::new(r.relative_url), crate::ids::IdempotencyKey::new(key)))
+        })
+        .collect()
+}
+
+/// Decodes a batch pause reply of `n` items: per item, the pause's result.
+/// `null` (did not complete) and an unreadable item are outcome-unknown
+/// errors; a non-200 item is classified like any Graph error.
+pub fn decode_pause_batch(body: &serde_json::Value, n: usize) -> crate::ads::BatchPause {
+    let items = body.as_array().ok_or_else(|| malformed(format!("batch reply is not a list: {body}")))?;
+    if items.len() != n {
+        return Err(malformed(format!("batch reply has {} items for {n} requests", items.len())));
+    }
+    Ok(items
+        .iter()
+        .map(|item| {
+            if item.is_null() {
+                return Err(AdsError::Timeout);
+            }
+            let reply: BatchReply =
+                serde_json::from_value(item.clone()).map_err(|e| malformed(format!("batch item: {e}")))?;
+            let inner: serde_json::Value = serde_json::from_str(&reply.body)
+                .map_err(|e| malformed(format!("batch item body is not JSON ({e}): {}", reply.body)))?;
+            if reply.code == 200 { decode_pause(&inner) } else { Err(classify_error(reply.code, &inner, None)) }
+        })
+        .collect())
+}
+
+/// The field of a status change in a webhook's `changes` (the shape of
+/// Meta's ad-account webhooks; the field name is ours: unconfirmed).
+pub const STATUS_WEBHOOK_FIELD: &str = "ad_status";
+
+/// A status webhook body: `{"object":"ad_account","entry":[{"id","time",
+/// "changes":[{"field":"ad_status","value":{"ad_id","effective_status"}}]}]}`.
+pub fn encode_status_webhook(account: &str, time_s: u64, hints: &[crate::webhook::StatusHint]) -> serde_json::Value {
+    let changes: Vec<_> = hints
+        .iter()
+        .map(|h| {
+            serde_json::json!({"field": STATUS_WEBHOOK_FIELD,
+                               "value": {"ad_id": h.ad.as_str(), "effective_status": h.status}})
+        })
+        .collect();
+    serde_json::json!({"object": "ad_account", "entry": [{"id": account, "time": time_s, "changes": changes}]})
+}
+
+/// The status hints in a webhook body. Refuses a body that is not a webhook
+/// (wrong shape, wrong object, a change without an ad id or status); changes
+/// of other fields are skipped. At most `MAX_WEBHOOK_HINTS` hints.
+pub fn decode_status_webhook(body: &serde_json::Value) -> Result<Vec<crate::webhook::StatusHint>, String> {
+    #[derive(Deserialize)]
+    struct Body {
+        object: String,
+        entry: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(default)]
+        changes: Vec<Change>,
+    }
+    #[derive(Deserialize)]
+    struct Change {
+        field: String,
+        #[serde(default)]
+        value: serde_json::Value,
+    }
+    #[derive(Deserialize)]
+    struct Value {
+        ad_id: String,
+        effective_status: String,
+    }
+    let body: Body = serde_json::from_value(body.clone()).map_err(|e| format!("not a webhook body: {e}"))?;
+    if body.object != "ad_account" {
+        return Err(format!("webhook object {:?}: only ad_account is handled", body.object));
+    }
+    let mut hints = Vec::new();
+    for change in body.entry.into_iter().flat_map(|e| e.changes) {
+        if change.field != STATUS_WEBHOOK_FIELD {
+            continue;
+        }
+        let v: Value =
+            serde_json::from_value(change.value).map_err(|e| format!("{STATUS_WEBHOOK_FIELD} change: {e}"))?;
+        let well_formed = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic());
+        if !well_formed(&v.ad_id) || !well_formed(&v.effective_status) {
+            return Err(format!("{STATUS_WEBHOOK_FIELD} change: ad id or status is not a short printable token"));
+        }
+        hints.push(crate::webhook::StatusHint { ad: AdId::new(v.ad_id), status: v.effective_status });
+        if hints.len() > MAX_WEBHOOK_HINTS {
+            return Err(format!("more than {MAX_WEBHOOK_HINTS} changes in one webhook"));
+        }
+    }
+    Ok(hints)
+}
+
+/// Changes one webhook may carry; more is refused, not truncated.
+pub const MAX_WEBHOOK_HINTS: usize = 1_000;
+
 /// Reads `estimated_time_to_regain_access` (minutes) from the
 /// `X-Business-Use-Case-Usage` header, the longest over accounts.
 pub fn regain_access_wait(usage_header: &str) -> Option<Millis> {
@@ -265,6 +414,65 @@ pub fn classify_error(http_status: u16, body: &serde_json::Value, usage_header: 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn status_webhooks_round_trip_and_garbage_is_refused() {
+        use crate::webhook::StatusHint;
+        let hints = vec![
+            StatusHint { ad: AdId::new("ad-1"), status: "PAUSED".into() },
+            StatusHint { ad: AdId::new("ad-2"), status: "ACTIVE".into() },
+        ];
+        assert_eq!(decode_status_webhook(&encode_status_webhook("act_1", 5, &hints)).unwrap(), hints);
+        let other_field = json!({"object": "ad_account", "entry": [{"id": "1", "time": 1,
+            "changes": [{"field": "in_process_ad_objects", "value": {"id": "9"}}]}]});
+        assert_eq!(decode_status_webhook(&other_field).unwrap(), vec![], "other fields are skipped");
+        for (garbage, why) in [
+            (json!("hello"), "not a webhook body"),
+            (json!({"object": "page", "entry": []}), "only ad_account"),
+            (
+                json!({"object": "ad_account", "entry": [{"changes": [{"field": "ad_status", "value": {"ad_id": 5}}]}]}),
+                "ad_status change",
+            ),
+            (
+                json!({"object": "ad_account", "entry": [{"changes": [{"field": "ad_status",
+                "value": {"ad_id": "a b", "effective_status": "PAUSED"}}]}]}),
+                "printable token",
+            ),
+        ] {
+            let e = decode_status_webhook(&garbage).unwrap_err();
+            assert!(e.contains(why), "{garbage}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_batch_reply_is_judged_item_by_item() {
+        let ok = json!({"code": 200, "headers": [], "body": "{\"success\":true}"});
+        let throttled = json!({"code": 400, "body": "{\"error\":{\"message\":\"(#17) User request limit reached\",\"type\":\"OAuthException\",\"code\":17}}"});
+        let transient = json!({"code": 500, "body": "{\"error\":{\"message\":\"Service unavailable\",\"type\":\"OAuthException\",\"code\":2,\"is_transient\":true}}"});
+        let got =
+            decode_pause_batch(&json!([ok, null, throttled, transient, {"code": 200, "body": "<html>"}]), 5).unwrap();
+        assert_eq!(got[0], Ok(()));
+        assert_eq!(got[1], Err(AdsError::Timeout), "null: did not complete, outcome unknown");
+        assert!(matches!(got[2], Err(AdsError::RateLimited { code: 17, .. })));
+        assert!(matches!(got[3], Err(AdsError::Transient { code: 2, .. })));
+        assert!(matches!(got[4], Err(AdsError::Malformed(_))), "unreadable item: outcome unknown");
+        assert!(decode_pause_batch(&json!([ok]), 2).is_err(), "a reply must answer every request");
+        assert!(decode_pause_batch(&json!({"success": true}), 1).is_err());
+    }
+
+    #[test]
+    fn a_pause_batch_round_trips_and_the_parser_refuses_other_requests() {
+        let items = vec![
+            (AdId::new("1"), crate::ids::IdempotencyKey::new("kill/1")),
+            (AdId::new("2"), crate::ids::IdempotencyKey::new("kill/2")),
+        ];
+        let text = serde_json::to_string(&encode_pause_batch(&items)).unwrap();
+        assert_eq!(parse_pause_batch(&text).unwrap(), items);
+        assert!(parse_pause_batch("[]").is_err());
+        assert!(parse_pause_batch("not json").is_err());
+        let other = r#"[{"method":"DELETE","relative_url":"1"}]"#;
+        assert!(parse_pause_batch(other).unwrap_err().contains("only POST"));
+    }
 
     #[test]
     fn purchases_are_counted_once_not_summed() {
