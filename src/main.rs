@@ -194,6 +194,9 @@ struct SimRun {
     /// Print each seed's fault plan.
     #[arg(long)]
     show_plan: bool,
+    /// Print the seed's event log (one line per transition) to stderr.
+    #[arg(long, requires = "seed")]
+    events: bool,
     /// Remove faults from a failing seed's plan while it keeps failing; print the minimal list.
     #[arg(long, requires = "seed", conflicts_with = "check_determinism")]
     shrink: bool,
@@ -239,7 +242,7 @@ fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>> {
 fn sim_run(args: SimRun) -> Result<ExitCode> {
     let scn = Scenario::load(&args.scenario)?;
     let path = args.scenario.display().to_string();
-    let opts = RunOptions { sabotage: args.sabotage.into() };
+    let opts = RunOptions { sabotage: args.sabotage.into(), keep_events: args.events };
     let seeds = match (&args.seeds, args.seed) {
         (Some(range), _) => parse_seed_range(range)?,
         (None, Some(s)) => s..s.checked_add(1).context("seed too large")?,
@@ -282,6 +285,12 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         for r in &reports {
             eprintln!("seed {} fault plan:\n{}", r.seed, r.plan);
         }
+    }
+    for e in reports.iter().filter_map(|r| r.log.as_ref()).flatten() {
+        eprintln!(
+            "{:>6} {:>14} {:?}/{:?} {} {} -> {} ({})",
+            e.seq, e.at.0, e.block, e.kind, e.entity, e.before, e.after, e.cause
+        );
     }
     let extra = match args.sabotage {
         SabotageArg::None => "",

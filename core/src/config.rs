@@ -78,6 +78,8 @@ pub struct WorkerConfig {
     pub lease_for: Millis,
     /// Period of the insights tick schedule.
     pub tick_every: Millis,
+    /// Period of the bandit re-roll schedule (hourly in production).
+    pub reroll_every: Millis,
     /// Wait after the store did not answer, before trying again.
     pub store_backoff: Millis,
     pub retry: RetryPolicy,
@@ -119,6 +121,13 @@ pub struct LoopSettings {
     /// Period of the insights tick (the per-minute tick; shorter against a fast sandbox).
     #[serde(default = "tick_s")]
     pub tick_s: u64,
+    /// Period of the bandit re-roll (the per-hour re-roll; shorter in short scenarios).
+    #[serde(default = "reroll_s")]
+    pub reroll_s: u64,
+}
+
+fn reroll_s() -> u64 {
+    3_600
 }
 
 fn tick_s() -> u64 {
@@ -188,6 +197,7 @@ impl LoopSettings {
                     job_timeout: Millis(self.job_timeout_ms),
                 },
                 PoolConfig { kind: JobKind::ScanStore, concurrency: 1, job_timeout: Millis(self.job_timeout_ms) },
+                PoolConfig { kind: JobKind::RerollBandit, concurrency: 1, job_timeout: Millis(self.job_timeout_ms) },
                 PoolConfig {
                     kind: JobKind::ReconcileAd,
                     concurrency: self.kill_concurrency,
@@ -196,6 +206,7 @@ impl LoopSettings {
             ],
             lease_for: Millis(self.lease_ms),
             tick_every: Millis::from_secs(self.tick_s),
+            reroll_every: Millis::from_secs(self.reroll_s),
             store_backoff: Millis(self.claim_poll_ms),
             retry: RetryPolicy {
                 base: Millis(self.retry_base_ms),
@@ -229,6 +240,9 @@ pub fn validate(w: &WorkerConfig, l: &LoopConfig) -> Result<(), String> {
     }
     if w.tick_every.0 == 0 || l.estimator.bucket.0 == 0 {
         errs.push("tick_every and bucket must be positive".to_string());
+    }
+    if w.reroll_every.0 < 1_000 {
+        errs.push("the re-roll period (reroll_s) must be at least 1 s".to_string());
     }
     if l.insights_lookback.0 < l.estimator.bucket.0 {
         errs.push("insights_lookback must cover at least one bucket".to_string());

@@ -23,6 +23,7 @@ pub mod money;
 pub mod ope;
 pub mod policy;
 pub mod probe;
+pub mod reroll;
 pub mod scan;
 pub mod scheduler;
 pub mod store;

@@ -49,6 +49,8 @@ pub enum EventKind {
     BreakerOpened,
     /// An operator re-enabled a schedule (or disabled it by hand).
     ScheduleChanged,
+    /// A bandit re-roll wrote the budget split of a slot.
+    AllocationRolled,
 }
 
 /// One row of the event log.
@@ -123,7 +125,8 @@ pub fn replay(events: &[Event]) -> Result<Rebuilt, String> {
             | EventKind::Verdict
             | EventKind::PipelineStep
             | EventKind::BreakerOpened
-            | EventKind::ScheduleChanged => {}
+            | EventKind::ScheduleChanged
+            | EventKind::AllocationRolled => {}
         }
     }
     Ok(out)

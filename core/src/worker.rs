@@ -24,11 +24,12 @@ use crate::ids::{Incarnation, JobId};
 use crate::models::Models;
 use crate::money::{Currency, Money};
 use crate::probe::{Probe, Site};
+use crate::reroll::REROLL_SCHEDULE;
 use crate::scheduler::{Admission, BACKFILL_MAX, TICK_SCHEDULE, admit, due_slots};
 use crate::store::{Claim, ClaimRequest, Job, Lease, NewJob, Outcome, Store, StoreError, Task, WriteBatch};
 use crate::telemetry::CostRow;
 use crate::time::{Clock, Millis, Timestamp};
-use crate::{actuator, scan, tick, webhook};
+use crate::{actuator, reroll, scan, tick, webhook};
 
 /// Everything the loop talks to.
 pub struct Ports<S, A, C, P> {
@@ -96,6 +97,9 @@ impl Attempt {
     }
 }
 
+/// A periodic schedule: its name, its period, and the job of a slot.
+type Periodic = (&'static str, Millis, fn(Timestamp) -> NewJob);
+
 pub struct Worker<S, A, C, P, R> {
     pub ports: Ports<S, A, C, P>,
     pub cfg: WorkerConfig,
@@ -160,30 +164,49 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
         incarnation
     }
 
+    /// The periodic schedules: the per-minute insights tick and the hourly
+    /// bandit re-roll, each `(name, period, job of a slot)`.
+    fn periodic(&self) -> [Periodic; 2] {
+        fn tick_job(slot: Timestamp) -> NewJob {
+            NewJob::new(&Task::PollInsights { slot }, 1, slot, None)
+        }
+        fn reroll_job(slot: Timestamp) -> NewJob {
+            NewJob::new(&Task::RerollBandit { slot }, 3, slot, None)
+        }
+        [(TICK_SCHEDULE, self.cfg.tick_every, tick_job), (REROLL_SCHEDULE, self.cfg.reroll_every, reroll_job)]
+    }
+
     /// Fires due slots of every schedule: once across workers and restarts,
     /// with backfill after downtime capped at [`BACKFILL_MAX`].
     async fn run_schedules(&self, until: Option<Timestamp>) -> Result<(), StoreError> {
-        let mut last: Option<Timestamp> = None;
+        let periodic = self.periodic();
+        let mut last: Vec<Option<Timestamp>> = vec![None; periodic.len()];
         let mut known = false;
         let mut scans_fired: BTreeMap<String, Timestamp> = BTreeMap::new();
         while !self.should_stop(until) {
             let now = self.ports.clock.now();
             if !known {
-                // Learn where the schedule stands (another life of this worker,
+                // Learn where the schedules stand (another life of this worker,
                 // or another worker, may have fired slots).
                 if let Ok(rows) = self.ports.store.schedules().await {
-                    last = rows.iter().find(|r| r.name == TICK_SCHEDULE).and_then(|r| r.last_slot);
+                    for ((name, _, _), last) in periodic.iter().zip(&mut last) {
+                        *last = rows.iter().find(|r| r.name == *name).and_then(|r| r.last_slot);
+                    }
                     known = true;
                 }
             }
             if let Some(scan) = &self.loop_cfg.scan {
                 self.fire_scans(scan, now, &mut scans_fired).await;
             }
-            if known && last.is_none_or(|l| now >= l + self.cfg.tick_every) {
-                for slot in due_slots(last, now, self.cfg.tick_every, BACKFILL_MAX) {
-                    let job = NewJob::new(&Task::PollInsights { slot }, 1, now, None);
-                    if self.ports.store.fire_slot(TICK_SCHEDULE, slot, job, now).await.is_ok() {
-                        last = last.max(Some(slot));
+            for ((name, every, job), last) in periodic.iter().zip(&mut last) {
+                if !known || last.is_some_and(|l| now < l + *every) {
+                    continue;
+                }
+                for slot in due_slots(*last, now, *every, BACKFILL_MAX) {
+                    let mut new_job = job(slot);
+                    new_job.run_at = now;
+                    if self.ports.store.fire_slot(name, slot, new_job, now).await.is_ok() {
+                        *last = (*last).max(Some(slot));
                     }
                 }
             }
@@ -306,9 +329,11 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
         let result = {
             let run = run_task(&self.ports, &self.loop_cfg, self.cfg.sabotage, &mut attempt, &claim.job).fuse();
             let limit = self.ports.clock.sleep(timeout).fuse();
-            futures_util::pin_mut!(run, limit);
+            let beat = self.heartbeat(&claim.lease).fuse();
+            futures_util::pin_mut!(run, limit, beat);
             futures_util::select_biased! {
                 r = run => r,
+                e = beat => Err(JobError::Store(e)),
                 () = limit => Err(JobError::RetryAfter {
                     wait: Millis(0),
                     why: format!("hung: no result within {timeout:?}"),
@@ -316,6 +341,23 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
             }
         };
         Done::Ran { claim: Box::new(claim), result, costs: attempt.costs }
+    }
+
+    /// Keeps a running attempt's lease alive while the job waits without
+    /// writing (a read-back confirmation window, a slow vendor): an empty
+    /// fenced write every third of the lease. Returns only when the attempt
+    /// lost its job (fenced) or its process was replaced; the job then stops.
+    async fn heartbeat(&self, lease: &Lease) -> StoreError {
+        let every = Millis((self.cfg.lease_for.0 / 3).max(1));
+        loop {
+            self.ports.clock.sleep(every).await;
+            // Unanswered: try again next beat (the lease may run out meanwhile).
+            if let Err(e @ (StoreError::Fenced { .. } | StoreError::StaleIncarnation { .. })) =
+                self.ports.store.write(lease, WriteBatch::default(), self.ports.clock.now()).await
+            {
+                return e;
+            }
+        }
     }
 
     /// What an attempt's result means for its job; `None`: write nothing
@@ -375,6 +417,7 @@ pub async fn run_task<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe>(
             scan::run_scan(ports, cfg, attempt, page, job.checkpoint.as_ref()).await
         }
         Task::ReconcileAd { ad, claimed } => webhook::run_reconcile(ports, sabotage, attempt, ad, claimed).await,
+        Task::RerollBandit { slot } => reroll::run_reroll(ports, loop_cfg, attempt, *slot).await,
     }
 }
 

@@ -104,6 +104,7 @@ fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) -> Sto
         StoreRequest::Intents => StoreReply::Intents(s.intents()),
         StoreRequest::Intent { key } => StoreReply::Intent(s.intent(&key)),
         StoreRequest::Activities => StoreReply::Activities(s.activities()),
+        StoreRequest::Allocation => StoreReply::Allocation(s.allocation()),
     })
 }
 
@@ -205,6 +206,9 @@ impl Store for SimStore {
     }
     async fn intent(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
         expect_reply!(self, StoreRequest::Intent { key: key.clone() }, Intent)
+    }
+    async fn allocation(&self) -> Result<Option<dlft_core::reroll::Allocation>, StoreError> {
+        expect_reply!(self, StoreRequest::Allocation, Allocation)
     }
 }
 

@@ -12,7 +12,7 @@ use dlft_core::models::{ModelError, Models, Summary};
 use dlft_core::time::Clock;
 use dlft_core::wire::meta;
 
-use crate::hosts::{handle_ads, lock, reply_body};
+use crate::hosts::{handle_ads, handle_ads_stale, lock, reply_body};
 use crate::rpc::AdsRequest;
 use crate::world::AdsWorld;
 
@@ -22,11 +22,13 @@ pub struct InProcessAds<C> {
     calls: AtomicU64,
     /// The model vendor never answers (tests of hang isolation).
     pub hang_models: bool,
+    /// Status read-backs lag the truth by this much (the scenario's `stale_read_ms`).
+    pub stale: dlft_core::time::Millis,
 }
 
 impl<C: Clock> InProcessAds<C> {
     pub fn new(world: Arc<Mutex<AdsWorld>>, clock: C) -> Self {
-        InProcessAds { world, clock, calls: AtomicU64::new(0), hang_models: false }
+        InProcessAds { world, clock, calls: AtomicU64::new(0), hang_models: false, stale: dlft_core::time::Millis(0) }
     }
 
     /// External calls served so far.
@@ -36,7 +38,7 @@ impl<C: Clock> InProcessAds<C> {
 
     fn serve(&self, req: AdsRequest) -> Result<serde_json::Value, AdsError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let reply = handle_ads(&mut lock(&self.world), &req, self.clock.now(), false);
+        let reply = handle_ads_stale(&mut lock(&self.world), &req, self.clock.now(), false, self.stale);
         reply_body(reply)
     }
 }
@@ -174,6 +176,7 @@ pub fn run_in_process_until(
         let world = Arc::new(Mutex::new(AdsWorld::new(scn, EPOCH, rng_for(seed, 1))));
         let mut ads = InProcessAds::new(world.clone(), clock);
         ads.hang_models = hang_models;
+        ads.stale = Millis(scn.platform.stale_read_ms);
         let ads = Arc::new(ads);
         let store = SharedMemStore::new();
         let mut worker = Worker {

@@ -62,6 +62,8 @@ pub struct Summary {
     pub seeds_with_breaker_open: u64,
     /// Kills committed by a webhook's reconcile job (read back first).
     pub webhook_commits: u64,
+    /// Bandit re-rolls written over all seeds (one allocation per slot).
+    pub rerolls: u64,
     pub assertions: Vec<Assertion>,
     pub failing_seeds: Vec<u64>,
     pub reproduce: Vec<String>,
@@ -179,6 +181,7 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         model_cents_seed_max: model_max,
         seeds_with_breaker_open: tripped,
         webhook_commits: reports.iter().map(|r| u64::from(r.webhook_commits)).sum(),
+        rerolls: reports.iter().map(|r| u64::from(r.rerolls)).sum(),
         losers_killed: reports.iter().map(|r| u64::from(r.losers_killed)).sum(),
         winners_killed: reports.iter().map(|r| u64::from(r.winners_killed)).sum(),
         crash_sites,

@@ -59,6 +59,7 @@ pub enum StoreRequest {
     Intents,
     Intent { key: IdempotencyKey },
     Activities,
+    Allocation,
 }
 
 // A reply lives only between the socket and the caller: boxing its large
@@ -81,6 +82,7 @@ pub enum StoreReply {
     Intents(Vec<Intent>),
     Intent(Option<Intent>),
     Activities(Vec<PageActivity>),
+    Allocation(Option<dlft_core::reroll::Allocation>),
 }
 
 pub type StoreResponse = Result<StoreReply, StoreError>;

@@ -53,6 +53,8 @@ pub fn rng_for(seed: u64, stream: u64) -> ChaCha8Rng {
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub sabotage: Sabotage,
+    /// Keep each seed's event log in its report (`--events`).
+    pub keep_events: bool,
 }
 
 /// How often each kind of fault actually happened (planned faults can be
@@ -118,7 +120,12 @@ pub struct SeedReport {
     pub claims_by_worker: BTreeMap<String, u32>,
     /// Kills committed by a webhook's reconcile job (after its read-back).
     pub webhook_commits: u32,
+    /// Bandit re-rolls written (one allocation per slot).
+    pub rerolls: u32,
     pub plan: FaultPlan,
+    /// The event log, when asked for (`RunOptions::keep_events`).
+    #[serde(skip)]
+    pub log: Option<Vec<dlft_core::telemetry::Event>>,
 }
 
 /// What a finished run came to, counted the same way on every driver.
@@ -130,6 +137,7 @@ struct Tally {
     breakers: Vec<(String, String)>,
     claims_by_worker: BTreeMap<String, u32>,
     webhook_commits: u32,
+    rerolls: u32,
 }
 
 fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> Tally {
@@ -146,6 +154,7 @@ fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> Tally {
             .iter()
             .filter(|e| e.after == "committed" && e.cause.starts_with("webhook reconcile"))
             .count() as u32,
+        rerolls: snapshot.allocations.len() as u32,
     }
 }
 
@@ -291,12 +300,14 @@ fn run_event_seed(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan)
         faults: FaultCounts::default(),
         crash_sites: Vec::new(),
         events: run.store.events.len(),
+        log: opts.keep_events.then(|| run.store.events.clone()),
         model_cents: t.model_cents,
         model_cents_by_page: t.model_cents_by_page,
         breakers: t.breakers,
         loop_crashes: 0,
         claims_by_worker: t.claims_by_worker,
         webhook_commits: t.webhook_commits,
+        rerolls: t.rerolls,
         plan,
     }
 }
@@ -553,12 +564,14 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
         faults,
         crash_sites,
         events: snapshot.events.len(),
+        log: opts.keep_events.then(|| snapshot.events.clone()),
         model_cents: t.model_cents,
         model_cents_by_page: t.model_cents_by_page,
         breakers: t.breakers,
         loop_crashes: lock(&probe).loop_crashes,
         claims_by_worker: t.claims_by_worker,
         webhook_commits: t.webhook_commits,
+        rerolls: t.rerolls,
         plan,
     })
 }

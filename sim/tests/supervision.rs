@@ -114,3 +114,43 @@ fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
         Poll::Pending => panic!("not ready"),
     }
 }
+
+#[test]
+fn a_job_waiting_longer_than_its_lease_keeps_it_by_heartbeat() {
+    // Read-backs lag 20 s, so every kill waits in its confirmation window
+    // (up to 30 s) without writing, twice its 10 s lease. Heartbeats keep
+    // the lease: no other attempt may claim the job meanwhile.
+    let mut scn =
+        Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/ad-kill-container-loss.toml"))
+            .unwrap();
+    scn.platform.stale_read_ms = 20_000;
+    scn.control.readback_confirm_ms = 30_000;
+    assert!(scn.control.lease_ms * 2 <= 20_000);
+    let run = run_in_process_until(&scn, 1, Sabotage::None, None, false);
+    let stolen: Vec<_> =
+        run.store.events.iter().filter(|e| e.kind == EventKind::JobClaimed && e.cause.contains("expired")).collect();
+    assert!(stolen.is_empty(), "leases ran out under running jobs: {stolen:?}");
+    let kills: Vec<_> = run.store.jobs.iter().filter(|j| j.kind == JobKind::KillAd.as_str()).collect();
+    assert!(!kills.is_empty() && kills.iter().all(|j| j.resumes == 0 && j.state == JobState::Completed), "{kills:?}");
+    let committed = run.store.intents.iter().filter(|i| i.phase == IntentPhase::Committed).count();
+    assert_eq!(committed, kills.len(), "every kill committed once the read-back caught up");
+}
+
+#[test]
+fn a_brand_day_re_rolls_the_bandit_hourly() {
+    let scn = Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/brand-day.toml")).unwrap();
+    assert_eq!(scn.control.reroll_s, 3_600, "the production cadence");
+    let run = run_in_process_until(&scn, 0, Sabotage::None, None, false);
+    let slots: Vec<u64> = run.store.allocations.iter().map(|a| (a.slot.0 - EPOCH.0) / 3_600_000).collect();
+    assert_eq!(slots, (0..scn.run.duration_s / 3_600).collect::<Vec<_>>(), "one allocation per hour");
+    // The first slot comes before any delivery: nothing to split yet.
+    assert!(run.store.allocations[0].shares.is_empty());
+    for a in &run.store.allocations[1..] {
+        assert_eq!(a.shares.iter().map(|s| s.share_bp).sum::<u32>(), dlft_core::reroll::WHOLE_BP, "{a:?}");
+        // Killed ads get no budget.
+        let killed = |ad: &dlft_core::ids::AdId| run.store.intents.iter().any(|i| &i.ad == ad && i.opened_at <= a.slot);
+        assert!(a.shares.iter().all(|s| !killed(&s.ad)), "{a:?}");
+    }
+    let rolled = run.store.events.iter().filter(|e| e.kind == EventKind::AllocationRolled).count();
+    assert_eq!(rolled, run.store.allocations.len(), "one event row per allocation");
+}

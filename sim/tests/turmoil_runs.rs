@@ -13,7 +13,7 @@ fn scenario() -> Scenario {
 }
 
 fn run(scn: &Scenario, seed: u64, sabotage: Sabotage) -> SeedReport {
-    run_seed(scn, seed, &RunOptions { sabotage }).unwrap()
+    run_seed(scn, seed, &RunOptions { sabotage, keep_events: false }).unwrap()
 }
 
 #[test]
@@ -126,4 +126,17 @@ fn trusting_webhooks_is_caught_and_reading_back_is_not() {
         assert!(r.faults.webhook_lies > 0 && r.faults.webhook_duplicates > 0, "seed {}: the platform lied", r.seed);
     }
     assert!(honest.iter().map(|r| r.webhook_commits).sum::<u32>() > 0, "no kill committed through a webhook");
+}
+
+#[test]
+fn the_re_roll_writes_one_allocation_per_slot_across_workers_and_crashes() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/two-workers-racing.toml");
+    let scn = Scenario::load(&path).unwrap();
+    let slots = (scn.run.duration_s / scn.control.reroll_s) as u32;
+    for seed in 0..3 {
+        let r = run(&scn, seed, Sabotage::None);
+        assert!(r.crashes > 0, "seed {seed}: containers died");
+        assert_eq!(r.rerolls, slots, "seed {seed}: one allocation per slot");
+        assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
+    }
 }

@@ -44,6 +44,8 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("bad_jobs_are_discarded_with_their_reason", |s| Box::pin(bad_jobs_are_discarded_with_their_reason(s))),
         ("released_orphans_resume_ahead_of_newer_work", |s| Box::pin(released_orphans_resume_ahead_of_newer_work(s))),
         ("batched_completion_is_per_job_and_fenced", |s| Box::pin(batched_completion_is_per_job_and_fenced(s))),
+        ("one_allocation_per_slot_with_its_event", |s| Box::pin(one_allocation_per_slot_with_its_event(s))),
+        ("an_empty_write_is_a_fenced_heartbeat", |s| Box::pin(an_empty_write_is_a_fenced_heartbeat(s))),
     ]
 }
 
@@ -417,4 +419,53 @@ pub async fn batched_completion_is_per_job_and_fenced<S: Store>(s: S) {
     assert!(s.complete_batch(vec![], t(2_003)).await.unwrap().is_empty(), "an empty batch is a no-op");
     s.finish(&fresh[3].lease, Outcome::Completed, vec![], t(2_004)).await.unwrap();
     assert!(replay(&s.events(0).await.unwrap()).is_ok(), "the log still replays");
+}
+
+pub async fn one_allocation_per_slot_with_its_event<S: Store>(s: S) {
+    use crate::reroll::{Allocation, Share};
+    let inc = boot(&s, "w", 0).await;
+    s.enqueue(job(tick(0), None), t(0)).await.unwrap();
+    let c = claim_one(&s, "w", inc, 0).await;
+    assert_eq!(s.allocation().await.unwrap(), None);
+    let share = |ad: &str, bp| Share { ad: AdId::new(ad), trials: 10, purchases: 1, share_bp: bp };
+    let first = Allocation { slot: t(3_600_000), shares: vec![share("ad-1", 7_000), share("ad-2", 3_000)] };
+    let again = Allocation { slot: t(3_600_000), shares: vec![share("ad-1", 10_000)] };
+    let later = Allocation { slot: t(7_200_000), shares: vec![share("ad-2", 10_000)] };
+    for (a, at) in [(first.clone(), 1), (again, 2), (later.clone(), 3)] {
+        s.write(&c.lease, WriteBatch { allocation: Some(a), ..WriteBatch::default() }, t(at)).await.unwrap();
+    }
+    assert_eq!(s.allocation().await.unwrap(), Some(later), "the newest slot's allocation");
+    let rolled: Vec<Event> =
+        s.events(0).await.unwrap().into_iter().filter(|e| e.kind == EventKind::AllocationRolled).collect();
+    assert_eq!(rolled.len(), 2, "one row per slot: a second write of a slot changes nothing");
+    assert_eq!((rolled[0].before.as_str(), rolled[0].after.as_str()), ("none", "3600000"));
+    assert_eq!((rolled[1].before.as_str(), rolled[1].after.as_str()), ("3600000", "7200000"));
+    assert_eq!(rolled[0].cause, first.summary());
+    // A stale attempt writes no allocation.
+    let inc2 = boot(&s, "w", 10).await;
+    let _ = claim_one(&s, "w", inc2, 10).await;
+    let late = Allocation { slot: t(10_800_000), shares: vec![] };
+    let r = s.write(&c.lease, WriteBatch { allocation: Some(late), ..WriteBatch::default() }, t(11)).await;
+    assert!(matches!(r, Err(StoreError::Fenced { .. }) | Err(StoreError::StaleIncarnation { .. })), "{r:?}");
+    assert_eq!(s.allocation().await.unwrap().map(|a| a.slot), Some(t(7_200_000)));
+}
+
+pub async fn an_empty_write_is_a_fenced_heartbeat<S: Store>(s: S) {
+    let a = boot(&s, "a", 0).await;
+    s.enqueue(job(tick(0), None), t(0)).await.unwrap();
+    let c = claim_one(&s, "a", a, 0).await; // a 1 s lease
+    // Beating every 600 ms keeps it well past its first second.
+    for at in [600, 1_200, 1_800, 2_400] {
+        s.write(&c.lease, WriteBatch::default(), t(at)).await.unwrap();
+    }
+    let b = boot(&s, "b", 3_000).await;
+    assert!(s.claim(&req("b", b, 1), t(3_000)).await.unwrap().is_empty(), "a beating lease is not expired");
+    let events = s.events(0).await.unwrap().len();
+    // Once it stops beating, the lease runs out, another attempt takes the
+    // job, and the old attempt's beat is fenced.
+    let taken = s.claim(&req("b", b, 1), t(3_500)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let r = s.write(&c.lease, WriteBatch::default(), t(3_600)).await;
+    assert!(matches!(r, Err(StoreError::Fenced { .. })), "{r:?}");
+    assert_eq!(s.events(0).await.unwrap().len(), events + 1, "heartbeats write no event rows (only the claim did)");
 }

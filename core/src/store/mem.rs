@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::ads::InsightRow;
 use crate::ids::{AdId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
+use crate::reroll::allocation_event;
 use crate::telemetry::{Block, CostRow, Event, EventKind};
 use crate::time::Timestamp;
 
@@ -32,6 +33,7 @@ pub struct MemStore {
     slots: BTreeSet<(String, Timestamp)>,
     schedules: BTreeMap<String, ScheduleRow>,
     activities: BTreeMap<String, PageActivity>,
+    allocations: BTreeMap<Timestamp, crate::reroll::Allocation>,
     workers: BTreeMap<WorkerId, Incarnation>,
     intents: BTreeMap<IdempotencyKey, Intent>,
     actions: Vec<ActionRow>,
@@ -341,6 +343,24 @@ impl MemStore {
         if let Some(a) = batch.activity {
             self.activities.insert(a.page.clone(), a);
         }
+        if let Some(a) = batch.allocation
+            && !self.allocations.contains_key(&a.slot)
+        {
+            let before = self.allocations.keys().next_back().map_or("none".to_string(), |s| s.0.to_string());
+            let (entity, after, cause) = allocation_event(&a);
+            self.allocations.insert(a.slot, a);
+            self.log(
+                now,
+                Ev {
+                    block: Block::Estimator,
+                    kind: EventKind::AllocationRolled,
+                    entity,
+                    before: &before,
+                    after: &after,
+                    cause,
+                },
+            );
+        }
         let job = self.jobs.get_mut(&lease.job).expect("fence checked");
         let held = job.lease.as_mut().expect("fence checked");
         held.expires_at = now + held.lease_for;
@@ -522,7 +542,12 @@ impl MemStore {
             costs: self.costs.clone(),
             schedules: self.schedules(),
             activities: self.activities(),
+            allocations: self.allocations.values().cloned().collect(),
         }
+    }
+
+    pub fn allocation(&self) -> Option<crate::reroll::Allocation> {
+        self.allocations.values().next_back().cloned()
     }
 }
 
@@ -617,5 +642,8 @@ impl Store for SharedMemStore {
     }
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
         ready(Ok(self.lock().intent(key)))
+    }
+    fn allocation(&self) -> impl Future<Output = Result<Option<crate::reroll::Allocation>, StoreError>> + Send {
+        ready(Ok(self.lock().allocation()))
     }
 }

@@ -40,6 +40,8 @@ pub enum Task {
     ScanStore { page: String },
     /// A webhook claimed `claimed` about an ad: read it back and reconcile.
     ReconcileAd { ad: AdId, claimed: String },
+    /// The hourly bandit re-roll of one slot.
+    RerollBandit { slot: Timestamp },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -49,10 +51,12 @@ pub enum JobKind {
     KillAd,
     ScanStore,
     ReconcileAd,
+    RerollBandit,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [JobKind::PollInsights, JobKind::KillAd, JobKind::ScanStore, JobKind::ReconcileAd];
+    pub const ALL: [JobKind; 5] =
+        [JobKind::PollInsights, JobKind::KillAd, JobKind::ScanStore, JobKind::ReconcileAd, JobKind::RerollBandit];
 
     /// The kind as stored (the `kind` column).
     pub fn as_str(self) -> &'static str {
@@ -61,6 +65,7 @@ impl JobKind {
             JobKind::KillAd => "kill_ad",
             JobKind::ScanStore => "scan_store",
             JobKind::ReconcileAd => "reconcile_ad",
+            JobKind::RerollBandit => "reroll_bandit",
         }
     }
 }
@@ -77,6 +82,7 @@ impl Task {
             Task::KillAd { .. } => JobKind::KillAd,
             Task::ScanStore { .. } => JobKind::ScanStore,
             Task::ReconcileAd { .. } => JobKind::ReconcileAd,
+            Task::RerollBandit { .. } => JobKind::RerollBandit,
         }
     }
 }
@@ -346,6 +352,9 @@ pub struct WriteBatch {
     pub checkpoint: Option<Checkpoint>,
     /// A store's scan result (upserted by page).
     pub activity: Option<PageActivity>,
+    /// A bandit re-roll's budget split: kept once per slot (the first write
+    /// stands), with one event row.
+    pub allocation: Option<crate::reroll::Allocation>,
 }
 
 /// What the scans know about one store's page.
@@ -369,6 +378,7 @@ impl WriteBatch {
             && self.costs.is_empty()
             && self.checkpoint.is_none()
             && self.activity.is_none()
+            && self.allocation.is_none()
     }
 }
 
@@ -472,6 +482,8 @@ pub trait Store: Send + Sync {
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send;
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send;
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send;
+    /// The newest bandit allocation (by slot), if any.
+    fn allocation(&self) -> impl Future<Output = Result<Option<crate::reroll::Allocation>, StoreError>> + Send;
 }
 
 /// A read-only view of everything a store holds, for checkers and tests.
@@ -485,4 +497,6 @@ pub struct Snapshot {
     pub costs: Vec<CostRow>,
     pub schedules: Vec<ScheduleRow>,
     pub activities: Vec<PageActivity>,
+    /// Every bandit allocation, by slot.
+    pub allocations: Vec<crate::reroll::Allocation>,
 }

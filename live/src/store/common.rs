@@ -676,6 +676,27 @@ impl SqlStore {
                 .await
                 .map_err(db_err)?;
         }
+        if let Some(a) = batch.allocation {
+            // The first write of a slot stands; its one event row goes with it.
+            let inserted = sqlx::query("INSERT INTO dlft_allocations (slot, body) VALUES ($1, $2) ON CONFLICT (slot) DO NOTHING")
+                .bind(ms(a.slot))
+                .bind(serde_json::to_string(&a).expect("serializes"))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+            if inserted == 1 {
+                let before: Option<i64> = sqlx::query_scalar("SELECT MAX(slot) FROM dlft_allocations WHERE slot < $1")
+                    .bind(ms(a.slot))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                let (entity, after, cause) = dlft_core::reroll::allocation_event(&a);
+                let before = before.map_or("none".to_string(), |s| s.to_string());
+                let t = Transition { block: Block::Estimator, kind: EventKind::AllocationRolled, entity, before, after, cause };
+                log(&mut tx, now, t).await?;
+            }
+        }
         let lease_for = job.lease.as_ref().map_or(0, |l| l.lease_for.0 as i64);
         let checkpoint = batch.checkpoint.as_ref().map(|c| serde_json::to_string(c).expect("serializes"));
         sqlx::query("UPDATE dlft_jobs SET lease_expires_at = $2, checkpoint = COALESCE($3, checkpoint) WHERE id = $1")
@@ -821,6 +842,14 @@ impl SqlStore {
         row.as_ref().map(intent_from_row).transpose()
     }
 
+    async fn do_allocation(&self) -> Result<Option<dlft_core::reroll::Allocation>, StoreError> {
+        let body: Option<String> = sqlx::query_scalar("SELECT body FROM dlft_allocations ORDER BY slot DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        body.map(|b| serde_json::from_str(&b).map_err(corrupt)).transpose()
+    }
+
     async fn do_activities(&self) -> Result<Vec<PageActivity>, StoreError> {
         let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM dlft_activities ORDER BY page")
             .fetch_all(&self.pool)
@@ -922,6 +951,9 @@ impl Store for SqlStore {
     }
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
         self.do_intent(key)
+    }
+    fn allocation(&self) -> impl Future<Output = Result<Option<dlft_core::reroll::Allocation>, StoreError>> + Send {
+        self.do_allocation()
     }
 }
 

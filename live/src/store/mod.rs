@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 
 /// The schema version this build writes. A database at a newer version is
 /// refused rather than written with old assumptions.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Why a store could not be opened. Every message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -73,11 +73,20 @@ pub fn redact(url: &str) -> String {
 }
 
 fn migrator(engine: Engine) -> Migrator {
-    let sql = match engine {
-        Engine::Postgres => include_str!("../../migrations/postgres/0001_init.sql"),
-        Engine::Sqlite => include_str!("../../migrations/sqlite/0001_init.sql"),
+    let (init, allocations) = match engine {
+        Engine::Postgres => (
+            include_str!("../../migrations/postgres/0001_init.sql"),
+            include_str!("../../migrations/postgres/0002_allocations.sql"),
+        ),
+        Engine::Sqlite => (
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../migrations/sqlite/0002_allocations.sql"),
+        ),
     };
-    Migrator::with_migrations(vec![Migration::new(1, "init".into(), MigrationType::Simple, sql.into_sql_str(), false)])
+    Migrator::with_migrations(vec![
+        Migration::new(1, "init".into(), MigrationType::Simple, init.into_sql_str(), false),
+        Migration::new(2, "allocations".into(), MigrationType::Simple, allocations.into_sql_str(), false),
+    ])
 }
 
 /// Fails if the database's schema is newer than this build's.
