@@ -31,7 +31,7 @@ use dlft_core::ads::InsightsQuery;
 use dlft_core::ids::{AdId, IdempotencyKey};
 use dlft_core::time::{Clock, Timestamp};
 use dlft_live::SystemClock;
-use dlft_sim::hosts::handle_ads;
+use dlft_sim::hosts::{ItemFate, handle_ads, handle_pause_batch};
 use dlft_sim::rpc::{AdsRequest, HttpReply};
 use dlft_sim::run::{rng_for, stream};
 use dlft_sim::scenario::Scenario;
@@ -41,6 +41,10 @@ use dlft_sim::world::AdsWorld;
 struct Sandbox {
     world: Arc<Mutex<AdsWorld>>,
     seed: u64,
+    /// Pauses acknowledged without effect (the scenario's `ack_without_effect_pct`),
+    /// drawn per pause and per batch item from the platform's stream.
+    ack_without_effect_pct: u32,
+    rng: Arc<Mutex<rand_chacha::ChaCha8Rng>>,
 }
 
 fn lock(w: &Mutex<AdsWorld>) -> std::sync::MutexGuard<'_, AdsWorld> {
@@ -75,8 +79,18 @@ fn authorized(headers: &HeaderMap, query: &BTreeMap<String, String>) -> bool {
 
 impl Sandbox {
     fn serve(&self, req: AdsRequest) -> Response {
+        use rand::Rng;
         let now = SystemClock.now();
-        reply(handle_ads(&mut lock(&self.world), &req, now, false))
+        let mut rng = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ack_only = || rng.random_range(0..100u32) < self.ack_without_effect_pct;
+        let mut world = lock(&self.world);
+        if let AdsRequest::PauseBatch { items } = &req {
+            let fates: Vec<ItemFate> =
+                items.iter().map(|_| if ack_only() { ItemFate::AckWithoutEffect } else { ItemFate::Pause }).collect();
+            return reply(handle_pause_batch(&mut world, items, now, &fates));
+        }
+        let ack = matches!(req, AdsRequest::Pause { .. }) && ack_only();
+        reply(handle_ads(&mut world, &req, now, ack))
     }
 }
 
@@ -186,7 +200,12 @@ async fn truth(State(sb): State<Sandbox>) -> Response {
 pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<()> {
     let start = SystemClock.now();
     let world = AdsWorld::new(scenario, start, rng_for(seed, stream::WORLD));
-    let sb = Sandbox { world: Arc::new(Mutex::new(world)), seed };
+    let sb = Sandbox {
+        world: Arc::new(Mutex::new(world)),
+        seed,
+        ack_without_effect_pct: scenario.platform.ack_without_effect_pct,
+        rng: Arc::new(Mutex::new(rng_for(seed, stream::PLATFORM))),
+    };
     let app = Router::new()
         .route("/_truth", get(truth))
         .route("/", post(batch))

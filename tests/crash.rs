@@ -70,8 +70,10 @@ fn write_config(dir: &Path, name: &str, store_url: &str, sandbox: &str) -> PathB
 }
 
 /// Where the victim holds on each of its lives, in turn (`DLFT_HOLD_AT`):
-/// the kill's four phases first, then the tick's and a job's last step.
-const HOLD_SITES: [&str; 7] = [
+/// between the kill's phases first (the tick's batch pause returned; the
+/// kill job's own pause and read-back), then the tick's and a job's last step.
+const HOLD_SITES: [&str; 8] = [
+    "tick_after_batch_pause",
     "kill_before_pause",
     "kill_after_pause",
     "kill_after_applied",
@@ -80,7 +82,7 @@ const HOLD_SITES: [&str; 7] = [
     "tick_after_decide",
     "before_finish",
 ];
-const KILL_PHASE_SITES: usize = 4;
+const KILL_PHASE_SITES: usize = 5;
 
 fn start_runner(config: &Path, log: &Path, hold: Option<&str>) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
@@ -138,10 +140,12 @@ async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[
     let mut mttr = Vec::new();
     let mut held = [0usize; HOLD_SITES.len()];
     let mut mid_kill = 0;
+    let mut misses = vec![0u32; configs.len()];
     for k in 0..KILLS {
-        // Wait (up to 6 s) for a process to reach its site, so the SIGKILL
-        // lands exactly between two phases.
-        let deadline = Instant::now() + Duration::from_secs(6);
+        // Wait (up to 10 s: two ticks, as the tick's batch pause is reached
+        // only by ticks that approve kills) for a process to reach its site,
+        // so the SIGKILL lands exactly between two phases.
+        let deadline = Instant::now() + Duration::from_secs(10);
         let mut victim = None;
         while Instant::now() < deadline && victim.is_none() {
             victim = (0..procs.len()).find(|&p| {
@@ -150,6 +154,7 @@ async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[
             });
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let held_now = victim.is_some();
         let victim = match victim {
             Some(p) => {
                 held[sites[p] % HOLD_SITES.len()] += 1;
@@ -173,8 +178,16 @@ async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[
         procs[victim].wait().unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         log_from[victim] = std::fs::metadata(&logs[victim]).unwrap().len() as usize;
-        sites[victim] = next_site;
-        next_site += 1;
+        // A site that was not reached gets a second chance before the
+        // victim's next life moves on (kill sites are reached only while
+        // kills are under way).
+        if held_now || misses[victim] >= 1 {
+            misses[victim] = 0;
+            sites[victim] = next_site;
+            next_site += 1;
+        } else {
+            misses[victim] += 1;
+        }
         let hold = HOLD_SITES[sites[victim] % HOLD_SITES.len()];
         procs[victim] = start_runner(&configs[victim], &logs[victim], Some(hold));
         mttr.push(recovery(store, &format!("{}-1", names[victim]), killed_at).await);
