@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tracing::{error, info, warn};
@@ -36,7 +36,7 @@ use dlft_core::store::Store;
 use dlft_core::worker::{Ports, Worker};
 use dlft_live::SystemClock;
 use dlft_live::config::RunConfig;
-use dlft_live::meta::MetaAds;
+use dlft_live::meta::{MetaAds, Secret};
 use dlft_live::store::{Engine, PoolOptions, Stats, open_pg, open_sqlite, redact};
 
 pub fn init_tracing() {
@@ -55,13 +55,14 @@ pub async fn run(config: &Path) -> Result<()> {
     let cfg = RunConfig::load(config)?;
     let url = cfg.store_url(&file)?;
     let meta = cfg.meta_config(&file)?;
+    let webhook_secret = cfg.webhook_secret(&file)?;
     let probe = HoldProbe::from_env()?; // refuse a bad value before touching the store
     let opts = PoolOptions { max_connections: cfg.store.max_connections, ..PoolOptions::default() };
     info!(store = %redact(&url), workers = cfg.runner.workers, name = %cfg.runner.name, "starting");
     let ads = Arc::new(MetaAds::new(meta).context("building the HTTP client")?);
     match Engine::of(&url)? {
-        Engine::Postgres => serve(open_pg(&url, &opts).await?, &cfg, ads, probe).await,
-        Engine::Sqlite => serve(open_sqlite(&url, &opts).await?, &cfg, ads, probe).await,
+        Engine::Postgres => serve(open_pg(&url, &opts).await?, &cfg, ads, probe, webhook_secret).await,
+        Engine::Sqlite => serve(open_sqlite(&url, &opts).await?, &cfg, ads, probe, webhook_secret).await,
     }
 }
 
@@ -128,7 +129,13 @@ fn seed_of(id: &str) -> u64 {
     id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-async fn serve<S>(store: S, cfg: &RunConfig, ads: Arc<MetaAds>, probe: HoldProbe) -> Result<()>
+async fn serve<S>(
+    store: S,
+    cfg: &RunConfig,
+    ads: Arc<MetaAds>,
+    probe: HoldProbe,
+    webhook_secret: Option<Secret>,
+) -> Result<()>
 where
     S: Store + Stats + Clone + Send + Sync + 'static,
 {
@@ -137,10 +144,18 @@ where
         .await
         .with_context(|| format!("binding the health/metrics address {}", cfg.runner.http))?;
     info!(addr = %listener.local_addr()?, "health and metrics");
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::<S>))
         .with_state(store.clone());
+    if let Some(secret) = webhook_secret {
+        info!("webhooks: POST /webhooks/meta (signed with the app secret)");
+        let hooks = Router::new()
+            .route("/webhooks/meta", post(webhook::<S>))
+            .layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_BODY_MAX))
+            .with_state(Hooks { store: store.clone(), secret: Arc::new(secret) });
+        app = app.merge(hooks);
+    }
     let http = tokio::spawn(async move { axum::serve(listener, app).await });
     let log = tokio::spawn(log_events(store.clone(), stop.clone()));
 
@@ -177,6 +192,51 @@ where
     http.abort();
     let _ = log.await;
     Ok(())
+}
+
+/// Webhook bodies larger than this are refused (413) unread.
+const WEBHOOK_BODY_MAX: usize = 256 * 1024;
+
+#[derive(Clone)]
+struct Hooks<S> {
+    store: S,
+    secret: Arc<Secret>,
+}
+
+/// `POST /webhooks/meta`: a webhook is a hint. Checked (signature, shape),
+/// then each status claim becomes a reconcile job that reads the ad back;
+/// nothing else changes. 401 unsigned or wrongly signed, 400 not a webhook
+/// (nothing enqueued), 503 the store did not answer (Meta retries).
+async fn webhook<S: Store + Clone>(
+    State(h): State<Hooks<S>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    let signature = headers.get(dlft_live::webhook::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    if let Err(why) = dlft_live::webhook::verify(&h.secret, &body, signature) {
+        warn!(why, "webhook refused");
+        return (StatusCode::UNAUTHORIZED, format!("{why}\n"));
+    }
+    let hints = serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|e| format!("not JSON: {e}"))
+        .and_then(|v| dlft_core::wire::meta::decode_status_webhook(&v));
+    let hints = match hints {
+        Ok(h) => h,
+        Err(why) => {
+            warn!(why = %why, "webhook refused");
+            return (StatusCode::BAD_REQUEST, format!("{why}\n"));
+        }
+    };
+    for hint in &hints {
+        let now = dlft_core::time::Clock::now(&SystemClock);
+        if let Err(e) = dlft_core::webhook::accept(&h.store, hint, now).await {
+            error!(error = %e, "webhook: the store did not take the reconcile job");
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n"));
+        }
+    }
+    info!(hints = hints.len(), "webhook accepted: reconcile jobs enqueued");
+    (StatusCode::OK, format!("{} reconcile jobs\n", hints.len()))
 }
 
 async fn wait_for_signal() {

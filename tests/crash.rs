@@ -90,11 +90,33 @@ fn start_runner(config: &Path, log: &Path, hold: Option<&str>) -> Child {
         .args(["run", "--config", config.to_str().unwrap()])
         .env("DLFT_HOLD_AT", hold.unwrap_or(""))
         .env("META_ACCESS_TOKEN", "sandbox-token")
+        .env("META_APP_SECRET", WEBHOOK_SECRET)
         .env("RUST_LOG", "info,sqlx=warn")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("dlft run starts")
+}
+
+/// The app secret the webhook test's runner checks signatures with.
+const WEBHOOK_SECRET: &str = "sandbox-app-secret";
+
+/// The address the runner logged for its HTTP server, once it has.
+async fn runner_http(log: &Path) -> String {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let addr = text
+            .lines()
+            .find(|l| l.contains("health and metrics"))
+            .and_then(|l| l.split("addr=").nth(1))
+            .map(|a| a.split_whitespace().next().unwrap().to_string());
+        if let Some(addr) = addr {
+            return addr;
+        }
+        assert!(Instant::now() < give_up, "the runner never logged its address: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn sigterm(child: &mut Child) -> std::process::ExitStatus {
@@ -468,4 +490,83 @@ async fn postgres_vanishing_mid_run_loses_no_claimed_work() {
         .execute(store.pool())
         .await
         .unwrap();
+}
+
+/// `POST /webhooks/meta` on a real runner: a webhook is taken only when
+/// signed with the app secret and shaped like one; garbage and forgeries
+/// are refused with a clear status and enqueue nothing; a good one becomes
+/// a reconcile job (a read-back), never a state change of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_are_signed_checked_and_only_ask_for_a_read_back() {
+    use dlft_live::meta::Secret;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("dlft.db").display());
+    let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
+    let (mut sb, addr) = sandbox(5);
+    let config = write_config(dir.path(), "hooks", &url, &addr);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "token_env = \"META_ACCESS_TOKEN\"",
+        "token_env = \"META_ACCESS_TOKEN\"\nwebhook_secret_env = \"META_APP_SECRET\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("hooks.log");
+    let mut runner = start_runner(&config, &log, None);
+    let http = runner_http(&log).await;
+    let secret = Secret::new(WEBHOOK_SECRET.into());
+    let client = reqwest::Client::new();
+    let post = |body: Vec<u8>, signature: Option<String>| {
+        let mut req = client.post(format!("http://{http}/webhooks/meta")).body(body);
+        if let Some(s) = signature {
+            req = req.header("X-Hub-Signature-256", s);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let hint = dlft_core::webhook::StatusHint { ad: dlft_core::ids::AdId::new("ad-001"), status: "PAUSED".into() };
+    let good = serde_json::to_vec(&dlft_core::wire::meta::encode_status_webhook("act_1", 1, &[hint])).unwrap();
+    let garbage = b"{\"object\":\"page\",\"entry\":[]}".to_vec();
+    let cases = [
+        (good.clone(), None, 401, "no X-Hub-Signature-256"),
+        (good.clone(), Some(dlft_live::webhook::sign(&Secret::new("wrong".into()), &good)), 401, "does not match"),
+        (garbage.clone(), Some(dlft_live::webhook::sign(&secret, &garbage)), 400, "only ad_account"),
+        (b"not json".to_vec(), Some(dlft_live::webhook::sign(&secret, b"not json")), 400, "not JSON"),
+    ];
+    for (body, signature, status, says) in cases {
+        let (got, text) = post(body, signature).await;
+        assert_eq!(got, status, "{text}");
+        assert!(text.contains(says), "{text}");
+    }
+    let reconciles = || async {
+        let events = store.events(0).await.unwrap();
+        events.iter().filter(|e| e.kind == EventKind::JobEnqueued && e.cause.contains("reconcile_ad")).count()
+    };
+    assert_eq!(reconciles().await, 0, "refused webhooks enqueue nothing");
+    // The same good webhook twice: one live reconcile job (duplicates collapse), 200 both times.
+    for _ in 0..2 {
+        let (got, text) = post(good.clone(), Some(dlft_live::webhook::sign(&secret, &good))).await;
+        assert_eq!(got, 200, "{text}");
+    }
+    let give_up = Instant::now() + Duration::from_secs(20);
+    let done = loop {
+        let events = store.events(0).await.unwrap();
+        let jobs: Vec<&str> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::JobEnqueued && e.cause.contains("reconcile_ad"))
+            .map(|e| e.entity.as_str())
+            .collect();
+        let completed = |job: &str| events.iter().any(|e| e.kind == EventKind::JobCompleted && e.entity == job);
+        if !jobs.is_empty() && jobs.iter().all(|j| completed(j)) {
+            break events;
+        }
+        assert!(Instant::now() < give_up, "the reconcile job never completed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(reconciles().await <= 2);
+    // ad-001 was not being killed: the read-back changed nothing.
+    assert!(!done.iter().any(|e| e.cause.starts_with("webhook reconcile")), "a hint alone changed an intent");
+    let status = sigterm(&mut runner);
+    assert!(status.success(), "SIGTERM is a clean exit, got {status}");
+    sb.kill().unwrap();
 }

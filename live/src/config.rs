@@ -86,6 +86,10 @@ pub struct MetaSection {
     pub account_id: String,
     /// The environment variable holding the access token.
     pub token_env: String,
+    /// The environment variable holding the app secret that signs webhooks;
+    /// set it to serve `POST /webhooks/meta` (absent: no webhook endpoint).
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
     pub currency: String,
     /// The insights bucket: 3600 on Meta (hourly breakdown); shorter in the sandbox.
     #[serde(default = "hour")]
@@ -177,6 +181,16 @@ impl RunConfig {
             url.replace_range(start..start + len + 1, &value);
         }
         Ok(url)
+    }
+
+    /// The webhook signing secret, if webhooks are configured.
+    pub fn webhook_secret(&self, file: &str) -> Result<Option<Secret>, ConfigError> {
+        let Some(var) = &self.meta.webhook_secret_env else { return Ok(None) };
+        let secret = std::env::var(var)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ConfigError::MissingSecret { file: file.to_string(), var: var.clone() })?;
+        Ok(Some(Secret::new(secret)))
     }
 
     /// The Meta adapter's settings, with the token read from the environment.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod meta;
 pub mod store;
 pub mod testenv;
+pub mod webhook;
 
 use dlft_core::time::{Clock, Millis, Timestamp};
 
