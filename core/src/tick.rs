@@ -117,10 +117,12 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
 }
 
 /// The first pause of freshly written intents, as one batch call; then each
-/// item's outcome and the kill jobs, in one write. Only this tick knows these
-/// intents until that write (their kill jobs do not exist yet), so nothing
-/// else pauses them meanwhile; a crash in between leaves them to the next
-/// tick's re-drive.
+/// item's outcome and the kill jobs, in one write. Their kill jobs do not
+/// exist until that write, so normally nothing else pauses them meanwhile; a
+/// crash in between leaves them to the next tick's re-drive. (Another tick
+/// running at once may re-drive them early: a second pause changes nothing,
+/// and if its kill job gets further first, this write conflicts and the tick
+/// is retried, finding nothing new to approve.)
 async fn first_pause<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     ports: &Ports<S, A, C, P>,
     attempt: &mut Attempt,

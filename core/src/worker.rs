@@ -97,8 +97,9 @@ impl Attempt {
     }
 }
 
-/// A periodic schedule: its name, its period, and the job of a slot.
-type Periodic = (&'static str, Millis, fn(Timestamp) -> NewJob);
+/// A periodic schedule: its name, its period, and the job of a slot
+/// (`(slot, now)`: the job runs as soon as the slot fires).
+type Periodic = (&'static str, Millis, fn(Timestamp, Timestamp) -> NewJob);
 
 pub struct Worker<S, A, C, P, R> {
     pub ports: Ports<S, A, C, P>,
@@ -167,11 +168,11 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
     /// The periodic schedules: the per-minute insights tick and the hourly
     /// bandit re-roll, each `(name, period, job of a slot)`.
     fn periodic(&self) -> [Periodic; 2] {
-        fn tick_job(slot: Timestamp) -> NewJob {
-            NewJob::new(&Task::PollInsights { slot }, 1, slot, None)
+        fn tick_job(slot: Timestamp, now: Timestamp) -> NewJob {
+            NewJob::new(&Task::PollInsights { slot }, 1, now, None)
         }
-        fn reroll_job(slot: Timestamp) -> NewJob {
-            NewJob::new(&Task::RerollBandit { slot }, 3, slot, None)
+        fn reroll_job(slot: Timestamp, now: Timestamp) -> NewJob {
+            NewJob::new(&Task::RerollBandit { slot }, 3, now, None)
         }
         [(TICK_SCHEDULE, self.cfg.tick_every, tick_job), (REROLL_SCHEDULE, self.cfg.reroll_every, reroll_job)]
     }
@@ -203,9 +204,7 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
                     continue;
                 }
                 for slot in due_slots(*last, now, *every, BACKFILL_MAX) {
-                    let mut new_job = job(slot);
-                    new_job.run_at = now;
-                    if self.ports.store.fire_slot(name, slot, new_job, now).await.is_ok() {
+                    if self.ports.store.fire_slot(name, slot, job(slot, now), now).await.is_ok() {
                         *last = (*last).max(Some(slot));
                     }
                 }
