@@ -14,6 +14,8 @@
 //! - `GET  /{ad}?fields=status,effective_status`
 //! - `GET  /ads_archive?search_page_ids=["page-1"]`
 //! - `GET  /_truth`: world-side spend, pauses and effects, for tests.
+//! - `POST /_launch?losers=N&winners=M`: launches new ads now (drawn like the
+//!   world's own), so a long test or demo keeps producing work to do.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -178,6 +180,7 @@ async fn truth(State(sb): State<Sandbox>) -> Response {
             json!({
                 "ad": s.id.as_str(),
                 "loser": s.loser,
+                "launched_at": w.launched_at(&s.id).map(|t| t.0),
                 "spend_cents": w.spend_between(&s.id, start, now),
                 "paused_at": w.paused_at(&s.id).map(|t| t.0),
             })
@@ -196,6 +199,25 @@ async fn truth(State(sb): State<Sandbox>) -> Response {
     .into_response()
 }
 
+/// `POST /_launch?losers=N&winners=M`: new ads, delivering from now.
+async fn launch(State(sb): State<Sandbox>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let count = |k: &str| -> Result<u32, String> {
+        q.get(k).map_or(Ok(0), |v| v.parse::<u32>().map_err(|_| format!("{k}={v:?} is not a count")))
+    };
+    let (losers, winners) = match (count("losers"), count("winners")) {
+        (Ok(l), Ok(w)) => (l, w),
+        (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let now = SystemClock.now();
+    match lock(&sb.world).launch(losers, winners, now) {
+        Ok(ids) => {
+            let ids: Vec<&str> = ids.iter().map(AdId::as_str).collect();
+            axum::Json(json!({"launched": ids, "at": now.0})).into_response()
+        }
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e).into_response(),
+    }
+}
+
 /// Serves until the process is stopped. Prints `listening on ADDR` once bound.
 pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<()> {
     let start = SystemClock.now();
@@ -208,6 +230,7 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
     };
     let app = Router::new()
         .route("/_truth", get(truth))
+        .route("/_launch", post(launch))
         .route("/", post(batch))
         .route("/{account}/insights", get(insights))
         .route("/{id}", get(ad_get).post(ad_post))

@@ -2,11 +2,15 @@
 //!
 //! A sandbox (`dlft sandbox serve`) plays the ads platform; `dlft run`
 //! processes share one store. Each process is told (`DLFT_HOLD_AT`) to stop
-//! at one probe site: in turn each phase of a kill (before the pause, after
-//! it, after `applied`, after the read-back), then the tick's and a job's
-//! last step. The test waits until a log says a process is there, SIGKILLs
-//! it exactly between those two phases, and restarts it 300 ms later as a
-//! supervisor would, holding at the next site. At the end the processes are
+//! at one probe site: in turn each phase of a kill (the tick's batch pause,
+//! before the kill job's pause, after it, after `applied`, after the
+//! read-back), then the tick's and a job's last step. The test waits
+//! (bounded) until a log says a process is there, SIGKILLs it exactly
+//! between those two phases, and restarts it 300 ms later as a supervisor
+//! would, holding at the next site; it goes on until every site was hit.
+//! The sandbox keeps producing work meanwhile (a new loser every 2 s), so
+//! kill phases keep being reached however slow the machine. Every child
+//! process is reaped when its guard drops, whether the test passes or panics. At the end the processes are
 //! stopped with SIGTERM, and the store is checked against the sandbox's
 //! truth: every pause in the world has exactly one committed intent
 //! (ledger = world), no ad was paused twice, every loser was killed,
@@ -36,6 +40,53 @@ use dlft_live::testenv::pg_url_or_skip;
 
 const KILLS: usize = 20;
 
+/// How long a kill may wait for some process to reach its probe site. The
+/// feeder keeps losers coming, so this is reached only when the loop is
+/// stuck; generous so that a slow or loaded machine only waits longer.
+const SITE_WAIT: Duration = Duration::from_secs(240);
+
+/// A child process that is killed and reaped when dropped: on success, on
+/// failure and on panic, so that no sandbox or runner outlives its test.
+struct Proc {
+    child: Child,
+    name: String,
+}
+
+impl Proc {
+    fn new(child: Child, name: impl Into<String>) -> Proc {
+        Proc { child, name: name.into() }
+    }
+
+    /// SIGKILL, then reap.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait (20 s at most) for the exit.
+    fn sigterm(&mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        for _ in 0..400 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        panic!("{}: did not stop within 20 s of SIGTERM", self.name);
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 fn dlft() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dlft"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -43,17 +94,19 @@ fn dlft() -> Command {
 }
 
 /// Starts the sandbox on an ephemeral port and returns it with its address.
-fn sandbox(seed: u64) -> (Child, String) {
+fn sandbox(seed: u64) -> (Proc, String) {
     let mut child = dlft()
         .args(["sandbox", "serve", "--seed", &seed.to_string(), "--addr", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("sandbox starts");
+    let stdout = child.stdout.take().unwrap();
+    let sb = Proc::new(child, "sandbox");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
     let addr = line.trim().strip_prefix("listening on ").expect("the sandbox prints its address").to_string();
-    (child, addr)
+    (sb, addr)
 }
 
 fn write_config(dir: &Path, name: &str, store_url: &str, sandbox: &str) -> PathBuf {
@@ -61,7 +114,7 @@ fn write_config(dir: &Path, name: &str, store_url: &str, sandbox: &str) -> PathB
         .unwrap()
         .replace("sqlite://dlft.db", store_url)
         .replace("name = \"local\"", &format!("name = \"{name}\""))
-        .replace("workers = 2", "workers = 1")
+        .replace("workers = 2", "workers = 1\nshutdown_grace_ms = 3000")
         .replace("127.0.0.1:9464", "127.0.0.1:0")
         .replace("http://127.0.0.1:8787", &format!("http://{sandbox}"));
     let path = dir.join(format!("{name}.toml"));
@@ -82,11 +135,11 @@ const HOLD_SITES: [&str; 8] = [
     "tick_after_decide",
     "before_finish",
 ];
-const KILL_PHASE_SITES: usize = 5;
 
-fn start_runner(config: &Path, log: &Path, hold: Option<&str>) -> Child {
+fn start_runner(config: &Path, log: &Path, hold: Option<&str>) -> Proc {
+    let name = config.file_stem().unwrap().to_string_lossy().into_owned();
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    dlft()
+    let child = dlft()
         .args(["run", "--config", config.to_str().unwrap()])
         .env("DLFT_HOLD_AT", hold.unwrap_or(""))
         .env("META_ACCESS_TOKEN", "sandbox-token")
@@ -95,7 +148,8 @@ fn start_runner(config: &Path, log: &Path, hold: Option<&str>) -> Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("dlft run starts")
+        .expect("dlft run starts");
+    Proc::new(child, format!("dlft run {name}"))
 }
 
 /// The app secret the webhook test's runner checks signatures with.
@@ -103,7 +157,7 @@ const WEBHOOK_SECRET: &str = "sandbox-app-secret";
 
 /// The address the runner logged for its HTTP server, once it has.
 async fn runner_http(log: &Path) -> String {
-    let give_up = Instant::now() + Duration::from_secs(20);
+    let give_up = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let addr = text
@@ -119,18 +173,6 @@ async fn runner_http(log: &Path) -> String {
     }
 }
 
-fn sigterm(child: &mut Child) -> std::process::ExitStatus {
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    for _ in 0..200 {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    panic!("dlft run did not stop within 10 s of SIGTERM");
-}
-
 async fn truth(sandbox: &str) -> serde_json::Value {
     let resp = reqwest::get(format!("http://{sandbox}/_truth")).await.expect("the truth endpoint answers");
     assert!(resp.status().is_success(), "truth endpoint: {}", resp.status());
@@ -142,91 +184,120 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// SIGKILLs a runner `KILLS` times, restarting it each time. Checks the
-/// store against the truth at the end and prints MTTR.
+/// Keeps the world producing work: one new loser every 2 s until dropped,
+/// so that kills (and with them every kill phase) keep happening for as
+/// long as the test needs them, however slow the machine.
+struct Feeder(tokio::task::JoinHandle<()>);
+
+impl Feeder {
+    fn start(sandbox: &str) -> Feeder {
+        let url = format!("http://{sandbox}/_launch?losers=1");
+        Feeder(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                match client.post(&url).send().await {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => {
+                        panic!("the sandbox refused a launch: {} {}", r.status(), r.text().await.unwrap_or_default())
+                    }
+                    Err(e) => eprintln!("feeder: {e}"),
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The log lines a process wrote since `from` (bytes), lossy.
+fn log_since(log: &Path, from: usize) -> String {
+    let bytes = std::fs::read(log).unwrap_or_default();
+    String::from_utf8_lossy(&bytes[from.min(bytes.len())..]).into_owned()
+}
+
+/// SIGKILLs a runner `KILLS` times, each time exactly at a probe site, and
+/// on until every site was hit; restarts it each time. Checks the store
+/// against the truth at the end and prints MTTR.
 async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[PathBuf], sandbox: &str) {
     let logs: Vec<PathBuf> = names.iter().map(|n| dir.join(format!("{n}.log"))).collect();
+    let feeder = Feeder::start(sandbox);
     // Every process holds at a probe site; whichever gets there first is
     // the one SIGKILLed, and its next life holds at the next site in turn.
     let mut sites: Vec<usize> = (0..configs.len()).collect();
     let mut next_site = configs.len();
-    let mut procs: Vec<Child> = configs
+    let mut procs: Vec<Proc> = configs
         .iter()
         .zip(&logs)
         .zip(&sites)
         .map(|((c, l), s)| start_runner(c, l, Some(HOLD_SITES[*s % HOLD_SITES.len()])))
         .collect();
     let mut log_from = vec![0usize; configs.len()];
-    // Let the loop get going: the first losers become killable after ~20 s.
-    tokio::time::sleep(Duration::from_secs(8)).await;
     let mut mttr = Vec::new();
     let mut held = [0usize; HOLD_SITES.len()];
-    let mut mid_kill = 0;
-    let mut misses = vec![0u32; configs.len()];
-    for k in 0..KILLS {
-        // Wait (up to 10 s: two ticks, as the tick's batch pause is reached
-        // only by ticks that approve kills) for a process to reach its site,
-        // so the SIGKILL lands exactly between two phases.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut victim = None;
-        while Instant::now() < deadline && victim.is_none() {
-            victim = (0..procs.len()).find(|&p| {
-                let log = std::fs::read(&logs[p]).unwrap();
-                String::from_utf8_lossy(&log[log_from[p].min(log.len())..]).contains("held at probe site")
-            });
+    let started = Instant::now();
+    while mttr.len() < KILLS || held.contains(&0) {
+        // Wait for a process to reach its site, so the SIGKILL lands exactly
+        // there (between two phases of a kill, for the kill sites).
+        let deadline = Instant::now() + SITE_WAIT;
+        let victim = loop {
+            if let Some(p) = (0..procs.len()).find(|&p| log_since(&logs[p], log_from[p]).contains("held at probe site"))
+            {
+                break p;
+            }
+            for (p, proc) in procs.iter_mut().enumerate() {
+                assert!(proc.running(), "{} exited on its own:\n{}", proc.name, log_since(&logs[p], log_from[p]));
+            }
+            if Instant::now() > deadline {
+                let waiting: Vec<String> = names
+                    .iter()
+                    .zip(&sites)
+                    .map(|(n, s)| format!("{n} at {}", HOLD_SITES[s % HOLD_SITES.len()]))
+                    .collect();
+                let open = store.intents().await.unwrap().iter().filter(|i| !i.phase.is_final()).count();
+                panic!(
+                    "no process reached its probe site within {SITE_WAIT:?} ({}); {} kills done, {open} kill intents open; \
+                     held so far {held:?}",
+                    waiting.join(", "),
+                    mttr.len()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let held_now = victim.is_some();
-        let victim = match victim {
-            Some(p) => {
-                held[sites[p] % HOLD_SITES.len()] += 1;
-                p
-            }
-            None => {
-                // None got there in time: prefer an instant with a kill intent open, for up to 1.5 s.
-                let deadline = Instant::now() + Duration::from_millis(500 + (k as u64 * 397) % 1_000);
-                while Instant::now() < deadline {
-                    if store.intents().await.unwrap().iter().any(|i| !i.phase.is_final()) {
-                        mid_kill += 1;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                k % procs.len()
-            }
         };
+        held[sites[victim] % HOLD_SITES.len()] += 1;
         let killed_at = SystemClock.now();
-        procs[victim].kill().unwrap(); // SIGKILL
-        procs[victim].wait().unwrap();
+        procs[victim].kill(); // SIGKILL
         tokio::time::sleep(Duration::from_millis(300)).await;
         log_from[victim] = std::fs::metadata(&logs[victim]).unwrap().len() as usize;
-        // A site that was not reached gets a second chance before the
-        // victim's next life moves on (kill sites are reached only while
-        // kills are under way).
-        if held_now || misses[victim] >= 1 {
-            misses[victim] = 0;
-            sites[victim] = next_site;
-            next_site += 1;
-        } else {
-            misses[victim] += 1;
-        }
+        sites[victim] = next_site;
+        next_site += 1;
         let hold = HOLD_SITES[sites[victim] % HOLD_SITES.len()];
         procs[victim] = start_runner(&configs[victim], &logs[victim], Some(hold));
         mttr.push(recovery(store, &format!("{}-1", names[victim]), killed_at).await);
     }
+    drop(feeder);
     let breakdown: Vec<String> = HOLD_SITES.iter().zip(held).map(|(s, n)| format!("{s} {n}")).collect();
-    let between_kill_phases: usize = held[..KILL_PHASE_SITES].iter().sum();
     eprintln!(
-        "kills held at a probe site: {} of {KILLS} ({}); {mid_kill} more with a kill intent open",
-        held.iter().sum::<usize>(),
-        breakdown.join(", ")
+        "{} kills, each held at a probe site ({}), in {:.0} s",
+        mttr.len(),
+        breakdown.join(", "),
+        started.elapsed().as_secs_f64()
     );
-    assert!(between_kill_phases >= 2, "at least two kills land between a kill's phases: {breakdown:?}");
-    // Converge with no faults, then stop every process gracefully.
-    tokio::time::sleep(Duration::from_secs(25)).await;
-    for (p, n) in procs.iter_mut().zip(names) {
-        let status = sigterm(p);
-        assert!(status.success(), "{n}: SIGTERM is a clean exit, got {status}");
+    // Stop every process gracefully (one may be holding a job at its site),
+    // then run them again with no fault until the world is settled.
+    for p in procs.iter_mut() {
+        let status = p.sigterm();
+        assert!(status.success(), "{}: SIGTERM is a clean exit, got {status}", p.name);
+    }
+    let mut procs: Vec<Proc> = configs.iter().zip(&logs).map(|(c, l)| start_runner(c, l, None)).collect();
+    settle(store, sandbox).await;
+    for p in procs.iter_mut() {
+        let status = p.sigterm();
+        assert!(status.success(), "{}: SIGTERM is a clean exit, got {status}", p.name);
     }
     mttr.sort_unstable();
     eprintln!(
@@ -236,8 +307,32 @@ async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[
         percentile(&mttr, 0.99),
         mttr.last().unwrap()
     );
-    assert_eq!(mttr.len(), KILLS);
     check_against_truth(store, sandbox).await;
+}
+
+/// Waits (up to 180 s) until every loser in the world is paused and every
+/// kill intent in the store is final.
+async fn settle<S: Store>(store: &S, sandbox: &str) {
+    let give_up = Instant::now() + Duration::from_secs(180);
+    loop {
+        let t = truth(sandbox).await;
+        let running: Vec<&str> = t["ads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["loser"] == true && a["paused_at"].is_null())
+            .map(|a| a["ad"].as_str().unwrap())
+            .collect();
+        let open = store.intents().await.unwrap().iter().filter(|i| !i.phase.is_final()).count();
+        if running.is_empty() && open == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "not settled 180 s after the faults stopped: losers still running {running:?}, {open} intents open"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Wall ms from `killed_at` until `victim` booted again and every job its
@@ -323,7 +418,7 @@ async fn postgres_two_processes_survive_sigkill_with_nothing_leaked() {
     let configs =
         [write_config(dir.path(), "a", &runner_url, &addr), write_config(dir.path(), "b", &runner_url, &addr)];
     crash_loop(&store, dir.path(), &["a", "b"], &configs, &addr).await;
-    sb.kill().unwrap();
+    sb.kill();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
         .execute(store.pool())
         .await
@@ -338,7 +433,7 @@ async fn sqlite_one_process_survives_sigkill_with_nothing_leaked() {
     let (mut sb, addr) = sandbox(11);
     let configs = [write_config(dir.path(), "solo", &url, &addr)];
     crash_loop(&store, dir.path(), &["solo"], &configs, &addr).await;
-    sb.kill().unwrap();
+    sb.kill();
 }
 
 /// A TCP proxy in front of PostgreSQL that the test can cut: every open
@@ -426,7 +521,7 @@ async fn postgres_vanishing_mid_run_loses_no_claimed_work() {
     let cut_at = SystemClock.now();
     let seq_at_cut = store.events(0).await.unwrap().last().map_or(0, |e| e.seq);
     tokio::time::sleep(Duration::from_secs(8)).await;
-    assert!(runner.try_wait().unwrap().is_none(), "the runner survives the outage");
+    assert!(runner.running(), "the runner survives the outage");
     let written = store.events(seq_at_cut).await.unwrap();
     assert!(
         written.iter().all(|e| e.at.0 < cut_at.0 + 1_000),
@@ -473,7 +568,7 @@ async fn postgres_vanishing_mid_run_loses_no_claimed_work() {
     assert!(value("dlft_claims_total ") > 0, "{metrics}");
     assert_eq!(value("dlft_spend_after_kill_minor"), 0, "no leak: {metrics}");
     assert_eq!(metrics.lines().filter(|l| l.starts_with("dlft_intents{phase=\"committed\"}")).count(), 1);
-    let status = sigterm(&mut runner);
+    let status = runner.sigterm();
     assert!(status.success(), "SIGTERM is a clean exit, got {status}");
     for id in &held {
         let job = store.job(dlft_core::ids::JobId(*id as u64)).await.unwrap().unwrap();
@@ -485,7 +580,7 @@ async fn postgres_vanishing_mid_run_loses_no_claimed_work() {
         .unwrap();
     assert_eq!(discarded, 0, "no job was discarded for the outage");
     check_against_truth(&store, &addr).await;
-    sb.kill().unwrap();
+    sb.kill();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
         .execute(store.pool())
         .await
@@ -566,7 +661,28 @@ async fn webhooks_are_signed_checked_and_only_ask_for_a_read_back() {
     assert!(reconciles().await <= 2);
     // ad-001 was not being killed: the read-back changed nothing.
     assert!(!done.iter().any(|e| e.cause.starts_with("webhook reconcile")), "a hint alone changed an intent");
-    let status = sigterm(&mut runner);
+    let status = runner.sigterm();
     assert!(status.success(), "SIGTERM is a clean exit, got {status}");
-    sb.kill().unwrap();
+    sb.kill();
+}
+
+/// `POST /_launch` on the sandbox: new ads deliver from now, appear in the
+/// truth with their launch time, and bad counts are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandbox_launches_ads_on_request() {
+    let (_sb, addr) = sandbox(3);
+    let client = reqwest::Client::new();
+    let launch = |q: &str| client.post(format!("http://{addr}/_launch?{q}")).send();
+    let resp = launch("losers=2&winners=1").await.unwrap();
+    assert!(resp.status().is_success());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let ids: Vec<&str> = body["launched"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(ids, ["ad-041", "ad-042", "ad-043"], "after the world's 40 ads");
+    let t = truth(&addr).await;
+    let ads = t["ads"].as_array().unwrap();
+    let launched: Vec<&serde_json::Value> = ads.iter().filter(|a| ids.contains(&a["ad"].as_str().unwrap())).collect();
+    assert_eq!(launched.iter().filter(|a| a["loser"] == true).count(), 2);
+    assert!(launched.iter().all(|a| a["launched_at"].as_u64().unwrap() > t["start"].as_u64().unwrap()));
+    assert_eq!(launch("losers=abc").await.unwrap().status(), 400);
+    assert_eq!(launch("winners=5000").await.unwrap().status(), 422);
 }

@@ -39,6 +39,9 @@ struct Purchase {
 #[derive(Clone, Debug)]
 struct AdState {
     spec: AdSpec,
+    /// When the ad began to deliver: the world's start, or the instant it
+    /// was launched later ([`AdsWorld::launch`]).
+    launched: Timestamp,
     /// Paused spans `[from, until)`, in order; the last may be open.
     pauses: Vec<(Timestamp, Option<Timestamp>)>,
     purchases: Vec<Purchase>,
@@ -95,7 +98,16 @@ pub struct AdsWorld {
     page_rng: ChaCha8Rng,
     bills: Vec<Bill>,
     model_call_cents: i64,
+    /// What a launched ad is drawn from (the scenario's `[world]`).
+    launch_spec: crate::scenario::WorldSection,
+    /// Launched ads draw from their own stream, so launches do not move
+    /// the purchase draws of a world that has none.
+    launch_rng: ChaCha8Rng,
 }
+
+/// Ids stay `ad-NNN`, so a launched ad sorts after every earlier one and
+/// insights pages already handed out keep their offsets.
+pub const MAX_ADS: usize = 999;
 
 /// One page of `rows` after the opaque cursor `after` (`o{offset}`): the
 /// page's `[start, end)` range, or `None` for a cursor this world never gave.
@@ -122,6 +134,8 @@ impl AdsWorld {
         let mut rng = rng;
         let mut page_rng = rng.clone();
         page_rng.set_stream(rng.get_stream() + 1_000);
+        let mut launch_rng = rng.clone();
+        launch_rng.set_stream(rng.get_stream() + 2_000);
         let mut pages = BTreeMap::new();
         if let Some(scan) = &scn.scan {
             for i in 0..scan.pages {
@@ -145,7 +159,7 @@ impl AdsWorld {
                 order_value_cents: draw(&mut rng, w.order_value_cents) as i64,
                 loser,
             };
-            ads.insert(id, AdState { spec, pauses: Vec::new(), purchases: Vec::new() });
+            ads.insert(id, AdState { spec, launched: start, pauses: Vec::new(), purchases: Vec::new() });
         }
         AdsWorld {
             start,
@@ -160,7 +174,48 @@ impl AdsWorld {
             page_rng,
             bills: Vec::new(),
             model_call_cents,
+            launch_spec: w.clone(),
+            launch_rng,
         }
+    }
+
+    /// Launches `losers` losing and `winners` winning ads at `now` (drawn
+    /// like the scenario's own), after every existing ad in id order.
+    /// Returns their ids; refuses to go past [`MAX_ADS`].
+    pub fn launch(&mut self, losers: u32, winners: u32, now: Timestamp) -> Result<Vec<AdId>, String> {
+        let n = losers as usize + winners as usize;
+        if self.ads.len() + n > MAX_ADS {
+            return Err(format!(
+                "the world holds at most {MAX_ADS} ads; it has {} and {n} more were asked",
+                self.ads.len()
+            ));
+        }
+        self.advance_to(now);
+        // Whole seconds only, so the purchase draws of `advance_to` see the
+        // ad from its first full second.
+        let launched = self.start + Millis::from_secs(now.since(self.start).0.div_ceil(1000));
+        let w = &self.launch_spec;
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let loser = i < losers as usize;
+            let id = AdId::new(format!("ad-{:03}", self.ads.len() + 1));
+            let cpa = if loser { w.loser_cpa_cents } else { w.winner_cpa_cents };
+            let spec = AdSpec {
+                id: id.clone(),
+                spend_cents_per_min: draw(&mut self.launch_rng, w.spend_cents_per_min) as i64,
+                true_cpa_cents: draw(&mut self.launch_rng, cpa) as i64,
+                order_value_cents: draw(&mut self.launch_rng, w.order_value_cents) as i64,
+                loser,
+            };
+            self.ads.insert(id.clone(), AdState { spec, launched, pauses: Vec::new(), purchases: Vec::new() });
+            out.push(id);
+        }
+        Ok(out)
+    }
+
+    /// When the ad began to deliver.
+    pub fn launched_at(&self, ad: &AdId) -> Option<Timestamp> {
+        self.ads.get(ad).map(|a| a.launched)
     }
 
     pub fn specs(&self) -> impl Iterator<Item = &AdSpec> {
@@ -177,7 +232,7 @@ impl AdsWorld {
         while self.drawn_s < target_s {
             let second = self.start + Millis::from_secs(self.drawn_s);
             for ad in self.ads.values_mut() {
-                if ad.is_paused_at(second) {
+                if second < ad.launched || ad.is_paused_at(second) {
                     continue;
                 }
                 // P(purchase in this second) = (rate/60) / cpa = rate / (60 cpa).
@@ -212,9 +267,12 @@ impl AdsWorld {
     }
 
     fn cumulative_spend(&self, ad: &AdState, t: Timestamp) -> i64 {
+        if t <= ad.launched {
+            return 0;
+        }
         let paused_ms: u64 =
             ad.pauses.iter().map(|&(from, until)| until.map_or(t, |u| u.min(t)).since(from.min(t)).0).sum();
-        let active_ms = t.since(self.start).0 - paused_ms;
+        let active_ms = t.since(ad.launched).0 - paused_ms;
         ad.spec.spend_cents_per_min * active_ms as i64 / 60_000
     }
 
@@ -349,5 +407,27 @@ mod tests {
         assert!(late > early, "late attribution: {early} then {late}");
         let spend = |now| w.insights(at(0), at(4), now).iter().map(|r| r.spend.minor).sum::<i64>();
         assert_eq!(spend(at(5)), spend(at(10)), "closed buckets' spend is final");
+    }
+
+    #[test]
+    fn a_launched_ad_spends_from_its_launch_and_sorts_last() {
+        let mut w = world();
+        let at = |s: u64| EPOCH + Millis::from_secs(s);
+        let before: Vec<AdId> = w.specs().map(|s| s.id.clone()).collect();
+        let ids = w.launch(2, 1, at(90) + Millis(400)).unwrap();
+        assert_eq!(ids.len(), 3);
+        let all: Vec<AdId> = w.specs().map(|s| s.id.clone()).collect();
+        assert_eq!(&all[..before.len()], &before[..], "launched ads sort after every earlier one");
+        assert_eq!(&all[before.len()..], &ids[..]);
+        assert!(w.is_loser(&ids[0]) && w.is_loser(&ids[1]) && !w.is_loser(&ids[2]));
+        let ad = &ids[0];
+        assert_eq!(w.launched_at(ad), Some(at(91)), "launched at the next whole second");
+        let per_min = w.specs().find(|s| &s.id == ad).unwrap().spend_cents_per_min;
+        assert_eq!(w.spend_between(ad, at(0), at(91)), 0, "nothing before its launch");
+        assert_eq!(w.spend_between(ad, at(0), at(151)), per_min);
+        w.advance_to(at(600));
+        let rows = w.insights(at(0), at(600), at(600));
+        assert!(rows.iter().filter(|r| ids.contains(&r.ad)).all(|r| r.bucket_start >= at(60)), "no rows before launch");
+        assert!(w.launch(1000, 0, at(600)).is_err(), "ids are bounded");
     }
 }
