@@ -8,6 +8,17 @@
 //!   processes on one PostgreSQL share the queue safely (SKIP LOCKED claims,
 //!   fenced writes).
 //! - SIGTERM or Ctrl-C: stop claiming, hand every claim back, exit 0.
+//! - Worker identity: each worker beats its presence (host, pid) into the
+//!   store. A process whose worker ids are held by a live process (another
+//!   pid on this host that is still running, or a beat within one lease from
+//!   another host) refuses to start and says who holds them. A worker that
+//!   finds itself replaced (a newer boot of its id) stops at once, and the
+//!   process logs it as an error and exits 1: never a silent stall.
+//! - `GET /health`: 200 or 503 with a JSON body: store reachable, each
+//!   worker's state and the age of its last claim round, claim and beat, the
+//!   age of the last successful platform call, open breakers. 503 when the
+//!   store does not answer, a worker stopped or was replaced, or a worker
+//!   has not completed a claim round within `3 × lease_ms` (a stall).
 //! - Every state transition the store records is logged through `tracing`.
 //! - `GET /health` and `GET /metrics` (Prometheus text) on a loopback address.
 //! - Fault injection for the real crash test: `DLFT_HOLD_AT=<probe site>`
@@ -31,9 +42,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tracing::{error, info, warn};
 
+use dlft_core::config::PresenceConfig;
+use dlft_core::ids::WorkerId;
 use dlft_core::probe::{Probe, Site};
 use dlft_core::store::Store;
-use dlft_core::worker::{Ports, Worker};
+use dlft_core::time::{Clock, Millis, Timestamp};
+use dlft_core::worker::{Ports, Pulse, Worker};
 use dlft_live::SystemClock;
 use dlft_live::config::RunConfig;
 use dlft_live::meta::{MetaAds, Secret};
@@ -129,6 +143,138 @@ fn seed_of(id: &str) -> u64 {
     id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// The runner's own refusal or failure with a cause worth a distinct exit
+/// code: 1 (the loop ran and stopped) rather than 2 (bad input).
+#[derive(Debug)]
+pub struct Stopped(pub String);
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// This machine's name, as the store records it beside the pid.
+#[allow(clippy::disallowed_methods, reason = "identity comes from the operating system")]
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Whether `pid` on this host is a running `dlft` process (not a zombie,
+/// not a reused pid of another program).
+#[allow(clippy::disallowed_methods, reason = "liveness comes from the operating system")]
+fn dlft_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc").join(pid.to_string());
+    let Ok(stat) = std::fs::read_to_string(proc.join("stat")) else { return false };
+    // Field 3, after the parenthesised command name, is the state.
+    let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']));
+    let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+    !zombie && String::from_utf8_lossy(argv0).contains("dlft")
+}
+
+/// Who holds `ids` right now, if a live process does: refuses to start
+/// rather than replace a running worker (two processes with the same
+/// `runner.name`: a deploy overlap, a debug run).
+async fn check_ids_free<S: Store>(store: &S, ids: &[WorkerId], host: &str, live_for: Millis) -> Result<()> {
+    let rows = store.workers().await.context("reading the store's workers")?;
+    let now = SystemClock.now();
+    let me = std::process::id();
+    for row in rows.iter().filter(|r| ids.contains(&r.worker)) {
+        let Some(beat) = row.beat_at else { continue };
+        let age = now.since(beat);
+        let live = if row.host == host { row.pid != me && dlft_alive(row.pid) } else { age < live_for };
+        if live {
+            error!(worker = %row.worker, holder_host = %row.host, holder_pid = row.pid, last_beat_ms_ago = age.0,
+                   "worker id in use by a live process; refusing to start");
+            anyhow::bail!(
+                "worker id {} is in use by a live process: pid {} on {}, last beat {} ms ago. Stop that process, \
+                 or give this one another [runner] name",
+                row.worker,
+                row.pid,
+                row.host,
+                age.0
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What `/health` reads.
+#[derive(Clone)]
+struct Health<S> {
+    store: S,
+    ads: Arc<MetaAds>,
+    workers: Vec<(String, Arc<Pulse>)>,
+    stall_after: Millis,
+}
+
+async fn health<S: Store>(State(h): State<Health<S>>) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    use serde_json::json;
+    let now = SystemClock.now();
+    let ago = |t: Option<Timestamp>| t.map(|t| now.since(t).0);
+    let mut problems: Vec<String> = Vec::new();
+    let schedules = tokio::time::timeout(Duration::from_secs(2), h.store.schedules()).await;
+    let (store, breakers) = match schedules {
+        Ok(Ok(rows)) => {
+            let open: Vec<String> = rows.into_iter().filter(|r| !r.enabled).map(|r| r.name).collect();
+            (json!({"reachable": true}), open)
+        }
+        Ok(Err(e)) => {
+            problems.push(format!("store: {e}"));
+            (json!({"reachable": false, "error": e.to_string()}), Vec::new())
+        }
+        Err(_) => {
+            problems.push("store: no answer within 2 s".into());
+            (json!({"reachable": false, "error": "no answer within 2 s"}), Vec::new())
+        }
+    };
+    let workers: Vec<serde_json::Value> = h
+        .workers
+        .iter()
+        .map(|(id, p)| {
+            let state = match p.state.load(Ordering::SeqCst) {
+                Pulse::RUNNING => "running",
+                Pulse::STOPPED => "stopped",
+                _ => "replaced",
+            };
+            let round = ago(Pulse::at(&p.claim_round_at));
+            if state != "running" {
+                problems.push(format!("worker {id} {state}"));
+            } else if round.is_none_or(|ms| ms > h.stall_after.0) {
+                problems.push(format!("worker {id}: no claim round for over {} ms", h.stall_after.0));
+            }
+            json!({
+                "id": id,
+                "state": state,
+                "last_claim_round_ms_ago": round,
+                "last_claim_ms_ago": ago(Pulse::at(&p.claimed_at)),
+                "last_beat_ms_ago": ago(Pulse::at(&p.beat_at)),
+            })
+        })
+        .collect();
+    let status = if problems.is_empty() { "ok" } else { "unhealthy" };
+    let body = json!({
+        "status": status,
+        "problems": problems,
+        "store": store,
+        "workers": workers,
+        "platform": {"last_ok_ms_ago": ago(h.ads.last_ok())},
+        "breakers_open": breakers,
+    });
+    let code =
+        if problems.is_empty() { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+    (code, axum::Json(body))
+}
+
 async fn serve<S>(
     store: S,
     cfg: &RunConfig,
@@ -140,14 +286,27 @@ where
     S: Store + Stats + Clone + Send + Sync + 'static,
 {
     let stop = Arc::new(AtomicBool::new(false));
+    let host = host_name();
+    let lease_for = cfg.worker_config(0).lease_for;
+    let wcfgs: Vec<_> = (0..cfg.runner.workers).map(|i| cfg.worker_config(i)).collect();
+    let ids: Vec<WorkerId> = wcfgs.iter().map(|w| w.worker.clone()).collect();
+    // A worker silent for a whole lease is as dead as its leases.
+    check_ids_free(&store, &ids, &host, lease_for).await?;
+    let pulses: Vec<Arc<Pulse>> = ids.iter().map(|_| Arc::new(Pulse::default())).collect();
     let listener = tokio::net::TcpListener::bind(cfg.runner.http)
         .await
         .with_context(|| format!("binding the health/metrics address {}", cfg.runner.http))?;
     info!(addr = %listener.local_addr()?, "health and metrics");
+    let health_state = Health {
+        store: store.clone(),
+        ads: ads.clone(),
+        workers: ids.iter().map(ToString::to_string).zip(pulses.iter().cloned()).collect(),
+        stall_after: Millis(lease_for.0 * 3),
+    };
     let mut app = Router::new()
-        .route("/health", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics::<S>))
-        .with_state(store.clone());
+        .route("/health", get(health::<S>))
+        .with_state(health_state)
+        .merge(Router::new().route("/metrics", get(metrics::<S>)).with_state(store.clone()));
     if let Some(secret) = webhook_secret {
         info!("webhooks: POST /webhooks/meta (signed with the app secret)");
         let hooks = Router::new()
@@ -159,39 +318,71 @@ where
     let http = tokio::spawn(async move { axum::serve(listener, app).await });
     let log = tokio::spawn(log_events(store.clone(), stop.clone()));
 
-    let mut workers = Vec::new();
-    for i in 0..cfg.runner.workers {
-        let wcfg = cfg.worker_config(i);
+    let mut workers = tokio::task::JoinSet::new();
+    for (mut wcfg, pulse) in wcfgs.into_iter().zip(pulses) {
         let id = wcfg.worker.to_string();
+        wcfg.presence = Some(PresenceConfig {
+            host: host.clone(),
+            pid: std::process::id(),
+            every: Millis((lease_for.0 / 3).max(100)),
+        });
         let mut worker = Worker {
             ports: Ports { store: store.clone(), ads: ads.clone(), clock: SystemClock, probe: probe.clone() },
             cfg: wcfg,
             loop_cfg: cfg.loop_config(),
             rng: ChaCha8Rng::seed_from_u64(seed_of(&id)),
             stop: stop.clone(),
+            pulse,
         };
-        info!(worker = %id, "worker starting");
-        workers.push(tokio::spawn(async move {
+        info!(worker = %id, host = %host, pid = std::process::id(), "worker starting");
+        workers.spawn(async move {
             let out = worker.run(None).await;
             (id, out)
-        }));
+        });
     }
 
-    wait_for_signal().await;
-    info!("stopping: no new claims; handing claims back");
+    // Until a signal, or until a worker stops on its own (replaced by a
+    // newer boot of its id): then every worker stops and the process fails.
+    let failed = tokio::select! {
+        () = wait_for_signal() => {
+            info!("stopping: no new claims; handing claims back");
+            None
+        }
+        Some(done) = workers.join_next() => {
+            let why = match done {
+                Ok((id, Err(e))) => format!(
+                    "worker {id} stopped: {e}. Another process booted the same worker id \
+                     (same [runner] name?); this process stops rather than run half its loop"
+                ),
+                Ok((id, Ok(()))) => format!("worker {id} stopped on its own"),
+                Err(e) => format!("a worker task failed: {e}"),
+            };
+            error!(why = %why, "stopping");
+            Some(why)
+        }
+    };
     stop.store(true, Ordering::SeqCst);
     let grace = Duration::from_millis(cfg.runner.shutdown_grace_ms);
-    for w in workers {
-        match tokio::time::timeout(grace, w).await {
-            Ok(Ok((id, Ok(())))) => info!(worker = %id, "worker stopped"),
-            Ok(Ok((id, Err(e)))) => error!(worker = %id, error = %e, "worker stopped with an error"),
-            Ok(Err(e)) => error!(error = %e, "worker task failed"),
-            Err(_) => warn!("a worker did not stop within the grace period; its leases will expire"),
+    let stopped = tokio::time::timeout(grace, async {
+        while let Some(done) = workers.join_next().await {
+            match done {
+                Ok((id, Ok(()))) => info!(worker = %id, "worker stopped"),
+                Ok((id, Err(e))) => error!(worker = %id, error = %e, "worker stopped with an error"),
+                Err(e) => error!(error = %e, "worker task failed"),
+            }
         }
+    })
+    .await;
+    if stopped.is_err() {
+        warn!("a worker did not stop within the grace period; its leases will expire");
+        workers.abort_all();
     }
     http.abort();
     let _ = log.await;
-    Ok(())
+    match failed {
+        Some(why) => Err(Stopped(why).into()),
+        None => Ok(()),
+    }
 }
 
 /// Webhook bodies larger than this are refused (413) unread.

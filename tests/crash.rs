@@ -517,10 +517,16 @@ async fn postgres_vanishing_mid_run_loses_no_claimed_work() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
+    let http = runner_http(&log).await;
+    assert_eq!(get_health(&http).await.0, 200, "healthy before the cut");
     proxy.cut();
     let cut_at = SystemClock.now();
     let seq_at_cut = store.events(0).await.unwrap().last().map_or(0, |e| e.seq);
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (code, body) = get_health(&http).await;
+    assert_eq!(code, 503, "/health tells the truth while the database is gone: {body}");
+    assert_eq!(body["store"]["reachable"], false, "{body}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(runner.running(), "the runner survives the outage");
     let written = store.events(seq_at_cut).await.unwrap();
     assert!(
@@ -552,14 +558,9 @@ async fn postgres_vanishing_mid_run_loses_no_claimed_work() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await; // let the last commits land
+    let (code, body) = get_health(&http).await;
+    assert_eq!(code, 200, "healthy again once the database is back: {body}");
     // The runner's own metrics agree: claims were made, nothing leaked.
-    let log_text = std::fs::read_to_string(&log).unwrap();
-    let http = log_text
-        .lines()
-        .find(|l| l.contains("health and metrics"))
-        .and_then(|l| l.split("addr=").nth(1))
-        .map(|a| a.split_whitespace().next().unwrap().to_string())
-        .expect("the runner logs its metrics address");
     let metrics = reqwest::get(format!("http://{http}/metrics")).await.unwrap().text().await.unwrap();
     let value = |name: &str| -> i64 {
         let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
@@ -685,4 +686,83 @@ async fn the_sandbox_launches_ads_on_request() {
     assert!(launched.iter().all(|a| a["launched_at"].as_u64().unwrap() > t["start"].as_u64().unwrap()));
     assert_eq!(launch("losers=abc").await.unwrap().status(), 400);
     assert_eq!(launch("winners=5000").await.unwrap().status(), 422);
+}
+
+async fn get_health(http: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::get(format!("http://{http}/health")).await.expect("/health answers");
+    let code = resp.status().as_u16();
+    (code, resp.json().await.expect("/health is JSON"))
+}
+
+/// Waits (up to `limit`) for the process to exit on its own.
+fn wait_exit(p: &mut Proc, limit: Duration) -> Option<std::process::ExitStatus> {
+    let give_up = Instant::now() + limit;
+    while Instant::now() < give_up {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// The silent stall, reproduced and closed. A second `dlft run` with the
+/// same `runner.name` (a deploy overlap, a debug run) refuses to start and
+/// names the live holder; the first keeps claiming and stays healthy. A
+/// worker replaced behind its back (its id booted by someone else) stops at
+/// once: its process logs an error and exits 1, never a silent stall.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_runner_with_the_same_name_is_refused_and_a_replaced_one_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("dlft.db").display());
+    let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
+    let (_sb, addr) = sandbox(13);
+    let config = write_config(dir.path(), "twin", &url, &addr);
+    let log_a = dir.path().join("a.log");
+    let mut a = start_runner(&config, &log_a, None);
+    let http = runner_http(&log_a).await;
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, body) = get_health(&http).await;
+        if code == 200 && body["workers"][0]["last_beat_ms_ago"].is_u64() {
+            assert_eq!(body["status"], "ok", "{body}");
+            assert_eq!(body["store"]["reachable"], true, "{body}");
+            break;
+        }
+        assert!(Instant::now() < give_up, "the first runner never became healthy: {code} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The overlap: the same config again.
+    let log_b = dir.path().join("b.log");
+    let mut b = start_runner(&config, &log_b, None);
+    let status = wait_exit(&mut b, Duration::from_secs(60)).expect("the second runner exits on its own");
+    let said = std::fs::read_to_string(&log_b).unwrap();
+    assert_eq!(status.code(), Some(2), "refused at start: {said}");
+    assert!(said.contains("in use by a live process"), "{said}");
+    assert!(said.contains(&format!("pid {}", a.child.id())), "names the holder: {said}");
+    assert!(!said.contains("worker starting"), "no worker of the second runner started: {said}");
+
+    // The first runner keeps working: new claims, and healthy.
+    let seq = store.events(0).await.unwrap().last().map_or(0, |e| e.seq);
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let claims = store.events(seq).await.unwrap();
+        if claims.iter().any(|e| e.kind == EventKind::JobClaimed && e.cause.contains("twin-1")) {
+            break;
+        }
+        assert!(Instant::now() < give_up, "the first runner made no claim after the overlap");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, body) = get_health(&http).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["workers"][0]["state"], "running", "{body}");
+    assert!(a.running());
+
+    // Replaced behind its back: the store boots its worker id.
+    store.boot(&dlft_core::ids::WorkerId::new("twin-1"), SystemClock.now()).await.unwrap();
+    let status = wait_exit(&mut a, Duration::from_secs(30)).expect("a replaced runner exits on its own");
+    let said = std::fs::read_to_string(&log_a).unwrap();
+    assert_eq!(status.code(), Some(1), "a replaced runner fails: {said}");
+    assert!(said.contains("ERROR") && said.contains("worker twin-1 stopped"), "says so: {said}");
 }

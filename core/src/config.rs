@@ -85,6 +85,18 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
     #[serde(default)]
     pub sabotage: Sabotage,
+    /// Where this worker runs, beaten into the store (production); `None`
+    /// in the sim, whose workers are told apart by the scenario.
+    #[serde(default)]
+    pub presence: Option<PresenceConfig>,
+}
+
+/// A worker's presence: its host and process, and how often it beats.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceConfig {
+    pub host: String,
+    pub pid: u32,
+    pub every: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +227,7 @@ impl LoopSettings {
                 window: Millis::from_secs(self.retry_window_s),
             },
             sabotage,
+            presence: None,
         }
     }
 }

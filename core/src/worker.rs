@@ -11,9 +11,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
-use futures_util::future::{BoxFuture, FutureExt, join_all};
+use futures_util::future::{BoxFuture, FutureExt, try_join_all};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -26,7 +26,7 @@ use crate::money::{Currency, Money};
 use crate::probe::{Probe, Site};
 use crate::reroll::REROLL_SCHEDULE;
 use crate::scheduler::{Admission, BACKFILL_MAX, TICK_SCHEDULE, admit, due_slots};
-use crate::store::{Claim, ClaimRequest, Job, Lease, NewJob, Outcome, Store, StoreError, Task, WriteBatch};
+use crate::store::{Claim, ClaimRequest, Job, Lease, NewJob, Outcome, Presence, Store, StoreError, Task, WriteBatch};
 use crate::telemetry::CostRow;
 use crate::time::{Clock, Millis, Timestamp};
 use crate::{actuator, reroll, scan, tick, webhook};
@@ -108,6 +108,42 @@ pub struct Worker<S, A, C, P, R> {
     pub rng: R,
     /// Set to stop gracefully (SIGTERM in production).
     pub stop: Arc<AtomicBool>,
+    /// What the worker last achieved, for a health check to read.
+    pub pulse: Arc<Pulse>,
+}
+
+/// What a running worker last achieved, written by the worker and read by
+/// anyone (a health endpoint): times in ms since the epoch, 0 = never.
+#[derive(Debug, Default)]
+pub struct Pulse {
+    /// The store last answered one of this worker's claim rounds.
+    pub claim_round_at: AtomicU64,
+    /// The worker last claimed a job.
+    pub claimed_at: AtomicU64,
+    /// The store last accepted the worker's presence beat.
+    pub beat_at: AtomicU64,
+    /// [`Pulse::RUNNING`], [`Pulse::STOPPED`] or [`Pulse::REPLACED`].
+    pub state: AtomicU8,
+}
+
+impl Pulse {
+    pub const RUNNING: u8 = 0;
+    /// Stopped as asked (`stop` set, or `until` reached).
+    pub const STOPPED: u8 = 1;
+    /// A newer boot of the same worker id replaced this one: it stopped.
+    pub const REPLACED: u8 = 2;
+
+    fn mark(at: &AtomicU64, now: Timestamp) {
+        at.fetch_max(now.0, Ordering::Relaxed);
+    }
+
+    /// The time an atomic holds, if set.
+    pub fn at(at: &AtomicU64) -> Option<Timestamp> {
+        match at.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(Timestamp(t)),
+        }
+    }
 }
 
 /// What a pool's in-flight future comes back with.
@@ -122,9 +158,13 @@ enum Done {
 impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + Sync> Worker<S, A, C, P, R> {
     /// Boots (retrying until the store answers), then runs the schedules and
     /// every pool until `until` (forever with `None`) or until `stop` is set.
-    /// Returns early only if the store says this process was replaced.
+    /// Returns early, with every loop stopped, as soon as the store says
+    /// this incarnation was replaced (a newer boot of the same worker id):
+    /// a replaced worker must not go on firing schedules while its pools
+    /// can claim nothing.
     pub async fn run(&mut self, until: Option<Timestamp>) -> Result<(), StoreError> {
         let incarnation = self.boot().await;
+        self.pulse.state.store(Pulse::RUNNING, Ordering::SeqCst);
         let mut pool_rngs: Vec<ChaCha8Rng> = Vec::new();
         for _ in &self.cfg.pools {
             pool_rngs.push(ChaCha8Rng::seed_from_u64(self.rng.next_u64()));
@@ -139,7 +179,36 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
             .map(|(pool, rng)| this.run_pool(pool, incarnation, rng, until).boxed());
         let mut all: Vec<BoxFuture<'_, Result<(), StoreError>>> = vec![schedules];
         all.extend(pools);
-        join_all(all).await.into_iter().collect()
+        if let Some(presence) = &this.cfg.presence {
+            all.push(this.run_presence(presence, incarnation, until).boxed());
+        }
+        // The first error (a replaced incarnation) drops every other loop.
+        let out = try_join_all(all).await.map(drop);
+        let state = if out.is_ok() { Pulse::STOPPED } else { Pulse::REPLACED };
+        self.pulse.state.store(state, Ordering::SeqCst);
+        out
+    }
+
+    /// Beats the worker's presence into the store every `every`: where it
+    /// runs and that it is alive. Fails as soon as the store says this
+    /// incarnation was replaced, even when the pools have nothing to claim.
+    async fn run_presence(
+        &self,
+        cfg: &crate::config::PresenceConfig,
+        incarnation: Incarnation,
+        until: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let presence = Presence { worker: self.cfg.worker.clone(), incarnation, host: cfg.host.clone(), pid: cfg.pid };
+        while !self.should_stop(until) {
+            let now = self.ports.clock.now();
+            match self.ports.store.beat(&presence, now).await {
+                Ok(()) => Pulse::mark(&self.pulse.beat_at, now),
+                Err(e @ StoreError::StaleIncarnation { .. }) => return Err(e),
+                Err(_) => {} // unanswered: the next beat tries again
+            }
+            self.ports.clock.sleep(cfg.every).await;
+        }
+        Ok(())
     }
 
     fn should_stop(&self, until: Option<Timestamp>) -> bool {
@@ -262,9 +331,14 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
                     limit: free,
                     lease_for: self.cfg.lease_for,
                 };
-                match self.ports.store.claim(&req, self.ports.clock.now()).await {
+                let now = self.ports.clock.now();
+                match self.ports.store.claim(&req, now).await {
                     Ok(claims) => {
                         failures = 0;
+                        Pulse::mark(&self.pulse.claim_round_at, now);
+                        if !claims.is_empty() {
+                            Pulse::mark(&self.pulse.claimed_at, now);
+                        }
                         for claim in claims {
                             held.insert(claim.lease.job, claim.lease.clone());
                             running.push(self.start(claim, pool.job_timeout).boxed());

@@ -18,6 +18,7 @@ use std::time::Duration;
 use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, BatchPause, InsightsPage, InsightsQuery, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey};
 use dlft_core::models::{ModelError, Models, Summary};
+use dlft_core::time::Timestamp;
 use dlft_core::wire::meta;
 use serde_json::Value;
 
@@ -61,12 +62,14 @@ pub struct MetaConfig {
 pub struct MetaAds {
     http: reqwest::Client,
     cfg: MetaConfig,
+    /// Wall ms of the last 2xx answer (0: none yet), for the health check.
+    last_ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MetaAds {
     pub fn new(cfg: MetaConfig) -> Result<MetaAds, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(cfg.timeout).build()?;
-        Ok(MetaAds { http, cfg })
+        Ok(MetaAds { http, cfg, last_ok: Default::default() })
     }
 
     fn url(&self, path: &str) -> String {
@@ -87,7 +90,20 @@ impl MetaAds {
             }
             Err(e) => return Err(AdsError::Malformed(format!("HTTP {status}, not JSON ({e}): {}", truncate(&text)))),
         };
-        if (200..300).contains(&status) { Ok(body) } else { Err(meta::classify_error(status, &body, usage.as_deref())) }
+        if !(200..300).contains(&status) {
+            return Err(meta::classify_error(status, &body, usage.as_deref()));
+        }
+        let now = dlft_core::time::Clock::now(&crate::SystemClock);
+        self.last_ok.fetch_max(now.0, std::sync::atomic::Ordering::Relaxed);
+        Ok(body)
+    }
+
+    /// When the platform last answered a call successfully, if it has.
+    pub fn last_ok(&self) -> Option<Timestamp> {
+        match self.last_ok.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            t => Some(Timestamp(t)),
+        }
     }
 
     async fn get_insights(&self, q: &InsightsQuery) -> Result<InsightsPage, AdsError> {

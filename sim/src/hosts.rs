@@ -20,8 +20,8 @@ use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
 use dlft_core::models::{ModelError, Models, Summary};
 use dlft_core::probe::{Probe, Site};
 use dlft_core::store::{
-    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, Lease, NewJob, Outcome, PageActivity, ScheduleRow,
-    SharedMemStore, SlotOutcome, Store, StoreError, WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, Lease, NewJob, Outcome, PageActivity, Presence,
+    ScheduleRow, SharedMemStore, SlotOutcome, Store, StoreError, WorkerRow, WriteBatch,
 };
 use dlft_core::telemetry::{CostRow, Event};
 use dlft_core::time::{Clock, Millis, Timestamp};
@@ -105,6 +105,11 @@ fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) -> Sto
         StoreRequest::Intent { key } => StoreReply::Intent(s.intent(&key)),
         StoreRequest::Activities => StoreReply::Activities(s.activities()),
         StoreRequest::Allocation => StoreReply::Allocation(s.allocation()),
+        StoreRequest::Beat { presence } => {
+            s.beat(&presence, now)?;
+            StoreReply::Done
+        }
+        StoreRequest::Workers => StoreReply::Workers(s.workers()),
     })
 }
 
@@ -209,6 +214,12 @@ impl Store for SimStore {
     }
     async fn allocation(&self) -> Result<Option<dlft_core::reroll::Allocation>, StoreError> {
         expect_reply!(self, StoreRequest::Allocation, Allocation)
+    }
+    async fn beat(&self, presence: &Presence, _now: Timestamp) -> Result<(), StoreError> {
+        self.done(StoreRequest::Beat { presence: presence.clone() }).await
+    }
+    async fn workers(&self) -> Result<Vec<WorkerRow>, StoreError> {
+        expect_reply!(self, StoreRequest::Workers, Workers)
     }
 }
 

@@ -185,6 +185,7 @@ pub fn run_in_process_until(
             loop_cfg: scn.loop_config(),
             rng: rng_for(seed, 100),
             stop: Default::default(),
+            pulse: Default::default(),
         };
         let end = until.unwrap_or(EPOCH + Millis::from_secs(scn.run.duration_s));
         worker.run(Some(end)).await.expect("the in-process store never replaces the worker");

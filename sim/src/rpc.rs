@@ -14,8 +14,8 @@ use turmoil::net::{TcpListener, TcpStream};
 use dlft_core::ads::{InsightRow, InsightsQuery, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
 use dlft_core::store::{
-    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, Lease, NewJob, Outcome, PageActivity, ScheduleRow,
-    SlotOutcome, StoreError, WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, Lease, NewJob, Outcome, PageActivity, Presence,
+    ScheduleRow, SlotOutcome, StoreError, WorkerRow, WriteBatch,
 };
 use dlft_core::telemetry::{CostRow, Event};
 use dlft_core::time::Timestamp;
@@ -60,6 +60,8 @@ pub enum StoreRequest {
     Intent { key: IdempotencyKey },
     Activities,
     Allocation,
+    Beat { presence: Presence },
+    Workers,
 }
 
 // A reply lives only between the socket and the caller: boxing its large
@@ -83,6 +85,7 @@ pub enum StoreReply {
     Intent(Option<Intent>),
     Activities(Vec<PageActivity>),
     Allocation(Option<dlft_core::reroll::Allocation>),
+    Workers(Vec<WorkerRow>),
 }
 
 pub type StoreResponse = Result<StoreReply, StoreError>;

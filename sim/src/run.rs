@@ -386,6 +386,7 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
                 loop_cfg: loop_cfg.clone(),
                 rng: rng_for(seed, stream::WORKER_BASE + 1_000 * i as u64 + boot),
                 stop: Default::default(),
+                pulse: Default::default(),
             };
             async move {
                 if webhooks {

@@ -95,6 +95,7 @@ fn a_job_whose_payload_does_not_deserialize_is_discarded_with_its_reason() {
             loop_cfg: scn.loop_config(),
             rng: rng_for(3, 100),
             stop: Default::default(),
+            pulse: Default::default(),
         };
         worker.run(Some(EPOCH + Millis::from_secs(300))).await.unwrap();
     });
@@ -153,4 +154,72 @@ fn a_brand_day_re_rolls_the_bandit_hourly() {
     }
     let rolled = run.store.events.iter().filter(|e| e.kind == EventKind::AllocationRolled).count();
     assert_eq!(rolled, run.store.allocations.len(), "one event row per allocation");
+}
+
+/// A worker whose id is booted again elsewhere (a second process with the
+/// same name) stops every loop at once and says it was replaced, rather
+/// than fire schedules forever with pools that can claim nothing (the
+/// silent stall). Both ways of learning it are covered: with presence
+/// beats, and with claims alone.
+#[test]
+fn a_replaced_worker_stops_every_loop_at_once() {
+    use std::sync::Arc;
+    use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
+
+    use dlft_core::config::PresenceConfig;
+    use dlft_core::probe::NoProbe;
+    use dlft_core::store::{SharedMemStore, Store, StoreError};
+    use dlft_core::time::Clock;
+    use dlft_core::worker::{Ports, Pulse, Worker};
+    use dlft_sim::inproc::{InProcessAds, VirtualClock, virtual_runtime};
+    use dlft_sim::run::rng_for;
+    use dlft_sim::world::AdsWorld;
+
+    for beats in [true, false] {
+        let scn = scan_scenario();
+        let store = SharedMemStore::new();
+        let clock = VirtualClock::new(EPOCH);
+        let world = Arc::new(Mutex::new(AdsWorld::new(&scn, EPOCH, rng_for(4, 1))));
+        let mut cfg = scn.worker_config(Sabotage::None);
+        if beats {
+            cfg.presence = Some(PresenceConfig { host: "h".into(), pid: 7, every: Millis(1_000) });
+        }
+        let id = cfg.worker.clone();
+        let pulse = Arc::new(Pulse::default());
+        let mut worker = Worker {
+            ports: Ports {
+                store: store.clone(),
+                ads: Arc::new(InProcessAds::new(world, clock)),
+                clock,
+                probe: NoProbe,
+            },
+            cfg,
+            loop_cfg: scn.loop_config(),
+            rng: rng_for(4, 100),
+            stop: Default::default(),
+            pulse: pulse.clone(),
+        };
+        let replaced_at = EPOCH + Millis::from_secs(60);
+        let (out, stopped_at) = virtual_runtime().block_on(async {
+            let rival = store.clone();
+            let rival_id = id.clone();
+            tokio::spawn(async move {
+                clock.sleep(Millis::from_secs(60)).await;
+                rival.boot(&rival_id, clock.now()).await.unwrap();
+            });
+            // Without the fix this never returns: `until` is an hour away.
+            let out = worker.run(Some(EPOCH + Millis::from_secs(3_600))).await;
+            (out, clock.now())
+        });
+        assert!(matches!(out, Err(StoreError::StaleIncarnation { .. })), "beats {beats}: {out:?}");
+        let took = stopped_at.since(replaced_at);
+        assert!(took <= Millis(2_000), "beats {beats}: stopped {took:?} after being replaced");
+        assert_eq!(pulse.state.load(Ordering::SeqCst), Pulse::REPLACED);
+        if beats {
+            let rows = futures_lite_block(store.workers()).unwrap();
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].beat_at, None, "the new incarnation has not beaten; the old one's beats were refused");
+        }
+    }
 }

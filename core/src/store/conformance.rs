@@ -46,6 +46,9 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("batched_completion_is_per_job_and_fenced", |s| Box::pin(batched_completion_is_per_job_and_fenced(s))),
         ("one_allocation_per_slot_with_its_event", |s| Box::pin(one_allocation_per_slot_with_its_event(s))),
         ("an_empty_write_is_a_fenced_heartbeat", |s| Box::pin(an_empty_write_is_a_fenced_heartbeat(s))),
+        ("presence_beats_are_kept_and_refused_once_replaced", |s| {
+            Box::pin(presence_beats_are_kept_and_refused_once_replaced(s))
+        }),
     ]
 }
 
@@ -468,4 +471,30 @@ pub async fn an_empty_write_is_a_fenced_heartbeat<S: Store>(s: S) {
     let r = s.write(&c.lease, WriteBatch::default(), t(3_600)).await;
     assert!(matches!(r, Err(StoreError::Fenced { .. })), "{r:?}");
     assert_eq!(s.events(0).await.unwrap().len(), events + 1, "heartbeats write no event rows (only the claim did)");
+}
+
+/// A worker's presence beat records where its incarnation runs and when it
+/// last beat; a newer boot of the same id hides the old presence and
+/// refuses the old incarnation's beats (so a replaced worker learns it
+/// even when it has no job to claim).
+pub async fn presence_beats_are_kept_and_refused_once_replaced<S: Store>(s: S) {
+    let first = boot(&s, "w-1", 0).await;
+    boot(&s, "w-2", 0).await;
+    let rows = s.workers().await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.worker.as_str()).collect::<Vec<_>>(), ["w-1", "w-2"], "by id");
+    assert_eq!(rows[0].beat_at, None, "no beat yet");
+    let p = |inc, pid| Presence { worker: WorkerId::new("w-1"), incarnation: inc, host: "host-a".into(), pid };
+    s.beat(&p(first, 41), t(5)).await.unwrap();
+    s.beat(&p(first, 41), t(9)).await.unwrap();
+    let row = s.workers().await.unwrap().into_iter().find(|r| r.worker.as_str() == "w-1").unwrap();
+    assert_eq!((row.incarnation, row.host.as_str(), row.pid, row.beat_at), (first, "host-a", 41, Some(t(9))));
+    let second = boot(&s, "w-1", 20).await;
+    let row = s.workers().await.unwrap().into_iter().find(|r| r.worker.as_str() == "w-1").unwrap();
+    assert_eq!(row.incarnation, second);
+    assert_eq!(row.beat_at, None, "the old incarnation's beat is not the new one's");
+    let err = s.beat(&p(first, 41), t(21)).await.unwrap_err();
+    assert!(matches!(err, StoreError::StaleIncarnation { .. }), "a replaced incarnation may not beat: {err:?}");
+    s.beat(&p(second, 42), t(22)).await.unwrap();
+    let unknown = Presence { worker: WorkerId::new("nobody"), incarnation: Incarnation(1), host: "h".into(), pid: 1 };
+    assert!(s.beat(&unknown, t(23)).await.is_err(), "an id that never booted may not beat");
 }

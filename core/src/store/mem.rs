@@ -17,7 +17,7 @@ use crate::time::Timestamp;
 use super::plan::{Transition, intent_keys, plan_intents, spend_transition};
 use super::{
     ActionRow, BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, JobState, Lease, LeaseRow, NewJob,
-    Outcome, PageActivity, ScheduleRow, SlotOutcome, Snapshot, Store, StoreError, WriteBatch,
+    Outcome, PageActivity, Presence, ScheduleRow, SlotOutcome, Snapshot, Store, StoreError, WorkerRow, WriteBatch,
 };
 use crate::scheduler::GHOST_AMNESTY;
 
@@ -35,6 +35,8 @@ pub struct MemStore {
     activities: BTreeMap<String, PageActivity>,
     allocations: BTreeMap<Timestamp, crate::reroll::Allocation>,
     workers: BTreeMap<WorkerId, Incarnation>,
+    /// The last beat of each worker's current incarnation.
+    presence: BTreeMap<WorkerId, (Presence, Timestamp)>,
     intents: BTreeMap<IdempotencyKey, Intent>,
     actions: Vec<ActionRow>,
     spend: BTreeMap<(AdId, Timestamp), InsightRow>,
@@ -522,6 +524,32 @@ impl MemStore {
         self.jobs.get(&id).or_else(|| self.finished.get(&id))
     }
 
+    /// Records a beat of `p`'s incarnation; refused once it was replaced.
+    pub fn beat(&mut self, p: &Presence, now: Timestamp) -> Result<(), StoreError> {
+        if self.workers.get(&p.worker) != Some(&p.incarnation) {
+            return Err(StoreError::StaleIncarnation { worker: p.worker.clone(), incarnation: p.incarnation });
+        }
+        self.presence.insert(p.worker.clone(), (p.clone(), now));
+        Ok(())
+    }
+
+    /// Every worker id, with the presence of its current incarnation.
+    pub fn workers(&self) -> Vec<WorkerRow> {
+        self.workers
+            .iter()
+            .map(|(worker, &incarnation)| {
+                let beat = self.presence.get(worker).filter(|(p, _)| p.incarnation == incarnation);
+                WorkerRow {
+                    worker: worker.clone(),
+                    incarnation,
+                    host: beat.map_or_else(String::new, |(p, _)| p.host.clone()),
+                    pid: beat.map_or(0, |(p, _)| p.pid),
+                    beat_at: beat.map(|&(_, at)| at),
+                }
+            })
+            .collect()
+    }
+
     pub fn current_incarnation(&self, worker: &WorkerId) -> Option<Incarnation> {
         self.workers.get(worker).copied()
     }
@@ -645,5 +673,11 @@ impl Store for SharedMemStore {
     }
     fn allocation(&self) -> impl Future<Output = Result<Option<crate::reroll::Allocation>, StoreError>> + Send {
         ready(Ok(self.lock().allocation()))
+    }
+    fn beat(&self, presence: &Presence, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.lock().beat(presence, now))
+    }
+    fn workers(&self) -> impl Future<Output = Result<Vec<WorkerRow>, StoreError>> + Send {
+        ready(Ok(self.lock().workers()))
     }
 }

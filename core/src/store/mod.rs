@@ -240,6 +240,27 @@ pub struct Boot {
     pub released: Vec<JobId>,
 }
 
+/// Where a worker runs: written by its presence beats, so that another
+/// process can tell a live holder of a worker id from a dead one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub worker: WorkerId,
+    pub incarnation: Incarnation,
+    pub host: String,
+    pub pid: u32,
+}
+
+/// A worker id as the store knows it: its current incarnation and, once
+/// it has beaten, where that incarnation runs and when it last beat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    pub worker: WorkerId,
+    pub incarnation: Incarnation,
+    pub host: String,
+    pub pid: u32,
+    pub beat_at: Option<Timestamp>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Enqueued {
     Created(JobId),
@@ -410,6 +431,12 @@ pub enum StoreError {
 /// The store port.
 pub trait Store: Send + Sync {
     fn boot(&self, worker: &WorkerId, now: Timestamp) -> impl Future<Output = Result<Boot, StoreError>> + Send;
+    /// A worker's sign of life: records where its incarnation runs and
+    /// when it last beat. Refused with `StaleIncarnation` once a newer boot
+    /// of the same id replaced it (the worker must then stop).
+    fn beat(&self, presence: &Presence, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every worker id the store knows, by id.
+    fn workers(&self) -> impl Future<Output = Result<Vec<WorkerRow>, StoreError>> + Send;
     fn enqueue(&self, job: NewJob, now: Timestamp) -> impl Future<Output = Result<Enqueued, StoreError>> + Send;
     /// Fires `(schedule, slot)` with its job, at most once ever, and only
     /// while the schedule is enabled.

@@ -19,7 +19,7 @@ use dlft_core::scheduler::GHOST_AMNESTY;
 use dlft_core::store::plan::{Transition, intent_keys, plan_intents, spend_transition};
 use dlft_core::store::{
     BatchResult, Boot, Checkpoint, Claim, ClaimRequest, Enqueued, Intent, IntentPhase, Job, JobState, Lease, LeaseRow,
-    NewJob, Outcome, PageActivity, ScheduleRow, SlotOutcome, Store, StoreError, WriteBatch,
+    NewJob, Outcome, PageActivity, Presence, ScheduleRow, SlotOutcome, Store, StoreError, WorkerRow, WriteBatch,
 };
 use dlft_core::telemetry::{Block, CostRow, Event, EventKind};
 use dlft_core::time::{Millis, Timestamp};
@@ -405,7 +405,8 @@ impl SqlStore {
         let mut tx = begin(&self.pool).await?;
         let inc: i64 = sqlx::query_scalar(
             "INSERT INTO dlft_workers (worker, incarnation) VALUES ($1, 1) \
-             ON CONFLICT (worker) DO UPDATE SET incarnation = dlft_workers.incarnation + 1 RETURNING incarnation",
+             ON CONFLICT (worker) DO UPDATE SET incarnation = dlft_workers.incarnation + 1, \
+             host = '', pid = 0, beat_at = NULL RETURNING incarnation",
         )
         .bind(worker.as_str())
         .fetch_one(&mut *tx)
@@ -842,6 +843,43 @@ impl SqlStore {
         row.as_ref().map(intent_from_row).transpose()
     }
 
+    async fn do_beat(&self, p: &Presence, now: Timestamp) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE dlft_workers SET host = $3, pid = $4, beat_at = $5 WHERE worker = $1 AND incarnation = $2",
+        )
+        .bind(p.worker.as_str())
+        .bind(p.incarnation.0 as i64)
+        .bind(&p.host)
+        .bind(i64::from(p.pid))
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::StaleIncarnation { worker: p.worker.clone(), incarnation: p.incarnation });
+        }
+        Ok(())
+    }
+
+    async fn do_workers(&self) -> Result<Vec<WorkerRow>, StoreError> {
+        let rows = sqlx::query("SELECT worker, incarnation, host, pid, beat_at FROM dlft_workers ORDER BY worker")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let pid: i64 = get(r, "pid")?;
+                Ok(WorkerRow {
+                    worker: WorkerId::new(get::<String>(r, "worker")?),
+                    incarnation: Incarnation(get::<i64>(r, "incarnation")? as u64),
+                    host: get(r, "host")?,
+                    pid: u32::try_from(pid).map_err(|_| corrupt(format!("pid {pid}")))?,
+                    beat_at: get::<Option<i64>>(r, "beat_at")?.map(|t| Timestamp(t as u64)),
+                })
+            })
+            .collect()
+    }
+
     async fn do_allocation(&self) -> Result<Option<dlft_core::reroll::Allocation>, StoreError> {
         let body: Option<String> = sqlx::query_scalar("SELECT body FROM dlft_allocations ORDER BY slot DESC LIMIT 1")
             .fetch_optional(&self.pool)
@@ -954,6 +992,12 @@ impl Store for SqlStore {
     }
     fn allocation(&self) -> impl Future<Output = Result<Option<dlft_core::reroll::Allocation>, StoreError>> + Send {
         self.do_allocation()
+    }
+    fn beat(&self, presence: &Presence, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.do_beat(presence, now)
+    }
+    fn workers(&self) -> impl Future<Output = Result<Vec<WorkerRow>, StoreError>> + Send {
+        self.do_workers()
     }
 }
 
