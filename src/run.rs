@@ -20,7 +20,7 @@
 //!   store does not answer, a worker stopped or was replaced, or a worker
 //!   has not completed a claim round within `3 × lease_ms` (a stall).
 //! - Every state transition the store records is logged through `tracing`.
-//! - `GET /health` and `GET /metrics` (Prometheus text) on a loopback address.
+//! - `GET /metrics` (Prometheus text), like `/health`, on a loopback address.
 //! - Fault injection for the real crash test: `DLFT_HOLD_AT=<probe site>`
 //!   (e.g. `kill_after_pause`) stops the first worker that reaches that site
 //!   there, after logging `held at probe site`, so a test can SIGKILL the
@@ -143,8 +143,8 @@ fn seed_of(id: &str) -> u64 {
     id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// The runner's own refusal or failure with a cause worth a distinct exit
-/// code: 1 (the loop ran and stopped) rather than 2 (bad input).
+/// The loop ran and stopped on its own (a worker was replaced): exit 1,
+/// where a refusal to start (bad input, ids in use) exits 2.
 #[derive(Debug)]
 pub struct Stopped(pub String);
 
@@ -246,7 +246,7 @@ async fn health<S: Store>(State(h): State<Health<S>>) -> (axum::http::StatusCode
                 Pulse::STOPPED => "stopped",
                 _ => "replaced",
             };
-            let round = ago(Pulse::at(&p.claim_round_at));
+            let round = ago(p.claim_round_at.get());
             if state != "running" {
                 problems.push(format!("worker {id} {state}"));
             } else if round.is_none_or(|ms| ms > h.stall_after.0) {
@@ -256,8 +256,8 @@ async fn health<S: Store>(State(h): State<Health<S>>) -> (axum::http::StatusCode
                 "id": id,
                 "state": state,
                 "last_claim_round_ms_ago": round,
-                "last_claim_ms_ago": ago(Pulse::at(&p.claimed_at)),
-                "last_beat_ms_ago": ago(Pulse::at(&p.beat_at)),
+                "last_claim_ms_ago": ago(p.claimed_at.get()),
+                "last_beat_ms_ago": ago(p.beat_at.get()),
             })
         })
         .collect();
@@ -287,8 +287,8 @@ where
 {
     let stop = Arc::new(AtomicBool::new(false));
     let host = host_name();
-    let lease_for = cfg.worker_config(0).lease_for;
     let wcfgs: Vec<_> = (0..cfg.runner.workers).map(|i| cfg.worker_config(i)).collect();
+    let lease_for = wcfgs.first().map_or(Millis(0), |w| w.lease_for);
     let ids: Vec<WorkerId> = wcfgs.iter().map(|w| w.worker.clone()).collect();
     // A worker silent for a whole lease is as dead as its leases.
     check_ids_free(&store, &ids, &host, lease_for).await?;

@@ -141,3 +141,22 @@ mod tests {
         c.set(Timestamp(9));
     }
 }
+
+/// The last time something happened, shared across tasks without a lock
+/// (a worker's last claim, a vendor's last good answer): ms since the
+/// epoch in an atomic, 0 = never. Only ever moves forward.
+#[derive(Debug, Default)]
+pub struct LastSeen(std::sync::atomic::AtomicU64);
+
+impl LastSeen {
+    pub fn mark(&self, at: Timestamp) {
+        self.0.fetch_max(at.0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<Timestamp> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            t => Some(Timestamp(t)),
+        }
+    }
+}

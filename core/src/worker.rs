@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use futures_util::future::{BoxFuture, FutureExt, try_join_all};
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -28,7 +28,7 @@ use crate::reroll::REROLL_SCHEDULE;
 use crate::scheduler::{Admission, BACKFILL_MAX, TICK_SCHEDULE, admit, due_slots};
 use crate::store::{Claim, ClaimRequest, Job, Lease, NewJob, Outcome, Presence, Store, StoreError, Task, WriteBatch};
 use crate::telemetry::CostRow;
-use crate::time::{Clock, Millis, Timestamp};
+use crate::time::{Clock, LastSeen, Millis, Timestamp};
 use crate::{actuator, reroll, scan, tick, webhook};
 
 /// Everything the loop talks to.
@@ -113,15 +113,15 @@ pub struct Worker<S, A, C, P, R> {
 }
 
 /// What a running worker last achieved, written by the worker and read by
-/// anyone (a health endpoint): times in ms since the epoch, 0 = never.
+/// anyone (a health endpoint).
 #[derive(Debug, Default)]
 pub struct Pulse {
     /// The store last answered one of this worker's claim rounds.
-    pub claim_round_at: AtomicU64,
+    pub claim_round_at: LastSeen,
     /// The worker last claimed a job.
-    pub claimed_at: AtomicU64,
+    pub claimed_at: LastSeen,
     /// The store last accepted the worker's presence beat.
-    pub beat_at: AtomicU64,
+    pub beat_at: LastSeen,
     /// [`Pulse::RUNNING`], [`Pulse::STOPPED`] or [`Pulse::REPLACED`].
     pub state: AtomicU8,
 }
@@ -132,18 +132,6 @@ impl Pulse {
     pub const STOPPED: u8 = 1;
     /// A newer boot of the same worker id replaced this one: it stopped.
     pub const REPLACED: u8 = 2;
-
-    fn mark(at: &AtomicU64, now: Timestamp) {
-        at.fetch_max(now.0, Ordering::Relaxed);
-    }
-
-    /// The time an atomic holds, if set.
-    pub fn at(at: &AtomicU64) -> Option<Timestamp> {
-        match at.load(Ordering::Relaxed) {
-            0 => None,
-            t => Some(Timestamp(t)),
-        }
-    }
 }
 
 /// What a pool's in-flight future comes back with.
@@ -202,7 +190,7 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
         while !self.should_stop(until) {
             let now = self.ports.clock.now();
             match self.ports.store.beat(&presence, now).await {
-                Ok(()) => Pulse::mark(&self.pulse.beat_at, now),
+                Ok(()) => self.pulse.beat_at.mark(now),
                 Err(e @ StoreError::StaleIncarnation { .. }) => return Err(e),
                 Err(_) => {} // unanswered: the next beat tries again
             }
@@ -335,9 +323,9 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
                 match self.ports.store.claim(&req, now).await {
                     Ok(claims) => {
                         failures = 0;
-                        Pulse::mark(&self.pulse.claim_round_at, now);
+                        self.pulse.claim_round_at.mark(now);
                         if !claims.is_empty() {
-                            Pulse::mark(&self.pulse.claimed_at, now);
+                            self.pulse.claimed_at.mark(now);
                         }
                         for claim in claims {
                             held.insert(claim.lease.job, claim.lease.clone());

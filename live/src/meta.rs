@@ -18,7 +18,7 @@ use std::time::Duration;
 use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, BatchPause, InsightsPage, InsightsQuery, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey};
 use dlft_core::models::{ModelError, Models, Summary};
-use dlft_core::time::Timestamp;
+use dlft_core::time::{LastSeen, Timestamp};
 use dlft_core::wire::meta;
 use serde_json::Value;
 
@@ -62,8 +62,8 @@ pub struct MetaConfig {
 pub struct MetaAds {
     http: reqwest::Client,
     cfg: MetaConfig,
-    /// Wall ms of the last 2xx answer (0: none yet), for the health check.
-    last_ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The last 2xx answer, for the health check.
+    last_ok: std::sync::Arc<LastSeen>,
 }
 
 impl MetaAds {
@@ -93,17 +93,13 @@ impl MetaAds {
         if !(200..300).contains(&status) {
             return Err(meta::classify_error(status, &body, usage.as_deref()));
         }
-        let now = dlft_core::time::Clock::now(&crate::SystemClock);
-        self.last_ok.fetch_max(now.0, std::sync::atomic::Ordering::Relaxed);
+        self.last_ok.mark(dlft_core::time::Clock::now(&crate::SystemClock));
         Ok(body)
     }
 
     /// When the platform last answered a call successfully, if it has.
     pub fn last_ok(&self) -> Option<Timestamp> {
-        match self.last_ok.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => None,
-            t => Some(Timestamp(t)),
-        }
+        self.last_ok.get()
     }
 
     async fn get_insights(&self, q: &InsightsQuery) -> Result<InsightsPage, AdsError> {
