@@ -18,7 +18,7 @@ pub const FAULTS_FROM_MS: u64 = 60_000;
 /// Restart delays drawn per plan (one per container loss, in order).
 pub const RESTART_DELAYS: usize = 64;
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Link {
     /// worker ↔ database

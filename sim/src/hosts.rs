@@ -74,7 +74,7 @@ pub async fn serve_db(store: SharedMemStore, clock: SimClock) -> turmoil::Result
     .await
 }
 
-fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) -> StoreResponse {
+pub fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) -> StoreResponse {
     let mut s = store.lock();
     Ok(match req {
         StoreRequest::Boot { worker } => StoreReply::Boot(s.boot(&worker, now)),
@@ -113,22 +113,61 @@ fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) -> Sto
     })
 }
 
-/// The Store port over the simulated network.
+/// How a worker's calls reach the database and the platform: turmoil's
+/// simulated TCP ([`TurmoilWire`]), or the event driver's in-process links
+/// (`crate::event::EventWire`). Either way a call is one request and at most
+/// one reply within the caller's timeout; what the servers do is the same code.
+pub trait Wire: Clone + Send + Sync + 'static {
+    fn store(&self, req: StoreRequest) -> impl Future<Output = Result<StoreResponse, rpc::RpcError>> + Send;
+    fn ads(&self, req: AdsRequest) -> impl Future<Output = Result<HttpReply, rpc::RpcError>> + Send;
+    /// An insights page: through [`Wire::ads`] and Meta's decoder unless a
+    /// wire hands rows over directly (the event driver, where encoding every
+    /// page as JSON would dominate long runs; turmoil covers the shapes).
+    fn insights(&self, query: InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
+        let reply = self.ads(AdsRequest::Insights { query });
+        async move { meta::decode_insights(&reply_body(reply.await.map_err(ads_error)?)?) }
+    }
+}
+
+/// A failed exchange as the ads port sees it.
+pub fn ads_error(e: rpc::RpcError) -> AdsError {
+    match e {
+        rpc::RpcError::Timeout | rpc::RpcError::Io(_) => AdsError::Timeout,
+        rpc::RpcError::Frame(m) => AdsError::Malformed(m),
+    }
+}
+
+/// turmoil's simulated TCP: one connection per call.
 #[derive(Clone, Debug)]
-pub struct SimStore {
+pub struct TurmoilWire {
     pub timeout: Duration,
 }
 
-impl SimStore {
+impl Wire for TurmoilWire {
+    fn store(&self, req: StoreRequest) -> impl Future<Output = Result<StoreResponse, rpc::RpcError>> + Send {
+        let timeout = self.timeout;
+        async move { rpc::call::<_, StoreResponse>(DB_HOST, DB_PORT, &req, timeout).await }
+    }
+    fn ads(&self, req: AdsRequest) -> impl Future<Output = Result<HttpReply, rpc::RpcError>> + Send {
+        let timeout = self.timeout;
+        async move { rpc::call::<_, HttpReply>(ADS_HOST, ADS_PORT, &req, timeout).await }
+    }
+}
+
+/// The Store port over a simulated wire.
+#[derive(Clone, Debug)]
+pub struct SimStore<W = TurmoilWire> {
+    pub wire: W,
+}
+
+impl<W: Wire> SimStore<W> {
     async fn call(&self, req: StoreRequest) -> Result<StoreReply, StoreError> {
-        match rpc::call::<_, StoreResponse>(DB_HOST, DB_PORT, &req, self.timeout).await {
+        match self.wire.store(req).await {
             Ok(reply) => reply,
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
         }
     }
-}
 
-impl SimStore {
     async fn done(&self, req: StoreRequest) -> Result<(), StoreError> {
         match self.call(req).await? {
             StoreReply::Done => Ok(()),
@@ -150,7 +189,7 @@ macro_rules! expect_reply {
     };
 }
 
-impl Store for SimStore {
+impl<W: Wire> Store for SimStore<W> {
     async fn boot(&self, worker: &WorkerId, _now: Timestamp) -> Result<Boot, StoreError> {
         expect_reply!(self, StoreRequest::Boot { worker: worker.clone() }, Boot)
     }
@@ -235,6 +274,8 @@ pub struct PlatformState {
     pub rate_limited: u64,
     pub acked_without_effect: u64,
     pub partial_batches: u64,
+    /// Status read-backs served that were older than the truth.
+    pub stale_reads: u64,
     /// The webhook sender, if the scenario has webhooks.
     pub webhooks: Option<WebhookState>,
 }
@@ -318,9 +359,33 @@ impl WebhookState {
     }
 }
 
+/// How the platform's webhooks reach worker `i`'s endpoint: `true` if it
+/// answered 200.
+pub trait WebhookWire: Send + Sync + 'static {
+    fn deliver(&self, worker: usize, body: serde_json::Value) -> impl Future<Output = bool> + Send + 'static;
+}
+
+/// Webhooks over turmoil's TCP to each worker host's endpoint.
+pub struct TurmoilWebhooks;
+
+impl WebhookWire for TurmoilWebhooks {
+    fn deliver(&self, worker: usize, body: serde_json::Value) -> impl Future<Output = bool> + Send + 'static {
+        let host = worker_host(worker);
+        async move {
+            let reply = rpc::call::<_, HttpReply>(&host, WEBHOOK_PORT, &body, Duration::from_secs(2)).await;
+            matches!(reply, Ok(HttpReply { status: 200, .. }))
+        }
+    }
+}
+
 /// The platform's webhook sender: every [`WEBHOOK_STEP`], delivers what is
 /// due to the workers' endpoints in turn (a load balancer), one POST each.
-pub async fn emit_webhooks(platform: Arc<Mutex<PlatformState>>, clock: SimClock, workers: usize) {
+pub async fn emit_webhooks<C: Clock>(
+    platform: Arc<Mutex<PlatformState>>,
+    clock: C,
+    workers: usize,
+    wire: impl WebhookWire,
+) {
     let mut next = 0usize;
     loop {
         tokio::time::sleep(WEBHOOK_STEP.as_std()).await;
@@ -334,13 +399,13 @@ pub async fn emit_webhooks(platform: Arc<Mutex<PlatformState>>, clock: SimClock,
             }
         };
         for hint in due {
-            let host = worker_host(next % workers.max(1));
+            let worker = next % workers.max(1);
             next += 1;
             let body = meta::encode_status_webhook("act_sim", clock.now().0 / 1000, &[hint]);
             let platform = platform.clone();
+            let delivery = wire.deliver(worker, body);
             tokio::spawn(async move {
-                let reply = rpc::call::<_, HttpReply>(&host, WEBHOOK_PORT, &body, Duration::from_secs(2)).await;
-                if !matches!(reply, Ok(HttpReply { status: 200, .. }))
+                if !delivery.await
                     && let Some(wh) = lock(&platform).webhooks.as_mut()
                 {
                     wh.lost += 1;
@@ -353,20 +418,25 @@ pub async fn emit_webhooks(platform: Arc<Mutex<PlatformState>>, clock: SimClock,
 /// A worker's webhook endpoint: decodes the body and accepts each hint (a
 /// reconcile job). 400 for a body that is not a webhook (nothing enqueued),
 /// 503 when the store does not answer (the sender may retry).
+pub async fn handle_webhook(store: &impl Store, clock: &impl Clock, body: &serde_json::Value) -> u16 {
+    let Ok(hints) = meta::decode_status_webhook(body) else {
+        return 400;
+    };
+    for hint in &hints {
+        if webhook::accept(store, hint, clock.now()).await.is_err() {
+            return 503;
+        }
+    }
+    200
+}
+
+/// The webhook endpoint on a turmoil worker host.
 pub async fn serve_webhooks(store: SimStore, clock: SimClock) -> turmoil::Result {
     rpc::serve(WEBHOOK_PORT, move |body: serde_json::Value| {
         let store = store.clone();
         async move {
-            let reply = |status: u16| HttpReply { status, headers: BTreeMap::new(), body: serde_json::Value::Null };
-            let Ok(hints) = meta::decode_status_webhook(&body) else {
-                return Some(reply(400));
-            };
-            for hint in &hints {
-                if webhook::accept(&store, hint, clock.now()).await.is_err() {
-                    return Some(reply(503));
-                }
-            }
-            Some(reply(200))
+            let status = handle_webhook(&store, &clock, &body).await;
+            Some(HttpReply { status, headers: BTreeMap::new(), body: serde_json::Value::Null })
         }
     })
     .await
@@ -573,76 +643,125 @@ const HANG_FOR: Duration = Duration::from_secs(120);
 /// sends them to the `workers` workers' endpoints.
 pub async fn serve_ads(platform: Arc<Mutex<PlatformState>>, clock: SimClock, workers: usize) -> turmoil::Result {
     if lock(&platform).webhooks.is_some() {
-        tokio::spawn(emit_webhooks(platform.clone(), clock, workers));
+        tokio::spawn(emit_webhooks(platform.clone(), clock, workers, TurmoilWebhooks));
     }
-    rpc::serve(ADS_PORT, move |req: AdsRequest| {
-        let platform = platform.clone();
-        async move {
-            // Calls with an effect may take effect even when the reply is lost.
-            let has_effect =
-                matches!(req, AdsRequest::Pause { .. } | AdsRequest::PauseBatch { .. } | AdsRequest::Summarize { .. });
-            let fate = decide_fate(&mut lock(&platform), has_effect);
-            match fate {
-                Fate::Hang { applied } => {
-                    if applied {
-                        let mut p = lock(&platform);
-                        if let AdsRequest::PauseBatch { items } = &req {
-                            // A batch that times out may have done any part of its work.
-                            let fates: Vec<ItemFate> = (0..items.len())
-                                .map(|_| if p.rng.random_bool(0.5) { ItemFate::Pause } else { ItemFate::NullNotApplied })
-                                .collect();
-                            handle_pause_batch(&mut lock(&p.world), items, clock.now(), &fates);
-                        } else {
-                            handle_ads(&mut lock(&p.world), &req, clock.now(), false);
-                        }
-                    }
-                    tokio::time::sleep(HANG_FOR).await;
-                    None
-                }
-                Fate::RateLimit { latency } => {
-                    tokio::time::sleep(latency.as_std()).await;
-                    let body = serde_json::to_value(meta::ErrorEnvelope::user_request_limit("sim")).expect("serializes");
-                    let usage = r#"{"act_1":[{"type":"ads_management","call_count":100,"total_cputime":40,"total_time":60,"estimated_time_to_regain_access":0}]}"#;
-                    let headers = BTreeMap::from([("x-business-use-case-usage".to_string(), usage.to_string())]);
-                    Some(HttpReply { status: 400, headers, body })
-                }
-                Fate::Serve { latency, ack_without_effect } => {
-                    tokio::time::sleep(latency.as_std()).await;
-                    let mut p = lock(&platform);
-                    if let AdsRequest::PauseBatch { items } = &req {
-                        let fates = batch_fates(&mut p, items.len(), ack_without_effect);
-                        if let Some(wh) = p.webhooks.as_mut() {
-                            let acked = items.iter().zip(&fates).filter(|(_, f)| **f == ItemFate::AckWithoutEffect);
-                            wh.acked.extend(acked.map(|((ad, _), _)| ad.clone()));
-                        }
-                        return Some(handle_pause_batch(&mut lock(&p.world), items, clock.now(), &fates));
-                    }
-                    if let (AdsRequest::Pause { ad, .. }, true, Some(wh)) = (&req, ack_without_effect, p.webhooks.as_mut()) {
-                        wh.acked.push(ad.clone());
-                    }
-                    let stale = Millis(p.cfg.stale_read_ms);
-                    let reply = handle_ads_stale(&mut lock(&p.world), &req, clock.now(), ack_without_effect, stale);
-                    Some(reply)
+    rpc::serve(ADS_PORT, move |req: AdsRequest| serve_ads_request(platform.clone(), clock, req)).await
+}
+
+/// Graph error 17 (user request limit), with its usage header.
+fn rate_limited() -> HttpReply {
+    let body = serde_json::to_value(meta::ErrorEnvelope::user_request_limit("sim")).expect("serializes");
+    let usage = r#"{"act_1":[{"type":"ads_management","call_count":100,"total_cputime":40,"total_time":60,"estimated_time_to_regain_access":0}]}"#;
+    let headers = BTreeMap::from([("x-business-use-case-usage".to_string(), usage.to_string())]);
+    HttpReply { status: 400, headers, body }
+}
+
+/// An insights request that reached the platform, answered with rows rather
+/// than Meta's JSON: the same fates as [`serve_ads_request`] (`None`: no reply).
+pub async fn serve_insights_direct<C: Clock>(
+    platform: Arc<Mutex<PlatformState>>,
+    clock: C,
+    query: InsightsQuery,
+) -> Option<Result<InsightsPage, AdsError>> {
+    let fate = decide_fate(&mut lock(&platform), false);
+    match fate {
+        Fate::Hang { .. } => {
+            tokio::time::sleep(HANG_FOR).await;
+            None
+        }
+        Fate::RateLimit { latency } => {
+            tokio::time::sleep(latency.as_std()).await;
+            Some(reply_body(rate_limited()).map(|_| InsightsPage { rows: Vec::new(), next: None }))
+        }
+        Fate::Serve { latency, .. } => {
+            tokio::time::sleep(latency.as_std()).await;
+            let now = clock.now();
+            let p = lock(&platform);
+            let mut world = lock(&p.world);
+            world.advance_to(now);
+            let rows = world.insights(query.since, query.until, now);
+            let Some((start, end)) = page_range(rows.len(), query.after.as_deref(), query.limit) else {
+                return Some(Err(AdsError::Permanent { code: 100, message: "(#100) Invalid cursor".into() }));
+            };
+            let next = (end < rows.len()).then(|| format!("o{end}"));
+            Some(Ok(InsightsPage { rows: rows[start..end].to_vec(), next }))
+        }
+    }
+}
+
+/// What the platform does with one request that reached it, on any driver:
+/// its fate (served after a latency, rate-limited, or never answered, maybe
+/// after taking effect), drawn from the platform's own stream. `None`: no reply.
+pub async fn serve_ads_request<C: Clock>(
+    platform: Arc<Mutex<PlatformState>>,
+    clock: C,
+    req: AdsRequest,
+) -> Option<HttpReply> {
+    // Calls with an effect may take effect even when the reply is lost.
+    let has_effect =
+        matches!(req, AdsRequest::Pause { .. } | AdsRequest::PauseBatch { .. } | AdsRequest::Summarize { .. });
+    let fate = decide_fate(&mut lock(&platform), has_effect);
+    match fate {
+        Fate::Hang { applied } => {
+            if applied {
+                let mut p = lock(&platform);
+                if let AdsRequest::PauseBatch { items } = &req {
+                    // A batch that times out may have done any part of its work.
+                    let fates: Vec<ItemFate> = (0..items.len())
+                        .map(|_| if p.rng.random_bool(0.5) { ItemFate::Pause } else { ItemFate::NullNotApplied })
+                        .collect();
+                    handle_pause_batch(&mut lock(&p.world), items, clock.now(), &fates);
+                } else {
+                    handle_ads(&mut lock(&p.world), &req, clock.now(), false);
                 }
             }
+            tokio::time::sleep(HANG_FOR).await;
+            None
         }
-    })
-    .await
+        Fate::RateLimit { latency } => {
+            tokio::time::sleep(latency.as_std()).await;
+            Some(rate_limited())
+        }
+        Fate::Serve { latency, ack_without_effect } => {
+            tokio::time::sleep(latency.as_std()).await;
+            let mut p = lock(&platform);
+            if let AdsRequest::PauseBatch { items } = &req {
+                let fates = batch_fates(&mut p, items.len(), ack_without_effect);
+                if let Some(wh) = p.webhooks.as_mut() {
+                    let acked = items.iter().zip(&fates).filter(|(_, f)| **f == ItemFate::AckWithoutEffect);
+                    wh.acked.extend(acked.map(|((ad, _), _)| ad.clone()));
+                }
+                return Some(handle_pause_batch(&mut lock(&p.world), items, clock.now(), &fates));
+            }
+            if let (AdsRequest::Pause { ad, .. }, true, Some(wh)) = (&req, ack_without_effect, p.webhooks.as_mut()) {
+                wh.acked.push(ad.clone());
+            }
+            let stale = Millis(p.cfg.stale_read_ms);
+            let now = clock.now();
+            if let AdsRequest::Status { ad } = &req
+                && stale.0 > 0
+            {
+                let behind = {
+                    let mut world = lock(&p.world);
+                    world.advance_to(now);
+                    world.status_at(ad, now - stale) != world.status_at(ad, now)
+                };
+                p.stale_reads += u64::from(behind);
+            }
+            Some(handle_ads_stale(&mut lock(&p.world), &req, now, ack_without_effect, stale))
+        }
+    }
 }
 
-/// The ads platform port over the simulated network, decoding Meta's shapes.
+/// The ads platform port over a simulated wire, decoding Meta's shapes.
 #[derive(Clone, Debug)]
-pub struct SimAds {
-    pub timeout: Duration,
+pub struct SimAds<W = TurmoilWire> {
+    pub wire: W,
 }
 
-impl SimAds {
+impl<W: Wire> SimAds<W> {
     async fn call(&self, req: AdsRequest) -> Result<serde_json::Value, AdsError> {
-        let reply: HttpReply = rpc::call(ADS_HOST, ADS_PORT, &req, self.timeout).await.map_err(|e| match e {
-            rpc::RpcError::Timeout | rpc::RpcError::Io(_) => AdsError::Timeout,
-            rpc::RpcError::Frame(m) => AdsError::Malformed(m),
-        })?;
-        reply_body(reply)
+        reply_body(self.wire.ads(req).await.map_err(ads_error)?)
     }
 }
 
@@ -655,10 +774,9 @@ pub fn reply_body(reply: HttpReply) -> Result<serde_json::Value, AdsError> {
     Err(meta::classify_error(reply.status, &reply.body, usage))
 }
 
-impl AdsPlatform for SimAds {
+impl<W: Wire> AdsPlatform for SimAds<W> {
     fn insights(&self, query: &InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
-        let req = AdsRequest::Insights { query: query.clone() };
-        async move { meta::decode_insights(&self.call(req).await?) }
+        self.wire.insights(query.clone())
     }
     fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> impl Future<Output = Result<(), AdsError>> + Send {
         let req = AdsRequest::Pause { ad: ad.clone(), key: key.clone() };
@@ -679,11 +797,10 @@ impl AdsPlatform for SimAds {
     }
 }
 
-impl Models for SimAds {
+impl<W: Wire> Models for SimAds<W> {
     async fn summarize(&self, call_id: &str, page: &str, ads: &[LibraryAd]) -> Result<Summary, ModelError> {
         let req = AdsRequest::Summarize { call_id: call_id.into(), page: page.into(), ads: ads.to_vec() };
-        let reply: HttpReply =
-            rpc::call(ADS_HOST, ADS_PORT, &req, self.timeout).await.map_err(|_| ModelError::Timeout)?;
+        let reply = self.wire.ads(req).await.map_err(|_| ModelError::Timeout)?;
         model_reply(reply)
     }
 }
@@ -716,6 +833,9 @@ pub struct ProbeState {
     /// this entity, it dies (a poison input).
     pub crash_loop: Option<(Site, String)>,
     pub loop_crashes: u32,
+    /// Woken when a crash is requested (the event driver waits on it; turmoil's
+    /// runner looks after every step).
+    pub wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 #[derive(Clone, Debug)]
@@ -751,6 +871,9 @@ impl Probe for SimProbe {
                 }
             }
         };
+        if fire && let Some(wake) = &lock(&self.state).wake {
+            wake.notify_one();
+        }
         async move {
             if fire {
                 // The container dies here: the runner crashes the host before

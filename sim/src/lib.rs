@@ -12,6 +12,8 @@
 //! no wall clock, no `HashMap`.
 
 pub mod checker;
+pub mod conductor;
+pub mod event;
 pub mod faults;
 pub mod hosts;
 pub mod inproc;

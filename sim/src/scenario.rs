@@ -98,11 +98,12 @@ pub struct WebhookSection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunSection {
-    /// `turmoil` (network fidelity, faults) or `event` (virtual time jumps
-    /// to the next event; long horizons, no faults yet).
+    /// `turmoil` (simulated TCP in fixed ticks: socket-level fidelity) or
+    /// `event` (in-process links, virtual time jumps to the next timer: long
+    /// horizons and many seeds). Both inject every fault in the file.
     #[serde(default)]
     pub driver: Driver,
-    /// Worker processes racing for the same jobs (turmoil driver).
+    /// Worker processes racing for the same jobs.
     #[serde(default = "one")]
     pub workers: u32,
     /// Simulated length of one seed's run.
@@ -293,22 +294,8 @@ impl Scenario {
         if self.run.heal_s >= self.run.duration_s {
             return f("run.heal_s", "must be shorter than run.duration_s");
         }
-        let fs = &self.faults;
-        let any_fault = [fs.crashes, fs.site_crashes, fs.db_partitions, fs.ads_partitions, fs.timeout_storms]
-            .iter()
-            .any(|r| r.hi > 0);
-        if self.run.driver == Driver::Event && any_fault {
-            return Err((
-                "run.driver".into(),
-                "the event driver injects no faults yet: set the [faults] counts to [0, 0] or use driver = \"turmoil\""
-                    .into(),
-            ));
-        }
         if self.run.workers == 0 || self.run.workers > 16 {
             return f("run.workers", "must be 1..=16");
-        }
-        if self.run.driver == Driver::Event && self.run.workers != 1 {
-            return f("run.workers", "the event driver runs one worker");
         }
         if self.world.ads == 0 || self.world.ads > 10_000 {
             return f("world.ads", "must be 1..=10000");
@@ -351,9 +338,6 @@ impl Scenario {
             pct("webhooks.lie_on_ack_pct", wh.lie_on_ack_pct)?;
             if wh.false_per_min > 600 {
                 return f("webhooks.false_per_min", "must be 0..=600");
-            }
-            if self.run.driver == Driver::Event {
-                return f("webhooks", "the event driver delivers no webhooks: use driver = \"turmoil\"");
             }
         }
         if self.platform.page_limit == 0 {
