@@ -6,6 +6,8 @@ use std::process::Command;
 
 struct Entry {
     file: &'static str,
+    driver: &'static str,
+    seeds: u64,
     /// `faults.*` counters that must be positive over the run.
     must_happen: &'static [&'static str],
     /// Probe sites where a container must have died at least once.
@@ -13,6 +15,31 @@ struct Entry {
 }
 
 const KILL_PHASES: &[&str] = &["kill_before_pause", "kill_after_pause", "kill_after_applied", "kill_after_read_back"];
+/// Every fault class, each to happen in at least [`EVERY_CLASS_SEEDS`] seeds of `every-fault`.
+const EVERY_CLASS: &[&str] = &[
+    "crashes",
+    "db_partitions",
+    "ads_partitions",
+    "timeout_storms",
+    "api_timeouts",
+    "rate_limits",
+    "acks_without_effect",
+    "partial_batches",
+    "stale_reads",
+    "webhook_lies",
+    "webhook_duplicates",
+];
+/// Every probe site the ad-kill loop reaches (the scan's sites are `pipeline-phase-loss`'s).
+const EVERY_SITE: &[&str] = &[
+    "tick_after_page",
+    "tick_after_decide",
+    "tick_after_batch_pause",
+    "kill_before_pause",
+    "kill_after_pause",
+    "kill_after_applied",
+    "kill_after_read_back",
+    "before_finish",
+];
 const ALL_FAULTS: &[&str] = &[
     "crashes",
     "db_partitions",
@@ -23,42 +50,118 @@ const ALL_FAULTS: &[&str] = &[
     "acks_without_effect",
 ];
 
-const SEEDS: &str = "0..200";
+/// Turmoil's seeds per scenario, where sockets matter.
+const TURMOIL_SEEDS: u64 = 200;
+/// The event driver's seeds per scenario.
+const EVENT_SEEDS: u64 = 200;
+/// `every-fault` runs until every fault class has happened in this many seeds.
+const EVERY_CLASS_SEEDS: u64 = 10_000;
+/// Seeds of `every-fault`: acks without effect, the rarest class there,
+/// happen in about 74% of its seeds (measured 372 of 500).
+const EVERY_FAULT_SEEDS: u64 = 14_000;
 
 const LIBRARY: &[Entry] = &[
-    Entry { file: "scenarios/ad-kill-container-loss.toml", must_happen: ALL_FAULTS, must_crash_at: KILL_PHASES },
-    Entry { file: "scenarios/brand-day.toml", must_happen: &[], must_crash_at: &[] },
-    Entry { file: "scenarios/scan-crash-loop.toml", must_happen: &["crashes"], must_crash_at: &["scan_after_summary"] },
-    Entry { file: "scenarios/two-workers-racing.toml", must_happen: ALL_FAULTS, must_crash_at: KILL_PHASES },
-    Entry { file: "scenarios/swarm.toml", must_happen: ALL_FAULTS, must_crash_at: KILL_PHASES },
-    Entry { file: "scenarios/partitions.toml", must_happen: &["db_partitions", "ads_partitions"], must_crash_at: &[] },
+    // turmoil: simulated TCP, where sockets matter.
+    Entry {
+        file: "scenarios/ad-kill-container-loss.toml",
+        driver: "turmoil",
+        seeds: TURMOIL_SEEDS,
+        must_happen: ALL_FAULTS,
+        must_crash_at: KILL_PHASES,
+    },
+    Entry {
+        file: "scenarios/partitions.toml",
+        driver: "turmoil",
+        seeds: TURMOIL_SEEDS,
+        must_happen: &["db_partitions", "ads_partitions"],
+        must_crash_at: &[],
+    },
+    Entry {
+        file: "scenarios/webhook-lies.toml",
+        driver: "turmoil",
+        seeds: TURMOIL_SEEDS,
+        must_happen: &["webhooks_true", "webhook_lies", "webhook_duplicates", "acks_without_effect", "crashes"],
+        must_crash_at: &[],
+    },
+    // The event driver.
+    Entry {
+        file: "scenarios/every-fault.toml",
+        driver: "event",
+        seeds: EVERY_FAULT_SEEDS,
+        must_happen: EVERY_CLASS,
+        must_crash_at: EVERY_SITE,
+    },
+    Entry {
+        file: "scenarios/brand-day.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        must_happen: &[],
+        must_crash_at: &[],
+    },
+    Entry {
+        file: "scenarios/scan-crash-loop.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        must_happen: &["crashes"],
+        must_crash_at: &["scan_after_summary"],
+    },
+    Entry {
+        file: "scenarios/two-workers-racing.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        must_happen: ALL_FAULTS,
+        must_crash_at: KILL_PHASES,
+    },
+    Entry {
+        file: "scenarios/swarm.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        must_happen: ALL_FAULTS,
+        must_crash_at: KILL_PHASES,
+    },
     Entry {
         file: "scenarios/timeout-storm.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
         must_happen: &["timeout_storms", "api_timeouts"],
         must_crash_at: &[],
     },
-    Entry { file: "scenarios/stale-reads.toml", must_happen: &["acks_without_effect"], must_crash_at: &[] },
+    Entry {
+        file: "scenarios/stale-reads.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        must_happen: &["acks_without_effect", "stale_reads"],
+        must_crash_at: &[],
+    },
     Entry {
         file: "scenarios/pipeline-phase-loss.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
         must_happen: &["crashes"],
         must_crash_at: &["scan_after_fetch", "scan_after_summary", "kill_after_pause", "kill_after_read_back"],
     },
     Entry {
         file: "scenarios/partial-pause.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
         must_happen: &["partial_batches", "acks_without_effect", "api_timeouts", "crashes"],
         must_crash_at: &["tick_after_batch_pause", "tick_after_decide", "kill_after_pause"],
     },
-    Entry {
-        file: "scenarios/webhook-lies.toml",
-        must_happen: &["webhooks_true", "webhook_lies", "webhook_duplicates", "acks_without_effect", "crashes"],
-        must_crash_at: &[],
-    },
 ];
 
+/// Scenario files not (yet) in the library, each with the reason: a file
+/// in `scenarios/` that is in neither list fails `every_scenario_file_is_in_the_library`.
+const PENDING: &[(&str, &str)] = &[(
+    "scenarios/sandbox.toml",
+    "misses its kill deadline on some seeds when ad-level pauses are acknowledged without effect; \
+     it joins the library with ad set and campaign escalation (issue 17)",
+)];
+
 fn check(entry: &Entry) {
-    let Entry { file, must_happen, must_crash_at } = entry;
+    let Entry { file, driver, seeds, must_happen, must_crash_at } = entry;
+    let range = format!("0..{seeds}");
     let out = Command::new(env!("CARGO_BIN_EXE_dlft"))
-        .args(["sim", "run", file, "--seeds", SEEDS, "--json"])
+        .args(["sim", "run", file, "--seeds", &range, "--json"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("dlft runs");
@@ -67,18 +170,24 @@ fn check(entry: &Entry) {
     let v: serde_json::Value =
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{file}: no JSON ({e}): {stderr}"));
     println!(
-        "{file} {SEEDS}: mttr_ms {} leak_cents {} crashes {} kills {}",
-        v["mttr_ms"], v["leak_cents"], v["crashes"], v["kills"]
+        "{file} {range} on {}: mttr_ms {} leak_cents {} crashes {} kills {}\n  seeds with each fault: {}\n  seeds with a crash at each site: {}",
+        v["driver"], v["mttr_ms"], v["leak_cents"], v["crashes"], v["kills"], v["seeds_with"], v["seeds_with_crash_at"]
     );
-    assert!(out.status.success(), "{file}: assertions failed:\n{}\n{stderr}", v["assertions"]);
-    assert_eq!(v["seeds"], 200);
+    assert!(out.status.success(), "{file}: assertions failed:\n{}\n{}\n{stderr}", v["assertions"], v["reproduce"]);
+    assert_eq!(v["driver"], *driver, "{file} runs on the driver the library says");
+    assert_eq!(v["seeds"], *seeds);
     assert_eq!(v["leak_cents"], 0);
+    // Proof the bad paths ran: on every seed of `every-fault`, in a share of
+    // the seeds of the others.
+    let floor = if *seeds == EVERY_FAULT_SEEDS { EVERY_CLASS_SEEDS } else { 1 };
     for kind in *must_happen {
-        assert!(v["faults"][kind].as_u64().unwrap() > 0, "{file}: no {kind} over {SEEDS}");
+        let n = v["seeds_with"][kind].as_u64().unwrap();
+        assert!(n >= floor, "{file}: {kind} happened in {n} of {seeds} seeds (at least {floor} wanted)");
     }
-    let sites = v["crash_sites"].as_object().unwrap();
+    let site_floor = if *seeds == EVERY_FAULT_SEEDS { EVERY_FAULT_SEEDS / 10 } else { 1 };
     for site in *must_crash_at {
-        assert!(sites.get(*site).and_then(|n| n.as_u64()).unwrap_or(0) > 0, "{file}: no crash at {site}");
+        let n = v["seeds_with_crash_at"][site].as_u64().unwrap_or(0);
+        assert!(n >= site_floor, "{file}: a crash at {site} in {n} seeds (at least {site_floor} wanted)");
     }
 }
 
@@ -98,11 +207,33 @@ macro_rules! scenario_tests {
                 assert!(tested.iter().any(|t| e.file.ends_with(t)), "{} has no test", e.file);
             }
         }
+
+        /// No scenario file is silently left out of CI: each is in the
+        /// library or pending with its reason.
+        #[test]
+        fn every_scenario_file_is_in_the_library() {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+            let mut files: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| format!("scenarios/{}", e.unwrap().file_name().to_string_lossy()))
+                .filter(|f| f.ends_with(".toml"))
+                .collect();
+            files.sort();
+            assert!(files.len() >= LIBRARY.len());
+            for f in &files {
+                let listed = LIBRARY.iter().any(|e| e.file == f) || PENDING.iter().any(|(p, _)| p == f);
+                assert!(listed, "{f} is in neither the library nor PENDING of tests/scenarios.rs");
+            }
+            for e in LIBRARY {
+                assert!(files.contains(&e.file.to_string()), "{} is listed but missing", e.file);
+            }
+        }
     };
 }
 
 scenario_tests! {
     ad_kill_container_loss => "ad-kill-container-loss.toml",
+    every_fault => "every-fault.toml",
     brand_day => "brand-day.toml",
     scan_crash_loop => "scan-crash-loop.toml",
     two_workers_racing => "two-workers-racing.toml",

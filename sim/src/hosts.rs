@@ -470,8 +470,8 @@ fn decide_fate(p: &mut PlatformState, is_pause: bool) -> Fate {
         p.rate_limited += 1;
         return Fate::RateLimit { latency };
     }
+    // Counted where the pause (or each item of a batch) is answered.
     let ack_without_effect = is_pause && roll(&mut p.rng, p.cfg.ack_without_effect_pct);
-    p.acked_without_effect += u64::from(ack_without_effect);
     Fate::Serve { latency, ack_without_effect }
 }
 
@@ -727,11 +727,15 @@ pub async fn serve_ads_request<C: Clock>(
             let mut p = lock(&platform);
             if let AdsRequest::PauseBatch { items } = &req {
                 let fates = batch_fates(&mut p, items.len(), ack_without_effect);
+                p.acked_without_effect += fates.iter().filter(|f| **f == ItemFate::AckWithoutEffect).count() as u64;
                 if let Some(wh) = p.webhooks.as_mut() {
                     let acked = items.iter().zip(&fates).filter(|(_, f)| **f == ItemFate::AckWithoutEffect);
                     wh.acked.extend(acked.map(|((ad, _), _)| ad.clone()));
                 }
                 return Some(handle_pause_batch(&mut lock(&p.world), items, clock.now(), &fates));
+            }
+            if matches!(req, AdsRequest::Pause { .. }) {
+                p.acked_without_effect += u64::from(ack_without_effect);
             }
             if let (AdsRequest::Pause { ad, .. }, true, Some(wh)) = (&req, ack_without_effect, p.webhooks.as_mut()) {
                 wh.acked.push(ad.clone());

@@ -44,8 +44,14 @@ pub struct Summary {
     /// The seed with the slowest recovery, to look at with `--seed`.
     pub mttr_worst_seed: Option<u64>,
     pub crashes: u64,
+    /// The driver the seeds ran on (`turmoil` or `event`).
+    pub driver: crate::scenario::Driver,
     /// Faults that actually happened, summed over seeds.
     pub faults: FaultCounts,
+    /// How many seeds saw each kind of fault at least once.
+    pub seeds_with: FaultCounts,
+    /// How many seeds lost a container at each probe site.
+    pub seeds_with_crash_at: BTreeMap<String, u64>,
     pub leak_cents: i64,
     pub violations: Vec<Violation>,
     /// Seed → event-log digest (hex SHA-256).
@@ -83,11 +89,19 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
     let leak: i64 = reports.iter().map(|r| r.leak_cents).sum();
     let violations: Vec<Violation> = reports.iter().flat_map(|r| r.violations.iter().cloned()).collect();
     let kills: u64 = reports.iter().map(|r| u64::from(r.kills)).sum();
+    let site_name = |site: &dlft_core::probe::Site| {
+        serde_json::to_value(site).expect("serializes").as_str().unwrap_or("?").to_string()
+    };
     let mut crash_sites = BTreeMap::new();
-    for site in reports.iter().flat_map(|r| &r.crash_sites) {
-        *crash_sites
-            .entry(serde_json::to_value(site).expect("serializes").as_str().unwrap_or("?").to_string())
-            .or_insert(0) += 1;
+    let mut seeds_with_crash_at = BTreeMap::new();
+    for r in reports {
+        for site in &r.crash_sites {
+            *crash_sites.entry(site_name(site)).or_insert(0) += 1;
+        }
+        let distinct: std::collections::BTreeSet<String> = r.crash_sites.iter().map(site_name).collect();
+        for site in distinct {
+            *seeds_with_crash_at.entry(site).or_insert(0) += 1;
+        }
     }
     let a = &scn.assertions;
     let seeds = reports.len() as u64;
@@ -167,10 +181,16 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
             .max()
             .map(|(_, std::cmp::Reverse(seed))| seed),
         crashes: reports.iter().map(|r| u64::from(r.crashes)).sum(),
+        driver: scn.run.driver,
         faults: reports.iter().fold(FaultCounts::default(), |mut acc, r| {
             acc.add(&r.faults);
             acc
         }),
+        seeds_with: reports.iter().fold(FaultCounts::default(), |mut acc, r| {
+            acc.add(&r.faults.happened());
+            acc
+        }),
+        seeds_with_crash_at,
         leak_cents: leak,
         reproduce: failing.iter().map(|&s| reproduce_command(scenario_path, s, extra)).collect(),
         failing_seeds: failing,
@@ -198,7 +218,11 @@ fn secs(ms: u64) -> String {
 pub fn render(s: &Summary, duration_s: u64) -> String {
     let mut out = String::new();
     let w = &mut out;
-    let _ = writeln!(w, "scenario    {} ({} seeds x {} s simulated)", s.scenario, s.seeds, duration_s);
+    let driver = match s.driver {
+        crate::scenario::Driver::Turmoil => "turmoil",
+        crate::scenario::Driver::Event => "event driver",
+    };
+    let _ = writeln!(w, "scenario    {} ({} seeds x {} s simulated, {driver})", s.scenario, s.seeds, duration_s);
     let _ = writeln!(
         w,
         "mttr        p50 {}   p99 {}   max {}   over {} container losses",
@@ -213,9 +237,28 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
         "faults      {} partitions worker<->db, {} worker<->ads, {} timeout storms, {} API timeouts, {} rate limits, {} acks without effect",
         f.db_partitions, f.ads_partitions, f.timeout_storms, f.api_timeouts, f.rate_limits, f.acks_without_effect
     );
-    if f.partial_batches > 0 {
-        let _ = writeln!(w, "            {} batch pauses carried out only in part", f.partial_batches);
+    if f.partial_batches + f.stale_reads > 0 {
+        let _ = writeln!(
+            w,
+            "            {} batch pauses carried out only in part, {} stale read-backs",
+            f.partial_batches, f.stale_reads
+        );
     }
+    let n = &s.seeds_with;
+    let _ = writeln!(
+        w,
+        "seeds with  container loss {}, db partition {}, ads partition {}, storm {}, API timeout {}, rate limit {}, ack without effect {}, partial batch {}, stale read {}, webhook lie {}",
+        n.crashes,
+        n.db_partitions,
+        n.ads_partitions,
+        n.timeout_storms,
+        n.api_timeouts,
+        n.rate_limits,
+        n.acks_without_effect,
+        n.partial_batches,
+        n.stale_reads,
+        n.webhook_lies
+    );
     if f.webhooks_true + f.webhook_lies > 0 {
         let _ = writeln!(
             w,

@@ -97,6 +97,27 @@ impl FaultCounts {
         self.webhook_duplicates += o.webhook_duplicates;
         self.webhooks_lost += o.webhooks_lost;
     }
+
+    /// 1 for every kind of fault that happened at all, 0 for the rest:
+    /// summed over seeds, how many seeds saw each kind.
+    pub fn happened(&self) -> FaultCounts {
+        let b = |n: u64| u64::from(n > 0);
+        FaultCounts {
+            crashes: b(self.crashes),
+            db_partitions: b(self.db_partitions),
+            ads_partitions: b(self.ads_partitions),
+            timeout_storms: b(self.timeout_storms),
+            api_timeouts: b(self.api_timeouts),
+            rate_limits: b(self.rate_limits),
+            acks_without_effect: b(self.acks_without_effect),
+            partial_batches: b(self.partial_batches),
+            stale_reads: b(self.stale_reads),
+            webhooks_true: b(self.webhooks_true),
+            webhook_lies: b(self.webhook_lies),
+            webhook_duplicates: b(self.webhook_duplicates),
+            webhooks_lost: b(self.webhooks_lost),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -1,4 +1,5 @@
-//! Seeds through the turmoil world: one seed reproduces a run, and the
+//! Seeds through the drivers (turmoil, or the event driver where the scenario
+//! says so): one seed reproduces a run, and the
 //! checker catches a deliberately broken actuator.
 
 use std::path::Path;
