@@ -37,8 +37,37 @@ pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     attempt: &mut Attempt,
     slot: Timestamp,
 ) -> Result<(), JobError> {
+    redrive(ports, attempt).await?;
     sense(ports, cfg, attempt, slot).await?;
     decide(ports, cfg, sabotage, attempt).await
+}
+
+/// Recovery first: every intent without a commit gets a live kill job before
+/// the tick pages insights, so intents a crashed attempt of this tick opened
+/// (between its batch pause and the write of the outcomes) are driven by its
+/// retry even when the platform's insights keep failing (found by
+/// `every-fault`: a retried tick paging into a timeout storm held them a
+/// minute). The job's idempotency key makes this a no-op when one exists.
+async fn redrive<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
+    ports: &Ports<S, A, C, P>,
+    attempt: &mut Attempt,
+) -> Result<(), JobError> {
+    let now = ports.clock.now();
+    let open: Vec<NewJob> = ports
+        .store
+        .intents()
+        .await?
+        .iter()
+        .filter(|i| !i.phase.is_final())
+        .map(|i| kill_job(&i.key, &i.ad, now))
+        .collect();
+    if open.is_empty() {
+        return Ok(());
+    }
+    let mut batch = attempt.batch();
+    batch.enqueue = open;
+    ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+    Ok(())
 }
 
 /// Sensor: every page of insights since `slot - lookback`, upserted into the

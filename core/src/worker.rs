@@ -26,7 +26,9 @@ use crate::money::{Currency, Money};
 use crate::probe::{Probe, Site};
 use crate::reroll::REROLL_SCHEDULE;
 use crate::scheduler::{Admission, BACKFILL_MAX, TICK_SCHEDULE, admit, due_slots};
-use crate::store::{Claim, ClaimRequest, Job, Lease, NewJob, Outcome, Presence, Store, StoreError, Task, WriteBatch};
+use crate::store::{
+    Claim, ClaimRequest, IntentOp, Job, Lease, NewJob, Outcome, Presence, Store, StoreError, Task, WriteBatch,
+};
 use crate::telemetry::CostRow;
 use crate::time::{Clock, LastSeen, Millis, Timestamp};
 use crate::{actuator, reroll, scan, tick, webhook};
@@ -376,13 +378,38 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
 
     /// Starts a claimed job: the breaker check, then the job under its timeout.
     async fn start(&self, claim: Claim, timeout: Millis) -> Done {
-        let pipeline = claim.job.task().is_ok_and(|t| t.is_pipeline());
-        match admit(claim.job.resumes, pipeline) {
-            Admission::Run => {}
-            Admission::Trip(why) => {
+        let task = claim.job.task();
+        let pipeline = task.as_ref().is_ok_and(|t| t.is_pipeline());
+        match (admit(claim.job.resumes, pipeline), task) {
+            (Admission::Run, _) => {}
+            (Admission::Trip(why), _) => {
                 return Done::Ran { claim: Box::new(claim), result: Err(JobError::Breaker(why)), costs: vec![] };
             }
-            Admission::Discard(why) => {
+            // A kill is bounded by its intent's attempt cap rather than
+            // discarded: past the breaker's cap each resume spends one of its
+            // attempts. A crash storm then cannot hold an approved kill back
+            // until the next tick's sweep (found by `every-fault`), and a kill
+            // that crashes its worker every time is abandoned when its
+            // attempts run out (a discarded one came back every tick).
+            (Admission::Discard(why), Ok(Task::KillAd { key, .. })) => {
+                let op = IntentOp::CountAttempt { key, cause: format!("circuit breaker: {why}") };
+                let batch = WriteBatch { intents: vec![op], ..WriteBatch::default() };
+                match self.ports.store.write(&claim.lease, batch, self.ports.clock.now()).await {
+                    Ok(_) => {}
+                    // No intent to bound it: discarded like any other job.
+                    Err(StoreError::NotFound(_)) => {
+                        return Done::Ran {
+                            claim: Box::new(claim),
+                            result: Err(JobError::Permanent(why)),
+                            costs: vec![],
+                        };
+                    }
+                    Err(e) => {
+                        return Done::Ran { claim: Box::new(claim), result: Err(JobError::Store(e)), costs: vec![] };
+                    }
+                }
+            }
+            (Admission::Discard(why), _) => {
                 return Done::Ran { claim: Box::new(claim), result: Err(JobError::Permanent(why)), costs: vec![] };
             }
         }

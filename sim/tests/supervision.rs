@@ -223,3 +223,96 @@ fn a_replaced_worker_stops_every_loop_at_once() {
         }
     }
 }
+
+#[test]
+fn a_kill_past_the_breakers_cap_spends_an_attempt_and_still_stops_the_ad() {
+    use std::sync::{Arc, Mutex};
+
+    use dlft_core::envelope::{Decision, Verdict};
+    use dlft_core::estimator::AdEstimate;
+    use dlft_core::ids::{AdId, IdempotencyKey, WorkerId};
+    use dlft_core::money::{Currency, Money};
+    use dlft_core::probe::NoProbe;
+    use dlft_core::store::{ClaimRequest, IntentOp, NewIntent, SharedMemStore, Store, WriteBatch};
+    use dlft_core::tick::kill_job;
+    use dlft_core::worker::{Ports, Worker};
+    use dlft_sim::inproc::{InProcessAds, VirtualClock, virtual_runtime};
+    use dlft_sim::run::rng_for;
+    use dlft_sim::world::AdsWorld;
+
+    let scn = Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/ad-kill-container-loss.toml"))
+        .unwrap();
+    let world = AdsWorld::new(&scn, EPOCH, rng_for(4, 1));
+    let ad: AdId = world.specs().next().unwrap().id.clone();
+    let key = IdempotencyKey::new(format!("kill/{ad}"));
+    let store = SharedMemStore::new();
+    futures_lite_block(store.enqueue(kill_job(&key, &ad, EPOCH), EPOCH)).unwrap();
+    // A worker opens the kill's intent and dies holding the job; so does
+    // every boot after it, four times in all: one resume past the breaker's cap.
+    let crasher = WorkerId::new("crasher");
+    for round in 0..=dlft_core::scheduler::MAX_RESUME_ATTEMPTS {
+        let inc = futures_lite_block(store.boot(&crasher, EPOCH)).unwrap().incarnation;
+        let req = ClaimRequest {
+            worker: crasher.clone(),
+            incarnation: inc,
+            kinds: vec![JobKind::KillAd],
+            limit: 1,
+            lease_for: Millis::from_secs(60),
+        };
+        let claim = futures_lite_block(store.claim(&req, EPOCH)).unwrap().remove(0);
+        if round == 0 {
+            let open = IntentOp::Open(NewIntent {
+                key: key.clone(),
+                ad: ad.clone(),
+                evidence: AdEstimate {
+                    ad: ad.clone(),
+                    first_bucket: EPOCH,
+                    matured_until: EPOCH,
+                    matured_spend: Money::new(9000, Currency::EUR),
+                    matured_purchases: 0,
+                    matured_revenue: Money::zero(Currency::EUR),
+                    in_learning: false,
+                },
+                verdict: Verdict {
+                    ad: ad.clone(),
+                    key: key.clone(),
+                    decision: Decision::Approve,
+                    at: EPOCH,
+                    reason: String::new(),
+                },
+            });
+            let batch = WriteBatch { intents: vec![open], ..WriteBatch::default() };
+            futures_lite_block(store.write(&claim.lease, batch, EPOCH)).unwrap();
+        }
+    }
+    futures_lite_block(store.boot(&crasher, EPOCH)).unwrap();
+    let job = store.lock().live_jobs().next().unwrap().clone();
+    // Resumes are counted at the claim: the next one is past the cap.
+    assert_eq!(job.resumes, dlft_core::scheduler::MAX_RESUME_ATTEMPTS);
+    assert!(job.interrupted);
+
+    virtual_runtime().block_on(async {
+        let clock = VirtualClock::new(EPOCH);
+        let world = Arc::new(Mutex::new(world));
+        let mut worker = Worker {
+            ports: Ports {
+                store: store.clone(),
+                ads: Arc::new(InProcessAds::new(world, clock)),
+                clock,
+                probe: NoProbe,
+            },
+            cfg: scn.worker_config(Sabotage::None),
+            loop_cfg: scn.loop_config(),
+            rng: rng_for(4, 100),
+            stop: Default::default(),
+            pulse: Default::default(),
+        };
+        // Well within the minute before the first tick's sweep could re-drive it.
+        worker.run(Some(EPOCH + Millis::from_secs(20))).await.unwrap();
+    });
+    let s = store.lock();
+    let intent = s.intent(&key).unwrap();
+    assert_eq!(intent.phase, IntentPhase::Committed, "the kill went on instead of waiting for the next tick");
+    assert_eq!(intent.attempts, 2, "one attempt spent by the breaker, one by the pause");
+    assert_eq!(s.job(job.id).unwrap().state, JobState::Completed);
+}
