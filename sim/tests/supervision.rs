@@ -63,11 +63,9 @@ fn stopping_hands_every_claim_back_with_its_attempt() {
 fn a_job_whose_payload_does_not_deserialize_is_discarded_with_its_reason() {
     use std::sync::{Arc, Mutex};
 
-    use dlft_core::probe::NoProbe;
     use dlft_core::store::{NewJob, SharedMemStore, Store};
     use dlft_core::time::Timestamp;
-    use dlft_core::worker::{Ports, Worker};
-    use dlft_sim::inproc::{InProcessAds, VirtualClock, virtual_runtime};
+    use dlft_sim::inproc::{VirtualClock, virtual_runtime};
     use dlft_sim::run::rng_for;
     use dlft_sim::world::AdsWorld;
 
@@ -84,19 +82,7 @@ fn a_job_whose_payload_does_not_deserialize_is_discarded_with_its_reason() {
     virtual_runtime().block_on(async {
         let clock = VirtualClock::new(EPOCH);
         let world = Arc::new(Mutex::new(AdsWorld::new(&scn, EPOCH, rng_for(3, 1))));
-        let mut worker = Worker {
-            ports: Ports {
-                store: store.clone(),
-                ads: Arc::new(InProcessAds::new(world, clock)),
-                clock,
-                probe: NoProbe,
-            },
-            cfg: scn.worker_config(Sabotage::None),
-            loop_cfg: scn.loop_config(),
-            rng: rng_for(3, 100),
-            stop: Default::default(),
-            pulse: Default::default(),
-        };
+        let mut worker = in_process_worker(&store, world, clock, &scn, 3, scn.worker_config(Sabotage::None));
         worker.run(Some(EPOCH + Millis::from_secs(300))).await.unwrap();
     });
     let s = store.lock();
@@ -168,11 +154,10 @@ fn a_replaced_worker_stops_every_loop_at_once() {
     use std::sync::atomic::Ordering;
 
     use dlft_core::config::PresenceConfig;
-    use dlft_core::probe::NoProbe;
     use dlft_core::store::{SharedMemStore, Store, StoreError};
     use dlft_core::time::Clock;
-    use dlft_core::worker::{Ports, Pulse, Worker};
-    use dlft_sim::inproc::{InProcessAds, VirtualClock, virtual_runtime};
+    use dlft_core::worker::Pulse;
+    use dlft_sim::inproc::{VirtualClock, virtual_runtime};
     use dlft_sim::run::rng_for;
     use dlft_sim::world::AdsWorld;
 
@@ -187,19 +172,8 @@ fn a_replaced_worker_stops_every_loop_at_once() {
         }
         let id = cfg.worker.clone();
         let pulse = Arc::new(Pulse::default());
-        let mut worker = Worker {
-            ports: Ports {
-                store: store.clone(),
-                ads: Arc::new(InProcessAds::new(world, clock)),
-                clock,
-                probe: NoProbe,
-            },
-            cfg,
-            loop_cfg: scn.loop_config(),
-            rng: rng_for(4, 100),
-            stop: Default::default(),
-            pulse: pulse.clone(),
-        };
+        let mut worker = in_process_worker(&store, world, clock, &scn, 4, cfg);
+        worker.pulse = pulse.clone();
         let replaced_at = EPOCH + Millis::from_secs(60);
         let (out, stopped_at) = virtual_runtime().block_on(async {
             let rival = store.clone();
@@ -232,11 +206,9 @@ fn a_kill_past_the_breakers_cap_spends_an_attempt_and_still_stops_the_ad() {
     use dlft_core::estimator::AdEstimate;
     use dlft_core::ids::{AdId, IdempotencyKey, WorkerId};
     use dlft_core::money::{Currency, Money};
-    use dlft_core::probe::NoProbe;
     use dlft_core::store::{ClaimRequest, IntentOp, NewIntent, SharedMemStore, Store, WriteBatch};
     use dlft_core::tick::kill_job;
-    use dlft_core::worker::{Ports, Worker};
-    use dlft_sim::inproc::{InProcessAds, VirtualClock, virtual_runtime};
+    use dlft_sim::inproc::{VirtualClock, virtual_runtime};
     use dlft_sim::run::rng_for;
     use dlft_sim::world::AdsWorld;
 
@@ -294,19 +266,7 @@ fn a_kill_past_the_breakers_cap_spends_an_attempt_and_still_stops_the_ad() {
     virtual_runtime().block_on(async {
         let clock = VirtualClock::new(EPOCH);
         let world = Arc::new(Mutex::new(world));
-        let mut worker = Worker {
-            ports: Ports {
-                store: store.clone(),
-                ads: Arc::new(InProcessAds::new(world, clock)),
-                clock,
-                probe: NoProbe,
-            },
-            cfg: scn.worker_config(Sabotage::None),
-            loop_cfg: scn.loop_config(),
-            rng: rng_for(4, 100),
-            stop: Default::default(),
-            pulse: Default::default(),
-        };
+        let mut worker = in_process_worker(&store, world, clock, &scn, 4, scn.worker_config(Sabotage::None));
         // Well within the minute before the first tick's sweep could re-drive it.
         worker.run(Some(EPOCH + Millis::from_secs(20))).await.unwrap();
     });
@@ -315,4 +275,36 @@ fn a_kill_past_the_breakers_cap_spends_an_attempt_and_still_stops_the_ad() {
     assert_eq!(intent.phase, IntentPhase::Committed, "the kill went on instead of waiting for the next tick");
     assert_eq!(intent.attempts, 2, "one attempt spent by the breaker, one by the pause");
     assert_eq!(s.job(job.id).unwrap().state, JobState::Completed);
+}
+
+type InProcessWorker = dlft_core::worker::Worker<
+    dlft_core::store::SharedMemStore,
+    std::sync::Arc<dlft_sim::inproc::InProcessAds<dlft_sim::inproc::VirtualClock>>,
+    dlft_sim::inproc::VirtualClock,
+    dlft_core::probe::NoProbe,
+    rand_chacha::ChaCha8Rng,
+>;
+
+/// A worker on `store` and the in-process platform (no faults), on virtual time.
+fn in_process_worker(
+    store: &dlft_core::store::SharedMemStore,
+    world: std::sync::Arc<std::sync::Mutex<dlft_sim::world::AdsWorld>>,
+    clock: dlft_sim::inproc::VirtualClock,
+    scn: &Scenario,
+    seed: u64,
+    cfg: dlft_core::config::WorkerConfig,
+) -> InProcessWorker {
+    dlft_core::worker::Worker {
+        ports: dlft_core::worker::Ports {
+            store: store.clone(),
+            ads: std::sync::Arc::new(dlft_sim::inproc::InProcessAds::new(world, clock)),
+            clock,
+            probe: dlft_core::probe::NoProbe,
+        },
+        cfg,
+        loop_cfg: scn.loop_config(),
+        rng: dlft_sim::run::rng_for(seed, 100),
+        stop: Default::default(),
+        pulse: Default::default(),
+    }
 }
