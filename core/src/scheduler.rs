@@ -4,6 +4,7 @@
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::IdempotencyKey;
 use crate::time::{Millis, Timestamp};
 
 /// The per-minute tick's schedule name.
@@ -68,6 +69,18 @@ impl RetryPolicy {
     }
 }
 
+/// What bounds a job besides the circuit breaker, which decides what the
+/// breaker does with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// Nothing else: the breaker discards it.
+    Breaker,
+    /// A checkpointed pipeline, whose schedule the breaker disables.
+    Pipeline,
+    /// An action under an intent whose attempt cap bounds it.
+    Intent(IdempotencyKey),
+}
+
 /// What to do with a job just claimed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -76,20 +89,33 @@ pub enum Admission {
     Trip(String),
     /// Any other job that keeps dying: discard it alone. A process crash has
     /// no culprit, so the jobs that merely ran beside a poison pipeline reach
-    /// the cap too; ticks and kills are idempotent re-runs that the next slot
-    /// (or the intent sweep) redoes, so their schedules stay on.
+    /// the cap too; ticks are idempotent re-runs that the next slot redoes,
+    /// so their schedules stay on.
     Discard(String),
+    /// An action under an intent: spend one of the intent's attempts, then
+    /// run. A crash storm cannot hold an approved kill back until the next
+    /// tick's sweep (found by `every-fault`: 6 seeds of 14,000 missed their
+    /// deadline that way), and an action that crashes its worker every time
+    /// is abandoned when its attempts run out (a discarded kill came back
+    /// every tick).
+    SpendAttempt {
+        key: IdempotencyKey,
+        why: String,
+    },
 }
 
-/// The circuit breaker: the fourth resume of a crashed attempt is refused.
-/// `pipeline`: the job is a checkpointed pipeline, whose schedule the breaker
-/// disables.
-pub fn admit(resumes: u32, pipeline: bool) -> Admission {
+/// The circuit breaker: the fourth resume of a crashed attempt is refused,
+/// in the way `bound` says.
+pub fn admit(resumes: u32, bound: Bound) -> Admission {
     if resumes <= MAX_RESUME_ATTEMPTS {
         return Admission::Run;
     }
     let why = format!("{resumes} resumes of crashed attempts (max {MAX_RESUME_ATTEMPTS}): a crash loop");
-    if pipeline { Admission::Trip(why) } else { Admission::Discard(why) }
+    match bound {
+        Bound::Breaker => Admission::Discard(why),
+        Bound::Pipeline => Admission::Trip(why),
+        Bound::Intent(key) => Admission::SpendAttempt { key, why },
+    }
 }
 
 /// The slots of a schedule with period `every` due at `now` after the last
@@ -133,10 +159,13 @@ mod tests {
 
     #[test]
     fn breaker_opens_on_the_fourth_resume() {
-        assert_eq!(admit(0, true), Admission::Run);
-        assert_eq!(admit(MAX_RESUME_ATTEMPTS, true), Admission::Run);
-        assert!(matches!(admit(MAX_RESUME_ATTEMPTS + 1, true), Admission::Trip(_)));
-        assert!(matches!(admit(MAX_RESUME_ATTEMPTS + 1, false), Admission::Discard(_)));
+        assert_eq!(admit(0, Bound::Pipeline), Admission::Run);
+        assert_eq!(admit(MAX_RESUME_ATTEMPTS, Bound::Pipeline), Admission::Run);
+        assert!(matches!(admit(MAX_RESUME_ATTEMPTS + 1, Bound::Pipeline), Admission::Trip(_)));
+        assert!(matches!(admit(MAX_RESUME_ATTEMPTS + 1, Bound::Breaker), Admission::Discard(_)));
+        let key = IdempotencyKey::new("kill/ad-1");
+        let spend = admit(MAX_RESUME_ATTEMPTS + 1, Bound::Intent(key.clone()));
+        assert!(matches!(spend, Admission::SpendAttempt { key: k, .. } if k == key));
     }
 
     #[test]

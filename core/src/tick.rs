@@ -20,7 +20,7 @@ use crate::estimator::estimate;
 use crate::ids::{AdId, IdempotencyKey};
 use crate::policy::propose_kills;
 use crate::probe::{Probe, Site};
-use crate::store::{IntentOp, IntentPhase, NewIntent, NewJob, Store, Task};
+use crate::store::{Intent, IntentOp, IntentPhase, NewIntent, NewJob, Store, Task};
 use crate::time::{Clock, Timestamp};
 use crate::worker::{Attempt, JobError, Ports};
 
@@ -36,38 +36,39 @@ pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     sabotage: Sabotage,
     attempt: &mut Attempt,
     slot: Timestamp,
+    retry: bool,
 ) -> Result<(), JobError> {
-    redrive(ports, attempt).await?;
+    if retry {
+        redrive(ports, attempt).await?;
+    }
     sense(ports, cfg, attempt, slot).await?;
     decide(ports, cfg, sabotage, attempt).await
 }
 
-/// Recovery first: every intent without a commit gets a live kill job before
-/// the tick pages insights, so intents a crashed attempt of this tick opened
-/// (between its batch pause and the write of the outcomes) are driven by its
-/// retry even when the platform's insights keep failing (found by
-/// `every-fault`: a retried tick paging into a timeout storm held them a
-/// minute). The job's idempotency key makes this a no-op when one exists.
+/// A retried tick re-drives open intents before it pages insights: intents
+/// its crashed attempt opened between its batch pause and the write of the
+/// outcomes get their kill jobs even while the platform's insights keep
+/// failing (found by `every-fault`: a retried tick paging into a timeout
+/// storm held them until the next tick, a minute). A first attempt leaves
+/// this to `decide`, which reads the intents anyway.
 async fn redrive<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     ports: &Ports<S, A, C, P>,
     attempt: &mut Attempt,
 ) -> Result<(), JobError> {
-    let now = ports.clock.now();
-    let open: Vec<NewJob> = ports
-        .store
-        .intents()
-        .await?
-        .iter()
-        .filter(|i| !i.phase.is_final())
-        .map(|i| kill_job(&i.key, &i.ad, now))
-        .collect();
-    if open.is_empty() {
+    let jobs = kill_jobs_of_open(ports.store.intents().await?.iter(), ports.clock.now());
+    if jobs.is_empty() {
         return Ok(());
     }
     let mut batch = attempt.batch();
-    batch.enqueue = open;
+    batch.enqueue = jobs;
     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     Ok(())
+}
+
+/// A kill job for every intent without a commit (the job's idempotency key
+/// makes each a no-op where one is live).
+fn kill_jobs_of_open<'a>(intents: impl Iterator<Item = &'a Intent>, now: Timestamp) -> Vec<NewJob> {
+    intents.filter(|i| !i.phase.is_final()).map(|i| kill_job(&i.key, &i.ad, now)).collect()
 }
 
 /// Sensor: every page of insights since `slot - lookback`, upserted into the
@@ -131,11 +132,8 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
         }));
         approved.push((verdict.ad.clone(), verdict.key.clone()));
     }
-    // Recovery: every intent without a commit gets a live kill job (the job's
-    // idempotency key makes this a no-op when one exists).
-    for intent in intents.values().filter(|i| !i.phase.is_final()) {
-        batch.enqueue.push(kill_job(&intent.key, &intent.ad, now));
-    }
+    // Recovery: every intent without a commit gets a live kill job.
+    batch.enqueue.extend(kill_jobs_of_open(intents.values(), now));
     batch.verdicts = verdicts;
     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     ports.probe.reached(Site::TickAfterDecide, "tick").await;

@@ -25,7 +25,7 @@ use crate::models::Models;
 use crate::money::{Currency, Money};
 use crate::probe::{Probe, Site};
 use crate::reroll::REROLL_SCHEDULE;
-use crate::scheduler::{Admission, BACKFILL_MAX, TICK_SCHEDULE, admit, due_slots};
+use crate::scheduler::{Admission, BACKFILL_MAX, Bound, TICK_SCHEDULE, admit, due_slots};
 use crate::store::{
     Claim, ClaimRequest, IntentOp, Job, Lease, NewJob, Outcome, Presence, Store, StoreError, Task, WriteBatch,
 };
@@ -378,40 +378,24 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
 
     /// Starts a claimed job: the breaker check, then the job under its timeout.
     async fn start(&self, claim: Claim, timeout: Millis) -> Done {
-        let task = claim.job.task();
-        let pipeline = task.as_ref().is_ok_and(|t| t.is_pipeline());
-        match (admit(claim.job.resumes, pipeline), task) {
-            (Admission::Run, _) => {}
-            (Admission::Trip(why), _) => {
-                return Done::Ran { claim: Box::new(claim), result: Err(JobError::Breaker(why)), costs: vec![] };
-            }
-            // A kill is bounded by its intent's attempt cap rather than
-            // discarded: past the breaker's cap each resume spends one of its
-            // attempts. A crash storm then cannot hold an approved kill back
-            // until the next tick's sweep (found by `every-fault`), and a kill
-            // that crashes its worker every time is abandoned when its
-            // attempts run out (a discarded one came back every tick).
-            (Admission::Discard(why), Ok(Task::KillAd { key, .. })) => {
+        let bound = claim.job.task().map_or(Bound::Breaker, |t| t.bound());
+        let refused = match admit(claim.job.resumes, bound) {
+            Admission::Run => None,
+            Admission::Trip(why) => Some(JobError::Breaker(why)),
+            Admission::Discard(why) => Some(JobError::Permanent(why)),
+            Admission::SpendAttempt { key, why } => {
                 let op = IntentOp::CountAttempt { key, cause: format!("circuit breaker: {why}") };
                 let batch = WriteBatch { intents: vec![op], ..WriteBatch::default() };
                 match self.ports.store.write(&claim.lease, batch, self.ports.clock.now()).await {
-                    Ok(_) => {}
-                    // No intent to bound it: discarded like any other job.
-                    Err(StoreError::NotFound(_)) => {
-                        return Done::Ran {
-                            claim: Box::new(claim),
-                            result: Err(JobError::Permanent(why)),
-                            costs: vec![],
-                        };
-                    }
-                    Err(e) => {
-                        return Done::Ran { claim: Box::new(claim), result: Err(JobError::Store(e)), costs: vec![] };
-                    }
+                    Ok(_) => None,
+                    // No intent to spend (a sabotaged build): discarded like any other job.
+                    Err(StoreError::NotFound(_)) => Some(JobError::Permanent(why)),
+                    Err(e) => Some(JobError::Store(e)),
                 }
             }
-            (Admission::Discard(why), _) => {
-                return Done::Ran { claim: Box::new(claim), result: Err(JobError::Permanent(why)), costs: vec![] };
-            }
+        };
+        if let Some(e) = refused {
+            return Done::Ran { claim: Box::new(claim), result: Err(e), costs: vec![] };
         }
         let mut attempt = Attempt::new(claim.lease.clone(), self.loop_cfg.currency);
         let result = {
@@ -496,7 +480,7 @@ pub async fn run_task<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe>(
 ) -> Result<(), JobError> {
     let task = job.task().map_err(JobError::Permanent)?;
     match &task {
-        Task::PollInsights { slot } => tick::run(ports, loop_cfg, sabotage, attempt, *slot).await,
+        Task::PollInsights { slot } => tick::run(ports, loop_cfg, sabotage, attempt, *slot, job.attempt > 1).await,
         Task::KillAd { key, ad } => actuator::run_kill(ports, loop_cfg, sabotage, attempt, key, ad).await,
         Task::ScanStore { page } => {
             let Some(cfg) = &loop_cfg.scan else {

@@ -286,14 +286,14 @@ impl Conductor {
         });
         if let Some(ep) = self.mttr.open.take() {
             self.mttr.samples.push(end_ms - ep.since_ms);
-            verdict.violations.push(violation(
+            verdict.violations.push(Violation {
                 seed,
-                "recovery",
-                format!("crash at {}ms: not recovered by the end ({:?} orphans)", ep.since_ms, ep.orphans),
-            ));
+                invariant: "recovery".into(),
+                detail: format!("crash at {}ms: not recovered by the end ({:?} orphans)", ep.since_ms, ep.orphans),
+            });
         }
         if let Some(e) = sim_error {
-            verdict.violations.push(violation(seed, "sim_error", e));
+            verdict.violations.push(Violation { seed, invariant: "sim_error".into(), detail: e });
         }
         let mut faults = self.faults;
         {
@@ -336,8 +336,4 @@ impl Conductor {
             plan,
         }
     }
-}
-
-fn violation(seed: u64, invariant: &str, detail: String) -> Violation {
-    Violation { seed, invariant: invariant.into(), detail }
 }

@@ -174,14 +174,14 @@ impl EventWire {
                 Some(server)
             }
         };
+        // A lost request or reply looks like silence until the timeout.
         let wait = async move {
-            match reply {
-                Some(server) => match server.await {
-                    Ok(Some(reply)) => reply,
-                    _ => std::future::pending().await,
-                },
-                None => std::future::pending().await,
+            if let Some(server) = reply
+                && let Ok(Some(reply)) = server.await
+            {
+                return reply;
             }
+            std::future::pending().await
         };
         tokio::time::timeout(self.timeout, wait).await.map_err(|_| RpcError::Timeout)
     }

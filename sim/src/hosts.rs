@@ -671,22 +671,25 @@ pub async fn serve_insights_direct<C: Clock>(
         }
         Fate::RateLimit { latency } => {
             tokio::time::sleep(latency.as_std()).await;
-            Some(reply_body(rate_limited()).map(|_| InsightsPage { rows: Vec::new(), next: None }))
+            Some(Err(reply_body(rate_limited()).expect_err("a rate limit is a 400")))
         }
         Fate::Serve { latency, .. } => {
             tokio::time::sleep(latency.as_std()).await;
-            let now = clock.now();
             let p = lock(&platform);
-            let mut world = lock(&p.world);
-            world.advance_to(now);
-            let rows = world.insights(query.since, query.until, now);
-            let Some((start, end)) = page_range(rows.len(), query.after.as_deref(), query.limit) else {
-                return Some(Err(AdsError::Permanent { code: 100, message: "(#100) Invalid cursor".into() }));
-            };
-            let next = (end < rows.len()).then(|| format!("o{end}"));
-            Some(Ok(InsightsPage { rows: rows[start..end].to_vec(), next }))
+            Some(insights_page(&mut lock(&p.world), &query, clock.now()))
         }
     }
+}
+
+/// One page of insights rows straight from the world (no JSON).
+pub fn insights_page(world: &mut AdsWorld, query: &InsightsQuery, now: Timestamp) -> Result<InsightsPage, AdsError> {
+    world.advance_to(now);
+    let rows = world.insights(query.since, query.until, now);
+    let Some((start, end)) = page_range(rows.len(), query.after.as_deref(), query.limit) else {
+        return Err(AdsError::Permanent { code: 100, message: "(#100) Invalid cursor".into() });
+    };
+    let next = (end < rows.len()).then(|| format!("o{end}"));
+    Ok(InsightsPage { rows: rows[start..end].to_vec(), next })
 }
 
 /// What the platform does with one request that reached it, on any driver:

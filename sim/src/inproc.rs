@@ -49,16 +49,7 @@ impl<C: Clock> InProcessAds<C> {
 impl<C: Clock> AdsPlatform for InProcessAds<C> {
     fn insights(&self, query: &InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let now = self.clock.now();
-        let mut world = lock(&self.world);
-        world.advance_to(now);
-        let rows = world.insights(query.since, query.until, now);
-        let Some((start, end)) = crate::world::page_range(rows.len(), query.after.as_deref(), query.limit) else {
-            return ready(Err(AdsError::Permanent { code: 100, message: "invalid cursor".into() }));
-        };
-        let next = (end < rows.len()).then(|| format!("o{end}"));
-        let rows = rows[start..end].to_vec();
-        ready(Ok(InsightsPage { rows, next }))
+        ready(crate::hosts::insights_page(&mut lock(&self.world), query, self.clock.now()))
     }
     fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> impl Future<Output = Result<(), AdsError>> + Send {
         let req = AdsRequest::Pause { ad: ad.clone(), key: key.clone() };

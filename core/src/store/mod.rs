@@ -71,9 +71,14 @@ impl JobKind {
 }
 
 impl Task {
-    /// A checkpointed pipeline (the circuit breaker guards its schedule).
-    pub fn is_pipeline(&self) -> bool {
-        matches!(self, Task::ScanStore { .. })
+    /// What bounds this task besides the circuit breaker.
+    pub fn bound(&self) -> crate::scheduler::Bound {
+        use crate::scheduler::Bound;
+        match self {
+            Task::ScanStore { .. } => Bound::Pipeline,
+            Task::KillAd { key, .. } => Bound::Intent(key.clone()),
+            Task::PollInsights { .. } | Task::ReconcileAd { .. } | Task::RerollBandit { .. } => Bound::Breaker,
+        }
     }
 
     pub fn kind(&self) -> JobKind {
