@@ -16,8 +16,8 @@ use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-use dlft_core::bandit::{TsConfig, beta_cheng, beta_johnk, sample_beta, stream};
-use dlft_core::ope::{OpeConfig, Target, evaluate, rounds_for};
+use dlft_core::estimate::bandit::{TsConfig, beta_cheng, beta_johnk, sample_beta, stream};
+use dlft_core::estimate::ope::{OpeConfig, Target, evaluate, rounds_for};
 
 const SAMPLES: u64 = 10_000;
 

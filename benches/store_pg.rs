@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dlft_core::ids::WorkerId;
-use dlft_core::store::{ClaimRequest, JobKind, NewJob, Outcome, Store, Task};
+use dlft_core::schedule::task::{JobKind, Task};
+use dlft_core::store::{ClaimRequest, NewJob, Outcome, Store};
 use dlft_core::time::{Millis, Timestamp};
 use dlft_live::store::{PgStore, PoolOptions, open_pg};
 use dlft_live::testenv::{PG_DEFAULT_URL, PG_URL_VAR};

@@ -396,7 +396,7 @@ fn backtest(args: BacktestArgs) -> Result<ExitCode> {
 }
 
 fn ope(args: OpeArgs) -> Result<ExitCode> {
-    use dlft_core::ope::{OpeConfig, Target, evaluate, rounds_for};
+    use dlft_core::estimate::ope::{OpeConfig, Target, evaluate, rounds_for};
     let target = match args.policy.as_str() {
         "uniform" => Target::Uniform,
         "ts" => Target::Ts { cfg: Default::default(), seed: 0 },
@@ -448,7 +448,7 @@ fn ope(args: OpeArgs) -> Result<ExitCode> {
             logged
         );
         println!("  {:<10} {:>10}   95% interval ({} resamples)", "estimator", "value", args.resamples);
-        for name in dlft_core::ope::ESTIMATORS {
+        for name in dlft_core::estimate::ope::ESTIMATORS {
             let e = &report.estimators[name];
             println!("  {name:<10} {:>10.5}   [{:.5}, {:.5}]", e.value, e.ci_low, e.ci_high);
         }

@@ -44,10 +44,11 @@ use tracing::{error, info, warn};
 
 use dlft_core::config::PresenceConfig;
 use dlft_core::ids::WorkerId;
+use dlft_core::jobs::Ports;
 use dlft_core::probe::{Probe, Site};
 use dlft_core::store::Store;
 use dlft_core::time::{Clock, Millis, Timestamp};
-use dlft_core::worker::{Ports, Pulse, Worker};
+use dlft_core::worker::{Pulse, Worker};
 use dlft_live::SystemClock;
 use dlft_live::config::RunConfig;
 use dlft_live::meta::{MetaAds, Secret};
@@ -411,7 +412,7 @@ async fn webhook<S: Store + Clone>(
     }
     let hints = serde_json::from_slice::<serde_json::Value>(&body)
         .map_err(|e| format!("not JSON: {e}"))
-        .and_then(|v| dlft_core::wire::meta::decode_status_webhook(&v));
+        .and_then(|v| dlft_core::sense::wire::meta::decode_status_webhook(&v));
     let hints = match hints {
         Ok(h) => h,
         Err(why) => {
@@ -421,7 +422,7 @@ async fn webhook<S: Store + Clone>(
     };
     for hint in &hints {
         let now = dlft_core::time::Clock::now(&SystemClock);
-        if let Err(e) = dlft_core::webhook::accept(&h.store, hint, now).await {
+        if let Err(e) = dlft_core::jobs::reconcile::accept(&h.store, hint, now).await {
             error!(error = %e, "webhook: the store did not take the reconcile job");
             return (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n"));
         }

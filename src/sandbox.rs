@@ -29,8 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use dlft_core::ads::InsightsQuery;
 use dlft_core::ids::{AdId, IdempotencyKey};
+use dlft_core::sense::ads::InsightsQuery;
 use dlft_core::time::{Clock, Timestamp};
 use dlft_live::SystemClock;
 use dlft_sim::hosts::{ItemFate, handle_ads, handle_pause_batch};
@@ -160,7 +160,7 @@ async fn batch(State(sb): State<Sandbox>, headers: HeaderMap, Form(form): Form<B
         return graph_error(400, 190, "Invalid OAuth access token.");
     }
     let Some(text) = form.get("batch") else { return graph_error(400, 100, "(#100) the batch parameter is required") };
-    match dlft_core::wire::meta::parse_pause_batch(text) {
+    match dlft_core::sense::wire::meta::parse_pause_batch(text) {
         Ok(items) => sb.serve(AdsRequest::PauseBatch { items }),
         Err(e) => graph_error(400, 100, &format!("(#100) {e}")),
     }

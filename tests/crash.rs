@@ -31,7 +31,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dlft_core::store::{IntentPhase, Store};
+use dlft_core::act::intent::IntentPhase;
+use dlft_core::store::Store;
 use dlft_core::telemetry::EventKind;
 use dlft_core::time::{Clock, Timestamp};
 use dlft_live::SystemClock;
@@ -369,8 +370,12 @@ async fn recovery<S: Store>(store: &S, victim: &str, killed_at: Timestamp) -> u6
 async fn check_against_truth<S: Store>(store: &S, sandbox: &str) {
     let t = truth(sandbox).await;
     let intents = store.intents().await.unwrap();
-    let committed: Vec<&str> =
-        intents.iter().filter(|i| i.phase == IntentPhase::Committed).map(|i| i.ad.as_str()).collect();
+    let committed: Vec<&str> = intents
+        .iter()
+        .filter(|i| i.phase == IntentPhase::Committed)
+        .filter_map(|i| i.action.killed_ad())
+        .map(|ad| ad.as_str())
+        .collect();
     assert!(
         intents.iter().all(|i| i.phase != IntentPhase::Abandoned),
         "nothing abandoned: {:?}",
@@ -620,8 +625,8 @@ async fn webhooks_are_signed_checked_and_only_ask_for_a_read_back() {
             (resp.status().as_u16(), resp.text().await.unwrap())
         }
     };
-    let hint = dlft_core::webhook::StatusHint { ad: dlft_core::ids::AdId::new("ad-001"), status: "PAUSED".into() };
-    let good = serde_json::to_vec(&dlft_core::wire::meta::encode_status_webhook("act_1", 1, &[hint])).unwrap();
+    let hint = dlft_core::sense::ads::StatusHint { ad: dlft_core::ids::AdId::new("ad-001"), status: "PAUSED".into() };
+    let good = serde_json::to_vec(&dlft_core::sense::wire::meta::encode_status_webhook("act_1", 1, &[hint])).unwrap();
     let garbage = b"{\"object\":\"page\",\"entry\":[]}".to_vec();
     let cases = [
         (good.clone(), None, 401, "no X-Hub-Signature-256"),

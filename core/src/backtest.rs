@@ -17,13 +17,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ads::InsightRow;
-use crate::envelope::{EnvelopeConfig, Verdict, judge};
-use crate::estimator::{EstimatorConfig, estimate};
+use crate::act::intent::{Evidence, Intent, IntentPhase, fresh_intent};
+use crate::decide::decide;
+use crate::envelope::{EnvelopeConfig, Verdict};
+use crate::estimate::estimator::EstimatorConfig;
 use crate::ids::{AdId, IdempotencyKey};
 use crate::money::Money;
-use crate::policy::{KillRule, propose_kills};
-use crate::store::{Intent, IntentPhase};
+use crate::propose::kill_rule::KillRule;
+use crate::sense::ads::InsightRow;
 use crate::time::{Millis, Timestamp};
 
 /// One version of one ad's bucket, as history recorded it.
@@ -193,32 +194,23 @@ pub fn run(rows: &[HistoryRow], cfg: &BacktestConfig) -> Result<BacktestResult, 
         }
         let since = now - cfg.estimate_window;
         let window = ledger.range((since, AdId::new(""))..).map(|(_, row)| row);
-        let estimates = estimate(window, now, &cfg.estimator).map_err(|e| BacktestError::Settings(e.to_string()))?;
-        let settled: BTreeSet<AdId> = intents.values().map(|i| i.ad.clone()).collect();
-        let proposals = propose_kills(&estimates, &cfg.kill_rule, &settled);
-        let tick_verdicts = judge(&proposals, &intents, estimates.len(), &cfg.envelope, now);
-        for (v, p) in tick_verdicts.iter().zip(&proposals) {
-            if !v.approved() {
-                continue;
-            }
+        let decided = decide(window, &intents, now, &cfg.estimator, &cfg.kill_rule, &cfg.envelope)
+            .map_err(|e| BacktestError::Settings(e.to_string()))?;
+        for new in decided.intents() {
             let at = now + cfg.kill_delay;
-            effective.insert(v.ad.clone(), at);
+            let Evidence::Kill(evidence) = &new.evidence;
+            let ad = new.verdict.ad.clone();
+            effective.insert(ad.clone(), at);
             *kills_at.entry(now).or_default() += 1;
-            intents.insert(
-                v.key.clone(),
-                Intent {
-                    key: v.key.clone(),
-                    ad: v.ad.clone(),
-                    evidence: p.evidence.clone(),
-                    verdict: v.clone(),
-                    phase: IntentPhase::Committed,
-                    opened_at: now,
-                    updated_at: at,
-                    attempts: 1,
-                },
-            );
-            kills.push((v.ad.clone(), now, at, p.evidence.matured_spend, p.evidence.matured_purchases));
+            kills.push((ad, now, at, evidence.matured_spend, evidence.matured_purchases));
+            // History cannot fail a pause: the kill commits once it takes effect.
+            let mut intent = fresh_intent(&new, now);
+            intent.phase = IntentPhase::Committed;
+            intent.updated_at = at;
+            intent.attempts = 1;
+            intents.insert(new.key, intent);
         }
+        let tick_verdicts = decided.verdicts;
         verdicts.extend(tick_verdicts);
         ticks += 1;
         now = now + cfg.tick_every;

@@ -4,29 +4,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::EnvelopeConfig;
-use crate::estimator::EstimatorConfig;
+use crate::estimate::estimator::EstimatorConfig;
 use crate::ids::WorkerId;
 use crate::money::{Currency, Money};
-use crate::policy::KillRule;
-use crate::scheduler::RetryPolicy;
-use crate::store::JobKind;
+use crate::propose::kill_rule::KillRule;
+use crate::schedule::rules::RetryPolicy;
+use crate::schedule::task::JobKind;
 use crate::time::Millis;
 
-/// A deliberately broken actuator, for proving that the invariant checker
-/// can fail. Never set in production; the live config has no field for it.
-#[doc(hidden)]
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Sabotage {
-    #[default]
-    None,
-    /// Pause without writing the intent first (write it only at the end).
-    SkipIntent,
-    /// Commit on the pause call's word, without reading the status back.
-    SkipReadBack,
-    /// Reconcile on a webhook's word, without reading the status back.
-    TrustWebhooks,
-}
+pub use crate::probe::Sabotage;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoopConfig {
@@ -53,7 +39,7 @@ pub struct LoopConfig {
 pub struct ScanConfig {
     /// The stores' pages to scan, each on its own adaptive schedule `scan/{page}`.
     pub pages: Vec<String>,
-    pub cadence: crate::cadence::CadenceConfig,
+    pub cadence: crate::estimate::cadence::CadenceConfig,
     /// The price of one model call, booked before the call.
     pub model_call: crate::money::Money,
 }

@@ -64,3 +64,19 @@ impl Probe for NoProbe {
         ready(())
     }
 }
+
+/// A deliberately broken actuator, for proving that the invariant checker
+/// can fail. Never set in production; the live config has no field for it.
+#[doc(hidden)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sabotage {
+    #[default]
+    None,
+    /// Pause without writing the intent first (write it only at the end).
+    SkipIntent,
+    /// Commit on the pause call's word, without reading the status back.
+    SkipReadBack,
+    /// Reconcile on a webhook's word, without reading the status back.
+    TrustWebhooks,
+}

@@ -18,86 +18,19 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::ads::{AdsError, AdsPlatform};
-use crate::config::{LoopConfig, PoolConfig, Sabotage, ScanConfig, WorkerConfig};
+use crate::act::intent::IntentOp;
+use crate::config::{LoopConfig, PoolConfig, ScanConfig, WorkerConfig};
 use crate::ids::{Incarnation, JobId};
-use crate::models::Models;
-use crate::money::{Currency, Money};
+use crate::jobs::{Attempt, JobError, Ports, run_task, scan};
 use crate::probe::{Probe, Site};
-use crate::reroll::REROLL_SCHEDULE;
-use crate::scheduler::{Admission, BACKFILL_MAX, Bound, TICK_SCHEDULE, admit, due_slots};
-use crate::store::{
-    Claim, ClaimRequest, IntentOp, Job, Lease, NewJob, Outcome, Presence, Store, StoreError, Task, WriteBatch,
-};
+use crate::propose::allocation::REROLL_SCHEDULE;
+use crate::schedule::rules::{Admission, BACKFILL_MAX, Bound, TICK_SCHEDULE, admit, due_slots};
+use crate::schedule::task::Task;
+use crate::sense::ads::{AdsError, AdsPlatform};
+use crate::sense::models::Models;
+use crate::store::{Claim, ClaimRequest, Lease, NewJob, Outcome, Presence, Store, StoreError, WriteBatch};
 use crate::telemetry::CostRow;
 use crate::time::{Clock, LastSeen, Millis, Timestamp};
-use crate::{actuator, reroll, scan, tick, webhook};
-
-/// Everything the loop talks to.
-pub struct Ports<S, A, C, P> {
-    pub store: S,
-    pub ads: A,
-    pub clock: C,
-    pub probe: P,
-}
-
-/// Why a job attempt stopped short.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Ads(#[from] AdsError),
-    /// Try again no sooner than this.
-    #[error("retry after {wait:?}: {why}")]
-    RetryAfter { wait: Millis, why: String },
-    /// Retrying cannot help.
-    #[error("permanent: {0}")]
-    Permanent(String),
-    /// The circuit breaker refused the job.
-    #[error("circuit breaker: {0}")]
-    Breaker(String),
-}
-
-/// One attempt of one job: its lease, and the cost rows of its external calls
-/// not yet written (they go out with the attempt's next write, atomically).
-pub struct Attempt {
-    pub lease: Lease,
-    pub costs: Vec<CostRow>,
-    pub currency: Currency,
-    /// External calls made so far (numbers the call ids).
-    pub calls: u32,
-}
-
-impl Attempt {
-    pub fn new(lease: Lease, currency: Currency) -> Attempt {
-        Attempt { lease, costs: Vec::new(), currency, calls: 0 }
-    }
-
-    /// A call id unique across jobs, attempts and calls.
-    pub fn next_call_id(&mut self, op: &str) -> String {
-        self.calls += 1;
-        format!("{}/{:?}/{}/{op}", self.lease.job, self.lease.token, self.calls)
-    }
-
-    /// Books a free call after it returned (Meta's API costs no money).
-    pub fn record_call<T>(&mut self, at: Timestamp, op: &str, result: &Result<T, AdsError>) {
-        let call_id = self.next_call_id(op);
-        self.costs.push(CostRow {
-            call_id,
-            at,
-            vendor: "meta".into(),
-            op: op.into(),
-            ok: result.is_ok(),
-            cost: Money::zero(self.currency),
-        });
-    }
-
-    /// A batch carrying the pending cost rows.
-    pub fn batch(&mut self) -> WriteBatch {
-        WriteBatch { costs: std::mem::take(&mut self.costs), ..WriteBatch::default() }
-    }
-}
 
 /// A periodic schedule: its name, its period, and the job of a slot
 /// (`(slot, now)`: the job runs as soon as the slot fires).
@@ -467,29 +400,6 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
             let _ = self.ports.store.finish(&lease, outcome, costs, self.ports.clock.now()).await;
         }
         Done::Settled(job)
-    }
-}
-
-/// Runs one job's work, from its checkpoint if it has one.
-pub async fn run_task<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
-    loop_cfg: &LoopConfig,
-    sabotage: Sabotage,
-    attempt: &mut Attempt,
-    job: &Job,
-) -> Result<(), JobError> {
-    let task = job.task().map_err(JobError::Permanent)?;
-    match &task {
-        Task::PollInsights { slot } => tick::run(ports, loop_cfg, sabotage, attempt, *slot, job.attempt > 1).await,
-        Task::KillAd { key, ad } => actuator::run_kill(ports, loop_cfg, sabotage, attempt, key, ad).await,
-        Task::ScanStore { page } => {
-            let Some(cfg) = &loop_cfg.scan else {
-                return Err(JobError::Permanent("scan job without a scan configuration".into()));
-            };
-            scan::run_scan(ports, cfg, attempt, page, job.checkpoint.as_ref()).await
-        }
-        Task::ReconcileAd { ad, claimed } => webhook::run_reconcile(ports, sabotage, attempt, ad, claimed).await,
-        Task::RerollBandit { slot } => reroll::run_reroll(ports, loop_cfg, attempt, *slot).await,
     }
 }
 

@@ -6,8 +6,9 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use dlft_core::ids::WorkerId;
+use dlft_core::schedule::task::{JobKind, Task};
 use dlft_core::store::conformance::cases;
-use dlft_core::store::{ClaimRequest, JobKind, NewJob, Outcome, SharedMemStore, Store, Task};
+use dlft_core::store::{ClaimRequest, NewJob, Outcome, SharedMemStore, Store};
 use dlft_core::telemetry::replay;
 use dlft_core::time::{Millis, Timestamp};
 

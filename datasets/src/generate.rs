@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use rand::Rng;
 
-use dlft_core::bandit::{ThompsonSampling, TsConfig, stream};
+use dlft_core::estimate::bandit::{ThompsonSampling, TsConfig, stream};
 use dlft_core::ids::AdId;
 use dlft_core::time::{Millis, Timestamp};
 use dlft_sim::run::EPOCH;

@@ -26,9 +26,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use dlft_core::backtest::HistoryRow;
+use dlft_core::estimate::ope::LoggedRound;
 use dlft_core::ids::AdId;
 use dlft_core::money::{Currency, Money};
-use dlft_core::ope::LoggedRound;
 use dlft_core::time::Timestamp;
 
 use table::{Schema, Table, TableError, Ty};

@@ -7,11 +7,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use dlft_core::backtest::BacktestConfig;
-use dlft_core::bandit::TsConfig;
 use dlft_core::envelope::EnvelopeConfig;
-use dlft_core::estimator::EstimatorConfig;
+use dlft_core::estimate::bandit::TsConfig;
+use dlft_core::estimate::estimator::EstimatorConfig;
 use dlft_core::money::{Currency, Money};
-use dlft_core::policy::KillRule;
+use dlft_core::propose::kill_rule::KillRule;
 use dlft_core::time::Millis;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The Meta Marketing API adapter (Graph, over reqwest) for the ad-kill
 //! slice: insights with paging, pause, effective_status read-back, and the
 //! ad library. Wire shapes and error classification live in core
-//! (`dlft_core::wire::meta`); this file only moves bytes and maps
+//! (`dlft_core::sense::wire::meta`); this file only moves bytes and maps
 //! transport failures onto [`AdsError`]. Rate-limit replies come back as
 //! `AdsError::RateLimited { retry_after }` (from the Graph code and the
 //! `X-Business-Use-Case-Usage` header), and the worker schedules the retry no
@@ -15,11 +15,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, BatchPause, InsightsPage, InsightsQuery, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey};
-use dlft_core::models::{ModelError, Models, Summary};
+use dlft_core::sense::ads::{AdStatus, AdsError, AdsPlatform, BatchPause, InsightsPage, InsightsQuery, LibraryAd};
+use dlft_core::sense::models::{ModelError, Models, Summary};
+use dlft_core::sense::wire::meta;
 use dlft_core::time::{LastSeen, Timestamp};
-use dlft_core::wire::meta;
 use serde_json::Value;
 
 pub const HOURLY_BREAKDOWN: &str = "hourly_stats_aggregated_by_advertiser_time_zone";

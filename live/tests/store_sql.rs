@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use dlft_core::ids::WorkerId;
-use dlft_core::store::{ClaimRequest, JobKind, NewJob, Outcome, Store, Task};
+use dlft_core::schedule::task::{JobKind, Task};
+use dlft_core::store::{ClaimRequest, NewJob, Outcome, Store};
 use dlft_core::telemetry::{EventKind, replay};
 use dlft_core::time::{Millis, Timestamp};
 use dlft_live::store::{OpenError, PoolOptions, SCHEMA_VERSION, open_pg, open_sqlite};

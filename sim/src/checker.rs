@@ -19,8 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use dlft_core::act::intent::IntentPhase;
 use dlft_core::ids::IdempotencyKey;
-use dlft_core::store::{IntentPhase, Snapshot};
+use dlft_core::store::Snapshot;
 use dlft_core::telemetry::replay;
 use dlft_core::time::{Millis, Timestamp};
 
@@ -149,17 +150,18 @@ fn check_actions(input: &CheckInput<'_>, v: &mut Verdict) {
 
 fn check_deadlines(input: &CheckInput<'_>, v: &mut Verdict) {
     for intent in &input.store.intents {
+        let Some(ad) = intent.action.killed_ad() else { continue };
         let deadline = intent.opened_at + input.kill_deadline;
-        let leaked = input.world.spend_between(&intent.ad, deadline, input.end);
+        let leaked = input.world.spend_between(ad, deadline, input.end);
         if leaked > 0 {
             v.leak_cents += leaked;
-            let stopped = input.world.paused_at(&intent.ad).map_or("never".to_string(), |t| t.to_string());
+            let stopped = input.world.paused_at(ad).map_or("never".to_string(), |t| t.to_string());
             v.flag(
                 input.seed,
                 "kill_deadline",
                 format!(
                     "{}: intent at {}, deadline {}, stopped {stopped}: {leaked} cents past the deadline",
-                    intent.ad, intent.opened_at, deadline
+                    ad, intent.opened_at, deadline
                 ),
             );
         }

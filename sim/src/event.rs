@@ -30,10 +30,11 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 
-use dlft_core::ads::{AdsError, InsightsPage, InsightsQuery};
+use dlft_core::jobs::Ports;
+use dlft_core::sense::ads::{AdsError, InsightsPage, InsightsQuery};
 use dlft_core::store::SharedMemStore;
 use dlft_core::time::{Clock, Millis};
-use dlft_core::worker::{Ports, Worker};
+use dlft_core::worker::Worker;
 
 use crate::conductor::{Conductor, Harness};
 use crate::faults::{Direction, FaultPlan, Link};

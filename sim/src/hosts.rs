@@ -15,18 +15,22 @@ use std::time::Duration;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, BatchPause, InsightRow, InsightsPage, InsightsQuery, LibraryAd};
+use dlft_core::act::intent::Intent;
 use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
-use dlft_core::models::{ModelError, Models, Summary};
+use dlft_core::jobs::reconcile;
 use dlft_core::probe::{Probe, Site};
+use dlft_core::sense::ads::StatusHint;
+use dlft_core::sense::ads::{
+    AdStatus, AdsError, AdsPlatform, BatchPause, InsightRow, InsightsPage, InsightsQuery, LibraryAd,
+};
+use dlft_core::sense::models::{ModelError, Models, Summary};
+use dlft_core::sense::wire::{anthropic, meta};
 use dlft_core::store::{
-    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, Lease, NewJob, Outcome, PageActivity, Presence,
-    ScheduleRow, SharedMemStore, SlotOutcome, Store, StoreError, WorkerRow, WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Job, Lease, NewJob, Outcome, PageActivity, Presence, ScheduleRow,
+    SharedMemStore, SlotOutcome, Store, StoreError, WorkerRow, WriteBatch,
 };
 use dlft_core::telemetry::{CostRow, Event};
 use dlft_core::time::{Clock, Millis, Timestamp};
-use dlft_core::webhook::{self, StatusHint};
-use dlft_core::wire::{anthropic, meta};
 
 use crate::rpc::{
     self, ADS_PORT, AdsRequest, DB_PORT, HttpReply, StoreReply, StoreRequest, StoreResponse, WEBHOOK_PORT,
@@ -251,7 +255,7 @@ impl<W: Wire> Store for SimStore<W> {
     async fn intent(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
         expect_reply!(self, StoreRequest::Intent { key: key.clone() }, Intent)
     }
-    async fn allocation(&self) -> Result<Option<dlft_core::reroll::Allocation>, StoreError> {
+    async fn allocation(&self) -> Result<Option<dlft_core::propose::allocation::Allocation>, StoreError> {
         expect_reply!(self, StoreRequest::Allocation, Allocation)
     }
     async fn beat(&self, presence: &Presence, _now: Timestamp) -> Result<(), StoreError> {
@@ -423,7 +427,7 @@ pub async fn handle_webhook(store: &impl Store, clock: &impl Clock, body: &serde
         return 400;
     };
     for hint in &hints {
-        if webhook::accept(store, hint, clock.now()).await.is_err() {
+        if reconcile::accept(store, hint, clock.now()).await.is_err() {
             return 503;
         }
     }

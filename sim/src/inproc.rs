@@ -6,11 +6,11 @@ use std::future::{Future, ready};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dlft_core::ads::{AdStatus, AdsError, AdsPlatform, BatchPause, InsightsPage, InsightsQuery, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey};
-use dlft_core::models::{ModelError, Models, Summary};
+use dlft_core::sense::ads::{AdStatus, AdsError, AdsPlatform, BatchPause, InsightsPage, InsightsQuery, LibraryAd};
+use dlft_core::sense::models::{ModelError, Models, Summary};
+use dlft_core::sense::wire::meta;
 use dlft_core::time::Clock;
-use dlft_core::wire::meta;
 
 use crate::hosts::{handle_ads, handle_ads_stale, lock, reply_body};
 use crate::rpc::AdsRequest;
@@ -157,10 +157,11 @@ pub fn run_in_process_until(
     hang_models: bool,
 ) -> InProcessRun {
     use crate::run::{EPOCH, rng_for};
+    use dlft_core::jobs::Ports;
     use dlft_core::probe::NoProbe;
     use dlft_core::store::SharedMemStore;
     use dlft_core::time::Millis;
-    use dlft_core::worker::{Ports, Worker};
+    use dlft_core::worker::Worker;
 
     virtual_runtime().block_on(async {
         let clock = VirtualClock::new(EPOCH);

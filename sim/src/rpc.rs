@@ -11,11 +11,12 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use turmoil::net::{TcpListener, TcpStream};
 
-use dlft_core::ads::{InsightRow, InsightsQuery, LibraryAd};
+use dlft_core::act::intent::Intent;
 use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
+use dlft_core::sense::ads::{InsightRow, InsightsQuery, LibraryAd};
 use dlft_core::store::{
-    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, Lease, NewJob, Outcome, PageActivity, Presence,
-    ScheduleRow, SlotOutcome, StoreError, WorkerRow, WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Job, Lease, NewJob, Outcome, PageActivity, Presence, ScheduleRow,
+    SlotOutcome, StoreError, WorkerRow, WriteBatch,
 };
 use dlft_core::telemetry::{CostRow, Event};
 use dlft_core::time::Timestamp;
@@ -84,7 +85,7 @@ pub enum StoreReply {
     Intents(Vec<Intent>),
     Intent(Option<Intent>),
     Activities(Vec<PageActivity>),
-    Allocation(Option<dlft_core::reroll::Allocation>),
+    Allocation(Option<dlft_core::propose::allocation::Allocation>),
     Workers(Vec<WorkerRow>),
 }
 

@@ -14,11 +14,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use dlft_core::act::intent::IntentPhase;
 use dlft_core::config::Sabotage;
+use dlft_core::jobs::Ports;
 use dlft_core::probe::Site;
-use dlft_core::store::{IntentPhase, SharedMemStore};
+use dlft_core::store::SharedMemStore;
 use dlft_core::time::Timestamp;
-use dlft_core::worker::{Ports, Worker};
+use dlft_core::worker::Worker;
 
 use crate::checker::Violation;
 use crate::conductor::{Conductor, Harness, Shared};
@@ -169,7 +171,8 @@ pub(crate) fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> 
     let committed: Vec<_> = snapshot.intents.iter().filter(|i| i.phase == IntentPhase::Committed).collect();
     Tally {
         kills: committed.len() as u32,
-        losers_killed: committed.iter().filter(|i| world.is_loser(&i.ad)).count() as u32,
+        losers_killed: committed.iter().filter(|i| i.action.killed_ad().is_some_and(|ad| world.is_loser(ad))).count()
+            as u32,
         model_cents: world.bills().iter().map(|b| b.cents).sum(),
         model_cents_by_page: by_page(world),
         breakers: breakers(snapshot),

@@ -357,7 +357,7 @@ impl Scenario {
     pub fn loop_config(&self) -> LoopConfig {
         let scan = self.scan.as_ref().map(|sc| dlft_core::config::ScanConfig {
             pages: (0..sc.pages).map(crate::world::page_name).collect(),
-            cadence: dlft_core::cadence::CadenceConfig {
+            cadence: dlft_core::estimate::cadence::CadenceConfig {
                 half_life: Millis::from_secs(sc.half_life_s),
                 daily_at: sc.daily_at,
                 three_day_at: sc.three_day_at,

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use dlft_core::ads::{AdStatus, InsightRow, LibraryAd};
 use dlft_core::ids::{AdId, IdempotencyKey};
 use dlft_core::money::{Currency, Money};
+use dlft_core::sense::ads::{AdStatus, InsightRow, LibraryAd};
 use dlft_core::time::{Millis, Timestamp};
 
 use crate::scenario::{Range, Scenario};

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
+use dlft_core::act::intent::{ActionRow, IntentPhase};
 use dlft_core::ids::IdempotencyKey;
-use dlft_core::store::{ActionRow, IntentPhase};
 use dlft_core::time::{Millis, Timestamp};
 use dlft_sim::checker::{CheckInput, Verdict, check};
 use dlft_sim::inproc::{InProcessRun, run_in_process};
@@ -36,8 +36,14 @@ fn clean_runs_book_every_call_and_kill_losers() {
         assert_eq!(run.store.costs.len() as u64, run.calls, "seed {seed}: one cost row per external call");
         assert_eq!(judge(&run, &scn), Verdict::default(), "seed {seed}");
         let losers = run.world.specs().filter(|s| s.loser).count();
-        let losers_killed =
-            run.store.intents.iter().filter(|i| i.phase == IntentPhase::Committed && run.world.is_loser(&i.ad)).count();
+        let losers_killed = run
+            .store
+            .intents
+            .iter()
+            .filter(|i| {
+                i.phase == IntentPhase::Committed && i.action.killed_ad().is_some_and(|ad| run.world.is_loser(ad))
+            })
+            .count();
         assert!(losers_killed * 2 >= losers, "seed {seed}: only {losers_killed} of {losers} losers killed");
     }
 }
@@ -57,17 +63,22 @@ fn the_checker_catches_each_corruption() {
         ("at_most_once", |r| {
             let i = r.store.intents.iter().find(|i| i.phase == IntentPhase::Committed).unwrap().clone();
             let t = r.end - Millis::from_secs(200);
-            r.world.resume(&i.ad, t);
-            r.world.pause(&i.ad, &i.key, t + Millis(1_000));
+            r.world.resume(i.action.killed_ad().unwrap(), t);
+            r.world.pause(i.action.killed_ad().unwrap(), &i.key, t + Millis(1_000));
         }),
         ("kill_deadline", |r| {
             let i = r.store.intents.iter().find(|i| i.phase == IntentPhase::Committed).unwrap().clone();
-            r.world.resume(&i.ad, r.end - Millis::from_secs(30));
+            r.world.resume(i.action.killed_ad().unwrap(), r.end - Millis::from_secs(30));
         }),
         ("receipt_has_effect", |r| {
             let ad = r.world.specs().find(|s| r.world.paused_at(&s.id).is_none()).unwrap().id.clone();
             let key = IdempotencyKey::new(format!("kill/{ad}"));
-            r.store.actions.push(ActionRow { key, ad, kind: "ad_kill".into(), committed_at: r.end });
+            r.store.actions.push(ActionRow {
+                key,
+                kind: "ad_kill".into(),
+                subject: ad.to_string(),
+                committed_at: r.end,
+            });
         }),
         ("effect_committed", |r| {
             let i = r.store.intents.iter_mut().find(|i| i.phase == IntentPhase::Committed).unwrap();
@@ -99,5 +110,5 @@ fn the_checker_catches_each_corruption() {
         );
     }
     // And the kill that the cases above corrupt really was a clean kill.
-    assert!(clean.world.paused_at(&killed.ad).is_some());
+    assert!(clean.world.paused_at(killed.action.killed_ad().unwrap()).is_some());
 }

@@ -58,7 +58,7 @@ fn a_crash_looping_pipeline_trips_the_breaker_after_three_resumes() {
     for seed in 0..3 {
         let r = run(&scn, seed, Sabotage::None);
         // The first run and three resumes die; the fourth resume is refused.
-        assert_eq!(r.loop_crashes, dlft_core::scheduler::MAX_RESUME_ATTEMPTS + 1, "seed {seed}");
+        assert_eq!(r.loop_crashes, dlft_core::schedule::rules::MAX_RESUME_ATTEMPTS + 1, "seed {seed}");
         assert_eq!(r.breakers.len(), 1, "seed {seed}: {:?}", r.breakers);
         let (schedule, reason) = &r.breakers[0];
         assert_eq!(schedule, "scan/page-2");

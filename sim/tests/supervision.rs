@@ -3,8 +3,10 @@
 
 use std::path::Path;
 
+use dlft_core::act::intent::IntentPhase;
 use dlft_core::config::Sabotage;
-use dlft_core::store::{IntentPhase, JobKind, JobState};
+use dlft_core::schedule::task::JobKind;
+use dlft_core::store::JobState;
 use dlft_core::telemetry::EventKind;
 use dlft_core::time::Millis;
 use dlft_sim::checker::{CheckInput, check};
@@ -133,9 +135,11 @@ fn a_brand_day_re_rolls_the_bandit_hourly() {
     // The first slot comes before any delivery: nothing to split yet.
     assert!(run.store.allocations[0].shares.is_empty());
     for a in &run.store.allocations[1..] {
-        assert_eq!(a.shares.iter().map(|s| s.share_bp).sum::<u32>(), dlft_core::reroll::WHOLE_BP, "{a:?}");
+        assert_eq!(a.shares.iter().map(|s| s.share_bp).sum::<u32>(), dlft_core::propose::allocation::WHOLE_BP, "{a:?}");
         // Killed ads get no budget.
-        let killed = |ad: &dlft_core::ids::AdId| run.store.intents.iter().any(|i| &i.ad == ad && i.opened_at <= a.slot);
+        let killed = |ad: &dlft_core::ids::AdId| {
+            run.store.intents.iter().any(|i| i.action.killed_ad() == Some(ad) && i.opened_at <= a.slot)
+        };
         assert!(a.shares.iter().all(|s| !killed(&s.ad)), "{a:?}");
     }
     let rolled = run.store.events.iter().filter(|e| e.kind == EventKind::AllocationRolled).count();
@@ -202,12 +206,13 @@ fn a_replaced_worker_stops_every_loop_at_once() {
 fn a_kill_past_the_breakers_cap_spends_an_attempt_and_still_stops_the_ad() {
     use std::sync::{Arc, Mutex};
 
+    use dlft_core::act::intent::{IntentOp, NewIntent};
     use dlft_core::envelope::{Decision, Verdict};
-    use dlft_core::estimator::AdEstimate;
+    use dlft_core::estimate::estimator::AdEstimate;
     use dlft_core::ids::{AdId, IdempotencyKey, WorkerId};
+    use dlft_core::jobs::tick::kill_job;
     use dlft_core::money::{Currency, Money};
-    use dlft_core::store::{ClaimRequest, IntentOp, NewIntent, SharedMemStore, Store, WriteBatch};
-    use dlft_core::tick::kill_job;
+    use dlft_core::store::{ClaimRequest, SharedMemStore, Store, WriteBatch};
     use dlft_sim::inproc::{VirtualClock, virtual_runtime};
     use dlft_sim::run::rng_for;
     use dlft_sim::world::AdsWorld;
@@ -222,7 +227,7 @@ fn a_kill_past_the_breakers_cap_spends_an_attempt_and_still_stops_the_ad() {
     // A worker opens the kill's intent and dies holding the job; so does
     // every boot after it, four times in all: one resume past the breaker's cap.
     let crasher = WorkerId::new("crasher");
-    for round in 0..=dlft_core::scheduler::MAX_RESUME_ATTEMPTS {
+    for round in 0..=dlft_core::schedule::rules::MAX_RESUME_ATTEMPTS {
         let inc = futures_lite_block(store.boot(&crasher, EPOCH)).unwrap().incarnation;
         let req = ClaimRequest {
             worker: crasher.clone(),
@@ -235,8 +240,8 @@ fn a_kill_past_the_breakers_cap_spends_an_attempt_and_still_stops_the_ad() {
         if round == 0 {
             let open = IntentOp::Open(NewIntent {
                 key: key.clone(),
-                ad: ad.clone(),
-                evidence: AdEstimate {
+                action: dlft_core::act::intent::Action::KillAd { ad: ad.clone() },
+                evidence: dlft_core::act::intent::Evidence::Kill(AdEstimate {
                     ad: ad.clone(),
                     first_bucket: EPOCH,
                     matured_until: EPOCH,
@@ -244,7 +249,7 @@ fn a_kill_past_the_breakers_cap_spends_an_attempt_and_still_stops_the_ad() {
                     matured_purchases: 0,
                     matured_revenue: Money::zero(Currency::EUR),
                     in_learning: false,
-                },
+                }),
                 verdict: Verdict {
                     ad: ad.clone(),
                     key: key.clone(),
@@ -260,7 +265,7 @@ fn a_kill_past_the_breakers_cap_spends_an_attempt_and_still_stops_the_ad() {
     futures_lite_block(store.boot(&crasher, EPOCH)).unwrap();
     let job = store.lock().live_jobs().next().unwrap().clone();
     // Resumes are counted at the claim: the next one is past the cap.
-    assert_eq!(job.resumes, dlft_core::scheduler::MAX_RESUME_ATTEMPTS);
+    assert_eq!(job.resumes, dlft_core::schedule::rules::MAX_RESUME_ATTEMPTS);
     assert!(job.interrupted);
 
     virtual_runtime().block_on(async {
@@ -295,7 +300,7 @@ fn in_process_worker(
     cfg: dlft_core::config::WorkerConfig,
 ) -> InProcessWorker {
     dlft_core::worker::Worker {
-        ports: dlft_core::worker::Ports {
+        ports: dlft_core::jobs::Ports {
             store: store.clone(),
             ads: std::sync::Arc::new(dlft_sim::inproc::InProcessAds::new(world, clock)),
             clock,

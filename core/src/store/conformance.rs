@@ -9,12 +9,14 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::ads::InsightRow;
+use crate::act::intent::{Action, Evidence, IntentPhase, NewIntent};
 use crate::envelope::{Decision, Verdict};
-use crate::estimator::AdEstimate;
+use crate::estimate::estimator::AdEstimate;
 use crate::ids::{AdId, IdempotencyKey, Incarnation, WorkerId};
 use crate::money::{Currency, Money};
-use crate::scheduler::GHOST_AMNESTY;
+use crate::schedule::rules::GHOST_AMNESTY;
+use crate::schedule::task::Task;
+use crate::sense::ads::InsightRow;
 use crate::telemetry::{CostRow, EventKind, replay};
 use crate::time::{Millis, Timestamp};
 
@@ -89,8 +91,8 @@ fn new_intent(ad: &str) -> NewIntent {
     let key = IdempotencyKey::new(format!("kill/{ad}"));
     NewIntent {
         key: key.clone(),
-        ad: ad.clone(),
-        evidence: AdEstimate {
+        action: Action::KillAd { ad: ad.clone() },
+        evidence: Evidence::Kill(AdEstimate {
             ad: ad.clone(),
             first_bucket: t(0),
             matured_until: t(0),
@@ -98,7 +100,7 @@ fn new_intent(ad: &str) -> NewIntent {
             matured_purchases: 0,
             matured_revenue: Money::zero(Currency::EUR),
             in_learning: false,
-        },
+        }),
         verdict: Verdict { ad, key, decision: Decision::Approve, at: t(0), reason: String::new() },
     }
 }
@@ -425,7 +427,7 @@ pub async fn batched_completion_is_per_job_and_fenced<S: Store>(s: S) {
 }
 
 pub async fn one_allocation_per_slot_with_its_event<S: Store>(s: S) {
-    use crate::reroll::{Allocation, Share};
+    use crate::propose::allocation::{Allocation, Share};
     let inc = boot(&s, "w", 0).await;
     s.enqueue(job(tick(0), None), t(0)).await.unwrap();
     let c = claim_one(&s, "w", inc, 0).await;

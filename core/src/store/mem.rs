@@ -8,18 +8,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, ready};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::ads::InsightRow;
 use crate::ids::{AdId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
-use crate::reroll::allocation_event;
+use crate::propose::allocation::allocation_event;
+use crate::sense::ads::InsightRow;
 use crate::telemetry::{Block, CostRow, Event, EventKind};
 use crate::time::Timestamp;
 
 use super::plan::{Transition, intent_keys, plan_intents, spend_transition};
+use crate::act::intent::{ActionRow, Intent};
+
 use super::{
-    ActionRow, BatchResult, Boot, Claim, ClaimRequest, Enqueued, Intent, Job, JobState, Lease, LeaseRow, NewJob,
-    Outcome, PageActivity, Presence, ScheduleRow, SlotOutcome, Snapshot, Store, StoreError, WorkerRow, WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Job, JobState, Lease, LeaseRow, NewJob, Outcome, PageActivity,
+    Presence, ScheduleRow, SlotOutcome, Snapshot, Store, StoreError, WorkerRow, WriteBatch,
 };
-use crate::scheduler::GHOST_AMNESTY;
+use crate::schedule::rules::GHOST_AMNESTY;
 
 /// Upper bound on one claim batch: a named limit, not an accident.
 pub const CLAIM_LIMIT_MAX: u32 = 1_000;
@@ -33,7 +35,7 @@ pub struct MemStore {
     slots: BTreeSet<(String, Timestamp)>,
     schedules: BTreeMap<String, ScheduleRow>,
     activities: BTreeMap<String, PageActivity>,
-    allocations: BTreeMap<Timestamp, crate::reroll::Allocation>,
+    allocations: BTreeMap<Timestamp, crate::propose::allocation::Allocation>,
     workers: BTreeMap<WorkerId, Incarnation>,
     /// The last beat of each worker's current incarnation.
     presence: BTreeMap<WorkerId, (Presence, Timestamp)>,
@@ -574,7 +576,7 @@ impl MemStore {
         }
     }
 
-    pub fn allocation(&self) -> Option<crate::reroll::Allocation> {
+    pub fn allocation(&self) -> Option<crate::propose::allocation::Allocation> {
         self.allocations.values().next_back().cloned()
     }
 }
@@ -671,7 +673,9 @@ impl Store for SharedMemStore {
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
         ready(Ok(self.lock().intent(key)))
     }
-    fn allocation(&self) -> impl Future<Output = Result<Option<crate::reroll::Allocation>, StoreError>> + Send {
+    fn allocation(
+        &self,
+    ) -> impl Future<Output = Result<Option<crate::propose::allocation::Allocation>, StoreError>> + Send {
         ready(Ok(self.lock().allocation()))
     }
     fn beat(&self, presence: &Presence, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send {

@@ -21,76 +21,13 @@ use serde::{Deserialize, Serialize};
 
 pub use mem::{CLAIM_LIMIT_MAX, MemStore, SharedMemStore};
 
-use crate::ads::InsightRow;
+use crate::act::intent::{ActionRow, Intent, IntentOp};
 use crate::envelope::Verdict;
-use crate::estimator::AdEstimate;
-use crate::ids::{AdId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
+use crate::ids::{ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
+use crate::schedule::task::{JobKind, Task};
+use crate::sense::ads::InsightRow;
 use crate::telemetry::{CostRow, Event};
 use crate::time::{Millis, Timestamp};
-
-/// A job's work, stored as its payload.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Task {
-    /// The per-minute tick: sense insights, estimate, propose, decide.
-    PollInsights { slot: Timestamp },
-    /// Drive one kill intent to its commit.
-    KillAd { key: IdempotencyKey, ad: AdId },
-    /// The scan pipeline of one store's ad library: fetch → summarize → record.
-    ScanStore { page: String },
-    /// A webhook claimed `claimed` about an ad: read it back and reconcile.
-    ReconcileAd { ad: AdId, claimed: String },
-    /// The hourly bandit re-roll of one slot.
-    RerollBandit { slot: Timestamp },
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    PollInsights,
-    KillAd,
-    ScanStore,
-    ReconcileAd,
-    RerollBandit,
-}
-
-impl JobKind {
-    pub const ALL: [JobKind; 5] =
-        [JobKind::PollInsights, JobKind::KillAd, JobKind::ScanStore, JobKind::ReconcileAd, JobKind::RerollBandit];
-
-    /// The kind as stored (the `kind` column).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::PollInsights => "poll_insights",
-            JobKind::KillAd => "kill_ad",
-            JobKind::ScanStore => "scan_store",
-            JobKind::ReconcileAd => "reconcile_ad",
-            JobKind::RerollBandit => "reroll_bandit",
-        }
-    }
-}
-
-impl Task {
-    /// What bounds this task besides the circuit breaker.
-    pub fn bound(&self) -> crate::scheduler::Bound {
-        use crate::scheduler::Bound;
-        match self {
-            Task::ScanStore { .. } => Bound::Pipeline,
-            Task::KillAd { key, .. } => Bound::Intent(key.clone()),
-            Task::PollInsights { .. } | Task::ReconcileAd { .. } | Task::RerollBandit { .. } => Bound::Breaker,
-        }
-    }
-
-    pub fn kind(&self) -> JobKind {
-        match self {
-            Task::PollInsights { .. } => JobKind::PollInsights,
-            Task::KillAd { .. } => JobKind::KillAd,
-            Task::ScanStore { .. } => JobKind::ScanStore,
-            Task::ReconcileAd { .. } => JobKind::ReconcileAd,
-            Task::RerollBandit { .. } => JobKind::RerollBandit,
-        }
-    }
-}
 
 /// A job to enqueue. The store keeps what SQL keeps: a kind and a raw JSON
 /// payload; the worker decodes the payload when it runs the job.
@@ -297,75 +234,6 @@ pub enum Outcome {
     },
 }
 
-/// The phases of a write-ahead intent (see `actuator`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IntentPhase {
-    /// Written before the external call.
-    Intended,
-    /// The call reported success or read-back found the effect.
-    Applied,
-    /// Read-back confirmed the world state; the action ledger row is written.
-    Committed,
-    /// Gave up within the attempt cap; an operator must look.
-    Abandoned,
-}
-
-impl IntentPhase {
-    pub fn is_final(self) -> bool {
-        matches!(self, IntentPhase::Committed | IntentPhase::Abandoned)
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IntentPhase::Intended => "intended",
-            IntentPhase::Applied => "applied",
-            IntentPhase::Committed => "committed",
-            IntentPhase::Abandoned => "abandoned",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewIntent {
-    pub key: IdempotencyKey,
-    pub ad: AdId,
-    pub evidence: AdEstimate,
-    pub verdict: Verdict,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Intent {
-    pub key: IdempotencyKey,
-    pub ad: AdId,
-    pub evidence: AdEstimate,
-    pub verdict: Verdict,
-    pub phase: IntentPhase,
-    pub opened_at: Timestamp,
-    pub updated_at: Timestamp,
-    /// External calls made to apply it (the envelope caps these).
-    pub attempts: u32,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum IntentOp {
-    /// Idempotent: opening an existing key returns it unchanged.
-    Open(NewIntent),
-    /// `from → to`. Already in `to` is a success (a replayed write); any other
-    /// phase is a conflict.
-    Advance { key: IdempotencyKey, from: IntentPhase, to: IntentPhase, count_attempt: bool, cause: String },
-    /// Counts an attempt without changing phase (a call that failed cleanly).
-    CountAttempt { key: IdempotencyKey, cause: String },
-}
-
-/// A committed irreversible action, one row per intent commit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActionRow {
-    pub key: IdempotencyKey,
-    pub ad: AdId,
-    pub kind: String,
-    pub committed_at: Timestamp,
-}
-
 /// Everything one step of an attempt writes, atomically and fenced.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteBatch {
@@ -380,14 +248,14 @@ pub struct WriteBatch {
     pub activity: Option<PageActivity>,
     /// A bandit re-roll's budget split: kept once per slot (the first write
     /// stands), with one event row.
-    pub allocation: Option<crate::reroll::Allocation>,
+    pub allocation: Option<crate::propose::allocation::Allocation>,
 }
 
 /// What the scans know about one store's page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageActivity {
     pub page: String,
-    pub activity: crate::cadence::Activity,
+    pub activity: crate::estimate::cadence::Activity,
     /// Library ads seen so far.
     pub known_ads: std::collections::BTreeSet<String>,
     /// When the next scan is due.
@@ -515,7 +383,9 @@ pub trait Store: Send + Sync {
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send;
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send;
     /// The newest bandit allocation (by slot), if any.
-    fn allocation(&self) -> impl Future<Output = Result<Option<crate::reroll::Allocation>, StoreError>> + Send;
+    fn allocation(
+        &self,
+    ) -> impl Future<Output = Result<Option<crate::propose::allocation::Allocation>, StoreError>> + Send;
 }
 
 /// A read-only view of everything a store holds, for checkers and tests.
@@ -530,5 +400,5 @@ pub struct Snapshot {
     pub schedules: Vec<ScheduleRow>,
     pub activities: Vec<PageActivity>,
     /// Every bandit allocation, by slot.
-    pub allocations: Vec<crate::reroll::Allocation>,
+    pub allocations: Vec<crate::propose::allocation::Allocation>,
 }

@@ -7,12 +7,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::ads::InsightRow;
 use crate::ids::IdempotencyKey;
+use crate::sense::ads::InsightRow;
 use crate::telemetry::{Block, EventKind};
 use crate::time::Timestamp;
 
-use super::{ActionRow, Intent, IntentOp, IntentPhase, NewIntent, StoreError};
+use crate::act::intent::{ActionRow, Intent, IntentOp, IntentPhase, fresh_intent};
+
+use super::StoreError;
 
 /// An event row a store must write, before it is given a sequence number.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +82,16 @@ pub fn plan_intents(
             },
             IntentOp::Advance { key, from, to, count_attempt, cause } => {
                 let intent = work.get_mut(&key).ok_or_else(|| StoreError::NotFound(format!("intent {key}")))?;
+                if !from.may_move_to(to) {
+                    return Err(StoreError::Conflict {
+                        key: key.clone(),
+                        detail: format!(
+                            "{} -> {} is not a move of the write-ahead machine",
+                            from.as_str(),
+                            to.as_str()
+                        ),
+                    });
+                }
                 if intent.phase != to && intent.phase != from {
                     return Err(StoreError::Conflict {
                         key: key.clone(),
@@ -96,8 +108,8 @@ pub fn plan_intents(
                     if to == IntentPhase::Committed {
                         plan.actions.push(ActionRow {
                             key: key.clone(),
-                            ad: intent.ad.clone(),
-                            kind: "ad_kill".into(),
+                            kind: intent.action.kind().into(),
+                            subject: intent.action.subject().into(),
                             committed_at: now,
                         });
                     }
@@ -123,19 +135,6 @@ pub fn plan_intents(
         plan.results.push(result);
     }
     Ok(plan)
-}
-
-pub fn fresh_intent(new: &NewIntent, now: Timestamp) -> Intent {
-    Intent {
-        key: new.key.clone(),
-        ad: new.ad.clone(),
-        evidence: new.evidence.clone(),
-        verdict: new.verdict.clone(),
-        phase: IntentPhase::Intended,
-        opened_at: now,
-        updated_at: now,
-        attempts: 0,
-    }
 }
 
 /// A spend-ledger row as its event rows describe it.

@@ -12,15 +12,13 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use dlft_core::ads::InsightRow;
+use dlft_core::sense::ads::InsightRow;
 use dlft_core::ids::{AdId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
 use dlft_core::money::{Currency, Money};
-use dlft_core::scheduler::GHOST_AMNESTY;
+use dlft_core::schedule::rules::GHOST_AMNESTY;
 use dlft_core::store::plan::{Transition, intent_keys, plan_intents, spend_transition};
-use dlft_core::store::{
-    BatchResult, Boot, Checkpoint, Claim, ClaimRequest, Enqueued, Intent, IntentPhase, Job, JobState, Lease, LeaseRow,
-    NewJob, Outcome, PageActivity, Presence, ScheduleRow, SlotOutcome, Store, StoreError, WorkerRow, WriteBatch,
-};
+use dlft_core::store::{BatchResult, Boot, Checkpoint, Claim, ClaimRequest, Enqueued, Job, JobState, Lease, LeaseRow, NewJob, Outcome, PageActivity, Presence, ScheduleRow, SlotOutcome, Store, StoreError, WorkerRow, WriteBatch};
+use dlft_core::act::intent::{Intent, IntentPhase};
 use dlft_core::telemetry::{Block, CostRow, Event, EventKind};
 use dlft_core::time::{Millis, Timestamp};
 use sqlx::{Row, Transaction};
@@ -109,11 +107,12 @@ fn job_from_row(r: &DbRow) -> Result<Job, StoreError> {
 }
 
 fn intent_from_row(r: &DbRow) -> Result<Intent, StoreError> {
+    let action: String = get(r, "action")?;
     let evidence: String = get(r, "evidence")?;
     let verdict: String = get(r, "verdict")?;
     Ok(Intent {
         key: IdempotencyKey::new(get::<String>(r, "key")?),
-        ad: AdId::new(get::<String>(r, "ad")?),
+        action: serde_json::from_str(&action).map_err(corrupt)?,
         evidence: serde_json::from_str(&evidence).map_err(corrupt)?,
         verdict: serde_json::from_str(&verdict).map_err(corrupt)?,
         phase: unsnake::<IntentPhase>(get(r, "phase")?)?,
@@ -636,12 +635,15 @@ impl SqlStore {
         }
         for intent in plan.changed.values() {
             sqlx::query(
-                "INSERT INTO dlft_intents (key, ad, evidence, verdict, phase, opened_at, updated_at, attempts) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO UPDATE SET phase = excluded.phase, \
-                 updated_at = excluded.updated_at, attempts = excluded.attempts",
+                "INSERT INTO dlft_intents \
+                 (key, kind, subject, action, evidence, verdict, phase, opened_at, updated_at, attempts) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (key) DO UPDATE SET \
+                 phase = excluded.phase, updated_at = excluded.updated_at, attempts = excluded.attempts",
             )
             .bind(intent.key.as_str())
-            .bind(intent.ad.as_str())
+            .bind(intent.action.kind())
+            .bind(intent.action.subject())
+            .bind(serde_json::to_string(&intent.action).expect("serializes"))
             .bind(serde_json::to_string(&intent.evidence).expect("serializes"))
             .bind(serde_json::to_string(&intent.verdict).expect("serializes"))
             .bind(intent.phase.as_str())
@@ -653,9 +655,9 @@ impl SqlStore {
             .map_err(db_err)?;
         }
         for a in plan.actions {
-            sqlx::query("INSERT INTO dlft_actions (key, ad, kind, committed_at) VALUES ($1, $2, $3, $4)")
+            sqlx::query("INSERT INTO dlft_actions (key, subject, kind, committed_at) VALUES ($1, $2, $3, $4)")
                 .bind(a.key.as_str())
-                .bind(a.ad.as_str())
+                .bind(a.subject)
                 .bind(a.kind)
                 .bind(ms(a.committed_at))
                 .execute(&mut *tx)
@@ -692,7 +694,7 @@ impl SqlStore {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db_err)?;
-                let (entity, after, cause) = dlft_core::reroll::allocation_event(&a);
+                let (entity, after, cause) = dlft_core::propose::allocation::allocation_event(&a);
                 let before = before.map_or("none".to_string(), |s| s.to_string());
                 let t = Transition { block: Block::Estimator, kind: EventKind::AllocationRolled, entity, before, after, cause };
                 log(&mut tx, now, t).await?;
@@ -824,7 +826,7 @@ impl SqlStore {
 
     async fn do_intents(&self) -> Result<Vec<Intent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT key, ad, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents ORDER BY key",
+            "SELECT key, action, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents ORDER BY key",
         )
         .fetch_all(&self.pool)
         .await
@@ -834,7 +836,7 @@ impl SqlStore {
 
     async fn do_intent(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
         let row = sqlx::query(
-            "SELECT key, ad, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents WHERE key = $1",
+            "SELECT key, action, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents WHERE key = $1",
         )
         .bind(key.as_str())
         .fetch_optional(&self.pool)
@@ -880,7 +882,7 @@ impl SqlStore {
             .collect()
     }
 
-    async fn do_allocation(&self) -> Result<Option<dlft_core::reroll::Allocation>, StoreError> {
+    async fn do_allocation(&self) -> Result<Option<dlft_core::propose::allocation::Allocation>, StoreError> {
         let body: Option<String> = sqlx::query_scalar("SELECT body FROM dlft_allocations ORDER BY slot DESC LIMIT 1")
             .fetch_optional(&self.pool)
             .await
@@ -990,7 +992,7 @@ impl Store for SqlStore {
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
         self.do_intent(key)
     }
-    fn allocation(&self) -> impl Future<Output = Result<Option<dlft_core::reroll::Allocation>, StoreError>> + Send {
+    fn allocation(&self) -> impl Future<Output = Result<Option<dlft_core::propose::allocation::Allocation>, StoreError>> + Send {
         self.do_allocation()
     }
     fn beat(&self, presence: &Presence, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send {
@@ -1015,7 +1017,7 @@ impl crate::store::Stats for SqlStore {
         let intents = phases.iter().map(|r| Ok((get(r, "phase")?, get(r, "n")?))).collect::<Result<_, StoreError>>()?;
         let leaked = sqlx::query(
             "SELECT s.currency, CAST(SUM(s.spend_minor) AS BIGINT) AS n FROM dlft_spend s \
-             JOIN dlft_intents i ON i.ad = s.ad \
+             JOIN dlft_intents i ON i.kind = 'ad_kill' AND i.subject = s.ad \
              WHERE i.phase = 'committed' AND s.bucket_start >= i.updated_at \
              GROUP BY s.currency ORDER BY s.currency",
         )

@@ -10,19 +10,20 @@
 //! also re-drives every intent without a commit, so an intent orphaned by a
 //! crash (even between the two writes) is picked up within one tick.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use crate::actuator::{PauseOutcome, after_pause};
-use crate::ads::{AdsPlatform, InsightsQuery, PAUSE_BATCH_MAX};
+use crate::act::intent::{Intent, IntentOp, IntentPhase};
+use crate::act::machine::{CallOutcome, after_call};
 use crate::config::{LoopConfig, Sabotage};
-use crate::envelope::judge;
-use crate::estimator::estimate;
 use crate::ids::{AdId, IdempotencyKey};
-use crate::policy::propose_kills;
 use crate::probe::{Probe, Site};
-use crate::store::{Intent, IntentOp, IntentPhase, NewIntent, NewJob, Store, Task};
+use crate::schedule::task::Task;
+use crate::sense::ads::{AdsPlatform, InsightsQuery, PAUSE_BATCH_MAX};
+use crate::store::{NewJob, Store};
 use crate::time::{Clock, Timestamp};
-use crate::worker::{Attempt, JobError, Ports};
+
+use super::drive;
+use super::{Attempt, JobError, Ports};
 
 /// Pages read per tick at most; a platform that pages forever is an error.
 pub const MAX_PAGES: u32 = 1_000;
@@ -68,7 +69,7 @@ async fn redrive<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
 /// A kill job for every intent without a commit (the job's idempotency key
 /// makes each a no-op where one is live).
 fn kill_jobs_of_open<'a>(intents: impl Iterator<Item = &'a Intent>, now: Timestamp) -> Vec<NewJob> {
-    intents.filter(|i| !i.phase.is_final()).map(|i| kill_job(&i.key, &i.ad, now)).collect()
+    intents.filter(|i| !i.phase.is_final()).map(|i| drive::job_of(i, now)).collect()
 }
 
 /// Sensor: every page of insights since `slot - lookback`, upserted into the
@@ -109,32 +110,23 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     let rows = ports.store.spend_ledger(now - cfg.estimate_window).await?;
     let intents: BTreeMap<IdempotencyKey, _> =
         ports.store.intents().await?.into_iter().map(|i| (i.key.clone(), i)).collect();
-    let estimates = estimate(&rows, now, &cfg.estimator).map_err(|e| JobError::Permanent(e.to_string()))?;
-    let settled: BTreeSet<AdId> = intents.values().map(|i| i.ad.clone()).collect();
-    let proposals = propose_kills(&estimates, &cfg.kill_rule, &settled);
-    let verdicts = judge(&proposals, &intents, estimates.len(), &cfg.envelope, now);
+    let decided = crate::decide::decide(&rows, &intents, now, &cfg.estimator, &cfg.kill_rule, &cfg.envelope)
+        .map_err(|e| JobError::Permanent(e.to_string()))?;
 
     let mut batch = attempt.batch();
     let mut approved = Vec::new();
-    for (verdict, proposal) in verdicts.iter().zip(&proposals) {
-        if !verdict.approved() {
-            continue;
-        }
+    for new in decided.intents() {
+        let ad = new.verdict.ad.clone();
         if sabotage == Sabotage::SkipIntent {
-            batch.enqueue.push(kill_job(&verdict.key, &verdict.ad, now));
+            batch.enqueue.push(kill_job(&new.key, &ad, now));
             continue;
         }
-        batch.intents.push(IntentOp::Open(NewIntent {
-            key: verdict.key.clone(),
-            ad: verdict.ad.clone(),
-            evidence: proposal.evidence.clone(),
-            verdict: verdict.clone(),
-        }));
-        approved.push((verdict.ad.clone(), verdict.key.clone()));
+        approved.push((ad, new.key.clone()));
+        batch.intents.push(IntentOp::Open(new));
     }
     // Recovery: every intent without a commit gets a live kill job.
     batch.enqueue.extend(kill_jobs_of_open(intents.values(), now));
-    batch.verdicts = verdicts;
+    batch.verdicts = decided.verdicts;
     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     ports.probe.reached(Site::TickAfterDecide, "tick").await;
     for chunk in approved.chunks(PAUSE_BATCH_MAX) {
@@ -165,20 +157,20 @@ async fn first_pause<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     // paused ad changes nothing) and reads back before it commits.
     let outcomes = result.unwrap_or_default();
     for ((_, key), outcome) in items.iter().zip(outcomes) {
-        match after_pause(outcome) {
-            PauseOutcome::Applied => batch.intents.push(IntentOp::Advance {
+        match after_call(outcome) {
+            CallOutcome::Applied => batch.intents.push(IntentOp::Advance {
                 key: key.clone(),
                 from: IntentPhase::Intended,
                 to: IntentPhase::Applied,
                 count_attempt: true,
                 cause: "batch pause: item succeeded".into(),
             }),
-            PauseOutcome::Failed(e) => {
+            CallOutcome::Failed(e) => {
                 batch.intents.push(IntentOp::CountAttempt { key: key.clone(), cause: format!("batch pause: {e}") })
             }
             // Not counted: a throttled item did not happen; an unknown one
             // is left to its kill job, as above.
-            PauseOutcome::Unknown | PauseOutcome::Throttled(_) => {}
+            CallOutcome::Unknown(_) | CallOutcome::Throttled(_) => {}
         }
     }
     let now = ports.clock.now();

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::models::{ModelError, Summary};
+use crate::sense::models::{ModelError, Summary};
 
 #[derive(Deserialize)]
 struct Block {

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ads::{AdStatus, AdsError, InsightRow, InsightsPage};
 use crate::ids::AdId;
 use crate::money::{Currency, Money};
+use crate::sense::ads::{AdStatus, AdsError, InsightRow, InsightsPage, StatusHint};
 use crate::time::{Millis, Timestamp};
 
 /// Action types that report purchases, in order of preference. Meta reports
@@ -198,7 +198,7 @@ pub struct ArchiveRecord {
 }
 
 /// Decodes an `/ads_archive` page (`{data, paging}`; empty `data` ends paging).
-pub fn decode_archive(body: &serde_json::Value) -> Result<Vec<crate::ads::LibraryAd>, AdsError> {
+pub fn decode_archive(body: &serde_json::Value) -> Result<Vec<crate::sense::ads::LibraryAd>, AdsError> {
     #[derive(Deserialize)]
     struct Page {
         data: Vec<ArchiveRecord>,
@@ -208,7 +208,7 @@ pub fn decode_archive(body: &serde_json::Value) -> Result<Vec<crate::ads::Librar
         .into_iter()
         .map(|r| {
             let ms = r.ad_delivery_start_time_ms.parse().map_err(|_| malformed(format!("ad {} start time", r.id)))?;
-            Ok(crate::ads::LibraryAd { id: r.id, started_at: Timestamp(ms) })
+            Ok(crate::sense::ads::LibraryAd { id: r.id, started_at: Timestamp(ms) })
         })
         .collect()
 }
@@ -270,8 +270,8 @@ pub fn encode_pause_batch(items: &[(AdId, crate::ids::IdempotencyKey)]) -> Vec<B
 pub fn parse_pause_batch(batch: &str) -> Result<Vec<(AdId, crate::ids::IdempotencyKey)>, String> {
     let reqs: Vec<BatchRequest> =
         serde_json::from_str(batch).map_err(|e| format!("batch is not a request list: {e}"))?;
-    if reqs.is_empty() || reqs.len() > crate::ads::PAUSE_BATCH_MAX {
-        return Err(format!("a batch holds 1..={} requests, not {}", crate::ads::PAUSE_BATCH_MAX, reqs.len()));
+    if reqs.is_empty() || reqs.len() > crate::sense::ads::PAUSE_BATCH_MAX {
+        return Err(format!("a batch holds 1..={} requests, not {}", crate::sense::ads::PAUSE_BATCH_MAX, reqs.len()));
     }
     reqs.into_iter()
         .map(|r| {
@@ -290,7 +290,7 @@ pub fn parse_pause_batch(batch: &str) -> Result<Vec<(AdId, crate::ids::Idempoten
 /// Decodes a batch pause reply of `n` items: per item, the pause's result.
 /// `null` (did not complete) and an unreadable item are outcome-unknown
 /// errors; a non-200 item is classified like any Graph error.
-pub fn decode_pause_batch(body: &serde_json::Value, n: usize) -> crate::ads::BatchPause {
+pub fn decode_pause_batch(body: &serde_json::Value, n: usize) -> crate::sense::ads::BatchPause {
     let items = body.as_array().ok_or_else(|| malformed(format!("batch reply is not a list: {body}")))?;
     if items.len() != n {
         return Err(malformed(format!("batch reply has {} items for {n} requests", items.len())));
@@ -316,7 +316,7 @@ pub const STATUS_WEBHOOK_FIELD: &str = "ad_status";
 
 /// A status webhook body: `{"object":"ad_account","entry":[{"id","time",
 /// "changes":[{"field":"ad_status","value":{"ad_id","effective_status"}}]}]}`.
-pub fn encode_status_webhook(account: &str, time_s: u64, hints: &[crate::webhook::StatusHint]) -> serde_json::Value {
+pub fn encode_status_webhook(account: &str, time_s: u64, hints: &[StatusHint]) -> serde_json::Value {
     let changes: Vec<_> = hints
         .iter()
         .map(|h| {
@@ -330,7 +330,7 @@ pub fn encode_status_webhook(account: &str, time_s: u64, hints: &[crate::webhook
 /// The status hints in a webhook body. Refuses a body that is not a webhook
 /// (wrong shape, wrong object, a change without an ad id or status); changes
 /// of other fields are skipped. At most `MAX_WEBHOOK_HINTS` hints.
-pub fn decode_status_webhook(body: &serde_json::Value) -> Result<Vec<crate::webhook::StatusHint>, String> {
+pub fn decode_status_webhook(body: &serde_json::Value) -> Result<Vec<StatusHint>, String> {
     #[derive(Deserialize)]
     struct Body {
         object: String,
@@ -367,7 +367,7 @@ pub fn decode_status_webhook(body: &serde_json::Value) -> Result<Vec<crate::webh
         if !well_formed(&v.ad_id) || !well_formed(&v.effective_status) {
             return Err(format!("{STATUS_WEBHOOK_FIELD} change: ad id or status is not a short printable token"));
         }
-        hints.push(crate::webhook::StatusHint { ad: AdId::new(v.ad_id), status: v.effective_status });
+        hints.push(StatusHint { ad: AdId::new(v.ad_id), status: v.effective_status });
         if hints.len() > MAX_WEBHOOK_HINTS {
             return Err(format!("more than {MAX_WEBHOOK_HINTS} changes in one webhook"));
         }
@@ -417,7 +417,6 @@ mod tests {
 
     #[test]
     fn status_webhooks_round_trip_and_garbage_is_refused() {
-        use crate::webhook::StatusHint;
         let hints = vec![
             StatusHint { ad: AdId::new("ad-1"), status: "PAUSED".into() },
             StatusHint { ad: AdId::new("ad-2"), status: "ACTIVE".into() },

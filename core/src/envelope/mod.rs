@@ -6,15 +6,14 @@
 //! winner), the learning-phase guard, a blast-radius cap per tick, and the
 //! attempt cap on external calls per intent.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::estimator::AdEstimate;
+use crate::estimate::estimator::AdEstimate;
 use crate::ids::{AdId, IdempotencyKey};
 use crate::money::Money;
-use crate::policy::{Proposal, clears_kill_threshold};
-use crate::store::Intent;
+use crate::propose::kill_rule::{Proposal, clears_kill_threshold};
 use crate::time::Timestamp;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,11 +63,11 @@ pub fn kill_key(ad: &AdId) -> IdempotencyKey {
     IdempotencyKey::new(format!("kill/{ad}"))
 }
 
-/// Judges proposals in order. `intents` are all known intents by key;
+/// Judges proposals in order. `opened` holds the key of every intent ever opened;
 /// `ads_seen` is how many ads the tick estimated (for the blast radius).
 pub fn judge(
     proposals: &[Proposal],
-    intents: &BTreeMap<IdempotencyKey, Intent>,
+    opened: &BTreeSet<IdempotencyKey>,
     ads_seen: usize,
     cfg: &EnvelopeConfig,
     now: Timestamp,
@@ -81,7 +80,7 @@ pub fn judge(
         .map(|p| {
             let key = kill_key(&p.ad);
             let first_in_tick = seen.insert(&p.ad);
-            let decision = if intents.contains_key(&key) || !first_in_tick {
+            let decision = if opened.contains(&key) || !first_in_tick {
                 Decision::Deny(DenyReason::Duplicate)
             } else if p.evidence.in_learning {
                 Decision::Deny(DenyReason::InLearning)
@@ -103,11 +102,6 @@ fn reason_of(e: &AdEstimate, cfg: &EnvelopeConfig) -> String {
         "matured spend {} / {} purchases vs floor {} per purchase",
         e.matured_spend, e.matured_purchases, cfg.kill_cpa_floor
     )
-}
-
-/// Whether the actuator may make one more external call for `intent`.
-pub fn may_attempt(intent: &Intent, cfg: &EnvelopeConfig) -> bool {
-    intent.attempts < cfg.max_attempts
 }
 
 #[cfg(test)]
@@ -142,7 +136,7 @@ mod tests {
             proposal("e", 6000, false),
         ];
         let got: Vec<_> =
-            judge(&proposals, &BTreeMap::new(), 4, &CFG, Timestamp(1)).into_iter().map(|v| v.decision).collect();
+            judge(&proposals, &BTreeSet::new(), 4, &CFG, Timestamp(1)).into_iter().map(|v| v.decision).collect();
         use Decision::*;
         use DenyReason::*;
         assert_eq!(

@@ -14,13 +14,10 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bandit::{sample_beta, stream};
-use crate::estimator::{AdEstimate, estimate};
+use crate::estimate::bandit::{sample_beta, stream};
+use crate::estimate::estimator::AdEstimate;
 use crate::ids::AdId;
-use crate::probe::Probe;
-use crate::store::Store;
-use crate::time::{Clock, Timestamp};
-use crate::worker::{Attempt, JobError, Ports};
+use crate::time::Timestamp;
 
 /// The re-roll's schedule name.
 pub const REROLL_SCHEDULE: &str = "bandit/reroll";
@@ -124,24 +121,6 @@ pub fn allocate(estimates: &[AdEstimate], excluded: &BTreeSet<AdId>, slot: Times
         arm.share_bp = floor + extra;
     }
     Allocation { slot, shares: arms }
-}
-
-/// The re-roll job of one slot: estimate every ad on matured data, leave
-/// out the ads with a kill intent, allocate, and write the allocation.
-pub async fn run_reroll<S: Store, A, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
-    cfg: &crate::config::LoopConfig,
-    attempt: &mut Attempt,
-    slot: Timestamp,
-) -> Result<(), JobError> {
-    let now = ports.clock.now();
-    let rows = ports.store.spend_ledger(now - cfg.estimate_window).await?;
-    let estimates = estimate(&rows, now, &cfg.estimator).map_err(|e| JobError::Permanent(e.to_string()))?;
-    let excluded: BTreeSet<AdId> = ports.store.intents().await?.into_iter().map(|i| i.ad).collect();
-    let mut batch = attempt.batch();
-    batch.allocation = Some(allocate(&estimates, &excluded, slot));
-    ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ads::InsightRow;
 use crate::ids::AdId;
 use crate::money::{Money, MoneyError};
+use crate::sense::ads::InsightRow;
 use crate::time::{Millis, Timestamp};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,15 +11,15 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ads::{AdsPlatform, LibraryAd};
-use crate::cadence::{cadence, observe};
+use super::{Attempt, JobError, Ports};
 use crate::config::ScanConfig;
-use crate::models::{ModelError, Models};
+use crate::estimate::cadence::{cadence, observe};
 use crate::probe::{Probe, Site};
+use crate::sense::ads::{AdsPlatform, LibraryAd};
+use crate::sense::models::{ModelError, Models};
 use crate::store::{Checkpoint, PageActivity, Store};
 use crate::telemetry::CostRow;
 use crate::time::{Clock, Millis};
-use crate::worker::{Attempt, JobError, Ports};
 
 /// The schedule of `page`'s scans.
 pub fn schedule_name(page: &str) -> String {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::bandit::{ThompsonSampling, TsConfig, stream};
+use crate::estimate::bandit::{ThompsonSampling, TsConfig, stream};
 use crate::time::Timestamp;
 
 /// One logged round, seen from the evaluated policy.

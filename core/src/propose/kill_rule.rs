@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::estimator::AdEstimate;
+use crate::estimate::estimator::AdEstimate;
 use crate::ids::AdId;
 use crate::money::Money;
 

@@ -8,22 +8,16 @@
 //! webhook that is right makes a kill commit sooner than its job's next
 //! retry; one that is wrong costs a read-back.
 
-use crate::ads::{AdStatus, AdsPlatform};
+use super::{Attempt, JobError, Ports};
+use crate::act::intent::{IntentOp, IntentPhase};
 use crate::config::Sabotage;
 use crate::envelope::kill_key;
 use crate::ids::{AdId, IdempotencyKey};
 use crate::probe::Probe;
-use crate::store::{Enqueued, IntentOp, IntentPhase, NewJob, Store, StoreError, Task};
+use crate::schedule::task::Task;
+use crate::sense::ads::{AdStatus, AdsPlatform, StatusHint};
+use crate::store::{Enqueued, NewJob, Store, StoreError};
 use crate::time::{Clock, Timestamp};
-use crate::worker::{Attempt, JobError, Ports};
-
-/// What a status webhook claims about one ad.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatusHint {
-    pub ad: AdId,
-    /// The claimed effective_status, as sent (`PAUSED`, `ACTIVE`, …).
-    pub status: String,
-}
 
 /// Reconcile jobs run ahead of ticks, with kills.
 pub const RECONCILE_PRIORITY: i16 = 0;

@@ -144,3 +144,11 @@ impl<T: AdsPlatform> AdsPlatform for std::sync::Arc<T> {
         (**self).library(page)
     }
 }
+
+/// What a status webhook claims about one ad.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusHint {
+    pub ad: AdId,
+    /// The claimed effective_status, as sent (`PAUSED`, `ACTIVE`, …).
+    pub status: String,
+}

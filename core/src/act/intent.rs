@@ -1,0 +1,150 @@
+//! The write-ahead intent: what every irreversible action is while it is on
+//! its way to the world, whatever the action.
+//!
+//! An intent is written before anything leaves the process (phase
+//! `intended`), moves to `applied` when the call succeeded or a read-back
+//! found the effect, and to `committed` when a read-back confirmed it (the
+//! action-ledger row is written in the same operation); or to `abandoned`
+//! when the attempt cap runs out first. Phases only move forward along
+//! intended → applied → committed, except that a read-back which finds no
+//! effect sends an applied intent back to intended (call again).
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::Verdict;
+use crate::estimate::estimator::AdEstimate;
+use crate::ids::{AdId, IdempotencyKey};
+use crate::time::Timestamp;
+
+/// An irreversible action: one variant per actuator, holding what its call
+/// and its read-back need. Stored as JSON tagged by [`Action::kind`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Action {
+    /// Stop an ad (Meta: status `PAUSED`).
+    #[serde(rename = "ad_kill")]
+    KillAd { ad: AdId },
+}
+
+impl Action {
+    /// The action's kind, as the intent and action ledgers store it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::KillAd { .. } => "ad_kill",
+        }
+    }
+
+    /// What the action acts on (an ad id, a payee, an order), for ledgers,
+    /// event rows and operators.
+    pub fn subject(&self) -> &str {
+        match self {
+            Action::KillAd { ad } => ad.as_str(),
+        }
+    }
+
+    /// The ad this action kills, if it is a kill.
+    pub fn killed_ad(&self) -> Option<&AdId> {
+        match self {
+            Action::KillAd { ad } => Some(ad),
+        }
+    }
+}
+
+/// Why the envelope approved an action: the evidence its proposal carried.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    /// The estimate that made the kill rule propose the kill.
+    Kill(AdEstimate),
+}
+
+/// The phases of a write-ahead intent.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentPhase {
+    /// Written before the external call.
+    Intended,
+    /// The call reported success or read-back found the effect.
+    Applied,
+    /// Read-back confirmed the world state; the action ledger row is written.
+    Committed,
+    /// Gave up within the attempt cap; an operator must look.
+    Abandoned,
+}
+
+impl IntentPhase {
+    pub fn is_final(self) -> bool {
+        matches!(self, IntentPhase::Committed | IntentPhase::Abandoned)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentPhase::Intended => "intended",
+            IntentPhase::Applied => "applied",
+            IntentPhase::Committed => "committed",
+            IntentPhase::Abandoned => "abandoned",
+        }
+    }
+    /// Whether `self → to` is a move the machine makes: forward, or back
+    /// from applied to intended (a read-back found no effect).
+    pub fn may_move_to(self, to: IntentPhase) -> bool {
+        use IntentPhase::*;
+        matches!((self, to), (Intended, Applied) | (Intended, Abandoned) | (Applied, Committed) | (Applied, Intended))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewIntent {
+    pub key: IdempotencyKey,
+    pub action: Action,
+    pub evidence: Evidence,
+    pub verdict: Verdict,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub key: IdempotencyKey,
+    pub action: Action,
+    pub evidence: Evidence,
+    pub verdict: Verdict,
+    pub phase: IntentPhase,
+    pub opened_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// External calls made to apply it (the envelope caps these).
+    pub attempts: u32,
+}
+
+/// The intent `new` opens at `now`: intended, no attempts yet.
+pub fn fresh_intent(new: &NewIntent, now: Timestamp) -> Intent {
+    Intent {
+        key: new.key.clone(),
+        action: new.action.clone(),
+        evidence: new.evidence.clone(),
+        verdict: new.verdict.clone(),
+        phase: IntentPhase::Intended,
+        opened_at: now,
+        updated_at: now,
+        attempts: 0,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IntentOp {
+    /// Idempotent: opening an existing key returns it unchanged.
+    Open(NewIntent),
+    /// `from → to`. Already in `to` is a success (a replayed write); any other
+    /// phase is a conflict.
+    Advance { key: IdempotencyKey, from: IntentPhase, to: IntentPhase, count_attempt: bool, cause: String },
+    /// Counts an attempt without changing phase (a call that failed cleanly).
+    CountAttempt { key: IdempotencyKey, cause: String },
+}
+
+/// A committed irreversible action, one row per intent commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRow {
+    pub key: IdempotencyKey,
+    /// [`Action::kind`].
+    pub kind: String,
+    /// [`Action::subject`].
+    pub subject: String,
+    pub committed_at: Timestamp,
+}

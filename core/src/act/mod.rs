@@ -1,0 +1,18 @@
+//! Act: the only block that changes the world, and it does so only through
+//! the write-ahead machine.
+//!
+//! - [`intent`]: the typed [`intent::Action`] (one variant per actuator),
+//!   its intent, phases and the action ledger's row;
+//! - [`machine`]: the pure state machine (next step, what a call's result
+//!   and a read-back mean) and the [`machine::Effect`] an actuator
+//!   implements: its call under the intent's idempotency key, its
+//!   read-back, its probe sites;
+//! - one file per actuator's effect: [`kill`] (pause an ad).
+//!
+//! A new actuator adds a variant to `Action`, an `Effect` file here, and
+//! one arm in `jobs::drive::run`; the machine, the store's rules and the
+//! event rows are shared.
+
+pub mod intent;
+pub mod kill;
+pub mod machine;

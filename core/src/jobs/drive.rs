@@ -1,0 +1,245 @@
+//! The act job: drives one write-ahead intent, of any action, from its
+//! stored phase to its commit (or abandonment), one step at a time.
+//!
+//! The job reads the intent's phase from the store and takes the next step
+//! ([`next_step`]), so a crash anywhere resumes from the last written phase.
+//! The action's own [`Effect`] makes the call and the read-back; everything
+//! else (attempt counting, the read-back confirmation window, the phases'
+//! writes and their event rows) is the same for every action.
+
+use crate::act::intent::{Action, Evidence, Intent, IntentOp, IntentPhase, NewIntent};
+use crate::act::kill::KillEffect;
+use crate::act::machine::{CallOutcome, Effect, Step, after_call, after_read_back, next_step};
+use crate::config::{LoopConfig, Sabotage};
+use crate::ids::{AdId, IdempotencyKey};
+use crate::probe::{Probe, Site};
+use crate::sense::ads::{AdStatus, AdsError, AdsPlatform};
+use crate::store::{NewJob, Store};
+use crate::time::{Clock, Millis, Timestamp};
+
+use super::{Attempt, JobError, Ports};
+
+/// Steps one act job takes at most before it yields (and retries later).
+pub const MAX_STEPS_PER_ATTEMPT: u32 = 8;
+
+/// Drives the intent `key` on, step by step: reads it, takes the next step
+/// with its action's effect, until it is final or the step budget is used.
+/// `None`: no such intent.
+pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
+    ports: &Ports<S, A, C, P>,
+    cfg: &LoopConfig,
+    sabotage: Sabotage,
+    attempt: &mut Attempt,
+    key: &IdempotencyKey,
+) -> Result<Option<()>, JobError> {
+    for n in 0..MAX_STEPS_PER_ATTEMPT {
+        let Some(intent) = ports.store.intent(key).await? else {
+            if n == 0 {
+                return Ok(None);
+            }
+            return Err(JobError::Permanent(format!("intent {key} vanished while driven")));
+        };
+        let step = match &intent.action {
+            Action::KillAd { ad } => {
+                step(ports, cfg, sabotage, attempt, &intent, &KillEffect { ad: ad.clone() }).await?
+            }
+        };
+        if step == Step::Done {
+            return Ok(Some(()));
+        }
+    }
+    Err(JobError::RetryAfter { wait: Millis(0), why: format!("{key}: step budget used") })
+}
+
+/// The act job of an intent: one live job per intent (its key is the job's
+/// idempotency key), ahead of ticks.
+pub fn job_of(intent: &Intent, now: Timestamp) -> NewJob {
+    match &intent.action {
+        Action::KillAd { ad } => super::tick::kill_job(&intent.key, ad, now),
+    }
+}
+
+fn advance(key: &IdempotencyKey, from: IntentPhase, to: IntentPhase, count: bool, cause: String) -> IntentOp {
+    IntentOp::Advance { key: key.clone(), from, to, count_attempt: count, cause }
+}
+
+/// One step of the machine for one action's effect: the step it took.
+pub async fn step<S: Store, A, C: Clock, P: Probe, E: Effect<A>>(
+    ports: &Ports<S, A, C, P>,
+    cfg: &LoopConfig,
+    sabotage: Sabotage,
+    attempt: &mut Attempt,
+    intent: &Intent,
+    effect: &E,
+) -> Result<Step, JobError>
+where
+    JobError: From<E::Error>,
+{
+    let key = &intent.key;
+    let step = next_step(intent, cfg.envelope.max_attempts, sabotage);
+    let op = match step {
+        Step::Done => return Ok(Step::Done),
+        Step::Abandon => advance(
+            key,
+            IntentPhase::Intended,
+            IntentPhase::Abandoned,
+            false,
+            format!("attempt cap reached after {} calls", intent.attempts),
+        ),
+        Step::Call => call(ports, attempt, intent, effect).await?,
+        Step::ReadBack => {
+            // Platforms are eventually consistent: a read-back soon after
+            // a successful call may not show its effect yet. Re-read over
+            // the confirmation window before concluding the call did not
+            // happen (and calling again).
+            let mut seen = read_back(ports, attempt, effect).await?;
+            while !seen.effected && ports.clock.now().since(intent.updated_at) < cfg.readback_confirm {
+                ports.clock.sleep(cfg.readback_poll).await;
+                seen = read_back(ports, attempt, effect).await?;
+            }
+            let to = after_read_back(&seen);
+            advance(key, IntentPhase::Applied, to, false, format!("read-back: {}", seen.detail))
+        }
+        Step::CommitBlind => {
+            advance(key, IntentPhase::Applied, IntentPhase::Committed, false, "sabotage: no read-back".into())
+        }
+    };
+    let now_applied = matches!(op, IntentOp::Advance { to: IntentPhase::Applied, .. });
+    let mut batch = attempt.batch();
+    batch.intents.push(op);
+    ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+    if now_applied {
+        ports.probe.reached(E::SITES.after_applied, effect.subject()).await;
+    }
+    Ok(step)
+}
+
+/// Makes the call and returns the intent op its outcome calls for; or an
+/// error after writing what must be written (the attempt count).
+async fn call<S: Store, A, C: Clock, P: Probe, E: Effect<A>>(
+    ports: &Ports<S, A, C, P>,
+    attempt: &mut Attempt,
+    intent: &Intent,
+    effect: &E,
+) -> Result<IntentOp, JobError>
+where
+    JobError: From<E::Error>,
+{
+    let key = &intent.key;
+    ports.probe.reached(E::SITES.before_call, effect.subject()).await;
+    let started = ports.clock.now();
+    let result = effect.call(&ports.ads, key).await;
+    attempt.record(started, E::VENDOR, E::CALL, result.is_ok());
+    ports.probe.reached(E::SITES.after_call, effect.subject()).await;
+    match after_call(result) {
+        CallOutcome::Applied => {
+            Ok(advance(key, IntentPhase::Intended, IntentPhase::Applied, true, format!("{} call succeeded", E::CALL)))
+        }
+        CallOutcome::Unknown(_) => match read_back(ports, attempt, effect).await {
+            Ok(seen) if seen.effected => Ok(advance(
+                key,
+                IntentPhase::Intended,
+                IntentPhase::Applied,
+                true,
+                format!("{} outcome unknown; read-back {}", E::CALL, seen.detail),
+            )),
+            _ => {
+                count_attempt(ports, attempt, key, &format!("{} outcome unknown; no effect seen", E::CALL)).await?;
+                Err(E::unconfirmed().into())
+            }
+        },
+        CallOutcome::Failed(e) => {
+            count_attempt(ports, attempt, key, &e.to_string()).await?;
+            Err(e.into())
+        }
+        CallOutcome::Throttled(e) => Err(e.into()),
+    }
+}
+
+pub(crate) async fn count_attempt<S: Store, A, C: Clock, P>(
+    ports: &Ports<S, A, C, P>,
+    attempt: &mut Attempt,
+    key: &IdempotencyKey,
+    cause: &str,
+) -> Result<(), JobError> {
+    let mut batch = attempt.batch();
+    batch.intents.push(IntentOp::CountAttempt { key: key.clone(), cause: cause.into() });
+    ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+    Ok(())
+}
+
+async fn read_back<S, A, C: Clock, P: Probe, E: Effect<A>>(
+    ports: &Ports<S, A, C, P>,
+    attempt: &mut Attempt,
+    effect: &E,
+) -> Result<crate::act::machine::Seen, JobError>
+where
+    JobError: From<E::Error>,
+{
+    let started = ports.clock.now();
+    let seen = effect.read_back(&ports.ads).await;
+    attempt.record(started, E::VENDOR, E::READ, seen.is_ok());
+    ports.probe.reached(E::SITES.after_read_back, effect.subject()).await;
+    Ok(seen?)
+}
+
+/// Sabotage::SkipIntent: act first, write the intent afterwards. Exists only
+/// so that the checker can be shown to catch the missing write-ahead.
+pub(crate) async fn kill_without_intent<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
+    ports: &Ports<S, A, C, P>,
+    attempt: &mut Attempt,
+    key: &IdempotencyKey,
+    ad: &AdId,
+) -> Result<(), JobError> {
+    let started = ports.clock.now();
+    let result = ports.ads.pause(ad, key).await;
+    attempt.record_call(started, "pause", &result);
+    ports.probe.reached(Site::KillAfterPause, ad.as_str()).await;
+    result?;
+    let status = kill_read_back(ports, attempt, ad).await?;
+    if !status.is_stopped() {
+        return Err(JobError::Ads(AdsError::Timeout));
+    }
+    let now = ports.clock.now();
+    let evidence = crate::estimate::estimator::AdEstimate {
+        ad: ad.clone(),
+        first_bucket: now,
+        matured_until: now,
+        matured_spend: crate::money::Money::zero(attempt.currency),
+        matured_purchases: 0,
+        matured_revenue: crate::money::Money::zero(attempt.currency),
+        in_learning: false,
+    };
+    let verdict = crate::envelope::Verdict {
+        ad: ad.clone(),
+        key: key.clone(),
+        decision: crate::envelope::Decision::Approve,
+        at: now,
+        reason: "sabotage: written after the fact".into(),
+    };
+    let mut batch = attempt.batch();
+    batch.intents = vec![
+        IntentOp::Open(NewIntent {
+            key: key.clone(),
+            action: Action::KillAd { ad: ad.clone() },
+            evidence: Evidence::Kill(evidence),
+            verdict,
+        }),
+        advance(key, IntentPhase::Intended, IntentPhase::Applied, true, "sabotage".into()),
+        advance(key, IntentPhase::Applied, IntentPhase::Committed, false, "sabotage".into()),
+    ];
+    ports.store.write(&attempt.lease, batch, now).await?;
+    Ok(())
+}
+
+async fn kill_read_back<S, A: AdsPlatform, C: Clock, P: Probe>(
+    ports: &Ports<S, A, C, P>,
+    attempt: &mut Attempt,
+    ad: &AdId,
+) -> Result<AdStatus, JobError> {
+    let started = ports.clock.now();
+    let status = ports.ads.status(ad).await;
+    attempt.record_call(started, "status", &status);
+    ports.probe.reached(Site::KillAfterReadBack, ad.as_str()).await;
+    Ok(status?)
+}

@@ -1,0 +1,72 @@
+//! The job vocabulary: every job kind and its task (the payload), below
+//! the store (which keeps kinds and payloads) and the jobs (which run them).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AdId, IdempotencyKey};
+use crate::time::Timestamp;
+
+use super::rules::Bound;
+
+/// A job's work, stored as its payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    /// The per-minute tick: sense insights, estimate, propose, decide.
+    PollInsights { slot: Timestamp },
+    /// Drive one kill intent to its commit.
+    KillAd { key: IdempotencyKey, ad: AdId },
+    /// The scan pipeline of one store's ad library: fetch → summarize → record.
+    ScanStore { page: String },
+    /// A webhook claimed `claimed` about an ad: read it back and reconcile.
+    ReconcileAd { ad: AdId, claimed: String },
+    /// The hourly bandit re-roll of one slot.
+    RerollBandit { slot: Timestamp },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    PollInsights,
+    KillAd,
+    ScanStore,
+    ReconcileAd,
+    RerollBandit,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 5] =
+        [JobKind::PollInsights, JobKind::KillAd, JobKind::ScanStore, JobKind::ReconcileAd, JobKind::RerollBandit];
+
+    /// The kind as stored (the `kind` column).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::PollInsights => "poll_insights",
+            JobKind::KillAd => "kill_ad",
+            JobKind::ScanStore => "scan_store",
+            JobKind::ReconcileAd => "reconcile_ad",
+            JobKind::RerollBandit => "reroll_bandit",
+        }
+    }
+}
+
+impl Task {
+    /// What bounds this task besides the circuit breaker.
+    pub fn bound(&self) -> Bound {
+        match self {
+            Task::ScanStore { .. } => Bound::Pipeline,
+            Task::KillAd { key, .. } => Bound::Intent(key.clone()),
+            Task::PollInsights { .. } | Task::ReconcileAd { .. } | Task::RerollBandit { .. } => Bound::Breaker,
+        }
+    }
+
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Task::PollInsights { .. } => JobKind::PollInsights,
+            Task::KillAd { .. } => JobKind::KillAd,
+            Task::ScanStore { .. } => JobKind::ScanStore,
+            Task::ReconcileAd { .. } => JobKind::ReconcileAd,
+            Task::RerollBandit { .. } => JobKind::RerollBandit,
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Sense: the loop's ports to the outside and the vendors' wire shapes.
+//! Reading is all this block does; nothing here decides or acts.
+
+pub mod ads;
+pub mod models;
+pub mod wire;
