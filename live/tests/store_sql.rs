@@ -148,3 +148,78 @@ async fn an_unopenable_sqlite_path_is_a_clear_error() {
     assert!(msg.starts_with("cannot connect to sqlite:///nonexistent-dir/x/dlft.db: "), "{msg}");
     assert!(msg.contains("unable to open database file"), "{msg}");
 }
+
+/// A store written by a build before the write-ahead model was generic
+/// (schema 3: an intent held its ad and the bare estimate) opens under this
+/// build with every intent an ad kill, its evidence and verdict intact.
+#[tokio::test]
+async fn intents_of_schema_3_migrate_to_typed_actions() {
+    use dlft_core::act::intent::{Action, Evidence, IntentPhase};
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, SqlStr};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    let url = format!("sqlite://{}", path.display());
+    {
+        let mut conn = SqliteConnectOptions::new().filename(&path).create_if_missing(true).connect().await.unwrap();
+        let sql = |s: &'static str| SqlStr::from_static(s);
+        Migrator::with_migrations(vec![
+            Migration::new(
+                1,
+                "init".into(),
+                MigrationType::Simple,
+                sql(include_str!("../migrations/sqlite/0001_init.sql")),
+                false,
+            ),
+            Migration::new(
+                2,
+                "allocations".into(),
+                MigrationType::Simple,
+                sql(include_str!("../migrations/sqlite/0002_allocations.sql")),
+                false,
+            ),
+            Migration::new(
+                3,
+                "presence".into(),
+                MigrationType::Simple,
+                sql(include_str!("../migrations/sqlite/0003_presence.sql")),
+                false,
+            ),
+        ])
+        .run(&mut conn)
+        .await
+        .unwrap();
+        let evidence = r#"{"ad":"ad-7","first_bucket":0,"matured_until":0,"matured_spend":{"minor":9000,"currency":"EUR"},"matured_purchases":0,"matured_revenue":{"minor":0,"currency":"EUR"},"in_learning":false}"#;
+        let verdict = r#"{"ad":"ad-7","key":"kill/ad-7","decision":"approve","at":5,"reason":"r"}"#;
+        sqlx::query(
+            "INSERT INTO dlft_intents (key, ad, evidence, verdict, phase, opened_at, updated_at, attempts) \
+             VALUES ('kill/ad-7', 'ad-7', $1, $2, 'committed', 5, 9, 1)",
+        )
+        .bind(evidence)
+        .bind(verdict)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO dlft_actions (key, ad, kind, committed_at) VALUES ('kill/ad-7', 'ad-7', 'ad_kill', 9)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
+    let intents = store.intents().await.unwrap();
+    assert_eq!(intents.len(), 1);
+    let i = &intents[0];
+    assert_eq!(i.action, Action::KillAd { ad: dlft_core::ids::AdId::new("ad-7") });
+    let Evidence::Kill(e) = &i.evidence;
+    assert_eq!(e.matured_spend.minor, 9000);
+    assert_eq!((i.phase, i.attempts, i.verdict.at), (IntentPhase::Committed, 1, Timestamp(5)));
+    let (kind, subject): (String, String) =
+        sqlx::query_as("SELECT kind, subject FROM dlft_intents").fetch_one(store.pool()).await.unwrap();
+    assert_eq!((kind.as_str(), subject.as_str()), ("ad_kill", "ad-7"));
+    let subject: String = sqlx::query_scalar("SELECT subject FROM dlft_actions").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(subject, "ad-7");
+}

@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 
 /// The schema version this build writes. A database at a newer version is
 /// refused rather than written with old assumptions.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Why a store could not be opened. Every message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -73,22 +73,25 @@ pub fn redact(url: &str) -> String {
 }
 
 fn migrator(engine: Engine) -> Migrator {
-    let (init, allocations, presence) = match engine {
+    let (init, allocations, presence, actions) = match engine {
         Engine::Postgres => (
             include_str!("../../migrations/postgres/0001_init.sql"),
             include_str!("../../migrations/postgres/0002_allocations.sql"),
             include_str!("../../migrations/postgres/0003_presence.sql"),
+            include_str!("../../migrations/postgres/0004_actions.sql"),
         ),
         Engine::Sqlite => (
             include_str!("../../migrations/sqlite/0001_init.sql"),
             include_str!("../../migrations/sqlite/0002_allocations.sql"),
             include_str!("../../migrations/sqlite/0003_presence.sql"),
+            include_str!("../../migrations/sqlite/0004_actions.sql"),
         ),
     };
     Migrator::with_migrations(vec![
         Migration::new(1, "init".into(), MigrationType::Simple, init.into_sql_str(), false),
         Migration::new(2, "allocations".into(), MigrationType::Simple, allocations.into_sql_str(), false),
         Migration::new(3, "presence".into(), MigrationType::Simple, presence.into_sql_str(), false),
+        Migration::new(4, "actions".into(), MigrationType::Simple, actions.into_sql_str(), false),
     ])
 }
 
