@@ -184,3 +184,17 @@ fn the_layer_check_catches_the_old_cycles() {
         vec!["envelope/mod.rs imports crate::act, a later block", "jobs/tick.rs imports crate::worker, a later block"]
     );
 }
+
+/// What `Cargo.toml` promises: the workspace's crates are built with debug
+/// assertions and overflow checks, also with `--release` (how the tests and
+/// the production binary are built). This test is part of the root crate,
+/// built with the same profile as core, sim and live.
+#[test]
+fn workspace_crates_keep_assertions_and_overflow_checks() {
+    assert!(std::hint::black_box(cfg!(debug_assertions)), "debug assertions are off for the workspace");
+    let max = std::hint::black_box(u8::MAX);
+    let wrapped = std::panic::catch_unwind(|| max + std::hint::black_box(1));
+    assert!(wrapped.is_err(), "u8::MAX + 1 did not panic: overflow checks are off");
+    // And in core itself (a separate crate, the same profile): its own check.
+    assert!(std::hint::black_box(dlft_core::ASSERTIONS_ON), "dlft-core was built without debug assertions");
+}

@@ -771,3 +771,166 @@ async fn a_second_runner_with_the_same_name_is_refused_and_a_replaced_one_exits(
     assert_eq!(status.code(), Some(1), "a replaced runner fails: {said}");
     assert!(said.contains("ERROR") && said.contains("worker twin-1 stopped"), "says so: {said}");
 }
+
+/// Starts the sandbox at a given address (to bring it back where the
+/// runner expects it after it was stopped).
+fn sandbox_at(seed: u64, addr: &str) -> Proc {
+    let mut child = dlft()
+        .args(["sandbox", "serve", "--seed", &seed.to_string(), "--addr", addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("sandbox starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(line.contains(addr), "the sandbox came back at {addr}: {line}");
+    Proc::new(child, "sandbox")
+}
+
+/// Secrets never leak. A runner with planted secrets (the Meta token, the
+/// webhook app secret, the database password in its store URL) kills ads
+/// against the sandbox; the sandbox then dies under it (every platform call
+/// fails and is retried) and comes back at the same address; webhooks
+/// arrive unsigned, forged, garbled and good; `/health` and `/metrics` are
+/// scraped; then two starts fail on an unreachable database whose URL holds
+/// the password. Every byte emitted is scanned for the secrets: each
+/// process's stdout and stderr (at debug level), every HTTP reply, and every
+/// row of every table the runner wrote.
+#[tokio::test(flavor = "multi_thread")]
+async fn planted_secrets_never_leave_the_process() {
+    use dlft_live::meta::Secret;
+    const TOKEN: &str = "tok-PLANTED-7f3a9c";
+    const HOOK: &str = "hook-PLANTED-41d2";
+    const PASSWORD: &str = "pw-PLANTED-c0ffee";
+    let Some(url) = pg_url_or_skip("planted_secrets_never_leave_the_process").await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let schema = format!("dlft_secrets_{}", std::process::id());
+    let store =
+        open_pg(&url, &PoolOptions { pg_schema: Some(schema.clone()), ..PoolOptions::default() }).await.unwrap();
+    // The runner's URL carries the password through `${VAR}` (this machine's
+    // PostgreSQL trusts local connections, so any password is accepted).
+    let host = url.strip_prefix("postgres://").unwrap();
+    let host = host.split_once('@').map_or(host, |(_, h)| h);
+    let sep = if host.contains('?') { '&' } else { '?' };
+    let runner_url =
+        format!("postgres://postgres:${{DLFT_PG_PASSWORD}}@{host}{sep}options=-c%20search_path%3D{schema}");
+    let (sb, addr) = sandbox(13);
+    let mut sb = Some(sb);
+    let config = write_config(dir.path(), "secrets", &runner_url, &addr);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "token_env = \"META_ACCESS_TOKEN\"",
+        "token_env = \"META_ACCESS_TOKEN\"\nwebhook_secret_env = \"META_APP_SECRET\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let run = |config: &Path, log: &Path| {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let err = out.try_clone().unwrap();
+        dlft()
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("META_ACCESS_TOKEN", TOKEN)
+            .env("META_APP_SECRET", HOOK)
+            .env("DLFT_PG_PASSWORD", PASSWORD)
+            .env("RUST_LOG", "debug")
+            .env("RUST_BACKTRACE", "1")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("dlft run starts")
+    };
+    let log = dir.path().join("secrets.log");
+    let mut runner = Proc::new(run(&config, &log), "dlft run secrets");
+    let http = runner_http(&log).await;
+    let mut emitted: Vec<(String, String)> = Vec::new();
+
+    // Kills: wait for the first commit.
+    let give_up = Instant::now() + Duration::from_secs(120);
+    while !store.intents().await.unwrap().iter().any(|i| i.phase == IntentPhase::Committed) {
+        assert!(Instant::now() < give_up, "no kill committed within 120 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Webhooks: unsigned, forged, garbled, good.
+    let client = reqwest::Client::new();
+    let hint = dlft_core::sense::ads::StatusHint { ad: dlft_core::ids::AdId::new("ad-001"), status: "PAUSED".into() };
+    let good = serde_json::to_vec(&dlft_core::sense::wire::meta::encode_status_webhook("act_1", 1, &[hint])).unwrap();
+    let secret = Secret::new(HOOK.into());
+    let posts = [
+        (good.clone(), None),
+        (good.clone(), Some(dlft_live::webhook::sign(&Secret::new("forged".into()), &good))),
+        (b"not json".to_vec(), Some(dlft_live::webhook::sign(&secret, b"not json"))),
+        (good.clone(), Some(dlft_live::webhook::sign(&secret, &good))),
+    ];
+    for (body, signature) in posts {
+        let mut req = client.post(format!("http://{http}/webhooks/meta")).body(body);
+        if let Some(s) = signature {
+            req = req.header("X-Hub-Signature-256", s);
+        }
+        let resp = req.send().await.unwrap();
+        emitted.push((format!("webhook reply {}", resp.status()), resp.text().await.unwrap()));
+    }
+    // The platform goes away: every call fails and is retried; then it returns.
+    drop(sb.take());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    emitted.push(("/health, platform down".into(), get_health(&http).await.1.to_string()));
+    sb = Some(sandbox_at(13, &addr));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    emitted.push(("/health".into(), get_health(&http).await.1.to_string()));
+    emitted
+        .push(("/metrics".into(), reqwest::get(format!("http://{http}/metrics")).await.unwrap().text().await.unwrap()));
+    assert!(runner.sigterm().success(), "SIGTERM is a clean exit");
+    emitted.push(("runner output".into(), std::fs::read_to_string(&log).unwrap()));
+
+    // Failed starts with the password in the store URL: from the config
+    // (through `${VAR}`) and written out on the command line.
+    let down = write_config(dir.path(), "down", "postgres://postgres:${DLFT_PG_PASSWORD}@127.0.0.1:1/test", &addr);
+    let down_log = dir.path().join("down.log");
+    let mut failed = Proc::new(run(&down, &down_log), "dlft run down");
+    let status = wait_exit(&mut failed, Duration::from_secs(60)).expect("a start on a dead database ends");
+    assert!(!status.success());
+    let down_text = std::fs::read_to_string(&down_log).unwrap();
+    assert!(down_text.contains("postgres://postgres:***@127.0.0.1:1"), "the URL is named, redacted: {down_text}");
+    emitted.push(("failed start".into(), down_text));
+    let migrate = dlft()
+        .args(["migrate", "--store", &format!("postgres://postgres:{PASSWORD}@127.0.0.1:1/test")])
+        .output()
+        .unwrap();
+    assert!(!migrate.status.success());
+    emitted.push((
+        "failed migrate".into(),
+        format!("{}{}", String::from_utf8_lossy(&migrate.stdout), String::from_utf8_lossy(&migrate.stderr)),
+    ));
+
+    // Every row the runner wrote, as text.
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1")
+            .bind(&schema)
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert!(tables.len() >= 8, "{tables:?}");
+    for t in &tables {
+        let rows: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT t::text FROM \"{schema}\".\"{t}\" t")))
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        emitted.push((format!("table {t}"), rows.join("\n")));
+    }
+    let retried = store.events(0).await.unwrap().iter().filter(|e| e.kind == EventKind::JobRetried).count();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    drop(sb);
+    assert!(retried > 0, "the platform's outage made jobs retry");
+
+    // The run did what the scan needs: kills, errors and retries, webhooks.
+    let all: String = emitted.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n");
+    assert!(all.contains("ad_kill"), "the store held kills");
+    assert!(all.contains("does not match"), "a forged webhook was refused");
+    for (source, text) in &emitted {
+        for planted in [TOKEN, HOOK, PASSWORD] {
+            assert!(!text.contains(planted), "{source} leaks a planted secret ({planted})");
+        }
+    }
+}

@@ -65,3 +65,7 @@ pub mod jobs;
 pub mod backtest;
 
 pub mod worker;
+
+/// Whether this build of core runs its debug assertions (the workspace's
+/// release profile keeps them on; `tests/core_deps.rs` checks it).
+pub const ASSERTIONS_ON: bool = cfg!(debug_assertions);

@@ -21,6 +21,9 @@ use super::{Attempt, JobError, Ports};
 
 /// Steps one act job takes at most before it yields (and retries later).
 pub const MAX_STEPS_PER_ATTEMPT: u32 = 8;
+// An attempt that meets no fault gets an intent from intended to committed
+// (call, read-back, then the final read that finds it done) in one go.
+const _: () = assert!(MAX_STEPS_PER_ATTEMPT >= 3);
 
 /// Drives the intent `key` on, step by step: reads it, takes the next step
 /// with its action's effect, until it is final or the step budget is used.

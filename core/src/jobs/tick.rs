@@ -30,6 +30,7 @@ pub const MAX_PAGES: u32 = 1_000;
 
 /// Priority of kill jobs: ahead of ticks.
 pub const KILL_PRIORITY: i16 = 0;
+const _: () = assert!(MAX_PAGES > 0 && PAUSE_BATCH_MAX > 0);
 
 pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     ports: &Ports<S, A, C, P>,
@@ -155,7 +156,9 @@ async fn first_pause<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     // The whole call failed (timed out: any item may have happened): every
     // intent stays `intended`, and its kill job pauses again (pausing a
     // paused ad changes nothing) and reads back before it commits.
-    let outcomes = result.unwrap_or_default();
+    // A reply with another number of items than asked is garbled: treat it
+    // as the whole call's failure (every item stays `intended`).
+    let outcomes = result.ok().filter(|o| o.len() == items.len()).unwrap_or_default();
     for ((_, key), outcome) in items.iter().zip(outcomes) {
         match after_call(outcome) {
             CallOutcome::Applied => batch.intents.push(IntentOp::Advance {

@@ -29,6 +29,7 @@ pub const DRAWS: u32 = 2_000;
 pub const WHOLE_BP: u32 = 10_000;
 /// Each live ad keeps at least this share (basis points), budget permitting.
 pub const FLOOR_BP: u32 = 200;
+const _: () = assert!(FLOOR_BP <= WHOLE_BP && MINOR_PER_TRIAL > 0 && DRAWS > 0);
 
 /// One ad's arm and its share.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +82,7 @@ pub fn apportion(weights: &[u64], total: u32) -> Vec<u32> {
     for &i in order.iter().take(short as usize) {
         out[i] += 1;
     }
+    debug_assert_eq!(out.iter().sum::<u32>(), total, "apportion hands out exactly the whole");
     out
 }
 
@@ -120,6 +122,8 @@ pub fn allocate(estimates: &[AdEstimate], excluded: &BTreeSet<AdId>, slot: Times
     for (arm, extra) in arms.iter_mut().zip(apportion(&wins, rest)) {
         arm.share_bp = floor + extra;
     }
+    debug_assert_eq!(arms.iter().map(|a| a.share_bp).sum::<u32>(), WHOLE_BP, "shares sum to the whole");
+    debug_assert!(arms.iter().all(|a| a.share_bp >= floor), "every live ad keeps its floor");
     Allocation { slot, shares: arms }
 }
 

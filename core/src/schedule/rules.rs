@@ -20,6 +20,7 @@ pub const MAX_RESUME_ATTEMPTS: u32 = 3;
 
 /// After downtime a schedule fires at most this many missed slots.
 pub const BACKFILL_MAX: usize = 1;
+const _: () = assert!(MAX_RESUME_ATTEMPTS >= 1 && BACKFILL_MAX >= 1 && GHOST_AMNESTY.0 > 0);
 
 /// Retries of a failing job: exponential backoff with jitter and a cap,
 /// then `discarded` with the error history.

@@ -93,6 +93,7 @@ impl AdsError {
 
 /// Meta's batch API takes at most 50 requests per call.
 pub const PAUSE_BATCH_MAX: usize = 50;
+const _: () = assert!(PAUSE_BATCH_MAX > 0 && PAUSE_BATCH_MAX <= 50, "Meta's batch API takes at most 50");
 
 /// What a batch pause returns: the call's own error, or one result per item.
 pub type BatchPause = Result<Vec<Result<(), AdsError>>, AdsError>;

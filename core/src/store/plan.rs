@@ -134,6 +134,10 @@ pub fn plan_intents(
         };
         plan.results.push(result);
     }
+    debug_assert!(
+        plan.changed.iter().all(|(k, i)| current.get(k).is_none_or(|old| old.attempts <= i.attempts)),
+        "attempt counts never go down"
+    );
     Ok(plan)
 }
 
