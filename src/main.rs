@@ -61,6 +61,37 @@ enum Command {
         #[command(subcommand)]
         command: SchedulesCommand,
     },
+    /// The event log of a durable store, oldest first: one line per state
+    /// transition, with ISO-8601 times (read-only: never creates a store).
+    Events(EventsArgs),
+}
+
+#[derive(clap::Args)]
+struct EventsArgs {
+    /// sqlite://PATH or postgres://USER@HOST:PORT/DB
+    #[arg(long, default_value = "sqlite://dlft.db")]
+    store: String,
+    /// Only events whose entity contains this (`kill/ad-3`, `job#12`, `worker-1`).
+    #[arg(long)]
+    entity: Option<String>,
+    /// Only this block: sensor, estimator, policy, envelope, actuator, scheduler.
+    #[arg(long)]
+    block: Option<String>,
+    /// Only this kind (`intent_advanced`, `job_retried`, …).
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only events at or after this instant: ISO-8601 (`2026-12-02T10:00:00Z`) or epoch milliseconds.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only events after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    after: u64,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Keep printing new events as they are written (Ctrl-C stops).
+    #[arg(long)]
+    follow: bool,
 }
 
 #[derive(Subcommand)]
@@ -476,13 +507,14 @@ async fn schedules(command: SchedulesCommand) -> Result<()> {
     let url = match &command {
         SchedulesCommand::List { store } | SchedulesCommand::Enable { store, .. } => store.clone(),
     };
-    let opts = PoolOptions { max_connections: 1, ..PoolOptions::default() };
+    let opts = PoolOptions { max_connections: 1, existing_only: true, ..PoolOptions::default() };
     async fn act<S: Store>(s: S, command: SchedulesCommand) -> Result<()> {
         match command {
             SchedulesCommand::List { .. } => {
                 for r in s.schedules().await? {
                     let state = if r.enabled { "enabled" } else { "DISABLED" };
-                    println!("{:<32} {state:<9} last slot {:?}: {}", r.name, r.last_slot.map(|t| t.0), r.reason);
+                    let last = r.last_slot.map_or("never".to_string(), |t| iso(t.0));
+                    println!("{:<32} {state:<9} last slot {last}: {}", r.name, r.reason);
                 }
             }
             SchedulesCommand::Enable { name, reason, .. } => {
@@ -507,6 +539,88 @@ async fn schedules(command: SchedulesCommand) -> Result<()> {
     }
 }
 
+/// An instant as ISO-8601 UTC with milliseconds.
+fn iso(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(|| format!("{ms} ms"), |t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
+/// `--since`: ISO-8601 or epoch milliseconds.
+fn parse_instant(s: &str) -> Result<u64> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(ms);
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .with_context(|| format!("--since {s:?}: expected ISO-8601 (2026-12-02T10:00:00Z) or epoch milliseconds"))?;
+    u64::try_from(t.timestamp_millis()).with_context(|| format!("--since {s:?} is before 1970"))
+}
+
+/// The serialized name of a unit enum value (`Sensor`, `job_retried`).
+fn name_of(v: &impl serde::Serialize) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+async fn events(args: EventsArgs) -> Result<()> {
+    use dlft_core::store::Store;
+    use dlft_live::store::{Engine, PoolOptions, open_pg, open_sqlite};
+    const BLOCKS: [&str; 6] = ["sensor", "estimator", "policy", "envelope", "actuator", "scheduler"];
+    if let Some(b) = &args.block
+        && !BLOCKS.contains(&b.to_ascii_lowercase().as_str())
+    {
+        bail!("--block {b:?}: expected one of {}", BLOCKS.join(", "));
+    }
+    let since = args.since.as_deref().map(parse_instant).transpose()?;
+    let opts = PoolOptions { max_connections: 1, existing_only: true, ..PoolOptions::default() };
+    async fn show<S: Store>(s: S, args: EventsArgs, since: Option<u64>) -> Result<()> {
+        let mut after = args.after;
+        loop {
+            let batch = s.events(after).await?;
+            for e in &batch {
+                after = after.max(e.seq);
+                let block = name_of(&e.block);
+                let kind = name_of(&e.kind);
+                let keep = args.entity.as_ref().is_none_or(|x| e.entity.contains(x.as_str()))
+                    && args.block.as_ref().is_none_or(|b| block.eq_ignore_ascii_case(b))
+                    && args.kind.as_ref().is_none_or(|k| kind.eq_ignore_ascii_case(k))
+                    && since.is_none_or(|t| e.at.0 >= t);
+                if !keep {
+                    continue;
+                }
+                if args.json {
+                    let line = serde_json::json!({
+                        "seq": e.seq, "at": e.at.0, "at_iso": iso(e.at.0), "block": block, "kind": kind,
+                        "entity": e.entity, "before": e.before, "after": e.after, "cause": e.cause,
+                    });
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{:>7}  {}  {block}/{kind}  {}  {} -> {}  ({})",
+                        e.seq,
+                        iso(e.at.0),
+                        e.entity,
+                        e.before,
+                        e.after,
+                        e.cause
+                    );
+                }
+            }
+            if !args.follow {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        }
+    }
+    match Engine::of(&args.store)? {
+        Engine::Postgres => show(open_pg(&args.store, &opts).await?, args, since).await,
+        Engine::Sqlite => show(open_sqlite(&args.store, &opts).await?, args, since).await,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -524,6 +638,7 @@ fn main() -> ExitCode {
             scn.and_then(|scn| tokio_main(async move { sandbox::serve(&scn, seed, addr).await }))
         }
         Command::Schedules { command } => tokio_main(schedules(command)),
+        Command::Events(args) => tokio_main(events(args)),
     };
     match result {
         Ok(code) => code,

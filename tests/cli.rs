@@ -126,3 +126,91 @@ fn a_bad_hold_site_is_refused_before_the_store_is_touched() {
     assert!(err.contains("kill_after_pause"), "the valid sites are listed: {err}");
     assert!(!db.exists(), "no store was created");
 }
+
+/// `dlft events`: the log of a real store, human-readable (ISO-8601 times,
+/// block/kind names, no Rust `Debug` text) or JSON lines with numbers as
+/// numbers; filters by entity, kind, block and instant.
+#[test]
+fn events_prints_the_log_readably_and_filters_it() {
+    use dlft_core::ids::WorkerId;
+    use dlft_core::schedule::task::Task;
+    use dlft_core::store::{NewJob, Store};
+    use dlft_core::time::Timestamp;
+    use dlft_live::store::{PoolOptions, open_sqlite};
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-events");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("log.db").display());
+    let t0 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
+        store.boot(&WorkerId::new("w-1"), Timestamp(t0)).await.unwrap();
+        let job = NewJob::new(&Task::PollInsights { slot: Timestamp(t0) }, 1, Timestamp(t0), None);
+        store.enqueue(job, Timestamp(t0 + 1_500)).await.unwrap();
+    });
+    let out = dlft(&["events", "--store", &url]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].contains("2026-01-01T00:00:00.000Z  scheduler/worker_booted  w-1"), "{}", lines[0]);
+    assert!(
+        lines[1].contains("2026-01-01T00:00:01.500Z  scheduler/job_enqueued  job#1  none -> available"),
+        "{}",
+        lines[1]
+    );
+    assert!(!stdout.contains("Some(") && !stdout.contains("Timestamp("), "no Debug text: {stdout}");
+    let out = dlft(&["schedules", "list", "--store", &url]);
+    assert!(out.status.success(), "a current store opens read-only: {}", text(&out).1);
+
+    let out = dlft(&["events", "--store", &url, "--json", "--kind", "job_enqueued"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!((v["seq"].as_u64(), v["at"].as_u64()), (Some(2), Some(t0 + 1_500)));
+    assert_eq!(v["at_iso"], "2026-01-01T00:00:01.500Z");
+    for (flag, value, lines) in [
+        ("--entity", "w-1", 1),
+        ("--block", "Scheduler", 2),
+        ("--block", "actuator", 0),
+        ("--since", "2026-01-01T00:00:01Z", 1),
+        ("--since", "1767225600000", 2),
+    ] {
+        let out = dlft(&["events", "--store", &url, flag, value]);
+        assert!(out.status.success(), "{flag} {value}");
+        assert_eq!(text(&out).0.lines().count(), lines, "{flag} {value}");
+    }
+}
+
+/// Commands that only read never create or migrate a store: a missing
+/// SQLite file, a database DLFT never migrated, or a bad flag is one clear
+/// line and exit 2, and nothing is created.
+#[test]
+fn read_only_commands_never_create_a_store() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-readonly");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let typo = dir.join("typo.db");
+    let url = format!("sqlite://{}", typo.display());
+    for args in [
+        vec!["events", "--store", url.as_str()],
+        vec!["schedules", "list", "--store", url.as_str()],
+        vec!["schedules", "enable", "insights-tick", "--store", url.as_str()],
+    ] {
+        let out = dlft(&args);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("no store at") && stderr.contains("typo.db"), "{args:?}: {stderr}");
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+    // An empty file is a valid, empty SQLite database, but not a DLFT store.
+    let empty = dir.join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let out = dlft(&["events", "--store", &format!("sqlite://{}", empty.display())]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not a DLFT store"), "{stderr}");
+    let out = dlft(&["events", "--store", &format!("sqlite://{}", empty.display()), "--since", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("expected ISO-8601"), "{}", text(&out).1);
+}

@@ -41,6 +41,17 @@ pub enum OpenError {
     NewerSchema { url: String, found: i64, known: i64 },
     #[error("migrating {url}: {source}")]
     Migrate { url: String, source: sqlx::migrate::MigrateError },
+    /// A read-only command named a SQLite file that does not exist.
+    #[error("no store at {url}: the file does not exist (commands that only read never create one)")]
+    Missing { url: String },
+    /// A read-only command named a database DLFT never migrated.
+    #[error("{url} is not a DLFT store (no schema): `dlft migrate --store URL` or `dlft run` creates one")]
+    NotAStore { url: String },
+    /// A read-only command named a store of an older schema.
+    #[error(
+        "the store at {url} has schema version {found}, older than this build's {known}: run `dlft migrate --store URL`"
+    )]
+    OlderSchema { url: String, found: i64, known: i64 },
 }
 
 /// Which engine a URL names.
@@ -95,8 +106,9 @@ fn migrator(engine: Engine) -> Migrator {
     ])
 }
 
-/// Fails if the database's schema is newer than this build's.
-async fn check_version<C>(conn: &mut C, exists_sql: &'static str, url: &str) -> Result<(), OpenError>
+/// Fails if the database's schema is newer than this build's; returns its
+/// version (`None`: never migrated).
+async fn check_version<C>(conn: &mut C, exists_sql: &'static str, url: &str) -> Result<Option<i64>, OpenError>
 where
     C: Connection,
     for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
@@ -107,7 +119,7 @@ where
     let connect = |source| OpenError::Connect { url: redact(url), source };
     let has_table: Option<i64> = sqlx::query_scalar(exists_sql).fetch_optional(&mut *conn).await.map_err(connect)?;
     if has_table.is_none() {
-        return Ok(());
+        return Ok(None);
     }
     let found: Option<i64> =
         sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&mut *conn).await.map_err(connect)?;
@@ -115,7 +127,18 @@ where
         Some(found) if found > SCHEMA_VERSION => {
             Err(OpenError::NewerSchema { url: redact(url), found, known: SCHEMA_VERSION })
         }
-        _ => Ok(()),
+        _ => Ok(found),
+    }
+}
+
+/// For a store opened read-only: the schema must be this build's.
+fn require_current(url: &str, found: Option<i64>) -> Result<(), OpenError> {
+    match found {
+        None => Err(OpenError::NotAStore { url: redact(url) }),
+        Some(v) if v < SCHEMA_VERSION => {
+            Err(OpenError::OlderSchema { url: redact(url), found: v, known: SCHEMA_VERSION })
+        }
+        Some(_) => Ok(()),
     }
 }
 
@@ -127,11 +150,19 @@ pub struct PoolOptions {
     pub acquire_timeout: Duration,
     /// PostgreSQL only: a schema to use (created if missing), for tests.
     pub pg_schema: Option<String>,
+    /// Open only an existing store of this build's schema: never create a
+    /// SQLite file, never migrate (the commands that only read).
+    pub existing_only: bool,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions { max_connections: 8, acquire_timeout: Duration::from_secs(5), pg_schema: None }
+        PoolOptions {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            pg_schema: None,
+            existing_only: false,
+        }
     }
 }
 
@@ -160,12 +191,17 @@ pub async fn open_pg(url: &str, opts: &PoolOptions) -> Result<PgStore, OpenError
         .await
         .map_err(connect)?;
     let mut conn = pool.acquire().await.map_err(connect)?;
-    check_version(
+    let found = check_version(
         &mut *conn,
         "SELECT 1::BIGINT FROM pg_tables WHERE tablename = '_sqlx_migrations' AND schemaname = current_schema()",
         url,
     )
     .await?;
+    if opts.existing_only {
+        require_current(url, found)?;
+        drop(conn);
+        return Ok(PgStore::from_pool(pool));
+    }
     migrator(Engine::Postgres)
         .run(&mut *conn)
         .await
@@ -178,9 +214,12 @@ pub async fn open_pg(url: &str, opts: &PoolOptions) -> Result<PgStore, OpenError
 pub async fn open_sqlite(url: &str, opts: &PoolOptions) -> Result<SqliteStore, OpenError> {
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
     let connect = |source| OpenError::Connect { url: redact(url), source };
-    let conn_opts = SqliteConnectOptions::from_str(url)
-        .map_err(connect)?
-        .create_if_missing(true)
+    let conn_opts = SqliteConnectOptions::from_str(url).map_err(connect)?;
+    if opts.existing_only && !conn_opts.get_filename().exists() {
+        return Err(OpenError::Missing { url: redact(url) });
+    }
+    let conn_opts = conn_opts
+        .create_if_missing(!opts.existing_only)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10));
@@ -192,8 +231,17 @@ pub async fn open_sqlite(url: &str, opts: &PoolOptions) -> Result<SqliteStore, O
         .await
         .map_err(connect)?;
     let mut conn = pool.acquire().await.map_err(connect)?;
-    check_version(&mut *conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'", url)
-        .await?;
+    let found = check_version(
+        &mut *conn,
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        url,
+    )
+    .await?;
+    if opts.existing_only {
+        require_current(url, found)?;
+        drop(conn);
+        return Ok(SqliteStore::from_pool(pool));
+    }
     migrator(Engine::Sqlite).run(&mut *conn).await.map_err(|source| OpenError::Migrate { url: redact(url), source })?;
     drop(conn);
     Ok(SqliteStore::from_pool(pool))
