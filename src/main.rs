@@ -11,9 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use dlft_core::config::Sabotage;
 use dlft_sim::report::{render, reproduce_command, summarize};
-use dlft_sim::run::{RunOptions, run_many, run_seed};
+use dlft_sim::run::{RunOptions, run_many};
 use dlft_sim::scenario::Scenario;
 
+mod check;
 mod run;
 mod sandbox;
 
@@ -61,6 +62,9 @@ enum Command {
         #[command(subcommand)]
         command: SchedulesCommand,
     },
+    /// Check a scenario, runner config or policy file before it runs (a
+    /// runner config also: its secrets are set, its store and platform answer).
+    Check { file: PathBuf },
     /// The event log of a durable store, oldest first: one line per state
     /// transition, with ISO-8601 times (read-only: never creates a store).
     Events(EventsArgs),
@@ -216,8 +220,8 @@ struct SimRun {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
-    /// Run the seed twice and fail if the event-log digests differ.
-    #[arg(long, requires = "seed")]
+    /// Run every seed twice and fail if any seed's event-log digests differ.
+    #[arg(long)]
     check_determinism: bool,
     /// Worker threads (default: available cores).
     #[arg(long)]
@@ -255,6 +259,52 @@ impl From<SabotageArg> for Sabotage {
     }
 }
 
+/// Runs every seed of `seeds` twice; fails if any seed's two event logs differ.
+fn check_determinism(
+    scn: &Scenario,
+    path: &str,
+    seeds: std::ops::Range<u64>,
+    threads: usize,
+    opts: &RunOptions,
+    json: bool,
+) -> Result<ExitCode> {
+    let run = || -> Result<Vec<dlft_sim::run::SeedReport>> {
+        run_many(scn, seeds.clone(), threads, opts, &|_| {})
+            .into_iter()
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(anyhow::Error::msg)
+    };
+    let (first, second) = (run()?, run()?);
+    let differing: Vec<u64> =
+        first.iter().zip(&second).filter(|(a, b)| a.digest != b.digest).map(|(a, _)| a.seed).collect();
+    let n = first.len();
+    if json {
+        let digests: serde_json::Map<String, serde_json::Value> = first
+            .iter()
+            .zip(&second)
+            .map(|(a, b)| (a.seed.to_string(), serde_json::json!([a.digest, b.digest])))
+            .collect();
+        let out = serde_json::json!({"scenario": scn.name, "seeds": n, "deterministic": differing.is_empty(),
+                                      "differing": differing, "digests": digests});
+        println!("{out}");
+    } else {
+        for (a, b) in first.iter().zip(&second).filter(|_| n == 1) {
+            println!("seed {}: run 1 digest {} ({} events)", a.seed, a.digest, a.events);
+            println!("seed {}: run 2 digest {} ({} events)", b.seed, b.digest, b.events);
+        }
+        let seeds_word = if n == 1 { "seed" } else { "seeds" };
+        if differing.is_empty() {
+            println!("deterministic: {n} {seeds_word}, each run twice with the same event log");
+        } else {
+            println!("NOT DETERMINISTIC: {} of {n} {seeds_word} differ ({differing:?})", differing.len());
+        }
+    }
+    for seed in &differing {
+        eprintln!("reproduce: {}", reproduce_command(path, *seed, "--check-determinism"));
+    }
+    Ok(if differing.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 /// Parses `A..B` (half-open); refuses empty and reversed ranges.
 fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>> {
     let (a, b) =
@@ -282,27 +332,10 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
     if args.shrink {
         return shrink_seed(&scn, seeds.start, &opts);
     }
-    if args.check_determinism {
-        let seed = seeds.start;
-        let first = run_seed(&scn, seed, &opts).map_err(anyhow::Error::msg)?;
-        let second = run_seed(&scn, seed, &opts).map_err(anyhow::Error::msg)?;
-        let same = first.digest == second.digest;
-        if args.json {
-            let out = serde_json::json!({"scenario": scn.name, "seed": seed, "deterministic": same,
-                                          "digests": [first.digest, second.digest], "events": first.events});
-            println!("{out}");
-        } else {
-            println!("seed {seed}: run 1 digest {} ({} events)", first.digest, first.events);
-            println!("seed {seed}: run 2 digest {} ({} events)", second.digest, second.events);
-            println!("{}", if same { "deterministic" } else { "NOT DETERMINISTIC" });
-        }
-        if !same {
-            eprintln!("reproduce: {}", reproduce_command(&path, seed, "--check-determinism"));
-            return Ok(ExitCode::FAILURE);
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if args.check_determinism {
+        return check_determinism(&scn, &path, seeds, threads, &opts, args.json);
+    }
     let bar =
         if std::io::stderr().is_terminal() { ProgressBar::new(seeds.end - seeds.start) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -372,6 +405,9 @@ fn cores() -> usize {
 fn datasets(command: DatasetsCommand) -> Result<ExitCode> {
     match command {
         DatasetsCommand::Generate { seed, days, brands, bandit_per_hour, out } => {
+            if std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some()) {
+                bail!("{} is not empty: generate writes a new catalog; give an empty or new directory", out.display());
+            }
             let spec = dlft_datasets::generate::Spec { seed, days, brands, bandit_per_hour };
             let summary = dlft_datasets::generate::generate(&spec, &out)?;
             for (kind, rows) in &summary.rows {
@@ -639,6 +675,7 @@ fn main() -> ExitCode {
         }
         Command::Schedules { command } => tokio_main(schedules(command)),
         Command::Events(args) => tokio_main(events(args)),
+        Command::Check { file } => tokio_main(async move { check::check(&file).await }),
     };
     match result {
         Ok(code) => code,

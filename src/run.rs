@@ -447,24 +447,44 @@ async fn wait_for_signal() {
     }
 }
 
-/// Logs every event row as a structured line, from the newest on start-up.
+/// Logs every event row as a structured line, from the newest on start-up
+/// (without reading the log). Each block logs under its own target
+/// (`dlft::events::sensor`, `…::estimator`, `…::policy`, `…::envelope`,
+/// `…::actuator`, `…::scheduler`), so `RUST_LOG` can keep the kills and
+/// drop the claims; spend-ledger rows are at debug.
 async fn log_events<S: Store>(store: S, stop: Arc<AtomicBool>) {
-    let mut after = match store.events(0).await {
-        Ok(all) => all.last().map_or(0, |e| e.seq),
-        Err(_) => 0,
-    };
+    let mut after = store.last_event_seq().await.unwrap_or(0);
     while !stop.load(Ordering::SeqCst) {
         match store.events(after).await {
             Ok(events) => {
                 for e in events {
-                    info!(seq = e.seq, block = ?e.block, kind = ?e.kind, entity = %e.entity,
-                          before = %e.before, after = %e.after, cause = %e.cause, "event");
+                    log_event(&e);
                     after = e.seq;
                 }
             }
             Err(e) => warn!(error = %e, "store unavailable; retrying"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn log_event(e: &dlft_core::telemetry::Event) {
+    use dlft_core::telemetry::{Block, EventKind};
+    let kind = serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    macro_rules! line {
+        ($level:ident, $target:literal) => {
+            tracing::$level!(target: $target, seq = e.seq, kind = %kind, entity = %e.entity,
+                             before = %e.before, after = %e.after, cause = %e.cause, "event")
+        };
+    }
+    match e.block {
+        Block::Sensor if e.kind == EventKind::LedgerSpend => line!(debug, "dlft::events::sensor"),
+        Block::Sensor => line!(info, "dlft::events::sensor"),
+        Block::Estimator => line!(info, "dlft::events::estimator"),
+        Block::Policy => line!(info, "dlft::events::policy"),
+        Block::Envelope => line!(info, "dlft::events::envelope"),
+        Block::Actuator => line!(info, "dlft::events::actuator"),
+        Block::Scheduler => line!(info, "dlft::events::scheduler"),
     }
 }
 

@@ -214,3 +214,104 @@ fn read_only_commands_never_create_a_store() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("expected ISO-8601"), "{}", text(&out).1);
 }
+
+/// `--check-determinism` runs every seed of `--seeds` twice (it used to
+/// check the first seed only and say "deterministic").
+#[test]
+fn check_determinism_covers_every_seed_of_the_range() {
+    let out = dlft(&["sim", "run", SCENARIO, "--seeds", "3..6", "--check-determinism", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!((v["seeds"].as_u64(), v["deterministic"].as_bool()), (Some(3), Some(true)), "{v}");
+    let digests = v["digests"].as_object().unwrap();
+    assert_eq!(digests.keys().map(String::as_str).collect::<Vec<_>>(), ["3", "4", "5"]);
+    for pair in digests.values() {
+        assert_eq!(pair[0], pair[1], "{pair}");
+    }
+    let out = dlft(&["sim", "run", SCENARIO, "--seeds", "3..5", "--check-determinism"]);
+    assert!(text(&out).0.contains("deterministic: 2 seeds"), "{}", text(&out).0);
+}
+
+#[test]
+fn generating_into_a_non_empty_directory_is_refused() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-generate");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    let out = dlft(&["datasets", "generate", "--seed", "1", "--days", "1", "--out", dir.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not empty"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "nothing was written");
+}
+
+/// `dlft check FILE`: each kind of file is recognised and checked; a runner
+/// config's secrets, store and platform are checked too, one line each.
+#[test]
+fn check_tells_each_kind_of_file_and_names_what_is_wrong() {
+    use std::io::{Read, Write};
+    for (file, says) in
+        [("scenarios/every-fault.toml", "scenario \"every-fault\": ok"), ("policies/kill.toml", "policy: ok")]
+    {
+        let out = dlft(&["check", file]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{file}: {stderr}");
+        assert!(stdout.contains(says), "{file}: {stdout}");
+    }
+    let bad = scratch(
+        "bad-scenario.toml",
+        &std::fs::read_to_string("scenarios/sandbox.toml").unwrap().replace("ads = 40", "adz = 40"),
+    );
+    let out = dlft(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("adz"), "names the field: {}", text(&out).1);
+    let odd = scratch("odd.toml", "[something]\nx = 1\n");
+    let out = dlft(&["check", odd.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("cannot tell what this file is"), "{}", text(&out).1);
+
+    // A runner config against a platform that answers (one HTTP reply).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-check");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = std::fs::read_to_string("examples/dlft.sandbox.toml")
+        .unwrap()
+        .replace("sqlite://dlft.db", &format!("sqlite://{}/dlft.db", dir.display()))
+        .replace("http://127.0.0.1:8787", &format!("http://{addr}"))
+        .replace("META_ACCESS_TOKEN", "DLFT_CHECK_TEST_TOKEN");
+    let path = scratch("check-run.toml", &config);
+    let run = |token: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dlft"));
+        c.args(["check", path.to_str().unwrap()]).current_dir(env!("CARGO_MANIFEST_DIR"));
+        match token {
+            Some(t) => c.env("DLFT_CHECK_TEST_TOKEN", t),
+            None => c.env_remove("DLFT_CHECK_TEST_TOKEN"),
+        };
+        c.output().unwrap()
+    };
+    let out = run(Some("t0ken"));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    for line in ["ok    Meta token", "ok    store", "ok    ads platform"] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    assert!(!stdout.contains("t0ken"), "a secret's value is never printed");
+    server.join().unwrap();
+    assert!(!dir.join("dlft.db").exists(), "check creates no store");
+    // Now the token is missing and nothing answers at the platform's address.
+    let out = run(None);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stdout.contains("FAIL  Meta token") && stdout.contains("DLFT_CHECK_TEST_TOKEN"), "{stdout}");
+    assert!(stdout.contains("FAIL  ads platform"), "{stdout}");
+    assert!(stderr.contains("2 check(s) failed"), "{stderr}");
+}

@@ -292,6 +292,17 @@ pub async fn intents_advance_once_and_batches_are_atomic<S: Store>(s: S) {
     s.write(&c.lease, batch.clone(), t(2)).await.unwrap();
     let replayed = s.write(&c.lease, batch, t(3)).await.unwrap();
     assert_eq!(replayed.intents[0].phase, IntentPhase::Applied, "a replayed write is a success");
+    // A counted attempt without a phase change is a state change too: one row.
+    let count = IntentOp::CountAttempt { key: key.clone(), cause: "call failed".into() };
+    // (A replayed advance counts its attempt again: conservative for the cap.)
+    let before = replayed.intents[0].attempts;
+    let r = s.write(&c.lease, WriteBatch { intents: vec![count], ..Default::default() }, t(3)).await.unwrap();
+    assert_eq!(r.intents[0].attempts, before + 1);
+    let rows: Vec<_> = s.events(0).await.unwrap().into_iter().filter(|e| e.kind == EventKind::IntentAttempt).collect();
+    assert_eq!(rows.len(), 1, "one event row per counted attempt");
+    let (from, to) = (format!("attempts={before}"), format!("attempts={}", before + 1));
+    assert_eq!((rows[0].before.as_str(), rows[0].after.as_str()), (from.as_str(), to.as_str()));
+    assert_eq!((rows[0].entity.as_str(), rows[0].cause.as_str()), (key.as_str(), "call failed"));
     let row = InsightRow {
         ad: AdId::new("ad-1"),
         bucket_start: t(0),
@@ -323,7 +334,9 @@ pub async fn the_log_rebuilds_every_state<S: Store>(s: S) {
     let c = claim_one(&s, "w", inc, 2).await;
     s.release(&c.lease, t(3)).await.unwrap();
     boot(&s, "w", 4).await;
-    let rebuilt = replay(&s.events(0).await.unwrap()).expect("a log without gaps");
+    let log = s.events(0).await.unwrap();
+    assert_eq!(s.last_event_seq().await.unwrap(), log.last().map_or(0, |e| e.seq), "the newest row's seq");
+    let rebuilt = replay(&log).expect("a log without gaps");
     for (id, state) in &rebuilt.jobs {
         let job = s.job(*id).await.unwrap().expect("every logged job exists");
         assert_eq!(state, job.state.as_str(), "{id}: the log and the table agree");

@@ -377,6 +377,11 @@ pub trait Store: Send + Sync {
     fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
     /// Event rows with `seq` greater than `after`, in order.
     fn events(&self, after: u64) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+    /// The newest event row's `seq` (0 for an empty log), without reading
+    /// the log (a runner starting on a long-lived store).
+    fn last_event_seq(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        async move { Ok(self.events(0).await?.last().map_or(0, |e| e.seq)) }
+    }
     /// Spend-ledger rows with buckets at or after `since`.
     fn spend_ledger(&self, since: Timestamp) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send;
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send;

@@ -125,8 +125,16 @@ pub fn plan_intents(
                 plan.changed.insert(key, intent.clone());
                 intent.clone()
             }
-            IntentOp::CountAttempt { key, .. } => {
+            IntentOp::CountAttempt { key, cause } => {
                 let intent = work.get_mut(&key).ok_or_else(|| StoreError::NotFound(format!("intent {key}")))?;
+                plan.events.push(Transition {
+                    block: Block::Actuator,
+                    kind: EventKind::IntentAttempt,
+                    entity: key.to_string(),
+                    before: format!("attempts={}", intent.attempts),
+                    after: format!("attempts={}", intent.attempts + 1),
+                    cause,
+                });
                 intent.attempts += 1;
                 plan.changed.insert(key, intent.clone());
                 intent.clone()

@@ -43,6 +43,9 @@ pub enum EventKind {
     Verdict,
     IntentOpened,
     IntentAdvanced,
+    /// A call to apply an intent failed cleanly (or a crash loop spent one):
+    /// its attempt count went up without a phase change.
+    IntentAttempt,
     /// A pipeline step completed and its checkpoint was written.
     PipelineStep,
     /// The circuit breaker disabled a schedule.
@@ -120,6 +123,7 @@ pub fn replay(events: &[Event]) -> Result<Rebuilt, String> {
                 transition(&mut out.intents, IdempotencyKey::new(e.entity.clone()), e)?;
             }
             EventKind::WorkerBooted
+            | EventKind::IntentAttempt
             | EventKind::SlotFired
             | EventKind::LedgerSpend
             | EventKind::Verdict

@@ -812,6 +812,14 @@ impl SqlStore {
         rows.iter().map(event_from_row).collect()
     }
 
+    async fn do_last_event_seq(&self) -> Result<u64, StoreError> {
+        let seq: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM dlft_events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(seq as u64)
+    }
+
     async fn do_spend_ledger(&self, since: Timestamp) -> Result<Vec<InsightRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT ad, bucket_start, spend_minor, currency, purchases, revenue_minor, revenue_currency \
@@ -979,6 +987,9 @@ impl Store for SqlStore {
     }
     fn events(&self, after: u64) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send {
         self.do_events(after)
+    }
+    fn last_event_seq(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.do_last_event_seq()
     }
     fn spend_ledger(&self, since: Timestamp) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
         self.do_spend_ledger(since)

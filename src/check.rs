@@ -1,0 +1,133 @@
+//! `dlft check FILE`: a scenario, a runner config or a policy file checked
+//! before it runs. What kind of file it is comes from its sections; every
+//! problem is one line naming the file (and line and field where the file
+//! is at fault), and the exit code is 2 when anything is wrong.
+//!
+//! A runner config is checked further than parsing: its secrets are set,
+//! its store answers (a SQLite file's directory exists; PostgreSQL accepts
+//! a connection) and its ads platform's base URL answers HTTP. Nothing is
+//! created or written.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+/// What a file is, told by its top-level sections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Scenario,
+    Config,
+    Policy,
+}
+
+impl Kind {
+    fn of(text: &str, file: &str) -> Result<Kind> {
+        let table: toml::Table = match toml::from_str(text) {
+            Ok(t) => t,
+            // Let the file's own parser name the line: try each in turn.
+            Err(e) => bail!("{file}: not TOML: {}", e.message()),
+        };
+        let has = |k: &str| table.contains_key(k);
+        Ok(if has("runner") || has("meta") || has("store") {
+            Kind::Config
+        } else if has("world") || has("run") || has("faults") || has("assert") {
+            Kind::Scenario
+        } else if has("kill") {
+            Kind::Policy
+        } else {
+            bail!(
+                "{file}: cannot tell what this file is: a scenario has [world] and [run], \
+                 a runner config [runner] and [meta], a policy [kill]"
+            )
+        })
+    }
+}
+
+/// Checks `path`; prints one line per check. Returns an error (exit 2)
+/// naming every check that failed.
+pub async fn check(path: &Path) -> Result<()> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{file}: cannot read: {e}"))?;
+    match Kind::of(&text, &file)? {
+        Kind::Scenario => {
+            let scn = dlft_sim::scenario::Scenario::parse(&text, path)?;
+            println!("{file}: scenario {:?}: ok ({} s simulated)", scn.name, scn.run.duration_s);
+            Ok(())
+        }
+        Kind::Policy => {
+            dlft_datasets::policy::parse(&text, path).map_err(anyhow::Error::msg)?;
+            println!("{file}: policy: ok");
+            Ok(())
+        }
+        Kind::Config => check_config(&text, &file).await,
+    }
+}
+
+async fn check_config(text: &str, file: &str) -> Result<()> {
+    let cfg = dlft_live::config::RunConfig::parse(text, file)?;
+    println!("{file}: runner config: parses");
+    let mut failed = Vec::new();
+    let mut report = |what: &str, result: Result<String, String>| match result {
+        Ok(detail) => println!("  ok    {what}: {detail}"),
+        Err(why) => {
+            println!("  FAIL  {what}: {why}");
+            failed.push(format!("{what}: {why}"));
+        }
+    };
+    report(
+        "Meta token",
+        cfg.meta_config(file).map(|_| format!("${} is set", cfg.meta.token_env)).map_err(|e| e.to_string()),
+    );
+    if let Some(var) = &cfg.meta.webhook_secret_env {
+        report("webhook secret", cfg.webhook_secret(file).map(|_| format!("${var} is set")).map_err(|e| e.to_string()));
+    }
+    let store = match cfg.store_url(file) {
+        Ok(url) => store_answers(&url).await,
+        Err(e) => Err(e.to_string()),
+    };
+    report("store", store);
+    report("ads platform", base_url_answers(&cfg.meta.base_url).await);
+    if failed.is_empty() { Ok(()) } else { bail!("{file}: {} check(s) failed: {}", failed.len(), failed.join("; ")) }
+}
+
+/// Whether the store would open, without creating or migrating anything.
+async fn store_answers(url: &str) -> Result<String, String> {
+    use dlft_live::store::{Engine, redact};
+    match Engine::of(url).map_err(|e| e.to_string())? {
+        Engine::Sqlite => {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = Path::new(path.split('?').next().unwrap_or(path));
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(format!("{}: the directory {} does not exist", redact(url), dir.display()));
+            }
+            Ok(if path.exists() {
+                format!("{} exists", redact(url))
+            } else {
+                format!("{} will be created by `dlft run`", redact(url))
+            })
+        }
+        Engine::Postgres => {
+            use sqlx::Connection;
+            let connect = sqlx::PgConnection::connect(url);
+            match tokio::time::timeout(Duration::from_secs(5), connect).await {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    Ok(format!("{} accepts connections", redact(url)))
+                }
+                Ok(Err(e)) => Err(format!("{}: {e}", redact(url))),
+                Err(_) => Err(format!("{}: no answer within 5 s", redact(url))),
+            }
+        }
+    }
+}
+
+/// Whether anything answers HTTP at the platform's base URL (any status).
+async fn base_url_answers(base: &str) -> Result<String, String> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
+    match client.get(base).send().await {
+        Ok(resp) => Ok(format!("{base} answers (HTTP {})", resp.status().as_u16())),
+        Err(e) => Err(format!("{base}: {}", e.without_url())),
+    }
+}
