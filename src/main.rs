@@ -405,8 +405,24 @@ fn cores() -> usize {
 fn datasets(command: DatasetsCommand) -> Result<ExitCode> {
     match command {
         DatasetsCommand::Generate { seed, days, brands, bandit_per_hour, out } => {
-            if std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some()) {
-                bail!("{} is not empty: generate writes a new catalog; give an empty or new directory", out.display());
+            // A catalog may grow (overlapping files are refused on their own);
+            // anything else in the directory is not ours to write beside.
+            let kinds: Vec<&str> = dlft_datasets::ALL.iter().map(|s| s.kind).collect();
+            if let Ok(entries) = std::fs::read_dir(&out) {
+                let mut foreign: Vec<String> = entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !kinds.contains(&n.as_str()) && n != ".staging")
+                    .collect();
+                foreign.sort();
+                if !foreign.is_empty() {
+                    bail!(
+                        "{} is not empty and not a history catalog (it holds {}): give an empty or new directory, \
+                         or a catalog to add to",
+                        out.display(),
+                        foreign.join(", ")
+                    );
+                }
             }
             let spec = dlft_datasets::generate::Spec { seed, days, brands, bandit_per_hour };
             let summary = dlft_datasets::generate::generate(&spec, &out)?;

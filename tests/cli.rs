@@ -242,7 +242,7 @@ fn generating_into_a_non_empty_directory_is_refused() {
     let out = dlft(&["datasets", "generate", "--seed", "1", "--days", "1", "--out", dir.to_str().unwrap()]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("is not empty"), "{stderr}");
+    assert!(stderr.contains("is not empty and not a history catalog") && stderr.contains("notes.txt"), "{stderr}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "nothing was written");
 }
 
