@@ -25,8 +25,10 @@ impl Kind {
     fn of(text: &str, file: &str) -> Result<Kind> {
         let table: toml::Table = match toml::from_str(text) {
             Ok(t) => t,
-            // Let the file's own parser name the line: try each in turn.
-            Err(e) => bail!("{file}: not TOML: {}", e.message()),
+            Err(e) => {
+                let line = e.span().map_or(0, |s| text[..s.start.min(text.len())].lines().count().max(1));
+                bail!("{file}:{line}: not TOML: {}", e.message())
+            }
         };
         let has = |k: &str| table.contains_key(k);
         Ok(if has("runner") || has("meta") || has("store") {

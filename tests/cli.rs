@@ -266,6 +266,10 @@ fn check_tells_each_kind_of_file_and_names_what_is_wrong() {
     let out = dlft(&["check", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("adz"), "names the field: {}", text(&out).1);
+    let broken = scratch("broken.toml", "[run]\nduration_s = 5\nx = = 1\n");
+    let out = dlft(&["check", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("broken.toml:3: not TOML"), "names the line: {}", text(&out).1);
     let odd = scratch("odd.toml", "[something]\nx = 1\n");
     let out = dlft(&["check", odd.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));

@@ -13,7 +13,7 @@ use crate::act::machine::{CallOutcome, Effect, Step, after_call, after_read_back
 use crate::config::{LoopConfig, Sabotage};
 use crate::ids::{AdId, IdempotencyKey};
 use crate::probe::{Probe, Site};
-use crate::sense::ads::{AdStatus, AdsError, AdsPlatform};
+use crate::sense::ads::{AdsError, AdsPlatform};
 use crate::store::{NewJob, Store};
 use crate::time::{Clock, Millis, Timestamp};
 
@@ -194,13 +194,14 @@ pub(crate) async fn kill_without_intent<S: Store, A: AdsPlatform, C: Clock, P: P
     key: &IdempotencyKey,
     ad: &AdId,
 ) -> Result<(), JobError> {
+    // The kill's own effect, without the machine around it.
+    let effect = KillEffect { ad: ad.clone() };
     let started = ports.clock.now();
-    let result = ports.ads.pause(ad, key).await;
+    let result = Effect::<A>::call(&effect, &ports.ads, key).await;
     attempt.record_call(started, "pause", &result);
     ports.probe.reached(Site::KillAfterPause, ad.as_str()).await;
     result?;
-    let status = kill_read_back(ports, attempt, ad).await?;
-    if !status.is_stopped() {
+    if !read_back(ports, attempt, &effect).await?.effected {
         return Err(JobError::Ads(AdsError::Timeout));
     }
     let now = ports.clock.now();
@@ -233,16 +234,4 @@ pub(crate) async fn kill_without_intent<S: Store, A: AdsPlatform, C: Clock, P: P
     ];
     ports.store.write(&attempt.lease, batch, now).await?;
     Ok(())
-}
-
-async fn kill_read_back<S, A: AdsPlatform, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
-    attempt: &mut Attempt,
-    ad: &AdId,
-) -> Result<AdStatus, JobError> {
-    let started = ports.clock.now();
-    let status = ports.ads.status(ad).await;
-    attempt.record_call(started, "status", &status);
-    ports.probe.reached(Site::KillAfterReadBack, ad.as_str()).await;
-    Ok(status?)
 }
