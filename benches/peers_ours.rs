@@ -51,6 +51,7 @@ fn main() {
             let worker = WorkerId::new(format!("peers-{c}"));
             let inc = store.boot(&worker, Timestamp(1)).await.unwrap().incarnation;
             let req = ClaimRequest {
+                brands: vec![dlft_core::ids::BrandId::default()],
                 worker,
                 incarnation: inc,
                 kinds: vec![JobKind::PollInsights],

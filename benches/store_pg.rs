@@ -80,6 +80,7 @@ async fn store_cycles(store: &PgStore, batch: u32, iters: u64) -> Duration {
         let inc = store.boot(&worker, Timestamp(1)).await.unwrap().incarnation;
         let cycles = iters / CLIENTS + u64::from(c < iters % CLIENTS);
         let req = ClaimRequest {
+            brands: vec![dlft_core::ids::BrandId::default()],
             worker,
             incarnation: inc,
             kinds: vec![JobKind::PollInsights],
@@ -137,6 +138,7 @@ fn store_sql_script(batch: u32) -> String {
         .replace("$6", "600000")
         .replace("$7", "'scheduler'")
         .replace("$8", "'job_claimed'")
+        .replace("$9", "'{default}'::text[]")
         .replace(
             "SELECT * FROM claimed",
             "SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(lease_token), '{}') AS toks FROM claimed",

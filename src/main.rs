@@ -78,6 +78,9 @@ struct EventsArgs {
     /// Only events whose entity contains this (`kill/ad-3`, `job#12`, `worker-1`).
     #[arg(long)]
     entity: Option<String>,
+    /// Only this brand's rows (`-`: a worker's own rows, such as its boot).
+    #[arg(long)]
+    brand: Option<String>,
     /// Only this block: sensor, estimator, policy, envelope, actuator, scheduler.
     #[arg(long)]
     block: Option<String>,
@@ -124,6 +127,9 @@ enum SchedulesCommand {
         name: String,
         #[arg(long, default_value = "sqlite://dlft.db")]
         store: String,
+        /// The brand whose schedule it is (schedules are per brand).
+        #[arg(long, default_value = dlft_core::ids::BrandId::DEFAULT)]
+        brand: String,
         #[arg(long, default_value = "operator re-enabled")]
         reason: String,
     },
@@ -566,21 +572,23 @@ async fn schedules(command: SchedulesCommand) -> Result<()> {
                 for r in s.schedules().await? {
                     let state = if r.enabled { "enabled" } else { "DISABLED" };
                     let last = r.last_slot.map_or("never".to_string(), |t| iso(t.0));
-                    println!("{:<32} {state:<9} last slot {last}: {}", r.name, r.reason);
+                    println!("{:<16} {:<32} {state:<9} last slot {last}: {}", r.brand, r.name, r.reason);
                 }
             }
-            SchedulesCommand::Enable { name, reason, .. } => {
+            SchedulesCommand::Enable { name, reason, brand, .. } => {
+                let brand = dlft_core::ids::BrandId::parse(&brand).map_err(anyhow::Error::msg)?;
                 let rows = s.schedules().await?;
-                let Some(row) = rows.iter().find(|r| r.name == name) else {
-                    let known: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-                    bail!("no schedule {name:?} (known: {known:?})");
+                let Some(row) = rows.iter().find(|r| r.name == name && r.brand == brand) else {
+                    let known: Vec<String> = rows.iter().map(|r| format!("{}/{}", r.brand, r.name)).collect();
+                    bail!("no schedule {name:?} of brand {brand} (known: {known:?})");
                 };
                 if row.enabled {
-                    println!("{name}: already enabled");
+                    println!("{brand}/{name}: already enabled");
                     return Ok(());
                 }
-                s.set_schedule(&name, true, &format!("operator: {reason}"), dlft_live::SystemClock.now()).await?;
-                println!("{name}: enabled (was disabled: {})", row.reason);
+                let reason = format!("operator: {reason}");
+                s.set_schedule(&brand, &name, true, &reason, dlft_live::SystemClock.now()).await?;
+                println!("{brand}/{name}: enabled (was disabled: {})", row.reason);
             }
         }
         Ok(())
@@ -633,7 +641,9 @@ async fn events(args: EventsArgs) -> Result<()> {
                 after = after.max(e.seq);
                 let block = name_of(&e.block);
                 let kind = name_of(&e.kind);
+                let brand = e.brand.as_ref().map_or("-", |b| b.as_str());
                 let keep = args.entity.as_ref().is_none_or(|x| e.entity.contains(x.as_str()))
+                    && args.brand.as_ref().is_none_or(|b| b == brand)
                     && args.block.as_ref().is_none_or(|b| block.eq_ignore_ascii_case(b))
                     && args.kind.as_ref().is_none_or(|k| kind.eq_ignore_ascii_case(k))
                     && since.is_none_or(|t| e.at.0 >= t);
@@ -642,13 +652,13 @@ async fn events(args: EventsArgs) -> Result<()> {
                 }
                 if args.json {
                     let line = serde_json::json!({
-                        "seq": e.seq, "at": e.at.0, "at_iso": iso(e.at.0), "block": block, "kind": kind,
+                        "seq": e.seq, "at": e.at.0, "at_iso": iso(e.at.0), "brand": e.brand, "block": block, "kind": kind,
                         "entity": e.entity, "before": e.before, "after": e.after, "cause": e.cause,
                     });
                     println!("{line}");
                 } else {
                     println!(
-                        "{:>7}  {}  {block}/{kind}  {}  {} -> {}  ({})",
+                        "{:>7}  {}  {brand}  {block}/{kind}  {}  {} -> {}  ({})",
                         e.seq,
                         iso(e.at.0),
                         e.entity,

@@ -153,9 +153,9 @@ fn events_prints_the_log_readably_and_filters_it() {
     assert!(out.status.success(), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
-    assert!(lines[0].contains("2026-01-01T00:00:00.000Z  scheduler/worker_booted  w-1"), "{}", lines[0]);
+    assert!(lines[0].contains("2026-01-01T00:00:00.000Z  -  scheduler/worker_booted  w-1"), "{}", lines[0]);
     assert!(
-        lines[1].contains("2026-01-01T00:00:01.500Z  scheduler/job_enqueued  job#1  none -> available"),
+        lines[1].contains("2026-01-01T00:00:01.500Z  default  scheduler/job_enqueued  job#1  none -> available"),
         "{}",
         lines[1]
     );
@@ -175,6 +175,8 @@ fn events_prints_the_log_readably_and_filters_it() {
         ("--block", "actuator", 0),
         ("--since", "2026-01-01T00:00:01Z", 1),
         ("--since", "1767225600000", 2),
+        ("--brand", "default", 1),
+        ("--brand", "acme", 0),
     ] {
         let out = dlft(&["events", "--store", &url, flag, value]);
         assert!(out.status.success(), "{flag} {value}");

@@ -204,7 +204,7 @@ pub fn run(rows: &[HistoryRow], cfg: &BacktestConfig) -> Result<BacktestResult, 
             *kills_at.entry(now).or_default() += 1;
             kills.push((ad, now, at, evidence.matured_spend, evidence.matured_purchases));
             // History cannot fail a pause: the kill commits once it takes effect.
-            let mut intent = fresh_intent(&new, now);
+            let mut intent = fresh_intent(&new, &crate::ids::BrandId::default(), now);
             intent.phase = IntentPhase::Committed;
             intent.updated_at = at;
             intent.attempts = 1;

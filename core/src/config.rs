@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::EnvelopeConfig;
 use crate::estimate::estimator::EstimatorConfig;
-use crate::ids::WorkerId;
+use crate::ids::{BrandId, WorkerId};
 use crate::money::{Currency, Money};
 use crate::propose::kill_rule::KillRule;
 use crate::schedule::rules::RetryPolicy;
@@ -58,6 +58,10 @@ pub struct PoolConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerConfig {
     pub worker: WorkerId,
+    /// The brands this worker serves: it fires each brand's schedules and
+    /// claims fairly across them. At least one.
+    #[serde(default = "default_brands")]
+    pub brands: Vec<BrandId>,
     /// How often each pool polls for work (the "per-second claim", finer in the sim).
     pub claim_poll: Millis,
     pub pools: Vec<PoolConfig>,
@@ -75,6 +79,11 @@ pub struct WorkerConfig {
     /// in the sim, whose workers are told apart by the scenario.
     #[serde(default)]
     pub presence: Option<PresenceConfig>,
+}
+
+/// One brand, [`BrandId::DEFAULT`]: a deployment that names none.
+pub fn default_brands() -> Vec<BrandId> {
+    vec![BrandId::default()]
 }
 
 /// A worker's presence: its host and process, and how often it beats.
@@ -182,6 +191,7 @@ impl LoopSettings {
     pub fn worker_config(&self, worker: WorkerId, sabotage: Sabotage) -> WorkerConfig {
         WorkerConfig {
             worker,
+            brands: default_brands(),
             claim_poll: Millis(self.claim_poll_ms),
             pools: vec![
                 PoolConfig {

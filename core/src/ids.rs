@@ -39,6 +39,42 @@ string_id!(
     AdId
 );
 string_id!(
+    /// A brand: the tenant every job, schedule, intent, ledger row, event
+    /// row and cost row belongs to. A store written before brands existed
+    /// holds one brand, [`BrandId::DEFAULT`].
+    BrandId
+);
+
+impl BrandId {
+    /// The brand of a single-brand deployment, and of rows older than brands.
+    pub const DEFAULT: &str = "default";
+
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT
+    }
+
+    /// Brand ids name config sections, schedule rows and log targets: a
+    /// letter or digit, then letters, digits, `-` and `_`, at most 40.
+    pub fn parse(s: &str) -> Result<BrandId, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 40
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(BrandId(s.to_string()))
+        } else {
+            Err(format!("brand id {s:?}: want 1-40 of [A-Za-z0-9_-], starting with a letter or digit"))
+        }
+    }
+}
+
+impl Default for BrandId {
+    fn default() -> Self {
+        BrandId(Self::DEFAULT.to_string())
+    }
+}
+
+string_id!(
     /// A stable worker identity. A restarted container keeps it; its
     /// incarnation changes.
     WorkerId

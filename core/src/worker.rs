@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::act::intent::IntentOp;
 use crate::config::{LoopConfig, PoolConfig, ScanConfig, WorkerConfig};
-use crate::ids::{Incarnation, JobId};
+use crate::ids::{BrandId, Incarnation, JobId};
 use crate::jobs::{Attempt, JobError, Ports, run_task, scan};
 use crate::probe::{Probe, Site};
 use crate::propose::allocation::REROLL_SCHEDULE;
@@ -173,31 +173,39 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
     /// with backfill after downtime capped at [`BACKFILL_MAX`].
     async fn run_schedules(&self, until: Option<Timestamp>) -> Result<(), StoreError> {
         let periodic = self.periodic();
-        let mut last: Vec<Option<Timestamp>> = vec![None; periodic.len()];
+        // Every brand's schedules, brand by brand: `(brand, schedule index)`.
+        let mut last: BTreeMap<(BrandId, usize), Option<Timestamp>> = BTreeMap::new();
         let mut known = false;
-        let mut scans_fired: BTreeMap<String, Timestamp> = BTreeMap::new();
+        let mut scans_fired: BTreeMap<(BrandId, String), Timestamp> = BTreeMap::new();
         while !self.should_stop(until) {
             let now = self.ports.clock.now();
             if !known {
                 // Learn where the schedules stand (another life of this worker,
                 // or another worker, may have fired slots).
                 if let Ok(rows) = self.ports.store.schedules().await {
-                    for ((name, _, _), last) in periodic.iter().zip(&mut last) {
-                        *last = rows.iter().find(|r| r.name == *name).and_then(|r| r.last_slot);
+                    for brand in &self.cfg.brands {
+                        for (i, (name, _, _)) in periodic.iter().enumerate() {
+                            let row = rows.iter().find(|r| r.name == *name && &r.brand == brand);
+                            last.insert((brand.clone(), i), row.and_then(|r| r.last_slot));
+                        }
                     }
                     known = true;
                 }
             }
-            if let Some(scan) = &self.loop_cfg.scan {
-                self.fire_scans(scan, now, &mut scans_fired).await;
-            }
-            for ((name, every, job), last) in periodic.iter().zip(&mut last) {
-                if !known || last.is_some_and(|l| now < l + *every) {
-                    continue;
+            for brand in &self.cfg.brands {
+                if let Some(scan) = &self.loop_cfg.scan {
+                    self.fire_scans(brand, scan, now, &mut scans_fired).await;
                 }
-                for slot in due_slots(*last, now, *every, BACKFILL_MAX) {
-                    if self.ports.store.fire_slot(name, slot, job(slot, now), now).await.is_ok() {
-                        *last = (*last).max(Some(slot));
+                for (i, (name, every, job)) in periodic.iter().enumerate() {
+                    let last = last.entry((brand.clone(), i)).or_default();
+                    if !known || last.is_some_and(|l| now < l + *every) {
+                        continue;
+                    }
+                    for slot in due_slots(*last, now, *every, BACKFILL_MAX) {
+                        let job = job(slot, now).for_brand(brand);
+                        if self.ports.store.fire_slot(name, slot, job, now).await.is_ok() {
+                            *last = (*last).max(Some(slot));
+                        }
                     }
                 }
             }
@@ -209,7 +217,13 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
     /// Fires each store's scan when its adaptive cadence says it is due. The
     /// slot is the due time, but never older than the current day: a store
     /// whose scans keep failing is tried again daily, not never.
-    async fn fire_scans(&self, cfg: &ScanConfig, now: Timestamp, fired: &mut BTreeMap<String, Timestamp>) {
+    async fn fire_scans(
+        &self,
+        brand: &BrandId,
+        cfg: &ScanConfig,
+        now: Timestamp,
+        fired: &mut BTreeMap<(BrandId, String), Timestamp>,
+    ) {
         let Ok(known) = self.ports.store.activities().await else { return };
         for page in &cfg.pages {
             let due = known.iter().find(|a| &a.page == page).map_or(Timestamp(0), |a| a.next_scan);
@@ -217,12 +231,13 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
                 continue;
             }
             let slot = due.max(now.floor_to(cfg.cadence.daily));
-            if fired.get(page) == Some(&slot) {
+            let fired_key = (brand.clone(), page.clone());
+            if fired.get(&fired_key) == Some(&slot) {
                 continue;
             }
-            let job = NewJob::new(&Task::ScanStore { page: page.clone() }, 2, now, None);
+            let job = NewJob::new(&Task::ScanStore { page: page.clone() }, 2, now, None).for_brand(brand);
             if self.ports.store.fire_slot(&scan::schedule_name(page), slot, job, now).await.is_ok() {
-                fired.insert(page.clone(), slot);
+                fired.insert(fired_key, slot);
             }
         }
     }
@@ -248,6 +263,7 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
             let free = pool.concurrency.saturating_sub(held.len() as u32);
             if free > 0 {
                 let req = ClaimRequest {
+                    brands: self.cfg.brands.clone(),
                     worker: self.cfg.worker.clone(),
                     incarnation,
                     kinds: vec![pool.kind],
@@ -330,7 +346,7 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
         if let Some(e) = refused {
             return Done::Ran { claim: Box::new(claim), result: Err(e), costs: vec![] };
         }
-        let mut attempt = Attempt::new(claim.lease.clone(), self.loop_cfg.currency);
+        let mut attempt = Attempt::new(claim.lease.clone(), claim.job.brand.clone(), self.loop_cfg.currency);
         let result = {
             let run = run_task(&self.ports, &self.loop_cfg, self.cfg.sabotage, &mut attempt, &claim.job).fuse();
             let limit = self.ports.clock.sleep(timeout).fuse();

@@ -37,6 +37,7 @@ fn replay_rejects_a_log_with_a_gap() {
     block_on(s.enqueue(job, Timestamp(0))).unwrap();
     let boot = block_on(s.boot(&WorkerId::new("w"), Timestamp(0))).unwrap();
     let req = ClaimRequest {
+        brands: vec![dlft_core::ids::BrandId::default()],
         worker: WorkerId::new("w"),
         incarnation: boot.incarnation,
         kinds: JobKind::ALL.to_vec(),

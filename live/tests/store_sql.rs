@@ -28,6 +28,7 @@ async fn race<S: Store + Clone + 'static>(s: S) {
             let worker = WorkerId::new(format!("w{w}"));
             let inc = s.boot(&worker, Timestamp(1)).await.unwrap().incarnation;
             let req = ClaimRequest {
+                brands: vec![dlft_core::ids::BrandId::default()],
                 worker,
                 incarnation: inc,
                 kinds: vec![JobKind::PollInsights],
@@ -222,4 +223,83 @@ async fn intents_of_schema_3_migrate_to_typed_actions() {
     assert_eq!((kind.as_str(), subject.as_str()), ("ad_kill", "ad-7"));
     let subject: String = sqlx::query_scalar("SELECT subject FROM dlft_actions").fetch_one(store.pool()).await.unwrap();
     assert_eq!(subject, "ad-7");
+}
+
+/// A store written before brands (schema 4) migrates: every old row is the
+/// default brand's (a worker's boot row is no brand's), its schedules keep
+/// their state, and the runner goes on from there.
+#[tokio::test]
+async fn rows_of_schema_4_belong_to_the_default_brand() {
+    use dlft_core::ids::BrandId;
+    use dlft_core::store::SlotOutcome;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, SqlStr};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v4.db");
+    let url = format!("sqlite://{}", path.display());
+    {
+        let mut conn = SqliteConnectOptions::new().filename(&path).create_if_missing(true).connect().await.unwrap();
+        let sql = |s: &'static str| SqlStr::from_static(s);
+        let files = [
+            include_str!("../migrations/sqlite/0001_init.sql"),
+            include_str!("../migrations/sqlite/0002_allocations.sql"),
+            include_str!("../migrations/sqlite/0003_presence.sql"),
+            include_str!("../migrations/sqlite/0004_actions.sql"),
+        ];
+        let names = ["init", "allocations", "presence", "actions"];
+        let migrations = files
+            .iter()
+            .zip(names)
+            .enumerate()
+            .map(|(i, (f, n))| Migration::new(i as i64 + 1, n.into(), MigrationType::Simple, sql(f), false))
+            .collect();
+        Migrator::with_migrations(migrations).run(&mut conn).await.unwrap();
+        for stmt in [
+            "INSERT INTO dlft_jobs (kind, payload, priority, run_at, created_at, state) \
+             VALUES ('poll_insights', '{\"kind\":\"poll_insights\",\"slot\":60}', 1, 60, 60, 'available')",
+            "INSERT INTO dlft_schedules (name, enabled, reason, changed_at, last_slot) \
+             VALUES ('tick', FALSE, 'circuit breaker opened by job#3: crash loop', 50, 60)",
+            "INSERT INTO dlft_slots (schedule, slot, job) VALUES ('tick', 60, 1)",
+            "INSERT INTO dlft_spend (ad, bucket_start, spend_minor, currency, purchases, revenue_minor, revenue_currency) \
+             VALUES ('ad-1', 0, 500, 'EUR', 0, 0, 'EUR')",
+            "INSERT INTO dlft_costs (call_id, at, vendor, op, ok, minor, currency) \
+             VALUES ('c1', 5, 'meta', 'insights', TRUE, 0, 'EUR')",
+            "INSERT INTO dlft_allocations (slot, body) VALUES (3600000, '{\"slot\":3600000,\"shares\":[]}')",
+            "INSERT INTO dlft_events (at, block, kind, entity, before, after, cause) \
+             VALUES (1, 'scheduler', 'worker_booted', 'w', '', 'inc#1', 'boot')",
+            "INSERT INTO dlft_events (at, block, kind, entity, before, after, cause) \
+             VALUES (60, 'scheduler', 'job_enqueued', 'job#1', 'none', 'available', 'poll_insights')",
+        ] {
+            sqlx::query(stmt).execute(&mut conn).await.unwrap();
+        }
+    }
+    let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
+    let default = BrandId::default();
+    let job = store.job(dlft_core::ids::JobId(1)).await.unwrap().unwrap();
+    assert_eq!(job.brand, default);
+    let schedules = store.schedules().await.unwrap();
+    assert_eq!(schedules.len(), 1);
+    assert_eq!((&schedules[0].brand, schedules[0].enabled), (&default, false), "an open breaker stays open");
+    assert_eq!(store.spend_ledger(&default, Timestamp(0)).await.unwrap().len(), 1);
+    assert_eq!(store.allocation(&default).await.unwrap().map(|a| a.slot), Some(Timestamp(3_600_000)));
+    let events = store.events(0).await.unwrap();
+    assert_eq!(events[0].brand, None, "a boot row is no brand's");
+    assert_eq!(events[1].brand, Some(default.clone()));
+    let cost_brand: String = sqlx::query_scalar("SELECT brand FROM dlft_costs").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(cost_brand, "default");
+    // The fired slot stays fired; another brand's same slot is its own.
+    let tick =
+        |b: &BrandId| NewJob::new(&Task::PollInsights { slot: Timestamp(60) }, 1, Timestamp(70), None).for_brand(b);
+    store.set_schedule(&default, "tick", true, "operator", Timestamp(70)).await.unwrap();
+    assert_eq!(
+        store.fire_slot("tick", Timestamp(60), tick(&default), Timestamp(70)).await.unwrap(),
+        SlotOutcome::AlreadyFired
+    );
+    let other = BrandId::new("acme");
+    assert!(matches!(
+        store.fire_slot("tick", Timestamp(60), tick(&other), Timestamp(70)).await.unwrap(),
+        SlotOutcome::Fired(_)
+    ));
 }

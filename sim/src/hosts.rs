@@ -16,7 +16,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use dlft_core::act::intent::Intent;
-use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
+use dlft_core::ids::{AdId, BrandId, IdempotencyKey, JobId, WorkerId};
 use dlft_core::jobs::reconcile;
 use dlft_core::probe::{Probe, Site};
 use dlft_core::sense::ads::StatusHint;
@@ -96,11 +96,11 @@ pub fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) ->
         }
         StoreRequest::Schedules => StoreReply::Schedules(s.schedules()),
         StoreRequest::DiscardUnknownKinds { known } => StoreReply::Discarded(s.discard_unknown_kinds(&known, now)),
-        StoreRequest::SetSchedule { name, enabled, reason } => {
-            s.set_schedule(&name, enabled, &reason, now);
+        StoreRequest::SetSchedule { brand, name, enabled, reason } => {
+            s.set_schedule(&brand, &name, enabled, &reason, now);
             StoreReply::Done
         }
-        StoreRequest::SpendLedger { since } => StoreReply::Rows(s.spend_ledger(since)),
+        StoreRequest::SpendLedger { brand, since } => StoreReply::Rows(s.spend_ledger(&brand, since)),
         StoreRequest::Job { id } => StoreReply::Job(s.job(id).cloned()),
         StoreRequest::Events { after } => {
             StoreReply::Events(s.events().iter().filter(|e| e.seq > after).cloned().collect())
@@ -108,7 +108,7 @@ pub fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) ->
         StoreRequest::Intents => StoreReply::Intents(s.intents()),
         StoreRequest::Intent { key } => StoreReply::Intent(s.intent(&key)),
         StoreRequest::Activities => StoreReply::Activities(s.activities()),
-        StoreRequest::Allocation => StoreReply::Allocation(s.allocation()),
+        StoreRequest::Allocation { brand } => StoreReply::Allocation(s.allocation(&brand)),
         StoreRequest::Beat { presence } => {
             s.beat(&presence, now)?;
             StoreReply::Done
@@ -212,8 +212,20 @@ impl<W: Wire> Store for SimStore<W> {
     async fn schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
         expect_reply!(self, StoreRequest::Schedules, Schedules)
     }
-    async fn set_schedule(&self, name: &str, enabled: bool, reason: &str, _now: Timestamp) -> Result<(), StoreError> {
-        let req = StoreRequest::SetSchedule { name: name.to_string(), enabled, reason: reason.to_string() };
+    async fn set_schedule(
+        &self,
+        brand: &BrandId,
+        name: &str,
+        enabled: bool,
+        reason: &str,
+        _now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let req = StoreRequest::SetSchedule {
+            brand: brand.clone(),
+            name: name.to_string(),
+            enabled,
+            reason: reason.to_string(),
+        };
         self.done(req).await
     }
     async fn discard_unknown_kinds(&self, known: &[String], _now: Timestamp) -> Result<Vec<JobId>, StoreError> {
@@ -237,8 +249,8 @@ impl<W: Wire> Store for SimStore<W> {
     ) -> Result<(), StoreError> {
         self.done(StoreRequest::Finish { lease: lease.clone(), outcome, costs }).await
     }
-    async fn spend_ledger(&self, since: Timestamp) -> Result<Vec<InsightRow>, StoreError> {
-        expect_reply!(self, StoreRequest::SpendLedger { since }, Rows)
+    async fn spend_ledger(&self, brand: &BrandId, since: Timestamp) -> Result<Vec<InsightRow>, StoreError> {
+        expect_reply!(self, StoreRequest::SpendLedger { brand: brand.clone(), since }, Rows)
     }
     async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         expect_reply!(self, StoreRequest::Job { id }, Job)
@@ -255,8 +267,11 @@ impl<W: Wire> Store for SimStore<W> {
     async fn intent(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
         expect_reply!(self, StoreRequest::Intent { key: key.clone() }, Intent)
     }
-    async fn allocation(&self) -> Result<Option<dlft_core::propose::allocation::Allocation>, StoreError> {
-        expect_reply!(self, StoreRequest::Allocation, Allocation)
+    async fn allocation(
+        &self,
+        brand: &BrandId,
+    ) -> Result<Option<dlft_core::propose::allocation::Allocation>, StoreError> {
+        expect_reply!(self, StoreRequest::Allocation { brand: brand.clone() }, Allocation)
     }
     async fn beat(&self, presence: &Presence, _now: Timestamp) -> Result<(), StoreError> {
         self.done(StoreRequest::Beat { presence: presence.clone() }).await

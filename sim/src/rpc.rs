@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use turmoil::net::{TcpListener, TcpStream};
 
 use dlft_core::act::intent::Intent;
-use dlft_core::ids::{AdId, IdempotencyKey, JobId, WorkerId};
+use dlft_core::ids::{AdId, BrandId, IdempotencyKey, JobId, WorkerId};
 use dlft_core::sense::ads::{InsightRow, InsightsQuery, LibraryAd};
 use dlft_core::store::{
     BatchResult, Boot, Claim, ClaimRequest, Enqueued, Job, Lease, NewJob, Outcome, PageActivity, Presence, ScheduleRow,
@@ -53,14 +53,14 @@ pub enum StoreRequest {
     Release { lease: Lease },
     DiscardUnknownKinds { known: Vec<String> },
     Schedules,
-    SetSchedule { name: String, enabled: bool, reason: String },
-    SpendLedger { since: Timestamp },
+    SetSchedule { brand: BrandId, name: String, enabled: bool, reason: String },
+    SpendLedger { brand: BrandId, since: Timestamp },
     Job { id: JobId },
     Events { after: u64 },
     Intents,
     Intent { key: IdempotencyKey },
     Activities,
-    Allocation,
+    Allocation { brand: BrandId },
     Beat { presence: Presence },
     Workers,
 }

@@ -74,6 +74,7 @@ fn the_checker_catches_each_corruption() {
             let ad = r.world.specs().find(|s| r.world.paused_at(&s.id).is_none()).unwrap().id.clone();
             let key = IdempotencyKey::new(format!("kill/{ad}"));
             r.store.actions.push(ActionRow {
+                brand: dlft_core::ids::BrandId::default(),
                 key,
                 kind: "ad_kill".into(),
                 subject: ad.to_string(),

@@ -74,6 +74,7 @@ fn a_job_whose_payload_does_not_deserialize_is_discarded_with_its_reason() {
     let scn = scan_scenario();
     let store = SharedMemStore::new();
     let garbled = NewJob {
+        brand: dlft_core::ids::BrandId::default(),
         kind: "kill_ad".into(),
         payload: serde_json::json!({"kind": "kill_ad", "ad": ["not", "an", "id"]}),
         priority: 0,
@@ -230,6 +231,7 @@ fn a_kill_past_the_breakers_cap_spends_an_attempt_and_still_stops_the_ad() {
     for round in 0..=dlft_core::schedule::rules::MAX_RESUME_ATTEMPTS {
         let inc = futures_lite_block(store.boot(&crasher, EPOCH)).unwrap().incarnation;
         let req = ClaimRequest {
+            brands: vec![dlft_core::ids::BrandId::default()],
             worker: crasher.clone(),
             incarnation: inc,
             kinds: vec![JobKind::KillAd],

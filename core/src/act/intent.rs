@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::Verdict;
 use crate::estimate::estimator::AdEstimate;
-use crate::ids::{AdId, IdempotencyKey};
+use crate::ids::{AdId, BrandId, IdempotencyKey};
 use crate::time::Timestamp;
 
 /// An irreversible action: one variant per actuator, holding what its call
@@ -103,6 +103,9 @@ pub struct NewIntent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Intent {
     pub key: IdempotencyKey,
+    /// The brand of the job that opened it (stamped by the store).
+    #[serde(default)]
+    pub brand: BrandId,
     pub action: Action,
     pub evidence: Evidence,
     pub verdict: Verdict,
@@ -113,10 +116,11 @@ pub struct Intent {
     pub attempts: u32,
 }
 
-/// The intent `new` opens at `now`: intended, no attempts yet.
-pub fn fresh_intent(new: &NewIntent, now: Timestamp) -> Intent {
+/// The intent `new` opens for `brand` at `now`: intended, no attempts yet.
+pub fn fresh_intent(new: &NewIntent, brand: &BrandId, now: Timestamp) -> Intent {
     Intent {
         key: new.key.clone(),
+        brand: brand.clone(),
         action: new.action.clone(),
         evidence: new.evidence.clone(),
         verdict: new.verdict.clone(),
@@ -142,6 +146,8 @@ pub enum IntentOp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionRow {
     pub key: IdempotencyKey,
+    #[serde(default)]
+    pub brand: BrandId,
     /// [`Action::kind`].
     pub kind: String,
     /// [`Action::subject`].

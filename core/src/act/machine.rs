@@ -146,7 +146,7 @@ mod tests {
             reason: "".into(),
         };
         let new = NewIntent { key, action: Action::KillAd { ad }, evidence: Evidence::Kill(estimate), verdict };
-        Intent { phase, attempts, ..fresh_intent(&new, Timestamp(0)) }
+        Intent { phase, attempts, ..fresh_intent(&new, &crate::ids::BrandId::default(), Timestamp(0)) }
     }
 
     #[test]

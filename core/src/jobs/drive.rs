@@ -58,7 +58,7 @@ pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
 /// idempotency key), ahead of ticks.
 pub fn job_of(intent: &Intent, now: Timestamp) -> NewJob {
     match &intent.action {
-        Action::KillAd { ad } => super::tick::kill_job(&intent.key, ad, now),
+        Action::KillAd { ad } => super::tick::kill_job(&intent.key, ad, now).for_brand(&intent.brand),
     }
 }
 

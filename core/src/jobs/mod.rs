@@ -17,6 +17,7 @@ pub mod scan;
 pub mod tick;
 
 use crate::config::{LoopConfig, Sabotage};
+use crate::ids::BrandId;
 use crate::money::{Currency, Money};
 use crate::probe::Probe;
 use crate::schedule::task::Task;
@@ -56,6 +57,8 @@ pub enum JobError {
 /// not yet written (they go out with the attempt's next write, atomically).
 pub struct Attempt {
     pub lease: Lease,
+    /// The job's brand: every row the attempt reads or writes is this brand's.
+    pub brand: BrandId,
     pub costs: Vec<CostRow>,
     pub currency: Currency,
     /// External calls made so far (numbers the call ids).
@@ -63,8 +66,8 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub fn new(lease: Lease, currency: Currency) -> Attempt {
-        Attempt { lease, costs: Vec::new(), currency, calls: 0 }
+    pub fn new(lease: Lease, brand: BrandId, currency: Currency) -> Attempt {
+        Attempt { lease, brand, costs: Vec::new(), currency, calls: 0 }
     }
 
     /// A call id unique across jobs, attempts and calls.
@@ -83,6 +86,7 @@ impl Attempt {
         let call_id = self.next_call_id(op);
         self.costs.push(CostRow {
             call_id,
+            brand: self.brand.clone(),
             at,
             vendor: vendor.into(),
             op: op.into(),

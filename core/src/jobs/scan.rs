@@ -81,6 +81,7 @@ pub async fn run_scan<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe>(
         let call_id = attempt.next_call_id("summarize");
         let booked = CostRow {
             call_id: call_id.clone(),
+            brand: attempt.brand.clone(),
             at: ports.clock.now(),
             vendor: "model".into(),
             op: "summarize".into(),

@@ -44,6 +44,9 @@ pub struct Share {
 /// The budget split for one slot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allocation {
+    /// Whose budget it splits (stamped by the store: the re-roll job's brand).
+    #[serde(default)]
+    pub brand: crate::ids::BrandId,
     pub slot: Timestamp,
     /// In ad order; shares sum to [`WHOLE_BP`] (empty when no ad is live).
     pub shares: Vec<Share>,
@@ -100,7 +103,7 @@ pub fn allocate(estimates: &[AdEstimate], excluded: &BTreeSet<AdId>, slot: Times
         .collect();
     arms.sort_by(|a, b| a.ad.cmp(&b.ad));
     if arms.is_empty() {
-        return Allocation { slot, shares: arms };
+        return Allocation { brand: crate::ids::BrandId::default(), slot, shares: arms };
     }
     let mut rng = stream(slot.0, "reroll", 0, 0);
     let mut wins = vec![0u64; arms.len()];
@@ -124,7 +127,7 @@ pub fn allocate(estimates: &[AdEstimate], excluded: &BTreeSet<AdId>, slot: Times
     }
     debug_assert_eq!(arms.iter().map(|a| a.share_bp).sum::<u32>(), WHOLE_BP, "shares sum to the whole");
     debug_assert!(arms.iter().all(|a| a.share_bp >= floor), "every live ad keeps its floor");
-    Allocation { slot, shares: arms }
+    Allocation { brand: crate::ids::BrandId::default(), slot, shares: arms }
 }
 
 #[cfg(test)]

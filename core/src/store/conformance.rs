@@ -12,7 +12,7 @@ use std::pin::Pin;
 use crate::act::intent::{Action, Evidence, IntentPhase, NewIntent};
 use crate::envelope::{Decision, Verdict};
 use crate::estimate::estimator::AdEstimate;
-use crate::ids::{AdId, IdempotencyKey, Incarnation, WorkerId};
+use crate::ids::{AdId, BrandId, IdempotencyKey, Incarnation, WorkerId};
 use crate::money::{Currency, Money};
 use crate::schedule::rules::GHOST_AMNESTY;
 use crate::schedule::task::Task;
@@ -51,6 +51,9 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("presence_beats_are_kept_and_refused_once_replaced", |s| {
             Box::pin(presence_beats_are_kept_and_refused_once_replaced(s))
         }),
+        ("claims_are_fair_across_brands", |s| Box::pin(claims_are_fair_across_brands(s))),
+        ("a_brand_writes_only_its_own_rows", |s| Box::pin(a_brand_writes_only_its_own_rows(s))),
+        ("one_brands_breaker_leaves_the_others_running", |s| Box::pin(one_brands_breaker_leaves_the_others_running(s))),
     ]
 }
 
@@ -68,6 +71,7 @@ fn tick(slot: u64) -> Task {
 
 fn req(worker: &str, inc: Incarnation, limit: u32) -> ClaimRequest {
     ClaimRequest {
+        brands: vec![BrandId::default(), BrandId::new("acme"), BrandId::new("zest")],
         worker: WorkerId::new(worker),
         incarnation: inc,
         kinds: JobKind::ALL.to_vec(),
@@ -217,9 +221,9 @@ pub async fn idempotent_enqueue_and_slots_fire_once<S: Store>(s: S) {
 }
 
 pub async fn disabled_schedules_fire_nothing<S: Store>(s: S) {
-    s.set_schedule("scan", false, "operator: maintenance", t(0)).await.unwrap();
+    s.set_schedule(&BrandId::default(), "scan", false, "operator: maintenance", t(0)).await.unwrap();
     assert_eq!(s.fire_slot("scan", t(60), job(tick(60), None), t(60)).await.unwrap(), SlotOutcome::Disabled);
-    s.set_schedule("scan", true, "operator: done", t(61)).await.unwrap();
+    s.set_schedule(&BrandId::default(), "scan", true, "operator: done", t(61)).await.unwrap();
     assert!(matches!(s.fire_slot("scan", t(60), job(tick(60), None), t(62)).await.unwrap(), SlotOutcome::Fired(_)));
 }
 
@@ -316,7 +320,7 @@ pub async fn intents_advance_once_and_batches_are_atomic<S: Store>(s: S) {
         ..Default::default()
     };
     assert!(matches!(s.write(&c.lease, bad, t(4)).await, Err(StoreError::Conflict { .. })));
-    assert!(s.spend_ledger(t(0)).await.unwrap().is_empty(), "atomic: nothing half-written");
+    assert!(s.spend_ledger(&BrandId::default(), t(0)).await.unwrap().is_empty(), "atomic: nothing half-written");
     let batch = WriteBatch { intents: vec![adv(IntentPhase::Applied, IntentPhase::Committed)], ..Default::default() };
     s.write(&c.lease, batch, t(5)).await.unwrap();
     assert_eq!(s.intent(&key).await.unwrap().unwrap().phase, IntentPhase::Committed);
@@ -346,6 +350,7 @@ pub async fn the_log_rebuilds_every_state<S: Store>(s: S) {
 
 pub async fn bad_jobs_are_discarded_with_their_reason<S: Store>(s: S) {
     let unknown = NewJob {
+        brand: BrandId::default(),
         kind: "launch_rocket".into(),
         payload: serde_json::json!({"kind": "launch_rocket"}),
         priority: 0,
@@ -362,6 +367,7 @@ pub async fn bad_jobs_are_discarded_with_their_reason<S: Store>(s: S) {
     assert_eq!(s.job(good_id).await.unwrap().unwrap().state, JobState::Available, "nothing else disturbed");
     // A payload that does not deserialize is stored as is; decoding says why.
     let garbled = NewJob {
+        brand: BrandId::default(),
         kind: "kill_ad".into(),
         payload: serde_json::json!({"kind": "kill_ad", "ad": 7}),
         priority: 0,
@@ -405,6 +411,7 @@ pub async fn batched_completion_is_per_job_and_fenced<S: Store>(s: S) {
     // `b` completes three in one batch with a stale lease among them.
     let cost = CostRow {
         call_id: "c1".into(),
+        brand: BrandId::default(),
         at: t(2_001),
         vendor: "meta".into(),
         op: "insights".into(),
@@ -444,15 +451,19 @@ pub async fn one_allocation_per_slot_with_its_event<S: Store>(s: S) {
     let inc = boot(&s, "w", 0).await;
     s.enqueue(job(tick(0), None), t(0)).await.unwrap();
     let c = claim_one(&s, "w", inc, 0).await;
-    assert_eq!(s.allocation().await.unwrap(), None);
+    assert_eq!(s.allocation(&BrandId::default()).await.unwrap(), None);
     let share = |ad: &str, bp| Share { ad: AdId::new(ad), trials: 10, purchases: 1, share_bp: bp };
-    let first = Allocation { slot: t(3_600_000), shares: vec![share("ad-1", 7_000), share("ad-2", 3_000)] };
-    let again = Allocation { slot: t(3_600_000), shares: vec![share("ad-1", 10_000)] };
-    let later = Allocation { slot: t(7_200_000), shares: vec![share("ad-2", 10_000)] };
+    let first = Allocation {
+        brand: BrandId::default(),
+        slot: t(3_600_000),
+        shares: vec![share("ad-1", 7_000), share("ad-2", 3_000)],
+    };
+    let again = Allocation { brand: BrandId::default(), slot: t(3_600_000), shares: vec![share("ad-1", 10_000)] };
+    let later = Allocation { brand: BrandId::default(), slot: t(7_200_000), shares: vec![share("ad-2", 10_000)] };
     for (a, at) in [(first.clone(), 1), (again, 2), (later.clone(), 3)] {
         s.write(&c.lease, WriteBatch { allocation: Some(a), ..WriteBatch::default() }, t(at)).await.unwrap();
     }
-    assert_eq!(s.allocation().await.unwrap(), Some(later), "the newest slot's allocation");
+    assert_eq!(s.allocation(&BrandId::default()).await.unwrap(), Some(later), "the newest slot's allocation");
     let rolled: Vec<Event> =
         s.events(0).await.unwrap().into_iter().filter(|e| e.kind == EventKind::AllocationRolled).collect();
     assert_eq!(rolled.len(), 2, "one row per slot: a second write of a slot changes nothing");
@@ -462,10 +473,10 @@ pub async fn one_allocation_per_slot_with_its_event<S: Store>(s: S) {
     // A stale attempt writes no allocation.
     let inc2 = boot(&s, "w", 10).await;
     let _ = claim_one(&s, "w", inc2, 10).await;
-    let late = Allocation { slot: t(10_800_000), shares: vec![] };
+    let late = Allocation { brand: BrandId::default(), slot: t(10_800_000), shares: vec![] };
     let r = s.write(&c.lease, WriteBatch { allocation: Some(late), ..WriteBatch::default() }, t(11)).await;
     assert!(matches!(r, Err(StoreError::Fenced { .. }) | Err(StoreError::StaleIncarnation { .. })), "{r:?}");
-    assert_eq!(s.allocation().await.unwrap().map(|a| a.slot), Some(t(7_200_000)));
+    assert_eq!(s.allocation(&BrandId::default()).await.unwrap().map(|a| a.slot), Some(t(7_200_000)));
 }
 
 pub async fn an_empty_write_is_a_fenced_heartbeat<S: Store>(s: S) {
@@ -512,4 +523,132 @@ pub async fn presence_beats_are_kept_and_refused_once_replaced<S: Store>(s: S) {
     s.beat(&p(second, 42), t(22)).await.unwrap();
     let unknown = Presence { worker: WorkerId::new("nobody"), incarnation: Incarnation(1), host: "h".into(), pid: 1 };
     assert!(s.beat(&unknown, t(23)).await.is_err(), "an id that never booted may not beat");
+}
+
+fn brand(b: &str) -> BrandId {
+    BrandId::new(b)
+}
+
+pub async fn claims_are_fair_across_brands<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    // One brand floods the queue with earlier, more urgent work.
+    for i in 0..30u64 {
+        s.enqueue(job(tick(i), None).for_brand(&brand("acme")), t(0)).await.unwrap();
+    }
+    let mut quiet = job(tick(99), None).for_brand(&brand("zest"));
+    quiet.priority = 5;
+    quiet.run_at = t(3);
+    let quiet = s.enqueue(quiet, t(3)).await.unwrap().id();
+    let got = s.claim(&req("w", inc, 2), t(4)).await.unwrap();
+    let brands: Vec<&str> = got.iter().map(|c| c.job.brand.as_str()).collect();
+    assert_eq!(brands, vec!["acme", "zest"], "the quiet brand's job is in the first batch");
+    assert_eq!(got[1].job.id, quiet);
+    // Round-robin by rank, in (priority, run_at, id) order within a brand.
+    for i in 0..3u64 {
+        s.enqueue(job(tick(100 + i), None).for_brand(&brand("zest")), t(5)).await.unwrap();
+    }
+    let got = s.claim(&req("w", inc, 4), t(6)).await.unwrap();
+    let brands: Vec<&str> = got.iter().map(|c| c.job.brand.as_str()).collect();
+    assert_eq!(brands, vec!["acme", "zest", "acme", "zest"]);
+    let acme: Vec<_> = got.iter().filter(|c| c.job.brand.as_str() == "acme").map(|c| c.job.payload.clone()).collect();
+    assert_eq!(
+        acme,
+        vec![
+            serde_json::json!({"kind": "poll_insights", "slot": 1}),
+            serde_json::json!({"kind": "poll_insights", "slot": 2})
+        ]
+    );
+    // A worker claims only for the brands it serves.
+    let only_zest = ClaimRequest { brands: vec![brand("zest")], ..req("w", inc, 10) };
+    let got = s.claim(&only_zest, t(7)).await.unwrap();
+    assert!(got.iter().all(|c| c.job.brand.as_str() == "zest") && got.len() == 1, "{got:?}");
+    let claimed: Vec<Event> =
+        s.events(0).await.unwrap().into_iter().filter(|e| e.kind == EventKind::JobClaimed).collect();
+    assert!(claimed.iter().all(|e| e.brand.is_some()), "every claim row names its brand");
+}
+
+pub async fn a_brand_writes_only_its_own_rows<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    s.enqueue(job(tick(0), None).for_brand(&brand("acme")), t(0)).await.unwrap();
+    let a = claim_one(&s, "w", inc, 0).await;
+    assert_eq!(a.job.brand, brand("acme"));
+    let row = InsightRow {
+        ad: AdId::new("ad-a"),
+        bucket_start: t(0),
+        spend: Money::new(500, Currency::EUR),
+        purchases: 0,
+        revenue: Money::zero(Currency::EUR),
+    };
+    let cost = CostRow {
+        call_id: "acme-1".into(),
+        brand: BrandId::default(), // the store stamps the writer's brand
+        at: t(1),
+        vendor: "meta".into(),
+        op: "insights".into(),
+        ok: true,
+        cost: Money::zero(Currency::EUR),
+    };
+    let batch = WriteBatch {
+        insights: vec![row],
+        intents: vec![IntentOp::Open(new_intent("ad-a"))],
+        // Asked for the default brand: a job's enqueue is its own brand's.
+        enqueue: vec![job(tick(1), None)],
+        costs: vec![cost],
+        ..WriteBatch::default()
+    };
+    let out = s.write(&a.lease, batch, t(1)).await.unwrap();
+    assert_eq!(out.intents[0].brand, brand("acme"), "the intent is the writer's brand's");
+    assert_eq!(s.spend_ledger(&brand("acme"), t(0)).await.unwrap().len(), 1);
+    assert!(s.spend_ledger(&BrandId::default(), t(0)).await.unwrap().is_empty(), "no other brand sees it");
+    s.finish(&a.lease, Outcome::Completed, vec![], t(2)).await.unwrap();
+    let next = claim_one(&s, "w", inc, 3).await;
+    assert_eq!(next.job.brand, brand("acme"), "the enqueued job is the writer's brand's");
+    // Another brand's job may not touch the intent.
+    s.enqueue(job(tick(2), None).for_brand(&brand("zest")), t(3)).await.unwrap();
+    let z = claim_one(&s, "w", inc, 4).await;
+    assert_eq!(z.job.brand, brand("zest"));
+    let key = new_intent("ad-a").key;
+    let advance = IntentOp::Advance {
+        key: key.clone(),
+        from: IntentPhase::Intended,
+        to: IntentPhase::Applied,
+        count_attempt: true,
+        cause: "zest's job".into(),
+    };
+    let r = s.write(&z.lease, WriteBatch { intents: vec![advance], ..WriteBatch::default() }, t(5)).await;
+    assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
+    assert_eq!(s.intent(&key).await.unwrap().unwrap().phase, IntentPhase::Intended, "nothing written");
+    let events = s.events(0).await.unwrap();
+    for e in events.iter().filter(|e| e.kind != EventKind::WorkerBooted) {
+        assert!(e.brand.is_some(), "event {} names no brand", e.seq);
+    }
+    let acme_rows = events.iter().filter(|e| e.brand.as_ref() == Some(&brand("acme"))).count();
+    assert!(acme_rows >= 6, "enqueue, claim, spend, intent, enqueue, finish: {acme_rows}");
+}
+
+pub async fn one_brands_breaker_leaves_the_others_running<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    for b in ["acme", "zest"] {
+        let fired = s.fire_slot("tick", t(60), job(tick(60), None).for_brand(&brand(b)), t(0)).await.unwrap();
+        assert!(matches!(fired, SlotOutcome::Fired(_)), "{b}: each brand's slot fires once: {fired:?}");
+    }
+    let again = s.fire_slot("tick", t(60), job(tick(60), None).for_brand(&brand("acme")), t(0)).await.unwrap();
+    assert_eq!(again, SlotOutcome::AlreadyFired);
+    let acme_only = ClaimRequest { brands: vec![brand("acme")], ..req("w", inc, 1) };
+    let c = s.claim(&acme_only, t(1)).await.unwrap().remove(0);
+    s.finish(&c.lease, Outcome::Trip { error: "crash loop".into() }, vec![], t(2)).await.unwrap();
+    let rows = s.schedules().await.unwrap();
+    let row = |b: &str| rows.iter().find(|r| r.name == "tick" && r.brand == brand(b)).unwrap().clone();
+    assert!(!row("acme").enabled, "the breaker turned off acme's tick");
+    assert!(row("zest").enabled, "and left zest's running");
+    let tick_of = |b: &str, at| job(tick(at), None).for_brand(&brand(b));
+    assert_eq!(s.fire_slot("tick", t(120), tick_of("acme", 120), t(120)).await.unwrap(), SlotOutcome::Disabled);
+    assert!(matches!(s.fire_slot("tick", t(120), tick_of("zest", 120), t(120)).await.unwrap(), SlotOutcome::Fired(_)));
+    let opened: Vec<Event> =
+        s.events(0).await.unwrap().into_iter().filter(|e| e.kind == EventKind::BreakerOpened).collect();
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].brand, Some(brand("acme")));
+    // An operator turns it back on for that brand only.
+    s.set_schedule(&brand("acme"), "tick", true, "operator: fixed", t(130)).await.unwrap();
+    assert!(matches!(s.fire_slot("tick", t(180), tick_of("acme", 180), t(180)).await.unwrap(), SlotOutcome::Fired(_)));
 }

@@ -8,13 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, ready};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::ids::{AdId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
+use crate::ids::{AdId, BrandId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
 use crate::propose::allocation::allocation_event;
 use crate::sense::ads::InsightRow;
 use crate::telemetry::{Block, CostRow, Event, EventKind};
 use crate::time::Timestamp;
 
-use super::plan::{Transition, intent_keys, plan_intents, spend_transition};
+use super::plan::{Ready, Transition, fair_order, intent_keys, plan_intents, spend_transition};
 use crate::act::intent::{ActionRow, Intent};
 
 use super::{
@@ -32,16 +32,17 @@ pub struct MemStore {
     jobs: BTreeMap<JobId, Job>,
     /// Final jobs, moved out of the hot table.
     finished: BTreeMap<JobId, Job>,
-    slots: BTreeSet<(String, Timestamp)>,
-    schedules: BTreeMap<String, ScheduleRow>,
+    slots: BTreeSet<(BrandId, String, Timestamp)>,
+    schedules: BTreeMap<(BrandId, String), ScheduleRow>,
     activities: BTreeMap<String, PageActivity>,
-    allocations: BTreeMap<Timestamp, crate::propose::allocation::Allocation>,
+    allocations: BTreeMap<(BrandId, Timestamp), crate::propose::allocation::Allocation>,
     workers: BTreeMap<WorkerId, Incarnation>,
     /// The last beat of each worker's current incarnation.
     presence: BTreeMap<WorkerId, (Presence, Timestamp)>,
     intents: BTreeMap<IdempotencyKey, Intent>,
     actions: Vec<ActionRow>,
-    spend: BTreeMap<(AdId, Timestamp), InsightRow>,
+    /// Keyed by ad and bucket (an ad id is one platform's, so one brand's).
+    spend: BTreeMap<(AdId, Timestamp), (BrandId, InsightRow)>,
     events: Vec<Event>,
     costs: Vec<CostRow>,
     next_job: u64,
@@ -49,6 +50,7 @@ pub struct MemStore {
 }
 
 struct Ev<'a> {
+    brand: Option<&'a BrandId>,
     block: Block,
     kind: EventKind,
     entity: String,
@@ -67,6 +69,7 @@ impl MemStore {
         self.events.push(Event {
             seq,
             at,
+            brand: ev.brand.cloned(),
             block: ev.block,
             kind: ev.kind,
             entity: ev.entity,
@@ -76,10 +79,10 @@ impl MemStore {
         });
     }
 
-    fn log_transition(&mut self, at: Timestamp, t: Transition) {
+    fn log_transition(&mut self, at: Timestamp, brand: &BrandId, t: Transition) {
         let seq = self.events.len() as u64 + 1;
         let Transition { block, kind, entity, before, after, cause } = t;
-        self.events.push(Event { seq, at, block, kind, entity, before, after, cause });
+        self.events.push(Event { seq, at, brand: Some(brand.clone()), block, kind, entity, before, after, cause });
     }
 
     pub fn boot(&mut self, worker: &WorkerId, now: Timestamp) -> Boot {
@@ -88,6 +91,7 @@ impl MemStore {
         self.log(
             now,
             Ev {
+                brand: None,
                 block: Block::Scheduler,
                 kind: EventKind::WorkerBooted,
                 entity: worker.to_string(),
@@ -120,9 +124,11 @@ impl MemStore {
             // ahead of work queued after it (MTTR counts its re-claim).
             job.state = JobState::Available;
             job.interrupted = true;
+            let brand = job.brand.clone();
             self.log(
                 now,
                 Ev {
+                    brand: Some(&brand),
                     block: Block::Scheduler,
                     kind: EventKind::JobReleased,
                     entity: id.to_string(),
@@ -148,6 +154,7 @@ impl MemStore {
         self.log(
             now,
             Ev {
+                brand: Some(&job.brand),
                 block: Block::Scheduler,
                 kind: EventKind::JobEnqueued,
                 entity: id.to_string(),
@@ -160,6 +167,7 @@ impl MemStore {
             id,
             Job {
                 id,
+                brand: job.brand,
                 kind: job.kind,
                 payload: job.payload,
                 priority: job.priority,
@@ -180,7 +188,9 @@ impl MemStore {
     }
 
     pub fn fire_slot(&mut self, schedule: &str, slot: Timestamp, job: NewJob, now: Timestamp) -> SlotOutcome {
-        let row = self.schedules.entry(schedule.to_string()).or_insert_with(|| ScheduleRow {
+        let brand = job.brand.clone();
+        let row = self.schedules.entry((brand.clone(), schedule.to_string())).or_insert_with(|| ScheduleRow {
+            brand: brand.clone(),
             name: schedule.to_string(),
             enabled: true,
             reason: "default".into(),
@@ -190,13 +200,14 @@ impl MemStore {
         if !row.enabled {
             return SlotOutcome::Disabled;
         }
-        if !self.slots.insert((schedule.to_string(), slot)) {
+        if !self.slots.insert((brand.clone(), schedule.to_string(), slot)) {
             return SlotOutcome::AlreadyFired;
         }
         row.last_slot = row.last_slot.max(Some(slot));
         self.log(
             now,
             Ev {
+                brand: Some(&brand),
                 block: Block::Scheduler,
                 kind: EventKind::SlotFired,
                 entity: format!("{schedule}@{}", slot.0),
@@ -212,12 +223,21 @@ impl MemStore {
         SlotOutcome::Fired(id)
     }
 
-    pub fn set_schedule(&mut self, name: &str, enabled: bool, reason: &str, now: Timestamp) {
-        self.set_schedule_as(name, enabled, reason, now, EventKind::ScheduleChanged);
+    pub fn set_schedule(&mut self, brand: &BrandId, name: &str, enabled: bool, reason: &str, now: Timestamp) {
+        self.set_schedule_as(brand, name, enabled, reason, now, EventKind::ScheduleChanged);
     }
 
-    fn set_schedule_as(&mut self, name: &str, enabled: bool, reason: &str, now: Timestamp, kind: EventKind) {
-        let row = self.schedules.entry(name.to_string()).or_insert_with(|| ScheduleRow {
+    fn set_schedule_as(
+        &mut self,
+        brand: &BrandId,
+        name: &str,
+        enabled: bool,
+        reason: &str,
+        now: Timestamp,
+        kind: EventKind,
+    ) {
+        let row = self.schedules.entry((brand.clone(), name.to_string())).or_insert_with(|| ScheduleRow {
+            brand: brand.clone(),
             name: name.to_string(),
             enabled: true,
             reason: "default".into(),
@@ -231,7 +251,15 @@ impl MemStore {
         row.changed_at = now;
         self.log(
             now,
-            Ev { block: Block::Scheduler, kind, entity: name.to_string(), before, after, cause: reason.to_string() },
+            Ev {
+                brand: Some(brand),
+                block: Block::Scheduler,
+                kind,
+                entity: name.to_string(),
+                before,
+                after,
+                cause: reason.to_string(),
+            },
         );
     }
 
@@ -245,21 +273,21 @@ impl MemStore {
             // A stale incarnation (a process that was replaced) claims nothing.
             return Err(StoreError::StaleIncarnation { worker: req.worker.clone(), incarnation: req.incarnation });
         }
-        let mut ready: Vec<(i16, Timestamp, JobId)> = self
+        let ready: Vec<Ready> = self
             .jobs
             .values()
             .filter(|j| req.kinds.iter().any(|k| k.as_str() == j.kind))
+            .filter(|j| req.brands.contains(&j.brand))
             .filter(|j| match j.state {
                 JobState::Available => j.run_at <= now,
                 JobState::Running => j.lease.as_ref().is_some_and(|l| l.expires_at <= now),
                 JobState::Completed | JobState::Discarded => false,
             })
-            .map(|j| (j.priority, j.run_at, j.id))
+            .map(|j| Ready { brand: j.brand.clone(), priority: j.priority, run_at: j.run_at, id: j.id })
             .collect();
-        ready.sort_unstable();
-        ready.truncate(req.limit as usize);
+        let ready = fair_order(ready, req.limit as usize);
         let mut claims = Vec::with_capacity(ready.len());
-        for (_, _, id) in ready {
+        for id in ready {
             self.next_token += 1;
             let token = ClaimToken(self.next_token);
             let job = self.jobs.get_mut(&id).expect("ready job is live");
@@ -288,6 +316,7 @@ impl MemStore {
             self.log(
                 now,
                 Ev {
+                    brand: Some(&claimed.brand),
                     block: Block::Scheduler,
                     kind: EventKind::JobClaimed,
                     entity: id.to_string(),
@@ -312,19 +341,22 @@ impl MemStore {
 
     pub fn write(&mut self, lease: &Lease, batch: WriteBatch, now: Timestamp) -> Result<BatchResult, StoreError> {
         self.check_fence(lease)?;
+        // Everything the job writes is its own brand's.
+        let brand = self.jobs[&lease.job].brand.clone();
         // Plan every intent op before changing anything: the batch is atomic.
         let current: BTreeMap<IdempotencyKey, Intent> = intent_keys(&batch.intents)
             .into_iter()
             .filter_map(|k| self.intents.get(&k).map(|i| (k, i.clone())))
             .collect();
-        let plan = plan_intents(&current, batch.intents, now)?;
+        let plan = plan_intents(&current, &brand, batch.intents, now)?;
         for row in batch.insights {
-            self.upsert_spend(row, now);
+            self.upsert_spend(&brand, row, now);
         }
         for v in batch.verdicts {
             self.log(
                 now,
                 Ev {
+                    brand: Some(&brand),
                     block: Block::Envelope,
                     kind: EventKind::Verdict,
                     entity: v.key.to_string(),
@@ -337,25 +369,31 @@ impl MemStore {
         self.intents.extend(plan.changed);
         self.actions.extend(plan.actions);
         for t in plan.events {
-            self.log_transition(now, t);
+            self.log_transition(now, &brand, t);
         }
         let intents = plan.results;
         for job in batch.enqueue {
-            self.enqueue(job, now);
+            self.enqueue(job.for_brand(&brand), now);
         }
-        self.costs.extend(batch.costs);
+        self.costs.extend(batch.costs.into_iter().map(|c| CostRow { brand: brand.clone(), ..c }));
         if let Some(a) = batch.activity {
             self.activities.insert(a.page.clone(), a);
         }
         if let Some(a) = batch.allocation
-            && !self.allocations.contains_key(&a.slot)
+            && !self.allocations.contains_key(&(brand.clone(), a.slot))
         {
-            let before = self.allocations.keys().next_back().map_or("none".to_string(), |s| s.0.to_string());
+            let a = crate::propose::allocation::Allocation { brand: brand.clone(), ..a };
+            let before = self
+                .allocations
+                .keys()
+                .rfind(|(b, _)| b == &brand)
+                .map_or("none".to_string(), |(_, s)| s.0.to_string());
             let (entity, after, cause) = allocation_event(&a);
-            self.allocations.insert(a.slot, a);
+            self.allocations.insert((brand.clone(), a.slot), a);
             self.log(
                 now,
                 Ev {
+                    brand: Some(&brand),
                     block: Block::Estimator,
                     kind: EventKind::AllocationRolled,
                     entity,
@@ -375,6 +413,7 @@ impl MemStore {
             self.log(
                 now,
                 Ev {
+                    brand: Some(&brand),
                     block: Block::Scheduler,
                     kind: EventKind::PipelineStep,
                     entity: lease.job.to_string(),
@@ -387,11 +426,11 @@ impl MemStore {
         Ok(BatchResult { intents })
     }
 
-    fn upsert_spend(&mut self, row: InsightRow, now: Timestamp) {
+    fn upsert_spend(&mut self, brand: &BrandId, row: InsightRow, now: Timestamp) {
         let key = (row.ad.clone(), row.bucket_start);
-        if let Some(t) = spend_transition(self.spend.get(&key), &row) {
-            self.log_transition(now, t);
-            self.spend.insert(key, row);
+        if let Some(t) = spend_transition(self.spend.get(&key).map(|(_, r)| r), &row) {
+            self.log_transition(now, brand, t);
+            self.spend.insert(key, (brand.clone(), row));
         }
     }
 
@@ -403,8 +442,9 @@ impl MemStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.check_fence(lease)?;
-        self.costs.extend(costs);
         let mut job = self.jobs.remove(&lease.job).expect("fence checked");
+        let brand = job.brand.clone();
+        self.costs.extend(costs.into_iter().map(|c| CostRow { brand: brand.clone(), ..c }));
         job.lease = None;
         let mut tripped = None;
         let (kind, after, cause) = match outcome {
@@ -433,6 +473,7 @@ impl MemStore {
         self.log(
             now,
             Ev {
+                brand: Some(&brand),
                 block: Block::Scheduler,
                 kind,
                 entity: lease.job.to_string(),
@@ -448,7 +489,7 @@ impl MemStore {
         }
         if let Some((schedule, error)) = tripped {
             let reason = format!("circuit breaker opened by {}: {error}", lease.job);
-            self.set_schedule_as(&schedule, false, &reason, now, EventKind::BreakerOpened);
+            self.set_schedule_as(&brand, &schedule, false, &reason, now, EventKind::BreakerOpened);
         }
         Ok(())
     }
@@ -468,6 +509,7 @@ impl MemStore {
             self.log(
                 now,
                 Ev {
+                    brand: Some(&job.brand),
                     block: Block::Scheduler,
                     kind: EventKind::JobDiscarded,
                     entity: id.to_string(),
@@ -487,9 +529,11 @@ impl MemStore {
         job.lease = None;
         job.state = JobState::Available;
         job.attempt -= 1;
+        let brand = job.brand.clone();
         self.log(
             now,
             Ev {
+                brand: Some(&brand),
                 block: Block::Scheduler,
                 kind: EventKind::JobReleased,
                 entity: lease.job.to_string(),
@@ -501,8 +545,8 @@ impl MemStore {
         Ok(())
     }
 
-    pub fn spend_ledger(&self, since: Timestamp) -> Vec<InsightRow> {
-        self.spend.values().filter(|r| r.bucket_start >= since).cloned().collect()
+    pub fn spend_ledger(&self, brand: &BrandId, since: Timestamp) -> Vec<InsightRow> {
+        self.spend.values().filter(|(b, r)| b == brand && r.bucket_start >= since).map(|(_, r)| r.clone()).collect()
     }
 
     pub fn activities(&self) -> Vec<PageActivity> {
@@ -567,7 +611,7 @@ impl MemStore {
             jobs,
             intents: self.intents(),
             actions: self.actions.clone(),
-            spend: self.spend.values().cloned().collect(),
+            spend: self.spend.values().map(|(_, r)| r.clone()).collect(),
             events: self.events.clone(),
             costs: self.costs.clone(),
             schedules: self.schedules(),
@@ -576,8 +620,8 @@ impl MemStore {
         }
     }
 
-    pub fn allocation(&self) -> Option<crate::propose::allocation::Allocation> {
-        self.allocations.values().next_back().cloned()
+    pub fn allocation(&self, brand: &BrandId) -> Option<crate::propose::allocation::Allocation> {
+        self.allocations.iter().rfind(|((b, _), _)| b == brand).map(|(_, a)| a.clone())
     }
 }
 
@@ -617,12 +661,13 @@ impl Store for SharedMemStore {
     }
     fn set_schedule(
         &self,
+        brand: &BrandId,
         name: &str,
         enabled: bool,
         reason: &str,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.lock().set_schedule(name, enabled, reason, now);
+        self.lock().set_schedule(brand, name, enabled, reason, now);
         ready(Ok(()))
     }
     fn discard_unknown_kinds(
@@ -655,8 +700,12 @@ impl Store for SharedMemStore {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         ready(self.lock().finish(lease, outcome, costs, now))
     }
-    fn spend_ledger(&self, since: Timestamp) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
-        ready(Ok(self.lock().spend_ledger(since)))
+    fn spend_ledger(
+        &self,
+        brand: &BrandId,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
+        ready(Ok(self.lock().spend_ledger(brand, since)))
     }
     fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send {
         ready(Ok(self.lock().job(id).cloned()))
@@ -675,8 +724,9 @@ impl Store for SharedMemStore {
     }
     fn allocation(
         &self,
+        brand: &BrandId,
     ) -> impl Future<Output = Result<Option<crate::propose::allocation::Allocation>, StoreError>> + Send {
-        ready(Ok(self.lock().allocation()))
+        ready(Ok(self.lock().allocation(brand)))
     }
     fn beat(&self, presence: &Presence, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send {
         ready(self.lock().beat(presence, now))

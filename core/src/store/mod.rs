@@ -9,7 +9,14 @@
 //!   releases the claims its previous incarnations still hold;
 //! - a `(schedule, slot)` fires at most once; an idempotency key enqueues at
 //!   most one live job;
-//! - each write is atomic with its event rows.
+//! - each write is atomic with its event rows;
+//! - every job, schedule, intent, action, spend row, cost row and event row
+//!   names its brand. What a job writes (jobs it enqueues, intents it opens,
+//!   spend rows, costs, events) is its own brand's: the store stamps the
+//!   writer's brand, so a job cannot act for another brand;
+//! - claiming is fair across brands: ready jobs are ranked within their
+//!   brand by `(priority, run_at, id)` and claimed round-robin by rank
+//!   ([`fair_order`]), so one brand's backlog never stalls another's work.
 
 pub mod conformance;
 mod mem;
@@ -23,7 +30,7 @@ pub use mem::{CLAIM_LIMIT_MAX, MemStore, SharedMemStore};
 
 use crate::act::intent::{ActionRow, Intent, IntentOp};
 use crate::envelope::Verdict;
-use crate::ids::{ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
+use crate::ids::{BrandId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
 use crate::schedule::task::{JobKind, Task};
 use crate::sense::ads::InsightRow;
 use crate::telemetry::{CostRow, Event};
@@ -33,6 +40,9 @@ use crate::time::{Millis, Timestamp};
 /// payload; the worker decodes the payload when it runs the job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewJob {
+    /// Whose work it is. A job enqueued by a job's write is that job's brand's.
+    #[serde(default)]
+    pub brand: BrandId,
     pub kind: String,
     pub payload: serde_json::Value,
     /// Lower runs first.
@@ -77,6 +87,8 @@ pub struct LeaseRow {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,
+    #[serde(default)]
+    pub brand: BrandId,
     pub kind: String,
     /// The task as enqueued; decode with [`Job::task`].
     pub payload: serde_json::Value,
@@ -104,12 +116,21 @@ pub struct Job {
 impl NewJob {
     pub fn new(task: &Task, priority: i16, run_at: Timestamp, idempotency_key: Option<IdempotencyKey>) -> NewJob {
         NewJob {
+            brand: BrandId::default(),
             kind: task.kind().as_str().to_string(),
             payload: serde_json::to_value(task).expect("tasks serialize"),
             priority,
             run_at,
             idempotency_key,
         }
+    }
+}
+
+impl NewJob {
+    /// The same job, for `brand`.
+    pub fn for_brand(mut self, brand: &BrandId) -> NewJob {
+        self.brand = brand.clone();
+        self
     }
 }
 
@@ -136,6 +157,10 @@ pub struct Checkpoint {
 /// operator turns it back on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleRow {
+    /// Schedules are per brand: a breaker opened by one brand's crash loop
+    /// turns off that brand's schedule only.
+    #[serde(default)]
+    pub brand: BrandId,
     pub name: String,
     pub enabled: bool,
     pub reason: String,
@@ -168,6 +193,8 @@ pub struct Claim {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimRequest {
+    /// The brands this worker serves (at least one); claims are fair across them.
+    pub brands: Vec<BrandId>,
     pub worker: WorkerId,
     pub incarnation: Incarnation,
     pub kinds: Vec<JobKind>,
@@ -311,8 +338,8 @@ pub trait Store: Send + Sync {
     /// Every worker id the store knows, by id.
     fn workers(&self) -> impl Future<Output = Result<Vec<WorkerRow>, StoreError>> + Send;
     fn enqueue(&self, job: NewJob, now: Timestamp) -> impl Future<Output = Result<Enqueued, StoreError>> + Send;
-    /// Fires `(schedule, slot)` with its job, at most once ever, and only
-    /// while the schedule is enabled.
+    /// Fires `(job.brand, schedule, slot)` with its job, at most once ever,
+    /// and only while that brand's schedule is enabled.
     fn fire_slot(
         &self,
         schedule: &str,
@@ -321,9 +348,10 @@ pub trait Store: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<SlotOutcome, StoreError>> + Send;
     fn schedules(&self) -> impl Future<Output = Result<Vec<ScheduleRow>, StoreError>> + Send;
-    /// Turns a schedule on or off, recording why (an operator, or the breaker).
+    /// Turns a brand's schedule on or off, recording why (an operator, or the breaker).
     fn set_schedule(
         &self,
+        brand: &BrandId,
         name: &str,
         enabled: bool,
         reason: &str,
@@ -382,14 +410,20 @@ pub trait Store: Send + Sync {
     fn last_event_seq(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
         async move { Ok(self.events(0).await?.last().map_or(0, |e| e.seq)) }
     }
-    /// Spend-ledger rows with buckets at or after `since`.
-    fn spend_ledger(&self, since: Timestamp) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send;
+    /// A brand's spend-ledger rows with buckets at or after `since`.
+    fn spend_ledger(
+        &self,
+        brand: &BrandId,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send;
+    /// Every brand's intents, by key.
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send;
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send;
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send;
-    /// The newest bandit allocation (by slot), if any.
+    /// A brand's newest bandit allocation (by slot), if any.
     fn allocation(
         &self,
+        brand: &BrandId,
     ) -> impl Future<Output = Result<Option<crate::propose::allocation::Allocation>, StoreError>> + Send;
 }
 

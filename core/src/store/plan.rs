@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::ids::IdempotencyKey;
+use crate::ids::{BrandId, IdempotencyKey, JobId};
 use crate::sense::ads::InsightRow;
 use crate::telemetry::{Block, EventKind};
 use crate::time::Timestamp;
@@ -52,21 +52,35 @@ pub fn intent_keys(ops: &[IntentOp]) -> Vec<IdempotencyKey> {
     keys
 }
 
-/// Applies `ops` in order to `current` (the stored intents the ops name).
-/// Refuses the whole batch on the first op that cannot apply.
+/// Applies `ops` in order to `current` (the stored intents the ops name),
+/// written by a job of `brand`. Refuses the whole batch on the first op that
+/// cannot apply, or that touches another brand's intent.
 pub fn plan_intents(
     current: &BTreeMap<IdempotencyKey, Intent>,
+    brand: &BrandId,
     ops: Vec<IntentOp>,
     now: Timestamp,
 ) -> Result<IntentPlan, StoreError> {
     let mut work = current.clone();
     let mut plan = IntentPlan::default();
+    for op in &ops {
+        let key = match op {
+            IntentOp::Open(new) => &new.key,
+            IntentOp::Advance { key, .. } | IntentOp::CountAttempt { key, .. } => key,
+        };
+        if let Some(other) = work.get(key).filter(|i| &i.brand != brand) {
+            return Err(StoreError::Conflict {
+                key: key.clone(),
+                detail: format!("is brand {}'s intent; a job of brand {brand} wrote it", other.brand),
+            });
+        }
+    }
     for op in ops {
         let result = match op {
             IntentOp::Open(new) => match work.get(&new.key) {
                 Some(existing) => existing.clone(),
                 None => {
-                    let intent = fresh_intent(&new, now);
+                    let intent = fresh_intent(&new, brand, now);
                     plan.events.push(Transition {
                         block: Block::Actuator,
                         kind: EventKind::IntentOpened,
@@ -108,6 +122,7 @@ pub fn plan_intents(
                     if to == IntentPhase::Committed {
                         plan.actions.push(ActionRow {
                             key: key.clone(),
+                            brand: intent.brand.clone(),
                             kind: intent.action.kind().into(),
                             subject: intent.action.subject().into(),
                             committed_at: now,
@@ -169,4 +184,58 @@ pub fn spend_transition(old: Option<&InsightRow>, new: &InsightRow) -> Option<Tr
         after,
         cause: "insights".into(),
     })
+}
+
+/// One ready job as the claim ranks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ready {
+    pub brand: BrandId,
+    pub priority: i16,
+    pub run_at: Timestamp,
+    pub id: JobId,
+}
+
+/// The claim order, fair across brands: each brand's ready jobs ranked by
+/// `(priority, run_at, id)`, then taken round-robin by rank (rank 1 of every
+/// brand, in `(priority, run_at, id)` order, then rank 2, …), at most
+/// `limit`. With one brand this is plain `(priority, run_at, id)` order.
+pub fn fair_order(mut ready: Vec<Ready>, limit: usize) -> Vec<JobId> {
+    ready.sort_unstable_by(|a, b| (&a.brand, a.priority, a.run_at, a.id).cmp(&(&b.brand, b.priority, b.run_at, b.id)));
+    let mut ranked: Vec<(usize, i16, Timestamp, JobId)> = Vec::with_capacity(ready.len());
+    let mut rank = 0;
+    for (i, r) in ready.iter().enumerate() {
+        rank = if i > 0 && ready[i - 1].brand == r.brand { rank + 1 } else { 1 };
+        ranked.push((rank, r.priority, r.run_at, r.id));
+    }
+    ranked.sort_unstable();
+    ranked.into_iter().take(limit).map(|(_, _, _, id)| id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(brand: &str, priority: i16, run_at: u64, id: u64) -> Ready {
+        Ready { brand: BrandId::new(brand), priority, run_at: Timestamp(run_at), id: JobId(id) }
+    }
+
+    #[test]
+    fn a_backlog_of_one_brand_does_not_stall_another() {
+        let mut ready: Vec<Ready> = (1..=100).map(|i| r("flood", 0, i, i)).collect();
+        ready.push(r("quiet", 5, 1_000, 500));
+        let got = fair_order(ready, 2);
+        assert_eq!(got, vec![JobId(1), JobId(500)], "the quiet brand's one job is in the first batch");
+    }
+
+    #[test]
+    fn one_brand_is_plain_priority_order() {
+        let ready = vec![r("a", 1, 5, 3), r("a", 0, 9, 2), r("a", 0, 9, 1), r("a", 0, 1, 4)];
+        assert_eq!(fair_order(ready, 10), vec![JobId(4), JobId(1), JobId(2), JobId(3)]);
+    }
+
+    #[test]
+    fn rounds_go_by_priority_within_a_rank() {
+        let ready = vec![r("a", 3, 0, 1), r("a", 3, 0, 2), r("b", 1, 0, 3), r("b", 1, 0, 4), r("c", 2, 0, 5)];
+        assert_eq!(fair_order(ready, 4), vec![JobId(3), JobId(5), JobId(1), JobId(4)]);
+    }
 }

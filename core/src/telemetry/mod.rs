@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::ids::{IdempotencyKey, JobId};
+use crate::ids::{BrandId, IdempotencyKey, JobId};
 use crate::money::Money;
 use crate::time::Timestamp;
 
@@ -61,6 +61,9 @@ pub enum EventKind {
 pub struct Event {
     pub seq: u64,
     pub at: Timestamp,
+    /// The brand whose row changed; `None` for a worker's own rows (boot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<BrandId>,
     pub block: Block,
     pub kind: EventKind,
     /// What changed: `job#12`, `kill/ad-3`, `ad-3@120000`, a worker id.
@@ -76,6 +79,9 @@ pub struct Event {
 pub struct CostRow {
     /// Unique per call (`job#12/3/summarize`); sent to vendors that bill.
     pub call_id: String,
+    /// Whose call it was (stamped by the store: the calling job's brand).
+    #[serde(default)]
+    pub brand: BrandId,
     pub at: Timestamp,
     pub vendor: String,
     pub op: String,

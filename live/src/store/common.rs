@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use dlft_core::sense::ads::InsightRow;
-use dlft_core::ids::{AdId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
+use dlft_core::ids::{AdId, BrandId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
 use dlft_core::money::{Currency, Money};
 use dlft_core::schedule::rules::GHOST_AMNESTY;
 use dlft_core::store::plan::{Transition, intent_keys, plan_intents, spend_transition};
@@ -89,6 +89,7 @@ fn job_from_row(r: &DbRow) -> Result<Job, StoreError> {
     let checkpoint: Option<String> = get(r, "checkpoint")?;
     Ok(Job {
         id: JobId(get::<i64>(r, "id")? as u64),
+        brand: BrandId::new(get::<String>(r, "brand")?),
         kind: get(r, "kind")?,
         payload: serde_json::from_str(&payload).map_err(corrupt)?,
         priority: get::<i64>(r, "priority")? as i16,
@@ -112,6 +113,7 @@ fn intent_from_row(r: &DbRow) -> Result<Intent, StoreError> {
     let verdict: String = get(r, "verdict")?;
     Ok(Intent {
         key: IdempotencyKey::new(get::<String>(r, "key")?),
+        brand: BrandId::new(get::<String>(r, "brand")?),
         action: serde_json::from_str(&action).map_err(corrupt)?,
         evidence: serde_json::from_str(&evidence).map_err(corrupt)?,
         verdict: serde_json::from_str(&verdict).map_err(corrupt)?,
@@ -140,6 +142,7 @@ fn event_from_row(r: &DbRow) -> Result<Event, StoreError> {
     Ok(Event {
         seq: get::<i64>(r, "seq")? as u64,
         at: Timestamp(get::<i64>(r, "at")? as u64),
+        brand: get::<Option<String>>(r, "brand")?.map(BrandId::new),
         block: unsnake::<Block>(get(r, "block")?)?,
         kind: unsnake::<EventKind>(get(r, "kind")?)?,
         entity: get(r, "entity")?,
@@ -151,6 +154,7 @@ fn event_from_row(r: &DbRow) -> Result<Event, StoreError> {
 
 fn schedule_from_row(r: &DbRow) -> Result<ScheduleRow, StoreError> {
     Ok(ScheduleRow {
+        brand: BrandId::new(get::<String>(r, "brand")?),
         name: get(r, "name")?,
         enabled: get(r, "enabled")?,
         reason: get(r, "reason")?,
@@ -159,21 +163,25 @@ fn schedule_from_row(r: &DbRow) -> Result<ScheduleRow, StoreError> {
     })
 }
 
-async fn log(tx: &mut Tx, at: Timestamp, t: Transition) -> Result<(), StoreError> {
-    log_many(tx, at, vec![t]).await
+/// Writes one event row of `brand` (`None`: a worker's own row).
+async fn log(tx: &mut Tx, at: Timestamp, brand: Option<&BrandId>, t: Transition) -> Result<(), StoreError> {
+    log_many(tx, at, vec![(brand.cloned(), t)]).await
 }
 
 /// Rows per multi-row statement: far inside both engines' bind limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// Writes event rows in the order given, a few hundred per statement.
-async fn log_many(tx: &mut Tx, at: Timestamp, ts: Vec<Transition>) -> Result<(), StoreError> {
+/// Writes event rows, each with its brand, in the order given, a few
+/// hundred per statement.
+async fn log_many(tx: &mut Tx, at: Timestamp, ts: Vec<(Option<BrandId>, Transition)>) -> Result<(), StoreError> {
     let mut ts = ts.into_iter().peekable();
     while ts.peek().is_some() {
-        let mut q =
-            sqlx::QueryBuilder::<Db>::new("INSERT INTO dlft_events (at, block, kind, entity, before, after, cause) ");
-        q.push_values(ts.by_ref().take(ROWS_PER_STATEMENT), |mut b, t| {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO dlft_events (at, brand, block, kind, entity, before, after, cause) ",
+        );
+        q.push_values(ts.by_ref().take(ROWS_PER_STATEMENT), |mut b, (brand, t)| {
             b.push_bind(ms(at))
+                .push_bind(brand.map(|b| b.0))
                 .push_bind(snake(&t.block))
                 .push_bind(snake(&t.kind))
                 .push_bind(t.entity)
@@ -194,8 +202,8 @@ fn sched(kind: EventKind, entity: String, before: &str, after: &str, cause: Stri
 async fn enqueue_in(tx: &mut Tx, job: NewJob, schedule: Option<&str>, now: Timestamp) -> Result<Enqueued, StoreError> {
     let payload = job.payload.to_string();
     let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO dlft_jobs (kind, payload, priority, run_at, created_at, state, idempotency_key, schedule) \
-         VALUES ($1, $2, $3, $4, $5, 'available', $6, $7) \
+        "INSERT INTO dlft_jobs (kind, payload, priority, run_at, created_at, state, idempotency_key, schedule, brand) \
+         VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8) \
          ON CONFLICT (kind, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
     )
     .bind(&job.kind)
@@ -205,6 +213,7 @@ async fn enqueue_in(tx: &mut Tx, job: NewJob, schedule: Option<&str>, now: Times
     .bind(ms(now))
     .bind(job.idempotency_key.as_ref().map(|k| k.as_str().to_string()))
     .bind(schedule)
+    .bind(job.brand.as_str())
     .fetch_optional(&mut **tx)
     .await
     .map_err(db_err)?;
@@ -213,7 +222,7 @@ async fn enqueue_in(tx: &mut Tx, job: NewJob, schedule: Option<&str>, now: Times
             let id = JobId(id as u64);
             let t =
                 sched(EventKind::JobEnqueued, id.to_string(), "none", "available", format!("{} {payload}", job.kind));
-            log(tx, now, t).await?;
+            log(tx, now, Some(&job.brand), t).await?;
             Ok(Enqueued::Created(id))
         }
         None => {
@@ -260,6 +269,7 @@ async fn fenced(tx: &mut Tx, lease: &Lease) -> Result<Job, StoreError> {
 
 async fn set_schedule_in(
     tx: &mut Tx,
+    brand: &BrandId,
     name: &str,
     enabled: bool,
     reason: &str,
@@ -267,22 +277,23 @@ async fn set_schedule_in(
     kind: EventKind,
 ) -> Result<(), StoreError> {
     let before: Option<bool> =
-        sqlx::query_scalar(SCHEDULE_ENABLED_SQL).bind(name).fetch_optional(&mut **tx).await.map_err(db_err)?;
+        sqlx::query_scalar(SCHEDULE_ENABLED_SQL).bind(name).bind(brand.as_str()).fetch_optional(&mut **tx).await.map_err(db_err)?;
     sqlx::query(
-        "INSERT INTO dlft_schedules (name, enabled, reason, changed_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled, reason = excluded.reason, \
+        "INSERT INTO dlft_schedules (name, enabled, reason, changed_at, brand) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (brand, name) DO UPDATE SET enabled = excluded.enabled, reason = excluded.reason, \
          changed_at = excluded.changed_at",
     )
     .bind(name)
     .bind(enabled)
     .bind(reason)
     .bind(ms(now))
+    .bind(brand.as_str())
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;
     let word = |on: bool| if on { "enabled" } else { "disabled" };
     let t = sched(kind, name.to_string(), word(before.unwrap_or(true)), word(enabled), reason.to_string());
-    log(tx, now, t).await
+    log(tx, now, Some(brand), t).await
 }
 
 /// Moves finished jobs out of the hot table.
@@ -297,7 +308,7 @@ async fn move_to_done(tx: &mut Tx, jobs: &[Job], now: Timestamp) -> Result<(), S
         q.build().execute(&mut **tx).await.map_err(db_err)?;
         let mut q = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO dlft_jobs_done (id, kind, payload, priority, run_at, created_at, state, attempt, resumes, \
-             interrupted, errors, idempotency_key, schedule, checkpoint, finished_at) ",
+             interrupted, errors, idempotency_key, schedule, checkpoint, finished_at, brand) ",
         );
         q.push_values(chunk, |mut b, job| {
             b.push_bind(job.id.0 as i64)
@@ -314,18 +325,21 @@ async fn move_to_done(tx: &mut Tx, jobs: &[Job], now: Timestamp) -> Result<(), S
                 .push_bind(job.idempotency_key.as_ref().map(|k| k.as_str().to_string()))
                 .push_bind(job.schedule.clone())
                 .push_bind(job.checkpoint.as_ref().map(|c| serde_json::to_string(c).expect("checkpoints serialize")))
-                .push_bind(ms(now));
+                .push_bind(ms(now))
+                .push_bind(job.brand.as_str().to_string());
         });
         q.build().execute(&mut **tx).await.map_err(db_err)?;
     }
     Ok(())
 }
 
-async fn insert_costs(tx: &mut Tx, costs: Vec<CostRow>) -> Result<(), StoreError> {
+/// Books cost rows as `brand`'s (the calling job's).
+async fn insert_costs(tx: &mut Tx, brand: &BrandId, costs: Vec<CostRow>) -> Result<(), StoreError> {
     let mut costs = costs.into_iter().peekable();
     while costs.peek().is_some() {
-        let mut q =
-            sqlx::QueryBuilder::<Db>::new("INSERT INTO dlft_costs (call_id, at, vendor, op, ok, minor, currency) ");
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO dlft_costs (call_id, at, vendor, op, ok, minor, currency, brand) ",
+        );
         q.push_values(costs.by_ref().take(ROWS_PER_STATEMENT), |mut b, c| {
             b.push_bind(c.call_id)
                 .push_bind(ms(c.at))
@@ -333,7 +347,8 @@ async fn insert_costs(tx: &mut Tx, costs: Vec<CostRow>) -> Result<(), StoreError
                 .push_bind(c.op)
                 .push_bind(c.ok)
                 .push_bind(c.cost.minor)
-                .push_bind(c.cost.currency.as_str().to_string());
+                .push_bind(c.cost.currency.as_str().to_string())
+                .push_bind(brand.as_str().to_string());
         });
         q.build().execute(&mut **tx).await.map_err(db_err)?;
     }
@@ -366,7 +381,7 @@ async fn complete_in_tx(
             held.insert(job.id, job);
         }
     }
-    let (mut completed, mut costs, mut fenced) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut completed, mut costs, mut fenced) = (Vec::new(), BTreeMap::<BrandId, Vec<CostRow>>::new(), Vec::new());
     for (lease, c) in done {
         let holds = held.get(&lease.job).is_some_and(|j| j.lease.as_ref().is_some_and(|l| l.token == lease.token));
         // Removed once completed: the same lease named twice is fenced the second time.
@@ -374,17 +389,22 @@ async fn complete_in_tx(
             Some(mut job) => {
                 job.lease = None;
                 job.state = JobState::Completed;
+                costs.entry(job.brand.clone()).or_default().extend(c);
                 completed.push(job);
-                costs.extend(c);
             }
             None => fenced.push(lease),
         }
     }
-    insert_costs(&mut tx, costs).await?;
+    for (brand, costs) in costs {
+        insert_costs(&mut tx, &brand, costs).await?;
+    }
     move_to_done(&mut tx, &completed, now).await?;
     let rows = completed
         .iter()
-        .map(|j| sched(EventKind::JobCompleted, j.id.to_string(), "running", "completed", "done".to_string()))
+        .map(|j| {
+            let t = sched(EventKind::JobCompleted, j.id.to_string(), "running", "completed", "done".to_string());
+            (Some(j.brand.clone()), t)
+        })
         .collect();
     log_many(&mut tx, now, rows).await?;
     tx.commit().await.map_err(db_err)?;
@@ -413,7 +433,7 @@ impl SqlStore {
         .map_err(db_err)?;
         let incarnation = Incarnation(inc as u64);
         let t = sched(EventKind::WorkerBooted, worker.to_string(), "", &format!("{incarnation:?}"), "boot".into());
-        log(&mut tx, now, t).await?;
+        log(&mut tx, now, None, t).await?;
         // Whatever the worker's earlier incarnations hold is orphaned (a worker
         // id runs in one process at a time): release it now, which is what
         // keeps MTTR near the restart delay. Leases of any worker that ran out
@@ -441,7 +461,8 @@ impl SqlStore {
             .await
             .map_err(db_err)?;
             let cause = format!("{why}: held by {} {:?} until {}", lease.worker, lease.incarnation, lease.expires_at);
-            log(&mut tx, now, sched(EventKind::JobReleased, job.id.to_string(), "running", "available", cause)).await?;
+            let t = sched(EventKind::JobReleased, job.id.to_string(), "running", "available", cause);
+            log(&mut tx, now, Some(&job.brand), t).await?;
             released.push(job.id);
         }
         tx.commit().await.map_err(db_err)?;
@@ -463,25 +484,33 @@ impl SqlStore {
         now: Timestamp,
     ) -> Result<SlotOutcome, StoreError> {
         let mut tx = begin(&self.pool).await?;
+        let brand = job.brand.clone();
         sqlx::query(
-            "INSERT INTO dlft_schedules (name, enabled, reason, changed_at) VALUES ($1, TRUE, 'default', $2) \
-             ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO dlft_schedules (name, enabled, reason, changed_at, brand) VALUES ($1, TRUE, 'default', $2, $3) \
+             ON CONFLICT (brand, name) DO NOTHING",
         )
         .bind(schedule)
         .bind(ms(now))
+        .bind(brand.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        let enabled: bool =
-            sqlx::query_scalar(SCHEDULE_ENABLED_SQL).bind(schedule).fetch_one(&mut *tx).await.map_err(db_err)?;
+        let enabled: bool = sqlx::query_scalar(SCHEDULE_ENABLED_SQL)
+            .bind(schedule)
+            .bind(brand.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
         if !enabled {
             return Ok(SlotOutcome::Disabled);
         }
         let fresh = sqlx::query(
-            "INSERT INTO dlft_slots (schedule, slot, job) VALUES ($1, $2, 0) ON CONFLICT (schedule, slot) DO NOTHING",
+            "INSERT INTO dlft_slots (schedule, slot, job, brand) VALUES ($1, $2, 0, $3) \
+             ON CONFLICT (brand, schedule, slot) DO NOTHING",
         )
         .bind(schedule)
         .bind(ms(slot))
+        .bind(brand.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?
@@ -490,20 +519,23 @@ impl SqlStore {
             return Ok(SlotOutcome::AlreadyFired);
         }
         sqlx::query(
-            "UPDATE dlft_schedules SET last_slot = $2 WHERE name = $1 AND (last_slot IS NULL OR last_slot < $2)",
+            "UPDATE dlft_schedules SET last_slot = $2 WHERE name = $1 AND brand = $3 \
+             AND (last_slot IS NULL OR last_slot < $2)",
         )
         .bind(schedule)
         .bind(ms(slot))
+        .bind(brand.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
         let entity = format!("{schedule}@{}", slot.0);
-        log(&mut tx, now, sched(EventKind::SlotFired, entity, "", "fired", "tick".into())).await?;
+        log(&mut tx, now, Some(&brand), sched(EventKind::SlotFired, entity, "", "fired", "tick".into())).await?;
         let id = enqueue_in(&mut tx, job, Some(schedule), now).await?.id();
-        sqlx::query("UPDATE dlft_slots SET job = $3 WHERE schedule = $1 AND slot = $2")
+        sqlx::query("UPDATE dlft_slots SET job = $3 WHERE schedule = $1 AND slot = $2 AND brand = $4")
             .bind(schedule)
             .bind(ms(slot))
             .bind(id.0 as i64)
+            .bind(brand.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -511,14 +543,23 @@ impl SqlStore {
         Ok(SlotOutcome::Fired(id))
     }
 
-    async fn do_set_schedule(&self, name: &str, enabled: bool, reason: &str, now: Timestamp) -> Result<(), StoreError> {
+    async fn do_set_schedule(
+        &self,
+        brand: &BrandId,
+        name: &str,
+        enabled: bool,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut tx = begin(&self.pool).await?;
-        set_schedule_in(&mut tx, name, enabled, reason, now, EventKind::ScheduleChanged).await?;
+        set_schedule_in(&mut tx, brand, name, enabled, reason, now, EventKind::ScheduleChanged).await?;
         tx.commit().await.map_err(db_err)
     }
 
     async fn do_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
-        let rows = sqlx::query("SELECT name, enabled, reason, changed_at, last_slot FROM dlft_schedules ORDER BY name")
+        let rows = sqlx::query(
+            "SELECT brand, name, enabled, reason, changed_at, last_slot FROM dlft_schedules ORDER BY brand, name",
+        )
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
@@ -538,8 +579,8 @@ impl SqlStore {
             job.state = JobState::Discarded;
             job.errors.push(error.clone());
             move_to_done(&mut tx, std::slice::from_ref(&job), now).await?;
-            log(&mut tx, now, sched(EventKind::JobDiscarded, job.id.to_string(), "available", "discarded", error))
-                .await?;
+            let t = sched(EventKind::JobDiscarded, job.id.to_string(), "available", "discarded", error);
+            log(&mut tx, now, Some(&job.brand), t).await?;
             discarded.push(job.id);
         }
         tx.commit().await.map_err(db_err)?;
@@ -548,7 +589,7 @@ impl SqlStore {
 
     async fn do_release(&self, lease: &Lease, now: Timestamp) -> Result<(), StoreError> {
         let mut tx = begin(&self.pool).await?;
-        fenced(&mut tx, lease).await?;
+        let job = fenced(&mut tx, lease).await?;
         sqlx::query(
             "UPDATE dlft_jobs SET state = 'available', attempt = attempt - 1, lease_token = NULL, lease_worker = NULL, \
              lease_incarnation = NULL, lease_expires_at = NULL, lease_for = NULL WHERE id = $1",
@@ -558,7 +599,8 @@ impl SqlStore {
         .await
         .map_err(db_err)?;
         let cause = "graceful shutdown: attempt handed back".to_string();
-        log(&mut tx, now, sched(EventKind::JobReleased, lease.job.to_string(), "running", "available", cause)).await?;
+        let t = sched(EventKind::JobReleased, lease.job.to_string(), "running", "available", cause);
+        log(&mut tx, now, Some(&job.brand), t).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -593,7 +635,10 @@ impl SqlStore {
                 current.insert(key, intent_from_row(&r)?);
             }
         }
-        let plan = plan_intents(&current, batch.intents, now)?;
+        // Everything the job writes is its own brand's.
+        let brand = job.brand.clone();
+        let b = Some(&brand);
+        let plan = plan_intents(&current, &brand, batch.intents, now)?;
         for row in batch.insights {
             let old = sqlx::query(SPEND_LOCK_SQL)
                 .bind(row.ad.as_str())
@@ -604,10 +649,10 @@ impl SqlStore {
                 .map(|r| spend_from_row(&r))
                 .transpose()?;
             let Some(t) = spend_transition(old.as_ref(), &row) else { continue };
-            log(&mut tx, now, t).await?;
+            log(&mut tx, now, b, t).await?;
             sqlx::query(
                 "INSERT INTO dlft_spend (ad, bucket_start, spend_minor, currency, purchases, revenue_minor, \
-                 revenue_currency) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (ad, bucket_start) DO UPDATE SET \
+                 revenue_currency, brand) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ad, bucket_start) DO UPDATE SET \
                  spend_minor = excluded.spend_minor, currency = excluded.currency, purchases = excluded.purchases, \
                  revenue_minor = excluded.revenue_minor, revenue_currency = excluded.revenue_currency",
             )
@@ -618,6 +663,7 @@ impl SqlStore {
             .bind(i64::from(row.purchases))
             .bind(row.revenue.minor)
             .bind(row.revenue.currency.as_str().to_string())
+            .bind(brand.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -631,13 +677,13 @@ impl SqlStore {
                 after: serde_json::to_string(&v.decision).expect("serializes"),
                 cause: v.reason,
             };
-            log(&mut tx, now, t).await?;
+            log(&mut tx, now, b, t).await?;
         }
         for intent in plan.changed.values() {
             sqlx::query(
                 "INSERT INTO dlft_intents \
-                 (key, kind, subject, action, evidence, verdict, phase, opened_at, updated_at, attempts) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (key) DO UPDATE SET \
+                 (key, kind, subject, action, evidence, verdict, phase, opened_at, updated_at, attempts, brand) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (key) DO UPDATE SET \
                  phase = excluded.phase, updated_at = excluded.updated_at, attempts = excluded.attempts",
             )
             .bind(intent.key.as_str())
@@ -650,27 +696,27 @@ impl SqlStore {
             .bind(ms(intent.opened_at))
             .bind(ms(intent.updated_at))
             .bind(i64::from(intent.attempts))
+            .bind(intent.brand.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
         }
         for a in plan.actions {
-            sqlx::query("INSERT INTO dlft_actions (key, subject, kind, committed_at) VALUES ($1, $2, $3, $4)")
+            sqlx::query("INSERT INTO dlft_actions (key, subject, kind, committed_at, brand) VALUES ($1, $2, $3, $4, $5)")
                 .bind(a.key.as_str())
                 .bind(a.subject)
                 .bind(a.kind)
                 .bind(ms(a.committed_at))
+                .bind(a.brand.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
         }
-        for t in plan.events {
-            log(&mut tx, now, t).await?;
-        }
+        log_many(&mut tx, now, plan.events.into_iter().map(|t| (Some(brand.clone()), t)).collect()).await?;
         for j in batch.enqueue {
-            enqueue_in(&mut tx, j, None, now).await?;
+            enqueue_in(&mut tx, j.for_brand(&brand), None, now).await?;
         }
-        insert_costs(&mut tx, batch.costs).await?;
+        insert_costs(&mut tx, &brand, batch.costs).await?;
         if let Some(a) = batch.activity {
             sqlx::query("INSERT INTO dlft_activities (page, body) VALUES ($1, $2) ON CONFLICT (page) DO UPDATE SET body = excluded.body")
                 .bind(a.page.clone())
@@ -680,24 +726,30 @@ impl SqlStore {
                 .map_err(db_err)?;
         }
         if let Some(a) = batch.allocation {
+            let a = dlft_core::propose::allocation::Allocation { brand: brand.clone(), ..a };
             // The first write of a slot stands; its one event row goes with it.
-            let inserted = sqlx::query("INSERT INTO dlft_allocations (slot, body) VALUES ($1, $2) ON CONFLICT (slot) DO NOTHING")
+            let inserted = sqlx::query(
+                "INSERT INTO dlft_allocations (slot, body, brand) VALUES ($1, $2, $3) ON CONFLICT (brand, slot) DO NOTHING",
+            )
                 .bind(ms(a.slot))
                 .bind(serde_json::to_string(&a).expect("serializes"))
+                .bind(brand.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?
                 .rows_affected();
             if inserted == 1 {
-                let before: Option<i64> = sqlx::query_scalar("SELECT MAX(slot) FROM dlft_allocations WHERE slot < $1")
+                let before: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(slot) FROM dlft_allocations WHERE slot < $1 AND brand = $2")
                     .bind(ms(a.slot))
+                    .bind(brand.as_str())
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db_err)?;
                 let (entity, after, cause) = dlft_core::propose::allocation::allocation_event(&a);
                 let before = before.map_or("none".to_string(), |s| s.to_string());
                 let t = Transition { block: Block::Estimator, kind: EventKind::AllocationRolled, entity, before, after, cause };
-                log(&mut tx, now, t).await?;
+                log(&mut tx, now, b, t).await?;
             }
         }
         let lease_for = job.lease.as_ref().map_or(0, |l| l.lease_for.0 as i64);
@@ -712,7 +764,7 @@ impl SqlStore {
         if let Some(cp) = batch.checkpoint {
             let before = job.checkpoint.as_ref().map_or("none".to_string(), |c| c.step.clone());
             let t = sched(EventKind::PipelineStep, lease.job.to_string(), &before, &cp.step, "checkpoint".into());
-            log(&mut tx, now, t).await?;
+            log(&mut tx, now, b, t).await?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(BatchResult { intents: plan.results })
@@ -736,7 +788,7 @@ impl SqlStore {
         }
         let mut tx = begin(&self.pool).await?;
         let mut job = fenced(&mut tx, lease).await?;
-        insert_costs(&mut tx, costs).await?;
+        insert_costs(&mut tx, &job.brand, costs).await?;
         job.lease = None;
         let mut tripped = None;
         let (kind, cause) = match outcome {
@@ -777,10 +829,11 @@ impl SqlStore {
             .await
             .map_err(db_err)?;
         }
-        log(&mut tx, now, sched(kind, lease.job.to_string(), "running", job.state.as_str(), cause)).await?;
+        let t = sched(kind, lease.job.to_string(), "running", job.state.as_str(), cause);
+        log(&mut tx, now, Some(&job.brand), t).await?;
         if let Some((schedule, error)) = tripped {
             let reason = format!("circuit breaker opened by {}: {error}", lease.job);
-            set_schedule_in(&mut tx, &schedule, false, &reason, now, EventKind::BreakerOpened).await?;
+            set_schedule_in(&mut tx, &job.brand, &schedule, false, &reason, now, EventKind::BreakerOpened).await?;
         }
         tx.commit().await.map_err(db_err)
     }
@@ -803,7 +856,7 @@ impl SqlStore {
 
     async fn do_events(&self, after: u64) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, at, block, kind, entity, before, after, cause FROM dlft_events WHERE seq > $1 ORDER BY seq",
+            "SELECT seq, at, brand, block, kind, entity, before, after, cause FROM dlft_events WHERE seq > $1 ORDER BY seq",
         )
         .bind(after as i64)
         .fetch_all(&self.pool)
@@ -820,12 +873,13 @@ impl SqlStore {
         Ok(seq as u64)
     }
 
-    async fn do_spend_ledger(&self, since: Timestamp) -> Result<Vec<InsightRow>, StoreError> {
+    async fn do_spend_ledger(&self, brand: &BrandId, since: Timestamp) -> Result<Vec<InsightRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT ad, bucket_start, spend_minor, currency, purchases, revenue_minor, revenue_currency \
-             FROM dlft_spend WHERE bucket_start >= $1 ORDER BY ad, bucket_start",
+             FROM dlft_spend WHERE bucket_start >= $1 AND brand = $2 ORDER BY ad, bucket_start",
         )
         .bind(ms(since))
+        .bind(brand.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
@@ -834,7 +888,7 @@ impl SqlStore {
 
     async fn do_intents(&self) -> Result<Vec<Intent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT key, action, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents ORDER BY key",
+            "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents ORDER BY key",
         )
         .fetch_all(&self.pool)
         .await
@@ -844,7 +898,7 @@ impl SqlStore {
 
     async fn do_intent(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
         let row = sqlx::query(
-            "SELECT key, action, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents WHERE key = $1",
+            "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents WHERE key = $1",
         )
         .bind(key.as_str())
         .fetch_optional(&self.pool)
@@ -890,8 +944,13 @@ impl SqlStore {
             .collect()
     }
 
-    async fn do_allocation(&self) -> Result<Option<dlft_core::propose::allocation::Allocation>, StoreError> {
-        let body: Option<String> = sqlx::query_scalar("SELECT body FROM dlft_allocations ORDER BY slot DESC LIMIT 1")
+    async fn do_allocation(
+        &self,
+        brand: &BrandId,
+    ) -> Result<Option<dlft_core::propose::allocation::Allocation>, StoreError> {
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body FROM dlft_allocations WHERE brand = $1 ORDER BY slot DESC LIMIT 1")
+            .bind(brand.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
@@ -938,12 +997,13 @@ impl Store for SqlStore {
     }
     fn set_schedule(
         &self,
+        brand: &BrandId,
         name: &str,
         enabled: bool,
         reason: &str,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.do_set_schedule(name, enabled, reason, now)
+        self.do_set_schedule(brand, name, enabled, reason, now)
     }
     fn discard_unknown_kinds(
         &self,
@@ -991,8 +1051,12 @@ impl Store for SqlStore {
     fn last_event_seq(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
         self.do_last_event_seq()
     }
-    fn spend_ledger(&self, since: Timestamp) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
-        self.do_spend_ledger(since)
+    fn spend_ledger(
+        &self,
+        brand: &BrandId,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
+        self.do_spend_ledger(brand, since)
     }
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
         self.do_intents()
@@ -1003,8 +1067,11 @@ impl Store for SqlStore {
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
         self.do_intent(key)
     }
-    fn allocation(&self) -> impl Future<Output = Result<Option<dlft_core::propose::allocation::Allocation>, StoreError>> + Send {
-        self.do_allocation()
+    fn allocation(
+        &self,
+        brand: &BrandId,
+    ) -> impl Future<Output = Result<Option<dlft_core::propose::allocation::Allocation>, StoreError>> + Send {
+        self.do_allocation(brand)
     }
     fn beat(&self, presence: &Presence, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.do_beat(presence, now)
@@ -1028,7 +1095,7 @@ impl crate::store::Stats for SqlStore {
         let intents = phases.iter().map(|r| Ok((get(r, "phase")?, get(r, "n")?))).collect::<Result<_, StoreError>>()?;
         let leaked = sqlx::query(
             "SELECT s.currency, CAST(SUM(s.spend_minor) AS BIGINT) AS n FROM dlft_spend s \
-             JOIN dlft_intents i ON i.kind = 'ad_kill' AND i.subject = s.ad \
+             JOIN dlft_intents i ON i.kind = 'ad_kill' AND i.subject = s.ad AND i.brand = s.brand \
              WHERE i.phase = 'committed' AND s.bucket_start >= i.updated_at \
              GROUP BY s.currency ORDER BY s.currency",
         )

@@ -11,7 +11,7 @@ use sqlx::{Connection, SqlSafeStr};
 
 macro_rules! job_cols {
     () => {
-        "id, kind, payload, priority, run_at, created_at, state, attempt, resumes, interrupted, errors, \
+        "id, brand, kind, payload, priority, run_at, created_at, state, attempt, resumes, interrupted, errors, \
          lease_token, lease_worker, lease_incarnation, lease_expires_at, lease_for, idempotency_key, schedule, \
          checkpoint"
     };
@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 
 /// The schema version this build writes. A database at a newer version is
 /// refused rather than written with old assumptions.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Why a store could not be opened. Every message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -84,18 +84,20 @@ pub fn redact(url: &str) -> String {
 }
 
 fn migrator(engine: Engine) -> Migrator {
-    let (init, allocations, presence, actions) = match engine {
+    let (init, allocations, presence, actions, brands) = match engine {
         Engine::Postgres => (
             include_str!("../../migrations/postgres/0001_init.sql"),
             include_str!("../../migrations/postgres/0002_allocations.sql"),
             include_str!("../../migrations/postgres/0003_presence.sql"),
             include_str!("../../migrations/postgres/0004_actions.sql"),
+            include_str!("../../migrations/postgres/0005_brands.sql"),
         ),
         Engine::Sqlite => (
             include_str!("../../migrations/sqlite/0001_init.sql"),
             include_str!("../../migrations/sqlite/0002_allocations.sql"),
             include_str!("../../migrations/sqlite/0003_presence.sql"),
             include_str!("../../migrations/sqlite/0004_actions.sql"),
+            include_str!("../../migrations/sqlite/0005_brands.sql"),
         ),
     };
     Migrator::with_migrations(vec![
@@ -103,6 +105,7 @@ fn migrator(engine: Engine) -> Migrator {
         Migration::new(2, "allocations".into(), MigrationType::Simple, allocations.into_sql_str(), false),
         Migration::new(3, "presence".into(), MigrationType::Simple, presence.into_sql_str(), false),
         Migration::new(4, "actions".into(), MigrationType::Simple, actions.into_sql_str(), false),
+        Migration::new(5, "brands".into(), MigrationType::Simple, brands.into_sql_str(), false),
     ])
 }
 

@@ -16,16 +16,24 @@ const BOOT_SWEEP_SQL: &str = concat!(
     " FROM dlft_jobs WHERE state = 'running' AND (lease_worker = $1 OR lease_expires_at <= $2) ORDER BY id"
 );
 const WAITING_SQL: &str = concat!("SELECT ", job_cols!(), " FROM dlft_jobs WHERE state = 'available' ORDER BY id");
-const SCHEDULE_ENABLED_SQL: &str = "SELECT enabled FROM dlft_schedules WHERE name = $1";
-const INTENT_LOCK_SQL: &str = "SELECT key, action, evidence, verdict, phase, opened_at, updated_at, attempts \
+const SCHEDULE_ENABLED_SQL: &str = "SELECT enabled FROM dlft_schedules WHERE name = $1 AND brand = $2";
+const INTENT_LOCK_SQL: &str = "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts \
      FROM dlft_intents WHERE key = $1";
 const SPEND_LOCK_SQL: &str = "SELECT ad, bucket_start, spend_minor, currency, purchases, revenue_minor, \
      revenue_currency FROM dlft_spend WHERE ad = $1 AND bucket_start = $2";
 
-const READY_SQL: &str = "SELECT id, state AS old_state, lease_worker AS old_worker, lease_incarnation AS old_inc \
-     FROM dlft_jobs WHERE kind IN (SELECT value FROM json_each($1)) \
-       AND ((state = 'available' AND run_at <= $2) OR (state = 'running' AND lease_expires_at <= $2)) \
-     ORDER BY priority, run_at, id LIMIT $3";
+/// Ready rows, fair across the brands served (`$4`): each brand's first
+/// `limit` in claim order (a correlated subquery per brand), ranked within
+/// the brand and taken round-robin by rank: core's `fair_order`.
+const READY_SQL: &str = "SELECT id, old_state, old_worker, old_inc FROM ( \
+       SELECT j.id, j.priority, j.run_at, j.state AS old_state, j.lease_worker AS old_worker, \
+         j.lease_incarnation AS old_inc, \
+         ROW_NUMBER() OVER (PARTITION BY j.brand ORDER BY j.priority, j.run_at, j.id) AS rnk \
+       FROM json_each($4) b JOIN dlft_jobs j ON j.id IN ( \
+         SELECT id FROM dlft_jobs WHERE brand = b.value AND kind IN (SELECT value FROM json_each($1)) \
+           AND ((state = 'available' AND run_at <= $2) OR (state = 'running' AND lease_expires_at <= $2)) \
+         ORDER BY priority, run_at, id LIMIT $3) \
+     ) ORDER BY rnk, priority, run_at, id LIMIT $3";
 
 const LEASE_SQL: &str = concat!(
     "UPDATE dlft_jobs SET state = 'running', attempt = attempt + 1, \
@@ -55,6 +63,7 @@ async fn claim_jobs(
         .bind(serde_json::to_string(kinds).expect("strings serialize"))
         .bind(ms(now))
         .bind(i64::from(req.limit))
+        .bind(serde_json::to_string(&req.brands).expect("strings serialize"))
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -77,7 +86,10 @@ async fn claim_jobs(
             .map_err(db_err)?;
         let job = job_from_row(&row)?;
         let (before, cause) = claim_cause(r, req)?;
-        rows.push(sched(EventKind::JobClaimed, job.id.to_string(), before, "running", cause));
+        rows.push((
+            Some(job.brand.clone()),
+            sched(EventKind::JobClaimed, job.id.to_string(), before, "running", cause),
+        ));
         jobs.push(job);
     }
     log_many(&mut tx, now, rows).await?;
