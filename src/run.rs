@@ -331,6 +331,7 @@ where
             ports: Ports { store: store.clone(), ads: ads.clone(), clock: SystemClock, probe: probe.clone() },
             cfg: wcfg,
             loop_cfg: cfg.loop_config(),
+            tenants: Default::default(),
             rng: ChaCha8Rng::seed_from_u64(seed_of(&id)),
             stop: stop.clone(),
             pulse,

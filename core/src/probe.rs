@@ -55,6 +55,12 @@ pub trait Probe: Send + Sync {
     fn reached(&self, site: Site, entity: &str) -> impl Future<Output = ()> + Send;
 }
 
+impl<T: Probe> Probe for &T {
+    fn reached(&self, site: Site, entity: &str) -> impl Future<Output = ()> + Send {
+        (**self).reached(site, entity)
+    }
+}
+
 /// The production probe: does nothing.
 #[derive(Copy, Clone, Debug, Default)]
 pub struct NoProbe;

@@ -80,6 +80,15 @@ pub trait Clock: Send + Sync {
     fn sleep(&self, duration: Millis) -> impl Future<Output = ()> + Send;
 }
 
+impl<T: Clock> Clock for &T {
+    fn now(&self) -> Timestamp {
+        (**self).now()
+    }
+    fn sleep(&self, duration: Millis) -> impl Future<Output = ()> + Send {
+        (**self).sleep(duration)
+    }
+}
+
 impl<T: Clock> Clock for std::sync::Arc<T> {
     fn now(&self) -> Timestamp {
         (**self).now()

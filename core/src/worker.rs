@@ -40,11 +40,21 @@ pub struct Worker<S, A, C, P, R> {
     pub ports: Ports<S, A, C, P>,
     pub cfg: WorkerConfig,
     pub loop_cfg: LoopConfig,
+    /// Brands served with ports and settings of their own (an ad account,
+    /// a currency, rules, scan pages). A brand of `cfg.brands` not here runs
+    /// on `ports.ads` and `loop_cfg`.
+    pub tenants: BTreeMap<BrandId, Tenant<A>>,
     pub rng: R,
     /// Set to stop gracefully (SIGTERM in production).
     pub stop: Arc<AtomicBool>,
     /// What the worker last achieved, for a health check to read.
     pub pulse: Arc<Pulse>,
+}
+
+/// One brand's own ports and settings.
+pub struct Tenant<A> {
+    pub ads: A,
+    pub loop_cfg: LoopConfig,
 }
 
 /// What a running worker last achieved, written by the worker and read by
@@ -134,6 +144,14 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
         Ok(())
     }
 
+    /// A brand's ads port and settings: its own, or the worker's.
+    fn tenant(&self, brand: &BrandId) -> (&A, &LoopConfig) {
+        match self.tenants.get(brand) {
+            Some(t) => (&t.ads, &t.loop_cfg),
+            None => (&self.ports.ads, &self.loop_cfg),
+        }
+    }
+
     fn should_stop(&self, until: Option<Timestamp>) -> bool {
         self.stop.load(Ordering::SeqCst) || until.is_some_and(|u| self.ports.clock.now() >= u)
     }
@@ -193,7 +211,7 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
                 }
             }
             for brand in &self.cfg.brands {
-                if let Some(scan) = &self.loop_cfg.scan {
+                if let Some(scan) = &self.tenant(brand).1.scan {
                     self.fire_scans(brand, scan, now, &mut scans_fired).await;
                 }
                 for (i, (name, every, job)) in periodic.iter().enumerate() {
@@ -346,9 +364,12 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
         if let Some(e) = refused {
             return Done::Ran { claim: Box::new(claim), result: Err(e), costs: vec![] };
         }
-        let mut attempt = Attempt::new(claim.lease.clone(), claim.job.brand.clone(), self.loop_cfg.currency);
+        // The job runs on its brand's ports and settings, and on nothing else.
+        let (ads, loop_cfg) = self.tenant(&claim.job.brand);
+        let ports = Ports { store: &self.ports.store, ads, clock: &self.ports.clock, probe: &self.ports.probe };
+        let mut attempt = Attempt::new(claim.lease.clone(), claim.job.brand.clone(), loop_cfg.currency);
         let result = {
-            let run = run_task(&self.ports, &self.loop_cfg, self.cfg.sabotage, &mut attempt, &claim.job).fuse();
+            let run = run_task(&ports, loop_cfg, self.cfg.sabotage, &mut attempt, &claim.job).fuse();
             let limit = self.ports.clock.sleep(timeout).fuse();
             let beat = self.heartbeat(&claim.lease).fuse();
             futures_util::pin_mut!(run, limit, beat);

@@ -321,6 +321,7 @@ pub fn run_event(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) 
                 },
                 cfg: scn.worker_config_for(i, opts.sabotage),
                 loop_cfg: loop_cfg.clone(),
+                tenants: Default::default(),
                 rng: rng_for(seed, stream::WORKER_BASE + 1_000 * i as u64 + boots[i]),
                 stop: Default::default(),
                 pulse: Default::default(),

@@ -175,6 +175,7 @@ pub fn run_in_process_until(
             ports: Ports { store: store.clone(), ads: ads.clone(), clock, probe: NoProbe },
             cfg: scn.worker_config(sabotage),
             loop_cfg: scn.loop_config(),
+            tenants: Default::default(),
             rng: rng_for(seed, 100),
             stop: Default::default(),
             pulse: Default::default(),

@@ -344,6 +344,7 @@ fn run_turmoil(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) ->
                 },
                 cfg: worker_cfg.clone(),
                 loop_cfg: loop_cfg.clone(),
+                tenants: Default::default(),
                 rng: rng_for(seed, stream::WORKER_BASE + 1_000 * i as u64 + boot),
                 stop: Default::default(),
                 pulse: Default::default(),

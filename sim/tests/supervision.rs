@@ -310,6 +310,7 @@ fn in_process_worker(
         },
         cfg,
         loop_cfg: scn.loop_config(),
+        tenants: Default::default(),
         rng: dlft_sim::run::rng_for(seed, 100),
         stop: Default::default(),
         pulse: Default::default(),

@@ -128,6 +128,25 @@ pub trait AdsPlatform: Send + Sync {
     fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send;
 }
 
+/// A borrowed platform is a platform: a worker lends each job its brand's.
+impl<T: AdsPlatform> AdsPlatform for &T {
+    fn insights(&self, query: &InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
+        (**self).insights(query)
+    }
+    fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> impl Future<Output = Result<(), AdsError>> + Send {
+        (**self).pause(ad, key)
+    }
+    fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
+        (**self).status(ad)
+    }
+    fn pause_batch(&self, items: &[(AdId, IdempotencyKey)]) -> impl Future<Output = BatchPause> + Send {
+        (**self).pause_batch(items)
+    }
+    fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
+        (**self).library(page)
+    }
+}
+
 impl<T: AdsPlatform> AdsPlatform for std::sync::Arc<T> {
     fn insights(&self, query: &InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
         (**self).insights(query)

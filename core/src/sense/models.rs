@@ -41,6 +41,17 @@ pub trait Models: Send + Sync {
     ) -> impl Future<Output = Result<Summary, ModelError>> + Send;
 }
 
+impl<T: Models> Models for &T {
+    fn summarize(
+        &self,
+        call_id: &str,
+        page: &str,
+        ads: &[LibraryAd],
+    ) -> impl Future<Output = Result<Summary, ModelError>> + Send {
+        (**self).summarize(call_id, page, ads)
+    }
+}
+
 impl<T: Models> Models for std::sync::Arc<T> {
     fn summarize(
         &self,

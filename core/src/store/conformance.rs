@@ -572,13 +572,14 @@ pub async fn a_brand_writes_only_its_own_rows<S: Store>(s: S) {
     s.enqueue(job(tick(0), None).for_brand(&brand("acme")), t(0)).await.unwrap();
     let a = claim_one(&s, "w", inc, 0).await;
     assert_eq!(a.job.brand, brand("acme"));
-    let row = InsightRow {
+    let spent = |minor| InsightRow {
         ad: AdId::new("ad-a"),
         bucket_start: t(0),
-        spend: Money::new(500, Currency::EUR),
+        spend: Money::new(minor, Currency::EUR),
         purchases: 0,
         revenue: Money::zero(Currency::EUR),
     };
+    let row = spent(500);
     let cost = CostRow {
         call_id: "acme-1".into(),
         brand: BrandId::default(), // the store stamps the writer's brand
@@ -618,6 +619,12 @@ pub async fn a_brand_writes_only_its_own_rows<S: Store>(s: S) {
     let r = s.write(&z.lease, WriteBatch { intents: vec![advance], ..WriteBatch::default() }, t(5)).await;
     assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
     assert_eq!(s.intent(&key).await.unwrap().unwrap().phase, IntentPhase::Intended, "nothing written");
+    // Another brand's account may reuse an ad id: its spend is its own.
+    let w = s.write(&z.lease, WriteBatch { insights: vec![spent(700)], ..WriteBatch::default() }, t(6)).await;
+    w.unwrap();
+    let minor = |rows: Vec<InsightRow>| rows.iter().map(|r| r.spend.minor).collect::<Vec<_>>();
+    assert_eq!(minor(s.spend_ledger(&brand("acme"), t(0)).await.unwrap()), vec![500]);
+    assert_eq!(minor(s.spend_ledger(&brand("zest"), t(0)).await.unwrap()), vec![700]);
     let events = s.events(0).await.unwrap();
     for e in events.iter().filter(|e| e.kind != EventKind::WorkerBooted) {
         assert!(e.brand.is_some(), "event {} names no brand", e.seq);

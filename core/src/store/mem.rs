@@ -41,8 +41,9 @@ pub struct MemStore {
     presence: BTreeMap<WorkerId, (Presence, Timestamp)>,
     intents: BTreeMap<IdempotencyKey, Intent>,
     actions: Vec<ActionRow>,
-    /// Keyed by ad and bucket (an ad id is one platform's, so one brand's).
-    spend: BTreeMap<(AdId, Timestamp), (BrandId, InsightRow)>,
+    /// Keyed by brand, ad and bucket: an ad id is one platform's, and two
+    /// brands' accounts may reuse one.
+    spend: BTreeMap<(BrandId, AdId, Timestamp), InsightRow>,
     events: Vec<Event>,
     costs: Vec<CostRow>,
     next_job: u64,
@@ -427,10 +428,10 @@ impl MemStore {
     }
 
     fn upsert_spend(&mut self, brand: &BrandId, row: InsightRow, now: Timestamp) {
-        let key = (row.ad.clone(), row.bucket_start);
-        if let Some(t) = spend_transition(self.spend.get(&key).map(|(_, r)| r), &row) {
+        let key = (brand.clone(), row.ad.clone(), row.bucket_start);
+        if let Some(t) = spend_transition(self.spend.get(&key), &row) {
             self.log_transition(now, brand, t);
-            self.spend.insert(key, (brand.clone(), row));
+            self.spend.insert(key, row);
         }
     }
 
@@ -546,7 +547,12 @@ impl MemStore {
     }
 
     pub fn spend_ledger(&self, brand: &BrandId, since: Timestamp) -> Vec<InsightRow> {
-        self.spend.values().filter(|(b, r)| b == brand && r.bucket_start >= since).map(|(_, r)| r.clone()).collect()
+        self.spend
+            .range((brand.clone(), AdId::new(""), Timestamp(0))..)
+            .take_while(|((b, _, _), _)| b == brand)
+            .filter(|(_, r)| r.bucket_start >= since)
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     pub fn activities(&self) -> Vec<PageActivity> {
@@ -611,7 +617,7 @@ impl MemStore {
             jobs,
             intents: self.intents(),
             actions: self.actions.clone(),
-            spend: self.spend.values().map(|(_, r)| r.clone()).collect(),
+            spend: self.spend.values().cloned().collect(),
             events: self.events.clone(),
             costs: self.costs.clone(),
             schedules: self.schedules(),

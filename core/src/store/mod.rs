@@ -427,6 +427,113 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Option<crate::propose::allocation::Allocation>, StoreError>> + Send;
 }
 
+/// A borrowed store is a store: a worker lends each job the one it holds.
+/// Every method forwards, the defaults included (a store may override them).
+impl<T: Store> Store for &T {
+    fn boot(&self, worker: &WorkerId, now: Timestamp) -> impl Future<Output = Result<Boot, StoreError>> + Send {
+        (**self).boot(worker, now)
+    }
+    fn beat(&self, presence: &Presence, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).beat(presence, now)
+    }
+    fn workers(&self) -> impl Future<Output = Result<Vec<WorkerRow>, StoreError>> + Send {
+        (**self).workers()
+    }
+    fn enqueue(&self, job: NewJob, now: Timestamp) -> impl Future<Output = Result<Enqueued, StoreError>> + Send {
+        (**self).enqueue(job, now)
+    }
+    fn fire_slot(
+        &self,
+        schedule: &str,
+        slot: Timestamp,
+        job: NewJob,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<SlotOutcome, StoreError>> + Send {
+        (**self).fire_slot(schedule, slot, job, now)
+    }
+    fn schedules(&self) -> impl Future<Output = Result<Vec<ScheduleRow>, StoreError>> + Send {
+        (**self).schedules()
+    }
+    fn set_schedule(
+        &self,
+        brand: &BrandId,
+        name: &str,
+        enabled: bool,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).set_schedule(brand, name, enabled, reason, now)
+    }
+    fn discard_unknown_kinds(
+        &self,
+        known: &[String],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send {
+        (**self).discard_unknown_kinds(known, now)
+    }
+    fn release(&self, lease: &Lease, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).release(lease, now)
+    }
+    fn claim(&self, req: &ClaimRequest, now: Timestamp) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send {
+        (**self).claim(req, now)
+    }
+    fn write(
+        &self,
+        lease: &Lease,
+        batch: WriteBatch,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<BatchResult, StoreError>> + Send {
+        (**self).write(lease, batch, now)
+    }
+    fn finish(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+        costs: Vec<CostRow>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).finish(lease, outcome, costs, now)
+    }
+    fn complete_batch(
+        &self,
+        done: Vec<(Lease, Vec<CostRow>)>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send {
+        (**self).complete_batch(done, now)
+    }
+    fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send {
+        (**self).job(id)
+    }
+    fn events(&self, after: u64) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send {
+        (**self).events(after)
+    }
+    fn last_event_seq(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).last_event_seq()
+    }
+    fn spend_ledger(
+        &self,
+        brand: &BrandId,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
+        (**self).spend_ledger(brand, since)
+    }
+    fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
+        (**self).intents()
+    }
+    fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send {
+        (**self).activities()
+    }
+    fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
+        (**self).intent(key)
+    }
+    fn allocation(
+        &self,
+        brand: &BrandId,
+    ) -> impl Future<Output = Result<Option<crate::propose::allocation::Allocation>, StoreError>> + Send {
+        (**self).allocation(brand)
+    }
+}
+
 /// A read-only view of everything a store holds, for checkers and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {

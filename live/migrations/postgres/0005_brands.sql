@@ -26,8 +26,12 @@ ALTER TABLE dlft_intents ALTER COLUMN brand DROP DEFAULT;
 CREATE INDEX dlft_intents_brand ON dlft_intents (brand, key);
 ALTER TABLE dlft_actions ADD COLUMN brand TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE dlft_actions ALTER COLUMN brand DROP DEFAULT;
+-- An ad id is one platform's: two brands' accounts may reuse one (the sim's
+-- worlds do), so the spend ledger is keyed by brand too.
 ALTER TABLE dlft_spend ADD COLUMN brand TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE dlft_spend ALTER COLUMN brand DROP DEFAULT;
+ALTER TABLE dlft_spend DROP CONSTRAINT dlft_spend_pkey;
+ALTER TABLE dlft_spend ADD PRIMARY KEY (brand, ad, bucket_start);
 CREATE INDEX dlft_spend_brand ON dlft_spend (brand, bucket_start);
 ALTER TABLE dlft_costs ADD COLUMN brand TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE dlft_costs ALTER COLUMN brand DROP DEFAULT;

@@ -36,7 +36,23 @@ ALTER TABLE dlft_slots_v5 RENAME TO dlft_slots;
 ALTER TABLE dlft_intents ADD COLUMN brand TEXT NOT NULL DEFAULT 'default';
 CREATE INDEX dlft_intents_brand ON dlft_intents (brand, key);
 ALTER TABLE dlft_actions ADD COLUMN brand TEXT NOT NULL DEFAULT 'default';
-ALTER TABLE dlft_spend ADD COLUMN brand TEXT NOT NULL DEFAULT 'default';
+-- An ad id is one platform's: two brands' accounts may reuse one (the sim's
+-- worlds do), so the spend ledger is keyed by brand too.
+CREATE TABLE dlft_spend_v5 (
+    brand         TEXT   NOT NULL,
+    ad            TEXT   NOT NULL,
+    bucket_start  BIGINT NOT NULL,
+    spend_minor   BIGINT NOT NULL,
+    currency      TEXT   NOT NULL,
+    purchases     BIGINT NOT NULL,
+    revenue_minor BIGINT NOT NULL,
+    revenue_currency TEXT NOT NULL,
+    PRIMARY KEY (brand, ad, bucket_start)
+);
+INSERT INTO dlft_spend_v5 (brand, ad, bucket_start, spend_minor, currency, purchases, revenue_minor, revenue_currency)
+    SELECT 'default', ad, bucket_start, spend_minor, currency, purchases, revenue_minor, revenue_currency FROM dlft_spend;
+DROP TABLE dlft_spend;
+ALTER TABLE dlft_spend_v5 RENAME TO dlft_spend;
 CREATE INDEX dlft_spend_brand ON dlft_spend (brand, bucket_start);
 ALTER TABLE dlft_costs ADD COLUMN brand TEXT NOT NULL DEFAULT 'default';
 

@@ -643,6 +643,7 @@ impl SqlStore {
             let old = sqlx::query(SPEND_LOCK_SQL)
                 .bind(row.ad.as_str())
                 .bind(ms(row.bucket_start))
+                .bind(brand.as_str())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err)?
@@ -652,7 +653,7 @@ impl SqlStore {
             log(&mut tx, now, b, t).await?;
             sqlx::query(
                 "INSERT INTO dlft_spend (ad, bucket_start, spend_minor, currency, purchases, revenue_minor, \
-                 revenue_currency, brand) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ad, bucket_start) DO UPDATE SET \
+                 revenue_currency, brand) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (brand, ad, bucket_start) DO UPDATE SET \
                  spend_minor = excluded.spend_minor, currency = excluded.currency, purchases = excluded.purchases, \
                  revenue_minor = excluded.revenue_minor, revenue_currency = excluded.revenue_currency",
             )

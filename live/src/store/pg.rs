@@ -23,7 +23,7 @@ const SCHEDULE_ENABLED_SQL: &str = "SELECT enabled FROM dlft_schedules WHERE nam
 const INTENT_LOCK_SQL: &str = "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts \
      FROM dlft_intents WHERE key = $1 FOR UPDATE";
 const SPEND_LOCK_SQL: &str = "SELECT ad, bucket_start, spend_minor, currency, purchases, revenue_minor, \
-     revenue_currency FROM dlft_spend WHERE ad = $1 AND bucket_start = $2 FOR UPDATE";
+     revenue_currency FROM dlft_spend WHERE ad = $1 AND bucket_start = $2 AND brand = $3 FOR UPDATE";
 
 /// One statement, one round trip: lock up to `limit` ready rows no one else
 /// has locked, in claim order, lease them and write one event row per claim

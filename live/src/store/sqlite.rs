@@ -20,7 +20,7 @@ const SCHEDULE_ENABLED_SQL: &str = "SELECT enabled FROM dlft_schedules WHERE nam
 const INTENT_LOCK_SQL: &str = "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts \
      FROM dlft_intents WHERE key = $1";
 const SPEND_LOCK_SQL: &str = "SELECT ad, bucket_start, spend_minor, currency, purchases, revenue_minor, \
-     revenue_currency FROM dlft_spend WHERE ad = $1 AND bucket_start = $2";
+     revenue_currency FROM dlft_spend WHERE ad = $1 AND bucket_start = $2 AND brand = $3";
 
 /// Ready rows, fair across the brands served (`$4`): each brand's first
 /// `limit` in claim order (a correlated subquery per brand), ranked within
