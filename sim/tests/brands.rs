@@ -5,7 +5,6 @@
 //! brand wrote is its own.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -41,60 +40,43 @@ fn throttled<T>() -> Result<T, AdsError> {
 }
 
 impl AdsPlatform for Account {
-    fn insights(&self, query: &InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
-        async move {
-            match self {
-                Account::Healthy(a) => a.insights(query).await,
-                Account::Throttled => throttled(),
-            }
+    async fn insights(&self, query: &InsightsQuery) -> Result<InsightsPage, AdsError> {
+        match self {
+            Account::Healthy(a) => a.insights(query).await,
+            Account::Throttled => throttled(),
         }
     }
-    fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> impl Future<Output = Result<(), AdsError>> + Send {
-        async move {
-            match self {
-                Account::Healthy(a) => a.pause(ad, key).await,
-                Account::Throttled => throttled(),
-            }
+    async fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> Result<(), AdsError> {
+        match self {
+            Account::Healthy(a) => a.pause(ad, key).await,
+            Account::Throttled => throttled(),
         }
     }
-    fn status(&self, ad: &AdId) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
-        async move {
-            match self {
-                Account::Healthy(a) => a.status(ad).await,
-                Account::Throttled => throttled(),
-            }
+    async fn status(&self, ad: &AdId) -> Result<AdStatus, AdsError> {
+        match self {
+            Account::Healthy(a) => a.status(ad).await,
+            Account::Throttled => throttled(),
         }
     }
-    fn pause_batch(&self, items: &[(AdId, IdempotencyKey)]) -> impl Future<Output = BatchPause> + Send {
-        async move {
-            match self {
-                Account::Healthy(a) => a.pause_batch(items).await,
-                Account::Throttled => throttled(),
-            }
+    async fn pause_batch(&self, items: &[(AdId, IdempotencyKey)]) -> BatchPause {
+        match self {
+            Account::Healthy(a) => a.pause_batch(items).await,
+            Account::Throttled => throttled(),
         }
     }
-    fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
-        async move {
-            match self {
-                Account::Healthy(a) => a.library(page).await,
-                Account::Throttled => throttled(),
-            }
+    async fn library(&self, page: &str) -> Result<Vec<LibraryAd>, AdsError> {
+        match self {
+            Account::Healthy(a) => a.library(page).await,
+            Account::Throttled => throttled(),
         }
     }
 }
 
 impl Models for Account {
-    fn summarize(
-        &self,
-        call_id: &str,
-        page: &str,
-        ads: &[LibraryAd],
-    ) -> impl Future<Output = Result<Summary, ModelError>> + Send {
-        async move {
-            match self {
-                Account::Healthy(a) => a.summarize(call_id, page, ads).await,
-                Account::Throttled => Err(ModelError::RateLimited { retry_after: Millis::from_secs(60) }),
-            }
+    async fn summarize(&self, call_id: &str, page: &str, ads: &[LibraryAd]) -> Result<Summary, ModelError> {
+        match self {
+            Account::Healthy(a) => a.summarize(call_id, page, ads).await,
+            Account::Throttled => Err(ModelError::RateLimited { retry_after: Millis::from_secs(60) }),
         }
     }
 }
@@ -129,8 +111,7 @@ fn a_throttled_brand_does_not_hold_back_another() {
                 pulse: Default::default(),
             };
             worker.run(Some(EPOCH + Millis::from_secs(scn.run.duration_s))).await.unwrap();
-            let snapshot = store.lock().snapshot();
-            snapshot
+            store.lock().snapshot()
         });
         // The healthy brand killed what it kills alone, when it kills it alone.
         let kills = |actions: &[dlft_core::act::intent::ActionRow]| {
