@@ -77,10 +77,11 @@ async fn check_config(text: &str, file: &str) -> Result<()> {
             failed.push(format!("{what}: {why}"));
         }
     };
-    report(
-        "Meta token",
-        cfg.meta_config(file).map(|_| format!("${} is set", cfg.meta.token_env)).map_err(|e| e.to_string()),
-    );
+    for brand in cfg.brand_ids() {
+        let var = &cfg.meta_of(&brand).token_env;
+        let what = if brand.is_default() { "Meta token".to_string() } else { format!("Meta token of brand {brand}") };
+        report(&what, cfg.meta_config_of(&brand, file).map(|_| format!("${var} is set")).map_err(|e| e.to_string()));
+    }
     if let Some(var) = &cfg.meta.webhook_secret_env {
         report("webhook secret", cfg.webhook_secret(file).map(|_| format!("${var} is set")).map_err(|e| e.to_string()));
     }

@@ -252,6 +252,7 @@ enum SabotageArg {
     SkipIntent,
     SkipReadBack,
     TrustWebhooks,
+    SharedAccount,
 }
 
 impl From<SabotageArg> for Sabotage {
@@ -261,6 +262,7 @@ impl From<SabotageArg> for Sabotage {
             SabotageArg::SkipIntent => Sabotage::SkipIntent,
             SabotageArg::SkipReadBack => Sabotage::SkipReadBack,
             SabotageArg::TrustWebhooks => Sabotage::TrustWebhooks,
+            SabotageArg::SharedAccount => Sabotage::SharedAccount,
         }
     }
 }
@@ -367,6 +369,7 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         SabotageArg::SkipIntent => "--sabotage skip-intent",
         SabotageArg::SkipReadBack => "--sabotage skip-read-back",
         SabotageArg::TrustWebhooks => "--sabotage trust-webhooks",
+        SabotageArg::SharedAccount => "--sabotage shared-account",
     };
     let summary = summarize(&scn, &path, extra, &reports);
     if args.json {

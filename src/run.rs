@@ -48,7 +48,7 @@ use dlft_core::jobs::Ports;
 use dlft_core::probe::{Probe, Site};
 use dlft_core::store::Store;
 use dlft_core::time::{Clock, Millis, Timestamp};
-use dlft_core::worker::{Pulse, Worker};
+use dlft_core::worker::{Pulse, Tenant, Worker};
 use dlft_live::SystemClock;
 use dlft_live::config::RunConfig;
 use dlft_live::meta::{MetaAds, Secret};
@@ -70,14 +70,23 @@ pub async fn run(config: &Path) -> Result<()> {
     let cfg = RunConfig::load(config)?;
     let url = cfg.store_url(&file)?;
     let meta = cfg.meta_config(&file)?;
+    // Every other brand's account, each with its own token (read now: a
+    // missing one stops the start, before the store is touched).
+    let mut tenants = std::collections::BTreeMap::new();
+    for brand in cfg.brand_ids().into_iter().filter(|b| !b.is_default()) {
+        let meta = cfg.meta_config_of(&brand, &file)?;
+        tenants.insert(brand, Arc::new(MetaAds::new(meta).context("building the HTTP client")?));
+    }
     let webhook_secret = cfg.webhook_secret(&file)?;
     let probe = HoldProbe::from_env()?; // refuse a bad value before touching the store
     let opts = PoolOptions { max_connections: cfg.store.max_connections, ..PoolOptions::default() };
-    info!(store = %redact(&url), workers = cfg.runner.workers, name = %cfg.runner.name, "starting");
+    let brands: Vec<String> = cfg.brand_ids().iter().map(ToString::to_string).collect();
+    info!(store = %redact(&url), workers = cfg.runner.workers, name = %cfg.runner.name, brands = %brands.join(","), "starting");
     let ads = Arc::new(MetaAds::new(meta).context("building the HTTP client")?);
+    let accounts = Accounts { default: ads, tenants };
     match Engine::of(&url)? {
-        Engine::Postgres => serve(open_pg(&url, &opts).await?, &cfg, ads, probe, webhook_secret).await,
-        Engine::Sqlite => serve(open_sqlite(&url, &opts).await?, &cfg, ads, probe, webhook_secret).await,
+        Engine::Postgres => serve(open_pg(&url, &opts).await?, &cfg, accounts, probe, webhook_secret).await,
+        Engine::Sqlite => serve(open_sqlite(&url, &opts).await?, &cfg, accounts, probe, webhook_secret).await,
     }
 }
 
@@ -276,16 +285,23 @@ async fn health<S: Store>(State(h): State<Health<S>>) -> (axum::http::StatusCode
     (code, axum::Json(body))
 }
 
+/// Every brand's ads adapter: the default brand's, and each other brand's.
+struct Accounts {
+    default: Arc<MetaAds>,
+    tenants: std::collections::BTreeMap<dlft_core::ids::BrandId, Arc<MetaAds>>,
+}
+
 async fn serve<S>(
     store: S,
     cfg: &RunConfig,
-    ads: Arc<MetaAds>,
+    accounts: Accounts,
     probe: HoldProbe,
     webhook_secret: Option<Secret>,
 ) -> Result<()>
 where
     S: Store + Stats + Clone + Send + Sync + 'static,
 {
+    let ads = accounts.default.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let host = host_name();
     let wcfgs: Vec<_> = (0..cfg.runner.workers).map(|i| cfg.worker_config(i)).collect();
@@ -331,7 +347,11 @@ where
             ports: Ports { store: store.clone(), ads: ads.clone(), clock: SystemClock, probe: probe.clone() },
             cfg: wcfg,
             loop_cfg: cfg.loop_config(),
-            tenants: Default::default(),
+            tenants: accounts
+                .tenants
+                .iter()
+                .map(|(b, a)| (b.clone(), Tenant { ads: a.clone(), loop_cfg: cfg.loop_config_of(b) }))
+                .collect(),
             rng: ChaCha8Rng::seed_from_u64(seed_of(&id)),
             stop: stop.clone(),
             pulse,

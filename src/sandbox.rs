@@ -98,7 +98,7 @@ impl Sandbox {
 
 async fn insights(
     State(sb): State<Sandbox>,
-    Path(_account): Path<String>,
+    Path(account): Path<String>,
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
@@ -115,7 +115,9 @@ async fn insights(
         after: q.get("after").cloned(),
         limit: num("limit").unwrap_or(25).clamp(1, 5_000) as u32,
     };
-    sb.serve(AdsRequest::Insights { query })
+    // A one-account world ignores the account; a world of several brands
+    // serves the one named (`/{brand}/insights`).
+    sb.serve(AdsRequest::Insights { account: Some(account), query })
 }
 
 async fn ad_get(

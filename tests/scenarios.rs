@@ -169,7 +169,29 @@ const LIBRARY: &[Entry] = &[
         must_happen: &["partial_batches", "acks_without_effect", "api_timeouts", "crashes"],
         must_crash_at: &["tick_after_batch_pause", "tick_after_decide", "kill_after_pause"],
     },
+    Entry {
+        file: "scenarios/multi-brand.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: 1,
+        crash_in: 1,
+        must_happen: &[
+            "crashes",
+            "db_partitions",
+            "ads_partitions",
+            "timeout_storms",
+            "api_timeouts",
+            "rate_limits",
+            "revoked_refusals",
+        ],
+        must_crash_at: KILL_PHASES,
+    },
 ];
+
+/// Per scenario of several brands: the brands that must have killed losers
+/// (every seed's checker judged them unharmed besides), and those whose
+/// account was revoked, which must have killed nothing.
+const BRANDS: &[(&str, &[&str], &[&str])] = &[("scenarios/multi-brand.toml", &["north", "south"], &["east"])];
 
 /// Scenario files not (yet) in the library, each with the reason: a file
 /// in `scenarios/` that is in neither list fails `every_scenario_file_is_in_the_library`.
@@ -208,6 +230,16 @@ fn check(entry: &Entry) {
     for site in *must_crash_at {
         let n = v["seeds_with_crash_at"][site].as_u64().unwrap_or(0);
         assert!(n >= *crash_in, "{file}: a crash at {site} in {n} seeds (at least {crash_in} wanted)");
+    }
+    for (_, killing, idle) in BRANDS.iter().filter(|(f, _, _)| f == file) {
+        let kills = &v["kills_by_brand"];
+        for b in *killing {
+            let n = kills[b].as_u64().unwrap_or(0);
+            assert!(n >= *seeds, "{file}: brand {b} killed {n} times in {seeds} seeds: {kills}");
+        }
+        for b in *idle {
+            assert!(kills[b].is_null(), "{file}: brand {b}, whose account was revoked, killed: {kills}");
+        }
     }
 }
 
@@ -264,4 +296,5 @@ scenario_tests! {
     pipeline_phase_loss => "pipeline-phase-loss.toml",
     partial_pause => "partial-pause.toml",
     webhook_lies => "webhook-lies.toml",
+    multi_brand => "multi-brand.toml",
 }

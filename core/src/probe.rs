@@ -85,4 +85,6 @@ pub enum Sabotage {
     SkipReadBack,
     /// Reconcile on a webhook's word, without reading the status back.
     TrustWebhooks,
+    /// Run every brand's jobs on the worker's one account, not the brand's own.
+    SharedAccount,
 }

@@ -19,7 +19,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::act::intent::IntentOp;
-use crate::config::{LoopConfig, PoolConfig, ScanConfig, WorkerConfig};
+use crate::config::{LoopConfig, PoolConfig, Sabotage, ScanConfig, WorkerConfig};
 use crate::ids::{BrandId, Incarnation, JobId};
 use crate::jobs::{Attempt, JobError, Ports, run_task, scan};
 use crate::probe::{Probe, Site};
@@ -147,6 +147,8 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
     /// A brand's ads port and settings: its own, or the worker's.
     fn tenant(&self, brand: &BrandId) -> (&A, &LoopConfig) {
         match self.tenants.get(brand) {
+            // Sabotage only: a brand's settings, on someone else's account.
+            Some(t) if self.cfg.sabotage == Sabotage::SharedAccount => (&self.ports.ads, &t.loop_cfg),
             Some(t) => (&t.ads, &t.loop_cfg),
             None => (&self.ports.ads, &self.loop_cfg),
         }

@@ -4,11 +4,13 @@
 
 #![allow(clippy::disallowed_methods, reason = "live is where the environment is read (secrets, test settings)")]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use dlft_core::config::{LoopSettings, PlatformShape};
+use dlft_core::ids::BrandId;
 use dlft_core::money::Currency;
 use dlft_core::time::Millis;
 use serde::Deserialize;
@@ -21,9 +23,21 @@ pub struct RunConfig {
     #[serde(default)]
     pub store: StoreSection,
     pub runner: RunnerSection,
+    /// The ads account of the brand `default` (and the app's webhook secret).
     pub meta: MetaSection,
+    /// Further brands, one section each (`[brands.<id>.meta]`: its own ad
+    /// account, token and currency). Every worker serves every brand,
+    /// claiming fairly across them; the `[loop]` rules apply to all.
+    #[serde(default)]
+    pub brands: BTreeMap<String, BrandSection>,
     #[serde(rename = "loop")]
     pub control: LoopSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandSection {
+    pub meta: MetaSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -124,7 +138,9 @@ pub enum ConfigError {
     Read { file: String, source: std::io::Error },
     #[error("{file}: {message}")]
     Invalid { file: String, message: String },
-    #[error("{file}: the secret {var} is not set (meta.token_env names it; secrets never go in the file)")]
+    #[error(
+        "{file}: the secret {var} is not set (a token_env or webhook_secret_env names it; secrets never go in the file)"
+    )]
     MissingSecret { file: String, var: String },
 }
 
@@ -146,28 +162,72 @@ impl RunConfig {
         if cfg.runner.workers == 0 || cfg.runner.workers > 64 {
             return Err(invalid("field `runner.workers`: must be 1..=64".into()));
         }
-        Currency::parse(&cfg.meta.currency).map_err(|e| invalid(format!("field `meta.currency`: {e}")))?;
-        if cfg.meta.bucket_s == 0 {
-            return Err(invalid("field `meta.bucket_s`: must be positive".into()));
+        for (id, section) in &cfg.brands {
+            let brand = BrandId::parse(id).map_err(|e| invalid(format!("section `brands.{id}`: {e}")))?;
+            if brand.is_default() {
+                return Err(invalid(format!("section `brands.{id}`: the brand `{id}` is [meta]'s")));
+            }
+            if section.meta.webhook_secret_env.is_some() {
+                return Err(invalid(format!(
+                    "field `brands.{id}.meta.webhook_secret_env`: webhooks are signed per app: set it in [meta]"
+                )));
+            }
         }
-        let (w, l) = (cfg.worker_config(0), cfg.loop_config());
-        dlft_core::config::validate(&w, &l).map_err(|m| invalid(format!("[loop]: {m}")))?;
+        let mut accounts = BTreeMap::new();
+        for brand in cfg.brand_ids() {
+            let meta = cfg.meta_of(&brand);
+            let at = if brand.is_default() { "meta".to_string() } else { format!("brands.{brand}.meta") };
+            Currency::parse(&meta.currency).map_err(|e| invalid(format!("field `{at}.currency`: {e}")))?;
+            if meta.bucket_s == 0 {
+                return Err(invalid(format!("field `{at}.bucket_s`: must be positive")));
+            }
+            if let Some(other) = accounts.insert(meta.account_id.clone(), brand.clone()) {
+                return Err(invalid(format!(
+                    "field `{at}.account_id`: {} is brand {other}'s account too",
+                    meta.account_id
+                )));
+            }
+            let (w, l) = (cfg.worker_config(0), cfg.loop_config_of(&brand));
+            dlft_core::config::validate(&w, &l).map_err(|m| invalid(format!("[loop] for brand {brand}: {m}")))?;
+        }
         Ok(cfg)
     }
 
-    pub fn loop_config(&self) -> dlft_core::config::LoopConfig {
-        let platform = PlatformShape {
-            currency: Currency::parse(&self.meta.currency).expect("validated"),
-            bucket: Millis::from_secs(self.meta.bucket_s),
-            page_limit: self.meta.page_limit,
-        };
-        self.control.loop_config(&platform, Millis::from_secs(self.meta.estimate_window_s), None)
+    /// Every brand this process serves: `default` ([meta]) and each `[brands.<id>]`.
+    pub fn brand_ids(&self) -> Vec<BrandId> {
+        let mut out = vec![BrandId::default()];
+        out.extend(self.brands.keys().map(|k| BrandId::new(k.clone())));
+        out
     }
 
-    /// Worker `i` (0-based) of this process.
+    /// A brand's ads account section (`[meta]` for `default`).
+    pub fn meta_of(&self, brand: &BrandId) -> &MetaSection {
+        self.brands.get(brand.as_str()).map_or(&self.meta, |b| &b.meta)
+    }
+
+    /// The default brand's loop settings.
+    pub fn loop_config(&self) -> dlft_core::config::LoopConfig {
+        self.loop_config_of(&BrandId::default())
+    }
+
+    /// A brand's loop settings: the shared `[loop]` rules on its account's
+    /// currency and bucket.
+    pub fn loop_config_of(&self, brand: &BrandId) -> dlft_core::config::LoopConfig {
+        let meta = self.meta_of(brand);
+        let platform = PlatformShape {
+            currency: Currency::parse(&meta.currency).expect("validated"),
+            bucket: Millis::from_secs(meta.bucket_s),
+            page_limit: meta.page_limit,
+        };
+        self.control.loop_config(&platform, Millis::from_secs(meta.estimate_window_s), None)
+    }
+
+    /// Worker `i` (0-based) of this process: it serves every brand.
     pub fn worker_config(&self, i: u32) -> dlft_core::config::WorkerConfig {
         let id = dlft_core::ids::WorkerId::new(format!("{}-{}", self.runner.name, i + 1));
-        self.control.worker_config(id, dlft_core::config::Sabotage::None)
+        let mut cfg = self.control.worker_config(id, dlft_core::config::Sabotage::None);
+        cfg.brands = self.brand_ids();
+        cfg
     }
 
     /// The store URL with `${VAR}` references filled from the environment.
@@ -193,19 +253,90 @@ impl RunConfig {
         Ok(Some(Secret::new(secret)))
     }
 
-    /// The Meta adapter's settings, with the token read from the environment.
+    /// The default brand's Meta adapter settings, with the token read from
+    /// the environment.
     pub fn meta_config(&self, file: &str) -> Result<MetaConfig, ConfigError> {
-        let var = &self.meta.token_env;
+        self.meta_config_of(&BrandId::default(), file)
+    }
+
+    /// A brand's Meta adapter settings, with its token read from the environment.
+    pub fn meta_config_of(&self, brand: &BrandId, file: &str) -> Result<MetaConfig, ConfigError> {
+        let meta = self.meta_of(brand);
+        let var = &meta.token_env;
         let token = std::env::var(var)
             .ok()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ConfigError::MissingSecret { file: file.to_string(), var: var.clone() })?;
         Ok(MetaConfig {
-            base_url: self.meta.base_url.clone(),
-            account_id: self.meta.account_id.clone(),
+            base_url: meta.base_url.clone(),
+            account_id: meta.account_id.clone(),
             token: Secret::new(token),
-            timeout: Duration::from_millis(self.meta.timeout_ms),
-            account_utc_offset_min: self.meta.account_utc_offset_min,
+            timeout: Duration::from_millis(meta.timeout_ms),
+            account_utc_offset_min: meta.account_utc_offset_min,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../examples/dlft.sandbox.toml");
+
+    fn with(extra: &str) -> Result<RunConfig, ConfigError> {
+        RunConfig::parse(&format!("{EXAMPLE}\n{extra}"), "dlft.toml")
+    }
+
+    fn brand(id: &str, account: &str, currency: &str) -> String {
+        format!(
+            "[brands.{id}.meta]\nbase_url = \"http://127.0.0.1:8787\"\naccount_id = \"{account}\"\n\
+             token_env = \"DLFT_UNSET_{}_TOKEN\"\ncurrency = \"{currency}\"\nbucket_s = 5\n",
+            id.to_uppercase()
+        )
+    }
+
+    fn message(r: Result<RunConfig, ConfigError>) -> String {
+        match r {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn one_file_serves_several_brands_each_on_its_own_account() {
+        let cfg = with(&(brand("north", "act_2", "SEK") + &brand("south", "act_3", "GBP"))).unwrap();
+        let ids: Vec<String> = cfg.brand_ids().iter().map(ToString::to_string).collect();
+        assert_eq!(ids, ["default", "north", "south"]);
+        assert_eq!(cfg.worker_config(0).brands, cfg.brand_ids(), "every worker serves every brand");
+        let north = BrandId::new("north");
+        assert_eq!(cfg.loop_config_of(&north).currency, Currency::parse("SEK").unwrap());
+        assert_eq!(cfg.loop_config().currency, Currency::parse("EUR").unwrap());
+        assert_eq!(cfg.meta_of(&north).account_id, "act_2");
+        assert_eq!(cfg.meta_of(&north).token_env, "DLFT_UNSET_NORTH_TOKEN", "a secret per brand, by env var name");
+        // A file without [brands] is one brand, `default`.
+        assert_eq!(with("").unwrap().brand_ids(), vec![BrandId::default()]);
+    }
+
+    #[test]
+    fn bad_brand_sections_are_named() {
+        let m = message(with(&brand("no way", "act_2", "EUR")));
+        assert!(m.contains("no way"), "{m}");
+        let m = message(with(&brand("default", "act_2", "EUR")));
+        assert!(m.contains("`brands.default`") && m.contains("[meta]"), "{m}");
+        let m = message(with(&brand("north", "act_1", "EUR")));
+        assert!(m.contains("brands.north.meta.account_id") && m.contains("default"), "{m}");
+        let m = message(with(&brand("north", "act_2", "EURO")));
+        assert!(m.contains("brands.north.meta.currency"), "{m}");
+        let m = message(with(&(brand("north", "act_2", "EUR") + "webhook_secret_env = \"X\"\n")));
+        assert!(m.contains("brands.north.meta.webhook_secret_env"), "{m}");
+        let m = message(with(&(brand("north", "act_2", "EUR") + "colour = \"red\"\n")));
+        assert!(m.contains("colour"), "{m}");
+    }
+
+    #[test]
+    fn a_missing_brand_token_is_named() {
+        let cfg = with(&brand("north", "act_2", "EUR")).unwrap();
+        let m = cfg.meta_config_of(&BrandId::new("north"), "dlft.toml").unwrap_err().to_string();
+        assert!(m.contains("DLFT_UNSET_NORTH_TOKEN"), "{m}");
     }
 }

@@ -2,7 +2,9 @@
 //! after a run, plus the event log's replay. Leak is integer cents.
 //!
 //! - `ledger_spend`: every closed bucket's world spend equals the spend
-//!   ledger's row (missing or wrong rows are unaccounted money);
+//!   ledger's row (missing or wrong rows are unaccounted money), for every
+//!   ad the loop can reach (an ad of a brand whose account was revoked is the
+//!   fault's: the platform shows the loop nothing of it);
 //! - `write_ahead`: every world effect has an intent written before it;
 //! - `effect_committed`: every world effect's intent is committed by the end
 //!   (effects in the last `kill_deadline` may still be in flight);
@@ -11,8 +13,11 @@
 //! - `reconcile_window` (where a scenario asks): every effect's intent is
 //!   committed within the window after the effect;
 //! - `kill_deadline`: spend after `intent + deadline` is leak;
+//! - `brand_isolation`: every kill intent is of the brand whose account
+//!   holds the ad (a brand acts only on its own ads);
 //! - `model_spend`: every call the model vendor billed has its booked cost row;
-//! - `slot_once`: every schedule slot fired once, whatever the workers did;
+//! - `slot_once`: every brand's schedule slot fired once, whatever the
+//!   workers did;
 //! - `log_replay`: the event log alone rebuilds every job and intent state.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,6 +68,7 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
     check_spend_ledger(input, &mut v);
     check_actions(input, &mut v);
     check_deadlines(input, &mut v);
+    check_brands(input, &mut v);
     check_model_spend(input, &mut v);
     check_log(input, &mut v);
     v
@@ -73,7 +79,7 @@ fn check_spend_ledger(input: &CheckInput<'_>, v: &mut Verdict) {
     let bucket = world.bucket();
     let ledger: BTreeMap<_, i64> =
         input.store.spend.iter().map(|r| ((r.ad.clone(), r.bucket_start), r.spend.minor)).collect();
-    for spec in world.specs() {
+    for spec in world.specs().filter(|s| !world.is_unreachable(&s.id)) {
         let mut b = world.start().floor_to(bucket);
         while b + bucket <= input.settled_until {
             let truth = world.spend_between(&spec.id, b, b + bucket);
@@ -168,6 +174,21 @@ fn check_deadlines(input: &CheckInput<'_>, v: &mut Verdict) {
     }
 }
 
+fn check_brands(input: &CheckInput<'_>, v: &mut Verdict) {
+    for intent in &input.store.intents {
+        let Some(ad) = intent.action.killed_ad() else { continue };
+        if let Some(account) = input.world.account_of(ad)
+            && account != intent.brand.as_str()
+        {
+            v.flag(
+                input.seed,
+                "brand_isolation",
+                format!("{}: brand {} opened it, but the ad is brand {account}'s", intent.key, intent.brand),
+            );
+        }
+    }
+}
+
 /// Every call the model vendor billed has its cost row, booked before the
 /// call under the same id, for at least the billed amount.
 fn check_model_spend(input: &CheckInput<'_>, v: &mut Verdict) {
@@ -188,13 +209,13 @@ fn check_model_spend(input: &CheckInput<'_>, v: &mut Verdict) {
 }
 
 fn check_log(input: &CheckInput<'_>, v: &mut Verdict) {
-    // Each schedule slot fires once, however many workers raced for it.
-    let mut fired: BTreeMap<&str, u32> = BTreeMap::new();
+    // Each brand's schedule slot fires once, however many workers raced for it.
+    let mut fired: BTreeMap<(Option<&str>, &str), u32> = BTreeMap::new();
     for e in input.store.events.iter().filter(|e| e.kind == dlft_core::telemetry::EventKind::SlotFired) {
-        *fired.entry(e.entity.as_str()).or_default() += 1;
+        *fired.entry((e.brand.as_ref().map(|b| b.as_str()), e.entity.as_str())).or_default() += 1;
     }
-    for (slot, n) in fired.into_iter().filter(|(_, n)| *n > 1) {
-        v.flag(input.seed, "slot_once", format!("{slot} fired {n} times"));
+    for ((brand, slot), n) in fired.into_iter().filter(|(_, n)| *n > 1) {
+        v.flag(input.seed, "slot_once", format!("{slot} of brand {brand:?} fired {n} times"));
     }
     let rebuilt = match replay(&input.store.events) {
         Ok(r) => r,

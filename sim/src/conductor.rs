@@ -304,6 +304,7 @@ impl Conductor {
             faults.acks_without_effect = p.acked_without_effect;
             faults.partial_batches = p.partial_batches;
             faults.stale_reads = p.stale_reads;
+            faults.revoked_refusals = lock(&p.world).refused_calls();
             if let Some(wh) = &p.webhooks {
                 faults.webhooks_true = wh.sent;
                 faults.webhook_lies = wh.lies;
@@ -333,6 +334,7 @@ impl Conductor {
             claims_by_worker: t.claims_by_worker,
             webhook_commits: t.webhook_commits,
             rerolls: t.rerolls,
+            kills_by_brand: t.kills_by_brand,
             plan,
         }
     }

@@ -222,8 +222,12 @@ impl Wire for EventWire {
     fn ads(&self, req: AdsRequest) -> impl Future<Output = Result<HttpReply, RpcError>> + Send {
         self.exchange(Link::Ads, serve_ads_request(self.platform.clone(), self.clock, req))
     }
-    fn insights(&self, query: InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
-        let served = self.exchange(Link::Ads, serve_insights_direct(self.platform.clone(), self.clock, query));
+    fn insights(
+        &self,
+        account: Option<String>,
+        query: InsightsQuery,
+    ) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
+        let served = self.exchange(Link::Ads, serve_insights_direct(self.platform.clone(), self.clock, account, query));
         async move { served.await.map_err(ads_error)? }
     }
 }
@@ -315,13 +319,13 @@ pub fn run_event(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) 
             let mut worker = Worker {
                 ports: Ports {
                     store: SimStore { wire: wire.clone() },
-                    ads: SimAds { wire },
+                    ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: probe.clone(), worker: i },
                 },
                 cfg: scn.worker_config_for(i, opts.sabotage),
                 loop_cfg: loop_cfg.clone(),
-                tenants: Default::default(),
+                tenants: crate::hosts::tenants(scn, &wire),
                 rng: rng_for(seed, stream::WORKER_BASE + 1_000 * i as u64 + boots[i]),
                 stop: Default::default(),
                 pulse: Default::default(),

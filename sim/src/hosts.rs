@@ -127,8 +127,12 @@ pub trait Wire: Clone + Send + Sync + 'static {
     /// An insights page: through [`Wire::ads`] and Meta's decoder unless a
     /// wire hands rows over directly (the event driver, where encoding every
     /// page as JSON would dominate long runs; turmoil covers the shapes).
-    fn insights(&self, query: InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
-        let reply = self.ads(AdsRequest::Insights { query });
+    fn insights(
+        &self,
+        account: Option<String>,
+        query: InsightsQuery,
+    ) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
+        let reply = self.ads(AdsRequest::Insights { account, query });
         async move { meta::decode_insights(&reply_body(reply.await.map_err(ads_error)?)?) }
     }
 }
@@ -588,8 +592,11 @@ pub fn handle_ads_stale(
 ) -> HttpReply {
     world.advance_to(now);
     match req {
-        AdsRequest::Insights { query } => {
-            let rows = world.insights(query.since, query.until, now);
+        AdsRequest::Insights { account, query } => {
+            if world.refuses(account.as_deref()) {
+                return graph_error(400, 190, REVOKED);
+            }
+            let rows = world.insights_of(account.as_deref(), query.since, query.until, now);
             let Some((offset, end)) = page_range(rows.len(), query.after.as_deref(), query.limit) else {
                 return graph_error(400, 100, "(#100) Invalid cursor");
             };
@@ -675,11 +682,15 @@ fn rate_limited() -> HttpReply {
     HttpReply { status: 400, headers, body }
 }
 
+/// Graph error 190's message for a token whose session was invalidated.
+const REVOKED: &str = "Error validating access token: The session has been invalidated.";
+
 /// An insights request that reached the platform, answered with rows rather
 /// than Meta's JSON: the same fates as [`serve_ads_request`] (`None`: no reply).
 pub async fn serve_insights_direct<C: Clock>(
     platform: Arc<Mutex<PlatformState>>,
     clock: C,
+    account: Option<String>,
     query: InsightsQuery,
 ) -> Option<Result<InsightsPage, AdsError>> {
     let fate = decide_fate(&mut lock(&platform), false);
@@ -695,15 +706,23 @@ pub async fn serve_insights_direct<C: Clock>(
         Fate::Serve { latency, .. } => {
             tokio::time::sleep(latency.as_std()).await;
             let p = lock(&platform);
-            Some(insights_page(&mut lock(&p.world), &query, clock.now()))
+            Some(insights_page(&mut lock(&p.world), account.as_deref(), &query, clock.now()))
         }
     }
 }
 
 /// One page of insights rows straight from the world (no JSON).
-pub fn insights_page(world: &mut AdsWorld, query: &InsightsQuery, now: Timestamp) -> Result<InsightsPage, AdsError> {
+pub fn insights_page(
+    world: &mut AdsWorld,
+    account: Option<&str>,
+    query: &InsightsQuery,
+    now: Timestamp,
+) -> Result<InsightsPage, AdsError> {
+    if world.refuses(account) {
+        return Err(AdsError::Permanent { code: 190, message: REVOKED.into() });
+    }
     world.advance_to(now);
-    let rows = world.insights(query.since, query.until, now);
+    let rows = world.insights_of(account, query.since, query.until, now);
     let Some((start, end)) = page_range(rows.len(), query.after.as_deref(), query.limit) else {
         return Err(AdsError::Permanent { code: 100, message: "(#100) Invalid cursor".into() });
     };
@@ -783,6 +802,23 @@ pub async fn serve_ads_request<C: Clock>(
 #[derive(Clone, Debug)]
 pub struct SimAds<W = TurmoilWire> {
     pub wire: W,
+    /// The brand's ad account (`None`: the world's one account).
+    pub account: Option<String>,
+}
+
+/// Each brand of the scenario on its own account over `wire` (empty for a
+/// one-brand run, which runs on the worker's own port).
+pub fn tenants<W: Wire>(
+    scn: &crate::scenario::Scenario,
+    wire: &W,
+) -> BTreeMap<BrandId, dlft_core::worker::Tenant<SimAds<W>>> {
+    scn.brand_accounts()
+        .into_iter()
+        .map(|id| {
+            let ads = SimAds { wire: wire.clone(), account: Some(id.clone()) };
+            (BrandId::new(id), dlft_core::worker::Tenant { ads, loop_cfg: scn.loop_config() })
+        })
+        .collect()
 }
 
 impl<W: Wire> SimAds<W> {
@@ -802,7 +838,7 @@ pub fn reply_body(reply: HttpReply) -> Result<serde_json::Value, AdsError> {
 
 impl<W: Wire> AdsPlatform for SimAds<W> {
     fn insights(&self, query: &InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
-        self.wire.insights(query.clone())
+        self.wire.insights(self.account.clone(), query.clone())
     }
     fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> impl Future<Output = Result<(), AdsError>> + Send {
         let req = AdsRequest::Pause { ad: ad.clone(), key: key.clone() };

@@ -49,7 +49,7 @@ impl<C: Clock> InProcessAds<C> {
 impl<C: Clock> AdsPlatform for InProcessAds<C> {
     fn insights(&self, query: &InsightsQuery) -> impl Future<Output = Result<InsightsPage, AdsError>> + Send {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        ready(crate::hosts::insights_page(&mut lock(&self.world), query, self.clock.now()))
+        ready(crate::hosts::insights_page(&mut lock(&self.world), None, query, self.clock.now()))
     }
     fn pause(&self, ad: &AdId, key: &IdempotencyKey) -> impl Future<Output = Result<(), AdsError>> + Send {
         let req = AdsRequest::Pause { ad: ad.clone(), key: key.clone() };
@@ -163,6 +163,7 @@ pub fn run_in_process_until(
     use dlft_core::time::Millis;
     use dlft_core::worker::Worker;
 
+    assert!(scn.brands.is_none(), "the in-process harness runs one brand on one account");
     virtual_runtime().block_on(async {
         let clock = VirtualClock::new(EPOCH);
         let world = Arc::new(Mutex::new(AdsWorld::new(scn, EPOCH, rng_for(seed, 1))));

@@ -70,6 +70,8 @@ pub struct Summary {
     pub webhook_commits: u64,
     /// Bandit re-rolls written over all seeds (one allocation per slot).
     pub rerolls: u64,
+    /// Committed kills per brand, over every seed.
+    pub kills_by_brand: BTreeMap<String, u64>,
     pub assertions: Vec<Assertion>,
     pub failing_seeds: Vec<u64>,
     pub reproduce: Vec<String>,
@@ -202,6 +204,10 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         seeds_with_breaker_open: tripped,
         webhook_commits: reports.iter().map(|r| u64::from(r.webhook_commits)).sum(),
         rerolls: reports.iter().map(|r| u64::from(r.rerolls)).sum(),
+        kills_by_brand: reports.iter().flat_map(|r| &r.kills_by_brand).fold(BTreeMap::new(), |mut m, (b, n)| {
+            *m.entry(b.clone()).or_insert(0) += u64::from(*n);
+            m
+        }),
         losers_killed: reports.iter().map(|r| u64::from(r.losers_killed)).sum(),
         winners_killed: reports.iter().map(|r| u64::from(r.winners_killed)).sum(),
         crash_sites,
@@ -242,6 +248,15 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
             w,
             "            {} batch pauses carried out only in part, {} stale read-backs",
             f.partial_batches, f.stale_reads
+        );
+    }
+    if s.kills_by_brand.len() > 1 || f.revoked_refusals > 0 {
+        let per: Vec<String> = s.kills_by_brand.iter().map(|(b, n)| format!("{b} {n}")).collect();
+        let _ = writeln!(
+            w,
+            "brands      kills {}; {} calls refused to revoked accounts",
+            per.join(", "),
+            f.revoked_refusals
         );
     }
     let n = &s.seeds_with;

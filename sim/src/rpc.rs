@@ -96,6 +96,9 @@ pub type StoreResponse = Result<StoreReply, StoreError>;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum AdsRequest {
     Insights {
+        /// The ad account (`/act_{id}/insights`); `None`: the world's one account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
         query: InsightsQuery,
     },
     Pause {

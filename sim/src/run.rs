@@ -81,6 +81,8 @@ pub struct FaultCounts {
     pub webhook_lies: u64,
     pub webhook_duplicates: u64,
     pub webhooks_lost: u64,
+    /// Calls the platform refused because their brand's account was revoked.
+    pub revoked_refusals: u64,
 }
 
 impl FaultCounts {
@@ -98,6 +100,7 @@ impl FaultCounts {
         self.webhook_lies += o.webhook_lies;
         self.webhook_duplicates += o.webhook_duplicates;
         self.webhooks_lost += o.webhooks_lost;
+        self.revoked_refusals += o.revoked_refusals;
     }
 
     /// 1 for every kind of fault that happened at all, 0 for the rest:
@@ -118,6 +121,7 @@ impl FaultCounts {
             webhook_lies: b(self.webhook_lies),
             webhook_duplicates: b(self.webhook_duplicates),
             webhooks_lost: b(self.webhooks_lost),
+            revoked_refusals: b(self.revoked_refusals),
         }
     }
 }
@@ -149,6 +153,8 @@ pub struct SeedReport {
     pub webhook_commits: u32,
     /// Bandit re-rolls written (one allocation per slot).
     pub rerolls: u32,
+    /// Committed kills per brand (a one-brand run: `default`).
+    pub kills_by_brand: BTreeMap<String, u32>,
     pub plan: FaultPlan,
     /// The event log, when asked for (`RunOptions::keep_events`).
     #[serde(skip)]
@@ -165,6 +171,7 @@ pub(crate) struct Tally {
     pub(crate) claims_by_worker: BTreeMap<String, u32>,
     pub(crate) webhook_commits: u32,
     pub(crate) rerolls: u32,
+    pub(crate) kills_by_brand: BTreeMap<String, u32>,
 }
 
 pub(crate) fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> Tally {
@@ -183,6 +190,10 @@ pub(crate) fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> 
             .filter(|e| e.after == "committed" && e.cause.starts_with("webhook reconcile"))
             .count() as u32,
         rerolls: snapshot.allocations.len() as u32,
+        kills_by_brand: committed.iter().fold(BTreeMap::new(), |mut m, i| {
+            *m.entry(i.brand.to_string()).or_insert(0) += 1;
+            m
+        }),
     }
 }
 
@@ -338,13 +349,13 @@ fn run_turmoil(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) ->
             let mut worker = Worker {
                 ports: Ports {
                     store: SimStore { wire: wire.clone() },
-                    ads: SimAds { wire: wire.clone() },
+                    ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: worker_probe.clone(), worker: i },
                 },
                 cfg: worker_cfg.clone(),
                 loop_cfg: loop_cfg.clone(),
-                tenants: Default::default(),
+                tenants: crate::hosts::tenants(scn, &wire),
                 rng: rng_for(seed, stream::WORKER_BASE + 1_000 * i as u64 + boot),
                 stop: Default::default(),
                 pulse: Default::default(),

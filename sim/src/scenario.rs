@@ -56,6 +56,10 @@ pub struct Scenario {
     /// Status webhooks from the platform to the workers; absent: none.
     #[serde(default)]
     pub webhooks: Option<WebhookSection>,
+    /// Several brands, each on its own ad account in the one world; absent:
+    /// one brand, `default`, on the world's one account.
+    #[serde(default)]
+    pub brands: Option<BrandsSection>,
     #[serde(rename = "assert")]
     pub assertions: AssertSection,
 }
@@ -206,6 +210,21 @@ pub struct AssertSection {
     pub commit_within_s: Option<u64>,
 }
 
+/// The brands of a run: the world's ads are dealt to them in turn (ad `i`
+/// is brand `i mod n`'s), every worker serves them all, each through its own
+/// account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandsSection {
+    pub ids: Vec<String>,
+    /// Brands whose account lost its access for the whole run (a revoked
+    /// token: the platform answers their insights with Graph error 190).
+    /// The loop cannot see or act on their ads: the checker leaves those ads
+    /// out, and every other brand must be unharmed.
+    #[serde(default)]
+    pub revoked: Vec<String>,
+}
+
 fn one() -> u32 {
     1
 }
@@ -301,6 +320,26 @@ impl Scenario {
             return f("world.ads", "must be 1..=10000");
         }
         pct("world.loser_pct", self.world.loser_pct)?;
+        if let Some(b) = &self.brands {
+            if b.ids.is_empty() || b.ids.len() > 64 {
+                return f("brands.ids", "must name 1..=64 brands");
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for id in &b.ids {
+                if let Err(e) = dlft_core::ids::BrandId::parse(id) {
+                    return Err(("brands.ids".into(), e));
+                }
+                if !seen.insert(id) {
+                    return Err(("brands.ids".into(), format!("{id:?} is named twice")));
+                }
+            }
+            if let Some(r) = b.revoked.iter().find(|r| !b.ids.contains(r)) {
+                return Err(("brands.revoked".into(), format!("{r:?} is not in brands.ids")));
+            }
+            if b.revoked.len() == b.ids.len() {
+                return f("brands.revoked", "at least one brand must keep its account");
+            }
+        }
         if Currency::parse(&self.world.currency).is_err() {
             return f("world.currency", "must be an ISO 4217 code such as \"EUR\"");
         }
@@ -381,7 +420,17 @@ impl Scenario {
 
     /// The config of worker `i` (0-based); ids are `worker-1`, `worker-2`, ….
     pub fn worker_config_for(&self, i: usize, sabotage: Sabotage) -> WorkerConfig {
-        self.control.worker_config(WorkerId::new(format!("worker-{}", i + 1)), sabotage)
+        let mut cfg = self.control.worker_config(WorkerId::new(format!("worker-{}", i + 1)), sabotage);
+        if let Some(b) = &self.brands {
+            cfg.brands = b.ids.iter().map(|id| dlft_core::ids::BrandId::new(id.clone())).collect();
+        }
+        cfg
+    }
+
+    /// The brands' ids and accounts (a brand's account is its id), empty
+    /// for a one-brand run (the default brand on the world's one account).
+    pub fn brand_accounts(&self) -> Vec<String> {
+        self.brands.as_ref().map_or_else(Vec::new, |b| b.ids.clone())
     }
 }
 

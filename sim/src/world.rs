@@ -103,6 +103,13 @@ pub struct AdsWorld {
     /// Launched ads draw from their own stream, so launches do not move
     /// the purchase draws of a world that has none.
     launch_rng: ChaCha8Rng,
+    /// The brands' ad accounts: ad `ad-NNN` is account `(NNN - 1) mod n`'s.
+    /// Empty: one account holds every ad.
+    accounts: Vec<String>,
+    /// Accounts whose access was revoked: the platform refuses their calls.
+    revoked: std::collections::BTreeSet<String>,
+    /// Calls refused so far because their account was revoked.
+    refused: u64,
 }
 
 /// Ids stay `ad-NNN`, so a launched ad sorts after every earlier one and
@@ -176,7 +183,56 @@ impl AdsWorld {
             model_call_cents,
             launch_spec: w.clone(),
             launch_rng,
+            accounts: scn.brand_accounts(),
+            revoked: scn.brands.as_ref().map_or_else(Default::default, |b| b.revoked.iter().cloned().collect()),
+            refused: 0,
         }
+    }
+
+    /// The account (brand) an ad belongs to; `None` in a one-account world.
+    pub fn account_of(&self, ad: &AdId) -> Option<&str> {
+        if self.accounts.is_empty() {
+            return None;
+        }
+        let n: usize = ad.as_str().strip_prefix("ad-")?.parse().ok()?;
+        Some(self.accounts[(n.max(1) - 1) % self.accounts.len()].as_str())
+    }
+
+    /// Whether `account` lost its access to the platform.
+    pub fn is_revoked(&self, account: &str) -> bool {
+        self.revoked.contains(account)
+    }
+
+    /// Refuses a call of `account` if its access was revoked (and counts it).
+    pub fn refuses(&mut self, account: Option<&str>) -> bool {
+        let refused = account.is_some_and(|a| self.revoked.contains(a));
+        self.refused += u64::from(refused);
+        refused
+    }
+
+    /// Calls refused so far because their account was revoked.
+    pub fn refused_calls(&self) -> u64 {
+        self.refused
+    }
+
+    /// Whether an ad is out of the loop's reach: its account was revoked.
+    pub fn is_unreachable(&self, ad: &AdId) -> bool {
+        self.account_of(ad).is_some_and(|a| self.is_revoked(a))
+    }
+
+    /// One account's insights (every ad's with `None`), as [`AdsWorld::insights`].
+    pub fn insights_of(
+        &self,
+        account: Option<&str>,
+        since: Timestamp,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Vec<InsightRow> {
+        let mut rows = self.insights(since, until, now);
+        if let Some(account) = account.filter(|_| !self.accounts.is_empty()) {
+            rows.retain(|r| self.account_of(&r.ad) == Some(account));
+        }
+        rows
     }
 
     /// Launches `losers` losing and `winners` winning ads at `now` (drawn

@@ -151,3 +151,32 @@ fn a_throttled_brand_does_not_hold_back_another() {
         );
     }
 }
+
+/// The `multi-brand` scenario's checker catches a brand acting on another
+/// brand's ads (every brand's jobs on one shared account), on both drivers,
+/// and an honest build breaks nothing.
+#[test]
+fn the_checker_catches_a_brand_acting_on_another_brands_ads() {
+    use dlft_sim::run::{RunOptions, run_seed};
+    use dlft_sim::scenario::Driver;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/multi-brand.toml");
+    for driver in [Driver::Event, Driver::Turmoil] {
+        let mut scn = Scenario::load(&path).unwrap();
+        scn.run.driver = driver;
+        for (sabotage, seeds) in [(Sabotage::None, 0..3), (Sabotage::SharedAccount, 0..2)] {
+            let opts = RunOptions { sabotage, keep_events: false };
+            let mut broken = BTreeSet::new();
+            for seed in seeds {
+                let r = run_seed(&scn, seed, &opts).unwrap();
+                broken.extend(r.violations.iter().map(|v| v.invariant.clone()));
+                if sabotage == Sabotage::None {
+                    assert!(r.faults.revoked_refusals > 0, "{driver:?} seed {seed}: the revoked account was refused");
+                }
+            }
+            match sabotage {
+                Sabotage::None => assert!(broken.is_empty(), "{driver:?}: an honest build breaks {broken:?}"),
+                _ => assert!(broken.contains("brand_isolation"), "{driver:?} {sabotage:?}: caught {broken:?}"),
+            }
+        }
+    }
+}

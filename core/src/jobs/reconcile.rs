@@ -29,9 +29,13 @@ pub fn reconcile_job(hint: &StatusHint, now: Timestamp) -> NewJob {
     NewJob::new(&task, RECONCILE_PRIORITY, now, Some(IdempotencyKey::new(format!("reconcile/{}", hint.ad))))
 }
 
-/// Accepts a hint: enqueues its reconcile job (or finds the live one).
+/// Accepts a hint: enqueues its reconcile job (or finds the live one) for
+/// the brand whose kill intent names the ad: the read-back goes through that
+/// brand's account. An ad no intent names gets a job of the default brand,
+/// which finds nothing to reconcile.
 pub async fn accept<S: Store>(store: &S, hint: &StatusHint, now: Timestamp) -> Result<Enqueued, StoreError> {
-    store.enqueue(reconcile_job(hint, now), now).await
+    let brand = store.intent(&kill_key(&hint.ad)).await?.map(|i| i.brand).unwrap_or_default();
+    store.enqueue(reconcile_job(hint, now).for_brand(&brand), now).await
 }
 
 /// What a read-back means for an intent a webhook named: the ops that move
@@ -67,8 +71,8 @@ pub async fn run_reconcile<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     claimed: &str,
 ) -> Result<(), JobError> {
     let key = kill_key(ad);
-    let Some(intent) = ports.store.intent(&key).await? else {
-        // Not an ad this loop acted on: nothing of ours to reconcile.
+    let Some(intent) = ports.store.intent(&key).await?.filter(|i| i.brand == attempt.brand) else {
+        // Not an ad this brand acted on: nothing of ours to reconcile.
         return Ok(());
     };
     if intent.phase.is_final() {
