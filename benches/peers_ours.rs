@@ -39,8 +39,8 @@ fn main() {
         exec(
             &store,
             &format!(
-                "INSERT INTO dlft_jobs (kind, payload, priority, run_at, created_at, state) \
-                 SELECT '{}', '{}', 0, 0, 0, 'available' FROM generate_series(1, {jobs})",
+                "INSERT INTO dlft_jobs (brand, kind, payload, priority, run_at, created_at, state) \
+                 SELECT 'default', '{}', '{}', 0, 0, 0, 'available' FROM generate_series(1, {jobs})",
                 new.kind, new.payload
             ),
         )

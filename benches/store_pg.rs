@@ -56,18 +56,19 @@ async fn exec(store: &PgStore, sql: &str) {
 /// Empties both tables and fills each with `n` ready jobs.
 async fn refill(store: &PgStore, n: u64) {
     let new = NewJob::new(&Task::PollInsights { slot: Timestamp(0) }, 0, Timestamp(0), None);
-    let fill = |table: &str| {
+    // The store's table names each job's brand; the minimal one has none.
+    let fill = |table: &str, brand: (&str, &str)| {
         format!(
-            "INSERT INTO {table} (kind, payload, priority, run_at, created_at, state) \
-             SELECT '{}', '{}', 0, 0, 0, 'available' FROM generate_series(1, {n})",
-            new.kind, new.payload
+            "INSERT INTO {table} ({}kind, payload, priority, run_at, created_at, state) \
+             SELECT {}'{}', '{}', 0, 0, 0, 'available' FROM generate_series(1, {n})",
+            brand.0, brand.1, new.kind, new.payload
         )
     };
     exec(store, "TRUNCATE dlft_jobs, dlft_jobs_done, dlft_events, dlft_raw_jobs").await;
     exec(store, "INSERT INTO dlft_workers VALUES ('pgbench', 1) ON CONFLICT (worker) DO UPDATE SET incarnation = 1")
         .await;
-    exec(store, &fill("dlft_jobs")).await;
-    exec(store, &fill("dlft_raw_jobs")).await;
+    exec(store, &fill("dlft_jobs", ("brand, ", "'default', "))).await;
+    exec(store, &fill("dlft_raw_jobs", ("", ""))).await;
     exec(store, "VACUUM ANALYZE dlft_jobs").await;
     exec(store, "VACUUM ANALYZE dlft_raw_jobs").await;
 }
