@@ -225,57 +225,44 @@ async fn intents_of_schema_3_migrate_to_typed_actions() {
     assert_eq!(subject, "ad-7");
 }
 
-/// A store written before brands (schema 4) migrates: every old row is the
-/// default brand's (a worker's boot row is no brand's), its schedules keep
-/// their state, and the runner goes on from there.
-#[tokio::test]
-async fn rows_of_schema_4_belong_to_the_default_brand() {
+/// Rows of a store written before brands (schema 4), one of each kind.
+const SCHEMA_4_ROWS: &[&str] = &[
+    "INSERT INTO dlft_jobs (kind, payload, priority, run_at, created_at, state) \
+     VALUES ('poll_insights', '{\"kind\":\"poll_insights\",\"slot\":60}', 1, 60, 60, 'available')",
+    "INSERT INTO dlft_schedules (name, enabled, reason, changed_at, last_slot) \
+     VALUES ('tick', FALSE, 'circuit breaker opened by job#3: crash loop', 50, 60)",
+    "INSERT INTO dlft_slots (schedule, slot, job) VALUES ('tick', 60, 1)",
+    "INSERT INTO dlft_spend (ad, bucket_start, spend_minor, currency, purchases, revenue_minor, revenue_currency) \
+     VALUES ('ad-1', 0, 500, 'EUR', 0, 0, 'EUR')",
+    "INSERT INTO dlft_costs (call_id, at, vendor, op, ok, minor, currency) \
+     VALUES ('c1', 5, 'meta', 'insights', TRUE, 0, 'EUR')",
+    "INSERT INTO dlft_allocations (slot, body) VALUES (3600000, '{\"slot\":3600000,\"shares\":[]}')",
+    "INSERT INTO dlft_events (at, block, kind, entity, before, after, cause) \
+     VALUES (1, 'scheduler', 'worker_booted', 'w', '', 'inc#1', 'boot')",
+    "INSERT INTO dlft_events (at, block, kind, entity, before, after, cause) \
+     VALUES (60, 'scheduler', 'job_enqueued', 'job#1', 'none', 'available', 'poll_insights')",
+];
+
+/// The first four migrations of an engine, as a migrator.
+fn schema_4(files: [&'static str; 4]) -> sqlx::migrate::Migrator {
+    use sqlx::SqlStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let names = ["init", "allocations", "presence", "actions"];
+    let migrations = files
+        .iter()
+        .zip(names)
+        .enumerate()
+        .map(|(i, (f, n))| Migration::new(i as i64 + 1, n.into(), MigrationType::Simple, SqlStr::from_static(f), false))
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+/// What a migrated schema-4 store must show: every old row is the default
+/// brand's (a worker's boot row is no brand's), an open breaker stays open,
+/// a fired slot stays fired, and another brand's same slot is its own.
+async fn schema_4_rows_are_the_default_brands<S: Store>(store: &S) {
     use dlft_core::ids::BrandId;
     use dlft_core::store::SlotOutcome;
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-    use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::{ConnectOptions, SqlStr};
-
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v4.db");
-    let url = format!("sqlite://{}", path.display());
-    {
-        let mut conn = SqliteConnectOptions::new().filename(&path).create_if_missing(true).connect().await.unwrap();
-        let sql = |s: &'static str| SqlStr::from_static(s);
-        let files = [
-            include_str!("../migrations/sqlite/0001_init.sql"),
-            include_str!("../migrations/sqlite/0002_allocations.sql"),
-            include_str!("../migrations/sqlite/0003_presence.sql"),
-            include_str!("../migrations/sqlite/0004_actions.sql"),
-        ];
-        let names = ["init", "allocations", "presence", "actions"];
-        let migrations = files
-            .iter()
-            .zip(names)
-            .enumerate()
-            .map(|(i, (f, n))| Migration::new(i as i64 + 1, n.into(), MigrationType::Simple, sql(f), false))
-            .collect();
-        Migrator::with_migrations(migrations).run(&mut conn).await.unwrap();
-        for stmt in [
-            "INSERT INTO dlft_jobs (kind, payload, priority, run_at, created_at, state) \
-             VALUES ('poll_insights', '{\"kind\":\"poll_insights\",\"slot\":60}', 1, 60, 60, 'available')",
-            "INSERT INTO dlft_schedules (name, enabled, reason, changed_at, last_slot) \
-             VALUES ('tick', FALSE, 'circuit breaker opened by job#3: crash loop', 50, 60)",
-            "INSERT INTO dlft_slots (schedule, slot, job) VALUES ('tick', 60, 1)",
-            "INSERT INTO dlft_spend (ad, bucket_start, spend_minor, currency, purchases, revenue_minor, revenue_currency) \
-             VALUES ('ad-1', 0, 500, 'EUR', 0, 0, 'EUR')",
-            "INSERT INTO dlft_costs (call_id, at, vendor, op, ok, minor, currency) \
-             VALUES ('c1', 5, 'meta', 'insights', TRUE, 0, 'EUR')",
-            "INSERT INTO dlft_allocations (slot, body) VALUES (3600000, '{\"slot\":3600000,\"shares\":[]}')",
-            "INSERT INTO dlft_events (at, block, kind, entity, before, after, cause) \
-             VALUES (1, 'scheduler', 'worker_booted', 'w', '', 'inc#1', 'boot')",
-            "INSERT INTO dlft_events (at, block, kind, entity, before, after, cause) \
-             VALUES (60, 'scheduler', 'job_enqueued', 'job#1', 'none', 'available', 'poll_insights')",
-        ] {
-            sqlx::query(stmt).execute(&mut conn).await.unwrap();
-        }
-    }
-    let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
     let default = BrandId::default();
     let job = store.job(dlft_core::ids::JobId(1)).await.unwrap().unwrap();
     assert_eq!(job.brand, default);
@@ -287,9 +274,6 @@ async fn rows_of_schema_4_belong_to_the_default_brand() {
     let events = store.events(0).await.unwrap();
     assert_eq!(events[0].brand, None, "a boot row is no brand's");
     assert_eq!(events[1].brand, Some(default.clone()));
-    let cost_brand: String = sqlx::query_scalar("SELECT brand FROM dlft_costs").fetch_one(store.pool()).await.unwrap();
-    assert_eq!(cost_brand, "default");
-    // The fired slot stays fired; another brand's same slot is its own.
     let tick =
         |b: &BrandId| NewJob::new(&Task::PollInsights { slot: Timestamp(60) }, 1, Timestamp(70), None).for_brand(b);
     store.set_schedule(&default, "tick", true, "operator", Timestamp(70)).await.unwrap();
@@ -302,4 +286,69 @@ async fn rows_of_schema_4_belong_to_the_default_brand() {
         store.fire_slot("tick", Timestamp(60), tick(&other), Timestamp(70)).await.unwrap(),
         SlotOutcome::Fired(_)
     ));
+}
+
+/// A SQLite store written before brands (schema 4) migrates to schema 5.
+#[tokio::test]
+async fn rows_of_schema_4_belong_to_the_default_brand() {
+    use sqlx::ConnectOptions;
+    use sqlx::sqlite::SqliteConnectOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v4.db");
+    let url = format!("sqlite://{}", path.display());
+    {
+        let mut conn = SqliteConnectOptions::new().filename(&path).create_if_missing(true).connect().await.unwrap();
+        schema_4([
+            include_str!("../migrations/sqlite/0001_init.sql"),
+            include_str!("../migrations/sqlite/0002_allocations.sql"),
+            include_str!("../migrations/sqlite/0003_presence.sql"),
+            include_str!("../migrations/sqlite/0004_actions.sql"),
+        ])
+        .run(&mut conn)
+        .await
+        .unwrap();
+        for stmt in SCHEMA_4_ROWS {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*stmt)).execute(&mut conn).await.unwrap();
+        }
+    }
+    let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
+    schema_4_rows_are_the_default_brands(&store).await;
+    let cost_brand: String = sqlx::query_scalar("SELECT brand FROM dlft_costs").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(cost_brand, "default");
+}
+
+/// The same on PostgreSQL: a schema-4 store (in its own schema) migrates.
+#[tokio::test]
+async fn postgres_rows_of_schema_4_belong_to_the_default_brand() {
+    use sqlx::ConnectOptions;
+    use sqlx::postgres::PgConnectOptions;
+    let Some(url) = pg_url_or_skip("postgres_rows_of_schema_4_belong_to_the_default_brand").await else { return };
+    let schema = format!("dlft_v4_{}", std::process::id());
+    let base: PgConnectOptions = url.parse().unwrap();
+    {
+        let mut admin = base.clone().connect().await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\""))).execute(&mut admin).await.unwrap();
+        let mut conn = base.clone().options([("search_path", schema.as_str())]).connect().await.unwrap();
+        schema_4([
+            include_str!("../migrations/postgres/0001_init.sql"),
+            include_str!("../migrations/postgres/0002_allocations.sql"),
+            include_str!("../migrations/postgres/0003_presence.sql"),
+            include_str!("../migrations/postgres/0004_actions.sql"),
+        ])
+        .run(&mut conn)
+        .await
+        .unwrap();
+        for stmt in SCHEMA_4_ROWS {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*stmt)).execute(&mut conn).await.unwrap();
+        }
+    }
+    let opts = PoolOptions { pg_schema: Some(schema.clone()), ..PoolOptions::default() };
+    let store = open_pg(&url, &opts).await.unwrap();
+    schema_4_rows_are_the_default_brands(&store).await;
+    let cost_brand: String = sqlx::query_scalar("SELECT brand FROM dlft_costs").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(cost_brand, "default");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(store.pool())
+        .await
+        .unwrap();
 }
