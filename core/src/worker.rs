@@ -212,9 +212,12 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
                     known = true;
                 }
             }
+            // What the scans know, read once a round for every brand's pages.
+            let scanning = self.cfg.brands.iter().any(|b| self.tenant(b).1.scan.is_some());
+            let activities = if scanning { self.ports.store.activities().await.ok() } else { None };
             for brand in &self.cfg.brands {
-                if let Some(scan) = &self.tenant(brand).1.scan {
-                    self.fire_scans(brand, scan, now, &mut scans_fired).await;
+                if let (Some(scan), Some(known)) = (&self.tenant(brand).1.scan, &activities) {
+                    self.fire_scans(brand, scan, known, now, &mut scans_fired).await;
                 }
                 for (i, (name, every, job)) in periodic.iter().enumerate() {
                     let last = last.entry((brand.clone(), i)).or_default();
@@ -241,10 +244,10 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
         &self,
         brand: &BrandId,
         cfg: &ScanConfig,
+        known: &[crate::store::PageActivity],
         now: Timestamp,
         fired: &mut BTreeMap<(BrandId, String), Timestamp>,
     ) {
-        let Ok(known) = self.ports.store.activities().await else { return };
         for page in &cfg.pages {
             let due = known.iter().find(|a| &a.page == page).map_or(Timestamp(0), |a| a.next_scan);
             if now < due {

@@ -198,11 +198,6 @@ impl AdsWorld {
         Some(self.accounts[(n.max(1) - 1) % self.accounts.len()].as_str())
     }
 
-    /// Whether `account` lost its access to the platform.
-    pub fn is_revoked(&self, account: &str) -> bool {
-        self.revoked.contains(account)
-    }
-
     /// Refuses a call of `account` if its access was revoked (and counts it).
     pub fn refuses(&mut self, account: Option<&str>) -> bool {
         let refused = account.is_some_and(|a| self.revoked.contains(a));
@@ -217,10 +212,11 @@ impl AdsWorld {
 
     /// Whether an ad is out of the loop's reach: its account was revoked.
     pub fn is_unreachable(&self, ad: &AdId) -> bool {
-        self.account_of(ad).is_some_and(|a| self.is_revoked(a))
+        self.account_of(ad).is_some_and(|a| self.revoked.contains(a))
     }
 
-    /// One account's insights (every ad's with `None`), as [`AdsWorld::insights`].
+    /// One account's insights, as [`AdsWorld::insights`]: its ads only (every
+    /// ad with `None`, or in a one-account world).
     pub fn insights_of(
         &self,
         account: Option<&str>,
@@ -228,9 +224,29 @@ impl AdsWorld {
         until: Timestamp,
         now: Timestamp,
     ) -> Vec<InsightRow> {
-        let mut rows = self.insights(since, until, now);
-        if let Some(account) = account.filter(|_| !self.accounts.is_empty()) {
-            rows.retain(|r| self.account_of(&r.ad) == Some(account));
+        let account = account.filter(|_| !self.accounts.is_empty());
+        let until = until.min(now);
+        let first = since.max(self.start).floor_to(self.bucket);
+        let mut rows = Vec::new();
+        for ad in self.ads.values().filter(|a| account.is_none() || self.account_of(&a.spec.id) == account) {
+            let mut b = first;
+            while b < until {
+                let end = b + self.bucket;
+                let spend = self.cumulative_spend(ad, end.min(now)) - self.cumulative_spend(ad, b);
+                let purchases =
+                    ad.purchases.iter().filter(|p| p.event_at >= b && p.event_at < end && p.reported_at <= now).count()
+                        as u32;
+                if spend > 0 || purchases > 0 {
+                    rows.push(InsightRow {
+                        ad: ad.spec.id.clone(),
+                        bucket_start: b,
+                        spend: Money::new(spend, self.currency),
+                        purchases,
+                        revenue: Money::new(i64::from(purchases) * ad.spec.order_value_cents, self.currency),
+                    });
+                }
+                b = end;
+            }
         }
         rows
     }
@@ -346,30 +362,7 @@ impl AdsWorld {
     /// Insights rows as the platform reports them at `now` (call `advance_to`
     /// first): one row per ad and bucket with delivery, in (ad, bucket) order.
     pub fn insights(&self, since: Timestamp, until: Timestamp, now: Timestamp) -> Vec<InsightRow> {
-        let until = until.min(now);
-        let first = since.max(self.start).floor_to(self.bucket);
-        let mut rows = Vec::new();
-        for ad in self.ads.values() {
-            let mut b = first;
-            while b < until {
-                let end = b + self.bucket;
-                let spend = self.cumulative_spend(ad, end.min(now)) - self.cumulative_spend(ad, b);
-                let purchases =
-                    ad.purchases.iter().filter(|p| p.event_at >= b && p.event_at < end && p.reported_at <= now).count()
-                        as u32;
-                if spend > 0 || purchases > 0 {
-                    rows.push(InsightRow {
-                        ad: ad.spec.id.clone(),
-                        bucket_start: b,
-                        spend: Money::new(spend, self.currency),
-                        purchases,
-                        revenue: Money::new(i64::from(purchases) * ad.spec.order_value_cents, self.currency),
-                    });
-                }
-                b = end;
-            }
-        }
-        rows
+        self.insights_of(None, since, until, now)
     }
 
     /// Applies a pause at `now`. Returns whether the ad exists. A pause of a

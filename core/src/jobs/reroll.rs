@@ -24,14 +24,8 @@ pub async fn run_reroll<S: Store, A, C: Clock, P: Probe>(
     let now = ports.clock.now();
     let rows = ports.store.spend_ledger(&attempt.brand, now - cfg.estimate_window).await?;
     let estimates = estimate(&rows, now, &cfg.estimator).map_err(|e| JobError::Permanent(e.to_string()))?;
-    let excluded: BTreeSet<AdId> = ports
-        .store
-        .intents()
-        .await?
-        .iter()
-        .filter(|i| i.brand == attempt.brand)
-        .filter_map(|i| i.action.killed_ad().cloned())
-        .collect();
+    let excluded: BTreeSet<AdId> =
+        ports.store.brand_intents(&attempt.brand).await?.iter().filter_map(|i| i.action.killed_ad().cloned()).collect();
     let mut batch = attempt.batch();
     batch.allocation = Some(allocate(&estimates, &excluded, slot));
     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;

@@ -57,8 +57,7 @@ async fn redrive<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     ports: &Ports<S, A, C, P>,
     attempt: &mut Attempt,
 ) -> Result<(), JobError> {
-    let intents = ports.store.intents().await?;
-    let jobs = kill_jobs_of_open(intents.iter().filter(|i| i.brand == attempt.brand), ports.clock.now());
+    let jobs = kill_jobs_of_open(ports.store.brand_intents(&attempt.brand).await?.iter(), ports.clock.now());
     if jobs.is_empty() {
         return Ok(());
     }
@@ -110,14 +109,8 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
 ) -> Result<(), JobError> {
     let now = ports.clock.now();
     let rows = ports.store.spend_ledger(&attempt.brand, now - cfg.estimate_window).await?;
-    let intents: BTreeMap<IdempotencyKey, _> = ports
-        .store
-        .intents()
-        .await?
-        .into_iter()
-        .filter(|i| i.brand == attempt.brand)
-        .map(|i| (i.key.clone(), i))
-        .collect();
+    let intents: BTreeMap<IdempotencyKey, _> =
+        ports.store.brand_intents(&attempt.brand).await?.into_iter().map(|i| (i.key.clone(), i)).collect();
     let decided = crate::decide::decide(&rows, &intents, now, &cfg.estimator, &cfg.kill_rule, &cfg.envelope)
         .map_err(|e| JobError::Permanent(e.to_string()))?;
 

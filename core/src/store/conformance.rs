@@ -599,6 +599,9 @@ pub async fn a_brand_writes_only_its_own_rows<S: Store>(s: S) {
     };
     let out = s.write(&a.lease, batch, t(1)).await.unwrap();
     assert_eq!(out.intents[0].brand, brand("acme"), "the intent is the writer's brand's");
+    let keys = |v: Vec<Intent>| v.into_iter().map(|i| i.key).collect::<Vec<_>>();
+    assert_eq!(keys(s.brand_intents(&brand("acme")).await.unwrap()), vec![new_intent("ad-a").key]);
+    assert!(s.brand_intents(&brand("zest")).await.unwrap().is_empty(), "a brand reads its own intents only");
     assert_eq!(s.spend_ledger(&brand("acme"), t(0)).await.unwrap().len(), 1);
     assert!(s.spend_ledger(&BrandId::default(), t(0)).await.unwrap().is_empty(), "no other brand sees it");
     s.finish(&a.lease, Outcome::Completed, vec![], t(2)).await.unwrap();

@@ -418,6 +418,11 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send;
     /// Every brand's intents, by key.
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send;
+    /// One brand's intents, by key (what a brand's jobs read). The default
+    /// filters [`Store::intents`]; the SQL stores read the brand's rows only.
+    fn brand_intents(&self, brand: &BrandId) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
+        async move { Ok(self.intents().await?.into_iter().filter(|i| &i.brand == brand).collect()) }
+    }
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send;
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send;
     /// A brand's newest bandit allocation (by slot), if any.
@@ -519,6 +524,9 @@ impl<T: Store> Store for &T {
     }
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
         (**self).intents()
+    }
+    fn brand_intents(&self, brand: &BrandId) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
+        (**self).brand_intents(brand)
     }
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send {
         (**self).activities()

@@ -897,6 +897,18 @@ impl SqlStore {
         rows.iter().map(intent_from_row).collect()
     }
 
+    async fn do_brand_intents(&self, brand: &BrandId) -> Result<Vec<Intent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents \
+             WHERE brand = $1 ORDER BY key",
+        )
+        .bind(brand.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(intent_from_row).collect()
+    }
+
     async fn do_intent(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
         let row = sqlx::query(
             "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents WHERE key = $1",
@@ -1061,6 +1073,9 @@ impl Store for SqlStore {
     }
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
         self.do_intents()
+    }
+    fn brand_intents(&self, brand: &BrandId) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
+        self.do_brand_intents(brand)
     }
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send {
         self.do_activities()
