@@ -298,6 +298,7 @@ fn sim_rpc_frames_never_panic() {
         action: Action::KillAd { ad: ad.clone() },
         evidence: Evidence::Kill(estimate),
         verdict: verdict.clone(),
+        reserve: None,
     });
     let lease = Lease { job: JobId(3), token: ClaimToken(9) };
     let batch = WriteBatch { verdicts: vec![verdict], intents: vec![open], ..WriteBatch::default() };

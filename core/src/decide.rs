@@ -36,6 +36,7 @@ impl Decided {
                 action: Action::KillAd { ad: v.ad.clone() },
                 evidence: Evidence::Kill(p.evidence.clone()),
                 verdict: v.clone(),
+                reserve: None,
             })
             .collect()
     }

@@ -16,6 +16,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use dlft_core::act::intent::Intent;
+use dlft_core::envelope::budget::{Account, Budgets, Transfer};
 use dlft_core::ids::{AdId, BrandId, IdempotencyKey, JobId, WorkerId};
 use dlft_core::jobs::reconcile;
 use dlft_core::probe::{Probe, Site};
@@ -114,6 +115,13 @@ pub fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) ->
             StoreReply::Done
         }
         StoreRequest::Workers => StoreReply::Workers(s.workers()),
+        StoreRequest::SetBudgets { brand, budgets } => {
+            s.set_budgets(&brand, &budgets, now);
+            StoreReply::Done
+        }
+        StoreRequest::Budgets => StoreReply::Budgets(s.budgets()),
+        StoreRequest::Accounts { brand } => StoreReply::Accounts(s.accounts(brand.as_ref())),
+        StoreRequest::Transfers => StoreReply::Transfers(s.transfers()),
     })
 }
 
@@ -282,6 +290,18 @@ impl<W: Wire> Store for SimStore<W> {
     }
     async fn workers(&self) -> Result<Vec<WorkerRow>, StoreError> {
         expect_reply!(self, StoreRequest::Workers, Workers)
+    }
+    async fn set_budgets(&self, brand: &BrandId, budgets: &Budgets, _now: Timestamp) -> Result<(), StoreError> {
+        self.done(StoreRequest::SetBudgets { brand: brand.clone(), budgets: budgets.clone() }).await
+    }
+    async fn budgets(&self) -> Result<Vec<(BrandId, Budgets)>, StoreError> {
+        expect_reply!(self, StoreRequest::Budgets, Budgets)
+    }
+    async fn accounts(&self, brand: Option<&BrandId>) -> Result<Vec<Account>, StoreError> {
+        expect_reply!(self, StoreRequest::Accounts { brand: brand.cloned() }, Accounts)
+    }
+    async fn transfers(&self) -> Result<Vec<Transfer>, StoreError> {
+        expect_reply!(self, StoreRequest::Transfers, Transfers)
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use turmoil::net::{TcpListener, TcpStream};
 
 use dlft_core::act::intent::Intent;
+use dlft_core::envelope::budget::{Account, Budgets, Transfer};
 use dlft_core::ids::{AdId, BrandId, IdempotencyKey, JobId, WorkerId};
 use dlft_core::sense::ads::{InsightRow, InsightsQuery, LibraryAd};
 use dlft_core::store::{
@@ -63,6 +64,10 @@ pub enum StoreRequest {
     Allocation { brand: BrandId },
     Beat { presence: Presence },
     Workers,
+    SetBudgets { brand: BrandId, budgets: Budgets },
+    Budgets,
+    Accounts { brand: Option<BrandId> },
+    Transfers,
 }
 
 // A reply lives only between the socket and the caller: boxing its large
@@ -87,6 +92,9 @@ pub enum StoreReply {
     Activities(Vec<PageActivity>),
     Allocation(Option<dlft_core::propose::allocation::Allocation>),
     Workers(Vec<WorkerRow>),
+    Budgets(Vec<(BrandId, Budgets)>),
+    Accounts(Vec<Account>),
+    Transfers(Vec<Transfer>),
 }
 
 pub type StoreResponse = Result<StoreReply, StoreError>;

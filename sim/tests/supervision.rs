@@ -259,6 +259,7 @@ fn a_kill_past_the_breakers_cap_spends_an_attempt_and_still_stops_the_ad() {
                     at: EPOCH,
                     reason: String::new(),
                 },
+                reserve: None,
             });
             let batch = WriteBatch { intents: vec![open], ..WriteBatch::default() };
             futures_lite_block(store.write(&claim.lease, batch, EPOCH)).unwrap();

@@ -12,8 +12,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::Verdict;
+use crate::envelope::budget::Reserve;
 use crate::estimate::estimator::AdEstimate;
 use crate::ids::{AdId, BrandId, IdempotencyKey};
+use crate::money::Money;
 use crate::time::Timestamp;
 
 /// An irreversible action: one variant per actuator, holding what its call
@@ -98,6 +100,11 @@ pub struct NewIntent {
     pub action: Action,
     pub evidence: Evidence,
     pub verdict: Verdict,
+    /// The money the action may move: reserved against the brand's budget
+    /// caps in the write that opens the intent (refused, and the intent not
+    /// opened, if it would overdraw one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<Reserve>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +121,10 @@ pub struct Intent {
     pub updated_at: Timestamp,
     /// External calls made to apply it (the envelope caps these).
     pub attempts: u32,
+    /// Its reservation, if it moves money: posted when it commits, voided
+    /// when it is abandoned (the transfer's id is the intent's key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<Reserve>,
 }
 
 /// The intent `new` opens for `brand` at `now`: intended, no attempts yet.
@@ -128,6 +139,7 @@ pub fn fresh_intent(new: &NewIntent, brand: &BrandId, now: Timestamp) -> Intent 
         opened_at: now,
         updated_at: now,
         attempts: 0,
+        reserve: new.reserve.clone(),
     }
 }
 
@@ -136,8 +148,18 @@ pub enum IntentOp {
     /// Idempotent: opening an existing key returns it unchanged.
     Open(NewIntent),
     /// `from → to`. Already in `to` is a success (a replayed write); any other
-    /// phase is a conflict.
-    Advance { key: IdempotencyKey, from: IntentPhase, to: IntentPhase, count_attempt: bool, cause: String },
+    /// phase is a conflict. `amount`: on a commit, the amount the read-back
+    /// found moved (posted to the reservation; `None` posts what was
+    /// reserved).
+    Advance {
+        key: IdempotencyKey,
+        from: IntentPhase,
+        to: IntentPhase,
+        count_attempt: bool,
+        cause: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        amount: Option<Money>,
+    },
     /// Counts an attempt without changing phase (a call that failed cleanly).
     CountAttempt { key: IdempotencyKey, cause: String },
 }

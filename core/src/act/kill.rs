@@ -18,7 +18,7 @@ pub struct KillEffect {
 
 /// What a status read back means for a kill.
 pub fn seen(status: &AdStatus) -> Seen {
-    Seen { effected: status.is_stopped(), detail: format!("{status:?}") }
+    Seen { effected: status.is_stopped(), detail: format!("{status:?}"), amount: None }
 }
 
 impl CallError for AdsError {

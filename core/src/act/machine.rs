@@ -77,6 +77,9 @@ pub struct Seen {
     pub effected: bool,
     /// The vendor's state as read, for event rows (`Paused`, `Active`).
     pub detail: String,
+    /// The money the effect moved, as read back (posted to the intent's
+    /// reservation on commit); `None` for actions that move none.
+    pub amount: Option<crate::money::Money>,
 }
 
 /// The phase a read-back moves an applied intent to.
@@ -145,7 +148,13 @@ mod tests {
             at: Timestamp(0),
             reason: "".into(),
         };
-        let new = NewIntent { key, action: Action::KillAd { ad }, evidence: Evidence::Kill(estimate), verdict };
+        let new = NewIntent {
+            key,
+            action: Action::KillAd { ad },
+            evidence: Evidence::Kill(estimate),
+            verdict,
+            reserve: None,
+        };
         Intent { phase, attempts, ..fresh_intent(&new, &crate::ids::BrandId::default(), Timestamp(0)) }
     }
 

@@ -5,6 +5,12 @@
 //! ever), the envelope's own kill threshold (a policy bug cannot kill a
 //! winner), the learning-phase guard, a blast-radius cap per tick, and the
 //! attempt cap on external calls per intent.
+//!
+//! Interlocks for money: [`budget`], caps as ledger accounts that a
+//! reservation may not overdraw, checked in the same atomic write that
+//! opens the intent.
+
+pub mod budget;
 
 use std::collections::BTreeSet;
 
@@ -41,6 +47,8 @@ pub enum DenyReason {
     BelowThreshold,
     InLearning,
     BlastRadius,
+    /// The reservation would overdraw a budget cap, or no cap covers it.
+    OverBudget,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,7 +63,7 @@ pub fn job_of(intent: &Intent, now: Timestamp) -> NewJob {
 }
 
 fn advance(key: &IdempotencyKey, from: IntentPhase, to: IntentPhase, count: bool, cause: String) -> IntentOp {
-    IntentOp::Advance { key: key.clone(), from, to, count_attempt: count, cause }
+    IntentOp::Advance { key: key.clone(), from, to, count_attempt: count, cause, amount: None }
 }
 
 /// One step of the machine for one action's effect: the step it took.
@@ -101,7 +101,14 @@ where
                 seen = read_back(ports, attempt, effect).await?;
             }
             let to = after_read_back(&seen);
-            advance(key, IntentPhase::Applied, to, false, format!("read-back: {}", seen.detail))
+            IntentOp::Advance {
+                key: key.clone(),
+                from: IntentPhase::Applied,
+                to,
+                count_attempt: false,
+                cause: format!("read-back: {}", seen.detail),
+                amount: seen.amount.filter(|_| to == IntentPhase::Committed),
+            }
         }
         Step::CommitBlind => {
             advance(key, IntentPhase::Applied, IntentPhase::Committed, false, "sabotage: no read-back".into())
@@ -228,6 +235,7 @@ pub(crate) async fn kill_without_intent<S: Store, A: AdsPlatform, C: Clock, P: P
             action: Action::KillAd { ad: ad.clone() },
             evidence: Evidence::Kill(evidence),
             verdict,
+            reserve: None,
         }),
         advance(key, IntentPhase::Intended, IntentPhase::Applied, true, "sabotage".into()),
         advance(key, IntentPhase::Applied, IntentPhase::Committed, false, "sabotage".into()),

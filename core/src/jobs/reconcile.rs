@@ -51,6 +51,7 @@ pub fn reconcile_ops(phase: IntentPhase, key: &IdempotencyKey, read_back: &AdSta
         to,
         count_attempt: false,
         cause: format!("webhook reconcile: read-back {read_back:?}"),
+        amount: None,
     };
     match phase {
         IntentPhase::Intended => {

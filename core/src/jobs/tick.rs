@@ -167,6 +167,7 @@ async fn first_pause<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
                 to: IntentPhase::Applied,
                 count_attempt: true,
                 cause: "batch pause: item succeeded".into(),
+                amount: None,
             }),
             CallOutcome::Failed(e) => {
                 batch.intents.push(IntentOp::CountAttempt { key: key.clone(), cause: format!("batch pause: {e}") })

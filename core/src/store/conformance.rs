@@ -10,7 +10,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::act::intent::{Action, Evidence, IntentPhase, NewIntent};
-use crate::envelope::{Decision, Verdict};
+use crate::envelope::budget::{Budgets, Cap, Purpose, Reserve, TransferState, Window, Zone};
+use crate::envelope::{Decision, DenyReason, Verdict};
 use crate::estimate::estimator::AdEstimate;
 use crate::ids::{AdId, BrandId, IdempotencyKey, Incarnation, WorkerId};
 use crate::money::{Currency, Money};
@@ -54,6 +55,10 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("claims_are_fair_across_brands", |s| Box::pin(claims_are_fair_across_brands(s))),
         ("a_brand_writes_only_its_own_rows", |s| Box::pin(a_brand_writes_only_its_own_rows(s))),
         ("one_brands_breaker_leaves_the_others_running", |s| Box::pin(one_brands_breaker_leaves_the_others_running(s))),
+        ("budgets_reserve_on_open_post_on_commit_void_on_abandon", |s| {
+            Box::pin(budgets_reserve_on_open_post_on_commit_void_on_abandon(s))
+        }),
+        ("a_reservation_is_atomic_with_its_batch", |s| Box::pin(a_reservation_is_atomic_with_its_batch(s))),
     ]
 }
 
@@ -106,6 +111,7 @@ fn new_intent(ad: &str) -> NewIntent {
             in_learning: false,
         }),
         verdict: Verdict { ad, key, decision: Decision::Approve, at: t(0), reason: String::new() },
+        reserve: None,
     }
 }
 
@@ -291,7 +297,14 @@ pub async fn intents_advance_once_and_batches_are_atomic<S: Store>(s: S) {
         WriteBatch { intents: vec![IntentOp::Open(intent.clone()), IntentOp::Open(intent)], ..Default::default() };
     let r = s.write(&c.lease, open, t(1)).await.unwrap();
     assert_eq!(r.intents[0], r.intents[1], "opening twice is one intent");
-    let adv = |from, to| IntentOp::Advance { key: key.clone(), from, to, count_attempt: true, cause: "t".into() };
+    let adv = |from, to| IntentOp::Advance {
+        key: key.clone(),
+        from,
+        to,
+        count_attempt: true,
+        cause: "t".into(),
+        amount: None,
+    };
     let batch = WriteBatch { intents: vec![adv(IntentPhase::Intended, IntentPhase::Applied)], ..Default::default() };
     s.write(&c.lease, batch.clone(), t(2)).await.unwrap();
     let replayed = s.write(&c.lease, batch, t(3)).await.unwrap();
@@ -618,6 +631,7 @@ pub async fn a_brand_writes_only_its_own_rows<S: Store>(s: S) {
         to: IntentPhase::Applied,
         count_attempt: true,
         cause: "zest's job".into(),
+        amount: None,
     };
     let r = s.write(&z.lease, WriteBatch { intents: vec![advance], ..WriteBatch::default() }, t(5)).await;
     assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
@@ -661,4 +675,155 @@ pub async fn one_brands_breaker_leaves_the_others_running<S: Store>(s: S) {
     // An operator turns it back on for that brand only.
     s.set_schedule(&brand("acme"), "tick", true, "operator: fixed", t(130)).await.unwrap();
     assert!(matches!(s.fire_slot("tick", t(180), tick_of("acme", 180), t(180)).await.unwrap(), SlotOutcome::Fired(_)));
+}
+
+fn paying(key: &str, minor: i64) -> NewIntent {
+    let mut new = new_intent(key);
+    new.reserve = Some(Reserve { purpose: Purpose::Payout, amount: Money::new(minor, Currency::EUR) });
+    new
+}
+
+fn berlin_caps() -> Budgets {
+    let cap = |window, minor| Cap { purpose: Purpose::Payout, window, limit: Money::new(minor, Currency::EUR) };
+    Budgets::new(Zone::parse("Europe/Berlin").unwrap(), vec![cap(Window::Daily, 1_000), cap(Window::Monthly, 2_500)])
+        .unwrap()
+}
+
+fn step(key: &IdempotencyKey, from: IntentPhase, to: IntentPhase, amount: Option<i64>) -> IntentOp {
+    IntentOp::Advance {
+        key: key.clone(),
+        from,
+        to,
+        count_attempt: false,
+        cause: "t".into(),
+        amount: amount.map(|m| Money::new(m, Currency::EUR)),
+    }
+}
+
+/// 2026-12-02 10:00 UTC, in milliseconds (11:00 in Berlin).
+const DEC_2: u64 = 1_796_205_600_000;
+
+pub async fn budgets_reserve_on_open_post_on_commit_void_on_abandon<S: Store>(s: S) {
+    let now = DEC_2;
+    let brand = BrandId::default();
+    s.set_budgets(&brand, &berlin_caps(), t(now)).await.unwrap();
+    s.set_budgets(&brand, &berlin_caps(), t(now)).await.unwrap();
+    assert_eq!(s.budgets().await.unwrap(), vec![(brand.clone(), berlin_caps())]);
+    let declared = s.events(0).await.unwrap().into_iter().filter(|e| e.kind == EventKind::BudgetsSet).count();
+    assert_eq!(declared, 1, "declaring the same budgets again writes no row");
+
+    let inc = boot(&s, "w", now).await;
+    s.enqueue(job(tick(0), None), t(now)).await.unwrap();
+    let c = claim_one(&s, "w", inc, now).await;
+    let (a, b, c2) = (paying("a", 600), paying("b", 500), paying("c", 400));
+    let ops = vec![IntentOp::Open(a.clone()), IntentOp::Open(b.clone()), IntentOp::Open(c2.clone())];
+    let r = s.write(&c.lease, WriteBatch { intents: ops, ..Default::default() }, t(now)).await.unwrap();
+    assert_eq!(r.intents.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), vec!["kill/a", "kill/c"]);
+    assert_eq!(r.refused.len(), 1, "{r:?}");
+    assert_eq!(r.refused[0].0, b.key);
+    assert!(r.refused[0].1.starts_with("daily payout cap 10.00 EUR for 2026-12-02"), "{}", r.refused[0].1);
+    assert!(s.intent(&b.key).await.unwrap().is_none(), "a refused open opens nothing");
+    let verdicts: Vec<Event> =
+        s.events(0).await.unwrap().into_iter().filter(|e| e.kind == EventKind::Verdict).collect();
+    assert_eq!(verdicts.len(), 1);
+    assert_eq!(verdicts[0].entity, b.key.as_str());
+    assert_eq!(verdicts[0].after, serde_json::to_string(&Decision::Deny(DenyReason::OverBudget)).unwrap());
+    let held = |accounts: Vec<crate::envelope::budget::Account>| {
+        accounts.iter().map(|a| (a.key.window, a.key.period.clone(), a.pending, a.posted)).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        held(s.accounts(Some(&brand)).await.unwrap()),
+        vec![(Window::Daily, "2026-12-02".into(), 1_000, 0), (Window::Monthly, "2026-12".into(), 1_000, 0)]
+    );
+    // Opening again reserves nothing more.
+    s.write(&c.lease, WriteBatch { intents: vec![IntentOp::Open(a.clone())], ..Default::default() }, t(now))
+        .await
+        .unwrap();
+    assert_eq!(s.accounts(None).await.unwrap()[0].pending, 1_000);
+
+    // The commit posts what was read back (550 of 600); the abandonment voids.
+    let commit = vec![
+        step(&a.key, IntentPhase::Intended, IntentPhase::Applied, None),
+        step(&a.key, IntentPhase::Applied, IntentPhase::Committed, Some(550)),
+        step(&c2.key, IntentPhase::Intended, IntentPhase::Abandoned, None),
+    ];
+    s.write(&c.lease, WriteBatch { intents: commit, ..Default::default() }, t(now + 1)).await.unwrap();
+    let replayed = vec![step(&a.key, IntentPhase::Applied, IntentPhase::Committed, Some(550))];
+    s.write(&c.lease, WriteBatch { intents: replayed, ..Default::default() }, t(now + 2)).await.unwrap();
+    assert_eq!(
+        held(s.accounts(None).await.unwrap()),
+        vec![(Window::Daily, "2026-12-02".into(), 0, 550), (Window::Monthly, "2026-12".into(), 0, 550)],
+        "posted once, the rest returned"
+    );
+    let transfers = s.transfers().await.unwrap();
+    let states: Vec<(&str, TransferState, i64)> =
+        transfers.iter().map(|t| (t.id.as_str(), t.state, t.posted)).collect();
+    assert_eq!(states, vec![("kill/a", TransferState::Posted, 550), ("kill/c", TransferState::Voided, 0)]);
+
+    // The next day in Berlin (23:00 UTC) is a new daily account; the month is shared.
+    let tomorrow = DEC_2 + 13 * 3_600_000;
+    let d = paying("d", 1_000);
+    let e = paying("e", 1_000);
+    let ops = vec![IntentOp::Open(d), IntentOp::Open(e.clone())];
+    let r = s.write(&c.lease, WriteBatch { intents: ops, ..Default::default() }, t(tomorrow)).await.unwrap();
+    assert_eq!(r.refused.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![e.key]);
+    assert!(r.refused[0].1.starts_with("daily payout cap 10.00 EUR for 2026-12-03"), "{}", r.refused[0].1);
+
+    // A brand that declared no caps moves no money.
+    s.enqueue(job(tick(1), None).for_brand(&BrandId::new("acme")), t(now)).await.unwrap();
+    let z = claim_one(&s, "w", inc, now + 3).await;
+    let r = s
+        .write(&z.lease, WriteBatch { intents: vec![IntentOp::Open(paying("z", 1))], ..Default::default() }, t(now))
+        .await
+        .unwrap();
+    assert!(r.refused[0].1.contains("no cap covers payout in EUR"), "{r:?}");
+    assert!(s.accounts(Some(&BrandId::new("acme"))).await.unwrap().is_empty());
+
+    // The log alone rebuilds every transfer's state.
+    let rebuilt = replay(&s.events(0).await.unwrap()).expect("the log replays");
+    let from_log: Vec<(String, String)> =
+        rebuilt.transfers.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect();
+    let from_store: Vec<(String, String)> = s
+        .transfers()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| (t.id.as_str().to_string(), t.state.as_str().to_string()))
+        .collect();
+    assert_eq!(from_log, from_store);
+}
+
+pub async fn a_reservation_is_atomic_with_its_batch<S: Store>(s: S) {
+    let now = DEC_2;
+    s.set_budgets(&BrandId::default(), &berlin_caps(), t(now)).await.unwrap();
+    let inc = boot(&s, "w", now).await;
+    s.enqueue(job(tick(0), None), t(now)).await.unwrap();
+    let c = claim_one(&s, "w", inc, now).await;
+    // A good reservation in a batch whose later op fails: nothing is written.
+    let ghost = IdempotencyKey::new("kill/ghost");
+    let ops = vec![IntentOp::Open(paying("a", 600)), step(&ghost, IntentPhase::Intended, IntentPhase::Applied, None)];
+    let r = s.write(&c.lease, WriteBatch { intents: ops, ..Default::default() }, t(now)).await;
+    assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
+    assert!(s.accounts(None).await.unwrap().is_empty(), "no account moved");
+    assert!(s.transfers().await.unwrap().is_empty());
+    assert!(s.intent(&IdempotencyKey::new("kill/a")).await.unwrap().is_none());
+    // A resolution that the machine does not make is refused with the ledger untouched.
+    let ok = s
+        .write(&c.lease, WriteBatch { intents: vec![IntentOp::Open(paying("a", 600))], ..Default::default() }, t(now))
+        .await
+        .unwrap();
+    assert!(ok.refused.is_empty());
+    let key = IdempotencyKey::new("kill/a");
+    let bad = vec![step(&key, IntentPhase::Applied, IntentPhase::Committed, Some(600))];
+    let r = s.write(&c.lease, WriteBatch { intents: bad, ..Default::default() }, t(now)).await;
+    assert!(matches!(r, Err(StoreError::Conflict { .. })), "committing an intended intent: {r:?}");
+    let tr = s.transfers().await.unwrap();
+    assert_eq!((tr.len(), tr[0].state), (1, TransferState::Pending));
+    // A fenced writer reserves nothing.
+    s.finish(&c.lease, Outcome::Completed, vec![], t(now)).await.unwrap();
+    let r = s
+        .write(&c.lease, WriteBatch { intents: vec![IntentOp::Open(paying("b", 100))], ..Default::default() }, t(now))
+        .await;
+    assert!(matches!(r, Err(StoreError::Fenced { .. })), "{r:?}");
+    assert_eq!(s.accounts(None).await.unwrap()[0].pending, 600);
 }

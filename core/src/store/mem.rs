@@ -14,8 +14,11 @@ use crate::sense::ads::InsightRow;
 use crate::telemetry::{Block, CostRow, Event, EventKind};
 use crate::time::Timestamp;
 
-use super::plan::{Ready, Transition, fair_order, intent_keys, plan_intents, spend_transition};
+use super::plan::{
+    Ledger, Ready, Transition, fair_order, intent_keys, ledger_accounts, ledger_needs, plan_intents, spend_transition,
+};
 use crate::act::intent::{ActionRow, Intent};
+use crate::envelope::budget::{Account, AccountKey, Budgets, Transfer};
 
 use super::{
     BatchResult, Boot, Claim, ClaimRequest, Enqueued, Job, JobState, Lease, LeaseRow, NewJob, Outcome, PageActivity,
@@ -46,6 +49,9 @@ pub struct MemStore {
     spend: BTreeMap<(BrandId, AdId, Timestamp), InsightRow>,
     events: Vec<Event>,
     costs: Vec<CostRow>,
+    budgets: BTreeMap<BrandId, Budgets>,
+    accounts: BTreeMap<AccountKey, Account>,
+    transfers: BTreeMap<IdempotencyKey, Transfer>,
     next_job: u64,
     next_token: u64,
 }
@@ -349,7 +355,26 @@ impl MemStore {
             .into_iter()
             .filter_map(|k| self.intents.get(&k).map(|i| (k, i.clone())))
             .collect();
-        let plan = plan_intents(&current, &brand, batch.intents, now)?;
+        let needs = ledger_needs(&current, &batch.intents);
+        let mut ledger = Ledger::default();
+        if !needs.is_empty() {
+            ledger.budgets = self.budgets.get(&brand).cloned().unwrap_or_default();
+            ledger.transfers =
+                needs.transfers.iter().filter_map(|k| self.transfers.get(k).map(|t| (k.clone(), t.clone()))).collect();
+            for (key, limit) in ledger_accounts(&current, &brand, &batch.intents, &ledger, now) {
+                let a = self.accounts.get(&key).cloned().unwrap_or_else(|| Account::empty(key.clone(), limit));
+                ledger.accounts.insert(key, a);
+            }
+        }
+        // As the SQL stores do (they create an account before locking it),
+        // every account the batch could reserve against exists after it.
+        let touched: Vec<Account> = ledger.accounts.values().cloned().collect();
+        let plan = plan_intents(&current, &brand, batch.intents, ledger, now)?;
+        for a in touched {
+            self.accounts.entry(a.key.clone()).or_insert(a);
+        }
+        self.accounts.extend(plan.accounts);
+        self.transfers.extend(plan.transfers);
         for row in batch.insights {
             self.upsert_spend(&brand, row, now);
         }
@@ -424,7 +449,7 @@ impl MemStore {
                 },
             );
         }
-        Ok(BatchResult { intents })
+        Ok(BatchResult { intents, refused: plan.refused })
     }
 
     fn upsert_spend(&mut self, brand: &BrandId, row: InsightRow, now: Timestamp) {
@@ -623,7 +648,43 @@ impl MemStore {
             schedules: self.schedules(),
             activities: self.activities(),
             allocations: self.allocations.values().cloned().collect(),
+            budgets: self.budgets(),
+            accounts: self.accounts(None),
+            transfers: self.transfers(),
         }
+    }
+
+    pub fn set_budgets(&mut self, brand: &BrandId, budgets: &Budgets, now: Timestamp) {
+        let before = self.budgets.get(brand).map_or("none".to_string(), Budgets::describe);
+        let after = budgets.describe();
+        if before == after {
+            return;
+        }
+        self.budgets.insert(brand.clone(), budgets.clone());
+        self.log(
+            now,
+            Ev {
+                brand: Some(brand),
+                block: Block::Envelope,
+                kind: EventKind::BudgetsSet,
+                entity: format!("budgets/{brand}"),
+                before: &before,
+                after: &after,
+                cause: "declared".into(),
+            },
+        );
+    }
+
+    pub fn budgets(&self) -> Vec<(BrandId, Budgets)> {
+        self.budgets.iter().map(|(b, x)| (b.clone(), x.clone())).collect()
+    }
+
+    pub fn accounts(&self, brand: Option<&BrandId>) -> Vec<Account> {
+        self.accounts.values().filter(|a| brand.is_none_or(|b| &a.key.brand == b)).cloned().collect()
+    }
+
+    pub fn transfers(&self) -> Vec<Transfer> {
+        self.transfers.values().cloned().collect()
     }
 
     pub fn allocation(&self, brand: &BrandId) -> Option<crate::propose::allocation::Allocation> {
@@ -739,5 +800,23 @@ impl Store for SharedMemStore {
     }
     fn workers(&self) -> impl Future<Output = Result<Vec<WorkerRow>, StoreError>> + Send {
         ready(Ok(self.lock().workers()))
+    }
+    fn set_budgets(
+        &self,
+        brand: &BrandId,
+        budgets: &Budgets,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.lock().set_budgets(brand, budgets, now);
+        ready(Ok(()))
+    }
+    fn budgets(&self) -> impl Future<Output = Result<Vec<(BrandId, Budgets)>, StoreError>> + Send {
+        ready(Ok(self.lock().budgets()))
+    }
+    fn accounts(&self, brand: Option<&BrandId>) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send {
+        ready(Ok(self.lock().accounts(brand)))
+    }
+    fn transfers(&self) -> impl Future<Output = Result<Vec<Transfer>, StoreError>> + Send {
+        ready(Ok(self.lock().transfers()))
     }
 }

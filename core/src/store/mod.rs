@@ -14,6 +14,10 @@
 //!   names its brand. What a job writes (jobs it enqueues, intents it opens,
 //!   spend rows, costs, events) is its own brand's: the store stamps the
 //!   writer's brand, so a job cannot act for another brand;
+//! - an intent that moves money reserves it against its brand's budget caps
+//!   in the write that opens it (refused if that would overdraw a cap); its
+//!   commit posts the amount read back, its abandonment voids it
+//!   (`envelope::budget`, planned once in [`plan::plan_intents`]);
 //! - claiming is fair across brands: ready jobs are ranked within their
 //!   brand by `(priority, run_at, id)` and claimed round-robin by rank
 //!   ([`fair_order`]), so one brand's backlog never stalls another's work.
@@ -30,6 +34,7 @@ pub use mem::{CLAIM_LIMIT_MAX, MemStore, SharedMemStore};
 
 use crate::act::intent::{ActionRow, Intent, IntentOp};
 use crate::envelope::Verdict;
+use crate::envelope::budget::{Account, Budgets, Transfer};
 use crate::ids::{BrandId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
 use crate::schedule::task::{JobKind, Task};
 use crate::sense::ads::InsightRow;
@@ -305,8 +310,13 @@ impl WriteBatch {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchResult {
-    /// The intents touched, as they are after the batch, in op order.
+    /// The intents touched, as they are after the batch, in op order
+    /// (refused opens left out).
     pub intents: Vec<Intent>,
+    /// Opens refused by the budget ledger, with the reason (logged as a
+    /// verdict row; the rest of the batch stands).
+    #[serde(default)]
+    pub refused: Vec<(IdempotencyKey, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -430,6 +440,22 @@ pub trait Store: Send + Sync {
         &self,
         brand: &BrandId,
     ) -> impl Future<Output = Result<Option<crate::propose::allocation::Allocation>, StoreError>> + Send;
+    /// Declares a brand's budgets (time zone and caps), replacing what it
+    /// declared before; one event row when they change. Reservations made
+    /// before keep the accounts they hold against.
+    fn set_budgets(
+        &self,
+        brand: &BrandId,
+        budgets: &Budgets,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every brand's declared budgets, by brand.
+    fn budgets(&self) -> impl Future<Output = Result<Vec<(BrandId, Budgets)>, StoreError>> + Send;
+    /// Budget accounts (one per cap and period that a reservation touched),
+    /// by key; one brand's, or every brand's.
+    fn accounts(&self, brand: Option<&BrandId>) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send;
+    /// Every budget transfer, by id.
+    fn transfers(&self) -> impl Future<Output = Result<Vec<Transfer>, StoreError>> + Send;
 }
 
 /// A borrowed store is a store: a worker lends each job the one it holds.
@@ -540,6 +566,23 @@ impl<T: Store> Store for &T {
     ) -> impl Future<Output = Result<Option<crate::propose::allocation::Allocation>, StoreError>> + Send {
         (**self).allocation(brand)
     }
+    fn set_budgets(
+        &self,
+        brand: &BrandId,
+        budgets: &Budgets,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).set_budgets(brand, budgets, now)
+    }
+    fn budgets(&self) -> impl Future<Output = Result<Vec<(BrandId, Budgets)>, StoreError>> + Send {
+        (**self).budgets()
+    }
+    fn accounts(&self, brand: Option<&BrandId>) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send {
+        (**self).accounts(brand)
+    }
+    fn transfers(&self) -> impl Future<Output = Result<Vec<Transfer>, StoreError>> + Send {
+        (**self).transfers()
+    }
 }
 
 /// A read-only view of everything a store holds, for checkers and tests.
@@ -555,4 +598,12 @@ pub struct Snapshot {
     pub activities: Vec<PageActivity>,
     /// Every bandit allocation, by slot.
     pub allocations: Vec<crate::propose::allocation::Allocation>,
+    /// Every brand's declared budgets.
+    #[serde(default)]
+    pub budgets: Vec<(BrandId, Budgets)>,
+    /// Budget accounts and transfers, by key.
+    #[serde(default)]
+    pub accounts: Vec<Account>,
+    #[serde(default)]
+    pub transfers: Vec<Transfer>,
 }

@@ -13,6 +13,8 @@ use crate::telemetry::{Block, EventKind};
 use crate::time::Timestamp;
 
 use crate::act::intent::{ActionRow, Intent, IntentOp, IntentPhase, fresh_intent};
+use crate::envelope::budget::{self, Account, AccountKey, Budgets, Transfer};
+use crate::envelope::{Decision, DenyReason};
 
 use super::StoreError;
 
@@ -36,6 +38,83 @@ pub struct IntentPlan {
     pub changed: BTreeMap<IdempotencyKey, Intent>,
     pub actions: Vec<ActionRow>,
     pub events: Vec<Transition>,
+    /// Every transfer the ops made or resolved, as it is after the batch.
+    pub transfers: BTreeMap<IdempotencyKey, Transfer>,
+    /// Every account the ops changed, as it is after the batch.
+    pub accounts: BTreeMap<AccountKey, Account>,
+    /// Opens refused because their reservation would overdraw a cap (the
+    /// intent is not opened; its verdict row says why).
+    pub refused: Vec<(IdempotencyKey, String)>,
+}
+
+/// The budget ledger as a batch's ops need it: the writer's brand's
+/// budgets, and the transfers and accounts the ops touch (a SQL store
+/// loads these under row locks, in [`LedgerNeeds`]' order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ledger {
+    pub budgets: Budgets,
+    pub transfers: BTreeMap<IdempotencyKey, Transfer>,
+    pub accounts: BTreeMap<AccountKey, Account>,
+}
+
+/// What to load for a batch's ledger, after its intents.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerNeeds {
+    /// The ops reserve: load the brand's budgets.
+    pub budgets: bool,
+    /// The ops may resolve these transfers (sorted).
+    pub transfers: Vec<IdempotencyKey>,
+}
+
+impl LedgerNeeds {
+    pub fn is_empty(&self) -> bool {
+        !self.budgets && self.transfers.is_empty()
+    }
+}
+
+/// What the ops need of the ledger, given the intents they name.
+pub fn ledger_needs(current: &BTreeMap<IdempotencyKey, Intent>, ops: &[IntentOp]) -> LedgerNeeds {
+    let mut needs = LedgerNeeds::default();
+    for op in ops {
+        match op {
+            IntentOp::Open(new) if new.reserve.is_some() && !current.contains_key(&new.key) => needs.budgets = true,
+            IntentOp::Advance { key, to: IntentPhase::Committed | IntentPhase::Abandoned, .. }
+                if current.get(key).is_some_and(|i| i.reserve.is_some()) =>
+            {
+                needs.transfers.push(key.clone())
+            }
+            _ => {}
+        }
+    }
+    needs.transfers.sort();
+    needs.transfers.dedup();
+    needs
+}
+
+/// The accounts the ops may change, sorted (the order to lock them in),
+/// each with the limit a new one starts with.
+pub fn ledger_accounts(
+    current: &BTreeMap<IdempotencyKey, Intent>,
+    brand: &BrandId,
+    ops: &[IntentOp],
+    ledger: &Ledger,
+    now: Timestamp,
+) -> Vec<(AccountKey, i64)> {
+    let mut out: BTreeMap<AccountKey, i64> = BTreeMap::new();
+    for op in ops {
+        if let IntentOp::Open(new) = op
+            && let Some(r) = &new.reserve
+            && !current.contains_key(&new.key)
+        {
+            out.extend(budget::accounts_for(brand, r, &ledger.budgets, now));
+        }
+    }
+    for t in ledger.transfers.values() {
+        for key in &t.accounts {
+            out.entry(key.clone()).or_insert(0);
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// The keys a batch's ops read: load these before planning.
@@ -55,10 +134,16 @@ pub fn intent_keys(ops: &[IntentOp]) -> Vec<IdempotencyKey> {
 /// Applies `ops` in order to `current` (the stored intents the ops name),
 /// written by a job of `brand`. Refuses the whole batch on the first op that
 /// cannot apply, or that touches another brand's intent.
+///
+/// `ledger` holds what [`ledger_needs`] and [`ledger_accounts`] named: an
+/// open that reserves is refused (not an error: the rest of the batch
+/// stands) when its reservation would overdraw a cap; a commit posts the
+/// intent's reservation, an abandonment voids it.
 pub fn plan_intents(
     current: &BTreeMap<IdempotencyKey, Intent>,
     brand: &BrandId,
     ops: Vec<IntentOp>,
+    mut ledger: Ledger,
     now: Timestamp,
 ) -> Result<IntentPlan, StoreError> {
     let mut work = current.clone();
@@ -80,6 +165,31 @@ pub fn plan_intents(
             IntentOp::Open(new) => match work.get(&new.key) {
                 Some(existing) => existing.clone(),
                 None => {
+                    if let Some(r) = &new.reserve {
+                        match budget::reserve(&mut ledger.accounts, &new.key, brand, r, &ledger.budgets, now) {
+                            Ok(t) => {
+                                plan.events.push(transfer_event(&t, "none", format!("reserved {}", t.amount)));
+                                for k in &t.accounts {
+                                    plan.accounts.insert(k.clone(), ledger.accounts[k].clone());
+                                }
+                                ledger.transfers.insert(new.key.clone(), t.clone());
+                                plan.transfers.insert(new.key.clone(), t);
+                            }
+                            Err(why) => {
+                                plan.events.push(Transition {
+                                    block: Block::Envelope,
+                                    kind: EventKind::Verdict,
+                                    entity: new.key.to_string(),
+                                    before: "proposed".into(),
+                                    after: serde_json::to_string(&Decision::Deny(DenyReason::OverBudget))
+                                        .expect("serializes"),
+                                    cause: why.clone(),
+                                });
+                                plan.refused.push((new.key.clone(), why));
+                                continue;
+                            }
+                        }
+                    }
                     let intent = fresh_intent(&new, brand, now);
                     plan.events.push(Transition {
                         block: Block::Actuator,
@@ -94,7 +204,7 @@ pub fn plan_intents(
                     intent
                 }
             },
-            IntentOp::Advance { key, from, to, count_attempt, cause } => {
+            IntentOp::Advance { key, from, to, count_attempt, cause, amount } => {
                 let intent = work.get_mut(&key).ok_or_else(|| StoreError::NotFound(format!("intent {key}")))?;
                 if !from.may_move_to(to) {
                     return Err(StoreError::Conflict {
@@ -114,6 +224,27 @@ pub fn plan_intents(
                 }
                 if count_attempt {
                     intent.attempts += 1;
+                }
+                if intent.phase != to && intent.reserve.is_some() && to.is_final() {
+                    let t = ledger.transfers.get_mut(&key).ok_or_else(|| StoreError::Conflict {
+                        key: key.clone(),
+                        detail: "reserves money but its transfer is missing".into(),
+                    })?;
+                    let conflict = |detail: String| StoreError::Conflict { key: key.clone(), detail };
+                    let (what, note) = if to == IntentPhase::Committed {
+                        let posted = amount.unwrap_or(t.amount);
+                        let note = budget::post(&mut ledger.accounts, t, posted, now).map_err(conflict)?;
+                        (format!("posted {posted} on commit"), note)
+                    } else {
+                        budget::void(&mut ledger.accounts, t, now).map_err(conflict)?;
+                        ("voided on abandonment".to_string(), None)
+                    };
+                    let cause = note.map_or(what.clone(), |n| format!("{what}; {n}"));
+                    plan.events.push(transfer_event(t, "pending", cause));
+                    for k in &t.accounts {
+                        plan.accounts.insert(k.clone(), ledger.accounts[k].clone());
+                    }
+                    plan.transfers.insert(key.clone(), t.clone());
                 }
                 if intent.phase != to {
                     let before = intent.phase.as_str();
@@ -162,6 +293,17 @@ pub fn plan_intents(
         "attempt counts never go down"
     );
     Ok(plan)
+}
+
+fn transfer_event(t: &Transfer, before: &str, cause: String) -> Transition {
+    Transition {
+        block: Block::Envelope,
+        kind: EventKind::BudgetTransfer,
+        entity: t.id.to_string(),
+        before: before.into(),
+        after: t.state.as_str().into(),
+        cause: format!("{cause} ({})", t.accounts.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")),
+    }
 }
 
 /// A spend-ledger row as its event rows describe it.

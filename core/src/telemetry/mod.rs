@@ -54,6 +54,10 @@ pub enum EventKind {
     ScheduleChanged,
     /// A bandit re-roll wrote the budget split of a slot.
     AllocationRolled,
+    /// A budget reservation was made, posted or voided (entity: the intent's key).
+    BudgetTransfer,
+    /// A brand's budgets (time zone, caps) were declared or changed.
+    BudgetsSet,
 }
 
 /// One row of the event log.
@@ -106,6 +110,8 @@ pub fn digest(events: &[Event]) -> String {
 pub struct Rebuilt {
     pub jobs: BTreeMap<JobId, String>,
     pub intents: BTreeMap<IdempotencyKey, String>,
+    /// Budget transfers by intent key: pending, posted, voided.
+    pub transfers: BTreeMap<IdempotencyKey, String>,
 }
 
 /// Folds the log into final states. Fails on a row whose `before` does not
@@ -128,6 +134,9 @@ pub fn replay(events: &[Event]) -> Result<Rebuilt, String> {
             EventKind::IntentOpened | EventKind::IntentAdvanced => {
                 transition(&mut out.intents, IdempotencyKey::new(e.entity.clone()), e)?;
             }
+            EventKind::BudgetTransfer => {
+                transition(&mut out.transfers, IdempotencyKey::new(e.entity.clone()), e)?;
+            }
             EventKind::WorkerBooted
             | EventKind::IntentAttempt
             | EventKind::SlotFired
@@ -136,7 +145,8 @@ pub fn replay(events: &[Event]) -> Result<Rebuilt, String> {
             | EventKind::PipelineStep
             | EventKind::BreakerOpened
             | EventKind::ScheduleChanged
-            | EventKind::AllocationRolled => {}
+            | EventKind::AllocationRolled
+            | EventKind::BudgetsSet => {}
         }
     }
     Ok(out)

@@ -16,7 +16,8 @@ use dlft_core::sense::ads::InsightRow;
 use dlft_core::ids::{AdId, BrandId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
 use dlft_core::money::{Currency, Money};
 use dlft_core::schedule::rules::GHOST_AMNESTY;
-use dlft_core::store::plan::{Transition, intent_keys, plan_intents, spend_transition};
+use dlft_core::store::plan::{Ledger, Transition, intent_keys, ledger_accounts, ledger_needs, plan_intents, spend_transition};
+use dlft_core::envelope::budget::{Account, AccountKey, Budgets, Purpose, Transfer, TransferState, Window};
 use dlft_core::store::{BatchResult, Boot, Checkpoint, Claim, ClaimRequest, Enqueued, Job, JobState, Lease, LeaseRow, NewJob, Outcome, PageActivity, Presence, ScheduleRow, SlotOutcome, Store, StoreError, WorkerRow, WriteBatch};
 use dlft_core::act::intent::{Intent, IntentPhase};
 use dlft_core::telemetry::{Block, CostRow, Event, EventKind};
@@ -121,6 +122,9 @@ fn intent_from_row(r: &DbRow) -> Result<Intent, StoreError> {
         opened_at: Timestamp(get::<i64>(r, "opened_at")? as u64),
         updated_at: Timestamp(get::<i64>(r, "updated_at")? as u64),
         attempts: get::<i64>(r, "attempts")? as u32,
+        reserve: get::<Option<String>>(r, "reserve")?
+            .map(|j| serde_json::from_str(&j).map_err(corrupt))
+            .transpose()?,
     })
 }
 
@@ -161,6 +165,164 @@ fn schedule_from_row(r: &DbRow) -> Result<ScheduleRow, StoreError> {
         changed_at: Timestamp(get::<i64>(r, "changed_at")? as u64),
         last_slot: get::<Option<i64>>(r, "last_slot")?.map(|s| Timestamp(s as u64)),
     })
+}
+
+const ACCOUNT_COLS: &str = "brand, purpose, currency, time_window, period, limit_minor, pending_minor, posted_minor";
+const TRANSFER_COLS: &str =
+    "id, brand, purpose, currency, amount_minor, state, posted_minor, opened_at, resolved_at, accounts";
+
+fn account_from_row(r: &DbRow) -> Result<Account, StoreError> {
+    Ok(Account {
+        key: AccountKey {
+            brand: BrandId::new(get::<String>(r, "brand")?),
+            purpose: Purpose::parse(&get::<String>(r, "purpose")?).map_err(corrupt)?,
+            currency: Currency::parse(&get::<String>(r, "currency")?).map_err(corrupt)?,
+            window: Window::parse(&get::<String>(r, "time_window")?).map_err(corrupt)?,
+            period: get(r, "period")?,
+        },
+        limit: get(r, "limit_minor")?,
+        pending: get(r, "pending_minor")?,
+        posted: get(r, "posted_minor")?,
+    })
+}
+
+fn transfer_from_row(r: &DbRow) -> Result<Transfer, StoreError> {
+    let accounts: String = get(r, "accounts")?;
+    Ok(Transfer {
+        id: IdempotencyKey::new(get::<String>(r, "id")?),
+        brand: BrandId::new(get::<String>(r, "brand")?),
+        purpose: Purpose::parse(&get::<String>(r, "purpose")?).map_err(corrupt)?,
+        amount: money(get(r, "amount_minor")?, &get::<String>(r, "currency")?)?,
+        state: unsnake::<TransferState>(get(r, "state")?)?,
+        posted: get(r, "posted_minor")?,
+        opened_at: Timestamp(get::<i64>(r, "opened_at")? as u64),
+        resolved_at: get::<Option<i64>>(r, "resolved_at")?.map(|t| Timestamp(t as u64)),
+        accounts: serde_json::from_str(&accounts).map_err(corrupt)?,
+    })
+}
+
+/// Loads, under row locks and in one order (transfers, then accounts, each
+/// sorted), what a batch's intent ops need of the budget ledger. Accounts
+/// the ops may reserve against are created empty first, so that racing
+/// writers lock one row instead of each planning from a row the other has
+/// not committed yet.
+async fn load_ledger(
+    tx: &mut Tx,
+    brand: &BrandId,
+    current: &BTreeMap<IdempotencyKey, Intent>,
+    ops: &[dlft_core::act::intent::IntentOp],
+    now: Timestamp,
+) -> Result<Ledger, StoreError> {
+    let needs = ledger_needs(current, ops);
+    let mut ledger = Ledger::default();
+    if needs.is_empty() {
+        return Ok(ledger);
+    }
+    if needs.budgets {
+        let body: Option<String> = sqlx::query_scalar("SELECT body FROM dlft_budgets WHERE brand = $1")
+            .bind(brand.as_str())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        if let Some(b) = body {
+            ledger.budgets = serde_json::from_str(&b).map_err(corrupt)?;
+        }
+    }
+    for key in &needs.transfers {
+        let sql = format!("SELECT {TRANSFER_COLS} FROM dlft_budget_transfers WHERE id = $1{ROW_LOCK}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key.as_str()).fetch_optional(&mut **tx).await.map_err(db_err)?;
+        if let Some(r) = row {
+            ledger.transfers.insert(key.clone(), transfer_from_row(&r)?);
+        }
+    }
+    for (key, limit) in ledger_accounts(current, brand, ops, &ledger, now) {
+        sqlx::query(
+            "INSERT INTO dlft_budget_accounts (brand, purpose, currency, time_window, period, limit_minor, \
+             pending_minor, posted_minor) VALUES ($1, $2, $3, $4, $5, $6, 0, 0) ON CONFLICT DO NOTHING",
+        )
+        .bind(key.brand.as_str())
+        .bind(key.purpose.as_str())
+        .bind(key.currency.as_str())
+        .bind(key.window.as_str())
+        .bind(key.period.clone())
+        .bind(limit)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        let sql = format!(
+            "SELECT {ACCOUNT_COLS} FROM dlft_budget_accounts WHERE brand = $1 AND purpose = $2 AND currency = $3 \
+             AND time_window = $4 AND period = $5{ROW_LOCK}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key.brand.as_str())
+            .bind(key.purpose.as_str())
+            .bind(key.currency.as_str())
+            .bind(key.window.as_str())
+            .bind(key.period.clone())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        ledger.accounts.insert(key, account_from_row(&row)?);
+    }
+    Ok(ledger)
+}
+
+/// Writes what a plan did to the ledger: new transfers inserted (a second
+/// writer of one id fails and rolls back), resolved ones and accounts updated.
+async fn write_ledger(
+    tx: &mut Tx,
+    loaded: &std::collections::BTreeSet<IdempotencyKey>,
+    transfers: BTreeMap<IdempotencyKey, Transfer>,
+    accounts: BTreeMap<AccountKey, Account>,
+) -> Result<(), StoreError> {
+    for (id, t) in transfers {
+        if loaded.contains(&id) {
+            sqlx::query("UPDATE dlft_budget_transfers SET state = $2, posted_minor = $3, resolved_at = $4 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(t.state.as_str())
+                .bind(t.posted)
+                .bind(t.resolved_at.map(ms))
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+        } else {
+            sqlx::query(
+                "INSERT INTO dlft_budget_transfers (id, brand, purpose, currency, amount_minor, state, posted_minor, \
+                 opened_at, resolved_at, accounts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(id.as_str())
+            .bind(t.brand.as_str())
+            .bind(t.purpose.as_str())
+            .bind(t.amount.currency.as_str())
+            .bind(t.amount.minor)
+            .bind(t.state.as_str())
+            .bind(t.posted)
+            .bind(ms(t.opened_at))
+            .bind(t.resolved_at.map(ms))
+            .bind(serde_json::to_string(&t.accounts).expect("serializes"))
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        }
+    }
+    for (key, a) in accounts {
+        sqlx::query(
+            "UPDATE dlft_budget_accounts SET limit_minor = $6, pending_minor = $7, posted_minor = $8 \
+             WHERE brand = $1 AND purpose = $2 AND currency = $3 AND time_window = $4 AND period = $5",
+        )
+        .bind(key.brand.as_str())
+        .bind(key.purpose.as_str())
+        .bind(key.currency.as_str())
+        .bind(key.window.as_str())
+        .bind(key.period.clone())
+        .bind(a.limit)
+        .bind(a.pending)
+        .bind(a.posted)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 /// Writes one event row of `brand` (`None`: a worker's own row).
@@ -638,7 +800,10 @@ impl SqlStore {
         // Everything the job writes is its own brand's.
         let brand = job.brand.clone();
         let b = Some(&brand);
-        let plan = plan_intents(&current, &brand, batch.intents, now)?;
+        let ledger = load_ledger(&mut tx, &brand, &current, &batch.intents, now).await?;
+        let loaded: std::collections::BTreeSet<IdempotencyKey> = ledger.transfers.keys().cloned().collect();
+        let plan = plan_intents(&current, &brand, batch.intents, ledger, now)?;
+        write_ledger(&mut tx, &loaded, plan.transfers, plan.accounts).await?;
         for row in batch.insights {
             let old = sqlx::query(SPEND_LOCK_SQL)
                 .bind(row.ad.as_str())
@@ -683,8 +848,8 @@ impl SqlStore {
         for intent in plan.changed.values() {
             sqlx::query(
                 "INSERT INTO dlft_intents \
-                 (key, kind, subject, action, evidence, verdict, phase, opened_at, updated_at, attempts, brand) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (key) DO UPDATE SET \
+                 (key, kind, subject, action, evidence, verdict, phase, opened_at, updated_at, attempts, brand, reserve) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (key) DO UPDATE SET \
                  phase = excluded.phase, updated_at = excluded.updated_at, attempts = excluded.attempts",
             )
             .bind(intent.key.as_str())
@@ -698,6 +863,7 @@ impl SqlStore {
             .bind(ms(intent.updated_at))
             .bind(i64::from(intent.attempts))
             .bind(intent.brand.as_str())
+            .bind(intent.reserve.as_ref().map(|r| serde_json::to_string(r).expect("serializes")))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -768,7 +934,7 @@ impl SqlStore {
             log(&mut tx, now, b, t).await?;
         }
         tx.commit().await.map_err(db_err)?;
-        Ok(BatchResult { intents: plan.results })
+        Ok(BatchResult { intents: plan.results, refused: plan.refused })
     }
 
     async fn do_finish(
@@ -889,7 +1055,7 @@ impl SqlStore {
 
     async fn do_intents(&self) -> Result<Vec<Intent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents ORDER BY key",
+            "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts, reserve FROM dlft_intents ORDER BY key",
         )
         .fetch_all(&self.pool)
         .await
@@ -899,7 +1065,7 @@ impl SqlStore {
 
     async fn do_brand_intents(&self, brand: &BrandId) -> Result<Vec<Intent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents \
+            "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts, reserve FROM dlft_intents \
              WHERE brand = $1 ORDER BY key",
         )
         .bind(brand.as_str())
@@ -911,7 +1077,7 @@ impl SqlStore {
 
     async fn do_intent(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
         let row = sqlx::query(
-            "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts FROM dlft_intents WHERE key = $1",
+            "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts, reserve FROM dlft_intents WHERE key = $1",
         )
         .bind(key.as_str())
         .fetch_optional(&self.pool)
@@ -976,6 +1142,68 @@ impl SqlStore {
             .await
             .map_err(db_err)?;
         bodies.iter().map(|b| serde_json::from_str(b).map_err(corrupt)).collect()
+    }
+
+    async fn do_set_budgets(&self, brand: &BrandId, budgets: &Budgets, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = begin(&self.pool).await?;
+        let sql = format!("SELECT body FROM dlft_budgets WHERE brand = $1{ROW_LOCK}");
+        let old: Option<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(brand.as_str()).fetch_optional(&mut *tx).await.map_err(db_err)?;
+        let before = old
+            .map(|b| serde_json::from_str::<Budgets>(&b).map_err(corrupt))
+            .transpose()?
+            .map_or("none".to_string(), |b| b.describe());
+        let after = budgets.describe();
+        if before == after {
+            return Ok(());
+        }
+        sqlx::query("INSERT INTO dlft_budgets (brand, body) VALUES ($1, $2) ON CONFLICT (brand) DO UPDATE SET body = excluded.body")
+            .bind(brand.as_str())
+            .bind(serde_json::to_string(budgets).expect("serializes"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let t = Transition {
+            block: Block::Envelope,
+            kind: EventKind::BudgetsSet,
+            entity: format!("budgets/{brand}"),
+            before,
+            after,
+            cause: "declared".into(),
+        };
+        log(&mut tx, now, Some(brand), t).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn do_budgets(&self) -> Result<Vec<(BrandId, Budgets)>, StoreError> {
+        let rows = sqlx::query("SELECT brand, body FROM dlft_budgets ORDER BY brand")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let body: String = get(r, "body")?;
+                Ok((BrandId::new(get::<String>(r, "brand")?), serde_json::from_str(&body).map_err(corrupt)?))
+            })
+            .collect()
+    }
+
+    async fn do_accounts(&self, brand: Option<&BrandId>) -> Result<Vec<Account>, StoreError> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLS} FROM dlft_budget_accounts WHERE ($1 IS NULL OR brand = $1) \
+             ORDER BY brand, purpose, currency, time_window, period"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(brand.map(|b| b.as_str().to_string())).fetch_all(&self.pool).await.map_err(db_err)?;
+        let mut out = rows.iter().map(account_from_row).collect::<Result<Vec<_>, _>>()?;
+        // Core's key order (the enums' declaration order), not the text's.
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn do_transfers(&self) -> Result<Vec<Transfer>, StoreError> {
+        let sql = format!("SELECT {TRANSFER_COLS} FROM dlft_budget_transfers ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(db_err)?;
+        rows.iter().map(transfer_from_row).collect()
     }
 
     /// Jobs waiting or running, per kind and state: the runner's queue-depth gauge.
@@ -1094,6 +1322,23 @@ impl Store for SqlStore {
     }
     fn workers(&self) -> impl Future<Output = Result<Vec<WorkerRow>, StoreError>> + Send {
         self.do_workers()
+    }
+    fn set_budgets(
+        &self,
+        brand: &BrandId,
+        budgets: &Budgets,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.do_set_budgets(brand, budgets, now)
+    }
+    fn budgets(&self) -> impl Future<Output = Result<Vec<(BrandId, Budgets)>, StoreError>> + Send {
+        self.do_budgets()
+    }
+    fn accounts(&self, brand: Option<&BrandId>) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send {
+        self.do_accounts(brand)
+    }
+    fn transfers(&self) -> impl Future<Output = Result<Vec<Transfer>, StoreError>> + Send {
+        self.do_transfers()
     }
 }
 

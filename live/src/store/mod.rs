@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 
 /// The schema version this build writes. A database at a newer version is
 /// refused rather than written with old assumptions.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Why a store could not be opened. Every message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -84,13 +84,14 @@ pub fn redact(url: &str) -> String {
 }
 
 fn migrator(engine: Engine) -> Migrator {
-    let (init, allocations, presence, actions, brands) = match engine {
+    let (init, allocations, presence, actions, brands, budgets) = match engine {
         Engine::Postgres => (
             include_str!("../../migrations/postgres/0001_init.sql"),
             include_str!("../../migrations/postgres/0002_allocations.sql"),
             include_str!("../../migrations/postgres/0003_presence.sql"),
             include_str!("../../migrations/postgres/0004_actions.sql"),
             include_str!("../../migrations/postgres/0005_brands.sql"),
+            include_str!("../../migrations/postgres/0006_budgets.sql"),
         ),
         Engine::Sqlite => (
             include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -98,6 +99,7 @@ fn migrator(engine: Engine) -> Migrator {
             include_str!("../../migrations/sqlite/0003_presence.sql"),
             include_str!("../../migrations/sqlite/0004_actions.sql"),
             include_str!("../../migrations/sqlite/0005_brands.sql"),
+            include_str!("../../migrations/sqlite/0006_budgets.sql"),
         ),
     };
     Migrator::with_migrations(vec![
@@ -106,6 +108,7 @@ fn migrator(engine: Engine) -> Migrator {
         Migration::new(3, "presence".into(), MigrationType::Simple, presence.into_sql_str(), false),
         Migration::new(4, "actions".into(), MigrationType::Simple, actions.into_sql_str(), false),
         Migration::new(5, "brands".into(), MigrationType::Simple, brands.into_sql_str(), false),
+        Migration::new(6, "budgets".into(), MigrationType::Simple, budgets.into_sql_str(), false),
     ])
 }
 

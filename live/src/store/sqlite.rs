@@ -17,7 +17,7 @@ const BOOT_SWEEP_SQL: &str = concat!(
 );
 const WAITING_SQL: &str = concat!("SELECT ", job_cols!(), " FROM dlft_jobs WHERE state = 'available' ORDER BY id");
 const SCHEDULE_ENABLED_SQL: &str = "SELECT enabled FROM dlft_schedules WHERE name = $1 AND brand = $2";
-const INTENT_LOCK_SQL: &str = "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts \
+const INTENT_LOCK_SQL: &str = "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts, reserve \
      FROM dlft_intents WHERE key = $1";
 const SPEND_LOCK_SQL: &str = "SELECT ad, bucket_start, spend_minor, currency, purchases, revenue_minor, \
      revenue_currency FROM dlft_spend WHERE ad = $1 AND bucket_start = $2 AND brand = $3";
