@@ -68,6 +68,29 @@ enum Command {
     /// The event log of a durable store, oldest first: one line per state
     /// transition, with ISO-8601 times (read-only: never creates a store).
     Events(EventsArgs),
+    /// Budget caps as they stand: for each brand's cap, its current period
+    /// (in the brand's time zone) with reserved, posted and left
+    /// (read-only: never creates a store).
+    Budgets(BudgetsArgs),
+}
+
+#[derive(clap::Args)]
+struct BudgetsArgs {
+    /// sqlite://PATH or postgres://USER@HOST:PORT/DB
+    #[arg(long, default_value = "sqlite://dlft.db")]
+    store: String,
+    /// Only this brand.
+    #[arg(long)]
+    brand: Option<String>,
+    /// Where the caps stand at this instant instead of now: ISO-8601 or epoch milliseconds.
+    #[arg(long)]
+    at: Option<String>,
+    /// Every account of every period, not just the current ones.
+    #[arg(long)]
+    history: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -561,6 +584,81 @@ fn tokio_main(f: impl std::future::Future<Output = Result<()>>) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+async fn budgets(args: BudgetsArgs) -> Result<()> {
+    use dlft_core::envelope::budget::standing;
+    use dlft_core::store::Store;
+    use dlft_core::time::{Clock, Timestamp};
+    use dlft_live::store::{Engine, PoolOptions, open_pg, open_sqlite};
+    let brand = args.brand.as_deref().map(dlft_core::ids::BrandId::parse).transpose().map_err(anyhow::Error::msg)?;
+    let at = match args.at.as_deref() {
+        Some(t) => Timestamp(parse_instant(t)?),
+        None => dlft_live::SystemClock.now(),
+    };
+    let opts = PoolOptions { max_connections: 1, existing_only: true, ..PoolOptions::default() };
+    async fn show<S: Store>(
+        s: S,
+        args: &BudgetsArgs,
+        brand: Option<dlft_core::ids::BrandId>,
+        at: Timestamp,
+    ) -> Result<()> {
+        let declared = s.budgets().await?;
+        let accounts = s.accounts(brand.as_ref()).await?;
+        if let Some(b) = &brand
+            && !declared.iter().any(|(d, _)| d == b)
+        {
+            let known: Vec<String> = declared.iter().map(|(d, _)| d.to_string()).collect();
+            bail!("brand {b} declared no budgets in this store (brands with budgets: {known:?})");
+        }
+        if args.history {
+            for a in &accounts {
+                let m = |minor| dlft_core::money::Money::new(minor, a.key.currency);
+                if args.json {
+                    println!("{}", serde_json::to_string(a)?);
+                } else {
+                    println!(
+                        "{:<12} {:<7} {:<9} {:<11} cap {:>14}  reserved {:>14}  posted {:>14}  left {:>14}",
+                        a.key.brand,
+                        a.key.purpose.as_str(),
+                        a.key.window.as_str(),
+                        a.key.period,
+                        m(a.limit).to_string(),
+                        m(a.pending).to_string(),
+                        m(a.posted).to_string(),
+                        m(a.left().max(0)).to_string()
+                    );
+                }
+            }
+            return Ok(());
+        }
+        for (b, budgets) in declared.iter().filter(|(b, _)| brand.as_ref().is_none_or(|x| x == b)) {
+            if !args.json {
+                println!("{b} ({})", budgets.describe());
+            }
+            for r in standing(b, budgets, &accounts, at) {
+                if args.json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    println!(
+                        "  {:<7} {:<9} {:<11} cap {:>14}  reserved {:>14}  posted {:>14}  left {:>14}",
+                        r.purpose.as_str(),
+                        r.window.as_str(),
+                        r.period,
+                        r.limit.to_string(),
+                        r.pending.to_string(),
+                        r.posted.to_string(),
+                        r.left.to_string()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+    match Engine::of(&args.store)? {
+        Engine::Postgres => show(open_pg(&args.store, &opts).await?, &args, brand, at).await,
+        Engine::Sqlite => show(open_sqlite(&args.store, &opts).await?, &args, brand, at).await,
+    }
+}
+
 async fn schedules(command: SchedulesCommand) -> Result<()> {
     use dlft_core::store::Store;
     use dlft_core::time::Clock;
@@ -704,6 +802,7 @@ fn main() -> ExitCode {
         }
         Command::Schedules { command } => tokio_main(schedules(command)),
         Command::Events(args) => tokio_main(events(args)),
+        Command::Budgets(args) => tokio_main(budgets(args)),
         Command::Check { file } => tokio_main(async move { check::check(&file).await }),
     };
     match result {

@@ -309,6 +309,13 @@ where
     let ids: Vec<WorkerId> = wcfgs.iter().map(|w| w.worker.clone()).collect();
     // A worker silent for a whole lease is as dead as its leases.
     check_ids_free(&store, &ids, &host, lease_for).await?;
+    // The file is the truth of each brand's budgets: declare them (a brand
+    // without a [budgets] section declares no caps, and moves no money).
+    for brand in cfg.brand_ids() {
+        let budgets = cfg.budgets_of(&brand);
+        store.set_budgets(&brand, &budgets, SystemClock.now()).await.context("declaring budgets")?;
+        info!(brand = %brand, budgets = %budgets.describe(), "budgets");
+    }
     let pulses: Vec<Arc<Pulse>> = ids.iter().map(|_| Arc::new(Pulse::default())).collect();
     let listener = tokio::net::TcpListener::bind(cfg.runner.http)
         .await
@@ -509,9 +516,11 @@ fn log_event(e: &dlft_core::telemetry::Event) {
     }
 }
 
-async fn metrics<S: Stats>(State(store): State<S>) -> impl IntoResponse {
-    match store.stats().await {
-        Ok(s) => {
+async fn metrics<S: Stats + Store>(State(store): State<S>) -> impl IntoResponse {
+    let budgets =
+        async { Ok::<_, dlft_core::store::StoreError>((store.budgets().await?, store.accounts(None).await?)) };
+    match (store.stats().await, budgets.await) {
+        (Ok(s), Ok((budgets, accounts))) => {
             let mut out = String::new();
             out.push_str("# HELP dlft_queue_depth Live jobs by kind and state.\n# TYPE dlft_queue_depth gauge\n");
             for (kind, state, n) in &s.depth {
@@ -539,8 +548,48 @@ async fn metrics<S: Stats>(State(store): State<S>) -> impl IntoResponse {
             for (currency, n) in &s.spend_after_kill {
                 let _ = writeln!(out, "dlft_spend_after_kill_minor{{currency=\"{currency}\"}} {n}");
             }
+            budget_metrics(&mut out, &budgets, &accounts, SystemClock.now());
             (axum::http::StatusCode::OK, out)
         }
-        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("# store unavailable: {e}\n")),
+        (Err(e), _) | (_, Err(e)) => {
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("# store unavailable: {e}\n"))
+        }
+    }
+}
+
+/// Each cap's current period (in its brand's time zone): limit, reserved
+/// (pending), posted and left, in minor units.
+fn budget_metrics(
+    out: &mut String,
+    budgets: &[(dlft_core::ids::BrandId, dlft_core::envelope::budget::Budgets)],
+    accounts: &[dlft_core::envelope::budget::Account],
+    now: Timestamp,
+) {
+    let rows: Vec<_> =
+        budgets.iter().flat_map(|(brand, b)| dlft_core::envelope::budget::standing(brand, b, accounts, now)).collect();
+    for (name, help) in [
+        ("limit", "The cap of the current period."),
+        ("pending", "Reserved by open intents, not yet posted or voided."),
+        ("posted", "Posted: moved, as read back from the world."),
+        ("left", "What a new reservation may still take."),
+    ] {
+        let _ = writeln!(out, "# HELP dlft_budget_{name}_minor {help}\n# TYPE dlft_budget_{name}_minor gauge");
+        for r in &rows {
+            let v = match name {
+                "limit" => r.limit.minor,
+                "pending" => r.pending.minor,
+                "posted" => r.posted.minor,
+                _ => r.left.minor,
+            };
+            let _ = writeln!(
+                out,
+                "dlft_budget_{name}_minor{{brand=\"{}\",purpose=\"{}\",currency=\"{}\",window=\"{}\",period=\"{}\"}} {v}",
+                r.brand,
+                r.purpose.as_str(),
+                r.limit.currency,
+                r.window.as_str(),
+                r.period
+            );
+        }
     }
 }

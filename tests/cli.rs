@@ -184,6 +184,112 @@ fn events_prints_the_log_readably_and_filters_it() {
     }
 }
 
+/// `dlft budgets`: each brand's caps where they stand (the current period in
+/// the brand's time zone: reserved, posted, left), every account with
+/// `--history`, JSON lines with `--json`; an unknown brand is named.
+#[test]
+fn budgets_shows_caps_reserved_posted_and_left() {
+    use dlft_core::act::intent::{Action, Evidence, IntentOp, IntentPhase, NewIntent};
+    use dlft_core::envelope::budget::{Budgets, Cap, Purpose, Reserve, Window, Zone};
+    use dlft_core::envelope::{Decision, Verdict};
+    use dlft_core::estimate::estimator::AdEstimate;
+    use dlft_core::ids::{AdId, BrandId, IdempotencyKey, WorkerId};
+    use dlft_core::money::{Currency, Money};
+    use dlft_core::schedule::task::{JobKind, Task};
+    use dlft_core::store::{ClaimRequest, NewJob, Store, WriteBatch};
+    use dlft_core::time::{Millis, Timestamp};
+    use dlft_live::store::{PoolOptions, open_sqlite};
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-budgets");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("budgets.db").display());
+    let t0 = Timestamp(1_796_248_800_000); // 2026-12-02T22:00:00Z: 23:00 in Berlin
+    let eur = |minor| Money::new(minor, Currency::EUR);
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
+        let caps = vec![
+            Cap { purpose: Purpose::Payout, window: Window::Daily, limit: eur(150_000) },
+            Cap { purpose: Purpose::Payout, window: Window::Monthly, limit: eur(2_000_000) },
+        ];
+        let budgets = Budgets::new(Zone::parse("Europe/Berlin").unwrap(), caps).unwrap();
+        store.set_budgets(&BrandId::default(), &budgets, t0).await.unwrap();
+        let inc = store.boot(&WorkerId::new("w"), t0).await.unwrap().incarnation;
+        store.enqueue(NewJob::new(&Task::PollInsights { slot: t0 }, 0, t0, None), t0).await.unwrap();
+        let req = ClaimRequest {
+            brands: vec![BrandId::default()],
+            worker: WorkerId::new("w"),
+            incarnation: inc,
+            kinds: vec![JobKind::PollInsights],
+            limit: 1,
+            lease_for: Millis(60_000),
+        };
+        let c = store.claim(&req, t0).await.unwrap().remove(0);
+        let open = |key: &str, minor| {
+            let ad = AdId::new(key);
+            let key = IdempotencyKey::new(key);
+            let e = AdEstimate {
+                ad: ad.clone(),
+                first_bucket: t0,
+                matured_until: t0,
+                matured_spend: eur(0),
+                matured_purchases: 0,
+                matured_revenue: eur(0),
+                in_learning: false,
+            };
+            let verdict =
+                Verdict { ad: ad.clone(), key: key.clone(), decision: Decision::Approve, at: t0, reason: "".into() };
+            IntentOp::Open(NewIntent {
+                key,
+                action: Action::KillAd { ad },
+                evidence: Evidence::Kill(e),
+                verdict,
+                reserve: Some(Reserve { purpose: Purpose::Payout, amount: eur(minor) }),
+            })
+        };
+        let step = |from, to, amount| IntentOp::Advance {
+            key: IdempotencyKey::new("pay/1"),
+            from,
+            to,
+            count_attempt: true,
+            cause: "t".into(),
+            amount,
+        };
+        let ops = vec![
+            open("pay/1", 40_000),
+            open("pay/2", 25_000),
+            step(IntentPhase::Intended, IntentPhase::Applied, None),
+            step(IntentPhase::Applied, IntentPhase::Committed, Some(eur(40_000))),
+        ];
+        store.write(&c.lease, WriteBatch { intents: ops, ..WriteBatch::default() }, t0).await.unwrap();
+    });
+    let out = dlft(&["budgets", "--store", &url, "--at", "2026-12-02T22:00:00Z"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0], "default (Europe/Berlin: payout daily 1500.00 EUR, payout monthly 20000.00 EUR)");
+    for (line, want) in [
+        (lines[1], "payout daily 2026-12-02 cap 1500.00 EUR reserved 250.00 EUR posted 400.00 EUR left 850.00 EUR"),
+        (lines[2], "payout monthly 2026-12 cap 20000.00 EUR reserved 250.00 EUR posted 400.00 EUR left 19350.00 EUR"),
+    ] {
+        assert_eq!(line.split_whitespace().collect::<Vec<_>>().join(" "), want);
+    }
+    // An hour later it is 3 December in Berlin: a fresh day, the same month.
+    let out = dlft(&["budgets", "--store", &url, "--at", "2026-12-02T23:00:00Z", "--json"]);
+    let rows: Vec<serde_json::Value> =
+        text(&out).0.lines().map(|l| serde_json::from_str(l).expect("JSON lines")).collect();
+    assert_eq!(rows[0]["period"], "2026-12-03");
+    assert_eq!(
+        (rows[0]["left"]["minor"].as_i64(), rows[1]["left"]["minor"].as_i64()),
+        (Some(150_000), Some(1_935_000))
+    );
+    let out = dlft(&["budgets", "--store", &url, "--history"]);
+    assert_eq!(text(&out).0.lines().count(), 2, "one account per cap and period: {}", text(&out).0);
+    let out = dlft(&["budgets", "--store", &url, "--brand", "north"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("brand north declared no budgets"), "{}", text(&out).1);
+}
+
 /// Commands that only read never create or migrate a store: a missing
 /// SQLite file, a database DLFT never migrated, or a bad flag is one clear
 /// line and exit 2, and nothing is created.
@@ -198,6 +304,7 @@ fn read_only_commands_never_create_a_store() {
         vec!["events", "--store", url.as_str()],
         vec!["schedules", "list", "--store", url.as_str()],
         vec!["schedules", "enable", "insights-tick", "--store", url.as_str()],
+        vec!["budgets", "--store", url.as_str()],
     ] {
         let out = dlft(&args);
         let (_, stderr) = text(&out);

@@ -574,6 +574,9 @@ async fn postgres_vanishing_mid_run_loses_no_claimed_work() {
     assert!(value("dlft_claims_total ") > 0, "{metrics}");
     assert_eq!(value("dlft_spend_after_kill_minor"), 0, "no leak: {metrics}");
     assert_eq!(metrics.lines().filter(|l| l.starts_with("dlft_intents{phase=\"committed\"}")).count(), 1);
+    // The example's budgets were declared at start, and stand untouched.
+    let daily = "dlft_budget_left_minor{brand=\"default\",purpose=\"payout\",currency=\"EUR\",window=\"daily\"";
+    assert_eq!(value(daily), 150_000, "{metrics}");
     let status = runner.sigterm();
     assert!(status.success(), "SIGTERM is a clean exit, got {status}");
     for id in &held {

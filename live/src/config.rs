@@ -10,8 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use dlft_core::config::{LoopSettings, PlatformShape};
+use dlft_core::envelope::budget::{Budgets, Cap, Purpose, Window, Zone};
 use dlft_core::ids::BrandId;
-use dlft_core::money::Currency;
+use dlft_core::money::{Currency, Money};
 use dlft_core::time::Millis;
 use serde::Deserialize;
 
@@ -32,12 +33,61 @@ pub struct RunConfig {
     pub brands: BTreeMap<String, BrandSection>,
     #[serde(rename = "loop")]
     pub control: LoopSettings,
+    /// The default brand's time zone and budget caps.
+    #[serde(default)]
+    pub budgets: Option<BudgetsSection>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrandSection {
     pub meta: MetaSection,
+    /// The brand's time zone and budget caps (`[brands.<id>.budgets]`).
+    #[serde(default)]
+    pub budgets: Option<BudgetsSection>,
+}
+
+/// A brand's budgets: its time zone (its calendar windows start at its
+/// midnights) and its caps. A brand without one declares no caps: its
+/// money-moving actions are refused (budgets fail closed).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsSection {
+    /// An IANA name: `Europe/Berlin`, `America/New_York`, `UTC`.
+    pub time_zone: String,
+    #[serde(default)]
+    pub caps: Vec<CapSection>,
+}
+
+/// `{ purpose = "payout", window = "daily", limit = "1500.00", currency = "EUR" }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapSection {
+    /// payout, refund or model.
+    pub purpose: String,
+    /// daily, monthly (calendar, in the brand's time zone) or lifetime.
+    pub window: String,
+    /// A decimal string in major units, at most two decimals (`"1500.00"`).
+    pub limit: String,
+    pub currency: String,
+}
+
+impl BudgetsSection {
+    /// The declared budgets, or what is wrong with them (`at` names the section).
+    fn budgets(&self, at: &str) -> Result<Budgets, String> {
+        let zone = Zone::parse(&self.time_zone).map_err(|e| format!("field `{at}.time_zone`: {e}"))?;
+        let mut caps = Vec::new();
+        for (i, c) in self.caps.iter().enumerate() {
+            let field = |name: &str| format!("field `{at}.caps[{i}].{name}`");
+            let purpose = Purpose::parse(&c.purpose).map_err(|e| format!("{}: {e}", field("purpose")))?;
+            let window = Window::parse(&c.window).map_err(|e| format!("{}: {e}", field("window")))?;
+            let currency = Currency::parse(&c.currency).map_err(|e| format!("{}: {e}", field("currency")))?;
+            let limit = Money::parse_decimal(&c.limit, currency)
+                .map_err(|e| format!("{}: {e} (a decimal in major units, at most two decimals)", field("limit")))?;
+            caps.push(Cap { purpose, window, limit });
+        }
+        Budgets::new(zone, caps).map_err(|e| format!("section `{at}`: {e}"))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -187,6 +237,10 @@ impl RunConfig {
                     meta.account_id
                 )));
             }
+            let at = if brand.is_default() { "budgets".to_string() } else { format!("brands.{brand}.budgets") };
+            if let Some(b) = cfg.budgets_section_of(&brand) {
+                b.budgets(&at).map_err(invalid)?;
+            }
             let (w, l) = (cfg.worker_config(0), cfg.loop_config_of(&brand));
             dlft_core::config::validate(&w, &l).map_err(|m| invalid(format!("[loop] for brand {brand}: {m}")))?;
         }
@@ -203,6 +257,16 @@ impl RunConfig {
     /// A brand's ads account section (`[meta]` for `default`).
     pub fn meta_of(&self, brand: &BrandId) -> &MetaSection {
         self.brands.get(brand.as_str()).map_or(&self.meta, |b| &b.meta)
+    }
+
+    fn budgets_section_of(&self, brand: &BrandId) -> Option<&BudgetsSection> {
+        if brand.is_default() { self.budgets.as_ref() } else { self.brands.get(brand.as_str())?.budgets.as_ref() }
+    }
+
+    /// A brand's declared budgets (validated when the file was parsed); a
+    /// brand without a budgets section declares none (UTC, no caps).
+    pub fn budgets_of(&self, brand: &BrandId) -> Budgets {
+        self.budgets_section_of(brand).map_or_else(Budgets::default, |b| b.budgets("").expect("validated"))
     }
 
     /// The default brand's loop settings.
@@ -283,8 +347,16 @@ mod tests {
 
     const EXAMPLE: &str = include_str!("../../examples/dlft.sandbox.toml");
 
+    /// The example without its [budgets] (the last section), and `extra`.
     fn with(extra: &str) -> Result<RunConfig, ConfigError> {
-        RunConfig::parse(&format!("{EXAMPLE}\n{extra}"), "dlft.toml")
+        let base = EXAMPLE.split("\n[budgets]").next().unwrap();
+        RunConfig::parse(&format!("{base}\n{extra}"), "dlft.toml")
+    }
+
+    #[test]
+    fn the_example_declares_budgets() {
+        let cfg = RunConfig::parse(EXAMPLE, "dlft.toml").unwrap();
+        assert!(cfg.budgets_of(&BrandId::default()).describe().starts_with("Europe/Berlin: payout daily 1500.00 EUR"));
     }
 
     fn brand(id: &str, account: &str, currency: &str) -> String {
@@ -331,6 +403,42 @@ mod tests {
         assert!(m.contains("brands.north.meta.webhook_secret_env"), "{m}");
         let m = message(with(&(brand("north", "act_2", "EUR") + "colour = \"red\"\n")));
         assert!(m.contains("colour"), "{m}");
+    }
+
+    const CAPS: &str = "[budgets]\ntime_zone = \"Europe/Berlin\"\ncaps = [\n  \
+        { purpose = \"payout\", window = \"daily\", limit = \"1500.00\", currency = \"EUR\" },\n  \
+        { purpose = \"payout\", window = \"monthly\", limit = \"20000\", currency = \"EUR\" },\n]\n";
+
+    #[test]
+    fn budgets_are_declared_per_brand() {
+        let north = "[brands.north.budgets]\ntime_zone = \"America/New_York\"\n\
+            caps = [{ purpose = \"refund\", window = \"lifetime\", limit = \"0.50\", currency = \"USD\" }]\n";
+        let cfg = with(&format!("{CAPS}{}{north}", brand("north", "act_2", "USD"))).unwrap();
+        let d = cfg.budgets_of(&BrandId::default());
+        assert_eq!(d.describe(), "Europe/Berlin: payout daily 1500.00 EUR, payout monthly 20000.00 EUR");
+        let n = cfg.budgets_of(&BrandId::new("north"));
+        assert_eq!(n.describe(), "America/New_York: refund lifetime 0.50 USD");
+        // No section: no caps, so no money moves.
+        assert_eq!(with("").unwrap().budgets_of(&BrandId::default()).describe(), "UTC: no caps");
+    }
+
+    #[test]
+    fn bad_budgets_are_named_and_refused() {
+        let cases = [
+            (CAPS.replace("Europe/Berlin", "Europe/Atlantis"), "field `budgets.time_zone`: unknown time zone"),
+            (CAPS.replace("\"daily\"", "\"weekly\""), "field `budgets.caps[0].window`: unknown window \"weekly\""),
+            (CAPS.replace("\"1500.00\"", "\"-5.00\""), "negative"),
+            (CAPS.replace("\"1500.00\"", "\"15.005\""), "field `budgets.caps[0].limit`: not a decimal amount"),
+            (CAPS.replace("\"1500.00\"", "1500"), "field `budgets.caps[0].limit`"),
+            (CAPS.replace("currency = \"EUR\" }", "currency = \"EURO\" }"), "field `budgets.caps[0].currency`"),
+            (CAPS.replace("\"monthly\"", "\"daily\""), "two daily payout caps in EUR"),
+            (CAPS.replace("\"payout\", window = \"daily\"", "\"bribes\", window = \"daily\""), "unknown purpose"),
+            (CAPS.replace("time_zone", "timezone"), "timezone"),
+        ];
+        for (text, want) in cases {
+            let m = message(with(&text));
+            assert!(m.starts_with("dlft.toml: ") && m.contains(want), "{want:?} not in {m:?}");
+        }
     }
 
     #[test]

@@ -254,6 +254,55 @@ pub fn period_of(window: Window, zone: &Zone, at: Timestamp) -> Period {
     }
 }
 
+/// Where one cap stands at an instant: its period then, and that period's
+/// account (zero when nothing was reserved in it yet).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Standing {
+    pub brand: BrandId,
+    pub zone: Zone,
+    pub purpose: Purpose,
+    pub window: Window,
+    pub period: String,
+    /// The cap's declared limit (it may differ from the account's, if the
+    /// cap changed after the period's last reservation).
+    pub limit: Money,
+    pub pending: Money,
+    pub posted: Money,
+    /// What a new reservation may still take (never below zero).
+    pub left: Money,
+}
+
+/// Every cap of `brand` as it stands at `now`, in cap order.
+pub fn standing(brand: &BrandId, budgets: &Budgets, accounts: &[Account], now: Timestamp) -> Vec<Standing> {
+    budgets
+        .caps
+        .iter()
+        .map(|cap| {
+            let period = period_of(cap.window, &budgets.zone, now).label;
+            let c = cap.limit.currency;
+            let acc = accounts.iter().find(|a| {
+                a.key.brand == *brand
+                    && a.key.purpose == cap.purpose
+                    && a.key.currency == c
+                    && a.key.window == cap.window
+                    && a.key.period == period
+            });
+            let (pending, posted) = acc.map_or((0, 0), |a| (a.pending, a.posted));
+            Standing {
+                brand: brand.clone(),
+                zone: budgets.zone.clone(),
+                purpose: cap.purpose,
+                window: cap.window,
+                period,
+                limit: cap.limit,
+                pending: Money::new(pending, c),
+                posted: Money::new(posted, c),
+                left: Money::new((cap.limit.minor - pending - posted).max(0), c),
+            }
+        })
+        .collect()
+}
+
 /// One account: a cap in one period.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AccountKey {
@@ -588,6 +637,31 @@ mod tests {
         assert!(reserve(&mut accs, &IdempotencyKey::new("a"), &brand, &refund, &b, Timestamp(0)).is_err());
         assert!(reserve(&mut accs, &IdempotencyKey::new("a"), &brand, &payout(0), &b, Timestamp(0)).is_err());
         assert!(accs.is_empty());
+    }
+
+    #[test]
+    fn a_cap_stands_in_its_current_period() {
+        let b = berlin(vec![cap(Window::Daily, 1_000), cap(Window::Monthly, 5_000)]);
+        let brand = BrandId::default();
+        let mut accs = BTreeMap::new();
+        let day1 = ms("2026-12-02T10:00:00Z");
+        let mut t = reserve(&mut accs, &IdempotencyKey::new("a"), &brand, &payout(300), &b, day1).unwrap();
+        reserve(&mut accs, &IdempotencyKey::new("b"), &brand, &payout(200), &b, day1).unwrap();
+        post(&mut accs, &mut t, eur(300), day1).unwrap();
+        let all: Vec<Account> = accs.values().cloned().collect();
+        let now: Vec<_> =
+            standing(&brand, &b, &all, day1).into_iter().map(|s| (s.period, s.pending, s.posted, s.left)).collect();
+        assert_eq!(
+            now,
+            vec![
+                ("2026-12-02".into(), eur(200), eur(300), eur(500)),
+                ("2026-12".into(), eur(200), eur(300), eur(4_500))
+            ]
+        );
+        // The next Berlin day: a fresh daily account, the same month.
+        let next = standing(&brand, &b, &all, ms("2026-12-02T23:00:00Z"));
+        assert_eq!((next[0].period.as_str(), next[0].left), ("2026-12-03", eur(1_000)));
+        assert_eq!(next[1].left, eur(4_500));
     }
 
     #[test]
