@@ -351,13 +351,24 @@ where
             every: Millis((lease_for.0 / 3).max(100)),
         });
         let mut worker = Worker {
-            ports: Ports { store: store.clone(), ads: ads.clone(), clock: SystemClock, probe: probe.clone() },
+            ports: Ports {
+                store: store.clone(),
+                ads: ads.clone(),
+                clock: SystemClock,
+                probe: probe.clone(),
+                bank: dlft_core::jobs::NoBank,
+            },
             cfg: wcfg,
             loop_cfg: cfg.loop_config(),
             tenants: accounts
                 .tenants
                 .iter()
-                .map(|(b, a)| (b.clone(), Tenant { ads: a.clone(), loop_cfg: cfg.loop_config_of(b) }))
+                .map(|(b, a)| {
+                    (
+                        b.clone(),
+                        Tenant { ads: a.clone(), bank: dlft_core::jobs::NoBank, loop_cfg: cfg.loop_config_of(b) },
+                    )
+                })
                 .collect(),
             rng: ChaCha8Rng::seed_from_u64(seed_of(&id)),
             stop: stop.clone(),

@@ -198,7 +198,9 @@ pub fn run(rows: &[HistoryRow], cfg: &BacktestConfig) -> Result<BacktestResult, 
             .map_err(|e| BacktestError::Settings(e.to_string()))?;
         for new in decided.intents() {
             let at = now + cfg.kill_delay;
-            let Evidence::Kill(evidence) = &new.evidence;
+            let Evidence::Kill(evidence) = &new.evidence else {
+                return Err(BacktestError::Settings("the tick decided an action other than a kill".into()));
+            };
             let ad = new.verdict.ad.clone();
             effective.insert(ad.clone(), at);
             *kills_at.entry(now).or_default() += 1;

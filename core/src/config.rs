@@ -243,7 +243,7 @@ pub fn validate(w: &WorkerConfig, l: &LoopConfig) -> Result<(), String> {
         }
     }
     for kind in JobKind::ALL {
-        if w.pools.iter().filter(|p| p.kind == kind).count() != 1 {
+        if w.pools.iter().filter(|p| p.kind.pool_kinds().contains(&kind)).count() != 1 {
             errs.push(format!("exactly one pool per job kind: {kind:?}"));
         }
     }

@@ -31,10 +31,18 @@ pub enum Site {
     ScanAfterFetch,
     /// A store scan's paid model call returned; its checkpoint is not yet written.
     ScanAfterSummary,
+    /// The payout's intent is read; the payment call is next.
+    PayoutBeforePay,
+    /// The payment call returned; its phase is not yet written.
+    PayoutAfterPay,
+    /// `applied` is written; the read-back is next.
+    PayoutAfterApplied,
+    /// The read-back returned; the commit (and the post) is not yet written.
+    PayoutAfterReadBack,
 }
 
 impl Site {
-    pub const ALL: [Site; 10] = [
+    pub const ALL: [Site; 14] = [
         Site::TickAfterPage,
         Site::TickAfterDecide,
         Site::TickAfterBatchPause,
@@ -45,7 +53,19 @@ impl Site {
         Site::BeforeFinish,
         Site::ScanAfterFetch,
         Site::ScanAfterSummary,
+        Site::PayoutBeforePay,
+        Site::PayoutAfterPay,
+        Site::PayoutAfterApplied,
+        Site::PayoutAfterReadBack,
     ];
+
+    /// A site of the payout's phases (reached only where payouts run).
+    pub fn is_payout(self) -> bool {
+        matches!(
+            self,
+            Site::PayoutBeforePay | Site::PayoutAfterPay | Site::PayoutAfterApplied | Site::PayoutAfterReadBack
+        )
+    }
 }
 
 pub trait Probe: Send + Sync {

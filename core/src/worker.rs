@@ -27,6 +27,7 @@ use crate::propose::allocation::REROLL_SCHEDULE;
 use crate::schedule::rules::{Admission, BACKFILL_MAX, Bound, TICK_SCHEDULE, admit, due_slots};
 use crate::schedule::task::Task;
 use crate::sense::ads::{AdsError, AdsPlatform};
+use crate::sense::bank::{Bank, NoBank};
 use crate::sense::models::Models;
 use crate::store::{Claim, ClaimRequest, Lease, NewJob, Outcome, Presence, Store, StoreError, WriteBatch};
 use crate::telemetry::CostRow;
@@ -36,14 +37,14 @@ use crate::time::{Clock, LastSeen, Millis, Timestamp};
 /// (`(slot, now)`: the job runs as soon as the slot fires).
 type Periodic = (&'static str, Millis, fn(Timestamp, Timestamp) -> NewJob);
 
-pub struct Worker<S, A, C, P, R> {
-    pub ports: Ports<S, A, C, P>,
+pub struct Worker<S, A, C, P, R, B = NoBank> {
+    pub ports: Ports<S, A, C, P, B>,
     pub cfg: WorkerConfig,
     pub loop_cfg: LoopConfig,
     /// Brands served with ports and settings of their own (an ad account,
     /// a currency, rules, scan pages). A brand of `cfg.brands` not here runs
     /// on `ports.ads` and `loop_cfg`.
-    pub tenants: BTreeMap<BrandId, Tenant<A>>,
+    pub tenants: BTreeMap<BrandId, Tenant<A, B>>,
     pub rng: R,
     /// Set to stop gracefully (SIGTERM in production).
     pub stop: Arc<AtomicBool>,
@@ -52,8 +53,10 @@ pub struct Worker<S, A, C, P, R> {
 }
 
 /// One brand's own ports and settings.
-pub struct Tenant<A> {
+pub struct Tenant<A, B = NoBank> {
     pub ads: A,
+    /// The brand's bank account (payouts).
+    pub bank: B,
     pub loop_cfg: LoopConfig,
 }
 
@@ -88,7 +91,9 @@ enum Done {
     Settled(JobId),
 }
 
-impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + Sync> Worker<S, A, C, P, R> {
+impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + Sync, B: Bank>
+    Worker<S, A, C, P, R, B>
+{
     /// Boots (retrying until the store answers), then runs the schedules and
     /// every pool until `until` (forever with `None`) or until `stop` is set.
     /// Returns early, with every loop stopped, as soon as the store says
@@ -144,13 +149,13 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
         Ok(())
     }
 
-    /// A brand's ads port and settings: its own, or the worker's.
-    fn tenant(&self, brand: &BrandId) -> (&A, &LoopConfig) {
+    /// A brand's ads and bank ports and settings: its own, or the worker's.
+    fn tenant(&self, brand: &BrandId) -> (&A, &B, &LoopConfig) {
         match self.tenants.get(brand) {
             // Sabotage only: a brand's settings, on someone else's account.
-            Some(t) if self.cfg.sabotage == Sabotage::SharedAccount => (&self.ports.ads, &t.loop_cfg),
-            Some(t) => (&t.ads, &t.loop_cfg),
-            None => (&self.ports.ads, &self.loop_cfg),
+            Some(t) if self.cfg.sabotage == Sabotage::SharedAccount => (&self.ports.ads, &self.ports.bank, &t.loop_cfg),
+            Some(t) => (&t.ads, &t.bank, &t.loop_cfg),
+            None => (&self.ports.ads, &self.ports.bank, &self.loop_cfg),
         }
     }
 
@@ -172,7 +177,8 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
         };
         // Jobs no pool of this build can run would wait forever: discard
         // them with the reason (best effort; the next boot tries again).
-        let known: Vec<String> = self.cfg.pools.iter().map(|p| p.kind.as_str().to_string()).collect();
+        let known: Vec<String> =
+            self.cfg.pools.iter().flat_map(|p| p.kind.pool_kinds()).map(|k| k.as_str().to_string()).collect();
         let _ = self.ports.store.discard_unknown_kinds(&known, self.ports.clock.now()).await;
         incarnation
     }
@@ -213,10 +219,10 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
                 }
             }
             // What the scans know, read once a round for every brand's pages.
-            let scanning = self.cfg.brands.iter().any(|b| self.tenant(b).1.scan.is_some());
+            let scanning = self.cfg.brands.iter().any(|b| self.tenant(b).2.scan.is_some());
             let activities = if scanning { self.ports.store.activities().await.ok() } else { None };
             for brand in &self.cfg.brands {
-                if let (Some(scan), Some(known)) = (&self.tenant(brand).1.scan, &activities) {
+                if let (Some(scan), Some(known)) = (&self.tenant(brand).2.scan, &activities) {
                     self.fire_scans(brand, scan, known, now, &mut scans_fired).await;
                 }
                 for (i, (name, every, job)) in periodic.iter().enumerate() {
@@ -289,7 +295,7 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
                     brands: self.cfg.brands.clone(),
                     worker: self.cfg.worker.clone(),
                     incarnation,
-                    kinds: vec![pool.kind],
+                    kinds: pool.kind.pool_kinds(),
                     limit: free,
                     lease_for: self.cfg.lease_for,
                 };
@@ -370,8 +376,8 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
             return Done::Ran { claim: Box::new(claim), result: Err(e), costs: vec![] };
         }
         // The job runs on its brand's ports and settings, and on nothing else.
-        let (ads, loop_cfg) = self.tenant(&claim.job.brand);
-        let ports = Ports { store: &self.ports.store, ads, clock: &self.ports.clock, probe: &self.ports.probe };
+        let (ads, bank, loop_cfg) = self.tenant(&claim.job.brand);
+        let ports = Ports { store: &self.ports.store, ads, clock: &self.ports.clock, probe: &self.ports.probe, bank };
         let mut attempt = Attempt::new(claim.lease.clone(), claim.job.brand.clone(), loop_cfg.currency);
         let result = {
             let run = run_task(&ports, loop_cfg, self.cfg.sabotage, &mut attempt, &claim.job).fuse();
@@ -421,6 +427,7 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
                 let floor = match &e {
                     JobError::RetryAfter { wait, .. } => *wait,
                     JobError::Ads(AdsError::RateLimited { retry_after, .. }) => *retry_after,
+                    JobError::Bank(crate::sense::bank::BankError::RateLimited { retry_after }) => *retry_after,
                     _ => Millis(0),
                 };
                 let errors = job.errors.len() as u32 + 1;

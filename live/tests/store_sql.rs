@@ -215,7 +215,7 @@ async fn intents_of_schema_3_migrate_to_typed_actions() {
     assert_eq!(intents.len(), 1);
     let i = &intents[0];
     assert_eq!(i.action, Action::KillAd { ad: dlft_core::ids::AdId::new("ad-7") });
-    let Evidence::Kill(e) = &i.evidence;
+    let Evidence::Kill(e) = &i.evidence else { panic!("a schema-3 intent is a kill: {i:?}") };
     assert_eq!(e.matured_spend.minor, 9000);
     assert_eq!((i.phase, i.attempts, i.verdict.at), (IntentPhase::Committed, 1, Timestamp(5)));
     let (kind, subject): (String, String) =

@@ -322,6 +322,7 @@ pub fn run_event(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) 
                     ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: probe.clone(), worker: i },
+                    bank: dlft_core::jobs::NoBank,
                 },
                 cfg: scn.worker_config_for(i, opts.sabotage),
                 loop_cfg: loop_cfg.clone(),

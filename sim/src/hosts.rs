@@ -836,7 +836,10 @@ pub fn tenants<W: Wire>(
         .into_iter()
         .map(|id| {
             let ads = SimAds { wire: wire.clone(), account: Some(id.clone()) };
-            (BrandId::new(id), dlft_core::worker::Tenant { ads, loop_cfg: scn.loop_config() })
+            (
+                BrandId::new(id),
+                dlft_core::worker::Tenant { ads, loop_cfg: scn.loop_config(), bank: dlft_core::jobs::NoBank },
+            )
         })
         .collect()
 }

@@ -173,7 +173,13 @@ pub fn run_in_process_until(
         let ads = Arc::new(ads);
         let store = SharedMemStore::new();
         let mut worker = Worker {
-            ports: Ports { store: store.clone(), ads: ads.clone(), clock, probe: NoProbe },
+            ports: Ports {
+                store: store.clone(),
+                ads: ads.clone(),
+                clock,
+                probe: NoProbe,
+                bank: dlft_core::jobs::NoBank,
+            },
             cfg: scn.worker_config(sabotage),
             loop_cfg: scn.loop_config(),
             tenants: Default::default(),

@@ -352,6 +352,7 @@ fn run_turmoil(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) ->
                     ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: worker_probe.clone(), worker: i },
+                    bank: dlft_core::jobs::NoBank,
                 },
                 cfg: worker_cfg.clone(),
                 loop_cfg: loop_cfg.clone(),

@@ -97,12 +97,28 @@ fn a_throttled_brand_does_not_hold_back_another() {
             let mut cfg = scn.worker_config(Sabotage::None);
             cfg.brands = vec![north.clone(), south.clone()];
             let tenants = [
-                (north.clone(), Tenant { ads: Account::Healthy(Arc::new(ads)), loop_cfg: scn.loop_config() }),
-                (south.clone(), Tenant { ads: Account::Throttled, loop_cfg: scn.loop_config() }),
+                (
+                    north.clone(),
+                    Tenant {
+                        ads: Account::Healthy(Arc::new(ads)),
+                        loop_cfg: scn.loop_config(),
+                        bank: dlft_core::jobs::NoBank,
+                    },
+                ),
+                (
+                    south.clone(),
+                    Tenant { ads: Account::Throttled, loop_cfg: scn.loop_config(), bank: dlft_core::jobs::NoBank },
+                ),
             ];
             let mut worker = Worker {
                 // No brand runs on the worker's own port: each has its account.
-                ports: Ports { store: store.clone(), ads: Account::Throttled, clock, probe: NoProbe },
+                ports: Ports {
+                    store: store.clone(),
+                    ads: Account::Throttled,
+                    clock,
+                    probe: NoProbe,
+                    bank: dlft_core::jobs::NoBank,
+                },
                 cfg,
                 loop_cfg: scn.loop_config(),
                 tenants: tenants.into_iter().collect(),

@@ -308,6 +308,7 @@ fn in_process_worker(
             ads: std::sync::Arc::new(dlft_sim::inproc::InProcessAds::new(world, clock)),
             clock,
             probe: dlft_core::probe::NoProbe,
+            bank: dlft_core::jobs::NoBank,
         },
         cfg,
         loop_cfg: scn.loop_config(),

@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::act::payout::PayoutOrder;
 use crate::envelope::Verdict;
 use crate::envelope::budget::Reserve;
 use crate::estimate::estimator::AdEstimate;
@@ -20,12 +21,15 @@ use crate::time::Timestamp;
 
 /// An irreversible action: one variant per actuator, holding what its call
 /// and its read-back need. Stored as JSON tagged by [`Action::kind`].
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
 pub enum Action {
     /// Stop an ad (Meta: status `PAUSED`).
     #[serde(rename = "ad_kill")]
     KillAd { ad: AdId },
+    /// Pay a supplier's invoice (Revolut: `POST /pay`).
+    #[serde(rename = "payout")]
+    Payout { order: PayoutOrder },
 }
 
 impl Action {
@@ -33,6 +37,7 @@ impl Action {
     pub fn kind(&self) -> &'static str {
         match self {
             Action::KillAd { .. } => "ad_kill",
+            Action::Payout { .. } => "payout",
         }
     }
 
@@ -41,6 +46,7 @@ impl Action {
     pub fn subject(&self) -> &str {
         match self {
             Action::KillAd { ad } => ad.as_str(),
+            Action::Payout { order } => &order.counterparty_id,
         }
     }
 
@@ -48,6 +54,7 @@ impl Action {
     pub fn killed_ad(&self) -> Option<&AdId> {
         match self {
             Action::KillAd { ad } => Some(ad),
+            Action::Payout { .. } => None,
         }
     }
 }
@@ -58,6 +65,8 @@ impl Action {
 pub enum Evidence {
     /// The estimate that made the kill rule propose the kill.
     Kill(AdEstimate),
+    /// The payable (invoice) the payout settles, as the sensor read it.
+    Payable(crate::act::payout::PayoutOrder),
 }
 
 /// The phases of a write-ahead intent.
@@ -86,11 +95,19 @@ impl IntentPhase {
             IntentPhase::Abandoned => "abandoned",
         }
     }
-    /// Whether `self → to` is a move the machine makes: forward, or back
-    /// from applied to intended (a read-back found no effect).
+    /// Whether `self → to` is a move the machine makes: forward, back from
+    /// applied to intended (a read-back found no effect), or from applied
+    /// to abandoned (a read-back found the world refused it for good).
     pub fn may_move_to(self, to: IntentPhase) -> bool {
         use IntentPhase::*;
-        matches!((self, to), (Intended, Applied) | (Intended, Abandoned) | (Applied, Committed) | (Applied, Intended))
+        matches!(
+            (self, to),
+            (Intended, Applied)
+                | (Intended, Abandoned)
+                | (Applied, Committed)
+                | (Applied, Intended)
+                | (Applied, Abandoned)
+        )
     }
 }
 
@@ -143,6 +160,8 @@ pub fn fresh_intent(new: &NewIntent, brand: &BrandId, now: Timestamp) -> Intent 
     }
 }
 
+// Ops live a few at a time in one write batch: boxing the open would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IntentOp {
     /// Idempotent: opening an existing key returns it unchanged.

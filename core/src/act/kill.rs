@@ -8,7 +8,7 @@ use crate::probe::Site;
 use crate::sense::ads::{AdStatus, AdsError, AdsPlatform};
 use crate::time::Millis;
 
-use super::machine::{CallError, Effect, Seen, Sites};
+use super::machine::{CallError, Effect, Found, Seen, Sites};
 
 /// Stops one ad.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,7 +18,8 @@ pub struct KillEffect {
 
 /// What a status read back means for a kill.
 pub fn seen(status: &AdStatus) -> Seen {
-    Seen { effected: status.is_stopped(), detail: format!("{status:?}"), amount: None }
+    let found = if status.is_stopped() { Found::Effected } else { Found::Absent };
+    Seen { found, detail: format!("{status:?}"), amount: None }
 }
 
 impl CallError for AdsError {
@@ -84,8 +85,9 @@ mod tests {
 
     #[test]
     fn read_back_table() {
-        assert_eq!(after_read_back(&seen(&AdStatus::Paused)), IntentPhase::Committed);
-        assert_eq!(after_read_back(&seen(&AdStatus::Other("CAMPAIGN_PAUSED".into()))), IntentPhase::Committed);
-        assert_eq!(after_read_back(&seen(&AdStatus::Active)), IntentPhase::Intended, "ack without effect: pause again");
+        assert_eq!(after_read_back(&seen(&AdStatus::Paused)), Some(IntentPhase::Committed));
+        assert_eq!(after_read_back(&seen(&AdStatus::Other("CAMPAIGN_PAUSED".into()))), Some(IntentPhase::Committed));
+        let again = after_read_back(&seen(&AdStatus::Active));
+        assert_eq!(again, Some(IntentPhase::Intended), "ack without effect: pause again");
     }
 }

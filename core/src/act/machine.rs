@@ -70,11 +70,25 @@ pub fn after_call<E: CallError>(result: Result<(), E>) -> CallOutcome<E> {
     }
 }
 
+/// What a read-back found of the action.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// The effect is there (an ad stopped; a payment completed).
+    Effected,
+    /// The action exists and is on its way (a payment created or pending):
+    /// neither call again nor give up; read again later.
+    InFlight,
+    /// No effect: call again (under the same key).
+    Absent,
+    /// The world refused it for good (a payment declined, failed or
+    /// reverted): abandon, and release what it reserved.
+    Failed,
+}
+
 /// What a read-back found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seen {
-    /// Whether the world shows the action's effect.
-    pub effected: bool,
+    pub found: Found,
     /// The vendor's state as read, for event rows (`Paused`, `Active`).
     pub detail: String,
     /// The money the effect moved, as read back (posted to the intent's
@@ -82,9 +96,21 @@ pub struct Seen {
     pub amount: Option<crate::money::Money>,
 }
 
-/// The phase a read-back moves an applied intent to.
-pub fn after_read_back(seen: &Seen) -> IntentPhase {
-    if seen.effected { IntentPhase::Committed } else { IntentPhase::Intended }
+impl Seen {
+    pub fn effected(&self) -> bool {
+        self.found == Found::Effected
+    }
+}
+
+/// The phase a read-back moves an applied intent to; `None`: stay applied
+/// and read again later (the action is in flight).
+pub fn after_read_back(seen: &Seen) -> Option<IntentPhase> {
+    match seen.found {
+        Found::Effected => Some(IntentPhase::Committed),
+        Found::Absent => Some(IntentPhase::Intended),
+        Found::Failed => Some(IntentPhase::Abandoned),
+        Found::InFlight => None,
+    }
 }
 
 /// The probe sites of an action's phases (crash points for the sim and the
@@ -176,6 +202,15 @@ mod tests {
         let all = [Intended, Applied, Committed, Abandoned];
         let moves: Vec<(IntentPhase, IntentPhase)> =
             all.iter().flat_map(|a| all.iter().map(move |b| (*a, *b))).filter(|(a, b)| a.may_move_to(*b)).collect();
-        assert_eq!(moves, vec![(Intended, Applied), (Intended, Abandoned), (Applied, Intended), (Applied, Committed)]);
+        assert_eq!(
+            moves,
+            vec![
+                (Intended, Applied),
+                (Intended, Abandoned),
+                (Applied, Intended),
+                (Applied, Committed),
+                (Applied, Abandoned)
+            ]
+        );
     }
 }

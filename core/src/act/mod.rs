@@ -7,7 +7,8 @@
 //!   and a read-back mean) and the [`machine::Effect`] an actuator
 //!   implements: its call under the intent's idempotency key, its
 //!   read-back, its probe sites;
-//! - one file per actuator's effect: [`kill`] (pause an ad).
+//! - one file per actuator's effect: [`kill`] (pause an ad), [`payout`]
+//!   (pay a supplier's invoice through the bank).
 //!
 //! A new actuator adds a variant to `Action`, an `Effect` file here, and
 //! one arm in `jobs::drive::run`; the machine, the store's rules and the
@@ -16,3 +17,4 @@
 pub mod intent;
 pub mod kill;
 pub mod machine;
+pub mod payout;

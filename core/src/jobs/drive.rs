@@ -9,7 +9,8 @@
 
 use crate::act::intent::{Action, Evidence, Intent, IntentOp, IntentPhase, NewIntent};
 use crate::act::kill::KillEffect;
-use crate::act::machine::{CallOutcome, Effect, Step, after_call, after_read_back, next_step};
+use crate::act::machine::{CallOutcome, Effect, Found, Step, after_call, after_read_back, next_step};
+use crate::act::payout::PayoutEffect;
 use crate::config::{LoopConfig, Sabotage};
 use crate::ids::{AdId, IdempotencyKey};
 use crate::probe::{Probe, Site};
@@ -28,8 +29,8 @@ const _: () = assert!(MAX_STEPS_PER_ATTEMPT >= 3);
 /// Drives the intent `key` on, step by step: reads it, takes the next step
 /// with its action's effect, until it is final or the step budget is used.
 /// `None`: no such intent.
-pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
+pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
     cfg: &LoopConfig,
     sabotage: Sabotage,
     attempt: &mut Attempt,
@@ -44,7 +45,11 @@ pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
         };
         let step = match &intent.action {
             Action::KillAd { ad } => {
-                step(ports, cfg, sabotage, attempt, &intent, &KillEffect { ad: ad.clone() }).await?
+                step(ports, &ports.ads, cfg, sabotage, attempt, &intent, &KillEffect { ad: ad.clone() }).await?
+            }
+            Action::Payout { order } => {
+                let effect = PayoutEffect::new(&intent.key, order, intent.opened_at);
+                step(ports, &ports.bank, cfg, sabotage, attempt, &intent, &effect).await?
             }
         };
         if step == Step::Done {
@@ -59,7 +64,18 @@ pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
 pub fn job_of(intent: &Intent, now: Timestamp) -> NewJob {
     match &intent.action {
         Action::KillAd { ad } => super::tick::kill_job(&intent.key, ad, now).for_brand(&intent.brand),
+        Action::Payout { .. } => payout_job(&intent.key, now).for_brand(&intent.brand),
     }
+}
+
+/// The act job of a payout intent (claimed by the act pool, like a kill's).
+pub fn payout_job(key: &IdempotencyKey, now: Timestamp) -> NewJob {
+    NewJob::new(
+        &crate::schedule::task::Task::Payout { key: key.clone() },
+        super::tick::KILL_PRIORITY,
+        now,
+        Some(key.clone()),
+    )
 }
 
 fn advance(key: &IdempotencyKey, from: IntentPhase, to: IntentPhase, count: bool, cause: String) -> IntentOp {
@@ -67,8 +83,9 @@ fn advance(key: &IdempotencyKey, from: IntentPhase, to: IntentPhase, count: bool
 }
 
 /// One step of the machine for one action's effect: the step it took.
-pub async fn step<S: Store, A, C: Clock, P: Probe, E: Effect<A>>(
-    ports: &Ports<S, A, C, P>,
+pub async fn step<S: Store, A, C: Clock, P: Probe, T, E: Effect<T>, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
+    platform: &T,
     cfg: &LoopConfig,
     sabotage: Sabotage,
     attempt: &mut Attempt,
@@ -89,18 +106,31 @@ where
             false,
             format!("attempt cap reached after {} calls", intent.attempts),
         ),
-        Step::Call => call(ports, attempt, intent, effect).await?,
+        Step::Call => call(ports, platform, attempt, intent, effect).await?,
         Step::ReadBack => {
             // Platforms are eventually consistent: a read-back soon after
             // a successful call may not show its effect yet. Re-read over
             // the confirmation window before concluding the call did not
             // happen (and calling again).
-            let mut seen = read_back(ports, attempt, effect).await?;
-            while !seen.effected && ports.clock.now().since(intent.updated_at) < cfg.readback_confirm {
+            let mut seen = read_back(ports, platform, attempt, effect).await?;
+            while matches!(seen.found, Found::Absent | Found::InFlight)
+                && ports.clock.now().since(intent.updated_at) < cfg.readback_confirm
+            {
                 ports.clock.sleep(cfg.readback_poll).await;
-                seen = read_back(ports, attempt, effect).await?;
+                seen = read_back(ports, platform, attempt, effect).await?;
             }
-            let to = after_read_back(&seen);
+            let Some(to) = after_read_back(&seen) else {
+                // On its way (a payment pending): nothing to write; read
+                // again later, without spending an attempt.
+                let batch = attempt.batch();
+                if !batch.is_empty() {
+                    ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+                }
+                return Err(JobError::RetryAfter {
+                    wait: cfg.readback_poll,
+                    why: format!("{key}: {} in flight ({})", E::CALL, seen.detail),
+                });
+            };
             IntentOp::Advance {
                 key: key.clone(),
                 from: IntentPhase::Applied,
@@ -126,8 +156,9 @@ where
 
 /// Makes the call and returns the intent op its outcome calls for; or an
 /// error after writing what must be written (the attempt count).
-async fn call<S: Store, A, C: Clock, P: Probe, E: Effect<A>>(
-    ports: &Ports<S, A, C, P>,
+async fn call<S: Store, A, C: Clock, P: Probe, T, E: Effect<T>, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
+    platform: &T,
     attempt: &mut Attempt,
     intent: &Intent,
     effect: &E,
@@ -138,20 +169,29 @@ where
     let key = &intent.key;
     ports.probe.reached(E::SITES.before_call, effect.subject()).await;
     let started = ports.clock.now();
-    let result = effect.call(&ports.ads, key).await;
+    let result = effect.call(platform, key).await;
     attempt.record(started, E::VENDOR, E::CALL, result.is_ok());
     ports.probe.reached(E::SITES.after_call, effect.subject()).await;
     match after_call(result) {
         CallOutcome::Applied => {
             Ok(advance(key, IntentPhase::Intended, IntentPhase::Applied, true, format!("{} call succeeded", E::CALL)))
         }
-        CallOutcome::Unknown(_) => match read_back(ports, attempt, effect).await {
-            Ok(seen) if seen.effected => Ok(advance(
+        CallOutcome::Unknown(_) => match read_back(ports, platform, attempt, effect).await {
+            // It exists (done or on its way): applied; the read-back step decides.
+            Ok(seen) if matches!(seen.found, Found::Effected | Found::InFlight) => Ok(advance(
                 key,
                 IntentPhase::Intended,
                 IntentPhase::Applied,
                 true,
                 format!("{} outcome unknown; read-back {}", E::CALL, seen.detail),
+            )),
+            // It exists and was refused for good: give up at once.
+            Ok(seen) if seen.found == Found::Failed => Ok(advance(
+                key,
+                IntentPhase::Intended,
+                IntentPhase::Abandoned,
+                true,
+                format!("{} outcome unknown; read-back {}: refused for good", E::CALL, seen.detail),
             )),
             _ => {
                 count_attempt(ports, attempt, key, &format!("{} outcome unknown; no effect seen", E::CALL)).await?;
@@ -166,8 +206,8 @@ where
     }
 }
 
-pub(crate) async fn count_attempt<S: Store, A, C: Clock, P>(
-    ports: &Ports<S, A, C, P>,
+pub(crate) async fn count_attempt<S: Store, A, C: Clock, P, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
     attempt: &mut Attempt,
     key: &IdempotencyKey,
     cause: &str,
@@ -178,8 +218,9 @@ pub(crate) async fn count_attempt<S: Store, A, C: Clock, P>(
     Ok(())
 }
 
-async fn read_back<S, A, C: Clock, P: Probe, E: Effect<A>>(
-    ports: &Ports<S, A, C, P>,
+async fn read_back<S, A, C: Clock, P: Probe, T, E: Effect<T>, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
+    platform: &T,
     attempt: &mut Attempt,
     effect: &E,
 ) -> Result<crate::act::machine::Seen, JobError>
@@ -187,7 +228,7 @@ where
     JobError: From<E::Error>,
 {
     let started = ports.clock.now();
-    let seen = effect.read_back(&ports.ads).await;
+    let seen = effect.read_back(platform).await;
     attempt.record(started, E::VENDOR, E::READ, seen.is_ok());
     ports.probe.reached(E::SITES.after_read_back, effect.subject()).await;
     Ok(seen?)
@@ -195,8 +236,8 @@ where
 
 /// Sabotage::SkipIntent: act first, write the intent afterwards. Exists only
 /// so that the checker can be shown to catch the missing write-ahead.
-pub(crate) async fn kill_without_intent<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
+pub(crate) async fn kill_without_intent<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
     attempt: &mut Attempt,
     key: &IdempotencyKey,
     ad: &AdId,
@@ -208,7 +249,7 @@ pub(crate) async fn kill_without_intent<S: Store, A: AdsPlatform, C: Clock, P: P
     attempt.record_call(started, "pause", &result);
     ports.probe.reached(Site::KillAfterPause, ad.as_str()).await;
     result?;
-    if !read_back(ports, attempt, &effect).await?.effected {
+    if !read_back(ports, &ports.ads, attempt, &effect).await?.effected() {
         return Err(JobError::Ads(AdsError::Timeout));
     }
     let now = ports.clock.now();

@@ -27,13 +27,17 @@ use crate::store::{Job, Lease, Store, StoreError, WriteBatch};
 use crate::telemetry::CostRow;
 use crate::time::{Clock, Millis, Timestamp};
 
-/// Everything the loop talks to.
-pub struct Ports<S, A, C, P> {
+/// Everything the loop talks to: the store, the brand's ads account, the
+/// clock, the probe, and the brand's bank ([`NoBank`] where it has none).
+pub struct Ports<S, A, C, P, B = NoBank> {
     pub store: S,
     pub ads: A,
     pub clock: C,
     pub probe: P,
+    pub bank: B,
 }
+
+pub use crate::sense::bank::NoBank;
 
 /// Why a job attempt stopped short.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +46,8 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Ads(#[from] AdsError),
+    #[error(transparent)]
+    Bank(#[from] crate::sense::bank::BankError),
     /// Try again no sooner than this.
     #[error("retry after {wait:?}: {why}")]
     RetryAfter { wait: Millis, why: String },
@@ -103,8 +109,8 @@ impl Attempt {
 
 /// The registry: runs one claimed job's work, from its checkpoint if it has
 /// one. Adding a job kind adds a `Task` variant and one arm here.
-pub async fn run_task<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
+pub async fn run_task<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
     loop_cfg: &LoopConfig,
     sabotage: Sabotage,
     attempt: &mut Attempt,
@@ -126,5 +132,9 @@ pub async fn run_task<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe>(
         }
         Task::ReconcileAd { ad, claimed } => reconcile::run_reconcile(ports, sabotage, attempt, ad, claimed).await,
         Task::RerollBandit { slot } => reroll::run_reroll(ports, loop_cfg, attempt, *slot).await,
+        Task::Payout { key } => match drive::run(ports, loop_cfg, sabotage, attempt, key).await? {
+            Some(()) => Ok(()),
+            None => Err(JobError::Permanent(format!("no intent {key}: nothing to drive"))),
+        },
     }
 }

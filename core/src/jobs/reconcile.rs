@@ -64,8 +64,8 @@ pub fn reconcile_ops(phase: IntentPhase, key: &IdempotencyKey, read_back: &AdSta
 
 /// The reconcile job: read the ad back, and move its kill intent forward if
 /// the read-back says it stopped.
-pub async fn run_reconcile<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
+pub async fn run_reconcile<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
     sabotage: Sabotage,
     attempt: &mut Attempt,
     ad: &AdId,

@@ -15,8 +15,8 @@ use super::{Attempt, JobError, Ports};
 
 /// The re-roll job of one slot: estimate every ad on matured data, leave
 /// out the ads with a kill intent, allocate, and write the allocation.
-pub async fn run_reroll<S: Store, A, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
+pub async fn run_reroll<S: Store, A, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
     cfg: &crate::config::LoopConfig,
     attempt: &mut Attempt,
     slot: Timestamp,

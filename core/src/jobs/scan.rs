@@ -47,8 +47,8 @@ impl From<ModelError> for JobError {
     }
 }
 
-pub async fn run_scan<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
+pub async fn run_scan<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
     cfg: &ScanConfig,
     attempt: &mut Attempt,
     page: &str,

@@ -32,8 +32,8 @@ pub const MAX_PAGES: u32 = 1_000;
 pub const KILL_PRIORITY: i16 = 0;
 const _: () = assert!(MAX_PAGES > 0 && PAUSE_BATCH_MAX > 0);
 
-pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
+pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
     cfg: &LoopConfig,
     sabotage: Sabotage,
     attempt: &mut Attempt,
@@ -53,8 +53,8 @@ pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
 /// failing (found by `every-fault`: a retried tick paging into a timeout
 /// storm held them until the next tick, a minute). A first attempt leaves
 /// this to `decide`, which reads the intents anyway.
-async fn redrive<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
+async fn redrive<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
     attempt: &mut Attempt,
 ) -> Result<(), JobError> {
     let jobs = kill_jobs_of_open(ports.store.brand_intents(&attempt.brand).await?.iter(), ports.clock.now());
@@ -75,8 +75,8 @@ fn kill_jobs_of_open<'a>(intents: impl Iterator<Item = &'a Intent>, now: Timesta
 
 /// Sensor: every page of insights since `slot - lookback`, upserted into the
 /// spend ledger page by page.
-async fn sense<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
+async fn sense<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
     cfg: &LoopConfig,
     attempt: &mut Attempt,
     slot: Timestamp,
@@ -101,8 +101,8 @@ async fn sense<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
     Err(JobError::Permanent(format!("insights paging exceeded {MAX_PAGES} pages")))
 }
 
-async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
+async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
     cfg: &LoopConfig,
     sabotage: Sabotage,
     attempt: &mut Attempt,
@@ -143,8 +143,8 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
 /// running at once may re-drive them early: a second pause changes nothing,
 /// and if its kill job gets further first, this write conflicts and the tick
 /// is retried, finding nothing new to approve.)
-async fn first_pause<S: Store, A: AdsPlatform, C: Clock, P: Probe>(
-    ports: &Ports<S, A, C, P>,
+async fn first_pause<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
     attempt: &mut Attempt,
     items: &[(AdId, IdempotencyKey)],
 ) -> Result<(), JobError> {

@@ -22,6 +22,8 @@ pub enum Task {
     ReconcileAd { ad: AdId, claimed: String },
     /// The hourly bandit re-roll of one slot.
     RerollBandit { slot: Timestamp },
+    /// Drive one payout intent to its commit (claimed by the act pool).
+    Payout { key: IdempotencyKey },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -32,11 +34,27 @@ pub enum JobKind {
     ScanStore,
     ReconcileAd,
     RerollBandit,
+    Payout,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] =
-        [JobKind::PollInsights, JobKind::KillAd, JobKind::ScanStore, JobKind::ReconcileAd, JobKind::RerollBandit];
+    pub const ALL: [JobKind; 6] = [
+        JobKind::PollInsights,
+        JobKind::KillAd,
+        JobKind::ScanStore,
+        JobKind::ReconcileAd,
+        JobKind::RerollBandit,
+        JobKind::Payout,
+    ];
+
+    /// The kinds a pool of this kind claims: the act pool (`KillAd`)
+    /// drives every write-ahead action's job; every other pool its own.
+    pub fn pool_kinds(self) -> Vec<JobKind> {
+        match self {
+            JobKind::KillAd => vec![JobKind::KillAd, JobKind::Payout],
+            k => vec![k],
+        }
+    }
 
     /// The kind as stored (the `kind` column).
     pub fn as_str(self) -> &'static str {
@@ -46,6 +64,7 @@ impl JobKind {
             JobKind::ScanStore => "scan_store",
             JobKind::ReconcileAd => "reconcile_ad",
             JobKind::RerollBandit => "reroll_bandit",
+            JobKind::Payout => "payout",
         }
     }
 }
@@ -55,7 +74,7 @@ impl Task {
     pub fn bound(&self) -> Bound {
         match self {
             Task::ScanStore { .. } => Bound::Pipeline,
-            Task::KillAd { key, .. } => Bound::Intent(key.clone()),
+            Task::KillAd { key, .. } | Task::Payout { key } => Bound::Intent(key.clone()),
             Task::PollInsights { .. } | Task::ReconcileAd { .. } | Task::RerollBandit { .. } => Bound::Breaker,
         }
     }
@@ -67,6 +86,7 @@ impl Task {
             Task::ScanStore { .. } => JobKind::ScanStore,
             Task::ReconcileAd { .. } => JobKind::ReconcileAd,
             Task::RerollBandit { .. } => JobKind::RerollBandit,
+            Task::Payout { .. } => JobKind::Payout,
         }
     }
 }

@@ -2,5 +2,6 @@
 //! Reading is all this block does; nothing here decides or acts.
 
 pub mod ads;
+pub mod bank;
 pub mod models;
 pub mod wire;

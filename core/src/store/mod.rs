@@ -315,7 +315,7 @@ pub struct BatchResult {
     pub intents: Vec<Intent>,
     /// Opens refused by the budget ledger, with the reason (logged as a
     /// verdict row; the rest of the batch stands).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<(IdempotencyKey, String)>,
 }
 

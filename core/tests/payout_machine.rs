@@ -1,0 +1,289 @@
+//! A payout through the write-ahead machine, on the MemStore, against a
+//! scripted bank with Revolut's semantics: the money is reserved when the
+//! intent opens, and the intent ends committed with the amount the bank
+//! shows posted, or abandoned with the reservation voided; never a second
+//! payment, whatever the bank's replies (lost after the effect, duplicate
+//! request errors, pending for a while, declined).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use dlft_core::act::intent::{Action, Evidence, Intent, IntentOp, IntentPhase, NewIntent};
+use dlft_core::act::machine::Step;
+use dlft_core::act::payout::{PayoutEffect, PayoutOrder, request_id};
+use dlft_core::config::{LoopSettings, PlatformShape, Sabotage};
+use dlft_core::envelope::budget::{Budgets, Cap, Purpose, Reserve, TransferState, Window, Zone};
+use dlft_core::envelope::{Decision, Verdict};
+use dlft_core::ids::{AdId, BrandId, IdempotencyKey, WorkerId};
+use dlft_core::jobs::{Attempt, NoBank, Ports, drive};
+use dlft_core::money::{Currency, Money};
+use dlft_core::probe::NoProbe;
+use dlft_core::schedule::task::{JobKind, Task};
+use dlft_core::sense::bank::{Bank, BankError, BankTransaction, Payment, PaymentReply, TxState};
+use dlft_core::store::{ClaimRequest, NewJob, SharedMemStore, Store, WriteBatch};
+use dlft_core::time::{ManualClock, Millis, Timestamp};
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    match pin!(f).as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("future was not ready"),
+    }
+}
+
+const NOW: Timestamp = Timestamp(1_796_205_600_000);
+
+/// What the bank does, call by call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Script {
+    /// Pays, completes at once, replies.
+    Clean,
+    /// Pays (completed), but the reply is lost; the first read-back times out too.
+    LostReply,
+    /// Pays (pending), stays pending for two reads, then completes.
+    SlowSettle,
+    /// Accepts (created), then declines.
+    Declined,
+}
+
+struct ScriptedBank {
+    script: Script,
+    txs: Mutex<BTreeMap<String, BankTransaction>>,
+    pays: Mutex<u32>,
+    reads: Mutex<u32>,
+}
+
+impl ScriptedBank {
+    fn new(script: Script) -> ScriptedBank {
+        ScriptedBank { script, txs: Mutex::default(), pays: Mutex::default(), reads: Mutex::default() }
+    }
+}
+
+impl Bank for ScriptedBank {
+    fn pay(&self, p: &Payment) -> impl Future<Output = Result<PaymentReply, BankError>> + Send {
+        *self.pays.lock().unwrap() += 1;
+        let mut txs = self.txs.lock().unwrap();
+        let result = if txs.contains_key(&p.request_id) {
+            Err(BankError::DuplicateRequest)
+        } else {
+            let state = match self.script {
+                Script::Clean | Script::LostReply => TxState::Completed,
+                Script::SlowSettle => TxState::Pending,
+                Script::Declined => TxState::Created,
+            };
+            let tx = BankTransaction {
+                id: format!("tx-{}", txs.len() + 1),
+                request_id: p.request_id.clone(),
+                state,
+                amount: p.amount,
+                counterparty_id: Some(p.counterparty_id.clone()),
+                created_at: NOW,
+                completed_at: None,
+                reason_code: None,
+            };
+            txs.insert(p.request_id.clone(), tx.clone());
+            if self.script == Script::LostReply {
+                Err(BankError::Timeout)
+            } else {
+                Ok(PaymentReply { id: tx.id, state })
+            }
+        };
+        std::future::ready(result)
+    }
+
+    fn transaction_by_request_id(
+        &self,
+        request_id: &str,
+        _from: Timestamp,
+    ) -> impl Future<Output = Result<Option<BankTransaction>, BankError>> + Send {
+        let mut reads = self.reads.lock().unwrap();
+        *reads += 1;
+        let mut txs = self.txs.lock().unwrap();
+        let result = match (self.script, *reads) {
+            (Script::LostReply, 1) => Err(BankError::Timeout),
+            _ => {
+                if let Some(tx) = txs.get_mut(request_id) {
+                    tx.state = match (self.script, tx.state) {
+                        (Script::SlowSettle, TxState::Pending) if *reads >= 3 => TxState::Completed,
+                        (Script::Declined, TxState::Created) => TxState::Declined,
+                        (_, s) => s,
+                    };
+                }
+                Ok(txs.get(request_id).cloned())
+            }
+        };
+        std::future::ready(result)
+    }
+}
+
+fn cfg() -> dlft_core::config::LoopConfig {
+    let settings: LoopSettings = serde_json::from_value(serde_json::json!({
+        "kill_cpa_cents": 6000, "envelope_floor_cents": 6000, "maturation_s": 15, "learning_s": 20,
+        "lookback_s": 120, "max_attempts": 4, "max_kill_share_pct": 50, "claim_poll_ms": 200, "lease_ms": 5000,
+        "rpc_timeout_ms": 2000, "retry_base_ms": 200, "retry_cap_ms": 2000, "retry_max_attempts": 20,
+        "retry_window_s": 300, "tick_concurrency": 1, "kill_concurrency": 4, "job_timeout_ms": 20000,
+        "readback_confirm_ms": 0, "readback_poll_ms": 500
+    }))
+    .unwrap();
+    let shape = PlatformShape { currency: Currency::EUR, bucket: Millis(5_000), page_limit: 100 };
+    settings.loop_config(&shape, Millis::from_secs(600), None)
+}
+
+fn order(minor: i64) -> PayoutOrder {
+    PayoutOrder {
+        from_account: "acc-brand".into(),
+        counterparty_id: "cp-supplier".into(),
+        counterparty_account: "cpa-iban".into(),
+        amount: Money::new(minor, Currency::EUR),
+        invoice: "INV-0042".into(),
+    }
+}
+
+fn open(key: &IdempotencyKey, minor: i64) -> IntentOp {
+    let verdict = Verdict {
+        ad: AdId::new("cp-supplier"),
+        key: key.clone(),
+        decision: Decision::Approve,
+        at: NOW,
+        reason: String::new(),
+    };
+    IntentOp::Open(NewIntent {
+        key: key.clone(),
+        action: Action::Payout { order: order(minor) },
+        evidence: Evidence::Payable(order(minor)),
+        verdict,
+        reserve: Some(Reserve { purpose: Purpose::Payout, amount: Money::new(minor, Currency::EUR) }),
+    })
+}
+
+struct Run {
+    store: SharedMemStore,
+    intent: Intent,
+    errors: Vec<String>,
+    bank: ScriptedBank,
+}
+
+/// Opens a payout of `minor` under a daily cap of 1,000.00 EUR and drives it
+/// step by step, as act jobs would (an error ends an attempt; the next one
+/// goes on from the stored phase), until it is final.
+fn drive_payout(script: Script, minor: i64) -> Run {
+    let store = SharedMemStore::new();
+    let caps = vec![Cap { purpose: Purpose::Payout, window: Window::Daily, limit: Money::new(100_000, Currency::EUR) }];
+    block_on(store.set_budgets(
+        &BrandId::default(),
+        &Budgets::new(Zone::parse("Europe/Berlin").unwrap(), caps).unwrap(),
+        NOW,
+    ))
+    .unwrap();
+    let inc = block_on(store.boot(&WorkerId::new("w"), NOW)).unwrap().incarnation;
+    block_on(store.enqueue(NewJob::new(&Task::PollInsights { slot: NOW }, 0, NOW, None), NOW)).unwrap();
+    let req = ClaimRequest {
+        brands: vec![BrandId::default()],
+        worker: WorkerId::new("w"),
+        incarnation: inc,
+        kinds: JobKind::ALL.to_vec(),
+        limit: 1,
+        lease_for: Millis(3_600_000),
+    };
+    let claim = block_on(store.claim(&req, NOW)).unwrap().remove(0);
+    let key = IdempotencyKey::new("payout/default/INV-0042");
+    let r =
+        block_on(store.write(&claim.lease, WriteBatch { intents: vec![open(&key, minor)], ..Default::default() }, NOW))
+            .unwrap();
+    let bank = ScriptedBank::new(script);
+    let clock = ManualClock::new(NOW);
+    let mut errors = Vec::new();
+    if r.refused.is_empty() {
+        let ports = Ports { store: &store, ads: (), clock: &clock, probe: NoProbe, bank: NoBank };
+        let cfg = cfg();
+        let mut attempt = Attempt::new(claim.lease.clone(), BrandId::default(), Currency::EUR);
+        for _ in 0..20 {
+            let intent = block_on(store.intent(&key)).unwrap().unwrap();
+            let effect = PayoutEffect::new(&key, &order(minor), intent.opened_at);
+            match block_on(drive::step(&ports, &bank, &cfg, Sabotage::None, &mut attempt, &intent, &effect)) {
+                Ok(Step::Done) => break,
+                Ok(_) => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+            clock.advance(Millis(1_000));
+        }
+    }
+    let intent = block_on(store.intent(&key)).unwrap().unwrap_or_else(|| panic!("refused: {:?}", r.refused));
+    Run { store, intent, errors, bank }
+}
+
+fn one_transfer(run: &Run) -> (TransferState, i64, i64, i64) {
+    let t = block_on(run.store.transfers()).unwrap();
+    assert_eq!(t.len(), 1);
+    let a = block_on(run.store.accounts(None)).unwrap();
+    (t[0].state, t[0].posted, a[0].pending, a[0].posted)
+}
+
+#[test]
+fn a_clean_payout_commits_and_posts_what_the_bank_shows() {
+    let run = drive_payout(Script::Clean, 25_000);
+    assert_eq!(run.intent.phase, IntentPhase::Committed, "{:?}", run.errors);
+    assert_eq!(one_transfer(&run), (TransferState::Posted, 25_000, 0, 25_000));
+    assert_eq!(*run.bank.pays.lock().unwrap(), 1);
+    let tx = run.bank.txs.lock().unwrap();
+    assert_eq!(tx.keys().collect::<Vec<_>>(), vec![&request_id(&run.intent.key)], "paid under the intent's request_id");
+}
+
+#[test]
+fn a_reply_lost_after_the_effect_is_read_back_never_paid_twice() {
+    let run = drive_payout(Script::LostReply, 25_000);
+    assert_eq!(run.intent.phase, IntentPhase::Committed, "{:?}", run.errors);
+    assert_eq!(one_transfer(&run), (TransferState::Posted, 25_000, 0, 25_000));
+    assert_eq!(run.bank.txs.lock().unwrap().len(), 1, "one payment");
+    // The second call met the duplicate-request error and read back.
+    assert_eq!(*run.bank.pays.lock().unwrap(), 2);
+    assert!(run.errors.iter().any(|e| e.contains("timeout")), "{:?}", run.errors);
+}
+
+#[test]
+fn a_pending_payment_is_waited_for_not_paid_again() {
+    let run = drive_payout(Script::SlowSettle, 25_000);
+    assert_eq!(run.intent.phase, IntentPhase::Committed, "{:?}", run.errors);
+    assert_eq!(*run.bank.pays.lock().unwrap(), 1, "pending is on its way: never a second call");
+    assert!(run.errors.iter().any(|e| e.contains("in flight")), "{:?}", run.errors);
+    assert_eq!(run.intent.attempts, 1, "waiting spends no attempt");
+    assert_eq!(one_transfer(&run).0, TransferState::Posted);
+}
+
+#[test]
+fn a_declined_payment_is_abandoned_and_its_reservation_voided() {
+    let run = drive_payout(Script::Declined, 25_000);
+    assert_eq!(run.intent.phase, IntentPhase::Abandoned, "{:?}", run.errors);
+    assert_eq!(one_transfer(&run), (TransferState::Voided, 0, 0, 0), "the money is free again");
+    assert_eq!(*run.bank.pays.lock().unwrap(), 1);
+}
+
+#[test]
+fn a_payout_over_the_cap_never_opens() {
+    let store = SharedMemStore::new();
+    let caps = vec![Cap { purpose: Purpose::Payout, window: Window::Daily, limit: Money::new(100_000, Currency::EUR) }];
+    block_on(store.set_budgets(&BrandId::default(), &Budgets::new(Zone::utc(), caps).unwrap(), NOW)).unwrap();
+    let inc = block_on(store.boot(&WorkerId::new("w"), NOW)).unwrap().incarnation;
+    block_on(store.enqueue(NewJob::new(&Task::PollInsights { slot: NOW }, 0, NOW, None), NOW)).unwrap();
+    let req = ClaimRequest {
+        brands: vec![BrandId::default()],
+        worker: WorkerId::new("w"),
+        incarnation: inc,
+        kinds: JobKind::ALL.to_vec(),
+        limit: 1,
+        lease_for: Millis(60_000),
+    };
+    let claim = block_on(store.claim(&req, NOW)).unwrap().remove(0);
+    let key = IdempotencyKey::new("payout/default/INV-0043");
+    let r = block_on(store.write(
+        &claim.lease,
+        WriteBatch { intents: vec![open(&key, 100_001)], ..Default::default() },
+        NOW,
+    ))
+    .unwrap();
+    assert_eq!(r.refused.len(), 1);
+    assert!(block_on(store.intent(&key)).unwrap().is_none(), "refused: nothing to pay");
+    assert!(r.refused[0].1.starts_with("daily payout cap 1000.00 EUR"), "{}", r.refused[0].1);
+}
