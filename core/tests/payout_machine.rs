@@ -5,19 +5,19 @@
 //! payment, whatever the bank's replies (lost after the effect, duplicate
 //! request errors, pending for a while, declined).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-use dlft_core::act::intent::{Action, Evidence, Intent, IntentOp, IntentPhase, NewIntent};
+use dlft_core::act::intent::{Action, Intent, IntentOp, IntentPhase};
 use dlft_core::act::machine::Step;
-use dlft_core::act::payout::{PayoutEffect, PayoutOrder, request_id};
+use dlft_core::act::payout::{PayoutEffect, PayoutOrder, payout_intent, request_id};
 use dlft_core::config::{LoopSettings, PlatformShape, Sabotage};
-use dlft_core::envelope::budget::{Budgets, Cap, Purpose, Reserve, TransferState, Window, Zone};
-use dlft_core::envelope::{Decision, Verdict};
-use dlft_core::ids::{AdId, BrandId, IdempotencyKey, WorkerId};
+use dlft_core::envelope::budget::{Budgets, Cap, Purpose, TransferState, Window, Zone};
+use dlft_core::envelope::payout::{Counterparty, Judged, Payable, iban, judge_payable, payout_key};
+use dlft_core::ids::{BrandId, WorkerId};
 use dlft_core::jobs::{Attempt, NoBank, Ports, drive};
 use dlft_core::money::{Currency, Money};
 use dlft_core::probe::NoProbe;
@@ -141,21 +141,32 @@ fn order(minor: i64) -> PayoutOrder {
     }
 }
 
-fn open(key: &IdempotencyKey, minor: i64) -> IntentOp {
-    let verdict = Verdict {
-        ad: AdId::new("cp-supplier"),
-        key: key.clone(),
-        decision: Decision::Approve,
-        at: NOW,
-        reason: String::new(),
+const IBAN: &str = "DE89 3704 0044 0532 0130 00";
+
+/// The payout intent of invoice `invoice` for `minor`, through the envelope
+/// (allow-list, bank details on record) as a payout policy would open it.
+fn open(invoice: &str, minor: i64) -> IntentOp {
+    let supplier = Counterparty {
+        id: "cp-supplier".into(),
+        name: "Fabrik GmbH".into(),
+        account_id: "cpa-iban".into(),
+        iban: iban(IBAN).unwrap(),
+        currency: Currency::EUR,
     };
-    IntentOp::Open(NewIntent {
-        key: key.clone(),
-        action: Action::Payout { order: order(minor) },
-        evidence: Evidence::Payable(order(minor)),
-        verdict,
-        reserve: Some(Reserve { purpose: Purpose::Payout, amount: Money::new(minor, Currency::EUR) }),
-    })
+    let allow = BTreeMap::from([(supplier.id.clone(), supplier)]);
+    let payable = Payable {
+        invoice: invoice.into(),
+        counterparty_id: "cp-supplier".into(),
+        iban: IBAN.into(),
+        amount: Money::new(minor, Currency::EUR),
+    };
+    let Judged::Open(approved) = judge_payable(&BrandId::default(), &payable, &allow, &BTreeSet::new(), NOW) else {
+        panic!("the envelope refused a payable on record");
+    };
+    let new = payout_intent(&approved, &payable, "acc-brand");
+    let paid_to_record = PayoutOrder { invoice: invoice.into(), ..order(minor) };
+    assert_eq!(new.action, Action::Payout { order: paid_to_record }, "paid to the account on record");
+    IntentOp::Open(new)
 }
 
 struct Run {
@@ -188,10 +199,13 @@ fn drive_payout(script: Script, minor: i64) -> Run {
         lease_for: Millis(3_600_000),
     };
     let claim = block_on(store.claim(&req, NOW)).unwrap().remove(0);
-    let key = IdempotencyKey::new("payout/default/INV-0042");
-    let r =
-        block_on(store.write(&claim.lease, WriteBatch { intents: vec![open(&key, minor)], ..Default::default() }, NOW))
-            .unwrap();
+    let key = payout_key(&BrandId::default(), "INV-0042");
+    let r = block_on(store.write(
+        &claim.lease,
+        WriteBatch { intents: vec![open("INV-0042", minor)], ..Default::default() },
+        NOW,
+    ))
+    .unwrap();
     let bank = ScriptedBank::new(script);
     let clock = ManualClock::new(NOW);
     let mut errors = Vec::new();
@@ -276,10 +290,10 @@ fn a_payout_over_the_cap_never_opens() {
         lease_for: Millis(60_000),
     };
     let claim = block_on(store.claim(&req, NOW)).unwrap().remove(0);
-    let key = IdempotencyKey::new("payout/default/INV-0043");
+    let key = payout_key(&BrandId::default(), "INV-0043");
     let r = block_on(store.write(
         &claim.lease,
-        WriteBatch { intents: vec![open(&key, 100_001)], ..Default::default() },
+        WriteBatch { intents: vec![open("INV-0043", 100_001)], ..Default::default() },
         NOW,
     ))
     .unwrap();

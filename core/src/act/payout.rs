@@ -44,6 +44,32 @@ pub fn request_id(key: &IdempotencyKey) -> String {
     id
 }
 
+/// The intent a payout the envelope approved opens: paid from
+/// `from_account` to the payee's account on record, reserving the amount
+/// against the brand's payout caps.
+pub fn payout_intent(
+    approved: &crate::envelope::payout::Approved,
+    payable: &crate::envelope::payout::Payable,
+    from_account: &str,
+) -> crate::act::intent::NewIntent {
+    use crate::act::intent::{Action, Evidence, NewIntent};
+    use crate::envelope::budget::{Purpose, Reserve};
+    let order = PayoutOrder {
+        from_account: from_account.to_string(),
+        counterparty_id: approved.counterparty_id.clone(),
+        counterparty_account: approved.counterparty_account.clone(),
+        amount: payable.amount,
+        invoice: payable.invoice.clone(),
+    };
+    NewIntent {
+        key: approved.key.clone(),
+        action: Action::Payout { order: order.clone() },
+        evidence: Evidence::Payable(order),
+        verdict: approved.verdict.clone(),
+        reserve: Some(Reserve { purpose: Purpose::Payout, amount: payable.amount }),
+    }
+}
+
 /// Pays one invoice.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PayoutEffect {

@@ -11,6 +11,7 @@
 //! opens the intent.
 
 pub mod budget;
+pub mod payout;
 
 use std::collections::BTreeSet;
 
@@ -49,6 +50,11 @@ pub enum DenyReason {
     BlastRadius,
     /// The reservation would overdraw a budget cap, or no cap covers it.
     OverBudget,
+    /// A payout to a counterparty off the brand's allow-list.
+    UnknownPayee,
+    /// An invoice whose bank details differ from the payee's on record
+    /// (or are malformed): flagged, never paid.
+    BankDetailsChanged,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,4 +4,5 @@
 pub mod ads;
 pub mod bank;
 pub mod models;
+pub mod payables;
 pub mod wire;
