@@ -11,6 +11,7 @@
 //! derived from the one `u64` seed; turmoil's own RNG is seeded from it too;
 //! no wall clock, no `HashMap`.
 
+pub mod bank;
 pub mod checker;
 pub mod conductor;
 pub mod event;
