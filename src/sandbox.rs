@@ -16,6 +16,12 @@
 //! - `GET  /_truth`: world-side spend, pauses and effects, for tests.
 //! - `POST /_launch?losers=N&winners=M`: launches new ads now (drawn like the
 //!   world's own), so a long test or demo keeps producing work to do.
+//!
+//! And a bank with Revolut Business's payout endpoints under `/revolut`
+//! (the sim's `BankWorld`: payments settle over 2.5 s; counterparties
+//! `cp-1`…`cp-5` with accounts `cpa-1`…`cpa-5`):
+//! - `POST /revolut/pay`, `GET /revolut/transactions?request_id&from&to&count`;
+//! - `GET  /revolut/_truth`: every transaction and the account's money movements.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,6 +39,7 @@ use dlft_core::ids::{AdId, IdempotencyKey};
 use dlft_core::sense::ads::InsightsQuery;
 use dlft_core::time::{Clock, Timestamp};
 use dlft_live::SystemClock;
+use dlft_sim::bank::{BankConfig, BankWorld};
 use dlft_sim::hosts::{ItemFate, handle_ads, handle_pause_batch};
 use dlft_sim::rpc::{AdsRequest, HttpReply};
 use dlft_sim::run::{rng_for, stream};
@@ -42,6 +49,7 @@ use dlft_sim::world::AdsWorld;
 #[derive(Clone)]
 struct Sandbox {
     world: Arc<Mutex<AdsWorld>>,
+    bank: Arc<Mutex<BankWorld>>,
     seed: u64,
     /// Pauses acknowledged without effect (the scenario's `ack_without_effect_pct`),
     /// drawn per pause and per batch item from the platform's stream.
@@ -220,12 +228,123 @@ async fn launch(State(sb): State<Sandbox>, Query(q): Query<BTreeMap<String, Stri
     }
 }
 
+fn bank_lock(b: &Mutex<BankWorld>) -> std::sync::MutexGuard<'_, BankWorld> {
+    b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn revolut_error(status: StatusCode, code: i64, message: &str) -> Response {
+    (status, axum::Json(json!({"code": code, "message": message}))).into_response()
+}
+
+/// Revolut refuses a request without a bearer token (401, code 1000).
+fn bank_authorized(headers: &HeaderMap) -> Option<Response> {
+    let ok = headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.len() > "Bearer ".len());
+    (!ok).then(|| revolut_error(StatusCode::UNAUTHORIZED, 1000, "Invalid or expired token"))
+}
+
+async fn revolut_pay(State(sb): State<Sandbox>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    use dlft_core::sense::bank::BankError;
+    use dlft_core::sense::wire::revolut::{TransferResponse, decode_payment, iso_of};
+    if let Some(r) = bank_authorized(&headers) {
+        return r;
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return revolut_error(StatusCode::BAD_REQUEST, 2101, "the body is not JSON");
+    };
+    let payment = match decode_payment(&body) {
+        Ok(p) => p,
+        Err(e) => return revolut_error(StatusCode::BAD_REQUEST, 2101, &e),
+    };
+    let now = SystemClock.now();
+    match bank_lock(&sb.bank).pay(&payment, now) {
+        Ok(r) => axum::Json(TransferResponse { id: r.id, state: r.state, created_at: iso_of(now), completed_at: None })
+            .into_response(),
+        Err(BankError::DuplicateRequest) => revolut_error(
+            StatusCode::BAD_REQUEST,
+            dlft_core::sense::wire::revolut::DUPLICATE_REQUEST,
+            &format!("Duplicate request: {}", payment.request_id),
+        ),
+        Err(BankError::Rejected { code, message }) => revolut_error(StatusCode::BAD_REQUEST, code, &message),
+        Err(e) => revolut_error(StatusCode::INTERNAL_SERVER_ERROR, 0, &e.to_string()),
+    }
+}
+
+async fn revolut_transactions(
+    State(sb): State<Sandbox>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    use dlft_core::sense::wire::revolut::{TRANSACTIONS_SPAN, encode_transaction, instant_of};
+    if let Some(r) = bank_authorized(&headers) {
+        return r;
+    }
+    let now = SystemClock.now();
+    let from = match q.get("from").map(|f| instant_of(f)) {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => return revolut_error(StatusCode::BAD_REQUEST, 2101, &e),
+        None if q.contains_key("request_id") => {
+            return revolut_error(StatusCode::BAD_REQUEST, 2101, "`from` is required with `request_id`");
+        }
+        None => Timestamp(0),
+    };
+    let to = match q.get("to").map(|t| instant_of(t)) {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => return revolut_error(StatusCode::BAD_REQUEST, 2101, &e),
+        None => now,
+    };
+    if q.contains_key("request_id") && to.since(from) > TRANSACTIONS_SPAN {
+        return revolut_error(StatusCode::BAD_REQUEST, 2101, "the span from `from` to `to` is over 14 days");
+    }
+    let count = q.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(100).min(1000);
+    let bank = bank_lock(&sb.bank);
+    let mut rows: Vec<Value> = bank
+        .transactions(now)
+        .into_iter()
+        .filter(|t| t.created_at >= from && t.created_at < to)
+        .filter(|t| q.get("request_id").is_none_or(|r| &t.request_id == r))
+        .filter_map(|t| {
+            let p = bank.payment(&t.id)?;
+            serde_json::to_value(encode_transaction(&t, &p.account_id, &p.counterparty_account)).ok()
+        })
+        .collect();
+    rows.reverse(); // newest first, as Revolut lists them
+    rows.truncate(count);
+    axum::Json(Value::Array(rows)).into_response()
+}
+
+async fn revolut_truth(State(sb): State<Sandbox>) -> Response {
+    let now = SystemClock.now();
+    let bank = bank_lock(&sb.bank);
+    let txs: Vec<Value> = bank
+        .transactions(now)
+        .iter()
+        .map(|t| {
+            json!({"id": t.id, "request_id": t.request_id, "state": t.state, "amount_minor": t.amount.minor,
+                        "currency": t.amount.currency.as_str(), "created_at": t.created_at.0})
+        })
+        .collect();
+    let moves: Vec<Value> = bank
+        .movements(now)
+        .iter()
+        .map(|m| {
+            json!({"tx_id": m.tx_id, "request_id": m.request_id, "amount_minor": m.amount.minor,
+                        "currency": m.amount.currency.as_str(), "at": m.at.0, "counterparty_id": m.counterparty_id})
+        })
+        .collect();
+    axum::Json(json!({"now": now.0, "transactions": txs, "movements": moves})).into_response()
+}
+
 /// Serves until the process is stopped. Prints `listening on ADDR` once bound.
 pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<()> {
     let start = SystemClock.now();
     let world = AdsWorld::new(scenario, start, rng_for(seed, stream::WORLD));
+    let mut bank = BankWorld::new(BankConfig::default(), rng_for(seed, stream::BANK));
+    for i in 1..=5 {
+        bank.add_counterparty(&format!("cp-{i}"), &format!("cpa-{i}"));
+    }
     let sb = Sandbox {
         world: Arc::new(Mutex::new(world)),
+        bank: Arc::new(Mutex::new(bank)),
         seed,
         ack_without_effect_pct: scenario.platform.ack_without_effect_pct,
         rng: Arc::new(Mutex::new(rng_for(seed, stream::PLATFORM))),
@@ -233,6 +352,9 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
     let app = Router::new()
         .route("/_truth", get(truth))
         .route("/_launch", post(launch))
+        .route("/revolut/pay", post(revolut_pay))
+        .route("/revolut/transactions", get(revolut_transactions))
+        .route("/revolut/_truth", get(revolut_truth))
         .route("/", post(batch))
         .route("/{account}/insights", get(insights))
         .route("/{id}", get(ad_get).post(ad_post))

@@ -203,6 +203,40 @@ fn meta_batch_requests_never_panic() {
 }
 
 #[test]
+fn revolut_decoders_never_panic() {
+    use dlft_core::money::Currency;
+    use dlft_core::sense::wire::revolut;
+    proptest!(config(CI_CASES), |(body in json_from("revolut"), status in 100u16..600,
+                                  retry in proptest::option::of(0u64..100_000), id in "[ -~]{0,50}")| {
+        let _ = revolut::decode_pay_reply(&body);
+        if let Ok(Some(t)) = revolut::decode_transactions(&body, &id) {
+            prop_assert_eq!(&t.request_id, &id, "only the asked request id reads back");
+            prop_assert!(t.amount.minor >= 0, "an outgoing amount is positive");
+        }
+        let _ = revolut::classify_error(status, &body, retry);
+        if let Ok(p) = revolut::decode_payment(&body) {
+            prop_assert!(p.amount.minor > 0 && p.request_id.chars().count() <= 40);
+        }
+        if let Some(n) = body.as_number() {
+            let _ = revolut::money_of(n, Currency::EUR);
+        }
+    });
+}
+
+#[test]
+fn payables_files_never_panic() {
+    use dlft_core::sense::payables::{parse_csv, parse_json};
+    let mut files = corpus(&root().join("tests/fuzz/corpus/payables"), "csv");
+    files.extend(corpus(&root().join("tests/fuzz/corpus/payables"), "json"));
+    proptest!(config(CI_CASES), |(bytes in bytes_from(files))| {
+        let text = String::from_utf8_lossy(&bytes);
+        for rows in [parse_csv(&text), parse_json(&text)].into_iter().flatten() {
+            prop_assert!(rows.iter().all(|r| r.amount.minor > 0), "every payable read is positive");
+        }
+    });
+}
+
+#[test]
 fn anthropic_decoders_never_panic() {
     proptest!(config(CI_CASES), |(body in json_from("anthropic"), status in 100u16..600)| {
         let _ = anthropic::decode_summary(&body);

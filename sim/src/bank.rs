@@ -165,6 +165,11 @@ impl BankWorld {
         (tx.created_at >= from).then(|| self.view(tx, now))
     }
 
+    /// The payment a transaction made (its accounts, for the wire's legs).
+    pub fn payment(&self, tx_id: &str) -> Option<&Payment> {
+        self.txs.get(tx_id).map(|t| &t.payment)
+    }
+
     /// Every transaction as of `now`, by id.
     pub fn transactions(&self, now: Timestamp) -> Vec<BankTransaction> {
         self.txs.values().map(|t| self.view(t, now)).collect()

@@ -44,6 +44,8 @@ pub mod stream {
     pub const WEBHOOKS: u64 = 4;
     /// The event driver's message latencies (turmoil draws its own).
     pub const NET: u64 = 5;
+    /// The bank's payment fates.
+    pub const BANK: u64 = 6;
     pub const WORKER_BASE: u64 = 100;
 }
 

@@ -116,8 +116,9 @@ impl CallError for BankError {
     fn retry_after(&self) -> Option<Millis> {
         match self {
             BankError::RateLimited { retry_after } => Some(*retry_after),
-            // Not made: a refreshed token may succeed at once.
-            BankError::Unauthorized(_) => Some(Millis(0)),
+            // Not made: a refreshed token, or the bank back, may succeed;
+            // no attempt is spent on it.
+            BankError::Unauthorized(_) | BankError::Unreachable(_) => Some(Millis(0)),
             _ => None,
         }
     }

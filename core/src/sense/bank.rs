@@ -118,6 +118,9 @@ pub enum BankError {
     /// 5xx: the bank failed somewhere; the payment may exist.
     #[error("server error {status}")]
     Server { status: u16 },
+    /// The connection never opened: nothing was sent, nothing was made.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
 }
 
 impl BankError {
