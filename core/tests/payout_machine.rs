@@ -176,18 +176,13 @@ struct Run {
     bank: ScriptedBank,
 }
 
-/// Opens a payout of `minor` under a daily cap of 1,000.00 EUR and drives it
-/// step by step, as act jobs would (an error ends an attempt; the next one
-/// goes on from the stored phase), until it is final.
-fn drive_payout(script: Script, minor: i64) -> Run {
+/// A store whose default brand has a daily payout cap of 1,000.00 EUR in
+/// Berlin, and a claimed job to write with.
+fn setup() -> (SharedMemStore, dlft_core::store::Claim) {
     let store = SharedMemStore::new();
     let caps = vec![Cap { purpose: Purpose::Payout, window: Window::Daily, limit: Money::new(100_000, Currency::EUR) }];
-    block_on(store.set_budgets(
-        &BrandId::default(),
-        &Budgets::new(Zone::parse("Europe/Berlin").unwrap(), caps).unwrap(),
-        NOW,
-    ))
-    .unwrap();
+    let budgets = Budgets::new(Zone::parse("Europe/Berlin").unwrap(), caps).unwrap();
+    block_on(store.set_budgets(&BrandId::default(), &budgets, NOW)).unwrap();
     let inc = block_on(store.boot(&WorkerId::new("w"), NOW)).unwrap().incarnation;
     block_on(store.enqueue(NewJob::new(&Task::PollInsights { slot: NOW }, 0, NOW, None), NOW)).unwrap();
     let req = ClaimRequest {
@@ -199,6 +194,14 @@ fn drive_payout(script: Script, minor: i64) -> Run {
         lease_for: Millis(3_600_000),
     };
     let claim = block_on(store.claim(&req, NOW)).unwrap().remove(0);
+    (store, claim)
+}
+
+/// Opens a payout of `minor` under a daily cap of 1,000.00 EUR and drives it
+/// step by step, as act jobs would (an error ends an attempt; the next one
+/// goes on from the stored phase), until it is final.
+fn drive_payout(script: Script, minor: i64) -> Run {
+    let (store, claim) = setup();
     let key = payout_key(&BrandId::default(), "INV-0042");
     let r = block_on(store.write(
         &claim.lease,
@@ -276,20 +279,7 @@ fn a_declined_payment_is_abandoned_and_its_reservation_voided() {
 
 #[test]
 fn a_payout_over_the_cap_never_opens() {
-    let store = SharedMemStore::new();
-    let caps = vec![Cap { purpose: Purpose::Payout, window: Window::Daily, limit: Money::new(100_000, Currency::EUR) }];
-    block_on(store.set_budgets(&BrandId::default(), &Budgets::new(Zone::utc(), caps).unwrap(), NOW)).unwrap();
-    let inc = block_on(store.boot(&WorkerId::new("w"), NOW)).unwrap().incarnation;
-    block_on(store.enqueue(NewJob::new(&Task::PollInsights { slot: NOW }, 0, NOW, None), NOW)).unwrap();
-    let req = ClaimRequest {
-        brands: vec![BrandId::default()],
-        worker: WorkerId::new("w"),
-        incarnation: inc,
-        kinds: JobKind::ALL.to_vec(),
-        limit: 1,
-        lease_for: Millis(60_000),
-    };
-    let claim = block_on(store.claim(&req, NOW)).unwrap().remove(0);
+    let (store, claim) = setup();
     let key = payout_key(&BrandId::default(), "INV-0043");
     let r = block_on(store.write(
         &claim.lease,
