@@ -276,6 +276,10 @@ enum SabotageArg {
     SkipReadBack,
     TrustWebhooks,
     SharedAccount,
+    SkipReservation,
+    FreshRequestId,
+    SkipPayeeCheck,
+    DropPayoutJobs,
 }
 
 impl From<SabotageArg> for Sabotage {
@@ -286,6 +290,10 @@ impl From<SabotageArg> for Sabotage {
             SabotageArg::SkipReadBack => Sabotage::SkipReadBack,
             SabotageArg::TrustWebhooks => Sabotage::TrustWebhooks,
             SabotageArg::SharedAccount => Sabotage::SharedAccount,
+            SabotageArg::SkipReservation => Sabotage::SkipReservation,
+            SabotageArg::FreshRequestId => Sabotage::FreshRequestId,
+            SabotageArg::SkipPayeeCheck => Sabotage::SkipPayeeCheck,
+            SabotageArg::DropPayoutJobs => Sabotage::DropPayoutJobs,
         }
     }
 }
@@ -393,6 +401,10 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         SabotageArg::SkipReadBack => "--sabotage skip-read-back",
         SabotageArg::TrustWebhooks => "--sabotage trust-webhooks",
         SabotageArg::SharedAccount => "--sabotage shared-account",
+        SabotageArg::SkipReservation => "--sabotage skip-reservation",
+        SabotageArg::FreshRequestId => "--sabotage fresh-request-id",
+        SabotageArg::SkipPayeeCheck => "--sabotage skip-payee-check",
+        SabotageArg::DropPayoutJobs => "--sabotage drop-payout-jobs",
     };
     let summary = summarize(&scn, &path, extra, &reports);
     if args.json {

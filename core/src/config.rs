@@ -32,6 +32,21 @@ pub struct LoopConfig {
     /// Competitor scans; `None` runs none.
     #[serde(default)]
     pub scan: Option<ScanConfig>,
+    /// Supplier payouts; `None` pays nobody.
+    #[serde(default)]
+    pub payouts: Option<PayoutConfig>,
+}
+
+/// A brand's supplier payouts: where the money leaves, whom it may go to,
+/// and how often the payables are read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutConfig {
+    /// The brand's bank account payouts leave from.
+    pub from_account: String,
+    /// The allow-list: the only payees, with their bank details on record.
+    pub counterparties: Vec<crate::envelope::payout::Counterparty>,
+    /// How often the payables job reads the source (schedule `payables`).
+    pub every: Millis,
 }
 
 /// The store-scan pipeline's settings.
@@ -185,6 +200,7 @@ impl LoopSettings {
             readback_confirm: Millis(self.readback_confirm_ms),
             readback_poll: Millis(self.readback_poll_ms),
             scan,
+            payouts: None,
         }
     }
 

@@ -39,10 +39,14 @@ pub enum Site {
     PayoutAfterApplied,
     /// The read-back returned; the commit (and the post) is not yet written.
     PayoutAfterReadBack,
+    /// The payables job opened a file's intents; their payout jobs are not yet written.
+    PayablesAfterOpen,
+    /// A payables file's rows are all written; the source does not know yet.
+    PayablesBeforeSettle,
 }
 
 impl Site {
-    pub const ALL: [Site; 14] = [
+    pub const ALL: [Site; 16] = [
         Site::TickAfterPage,
         Site::TickAfterDecide,
         Site::TickAfterBatchPause,
@@ -57,13 +61,20 @@ impl Site {
         Site::PayoutAfterPay,
         Site::PayoutAfterApplied,
         Site::PayoutAfterReadBack,
+        Site::PayablesAfterOpen,
+        Site::PayablesBeforeSettle,
     ];
 
-    /// A site of the payout's phases (reached only where payouts run).
+    /// A site of the payouts (reached only where payouts run).
     pub fn is_payout(self) -> bool {
         matches!(
             self,
-            Site::PayoutBeforePay | Site::PayoutAfterPay | Site::PayoutAfterApplied | Site::PayoutAfterReadBack
+            Site::PayoutBeforePay
+                | Site::PayoutAfterPay
+                | Site::PayoutAfterApplied
+                | Site::PayoutAfterReadBack
+                | Site::PayablesAfterOpen
+                | Site::PayablesBeforeSettle
         )
     }
 }
@@ -107,4 +118,15 @@ pub enum Sabotage {
     TrustWebhooks,
     /// Run every brand's jobs on the worker's one account, not the brand's own.
     SharedAccount,
+    /// Open payout intents without their reservation (no budget is held).
+    SkipReservation,
+    /// Send each payment attempt under a fresh request id (the bank cannot
+    /// deduplicate a retry after a lost reply).
+    FreshRequestId,
+    /// Approve every payable, whoever it names (no allow-list, no bank
+    /// details check).
+    SkipPayeeCheck,
+    /// Payout jobs finish without driving their intent (reservations are
+    /// never resolved).
+    DropPayoutJobs,
 }

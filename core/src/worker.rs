@@ -21,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::act::intent::IntentOp;
 use crate::config::{LoopConfig, PoolConfig, Sabotage, ScanConfig, WorkerConfig};
 use crate::ids::{BrandId, Incarnation, JobId};
+use crate::jobs::payables::PAYABLES_SCHEDULE;
 use crate::jobs::{Attempt, JobError, Ports, run_task, scan};
 use crate::probe::{Probe, Site};
 use crate::propose::allocation::REROLL_SCHEDULE;
@@ -91,8 +92,14 @@ enum Done {
     Settled(JobId),
 }
 
-impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + Sync, B: Bank>
-    Worker<S, A, C, P, R, B>
+impl<
+    S: Store,
+    A: AdsPlatform + Models,
+    C: Clock,
+    P: Probe,
+    R: RngCore + Send + Sync,
+    B: Bank + crate::sense::payables::PayablesSource,
+> Worker<S, A, C, P, R, B>
 {
     /// Boots (retrying until the store answers), then runs the schedules and
     /// every pool until `until` (forever with `None`) or until `stop` is set.
@@ -214,6 +221,8 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
                             let row = rows.iter().find(|r| r.name == *name && &r.brand == brand);
                             last.insert((brand.clone(), i), row.and_then(|r| r.last_slot));
                         }
+                        let row = rows.iter().find(|r| r.name == PAYABLES_SCHEDULE && &r.brand == brand);
+                        last.insert((brand.clone(), periodic.len()), row.and_then(|r| r.last_slot));
                     }
                     known = true;
                 }
@@ -234,6 +243,17 @@ impl<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, R: RngCore + Send + 
                         let job = job(slot, now).for_brand(brand);
                         if self.ports.store.fire_slot(name, slot, job, now).await.is_ok() {
                             *last = (*last).max(Some(slot));
+                        }
+                    }
+                }
+                if let Some(payouts) = &self.tenant(brand).2.payouts {
+                    let last = last.entry((brand.clone(), periodic.len())).or_default();
+                    if known && last.is_none_or(|l| now >= l + payouts.every) {
+                        for slot in due_slots(*last, now, payouts.every, BACKFILL_MAX) {
+                            let job = NewJob::new(&Task::PayPayables { slot }, 2, now, None).for_brand(brand);
+                            if self.ports.store.fire_slot(PAYABLES_SCHEDULE, slot, job, now).await.is_ok() {
+                                *last = (*last).max(Some(slot));
+                            }
                         }
                     }
                 }

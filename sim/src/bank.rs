@@ -74,7 +74,13 @@ pub struct Movement {
     /// Negative: money left the account; positive: a reversal brought it back.
     pub amount: Money,
     pub at: Timestamp,
+    /// The brand's account it moved on.
+    pub account_id: String,
     pub counterparty_id: String,
+    /// The counterparty's account the payment named.
+    pub counterparty_account: String,
+    /// The payment's reference (the invoice).
+    pub reference: String,
 }
 
 pub struct BankWorld {
@@ -170,6 +176,12 @@ impl BankWorld {
         self.txs.get(tx_id).map(|t| &t.payment)
     }
 
+    /// Every payment made, with its creation time and whether it was (or
+    /// will be) declined: what the checker judges caps by.
+    pub fn payments(&self) -> impl Iterator<Item = (&Payment, Timestamp, bool)> {
+        self.txs.values().map(|t| (&t.payment, t.created_at, t.fate == Fate::Decline))
+    }
+
     /// Every transaction as of `now`, by id.
     pub fn transactions(&self, now: Timestamp) -> Vec<BankTransaction> {
         self.txs.values().map(|t| self.view(t, now)).collect()
@@ -189,7 +201,10 @@ impl BankWorld {
                 request_id: tx.payment.request_id.clone(),
                 amount,
                 at,
+                account_id: tx.payment.account_id.clone(),
                 counterparty_id: tx.payment.counterparty_id.clone(),
+                counterparty_account: tx.payment.counterparty_account.clone(),
+                reference: tx.payment.reference.clone(),
             };
             let amount = tx.payment.amount;
             if settled <= until {

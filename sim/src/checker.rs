@@ -19,17 +19,40 @@
 //! - `slot_once`: every brand's schedule slot fired once, whatever the
 //!   workers did;
 //! - `log_replay`: the event log alone rebuilds every job and intent state.
+//!
+//! Where the world has a bank (payouts), judged against the bank's own
+//! records:
+//! - `bank_ledger`: every money movement on a brand's account matches
+//!   exactly one ledger transfer (a debit: a posted transfer of the same
+//!   request id and amount; a credit: the reversal booked on it), and every
+//!   posted transfer has its debit; a movement in the run's last
+//!   `kill_deadline` may still be reading back;
+//! - `payout_once`: at most one payment per request id and per invoice;
+//! - `caps_held`: for every cap, the payments of each of its periods (the
+//!   period the reservation was made in; a payment without one, the period
+//!   the bank made it in) sum to at most the limit: as payments only add,
+//!   no instant of the world's timeline exceeded it;
+//! - `reservations_resolved`: no reservation is still pending at the end
+//!   (but those of the last `kill_deadline`);
+//! - `allow_list`: every payment went to a counterparty on the allow-list,
+//!   to its account on record, and none paid an invoice the world made
+//!   fraudulent (a stranger, or changed bank details).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use dlft_core::act::intent::IntentPhase;
-use dlft_core::ids::IdempotencyKey;
+use dlft_core::act::payout::request_id;
+use dlft_core::envelope::budget::{Budgets, Purpose, Transfer, TransferState, Window, period_of};
+use dlft_core::ids::{BrandId, IdempotencyKey};
+use dlft_core::money::Money;
+use dlft_core::sense::bank::Payment;
 use dlft_core::store::Snapshot;
 use dlft_core::telemetry::replay;
 use dlft_core::time::{Millis, Timestamp};
 
+use crate::bank::Movement;
 use crate::world::AdsWorld;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -61,6 +84,22 @@ pub struct CheckInput<'a> {
     pub settled_until: Timestamp,
     /// Every effect committed in the store within this long of it.
     pub commit_within: Option<Millis>,
+    /// The bank's records, where the world has one.
+    pub bank: Option<&'a BankTruth>,
+}
+
+/// What the bank and the payables source know, at the end of a run.
+pub struct BankTruth {
+    pub movements: Vec<Movement>,
+    /// Every payment made: when, and whether the bank declined it.
+    pub payments: Vec<(Payment, Timestamp, bool)>,
+    /// Invoices that must never be paid.
+    pub fraudulent: BTreeSet<String>,
+    /// Counterparty id → its account on record.
+    pub allow: BTreeMap<String, String>,
+    pub budgets: Option<Budgets>,
+    /// The brands' accounts: account id → brand.
+    pub accounts: BTreeMap<String, BrandId>,
 }
 
 pub fn check(input: &CheckInput<'_>) -> Verdict {
@@ -71,7 +110,121 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
     check_brands(input, &mut v);
     check_model_spend(input, &mut v);
     check_log(input, &mut v);
+    if let Some(bank) = input.bank {
+        check_payouts(input, bank, &mut v);
+    }
     v
+}
+
+fn check_payouts(input: &CheckInput<'_>, bank: &BankTruth, v: &mut Verdict) {
+    let seed = input.seed;
+    let late = |at: Timestamp| at + input.kill_deadline > input.end;
+    // The ledger's payout transfers by the bank's request id.
+    let ledger: BTreeMap<String, &Transfer> =
+        input.store.transfers.iter().filter(|t| t.purpose == Purpose::Payout).map(|t| (request_id(&t.id), t)).collect();
+    let mut debits: BTreeMap<&str, u32> = BTreeMap::new();
+    for m in &bank.movements {
+        let t = ledger.get(&m.request_id);
+        if m.amount.minor < 0 {
+            *debits.entry(m.request_id.as_str()).or_default() += 1;
+            match t {
+                Some(t) if t.state == TransferState::Posted && t.posted == -m.amount.minor => {}
+                _ if late(m.at) => {}
+                Some(t) => v.flag(
+                    seed,
+                    "bank_ledger",
+                    format!(
+                        "{} ({}): {} left at {}, the ledger's transfer {} is {} with {} posted",
+                        m.tx_id,
+                        m.reference,
+                        m.amount,
+                        m.at,
+                        t.id,
+                        t.state.as_str(),
+                        t.posted
+                    ),
+                ),
+                None => v.flag(
+                    seed,
+                    "bank_ledger",
+                    format!("{} ({}): {} left at {} with no ledger transfer", m.tx_id, m.reference, m.amount, m.at),
+                ),
+            }
+        } else {
+            v.flag(
+                seed,
+                "bank_ledger",
+                format!("{} ({}): {} came back at {}: no reversal is booked", m.tx_id, m.reference, m.amount, m.at),
+            );
+        }
+    }
+    for (rid, t) in &ledger {
+        if t.state == TransferState::Posted && debits.get(rid.as_str()).copied().unwrap_or(0) != 1 {
+            v.flag(seed, "bank_ledger", format!("{}: posted {} but the bank moved no money for it", t.id, t.posted));
+        }
+    }
+    let mut per_request: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut per_invoice: BTreeMap<&str, u32> = BTreeMap::new();
+    for (p, _, declined) in &bank.payments {
+        if *declined {
+            continue;
+        }
+        *per_request.entry(p.request_id.as_str()).or_default() += 1;
+        *per_invoice.entry(p.reference.as_str()).or_default() += 1;
+        if bank.allow.get(&p.counterparty_id) != Some(&p.counterparty_account) {
+            v.flag(
+                seed,
+                "allow_list",
+                format!(
+                    "{}: paid {} to {}/{}, not on the allow-list",
+                    p.reference, p.amount, p.counterparty_id, p.counterparty_account
+                ),
+            );
+        }
+        if bank.fraudulent.contains(&p.reference) {
+            v.flag(seed, "allow_list", format!("{}: a fraudulent invoice was paid {}", p.reference, p.amount));
+        }
+    }
+    for (what, n) in per_request.iter().chain(per_invoice.iter()).filter(|(_, n)| **n > 1) {
+        v.flag(seed, "payout_once", format!("{what}: {n} payments"));
+    }
+    if let Some(budgets) = &bank.budgets {
+        let mut held: BTreeMap<(BrandId, Window, String), i64> = BTreeMap::new();
+        for (p, created, declined) in &bank.payments {
+            if *declined {
+                continue;
+            }
+            let Some(brand) = bank.accounts.get(&p.account_id) else {
+                v.flag(seed, "caps_held", format!("{}: paid from {}, no brand's account", p.reference, p.account_id));
+                continue;
+            };
+            for cap in budgets.caps_for(Purpose::Payout, p.amount.currency) {
+                let period = ledger
+                    .get(&p.request_id)
+                    .and_then(|t| t.accounts.iter().find(|a| a.window == cap.window))
+                    .map_or_else(|| period_of(cap.window, &budgets.zone, *created).label, |a| a.period.clone());
+                *held.entry((brand.clone(), cap.window, period)).or_default() += p.amount.minor;
+            }
+        }
+        for ((brand, window, period), total) in held {
+            let cap = budgets.caps.iter().find(|c| c.purpose == Purpose::Payout && c.window == window);
+            if let Some(cap) = cap.filter(|c| total > c.limit.minor) {
+                v.flag(
+                    seed,
+                    "caps_held",
+                    format!(
+                        "brand {brand}: {} paid in {} period {period}, over its cap {}",
+                        Money::new(total, cap.limit.currency),
+                        window.as_str(),
+                        cap.limit
+                    ),
+                );
+            }
+        }
+    }
+    for t in input.store.transfers.iter().filter(|t| t.state == TransferState::Pending && !late(t.opened_at)) {
+        v.flag(seed, "reservations_resolved", format!("{}: {} still reserved at the end", t.id, t.amount));
+    }
 }
 
 fn check_spend_ledger(input: &CheckInput<'_>, v: &mut Verdict) {
@@ -143,7 +296,7 @@ fn check_actions(input: &CheckInput<'_>, v: &mut Verdict) {
         }
     }
     let effect_keys: BTreeSet<&IdempotencyKey> = effects_per_key.keys().copied().collect();
-    for row in &input.store.actions {
+    for row in input.store.actions.iter().filter(|a| a.kind != "payout") {
         if !effect_keys.contains(&row.key) {
             v.flag(
                 input.seed,

@@ -275,6 +275,25 @@ impl Conductor {
         let world = lock(&self.shared.world).clone();
         let end_ms = scn.run.duration_s * 1000;
         let end = EPOCH + Millis(end_ms);
+        let bank = lock(&self.shared.platform).bank.as_ref().map(|h| crate::checker::BankTruth {
+            movements: h.bank.movements(end),
+            payments: h.bank.payments().map(|(p, at, declined)| (p.clone(), at, declined)).collect(),
+            fraudulent: h.fraudulent().into_iter().map(str::to_string).collect(),
+            allow: h.allow.iter().map(|c| (c.id.clone(), c.account_id.clone())).collect(),
+            budgets: scn.budgets().expect("validated"),
+            accounts: scn
+                .brand_ids()
+                .into_iter()
+                .map(|b| {
+                    let account = if scn.brands.is_some() {
+                        crate::payouts::from_account(&b)
+                    } else {
+                        crate::payouts::FROM_ACCOUNT.to_string()
+                    };
+                    (account, b)
+                })
+                .collect(),
+        });
         let mut verdict = check(&CheckInput {
             seed,
             world: &world,
@@ -283,6 +302,7 @@ impl Conductor {
             kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
             settled_until: end - Millis(3 * world.bucket().0),
             commit_within: scn.assertions.commit_within_s.map(Millis::from_secs),
+            bank: bank.as_ref(),
         });
         if let Some(ep) = self.mttr.open.take() {
             self.mttr.samples.push(end_ms - ep.since_ms);
@@ -305,6 +325,13 @@ impl Conductor {
             faults.partial_batches = p.partial_batches;
             faults.stale_reads = p.stale_reads;
             faults.revoked_refusals = lock(&p.world).refused_calls();
+            if let Some(h) = &p.bank {
+                faults.bank_timeouts = h.hung;
+                faults.bank_lost_replies = h.lost_replies;
+                faults.bank_rate_limits = h.rate_limited;
+                faults.bank_server_errors = h.server_errors;
+                faults.bank_duplicate_requests = h.duplicate_requests;
+            }
             if let Some(wh) = &p.webhooks {
                 faults.webhooks_true = wh.sent;
                 faults.webhook_lies = wh.lies;
@@ -335,6 +362,9 @@ impl Conductor {
             webhook_commits: t.webhook_commits,
             rerolls: t.rerolls,
             kills_by_brand: t.kills_by_brand,
+            payouts: t.payouts,
+            payouts_abandoned: t.payouts_abandoned,
+            payables_refused: t.payables_refused,
             plan,
         }
     }

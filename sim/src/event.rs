@@ -222,6 +222,12 @@ impl Wire for EventWire {
     fn ads(&self, req: AdsRequest) -> impl Future<Output = Result<HttpReply, RpcError>> + Send {
         self.exchange(Link::Ads, serve_ads_request(self.platform.clone(), self.clock, req))
     }
+    fn bank(
+        &self,
+        req: crate::payouts::BankRequest,
+    ) -> impl Future<Output = Result<crate::payouts::BankResponse, RpcError>> + Send {
+        self.exchange(Link::Ads, crate::payouts::serve_bank_request(self.platform.clone(), self.clock, req))
+    }
     fn insights(
         &self,
         account: Option<String>,
@@ -322,7 +328,7 @@ pub fn run_event(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) 
                     ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: probe.clone(), worker: i },
-                    bank: dlft_core::jobs::NoBank,
+                    bank: crate::payouts::SimBank { wire: wire.clone(), brand: Default::default() },
                 },
                 cfg: scn.worker_config_for(i, opts.sabotage),
                 loop_cfg: loop_cfg.clone(),

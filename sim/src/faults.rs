@@ -93,6 +93,7 @@ fn max_occurrence(site: Site) -> u64 {
         Site::KillBeforePause | Site::KillAfterPause | Site::KillAfterApplied | Site::KillAfterReadBack => 4,
         Site::ScanAfterFetch | Site::ScanAfterSummary => 6,
         Site::PayoutBeforePay | Site::PayoutAfterPay | Site::PayoutAfterApplied | Site::PayoutAfterReadBack => 4,
+        Site::PayablesAfterOpen | Site::PayablesBeforeSettle => 3,
     }
 }
 
@@ -133,8 +134,8 @@ impl FaultPlan {
         let sites: Vec<Site> = Site::ALL
             .into_iter()
             .filter(|s| scn.scan.is_some() || !matches!(s, Site::ScanAfterFetch | Site::ScanAfterSummary))
-            // No scenario's world has a bank yet: no payout runs.
-            .filter(|s| !s.is_payout())
+            // Payouts run only where the world has a bank.
+            .filter(|s| scn.bank.is_some() || !s.is_payout())
             .collect();
         let site_crashes = (0..draw(rng, f.site_crashes))
             .map(|_| {

@@ -33,6 +33,7 @@ use dlft_core::store::{
 use dlft_core::telemetry::{CostRow, Event};
 use dlft_core::time::{Clock, Millis, Timestamp};
 
+use crate::payouts::{BankHost, BankRequest, BankResponse, SimBank};
 use crate::rpc::{
     self, ADS_PORT, AdsRequest, DB_PORT, HttpReply, StoreReply, StoreRequest, StoreResponse, WEBHOOK_PORT,
 };
@@ -132,6 +133,9 @@ pub fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) ->
 pub trait Wire: Clone + Send + Sync + 'static {
     fn store(&self, req: StoreRequest) -> impl Future<Output = Result<StoreResponse, rpc::RpcError>> + Send;
     fn ads(&self, req: AdsRequest) -> impl Future<Output = Result<HttpReply, rpc::RpcError>> + Send;
+    /// The bank and the payables source (on the platform's host: the same
+    /// link, the same partitions).
+    fn bank(&self, req: BankRequest) -> impl Future<Output = Result<BankResponse, rpc::RpcError>> + Send;
     /// An insights page: through [`Wire::ads`] and Meta's decoder unless a
     /// wire hands rows over directly (the event driver, where encoding every
     /// page as JSON would dominate long runs; turmoil covers the shapes).
@@ -167,6 +171,10 @@ impl Wire for TurmoilWire {
     fn ads(&self, req: AdsRequest) -> impl Future<Output = Result<HttpReply, rpc::RpcError>> + Send {
         let timeout = self.timeout;
         async move { rpc::call::<_, HttpReply>(ADS_HOST, ADS_PORT, &req, timeout).await }
+    }
+    fn bank(&self, req: BankRequest) -> impl Future<Output = Result<BankResponse, rpc::RpcError>> + Send {
+        let timeout = self.timeout;
+        async move { rpc::call::<_, BankResponse>(ADS_HOST, rpc::BANK_PORT, &req, timeout).await }
     }
 }
 
@@ -321,6 +329,8 @@ pub struct PlatformState {
     pub stale_reads: u64,
     /// The webhook sender, if the scenario has webhooks.
     pub webhooks: Option<WebhookState>,
+    /// The bank and the payables, if the scenario has payouts.
+    pub bank: Option<BankHost>,
 }
 
 /// How often the platform's webhook sender looks for news.
@@ -691,6 +701,15 @@ pub async fn serve_ads(platform: Arc<Mutex<PlatformState>>, clock: SimClock, wor
     if lock(&platform).webhooks.is_some() {
         tokio::spawn(emit_webhooks(platform.clone(), clock, workers, TurmoilWebhooks));
     }
+    if lock(&platform).bank.is_some() {
+        let bank = platform.clone();
+        tokio::spawn(async move {
+            let served = rpc::serve(rpc::BANK_PORT, move |req: BankRequest| {
+                crate::payouts::serve_bank_request(bank.clone(), clock, req)
+            });
+            let _ = served.await.map_err(|e| e.to_string());
+        });
+    }
     rpc::serve(ADS_PORT, move |req: AdsRequest| serve_ads_request(platform.clone(), clock, req)).await
 }
 
@@ -831,15 +850,18 @@ pub struct SimAds<W = TurmoilWire> {
 pub fn tenants<W: Wire>(
     scn: &crate::scenario::Scenario,
     wire: &W,
-) -> BTreeMap<BrandId, dlft_core::worker::Tenant<SimAds<W>>> {
+) -> BTreeMap<BrandId, dlft_core::worker::Tenant<SimAds<W>, SimBank<W>>> {
     scn.brand_accounts()
         .into_iter()
         .map(|id| {
-            let ads = SimAds { wire: wire.clone(), account: Some(id.clone()) };
-            (
-                BrandId::new(id),
-                dlft_core::worker::Tenant { ads, loop_cfg: scn.loop_config(), bank: dlft_core::jobs::NoBank },
-            )
+            let brand = BrandId::new(id.clone());
+            let ads = SimAds { wire: wire.clone(), account: Some(id) };
+            let mut loop_cfg = scn.loop_config();
+            if let Some(p) = loop_cfg.payouts.as_mut() {
+                p.from_account = crate::payouts::from_account(&brand);
+            }
+            let bank = SimBank { wire: wire.clone(), brand: brand.clone() };
+            (brand, dlft_core::worker::Tenant { ads, loop_cfg, bank })
         })
         .collect()
 }

@@ -18,6 +18,7 @@ pub mod event;
 pub mod faults;
 pub mod hosts;
 pub mod inproc;
+pub mod payouts;
 pub mod report;
 pub mod rpc;
 pub mod run;

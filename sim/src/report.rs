@@ -72,6 +72,10 @@ pub struct Summary {
     pub rerolls: u64,
     /// Committed kills per brand, over every seed.
     pub kills_by_brand: BTreeMap<String, u64>,
+    /// Payouts committed and abandoned, and payables refused, over every seed.
+    pub payouts: u64,
+    pub payouts_abandoned: u64,
+    pub payables_refused: u64,
     pub assertions: Vec<Assertion>,
     pub failing_seeds: Vec<u64>,
     pub reproduce: Vec<String>,
@@ -133,6 +137,15 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
             ok: kills >= a.min_mean_kills * seeds,
         },
     ];
+    let payouts: u64 = reports.iter().map(|r| u64::from(r.payouts)).sum();
+    if let Some(min) = a.min_mean_payouts {
+        assertions.push(Assertion {
+            name: "payouts".into(),
+            limit: format!(">= {min} per seed on average"),
+            actual: format!("{} ({payouts} over {seeds} seeds)", payouts / seeds.max(1)),
+            ok: payouts >= min * seeds,
+        });
+    }
     if let Some(within) = a.commit_within_s {
         let late = violations.iter().filter(|v| v.invariant == "reconcile_window").count();
         assertions.push(Assertion {
@@ -208,6 +221,9 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
             *m.entry(b.clone()).or_insert(0) += u64::from(*n);
             m
         }),
+        payouts,
+        payouts_abandoned: reports.iter().map(|r| u64::from(r.payouts_abandoned)).sum(),
+        payables_refused: reports.iter().map(|r| u64::from(r.payables_refused)).sum(),
         losers_killed: reports.iter().map(|r| u64::from(r.losers_killed)).sum(),
         winners_killed: reports.iter().map(|r| u64::from(r.winners_killed)).sum(),
         crash_sites,
@@ -279,6 +295,20 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
             w,
             "webhooks    {} true, {} lies, {} duplicated, {} deliveries lost; {} kills committed by their read-back",
             f.webhooks_true, f.webhook_lies, f.webhook_duplicates, f.webhooks_lost, s.webhook_commits
+        );
+    }
+    if s.payouts + s.payables_refused + f.bank_timeouts + f.bank_rate_limits > 0 {
+        let _ = writeln!(
+            w,
+            "payouts     {} committed, {} abandoned, {} payables refused; bank: {} requests lost, {} replies lost after the payment, {} rate limits, {} 5xx, {} duplicate-request errors",
+            s.payouts,
+            s.payouts_abandoned,
+            s.payables_refused,
+            f.bank_timeouts,
+            f.bank_lost_replies,
+            f.bank_rate_limits,
+            f.bank_server_errors,
+            f.bank_duplicate_requests
         );
     }
     let _ = writeln!(w, "leak        {} cents", s.leak_cents);

@@ -24,6 +24,8 @@ use dlft_core::time::Timestamp;
 
 pub const DB_PORT: u16 = 5432;
 pub const ADS_PORT: u16 = 443;
+/// The bank and the payables source, on the platform's host.
+pub const BANK_PORT: u16 = 444;
 /// Each worker's webhook endpoint.
 pub const WEBHOOK_PORT: u16 = 8443;
 /// How long a server waits for a connection's request line.

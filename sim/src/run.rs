@@ -46,6 +46,10 @@ pub mod stream {
     pub const NET: u64 = 5;
     /// The bank's payment fates.
     pub const BANK: u64 = 6;
+    /// The bank's replies (lost, rate-limited, 5xx).
+    pub const BANK_FAULTS: u64 = 7;
+    /// The brands' payables files.
+    pub const PAYABLES: u64 = 8;
     pub const WORKER_BASE: u64 = 100;
 }
 
@@ -85,6 +89,13 @@ pub struct FaultCounts {
     pub webhooks_lost: u64,
     /// Calls the platform refused because their brand's account was revoked.
     pub revoked_refusals: u64,
+    /// The bank's misbehaviour: requests lost before it, payments made
+    /// whose reply was lost, 429s, 5xx, and duplicate-request errors.
+    pub bank_timeouts: u64,
+    pub bank_lost_replies: u64,
+    pub bank_rate_limits: u64,
+    pub bank_server_errors: u64,
+    pub bank_duplicate_requests: u64,
 }
 
 impl FaultCounts {
@@ -103,6 +114,11 @@ impl FaultCounts {
         self.webhook_duplicates += o.webhook_duplicates;
         self.webhooks_lost += o.webhooks_lost;
         self.revoked_refusals += o.revoked_refusals;
+        self.bank_timeouts += o.bank_timeouts;
+        self.bank_lost_replies += o.bank_lost_replies;
+        self.bank_rate_limits += o.bank_rate_limits;
+        self.bank_server_errors += o.bank_server_errors;
+        self.bank_duplicate_requests += o.bank_duplicate_requests;
     }
 
     /// 1 for every kind of fault that happened at all, 0 for the rest:
@@ -124,6 +140,11 @@ impl FaultCounts {
             webhook_duplicates: b(self.webhook_duplicates),
             webhooks_lost: b(self.webhooks_lost),
             revoked_refusals: b(self.revoked_refusals),
+            bank_timeouts: b(self.bank_timeouts),
+            bank_lost_replies: b(self.bank_lost_replies),
+            bank_rate_limits: b(self.bank_rate_limits),
+            bank_server_errors: b(self.bank_server_errors),
+            bank_duplicate_requests: b(self.bank_duplicate_requests),
         }
     }
 }
@@ -157,10 +178,23 @@ pub struct SeedReport {
     pub rerolls: u32,
     /// Committed kills per brand (a one-brand run: `default`).
     pub kills_by_brand: BTreeMap<String, u32>,
+    /// Payouts committed (the bank shows them completed), abandoned
+    /// (declined, or refused for good), and invoices refused by the
+    /// envelope or the budgets.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub payouts: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub payouts_abandoned: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub payables_refused: u32,
     pub plan: FaultPlan,
     /// The event log, when asked for (`RunOptions::keep_events`).
     #[serde(skip)]
     pub log: Option<Vec<dlft_core::telemetry::Event>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a finished run came to, counted the same way on every driver.
@@ -174,10 +208,17 @@ pub(crate) struct Tally {
     pub(crate) webhook_commits: u32,
     pub(crate) rerolls: u32,
     pub(crate) kills_by_brand: BTreeMap<String, u32>,
+    pub(crate) payouts: u32,
+    pub(crate) payouts_abandoned: u32,
+    pub(crate) payables_refused: u32,
 }
 
 pub(crate) fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> Tally {
-    let committed: Vec<_> = snapshot.intents.iter().filter(|i| i.phase == IntentPhase::Committed).collect();
+    let is_payout = |i: &&dlft_core::act::intent::Intent| i.action.kind() == "payout";
+    let payouts =
+        |phase: IntentPhase| snapshot.intents.iter().filter(|i| is_payout(i) && i.phase == phase).count() as u32;
+    let committed: Vec<_> =
+        snapshot.intents.iter().filter(|i| i.phase == IntentPhase::Committed && !is_payout(i)).collect();
     Tally {
         kills: committed.len() as u32,
         losers_killed: committed.iter().filter(|i| i.action.killed_ad().is_some_and(|ad| world.is_loser(ad))).count()
@@ -196,6 +237,14 @@ pub(crate) fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> 
             *m.entry(i.brand.to_string()).or_insert(0) += 1;
             m
         }),
+        payouts: payouts(IntentPhase::Committed),
+        payouts_abandoned: payouts(IntentPhase::Abandoned),
+        payables_refused: snapshot
+            .events
+            .iter()
+            .filter(|e| e.kind == dlft_core::telemetry::EventKind::Verdict && e.entity.starts_with("payout"))
+            .filter(|e| e.after.contains("deny"))
+            .count() as u32,
     }
 }
 
@@ -265,6 +314,7 @@ pub(crate) fn world_for(scn: &Scenario, seed: u64, plan: &FaultPlan) -> Shared {
         partial_batches: 0,
         stale_reads: 0,
         webhooks: scn.webhooks.clone().map(|cfg| WebhookState::new(cfg, rng_for(seed, stream::WEBHOOKS))),
+        bank: crate::payouts::BankHost::new(scn, EPOCH, seed),
     }));
     let crash_loop =
         scn.scan.as_ref().and_then(|s| s.crash_loop_page).map(|p| (Site::ScanAfterSummary, page_name(p - 1)));
@@ -275,7 +325,13 @@ pub(crate) fn world_for(scn: &Scenario, seed: u64, plan: &FaultPlan) -> Shared {
         ..ProbeState::default()
     }));
     let ids = (0..scn.run.workers as usize).map(|i| scn.worker_config_for(i, Sabotage::None).worker).collect();
-    Shared { store: SharedMemStore::new(), world, platform, probe, ids }
+    let store = SharedMemStore::new();
+    if let Some(budgets) = scn.budgets().expect("validated") {
+        for brand in scn.brand_ids() {
+            store.lock().set_budgets(&brand, &budgets, EPOCH);
+        }
+    }
+    Shared { store, world, platform, probe, ids }
 }
 
 /// turmoil's hosts as the plan's harness.
@@ -354,7 +410,7 @@ fn run_turmoil(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) ->
                     ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: worker_probe.clone(), worker: i },
-                    bank: dlft_core::jobs::NoBank,
+                    bank: crate::payouts::SimBank { wire: wire.clone(), brand: Default::default() },
                 },
                 cfg: worker_cfg.clone(),
                 loop_cfg: loop_cfg.clone(),

@@ -60,6 +60,10 @@ pub struct Scenario {
     /// one brand, `default`, on the world's one account.
     #[serde(default)]
     pub brands: Option<BrandsSection>,
+    /// Supplier payouts: each brand's payables, its bank (Revolut's
+    /// semantics and misbehaviour) and its budgets; absent: no payouts.
+    #[serde(default)]
+    pub bank: Option<BankSection>,
     #[serde(rename = "assert")]
     pub assertions: AssertSection,
 }
@@ -208,6 +212,9 @@ pub struct AssertSection {
     /// the store within this long (judged for pauses this long before the end).
     #[serde(default)]
     pub commit_within_s: Option<u64>,
+    /// Payouts committed per seed on average, at least (scenarios with a bank).
+    #[serde(default)]
+    pub min_mean_payouts: Option<u64>,
 }
 
 /// The brands of a run: the world's ads are dealt to them in turn (ad `i`
@@ -223,6 +230,67 @@ pub struct BrandsSection {
     /// out, and every other brand must be unharmed.
     #[serde(default)]
     pub revoked: Vec<String>,
+}
+
+/// Payables arriving as files, the bank that pays them, and the caps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankSection {
+    /// Counterparties on every brand's allow-list (`cp-1`…).
+    pub counterparties: u32,
+    /// Payables files per simulated hour per brand (drawn per seed).
+    pub files_per_hour: Range,
+    pub invoices_per_file: Range,
+    pub amount_cents: Range,
+    /// Invoices naming a counterparty off the allow-list.
+    #[serde(default)]
+    pub stranger_pct: u32,
+    /// Invoices naming other bank details for a known counterparty.
+    #[serde(default)]
+    pub changed_details_pct: u32,
+    /// Files delivered a second time (a copy under another name).
+    #[serde(default)]
+    pub duplicate_file_pct: u32,
+    /// Files seen half-written for their first `half_written_ms`.
+    #[serde(default)]
+    pub half_written_pct: u32,
+    #[serde(default)]
+    pub half_written_ms: u64,
+    /// Files with a bad row (refused whole).
+    #[serde(default)]
+    pub malformed_file_pct: u32,
+    /// How often each brand's payables job runs.
+    pub payables_every_s: u64,
+    /// The bank's per-request latency.
+    pub latency_ms: Range,
+    pub to_pending_ms: u64,
+    pub to_settled_ms: u64,
+    #[serde(default)]
+    pub decline_pct: u32,
+    #[serde(default)]
+    pub revert_pct: u32,
+    #[serde(default)]
+    pub revert_after_s: u64,
+    /// Payments made whose reply is lost (the caller times out).
+    #[serde(default)]
+    pub lost_reply_pct: u32,
+    /// Requests lost before the bank saw them.
+    #[serde(default)]
+    pub timeout_pct: u32,
+    /// 429 with Retry-After (not made).
+    #[serde(default)]
+    pub rate_limit_pct: u32,
+    /// 5xx: half of them after the payment was made.
+    #[serde(default)]
+    pub server_error_pct: u32,
+    /// Every brand's budgets: its time zone and payout caps.
+    pub time_zone: String,
+    #[serde(default)]
+    pub daily_cap_cents: Option<i64>,
+    #[serde(default)]
+    pub monthly_cap_cents: Option<i64>,
+    #[serde(default)]
+    pub lifetime_cap_cents: Option<i64>,
 }
 
 fn one() -> u32 {
@@ -379,6 +447,41 @@ impl Scenario {
                 return f("webhooks.false_per_min", "must be 0..=600");
             }
         }
+        if let Some(b) = &self.bank {
+            if b.counterparties == 0 || b.counterparties > 1_000 {
+                return f("bank.counterparties", "must be 1..=1000");
+            }
+            for (field, v) in [
+                ("bank.stranger_pct", b.stranger_pct),
+                ("bank.changed_details_pct", b.changed_details_pct),
+                ("bank.duplicate_file_pct", b.duplicate_file_pct),
+                ("bank.half_written_pct", b.half_written_pct),
+                ("bank.malformed_file_pct", b.malformed_file_pct),
+                ("bank.decline_pct", b.decline_pct),
+                ("bank.revert_pct", b.revert_pct),
+                ("bank.lost_reply_pct", b.lost_reply_pct),
+                ("bank.timeout_pct", b.timeout_pct),
+                ("bank.rate_limit_pct", b.rate_limit_pct),
+                ("bank.server_error_pct", b.server_error_pct),
+            ] {
+                pct(field, v)?;
+            }
+            if b.lost_reply_pct + b.timeout_pct + b.rate_limit_pct + b.server_error_pct > 100 {
+                return f("bank.lost_reply_pct", "the bank's fault rates sum to more than 100%");
+            }
+            if b.payables_every_s == 0 {
+                return f("bank.payables_every_s", "must be positive");
+            }
+            if b.amount_cents.lo == 0 {
+                return f("bank.amount_cents", "amounts must be positive");
+            }
+            if b.invoices_per_file.lo == 0 || b.invoices_per_file.hi > 1_000 {
+                return f("bank.invoices_per_file", "must be 1..=1000");
+            }
+            if let Err(e) = self.budgets() {
+                return Err(("bank.time_zone".into(), e));
+            }
+        }
         if self.platform.page_limit == 0 {
             return f("platform.page_limit", "must be positive");
         }
@@ -387,6 +490,24 @@ impl Scenario {
         }
         let (w, l) = (self.worker_config(Sabotage::None), self.loop_config());
         dlft_core::config::validate(&w, &l).map_err(|m| ("loop".to_string(), m))
+    }
+
+    /// Every brand's budgets (`[bank]`'s time zone and caps).
+    pub fn budgets(&self) -> Result<Option<dlft_core::envelope::budget::Budgets>, String> {
+        use dlft_core::envelope::budget::{Budgets, Cap, Purpose, Window, Zone};
+        let Some(b) = &self.bank else { return Ok(None) };
+        let zone = Zone::parse(&b.time_zone).map_err(|e| e.to_string())?;
+        let caps = [
+            (Window::Daily, b.daily_cap_cents),
+            (Window::Monthly, b.monthly_cap_cents),
+            (Window::Lifetime, b.lifetime_cap_cents),
+        ]
+        .into_iter()
+        .filter_map(|(window, cents)| {
+            cents.map(|c| Cap { purpose: Purpose::Payout, window, limit: Money::new(c, self.currency()) })
+        })
+        .collect();
+        Budgets::new(zone, caps).map(Some).map_err(|e| e.to_string())
     }
 
     pub fn currency(&self) -> Currency {
@@ -411,7 +532,13 @@ impl Scenario {
             bucket: Millis::from_secs(self.world.bucket_s),
             page_limit: self.platform.page_limit,
         };
-        self.control.loop_config(&platform, Millis::from_secs(self.run.duration_s), scan)
+        let mut cfg = self.control.loop_config(&platform, Millis::from_secs(self.run.duration_s), scan);
+        cfg.payouts = self.bank.as_ref().map(|b| dlft_core::config::PayoutConfig {
+            from_account: crate::payouts::FROM_ACCOUNT.into(),
+            counterparties: crate::payouts::allow_list(b.counterparties, self.currency()),
+            every: Millis::from_secs(b.payables_every_s),
+        });
+        cfg
     }
 
     pub fn worker_config(&self, sabotage: Sabotage) -> WorkerConfig {
@@ -431,6 +558,14 @@ impl Scenario {
     /// for a one-brand run (the default brand on the world's one account).
     pub fn brand_accounts(&self) -> Vec<String> {
         self.brands.as_ref().map_or_else(Vec::new, |b| b.ids.clone())
+    }
+
+    /// Every brand the run serves (`default` alone without `[brands]`).
+    pub fn brand_ids(&self) -> Vec<dlft_core::ids::BrandId> {
+        match &self.brands {
+            Some(b) => b.ids.iter().map(dlft_core::ids::BrandId::new).collect(),
+            None => dlft_core::config::default_brands(),
+        }
     }
 }
 

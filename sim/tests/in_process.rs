@@ -25,6 +25,7 @@ fn judge(run: &InProcessRun, scn: &Scenario) -> Verdict {
         kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
         settled_until: run.end - Millis(3 * run.world.bucket().0),
         commit_within: Some(Millis::from_secs(60)),
+        bank: None,
     })
 }
 

@@ -38,6 +38,7 @@ fn a_hanging_kind_does_not_starve_the_others() {
         kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
         settled_until: run.end - Millis(3 * run.world.bucket().0),
         commit_within: None,
+        bank: None,
     });
     assert!(verdict.violations.is_empty(), "{:?}", verdict.violations);
 }

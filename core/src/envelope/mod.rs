@@ -55,6 +55,9 @@ pub enum DenyReason {
     /// An invoice whose bank details differ from the payee's on record
     /// (or are malformed): flagged, never paid.
     BankDetailsChanged,
+    /// Input that cannot be used (a payables file with a bad row): refused
+    /// whole, naming the row and the field.
+    Malformed,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

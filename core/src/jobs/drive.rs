@@ -48,7 +48,11 @@ pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::
                 step(ports, &ports.ads, cfg, sabotage, attempt, &intent, &KillEffect { ad: ad.clone() }).await?
             }
             Action::Payout { order } => {
-                let effect = PayoutEffect::new(&intent.key, order, intent.opened_at);
+                let mut effect = PayoutEffect::new(&intent.key, order, intent.opened_at);
+                if sabotage == Sabotage::FreshRequestId {
+                    let fresh = IdempotencyKey::new(format!("{key}#{}", intent.attempts));
+                    effect.payment.request_id = crate::act::payout::request_id(&fresh);
+                }
                 step(ports, &ports.bank, cfg, sabotage, attempt, &intent, &effect).await?
             }
         };

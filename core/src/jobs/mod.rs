@@ -8,9 +8,11 @@
 //! - [`drive`]: the act job: drives one write-ahead intent of any action;
 //! - [`scan`]: the checkpointed scan pipeline of one store's ad library;
 //! - [`reconcile`]: a webhook hint's read-back;
-//! - [`reroll`]: the hourly bandit re-roll.
+//! - [`reroll`]: the hourly bandit re-roll;
+//! - [`payables`]: a brand's payables read, judged and opened as payouts.
 
 pub mod drive;
+pub mod payables;
 pub mod reconcile;
 pub mod reroll;
 pub mod scan;
@@ -109,7 +111,13 @@ impl Attempt {
 
 /// The registry: runs one claimed job's work, from its checkpoint if it has
 /// one. Adding a job kind adds a `Task` variant and one arm here.
-pub async fn run_task<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+pub async fn run_task<
+    S: Store,
+    A: AdsPlatform + Models,
+    C: Clock,
+    P: Probe,
+    B: crate::sense::bank::Bank + crate::sense::payables::PayablesSource,
+>(
     ports: &Ports<S, A, C, P, B>,
     loop_cfg: &LoopConfig,
     sabotage: Sabotage,
@@ -132,9 +140,16 @@ pub async fn run_task<S: Store, A: AdsPlatform + Models, C: Clock, P: Probe, B: 
         }
         Task::ReconcileAd { ad, claimed } => reconcile::run_reconcile(ports, sabotage, attempt, ad, claimed).await,
         Task::RerollBandit { slot } => reroll::run_reroll(ports, loop_cfg, attempt, *slot).await,
+        Task::Payout { .. } if sabotage == Sabotage::DropPayoutJobs => Ok(()),
         Task::Payout { key } => match drive::run(ports, loop_cfg, sabotage, attempt, key).await? {
             Some(()) => Ok(()),
             None => Err(JobError::Permanent(format!("no intent {key}: nothing to drive"))),
         },
+        Task::PayPayables { .. } => {
+            let Some(cfg) = &loop_cfg.payouts else {
+                return Err(JobError::Permanent("payables job without a payouts configuration".into()));
+            };
+            payables::run(ports, cfg, sabotage, attempt).await
+        }
     }
 }

@@ -24,6 +24,9 @@ pub enum Task {
     RerollBandit { slot: Timestamp },
     /// Drive one payout intent to its commit (claimed by the act pool).
     Payout { key: IdempotencyKey },
+    /// Read the brand's payables, judge them, open payout intents (claimed
+    /// by the tick pool: a decision job like the tick).
+    PayPayables { slot: Timestamp },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -35,23 +38,27 @@ pub enum JobKind {
     ReconcileAd,
     RerollBandit,
     Payout,
+    PayPayables,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::PollInsights,
         JobKind::KillAd,
         JobKind::ScanStore,
         JobKind::ReconcileAd,
         JobKind::RerollBandit,
         JobKind::Payout,
+        JobKind::PayPayables,
     ];
 
     /// The kinds a pool of this kind claims: the act pool (`KillAd`)
-    /// drives every write-ahead action's job; every other pool its own.
+    /// drives every write-ahead action's job, the tick pool
+    /// (`PollInsights`) every decision job; every other pool its own.
     pub fn pool_kinds(self) -> Vec<JobKind> {
         match self {
             JobKind::KillAd => vec![JobKind::KillAd, JobKind::Payout],
+            JobKind::PollInsights => vec![JobKind::PollInsights, JobKind::PayPayables],
             k => vec![k],
         }
     }
@@ -65,6 +72,7 @@ impl JobKind {
             JobKind::ReconcileAd => "reconcile_ad",
             JobKind::RerollBandit => "reroll_bandit",
             JobKind::Payout => "payout",
+            JobKind::PayPayables => "pay_payables",
         }
     }
 }
@@ -75,7 +83,10 @@ impl Task {
         match self {
             Task::ScanStore { .. } => Bound::Pipeline,
             Task::KillAd { key, .. } | Task::Payout { key } => Bound::Intent(key.clone()),
-            Task::PollInsights { .. } | Task::ReconcileAd { .. } | Task::RerollBandit { .. } => Bound::Breaker,
+            Task::PollInsights { .. }
+            | Task::ReconcileAd { .. }
+            | Task::RerollBandit { .. }
+            | Task::PayPayables { .. } => Bound::Breaker,
         }
     }
 
@@ -87,6 +98,7 @@ impl Task {
             Task::ReconcileAd { .. } => JobKind::ReconcileAd,
             Task::RerollBandit { .. } => JobKind::RerollBandit,
             Task::Payout { .. } => JobKind::Payout,
+            Task::PayPayables { .. } => JobKind::PayPayables,
         }
     }
 }

@@ -15,6 +15,8 @@
 //! string. Amounts are decimal strings in major units with at most two
 //! decimals, positive.
 
+use std::future::Future;
+
 use serde::{Deserialize, Serialize};
 
 use crate::money::{Currency, Money};
@@ -30,7 +32,7 @@ pub struct Payable {
     pub amount: Money,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum PayablesError {
     /// Still being written: try again later.
     #[error("incomplete ({0}): read again once it is written")]
@@ -118,6 +120,63 @@ pub fn parse_json(text: &str) -> Result<Vec<Payable>, PayablesError> {
             payable(row, |name| obj.get(name).and_then(|v| v.as_str()).map(str::to_string))
         })
         .collect()
+}
+
+/// One file (or, in the sim, one delivery) of payables as a source holds
+/// it: its name, and what it says or why it cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayablesFile {
+    /// Unique within the source while the file is pending.
+    pub name: String,
+    pub payables: Result<Vec<Payable>, PayablesError>,
+}
+
+/// What became of a file the payout job read: every row judged and
+/// written (`Accepted`), the file refused whole (`Rejected`, with why), or
+/// every row judged and written but these, which wait for room in the
+/// budgets (`Keep`: the file stays pending with only them). The source
+/// moves an accepted or rejected file out of its pending set (a watched
+/// folder moves it to `done/` or `rejected/`); a file not settled is read
+/// again whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
+pub enum Settled {
+    Accepted,
+    Rejected(String),
+    Keep(Vec<Payable>),
+}
+
+/// Why a payables source could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("payables source: {0}")]
+pub struct SourceError(pub String);
+
+/// The payables sensor's port: the files waiting, and a way to settle one.
+/// Reading is idempotent: a file is pending until it is settled, and a
+/// crash between the payout job's write and the settle only makes it read
+/// again (its invoices' keys are already opened: paid once).
+pub trait PayablesSource: Send + Sync {
+    fn pending(&self) -> impl Future<Output = Result<Vec<PayablesFile>, SourceError>> + Send;
+    fn settle(&self, name: &str, how: &Settled) -> impl Future<Output = Result<(), SourceError>> + Send;
+}
+
+impl<T: PayablesSource> PayablesSource for &T {
+    fn pending(&self) -> impl Future<Output = Result<Vec<PayablesFile>, SourceError>> + Send {
+        (**self).pending()
+    }
+    fn settle(&self, name: &str, how: &Settled) -> impl Future<Output = Result<(), SourceError>> + Send {
+        (**self).settle(name, how)
+    }
+}
+
+/// A brand without payables: nothing is ever pending.
+impl PayablesSource for crate::sense::bank::NoBank {
+    fn pending(&self) -> impl Future<Output = Result<Vec<PayablesFile>, SourceError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
+    fn settle(&self, name: &str, _: &Settled) -> impl Future<Output = Result<(), SourceError>> + Send {
+        std::future::ready(Err(SourceError(format!("no payables source holds {name:?}"))))
+    }
 }
 
 #[cfg(test)]
