@@ -280,6 +280,7 @@ enum SabotageArg {
     FreshRequestId,
     SkipPayeeCheck,
     DropPayoutJobs,
+    IgnoreReversals,
 }
 
 impl From<SabotageArg> for Sabotage {
@@ -294,6 +295,7 @@ impl From<SabotageArg> for Sabotage {
             SabotageArg::FreshRequestId => Sabotage::FreshRequestId,
             SabotageArg::SkipPayeeCheck => Sabotage::SkipPayeeCheck,
             SabotageArg::DropPayoutJobs => Sabotage::DropPayoutJobs,
+            SabotageArg::IgnoreReversals => Sabotage::IgnoreReversals,
         }
     }
 }
@@ -405,6 +407,7 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         SabotageArg::FreshRequestId => "--sabotage fresh-request-id",
         SabotageArg::SkipPayeeCheck => "--sabotage skip-payee-check",
         SabotageArg::DropPayoutJobs => "--sabotage drop-payout-jobs",
+        SabotageArg::IgnoreReversals => "--sabotage ignore-reversals",
     };
     let summary = summarize(&scn, &path, extra, &reports);
     if args.json {

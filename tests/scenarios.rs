@@ -45,6 +45,29 @@ const EVERY_SITE: &[&str] = &[
     "kill_after_read_back",
     "before_finish",
 ];
+/// The payouts' probe sites: between every payout phase and between the
+/// payables job's writes.
+const PAYOUT_PHASES: &[&str] = &[
+    "payout_before_pay",
+    "payout_after_pay",
+    "payout_after_applied",
+    "payout_after_read_back",
+    "payables_after_open",
+    "payables_before_settle",
+];
+/// Everything the bank does wrong in `bank-chaos`.
+const BANK_FAULTS: &[&str] = &[
+    "bank_timeouts",
+    "bank_lost_replies",
+    "bank_rate_limits",
+    "bank_server_errors",
+    "bank_duplicate_requests",
+    "bank_reversals",
+    "crashes",
+];
+/// `budget-rollover` simulates four days a seed.
+const ROLLOVER_SEEDS: u64 = 20;
+
 /// The classes every fault scenario of the ad loop injects: the first seven of [`EVERY_CLASS`].
 const ALL_FAULTS: &[&str] = EVERY_CLASS.split_at(7).0;
 
@@ -186,6 +209,42 @@ const LIBRARY: &[Entry] = &[
         ],
         must_crash_at: KILL_PHASES,
     },
+    Entry {
+        file: "scenarios/payout-container-loss.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: 1,
+        crash_in: 1,
+        must_happen: &["crashes", "db_partitions", "ads_partitions"],
+        must_crash_at: PAYOUT_PHASES,
+    },
+    Entry {
+        file: "scenarios/bank-chaos.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: 1,
+        crash_in: 1,
+        must_happen: BANK_FAULTS,
+        must_crash_at: PAYOUT_PHASES,
+    },
+    Entry {
+        file: "scenarios/budget-race.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: 1,
+        crash_in: 1,
+        must_happen: &["crashes", "db_partitions"],
+        must_crash_at: &["payout_after_pay", "payables_after_open"],
+    },
+    Entry {
+        file: "scenarios/budget-rollover.toml",
+        driver: "event",
+        seeds: ROLLOVER_SEEDS,
+        happen_in: 1,
+        crash_in: 1,
+        must_happen: &["crashes"],
+        must_crash_at: &[],
+    },
 ];
 
 /// Per scenario of several brands: the brands that must have killed losers
@@ -297,4 +356,8 @@ scenario_tests! {
     partial_pause => "partial-pause.toml",
     webhook_lies => "webhook-lies.toml",
     multi_brand => "multi-brand.toml",
+    payout_container_loss => "payout-container-loss.toml",
+    bank_chaos => "bank-chaos.toml",
+    budget_race => "budget-race.toml",
+    budget_rollover => "budget-rollover.toml",
 }

@@ -129,4 +129,6 @@ pub enum Sabotage {
     /// Payout jobs finish without driving their intent (reservations are
     /// never resolved).
     DropPayoutJobs,
+    /// Never read the bank's statement (reversals go unbooked).
+    IgnoreReversals,
 }

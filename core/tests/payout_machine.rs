@@ -116,6 +116,13 @@ impl Bank for ScriptedBank {
         };
         std::future::ready(result)
     }
+    fn transactions(
+        &self,
+        _from: Timestamp,
+        _to: Timestamp,
+    ) -> impl Future<Output = Result<Vec<BankTransaction>, BankError>> + Send {
+        std::future::ready(Ok(self.txs.lock().unwrap().values().cloned().collect()))
+    }
 }
 
 fn cfg() -> dlft_core::config::LoopConfig {

@@ -91,4 +91,15 @@ impl Bank for RevolutBank {
         let reply = self.send(self.http.get(self.url("transactions")).query(&query)).await?;
         revolut::decode_transactions(&reply, request_id)
     }
+
+    async fn transactions(&self, from: Timestamp, to: Timestamp) -> Result<Vec<BankTransaction>, BankError> {
+        let query = [
+            ("from", revolut::iso_of(from)),
+            ("to", revolut::iso_of(to)),
+            ("type", "transfer".to_string()),
+            ("count", dlft_core::sense::bank::LIST_MAX.to_string()),
+        ];
+        let reply = self.send(self.http.get(self.url("transactions")).query(&query)).await?;
+        revolut::decode_transaction_list(&reply)
+    }
 }

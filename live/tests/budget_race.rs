@@ -66,7 +66,7 @@ async fn ledger_agrees<S: Store>(s: &S) -> Vec<Account> {
             let e = sums.entry(k.clone()).or_default();
             match t.state {
                 TransferState::Pending => e.0 += t.amount.minor,
-                TransferState::Posted => e.1 += t.posted,
+                TransferState::Posted | TransferState::Reversed => e.1 += t.posted,
                 TransferState::Voided => {}
             }
         }

@@ -29,9 +29,10 @@
 //!   `kill_deadline` may still be reading back;
 //! - `payout_once`: at most one payment per request id and per invoice;
 //! - `caps_held`: for every cap, the payments of each of its periods (the
-//!   period the reservation was made in; a payment without one, the period
-//!   the bank made it in) sum to at most the limit: as payments only add,
-//!   no instant of the world's timeline exceeded it;
+//!   period of the brand's calendar, read by the checker, in which the
+//!   reservation was made; a payment without one, in which the bank made
+//!   it) sum to at most the limit: as payments only add, no instant of the
+//!   world's timeline exceeded it;
 //! - `reservations_resolved`: no reservation is still pending at the end
 //!   (but those of the last `kill_deadline`);
 //! - `allow_list`: every payment went to a counterparty on the allow-list,
@@ -128,7 +129,9 @@ fn check_payouts(input: &CheckInput<'_>, bank: &BankTruth, v: &mut Verdict) {
         if m.amount.minor < 0 {
             *debits.entry(m.request_id.as_str()).or_default() += 1;
             match t {
-                Some(t) if t.state == TransferState::Posted && t.posted == -m.amount.minor => {}
+                Some(t)
+                    if matches!(t.state, TransferState::Posted | TransferState::Reversed)
+                        && t.posted == -m.amount.minor => {}
                 _ if late(m.at) => {}
                 Some(t) => v.flag(
                     seed,
@@ -150,7 +153,7 @@ fn check_payouts(input: &CheckInput<'_>, bank: &BankTruth, v: &mut Verdict) {
                     format!("{} ({}): {} left at {} with no ledger transfer", m.tx_id, m.reference, m.amount, m.at),
                 ),
             }
-        } else {
+        } else if !t.is_some_and(|t| t.state == TransferState::Reversed) && !late(m.at) {
             v.flag(
                 seed,
                 "bank_ledger",
@@ -158,8 +161,15 @@ fn check_payouts(input: &CheckInput<'_>, bank: &BankTruth, v: &mut Verdict) {
             );
         }
     }
+    let credits: BTreeSet<&str> =
+        bank.movements.iter().filter(|m| m.amount.minor > 0).map(|m| m.request_id.as_str()).collect();
     for (rid, t) in &ledger {
-        if t.state == TransferState::Posted && debits.get(rid.as_str()).copied().unwrap_or(0) != 1 {
+        if t.state == TransferState::Reversed && !credits.contains(rid.as_str()) {
+            v.flag(seed, "bank_ledger", format!("{}: booked reversed but the bank brought no money back", t.id));
+        }
+        if matches!(t.state, TransferState::Posted | TransferState::Reversed)
+            && debits.get(rid.as_str()).copied().unwrap_or(0) != 1
+        {
             v.flag(seed, "bank_ledger", format!("{}: posted {} but the bank moved no money for it", t.id, t.posted));
         }
     }
@@ -189,6 +199,8 @@ fn check_payouts(input: &CheckInput<'_>, bank: &BankTruth, v: &mut Verdict) {
         v.flag(seed, "payout_once", format!("{what}: {n} payments"));
     }
     if let Some(budgets) = &bank.budgets {
+        let opened: BTreeMap<String, Timestamp> =
+            input.store.intents.iter().map(|i| (request_id(&i.key), i.opened_at)).collect();
         let mut held: BTreeMap<(BrandId, Window, String), i64> = BTreeMap::new();
         for (p, created, declined) in &bank.payments {
             if *declined {
@@ -198,11 +210,13 @@ fn check_payouts(input: &CheckInput<'_>, bank: &BankTruth, v: &mut Verdict) {
                 v.flag(seed, "caps_held", format!("{}: paid from {}, no brand's account", p.reference, p.account_id));
                 continue;
             };
+            // The period is the checker's own reading of the brand's
+            // calendar at the instant the reservation was made (the intent's
+            // opening; without one, the bank's creation of the payment), not
+            // the ledger's label for it.
+            let at = opened.get(&p.request_id).copied().unwrap_or(*created);
             for cap in budgets.caps_for(Purpose::Payout, p.amount.currency) {
-                let period = ledger
-                    .get(&p.request_id)
-                    .and_then(|t| t.accounts.iter().find(|a| a.window == cap.window))
-                    .map_or_else(|| period_of(cap.window, &budgets.zone, *created).label, |a| a.period.clone());
+                let period = period_of(cap.window, &budgets.zone, at).label;
                 *held.entry((brand.clone(), cap.window, period)).or_default() += p.amount.minor;
             }
         }

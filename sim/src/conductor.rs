@@ -18,7 +18,7 @@ use dlft_core::time::Millis;
 use crate::checker::{CheckInput, Violation, check};
 use crate::faults::{Direction, Fault, FaultPlan, Link};
 use crate::hosts::{PlatformState, ProbeState, lock};
-use crate::run::{EPOCH, FaultCounts, RunOptions, SeedReport, tally};
+use crate::run::{FaultCounts, RunOptions, SeedReport, tally};
 use crate::scenario::Scenario;
 use crate::world::AdsWorld;
 
@@ -274,7 +274,7 @@ impl Conductor {
         let snapshot = self.shared.store.lock().snapshot();
         let world = lock(&self.shared.world).clone();
         let end_ms = scn.run.duration_s * 1000;
-        let end = EPOCH + Millis(end_ms);
+        let end = scn.start() + Millis(end_ms);
         let bank = lock(&self.shared.platform).bank.as_ref().map(|h| crate::checker::BankTruth {
             movements: h.bank.movements(end),
             payments: h.bank.payments().map(|(p, at, declined)| (p.clone(), at, declined)).collect(),
@@ -331,6 +331,7 @@ impl Conductor {
                 faults.bank_rate_limits = h.rate_limited;
                 faults.bank_server_errors = h.server_errors;
                 faults.bank_duplicate_requests = h.duplicate_requests;
+                faults.bank_reversals = h.bank.movements(end).iter().filter(|m| m.amount.minor > 0).count() as u64;
             }
             if let Some(wh) = &p.webhooks {
                 faults.webhooks_true = wh.sent;
@@ -340,6 +341,17 @@ impl Conductor {
             }
         }
         let t = tally(&world, &snapshot);
+        fn payout_days(scn: &Scenario, snapshot: &dlft_core::store::Snapshot) -> u32 {
+            use dlft_core::envelope::budget::{Window, period_of};
+            let Ok(Some(budgets)) = scn.budgets() else { return 0 };
+            let days: std::collections::BTreeSet<String> = snapshot
+                .intents
+                .iter()
+                .filter(|i| i.action.kind() == "payout" && i.phase == dlft_core::act::intent::IntentPhase::Committed)
+                .map(|i| period_of(Window::Daily, &budgets.zone, i.opened_at).label)
+                .collect();
+            days.len() as u32
+        }
         SeedReport {
             seed,
             digest: digest(&snapshot.events),
@@ -365,6 +377,8 @@ impl Conductor {
             payouts: t.payouts,
             payouts_abandoned: t.payouts_abandoned,
             payables_refused: t.payables_refused,
+            payouts_reversed: t.payouts_reversed,
+            payout_days: payout_days(scn, &snapshot),
             plan,
         }
     }

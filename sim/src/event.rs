@@ -44,7 +44,7 @@ use crate::hosts::{
 };
 use crate::inproc::{VirtualClock, virtual_runtime};
 use crate::rpc::{AdsRequest, HttpReply, RpcError, StoreRequest, StoreResponse};
-use crate::run::{EPOCH, RunOptions, SeedReport, rng_for, stream, world_for};
+use crate::run::{RunOptions, SeedReport, rng_for, stream, world_for};
 use crate::scenario::{Range, Scenario};
 
 /// How long the platform waits for a worker's webhook endpoint (as on turmoil).
@@ -294,7 +294,8 @@ pub fn run_event(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) 
     virtual_runtime().block_on(async {
         #[allow(clippy::disallowed_methods)] // tokio's paused clock is virtual time
         let start = tokio::time::Instant::now();
-        let clock = VirtualClock::new(EPOCH);
+        let epoch = scn.start();
+        let clock = VirtualClock::new(epoch);
         let shared = world_for(scn, seed, &plan);
         let wake = Arc::new(Notify::new());
         lock(&shared.probe).wake = Some(wake.clone());
@@ -328,7 +329,11 @@ pub fn run_event(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) 
                     ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: probe.clone(), worker: i },
-                    bank: crate::payouts::SimBank { wire: wire.clone(), brand: Default::default() },
+                    bank: crate::payouts::SimBank {
+                        wire: wire.clone(),
+                        brand: Default::default(),
+                        account: crate::payouts::FROM_ACCOUNT.into(),
+                    },
                 },
                 cfg: scn.worker_config_for(i, opts.sabotage),
                 loop_cfg: loop_cfg.clone(),
@@ -351,7 +356,7 @@ pub fn run_event(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) 
         }
         let mut c = Conductor::new(scn, &plan, shared);
         let end_ms = scn.run.duration_s * 1000;
-        let ms = || clock.now().0 - EPOCH.0;
+        let ms = || clock.now().0 - epoch.0;
         loop {
             let now = ms();
             if now >= end_ms {

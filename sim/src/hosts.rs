@@ -860,7 +860,8 @@ pub fn tenants<W: Wire>(
             if let Some(p) = loop_cfg.payouts.as_mut() {
                 p.from_account = crate::payouts::from_account(&brand);
             }
-            let bank = SimBank { wire: wire.clone(), brand: brand.clone() };
+            let account = crate::payouts::from_account(&brand);
+            let bank = SimBank { wire: wire.clone(), brand: brand.clone(), account };
             (brand, dlft_core::worker::Tenant { ads, loop_cfg, bank })
         })
         .collect()

@@ -278,6 +278,7 @@ impl BankHost {
 pub enum BankRequest {
     Pay { payment: Payment },
     Transaction { request_id: String, from: Timestamp },
+    Transactions { account: String, from: Timestamp, to: Timestamp },
     Pending { brand: BrandId },
     Settle { brand: BrandId, name: String, how: Settled },
 }
@@ -287,6 +288,7 @@ pub enum BankRequest {
 pub enum BankReply {
     Paid(PaymentReply),
     Transaction(Option<BankTransaction>),
+    Transactions(Vec<BankTransaction>),
     Pending(Vec<PayablesFile>),
     Settled,
 }
@@ -341,6 +343,18 @@ fn apply(h: &mut BankHost, req: &BankRequest, now: Timestamp) -> BankResponse {
         BankRequest::Transaction { request_id, from } => {
             Ok(BankReply::Transaction(h.bank.by_request_id(request_id, *from, now)))
         }
+        BankRequest::Transactions { account, from, to } => {
+            let mut rows: Vec<BankTransaction> = h
+                .bank
+                .transactions(now)
+                .into_iter()
+                .filter(|t| t.created_at >= *from && t.created_at < *to)
+                .filter(|t| h.bank.payment(&t.id).is_some_and(|p| &p.account_id == account))
+                .collect();
+            rows.reverse();
+            rows.truncate(dlft_core::sense::bank::LIST_MAX);
+            Ok(BankReply::Transactions(rows))
+        }
         BankRequest::Pending { brand } => {
             Ok(BankReply::Pending(h.payables.get(brand).map(|p| p.pending(now)).unwrap_or_default()))
         }
@@ -362,7 +376,8 @@ pub async fn serve_bank_request<C: Clock>(
     clock: C,
     req: BankRequest,
 ) -> Option<BankResponse> {
-    let is_bank = matches!(req, BankRequest::Pay { .. } | BankRequest::Transaction { .. });
+    let is_bank =
+        matches!(req, BankRequest::Pay { .. } | BankRequest::Transaction { .. } | BankRequest::Transactions { .. });
     let (fate, latency) = {
         let mut p = lock(&platform);
         let h = p.bank.as_mut()?;
@@ -411,6 +426,8 @@ pub async fn serve_bank_request<C: Clock>(
 pub struct SimBank<W> {
     pub wire: W,
     pub brand: BrandId,
+    /// The brand's account (what its statement lists).
+    pub account: String,
 }
 
 fn bank_error(e: RpcError) -> BankError {
@@ -440,6 +457,12 @@ impl<W: Wire> Bank for SimBank<W> {
     ) -> Result<Option<BankTransaction>, BankError> {
         match self.call(BankRequest::Transaction { request_id: request_id.into(), from }).await? {
             BankReply::Transaction(t) => Ok(t),
+            other => Err(BankError::Garbled(format!("{other:?}"))),
+        }
+    }
+    async fn transactions(&self, from: Timestamp, to: Timestamp) -> Result<Vec<BankTransaction>, BankError> {
+        match self.call(BankRequest::Transactions { account: self.account.clone(), from, to }).await? {
+            BankReply::Transactions(t) => Ok(t),
             other => Err(BankError::Garbled(format!("{other:?}"))),
         }
     }

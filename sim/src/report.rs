@@ -76,6 +76,7 @@ pub struct Summary {
     pub payouts: u64,
     pub payouts_abandoned: u64,
     pub payables_refused: u64,
+    pub payouts_reversed: u64,
     pub assertions: Vec<Assertion>,
     pub failing_seeds: Vec<u64>,
     pub reproduce: Vec<String>,
@@ -183,6 +184,16 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         });
         failing.extend(reports.iter().filter(|r| r.model_cents > max).map(|r| r.seed));
     }
+    if let Some(min) = a.min_payout_days {
+        let short: Vec<&SeedReport> = reports.iter().filter(|r| u64::from(r.payout_days) < min).collect();
+        assertions.push(Assertion {
+            name: "payout_days".into(),
+            limit: format!(">= {min} calendar days with payouts in every seed"),
+            actual: format!("{} seeds short", short.len()),
+            ok: short.is_empty(),
+        });
+        failing.extend(short.iter().map(|r| r.seed));
+    }
     failing.sort_unstable();
     failing.dedup();
     let passed = assertions.iter().all(|x| x.ok);
@@ -224,6 +235,7 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         payouts,
         payouts_abandoned: reports.iter().map(|r| u64::from(r.payouts_abandoned)).sum(),
         payables_refused: reports.iter().map(|r| u64::from(r.payables_refused)).sum(),
+        payouts_reversed: reports.iter().map(|r| u64::from(r.payouts_reversed)).sum(),
         losers_killed: reports.iter().map(|r| u64::from(r.losers_killed)).sum(),
         winners_killed: reports.iter().map(|r| u64::from(r.winners_killed)).sum(),
         crash_sites,
@@ -300,8 +312,9 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
     if s.payouts + s.payables_refused + f.bank_timeouts + f.bank_rate_limits > 0 {
         let _ = writeln!(
             w,
-            "payouts     {} committed, {} abandoned, {} payables refused; bank: {} requests lost, {} replies lost after the payment, {} rate limits, {} 5xx, {} duplicate-request errors",
+            "payouts     {} committed ({} reverted later, booked), {} abandoned, {} payables refused; bank: {} requests lost, {} replies lost after the payment, {} rate limits, {} 5xx, {} duplicate-request errors",
             s.payouts,
+            s.payouts_reversed,
             s.payouts_abandoned,
             s.payables_refused,
             f.bank_timeouts,

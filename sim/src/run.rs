@@ -32,7 +32,8 @@ use crate::hosts::{
 use crate::scenario::{Driver, Scenario};
 use crate::world::{AdsWorld, page_name};
 
-/// Virtual time starts at 2026-01-01T00:00:00Z, whatever the wall clock says.
+/// Virtual time starts at 2026-01-01T00:00:00Z, whatever the wall clock
+/// says (a scenario may set another start: `Scenario::start`).
 pub const EPOCH: Timestamp = Timestamp(1_767_225_600_000);
 
 /// ChaCha stream ids, one per component, so that adding draws to one
@@ -96,6 +97,8 @@ pub struct FaultCounts {
     pub bank_rate_limits: u64,
     pub bank_server_errors: u64,
     pub bank_duplicate_requests: u64,
+    /// Payments the bank reverted after they completed.
+    pub bank_reversals: u64,
 }
 
 impl FaultCounts {
@@ -119,6 +122,7 @@ impl FaultCounts {
         self.bank_rate_limits += o.bank_rate_limits;
         self.bank_server_errors += o.bank_server_errors;
         self.bank_duplicate_requests += o.bank_duplicate_requests;
+        self.bank_reversals += o.bank_reversals;
     }
 
     /// 1 for every kind of fault that happened at all, 0 for the rest:
@@ -145,6 +149,7 @@ impl FaultCounts {
             bank_rate_limits: b(self.bank_rate_limits),
             bank_server_errors: b(self.bank_server_errors),
             bank_duplicate_requests: b(self.bank_duplicate_requests),
+            bank_reversals: b(self.bank_reversals),
         }
     }
 }
@@ -187,6 +192,13 @@ pub struct SeedReport {
     pub payouts_abandoned: u32,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub payables_refused: u32,
+    /// Payouts the bank reverted after they completed, booked as such.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub payouts_reversed: u32,
+    /// Days of the brands' calendar (their budgets' time zone) in which a
+    /// committed payout's reservation was made.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub payout_days: u32,
     pub plan: FaultPlan,
     /// The event log, when asked for (`RunOptions::keep_events`).
     #[serde(skip)]
@@ -211,6 +223,7 @@ pub(crate) struct Tally {
     pub(crate) payouts: u32,
     pub(crate) payouts_abandoned: u32,
     pub(crate) payables_refused: u32,
+    pub(crate) payouts_reversed: u32,
 }
 
 pub(crate) fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> Tally {
@@ -244,6 +257,11 @@ pub(crate) fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> 
             .iter()
             .filter(|e| e.kind == dlft_core::telemetry::EventKind::Verdict && e.entity.starts_with("payout"))
             .filter(|e| e.after.contains("deny"))
+            .count() as u32,
+        payouts_reversed: snapshot
+            .events
+            .iter()
+            .filter(|e| e.kind == dlft_core::telemetry::EventKind::BudgetTransfer && e.after == "reversed")
             .count() as u32,
     }
 }
@@ -295,7 +313,8 @@ pub fn run_seed_with_plan(scn: &Scenario, seed: u64, opts: &RunOptions, plan: Fa
 
 /// The world, the platform and the probe of one seed, the same on every driver.
 pub(crate) fn world_for(scn: &Scenario, seed: u64, plan: &FaultPlan) -> Shared {
-    let world = Arc::new(Mutex::new(AdsWorld::new(scn, EPOCH, rng_for(seed, stream::WORLD))));
+    let start = scn.start();
+    let world = Arc::new(Mutex::new(AdsWorld::new(scn, start, rng_for(seed, stream::WORLD))));
     let mut platform_cfg = scn.platform.clone();
     if let Some(r) = &plan.swarm {
         platform_cfg.timeout_pct = r.timeout_pct;
@@ -314,7 +333,7 @@ pub(crate) fn world_for(scn: &Scenario, seed: u64, plan: &FaultPlan) -> Shared {
         partial_batches: 0,
         stale_reads: 0,
         webhooks: scn.webhooks.clone().map(|cfg| WebhookState::new(cfg, rng_for(seed, stream::WEBHOOKS))),
-        bank: crate::payouts::BankHost::new(scn, EPOCH, seed),
+        bank: crate::payouts::BankHost::new(scn, start, seed),
     }));
     let crash_loop =
         scn.scan.as_ref().and_then(|s| s.crash_loop_page).map(|p| (Site::ScanAfterSummary, page_name(p - 1)));
@@ -328,7 +347,7 @@ pub(crate) fn world_for(scn: &Scenario, seed: u64, plan: &FaultPlan) -> Shared {
     let store = SharedMemStore::new();
     if let Some(budgets) = scn.budgets().expect("validated") {
         for brand in scn.brand_ids() {
-            store.lock().set_budgets(&brand, &budgets, EPOCH);
+            store.lock().set_budgets(&brand, &budgets, start);
         }
     }
     Shared { store, world, platform, probe, ids }
@@ -372,12 +391,12 @@ impl Harness for TurmoilHarness<'_, '_> {
 /// The turmoil driver: hosts over simulated TCP, stepped in fixed ticks,
 /// the plan applied from outside between steps.
 fn run_turmoil(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) -> SeedReport {
-    let clock = SimClock { epoch: EPOCH };
+    let clock = SimClock { epoch: scn.start() };
     let end_ms = scn.run.duration_s * 1000;
     let net = scn.run.net_latency_ms;
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
-        .epoch(UNIX_EPOCH + Duration::from_millis(EPOCH.0))
+        .epoch(UNIX_EPOCH + Duration::from_millis(scn.start().0))
         .tick_duration(Duration::from_millis(scn.run.tick_ms))
         .simulation_duration(Duration::from_millis(end_ms + 3_600_000))
         .min_message_latency(Duration::from_millis(net.lo))
@@ -410,7 +429,11 @@ fn run_turmoil(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) ->
                     ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: worker_probe.clone(), worker: i },
-                    bank: crate::payouts::SimBank { wire: wire.clone(), brand: Default::default() },
+                    bank: crate::payouts::SimBank {
+                        wire: wire.clone(),
+                        brand: Default::default(),
+                        account: crate::payouts::FROM_ACCOUNT.into(),
+                    },
                 },
                 cfg: worker_cfg.clone(),
                 loop_cfg: loop_cfg.clone(),

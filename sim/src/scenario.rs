@@ -121,6 +121,11 @@ pub struct RunSection {
     pub heal_s: u64,
     /// turmoil's fixed tick.
     pub tick_ms: u64,
+    /// When virtual time starts (an ISO-8601 instant in UTC); absent:
+    /// 2026-01-01T00:00:00Z. Calendar windows (days, months, a DST change
+    /// in a brand's time zone) fall where this puts them.
+    #[serde(default)]
+    pub start: Option<String>,
     /// Per-message network latency.
     pub net_latency_ms: Range,
 }
@@ -215,6 +220,10 @@ pub struct AssertSection {
     /// Payouts committed per seed on average, at least (scenarios with a bank).
     #[serde(default)]
     pub min_mean_payouts: Option<u64>,
+    /// In every seed, payouts reserved in at least this many days of the
+    /// brand's calendar (a cap that rolls over lets them resume).
+    #[serde(default)]
+    pub min_payout_days: Option<u64>,
 }
 
 /// The brands of a run: the world's ads are dealt to them in turn (ad `i`
@@ -381,6 +390,13 @@ impl Scenario {
         if self.run.heal_s >= self.run.duration_s {
             return f("run.heal_s", "must be shorter than run.duration_s");
         }
+        if let Some(start) = &self.run.start {
+            match dlft_core::sense::wire::revolut::instant_of(start) {
+                Ok(t) if t.0 % 1000 == 0 => {}
+                Ok(_) => return f("run.start", "must be a whole second"),
+                Err(e) => return Err(("run.start".into(), e)),
+            }
+        }
         if self.run.workers == 0 || self.run.workers > 16 {
             return f("run.workers", "must be 1..=16");
         }
@@ -490,6 +506,14 @@ impl Scenario {
         }
         let (w, l) = (self.worker_config(Sabotage::None), self.loop_config());
         dlft_core::config::validate(&w, &l).map_err(|m| ("loop".to_string(), m))
+    }
+
+    /// When the run's virtual time starts.
+    pub fn start(&self) -> dlft_core::time::Timestamp {
+        self.run
+            .start
+            .as_deref()
+            .map_or(crate::run::EPOCH, |s| dlft_core::sense::wire::revolut::instant_of(s).expect("validated"))
     }
 
     /// Every brand's budgets (`[bank]`'s time zone and caps).

@@ -181,6 +181,10 @@ pub enum IntentOp {
     },
     /// Counts an attempt without changing phase (a call that failed cleanly).
     CountAttempt { key: IdempotencyKey, cause: String },
+    /// The world undid a committed action's money (a payment the bank
+    /// reverted after it completed): its transfer is booked reversed. The
+    /// intent stays committed. Already reversed is a success.
+    Reverse { key: IdempotencyKey, cause: String },
 }
 
 /// A committed irreversible action, one row per intent commit.

@@ -355,6 +355,9 @@ pub enum TransferState {
     Pending,
     Posted,
     Voided,
+    /// Posted, then the money came back (a payment the bank reverted after
+    /// it completed). The caps keep counting it: they bound what left.
+    Reversed,
 }
 
 impl TransferState {
@@ -363,6 +366,7 @@ impl TransferState {
             TransferState::Pending => "pending",
             TransferState::Posted => "posted",
             TransferState::Voided => "voided",
+            TransferState::Reversed => "reversed",
         }
     }
 }
@@ -384,6 +388,9 @@ pub struct Transfer {
     /// The accounts it holds against (fixed when it is made: a cap changed
     /// later does not move money between periods).
     pub accounts: Vec<AccountKey>,
+    /// When the reversal of a posted transfer was booked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversed_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -470,6 +477,7 @@ pub fn reserve(
         opened_at: at,
         resolved_at: None,
         accounts: keys.into_iter().map(|(k, _)| k).collect(),
+        reversed_at: None,
     })
 }
 
@@ -504,6 +512,21 @@ pub fn post(
     transfer.resolved_at = Some(now);
     Ok((amount.minor > transfer.amount.minor)
         .then(|| format!("posted {amount}, more than the {} reserved", transfer.amount)))
+}
+
+/// Books the reversal of a posted transfer: the money came back. The
+/// accounts do not change (the caps bound what left, gross). `Ok(false)`:
+/// already reversed (a replayed write). Errors: not posted.
+pub fn reverse(transfer: &mut Transfer, now: Timestamp) -> Result<bool, String> {
+    match transfer.state {
+        TransferState::Reversed => Ok(false),
+        TransferState::Posted => {
+            transfer.state = TransferState::Reversed;
+            transfer.reversed_at = Some(now);
+            Ok(true)
+        }
+        other => Err(format!("transfer {} is {}: only a posted transfer is reversed", transfer.id, other.as_str())),
+    }
 }
 
 /// Voids a pending transfer: its whole reservation returns.

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::act::intent::{Intent, IntentOp, NewIntent};
+use crate::act::intent::{Intent, IntentOp, IntentPhase, NewIntent};
 use crate::act::payout::payout_intent;
 use crate::config::{PayoutConfig, Sabotage};
 use crate::envelope::budget::{self, AccountKey, Budgets, Reserve};
@@ -24,10 +24,10 @@ use crate::envelope::payout::{Counterparty, Judged, judge_payable};
 use crate::envelope::{Decision, DenyReason, Verdict};
 use crate::ids::{AdId, BrandId, IdempotencyKey};
 use crate::probe::{Probe, Site};
-use crate::sense::bank::Bank;
+use crate::sense::bank::{Bank, LIST_MAX, TxState};
 use crate::sense::payables::{PayablesError, PayablesFile, PayablesSource, Settled};
 use crate::store::{NewJob, Store};
-use crate::time::{Clock, Timestamp};
+use crate::time::{Clock, Millis, Timestamp};
 
 use super::{Attempt, JobError, Ports, drive};
 
@@ -80,11 +80,10 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Bank + PayablesSource>(
     let brand = attempt.brand.clone();
     let intents = ports.store.brand_intents(&brand).await?;
     redrive(ports, attempt, &intents).await?;
-    let files = ports
-        .bank
-        .pending()
-        .await
-        .map_err(|e| JobError::RetryAfter { wait: crate::time::Millis(0), why: e.to_string() })?;
+    if sabotage != Sabotage::IgnoreReversals {
+        statement(ports, attempt, &intents).await?;
+    }
+    let files = ports.bank.pending().await.map_err(|e| JobError::RetryAfter { wait: Millis(0), why: e.to_string() })?;
     let now = ports.clock.now();
     let budgets = ports.store.budgets().await?.into_iter().find(|(b, _)| b == &brand).map(|(_, b)| b);
     let left = ports.store.accounts(Some(&brand)).await?.into_iter().map(|a| (a.key.clone(), a.left())).collect();
@@ -119,7 +118,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Bank + PayablesSource>(
             .bank
             .settle(&file.name, &settled)
             .await
-            .map_err(|e| JobError::RetryAfter { wait: crate::time::Millis(0), why: e.to_string() })?;
+            .map_err(|e| JobError::RetryAfter { wait: Millis(0), why: e.to_string() })?;
     }
     Ok(())
 }
@@ -242,6 +241,63 @@ async fn redrive<S: Store, A, C: Clock, P: Probe, B>(
     let mut batch = attempt.batch();
     batch.enqueue = jobs;
     ports.store.write(&attempt.lease, batch, now).await?;
+    Ok(())
+}
+
+/// How far back the statement looks for payments reverted after they
+/// completed (within Revolut's 14-day span for one list).
+pub const STATEMENT_SPAN: Millis = Millis(13 * 24 * 3600 * 1000);
+
+/// Lists the brand's recent payments and books every reversal of a
+/// committed payout (its transfer becomes `reversed`, with an event row).
+/// A bank that does not answer is tried again next run: the payables are
+/// read all the same.
+async fn statement<S: Store, A, C: Clock, P: Probe, B: Bank>(
+    ports: &Ports<S, A, C, P, B>,
+    attempt: &mut Attempt,
+    intents: &[Intent],
+) -> Result<(), JobError> {
+    let now = ports.clock.now();
+    let since = now - STATEMENT_SPAN;
+    let committed: BTreeMap<String, &Intent> = intents
+        .iter()
+        .filter(|i| matches!(i.action, crate::act::intent::Action::Payout { .. }))
+        .filter(|i| i.phase == IntentPhase::Committed && i.updated_at >= since)
+        .map(|i| (crate::act::payout::request_id(&i.key), i))
+        .collect();
+    let Some(from) = committed.values().map(|i| i.opened_at).min() else { return Ok(()) };
+    let mut to = now + Millis(1);
+    let mut seen = BTreeSet::new();
+    let mut reversals = Vec::new();
+    // Newest first, a page at most `LIST_MAX` long: page back by `to`.
+    for _ in 0..64 {
+        let listed = ports.bank.transactions(from, to).await;
+        attempt.record(ports.clock.now(), "revolut", "transactions", listed.is_ok());
+        let Ok(page) = listed else { return Ok(()) };
+        for tx in &page {
+            if tx.state == TxState::Reverted
+                && seen.insert(tx.id.clone())
+                && let Some(i) = committed.get(&tx.request_id)
+            {
+                reversals.push(IntentOp::Reverse {
+                    key: i.key.clone(),
+                    cause: format!(
+                        "the bank reverted {} ({}) after it completed: the money came back",
+                        tx.id, tx.amount
+                    ),
+                });
+            }
+        }
+        match page.iter().map(|t| t.created_at).min() {
+            Some(oldest) if page.len() >= LIST_MAX && oldest + Millis(1) < to => to = oldest + Millis(1),
+            _ => break,
+        }
+    }
+    let mut batch = attempt.batch();
+    batch.intents = reversals;
+    if !batch.intents.is_empty() || !batch.costs.is_empty() {
+        ports.store.write(&attempt.lease, batch, now).await?;
+    }
     Ok(())
 }
 

@@ -143,7 +143,18 @@ pub trait Bank: Send + Sync {
         request_id: &str,
         from: Timestamp,
     ) -> impl Future<Output = Result<Option<BankTransaction>, BankError>> + Send;
+    /// The payments (transactions made under a request id) created in
+    /// `[from, to)`, newest first, at most [`LIST_MAX`]: a statement read,
+    /// to find payments reverted after they completed.
+    fn transactions(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl Future<Output = Result<Vec<BankTransaction>, BankError>> + Send;
 }
+
+/// Revolut's bound on one transactions list (`count`).
+pub const LIST_MAX: usize = 1000;
 
 /// The bank of a brand that has none: every payment is refused (not made),
 /// and no transaction is ever found. A payout intent of such a brand is
@@ -165,6 +176,13 @@ impl Bank for NoBank {
     ) -> impl Future<Output = Result<Option<BankTransaction>, BankError>> + Send {
         std::future::ready(Ok(None))
     }
+    fn transactions(
+        &self,
+        _: Timestamp,
+        _: Timestamp,
+    ) -> impl Future<Output = Result<Vec<BankTransaction>, BankError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
 }
 
 impl<T: Bank> Bank for &T {
@@ -177,6 +195,13 @@ impl<T: Bank> Bank for &T {
         from: Timestamp,
     ) -> impl Future<Output = Result<Option<BankTransaction>, BankError>> + Send {
         (**self).transaction_by_request_id(request_id, from)
+    }
+    fn transactions(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl Future<Output = Result<Vec<BankTransaction>, BankError>> + Send {
+        (**self).transactions(from, to)
     }
 }
 

@@ -83,6 +83,9 @@ pub fn ledger_needs(current: &BTreeMap<IdempotencyKey, Intent>, ops: &[IntentOp]
             {
                 needs.transfers.push(key.clone())
             }
+            IntentOp::Reverse { key, .. } if current.get(key).is_some_and(|i| i.reserve.is_some()) => {
+                needs.transfers.push(key.clone())
+            }
             _ => {}
         }
     }
@@ -123,7 +126,9 @@ pub fn intent_keys(ops: &[IntentOp]) -> Vec<IdempotencyKey> {
         .iter()
         .map(|op| match op {
             IntentOp::Open(new) => new.key.clone(),
-            IntentOp::Advance { key, .. } | IntentOp::CountAttempt { key, .. } => key.clone(),
+            IntentOp::Advance { key, .. } | IntentOp::CountAttempt { key, .. } | IntentOp::Reverse { key, .. } => {
+                key.clone()
+            }
         })
         .collect();
     keys.sort();
@@ -151,7 +156,7 @@ pub fn plan_intents(
     for op in &ops {
         let key = match op {
             IntentOp::Open(new) => &new.key,
-            IntentOp::Advance { key, .. } | IntentOp::CountAttempt { key, .. } => key,
+            IntentOp::Advance { key, .. } | IntentOp::CountAttempt { key, .. } | IntentOp::Reverse { key, .. } => key,
         };
         if let Some(other) = work.get(key).filter(|i| &i.brand != brand) {
             return Err(StoreError::Conflict {
@@ -269,6 +274,24 @@ pub fn plan_intents(
                     });
                 }
                 plan.changed.insert(key, intent.clone());
+                intent.clone()
+            }
+            IntentOp::Reverse { key, cause } => {
+                let intent = work.get(&key).ok_or_else(|| StoreError::NotFound(format!("intent {key}")))?;
+                let conflict = |detail: String| StoreError::Conflict { key: key.clone(), detail };
+                if intent.phase != IntentPhase::Committed {
+                    return Err(conflict(format!("is {}: only a committed action is reversed", intent.phase.as_str())));
+                }
+                if intent.reserve.is_some() {
+                    let t = ledger
+                        .transfers
+                        .get_mut(&key)
+                        .ok_or_else(|| conflict("reserves money but its transfer is missing".into()))?;
+                    if budget::reverse(t, now).map_err(conflict)? {
+                        plan.events.push(transfer_event(t, "posted", cause));
+                        plan.transfers.insert(key.clone(), t.clone());
+                    }
+                }
                 intent.clone()
             }
             IntentOp::CountAttempt { key, cause } => {

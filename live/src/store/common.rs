@@ -169,7 +169,7 @@ fn schedule_from_row(r: &DbRow) -> Result<ScheduleRow, StoreError> {
 
 const ACCOUNT_COLS: &str = "brand, purpose, currency, time_window, period, limit_minor, pending_minor, posted_minor";
 const TRANSFER_COLS: &str =
-    "id, brand, purpose, currency, amount_minor, state, posted_minor, opened_at, resolved_at, accounts";
+    "id, brand, purpose, currency, amount_minor, state, posted_minor, opened_at, resolved_at, accounts, reversed_at";
 
 fn account_from_row(r: &DbRow) -> Result<Account, StoreError> {
     Ok(Account {
@@ -198,6 +198,7 @@ fn transfer_from_row(r: &DbRow) -> Result<Transfer, StoreError> {
         opened_at: Timestamp(get::<i64>(r, "opened_at")? as u64),
         resolved_at: get::<Option<i64>>(r, "resolved_at")?.map(|t| Timestamp(t as u64)),
         accounts: serde_json::from_str(&accounts).map_err(corrupt)?,
+        reversed_at: get::<Option<i64>>(r, "reversed_at")?.map(|t| Timestamp(t as u64)),
     })
 }
 
@@ -277,11 +278,15 @@ async fn write_ledger(
 ) -> Result<(), StoreError> {
     for (id, t) in transfers {
         if loaded.contains(&id) {
-            sqlx::query("UPDATE dlft_budget_transfers SET state = $2, posted_minor = $3, resolved_at = $4 WHERE id = $1")
-                .bind(id.as_str())
-                .bind(t.state.as_str())
-                .bind(t.posted)
-                .bind(t.resolved_at.map(ms))
+            sqlx::query(
+                "UPDATE dlft_budget_transfers SET state = $2, posted_minor = $3, resolved_at = $4, reversed_at = $5 \
+                 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(t.state.as_str())
+            .bind(t.posted)
+            .bind(t.resolved_at.map(ms))
+            .bind(t.reversed_at.map(ms))
                 .execute(&mut **tx)
                 .await
                 .map_err(db_err)?;

@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 
 /// The schema version this build writes. A database at a newer version is
 /// refused rather than written with old assumptions.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Why a store could not be opened. Every message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,7 @@ pub fn redact(url: &str) -> String {
 }
 
 fn migrator(engine: Engine) -> Migrator {
-    let (init, allocations, presence, actions, brands, budgets) = match engine {
+    let (init, allocations, presence, actions, brands, budgets, reversals) = match engine {
         Engine::Postgres => (
             include_str!("../../migrations/postgres/0001_init.sql"),
             include_str!("../../migrations/postgres/0002_allocations.sql"),
@@ -92,6 +92,7 @@ fn migrator(engine: Engine) -> Migrator {
             include_str!("../../migrations/postgres/0004_actions.sql"),
             include_str!("../../migrations/postgres/0005_brands.sql"),
             include_str!("../../migrations/postgres/0006_budgets.sql"),
+            include_str!("../../migrations/postgres/0007_reversals.sql"),
         ),
         Engine::Sqlite => (
             include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -100,6 +101,7 @@ fn migrator(engine: Engine) -> Migrator {
             include_str!("../../migrations/sqlite/0004_actions.sql"),
             include_str!("../../migrations/sqlite/0005_brands.sql"),
             include_str!("../../migrations/sqlite/0006_budgets.sql"),
+            include_str!("../../migrations/sqlite/0007_reversals.sql"),
         ),
     };
     Migrator::with_migrations(vec![
@@ -109,6 +111,7 @@ fn migrator(engine: Engine) -> Migrator {
         Migration::new(4, "actions".into(), MigrationType::Simple, actions.into_sql_str(), false),
         Migration::new(5, "brands".into(), MigrationType::Simple, brands.into_sql_str(), false),
         Migration::new(6, "budgets".into(), MigrationType::Simple, budgets.into_sql_str(), false),
+        Migration::new(7, "reversals".into(), MigrationType::Simple, reversals.into_sql_str(), false),
     ])
 }
 

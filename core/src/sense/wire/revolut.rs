@@ -224,6 +224,14 @@ pub fn decode_transactions(body: &serde_json::Value, request_id: &str) -> Result
     }
 }
 
+/// Every payment of a transactions list (those made under a request id;
+/// card payments and the like are not ours and are left out).
+pub fn decode_transaction_list(body: &serde_json::Value) -> Result<Vec<BankTransaction>, BankError> {
+    let rows: Vec<Transaction> =
+        serde_json::from_value(body.clone()).map_err(|e| BankError::Garbled(format!("transactions: {e}")))?;
+    rows.iter().filter(|t| t.request_id.is_some()).map(decode_transaction).collect()
+}
+
 /// The transaction a bank keeps, as Revolut sends it.
 pub fn encode_transaction(t: &BankTransaction, account_id: &str, counterparty_account: &str) -> Transaction {
     Transaction {
