@@ -352,3 +352,58 @@ async fn postgres_rows_of_schema_4_belong_to_the_default_brand() {
         .await
         .unwrap();
 }
+
+/// A SQLite store of schema 6 (budgets) keeps its transfers through schema
+/// 7's rebuild of their table (SQLite cannot alter a CHECK constraint).
+#[tokio::test]
+async fn transfers_of_schema_6_survive_the_reversals_migration() {
+    use dlft_core::envelope::budget::TransferState;
+    use sqlx::ConnectOptions;
+    use sqlx::SqlStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    use sqlx::sqlite::SqliteConnectOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v6.db");
+    let url = format!("sqlite://{}", path.display());
+    {
+        let mut conn = SqliteConnectOptions::new().filename(&path).create_if_missing(true).connect().await.unwrap();
+        let files = [
+            ("init", include_str!("../migrations/sqlite/0001_init.sql")),
+            ("allocations", include_str!("../migrations/sqlite/0002_allocations.sql")),
+            ("presence", include_str!("../migrations/sqlite/0003_presence.sql")),
+            ("actions", include_str!("../migrations/sqlite/0004_actions.sql")),
+            ("brands", include_str!("../migrations/sqlite/0005_brands.sql")),
+            ("budgets", include_str!("../migrations/sqlite/0006_budgets.sql")),
+        ];
+        let migrations = files
+            .iter()
+            .enumerate()
+            .map(|(i, (n, f))| {
+                Migration::new(i as i64 + 1, (*n).into(), MigrationType::Simple, SqlStr::from_static(f), false)
+            })
+            .collect();
+        Migrator::with_migrations(migrations).run(&mut conn).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO dlft_budget_transfers (id, brand, purpose, currency, amount_minor, state, posted_minor, \
+             opened_at, resolved_at, accounts) VALUES ('payout/default/INV-1', 'default', 'payout', 'EUR', 12500, \
+             'posted', 12000, 1000, 2000, '[]')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
+    let transfers = store.transfers().await.unwrap();
+    assert_eq!(transfers.len(), 1);
+    let t = &transfers[0];
+    assert_eq!(
+        (t.id.as_str(), t.state, t.posted, t.reversed_at),
+        ("payout/default/INV-1", TransferState::Posted, 12000, None)
+    );
+    // The new state is accepted by the rebuilt table's CHECK.
+    sqlx::query("UPDATE dlft_budget_transfers SET state = 'reversed', reversed_at = 3000")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(store.transfers().await.unwrap()[0].state, TransferState::Reversed);
+}

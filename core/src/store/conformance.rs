@@ -759,6 +759,24 @@ pub async fn budgets_reserve_on_open_post_on_commit_void_on_abandon<S: Store>(s:
     let states: Vec<(&str, TransferState, i64)> =
         transfers.iter().map(|t| (t.id.as_str(), t.state, t.posted)).collect();
     assert_eq!(states, vec![("kill/a", TransferState::Posted, 550), ("kill/c", TransferState::Voided, 0)]);
+    assert_eq!(transfers[0].reversed_at, None);
+
+    // The money of a posted transfer came back (a reversal): booked once,
+    // the caps unchanged (they count what left); only a committed action
+    // with a posted transfer is reversed.
+    let reverse = |key: &IdempotencyKey| IntentOp::Reverse { key: key.clone(), cause: "the bank reverted it".into() };
+    for _ in 0..2 {
+        s.write(&c.lease, WriteBatch { intents: vec![reverse(&a.key)], ..Default::default() }, t(now + 3))
+            .await
+            .unwrap();
+    }
+    let ta = s.transfers().await.unwrap().into_iter().find(|t| t.id == a.key).unwrap();
+    assert_eq!((ta.state, ta.posted, ta.reversed_at), (TransferState::Reversed, 550, Some(t(now + 3))));
+    let reversals = s.events(0).await.unwrap().into_iter().filter(|e| e.after == "reversed").count();
+    assert_eq!(reversals, 1, "booked once");
+    assert_eq!(s.accounts(None).await.unwrap()[0].posted, 550, "the caps keep what left");
+    let refused = s.write(&c.lease, WriteBatch { intents: vec![reverse(&c2.key)], ..Default::default() }, t(now + 3));
+    assert!(matches!(refused.await, Err(StoreError::Conflict { .. })), "an abandoned intent has nothing to reverse");
 
     // The next day in Berlin (23:00 UTC) is a new daily account; the month is shared.
     let tomorrow = DEC_2 + 13 * 3_600_000;
