@@ -21,7 +21,10 @@
 //! (the sim's `BankWorld`: payments settle over 2.5 s; counterparties
 //! `cp-1`…`cp-5` with accounts `cpa-1`…`cpa-5`):
 //! - `POST /revolut/pay`, `GET /revolut/transactions?request_id&from&to&count`;
-//! - `GET  /revolut/_truth`: every transaction and the account's money movements.
+//! - `POST /revolut/auth/token` (the refresh grant: a new access token);
+//! - `GET  /revolut/_truth`: every transaction and the account's money movements;
+//! - `POST /revolut/_expire?token=T`: the token expires now (as Revolut's
+//!   do after 40 minutes), for tests of the refresh.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -55,6 +58,10 @@ struct Sandbox {
     /// drawn per pause and per batch item from the platform's stream.
     ack_without_effect_pct: u32,
     rng: Arc<Mutex<rand_chacha::ChaCha8Rng>>,
+    /// Access tokens that expired (refused with 401, code 1000).
+    expired: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    /// Access tokens issued by the refresh grant so far.
+    issued: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn lock(w: &Mutex<AdsWorld>) -> std::sync::MutexGuard<'_, AdsWorld> {
@@ -236,16 +243,46 @@ fn revolut_error(status: StatusCode, code: i64, message: &str) -> Response {
     (status, axum::Json(json!({"code": code, "message": message}))).into_response()
 }
 
-/// Revolut refuses a request without a bearer token (401, code 1000).
-fn bank_authorized(headers: &HeaderMap) -> Option<Response> {
-    let ok = headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.len() > "Bearer ".len());
+/// Revolut refuses a request without a bearer token, or with an expired
+/// one (401, code 1000).
+fn bank_authorized(sb: &Sandbox, headers: &HeaderMap) -> Option<Response> {
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let expired = |t: &str| sb.expired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(t);
+    let ok = token.is_some_and(|t| !t.is_empty() && !expired(t));
     (!ok).then(|| revolut_error(StatusCode::UNAUTHORIZED, 1000, "Invalid or expired token"))
+}
+
+/// Revolut's refresh grant: a refresh token, a client id and a client
+/// assertion (not verified here) buy a new access token.
+async fn revolut_token(State(sb): State<Sandbox>, Form(form): Form<BTreeMap<String, String>>) -> Response {
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    if field("grant_type") != "refresh_token" {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "unsupported_grant_type"}))).into_response();
+    }
+    let assertion_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    if field("refresh_token").is_empty()
+        || field("client_id").is_empty()
+        || field("client_assertion").is_empty()
+        || field("client_assertion_type") != assertion_type
+    {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_request"}))).into_response();
+    }
+    let n = sb.issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    axum::Json(json!({"access_token": format!("sandbox-access-{n}"), "token_type": "bearer", "expires_in": 2399}))
+        .into_response()
+}
+
+/// Test hook: `token` expires now.
+async fn revolut_expire(State(sb): State<Sandbox>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let Some(token) = q.get("token") else { return (StatusCode::BAD_REQUEST, "token=…").into_response() };
+    sb.expired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(token.clone());
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn revolut_pay(State(sb): State<Sandbox>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     use dlft_core::sense::bank::BankError;
     use dlft_core::sense::wire::revolut::{TransferResponse, decode_payment, iso_of};
-    if let Some(r) = bank_authorized(&headers) {
+    if let Some(r) = bank_authorized(&sb, &headers) {
         return r;
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
@@ -275,7 +312,7 @@ async fn revolut_transactions(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     use dlft_core::sense::wire::revolut::{TRANSACTIONS_SPAN, encode_transaction, instant_of};
-    if let Some(r) = bank_authorized(&headers) {
+    if let Some(r) = bank_authorized(&sb, &headers) {
         return r;
     }
     let now = SystemClock.now();
@@ -348,6 +385,8 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
         seed,
         ack_without_effect_pct: scenario.platform.ack_without_effect_pct,
         rng: Arc::new(Mutex::new(rng_for(seed, stream::PLATFORM))),
+        expired: Arc::default(),
+        issued: Arc::default(),
     };
     let app = Router::new()
         .route("/_truth", get(truth))
@@ -355,6 +394,8 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
         .route("/revolut/pay", post(revolut_pay))
         .route("/revolut/transactions", get(revolut_transactions))
         .route("/revolut/_truth", get(revolut_truth))
+        .route("/revolut/auth/token", post(revolut_token))
+        .route("/revolut/_expire", post(revolut_expire))
         .route("/", post(batch))
         .route("/{account}/insights", get(insights))
         .route("/{id}", get(ad_get).post(ad_post))

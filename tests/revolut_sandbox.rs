@@ -45,6 +45,8 @@ fn bank(addr: &str, token: &str) -> RevolutBank {
         base_url: format!("http://{addr}/revolut"),
         token: Secret::new(token.into()),
         timeout: Duration::from_secs(5),
+        refresh: None,
+        min_interval: Duration::ZERO,
     })
     .unwrap()
 }
@@ -95,6 +97,45 @@ async fn the_adapter_pays_once_and_reads_back_against_the_sandbox() {
         (Some("dlft-req-1"), Some(-125_050))
     );
     assert_eq!(truth["transactions"].as_array().unwrap().len(), 1, "the refused and the duplicate made nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refreshed_once_and_the_payment_goes_once() {
+    use dlft_live::revolut::RefreshConfig;
+    let (_sb, addr) = sandbox();
+    let refreshing = |token: &str| {
+        RevolutBank::new(RevolutConfig {
+            base_url: format!("http://{addr}/revolut"),
+            token: Secret::new(token.into()),
+            timeout: Duration::from_secs(5),
+            refresh: Some(RefreshConfig {
+                refresh_token: Secret::new("refresh-1".into()),
+                client_id: "client-1".into(),
+                client_assertion: Secret::new("header.claims.signature".into()),
+            }),
+            min_interval: Duration::ZERO,
+        })
+        .unwrap()
+    };
+    let http = reqwest::Client::new();
+    http.post(format!("http://{addr}/revolut/_expire?token=old-token")).send().await.unwrap();
+    let b = refreshing("old-token");
+    // Refused with 401 (code 1000), refreshed, sent again: one payment.
+    let paid = b.pay(&payment("dlft-req-r1", "cpa-1")).await.unwrap();
+    assert_eq!(paid.state, TxState::Created);
+    let from = Timestamp(SystemClock.now().0 - 60_000);
+    assert!(b.transaction_by_request_id("dlft-req-r1", from).await.unwrap().is_some(), "the new token is kept");
+    let truth: serde_json::Value =
+        http.get(format!("http://{addr}/revolut/_truth")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(truth["transactions"].as_array().unwrap().len(), 1, "{truth}");
+    // The new token expires too: refreshed again.
+    http.post(format!("http://{addr}/revolut/_expire?token=sandbox-access-1")).send().await.unwrap();
+    assert!(b.transaction_by_request_id("dlft-req-r1", from).await.unwrap().is_some());
+    // Without a refresh grant, an expired token is a clear error, and nothing is made.
+    let stale = bank(&addr, "old-token").pay(&payment("dlft-req-r2", "cpa-1")).await;
+    assert!(matches!(stale, Err(BankError::Unauthorized(_))), "{stale:?}");
+    let listed = b.transactions(from, Timestamp(SystemClock.now().0 + 1_000)).await.unwrap();
+    assert_eq!(listed.iter().map(|t| t.request_id.as_str()).collect::<Vec<_>>(), ["dlft-req-r1"], "the statement");
 }
 
 #[tokio::test]

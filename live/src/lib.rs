@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod config;
 pub mod meta;
+pub mod payouts;
 pub mod revolut;
 pub mod store;
 pub mod testenv;

@@ -5,7 +5,16 @@
 //! file only moves bytes and maps transport failures onto [`BankError`]:
 //! a timeout or a reply cut off may have been applied (read back), a
 //! connection that never opened was not.
+//!
+//! Revolut allows 60 requests a minute per business: the adapter paces its
+//! requests `min_interval` apart (one second), across every clone of it.
+//! Access tokens expire after 40 minutes: a request refused with 401
+//! (code 1000) refreshes the token once (`POST /auth/token` with the
+//! refresh token and the client assertion JWT the operator signed with the
+//! app's private key, as Revolut's setup has them make it) and is sent
+//! again: a refused request made nothing, so sending it again is safe.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dlft_core::sense::bank::{Bank, BankError, BankTransaction, Payment, PaymentReply};
@@ -21,25 +30,109 @@ pub struct RevolutConfig {
     pub base_url: String,
     pub token: Secret,
     pub timeout: Duration,
+    /// How to get a new access token when one expires; `None`: never.
+    pub refresh: Option<RefreshConfig>,
+    /// Requests are sent at least this far apart (Revolut: 60 a minute).
+    pub min_interval: Duration,
 }
+
+/// Revolut's refresh grant: the refresh token, the app's client id and the
+/// client assertion (a JWT signed with the app's private key).
+#[derive(Clone, Debug)]
+pub struct RefreshConfig {
+    pub refresh_token: Secret,
+    pub client_id: String,
+    pub client_assertion: Secret,
+}
+
+/// Revolut's rate: 60 requests a minute.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct RevolutBank {
     http: reqwest::Client,
     cfg: RevolutConfig,
+    /// The access token in use (replaced by a refresh).
+    token: Arc<tokio::sync::RwLock<Secret>>,
+    /// When the next request may go.
+    next_slot: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl RevolutBank {
     pub fn new(cfg: RevolutConfig) -> Result<RevolutBank, reqwest::Error> {
-        Ok(RevolutBank { http: reqwest::Client::builder().timeout(cfg.timeout).build()?, cfg })
+        Ok(RevolutBank {
+            http: reqwest::Client::builder().timeout(cfg.timeout).build()?,
+            token: Arc::new(tokio::sync::RwLock::new(cfg.token.clone())),
+            next_slot: Arc::default(),
+            cfg,
+        })
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}/{}", self.cfg.base_url.trim_end_matches('/'), path.trim_start_matches('/'))
     }
 
+    /// Waits for this request's slot under the pace.
+    #[allow(clippy::disallowed_methods, reason = "the adapter paces real requests in real time")]
+    async fn pace(&self) {
+        let wait = {
+            let mut next = self.next_slot.lock().await;
+            let now = tokio::time::Instant::now();
+            let at = next.map_or(now, |n| n.max(now));
+            *next = Some(at + self.cfg.min_interval);
+            at
+        };
+        tokio::time::sleep_until(wait).await;
+    }
+
+    /// A new access token from the refresh grant.
+    async fn refresh(&self, used: &str) -> Result<(), BankError> {
+        let Some(r) = &self.cfg.refresh else {
+            return Err(BankError::Unauthorized("the access token expired and no refresh is configured".into()));
+        };
+        let mut token = self.token.write().await;
+        if token.expose() != used {
+            return Ok(()); // another request refreshed it meanwhile
+        }
+        self.pace().await;
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", r.refresh_token.expose()),
+            ("client_id", r.client_id.as_str()),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", r.client_assertion.expose()),
+        ];
+        let resp = self.http.post(self.url("auth/token")).form(&form).send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.map_err(|e| BankError::Garbled(format!("token reply: {e}")))?;
+        match body.get("access_token").and_then(Value::as_str) {
+            Some(t) if (200..300).contains(&status) && !t.is_empty() => {
+                *token = Secret::new(t.to_string());
+                Ok(())
+            }
+            _ => Err(BankError::Unauthorized(format!("token refresh refused (HTTP {status}): {body}"))),
+        }
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, BankError> {
-        let resp = req.bearer_auth(self.cfg.token.expose()).send().await.map_err(transport)?;
+        let retry = req.try_clone();
+        let used = self.token.read().await.expose().to_string();
+        match self.send_once(req, &used).await {
+            Err(BankError::Unauthorized(why)) if self.cfg.refresh.is_some() => {
+                self.refresh(&used).await?;
+                let fresh = self.token.read().await.expose().to_string();
+                match retry {
+                    Some(req) => self.send_once(req, &fresh).await,
+                    None => Err(BankError::Unauthorized(why)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn send_once(&self, req: reqwest::RequestBuilder, token: &str) -> Result<Value, BankError> {
+        self.pace().await;
+        let resp = req.bearer_auth(token).send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let text = resp.text().await.map_err(transport)?;
@@ -101,5 +194,33 @@ impl Bank for RevolutBank {
         ];
         let reply = self.send(self.http.get(self.url("transactions")).query(&query)).await?;
         revolut::decode_transaction_list(&reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    #[allow(clippy::disallowed_methods, reason = "tokio's paused clock")]
+    async fn requests_are_paced_under_revolut_s_rate_limit() {
+        let bank = RevolutBank::new(RevolutConfig {
+            base_url: "http://127.0.0.1:9".into(),
+            token: Secret::new("t".into()),
+            timeout: Duration::from_secs(5),
+            refresh: None,
+            min_interval: MIN_INTERVAL,
+        })
+        .unwrap();
+        let start = tokio::time::Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let b = bank.clone();
+            set.spawn(async move { b.pace().await });
+        }
+        set.join_all().await;
+        // Six requests, clones included: the last goes five seconds after the first.
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(5));
+        assert!(60 * MIN_INTERVAL.as_millis() >= 60_000, "at most 60 a minute");
     }
 }

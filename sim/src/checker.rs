@@ -153,7 +153,7 @@ fn check_payouts(input: &CheckInput<'_>, bank: &BankTruth, v: &mut Verdict) {
                     format!("{} ({}): {} left at {} with no ledger transfer", m.tx_id, m.reference, m.amount, m.at),
                 ),
             }
-        } else if !t.is_some_and(|t| t.state == TransferState::Reversed) && !late(m.at) {
+        } else if t.is_none_or(|t| t.state != TransferState::Reversed) && !late(m.at) {
             v.flag(
                 seed,
                 "bank_ledger",

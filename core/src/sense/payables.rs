@@ -98,6 +98,17 @@ pub fn parse_csv(text: &str) -> Result<Vec<Payable>, PayablesError> {
     Ok(out)
 }
 
+/// Payables as a CSV file's text (what [`parse_csv`] reads back): the form
+/// a watched folder rewrites a file in when it keeps some of its rows.
+pub fn encode_csv(rows: &[Payable]) -> String {
+    let mut out = format!("{}\n", FIELDS.join(","));
+    for p in rows {
+        let amount = p.amount.to_decimal();
+        out.push_str(&format!("{},{},{},{amount},{}\n", p.invoice, p.counterparty_id, p.iban, p.amount.currency));
+    }
+    out
+}
+
 /// The payables of a JSON file's text.
 pub fn parse_json(text: &str) -> Result<Vec<Payable>, PayablesError> {
     let value: serde_json::Value = match serde_json::from_str(text) {
@@ -196,6 +207,13 @@ mod tests {
         let json = r#"[{"invoice":"INV-1","counterparty_id":"cp-1","iban":"DE89370400440532013000","amount":"1250.50","currency":"EUR"},
                        {"invoice":"INV-2","counterparty_id":"cp-2","iban":"GB82WEST12345698765432","amount":"7","currency":"GBP"}]"#;
         assert_eq!(parse_json(json).unwrap(), csv);
+    }
+
+    #[test]
+    fn a_kept_file_reads_back_as_it_was() {
+        let rows = parse_csv(CSV).unwrap();
+        assert_eq!(parse_csv(&encode_csv(&rows)).unwrap(), rows);
+        assert_eq!(parse_csv(&encode_csv(&[])).unwrap(), vec![]);
     }
 
     #[test]
