@@ -77,13 +77,24 @@ pub async fn run(config: &Path) -> Result<()> {
         let meta = cfg.meta_config_of(&brand, &file)?;
         tenants.insert(brand, Arc::new(MetaAds::new(meta).context("building the HTTP client")?));
     }
+    // Every brand's bank and payables folder (secrets read now, too).
+    let mut banks = std::collections::BTreeMap::new();
+    for brand in cfg.brand_ids() {
+        let bank = cfg.bank_of(&brand, &file)?;
+        if let Some(p) = &bank.payables {
+            std::fs::create_dir_all(&p.dir)
+                .with_context(|| format!("{file}: creating brand {brand}'s payables folder {}", p.dir.display()))?;
+            info!(brand = %brand, folder = %p.dir.display(), "payouts: reading payables from this folder");
+        }
+        banks.insert(brand, bank);
+    }
     let webhook_secret = cfg.webhook_secret(&file)?;
     let probe = HoldProbe::from_env()?; // refuse a bad value before touching the store
     let opts = PoolOptions { max_connections: cfg.store.max_connections, ..PoolOptions::default() };
     let brands: Vec<String> = cfg.brand_ids().iter().map(ToString::to_string).collect();
     info!(store = %redact(&url), workers = cfg.runner.workers, name = %cfg.runner.name, brands = %brands.join(","), "starting");
     let ads = Arc::new(MetaAds::new(meta).context("building the HTTP client")?);
-    let accounts = Accounts { default: ads, tenants };
+    let accounts = Accounts { default: ads, tenants, banks };
     match Engine::of(&url)? {
         Engine::Postgres => serve(open_pg(&url, &opts).await?, &cfg, accounts, probe, webhook_secret).await,
         Engine::Sqlite => serve(open_sqlite(&url, &opts).await?, &cfg, accounts, probe, webhook_secret).await,
@@ -289,6 +300,8 @@ async fn health<S: Store>(State(h): State<Health<S>>) -> (axum::http::StatusCode
 struct Accounts {
     default: Arc<MetaAds>,
     tenants: std::collections::BTreeMap<dlft_core::ids::BrandId, Arc<MetaAds>>,
+    /// Every brand's bank and payables (one that pays nobody where none is configured).
+    banks: std::collections::BTreeMap<dlft_core::ids::BrandId, dlft_live::payouts::LiveBank>,
 }
 
 async fn serve<S>(
@@ -356,7 +369,7 @@ where
                 ads: ads.clone(),
                 clock: SystemClock,
                 probe: probe.clone(),
-                bank: dlft_core::jobs::NoBank,
+                bank: accounts.banks.get(&dlft_core::ids::BrandId::default()).cloned().unwrap_or_default(),
             },
             cfg: wcfg,
             loop_cfg: cfg.loop_config(),
@@ -366,7 +379,11 @@ where
                 .map(|(b, a)| {
                     (
                         b.clone(),
-                        Tenant { ads: a.clone(), bank: dlft_core::jobs::NoBank, loop_cfg: cfg.loop_config_of(b) },
+                        Tenant {
+                            ads: a.clone(),
+                            bank: accounts.banks.get(b).cloned().unwrap_or_default(),
+                            loop_cfg: cfg.loop_config_of(b),
+                        },
                     )
                 })
                 .collect(),

@@ -117,7 +117,8 @@ fn write_config(dir: &Path, name: &str, store_url: &str, sandbox: &str) -> PathB
         .replace("name = \"local\"", &format!("name = \"{name}\""))
         .replace("workers = 2", "workers = 1\nshutdown_grace_ms = 3000")
         .replace("127.0.0.1:9464", "127.0.0.1:0")
-        .replace("http://127.0.0.1:8787", &format!("http://{sandbox}"));
+        .replace("http://127.0.0.1:8787", &format!("http://{sandbox}"))
+        .replace("payables_dir = \"payables\"", &format!("payables_dir = \"{}\"", dir.join("payables").display()));
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, base).unwrap();
     path
@@ -125,13 +126,19 @@ fn write_config(dir: &Path, name: &str, store_url: &str, sandbox: &str) -> PathB
 
 /// Where the victim holds on each of its lives, in turn (`DLFT_HOLD_AT`):
 /// between the kill's phases first (the tick's batch pause returned; the
-/// kill job's own pause and read-back), then the tick's and a job's last step.
-const HOLD_SITES: [&str; 8] = [
+/// kill job's own pause and read-back), then between the payout's (before
+/// the payment, after it, after `applied`, after the read-back), then the
+/// tick's and a job's last step.
+const HOLD_SITES: [&str; 12] = [
     "tick_after_batch_pause",
     "kill_before_pause",
     "kill_after_pause",
     "kill_after_applied",
     "kill_after_read_back",
+    "payout_before_pay",
+    "payout_after_pay",
+    "payout_after_applied",
+    "payout_after_read_back",
     "tick_after_page",
     "tick_after_decide",
     "before_finish",
@@ -144,6 +151,7 @@ fn start_runner(config: &Path, log: &Path, hold: Option<&str>) -> Proc {
         .args(["run", "--config", config.to_str().unwrap()])
         .env("DLFT_HOLD_AT", hold.unwrap_or(""))
         .env("META_ACCESS_TOKEN", "sandbox-token")
+        .env("REVOLUT_ACCESS_TOKEN", "sandbox-bank-token")
         .env("META_APP_SECRET", WEBHOOK_SECRET)
         .env("RUST_LOG", "info,sqlx=warn")
         .stdout(Stdio::null())
@@ -190,13 +198,32 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 /// long as the test needs them, however slow the machine.
 struct Feeder(tokio::task::JoinHandle<()>);
 
+/// The invoices the feeder drops into `folder`, one file of one invoice
+/// every 2 s (written under a hidden name and renamed in, as an exporter
+/// would): `INV-0001`… to `cp-1`, 1.01 EUR, 1.02 EUR, …
+fn invoice_file(folder: &Path, n: u64) {
+    let text = format!(
+        "invoice,counterparty_id,iban,amount,currency\nINV-{n:04},cp-1,DE89370400440532013000,1.{:02},EUR\n",
+        n % 100
+    );
+    let tmp = folder.join(format!(".inv-{n:04}.csv.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, folder.join(format!("inv-{n:04}.csv"))).unwrap();
+}
+
 impl Feeder {
-    fn start(sandbox: &str) -> Feeder {
+    /// A new loser every 2 s and, with `payables`, a new invoice file too.
+    fn start(sandbox: &str, payables: Option<PathBuf>) -> Feeder {
         let url = format!("http://{sandbox}/_launch?losers=1");
         Feeder(tokio::spawn(async move {
             let client = reqwest::Client::new();
+            let mut n = 0;
             loop {
                 tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Some(folder) = &payables {
+                    n += 1;
+                    invoice_file(folder, n);
+                }
                 match client.post(&url).send().await {
                     Ok(r) if r.status().is_success() => {}
                     Ok(r) => {
@@ -226,7 +253,9 @@ fn log_since(log: &Path, from: usize) -> String {
 /// against the truth at the end and prints MTTR.
 async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[PathBuf], sandbox: &str) {
     let logs: Vec<PathBuf> = names.iter().map(|n| dir.join(format!("{n}.log"))).collect();
-    let feeder = Feeder::start(sandbox);
+    let payables = dir.join("payables");
+    std::fs::create_dir_all(&payables).unwrap();
+    let feeder = Feeder::start(sandbox, Some(payables.clone()));
     // Every process holds at a probe site; whichever gets there first is
     // the one SIGKILLed, and its next life holds at the next site in turn.
     let mut sites: Vec<usize> = (0..configs.len()).collect();
@@ -295,7 +324,7 @@ async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[
         assert!(status.success(), "{}: SIGTERM is a clean exit, got {status}", p.name);
     }
     let mut procs: Vec<Proc> = configs.iter().zip(&logs).map(|(c, l)| start_runner(c, l, None)).collect();
-    settle(store, sandbox).await;
+    settle(store, sandbox, &payables).await;
     for p in procs.iter_mut() {
         let status = p.sigterm();
         assert!(status.success(), "{}: SIGTERM is a clean exit, got {status}", p.name);
@@ -309,11 +338,56 @@ async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[
         mttr.last().unwrap()
     );
     check_against_truth(store, sandbox).await;
+    check_payouts_against_bank(store, sandbox, &payables).await;
 }
 
-/// Waits (up to 180 s) until every loser in the world is paused and every
-/// kill intent in the store is final.
-async fn settle<S: Store>(store: &S, sandbox: &str) {
+/// Files still waiting in the payables folder.
+fn pending_files(folder: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
+    let mut out: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".csv"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every invoice dropped is paid exactly once: each of the bank's debits
+/// is one committed payout (same request id, same amount posted to its
+/// budget transfer), no request id or invoice is paid twice, no
+/// reservation is left pending, and every file was accepted.
+async fn check_payouts_against_bank<S: Store>(store: &S, sandbox: &str, payables: &Path) {
+    use dlft_core::act::payout::request_id;
+    use dlft_core::envelope::budget::TransferState;
+    let bank: serde_json::Value =
+        reqwest::get(format!("http://{sandbox}/revolut/_truth")).await.unwrap().json().await.unwrap();
+    let moves = bank["movements"].as_array().unwrap();
+    let intents = store.intents().await.unwrap();
+    let payouts: Vec<_> = intents.iter().filter(|i| i.action.kind() == "payout").collect();
+    let transfers = store.transfers().await.unwrap();
+    let mut by_request = std::collections::BTreeMap::new();
+    for m in moves {
+        let rid = m["request_id"].as_str().unwrap().to_string();
+        assert!(by_request.insert(rid.clone(), m["amount_minor"].as_i64().unwrap()).is_none(), "{rid} moved twice");
+    }
+    for p in &payouts {
+        assert_eq!(p.phase, IntentPhase::Committed, "{}: {}", p.key, p.phase.as_str());
+        let t = transfers.iter().find(|t| t.id == p.key).expect("a payout reserves");
+        assert_eq!(t.state, TransferState::Posted, "{}", p.key);
+        assert_eq!(by_request.get(&request_id(&p.key)).copied(), Some(-t.posted), "{}: ledger = bank", p.key);
+    }
+    assert_eq!(by_request.len(), payouts.len(), "every debit is one committed payout");
+    let done = pending_files(&payables.join("done"));
+    assert_eq!(done.len(), payouts.len(), "one payout per invoice file accepted");
+    assert!(pending_files(&payables.join("rejected")).is_empty());
+    assert!(payouts.len() >= 5, "the feeder's invoices were paid: {}", payouts.len());
+    eprintln!("{} invoices paid, each once; the bank's {} debits match the ledger", payouts.len(), moves.len());
+}
+
+/// Waits (up to 180 s) until every loser in the world is paused, every
+/// intent in the store is final and every payables file is settled.
+async fn settle<S: Store>(store: &S, sandbox: &str, payables: &Path) {
     let give_up = Instant::now() + Duration::from_secs(180);
     loop {
         let t = truth(sandbox).await;
@@ -324,14 +398,30 @@ async fn settle<S: Store>(store: &S, sandbox: &str) {
             .filter(|a| a["loser"] == true && a["paused_at"].is_null())
             .map(|a| a["ad"].as_str().unwrap())
             .collect();
-        let open = store.intents().await.unwrap().iter().filter(|i| !i.phase.is_final()).count();
-        if running.is_empty() && open == 0 {
+        let intents = store.intents().await.unwrap();
+        let open = intents.iter().filter(|i| !i.phase.is_final()).count();
+        let files = pending_files(payables);
+        if running.is_empty() && open == 0 && files.is_empty() {
             return;
         }
-        assert!(
-            Instant::now() < give_up,
-            "not settled 180 s after the faults stopped: losers still running {running:?}, {open} intents open"
-        );
+        if Instant::now() >= give_up {
+            let abandoned: Vec<String> = intents
+                .iter()
+                .filter(|i| i.phase == IntentPhase::Abandoned)
+                .map(|i| format!("{} after {} attempts", i.key, i.attempts))
+                .collect();
+            let events = store.events(0).await.unwrap();
+            let about: Vec<String> = events
+                .iter()
+                .filter(|e| running.iter().any(|ad| e.entity.contains(ad) || e.cause.contains(ad)))
+                .map(|e| format!("{:?} {} {} -> {}: {}", e.kind, e.entity, e.before, e.after, e.cause))
+                .collect();
+            panic!(
+                "not settled 180 s after the faults stopped: losers still running {running:?}, {open} intents open, \
+                 payables files waiting {files:?}; abandoned {abandoned:?}; their events:\n{}",
+                about.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

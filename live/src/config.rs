@@ -36,6 +36,9 @@ pub struct RunConfig {
     /// The default brand's time zone and budget caps.
     #[serde(default)]
     pub budgets: Option<BudgetsSection>,
+    /// The default brand's supplier payouts.
+    #[serde(default)]
+    pub payouts: Option<PayoutsSection>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -45,6 +48,90 @@ pub struct BrandSection {
     /// The brand's time zone and budget caps (`[brands.<id>.budgets]`).
     #[serde(default)]
     pub budgets: Option<BudgetsSection>,
+    /// The brand's supplier payouts (`[brands.<id>.payouts]`).
+    #[serde(default)]
+    pub payouts: Option<PayoutsSection>,
+}
+
+/// A brand's supplier payouts: its Revolut Business account, its watched
+/// folder of payables and its allow-list of counterparties. Secrets by
+/// environment variable name.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutsSection {
+    /// `https://b2b.revolut.com/api/1.0` (or a sandbox's `/revolut`).
+    pub revolut_url: String,
+    /// The environment variable holding the access token.
+    pub token_env: String,
+    /// The refresh grant (all three or none): the refresh token's variable,
+    /// the app's client id, and the variable holding the client assertion
+    /// JWT signed with the app's private key.
+    #[serde(default)]
+    pub refresh_token_env: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_assertion_env: Option<String>,
+    /// The brand's Revolut account payouts leave from.
+    pub from_account: String,
+    /// The watched folder of payables files (`*.csv`, `*.json`).
+    pub payables_dir: String,
+    /// How often the payables are read.
+    #[serde(default = "five_minutes")]
+    pub every_s: u64,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Requests a minute at most (Revolut allows 60 per business).
+    #[serde(default = "sixty")]
+    pub requests_per_minute: u32,
+    /// The allow-list: the only payees, with their bank details on record.
+    pub counterparties: Vec<CounterpartySection>,
+}
+
+/// `{ id = "…", name = "Fabrik GmbH", account_id = "…", iban = "DE89 3704 …", currency = "EUR" }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterpartySection {
+    /// Revolut's counterparty id.
+    pub id: String,
+    pub name: String,
+    /// Revolut's id of the counterparty's account.
+    pub account_id: String,
+    pub iban: String,
+    pub currency: String,
+}
+
+fn five_minutes() -> u64 {
+    300
+}
+fn sixty() -> u32 {
+    60
+}
+
+impl PayoutsSection {
+    /// The allow-list, or what is wrong with it (`at` names the section).
+    fn counterparties(&self, at: &str) -> Result<Vec<dlft_core::envelope::payout::Counterparty>, String> {
+        let mut out: Vec<dlft_core::envelope::payout::Counterparty> = Vec::new();
+        for (i, c) in self.counterparties.iter().enumerate() {
+            let field = |name: &str| format!("field `{at}.counterparties[{i}].{name}`");
+            let iban = dlft_core::envelope::payout::iban(&c.iban).map_err(|e| format!("{}: {e}", field("iban")))?;
+            let currency = Currency::parse(&c.currency).map_err(|e| format!("{}: {e}", field("currency")))?;
+            if c.id.is_empty() || c.account_id.is_empty() {
+                return Err(format!("{}: a counterparty needs its id and its account_id", field("id")));
+            }
+            if out.iter().any(|o| o.id == c.id) {
+                return Err(format!("{}: {:?} is listed twice", field("id"), c.id));
+            }
+            out.push(dlft_core::envelope::payout::Counterparty {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                account_id: c.account_id.clone(),
+                iban,
+                currency,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// A brand's budgets: its time zone (its calendar windows start at its
@@ -241,6 +328,33 @@ impl RunConfig {
             if let Some(b) = cfg.budgets_section_of(&brand) {
                 b.budgets(&at).map_err(invalid)?;
             }
+            if let Some(p) = cfg.payouts_section_of(&brand) {
+                let at = if brand.is_default() { "payouts".to_string() } else { format!("brands.{brand}.payouts") };
+                let allow = p.counterparties(&at).map_err(invalid)?;
+                if p.every_s == 0 {
+                    return Err(invalid(format!("field `{at}.every_s`: must be positive")));
+                }
+                if !(1..=6_000).contains(&p.requests_per_minute) {
+                    return Err(invalid(format!("field `{at}.requests_per_minute`: must be 1..=6000")));
+                }
+                let refresh = [&p.refresh_token_env, &p.client_id, &p.client_assertion_env];
+                if refresh.iter().any(|f| f.is_some()) && !refresh.iter().all(|f| f.is_some()) {
+                    return Err(invalid(format!(
+                        "section `{at}`: the refresh grant needs refresh_token_env, client_id and client_assertion_env together"
+                    )));
+                }
+                // Budgets fail closed: a payee's currency without a payout cap would never be paid.
+                let budgets = cfg.budgets_of(&brand);
+                for c in &allow {
+                    if budgets.caps_for(Purpose::Payout, c.currency).next().is_none() {
+                        return Err(invalid(format!(
+                            "section `{at}`: {} is paid in {} but brand {brand} declares no payout cap in {}: \
+                             nothing would ever be paid (declare one under its budgets)",
+                            c.id, c.currency, c.currency
+                        )));
+                    }
+                }
+            }
             let (w, l) = (cfg.worker_config(0), cfg.loop_config_of(&brand));
             dlft_core::config::validate(&w, &l).map_err(|m| invalid(format!("[loop] for brand {brand}: {m}")))?;
         }
@@ -263,6 +377,44 @@ impl RunConfig {
         if brand.is_default() { self.budgets.as_ref() } else { self.brands.get(brand.as_str())?.budgets.as_ref() }
     }
 
+    fn payouts_section_of(&self, brand: &BrandId) -> Option<&PayoutsSection> {
+        if brand.is_default() { self.payouts.as_ref() } else { self.brands.get(brand.as_str())?.payouts.as_ref() }
+    }
+
+    /// A brand's payout port: its Revolut account and its payables folder,
+    /// with its secrets read from the environment; a brand without payouts
+    /// gets one that pays nobody.
+    pub fn bank_of(&self, brand: &BrandId, file: &str) -> Result<crate::payouts::LiveBank, ConfigError> {
+        let Some(p) = self.payouts_section_of(brand) else { return Ok(crate::payouts::LiveBank::default()) };
+        let secret = |var: &String| {
+            std::env::var(var)
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(Secret::new)
+                .ok_or_else(|| ConfigError::MissingSecret { file: file.to_string(), var: var.clone() })
+        };
+        let refresh = match (&p.refresh_token_env, &p.client_id, &p.client_assertion_env) {
+            (Some(r), Some(id), Some(a)) => Some(crate::revolut::RefreshConfig {
+                refresh_token: secret(r)?,
+                client_id: id.clone(),
+                client_assertion: secret(a)?,
+            }),
+            _ => None,
+        };
+        let bank = crate::revolut::RevolutBank::new(crate::revolut::RevolutConfig {
+            base_url: p.revolut_url.clone(),
+            token: secret(&p.token_env)?,
+            timeout: Duration::from_millis(p.timeout_ms),
+            refresh,
+            min_interval: Duration::from_millis(60_000 / u64::from(p.requests_per_minute)),
+        })
+        .map_err(|e| ConfigError::Invalid { file: file.to_string(), message: format!("revolut client: {e}") })?;
+        Ok(crate::payouts::LiveBank {
+            bank: Some(bank),
+            payables: Some(crate::payouts::FolderPayables::new(&p.payables_dir)),
+        })
+    }
+
     /// A brand's declared budgets (validated when the file was parsed); a
     /// brand without a budgets section declares none (UTC, no caps).
     pub fn budgets_of(&self, brand: &BrandId) -> Budgets {
@@ -283,7 +435,13 @@ impl RunConfig {
             bucket: Millis::from_secs(meta.bucket_s),
             page_limit: meta.page_limit,
         };
-        self.control.loop_config(&platform, Millis::from_secs(meta.estimate_window_s), None)
+        let mut cfg = self.control.loop_config(&platform, Millis::from_secs(meta.estimate_window_s), None);
+        cfg.payouts = self.payouts_section_of(brand).map(|p| dlft_core::config::PayoutConfig {
+            from_account: p.from_account.clone(),
+            counterparties: p.counterparties("").expect("validated"),
+            every: Millis::from_secs(p.every_s),
+        });
+        cfg
     }
 
     /// Worker `i` (0-based) of this process: it serves every brand.
@@ -434,6 +592,53 @@ mod tests {
             (CAPS.replace("\"monthly\"", "\"daily\""), "two daily payout caps in EUR"),
             (CAPS.replace("\"payout\", window = \"daily\"", "\"bribes\", window = \"daily\""), "unknown purpose"),
             (CAPS.replace("time_zone", "timezone"), "timezone"),
+        ];
+        for (text, want) in cases {
+            let m = message(with(&text));
+            assert!(m.starts_with("dlft.toml: ") && m.contains(want), "{want:?} not in {m:?}");
+        }
+    }
+
+    #[test]
+    fn the_example_pays_its_allow_list_from_a_folder() {
+        let cfg = RunConfig::parse(EXAMPLE, "dlft.toml").unwrap();
+        let p = cfg.loop_config().payouts.expect("the example pays suppliers");
+        assert_eq!(p.from_account, "acc-brand");
+        assert_eq!(p.counterparties.len(), 2);
+        assert_eq!(p.counterparties[0].iban, "DE89370400440532013000", "normalised");
+        assert_eq!(p.every, Millis::from_secs(2));
+        // Its token is read from the environment, and named when missing.
+        let m = cfg.bank_of(&BrandId::default(), "dlft.toml").map(drop).unwrap_err().to_string();
+        assert!(m.contains("REVOLUT_ACCESS_TOKEN") || std::env::var("REVOLUT_ACCESS_TOKEN").is_ok(), "{m}");
+        // A brand without payouts pays nobody.
+        assert!(with("").unwrap().loop_config().payouts.is_none());
+    }
+
+    #[test]
+    fn bad_payouts_are_named_and_refused() {
+        let payouts = EXAMPLE.split("\n[payouts]").nth(1).map(|p| format!("[payouts]{p}")).unwrap();
+        let caps = CAPS;
+        let cases = [
+            (
+                format!("{caps}{}", payouts.replace("DE89 3704", "DE88 3704")),
+                "field `payouts.counterparties[0].iban`: malformed IBAN",
+            ),
+            (
+                format!("{caps}{}", payouts.replace("\"EUR\" },\n  { id = \"cp-2\"", "\"EURO\" },\n  { id = \"cp-2\"")),
+                "field `payouts.counterparties[0].currency`",
+            ),
+            (format!("{caps}{}", payouts.replace("id = \"cp-2\"", "id = \"cp-1\"")), "\"cp-1\" is listed twice"),
+            (
+                format!("{caps}{}", payouts.replace("currency = \"EUR\" },\n]", "currency = \"GBP\" },\n]")),
+                "cp-2 is paid in GBP but brand default declares no payout cap in GBP",
+            ),
+            (payouts.clone(), "declares no payout cap in EUR"),
+            (
+                format!("{caps}{}", payouts.replace("# client_id = \"…\"", "client_id = \"app\"")),
+                "the refresh grant needs",
+            ),
+            (format!("{caps}{}", payouts.replace("every_s = 2", "every_s = 0")), "field `payouts.every_s`"),
+            (format!("{caps}{}", payouts.replace("payables_dir", "payable_dir")), "payable_dir"),
         ];
         for (text, want) in cases {
             let m = message(with(&text));

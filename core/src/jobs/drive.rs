@@ -103,13 +103,28 @@ where
     let step = next_step(intent, cfg.envelope.max_attempts, sabotage);
     let op = match step {
         Step::Done => return Ok(Step::Done),
-        Step::Abandon => advance(
-            key,
-            IntentPhase::Intended,
-            IntentPhase::Abandoned,
-            false,
-            format!("attempt cap reached after {} calls", intent.attempts),
-        ),
+        Step::Abandon => {
+            // The cap is reached, but a call may have been made under this
+            // key (a crash between the call and the write of `applied`):
+            // look before giving up, and never abandon what happened.
+            let seen = read_back(ports, platform, attempt, effect).await?;
+            match seen.found {
+                Found::Effected | Found::InFlight => advance(
+                    key,
+                    IntentPhase::Intended,
+                    IntentPhase::Applied,
+                    false,
+                    format!("attempt cap reached, but the read-back shows {}: applied", seen.detail),
+                ),
+                Found::Absent | Found::Failed => advance(
+                    key,
+                    IntentPhase::Intended,
+                    IntentPhase::Abandoned,
+                    false,
+                    format!("attempt cap reached after {} calls; read-back: {}", intent.attempts, seen.detail),
+                ),
+            }
+        }
         Step::Call => call(ports, platform, attempt, intent, effect).await?,
         Step::ReadBack => {
             // Platforms are eventually consistent: a read-back soon after
