@@ -208,6 +208,16 @@ fn setup() -> (SharedMemStore, dlft_core::store::Claim) {
 /// step by step, as act jobs would (an error ends an attempt; the next one
 /// goes on from the stored phase), until it is final.
 fn drive_payout(script: Script, minor: i64) -> Run {
+    drive_payout_after(script, minor, |_, _, _| {})
+}
+
+/// [`drive_payout`], with `before` run once the intent is open (to set up
+/// what an earlier life of the worker left behind).
+fn drive_payout_after(
+    script: Script,
+    minor: i64,
+    before: impl FnOnce(&SharedMemStore, &dlft_core::store::Lease, &ScriptedBank),
+) -> Run {
     let (store, claim) = setup();
     let key = payout_key(&BrandId::default(), "INV-0042");
     let r = block_on(store.write(
@@ -217,6 +227,7 @@ fn drive_payout(script: Script, minor: i64) -> Run {
     ))
     .unwrap();
     let bank = ScriptedBank::new(script);
+    before(&store, &claim.lease, &bank);
     let clock = ManualClock::new(NOW);
     let mut errors = Vec::new();
     if r.refused.is_empty() {
@@ -282,6 +293,35 @@ fn a_declined_payment_is_abandoned_and_its_reservation_voided() {
     assert_eq!(run.intent.phase, IntentPhase::Abandoned, "{:?}", run.errors);
     assert_eq!(one_transfer(&run), (TransferState::Voided, 0, 0, 0), "the money is free again");
     assert_eq!(*run.bank.pays.lock().unwrap(), 1);
+}
+
+#[test]
+fn a_payment_made_before_the_attempt_cap_ran_out_is_committed_not_abandoned() {
+    // An earlier life paid, then died before writing `applied`; crashes
+    // spent the rest of the attempts. The cap is reached, but the bank
+    // shows the payment: the machine looks before it gives up.
+    let run = drive_payout_after(Script::Clean, 25_000, |store, lease, bank| {
+        let key = payout_key(&BrandId::default(), "INV-0042");
+        let intent = block_on(store.intent(&key)).unwrap().unwrap();
+        let effect = PayoutEffect::new(&key, &order(25_000), intent.opened_at);
+        block_on(bank.pay(&effect.payment)).unwrap();
+        let spent: Vec<IntentOp> =
+            (0..4).map(|_| IntentOp::CountAttempt { key: key.clone(), cause: "crashed".into() }).collect();
+        block_on(store.write(lease, WriteBatch { intents: spent, ..Default::default() }, NOW)).unwrap();
+    });
+    assert_eq!(run.intent.phase, IntentPhase::Committed, "{:?}", run.errors);
+    assert_eq!(one_transfer(&run), (TransferState::Posted, 25_000, 0, 25_000), "ledger = bank");
+    assert_eq!(*run.bank.pays.lock().unwrap(), 1, "never paid again");
+    // With nothing at the bank, the cap abandons it and the money is free.
+    let run = drive_payout_after(Script::Clean, 25_000, |store, lease, _| {
+        let key = payout_key(&BrandId::default(), "INV-0042");
+        let spent: Vec<IntentOp> =
+            (0..4).map(|_| IntentOp::CountAttempt { key: key.clone(), cause: "crashed".into() }).collect();
+        block_on(store.write(lease, WriteBatch { intents: spent, ..Default::default() }, NOW)).unwrap();
+    });
+    assert_eq!(run.intent.phase, IntentPhase::Abandoned, "{:?}", run.errors);
+    assert_eq!(one_transfer(&run), (TransferState::Voided, 0, 0, 0));
+    assert_eq!(*run.bank.pays.lock().unwrap(), 0);
 }
 
 #[test]
