@@ -5,8 +5,8 @@
 //!
 //! A runner config is checked further than parsing: its secrets are set,
 //! its store answers (a SQLite file's directory exists; PostgreSQL accepts
-//! a connection) and its ads platform's base URL answers HTTP. Nothing is
-//! created or written.
+//! a connection), its ads platform's base URL answers HTTP, and each
+//! payables folder exists or can be created. Nothing is created or written.
 
 use std::path::Path;
 use std::time::Duration;
@@ -81,6 +81,24 @@ async fn check_config(text: &str, file: &str) -> Result<()> {
         let var = &cfg.meta_of(&brand).token_env;
         let what = if brand.is_default() { "Meta token".to_string() } else { format!("Meta token of brand {brand}") };
         report(&what, cfg.meta_config_of(&brand, file).map(|_| format!("${var} is set")).map_err(|e| e.to_string()));
+    }
+    for brand in cfg.brand_ids() {
+        let Some(p) = cfg.payouts_of(&brand) else { continue };
+        let of = if brand.is_default() { String::new() } else { format!(" of brand {brand}") };
+        let var = &p.token_env;
+        report(
+            &format!("Revolut token{of}"),
+            cfg.bank_of(&brand, file).map(|_| format!("${var} is set")).map_err(|e| e.to_string()),
+        );
+        let dir = Path::new(&p.payables_dir);
+        let folder = if dir.is_dir() {
+            Ok(format!("{} exists", dir.display()))
+        } else if dir.parent().filter(|d| !d.as_os_str().is_empty()).is_none_or(Path::is_dir) {
+            Ok(format!("{} will be created by `dlft run`", dir.display()))
+        } else {
+            Err(format!("{}: its parent directory does not exist", dir.display()))
+        };
+        report(&format!("payables folder{of}"), folder);
     }
     if let Some(var) = &cfg.meta.webhook_secret_env {
         report("webhook secret", cfg.webhook_secret(file).map(|_| format!("${var} is set")).map_err(|e| e.to_string()));

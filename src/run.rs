@@ -81,15 +81,17 @@ pub async fn run(config: &Path) -> Result<()> {
     let mut banks = std::collections::BTreeMap::new();
     for brand in cfg.brand_ids() {
         let bank = cfg.bank_of(&brand, &file)?;
+        banks.insert(brand, bank);
+    }
+    let webhook_secret = cfg.webhook_secret(&file)?;
+    let probe = HoldProbe::from_env()?; // refuse a bad value before touching the store
+    for (brand, bank) in &banks {
         if let Some(p) = &bank.payables {
             std::fs::create_dir_all(&p.dir)
                 .with_context(|| format!("{file}: creating brand {brand}'s payables folder {}", p.dir.display()))?;
             info!(brand = %brand, folder = %p.dir.display(), "payouts: reading payables from this folder");
         }
-        banks.insert(brand, bank);
     }
-    let webhook_secret = cfg.webhook_secret(&file)?;
-    let probe = HoldProbe::from_env()?; // refuse a bad value before touching the store
     let opts = PoolOptions { max_connections: cfg.store.max_connections, ..PoolOptions::default() };
     let brands: Vec<String> = cfg.brand_ids().iter().map(ToString::to_string).collect();
     info!(store = %redact(&url), workers = cfg.runner.workers, name = %cfg.runner.name, brands = %brands.join(","), "starting");

@@ -117,6 +117,7 @@ fn a_bad_hold_site_is_refused_before_the_store_is_touched() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dlft"))
         .args(["run", "--config", config.to_str().unwrap()])
         .env("META_ACCESS_TOKEN", "x")
+        .env("REVOLUT_ACCESS_TOKEN", "x")
         .env("DLFT_HOLD_AT", "kill_after_lunch")
         .output()
         .unwrap();
@@ -400,7 +401,9 @@ fn check_tells_each_kind_of_file_and_names_what_is_wrong() {
         .unwrap()
         .replace("sqlite://dlft.db", &format!("sqlite://{}/dlft.db", dir.display()))
         .replace("http://127.0.0.1:8787", &format!("http://{addr}"))
-        .replace("META_ACCESS_TOKEN", "DLFT_CHECK_TEST_TOKEN");
+        .replace("META_ACCESS_TOKEN", "DLFT_CHECK_TEST_TOKEN")
+        .replace("REVOLUT_ACCESS_TOKEN", "DLFT_CHECK_TEST_TOKEN")
+        .replace("payables_dir = \"payables\"", &format!("payables_dir = \"{}/payables\"", dir.display()));
     let path = scratch("check-run.toml", &config);
     let run = |token: Option<&str>| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dlft"));
@@ -414,17 +417,21 @@ fn check_tells_each_kind_of_file_and_names_what_is_wrong() {
     let out = run(Some("t0ken"));
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    for line in ["ok    Meta token", "ok    store", "ok    ads platform"] {
+    for line in
+        ["ok    Meta token", "ok    Revolut token", "ok    payables folder", "ok    store", "ok    ads platform"]
+    {
         assert!(stdout.contains(line), "{line}: {stdout}");
     }
     assert!(!stdout.contains("t0ken"), "a secret's value is never printed");
     server.join().unwrap();
     assert!(!dir.join("dlft.db").exists(), "check creates no store");
+    assert!(!dir.join("payables").exists(), "nor a folder");
     // Now the token is missing and nothing answers at the platform's address.
     let out = run(None);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
     assert!(stdout.contains("FAIL  Meta token") && stdout.contains("DLFT_CHECK_TEST_TOKEN"), "{stdout}");
+    assert!(stdout.contains("FAIL  Revolut token"), "{stdout}");
     assert!(stdout.contains("FAIL  ads platform"), "{stdout}");
-    assert!(stderr.contains("2 check(s) failed"), "{stderr}");
+    assert!(stderr.contains("3 check(s) failed"), "{stderr}");
 }

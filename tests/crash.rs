@@ -896,6 +896,7 @@ async fn planted_secrets_never_leave_the_process() {
     const TOKEN: &str = "tok-PLANTED-7f3a9c";
     const HOOK: &str = "hook-PLANTED-41d2";
     const PASSWORD: &str = "pw-PLANTED-c0ffee";
+    const BANK: &str = "bank-PLANTED-9e1b";
     let Some(url) = pg_url_or_skip("planted_secrets_never_leave_the_process").await else { return };
     let dir = tempfile::tempdir().unwrap();
     let schema = format!("dlft_secrets_{}", std::process::id());
@@ -922,6 +923,7 @@ async fn planted_secrets_never_leave_the_process() {
         dlft()
             .args(["run", "--config", config.to_str().unwrap()])
             .env("META_ACCESS_TOKEN", TOKEN)
+            .env("REVOLUT_ACCESS_TOKEN", BANK)
             .env("META_APP_SECRET", HOOK)
             .env("DLFT_PG_PASSWORD", PASSWORD)
             .env("RUST_LOG", "debug")
@@ -1022,7 +1024,7 @@ async fn planted_secrets_never_leave_the_process() {
     assert!(all.contains("ad_kill"), "the store held kills");
     assert!(all.contains("does not match"), "a forged webhook was refused");
     for (source, text) in &emitted {
-        for planted in [TOKEN, HOOK, PASSWORD] {
+        for planted in [TOKEN, HOOK, PASSWORD, BANK] {
             assert!(!text.contains(planted), "{source} leaks a planted secret ({planted})");
         }
     }

@@ -377,6 +377,11 @@ impl RunConfig {
         if brand.is_default() { self.budgets.as_ref() } else { self.brands.get(brand.as_str())?.budgets.as_ref() }
     }
 
+    /// A brand's payouts section, if it pays suppliers.
+    pub fn payouts_of(&self, brand: &BrandId) -> Option<&PayoutsSection> {
+        self.payouts_section_of(brand)
+    }
+
     fn payouts_section_of(&self, brand: &BrandId) -> Option<&PayoutsSection> {
         if brand.is_default() { self.payouts.as_ref() } else { self.brands.get(brand.as_str())?.payouts.as_ref() }
     }
