@@ -116,6 +116,14 @@ fn write_config(dir: &Path, name: &str, store_url: &str, sandbox: &str) -> PathB
         .replace("sqlite://dlft.db", store_url)
         .replace("name = \"local\"", &format!("name = \"{name}\""))
         .replace("workers = 2", "workers = 1\nshutdown_grace_ms = 3000")
+        // The crash loop below kills a process every few seconds, on purpose
+        // often while it holds the same kill or payout job (one hold site per
+        // phase, in turn), and every resume past the third spends one of the
+        // intent's attempts (the breaker for real crash loops, tested in the
+        // sim and in core). With the sandbox's acks without effect spending
+        // attempts too, 8 can run out before the world is settled; this test
+        // is about recovery, so it gives the breaker room.
+        .replace("max_attempts = 8", "max_attempts = 16")
         .replace("127.0.0.1:9464", "127.0.0.1:0")
         .replace("http://127.0.0.1:8787", &format!("http://{sandbox}"))
         .replace("payables_dir = \"payables\"", &format!("payables_dir = \"{}\"", dir.join("payables").display()));
