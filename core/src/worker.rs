@@ -190,22 +190,32 @@ impl<
         incarnation
     }
 
-    /// The periodic schedules: the per-minute insights tick and the hourly
-    /// bandit re-roll, each `(name, period, job of a slot)`.
-    fn periodic(&self) -> [Periodic; 2] {
+    /// A brand's periodic schedules: the per-minute insights tick, the
+    /// hourly bandit re-roll, and where the brand pays suppliers its
+    /// payables run, each `(name, period, job of a slot)`.
+    fn periodic(&self, brand: &BrandId) -> Vec<Periodic> {
         fn tick_job(slot: Timestamp, now: Timestamp) -> NewJob {
             NewJob::new(&Task::PollInsights { slot }, 1, now, None)
         }
         fn reroll_job(slot: Timestamp, now: Timestamp) -> NewJob {
             NewJob::new(&Task::RerollBandit { slot }, 3, now, None)
         }
-        [(TICK_SCHEDULE, self.cfg.tick_every, tick_job), (REROLL_SCHEDULE, self.cfg.reroll_every, reroll_job)]
+        fn payables_job(slot: Timestamp, now: Timestamp) -> NewJob {
+            NewJob::new(&Task::PayPayables { slot }, 2, now, None)
+        }
+        let mut out: Vec<Periodic> =
+            vec![(TICK_SCHEDULE, self.cfg.tick_every, tick_job), (REROLL_SCHEDULE, self.cfg.reroll_every, reroll_job)];
+        if let Some(p) = &self.tenant(brand).2.payouts {
+            out.push((PAYABLES_SCHEDULE, p.every, payables_job));
+        }
+        out
     }
 
     /// Fires due slots of every schedule: once across workers and restarts,
     /// with backfill after downtime capped at [`BACKFILL_MAX`].
     async fn run_schedules(&self, until: Option<Timestamp>) -> Result<(), StoreError> {
-        let periodic = self.periodic();
+        let periodic: BTreeMap<BrandId, Vec<Periodic>> =
+            self.cfg.brands.iter().map(|b| (b.clone(), self.periodic(b))).collect();
         // Every brand's schedules, brand by brand: `(brand, schedule index)`.
         let mut last: BTreeMap<(BrandId, usize), Option<Timestamp>> = BTreeMap::new();
         let mut known = false;
@@ -216,13 +226,11 @@ impl<
                 // Learn where the schedules stand (another life of this worker,
                 // or another worker, may have fired slots).
                 if let Ok(rows) = self.ports.store.schedules().await {
-                    for brand in &self.cfg.brands {
-                        for (i, (name, _, _)) in periodic.iter().enumerate() {
+                    for (brand, schedules) in &periodic {
+                        for (i, (name, _, _)) in schedules.iter().enumerate() {
                             let row = rows.iter().find(|r| r.name == *name && &r.brand == brand);
                             last.insert((brand.clone(), i), row.and_then(|r| r.last_slot));
                         }
-                        let row = rows.iter().find(|r| r.name == PAYABLES_SCHEDULE && &r.brand == brand);
-                        last.insert((brand.clone(), periodic.len()), row.and_then(|r| r.last_slot));
                     }
                     known = true;
                 }
@@ -234,7 +242,7 @@ impl<
                 if let (Some(scan), Some(known)) = (&self.tenant(brand).2.scan, &activities) {
                     self.fire_scans(brand, scan, known, now, &mut scans_fired).await;
                 }
-                for (i, (name, every, job)) in periodic.iter().enumerate() {
+                for (i, (name, every, job)) in periodic[brand].iter().enumerate() {
                     let last = last.entry((brand.clone(), i)).or_default();
                     if !known || last.is_some_and(|l| now < l + *every) {
                         continue;
@@ -243,17 +251,6 @@ impl<
                         let job = job(slot, now).for_brand(brand);
                         if self.ports.store.fire_slot(name, slot, job, now).await.is_ok() {
                             *last = (*last).max(Some(slot));
-                        }
-                    }
-                }
-                if let Some(payouts) = &self.tenant(brand).2.payouts {
-                    let last = last.entry((brand.clone(), periodic.len())).or_default();
-                    if known && last.is_none_or(|l| now >= l + payouts.every) {
-                        for slot in due_slots(*last, now, payouts.every, BACKFILL_MAX) {
-                            let job = NewJob::new(&Task::PayPayables { slot }, 2, now, None).for_brand(brand);
-                            if self.ports.store.fire_slot(PAYABLES_SCHEDULE, slot, job, now).await.is_ok() {
-                                *last = (*last).max(Some(slot));
-                            }
                         }
                     }
                 }

@@ -328,7 +328,7 @@ impl RunConfig {
             if let Some(b) = cfg.budgets_section_of(&brand) {
                 b.budgets(&at).map_err(invalid)?;
             }
-            if let Some(p) = cfg.payouts_section_of(&brand) {
+            if let Some(p) = cfg.payouts_of(&brand) {
                 let at = if brand.is_default() { "payouts".to_string() } else { format!("brands.{brand}.payouts") };
                 let allow = p.counterparties(&at).map_err(invalid)?;
                 if p.every_s == 0 {
@@ -379,10 +379,6 @@ impl RunConfig {
 
     /// A brand's payouts section, if it pays suppliers.
     pub fn payouts_of(&self, brand: &BrandId) -> Option<&PayoutsSection> {
-        self.payouts_section_of(brand)
-    }
-
-    fn payouts_section_of(&self, brand: &BrandId) -> Option<&PayoutsSection> {
         if brand.is_default() { self.payouts.as_ref() } else { self.brands.get(brand.as_str())?.payouts.as_ref() }
     }
 
@@ -390,14 +386,8 @@ impl RunConfig {
     /// with its secrets read from the environment; a brand without payouts
     /// gets one that pays nobody.
     pub fn bank_of(&self, brand: &BrandId, file: &str) -> Result<crate::payouts::LiveBank, ConfigError> {
-        let Some(p) = self.payouts_section_of(brand) else { return Ok(crate::payouts::LiveBank::default()) };
-        let secret = |var: &String| {
-            std::env::var(var)
-                .ok()
-                .filter(|t| !t.is_empty())
-                .map(Secret::new)
-                .ok_or_else(|| ConfigError::MissingSecret { file: file.to_string(), var: var.clone() })
-        };
+        let Some(p) = self.payouts_of(brand) else { return Ok(crate::payouts::LiveBank::default()) };
+        let secret = |var: &String| secret(var, file);
         let refresh = match (&p.refresh_token_env, &p.client_id, &p.client_assertion_env) {
             (Some(r), Some(id), Some(a)) => Some(crate::revolut::RefreshConfig {
                 refresh_token: secret(r)?,
@@ -441,7 +431,7 @@ impl RunConfig {
             page_limit: meta.page_limit,
         };
         let mut cfg = self.control.loop_config(&platform, Millis::from_secs(meta.estimate_window_s), None);
-        cfg.payouts = self.payouts_section_of(brand).map(|p| dlft_core::config::PayoutConfig {
+        cfg.payouts = self.payouts_of(brand).map(|p| dlft_core::config::PayoutConfig {
             from_account: p.from_account.clone(),
             counterparties: p.counterparties("").expect("validated"),
             every: Millis::from_secs(p.every_s),
@@ -473,11 +463,7 @@ impl RunConfig {
     /// The webhook signing secret, if webhooks are configured.
     pub fn webhook_secret(&self, file: &str) -> Result<Option<Secret>, ConfigError> {
         let Some(var) = &self.meta.webhook_secret_env else { return Ok(None) };
-        let secret = std::env::var(var)
-            .ok()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ConfigError::MissingSecret { file: file.to_string(), var: var.clone() })?;
-        Ok(Some(Secret::new(secret)))
+        secret(var, file).map(Some)
     }
 
     /// The default brand's Meta adapter settings, with the token read from
@@ -489,19 +475,24 @@ impl RunConfig {
     /// A brand's Meta adapter settings, with its token read from the environment.
     pub fn meta_config_of(&self, brand: &BrandId, file: &str) -> Result<MetaConfig, ConfigError> {
         let meta = self.meta_of(brand);
-        let var = &meta.token_env;
-        let token = std::env::var(var)
-            .ok()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ConfigError::MissingSecret { file: file.to_string(), var: var.clone() })?;
         Ok(MetaConfig {
             base_url: meta.base_url.clone(),
             account_id: meta.account_id.clone(),
-            token: Secret::new(token),
+            token: secret(&meta.token_env, file)?,
             timeout: Duration::from_millis(meta.timeout_ms),
             account_utc_offset_min: meta.account_utc_offset_min,
         })
     }
+}
+
+/// The secret in environment variable `var` (named in `file`); a missing
+/// or empty one is an error naming the variable.
+fn secret(var: &str, file: &str) -> Result<Secret, ConfigError> {
+    std::env::var(var)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
+        .ok_or_else(|| ConfigError::MissingSecret { file: file.to_string(), var: var.to_string() })
 }
 
 #[cfg(test)]
@@ -606,7 +597,8 @@ mod tests {
 
     #[test]
     fn the_example_pays_its_allow_list_from_a_folder() {
-        let cfg = RunConfig::parse(EXAMPLE, "dlft.toml").unwrap();
+        let text = EXAMPLE.replace("\"REVOLUT_ACCESS_TOKEN\"", "\"DLFT_UNSET_REVOLUT_TOKEN\"");
+        let cfg = RunConfig::parse(&text, "dlft.toml").unwrap();
         let p = cfg.loop_config().payouts.expect("the example pays suppliers");
         assert_eq!(p.from_account, "acc-brand");
         assert_eq!(p.counterparties.len(), 2);
@@ -614,7 +606,7 @@ mod tests {
         assert_eq!(p.every, Millis::from_secs(2));
         // Its token is read from the environment, and named when missing.
         let m = cfg.bank_of(&BrandId::default(), "dlft.toml").map(drop).unwrap_err().to_string();
-        assert!(m.contains("REVOLUT_ACCESS_TOKEN") || std::env::var("REVOLUT_ACCESS_TOKEN").is_ok(), "{m}");
+        assert!(m.contains("DLFT_UNSET_REVOLUT_TOKEN"), "{m}");
         // A brand without payouts pays nobody.
         assert!(with("").unwrap().loop_config().payouts.is_none());
     }

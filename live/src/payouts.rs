@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use dlft_core::sense::bank::{Bank, BankError, BankTransaction, NoBank, Payment, PaymentReply};
 use dlft_core::sense::payables::{
-    PayablesError, PayablesFile, PayablesSource, Settled, SourceError, encode_csv, parse_csv, parse_json,
+    PayablesError, PayablesFile, PayablesSource, Settled, SourceError, encode_csv, encode_json, parse_csv, parse_json,
 };
 use dlft_core::time::Timestamp;
 
@@ -118,23 +118,7 @@ impl PayablesSource for FolderPayables {
             Settled::Keep(rows) => {
                 let path = self.dir.join(name);
                 let tmp = self.dir.join(format!(".{name}.keep"));
-                let text = if name.ends_with(".json") {
-                    let rows: Vec<serde_json::Value> = rows
-                        .iter()
-                        .map(|p| {
-                            serde_json::json!({
-                                "invoice": p.invoice,
-                                "counterparty_id": p.counterparty_id,
-                                "iban": p.iban,
-                                "amount": p.amount.to_decimal(),
-                                "currency": p.amount.currency.as_str(),
-                            })
-                        })
-                        .collect();
-                    serde_json::to_string_pretty(&rows).expect("serializes")
-                } else {
-                    encode_csv(rows)
-                };
+                let text = if name.ends_with(".json") { encode_json(rows) } else { encode_csv(rows) };
                 tokio::fs::write(&tmp, text).await.map_err(|e| io("writing", &tmp, e))?;
                 tokio::fs::rename(&tmp, &path).await.map_err(|e| io("replacing", &path, e))
             }

@@ -221,6 +221,5 @@ mod tests {
         set.join_all().await;
         // Six requests, clones included: the last goes five seconds after the first.
         assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(5));
-        assert!(60 * MIN_INTERVAL.as_millis() >= 60_000, "at most 60 a minute");
     }
 }

@@ -281,18 +281,7 @@ impl Conductor {
             fraudulent: h.fraudulent().into_iter().map(str::to_string).collect(),
             allow: h.allow.iter().map(|c| (c.id.clone(), c.account_id.clone())).collect(),
             budgets: scn.budgets().expect("validated"),
-            accounts: scn
-                .brand_ids()
-                .into_iter()
-                .map(|b| {
-                    let account = if scn.brands.is_some() {
-                        crate::payouts::from_account(&b)
-                    } else {
-                        crate::payouts::FROM_ACCOUNT.to_string()
-                    };
-                    (account, b)
-                })
-                .collect(),
+            accounts: scn.brand_ids().into_iter().map(|b| (crate::payouts::from_account(&b), b)).collect(),
         });
         let mut verdict = check(&CheckInput {
             seed,
@@ -331,7 +320,8 @@ impl Conductor {
                 faults.bank_rate_limits = h.rate_limited;
                 faults.bank_server_errors = h.server_errors;
                 faults.bank_duplicate_requests = h.duplicate_requests;
-                faults.bank_reversals = h.bank.movements(end).iter().filter(|m| m.amount.minor > 0).count() as u64;
+                faults.bank_reversals =
+                    bank.as_ref().map_or(0, |b| b.movements.iter().filter(|m| m.amount.minor > 0).count() as u64);
             }
             if let Some(wh) = &p.webhooks {
                 faults.webhooks_true = wh.sent;
@@ -341,17 +331,6 @@ impl Conductor {
             }
         }
         let t = tally(&world, &snapshot);
-        fn payout_days(scn: &Scenario, snapshot: &dlft_core::store::Snapshot) -> u32 {
-            use dlft_core::envelope::budget::{Window, period_of};
-            let Ok(Some(budgets)) = scn.budgets() else { return 0 };
-            let days: std::collections::BTreeSet<String> = snapshot
-                .intents
-                .iter()
-                .filter(|i| i.action.kind() == "payout" && i.phase == dlft_core::act::intent::IntentPhase::Committed)
-                .map(|i| period_of(Window::Daily, &budgets.zone, i.opened_at).label)
-                .collect();
-            days.len() as u32
-        }
         SeedReport {
             seed,
             digest: digest(&snapshot.events),
@@ -382,4 +361,18 @@ impl Conductor {
             plan,
         }
     }
+}
+
+/// Days of the brands' calendar (their budgets' time zone) in which a
+/// committed payout's reservation was made.
+fn payout_days(scn: &Scenario, snapshot: &dlft_core::store::Snapshot) -> u32 {
+    use dlft_core::envelope::budget::{Window, period_of};
+    let Ok(Some(budgets)) = scn.budgets() else { return 0 };
+    let days: std::collections::BTreeSet<String> = snapshot
+        .intents
+        .iter()
+        .filter(|i| i.action.kind() == "payout" && i.phase == dlft_core::act::intent::IntentPhase::Committed)
+        .map(|i| period_of(Window::Daily, &budgets.zone, i.opened_at).label)
+        .collect();
+    days.len() as u32
 }

@@ -329,11 +329,7 @@ pub fn run_event(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) 
                     ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: probe.clone(), worker: i },
-                    bank: crate::payouts::SimBank {
-                        wire: wire.clone(),
-                        brand: Default::default(),
-                        account: crate::payouts::FROM_ACCOUNT.into(),
-                    },
+                    bank: crate::payouts::SimBank::new(wire.clone(), Default::default()),
                 },
                 cfg: scn.worker_config_for(i, opts.sabotage),
                 loop_cfg: loop_cfg.clone(),

@@ -860,8 +860,7 @@ pub fn tenants<W: Wire>(
             if let Some(p) = loop_cfg.payouts.as_mut() {
                 p.from_account = crate::payouts::from_account(&brand);
             }
-            let account = crate::payouts::from_account(&brand);
-            let bank = SimBank { wire: wire.clone(), brand: brand.clone(), account };
+            let bank = SimBank::new(wire.clone(), brand.clone());
             (brand, dlft_core::worker::Tenant { ads, loop_cfg, bank })
         })
         .collect()

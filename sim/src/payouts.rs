@@ -29,10 +29,7 @@ use crate::rpc::RpcError;
 use crate::scenario::{BankSection, Scenario};
 use crate::world::draw;
 
-/// The account a one-brand run pays from; brand `b` of several pays from `acc-b`.
-pub const FROM_ACCOUNT: &str = "acc-default";
-
-/// The account brand `brand` pays from.
+/// The account brand `brand` pays from (`acc-default` in a one-brand run).
 pub fn from_account(brand: &BrandId) -> String {
     format!("acc-{brand}")
 }
@@ -88,7 +85,7 @@ struct File {
 pub struct Payables {
     files: Vec<File>,
     /// Every invoice made, and how.
-    pub invoices: BTreeMap<String, (Kind, Money)>,
+    pub invoices: BTreeMap<String, Kind>,
 }
 
 impl Payables {
@@ -122,7 +119,7 @@ impl Payables {
                 } else {
                     (Kind::Honest, format!("cp-{cp}"), iban_for(cp))
                 };
-                out.invoices.insert(invoice.clone(), (kind, amount));
+                out.invoices.insert(invoice.clone(), kind);
                 rows.push(Payable { invoice, counterparty_id: payee, iban: details, amount });
             }
             let payables = if rng.random_range(0..100) < cfg.malformed_file_pct {
@@ -181,16 +178,6 @@ impl Payables {
             }
         }
         Ok(())
-    }
-
-    /// Files arrived by `until` and not settled (the checker's liveness).
-    pub fn unsettled(&self, until: Timestamp) -> Vec<String> {
-        self.files.iter().filter(|f| f.arrives <= until && f.settled.is_none()).map(|f| f.name.clone()).collect()
-    }
-
-    /// Files refused whole (and so never paid).
-    pub fn rejected(&self) -> usize {
-        self.files.iter().filter(|f| matches!(f.settled, Some(Settled::Rejected(_)))).count()
     }
 }
 
@@ -266,7 +253,7 @@ impl BankHost {
         self.payables
             .values()
             .flat_map(|p| p.invoices.iter())
-            .filter(|(_, (k, _))| *k != Kind::Honest)
+            .filter(|(_, k)| **k != Kind::Honest)
             .map(|(i, _)| i.as_str())
             .collect()
     }
@@ -438,6 +425,12 @@ fn bank_error(e: RpcError) -> BankError {
 }
 
 impl<W: Wire> SimBank<W> {
+    /// `brand`'s bank and payables over `wire`.
+    pub fn new(wire: W, brand: BrandId) -> SimBank<W> {
+        let account = from_account(&brand);
+        SimBank { wire, brand, account }
+    }
+
     async fn call(&self, req: BankRequest) -> Result<BankReply, BankError> {
         self.wire.bank(req).await.map_err(bank_error)?
     }

@@ -429,11 +429,7 @@ fn run_turmoil(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) ->
                     ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: worker_probe.clone(), worker: i },
-                    bank: crate::payouts::SimBank {
-                        wire: wire.clone(),
-                        brand: Default::default(),
-                        account: crate::payouts::FROM_ACCOUNT.into(),
-                    },
+                    bank: crate::payouts::SimBank::new(wire.clone(), Default::default()),
                 },
                 cfg: worker_cfg.clone(),
                 loop_cfg: loop_cfg.clone(),

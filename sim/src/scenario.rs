@@ -558,7 +558,7 @@ impl Scenario {
         };
         let mut cfg = self.control.loop_config(&platform, Millis::from_secs(self.run.duration_s), scan);
         cfg.payouts = self.bank.as_ref().map(|b| dlft_core::config::PayoutConfig {
-            from_account: crate::payouts::FROM_ACCOUNT.into(),
+            from_account: crate::payouts::from_account(&dlft_core::ids::BrandId::default()),
             counterparties: crate::payouts::allow_list(b.counterparties, self.currency()),
             every: Millis::from_secs(b.payables_every_s),
         });

@@ -187,6 +187,16 @@ pub enum IntentOp {
     Reverse { key: IdempotencyKey, cause: String },
 }
 
+impl IntentOp {
+    /// The intent the op is about.
+    pub fn key(&self) -> &IdempotencyKey {
+        match self {
+            IntentOp::Open(new) => &new.key,
+            IntentOp::Advance { key, .. } | IntentOp::CountAttempt { key, .. } | IntentOp::Reverse { key, .. } => key,
+        }
+    }
+}
+
 /// A committed irreversible action, one row per intent commit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionRow {

@@ -72,6 +72,13 @@ pub fn job_of(intent: &Intent, now: Timestamp) -> NewJob {
     }
 }
 
+/// An act job for every intent without a final phase (each job's
+/// idempotency key makes it a no-op where one is live): how the tick and
+/// the payables job re-drive intents orphaned by a crash.
+pub fn jobs_of_open<'a>(intents: impl Iterator<Item = &'a Intent>, now: Timestamp) -> Vec<NewJob> {
+    intents.filter(|i| !i.phase.is_final()).map(|i| job_of(i, now)).collect()
+}
+
 /// The act job of a payout intent (claimed by the act pool, like a kill's).
 pub fn payout_job(key: &IdempotencyKey, now: Timestamp) -> NewJob {
     NewJob::new(

@@ -16,17 +16,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::act::intent::{Intent, IntentOp, IntentPhase, NewIntent};
+use crate::act::intent::{Action, Intent, IntentOp, IntentPhase, NewIntent};
 use crate::act::payout::payout_intent;
 use crate::config::{PayoutConfig, Sabotage};
-use crate::envelope::budget::{self, AccountKey, Budgets, Reserve};
+use crate::envelope::budget::{self, Account, AccountKey, Budgets, Reserve};
 use crate::envelope::payout::{Counterparty, Judged, judge_payable};
 use crate::envelope::{Decision, DenyReason, Verdict};
 use crate::ids::{AdId, BrandId, IdempotencyKey};
 use crate::probe::{Probe, Site};
 use crate::sense::bank::{Bank, LIST_MAX, TxState};
 use crate::sense::payables::{PayablesError, PayablesFile, PayablesSource, Settled};
-use crate::store::{NewJob, Store};
+use crate::store::Store;
 use crate::time::{Clock, Millis, Timestamp};
 
 use super::{Attempt, JobError, Ports, drive};
@@ -37,37 +37,30 @@ pub const PAYABLES_SCHEDULE: &str = "payables";
 /// Files read per run at most (the rest wait for the next run).
 pub const MAX_FILES_PER_RUN: usize = 64;
 
-/// What the budgets leave for new reservations, account by account, as
-/// read at the start of the run (the store re-checks every reservation
-/// under its lock; this only keeps the job from asking for what cannot fit).
+/// The brand's budget accounts as read at the start of the run, on which
+/// the job makes each reservation as the store will (`budget::reserve`),
+/// so that it asks only for what can fit; the store re-checks every one
+/// under its lock.
 struct Room {
-    budgets: Option<Budgets>,
-    left: BTreeMap<AccountKey, i64>,
+    budgets: Budgets,
+    accounts: BTreeMap<AccountKey, Account>,
 }
 
 impl Room {
-    /// Takes `reserve` out of the room if every cap covering it holds it.
-    /// `Err` names why not: no cap covers it (a refusal), or no room now
-    /// (a deferral, `Ok(false)`).
-    fn take(&mut self, brand: &BrandId, reserve: &Reserve, now: Timestamp) -> Result<bool, String> {
-        let Some(budgets) = &self.budgets else {
-            return Err(format!("brand {brand} has no budgets: no payout is made without a cap"));
-        };
-        let keys = budget::accounts_for(brand, reserve, budgets, now);
-        if keys.is_empty() {
-            return Err(format!(
-                "no cap covers {} in {}: money of a purpose without a declared cap never moves",
-                reserve.purpose.as_str(),
-                reserve.amount.currency
-            ));
+    /// Makes the reservation in the room: `Ok(true)` it fits, `Ok(false)`
+    /// not now (a deferral), `Err` no cap covers it (a refusal).
+    fn take(
+        &mut self,
+        brand: &BrandId,
+        key: &IdempotencyKey,
+        reserve: &Reserve,
+        now: Timestamp,
+    ) -> Result<bool, String> {
+        match budget::reserve(&mut self.accounts, key, brand, reserve, &self.budgets, now) {
+            Ok(_) => Ok(true),
+            Err(why) if budget::accounts_for(brand, reserve, &self.budgets, now).is_empty() => Err(why),
+            Err(_) => Ok(false),
         }
-        let fits = keys.iter().all(|(k, limit)| self.left.get(k).copied().unwrap_or(*limit) >= reserve.amount.minor);
-        if fits {
-            for (k, limit) in keys {
-                *self.left.entry(k).or_insert(limit) -= reserve.amount.minor;
-            }
-        }
-        Ok(fits)
     }
 }
 
@@ -84,14 +77,13 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Bank + PayablesSource>(
         statement(ports, attempt, &intents).await?;
     }
     let files = ports.bank.pending().await.map_err(|e| JobError::RetryAfter { wait: Millis(0), why: e.to_string() })?;
-    let now = ports.clock.now();
     let budgets = ports.store.budgets().await?.into_iter().find(|(b, _)| b == &brand).map(|(_, b)| b);
-    let left = ports.store.accounts(Some(&brand)).await?.into_iter().map(|a| (a.key.clone(), a.left())).collect();
-    let mut room = Room { budgets, left };
+    let accounts = ports.store.accounts(Some(&brand)).await?.into_iter().map(|a| (a.key.clone(), a)).collect();
+    let mut room = Room { budgets: budgets.unwrap_or_default(), accounts };
     let allow: BTreeMap<String, Counterparty> = cfg.counterparties.iter().map(|c| (c.id.clone(), c.clone())).collect();
     let mut opened: BTreeSet<IdempotencyKey> = intents.iter().map(|i| i.key.clone()).collect();
     for file in files.into_iter().take(MAX_FILES_PER_RUN) {
-        let now = ports.clock.now().max(now);
+        let now = ports.clock.now();
         let settled = match &file.payables {
             Err(PayablesError::Incomplete(_)) => continue,
             Err(e) => {
@@ -166,7 +158,7 @@ async fn open_file<S: Store, A, C: Clock, P: Probe, B: Bank + PayablesSource>(
             Judged::Open(approved) => {
                 let mut new: NewIntent = payout_intent(&approved, payable, &cfg.from_account);
                 let reserve = new.reserve.clone().expect("a payout reserves");
-                match room.take(&brand, &reserve, now) {
+                match room.take(&brand, &new.key, &reserve, now) {
                     Ok(true) => {}
                     Ok(false) => {
                         deferred.push(payable.clone());
@@ -190,14 +182,9 @@ async fn open_file<S: Store, A, C: Clock, P: Probe, B: Bank + PayablesSource>(
             }
         }
     }
-    if batch.verdicts.is_empty() && batch.intents.is_empty() && batch.costs.is_empty() {
+    if batch.is_empty() {
         return Ok(deferred);
     }
-    let mine: BTreeSet<IdempotencyKey> = batch
-        .intents
-        .iter()
-        .filter_map(|op| if let IntentOp::Open(n) = op { Some(n.key.clone()) } else { None })
-        .collect();
     let result = ports.store.write(&attempt.lease, batch, now).await?;
     // A reservation the store refused (another writer took the room first)
     // is a deferral too (its refusal is logged by the store).
@@ -206,12 +193,7 @@ async fn open_file<S: Store, A, C: Clock, P: Probe, B: Bank + PayablesSource>(
         deferred.extend(by_key.remove(key));
     }
     ports.probe.reached(Site::PayablesAfterOpen, "payables").await;
-    let jobs: Vec<NewJob> = result
-        .intents
-        .iter()
-        .filter(|i| mine.contains(&i.key) && !i.phase.is_final())
-        .map(|i| drive::job_of(i, now))
-        .collect();
+    let jobs = drive::jobs_of_open(result.intents.iter().filter(|i| by_key.contains_key(&i.key)), now);
     if !jobs.is_empty() {
         let mut batch = attempt.batch();
         batch.enqueue = jobs;
@@ -230,11 +212,7 @@ async fn redrive<S: Store, A, C: Clock, P: Probe, B>(
     intents: &[Intent],
 ) -> Result<(), JobError> {
     let now = ports.clock.now();
-    let jobs: Vec<NewJob> = intents
-        .iter()
-        .filter(|i| matches!(i.action, crate::act::intent::Action::Payout { .. }) && !i.phase.is_final())
-        .map(|i| drive::job_of(i, now))
-        .collect();
+    let jobs = drive::jobs_of_open(intents.iter().filter(|i| matches!(i.action, Action::Payout { .. })), now);
     if jobs.is_empty() {
         return Ok(());
     }
@@ -261,7 +239,7 @@ async fn statement<S: Store, A, C: Clock, P: Probe, B: Bank>(
     let since = now - STATEMENT_SPAN;
     let committed: BTreeMap<String, &Intent> = intents
         .iter()
-        .filter(|i| matches!(i.action, crate::act::intent::Action::Payout { .. }))
+        .filter(|i| matches!(i.action, Action::Payout { .. }))
         .filter(|i| i.phase == IntentPhase::Committed && i.updated_at >= since)
         .map(|i| (crate::act::payout::request_id(&i.key), i))
         .collect();

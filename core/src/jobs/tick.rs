@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::act::intent::{Intent, IntentOp, IntentPhase};
+use crate::act::intent::{IntentOp, IntentPhase};
 use crate::act::machine::{CallOutcome, after_call};
 use crate::config::{LoopConfig, Sabotage};
 use crate::ids::{AdId, IdempotencyKey};
@@ -57,7 +57,7 @@ async fn redrive<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::
     ports: &Ports<S, A, C, P, B>,
     attempt: &mut Attempt,
 ) -> Result<(), JobError> {
-    let jobs = kill_jobs_of_open(ports.store.brand_intents(&attempt.brand).await?.iter(), ports.clock.now());
+    let jobs = drive::jobs_of_open(ports.store.brand_intents(&attempt.brand).await?.iter(), ports.clock.now());
     if jobs.is_empty() {
         return Ok(());
     }
@@ -65,12 +65,6 @@ async fn redrive<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::
     batch.enqueue = jobs;
     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     Ok(())
-}
-
-/// A kill job for every intent without a commit (the job's idempotency key
-/// makes each a no-op where one is live).
-fn kill_jobs_of_open<'a>(intents: impl Iterator<Item = &'a Intent>, now: Timestamp) -> Vec<NewJob> {
-    intents.filter(|i| !i.phase.is_final()).map(|i| drive::job_of(i, now)).collect()
 }
 
 /// Sensor: every page of insights since `slot - lookback`, upserted into the
@@ -126,7 +120,7 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::b
         batch.intents.push(IntentOp::Open(new));
     }
     // Recovery: every intent without a commit gets a live kill job.
-    batch.enqueue.extend(kill_jobs_of_open(intents.values(), now));
+    batch.enqueue.extend(drive::jobs_of_open(intents.values(), now));
     batch.verdicts = decided.verdicts;
     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     ports.probe.reached(Site::TickAfterDecide, "tick").await;

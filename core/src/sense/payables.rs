@@ -109,6 +109,23 @@ pub fn encode_csv(rows: &[Payable]) -> String {
     out
 }
 
+/// Payables as a JSON file's text (what [`parse_json`] reads back).
+pub fn encode_json(rows: &[Payable]) -> String {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "invoice": p.invoice,
+                "counterparty_id": p.counterparty_id,
+                "iban": p.iban,
+                "amount": p.amount.to_decimal(),
+                "currency": p.amount.currency.as_str(),
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&rows).expect("serializes")
+}
+
 /// The payables of a JSON file's text.
 pub fn parse_json(text: &str) -> Result<Vec<Payable>, PayablesError> {
     let value: serde_json::Value = match serde_json::from_str(text) {
@@ -213,6 +230,7 @@ mod tests {
     fn a_kept_file_reads_back_as_it_was() {
         let rows = parse_csv(CSV).unwrap();
         assert_eq!(parse_csv(&encode_csv(&rows)).unwrap(), rows);
+        assert_eq!(parse_json(&encode_json(&rows)).unwrap(), rows);
         assert_eq!(parse_csv(&encode_csv(&[])).unwrap(), vec![]);
     }
 

@@ -122,15 +122,7 @@ pub fn ledger_accounts(
 
 /// The keys a batch's ops read: load these before planning.
 pub fn intent_keys(ops: &[IntentOp]) -> Vec<IdempotencyKey> {
-    let mut keys: Vec<IdempotencyKey> = ops
-        .iter()
-        .map(|op| match op {
-            IntentOp::Open(new) => new.key.clone(),
-            IntentOp::Advance { key, .. } | IntentOp::CountAttempt { key, .. } | IntentOp::Reverse { key, .. } => {
-                key.clone()
-            }
-        })
-        .collect();
+    let mut keys: Vec<IdempotencyKey> = ops.iter().map(|op| op.key().clone()).collect();
     keys.sort();
     keys.dedup();
     keys
@@ -154,10 +146,7 @@ pub fn plan_intents(
     let mut work = current.clone();
     let mut plan = IntentPlan::default();
     for op in &ops {
-        let key = match op {
-            IntentOp::Open(new) => &new.key,
-            IntentOp::Advance { key, .. } | IntentOp::CountAttempt { key, .. } | IntentOp::Reverse { key, .. } => key,
-        };
+        let key = op.key();
         if let Some(other) = work.get(key).filter(|i| &i.brand != brand) {
             return Err(StoreError::Conflict {
                 key: key.clone(),
