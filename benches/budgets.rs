@@ -57,14 +57,18 @@ fn intent(n: u64, reserve: bool) -> IntentOp {
             in_learning: false,
         }),
         verdict: Verdict { ad, key, decision: Decision::Approve, at: NOW, reason: String::new() },
-        reserve: reserve.then(|| Reserve { purpose: Purpose::Payout, amount: Money::new(100, Currency::EUR) }),
+        reserve: reserve.then(|| Reserve {
+            purpose: Purpose::Payout,
+            amount: Money::new(100, Currency::EUR),
+            counterparty: None,
+        }),
     })
 }
 
 /// Declares caps no bench run reaches, boots a worker and claims a job
 /// whose lease every write is fenced on.
 async fn setup<S: Store>(s: &S) -> (ClaimRequest, Lease) {
-    let cap = |window| Cap { purpose: Purpose::Payout, window, limit: Money::new(i64::MAX / 4, Currency::EUR) };
+    let cap = |window| Cap::brand(Purpose::Payout, window, Money::new(i64::MAX / 4, Currency::EUR));
     let caps = vec![cap(Window::Daily), cap(Window::Monthly), cap(Window::Lifetime)];
     let budgets = Budgets::new(Zone::parse("Europe/Berlin").unwrap(), caps).unwrap();
     s.set_budgets(&BrandId::default(), &budgets, NOW).await.unwrap();

@@ -281,6 +281,7 @@ enum SabotageArg {
     SkipPayeeCheck,
     DropPayoutJobs,
     IgnoreReversals,
+    BrandCapsOnly,
 }
 
 impl From<SabotageArg> for Sabotage {
@@ -296,6 +297,7 @@ impl From<SabotageArg> for Sabotage {
             SabotageArg::SkipPayeeCheck => Sabotage::SkipPayeeCheck,
             SabotageArg::DropPayoutJobs => Sabotage::DropPayoutJobs,
             SabotageArg::IgnoreReversals => Sabotage::IgnoreReversals,
+            SabotageArg::BrandCapsOnly => Sabotage::BrandCapsOnly,
         }
     }
 }
@@ -408,6 +410,7 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         SabotageArg::SkipPayeeCheck => "--sabotage skip-payee-check",
         SabotageArg::DropPayoutJobs => "--sabotage drop-payout-jobs",
         SabotageArg::IgnoreReversals => "--sabotage ignore-reversals",
+        SabotageArg::BrandCapsOnly => "--sabotage brand-caps-only",
     };
     let summary = summarize(&scn, &path, extra, &reports);
     if args.json {
@@ -630,11 +633,13 @@ async fn budgets(args: BudgetsArgs) -> Result<()> {
                 if args.json {
                     println!("{}", serde_json::to_string(a)?);
                 } else {
+                    let name = match &a.key.counterparty {
+                        None => format!("{} {}", a.key.purpose.as_str(), a.key.window.as_str()),
+                        Some(c) => format!("{} {} {c}", a.key.purpose.as_str(), a.key.window.as_str()),
+                    };
                     println!(
-                        "{:<12} {:<7} {:<9} {:<11} cap {:>14}  reserved {:>14}  posted {:>14}  left {:>14}",
+                        "{:<12} {name:<24} {:<11} cap {:>14}  reserved {:>14}  posted {:>14}  left {:>14}",
                         a.key.brand,
-                        a.key.purpose.as_str(),
-                        a.key.window.as_str(),
                         a.key.period,
                         m(a.limit).to_string(),
                         m(a.pending).to_string(),
@@ -649,14 +654,13 @@ async fn budgets(args: BudgetsArgs) -> Result<()> {
             if !args.json {
                 println!("{b} ({})", budgets.describe());
             }
-            for r in standing(b, budgets, &accounts, at) {
+            for (cap, r) in budgets.caps.iter().zip(standing(b, budgets, &accounts, at)) {
                 if args.json {
                     println!("{}", serde_json::to_string(&r)?);
                 } else {
                     println!(
-                        "  {:<7} {:<9} {:<11} cap {:>14}  reserved {:>14}  posted {:>14}  left {:>14}",
-                        r.purpose.as_str(),
-                        r.window.as_str(),
+                        "  {:<24} {:<11} cap {:>14}  reserved {:>14}  posted {:>14}  left {:>14}",
+                        cap.name(),
                         r.period,
                         r.limit.to_string(),
                         r.pending.to_string(),

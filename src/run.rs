@@ -611,9 +611,11 @@ fn budget_metrics(
                 "posted" => r.posted.minor,
                 _ => r.left.minor,
             };
+            // A counterparty cap carries its payee as one more label.
+            let whom = r.counterparty.as_deref().map_or(String::new(), |c| format!(",counterparty=\"{c}\""));
             let _ = writeln!(
                 out,
-                "dlft_budget_{name}_minor{{brand=\"{}\",purpose=\"{}\",currency=\"{}\",window=\"{}\",period=\"{}\"}} {v}",
+                "dlft_budget_{name}_minor{{brand=\"{}\",purpose=\"{}\",currency=\"{}\",window=\"{}\",period=\"{}\"{whom}}} {v}",
                 r.brand,
                 r.purpose.as_str(),
                 r.limit.currency,

@@ -209,8 +209,9 @@ fn budgets_shows_caps_reserved_posted_and_left() {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
         let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
         let caps = vec![
-            Cap { purpose: Purpose::Payout, window: Window::Daily, limit: eur(150_000) },
-            Cap { purpose: Purpose::Payout, window: Window::Monthly, limit: eur(2_000_000) },
+            Cap::brand(Purpose::Payout, Window::Daily, eur(150_000)),
+            Cap::brand(Purpose::Payout, Window::Monthly, eur(2_000_000)),
+            Cap { counterparty: Some("cp-1".into()), ..Cap::brand(Purpose::Payout, Window::Daily, eur(50_000)) },
         ];
         let budgets = Budgets::new(Zone::parse("Europe/Berlin").unwrap(), caps).unwrap();
         store.set_budgets(&BrandId::default(), &budgets, t0).await.unwrap();
@@ -225,7 +226,7 @@ fn budgets_shows_caps_reserved_posted_and_left() {
             lease_for: Millis(60_000),
         };
         let c = store.claim(&req, t0).await.unwrap().remove(0);
-        let open = |key: &str, minor| {
+        let open = |key: &str, minor, payee: &str| {
             let ad = AdId::new(key);
             let key = IdempotencyKey::new(key);
             let e = AdEstimate {
@@ -244,7 +245,11 @@ fn budgets_shows_caps_reserved_posted_and_left() {
                 action: Action::KillAd { ad },
                 evidence: Evidence::Kill(e),
                 verdict,
-                reserve: Some(Reserve { purpose: Purpose::Payout, amount: eur(minor) }),
+                reserve: Some(Reserve {
+                    purpose: Purpose::Payout,
+                    amount: eur(minor),
+                    counterparty: Some(payee.into()),
+                }),
             })
         };
         let step = |from, to, amount| IntentOp::Advance {
@@ -256,8 +261,8 @@ fn budgets_shows_caps_reserved_posted_and_left() {
             amount,
         };
         let ops = vec![
-            open("pay/1", 40_000),
-            open("pay/2", 25_000),
+            open("pay/1", 40_000, "cp-1"),
+            open("pay/2", 25_000, "cp-2"),
             step(IntentPhase::Intended, IntentPhase::Applied, None),
             step(IntentPhase::Applied, IntentPhase::Committed, Some(eur(40_000))),
         ];
@@ -267,11 +272,16 @@ fn budgets_shows_caps_reserved_posted_and_left() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
-    assert_eq!(lines[0], "default (Europe/Berlin: payout daily 1500.00 EUR, payout monthly 20000.00 EUR)");
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert_eq!(
+        lines[0],
+        "default (Europe/Berlin: payout daily 1500.00 EUR, payout daily cp-1 500.00 EUR, payout monthly 20000.00 EUR)"
+    );
     for (line, want) in [
         (lines[1], "payout daily 2026-12-02 cap 1500.00 EUR reserved 250.00 EUR posted 400.00 EUR left 850.00 EUR"),
-        (lines[2], "payout monthly 2026-12 cap 20000.00 EUR reserved 250.00 EUR posted 400.00 EUR left 19350.00 EUR"),
+        // The payee's own cap holds only what was paid to it.
+        (lines[2], "payout daily cp-1 2026-12-02 cap 500.00 EUR reserved 0.00 EUR posted 400.00 EUR left 100.00 EUR"),
+        (lines[3], "payout monthly 2026-12 cap 20000.00 EUR reserved 250.00 EUR posted 400.00 EUR left 19350.00 EUR"),
     ] {
         assert_eq!(line.split_whitespace().collect::<Vec<_>>().join(" "), want);
     }
@@ -281,11 +291,12 @@ fn budgets_shows_caps_reserved_posted_and_left() {
         text(&out).0.lines().map(|l| serde_json::from_str(l).expect("JSON lines")).collect();
     assert_eq!(rows[0]["period"], "2026-12-03");
     assert_eq!(
-        (rows[0]["left"]["minor"].as_i64(), rows[1]["left"]["minor"].as_i64()),
+        (rows[0]["left"]["minor"].as_i64(), rows[2]["left"]["minor"].as_i64()),
         (Some(150_000), Some(1_935_000))
     );
+    assert_eq!((rows[1]["counterparty"].as_str(), rows[0]["counterparty"].as_str()), (Some("cp-1"), None));
     let out = dlft(&["budgets", "--store", &url, "--history"]);
-    assert_eq!(text(&out).0.lines().count(), 2, "one account per cap and period: {}", text(&out).0);
+    assert_eq!(text(&out).0.lines().count(), 3, "one account per cap and period: {}", text(&out).0);
     let out = dlft(&["budgets", "--store", &url, "--brand", "north"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("brand north declared no budgets"), "{}", text(&out).1);

@@ -675,6 +675,11 @@ async fn postgres_vanishing_mid_run_loses_no_claimed_work() {
     // The example's budgets were declared at start, and stand untouched.
     let daily = "dlft_budget_left_minor{brand=\"default\",purpose=\"payout\",currency=\"EUR\",window=\"daily\"";
     assert_eq!(value(daily), 150_000, "{metrics}");
+    let payee = metrics
+        .lines()
+        .find(|l| l.starts_with("dlft_budget_left_minor{") && l.contains(",counterparty=\"cp-1\"}"))
+        .unwrap_or_else(|| panic!("cp-1's own daily cap in {metrics}"));
+    assert!(payee.ends_with(" 50000"), "{payee}");
     let status = runner.sigterm();
     assert!(status.success(), "SIGTERM is a clean exit, got {status}");
     for id in &held {

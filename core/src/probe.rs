@@ -131,4 +131,7 @@ pub enum Sabotage {
     DropPayoutJobs,
     /// Never read the bank's statement (reversals go unbooked).
     IgnoreReversals,
+    /// Reserve payouts without naming their payee (only the brand's caps
+    /// hold; a counterparty's own cap is never charged).
+    BrandCapsOnly,
 }

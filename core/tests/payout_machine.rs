@@ -187,7 +187,7 @@ struct Run {
 /// Berlin, and a claimed job to write with.
 fn setup() -> (SharedMemStore, dlft_core::store::Claim) {
     let store = SharedMemStore::new();
-    let caps = vec![Cap { purpose: Purpose::Payout, window: Window::Daily, limit: Money::new(100_000, Currency::EUR) }];
+    let caps = vec![Cap::brand(Purpose::Payout, Window::Daily, Money::new(100_000, Currency::EUR))];
     let budgets = Budgets::new(Zone::parse("Europe/Berlin").unwrap(), caps).unwrap();
     block_on(store.set_budgets(&BrandId::default(), &budgets, NOW)).unwrap();
     let inc = block_on(store.boot(&WorkerId::new("w"), NOW)).unwrap().incarnation;

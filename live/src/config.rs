@@ -157,6 +157,10 @@ pub struct CapSection {
     /// A decimal string in major units, at most two decimals (`"1500.00"`).
     pub limit: String,
     pub currency: String,
+    /// A payout cap on one payee of the allow-list (its `id`), beside the
+    /// brand's caps; absent: the cap bounds all of the purpose's money.
+    #[serde(default)]
+    pub counterparty: Option<String>,
 }
 
 impl BudgetsSection {
@@ -171,7 +175,10 @@ impl BudgetsSection {
             let currency = Currency::parse(&c.currency).map_err(|e| format!("{}: {e}", field("currency")))?;
             let limit = Money::parse_decimal(&c.limit, currency)
                 .map_err(|e| format!("{}: {e} (a decimal in major units, at most two decimals)", field("limit")))?;
-            caps.push(Cap { purpose, window, limit });
+            if c.counterparty.is_some() && purpose != Purpose::Payout {
+                return Err(format!("{}: only payout caps name a counterparty", field("counterparty")));
+            }
+            caps.push(Cap { purpose, window, limit, counterparty: c.counterparty.clone() });
         }
         Budgets::new(zone, caps).map_err(|e| format!("section `{at}`: {e}"))
     }
@@ -346,13 +353,41 @@ impl RunConfig {
                 // Budgets fail closed: a payee's currency without a payout cap would never be paid.
                 let budgets = cfg.budgets_of(&brand);
                 for c in &allow {
-                    if budgets.caps_for(Purpose::Payout, c.currency).next().is_none() {
+                    if budgets.caps_for(Purpose::Payout, c.currency, Some(&c.id)).next().is_none() {
                         return Err(invalid(format!(
                             "section `{at}`: {} is paid in {} but brand {brand} declares no payout cap in {}: \
                              nothing would ever be paid (declare one under its budgets)",
                             c.id, c.currency, c.currency
                         )));
                     }
+                }
+            }
+            // A counterparty cap names a payee of the brand's allow-list, in
+            // that payee's currency (else it would bound nothing).
+            let payees = match cfg.payouts_of(&brand) {
+                Some(p) => p.counterparties("payouts").map_err(invalid)?,
+                None => Vec::new(),
+            };
+            for cap in &cfg.budgets_of(&brand).caps {
+                let Some(id) = &cap.counterparty else { continue };
+                let section =
+                    if brand.is_default() { "budgets".to_string() } else { format!("brands.{brand}.budgets") };
+                match payees.iter().find(|c| &c.id == id) {
+                    None => {
+                        return Err(invalid(format!(
+                            "section `{section}`: the {} cap names counterparty {id:?}, which is not on brand {brand}'s payout allow-list",
+                            cap.name()
+                        )));
+                    }
+                    Some(c) if c.currency != cap.limit.currency => {
+                        return Err(invalid(format!(
+                            "section `{section}`: the {} cap is in {}, but {id} is paid in {}",
+                            cap.name(),
+                            cap.limit.currency,
+                            c.currency
+                        )));
+                    }
+                    Some(_) => {}
                 }
             }
             let (w, l) = (cfg.worker_config(0), cfg.loop_config_of(&brand));
@@ -510,7 +545,11 @@ mod tests {
     #[test]
     fn the_example_declares_budgets() {
         let cfg = RunConfig::parse(EXAMPLE, "dlft.toml").unwrap();
-        assert!(cfg.budgets_of(&BrandId::default()).describe().starts_with("Europe/Berlin: payout daily 1500.00 EUR"));
+        assert_eq!(
+            cfg.budgets_of(&BrandId::default()).describe(),
+            "Europe/Berlin: payout daily 1500.00 EUR, payout daily cp-1 500.00 EUR, payout monthly 20000.00 EUR, \
+             payout lifetime 250000.00 EUR"
+        );
     }
 
     fn brand(id: &str, account: &str, currency: &str) -> String {
@@ -636,11 +675,53 @@ mod tests {
             ),
             (format!("{caps}{}", payouts.replace("every_s = 2", "every_s = 0")), "field `payouts.every_s`"),
             (format!("{caps}{}", payouts.replace("payables_dir", "payable_dir")), "payable_dir"),
+            (
+                format!("{}{payouts}", cp_cap("cp-9", "EUR")),
+                "section `budgets`: the payout daily cp-9 cap names counterparty \"cp-9\", which is not on brand \
+                 default's payout allow-list",
+            ),
+            (cp_cap("cp-1", "EUR"), "which is not on brand default's payout allow-list"),
+            (
+                format!("{}{payouts}", cp_cap("cp-2", "GBP")),
+                "the payout daily cp-2 cap is in GBP, but cp-2 is paid in EUR",
+            ),
+            (
+                format!("{}{payouts}", CAPS.replace("\"EUR\" }", "\"EUR\", counterparty = \" \" }")),
+                "names an empty counterparty",
+            ),
+            (
+                CAPS.replace(
+                    "\"payout\", window = \"daily\", limit = \"1500.00\", currency = \"EUR\"",
+                    "\"refund\", window = \"daily\", limit = \"1500.00\", currency = \"EUR\", counterparty = \"cp-1\"",
+                ),
+                "field `budgets.caps[0].counterparty`: only payout caps name a counterparty",
+            ),
         ];
         for (text, want) in cases {
             let m = message(with(&text));
             assert!(m.starts_with("dlft.toml: ") && m.contains(want), "{want:?} not in {m:?}");
         }
+    }
+
+    /// `[budgets]` with the example's brand caps and a daily cap on `cp`.
+    fn cp_cap(cp: &str, currency: &str) -> String {
+        CAPS.replace(
+            "caps = [",
+            &format!(
+                "caps = [\n  {{ purpose = \"payout\", window = \"daily\", limit = \"5.00\", currency = \"{currency}\", counterparty = \"{cp}\" }},"
+            ),
+        )
+    }
+
+    #[test]
+    fn a_counterparty_cap_bounds_one_payee_of_the_allow_list() {
+        let payouts = EXAMPLE.split("\n[payouts]").nth(1).map(|p| format!("[payouts]{p}")).unwrap();
+        let cfg = with(&format!("{}{payouts}", cp_cap("cp-2", "EUR"))).unwrap();
+        let b = cfg.budgets_of(&BrandId::default());
+        let caps: Vec<String> = b.caps.iter().map(|c| c.name()).collect();
+        assert_eq!(caps, ["payout daily", "payout daily cp-2", "payout monthly"]);
+        assert_eq!(b.caps_for(Purpose::Payout, dlft_core::money::Currency::EUR, Some("cp-2")).count(), 3);
+        assert_eq!(b.caps_for(Purpose::Payout, dlft_core::money::Currency::EUR, Some("cp-1")).count(), 2);
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn brands() -> [BrandId; 2] {
 }
 
 fn budgets(zone: &str) -> Budgets {
-    let cap = |window, minor| Cap { purpose: Purpose::Payout, window, limit: Money::new(minor, Currency::EUR) };
+    let cap = |window, minor| Cap::brand(Purpose::Payout, window, Money::new(minor, Currency::EUR));
     Budgets::new(Zone::parse(zone).unwrap(), vec![cap(Window::Daily, DAILY), cap(Window::Lifetime, 1_000_000)]).unwrap()
 }
 
@@ -53,7 +53,11 @@ fn payout(key: &str, minor: i64) -> NewIntent {
             in_learning: false,
         }),
         verdict: Verdict { ad, key, decision: Decision::Approve, at: NOW, reason: String::new() },
-        reserve: Some(Reserve { purpose: Purpose::Payout, amount: Money::new(minor, Currency::EUR) }),
+        reserve: Some(Reserve {
+            purpose: Purpose::Payout,
+            amount: Money::new(minor, Currency::EUR),
+            counterparty: None,
+        }),
     }
 }
 

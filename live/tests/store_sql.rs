@@ -407,3 +407,109 @@ async fn transfers_of_schema_6_survive_the_reversals_migration() {
         .unwrap();
     assert_eq!(store.transfers().await.unwrap()[0].state, TransferState::Reversed);
 }
+
+/// Migrations 1..=n of `files` as a migrator (an older build's schema).
+fn migrator_of(files: &[(&'static str, &'static str)]) -> sqlx::migrate::Migrator {
+    use sqlx::SqlStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let migrations = files
+        .iter()
+        .enumerate()
+        .map(|(i, (n, f))| {
+            Migration::new(i as i64 + 1, (*n).into(), MigrationType::Simple, SqlStr::from_static(f), false)
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+/// A brand cap's account of schema 7, as the older build wrote it.
+const SCHEMA_7_ACCOUNT: &str = "INSERT INTO dlft_budget_accounts (brand, purpose, currency, time_window, period, \
+     limit_minor, pending_minor, posted_minor) VALUES ('default', 'payout', 'EUR', 'daily', '2026-12-02', 150000, \
+     2500, 12000)";
+
+/// After schema 8, the old account is the brand's cap (no payee) and a
+/// payee's account of the same cap and period is a row of its own.
+async fn schema_7_accounts_are_brand_caps<S: Store>(store: &S, pool_exec: impl AsyncFnOnce(&'static str)) {
+    let accounts = store.accounts(None).await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    let a = &accounts[0];
+    assert_eq!(
+        (a.key.counterparty.as_deref(), a.key.period.as_str(), a.limit, a.pending, a.posted),
+        (None, "2026-12-02", 150_000, 2_500, 12_000)
+    );
+    pool_exec(
+        "INSERT INTO dlft_budget_accounts (brand, purpose, currency, time_window, counterparty, period, limit_minor, \
+         pending_minor, posted_minor) VALUES ('default', 'payout', 'EUR', 'daily', 'cp-1', '2026-12-02', 40000, 0, 0)",
+    )
+    .await;
+    let payees: Vec<Option<String>> =
+        store.accounts(None).await.unwrap().into_iter().map(|a| a.key.counterparty).collect();
+    assert_eq!(payees, vec![None, Some("cp-1".into())]);
+}
+
+/// SQLite rebuilds the accounts table for schema 8's key; PostgreSQL alters
+/// it. Either way an account of schema 7 survives as a brand cap.
+#[tokio::test]
+async fn accounts_of_schema_7_survive_the_counterparty_caps_migration() {
+    use sqlx::ConnectOptions;
+    use sqlx::sqlite::SqliteConnectOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v7.db");
+    let url = format!("sqlite://{}", path.display());
+    {
+        let mut conn = SqliteConnectOptions::new().filename(&path).create_if_missing(true).connect().await.unwrap();
+        migrator_of(&[
+            ("init", include_str!("../migrations/sqlite/0001_init.sql")),
+            ("allocations", include_str!("../migrations/sqlite/0002_allocations.sql")),
+            ("presence", include_str!("../migrations/sqlite/0003_presence.sql")),
+            ("actions", include_str!("../migrations/sqlite/0004_actions.sql")),
+            ("brands", include_str!("../migrations/sqlite/0005_brands.sql")),
+            ("budgets", include_str!("../migrations/sqlite/0006_budgets.sql")),
+            ("reversals", include_str!("../migrations/sqlite/0007_reversals.sql")),
+        ])
+        .run(&mut conn)
+        .await
+        .unwrap();
+        sqlx::raw_sql(SCHEMA_7_ACCOUNT).execute(&mut conn).await.unwrap();
+    }
+    let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
+    schema_7_accounts_are_brand_caps(&store, async |sql| {
+        sqlx::raw_sql(sql).execute(store.pool()).await.unwrap();
+    })
+    .await;
+
+    use sqlx::postgres::PgConnectOptions;
+    let Some(url) = pg_url_or_skip("accounts_of_schema_7_survive_the_counterparty_caps_migration").await else {
+        return;
+    };
+    let schema = format!("dlft_v7_{}", std::process::id());
+    let base: PgConnectOptions = url.parse().unwrap();
+    {
+        let mut admin = base.clone().connect().await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\""))).execute(&mut admin).await.unwrap();
+        let mut conn = base.clone().options([("search_path", schema.as_str())]).connect().await.unwrap();
+        migrator_of(&[
+            ("init", include_str!("../migrations/postgres/0001_init.sql")),
+            ("allocations", include_str!("../migrations/postgres/0002_allocations.sql")),
+            ("presence", include_str!("../migrations/postgres/0003_presence.sql")),
+            ("actions", include_str!("../migrations/postgres/0004_actions.sql")),
+            ("brands", include_str!("../migrations/postgres/0005_brands.sql")),
+            ("budgets", include_str!("../migrations/postgres/0006_budgets.sql")),
+            ("reversals", include_str!("../migrations/postgres/0007_reversals.sql")),
+        ])
+        .run(&mut conn)
+        .await
+        .unwrap();
+        sqlx::raw_sql(SCHEMA_7_ACCOUNT).execute(&mut conn).await.unwrap();
+    }
+    let opts = PoolOptions { pg_schema: Some(schema.clone()), ..PoolOptions::default() };
+    let store = open_pg(&url, &opts).await.unwrap();
+    schema_7_accounts_are_brand_caps(&store, async |sql| {
+        sqlx::raw_sql(sql).execute(store.pool()).await.unwrap();
+    })
+    .await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(store.pool())
+        .await
+        .unwrap();
+}

@@ -45,7 +45,7 @@ use serde::Serialize;
 
 use dlft_core::act::intent::IntentPhase;
 use dlft_core::act::payout::request_id;
-use dlft_core::envelope::budget::{Budgets, Purpose, Transfer, TransferState, Window, period_of};
+use dlft_core::envelope::budget::{Budgets, Purpose, Transfer, TransferState, period_of};
 use dlft_core::ids::{BrandId, IdempotencyKey};
 use dlft_core::money::Money;
 use dlft_core::sense::bank::Payment;
@@ -201,7 +201,8 @@ fn check_payouts(input: &CheckInput<'_>, bank: &BankTruth, v: &mut Verdict) {
     if let Some(budgets) = &bank.budgets {
         let opened: BTreeMap<String, Timestamp> =
             input.store.intents.iter().map(|i| (request_id(&i.key), i.opened_at)).collect();
-        let mut held: BTreeMap<(BrandId, Window, String), i64> = BTreeMap::new();
+        // (brand, the cap's index in `budgets.caps`, period) → paid.
+        let mut held: BTreeMap<(BrandId, usize, String), i64> = BTreeMap::new();
         for (p, created, declined) in &bank.payments {
             if *declined {
                 continue;
@@ -215,21 +216,23 @@ fn check_payouts(input: &CheckInput<'_>, bank: &BankTruth, v: &mut Verdict) {
             // opening; without one, the bank's creation of the payment), not
             // the ledger's label for it.
             let at = opened.get(&p.request_id).copied().unwrap_or(*created);
-            for cap in budgets.caps_for(Purpose::Payout, p.amount.currency) {
-                let period = period_of(cap.window, &budgets.zone, at).label;
-                *held.entry((brand.clone(), cap.window, period)).or_default() += p.amount.minor;
+            for (i, cap) in budgets.caps.iter().enumerate() {
+                if cap.covers(Purpose::Payout, p.amount.currency, Some(&p.counterparty_id)) {
+                    let period = period_of(cap.window, &budgets.zone, at).label;
+                    *held.entry((brand.clone(), i, period)).or_default() += p.amount.minor;
+                }
             }
         }
-        for ((brand, window, period), total) in held {
-            let cap = budgets.caps.iter().find(|c| c.purpose == Purpose::Payout && c.window == window);
-            if let Some(cap) = cap.filter(|c| total > c.limit.minor) {
+        for ((brand, i, period), total) in held {
+            let cap = &budgets.caps[i];
+            if total > cap.limit.minor {
                 v.flag(
                     seed,
                     "caps_held",
                     format!(
                         "brand {brand}: {} paid in {} period {period}, over its cap {}",
                         Money::new(total, cap.limit.currency),
-                        window.as_str(),
+                        cap.name(),
                         cap.limit
                     ),
                 );

@@ -300,6 +300,10 @@ pub struct BankSection {
     pub monthly_cap_cents: Option<i64>,
     #[serde(default)]
     pub lifetime_cap_cents: Option<i64>,
+    /// A daily cap on each counterparty of the allow-list, beside the
+    /// brand's caps.
+    #[serde(default)]
+    pub counterparty_daily_cap_cents: Option<i64>,
 }
 
 fn one() -> u32 {
@@ -521,16 +525,22 @@ impl Scenario {
         use dlft_core::envelope::budget::{Budgets, Cap, Purpose, Window, Zone};
         let Some(b) = &self.bank else { return Ok(None) };
         let zone = Zone::parse(&b.time_zone).map_err(|e| e.to_string())?;
-        let caps = [
+        let mut caps: Vec<Cap> = [
             (Window::Daily, b.daily_cap_cents),
             (Window::Monthly, b.monthly_cap_cents),
             (Window::Lifetime, b.lifetime_cap_cents),
         ]
         .into_iter()
         .filter_map(|(window, cents)| {
-            cents.map(|c| Cap { purpose: Purpose::Payout, window, limit: Money::new(c, self.currency()) })
+            cents.map(|c| Cap::brand(Purpose::Payout, window, Money::new(c, self.currency())))
         })
         .collect();
+        if let Some(c) = b.counterparty_daily_cap_cents {
+            caps.extend(crate::payouts::allow_list(b.counterparties, self.currency()).into_iter().map(|cp| Cap {
+                counterparty: Some(cp.id),
+                ..Cap::brand(Purpose::Payout, Window::Daily, Money::new(c, self.currency()))
+            }));
+        }
         Budgets::new(zone, caps).map(Some).map_err(|e| e.to_string())
     }
 

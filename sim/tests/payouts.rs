@@ -50,6 +50,8 @@ const SABOTAGES: &[(Sabotage, &str, &str)] = &[
     (Sabotage::DropPayoutJobs, "payout-container-loss.toml", "reservations_resolved"),
     // Reversals never read from the statement.
     (Sabotage::IgnoreReversals, "bank-chaos.toml", "bank_ledger"),
+    // Reservations that do not name their payee: its own daily cap holds nothing.
+    (Sabotage::BrandCapsOnly, "budget-race.toml", "caps_held"),
 ];
 
 #[test]

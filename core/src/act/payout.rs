@@ -66,7 +66,11 @@ pub fn payout_intent(
         action: Action::Payout { order: order.clone() },
         evidence: Evidence::Payable(order),
         verdict: approved.verdict.clone(),
-        reserve: Some(Reserve { purpose: Purpose::Payout, amount: payable.amount }),
+        reserve: Some(Reserve {
+            purpose: Purpose::Payout,
+            amount: payable.amount,
+            counterparty: Some(approved.counterparty_id.clone()),
+        }),
     }
 }
 

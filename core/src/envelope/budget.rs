@@ -154,12 +154,38 @@ impl fmt::Display for Zone {
 }
 
 /// One cap: at most `limit` of `purpose` (in the limit's currency) per
-/// period of `window`.
+/// period of `window`, paid to anyone (`counterparty: None`) or to one
+/// counterparty.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cap {
     pub purpose: Purpose,
     pub window: Window,
     pub limit: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterparty: Option<String>,
+}
+
+impl Cap {
+    /// A cap on all of the brand's money of `purpose`.
+    pub fn brand(purpose: Purpose, window: Window, limit: Money) -> Cap {
+        Cap { purpose, window, limit, counterparty: None }
+    }
+
+    /// Whether money of `purpose` in `currency` paid to `counterparty`
+    /// counts against this cap.
+    pub fn covers(&self, purpose: Purpose, currency: Currency, counterparty: Option<&str>) -> bool {
+        self.purpose == purpose
+            && self.limit.currency == currency
+            && self.counterparty.as_deref().is_none_or(|c| Some(c) == counterparty)
+    }
+
+    /// `payout daily` or `payout daily cp-1`.
+    pub fn name(&self) -> String {
+        match &self.counterparty {
+            None => format!("{} {}", self.purpose.as_str(), self.window.as_str()),
+            Some(c) => format!("{} {} {c}", self.purpose.as_str(), self.window.as_str()),
+        }
+    }
 }
 
 /// A brand's budgets: its time zone and its caps.
@@ -170,11 +196,19 @@ pub struct Budgets {
 }
 
 impl Budgets {
-    /// Checks that no two caps share `(purpose, currency, window)` (two
-    /// limits on one account) and that no limit is negative. Returns the caps
-    /// in account order.
+    /// Checks that no two caps share `(purpose, currency, window,
+    /// counterparty)` (two limits on one account), that no limit is negative
+    /// and that no counterparty is named empty. Returns the caps in account
+    /// order.
     pub fn new(zone: Zone, mut caps: Vec<Cap>) -> Result<Budgets, BudgetError> {
-        caps.sort_by_key(|c| (c.purpose, c.limit.currency, c.window));
+        caps.sort_by(|a, b| {
+            (a.purpose, a.limit.currency, a.window, &a.counterparty).cmp(&(
+                b.purpose,
+                b.limit.currency,
+                b.window,
+                &b.counterparty,
+            ))
+        });
         for c in &caps {
             if c.limit.minor < 0 {
                 return Err(BudgetError::Invalid(format!(
@@ -184,11 +218,20 @@ impl Budgets {
                     c.limit
                 )));
             }
+            if c.counterparty.as_deref().is_some_and(|cp| cp.trim().is_empty()) {
+                return Err(BudgetError::Invalid(format!(
+                    "the {} {} cap names an empty counterparty",
+                    c.purpose.as_str(),
+                    c.window.as_str()
+                )));
+            }
         }
         for w in caps.windows(2) {
-            if (w[0].purpose, w[0].limit.currency, w[0].window) == (w[1].purpose, w[1].limit.currency, w[1].window) {
+            let key = |c: &Cap| (c.purpose, c.limit.currency, c.window, c.counterparty.clone());
+            if key(&w[0]) == key(&w[1]) {
+                let whom = w[0].counterparty.as_deref().map_or(String::new(), |c| format!(" for {c}"));
                 return Err(BudgetError::Invalid(format!(
-                    "two {} {} caps in {} ({} and {}): one window, one cap",
+                    "two {} {} caps{whom} in {} ({} and {}): one window, one cap",
                     w[0].window.as_str(),
                     w[0].purpose.as_str(),
                     w[0].limit.currency,
@@ -203,14 +246,19 @@ impl Budgets {
     /// One line for event rows and operators:
     /// `Europe/Berlin: payout daily 1500.00 EUR, payout monthly 20000.00 EUR`.
     pub fn describe(&self) -> String {
-        let caps: Vec<String> =
-            self.caps.iter().map(|c| format!("{} {} {}", c.purpose.as_str(), c.window.as_str(), c.limit)).collect();
+        let caps: Vec<String> = self.caps.iter().map(|c| format!("{} {}", c.name(), c.limit)).collect();
         format!("{}: {}", self.zone, if caps.is_empty() { "no caps".into() } else { caps.join(", ") })
     }
 
-    /// The caps that cover money of `purpose` in `currency`.
-    pub fn caps_for(&self, purpose: Purpose, currency: Currency) -> impl Iterator<Item = &Cap> {
-        self.caps.iter().filter(move |c| c.purpose == purpose && c.limit.currency == currency)
+    /// The caps that cover money of `purpose` in `currency` paid to
+    /// `counterparty`: the brand's, and that counterparty's own.
+    pub fn caps_for<'a>(
+        &'a self,
+        purpose: Purpose,
+        currency: Currency,
+        counterparty: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Cap> {
+        self.caps.iter().filter(move |c| c.covers(purpose, currency, counterparty))
     }
 }
 
@@ -262,6 +310,8 @@ pub struct Standing {
     pub zone: Zone,
     pub purpose: Purpose,
     pub window: Window,
+    /// The payee a counterparty cap bounds; `None`: the brand's cap.
+    pub counterparty: Option<String>,
     pub period: String,
     /// The cap's declared limit (it may differ from the account's, if the
     /// cap changed after the period's last reservation).
@@ -285,6 +335,7 @@ pub fn standing(brand: &BrandId, budgets: &Budgets, accounts: &[Account], now: T
                     && a.key.purpose == cap.purpose
                     && a.key.currency == c
                     && a.key.window == cap.window
+                    && a.key.counterparty == cap.counterparty
                     && a.key.period == period
             });
             let (pending, posted) = acc.map_or((0, 0), |a| (a.pending, a.posted));
@@ -293,6 +344,7 @@ pub fn standing(brand: &BrandId, budgets: &Budgets, accounts: &[Account], now: T
                 zone: budgets.zone.clone(),
                 purpose: cap.purpose,
                 window: cap.window,
+                counterparty: cap.counterparty.clone(),
                 period,
                 limit: cap.limit,
                 pending: Money::new(pending, c),
@@ -310,13 +362,20 @@ pub struct AccountKey {
     pub purpose: Purpose,
     pub currency: Currency,
     pub window: Window,
+    /// A counterparty cap's payee; `None`: the brand's cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterparty: Option<String>,
     /// [`Period::label`].
     pub period: String,
 }
 
 impl fmt::Display for AccountKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}:{}:{}", self.brand, self.purpose.as_str(), self.currency, self.window.as_str(), self.period)
+        write!(f, "{}:{}:{}:{}:", self.brand, self.purpose.as_str(), self.currency, self.window.as_str())?;
+        if let Some(c) = &self.counterparty {
+            write!(f, "{c}:")?;
+        }
+        f.write_str(&self.period)
     }
 }
 
@@ -347,6 +406,10 @@ impl Account {
 pub struct Reserve {
     pub purpose: Purpose,
     pub amount: Money,
+    /// Whom the money goes to, when the caps may name them (a payout's
+    /// counterparty); its own caps count it beside the brand's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterparty: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -405,13 +468,14 @@ pub enum BudgetError {
 /// against, with each cap's limit; empty when no cap covers it.
 pub fn accounts_for(brand: &BrandId, reserve: &Reserve, budgets: &Budgets, at: Timestamp) -> Vec<(AccountKey, i64)> {
     let mut out: Vec<(AccountKey, i64)> = budgets
-        .caps_for(reserve.purpose, reserve.amount.currency)
+        .caps_for(reserve.purpose, reserve.amount.currency, reserve.counterparty.as_deref())
         .map(|cap| {
             let key = AccountKey {
                 brand: brand.clone(),
                 purpose: cap.purpose,
                 currency: cap.limit.currency,
                 window: cap.window,
+                counterparty: cap.counterparty.clone(),
                 period: period_of(cap.window, &budgets.zone, at).label,
             };
             (key, cap.limit.minor)
@@ -448,8 +512,9 @@ pub fn reserve(
         let acc = accounts.get(key).cloned().unwrap_or_else(|| Account::empty(key.clone(), *limit));
         let held = acc.pending + acc.posted;
         if held.checked_add(amount.minor).is_none_or(|total| total > *limit) {
+            let whom = key.counterparty.as_deref().map_or(String::new(), |c| format!(" {c}"));
             return Err(format!(
-                "{} {} cap {} for {}: {} held ({} pending, {} posted) + {} > {}",
+                "{} {}{whom} cap {} for {}: {} held ({} pending, {} posted) + {} > {}",
                 key.window.as_str(),
                 key.purpose.as_str(),
                 Money::new(*limit, key.currency),
@@ -572,11 +637,11 @@ mod tests {
     }
 
     fn cap(window: Window, limit: i64) -> Cap {
-        Cap { purpose: Purpose::Payout, window, limit: eur(limit) }
+        Cap::brand(Purpose::Payout, window, eur(limit))
     }
 
     fn payout(minor: i64) -> Reserve {
-        Reserve { purpose: Purpose::Payout, amount: eur(minor) }
+        Reserve { purpose: Purpose::Payout, amount: eur(minor), counterparty: None }
     }
 
     #[test]
@@ -613,7 +678,7 @@ mod tests {
         let e = Budgets::new(z.clone(), vec![cap(Window::Daily, 10), cap(Window::Daily, 20)]).unwrap_err();
         assert!(e.to_string().contains("two daily payout caps in EUR"), "{e}");
         assert!(Budgets::new(z.clone(), vec![cap(Window::Daily, -1)]).is_err());
-        let usd = Cap { purpose: Purpose::Payout, window: Window::Daily, limit: Money::new(10, Currency::USD) };
+        let usd = Cap::brand(Purpose::Payout, Window::Daily, Money::new(10, Currency::USD));
         assert!(Budgets::new(z, vec![cap(Window::Daily, 10), usd]).is_ok(), "one cap per currency");
     }
 
@@ -653,10 +718,10 @@ mod tests {
         let b = berlin(vec![cap(Window::Daily, 1_000)]);
         let mut accs = BTreeMap::new();
         let brand = BrandId::default();
-        let usd = Reserve { purpose: Purpose::Payout, amount: Money::new(1, Currency::USD) };
+        let usd = Reserve { purpose: Purpose::Payout, amount: Money::new(1, Currency::USD), counterparty: None };
         let e = reserve(&mut accs, &IdempotencyKey::new("a"), &brand, &usd, &b, Timestamp(0)).unwrap_err();
         assert!(e.contains("no cap covers payout in USD"), "{e}");
-        let refund = Reserve { purpose: Purpose::Refund, amount: eur(1) };
+        let refund = Reserve { purpose: Purpose::Refund, amount: eur(1), counterparty: None };
         assert!(reserve(&mut accs, &IdempotencyKey::new("a"), &brand, &refund, &b, Timestamp(0)).is_err());
         assert!(reserve(&mut accs, &IdempotencyKey::new("a"), &brand, &payout(0), &b, Timestamp(0)).is_err());
         assert!(accs.is_empty());
@@ -685,6 +750,45 @@ mod tests {
         let next = standing(&brand, &b, &all, ms("2026-12-02T23:00:00Z"));
         assert_eq!((next[0].period.as_str(), next[0].left), ("2026-12-03", eur(1_000)));
         assert_eq!(next[1].left, eur(4_500));
+    }
+
+    #[test]
+    fn a_counterparty_cap_bounds_its_payee_beside_the_brands() {
+        let only_cp1 = Cap { counterparty: Some("cp-1".into()), ..cap(Window::Daily, 300) };
+        let b = berlin(vec![cap(Window::Daily, 1_000), only_cp1.clone()]);
+        assert_eq!(b.describe(), "Europe/Berlin: payout daily 10.00 EUR, payout daily cp-1 3.00 EUR");
+        let brand = BrandId::default();
+        let mut accs = BTreeMap::new();
+        let day = ms("2026-12-02T10:00:00Z");
+        let to = |minor, cp: &str| Reserve { counterparty: Some(cp.into()), ..payout(minor) };
+        let a = reserve(&mut accs, &IdempotencyKey::new("a"), &brand, &to(200, "cp-1"), &b, day).unwrap();
+        assert_eq!(a.accounts.len(), 2);
+        assert_eq!(a.accounts[1].to_string(), "default:payout:EUR:daily:cp-1:2026-12-02");
+        let e = reserve(&mut accs, &IdempotencyKey::new("b"), &brand, &to(101, "cp-1"), &b, day).unwrap_err();
+        assert!(e.starts_with("daily payout cp-1 cap 3.00 EUR for 2026-12-02: 2.00 EUR held"), "{e}");
+        // Another payee is bounded by the brand's cap alone.
+        let c = reserve(&mut accs, &IdempotencyKey::new("c"), &brand, &to(800, "cp-2"), &b, day).unwrap();
+        assert_eq!(c.accounts.len(), 1);
+        let e = reserve(&mut accs, &IdempotencyKey::new("d"), &brand, &to(1, "cp-2"), &b, day).unwrap_err();
+        assert!(e.starts_with("daily payout cap 10.00 EUR"), "{e}");
+        // A cap on a payee alone covers that payee only: fail closed for the rest.
+        let alone = berlin(vec![only_cp1.clone()]);
+        assert!(reserve(&mut BTreeMap::new(), &IdempotencyKey::new("e"), &brand, &to(1, "cp-2"), &alone, day).is_err());
+        assert!(reserve(&mut BTreeMap::new(), &IdempotencyKey::new("e"), &brand, &to(1, "cp-1"), &alone, day).is_ok());
+        // Standing names the payee; two caps on one payee's window are refused.
+        let all: Vec<Account> = accs.values().cloned().collect();
+        let s = standing(&brand, &b, &all, day);
+        assert_eq!((s[1].counterparty.as_deref(), s[1].left), (Some("cp-1"), eur(100)));
+        let e = Budgets::new(Zone::utc(), vec![only_cp1.clone(), only_cp1]).unwrap_err();
+        assert!(e.to_string().contains("two daily payout caps for cp-1"), "{e}");
+        let empty = Cap { counterparty: Some(" ".into()), ..cap(Window::Daily, 1) };
+        assert!(Budgets::new(Zone::utc(), vec![empty]).is_err());
+        // Old rows (no payee field) still read.
+        let old: AccountKey = serde_json::from_str(
+            r#"{"brand":"default","purpose":"payout","currency":"EUR","window":"daily","period":"2026-12-02"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.counterparty, None);
     }
 
     #[test]

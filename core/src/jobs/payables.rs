@@ -157,6 +157,11 @@ async fn open_file<S: Store, A, C: Clock, P: Probe, B: Bank + PayablesSource>(
             Judged::Refused(v) => batch.verdicts.push(v),
             Judged::Open(approved) => {
                 let mut new: NewIntent = payout_intent(&approved, payable, &cfg.from_account);
+                if sabotage == Sabotage::BrandCapsOnly
+                    && let Some(r) = new.reserve.as_mut()
+                {
+                    r.counterparty = None;
+                }
                 let reserve = new.reserve.clone().expect("a payout reserves");
                 match room.take(&brand, &new.key, &reserve, now) {
                     Ok(true) => {}

@@ -59,6 +59,7 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
             Box::pin(budgets_reserve_on_open_post_on_commit_void_on_abandon(s))
         }),
         ("a_reservation_is_atomic_with_its_batch", |s| Box::pin(a_reservation_is_atomic_with_its_batch(s))),
+        ("a_counterparty_cap_bounds_its_payee_only", |s| Box::pin(a_counterparty_cap_bounds_its_payee_only(s))),
     ]
 }
 
@@ -679,12 +680,13 @@ pub async fn one_brands_breaker_leaves_the_others_running<S: Store>(s: S) {
 
 fn paying(key: &str, minor: i64) -> NewIntent {
     let mut new = new_intent(key);
-    new.reserve = Some(Reserve { purpose: Purpose::Payout, amount: Money::new(minor, Currency::EUR) });
+    new.reserve =
+        Some(Reserve { purpose: Purpose::Payout, amount: Money::new(minor, Currency::EUR), counterparty: None });
     new
 }
 
 fn berlin_caps() -> Budgets {
-    let cap = |window, minor| Cap { purpose: Purpose::Payout, window, limit: Money::new(minor, Currency::EUR) };
+    let cap = |window, minor| Cap::brand(Purpose::Payout, window, Money::new(minor, Currency::EUR));
     Budgets::new(Zone::parse("Europe/Berlin").unwrap(), vec![cap(Window::Daily, 1_000), cap(Window::Monthly, 2_500)])
         .unwrap()
 }
@@ -702,6 +704,51 @@ fn step(key: &IdempotencyKey, from: IntentPhase, to: IntentPhase, amount: Option
 
 /// 2026-12-02 10:00 UTC, in milliseconds (11:00 in Berlin).
 const DEC_2: u64 = 1_796_205_600_000;
+
+/// A brand cap of 10.00 a day and a cap of 4.00 a day on payee cp-1: money
+/// to cp-1 holds against both accounts, money to cp-2 against the brand's
+/// only; each account is its own row, read back with its payee.
+pub async fn a_counterparty_cap_bounds_its_payee_only<S: Store>(s: S) {
+    let now = DEC_2;
+    let brand = BrandId::default();
+    let eur = |minor| Money::new(minor, Currency::EUR);
+    let caps = vec![
+        Cap::brand(Purpose::Payout, Window::Daily, eur(1_000)),
+        Cap { counterparty: Some("cp-1".into()), ..Cap::brand(Purpose::Payout, Window::Daily, eur(400)) },
+    ];
+    let budgets = Budgets::new(Zone::parse("Europe/Berlin").unwrap(), caps).unwrap();
+    s.set_budgets(&brand, &budgets, t(now)).await.unwrap();
+    assert_eq!(s.budgets().await.unwrap(), vec![(brand.clone(), budgets)], "the payee survives the store");
+    let to = |key: &str, minor, cp: &str| {
+        let mut new = paying(key, minor);
+        new.reserve.as_mut().unwrap().counterparty = Some(cp.into());
+        new
+    };
+    let inc = boot(&s, "w", now).await;
+    s.enqueue(job(tick(0), None), t(now)).await.unwrap();
+    let c = claim_one(&s, "w", inc, now).await;
+    let ops = [to("a", 300, "cp-1"), to("b", 200, "cp-1"), to("c", 500, "cp-2"), to("d", 300, "cp-2")]
+        .map(IntentOp::Open)
+        .to_vec();
+    let r = s.write(&c.lease, WriteBatch { intents: ops, ..Default::default() }, t(now)).await.unwrap();
+    assert_eq!(r.intents.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), vec!["kill/a", "kill/c"]);
+    let why: Vec<(&str, &str)> = r.refused.iter().map(|(k, why)| (k.as_str(), why.as_str())).collect();
+    assert_eq!(why.len(), 2, "{why:?}");
+    assert!(why[0].1.starts_with("daily payout cp-1 cap 4.00 EUR for 2026-12-02: 3.00 EUR held"), "{why:?}");
+    assert!(why[1].1.starts_with("daily payout cap 10.00 EUR for 2026-12-02: 8.00 EUR held"), "{why:?}");
+    let accounts: Vec<(Option<String>, i64, i64)> =
+        s.accounts(Some(&brand)).await.unwrap().into_iter().map(|a| (a.key.counterparty, a.limit, a.pending)).collect();
+    assert_eq!(accounts, vec![(None, 1_000, 800), (Some("cp-1".into()), 400, 300)]);
+    let t_a = s.transfers().await.unwrap().into_iter().find(|t| t.id.as_str() == "kill/a").unwrap();
+    assert_eq!(t_a.accounts.len(), 2, "the brand's account and cp-1's");
+    assert_eq!(t_a.accounts[1].counterparty.as_deref(), Some("cp-1"));
+    // The payee's money that was voided returns to both accounts.
+    let key = IdempotencyKey::new("kill/a");
+    let void = vec![step(&key, IntentPhase::Intended, IntentPhase::Abandoned, None)];
+    s.write(&c.lease, WriteBatch { intents: void, ..Default::default() }, t(now + 1)).await.unwrap();
+    let pending: Vec<i64> = s.accounts(None).await.unwrap().into_iter().map(|a| a.pending).collect();
+    assert_eq!(pending, vec![500, 0]);
+}
 
 pub async fn budgets_reserve_on_open_post_on_commit_void_on_abandon<S: Store>(s: S) {
     let now = DEC_2;

@@ -167,7 +167,13 @@ fn schedule_from_row(r: &DbRow) -> Result<ScheduleRow, StoreError> {
     })
 }
 
-const ACCOUNT_COLS: &str = "brand, purpose, currency, time_window, period, limit_minor, pending_minor, posted_minor";
+const ACCOUNT_COLS: &str =
+    "brand, purpose, currency, time_window, counterparty, period, limit_minor, pending_minor, posted_minor";
+
+/// An account's counterparty column: `''` for a brand's cap.
+fn counterparty_col(key: &AccountKey) -> String {
+    key.counterparty.clone().unwrap_or_default()
+}
 const TRANSFER_COLS: &str =
     "id, brand, purpose, currency, amount_minor, state, posted_minor, opened_at, resolved_at, accounts, reversed_at";
 
@@ -178,6 +184,7 @@ fn account_from_row(r: &DbRow) -> Result<Account, StoreError> {
             purpose: Purpose::parse(&get::<String>(r, "purpose")?).map_err(corrupt)?,
             currency: Currency::parse(&get::<String>(r, "currency")?).map_err(corrupt)?,
             window: Window::parse(&get::<String>(r, "time_window")?).map_err(corrupt)?,
+            counterparty: Some(get::<String>(r, "counterparty")?).filter(|c| !c.is_empty()),
             period: get(r, "period")?,
         },
         limit: get(r, "limit_minor")?,
@@ -239,7 +246,8 @@ async fn load_ledger(
     for (key, limit) in ledger_accounts(current, brand, ops, &ledger, now) {
         sqlx::query(
             "INSERT INTO dlft_budget_accounts (brand, purpose, currency, time_window, period, limit_minor, \
-             pending_minor, posted_minor) VALUES ($1, $2, $3, $4, $5, $6, 0, 0) ON CONFLICT DO NOTHING",
+             pending_minor, posted_minor, counterparty) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(key.brand.as_str())
         .bind(key.purpose.as_str())
@@ -247,12 +255,13 @@ async fn load_ledger(
         .bind(key.window.as_str())
         .bind(key.period.clone())
         .bind(limit)
+        .bind(counterparty_col(&key))
         .execute(&mut **tx)
         .await
         .map_err(db_err)?;
         let sql = format!(
             "SELECT {ACCOUNT_COLS} FROM dlft_budget_accounts WHERE brand = $1 AND purpose = $2 AND currency = $3 \
-             AND time_window = $4 AND period = $5{ROW_LOCK}"
+             AND time_window = $4 AND period = $5 AND counterparty = $6{ROW_LOCK}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(key.brand.as_str())
@@ -260,6 +269,7 @@ async fn load_ledger(
             .bind(key.currency.as_str())
             .bind(key.window.as_str())
             .bind(key.period.clone())
+            .bind(counterparty_col(&key))
             .fetch_one(&mut **tx)
             .await
             .map_err(db_err)?;
@@ -313,7 +323,8 @@ async fn write_ledger(
     for (key, a) in accounts {
         sqlx::query(
             "UPDATE dlft_budget_accounts SET limit_minor = $6, pending_minor = $7, posted_minor = $8 \
-             WHERE brand = $1 AND purpose = $2 AND currency = $3 AND time_window = $4 AND period = $5",
+             WHERE brand = $1 AND purpose = $2 AND currency = $3 AND time_window = $4 AND period = $5 \
+             AND counterparty = $9",
         )
         .bind(key.brand.as_str())
         .bind(key.purpose.as_str())
@@ -323,6 +334,7 @@ async fn write_ledger(
         .bind(a.limit)
         .bind(a.pending)
         .bind(a.posted)
+        .bind(counterparty_col(&key))
         .execute(&mut **tx)
         .await
         .map_err(db_err)?;
@@ -1196,7 +1208,7 @@ impl SqlStore {
     async fn do_accounts(&self, brand: Option<&BrandId>) -> Result<Vec<Account>, StoreError> {
         let sql = format!(
             "SELECT {ACCOUNT_COLS} FROM dlft_budget_accounts WHERE ($1 IS NULL OR brand = $1) \
-             ORDER BY brand, purpose, currency, time_window, period"
+             ORDER BY brand, purpose, currency, time_window, counterparty, period"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(brand.map(|b| b.as_str().to_string())).fetch_all(&self.pool).await.map_err(db_err)?;
         let mut out = rows.iter().map(account_from_row).collect::<Result<Vec<_>, _>>()?;

@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 
 /// The schema version this build writes. A database at a newer version is
 /// refused rather than written with old assumptions.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Why a store could not be opened. Every message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,7 @@ pub fn redact(url: &str) -> String {
 }
 
 fn migrator(engine: Engine) -> Migrator {
-    let (init, allocations, presence, actions, brands, budgets, reversals) = match engine {
+    let (init, allocations, presence, actions, brands, budgets, reversals, counterparty_caps) = match engine {
         Engine::Postgres => (
             include_str!("../../migrations/postgres/0001_init.sql"),
             include_str!("../../migrations/postgres/0002_allocations.sql"),
@@ -93,6 +93,7 @@ fn migrator(engine: Engine) -> Migrator {
             include_str!("../../migrations/postgres/0005_brands.sql"),
             include_str!("../../migrations/postgres/0006_budgets.sql"),
             include_str!("../../migrations/postgres/0007_reversals.sql"),
+            include_str!("../../migrations/postgres/0008_counterparty_caps.sql"),
         ),
         Engine::Sqlite => (
             include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -102,6 +103,7 @@ fn migrator(engine: Engine) -> Migrator {
             include_str!("../../migrations/sqlite/0005_brands.sql"),
             include_str!("../../migrations/sqlite/0006_budgets.sql"),
             include_str!("../../migrations/sqlite/0007_reversals.sql"),
+            include_str!("../../migrations/sqlite/0008_counterparty_caps.sql"),
         ),
     };
     Migrator::with_migrations(vec![
@@ -112,6 +114,7 @@ fn migrator(engine: Engine) -> Migrator {
         Migration::new(5, "brands".into(), MigrationType::Simple, brands.into_sql_str(), false),
         Migration::new(6, "budgets".into(), MigrationType::Simple, budgets.into_sql_str(), false),
         Migration::new(7, "reversals".into(), MigrationType::Simple, reversals.into_sql_str(), false),
+        Migration::new(8, "counterparty_caps".into(), MigrationType::Simple, counterparty_caps.into_sql_str(), false),
     ])
 }
 
