@@ -552,21 +552,29 @@ async fn metrics<S: Stats + Store>(State(store): State<S>) -> impl IntoResponse 
     match (store.stats().await, budgets.await) {
         (Ok(s), Ok((budgets, accounts))) => {
             let mut out = String::new();
-            out.push_str("# HELP dlft_queue_depth Live jobs by kind and state.\n# TYPE dlft_queue_depth gauge\n");
-            for (kind, state, n) in &s.depth {
-                let _ = writeln!(out, "dlft_queue_depth{{kind=\"{kind}\",state=\"{state}\"}} {n}");
+            out.push_str(
+                "# HELP dlft_queue_depth Live jobs by brand, kind and state.\n# TYPE dlft_queue_depth gauge\n",
+            );
+            for (brand, kind, state, n) in &s.depth {
+                let _ = writeln!(out, "dlft_queue_depth{{brand=\"{brand}\",kind=\"{kind}\",state=\"{state}\"}} {n}");
             }
             out.push_str("# HELP dlft_claims_total Claims made.\n# TYPE dlft_claims_total counter\n");
             let _ = writeln!(out, "dlft_claims_total {}", s.claims_total);
-            out.push_str("# HELP dlft_intents Kill intents by phase (abandoned ones need an operator).\n");
+            out.push_str("# HELP dlft_intents Intents by brand, action and phase (abandoned ones need an operator).\n");
             out.push_str("# TYPE dlft_intents gauge\n");
-            for (phase, n) in &s.intents {
-                let _ = writeln!(out, "dlft_intents{{phase=\"{phase}\"}} {n}");
+            for (brand, action, phase, n) in &s.intents {
+                let _ = writeln!(out, "dlft_intents{{brand=\"{brand}\",action=\"{action}\",phase=\"{phase}\"}} {n}");
             }
-            out.push_str("# HELP dlft_breaker_open 1 if the schedule is disabled (breaker or operator).\n");
+            out.push_str("# HELP dlft_breaker_open 1 if the brand's schedule is disabled (breaker or operator).\n");
             out.push_str("# TYPE dlft_breaker_open gauge\n");
             for r in &s.schedules {
-                let _ = writeln!(out, "dlft_breaker_open{{schedule=\"{}\"}} {}", r.name, u8::from(!r.enabled));
+                let _ = writeln!(
+                    out,
+                    "dlft_breaker_open{{brand=\"{}\",schedule=\"{}\"}} {}",
+                    r.brand,
+                    r.name,
+                    u8::from(!r.enabled)
+                );
             }
             out.push_str(
                 "# HELP dlft_spend_after_kill_minor Leak: spend booked in buckets after an ad's kill committed.\n\
@@ -575,8 +583,8 @@ async fn metrics<S: Stats + Store>(State(store): State<S>) -> impl IntoResponse 
             if s.spend_after_kill.is_empty() {
                 out.push_str("dlft_spend_after_kill_minor 0\n");
             }
-            for (currency, n) in &s.spend_after_kill {
-                let _ = writeln!(out, "dlft_spend_after_kill_minor{{currency=\"{currency}\"}} {n}");
+            for (brand, currency, n) in &s.spend_after_kill {
+                let _ = writeln!(out, "dlft_spend_after_kill_minor{{brand=\"{brand}\",currency=\"{currency}\"}} {n}");
             }
             budget_metrics(&mut out, &budgets, &accounts, SystemClock.now());
             (axum::http::StatusCode::OK, out)

@@ -196,6 +196,8 @@ async fn truth(State(sb): State<Sandbox>) -> Response {
         .map(|s| {
             json!({
                 "ad": s.id.as_str(),
+                // The ad account (brand) in a world of several; null in a one-account world.
+                "account": w.account_of(&s.id),
                 "loser": s.loser,
                 "launched_at": w.launched_at(&s.id).map(|t| t.0),
                 "spend_cents": w.spend_between(&s.id, start, now),

@@ -96,8 +96,14 @@ fn dlft() -> Command {
 
 /// Starts the sandbox on an ephemeral port and returns it with its address.
 fn sandbox(seed: u64) -> (Proc, String) {
+    sandbox_of(seed, Path::new("scenarios/sandbox.toml"))
+}
+
+/// The sandbox serving the world of `scenario`.
+fn sandbox_of(seed: u64, scenario: &Path) -> (Proc, String) {
     let mut child = dlft()
-        .args(["sandbox", "serve", "--seed", &seed.to_string(), "--addr", "127.0.0.1:0"])
+        .args(["sandbox", "serve", "--seed", &seed.to_string(), "--addr", "127.0.0.1:0", "--scenario"])
+        .arg(scenario)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -539,6 +545,113 @@ async fn sqlite_one_process_survives_sigkill_with_nothing_leaked() {
     sb.kill();
 }
 
+/// One `dlft run` serves three brands from one config file, each on its own
+/// ad account of one sandbox world; the third brand's access was revoked
+/// (every insights call is refused with Graph error 190, so each of its
+/// ticks fails and is retried until discarded). The other two brands are
+/// unharmed: every loser of theirs is killed, under its own brand's intent;
+/// nothing of the revoked brand is touched; `/metrics` reports per brand,
+/// with no series twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_runner_serves_three_brands_and_a_revoked_one_harms_none() {
+    use dlft_core::ids::BrandId;
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let world = std::fs::read_to_string(root.join("scenarios/sandbox.toml")).unwrap()
+        + "\n[brands]\nids = [\"north\", \"south\", \"east\"]\nrevoked = [\"east\"]\n";
+    let scenario = dir.path().join("three-brands.toml");
+    std::fs::write(&scenario, world).unwrap();
+    let (mut sb, addr) = sandbox_of(5, &scenario);
+    let url = format!("sqlite://{}", dir.path().join("dlft.db").display());
+    let config = write_config(dir.path(), "brands", &url, &addr);
+    let brand = |id: &str| {
+        format!(
+            "\n[brands.{id}.meta]\nbase_url = \"http://{addr}\"\naccount_id = \"{id}\"\n\
+             token_env = \"META_ACCESS_TOKEN\"\ncurrency = \"EUR\"\nbucket_s = 5\n"
+        )
+    };
+    // The default brand runs the account `north`.
+    let text = std::fs::read_to_string(&config).unwrap().replace("account_id = \"act_1\"", "account_id = \"north\"")
+        + &brand("south")
+        + &brand("east");
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("brands.log");
+    let mut runner = start_runner(&config, &log, None);
+    let http = runner_http(&log).await;
+    let store = open_sqlite(&url, &PoolOptions { existing_only: true, ..PoolOptions::default() }).await.unwrap();
+    let east = Some(BrandId::new("east"));
+    let give_up = Instant::now() + Duration::from_secs(180);
+    let t = loop {
+        assert!(runner.running(), "the runner exited: {}", log_since(&log, 0));
+        let t = truth(&addr).await;
+        let ads = t["ads"].as_array().unwrap();
+        let waiting: Vec<&str> = ads
+            .iter()
+            .filter(|a| a["loser"] == true && a["account"] != "east" && a["paused_at"].is_null())
+            .map(|a| a["ad"].as_str().unwrap())
+            .collect();
+        let events = store.events(0).await.unwrap();
+        let east_discarded = events.iter().any(|e| e.kind == EventKind::JobDiscarded && e.brand == east);
+        let open = store.intents().await.unwrap().iter().filter(|i| !i.phase.is_final()).count();
+        if waiting.is_empty() && open == 0 && east_discarded {
+            break t;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "after 180 s: losers of north and south not yet paused {waiting:?}, {open} intents open, \
+             a tick of east discarded: {east_discarded}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let ads = t["ads"].as_array().unwrap();
+    let account: std::collections::BTreeMap<&str, &str> =
+        ads.iter().map(|a| (a["ad"].as_str().unwrap(), a["account"].as_str().unwrap())).collect();
+    for a in ads.iter().filter(|a| a["account"] == "east") {
+        assert!(a["paused_at"].is_null(), "the revoked brand's ad {} was paused", a["ad"]);
+    }
+    // Every kill is its own brand's: the default brand's on north's ads.
+    let intents = store.intents().await.unwrap();
+    let mut kills = std::collections::BTreeMap::<&str, usize>::new();
+    for i in &intents {
+        let ad = i.action.killed_ad().expect("only kills here").as_str();
+        let owner = match account[ad] {
+            "north" => "default",
+            other => other,
+        };
+        assert_eq!(i.brand.as_str(), owner, "{} killed under brand {}", ad, i.brand);
+        assert_eq!(i.phase, IntentPhase::Committed, "{}", i.key);
+        *kills.entry(owner).or_default() += 1;
+    }
+    assert!(kills.get("default").is_some_and(|n| *n > 0) && kills.get("south").is_some_and(|n| *n > 0), "{kills:?}");
+    // The revoked brand's failures are its own rows.
+    let events = store.events(0).await.unwrap();
+    let refused: Vec<&dlft_core::telemetry::Event> =
+        events.iter().filter(|e| e.kind == EventKind::JobDiscarded && e.cause.contains("190")).collect();
+    assert!(!refused.is_empty() && refused.iter().all(|e| e.brand == east), "{refused:?}");
+    // Metrics per brand: every series once.
+    let metrics = reqwest::get(format!("http://{http}/metrics")).await.unwrap().text().await.unwrap();
+    let mut series: Vec<&str> =
+        metrics.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s)).collect();
+    let n = series.len();
+    series.sort_unstable();
+    series.dedup();
+    assert_eq!(series.len(), n, "a series twice in {metrics}");
+    for b in ["default", "south", "east"] {
+        let tick = format!("dlft_breaker_open{{brand=\"{b}\",schedule=\"insights-tick\"}}");
+        assert!(series.contains(&tick.as_str()), "{tick} in {metrics}");
+    }
+    let value = |name: &str| -> Option<i64> {
+        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    };
+    let south = "dlft_intents{brand=\"south\",action=\"ad_kill\",phase=\"committed\"}";
+    assert_eq!(value(south), kills.get("south").map(|n| *n as i64), "{metrics}");
+    assert_eq!(value("dlft_intents{brand=\"east\""), None, "the revoked brand opened nothing: {metrics}");
+    let status = runner.sigterm();
+    assert!(status.success(), "SIGTERM is a clean exit, got {status}");
+    eprintln!("kills per brand {kills:?}; {} ticks of the revoked brand discarded", refused.len());
+    sb.kill();
+}
+
 /// A TCP proxy in front of PostgreSQL that the test can cut: every open
 /// connection dropped, new ones refused, until restored.
 struct Proxy {
@@ -671,7 +784,8 @@ async fn postgres_vanishing_mid_run_loses_no_claimed_work() {
     };
     assert!(value("dlft_claims_total ") > 0, "{metrics}");
     assert_eq!(value("dlft_spend_after_kill_minor"), 0, "no leak: {metrics}");
-    assert_eq!(metrics.lines().filter(|l| l.starts_with("dlft_intents{phase=\"committed\"}")).count(), 1);
+    let committed = "dlft_intents{brand=\"default\",action=\"ad_kill\",phase=\"committed\"}";
+    assert_eq!(metrics.lines().filter(|l| l.starts_with(committed)).count(), 1, "{metrics}");
     // The example's budgets were declared at start, and stand untouched.
     let daily = "dlft_budget_left_minor{brand=\"default\",purpose=\"payout\",currency=\"EUR\",window=\"daily\"";
     assert_eq!(value(daily), 150_000, "{metrics}");

@@ -1224,13 +1224,16 @@ impl SqlStore {
     }
 
     /// Jobs waiting or running, per kind and state: the runner's queue-depth gauge.
-    pub async fn depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT kind, state, COUNT(*) AS n FROM dlft_jobs GROUP BY kind, state ORDER BY kind, state")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_err)?;
-        rows.iter().map(|r| Ok((get(r, "kind")?, get(r, "state")?, get(r, "n")?))).collect()
+    /// Live jobs per (brand, kind, state).
+    pub async fn depth(&self) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT brand, kind, state, COUNT(*) AS n FROM dlft_jobs GROUP BY brand, kind, state \
+             ORDER BY brand, kind, state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|r| Ok((get(r, "brand")?, get(r, "kind")?, get(r, "state")?, get(r, "n")?))).collect()
     }
 }
 
@@ -1366,22 +1369,30 @@ impl crate::store::Stats for SqlStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db_err)?;
-        let phases = sqlx::query("SELECT phase, COUNT(*) AS n FROM dlft_intents GROUP BY phase ORDER BY phase")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let intents = phases.iter().map(|r| Ok((get(r, "phase")?, get(r, "n")?))).collect::<Result<_, StoreError>>()?;
-        let leaked = sqlx::query(
-            "SELECT s.currency, CAST(SUM(s.spend_minor) AS BIGINT) AS n FROM dlft_spend s \
-             JOIN dlft_intents i ON i.kind = 'ad_kill' AND i.subject = s.ad AND i.brand = s.brand \
-             WHERE i.phase = 'committed' AND s.bucket_start >= i.updated_at \
-             GROUP BY s.currency ORDER BY s.currency",
+        let phases = sqlx::query(
+            "SELECT brand, kind, phase, COUNT(*) AS n FROM dlft_intents GROUP BY brand, kind, phase \
+             ORDER BY brand, kind, phase",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        let spend_after_kill =
-            leaked.iter().map(|r| Ok((get(r, "currency")?, get(r, "n")?))).collect::<Result<_, StoreError>>()?;
+        let intents = phases
+            .iter()
+            .map(|r| Ok((get(r, "brand")?, get(r, "kind")?, get(r, "phase")?, get(r, "n")?)))
+            .collect::<Result<_, StoreError>>()?;
+        let leaked = sqlx::query(
+            "SELECT s.brand, s.currency, CAST(SUM(s.spend_minor) AS BIGINT) AS n FROM dlft_spend s \
+             JOIN dlft_intents i ON i.kind = 'ad_kill' AND i.subject = s.ad AND i.brand = s.brand \
+             WHERE i.phase = 'committed' AND s.bucket_start >= i.updated_at \
+             GROUP BY s.brand, s.currency ORDER BY s.brand, s.currency",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let spend_after_kill = leaked
+            .iter()
+            .map(|r| Ok((get(r, "brand")?, get(r, "currency")?, get(r, "n")?)))
+            .collect::<Result<_, StoreError>>()?;
         Ok(crate::store::StoreStats {
             depth,
             claims_total: claims,

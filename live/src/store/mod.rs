@@ -259,20 +259,20 @@ pub async fn open_sqlite(url: &str, opts: &PoolOptions) -> Result<SqliteStore, O
     Ok(SqliteStore::from_pool(pool))
 }
 
-/// What the runner's metrics endpoint reads from a store.
+/// What the runner's metrics endpoint reads from a store, per brand.
 #[derive(Clone, Debug, Default)]
 pub struct StoreStats {
-    /// (kind, state, jobs) of the hot table.
-    pub depth: Vec<(String, String, i64)>,
+    /// (brand, kind, state, jobs) of the hot table.
+    pub depth: Vec<(String, String, String, i64)>,
     /// Claims ever made (one event row each).
     pub claims_total: i64,
-    /// (phase, intents).
-    pub intents: Vec<(String, i64)>,
+    /// (brand, action kind, phase, intents).
+    pub intents: Vec<(String, String, String, i64)>,
     pub schedules: Vec<dlft_core::store::ScheduleRow>,
-    /// The leak counter: (currency, minor units) of spend booked for ads in
-    /// buckets that started after their kill committed (a confirmed pause
-    /// should spend nothing more).
-    pub spend_after_kill: Vec<(String, i64)>,
+    /// The leak counter: (brand, currency, minor units) of spend booked for
+    /// ads in buckets that started after their kill committed (a confirmed
+    /// pause should spend nothing more).
+    pub spend_after_kill: Vec<(String, String, i64)>,
 }
 
 pub trait Stats {
