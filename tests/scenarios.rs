@@ -250,7 +250,12 @@ const LIBRARY: &[Entry] = &[
 /// Per scenario of several brands: the brands that must have killed losers
 /// (every seed's checker judged them unharmed besides), and those whose
 /// account was revoked, which must have killed nothing.
-const BRANDS: &[(&str, &[&str], &[&str])] = &[("scenarios/multi-brand.toml", &["north", "south"], &["east"])];
+const BRANDS: &[(&str, &[&str], &[&str])] = &[("scenarios/multi-brand.toml", &["north", "south"], &["east", "west"])];
+
+/// Per scenario whose breaker must trip: the one schedule it disables, in
+/// every seed (and no other schedule, in any seed).
+const BREAKERS: &[(&str, &str)] =
+    &[("scenarios/multi-brand.toml", "west/insights-tick"), ("scenarios/scan-crash-loop.toml", "scan/page-2")];
 
 /// Scenario files not (yet) in the library, each with the reason: a file
 /// in `scenarios/` that is in neither list fails `every_scenario_file_is_in_the_library`.
@@ -297,8 +302,13 @@ fn check(entry: &Entry) {
             assert!(n >= *seeds, "{file}: brand {b} killed {n} times in {seeds} seeds: {kills}");
         }
         for b in *idle {
-            assert!(kills[b].is_null(), "{file}: brand {b}, whose account was revoked, killed: {kills}");
+            assert!(kills[b].is_null(), "{file}: brand {b}, out of the loop's reach, killed: {kills}");
         }
+    }
+    for (_, schedule) in BREAKERS.iter().filter(|(f, _)| f == file) {
+        let open = &v["breakers_by_schedule"];
+        let want = serde_json::json!({ *schedule: *seeds });
+        assert_eq!(*open, want, "{file}: the breaker opened {open}, not only {schedule} in every seed");
     }
 }
 

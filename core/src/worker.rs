@@ -25,7 +25,9 @@ use crate::jobs::payables::PAYABLES_SCHEDULE;
 use crate::jobs::{Attempt, JobError, Ports, run_task, scan};
 use crate::probe::{Probe, Site};
 use crate::propose::allocation::REROLL_SCHEDULE;
-use crate::schedule::rules::{Admission, BACKFILL_MAX, Bound, TICK_SCHEDULE, admit, due_slots};
+use crate::schedule::rules::{
+    Admission, BACKFILL_MAX, Bound, CRASH_LOOP_SLOTS, TICK_SCHEDULE, admit, crash_loop_outlives_its_slot, due_slots,
+};
 use crate::schedule::task::Task;
 use crate::sense::ads::{AdsError, AdsPlatform};
 use crate::sense::bank::{Bank, NoBank};
@@ -371,13 +373,31 @@ impl<
         }
     }
 
+    /// A scheduled job the breaker refuses is discarded; if the schedule's
+    /// slots before it crash-looped too, the schedule is disabled with it.
+    /// (A store that does not answer: discarded; the next slot asks again.)
+    async fn discard_or_trip(&self, job: &crate::store::Job, why: String) -> JobError {
+        let Some(schedule) = &job.schedule else { return JobError::Permanent(why) };
+        let previous = self.ports.store.finished_of_schedule(&job.brand, schedule, CRASH_LOOP_SLOTS - 1).await;
+        match previous {
+            Ok(prev)
+                if crash_loop_outlives_its_slot(
+                    prev.iter().map(|j| (j.state == crate::store::JobState::Discarded, j.resumes)),
+                ) =>
+            {
+                JobError::Breaker(format!("{why}, in {CRASH_LOOP_SLOTS} slots of {schedule} in a row"))
+            }
+            _ => JobError::Permanent(why),
+        }
+    }
+
     /// Starts a claimed job: the breaker check, then the job under its timeout.
     async fn start(&self, claim: Claim, timeout: Millis) -> Done {
         let bound = claim.job.task().map_or(Bound::Breaker, |t| t.bound());
         let refused = match admit(claim.job.resumes, bound) {
             Admission::Run => None,
             Admission::Trip(why) => Some(JobError::Breaker(why)),
-            Admission::Discard(why) => Some(JobError::Permanent(why)),
+            Admission::Discard(why) => Some(self.discard_or_trip(&claim.job, why).await),
             Admission::SpendAttempt { key, why } => {
                 let op = IntentOp::CountAttempt { key, cause: format!("circuit breaker: {why}") };
                 let batch = WriteBatch { intents: vec![op], ..WriteBatch::default() };

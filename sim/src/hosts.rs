@@ -104,6 +104,9 @@ pub fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) ->
         }
         StoreRequest::SpendLedger { brand, since } => StoreReply::Rows(s.spend_ledger(&brand, since)),
         StoreRequest::Job { id } => StoreReply::Job(s.job(id).cloned()),
+        StoreRequest::FinishedOfSchedule { brand, schedule, n } => {
+            StoreReply::Jobs(s.finished_of_schedule(&brand, &schedule, n))
+        }
         StoreRequest::Events { after } => {
             StoreReply::Events(s.events().iter().filter(|e| e.seq > after).cloned().collect())
         }
@@ -274,6 +277,10 @@ impl<W: Wire> Store for SimStore<W> {
     }
     async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         expect_reply!(self, StoreRequest::Job { id }, Job)
+    }
+    async fn finished_of_schedule(&self, brand: &BrandId, schedule: &str, n: usize) -> Result<Vec<Job>, StoreError> {
+        let req = StoreRequest::FinishedOfSchedule { brand: brand.clone(), schedule: schedule.to_string(), n };
+        expect_reply!(self, req, Jobs)
     }
     async fn events(&self, after: u64) -> Result<Vec<Event>, StoreError> {
         expect_reply!(self, StoreRequest::Events { after }, Events)

@@ -66,6 +66,9 @@ pub struct Summary {
     pub model_cents_seed_max: i64,
     /// Seeds whose run ended with a schedule disabled by the breaker.
     pub seeds_with_breaker_open: u64,
+    /// Per schedule the breaker disabled (`name`, or `brand/name` for a
+    /// brand other than `default`): the seeds it was open at the end in.
+    pub breakers_by_schedule: BTreeMap<String, u64>,
     /// Kills committed by a webhook's reconcile job (read back first).
     pub webhook_commits: u64,
     /// Bandit re-rolls written over all seeds (one allocation per slot).
@@ -226,6 +229,10 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         model_cents: reports.iter().map(|r| r.model_cents).sum(),
         model_cents_seed_max: model_max,
         seeds_with_breaker_open: tripped,
+        breakers_by_schedule: reports.iter().flat_map(|r| &r.breakers).fold(BTreeMap::new(), |mut m, (s, _)| {
+            *m.entry(s.clone()).or_insert(0) += 1;
+            m
+        }),
         webhook_commits: reports.iter().map(|r| u64::from(r.webhook_commits)).sum(),
         rerolls: reports.iter().map(|r| u64::from(r.rerolls)).sum(),
         kills_by_brand: reports.iter().flat_map(|r| &r.kills_by_brand).fold(BTreeMap::new(), |mut m, (b, n)| {
@@ -326,12 +333,12 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
     }
     let _ = writeln!(w, "leak        {} cents", s.leak_cents);
     let _ = writeln!(w, "kills       {} ({} losers, {} winners)", s.kills, s.losers_killed, s.winners_killed);
-    if s.model_cents > 0 || s.seeds_with_breaker_open > 0 {
-        let _ = writeln!(
-            w,
-            "scans       model spend {} cents (worst seed {}); breaker open at the end in {} seeds",
-            s.model_cents, s.model_cents_seed_max, s.seeds_with_breaker_open
-        );
+    if s.model_cents > 0 {
+        let _ = writeln!(w, "scans       model spend {} cents (worst seed {})", s.model_cents, s.model_cents_seed_max);
+    }
+    if s.seeds_with_breaker_open > 0 {
+        let open: Vec<String> = s.breakers_by_schedule.iter().map(|(k, n)| format!("{k} in {n}")).collect();
+        let _ = writeln!(w, "breakers    open at the end in {} seeds: {}", s.seeds_with_breaker_open, open.join(", "));
     }
     let sites: Vec<String> = s.crash_sites.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(w, "crash sites {}", if sites.is_empty() { "none".into() } else { sites.join(", ") });

@@ -288,7 +288,10 @@ fn breakers(snapshot: &dlft_core::store::Snapshot) -> Vec<(String, String)> {
         .schedules
         .iter()
         .filter(|s| !s.enabled && s.reason.starts_with("circuit breaker"))
-        .map(|s| (s.name.clone(), s.reason.clone()))
+        .map(|s| {
+            let name = if s.brand.is_default() { s.name.clone() } else { format!("{}/{}", s.brand, s.name) };
+            (name, s.reason.clone())
+        })
         .collect()
 }
 
@@ -335,8 +338,12 @@ pub(crate) fn world_for(scn: &Scenario, seed: u64, plan: &FaultPlan) -> Shared {
         webhooks: scn.webhooks.clone().map(|cfg| WebhookState::new(cfg, rng_for(seed, stream::WEBHOOKS))),
         bank: crate::payouts::BankHost::new(scn, start, seed),
     }));
-    let crash_loop =
-        scn.scan.as_ref().and_then(|s| s.crash_loop_page).map(|p| (Site::ScanAfterSummary, page_name(p - 1)));
+    let crash_loop = scn
+        .scan
+        .as_ref()
+        .and_then(|s| s.crash_loop_page)
+        .map(|p| (Site::ScanAfterSummary, page_name(p - 1)))
+        .or_else(|| scn.brands.as_ref().and_then(|b| b.crash_loop.clone()).map(|b| (Site::TickAfterPage, b)));
     let probe = Arc::new(Mutex::new(ProbeState {
         armed: plan.site_crashes.clone(),
         enabled: true,

@@ -239,6 +239,13 @@ pub struct BrandsSection {
     /// out, and every other brand must be unharmed.
     #[serde(default)]
     pub revoked: Vec<String>,
+    /// A brand whose every insights tick crashes the worker right after
+    /// reading its page (a poison input: every worker serving it dies). The
+    /// circuit breaker must disable that brand's tick schedule, and only
+    /// that; the checker leaves its ads out (nothing acts on them once the
+    /// breaker is open), and every other brand must be unharmed.
+    #[serde(default)]
+    pub crash_loop: Option<String>,
 }
 
 /// Payables arriving as files, the bank that pays them, and the caps.
@@ -426,6 +433,17 @@ impl Scenario {
             }
             if b.revoked.len() == b.ids.len() {
                 return f("brands.revoked", "at least one brand must keep its account");
+            }
+            if let Some(c) = &b.crash_loop {
+                if !b.ids.contains(c) {
+                    return Err(("brands.crash_loop".into(), format!("{c:?} is not in brands.ids")));
+                }
+                if b.revoked.contains(c) {
+                    return Err(("brands.crash_loop".into(), format!("{c:?} is revoked: its ticks never read a page")));
+                }
+                if self.scan.as_ref().is_some_and(|s| s.crash_loop_page.is_some()) {
+                    return f("brands.crash_loop", "one crash loop per scenario (scan.crash_loop_page is set)");
+                }
             }
         }
         if Currency::parse(&self.world.currency).is_err() {

@@ -108,6 +108,9 @@ pub struct AdsWorld {
     accounts: Vec<String>,
     /// Accounts whose access was revoked: the platform refuses their calls.
     revoked: std::collections::BTreeSet<String>,
+    /// The brand whose ticks crash the worker (its breaker takes it out of
+    /// the loop's reach).
+    crash_loop: Option<String>,
     /// Calls refused so far because their account was revoked.
     refused: u64,
 }
@@ -185,6 +188,7 @@ impl AdsWorld {
             launch_rng,
             accounts: scn.brand_accounts(),
             revoked: scn.brands.as_ref().map_or_else(Default::default, |b| b.revoked.iter().cloned().collect()),
+            crash_loop: scn.brands.as_ref().and_then(|b| b.crash_loop.clone()),
             refused: 0,
         }
     }
@@ -210,9 +214,10 @@ impl AdsWorld {
         self.refused
     }
 
-    /// Whether an ad is out of the loop's reach: its account was revoked.
+    /// Whether an ad is out of the loop's reach: its account was revoked,
+    /// or its brand's ticks crash the worker (until the breaker stops them).
     pub fn is_unreachable(&self, ad: &AdId) -> bool {
-        self.account_of(ad).is_some_and(|a| self.revoked.contains(a))
+        self.account_of(ad).is_some_and(|a| self.revoked.contains(a) || self.crash_loop.as_deref() == Some(a))
     }
 
     /// One account's insights, as [`AdsWorld::insights`]: its ads only (every

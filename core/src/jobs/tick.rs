@@ -86,7 +86,7 @@ async fn sense<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::ba
         let mut batch = attempt.batch();
         batch.insights = page.rows;
         ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
-        ports.probe.reached(Site::TickAfterPage, "tick").await;
+        ports.probe.reached(Site::TickAfterPage, attempt.brand.as_str()).await;
         match page.next {
             Some(cursor) => after = Some(cursor),
             None => return Ok(()),
@@ -123,7 +123,7 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::b
     batch.enqueue.extend(drive::jobs_of_open(intents.values(), now));
     batch.verdicts = decided.verdicts;
     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
-    ports.probe.reached(Site::TickAfterDecide, "tick").await;
+    ports.probe.reached(Site::TickAfterDecide, attempt.brand.as_str()).await;
     for chunk in approved.chunks(PAUSE_BATCH_MAX) {
         first_pause(ports, attempt, chunk).await?;
     }
@@ -145,7 +145,7 @@ async fn first_pause<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sen
     let started = ports.clock.now();
     let result = ports.ads.pause_batch(items).await;
     attempt.record_call(started, "pause_batch", &result);
-    ports.probe.reached(Site::TickAfterBatchPause, "tick").await;
+    ports.probe.reached(Site::TickAfterBatchPause, attempt.brand.as_str()).await;
     let mut batch = attempt.batch();
     // The whole call failed (timed out: any item may have happened): every
     // intent stays `intended`, and its kill job pauses again (pausing a

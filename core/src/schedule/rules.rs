@@ -18,9 +18,28 @@ pub const GHOST_AMNESTY: Millis = Millis(4 * 3600 * 1000);
 /// fourth resume is refused, the job discarded and its schedule disabled.
 pub const MAX_RESUME_ATTEMPTS: u32 = 3;
 
+/// Slots in a row whose job the breaker discarded for a crash loop before
+/// the schedule itself is disabled: a poison input that outlives its slot
+/// (each new slot's job crash-loops too, a periodic job the breaker only
+/// discards) trips the breaker at the third, so that it stops killing every
+/// worker that serves the brand once a slot.
+pub const CRASH_LOOP_SLOTS: usize = 3;
+
+/// Whether a scheduled job the breaker refuses now is the
+/// [`CRASH_LOOP_SLOTS`]th crash loop of its schedule in a row, given the
+/// schedule's newest finished jobs, newest first, as `(discarded, resumes)`.
+pub fn crash_loop_outlives_its_slot(previous: impl IntoIterator<Item = (bool, u32)>) -> bool {
+    let looped = previous
+        .into_iter()
+        .take(CRASH_LOOP_SLOTS - 1)
+        .take_while(|&(discarded, resumes)| discarded && resumes > MAX_RESUME_ATTEMPTS)
+        .count();
+    looped + 1 >= CRASH_LOOP_SLOTS
+}
+
 /// After downtime a schedule fires at most this many missed slots.
 pub const BACKFILL_MAX: usize = 1;
-const _: () = assert!(MAX_RESUME_ATTEMPTS >= 1 && BACKFILL_MAX >= 1 && GHOST_AMNESTY.0 > 0);
+const _: () = assert!(MAX_RESUME_ATTEMPTS >= 1 && BACKFILL_MAX >= 1 && GHOST_AMNESTY.0 > 0 && CRASH_LOOP_SLOTS >= 2);
 
 /// Retries of a failing job: exponential backoff with jitter and a cap,
 /// then `discarded` with the error history.
@@ -167,6 +186,19 @@ mod tests {
         let key = IdempotencyKey::new("kill/ad-1");
         let spend = admit(MAX_RESUME_ATTEMPTS + 1, Bound::Intent(key.clone()));
         assert!(matches!(spend, Admission::SpendAttempt { key: k, .. } if k == key));
+    }
+
+    #[test]
+    fn a_crash_loop_that_outlives_its_slot_trips_at_the_third() {
+        let looped = (true, MAX_RESUME_ATTEMPTS + 1);
+        assert!(crash_loop_outlives_its_slot([looped, looped]));
+        assert!(crash_loop_outlives_its_slot([looped, looped, (false, 0)]), "only the newest count");
+        assert!(!crash_loop_outlives_its_slot([looped]), "two in a row is not yet a loop");
+        assert!(!crash_loop_outlives_its_slot([]));
+        // A completed slot, or a discard for another reason, breaks the run.
+        assert!(!crash_loop_outlives_its_slot([looped, (false, MAX_RESUME_ATTEMPTS + 1)]));
+        assert!(!crash_loop_outlives_its_slot([(true, 0), looped]));
+        assert!(!crash_loop_outlives_its_slot([(true, MAX_RESUME_ATTEMPTS), looped]));
     }
 
     #[test]

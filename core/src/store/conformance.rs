@@ -60,6 +60,7 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         }),
         ("a_reservation_is_atomic_with_its_batch", |s| Box::pin(a_reservation_is_atomic_with_its_batch(s))),
         ("a_counterparty_cap_bounds_its_payee_only", |s| Box::pin(a_counterparty_cap_bounds_its_payee_only(s))),
+        ("finished_jobs_of_a_schedule_newest_first", |s| Box::pin(finished_jobs_of_a_schedule_newest_first(s))),
     ]
 }
 
@@ -247,6 +248,35 @@ pub async fn breaker_trip_discards_and_disables<S: Store>(s: S) {
     let events = s.events(0).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == EventKind::BreakerOpened).count(), 1);
     assert_eq!(s.fire_slot("scan", t(60), job(tick(60), None), t(60)).await.unwrap(), SlotOutcome::Disabled);
+}
+
+/// What the breaker reads to tell a crash loop that outlives its slot: a
+/// brand's schedule's finished jobs, newest first, with their state and
+/// resumes; another brand's, another schedule's and live jobs are not among them.
+pub async fn finished_jobs_of_a_schedule_newest_first<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    let default = BrandId::default();
+    assert!(s.finished_of_schedule(&default, "tick", 5).await.unwrap().is_empty());
+    s.fire_slot("tick", t(0), job(tick(0), None), t(0)).await.unwrap();
+    let first = claim_one(&s, "w", inc, 0).await;
+    s.finish(&first.lease, Outcome::Discard { error: "4 resumes".into() }, vec![], t(5)).await.unwrap();
+    s.fire_slot("tick", t(60), job(tick(60), None), t(60)).await.unwrap();
+    let second = claim_one(&s, "w", inc, 60).await;
+    s.finish(&second.lease, Outcome::Completed, vec![], t(65)).await.unwrap();
+    s.fire_slot("tick", t(120), job(tick(120), None).for_brand(&BrandId::new("acme")), t(120)).await.unwrap();
+    let other = claim_one(&s, "w", inc, 120).await;
+    s.finish(&other.lease, Outcome::Discard { error: "x".into() }, vec![], t(125)).await.unwrap();
+    s.fire_slot("tick", t(180), job(tick(180), None), t(180)).await.unwrap(); // live: not finished
+    s.fire_slot("scan", t(0), job(tick(1), None), t(0)).await.unwrap();
+    let seen = |jobs: Vec<crate::store::Job>| jobs.iter().map(|j| (j.id, j.state, j.resumes)).collect::<Vec<_>>();
+    assert_eq!(
+        seen(s.finished_of_schedule(&default, "tick", 5).await.unwrap()),
+        vec![(second.job.id, JobState::Completed, 0), (first.job.id, JobState::Discarded, 0)]
+    );
+    assert_eq!(seen(s.finished_of_schedule(&default, "tick", 1).await.unwrap()).len(), 1);
+    let acme = s.finished_of_schedule(&BrandId::new("acme"), "tick", 5).await.unwrap();
+    assert_eq!(seen(acme), vec![(other.job.id, JobState::Discarded, 0)]);
+    assert!(s.finished_of_schedule(&default, "scan", 5).await.unwrap().is_empty());
 }
 
 pub async fn release_hands_the_attempt_back<S: Store>(s: S) {

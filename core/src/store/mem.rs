@@ -601,6 +601,17 @@ impl MemStore {
         self.jobs.get(&id).or_else(|| self.finished.get(&id))
     }
 
+    /// The newest `n` finished jobs of `brand`'s `schedule`, newest first.
+    pub fn finished_of_schedule(&self, brand: &BrandId, schedule: &str, n: usize) -> Vec<Job> {
+        self.finished
+            .values()
+            .rev()
+            .filter(|j| &j.brand == brand && j.schedule.as_deref() == Some(schedule))
+            .take(n)
+            .cloned()
+            .collect()
+    }
+
     /// Records a beat of `p`'s incarnation; refused once it was replaced.
     pub fn beat(&mut self, p: &Presence, now: Timestamp) -> Result<(), StoreError> {
         if self.workers.get(&p.worker) != Some(&p.incarnation) {
@@ -776,6 +787,14 @@ impl Store for SharedMemStore {
     }
     fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send {
         ready(Ok(self.lock().job(id).cloned()))
+    }
+    fn finished_of_schedule(
+        &self,
+        brand: &BrandId,
+        schedule: &str,
+        n: usize,
+    ) -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send {
+        ready(Ok(self.lock().finished_of_schedule(brand, schedule, n)))
     }
     fn events(&self, after: u64) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send {
         ready(Ok(self.lock().events().iter().filter(|e| e.seq > after).cloned().collect()))

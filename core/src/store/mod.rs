@@ -413,6 +413,15 @@ pub trait Store: Send + Sync {
         }
     }
     fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
+    /// The newest `n` finished jobs (completed or discarded) that `brand`'s
+    /// schedule `schedule` created, newest first: what the circuit breaker
+    /// reads to tell a crash loop that outlives its slot.
+    fn finished_of_schedule(
+        &self,
+        brand: &BrandId,
+        schedule: &str,
+        n: usize,
+    ) -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send;
     /// Event rows with `seq` greater than `after`, in order.
     fn events(&self, after: u64) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
     /// The newest event row's `seq` (0 for an empty log), without reading
@@ -534,6 +543,14 @@ impl<T: Store> Store for &T {
     }
     fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send {
         (**self).job(id)
+    }
+    fn finished_of_schedule(
+        &self,
+        brand: &BrandId,
+        schedule: &str,
+        n: usize,
+    ) -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send {
+        (**self).finished_of_schedule(brand, schedule, n)
     }
     fn events(&self, after: u64) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send {
         (**self).events(after)

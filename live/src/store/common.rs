@@ -1033,6 +1033,22 @@ impl SqlStore {
         complete_jobs(&self.pool, done, now).await
     }
 
+    async fn do_finished_of_schedule(&self, brand: &BrandId, schedule: &str, n: usize) -> Result<Vec<Job>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            job_cols!(),
+            " FROM dlft_jobs_done WHERE brand = $1 AND schedule = $2 ORDER BY id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sql)
+            .bind(brand.as_str())
+            .bind(schedule)
+            .bind(i64::try_from(n).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
     async fn do_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         let row = sqlx::query(JOB_BY_ID_SQL).bind(id.0 as i64).fetch_optional(&self.pool).await.map_err(db_err)?;
         row.as_ref().map(job_from_row).transpose()
@@ -1238,6 +1254,14 @@ impl SqlStore {
 }
 
 impl Store for SqlStore {
+    fn finished_of_schedule(
+        &self,
+        brand: &BrandId,
+        schedule: &str,
+        n: usize,
+    ) -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send {
+        self.do_finished_of_schedule(brand, schedule, n)
+    }
     fn boot(&self, worker: &WorkerId, now: Timestamp) -> impl Future<Output = Result<Boot, StoreError>> + Send {
         self.do_boot(worker, now)
     }
