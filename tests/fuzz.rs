@@ -224,6 +224,25 @@ fn revolut_decoders_never_panic() {
 }
 
 #[test]
+fn shopify_decoders_never_panic() {
+    use dlft_core::sense::shop::ShopError;
+    use dlft_core::sense::wire::shopify;
+    proptest!(config(CI_CASES), |(body in json_from("shopify"), status in 100u16..600)| {
+        match shopify::decode_refund_create(status, &body) {
+            Ok(r) => prop_assert!(r.amount.minor >= 0 && !r.id.is_empty(), "a refund read is whole"),
+            Err(ShopError::Throttled { retry_after }) => prop_assert!(retry_after.0 < 3_600_000, "a bounded wait"),
+            Err(_) => {}
+        }
+        let _ = shopify::decode_order_refunds(status, &body);
+        let _ = shopify::classify_errors(status, &body);
+        if let Some(t) = shopify::throttle_status(&body) {
+            let _ = shopify::wait_for(shopify::MUTATION_COST, &t);
+        }
+        let _ = shopify::money_of(&body);
+    });
+}
+
+#[test]
 fn payables_files_never_panic() {
     use dlft_core::sense::payables::{parse_csv, parse_json};
     let mut files = corpus(&root().join("tests/fuzz/corpus/payables"), "csv");

@@ -43,10 +43,18 @@ pub enum Site {
     PayablesAfterOpen,
     /// A payables file's rows are all written; the source does not know yet.
     PayablesBeforeSettle,
+    /// The refund's intent is read; `refundCreate` is next.
+    RefundBeforeCall,
+    /// `refundCreate` returned; its phase is not yet written.
+    RefundAfterCall,
+    /// `applied` is written; the read-back is next.
+    RefundAfterApplied,
+    /// The read-back returned; the commit (and the post) is not yet written.
+    RefundAfterReadBack,
 }
 
 impl Site {
-    pub const ALL: [Site; 16] = [
+    pub const ALL: [Site; 20] = [
         Site::TickAfterPage,
         Site::TickAfterDecide,
         Site::TickAfterBatchPause,
@@ -63,7 +71,19 @@ impl Site {
         Site::PayoutAfterReadBack,
         Site::PayablesAfterOpen,
         Site::PayablesBeforeSettle,
+        Site::RefundBeforeCall,
+        Site::RefundAfterCall,
+        Site::RefundAfterApplied,
+        Site::RefundAfterReadBack,
     ];
+
+    /// A site of the refunds (reached only where refunds run).
+    pub fn is_refund(self) -> bool {
+        matches!(
+            self,
+            Site::RefundBeforeCall | Site::RefundAfterCall | Site::RefundAfterApplied | Site::RefundAfterReadBack
+        )
+    }
 
     /// A site of the payouts (reached only where payouts run).
     pub fn is_payout(self) -> bool {

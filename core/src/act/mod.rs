@@ -18,3 +18,4 @@ pub mod intent;
 pub mod kill;
 pub mod machine;
 pub mod payout;
+pub mod refund;

@@ -12,6 +12,7 @@
 
 pub mod budget;
 pub mod payout;
+pub mod refund;
 
 use std::collections::BTreeSet;
 
@@ -58,6 +59,11 @@ pub enum DenyReason {
     /// Input that cannot be used (a payables file with a bad row): refused
     /// whole, naming the row and the field.
     Malformed,
+    /// No refund without a person: the identity's tier is blocked (a
+    /// chargeback open or lost), or the policy proposed none.
+    NoAutomaticRefund,
+    /// The refund's ceiling is zero: nothing left to refund.
+    NothingRefundable,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

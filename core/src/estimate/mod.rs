@@ -5,3 +5,4 @@ pub mod bandit;
 pub mod cadence;
 pub mod estimator;
 pub mod ope;
+pub mod risk;

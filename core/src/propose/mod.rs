@@ -3,3 +3,4 @@
 
 pub mod allocation;
 pub mod kill_rule;
+pub mod refund;

@@ -5,4 +5,5 @@ pub mod ads;
 pub mod bank;
 pub mod models;
 pub mod payables;
+pub mod shop;
 pub mod wire;

@@ -5,3 +5,4 @@
 pub mod anthropic;
 pub mod meta;
 pub mod revolut;
+pub mod shopify;

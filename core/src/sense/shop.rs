@@ -1,0 +1,122 @@
+//! The shop port, as far as refunds need it (Shopify Admin GraphQL,
+//! money.md): create a refund under an idempotency key, and read an order's
+//! refunds back. Only the write-ahead machine believes a refund happened,
+//! and only after reading it back: a reply can be lost after the effect,
+//! an idempotent duplicate's answer is rebuilt from current state, and some
+//! gateways settle later.
+
+use std::fmt;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Money;
+use crate::time::{Millis, Timestamp};
+
+/// A refund to create: money back to the order's original payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRequest {
+    /// `gid://shopify/Order/…`.
+    pub order_id: String,
+    /// Positive, in the shop's currency.
+    pub amount: Money,
+    /// The original sale or capture transaction (`parentId`).
+    pub parent_transaction_id: String,
+    pub gateway: String,
+    /// Carries the intent's marker, so that a read-back can find the refund
+    /// when the reply was lost.
+    pub note: String,
+}
+
+/// A refund transaction's status (Shopify's `OrderTransactionStatus`,
+/// folded: `SUCCESS`; `PENDING`/`AWAITING_RESPONSE`/`UNKNOWN`;
+/// `FAILURE`/`ERROR`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    Success,
+    Pending,
+    Failure,
+}
+
+/// A refund as the shop shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShopRefund {
+    /// `gid://shopify/Refund/…`.
+    pub id: String,
+    pub note: Option<String>,
+    /// `totalRefundedSet.shopMoney`.
+    pub amount: Money,
+    /// The refund's transactions' status: failure if any failed, pending if
+    /// any is pending, success if all succeeded (a refund without
+    /// transactions moved no money: pending).
+    pub status: RefundStatus,
+    pub created_at: Timestamp,
+}
+
+/// The shop's answers other than a refund.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ShopError {
+    /// THROTTLED (HTTP 200 or 429): not made; wait this long.
+    #[error("throttled: wait {} ms", retry_after.0)]
+    Throttled { retry_after: Millis },
+    /// `IDEMPOTENCY_CONCURRENT_REQUEST`: a request under this key is in
+    /// progress; it may yet apply. Read back, retry later with the same key.
+    #[error("a request under this idempotency key is in progress")]
+    ConcurrentRequest,
+    /// `IDEMPOTENCY_KEY_PARAMETER_MISMATCH`: the key was used with other
+    /// details; whether a refund exists under it is unconfirmed.
+    #[error("idempotency key used with other parameters: {0}")]
+    ParameterMismatch(String),
+    /// `userErrors`: the shop refused the refund; nothing was made.
+    #[error("refused: {}", .0.join("; "))]
+    Rejected(Vec<String>),
+    /// 401/403, ACCESS_DENIED: nothing was made.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The connection never opened: nothing was made.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// No answer in time: it may have happened.
+    #[error("timeout")]
+    Timeout,
+    /// 5xx: it may have happened.
+    #[error("server error {0}")]
+    Server(u16),
+    /// An answer that is not the shape it should be: it may have happened.
+    #[error("malformed reply: {0}")]
+    Malformed(String),
+}
+
+impl ShopError {
+    /// The call may have been carried out: read back before calling again.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ShopError::ConcurrentRequest
+                | ShopError::ParameterMismatch(_)
+                | ShopError::Timeout
+                | ShopError::Server(_)
+                | ShopError::Malformed(_)
+        )
+    }
+}
+
+/// Refunds and their read-back. Implementations: the Shopify adapter
+/// (live), the sim's shop world.
+pub trait Shop: Send + Sync {
+    /// `refundCreate` under `@idempotent(key)`.
+    fn refund(&self, req: &RefundRequest, key: &str) -> impl Future<Output = Result<ShopRefund, ShopError>> + Send;
+    /// `order.refunds`, every one.
+    fn order_refunds(&self, order_id: &str) -> impl Future<Output = Result<Vec<ShopRefund>, ShopError>> + Send;
+}
+
+impl fmt::Display for RefundStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RefundStatus::Success => "success",
+            RefundStatus::Pending => "pending",
+            RefundStatus::Failure => "failure",
+        })
+    }
+}

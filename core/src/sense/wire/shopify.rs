@@ -1,0 +1,374 @@
+//! Shopify Admin GraphQL wire shapes for refunds (API 2026-10; money.md,
+//! live-apis.md): the `refundCreate` mutation under `@idempotent(key:)`
+//! (required since 2026-04), an order's refunds for the read-back, the
+//! cost extension, and the error classes.
+//!
+//! Money is a decimal string with a currency code (`{"amount": "12.50",
+//! "currencyCode": "EUR"}`), converted exactly at this edge; anything with
+//! more decimals than the currency has, or that is not a decimal, is refused.
+//! A failed mutation is HTTP 200 with `userErrors`; THROTTLED comes as HTTP
+//! 200 or 429 and is keyed on its code.
+
+use serde_json::{Value, json};
+
+use crate::money::{Currency, Money};
+use crate::sense::shop::{RefundRequest, RefundStatus, ShopError, ShopRefund};
+use crate::time::Millis;
+
+/// The API version the adapter speaks.
+pub const API_VERSION: &str = "2026-10";
+
+/// The refund mutation. The key is a variable, so the text never changes.
+pub const REFUND_CREATE: &str = "mutation RefundCreate($input: RefundInput!, $key: String!) { \
+refundCreate(input: $input) @idempotent(key: $key) { \
+refund { id note createdAt totalRefundedSet { shopMoney { amount currencyCode } } \
+transactions(first: 10) { nodes { id kind status gateway } } } \
+userErrors { field message } } }";
+
+/// An order's refunds (Shopify returns them all: `Order.refunds` is a list).
+pub const ORDER_REFUNDS: &str = "query OrderRefunds($id: ID!) { order(id: $id) { id \
+refunds { id note createdAt totalRefundedSet { shopMoney { amount currencyCode } } \
+transactions(first: 10) { nodes { id kind status gateway } } } } }";
+
+/// The body of `POST /admin/api/2026-10/graphql.json` for a refund.
+pub fn encode_refund_create(req: &RefundRequest, key: &str) -> Result<Value, String> {
+    if req.amount.minor <= 0 {
+        return Err(format!("a refund of {} is not positive", req.amount));
+    }
+    if key.is_empty() || key.len() > 255 {
+        return Err(format!("an idempotency key of {} characters (1..=255)", key.len()));
+    }
+    Ok(json!({
+        "query": REFUND_CREATE,
+        "variables": {
+            "key": key,
+            "input": {
+                "orderId": req.order_id,
+                "note": req.note,
+                "notify": false,
+                "currency": req.amount.currency.as_str(),
+                "transactions": [{
+                    "orderId": req.order_id,
+                    "parentId": req.parent_transaction_id,
+                    "amount": req.amount.to_decimal(),
+                    "gateway": req.gateway,
+                    "kind": "REFUND",
+                }],
+            },
+        },
+    }))
+}
+
+/// The body of the read-back query for `order_id`.
+pub fn encode_order_refunds(order_id: &str) -> Value {
+    json!({ "query": ORDER_REFUNDS, "variables": { "id": order_id } })
+}
+
+/// `extensions.cost.throttleStatus`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ThrottleStatus {
+    pub maximum_available: f64,
+    pub currently_available: f64,
+    pub restore_rate: f64,
+}
+
+/// The throttle status of a reply, if it carries one.
+pub fn throttle_status(body: &Value) -> Option<ThrottleStatus> {
+    let t = body.pointer("/extensions/cost/throttleStatus")?;
+    Some(ThrottleStatus {
+        maximum_available: t.get("maximumAvailable")?.as_f64()?,
+        currently_available: t.get("currentlyAvailable")?.as_f64()?,
+        restore_rate: t.get("restoreRate")?.as_f64()?,
+    })
+}
+
+/// The longest wait a throttle status can ask for (a full bucket refills
+/// in seconds at every plan's restore rate; more is a garbled reply).
+pub const MAX_THROTTLE_WAIT: Millis = Millis(60_000);
+
+/// How long until `cost` points are available again (0 if they are), in
+/// whole milliseconds rounded up, at most [`MAX_THROTTLE_WAIT`]. Points are
+/// not money: a float is fine here.
+pub fn wait_for(cost: f64, status: &ThrottleStatus) -> Millis {
+    let missing = cost - status.currently_available;
+    if missing.is_nan() || missing <= 0.0 || status.restore_rate.is_nan() || status.restore_rate <= 0.0 {
+        return Millis(0);
+    }
+    Millis(((missing / status.restore_rate * 1000.0).ceil() as u64).min(MAX_THROTTLE_WAIT.0))
+}
+
+/// What a mutation costs up front (Shopify: 10 points).
+pub const MUTATION_COST: f64 = 10.0;
+
+/// Top-level `errors` of a reply, classified; `None` when there are none.
+/// `status` is the HTTP status.
+pub fn classify_errors(status: u16, body: &Value) -> Option<ShopError> {
+    let errors = body.get("errors").and_then(Value::as_array);
+    let codes: Vec<&str> =
+        errors.into_iter().flatten().filter_map(|e| e.pointer("/extensions/code").and_then(Value::as_str)).collect();
+    let messages: Vec<String> = errors
+        .into_iter()
+        .flatten()
+        .map(|e| e.get("message").and_then(Value::as_str).unwrap_or("(no message)").to_string())
+        .collect();
+    if codes.contains(&"THROTTLED") || status == 429 {
+        let wait = throttle_status(body).map_or(Millis(1000), |t| wait_for(MUTATION_COST, &t).max(Millis(100)));
+        return Some(ShopError::Throttled { retry_after: wait });
+    }
+    if codes.contains(&"IDEMPOTENCY_CONCURRENT_REQUEST") {
+        return Some(ShopError::ConcurrentRequest);
+    }
+    if codes.contains(&"IDEMPOTENCY_KEY_PARAMETER_MISMATCH") {
+        return Some(ShopError::ParameterMismatch(messages.join("; ")));
+    }
+    if status == 401 || status == 403 || codes.contains(&"ACCESS_DENIED") {
+        return Some(ShopError::Unauthorized(messages.join("; ")));
+    }
+    if status >= 500 {
+        return Some(ShopError::Server(status));
+    }
+    if errors.is_some_and(|e| !e.is_empty()) {
+        // A query Shopify could not run (a syntax or schema error, a missing
+        // @idempotent): nothing was made.
+        return Some(ShopError::Rejected(messages));
+    }
+    if status >= 400 {
+        return Some(ShopError::Rejected(vec![format!("HTTP {status}")]));
+    }
+    None
+}
+
+/// The reply to `refundCreate`.
+pub fn decode_refund_create(status: u16, body: &Value) -> Result<ShopRefund, ShopError> {
+    if let Some(e) = classify_errors(status, body) {
+        return Err(e);
+    }
+    let payload = body
+        .pointer("/data/refundCreate")
+        .filter(|p| p.is_object())
+        .ok_or_else(|| ShopError::Malformed("no data.refundCreate".into()))?;
+    let user_errors = payload.get("userErrors").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    if !user_errors.is_empty() {
+        let msgs = user_errors
+            .iter()
+            .map(|e| {
+                let field = e
+                    .get("field")
+                    .and_then(Value::as_array)
+                    .map(|f| f.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("."));
+                let msg = e.get("message").and_then(Value::as_str).unwrap_or("(no message)");
+                match field {
+                    Some(f) if !f.is_empty() => format!("{f}: {msg}"),
+                    _ => msg.to_string(),
+                }
+            })
+            .collect();
+        return Err(ShopError::Rejected(msgs));
+    }
+    match payload.get("refund") {
+        Some(r) if r.is_object() => decode_refund(r).map_err(ShopError::Malformed),
+        _ => Err(ShopError::Malformed("refundCreate: no refund and no userErrors".into())),
+    }
+}
+
+/// The reply to the read-back query: every refund of the order.
+pub fn decode_order_refunds(status: u16, body: &Value) -> Result<Vec<ShopRefund>, ShopError> {
+    if let Some(e) = classify_errors(status, body) {
+        return Err(e);
+    }
+    let order = body.pointer("/data/order").ok_or_else(|| ShopError::Malformed("no data.order".into()))?;
+    if order.is_null() {
+        return Err(ShopError::Rejected(vec!["no such order".into()]));
+    }
+    let refunds =
+        order.get("refunds").and_then(Value::as_array).ok_or_else(|| ShopError::Malformed("order.refunds".into()))?;
+    refunds.iter().map(|r| decode_refund(r).map_err(ShopError::Malformed)).collect()
+}
+
+/// `{amount, currencyCode}` as money, exactly.
+pub fn money_of(v: &Value) -> Result<Money, String> {
+    let amount = v.get("amount").and_then(Value::as_str).ok_or("amount: not a decimal string")?;
+    let code = v.get("currencyCode").and_then(Value::as_str).ok_or("currencyCode: missing")?;
+    let currency = Currency::parse(code).map_err(|e| format!("currencyCode: {e}"))?;
+    Money::parse_decimal(amount, currency).map_err(|e| format!("amount {amount:?}: {e}"))
+}
+
+fn decode_refund(r: &Value) -> Result<ShopRefund, String> {
+    let id = r.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or("refund.id: missing")?;
+    let note = r.get("note").and_then(Value::as_str).map(str::to_string);
+    let amount = money_of(r.pointer("/totalRefundedSet/shopMoney").ok_or("refund.totalRefundedSet: missing")?)
+        .map_err(|e| format!("refund {id}: totalRefundedSet.shopMoney.{e}"))?;
+    let created = r.get("createdAt").and_then(Value::as_str).ok_or("refund.createdAt: missing")?;
+    let created_at =
+        crate::sense::wire::revolut::instant_of(created).map_err(|e| format!("refund {id}: createdAt: {e}"))?;
+    let nodes = r.pointer("/transactions/nodes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut statuses = Vec::new();
+    for n in nodes {
+        let s =
+            n.get("status").and_then(Value::as_str).ok_or_else(|| format!("refund {id}: a transaction's status"))?;
+        statuses.push(match s {
+            "SUCCESS" => RefundStatus::Success,
+            "PENDING" | "AWAITING_RESPONSE" | "UNKNOWN" => RefundStatus::Pending,
+            "FAILURE" | "ERROR" => RefundStatus::Failure,
+            other => return Err(format!("refund {id}: unknown transaction status {other:?}")),
+        });
+    }
+    let status = if statuses.contains(&RefundStatus::Failure) {
+        RefundStatus::Failure
+    } else if statuses.is_empty() || statuses.contains(&RefundStatus::Pending) {
+        RefundStatus::Pending
+    } else {
+        RefundStatus::Success
+    };
+    Ok(ShopRefund { id: id.to_string(), note, amount, status, created_at })
+}
+
+/// A refund as Shopify shows it (the sandbox's and the tests' side).
+pub fn encode_refund(r: &ShopRefund) -> Value {
+    let status = match r.status {
+        RefundStatus::Success => "SUCCESS",
+        RefundStatus::Pending => "PENDING",
+        RefundStatus::Failure => "FAILURE",
+    };
+    json!({
+        "id": r.id,
+        "note": r.note,
+        "createdAt": crate::sense::wire::revolut::iso_of(r.created_at),
+        "totalRefundedSet": { "shopMoney": { "amount": r.amount.to_decimal(), "currencyCode": r.amount.currency.as_str() } },
+        "transactions": { "nodes": [{ "id": format!("{}/tx", r.id), "kind": "REFUND", "status": status, "gateway": "shopify_payments" }] },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn eur(minor: i64) -> Money {
+        Money::new(minor, Currency::EUR)
+    }
+
+    fn request() -> RefundRequest {
+        RefundRequest {
+            order_id: "gid://shopify/Order/1001".into(),
+            amount: eur(1_250),
+            parent_transaction_id: "gid://shopify/OrderTransaction/55".into(),
+            gateway: "shopify_payments".into(),
+            note: "dlft:refund/north/s/1001/t-7".into(),
+        }
+    }
+
+    fn refund(status: RefundStatus) -> ShopRefund {
+        ShopRefund {
+            id: "gid://shopify/Refund/9".into(),
+            note: Some("dlft:refund/north/s/1001/t-7".into()),
+            amount: eur(1_250),
+            status,
+            created_at: Timestamp(1_796_205_600_000),
+        }
+    }
+
+    #[test]
+    fn the_mutation_carries_the_key_and_exact_money() {
+        let body = encode_refund_create(&request(), "refund/north/s/1001/t-7").unwrap();
+        assert!(body["query"].as_str().unwrap().contains("@idempotent(key: $key)"), "required since 2026-04");
+        assert_eq!(body["variables"]["key"], "refund/north/s/1001/t-7");
+        let tx = &body["variables"]["input"]["transactions"][0];
+        assert_eq!((tx["amount"].as_str(), tx["kind"].as_str()), (Some("12.50"), Some("REFUND")));
+        assert_eq!(tx["parentId"], "gid://shopify/OrderTransaction/55", "to the original payment");
+        let mut zero = request();
+        zero.amount = eur(0);
+        assert!(encode_refund_create(&zero, "k").is_err());
+        assert!(encode_refund_create(&request(), "").is_err());
+    }
+
+    #[test]
+    fn a_refund_round_trips() {
+        for s in [RefundStatus::Success, RefundStatus::Pending, RefundStatus::Failure] {
+            let r = refund(s);
+            let body = json!({ "data": { "refundCreate": { "refund": encode_refund(&r), "userErrors": [] } } });
+            assert_eq!(decode_refund_create(200, &body), Ok(r.clone()));
+            let read = json!({ "data": { "order": { "id": "o", "refunds": [encode_refund(&r)] } } });
+            assert_eq!(decode_order_refunds(200, &read), Ok(vec![r]));
+        }
+    }
+
+    #[test]
+    fn each_error_class_is_told_apart() {
+        let throttled = json!({
+            "errors": [{ "message": "Throttled", "extensions": { "code": "THROTTLED" } }],
+            "extensions": { "cost": { "requestedQueryCost": 10, "actualQueryCost": null,
+                "throttleStatus": { "maximumAvailable": 1000.0, "currentlyAvailable": 4.0, "restoreRate": 50.0 } } }
+        });
+        // 6 points missing at 50 a second: 120 ms.
+        assert_eq!(decode_refund_create(200, &throttled), Err(ShopError::Throttled { retry_after: Millis(120) }));
+        assert!(
+            matches!(decode_refund_create(429, &json!({})), Err(ShopError::Throttled { .. })),
+            "429 without a body"
+        );
+        let code = |c: &str| json!({ "errors": [{ "message": c, "extensions": { "code": c } }] });
+        assert_eq!(
+            decode_refund_create(200, &code("IDEMPOTENCY_CONCURRENT_REQUEST")),
+            Err(ShopError::ConcurrentRequest)
+        );
+        assert!(matches!(
+            decode_refund_create(200, &code("IDEMPOTENCY_KEY_PARAMETER_MISMATCH")),
+            Err(ShopError::ParameterMismatch(_))
+        ));
+        assert!(matches!(decode_refund_create(200, &code("ACCESS_DENIED")), Err(ShopError::Unauthorized(_))));
+        assert_eq!(decode_refund_create(502, &json!("<html>")), Err(ShopError::Server(502)));
+        let user = json!({ "data": { "refundCreate": { "refund": null, "userErrors": [
+            { "field": ["transactions", "0", "amount"], "message": "Amount exceeds the refundable amount" }] } } });
+        assert_eq!(
+            decode_refund_create(200, &user),
+            Err(ShopError::Rejected(vec!["transactions.0.amount: Amount exceeds the refundable amount".into()]))
+        );
+        // Which of them may have moved money.
+        assert!(ShopError::ConcurrentRequest.outcome_unknown() && ShopError::Server(500).outcome_unknown());
+        assert!(!ShopError::Rejected(vec![]).outcome_unknown());
+        assert!(!ShopError::Throttled { retry_after: Millis(1) }.outcome_unknown());
+    }
+
+    #[test]
+    fn malformed_replies_are_clear_errors() {
+        let with = |amount: Value| {
+            let mut r = encode_refund(&refund(RefundStatus::Success));
+            r["totalRefundedSet"]["shopMoney"]["amount"] = amount;
+            json!({ "data": { "refundCreate": { "refund": r, "userErrors": [] } } })
+        };
+        for (bad, want) in [
+            (json!("12.505"), "amount \"12.505\""),
+            (json!("twelve"), "amount \"twelve\""),
+            (json!(12.5), "not a decimal string"),
+        ] {
+            match decode_refund_create(200, &with(bad)) {
+                Err(ShopError::Malformed(m)) => assert!(m.contains(want), "{want:?} not in {m:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(decode_refund_create(200, &json!({ "data": null })), Err(ShopError::Malformed(_))));
+        assert!(matches!(
+            decode_refund_create(200, &json!({ "data": { "refundCreate": { "refund": null, "userErrors": [] } } })),
+            Err(ShopError::Malformed(_))
+        ));
+        let mut odd = encode_refund(&refund(RefundStatus::Success));
+        odd["transactions"]["nodes"][0]["status"] = json!("MAYBE");
+        let body = json!({ "data": { "order": { "refunds": [odd] } } });
+        assert!(matches!(decode_order_refunds(200, &body), Err(ShopError::Malformed(m)) if m.contains("MAYBE")));
+        assert_eq!(
+            decode_order_refunds(200, &json!({ "data": { "order": null } })),
+            Err(ShopError::Rejected(vec!["no such order".into()]))
+        );
+    }
+
+    #[test]
+    fn throttle_waits_round_up() {
+        let t = ThrottleStatus { maximum_available: 1000.0, currently_available: 0.0, restore_rate: 100.0 };
+        assert_eq!(wait_for(MUTATION_COST, &t), Millis(100));
+        assert_eq!(wait_for(1.0, &ThrottleStatus { currently_available: 0.5, ..t }), Millis(5));
+        assert_eq!(wait_for(10.0, &ThrottleStatus { currently_available: 50.0, ..t }), Millis(0));
+        assert_eq!(wait_for(10.0, &ThrottleStatus { restore_rate: 0.0, ..t }), Millis(0));
+        assert_eq!(wait_for(10.0, &ThrottleStatus { restore_rate: 1e-300, ..t }), MAX_THROTTLE_WAIT, "bounded");
+        assert_eq!(wait_for(f64::NAN, &t), Millis(0));
+    }
+}
