@@ -100,7 +100,7 @@ impl<
     C: Clock,
     P: Probe,
     R: RngCore + Send + Sync,
-    B: Bank + crate::sense::payables::PayablesSource,
+    B: Bank + crate::sense::payables::PayablesSource + crate::sense::shop::Shop,
 > Worker<S, A, C, P, R, B>
 {
     /// Boots (retrying until the store answers), then runs the schedules and
@@ -465,6 +465,7 @@ impl<
                     JobError::RetryAfter { wait, .. } => *wait,
                     JobError::Ads(AdsError::RateLimited { retry_after, .. }) => *retry_after,
                     JobError::Bank(crate::sense::bank::BankError::RateLimited { retry_after }) => *retry_after,
+                    JobError::Shop(crate::sense::shop::ShopError::Throttled { retry_after }) => *retry_after,
                     _ => Millis(0),
                 };
                 let errors = job.errors.len() as u32 + 1;

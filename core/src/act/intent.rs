@@ -30,6 +30,10 @@ pub enum Action {
     /// Pay a supplier's invoice (Revolut: `POST /pay`).
     #[serde(rename = "payout")]
     Payout { order: PayoutOrder },
+    /// Refund a customer, to the order's original payment (Shopify:
+    /// `refundCreate`).
+    #[serde(rename = "refund")]
+    Refund { order: crate::act::refund::RefundOrder },
 }
 
 impl Action {
@@ -38,6 +42,7 @@ impl Action {
         match self {
             Action::KillAd { .. } => "ad_kill",
             Action::Payout { .. } => "payout",
+            Action::Refund { .. } => "refund",
         }
     }
 
@@ -47,6 +52,7 @@ impl Action {
         match self {
             Action::KillAd { ad } => ad.as_str(),
             Action::Payout { order } => &order.counterparty_id,
+            Action::Refund { order } => &order.order_id,
         }
     }
 
@@ -54,7 +60,7 @@ impl Action {
     pub fn killed_ad(&self) -> Option<&AdId> {
         match self {
             Action::KillAd { ad } => Some(ad),
-            Action::Payout { .. } => None,
+            Action::Payout { .. } | Action::Refund { .. } => None,
         }
     }
 }
@@ -67,6 +73,9 @@ pub enum Evidence {
     Kill(AdEstimate),
     /// The payable (invoice) the payout settles, as the sensor read it.
     Payable(crate::act::payout::PayoutOrder),
+    /// The order and claim the refund settles, as the envelope judged
+    /// them, and what the policy proposed.
+    Refund { order: crate::envelope::refund::OrderFacts, proposal: crate::propose::refund::RefundProposal },
 }
 
 /// The phases of a write-ahead intent.

@@ -47,6 +47,24 @@ impl RefundOrder {
     }
 }
 
+/// The intent an approved refund opens: paid back to the order's original
+/// payment, reserving the amount against the brand's refund caps.
+pub fn refund_intent(
+    approved: &ApprovedRefund,
+    order: &crate::envelope::refund::OrderFacts,
+    proposal: &crate::propose::refund::RefundProposal,
+) -> crate::act::intent::NewIntent {
+    use crate::act::intent::{Action, Evidence, NewIntent};
+    use crate::envelope::budget::{Purpose, Reserve};
+    NewIntent {
+        key: approved.key.clone(),
+        action: Action::Refund { order: RefundOrder::of(approved) },
+        evidence: Evidence::Refund { order: order.clone(), proposal: proposal.clone() },
+        verdict: approved.verdict.clone(),
+        reserve: Some(Reserve { purpose: Purpose::Refund, amount: approved.amount, counterparty: None }),
+    }
+}
+
 /// The marker a refund's note carries: how a read-back finds it.
 pub fn marker(key: &IdempotencyKey) -> String {
     format!("dlft:{key}")

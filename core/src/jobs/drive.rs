@@ -11,6 +11,7 @@ use crate::act::intent::{Action, Evidence, Intent, IntentOp, IntentPhase, NewInt
 use crate::act::kill::KillEffect;
 use crate::act::machine::{CallOutcome, Effect, Found, Step, after_call, after_read_back, next_step};
 use crate::act::payout::PayoutEffect;
+use crate::act::refund::RefundEffect;
 use crate::config::{LoopConfig, Sabotage};
 use crate::ids::{AdId, IdempotencyKey};
 use crate::probe::{Probe, Site};
@@ -29,7 +30,13 @@ const _: () = assert!(MAX_STEPS_PER_ATTEMPT >= 3);
 /// Drives the intent `key` on, step by step: reads it, takes the next step
 /// with its action's effect, until it is final or the step budget is used.
 /// `None`: no such intent.
-pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+pub async fn run<
+    S: Store,
+    A: AdsPlatform,
+    C: Clock,
+    P: Probe,
+    B: crate::sense::bank::Bank + crate::sense::shop::Shop,
+>(
     ports: &Ports<S, A, C, P, B>,
     cfg: &LoopConfig,
     sabotage: Sabotage,
@@ -55,6 +62,10 @@ pub async fn run<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::
                 }
                 step(ports, &ports.bank, cfg, sabotage, attempt, &intent, &effect).await?
             }
+            Action::Refund { order } => {
+                let effect = RefundEffect::new(&intent.key, order);
+                step(ports, &ports.bank, cfg, sabotage, attempt, &intent, &effect).await?
+            }
         };
         if step == Step::Done {
             return Ok(Some(()));
@@ -69,6 +80,7 @@ pub fn job_of(intent: &Intent, now: Timestamp) -> NewJob {
     match &intent.action {
         Action::KillAd { ad } => super::tick::kill_job(&intent.key, ad, now).for_brand(&intent.brand),
         Action::Payout { .. } => payout_job(&intent.key, now).for_brand(&intent.brand),
+        Action::Refund { .. } => refund_job(&intent.key, now).for_brand(&intent.brand),
     }
 }
 
@@ -83,6 +95,16 @@ pub fn jobs_of_open<'a>(intents: impl Iterator<Item = &'a Intent>, now: Timestam
 pub fn payout_job(key: &IdempotencyKey, now: Timestamp) -> NewJob {
     NewJob::new(
         &crate::schedule::task::Task::Payout { key: key.clone() },
+        super::tick::KILL_PRIORITY,
+        now,
+        Some(key.clone()),
+    )
+}
+
+/// The act job of a refund intent (claimed by the act pool, like a kill's).
+pub fn refund_job(key: &IdempotencyKey, now: Timestamp) -> NewJob {
+    NewJob::new(
+        &crate::schedule::task::Task::Refund { key: key.clone() },
         super::tick::KILL_PRIORITY,
         now,
         Some(key.clone()),

@@ -50,6 +50,8 @@ pub enum JobError {
     Ads(#[from] AdsError),
     #[error(transparent)]
     Bank(#[from] crate::sense::bank::BankError),
+    #[error(transparent)]
+    Shop(#[from] crate::sense::shop::ShopError),
     /// Try again no sooner than this.
     #[error("retry after {wait:?}: {why}")]
     RetryAfter { wait: Millis, why: String },
@@ -116,7 +118,7 @@ pub async fn run_task<
     A: AdsPlatform + Models,
     C: Clock,
     P: Probe,
-    B: crate::sense::bank::Bank + crate::sense::payables::PayablesSource,
+    B: crate::sense::bank::Bank + crate::sense::payables::PayablesSource + crate::sense::shop::Shop,
 >(
     ports: &Ports<S, A, C, P, B>,
     loop_cfg: &LoopConfig,
@@ -141,7 +143,8 @@ pub async fn run_task<
         Task::ReconcileAd { ad, claimed } => reconcile::run_reconcile(ports, sabotage, attempt, ad, claimed).await,
         Task::RerollBandit { slot } => reroll::run_reroll(ports, loop_cfg, attempt, *slot).await,
         Task::Payout { .. } if sabotage == Sabotage::DropPayoutJobs => Ok(()),
-        Task::Payout { key } => match drive::run(ports, loop_cfg, sabotage, attempt, key).await? {
+        Task::Payout { key } | Task::Refund { key } => match drive::run(ports, loop_cfg, sabotage, attempt, key).await?
+        {
             Some(()) => Ok(()),
             None => Err(JobError::Permanent(format!("no intent {key}: nothing to drive"))),
         },

@@ -24,6 +24,8 @@ pub enum Task {
     RerollBandit { slot: Timestamp },
     /// Drive one payout intent to its commit (claimed by the act pool).
     Payout { key: IdempotencyKey },
+    /// Drive one refund intent to its commit (claimed by the act pool).
+    Refund { key: IdempotencyKey },
     /// Read the brand's payables, judge them, open payout intents (claimed
     /// by the tick pool: a decision job like the tick).
     PayPayables { slot: Timestamp },
@@ -39,10 +41,11 @@ pub enum JobKind {
     RerollBandit,
     Payout,
     PayPayables,
+    Refund,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 8] = [
         JobKind::PollInsights,
         JobKind::KillAd,
         JobKind::ScanStore,
@@ -50,6 +53,7 @@ impl JobKind {
         JobKind::RerollBandit,
         JobKind::Payout,
         JobKind::PayPayables,
+        JobKind::Refund,
     ];
 
     /// The kinds a pool of this kind claims: the act pool (`KillAd`)
@@ -57,7 +61,7 @@ impl JobKind {
     /// (`PollInsights`) every decision job; every other pool its own.
     pub fn pool_kinds(self) -> Vec<JobKind> {
         match self {
-            JobKind::KillAd => vec![JobKind::KillAd, JobKind::Payout],
+            JobKind::KillAd => vec![JobKind::KillAd, JobKind::Payout, JobKind::Refund],
             JobKind::PollInsights => vec![JobKind::PollInsights, JobKind::PayPayables],
             k => vec![k],
         }
@@ -73,6 +77,7 @@ impl JobKind {
             JobKind::RerollBandit => "reroll_bandit",
             JobKind::Payout => "payout",
             JobKind::PayPayables => "pay_payables",
+            JobKind::Refund => "refund",
         }
     }
 }
@@ -82,7 +87,7 @@ impl Task {
     pub fn bound(&self) -> Bound {
         match self {
             Task::ScanStore { .. } => Bound::Pipeline,
-            Task::KillAd { key, .. } | Task::Payout { key } => Bound::Intent(key.clone()),
+            Task::KillAd { key, .. } | Task::Payout { key } | Task::Refund { key } => Bound::Intent(key.clone()),
             Task::PollInsights { .. }
             | Task::ReconcileAd { .. }
             | Task::RerollBandit { .. }
@@ -99,6 +104,7 @@ impl Task {
             Task::RerollBandit { .. } => JobKind::RerollBandit,
             Task::Payout { .. } => JobKind::Payout,
             Task::PayPayables { .. } => JobKind::PayPayables,
+            Task::Refund { .. } => JobKind::Refund,
         }
     }
 }

@@ -158,7 +158,9 @@ pub const LIST_MAX: usize = 1000;
 
 /// The bank of a brand that has none: every payment is refused (not made),
 /// and no transaction is ever found. A payout intent of such a brand is
-/// abandoned at its attempt cap, and its reservation voided.
+/// abandoned at its attempt cap, and its reservation voided. It is also the
+/// empty payables source and the shop of a brand without one
+/// (`sense::shop`): the money ports a job is lent come as one bundle.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct NoBank;
 

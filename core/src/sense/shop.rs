@@ -111,6 +111,26 @@ pub trait Shop: Send + Sync {
     fn order_refunds(&self, order_id: &str) -> impl Future<Output = Result<Vec<ShopRefund>, ShopError>> + Send;
 }
 
+impl<T: Shop> Shop for &T {
+    fn refund(&self, req: &RefundRequest, key: &str) -> impl Future<Output = Result<ShopRefund, ShopError>> + Send {
+        (**self).refund(req, key)
+    }
+    fn order_refunds(&self, order_id: &str) -> impl Future<Output = Result<Vec<ShopRefund>, ShopError>> + Send {
+        (**self).order_refunds(order_id)
+    }
+}
+
+/// A brand without a shop refunds nothing: every refund is refused (and its
+/// intent abandoned at the attempt cap, its reservation voided).
+impl Shop for crate::sense::bank::NoBank {
+    fn refund(&self, _: &RefundRequest, _: &str) -> impl Future<Output = Result<ShopRefund, ShopError>> + Send {
+        std::future::ready(Err(ShopError::Rejected(vec!["no shop configured for this brand".into()])))
+    }
+    fn order_refunds(&self, _: &str) -> impl Future<Output = Result<Vec<ShopRefund>, ShopError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
+}
+
 impl fmt::Display for RefundStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
