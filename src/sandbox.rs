@@ -25,6 +25,15 @@
 //! - `GET  /revolut/_truth`: every transaction and the account's money movements;
 //! - `POST /revolut/_expire?token=T`: the token expires now (as Revolut's
 //!   do after 40 minutes), for tests of the refresh.
+//!
+//! And a shop with Shopify's refund semantics under `/shopify` (the sim's
+//! `ShopWorld`: 20 orders `gid://shopify/Order/1001`…, each paid by
+//! `gid://shopify/OrderTransaction/5001`…; refunds settle over 2.5 s):
+//! - `POST /shopify/admin/api/{version}/graphql.json` with
+//!   `X-Shopify-Access-Token`: `refundCreate` under `@idempotent(key:)` and
+//!   an order's refunds, with the cost extension of a 2,000-point bucket
+//!   restoring 100 points a second (THROTTLED when empty);
+//! - `GET /shopify/_truth`: every order and every refund.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,6 +56,7 @@ use dlft_sim::hosts::{ItemFate, handle_ads, handle_pause_batch};
 use dlft_sim::rpc::{AdsRequest, HttpReply};
 use dlft_sim::run::{rng_for, stream};
 use dlft_sim::scenario::Scenario;
+use dlft_sim::shop::{ShopConfig, ShopWorld};
 use dlft_sim::world::AdsWorld;
 
 #[derive(Clone)]
@@ -62,7 +72,16 @@ struct Sandbox {
     expired: Arc<Mutex<std::collections::BTreeSet<String>>>,
     /// Access tokens issued by the refresh grant so far.
     issued: Arc<std::sync::atomic::AtomicU64>,
+    shop: Arc<Mutex<ShopWorld>>,
+    /// The GraphQL cost bucket: points available, as of when.
+    bucket: Arc<Mutex<(f64, Timestamp)>>,
 }
+
+/// The sandbox's GraphQL bucket: 2,000 points, restoring 100 a second
+/// (Standard's restore rate; a real shop's bucket size is only known from
+/// its replies).
+const BUCKET_MAX: f64 = 2_000.0;
+const BUCKET_RESTORE: f64 = 100.0;
 
 fn lock(w: &Mutex<AdsWorld>) -> std::sync::MutexGuard<'_, AdsWorld> {
     w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -373,6 +392,104 @@ async fn revolut_truth(State(sb): State<Sandbox>) -> Response {
     axum::Json(json!({"now": now.0, "transactions": txs, "movements": moves})).into_response()
 }
 
+fn shop_lock(w: &Mutex<ShopWorld>) -> std::sync::MutexGuard<'_, ShopWorld> {
+    w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `POST /shopify/admin/api/{version}/graphql.json`.
+async fn shopify_graphql(
+    State(sb): State<Sandbox>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    use dlft_core::sense::wire::shopify::{
+        API_VERSION, Asked, MUTATION_COST, ThrottleStatus, cost_extension, decode_request, encode_order_refunds_reply,
+        encode_refund_create_reply, error_body,
+    };
+    let json_reply = |status: u16, body: Value| {
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(body)).into_response()
+    };
+    if headers.get("x-shopify-access-token").and_then(|v| v.to_str().ok()).is_none_or(str::is_empty) {
+        return json_reply(
+            401,
+            json!({ "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)" }),
+        );
+    }
+    if version != API_VERSION {
+        return json_reply(
+            404,
+            json!({ "errors": format!("API version {version} is not served (only {API_VERSION})") }),
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return json_reply(400, error_body("BAD_REQUEST", "the body is not JSON"));
+    };
+    let asked = match decode_request(&body) {
+        Ok(a) => a,
+        Err(e) => return json_reply(200, error_body("GRAPHQL_VALIDATION_FAILED", &e)),
+    };
+    let now = SystemClock.now();
+    // The leaky bucket: restored since the last request, then charged.
+    let cost = match asked {
+        Asked::RefundCreate { .. } => MUTATION_COST,
+        Asked::OrderRefunds { .. } => 3.0,
+    };
+    let status = {
+        let mut b = sb.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let elapsed = now.0.saturating_sub(b.1.0) as f64 / 1000.0;
+        b.0 = (b.0 + elapsed * BUCKET_RESTORE).min(BUCKET_MAX);
+        b.1 = now;
+        let throttled = b.0 < cost;
+        if !throttled {
+            b.0 -= cost;
+        }
+        (
+            ThrottleStatus { maximum_available: BUCKET_MAX, currently_available: b.0, restore_rate: BUCKET_RESTORE },
+            throttled,
+        )
+    };
+    let (code, mut reply) = if status.1 {
+        (200, error_body("THROTTLED", "Throttled"))
+    } else {
+        match asked {
+            Asked::RefundCreate { req, key } => {
+                encode_refund_create_reply(&shop_lock(&sb.shop).refund(&req, &key, now))
+            }
+            Asked::OrderRefunds { order_id } => {
+                encode_order_refunds_reply(&order_id, &shop_lock(&sb.shop).order_refunds(&order_id, now))
+            }
+        }
+    };
+    if let Some(obj) = reply.as_object_mut() {
+        obj.insert("extensions".into(), cost_extension(cost, &status.0));
+    }
+    json_reply(code, reply)
+}
+
+/// `GET /shopify/_truth`: every order and refund, with what is still refundable.
+async fn shopify_truth(State(sb): State<Sandbox>) -> Response {
+    let now = SystemClock.now();
+    let w = shop_lock(&sb.shop);
+    let orders: Vec<Value> = w
+        .orders()
+        .map(|o| {
+            json!({"id": o.id, "amount_minor": o.amount.minor, "currency": o.amount.currency.as_str(),
+                   "payment_id": o.payment_id, "gateway": o.gateway,
+                   "refundable_minor": w.refundable(&o.id, now).map(|m| m.minor)})
+        })
+        .collect();
+    let refunds: Vec<Value> = w
+        .refunds()
+        .iter()
+        .map(|r| {
+            json!({"id": r.id, "order_id": r.order_id, "key": r.key, "note": r.note, "amount_minor": r.amount.minor,
+                   "parent_id": r.parent_id, "created_at": r.created_at.0})
+        })
+        .collect();
+    axum::Json(json!({"now": now.0, "orders": orders, "refunds": refunds})).into_response()
+}
+
 /// Serves until the process is stopped. Prints `listening on ADDR` once bound.
 pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<()> {
     let start = SystemClock.now();
@@ -389,8 +506,12 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
         rng: Arc::new(Mutex::new(rng_for(seed, stream::PLATFORM))),
         expired: Arc::default(),
         issued: Arc::default(),
+        shop: Arc::new(Mutex::new(ShopWorld::new(ShopConfig::default(), rng_for(seed, stream::SHOP)))),
+        bucket: Arc::new(Mutex::new((BUCKET_MAX, start))),
     };
     let app = Router::new()
+        .route("/shopify/admin/api/{version}/graphql.json", post(shopify_graphql))
+        .route("/shopify/_truth", get(shopify_truth))
         .route("/_truth", get(truth))
         .route("/_launch", post(launch))
         .route("/revolut/pay", post(revolut_pay))

@@ -12,6 +12,7 @@ pub mod config;
 pub mod meta;
 pub mod payouts;
 pub mod revolut;
+pub mod shopify;
 pub mod store;
 pub mod testenv;
 pub mod webhook;

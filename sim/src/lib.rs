@@ -23,5 +23,6 @@ pub mod report;
 pub mod rpc;
 pub mod run;
 pub mod scenario;
+pub mod shop;
 pub mod shrink;
 pub mod world;

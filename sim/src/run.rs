@@ -51,6 +51,8 @@ pub mod stream {
     pub const BANK_FAULTS: u64 = 7;
     /// The brands' payables files.
     pub const PAYABLES: u64 = 8;
+    /// The shop's orders and its refunds' fates.
+    pub const SHOP: u64 = 9;
     pub const WORKER_BASE: u64 = 100;
 }
 

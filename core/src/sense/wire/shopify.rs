@@ -223,6 +223,122 @@ fn decode_refund(r: &Value) -> Result<ShopRefund, String> {
     Ok(ShopRefund { id: id.to_string(), note, amount, status, created_at })
 }
 
+/// What a GraphQL request asks (the sandbox's side).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Asked {
+    /// `refundCreate` with its idempotency key (empty when the request
+    /// carried no `@idempotent` directive: Shopify refuses it at run time).
+    RefundCreate {
+        req: RefundRequest,
+        key: String,
+    },
+    OrderRefunds {
+        order_id: String,
+    },
+}
+
+/// Decodes a GraphQL request body of the two operations the adapter sends.
+pub fn decode_request(body: &Value) -> Result<Asked, String> {
+    let query = body.get("query").and_then(Value::as_str).ok_or("query: missing")?;
+    let vars = body.get("variables").filter(|v| v.is_object()).ok_or("variables: missing")?;
+    if query.contains("refundCreate") {
+        let key = if query.contains("@idempotent") {
+            vars.get("key").and_then(Value::as_str).unwrap_or_default().to_string()
+        } else {
+            String::new()
+        };
+        let input = vars.get("input").ok_or("variables.input: missing")?;
+        let text = |v: &Value, f: &str| {
+            v.get(f).and_then(Value::as_str).map(str::to_string).ok_or_else(|| format!("input.{f}: missing"))
+        };
+        let order_id = text(input, "orderId")?;
+        let note = input.get("note").and_then(Value::as_str).unwrap_or_default().to_string();
+        let currency = Currency::parse(&text(input, "currency")?).map_err(|e| format!("input.currency: {e}"))?;
+        let txs = input.get("transactions").and_then(Value::as_array).ok_or("input.transactions: missing")?;
+        let [tx] = txs.as_slice() else {
+            return Err(format!("input.transactions: {} transactions (one wanted)", txs.len()));
+        };
+        let amount_text = text(tx, "amount").map_err(|e| format!("transactions.0.{e}"))?;
+        let amount = Money::parse_decimal(&amount_text, currency)
+            .map_err(|e| format!("transactions.0.amount {amount_text:?}: {e}"))?;
+        let req = RefundRequest {
+            order_id,
+            amount,
+            parent_transaction_id: text(tx, "parentId").map_err(|e| format!("transactions.0.{e}"))?,
+            gateway: text(tx, "gateway").map_err(|e| format!("transactions.0.{e}"))?,
+            note,
+        };
+        return Ok(Asked::RefundCreate { req, key });
+    }
+    if query.contains("refunds") && query.contains("order(") {
+        let id = vars.get("id").and_then(Value::as_str).ok_or("variables.id: missing")?;
+        return Ok(Asked::OrderRefunds { order_id: id.to_string() });
+    }
+    Err("an operation this API does not serve".into())
+}
+
+/// The cost extension of a reply (the sandbox's bucket).
+pub fn cost_extension(requested: f64, status: &ThrottleStatus) -> Value {
+    json!({ "cost": {
+        "requestedQueryCost": requested,
+        "actualQueryCost": requested,
+        "throttleStatus": {
+            "maximumAvailable": status.maximum_available,
+            "currentlyAvailable": status.currently_available,
+            "restoreRate": status.restore_rate,
+        },
+    } })
+}
+
+/// A top-level GraphQL error with its code (`THROTTLED`, `ACCESS_DENIED`,
+/// the idempotency codes).
+pub fn error_body(code: &str, message: &str) -> Value {
+    json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })
+}
+
+/// The reply to `refundCreate` as Shopify sends it: `(HTTP status, body)`.
+pub fn encode_refund_create_reply(result: &Result<ShopRefund, ShopError>) -> (u16, Value) {
+    match result {
+        Ok(r) => (200, json!({ "data": { "refundCreate": { "refund": encode_refund(r), "userErrors": [] } } })),
+        Err(ShopError::Rejected(msgs)) => {
+            let errors: Vec<Value> = msgs
+                .iter()
+                .map(|m| match m.split_once(": ") {
+                    Some((field, msg)) if !field.contains(' ') => {
+                        json!({ "field": field.split('.').collect::<Vec<_>>(), "message": msg })
+                    }
+                    _ => json!({ "field": null, "message": m }),
+                })
+                .collect();
+            (200, json!({ "data": { "refundCreate": { "refund": null, "userErrors": errors } } }))
+        }
+        Err(e) => error_reply(e),
+    }
+}
+
+/// The reply to the read-back query: `(HTTP status, body)`.
+pub fn encode_order_refunds_reply(order_id: &str, result: &Result<Vec<ShopRefund>, ShopError>) -> (u16, Value) {
+    match result {
+        Ok(rs) => {
+            let refunds: Vec<Value> = rs.iter().map(encode_refund).collect();
+            (200, json!({ "data": { "order": { "id": order_id, "refunds": refunds } } }))
+        }
+        Err(ShopError::Rejected(_)) => (200, json!({ "data": { "order": null } })),
+        Err(e) => error_reply(e),
+    }
+}
+
+fn error_reply(e: &ShopError) -> (u16, Value) {
+    match e {
+        ShopError::Throttled { .. } => (200, error_body("THROTTLED", "Throttled")),
+        ShopError::ConcurrentRequest => (200, error_body("IDEMPOTENCY_CONCURRENT_REQUEST", &e.to_string())),
+        ShopError::ParameterMismatch(m) => (200, error_body("IDEMPOTENCY_KEY_PARAMETER_MISMATCH", m)),
+        ShopError::Unauthorized(m) => (401, error_body("ACCESS_DENIED", m)),
+        ShopError::Server(s) => (*s, json!({ "errors": "Internal error" })),
+        other => (500, json!({ "errors": other.to_string() })),
+    }
+}
+
 /// A refund as Shopify shows it (the sandbox's and the tests' side).
 pub fn encode_refund(r: &ShopRefund) -> Value {
     let status = match r.status {
@@ -359,6 +475,42 @@ mod tests {
             decode_order_refunds(200, &json!({ "data": { "order": null } })),
             Err(ShopError::Rejected(vec!["no such order".into()]))
         );
+    }
+
+    #[test]
+    fn what_the_adapter_sends_the_sandbox_reads_and_back() {
+        let body = encode_refund_create(&request(), "refund/north/s/1001/t-7").unwrap();
+        assert_eq!(
+            decode_request(&body),
+            Ok(Asked::RefundCreate { req: request(), key: "refund/north/s/1001/t-7".into() })
+        );
+        let mut no_directive = body.clone();
+        no_directive["query"] = json!(REFUND_CREATE.replace(" @idempotent(key: $key)", ""));
+        assert!(matches!(decode_request(&no_directive), Ok(Asked::RefundCreate { key, .. }) if key.is_empty()));
+        assert_eq!(
+            decode_request(&encode_order_refunds("gid://shopify/Order/1")),
+            Ok(Asked::OrderRefunds { order_id: "gid://shopify/Order/1".into() })
+        );
+        assert!(decode_request(&json!({ "query": "{ shop { name } }", "variables": {} })).is_err());
+        let mut bad = body.clone();
+        bad["variables"]["input"]["transactions"][0]["amount"] = json!("1.005");
+        assert!(decode_request(&bad).unwrap_err().contains("transactions.0.amount"));
+        // Every reply the sandbox sends decodes to what it meant.
+        for result in [
+            Ok(refund(RefundStatus::Pending)),
+            Err(ShopError::Rejected(vec!["transactions.0.amount: too much".into()])),
+            Err(ShopError::ParameterMismatch("other parameters".into())),
+            Err(ShopError::ConcurrentRequest),
+            Err(ShopError::Server(503)),
+        ] {
+            let (status, body) = encode_refund_create_reply(&result);
+            assert_eq!(decode_refund_create(status, &body), result);
+        }
+        let (status, body) = encode_refund_create_reply(&Err(ShopError::Throttled { retry_after: Millis(5) }));
+        assert!(matches!(decode_refund_create(status, &body), Err(ShopError::Throttled { .. })));
+        let read = Ok(vec![refund(RefundStatus::Success)]);
+        let (status, body) = encode_order_refunds_reply("o", &read);
+        assert_eq!(decode_order_refunds(status, &body), read);
     }
 
     #[test]

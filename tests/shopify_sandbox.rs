@@ -1,0 +1,136 @@
+//! The live Shopify adapter (reqwest) against the sandbox's Admin GraphQL
+//! endpoint, over real HTTP, both built on the same wire shapes and the
+//! sim's shop: a refund is created under its idempotency key, a repeat of
+//! the same request answers with that refund as it stands and makes no
+//! second one, the same key with other details is a parameter mismatch, a
+//! refund beyond what the order can refund or to another payment is
+//! refused, the read-back finds the refund by its note from pending to
+//! success, a request without a token is unauthorized, and the sandbox's
+//! truth shows exactly one refund; a burst of mutations is paced by the
+//! cost bucket without a single THROTTLED.
+
+#![allow(clippy::disallowed_methods, reason = "a wall-clock test against a real sandbox")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use dlft_core::money::{Currency, Money};
+use dlft_core::sense::shop::{RefundRequest, RefundStatus, Shop, ShopError};
+use dlft_live::meta::Secret;
+use dlft_live::shopify::{ShopifyConfig, ShopifyShop};
+use serde_json::Value;
+
+struct Sandbox(Child);
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sandbox() -> (Sandbox, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dlft"))
+        .args(["sandbox", "serve", "--seed", "4", "--addr", "127.0.0.1:0"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the sandbox starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on ").expect("the sandbox prints its address").to_string();
+    (Sandbox(child), addr)
+}
+
+fn shop(addr: &str, token: &str) -> ShopifyShop {
+    ShopifyShop::new(ShopifyConfig {
+        base_url: format!("http://{addr}/shopify"),
+        token: Secret::new(token.into()),
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap()
+}
+
+async fn truth(addr: &str) -> Value {
+    reqwest::get(format!("http://{addr}/shopify/_truth")).await.unwrap().json().await.unwrap()
+}
+
+fn request(order: &Value, minor: i64, note: &str) -> RefundRequest {
+    RefundRequest {
+        order_id: order["id"].as_str().unwrap().into(),
+        amount: Money::new(minor, Currency::parse(order["currency"].as_str().unwrap()).unwrap()),
+        parent_transaction_id: order["payment_id"].as_str().unwrap().into(),
+        gateway: order["gateway"].as_str().unwrap().into(),
+        note: note.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adapter_refunds_once_and_reads_back_against_the_sandbox() {
+    let (_sb, addr) = sandbox();
+    let s = shop(&addr, "sandbox-token");
+    let t = truth(&addr).await;
+    let order = t["orders"][0].clone();
+    let total = order["amount_minor"].as_i64().unwrap();
+    let req = request(&order, total / 2, "dlft:refund/default/eu/1001/t-1");
+
+    let first = s.refund(&req, "refund/default/eu/1001/t-1").await.unwrap();
+    assert_eq!((first.amount, first.status), (req.amount, RefundStatus::Pending));
+    let again = s.refund(&req, "refund/default/eu/1001/t-1").await.unwrap();
+    assert_eq!(again.id, first.id, "the same key answers with the same refund, never a second");
+    let other = RefundRequest { amount: Money::new(1, req.amount.currency), ..req.clone() };
+    assert!(matches!(s.refund(&other, "refund/default/eu/1001/t-1").await, Err(ShopError::ParameterMismatch(_))));
+
+    // What the order can no longer refund, or a refund to another payment: refused, nothing made.
+    let too_much = request(&order, total - total / 2 + 1, "dlft:refund/x");
+    match s.refund(&too_much, "refund/default/eu/1001/t-2").await {
+        Err(ShopError::Rejected(m)) => assert!(m[0].starts_with("transactions.0.amount"), "{m:?}"),
+        other => panic!("{other:?}"),
+    }
+    let elsewhere = RefundRequest { parent_transaction_id: "gid://shopify/OrderTransaction/1".into(), ..req.clone() };
+    assert!(matches!(s.refund(&elsewhere, "refund/default/eu/1001/t-3").await, Err(ShopError::Rejected(_))));
+
+    // The read-back finds it by its note, pending, then settled.
+    let read = s.order_refunds(&req.order_id).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].note.as_deref(), Some("dlft:refund/default/eu/1001/t-1"));
+    tokio::time::sleep(Duration::from_millis(2_700)).await;
+    assert_eq!(s.order_refunds(&req.order_id).await.unwrap()[0].status, RefundStatus::Success);
+    assert!(matches!(s.order_refunds("gid://shopify/Order/1").await, Err(ShopError::Rejected(_))), "no such order");
+
+    // No token: unauthorized, nothing made.
+    let anon = shop(&addr, "");
+    assert!(matches!(anon.refund(&request(&order, 1, "n"), "k-anon").await, Err(ShopError::Unauthorized(_))));
+
+    let t = truth(&addr).await;
+    let refunds = t["refunds"].as_array().unwrap();
+    assert_eq!(refunds.len(), 1, "one refund in the world: {refunds:?}");
+    assert_eq!(refunds[0]["parent_id"], order["payment_id"], "to the order's own payment");
+    assert_eq!(t["orders"][0]["refundable_minor"].as_i64(), Some(total - total / 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_paced_by_the_cost_bucket_and_never_throttled() {
+    // 2,000 points, 10 a mutation, restoring 100 a second: 260 refunds in a
+    // burst would drain the bucket after 200; the adapter waits instead.
+    let (_sb, addr) = sandbox();
+    let s = shop(&addr, "sandbox-token");
+    let t = truth(&addr).await;
+    let orders: Vec<Value> = t["orders"].as_array().unwrap().clone();
+    let started = std::time::Instant::now();
+    let mut made = 0;
+    for i in 0..260usize {
+        let order = &orders[i % orders.len()];
+        let req = request(order, 1, &format!("dlft:burst/{i}"));
+        match s.refund(&req, &format!("burst/{i}")).await {
+            Ok(_) => made += 1,
+            Err(e) => panic!("refund {i}: {e}"),
+        }
+    }
+    assert_eq!(made, 260);
+    // 60 mutations past the bucket need about 6 s of restoring.
+    assert!(started.elapsed() >= Duration::from_secs(4), "paced: {:?}", started.elapsed());
+    assert_eq!(truth(&addr).await["refunds"].as_array().unwrap().len(), 260);
+}
