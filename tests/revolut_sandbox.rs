@@ -6,8 +6,6 @@
 //! a payment to an account not on record is refused, a request without a
 //! token is unauthorized, and the sandbox's truth shows one debit.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use dlft_core::money::{Currency, Money};
@@ -17,27 +15,10 @@ use dlft_live::SystemClock;
 use dlft_live::meta::Secret;
 use dlft_live::revolut::{RevolutBank, RevolutConfig};
 
-struct Sandbox(Child);
+mod common;
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sandbox() -> (Sandbox, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dlft"))
-        .args(["sandbox", "serve", "--seed", "3", "--addr", "127.0.0.1:0"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the sandbox starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on ").expect("the sandbox prints its address").to_string();
-    (Sandbox(child), addr)
+fn sandbox() -> (common::Sandbox, String) {
+    common::sandbox(3)
 }
 
 fn bank(addr: &str, token: &str) -> RevolutBank {

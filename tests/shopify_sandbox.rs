@@ -11,8 +11,6 @@
 
 #![allow(clippy::disallowed_methods, reason = "a wall-clock test against a real sandbox")]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use dlft_core::money::{Currency, Money};
@@ -21,27 +19,10 @@ use dlft_live::meta::Secret;
 use dlft_live::shopify::{ShopifyConfig, ShopifyShop};
 use serde_json::Value;
 
-struct Sandbox(Child);
+mod common;
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sandbox() -> (Sandbox, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dlft"))
-        .args(["sandbox", "serve", "--seed", "4", "--addr", "127.0.0.1:0"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the sandbox starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on ").expect("the sandbox prints its address").to_string();
-    (Sandbox(child), addr)
+fn sandbox() -> (common::Sandbox, String) {
+    common::sandbox(4)
 }
 
 fn shop(addr: &str, token: &str) -> ShopifyShop {

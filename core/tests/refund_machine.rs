@@ -8,35 +8,27 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::pin::pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
 
 use dlft_core::act::intent::{Action, Intent, IntentPhase};
 use dlft_core::act::machine::Step;
 use dlft_core::act::refund::{RefundEffect, RefundOrder, marker, refund_intent};
-use dlft_core::config::{LoopSettings, PlatformShape, Sabotage};
-use dlft_core::envelope::budget::{Budgets, Cap, Purpose, TransferState, Window, Zone};
+use dlft_core::config::Sabotage;
+use dlft_core::envelope::budget::{Cap, Purpose, TransferState, Window};
 use dlft_core::envelope::refund::{OrderFacts, OriginalPayment, RefundJudged, TierCaps, judge_refund};
 use dlft_core::estimate::risk::RiskTier;
-use dlft_core::ids::{BrandId, WorkerId};
+use dlft_core::ids::BrandId;
 use dlft_core::jobs::{Attempt, NoBank, Ports, drive};
 use dlft_core::money::{Currency, Money};
 use dlft_core::probe::NoProbe;
 use dlft_core::propose::refund::RefundProposal;
-use dlft_core::schedule::task::{JobKind, Task};
+use dlft_core::schedule::task::JobKind;
 use dlft_core::sense::shop::{RefundRequest, RefundStatus, Shop, ShopError, ShopRefund};
-use dlft_core::store::{ClaimRequest, NewJob, SharedMemStore, Store, WriteBatch};
-use dlft_core::time::{ManualClock, Millis, Timestamp};
+use dlft_core::store::{SharedMemStore, Store, WriteBatch};
+use dlft_core::time::{ManualClock, Millis};
 
-fn block_on<F: Future>(f: F) -> F::Output {
-    match pin!(f).as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("future was not ready"),
-    }
-}
-
-const NOW: Timestamp = Timestamp(1_796_205_600_000);
+mod common;
+use common::{NOW, block_on};
 
 fn eur(minor: i64) -> Money {
     Money::new(minor, Currency::EUR)
@@ -131,16 +123,7 @@ impl Shop for ScriptedShop {
 }
 
 fn cfg() -> dlft_core::config::LoopConfig {
-    let settings: LoopSettings = serde_json::from_value(serde_json::json!({
-        "kill_cpa_cents": 6000, "envelope_floor_cents": 6000, "maturation_s": 15, "learning_s": 20,
-        "lookback_s": 120, "max_attempts": 4, "max_kill_share_pct": 50, "claim_poll_ms": 200, "lease_ms": 5000,
-        "rpc_timeout_ms": 2000, "retry_base_ms": 200, "retry_cap_ms": 2000, "retry_max_attempts": 20,
-        "retry_window_s": 300, "tick_concurrency": 1, "kill_concurrency": 4, "job_timeout_ms": 20000,
-        "readback_confirm_ms": 0, "readback_poll_ms": 500
-    }))
-    .unwrap();
-    let shape = PlatformShape { currency: Currency::EUR, bucket: Millis(5_000), page_limit: 100 };
-    settings.loop_config(&shape, Millis::from_secs(600), None)
+    common::loop_cfg()
 }
 
 fn facts() -> OrderFacts {
@@ -163,22 +146,7 @@ fn facts() -> OrderFacts {
 /// A store whose default brand has a daily refund cap of 100.00 EUR, and a
 /// claimed job to write with.
 fn setup() -> (SharedMemStore, dlft_core::store::Claim) {
-    let store = SharedMemStore::new();
-    let caps = vec![Cap::brand(Purpose::Refund, Window::Daily, eur(10_000))];
-    let budgets = Budgets::new(Zone::parse("Europe/Berlin").unwrap(), caps).unwrap();
-    block_on(store.set_budgets(&BrandId::default(), &budgets, NOW)).unwrap();
-    let inc = block_on(store.boot(&WorkerId::new("w"), NOW)).unwrap().incarnation;
-    block_on(store.enqueue(NewJob::new(&Task::PollInsights { slot: NOW }, 0, NOW, None), NOW)).unwrap();
-    let req = ClaimRequest {
-        brands: vec![BrandId::default()],
-        worker: WorkerId::new("w"),
-        incarnation: inc,
-        kinds: JobKind::ALL.to_vec(),
-        limit: 1,
-        lease_for: Millis(3_600_000),
-    };
-    let claim = block_on(store.claim(&req, NOW)).unwrap().remove(0);
-    (store, claim)
+    common::claimed_store(vec![Cap::brand(Purpose::Refund, Window::Daily, eur(10_000))])
 }
 
 struct Run {

@@ -359,30 +359,13 @@ async fn postgres_rows_of_schema_4_belong_to_the_default_brand() {
 async fn transfers_of_schema_6_survive_the_reversals_migration() {
     use dlft_core::envelope::budget::TransferState;
     use sqlx::ConnectOptions;
-    use sqlx::SqlStr;
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
     use sqlx::sqlite::SqliteConnectOptions;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v6.db");
     let url = format!("sqlite://{}", path.display());
     {
         let mut conn = SqliteConnectOptions::new().filename(&path).create_if_missing(true).connect().await.unwrap();
-        let files = [
-            ("init", include_str!("../migrations/sqlite/0001_init.sql")),
-            ("allocations", include_str!("../migrations/sqlite/0002_allocations.sql")),
-            ("presence", include_str!("../migrations/sqlite/0003_presence.sql")),
-            ("actions", include_str!("../migrations/sqlite/0004_actions.sql")),
-            ("brands", include_str!("../migrations/sqlite/0005_brands.sql")),
-            ("budgets", include_str!("../migrations/sqlite/0006_budgets.sql")),
-        ];
-        let migrations = files
-            .iter()
-            .enumerate()
-            .map(|(i, (n, f))| {
-                Migration::new(i as i64 + 1, (*n).into(), MigrationType::Simple, SqlStr::from_static(f), false)
-            })
-            .collect();
-        Migrator::with_migrations(migrations).run(&mut conn).await.unwrap();
+        migrator_of(&SQLITE_MIGRATIONS[..6]).run(&mut conn).await.unwrap();
         sqlx::raw_sql(
             "INSERT INTO dlft_budget_transfers (id, brand, purpose, currency, amount_minor, state, posted_minor, \
              opened_at, resolved_at, accounts) VALUES ('payout/default/INV-1', 'default', 'payout', 'EUR', 12500, \
@@ -407,6 +390,28 @@ async fn transfers_of_schema_6_survive_the_reversals_migration() {
         .unwrap();
     assert_eq!(store.transfers().await.unwrap()[0].state, TransferState::Reversed);
 }
+
+/// Every migration of each engine, in order: an older build's schema is a prefix.
+const SQLITE_MIGRATIONS: [(&str, &str); 8] = [
+    ("init", include_str!("../migrations/sqlite/0001_init.sql")),
+    ("allocations", include_str!("../migrations/sqlite/0002_allocations.sql")),
+    ("presence", include_str!("../migrations/sqlite/0003_presence.sql")),
+    ("actions", include_str!("../migrations/sqlite/0004_actions.sql")),
+    ("brands", include_str!("../migrations/sqlite/0005_brands.sql")),
+    ("budgets", include_str!("../migrations/sqlite/0006_budgets.sql")),
+    ("reversals", include_str!("../migrations/sqlite/0007_reversals.sql")),
+    ("counterparty_caps", include_str!("../migrations/sqlite/0008_counterparty_caps.sql")),
+];
+const PG_MIGRATIONS: [(&str, &str); 8] = [
+    ("init", include_str!("../migrations/postgres/0001_init.sql")),
+    ("allocations", include_str!("../migrations/postgres/0002_allocations.sql")),
+    ("presence", include_str!("../migrations/postgres/0003_presence.sql")),
+    ("actions", include_str!("../migrations/postgres/0004_actions.sql")),
+    ("brands", include_str!("../migrations/postgres/0005_brands.sql")),
+    ("budgets", include_str!("../migrations/postgres/0006_budgets.sql")),
+    ("reversals", include_str!("../migrations/postgres/0007_reversals.sql")),
+    ("counterparty_caps", include_str!("../migrations/postgres/0008_counterparty_caps.sql")),
+];
 
 /// Migrations 1..=n of `files` as a migrator (an older build's schema).
 fn migrator_of(files: &[(&'static str, &'static str)]) -> sqlx::migrate::Migrator {
@@ -458,18 +463,7 @@ async fn accounts_of_schema_7_survive_the_counterparty_caps_migration() {
     let url = format!("sqlite://{}", path.display());
     {
         let mut conn = SqliteConnectOptions::new().filename(&path).create_if_missing(true).connect().await.unwrap();
-        migrator_of(&[
-            ("init", include_str!("../migrations/sqlite/0001_init.sql")),
-            ("allocations", include_str!("../migrations/sqlite/0002_allocations.sql")),
-            ("presence", include_str!("../migrations/sqlite/0003_presence.sql")),
-            ("actions", include_str!("../migrations/sqlite/0004_actions.sql")),
-            ("brands", include_str!("../migrations/sqlite/0005_brands.sql")),
-            ("budgets", include_str!("../migrations/sqlite/0006_budgets.sql")),
-            ("reversals", include_str!("../migrations/sqlite/0007_reversals.sql")),
-        ])
-        .run(&mut conn)
-        .await
-        .unwrap();
+        migrator_of(&SQLITE_MIGRATIONS[..7]).run(&mut conn).await.unwrap();
         sqlx::raw_sql(SCHEMA_7_ACCOUNT).execute(&mut conn).await.unwrap();
     }
     let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
@@ -488,18 +482,7 @@ async fn accounts_of_schema_7_survive_the_counterparty_caps_migration() {
         let mut admin = base.clone().connect().await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\""))).execute(&mut admin).await.unwrap();
         let mut conn = base.clone().options([("search_path", schema.as_str())]).connect().await.unwrap();
-        migrator_of(&[
-            ("init", include_str!("../migrations/postgres/0001_init.sql")),
-            ("allocations", include_str!("../migrations/postgres/0002_allocations.sql")),
-            ("presence", include_str!("../migrations/postgres/0003_presence.sql")),
-            ("actions", include_str!("../migrations/postgres/0004_actions.sql")),
-            ("brands", include_str!("../migrations/postgres/0005_brands.sql")),
-            ("budgets", include_str!("../migrations/postgres/0006_budgets.sql")),
-            ("reversals", include_str!("../migrations/postgres/0007_reversals.sql")),
-        ])
-        .run(&mut conn)
-        .await
-        .unwrap();
+        migrator_of(&PG_MIGRATIONS[..7]).run(&mut conn).await.unwrap();
         sqlx::raw_sql(SCHEMA_7_ACCOUNT).execute(&mut conn).await.unwrap();
     }
     let opts = PoolOptions { pg_schema: Some(schema.clone()), ..PoolOptions::default() };

@@ -1,6 +1,9 @@
-//! Shared by the CLI test files.
+//! Shared by the test files (each uses part of it).
 
-use std::process::{Command, Output};
+#![allow(dead_code, reason = "each test binary uses part of this module")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Runs the built `dlft` from the repository root.
 pub fn dlft(args: &[&str]) -> Output {
@@ -9,4 +12,29 @@ pub fn dlft(args: &[&str]) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("dlft runs")
+}
+
+/// A `dlft sandbox serve` process, killed and reaped when dropped.
+pub struct Sandbox(Child);
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the sandbox with `seed` on an ephemeral port; returns it and its address.
+pub fn sandbox(seed: u64) -> (Sandbox, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dlft"))
+        .args(["sandbox", "serve", "--seed", &seed.to_string(), "--addr", "127.0.0.1:0"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the sandbox starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on ").expect("the sandbox prints its address").to_string();
+    (Sandbox(child), addr)
 }
