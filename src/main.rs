@@ -17,6 +17,7 @@ use dlft_sim::scenario::Scenario;
 mod check;
 mod run;
 mod sandbox;
+mod status;
 
 #[derive(Parser)]
 #[command(name = "dlft", version, about = "Run an e-commerce brand as a closed-loop control system")]
@@ -72,6 +73,25 @@ enum Command {
     /// (in the brand's time zone) with reserved, posted and left
     /// (read-only: never creates a store).
     Budgets(BudgetsArgs),
+    /// One screen of a durable store, per brand: intents per action and
+    /// phase, live jobs and the oldest due one's wait, schedules and
+    /// breakers with why, workers with host, pid and last heartbeat, the
+    /// newest insights bucket read, budgets, the leak counter (read-only:
+    /// never creates a store).
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// sqlite://PATH or postgres://USER@HOST:PORT/DB
+    #[arg(long, default_value = "sqlite://dlft.db")]
+    store: String,
+    /// Only this brand.
+    #[arg(long)]
+    brand: Option<String>,
+    /// One JSON document, numbers as numbers.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -822,6 +842,9 @@ fn main() -> ExitCode {
         Command::Schedules { command } => tokio_main(schedules(command)),
         Command::Events(args) => tokio_main(events(args)),
         Command::Budgets(args) => tokio_main(budgets(args)),
+        Command::Status(args) => {
+            tokio_main(async move { status::status(&args.store, args.brand.as_deref(), args.json).await })
+        }
         Command::Check { file } => tokio_main(async move { check::check(&file).await }),
     };
     match result {

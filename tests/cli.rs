@@ -300,6 +300,29 @@ fn budgets_shows_caps_reserved_posted_and_left() {
     let out = dlft(&["budgets", "--store", &url, "--brand", "north"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("brand north declared no budgets"), "{}", text(&out).1);
+
+    // `dlft status`: the same store on one screen.
+    let out = dlft(&["status", "--store", &url]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let squeezed: Vec<String> = stdout.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    for want in [
+        "workers (1)",
+        "brand default",
+        "intents ad_kill committed 1, open 1, abandoned 0",
+        "queue poll_insights running 1",
+        "leak 0",
+    ] {
+        assert!(squeezed.iter().any(|l| l.starts_with(want)), "{want:?} not in:\n{stdout}");
+    }
+    assert!(squeezed.iter().any(|l| l.starts_with("budget payout daily cp-1 ")), "{stdout}");
+    let out = dlft(&["status", "--store", &url, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&text(&out).0).expect("one JSON document");
+    assert_eq!(v["brands"]["default"]["intents"]["ad_kill"]["committed"], 1, "numbers as numbers: {v}");
+    assert_eq!(v["workers"][0]["worker"], "w");
+    let out = dlft(&["status", "--store", &url, "--brand", "north"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("brand north has nothing in this store"), "{}", text(&out).1);
 }
 
 /// Commands that only read never create or migrate a store: a missing
@@ -317,6 +340,7 @@ fn read_only_commands_never_create_a_store() {
         vec!["schedules", "list", "--store", url.as_str()],
         vec!["schedules", "enable", "insights-tick", "--store", url.as_str()],
         vec!["budgets", "--store", url.as_str()],
+        vec!["status", "--store", url.as_str()],
     ] {
         let out = dlft(&args);
         let (_, stderr) = text(&out);

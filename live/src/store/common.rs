@@ -1417,7 +1417,28 @@ impl crate::store::Stats for SqlStore {
             .iter()
             .map(|r| Ok((get(r, "brand")?, get(r, "currency")?, get(r, "n")?)))
             .collect::<Result<_, StoreError>>()?;
+        let oldest = sqlx::query(
+            "SELECT brand, kind, CAST(MIN(run_at) AS BIGINT) AS t FROM dlft_jobs WHERE state = 'available' \
+             GROUP BY brand, kind ORDER BY brand, kind",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let oldest_available = oldest
+            .iter()
+            .map(|r| Ok((get(r, "brand")?, get(r, "kind")?, get(r, "t")?)))
+            .collect::<Result<_, StoreError>>()?;
+        let buckets = sqlx::query(
+            "SELECT brand, CAST(MAX(bucket_start) AS BIGINT) AS t FROM dlft_spend GROUP BY brand ORDER BY brand",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let last_bucket =
+            buckets.iter().map(|r| Ok((get(r, "brand")?, get(r, "t")?))).collect::<Result<_, StoreError>>()?;
         Ok(crate::store::StoreStats {
+            oldest_available,
+            last_bucket,
             depth,
             claims_total: claims,
             intents,

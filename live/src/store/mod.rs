@@ -273,6 +273,10 @@ pub struct StoreStats {
     /// ads in buckets that started after their kill committed (a confirmed
     /// pause should spend nothing more).
     pub spend_after_kill: Vec<(String, String, i64)>,
+    /// (brand, kind, the earliest `run_at` of its available jobs, ms).
+    pub oldest_available: Vec<(String, String, i64)>,
+    /// (brand, the newest insights bucket booked to its spend ledger, ms).
+    pub last_bucket: Vec<(String, i64)>,
 }
 
 pub trait Stats {
