@@ -405,7 +405,7 @@ async fn shopify_graphql(
 ) -> Response {
     use dlft_core::sense::wire::shopify::{
         API_VERSION, Asked, MUTATION_COST, ThrottleStatus, cost_extension, decode_request, encode_order_refunds_reply,
-        encode_refund_create_reply, error_body,
+        encode_order_reply, encode_refund_create_reply, error_body,
     };
     let json_reply = |status: u16, body: Value| {
         (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(body)).into_response()
@@ -433,7 +433,7 @@ async fn shopify_graphql(
     // The leaky bucket: restored since the last request, then charged.
     let cost = match asked {
         Asked::RefundCreate { .. } => MUTATION_COST,
-        Asked::OrderRefunds { .. } => 3.0,
+        Asked::OrderRefunds { .. } | Asked::Order { .. } => 3.0,
     };
     let status = {
         let mut b = sb.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -459,6 +459,7 @@ async fn shopify_graphql(
             Asked::OrderRefunds { order_id } => {
                 encode_order_refunds_reply(&order_id, &shop_lock(&sb.shop).order_refunds(&order_id, now))
             }
+            Asked::Order { order_id } => encode_order_reply(&shop_lock(&sb.shop).order(&order_id, now)),
         }
     };
     if let Some(obj) = reply.as_object_mut() {

@@ -234,6 +234,9 @@ fn shopify_decoders_never_panic() {
             Err(_) => {}
         }
         let _ = shopify::decode_order_refunds(status, &body);
+        if let Ok(o) = shopify::decode_order(status, &body) {
+            prop_assert!(o.max_refundable.minor >= 0 && o.max_refundable.minor <= o.total.minor, "a bound within the total");
+        }
         let _ = shopify::classify_errors(status, &body);
         if let Some(t) = shopify::throttle_status(&body) {
             let _ = shopify::wait_for(shopify::MUTATION_COST, &t);

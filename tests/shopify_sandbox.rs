@@ -57,6 +57,12 @@ async fn the_adapter_refunds_once_and_reads_back_against_the_sandbox() {
     let total = order["amount_minor"].as_i64().unwrap();
     let req = request(&order, total / 2, "dlft:refund/default/eu/1001/t-1");
 
+    // The order as the envelope needs it: total, what may be refunded, its payment.
+    let before = s.order(&req.order_id).await.unwrap();
+    assert_eq!((before.total.minor, before.max_refundable.minor), (total, total));
+    assert_eq!(before.payment, Some((req.parent_transaction_id.clone(), req.gateway.clone())));
+    assert!(matches!(s.order("gid://shopify/Order/1").await, Err(ShopError::Rejected(_))));
+
     let first = s.refund(&req, "refund/default/eu/1001/t-1").await.unwrap();
     assert_eq!((first.amount, first.status), (req.amount, RefundStatus::Pending));
     let again = s.refund(&req, "refund/default/eu/1001/t-1").await.unwrap();
@@ -79,6 +85,7 @@ async fn the_adapter_refunds_once_and_reads_back_against_the_sandbox() {
     assert_eq!(read[0].note.as_deref(), Some("dlft:refund/default/eu/1001/t-1"));
     tokio::time::sleep(Duration::from_millis(2_700)).await;
     assert_eq!(s.order_refunds(&req.order_id).await.unwrap()[0].status, RefundStatus::Success);
+    assert_eq!(s.order(&req.order_id).await.unwrap().max_refundable.minor, total - total / 2, "the bound moved");
     assert!(matches!(s.order_refunds("gid://shopify/Order/1").await, Err(ShopError::Rejected(_))), "no such order");
 
     // No token: unauthorized, nothing made.

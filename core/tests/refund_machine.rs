@@ -101,6 +101,10 @@ impl Shop for ScriptedShop {
         std::future::ready(result)
     }
 
+    fn order(&self, _: &str) -> impl Future<Output = Result<dlft_core::sense::shop::ShopOrder, ShopError>> + Send {
+        std::future::ready(Err(ShopError::Rejected(vec!["not scripted".into()])))
+    }
+
     fn order_refunds(&self, _order: &str) -> impl Future<Output = Result<Vec<ShopRefund>, ShopError>> + Send {
         let n = {
             let mut reads = self.reads.lock().unwrap();

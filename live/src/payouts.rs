@@ -177,6 +177,13 @@ impl dlft_core::sense::shop::Shop for LiveBank {
     > + Send {
         NoBank.order_refunds(order_id)
     }
+    fn order(
+        &self,
+        order_id: &str,
+    ) -> impl std::future::Future<Output = Result<dlft_core::sense::shop::ShopOrder, dlft_core::sense::shop::ShopError>> + Send
+    {
+        dlft_core::sense::shop::Shop::order(&NoBank, order_id)
+    }
 }
 
 impl PayablesSource for LiveBank {

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dlft_core::sense::shop::{RefundRequest, Shop, ShopError, ShopRefund};
+use dlft_core::sense::shop::{RefundRequest, Shop, ShopError, ShopOrder, ShopRefund};
 use dlft_core::sense::wire::shopify::{
     self, API_VERSION, MUTATION_COST, ThrottleStatus, decode_order_refunds, decode_refund_create, wait_for,
 };
@@ -126,5 +126,10 @@ impl Shop for ShopifyShop {
     async fn order_refunds(&self, order_id: &str) -> Result<Vec<ShopRefund>, ShopError> {
         let (status, reply) = self.post(&shopify::encode_order_refunds(order_id), QUERY_COST).await?;
         decode_order_refunds(status, &reply)
+    }
+
+    async fn order(&self, order_id: &str) -> Result<ShopOrder, ShopError> {
+        let (status, reply) = self.post(&shopify::encode_order(order_id), QUERY_COST).await?;
+        shopify::decode_order(status, &reply)
     }
 }

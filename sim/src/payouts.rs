@@ -479,6 +479,13 @@ impl<W: Wire> dlft_core::sense::shop::Shop for SimBank<W> {
     > + Send {
         dlft_core::sense::shop::Shop::order_refunds(&dlft_core::sense::bank::NoBank, order_id)
     }
+    fn order(
+        &self,
+        order_id: &str,
+    ) -> impl std::future::Future<Output = Result<dlft_core::sense::shop::ShopOrder, dlft_core::sense::shop::ShopError>> + Send
+    {
+        dlft_core::sense::shop::Shop::order(&dlft_core::sense::bank::NoBank, order_id)
+    }
 }
 
 impl<W: Wire> PayablesSource for SimBank<W> {

@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use dlft_core::money::{Currency, Money};
-use dlft_core::sense::shop::{RefundRequest, RefundStatus, ShopError, ShopRefund};
+use dlft_core::sense::shop::{RefundRequest, RefundStatus, ShopError, ShopOrder, ShopRefund};
 use dlft_core::time::{Millis, Timestamp};
 
 /// How long Shopify keeps an idempotency key.
@@ -196,6 +196,17 @@ impl ShopWorld {
         let i = self.refunds.len() - 1;
         self.keys.insert(key.to_string(), (req.clone(), i, now));
         Ok(self.shown(&self.refunds[i], now))
+    }
+
+    /// The order, with what may still be refunded (`suggestedRefund`).
+    pub fn order(&self, order_id: &str, now: Timestamp) -> Result<ShopOrder, ShopError> {
+        let o = self.orders.get(order_id).ok_or_else(|| ShopError::Rejected(vec!["no such order".into()]))?;
+        Ok(ShopOrder {
+            id: o.id.clone(),
+            total: o.amount,
+            max_refundable: self.refundable(order_id, now).expect("the order exists"),
+            payment: Some((o.payment_id.clone(), o.gateway.clone())),
+        })
     }
 
     /// `order.refunds`.

@@ -54,6 +54,20 @@ pub struct ShopRefund {
     pub created_at: Timestamp,
 }
 
+/// An order as the refund envelope needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShopOrder {
+    pub id: String,
+    /// `totalPriceSet.shopMoney`.
+    pub total: Money,
+    /// `suggestedRefund.maximumRefundableSet.shopMoney`: Shopify's hard
+    /// upper bound on what may still be refunded.
+    pub max_refundable: Money,
+    /// The order's successful sale or capture (the only place a refund may
+    /// go), with its gateway; `None` when the order has none.
+    pub payment: Option<(String, String)>,
+}
+
 /// The shop's answers other than a refund.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ShopError {
@@ -109,6 +123,8 @@ pub trait Shop: Send + Sync {
     fn refund(&self, req: &RefundRequest, key: &str) -> impl Future<Output = Result<ShopRefund, ShopError>> + Send;
     /// `order.refunds`, every one.
     fn order_refunds(&self, order_id: &str) -> impl Future<Output = Result<Vec<ShopRefund>, ShopError>> + Send;
+    /// The order: its total, what may still be refunded, and its payment.
+    fn order(&self, order_id: &str) -> impl Future<Output = Result<ShopOrder, ShopError>> + Send;
 }
 
 impl<T: Shop> Shop for &T {
@@ -117,6 +133,9 @@ impl<T: Shop> Shop for &T {
     }
     fn order_refunds(&self, order_id: &str) -> impl Future<Output = Result<Vec<ShopRefund>, ShopError>> + Send {
         (**self).order_refunds(order_id)
+    }
+    fn order(&self, order_id: &str) -> impl Future<Output = Result<ShopOrder, ShopError>> + Send {
+        (**self).order(order_id)
     }
 }
 
@@ -128,6 +147,9 @@ impl Shop for crate::sense::bank::NoBank {
     }
     fn order_refunds(&self, _: &str) -> impl Future<Output = Result<Vec<ShopRefund>, ShopError>> + Send {
         std::future::ready(Ok(Vec::new()))
+    }
+    fn order(&self, _: &str) -> impl Future<Output = Result<ShopOrder, ShopError>> + Send {
+        std::future::ready(Err(ShopError::Rejected(vec!["no shop configured for this brand".into()])))
     }
 }
 

@@ -12,7 +12,7 @@
 use serde_json::{Value, json};
 
 use crate::money::{Currency, Money};
-use crate::sense::shop::{RefundRequest, RefundStatus, ShopError, ShopRefund};
+use crate::sense::shop::{RefundRequest, RefundStatus, ShopError, ShopOrder, ShopRefund};
 use crate::time::Millis;
 
 /// The API version the adapter speaks.
@@ -29,6 +29,69 @@ userErrors { field message } } }";
 pub const ORDER_REFUNDS: &str = "query OrderRefunds($id: ID!) { order(id: $id) { id \
 refunds { id note createdAt totalRefundedSet { shopMoney { amount currencyCode } } \
 transactions(first: 10) { nodes { id kind status gateway } } } } }";
+
+/// An order as the refund envelope needs it (`Order.transactions` is a list).
+pub const ORDER: &str = "query Order($id: ID!) { order(id: $id) { id \
+totalPriceSet { shopMoney { amount currencyCode } } \
+suggestedRefund(suggestFullRefund: true) { maximumRefundableSet { shopMoney { amount currencyCode } } } \
+transactions(first: 50) { id kind status gateway } } }";
+
+/// The body of the order query for `order_id`.
+pub fn encode_order(order_id: &str) -> Value {
+    json!({ "query": ORDER, "variables": { "id": order_id } })
+}
+
+/// The reply to the order query.
+pub fn decode_order(status: u16, body: &Value) -> Result<ShopOrder, ShopError> {
+    if let Some(e) = classify_errors(status, body) {
+        return Err(e);
+    }
+    let o = body.pointer("/data/order").ok_or_else(|| ShopError::Malformed("no data.order".into()))?;
+    if o.is_null() {
+        return Err(ShopError::Rejected(vec!["no such order".into()]));
+    }
+    let bad = ShopError::Malformed;
+    let id = o.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| bad("order.id".into()))?;
+    let total = money_of(o.pointer("/totalPriceSet/shopMoney").ok_or_else(|| bad("order.totalPriceSet".into()))?)
+        .map_err(|e| bad(format!("order {id}: totalPriceSet.shopMoney.{e}")))?;
+    let max = money_of(
+        o.pointer("/suggestedRefund/maximumRefundableSet/shopMoney")
+            .ok_or_else(|| bad("order.suggestedRefund.maximumRefundableSet".into()))?,
+    )
+    .map_err(|e| bad(format!("order {id}: maximumRefundableSet.shopMoney.{e}")))?;
+    if max.currency != total.currency || max.minor < 0 || max.minor > total.minor {
+        return Err(bad(format!("order {id}: refundable {max} against a total of {total}")));
+    }
+    let txs =
+        o.get("transactions").and_then(Value::as_array).ok_or_else(|| bad(format!("order {id}: transactions")))?;
+    let payment = txs.iter().find_map(|t| {
+        let field = |f: &str| t.get(f).and_then(Value::as_str);
+        let paid = matches!(field("kind"), Some("SALE" | "CAPTURE")) && field("status") == Some("SUCCESS");
+        paid.then(|| Some((field("id")?.to_string(), field("gateway")?.to_string()))).flatten()
+    });
+    Ok(ShopOrder { id: id.to_string(), total, max_refundable: max, payment })
+}
+
+/// The reply to the order query as Shopify sends it (the sandbox's side).
+pub fn encode_order_reply(result: &Result<ShopOrder, ShopError>) -> (u16, Value) {
+    let set = |m: &Money| json!({ "shopMoney": { "amount": m.to_decimal(), "currencyCode": m.currency.as_str() } });
+    match result {
+        Ok(o) => {
+            let txs: Vec<Value> = o
+                .payment
+                .iter()
+                .map(|(id, gw)| json!({ "id": id, "kind": "SALE", "status": "SUCCESS", "gateway": gw }))
+                .collect();
+            (
+                200,
+                json!({ "data": { "order": { "id": o.id, "totalPriceSet": set(&o.total),
+                    "suggestedRefund": { "maximumRefundableSet": set(&o.max_refundable) }, "transactions": txs } } }),
+            )
+        }
+        Err(ShopError::Rejected(_)) => (200, json!({ "data": { "order": null } })),
+        Err(e) => error_reply(e),
+    }
+}
 
 /// The body of `POST /admin/api/2026-10/graphql.json` for a refund.
 pub fn encode_refund_create(req: &RefundRequest, key: &str) -> Result<Value, String> {
@@ -235,6 +298,9 @@ pub enum Asked {
     OrderRefunds {
         order_id: String,
     },
+    Order {
+        order_id: String,
+    },
 }
 
 /// Decodes a GraphQL request body of the two operations the adapter sends.
@@ -270,9 +336,14 @@ pub fn decode_request(body: &Value) -> Result<Asked, String> {
         };
         return Ok(Asked::RefundCreate { req, key });
     }
-    if query.contains("refunds") && query.contains("order(") {
-        let id = vars.get("id").and_then(Value::as_str).ok_or("variables.id: missing")?;
-        return Ok(Asked::OrderRefunds { order_id: id.to_string() });
+    if query.contains("order(") {
+        let id = vars.get("id").and_then(Value::as_str).ok_or("variables.id: missing")?.to_string();
+        if query.contains("suggestedRefund") {
+            return Ok(Asked::Order { order_id: id });
+        }
+        if query.contains("refunds") {
+            return Ok(Asked::OrderRefunds { order_id: id });
+        }
     }
     Err("an operation this API does not serve".into())
 }
@@ -511,6 +582,36 @@ mod tests {
         let read = Ok(vec![refund(RefundStatus::Success)]);
         let (status, body) = encode_order_refunds_reply("o", &read);
         assert_eq!(decode_order_refunds(status, &body), read);
+    }
+
+    #[test]
+    fn an_order_reads_with_its_bound_and_its_payment() {
+        let order = ShopOrder {
+            id: "gid://shopify/Order/1001".into(),
+            total: eur(8_000),
+            max_refundable: eur(3_000),
+            payment: Some(("gid://shopify/OrderTransaction/55".into(), "shopify_payments".into())),
+        };
+        assert_eq!(decode_request(&encode_order(&order.id)), Ok(Asked::Order { order_id: order.id.clone() }));
+        let (status, body) = encode_order_reply(&Ok(order.clone()));
+        assert_eq!(decode_order(status, &body), Ok(order.clone()));
+        // Only a successful sale or capture is a payment.
+        let mut v = body.clone();
+        v["data"]["order"]["transactions"] = json!([
+            { "id": "a", "kind": "AUTHORIZATION", "status": "SUCCESS", "gateway": "g" },
+            { "id": "b", "kind": "SALE", "status": "FAILURE", "gateway": "g" },
+            { "id": "c", "kind": "CAPTURE", "status": "SUCCESS", "gateway": "g" }]);
+        assert_eq!(decode_order(200, &v).unwrap().payment, Some(("c".into(), "g".into())));
+        v["data"]["order"]["transactions"] = json!([]);
+        assert_eq!(decode_order(200, &v).unwrap().payment, None);
+        // A bound above the total, or in another currency: malformed.
+        let mut over = body.clone();
+        over["data"]["order"]["suggestedRefund"]["maximumRefundableSet"]["shopMoney"]["amount"] = json!("80.01");
+        assert!(matches!(decode_order(200, &over), Err(ShopError::Malformed(_))));
+        assert_eq!(
+            decode_order(200, &json!({ "data": { "order": null } })),
+            Err(ShopError::Rejected(vec!["no such order".into()]))
+        );
     }
 
     #[test]
