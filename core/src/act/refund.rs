@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::refund::ApprovedRefund;
 use crate::ids::IdempotencyKey;
-use crate::money::Money;
+use crate::money::{Currency, Money};
 use crate::probe::Site;
 use crate::sense::shop::{RefundRequest, RefundStatus, Shop, ShopError, ShopRefund};
 use crate::time::Millis;
@@ -63,6 +63,26 @@ pub fn refund_intent(
         verdict: approved.verdict.clone(),
         reserve: Some(Reserve { purpose: Purpose::Refund, amount: approved.amount, counterparty: None }),
     }
+}
+
+/// What open refund intents of `order_id` reserve, in `currency`: the part
+/// of the order's refundable amount already on its way.
+pub fn in_flight_on<'a>(
+    order_id: &str,
+    currency: Currency,
+    intents: impl IntoIterator<Item = &'a crate::act::intent::Intent>,
+) -> Money {
+    let minor = intents
+        .into_iter()
+        .filter(|i| !i.phase.is_final())
+        .filter_map(|i| match &i.action {
+            crate::act::intent::Action::Refund { order } if order.order_id == order_id => Some(order.amount),
+            _ => None,
+        })
+        .filter(|m| m.currency == currency)
+        .map(|m| m.minor)
+        .sum();
+    Money::new(minor, currency)
 }
 
 /// The marker a refund's note carries: how a read-back finds it.
@@ -208,6 +228,57 @@ mod tests {
         assert_eq!(e.request.note, "dlft:refund/north/s/1001/t-7");
         assert_eq!(e.request.parent_transaction_id, order.parent_transaction_id);
         assert_eq!(e.request.amount, eur(1_250));
+    }
+
+    #[test]
+    fn facts_come_from_the_shop_and_the_open_intents() {
+        use crate::act::intent::{Action, Intent, NewIntent, fresh_intent};
+        use crate::envelope::refund::{OrderFacts, OriginalPayment, RefundJudged, TierCaps, judge_refund};
+        use crate::estimate::risk::RiskTier;
+        use crate::ids::BrandId;
+        use crate::propose::refund::RefundProposal;
+        use crate::sense::shop::ShopOrder;
+        let shop = ShopOrder {
+            id: "gid://shopify/Order/1001".into(),
+            total: eur(10_000),
+            max_refundable: eur(10_000),
+            payment: Some(("gid://shopify/OrderTransaction/55".into(), "shopify_payments".into())),
+        };
+        let brand = BrandId::new("north");
+        let facts = OrderFacts::of(&brand, "north-eu", "thread-7", &shop, eur(0), RiskTier::Trusted, vec![]).unwrap();
+        assert_eq!(
+            facts.payment,
+            OriginalPayment {
+                transaction_id: "gid://shopify/OrderTransaction/55".into(),
+                gateway: "shopify_payments".into()
+            }
+        );
+        // One open refund of 30.00 on this order, one committed, one on another order.
+        let proposal = RefundProposal::Refund { amount: eur(3_000), why: "x".into() };
+        let caps = TierCaps { currency: Currency::EUR, trusted: None, watch: 1, high: 1 };
+        let RefundJudged::Approved(approved) =
+            judge_refund(&facts, &proposal, &caps, &Default::default(), Timestamp(0))
+        else {
+            panic!("refused")
+        };
+        let open = refund_intent(&approved, &facts, &proposal);
+        let intent = |new: &NewIntent, phase| Intent { phase, ..fresh_intent(new, &brand, Timestamp(0)) };
+        let mut other = open.clone();
+        if let Action::Refund { order } = &mut other.action {
+            order.order_id = "gid://shopify/Order/2".into();
+        }
+        let intents = [
+            intent(&open, IntentPhase::Applied),
+            intent(&open, IntentPhase::Committed),
+            intent(&other, IntentPhase::Intended),
+        ];
+        assert_eq!(in_flight_on(&shop.id, Currency::EUR, &intents), eur(3_000), "only the open one, on this order");
+        let unpaid = ShopOrder { payment: None, ..shop.clone() };
+        let e = OrderFacts::of(&brand, "north-eu", "t", &unpaid, eur(0), RiskTier::Trusted, vec![]).unwrap_err();
+        assert!(e.contains("no successful payment"), "{e}");
+        assert!(
+            OrderFacts::of(&brand, "s", "t", &shop, Money::new(0, Currency::USD), RiskTier::Trusted, vec![]).is_err()
+        );
     }
 
     #[test]

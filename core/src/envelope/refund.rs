@@ -92,26 +92,6 @@ impl OrderFacts {
     }
 }
 
-/// What open refund intents of `order_id` reserve, in `currency`: the part
-/// of the order's refundable amount already on its way.
-pub fn in_flight_on<'a>(
-    order_id: &str,
-    currency: Currency,
-    intents: impl IntoIterator<Item = &'a crate::act::intent::Intent>,
-) -> Money {
-    let minor = intents
-        .into_iter()
-        .filter(|i| !i.phase.is_final())
-        .filter_map(|i| match &i.action {
-            crate::act::intent::Action::Refund { order } if order.order_id == order_id => Some(order.amount),
-            _ => None,
-        })
-        .filter(|m| m.currency == currency)
-        .map(|m| m.minor)
-        .sum();
-    Money::new(minor, currency)
-}
-
 /// What each tier may get back without a person, in one currency.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TierCaps {
@@ -326,44 +306,6 @@ mod tests {
         assert!(why.contains("1 chargeback(s) open"), "{why}");
         let ask = RefundProposal::AskEvidence { why: "tracking says delivered".into() };
         assert_eq!(refused(judged(&order(RiskTier::Trusted), &ask)).0, DenyReason::NoAutomaticRefund);
-    }
-
-    #[test]
-    fn facts_come_from_the_shop_and_the_open_intents() {
-        use crate::act::intent::{IntentPhase, NewIntent, fresh_intent};
-        use crate::sense::shop::ShopOrder;
-        let shop = ShopOrder {
-            id: "gid://shopify/Order/1001".into(),
-            total: Money::new(10_000, EUR),
-            max_refundable: Money::new(10_000, EUR),
-            payment: Some(("gid://shopify/OrderTransaction/55".into(), "shopify_payments".into())),
-        };
-        let brand = BrandId::new("north");
-        // One open refund of 30.00 on this order, one committed, one on another order.
-        let approved = approved(judged(&order(RiskTier::Trusted), &refund(3_000)));
-        let open = crate::act::refund::refund_intent(&approved, &order(RiskTier::Trusted), &refund(3_000));
-        let intent =
-            |new: &NewIntent, phase| crate::act::intent::Intent { phase, ..fresh_intent(new, &brand, Timestamp(0)) };
-        let mut other = open.clone();
-        if let crate::act::intent::Action::Refund { order } = &mut other.action {
-            order.order_id = "gid://shopify/Order/2".into();
-        }
-        let intents = [
-            intent(&open, IntentPhase::Applied),
-            intent(&open, IntentPhase::Committed),
-            intent(&other, IntentPhase::Intended),
-        ];
-        let in_flight = in_flight_on(&shop.id, EUR, &intents);
-        assert_eq!(in_flight, Money::new(3_000, EUR), "only the open one, on this order");
-        let facts =
-            OrderFacts::of(&brand, "north-eu", "thread-7", &shop, in_flight, RiskTier::Trusted, vec![]).unwrap();
-        assert_eq!(facts, OrderFacts { in_flight: Money::new(3_000, EUR), ..order(RiskTier::Trusted) });
-        let unpaid = ShopOrder { payment: None, ..shop.clone() };
-        let e = OrderFacts::of(&brand, "north-eu", "t", &unpaid, in_flight, RiskTier::Trusted, vec![]).unwrap_err();
-        assert!(e.contains("no successful payment"), "{e}");
-        assert!(
-            OrderFacts::of(&brand, "s", "t", &shop, Money::new(0, Currency::USD), RiskTier::Trusted, vec![]).is_err()
-        );
     }
 
     #[test]
