@@ -653,10 +653,7 @@ async fn budgets(args: BudgetsArgs) -> Result<()> {
                 if args.json {
                     println!("{}", serde_json::to_string(a)?);
                 } else {
-                    let name = match &a.key.counterparty {
-                        None => format!("{} {}", a.key.purpose.as_str(), a.key.window.as_str()),
-                        Some(c) => format!("{} {} {c}", a.key.purpose.as_str(), a.key.window.as_str()),
-                    };
+                    let name = a.key.cap_name();
                     println!(
                         "{:<12} {name:<24} {:<11} cap {:>14}  reserved {:>14}  posted {:>14}  left {:>14}",
                         a.key.brand,

@@ -21,11 +21,12 @@ use dlft_live::store::{Engine, PoolOptions, Stats, open_pg, open_sqlite, redact}
 pub async fn status(url: &str, brand: Option<&str>, as_json: bool) -> Result<()> {
     let brand = brand.map(BrandId::parse).transpose().map_err(anyhow::Error::msg)?;
     let opts = PoolOptions { max_connections: 1, existing_only: true, ..PoolOptions::default() };
-    let report = match Engine::of(url)? {
-        Engine::Postgres => gather(open_pg(url, &opts).await?, brand.as_ref()).await?,
-        Engine::Sqlite => gather(open_sqlite(url, &opts).await?, brand.as_ref()).await?,
+    let now = SystemClock.now();
+    let (workers, brands) = match Engine::of(url)? {
+        Engine::Postgres => gather(open_pg(url, &opts).await?, brand.as_ref(), now).await?,
+        Engine::Sqlite => gather(open_sqlite(url, &opts).await?, brand.as_ref(), now).await?,
     };
-    let report = json!({ "store": redact(url), "at": iso(report_now()), "workers": report.0, "brands": report.1 });
+    let report = json!({ "store": redact(url), "at": iso(now), "workers": workers, "brands": brands });
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -34,13 +35,9 @@ pub async fn status(url: &str, brand: Option<&str>, as_json: bool) -> Result<()>
     Ok(())
 }
 
-fn report_now() -> Timestamp {
-    SystemClock.now()
-}
-
-/// An instant as ISO-8601 UTC with milliseconds.
+/// An instant as ISO-8601 UTC with milliseconds (the CLI's one format).
 fn iso(t: Timestamp) -> String {
-    dlft_core::sense::wire::revolut::iso_of(t)
+    super::iso(t.0)
 }
 
 /// Seconds from `t` to now, never negative.
@@ -48,9 +45,9 @@ fn age_s(now: Timestamp, t: i64) -> f64 {
     (now.0 as i64 - t).max(0) as f64 / 1000.0
 }
 
-async fn gather<S: Store + Stats>(s: S, only: Option<&BrandId>) -> Result<(Value, Value)> {
-    let now = report_now();
+async fn gather<S: Store + Stats>(s: S, only: Option<&BrandId>, now: Timestamp) -> Result<(Value, Value)> {
     let stats = s.stats().await?;
+    let fresh = s.freshness().await?;
     let schedules = s.schedules().await?;
     let declared = s.budgets().await?;
     let accounts = s.accounts(only).await?;
@@ -71,7 +68,7 @@ async fn gather<S: Store + Stats>(s: S, only: Option<&BrandId>) -> Result<(Value
     brands.extend(stats.intents.iter().map(|r| r.0.clone()));
     brands.extend(schedules.iter().map(|r| r.brand.to_string()));
     brands.extend(declared.iter().map(|(b, _)| b.to_string()));
-    brands.extend(stats.last_bucket.iter().map(|r| r.0.clone()));
+    brands.extend(fresh.last_bucket.iter().map(|r| r.0.clone()));
     if let Some(b) = only {
         if !brands.contains(b.as_str()) {
             bail!("brand {b} has nothing in this store (brands: {:?})", brands);
@@ -89,7 +86,7 @@ async fn gather<S: Store + Stats>(s: S, only: Option<&BrandId>) -> Result<(Value
             let e = queue.entry(kind.clone()).or_insert_with(|| json!({}));
             e[state] = json!(n);
         }
-        for (_, kind, run_at) in stats.oldest_available.iter().filter(|r| &r.0 == b) {
+        for (_, kind, run_at) in fresh.oldest_available.iter().filter(|r| &r.0 == b) {
             let e = queue.entry(kind.clone()).or_insert_with(|| json!({}));
             // Due: its run_at has passed; how long it has waited since.
             e["oldest_due_wait_s"] = if *run_at <= now.0 as i64 { json!(age_s(now, *run_at)) } else { json!(0.0) };
@@ -118,7 +115,7 @@ async fn gather<S: Store + Stats>(s: S, only: Option<&BrandId>) -> Result<(Value
             .filter(|r| &r.0 == b)
             .map(|(_, c, n)| json!({ "currency": c, "minor": n }))
             .collect();
-        let last_bucket = stats.last_bucket.iter().find(|r| &r.0 == b).map(|r| r.1);
+        let last_bucket = fresh.last_bucket.iter().find(|r| &r.0 == b).map(|r| r.1);
         out.insert(
             b.clone(),
             json!({ "intents": intents, "queue": queue, "schedules": scheds, "budgets": budgets,

@@ -332,9 +332,11 @@ impl RunConfig {
                 )));
             }
             let at = if brand.is_default() { "budgets".to_string() } else { format!("brands.{brand}.budgets") };
-            if let Some(b) = cfg.budgets_section_of(&brand) {
-                b.budgets(&at).map_err(invalid)?;
-            }
+            let budgets = match cfg.budgets_section_of(&brand) {
+                Some(b) => b.budgets(&at).map_err(invalid)?,
+                None => Budgets::default(),
+            };
+            let mut payees = Vec::new();
             if let Some(p) = cfg.payouts_of(&brand) {
                 let at = if brand.is_default() { "payouts".to_string() } else { format!("brands.{brand}.payouts") };
                 let allow = p.counterparties(&at).map_err(invalid)?;
@@ -351,7 +353,6 @@ impl RunConfig {
                     )));
                 }
                 // Budgets fail closed: a payee's currency without a payout cap would never be paid.
-                let budgets = cfg.budgets_of(&brand);
                 for c in &allow {
                     if budgets.caps_for(Purpose::Payout, c.currency, Some(&c.id)).next().is_none() {
                         return Err(invalid(format!(
@@ -361,14 +362,11 @@ impl RunConfig {
                         )));
                     }
                 }
+                payees = allow;
             }
             // A counterparty cap names a payee of the brand's allow-list, in
             // that payee's currency (else it would bound nothing).
-            let payees = match cfg.payouts_of(&brand) {
-                Some(p) => p.counterparties("payouts").map_err(invalid)?,
-                None => Vec::new(),
-            };
-            for cap in &cfg.budgets_of(&brand).caps {
+            for cap in &budgets.caps {
                 let Some(id) = &cap.counterparty else { continue };
                 let section =
                     if brand.is_default() { "budgets".to_string() } else { format!("brands.{brand}.budgets") };

@@ -159,32 +159,8 @@ impl Bank for LiveBank {
     }
 }
 
-/// No Shopify adapter yet (issue 14): a brand's refunds are refused.
-impl dlft_core::sense::shop::Shop for LiveBank {
-    fn refund(
-        &self,
-        req: &dlft_core::sense::shop::RefundRequest,
-        key: &str,
-    ) -> impl std::future::Future<Output = Result<dlft_core::sense::shop::ShopRefund, dlft_core::sense::shop::ShopError>>
-    + Send {
-        NoBank.refund(req, key)
-    }
-    fn order_refunds(
-        &self,
-        order_id: &str,
-    ) -> impl std::future::Future<
-        Output = Result<Vec<dlft_core::sense::shop::ShopRefund>, dlft_core::sense::shop::ShopError>,
-    > + Send {
-        NoBank.order_refunds(order_id)
-    }
-    fn order(
-        &self,
-        order_id: &str,
-    ) -> impl std::future::Future<Output = Result<dlft_core::sense::shop::ShopOrder, dlft_core::sense::shop::ShopError>> + Send
-    {
-        dlft_core::sense::shop::Shop::order(&NoBank, order_id)
-    }
-}
+/// No Shopify adapter connected yet (issue 14): a brand's refunds are refused.
+impl dlft_core::sense::shop::Shop for LiveBank {}
 
 impl PayablesSource for LiveBank {
     async fn pending(&self) -> Result<Vec<PayablesFile>, SourceError> {

@@ -461,32 +461,8 @@ impl<W: Wire> Bank for SimBank<W> {
     }
 }
 
-/// No shop in the sim's world yet (issue 14): a brand's refunds are refused.
-impl<W: Wire> dlft_core::sense::shop::Shop for SimBank<W> {
-    fn refund(
-        &self,
-        req: &dlft_core::sense::shop::RefundRequest,
-        key: &str,
-    ) -> impl std::future::Future<Output = Result<dlft_core::sense::shop::ShopRefund, dlft_core::sense::shop::ShopError>>
-    + Send {
-        dlft_core::sense::shop::Shop::refund(&dlft_core::sense::bank::NoBank, req, key)
-    }
-    fn order_refunds(
-        &self,
-        order_id: &str,
-    ) -> impl std::future::Future<
-        Output = Result<Vec<dlft_core::sense::shop::ShopRefund>, dlft_core::sense::shop::ShopError>,
-    > + Send {
-        dlft_core::sense::shop::Shop::order_refunds(&dlft_core::sense::bank::NoBank, order_id)
-    }
-    fn order(
-        &self,
-        order_id: &str,
-    ) -> impl std::future::Future<Output = Result<dlft_core::sense::shop::ShopOrder, dlft_core::sense::shop::ShopError>> + Send
-    {
-        dlft_core::sense::shop::Shop::order(&dlft_core::sense::bank::NoBank, order_id)
-    }
-}
+/// No shop in the sim drivers yet (issue 14): a brand's refunds are refused.
+impl<W: Wire> dlft_core::sense::shop::Shop for SimBank<W> {}
 
 impl<W: Wire> PayablesSource for SimBank<W> {
     async fn pending(&self) -> Result<Vec<PayablesFile>, SourceError> {

@@ -181,10 +181,7 @@ impl Cap {
 
     /// `payout daily` or `payout daily cp-1`.
     pub fn name(&self) -> String {
-        match &self.counterparty {
-            None => format!("{} {}", self.purpose.as_str(), self.window.as_str()),
-            Some(c) => format!("{} {} {c}", self.purpose.as_str(), self.window.as_str()),
-        }
+        cap_name(self.purpose, self.window, self.counterparty.as_deref())
     }
 }
 
@@ -367,6 +364,21 @@ pub struct AccountKey {
     pub counterparty: Option<String>,
     /// [`Period::label`].
     pub period: String,
+}
+
+/// A cap's name for people: `payout daily`, `payout daily cp-1`.
+pub fn cap_name(purpose: Purpose, window: Window, counterparty: Option<&str>) -> String {
+    match counterparty {
+        None => format!("{} {}", purpose.as_str(), window.as_str()),
+        Some(c) => format!("{} {} {c}", purpose.as_str(), window.as_str()),
+    }
+}
+
+impl AccountKey {
+    /// The name of the cap this account is a period of.
+    pub fn cap_name(&self) -> String {
+        cap_name(self.purpose, self.window, self.counterparty.as_deref())
+    }
 }
 
 impl fmt::Display for AccountKey {

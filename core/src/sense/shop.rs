@@ -117,14 +117,26 @@ impl ShopError {
 }
 
 /// Refunds and their read-back. Implementations: the Shopify adapter
-/// (live), the sim's shop world.
+/// (live), the sim's shop world. The provided methods are a brand without a
+/// shop: every refund is refused (its intent abandoned at the attempt cap,
+/// its reservation voided), no refund is ever found, no order read.
 pub trait Shop: Send + Sync {
     /// `refundCreate` under `@idempotent(key)`.
-    fn refund(&self, req: &RefundRequest, key: &str) -> impl Future<Output = Result<ShopRefund, ShopError>> + Send;
+    fn refund(&self, _req: &RefundRequest, _key: &str) -> impl Future<Output = Result<ShopRefund, ShopError>> + Send {
+        std::future::ready(Err(no_shop()))
+    }
     /// `order.refunds`, every one.
-    fn order_refunds(&self, order_id: &str) -> impl Future<Output = Result<Vec<ShopRefund>, ShopError>> + Send;
+    fn order_refunds(&self, _order_id: &str) -> impl Future<Output = Result<Vec<ShopRefund>, ShopError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
     /// The order: its total, what may still be refunded, and its payment.
-    fn order(&self, order_id: &str) -> impl Future<Output = Result<ShopOrder, ShopError>> + Send;
+    fn order(&self, _order_id: &str) -> impl Future<Output = Result<ShopOrder, ShopError>> + Send {
+        std::future::ready(Err(no_shop()))
+    }
+}
+
+fn no_shop() -> ShopError {
+    ShopError::Rejected(vec!["no shop configured for this brand".into()])
 }
 
 impl<T: Shop> Shop for &T {
@@ -139,19 +151,8 @@ impl<T: Shop> Shop for &T {
     }
 }
 
-/// A brand without a shop refunds nothing: every refund is refused (and its
-/// intent abandoned at the attempt cap, its reservation voided).
-impl Shop for crate::sense::bank::NoBank {
-    fn refund(&self, _: &RefundRequest, _: &str) -> impl Future<Output = Result<ShopRefund, ShopError>> + Send {
-        std::future::ready(Err(ShopError::Rejected(vec!["no shop configured for this brand".into()])))
-    }
-    fn order_refunds(&self, _: &str) -> impl Future<Output = Result<Vec<ShopRefund>, ShopError>> + Send {
-        std::future::ready(Ok(Vec::new()))
-    }
-    fn order(&self, _: &str) -> impl Future<Output = Result<ShopOrder, ShopError>> + Send {
-        std::future::ready(Err(ShopError::Rejected(vec!["no shop configured for this brand".into()])))
-    }
-}
+/// The money ports of a brand without a shop (no refunds).
+impl Shop for crate::sense::bank::NoBank {}
 
 impl fmt::Display for RefundStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1417,6 +1417,16 @@ impl crate::store::Stats for SqlStore {
             .iter()
             .map(|r| Ok((get(r, "brand")?, get(r, "currency")?, get(r, "n")?)))
             .collect::<Result<_, StoreError>>()?;
+        Ok(crate::store::StoreStats {
+            depth,
+            claims_total: claims,
+            intents,
+            schedules: self.do_schedules().await?,
+            spend_after_kill,
+        })
+    }
+
+    async fn freshness(&self) -> Result<crate::store::Freshness, StoreError> {
         let oldest = sqlx::query(
             "SELECT brand, kind, CAST(MIN(run_at) AS BIGINT) AS t FROM dlft_jobs WHERE state = 'available' \
              GROUP BY brand, kind ORDER BY brand, kind",
@@ -1436,14 +1446,6 @@ impl crate::store::Stats for SqlStore {
         .map_err(db_err)?;
         let last_bucket =
             buckets.iter().map(|r| Ok((get(r, "brand")?, get(r, "t")?))).collect::<Result<_, StoreError>>()?;
-        Ok(crate::store::StoreStats {
-            oldest_available,
-            last_bucket,
-            depth,
-            claims_total: claims,
-            intents,
-            schedules: self.do_schedules().await?,
-            spend_after_kill,
-        })
+        Ok(crate::store::Freshness { oldest_available, last_bucket })
     }
 }

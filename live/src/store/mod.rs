@@ -273,6 +273,11 @@ pub struct StoreStats {
     /// ads in buckets that started after their kill committed (a confirmed
     /// pause should spend nothing more).
     pub spend_after_kill: Vec<(String, String, i64)>,
+}
+
+/// What `dlft status` reads besides [`StoreStats`] (not scraped by `/metrics`).
+#[derive(Clone, Debug, Default)]
+pub struct Freshness {
     /// (brand, kind, the earliest `run_at` of its available jobs, ms).
     pub oldest_available: Vec<(String, String, i64)>,
     /// (brand, the newest insights bucket booked to its spend ledger, ms).
@@ -281,4 +286,5 @@ pub struct StoreStats {
 
 pub trait Stats {
     fn stats(&self) -> impl std::future::Future<Output = Result<StoreStats, dlft_core::store::StoreError>> + Send;
+    fn freshness(&self) -> impl std::future::Future<Output = Result<Freshness, dlft_core::store::StoreError>> + Send;
 }
