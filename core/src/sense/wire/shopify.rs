@@ -261,6 +261,9 @@ fn decode_refund(r: &Value) -> Result<ShopRefund, String> {
     let note = r.get("note").and_then(Value::as_str).map(str::to_string);
     let amount = money_of(r.pointer("/totalRefundedSet/shopMoney").ok_or("refund.totalRefundedSet: missing")?)
         .map_err(|e| format!("refund {id}: totalRefundedSet.shopMoney.{e}"))?;
+    if amount.minor < 0 {
+        return Err(format!("refund {id}: totalRefundedSet of {amount} is negative"));
+    }
     let created = r.get("createdAt").and_then(Value::as_str).ok_or("refund.createdAt: missing")?;
     let created_at =
         crate::sense::wire::revolut::instant_of(created).map_err(|e| format!("refund {id}: createdAt: {e}"))?;
@@ -527,6 +530,7 @@ mod tests {
             (json!("12.505"), "amount \"12.505\""),
             (json!("twelve"), "amount \"twelve\""),
             (json!(12.5), "not a decimal string"),
+            (json!("-0.01"), "is negative"),
         ] {
             match decode_refund_create(200, &with(bad)) {
                 Err(ShopError::Malformed(m)) => assert!(m.contains(want), "{want:?} not in {m:?}"),
