@@ -302,6 +302,9 @@ enum SabotageArg {
     DropPayoutJobs,
     IgnoreReversals,
     BrandCapsOnly,
+    FreshRefundKey,
+    SkipTierCap,
+    IgnoreChargebacks,
 }
 
 impl From<SabotageArg> for Sabotage {
@@ -318,6 +321,9 @@ impl From<SabotageArg> for Sabotage {
             SabotageArg::DropPayoutJobs => Sabotage::DropPayoutJobs,
             SabotageArg::IgnoreReversals => Sabotage::IgnoreReversals,
             SabotageArg::BrandCapsOnly => Sabotage::BrandCapsOnly,
+            SabotageArg::FreshRefundKey => Sabotage::FreshRefundKey,
+            SabotageArg::SkipTierCap => Sabotage::SkipTierCap,
+            SabotageArg::IgnoreChargebacks => Sabotage::IgnoreChargebacks,
         }
     }
 }
@@ -431,6 +437,9 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         SabotageArg::DropPayoutJobs => "--sabotage drop-payout-jobs",
         SabotageArg::IgnoreReversals => "--sabotage ignore-reversals",
         SabotageArg::BrandCapsOnly => "--sabotage brand-caps-only",
+        SabotageArg::FreshRefundKey => "--sabotage fresh-refund-key",
+        SabotageArg::SkipTierCap => "--sabotage skip-tier-cap",
+        SabotageArg::IgnoreChargebacks => "--sabotage ignore-chargebacks",
     };
     let summary = summarize(&scn, &path, extra, &reports);
     if args.json {

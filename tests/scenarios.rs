@@ -55,6 +55,18 @@ const PAYOUT_PHASES: &[&str] = &[
     "payables_after_open",
     "payables_before_settle",
 ];
+/// The refunds' probe sites: between every refund phase and between the
+/// refund job's writes.
+const REFUND_PHASES: &[&str] = &[
+    "refund_before_call",
+    "refund_after_call",
+    "refund_after_applied",
+    "refund_after_read_back",
+    "refunds_after_open",
+    "refunds_before_settle",
+];
+/// Everything the shop does wrong in `refund-container-loss`.
+const SHOP_FAULTS: &[&str] = &["shop_timeouts", "shop_lost_replies", "shop_throttled", "shop_server_errors", "crashes"];
 /// Everything the bank does wrong in `bank-chaos`.
 const BANK_FAULTS: &[&str] = &[
     "bank_timeouts",
@@ -237,6 +249,42 @@ const LIBRARY: &[Entry] = &[
         must_crash_at: &["payout_after_pay", "payables_after_open"],
     },
     Entry {
+        file: "scenarios/refund-container-loss.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: 1,
+        crash_in: 1,
+        must_happen: SHOP_FAULTS,
+        must_crash_at: REFUND_PHASES,
+    },
+    Entry {
+        file: "scenarios/refund-throttle-storm.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: EVENT_SEEDS,
+        crash_in: 1,
+        must_happen: &["shop_throttled", "shop_lost_replies"],
+        must_crash_at: &[],
+    },
+    Entry {
+        file: "scenarios/refund-ring.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: 1,
+        crash_in: 1,
+        must_happen: &[],
+        must_crash_at: &[],
+    },
+    Entry {
+        file: "scenarios/late-chargebacks.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: 1,
+        crash_in: 1,
+        must_happen: &["crashes", "shop_server_errors"],
+        must_crash_at: &[],
+    },
+    Entry {
         file: "scenarios/budget-rollover.toml",
         driver: "event",
         seeds: ROLLOVER_SEEDS,
@@ -370,4 +418,8 @@ scenario_tests! {
     bank_chaos => "bank-chaos.toml",
     budget_race => "budget-race.toml",
     budget_rollover => "budget-rollover.toml",
+    refund_container_loss => "refund-container-loss.toml",
+    refund_throttle_storm => "refund-throttle-storm.toml",
+    refund_ring => "refund-ring.toml",
+    late_chargebacks => "late-chargebacks.toml",
 }

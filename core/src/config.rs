@@ -35,6 +35,24 @@ pub struct LoopConfig {
     /// Supplier payouts; `None` pays nobody.
     #[serde(default)]
     pub payouts: Option<PayoutConfig>,
+    /// Refunds of customers' claims; `None` refunds nobody.
+    #[serde(default)]
+    pub refunds: Option<RefundConfig>,
+}
+
+/// A brand's refunds: how often its claims are reviewed, the policy that
+/// proposes, the tiers and their caps, and the key its identity hashes are
+/// made with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundConfig {
+    /// How often the refund job reviews the claims (schedule `refunds`).
+    pub every: Millis,
+    pub policy: crate::propose::refund::RefundPolicy,
+    pub tiers: crate::estimate::risk::TierRules,
+    pub caps: crate::envelope::refund::TierCaps,
+    /// The HMAC key of the identity graph's hashes (a secret: the sim's is
+    /// fixed, production reads it from an env var).
+    pub identity_key: String,
 }
 
 /// A brand's supplier payouts: where the money leaves, whom it may go to,
@@ -201,6 +219,7 @@ impl LoopSettings {
             readback_poll: Millis(self.readback_poll_ms),
             scan,
             payouts: None,
+            refunds: None,
         }
     }
 

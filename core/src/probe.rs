@@ -51,10 +51,14 @@ pub enum Site {
     RefundAfterApplied,
     /// The read-back returned; the commit (and the post) is not yet written.
     RefundAfterReadBack,
+    /// The refund job opened a claim's intent; its act job is not yet written.
+    RefundsAfterOpen,
+    /// A claim is judged and written; the desk does not know yet.
+    RefundsBeforeSettle,
 }
 
 impl Site {
-    pub const ALL: [Site; 20] = [
+    pub const ALL: [Site; 22] = [
         Site::TickAfterPage,
         Site::TickAfterDecide,
         Site::TickAfterBatchPause,
@@ -75,13 +79,20 @@ impl Site {
         Site::RefundAfterCall,
         Site::RefundAfterApplied,
         Site::RefundAfterReadBack,
+        Site::RefundsAfterOpen,
+        Site::RefundsBeforeSettle,
     ];
 
     /// A site of the refunds (reached only where refunds run).
     pub fn is_refund(self) -> bool {
         matches!(
             self,
-            Site::RefundBeforeCall | Site::RefundAfterCall | Site::RefundAfterApplied | Site::RefundAfterReadBack
+            Site::RefundBeforeCall
+                | Site::RefundAfterCall
+                | Site::RefundAfterApplied
+                | Site::RefundAfterReadBack
+                | Site::RefundsAfterOpen
+                | Site::RefundsBeforeSettle
         )
     }
 
@@ -154,4 +165,12 @@ pub enum Sabotage {
     /// Reserve payouts without naming their payee (only the brand's caps
     /// hold; a counterparty's own cap is never charged).
     BrandCapsOnly,
+    /// Send each refund attempt under a fresh idempotency key and note (the
+    /// shop cannot deduplicate a retry, the read-back cannot find the
+    /// earlier attempt).
+    FreshRefundKey,
+    /// Judge refunds without the risk tier's cap.
+    SkipTierCap,
+    /// Build the fraud profile without its chargebacks.
+    IgnoreChargebacks,
 }

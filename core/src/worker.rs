@@ -100,7 +100,7 @@ impl<
     C: Clock,
     P: Probe,
     R: RngCore + Send + Sync,
-    B: Bank + crate::sense::payables::PayablesSource + crate::sense::shop::Shop,
+    B: Bank + crate::sense::payables::PayablesSource + crate::sense::shop::Shop + crate::sense::claims::ClaimsSource,
 > Worker<S, A, C, P, R, B>
 {
     /// Boots (retrying until the store answers), then runs the schedules and
@@ -207,8 +207,14 @@ impl<
         }
         let mut out: Vec<Periodic> =
             vec![(TICK_SCHEDULE, self.cfg.tick_every, tick_job), (REROLL_SCHEDULE, self.cfg.reroll_every, reroll_job)];
+        fn claims_job(slot: Timestamp, now: Timestamp) -> NewJob {
+            NewJob::new(&Task::ReviewClaims { slot }, 2, now, None)
+        }
         if let Some(p) = &self.tenant(brand).2.payouts {
             out.push((PAYABLES_SCHEDULE, p.every, payables_job));
+        }
+        if let Some(r) = &self.tenant(brand).2.refunds {
+            out.push((crate::jobs::refunds::REFUNDS_SCHEDULE, r.every, claims_job));
         }
         out
     }

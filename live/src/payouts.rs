@@ -162,6 +162,10 @@ impl Bank for LiveBank {
 /// No Shopify adapter connected yet (issue 14): a brand's refunds are refused.
 impl dlft_core::sense::shop::Shop for LiveBank {}
 
+/// No claims desk behind the live bank yet: a brand's refunds are opened
+/// only where a claims source is configured.
+impl dlft_core::sense::claims::ClaimsSource for LiveBank {}
+
 impl PayablesSource for LiveBank {
     async fn pending(&self) -> Result<Vec<PayablesFile>, SourceError> {
         match &self.payables {

@@ -87,6 +87,8 @@ pub struct CheckInput<'a> {
     pub commit_within: Option<Millis>,
     /// The bank's records, where the world has one.
     pub bank: Option<&'a BankTruth>,
+    /// The shops' records, where the world has them.
+    pub shop: Option<&'a ShopTruth>,
 }
 
 /// What the bank and the payables source know, at the end of a run.
@@ -113,6 +115,9 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
     check_log(input, &mut v);
     if let Some(bank) = input.bank {
         check_payouts(input, bank, &mut v);
+    }
+    if let Some(shop) = input.shop {
+        check_refunds(input, shop, &mut v);
     }
     v
 }
@@ -313,7 +318,7 @@ fn check_actions(input: &CheckInput<'_>, v: &mut Verdict) {
         }
     }
     let effect_keys: BTreeSet<&IdempotencyKey> = effects_per_key.keys().copied().collect();
-    for row in input.store.actions.iter().filter(|a| a.kind != "payout") {
+    for row in input.store.actions.iter().filter(|a| a.kind == "ad_kill") {
         if !effect_keys.contains(&row.key) {
             v.flag(
                 input.seed,
@@ -400,5 +405,210 @@ fn check_log(input: &CheckInput<'_>, v: &mut Verdict) {
         input.store.intents.iter().map(|i| (i.key.clone(), i.phase.as_str().to_string())).collect();
     if rebuilt.intents != intents {
         v.flag(input.seed, "log_replay", "intent phases differ from the log".into());
+    }
+}
+
+/// What a claim was, in truth.
+pub struct ClaimFact {
+    pub brand: BrandId,
+    pub person: usize,
+    pub kind: crate::refunds::Kind,
+    pub claimed: Money,
+}
+
+/// What the shops and the claims desks know, at the end of a run.
+pub struct ShopTruth {
+    /// Every refund the shops made, its brand and its status at the end.
+    pub refunds: Vec<(BrandId, crate::shop::Refund, dlft_core::sense::shop::RefundStatus)>,
+    /// Claim id → what it was.
+    pub claims: BTreeMap<String, ClaimFact>,
+    /// (brand, person) → when each of their chargebacks was initiated.
+    pub disputes: BTreeMap<(BrandId, usize), Vec<Timestamp>>,
+    /// How often the refund job reads the disputes: a chargeback is known
+    /// to every decision made a full period after it.
+    pub review_every: Millis,
+    pub caps: dlft_core::envelope::refund::TierCaps,
+    pub budgets: Option<Budgets>,
+}
+
+impl ShopTruth {
+    pub fn of(h: &crate::refunds::ShopHost, end: Timestamp) -> ShopTruth {
+        let mut t = ShopTruth {
+            refunds: Vec::new(),
+            claims: BTreeMap::new(),
+            disputes: BTreeMap::new(),
+            review_every: Millis::from_secs(h.cfg.review_every_s),
+            caps: crate::refunds::refund_config(&h.cfg, dlft_core::money::Currency::EUR).caps,
+            budgets: None,
+        };
+        for (brand, b) in &h.brands {
+            for r in b.shop.refunds() {
+                t.refunds.push((brand.clone(), r.clone(), b.shop.status(r, end)));
+            }
+            for c in &b.claims {
+                t.caps.currency = c.record.claimed.currency;
+                t.claims.insert(
+                    c.record.id.clone(),
+                    ClaimFact {
+                        brand: brand.clone(),
+                        person: c.person,
+                        kind: b.people[c.person].kind,
+                        claimed: c.record.claimed,
+                    },
+                );
+            }
+            for (d, person) in &b.disputes {
+                t.disputes.entry((brand.clone(), *person)).or_default().push(d.initiated_at);
+            }
+        }
+        t
+    }
+
+    /// The claim a refund's key or note names (`…/{claim}`, a sabotaged
+    /// key's `#n` dropped).
+    fn claim_of(&self, key: &str) -> Option<(&str, &ClaimFact)> {
+        let id = key.rsplit('/').next()?.split('#').next()?;
+        self.claims.get_key_value(id).map(|(k, c)| (k.as_str(), c))
+    }
+
+    /// Ring claims refunded while the profile still trusted the identity.
+    pub fn ring_refunds_before_caught(&self, snapshot: &Snapshot) -> u32 {
+        use dlft_core::act::intent::Evidence;
+        snapshot
+            .intents
+            .iter()
+            .filter(|i| i.phase == IntentPhase::Committed)
+            .filter(|i| match &i.evidence {
+                Evidence::Refund { order, .. } => {
+                    order.tier == dlft_core::estimate::risk::RiskTier::Trusted
+                        && self.claim_of(i.key.as_str()).is_some_and(|(_, c)| c.kind == crate::refunds::Kind::Ring)
+                }
+                _ => false,
+            })
+            .count() as u32
+    }
+}
+
+/// Refunds, judged against the shops' own records:
+/// - `refund_ledger`: every refund that went through is booked (a committed
+///   intent posting its amount), and every committed refund went through;
+/// - `refund_once`: at most one refund that did not fail per claim;
+/// - `refund_ceiling`: no refund above what was claimed, nor above the cap
+///   of the tier its verdict recorded;
+/// - `refund_blocked`: no refund to a customer with a chargeback the job
+///   had a full review period to see;
+/// - `caps_held`: the refunds of a brand's day never exceed its refund cap.
+fn check_refunds(input: &CheckInput<'_>, shop: &ShopTruth, v: &mut Verdict) {
+    use dlft_core::act::intent::Evidence;
+    use dlft_core::sense::shop::RefundStatus;
+    let seed = input.seed;
+    let late = |at: Timestamp| at + input.kill_deadline > input.end;
+    let intents: BTreeMap<String, &dlft_core::act::intent::Intent> = input
+        .store
+        .intents
+        .iter()
+        .filter(|i| i.action.kind() == "refund")
+        .map(|i| (dlft_core::act::refund::marker(&i.key), i))
+        .collect();
+    let ledger: BTreeMap<&IdempotencyKey, &Transfer> =
+        input.store.transfers.iter().filter(|t| t.purpose == Purpose::Refund).map(|t| (&t.id, t)).collect();
+    let mut per_claim: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut by_marker: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut held: BTreeMap<(BrandId, String), i64> = BTreeMap::new();
+    for (brand, r, status) in &shop.refunds {
+        if *status == RefundStatus::Failure {
+            continue;
+        }
+        let claim = shop.claim_of(&r.note);
+        if let Some((id, _)) = claim {
+            *per_claim.entry(id).or_default() += 1;
+        }
+        if *status == RefundStatus::Success {
+            *by_marker.entry(r.note.as_str()).or_default() += r.amount.minor;
+        }
+        let intent = intents.get(&r.note);
+        match (intent, claim) {
+            (_, None) => {
+                v.flag(seed, "refund_ledger", format!("{}: {} refunded for no claim ({})", r.id, r.amount, r.note))
+            }
+            (None, Some(_)) if !late(r.created_at) => v.flag(
+                seed,
+                "refund_ledger",
+                format!("{}: {} refunded under {}, no intent of ours", r.id, r.amount, r.note),
+            ),
+            _ => {}
+        }
+        if let Some((id, c)) = claim {
+            if r.amount.minor > c.claimed.minor {
+                v.flag(
+                    seed,
+                    "refund_ceiling",
+                    format!("{}: {} refunded on claim {id} of {}", r.id, r.amount, c.claimed),
+                );
+            }
+            if let Some(Evidence::Refund { order, .. }) = intent.map(|i| &i.evidence)
+                && let Some(cap) = shop.caps.cap(order.tier)
+                && r.amount.minor > cap
+            {
+                v.flag(
+                    seed,
+                    "refund_ceiling",
+                    format!("{}: {} refunded on claim {id}, tier {} caps {cap}", r.id, r.amount, order.tier.as_str()),
+                );
+            }
+            let decided = intent.map_or(r.created_at, |i| i.opened_at);
+            if let Some(at) = shop
+                .disputes
+                .get(&(c.brand.clone(), c.person))
+                .and_then(|ds| ds.iter().find(|d| **d + shop.review_every <= decided))
+            {
+                v.flag(
+                    seed,
+                    "refund_blocked",
+                    format!(
+                        "{}: {} refunded on claim {id} at {decided}, its customer charged back at {at}",
+                        r.id, r.amount
+                    ),
+                );
+            }
+            if let Some(b) = &shop.budgets {
+                let day = period_of(dlft_core::envelope::budget::Window::Daily, &b.zone, decided).label;
+                *held.entry((brand.clone(), day)).or_default() += r.amount.minor;
+            }
+        }
+    }
+    for (id, n) in per_claim.into_iter().filter(|(_, n)| *n > 1) {
+        v.flag(seed, "refund_once", format!("claim {id}: {n} refunds"));
+    }
+    for (marker, i) in &intents {
+        if i.phase != IntentPhase::Committed {
+            continue;
+        }
+        let posted = ledger.get(&i.key).map_or(0, |t| t.posted);
+        let shown = by_marker.get(marker.as_str()).copied().unwrap_or(0);
+        if shown != posted {
+            v.flag(
+                seed,
+                "refund_ledger",
+                format!("{}: committed posting {posted}, the shop shows {shown} refunded", i.key),
+            );
+        }
+    }
+    if let Some(b) = &shop.budgets {
+        for cap in b.caps.iter().filter(|c| c.purpose == Purpose::Refund && c.counterparty.is_none()) {
+            for ((brand, day), total) in &held {
+                if cap.window == dlft_core::envelope::budget::Window::Daily && *total > cap.limit.minor {
+                    v.flag(
+                        seed,
+                        "caps_held",
+                        format!(
+                            "brand {brand}: {} refunded on {day}, over its cap {}",
+                            Money::new(*total, cap.limit.currency),
+                            cap.limit
+                        ),
+                    );
+                }
+            }
+        }
     }
 }

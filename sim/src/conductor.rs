@@ -283,6 +283,10 @@ impl Conductor {
             budgets: scn.budgets().expect("validated"),
             accounts: scn.brand_ids().into_iter().map(|b| (crate::payouts::from_account(&b), b)).collect(),
         });
+        let shop = lock(&self.shared.platform).shop.as_ref().map(|h| crate::checker::ShopTruth {
+            budgets: scn.budgets().expect("validated"),
+            ..crate::checker::ShopTruth::of(h, end)
+        });
         let mut verdict = check(&CheckInput {
             seed,
             world: &world,
@@ -292,6 +296,7 @@ impl Conductor {
             settled_until: end - Millis(3 * world.bucket().0),
             commit_within: scn.assertions.commit_within_s.map(Millis::from_secs),
             bank: bank.as_ref(),
+            shop: shop.as_ref(),
         });
         if let Some(ep) = self.mttr.open.take() {
             self.mttr.samples.push(end_ms - ep.since_ms);
@@ -322,6 +327,12 @@ impl Conductor {
                 faults.bank_duplicate_requests = h.duplicate_requests;
                 faults.bank_reversals =
                     bank.as_ref().map_or(0, |b| b.movements.iter().filter(|m| m.amount.minor > 0).count() as u64);
+            }
+            if let Some(h) = &p.shop {
+                faults.shop_timeouts = h.hung;
+                faults.shop_lost_replies = h.lost_replies;
+                faults.shop_throttled = h.throttled;
+                faults.shop_server_errors = h.server_errors;
             }
             if let Some(wh) = &p.webhooks {
                 faults.webhooks_true = wh.sent;
@@ -358,6 +369,10 @@ impl Conductor {
             payables_refused: t.payables_refused,
             payouts_reversed: t.payouts_reversed,
             payout_days: payout_days(scn, &snapshot),
+            refunds: t.refunds,
+            refunds_abandoned: t.refunds_abandoned,
+            claims_refused: t.claims_refused,
+            ring_refunds_before_caught: shop.as_ref().map_or(0, |s| s.ring_refunds_before_caught(&snapshot)),
             plan,
         }
     }

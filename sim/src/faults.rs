@@ -95,6 +95,7 @@ fn max_occurrence(site: Site) -> u64 {
         Site::PayoutBeforePay | Site::PayoutAfterPay | Site::PayoutAfterApplied | Site::PayoutAfterReadBack => 4,
         Site::PayablesAfterOpen | Site::PayablesBeforeSettle => 3,
         Site::RefundBeforeCall | Site::RefundAfterCall | Site::RefundAfterApplied | Site::RefundAfterReadBack => 4,
+        Site::RefundsAfterOpen | Site::RefundsBeforeSettle => 6,
     }
 }
 
@@ -137,8 +138,8 @@ impl FaultPlan {
             .filter(|s| scn.scan.is_some() || !matches!(s, Site::ScanAfterFetch | Site::ScanAfterSummary))
             // Payouts run only where the world has a bank.
             .filter(|s| scn.bank.is_some() || !s.is_payout())
-            // No sim world has a shop yet: its refund sites are never reached.
-            .filter(|s| !s.is_refund())
+            // Refunds run only where the world has a shop.
+            .filter(|s| scn.shop.is_some() || !s.is_refund())
             .collect();
         let site_crashes = (0..draw(rng, f.site_crashes))
             .map(|_| {

@@ -338,6 +338,8 @@ pub struct PlatformState {
     pub webhooks: Option<WebhookState>,
     /// The bank and the payables, if the scenario has payouts.
     pub bank: Option<BankHost>,
+    /// Every brand's shop and claims desk, if the scenario has refunds.
+    pub shop: Option<crate::refunds::ShopHost>,
 }
 
 /// How often the platform's webhook sender looks for news.
@@ -708,7 +710,7 @@ pub async fn serve_ads(platform: Arc<Mutex<PlatformState>>, clock: SimClock, wor
     if lock(&platform).webhooks.is_some() {
         tokio::spawn(emit_webhooks(platform.clone(), clock, workers, TurmoilWebhooks));
     }
-    if lock(&platform).bank.is_some() {
+    if lock(&platform).bank.is_some() || lock(&platform).shop.is_some() {
         let bank = platform.clone();
         tokio::spawn(async move {
             let served = rpc::serve(rpc::BANK_PORT, move |req: BankRequest| {

@@ -19,6 +19,7 @@ pub mod faults;
 pub mod hosts;
 pub mod inproc;
 pub mod payouts;
+pub mod refunds;
 pub mod report;
 pub mod rpc;
 pub mod run;

@@ -263,11 +263,30 @@ impl BankHost {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum BankRequest {
-    Pay { payment: Payment },
-    Transaction { request_id: String, from: Timestamp },
-    Transactions { account: String, from: Timestamp, to: Timestamp },
-    Pending { brand: BrandId },
-    Settle { brand: BrandId, name: String, how: Settled },
+    Pay {
+        payment: Payment,
+    },
+    Transaction {
+        request_id: String,
+        from: Timestamp,
+    },
+    Transactions {
+        account: String,
+        from: Timestamp,
+        to: Timestamp,
+    },
+    Pending {
+        brand: BrandId,
+    },
+    Settle {
+        brand: BrandId,
+        name: String,
+        how: Settled,
+    },
+    /// The shop and the claims desk (`crate::refunds`).
+    Shop {
+        req: crate::refunds::ShopRequest,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -278,6 +297,7 @@ pub enum BankReply {
     Transactions(Vec<BankTransaction>),
     Pending(Vec<PayablesFile>),
     Settled,
+    Shop(crate::refunds::ShopResponse),
 }
 
 pub type BankResponse = Result<BankReply, BankError>;
@@ -345,6 +365,7 @@ fn apply(h: &mut BankHost, req: &BankRequest, now: Timestamp) -> BankResponse {
         BankRequest::Pending { brand } => {
             Ok(BankReply::Pending(h.payables.get(brand).map(|p| p.pending(now)).unwrap_or_default()))
         }
+        BankRequest::Shop { .. } => unreachable!("served by the shop host"),
         BankRequest::Settle { brand, name, how } => match h.payables.get_mut(brand) {
             Some(p) => p
                 .settle(name, how)
@@ -363,6 +384,12 @@ pub async fn serve_bank_request<C: Clock>(
     clock: C,
     req: BankRequest,
 ) -> Option<BankResponse> {
+    let req = match req {
+        BankRequest::Shop { req } => {
+            return crate::refunds::serve_shop_request(platform, clock, req).await.map(|r| Ok(BankReply::Shop(r)));
+        }
+        req => req,
+    };
     let is_bank =
         matches!(req, BankRequest::Pay { .. } | BankRequest::Transaction { .. } | BankRequest::Transactions { .. });
     let (fate, latency) = {
@@ -460,9 +487,6 @@ impl<W: Wire> Bank for SimBank<W> {
         }
     }
 }
-
-/// No shop in the sim drivers yet (issue 14): a brand's refunds are refused.
-impl<W: Wire> dlft_core::sense::shop::Shop for SimBank<W> {}
 
 impl<W: Wire> PayablesSource for SimBank<W> {
     async fn pending(&self) -> Result<Vec<PayablesFile>, SourceError> {

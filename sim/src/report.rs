@@ -80,6 +80,12 @@ pub struct Summary {
     pub payouts_abandoned: u64,
     pub payables_refused: u64,
     pub payouts_reversed: u64,
+    /// Refunds committed and abandoned, claims refused, and the most ring
+    /// claims one seed refunded in full before catching the ring.
+    pub refunds: u64,
+    pub refunds_abandoned: u64,
+    pub claims_refused: u64,
+    pub ring_refunds_before_caught_max: u32,
     pub assertions: Vec<Assertion>,
     pub failing_seeds: Vec<u64>,
     pub reproduce: Vec<String>,
@@ -148,6 +154,24 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
             limit: format!(">= {min} per seed on average"),
             actual: format!("{} ({payouts} over {seeds} seeds)", payouts / seeds.max(1)),
             ok: payouts >= min * seeds,
+        });
+    }
+    let refunds: u64 = reports.iter().map(|r| u64::from(r.refunds)).sum();
+    if let Some(min) = a.min_mean_refunds {
+        assertions.push(Assertion {
+            name: "refunds".into(),
+            limit: format!(">= {min} per seed on average"),
+            actual: format!("{} ({refunds} over {seeds} seeds)", refunds / seeds.max(1)),
+            ok: refunds >= min * seeds,
+        });
+    }
+    if let Some(max) = a.ring_refunds_max {
+        let worst = reports.iter().map(|r| r.ring_refunds_before_caught).max().unwrap_or(0);
+        assertions.push(Assertion {
+            name: "ring_caught".into(),
+            limit: format!("<= {max} ring claims refunded in full before the ring is caught, every seed"),
+            actual: format!("{worst} at most"),
+            ok: worst <= max,
         });
     }
     if let Some(within) = a.commit_within_s {
@@ -243,6 +267,10 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         payouts_abandoned: reports.iter().map(|r| u64::from(r.payouts_abandoned)).sum(),
         payables_refused: reports.iter().map(|r| u64::from(r.payables_refused)).sum(),
         payouts_reversed: reports.iter().map(|r| u64::from(r.payouts_reversed)).sum(),
+        refunds,
+        refunds_abandoned: reports.iter().map(|r| u64::from(r.refunds_abandoned)).sum(),
+        claims_refused: reports.iter().map(|r| u64::from(r.claims_refused)).sum(),
+        ring_refunds_before_caught_max: reports.iter().map(|r| r.ring_refunds_before_caught).max().unwrap_or(0),
         losers_killed: reports.iter().map(|r| u64::from(r.losers_killed)).sum(),
         winners_killed: reports.iter().map(|r| u64::from(r.winners_killed)).sum(),
         crash_sites,
@@ -329,6 +357,20 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
             f.bank_rate_limits,
             f.bank_server_errors,
             f.bank_duplicate_requests
+        );
+    }
+    if s.refunds + s.claims_refused + f.shop_throttled + f.shop_lost_replies > 0 {
+        let _ = writeln!(
+            w,
+            "refunds     {} committed, {} abandoned, {} claims refused; ring claims refunded before the ring was caught: {} at most per seed; shop: {} requests lost, {} replies lost after the refund, {} throttled, {} 5xx",
+            s.refunds,
+            s.refunds_abandoned,
+            s.claims_refused,
+            s.ring_refunds_before_caught_max,
+            f.shop_timeouts,
+            f.shop_lost_replies,
+            f.shop_throttled,
+            f.shop_server_errors
         );
     }
     let _ = writeln!(w, "leak        {} cents", s.leak_cents);

@@ -53,6 +53,10 @@ pub mod stream {
     pub const PAYABLES: u64 = 8;
     /// The shop's orders and its refunds' fates.
     pub const SHOP: u64 = 9;
+    /// The shop's customers, orders, claims and disputes.
+    pub const SHOP_CLAIMS: u64 = 10;
+    /// The shop's replies (lost, throttled, 5xx).
+    pub const SHOP_FAULTS: u64 = 11;
     pub const WORKER_BASE: u64 = 100;
 }
 
@@ -101,6 +105,12 @@ pub struct FaultCounts {
     pub bank_duplicate_requests: u64,
     /// Payments the bank reverted after they completed.
     pub bank_reversals: u64,
+    /// The shop's misbehaviour: requests lost before it, refunds made
+    /// whose reply was lost, THROTTLED answers, 5xx.
+    pub shop_timeouts: u64,
+    pub shop_lost_replies: u64,
+    pub shop_throttled: u64,
+    pub shop_server_errors: u64,
 }
 
 impl FaultCounts {
@@ -125,6 +135,10 @@ impl FaultCounts {
         self.bank_server_errors += o.bank_server_errors;
         self.bank_duplicate_requests += o.bank_duplicate_requests;
         self.bank_reversals += o.bank_reversals;
+        self.shop_timeouts += o.shop_timeouts;
+        self.shop_lost_replies += o.shop_lost_replies;
+        self.shop_throttled += o.shop_throttled;
+        self.shop_server_errors += o.shop_server_errors;
     }
 
     /// 1 for every kind of fault that happened at all, 0 for the rest:
@@ -152,6 +166,10 @@ impl FaultCounts {
             bank_server_errors: b(self.bank_server_errors),
             bank_duplicate_requests: b(self.bank_duplicate_requests),
             bank_reversals: b(self.bank_reversals),
+            shop_timeouts: b(self.shop_timeouts),
+            shop_lost_replies: b(self.shop_lost_replies),
+            shop_throttled: b(self.shop_throttled),
+            shop_server_errors: b(self.shop_server_errors),
         }
     }
 }
@@ -201,6 +219,19 @@ pub struct SeedReport {
     /// committed payout's reservation was made.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub payout_days: u32,
+    /// Refunds committed (the shop shows them succeeded), abandoned (the
+    /// gateway failed them, or refused for good), and claims the envelope
+    /// or the budgets refused.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refunds: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refunds_abandoned: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub claims_refused: u32,
+    /// Ring claims refunded in full before the profile put the ring's
+    /// identities above trusted (how fast the ring was caught).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ring_refunds_before_caught: u32,
     pub plan: FaultPlan,
     /// The event log, when asked for (`RunOptions::keep_events`).
     #[serde(skip)]
@@ -226,14 +257,23 @@ pub(crate) struct Tally {
     pub(crate) payouts_abandoned: u32,
     pub(crate) payables_refused: u32,
     pub(crate) payouts_reversed: u32,
+    pub(crate) refunds: u32,
+    pub(crate) refunds_abandoned: u32,
+    pub(crate) claims_refused: u32,
 }
 
 pub(crate) fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> Tally {
     let is_payout = |i: &&dlft_core::act::intent::Intent| i.action.kind() == "payout";
     let payouts =
         |phase: IntentPhase| snapshot.intents.iter().filter(|i| is_payout(i) && i.phase == phase).count() as u32;
-    let committed: Vec<_> =
-        snapshot.intents.iter().filter(|i| i.phase == IntentPhase::Committed && !is_payout(i)).collect();
+    let committed: Vec<_> = snapshot
+        .intents
+        .iter()
+        .filter(|i| i.phase == IntentPhase::Committed && i.action.killed_ad().is_some())
+        .collect();
+    let refunds = |phase: IntentPhase| {
+        snapshot.intents.iter().filter(|i| i.action.kind() == "refund" && i.phase == phase).count() as u32
+    };
     Tally {
         kills: committed.len() as u32,
         losers_killed: committed.iter().filter(|i| i.action.killed_ad().is_some_and(|ad| world.is_loser(ad))).count()
@@ -264,6 +304,14 @@ pub(crate) fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> 
             .events
             .iter()
             .filter(|e| e.kind == dlft_core::telemetry::EventKind::BudgetTransfer && e.after == "reversed")
+            .count() as u32,
+        refunds: refunds(IntentPhase::Committed),
+        refunds_abandoned: refunds(IntentPhase::Abandoned),
+        claims_refused: snapshot
+            .events
+            .iter()
+            .filter(|e| e.kind == dlft_core::telemetry::EventKind::Verdict && e.entity.starts_with("refund/"))
+            .filter(|e| e.after.contains("deny"))
             .count() as u32,
     }
 }
@@ -339,6 +387,7 @@ pub(crate) fn world_for(scn: &Scenario, seed: u64, plan: &FaultPlan) -> Shared {
         stale_reads: 0,
         webhooks: scn.webhooks.clone().map(|cfg| WebhookState::new(cfg, rng_for(seed, stream::WEBHOOKS))),
         bank: crate::payouts::BankHost::new(scn, start, seed),
+        shop: crate::refunds::ShopHost::new(scn, start, seed),
     }));
     let crash_loop = scn
         .scan

@@ -64,6 +64,10 @@ pub struct Scenario {
     /// semantics and misbehaviour) and its budgets; absent: no payouts.
     #[serde(default)]
     pub bank: Option<BankSection>,
+    /// Refunds: each brand's stores, customers and their claims, the
+    /// shop's misbehaviour and the refund budgets; absent: no refunds.
+    #[serde(default)]
+    pub shop: Option<ShopSection>,
     #[serde(rename = "assert")]
     pub assertions: AssertSection,
 }
@@ -224,6 +228,13 @@ pub struct AssertSection {
     /// brand's calendar (a cap that rolls over lets them resume).
     #[serde(default)]
     pub min_payout_days: Option<u64>,
+    /// Refunds committed per seed on average, at least (scenarios with a shop).
+    #[serde(default)]
+    pub min_mean_refunds: Option<u64>,
+    /// Ring claims refunded before the profile caught the ring, per seed at
+    /// most (scenarios with a ring).
+    #[serde(default)]
+    pub ring_refunds_max: Option<u32>,
 }
 
 /// The brands of a run: the world's ads are dealt to them in turn (ad `i`
@@ -311,6 +322,68 @@ pub struct BankSection {
     /// brand's caps.
     #[serde(default)]
     pub counterparty_daily_cap_cents: Option<i64>,
+}
+
+/// Refunds: every brand's stores, its customers (honest, abusers, a ring
+/// at one address) and their claims, the shop (Shopify's refund semantics)
+/// and how it misbehaves, and the refund caps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopSection {
+    /// Stores per brand.
+    pub stores: u32,
+    /// Claims per simulated hour per brand (drawn per seed).
+    pub claims_per_hour: Range,
+    /// The claimed item's value, and what else the order holds.
+    pub item_cents: Range,
+    pub order_extra_cents: Range,
+    pub honest_customers: u32,
+    #[serde(default)]
+    pub abusers: u32,
+    /// Claims made by abusers.
+    #[serde(default)]
+    pub abuser_pct: u32,
+    /// Identities of one ring, all shipping to one address.
+    #[serde(default)]
+    pub ring: u32,
+    /// Claims made by the ring.
+    #[serde(default)]
+    pub ring_pct: u32,
+    /// Abusers' orders charged back, this long after the claim.
+    #[serde(default)]
+    pub chargeback_pct: u32,
+    #[serde(default)]
+    pub chargeback_after_s: Option<Range>,
+    /// Honest "did not arrive" claims whose parcel tracking shows lost.
+    #[serde(default)]
+    pub lost_pct: u32,
+    /// How often each brand's refund job reviews the claims.
+    pub review_every_s: u64,
+    /// The shop's per-request latency.
+    pub latency_ms: Range,
+    /// A refund's transaction is pending this long, then succeeds (or fails).
+    pub settle_ms: u64,
+    #[serde(default)]
+    pub failure_pct: u32,
+    /// `refundCreate` calls carried out whose reply is lost.
+    #[serde(default)]
+    pub lost_reply_pct: u32,
+    /// Requests lost before the shop saw them.
+    #[serde(default)]
+    pub timeout_pct: u32,
+    /// THROTTLED (not made).
+    #[serde(default)]
+    pub throttle_pct: u32,
+    /// 5xx: half of the refunds among them after the refund was made.
+    #[serde(default)]
+    pub server_error_pct: u32,
+    /// The refund tiers' caps (watched, high risk).
+    pub watch_cap_cents: i64,
+    pub high_cap_cents: i64,
+    /// The brands' time zone (unless `[bank]` names one) and refund caps.
+    pub time_zone: String,
+    #[serde(default)]
+    pub daily_cap_cents: Option<i64>,
 }
 
 fn one() -> u32 {
@@ -541,18 +614,28 @@ impl Scenario {
     /// Every brand's budgets (`[bank]`'s time zone and caps).
     pub fn budgets(&self) -> Result<Option<dlft_core::envelope::budget::Budgets>, String> {
         use dlft_core::envelope::budget::{Budgets, Cap, Purpose, Window, Zone};
-        let Some(b) = &self.bank else { return Ok(None) };
-        let zone = Zone::parse(&b.time_zone).map_err(|e| e.to_string())?;
-        let mut caps: Vec<Cap> = [
-            (Window::Daily, b.daily_cap_cents),
-            (Window::Monthly, b.monthly_cap_cents),
-            (Window::Lifetime, b.lifetime_cap_cents),
-        ]
-        .into_iter()
-        .filter_map(|(window, cents)| {
-            cents.map(|c| Cap::brand(Purpose::Payout, window, Money::new(c, self.currency())))
-        })
-        .collect();
+        let zone_name = match (&self.bank, &self.shop) {
+            (Some(b), _) => &b.time_zone,
+            (None, Some(s)) => &s.time_zone,
+            (None, None) => return Ok(None),
+        };
+        let zone = Zone::parse(zone_name).map_err(|e| e.to_string())?;
+        let mut caps: Vec<Cap> = Vec::new();
+        if let Some(c) = self.shop.as_ref().and_then(|s| s.daily_cap_cents) {
+            caps.push(Cap::brand(Purpose::Refund, Window::Daily, Money::new(c, self.currency())));
+        }
+        let Some(b) = &self.bank else { return Budgets::new(zone, caps).map(Some).map_err(|e| e.to_string()) };
+        caps.extend(
+            [
+                (Window::Daily, b.daily_cap_cents),
+                (Window::Monthly, b.monthly_cap_cents),
+                (Window::Lifetime, b.lifetime_cap_cents),
+            ]
+            .into_iter()
+            .filter_map(|(window, cents)| {
+                cents.map(|c| Cap::brand(Purpose::Payout, window, Money::new(c, self.currency())))
+            }),
+        );
         if let Some(c) = b.counterparty_daily_cap_cents {
             caps.extend(crate::payouts::allow_list(b.counterparties, self.currency()).into_iter().map(|cp| Cap {
                 counterparty: Some(cp.id),
@@ -590,6 +673,7 @@ impl Scenario {
             counterparties: crate::payouts::allow_list(b.counterparties, self.currency()),
             every: Millis::from_secs(b.payables_every_s),
         });
+        cfg.refunds = self.shop.as_ref().map(|s| crate::refunds::refund_config(s, self.currency()));
         cfg
     }
 

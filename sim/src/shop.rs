@@ -106,6 +106,11 @@ impl ShopWorld {
         ShopWorld { cfg, rng, orders, refunds: Vec::new(), keys: BTreeMap::new() }
     }
 
+    /// Adds a paid order (the sim's claims make their orders as they go).
+    pub fn add_order(&mut self, order: Order) {
+        self.orders.insert(order.id.clone(), order);
+    }
+
     pub fn orders(&self) -> impl Iterator<Item = &Order> {
         self.orders.values()
     }
@@ -114,7 +119,8 @@ impl ShopWorld {
         &self.refunds
     }
 
-    fn status(&self, r: &Refund, now: Timestamp) -> RefundStatus {
+    /// A refund's transaction status at `now`.
+    pub fn status(&self, r: &Refund, now: Timestamp) -> RefundStatus {
         if now < r.created_at + Millis(self.cfg.settle_ms) {
             RefundStatus::Pending
         } else if r.fails {

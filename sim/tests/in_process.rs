@@ -26,6 +26,7 @@ fn judge(run: &InProcessRun, scn: &Scenario) -> Verdict {
         settled_until: run.end - Millis(3 * run.world.bucket().0),
         commit_within: Some(Millis::from_secs(60)),
         bank: None,
+        shop: None,
     })
 }
 

@@ -39,6 +39,7 @@ fn a_hanging_kind_does_not_starve_the_others() {
         settled_until: run.end - Millis(3 * run.world.bucket().0),
         commit_within: None,
         bank: None,
+        shop: None,
     });
     assert!(verdict.violations.is_empty(), "{:?}", verdict.violations);
 }

@@ -93,6 +93,8 @@ pub fn marker(key: &IdempotencyKey) -> String {
 /// Refunds one order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefundEffect {
+    /// The idempotency key the shop deduplicates on (the intent's).
+    pub key: IdempotencyKey,
     pub request: RefundRequest,
     pub marker: String,
 }
@@ -101,6 +103,7 @@ impl RefundEffect {
     pub fn new(key: &IdempotencyKey, order: &RefundOrder) -> RefundEffect {
         let marker = marker(key);
         RefundEffect {
+            key: key.clone(),
             request: RefundRequest {
                 order_id: order.order_id.clone(),
                 amount: order.amount,
@@ -178,8 +181,8 @@ impl<S: Shop> Effect<S> for RefundEffect {
         &self.request.order_id
     }
 
-    async fn call(&self, shop: &S, key: &IdempotencyKey) -> Result<(), ShopError> {
-        shop.refund(&self.request, key.as_str()).await.map(|_| ())
+    async fn call(&self, shop: &S, _key: &IdempotencyKey) -> Result<(), ShopError> {
+        shop.refund(&self.request, self.key.as_str()).await.map(|_| ())
     }
 
     async fn read_back(&self, shop: &S) -> Result<Seen, ShopError> {

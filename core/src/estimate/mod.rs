@@ -4,5 +4,6 @@
 pub mod bandit;
 pub mod cadence;
 pub mod estimator;
+pub mod identity;
 pub mod ope;
 pub mod risk;

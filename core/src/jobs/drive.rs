@@ -63,7 +63,11 @@ pub async fn run<
                 step(ports, &ports.bank, cfg, sabotage, attempt, &intent, &effect).await?
             }
             Action::Refund { order } => {
-                let effect = RefundEffect::new(&intent.key, order);
+                let effect = if sabotage == Sabotage::FreshRefundKey {
+                    RefundEffect::new(&IdempotencyKey::new(format!("{key}#{}", intent.attempts)), order)
+                } else {
+                    RefundEffect::new(&intent.key, order)
+                };
                 step(ports, &ports.bank, cfg, sabotage, attempt, &intent, &effect).await?
             }
         };

@@ -9,11 +9,13 @@
 //! - [`scan`]: the checkpointed scan pipeline of one store's ad library;
 //! - [`reconcile`]: a webhook hint's read-back;
 //! - [`reroll`]: the hourly bandit re-roll;
-//! - [`payables`]: a brand's payables read, judged and opened as payouts.
+//! - [`payables`]: a brand's payables read, judged and opened as payouts;
+//! - [`refunds`]: a brand's claims reviewed, judged and opened as refunds.
 
 pub mod drive;
 pub mod payables;
 pub mod reconcile;
+pub mod refunds;
 pub mod reroll;
 pub mod scan;
 pub mod tick;
@@ -118,7 +120,10 @@ pub async fn run_task<
     A: AdsPlatform + Models,
     C: Clock,
     P: Probe,
-    B: crate::sense::bank::Bank + crate::sense::payables::PayablesSource + crate::sense::shop::Shop,
+    B: crate::sense::bank::Bank
+        + crate::sense::payables::PayablesSource
+        + crate::sense::shop::Shop
+        + crate::sense::claims::ClaimsSource,
 >(
     ports: &Ports<S, A, C, P, B>,
     loop_cfg: &LoopConfig,
@@ -153,6 +158,12 @@ pub async fn run_task<
                 return Err(JobError::Permanent("payables job without a payouts configuration".into()));
             };
             payables::run(ports, cfg, sabotage, attempt).await
+        }
+        Task::ReviewClaims { .. } => {
+            let Some(cfg) = &loop_cfg.refunds else {
+                return Err(JobError::Permanent("claims job without a refunds configuration".into()));
+            };
+            refunds::run(ports, cfg, sabotage, attempt).await
         }
     }
 }

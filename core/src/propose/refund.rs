@@ -11,39 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
 
-/// What the customer says happened.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Claim {
-    Damaged,
-    WrongItem,
-    DidNotArrive,
-    ReturnReceived,
-}
-
-impl Claim {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Claim::Damaged => "damaged",
-            Claim::WrongItem => "wrong_item",
-            Claim::DidNotArrive => "did_not_arrive",
-            Claim::ReturnReceived => "return_received",
-        }
-    }
-}
-
-/// What the shipment's tracking says (17TRACK's latest status, mapped).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Tracking {
-    /// No tracking known.
-    Unknown,
-    /// Info received, in transit, out for delivery, at a pickup point.
-    Moving,
-    Delivered,
-    /// Delivery failed, an exception, or tracking expired without delivery.
-    Lost,
-}
+pub use crate::sense::claims::{Claim, Tracking};
 
 /// One claim on one order, as the policy sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

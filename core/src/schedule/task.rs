@@ -29,6 +29,9 @@ pub enum Task {
     /// Read the brand's payables, judge them, open payout intents (claimed
     /// by the tick pool: a decision job like the tick).
     PayPayables { slot: Timestamp },
+    /// Review the brand's open claims, judge them, open refund intents
+    /// (claimed by the tick pool: a decision job like the tick).
+    ReviewClaims { slot: Timestamp },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -42,10 +45,11 @@ pub enum JobKind {
     Payout,
     PayPayables,
     Refund,
+    ReviewClaims,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 8] = [
+    pub const ALL: [JobKind; 9] = [
         JobKind::PollInsights,
         JobKind::KillAd,
         JobKind::ScanStore,
@@ -54,6 +58,7 @@ impl JobKind {
         JobKind::Payout,
         JobKind::PayPayables,
         JobKind::Refund,
+        JobKind::ReviewClaims,
     ];
 
     /// The kinds a pool of this kind claims: the act pool (`KillAd`)
@@ -62,7 +67,7 @@ impl JobKind {
     pub fn pool_kinds(self) -> Vec<JobKind> {
         match self {
             JobKind::KillAd => vec![JobKind::KillAd, JobKind::Payout, JobKind::Refund],
-            JobKind::PollInsights => vec![JobKind::PollInsights, JobKind::PayPayables],
+            JobKind::PollInsights => vec![JobKind::PollInsights, JobKind::PayPayables, JobKind::ReviewClaims],
             k => vec![k],
         }
     }
@@ -78,6 +83,7 @@ impl JobKind {
             JobKind::Payout => "payout",
             JobKind::PayPayables => "pay_payables",
             JobKind::Refund => "refund",
+            JobKind::ReviewClaims => "review_claims",
         }
     }
 }
@@ -91,7 +97,8 @@ impl Task {
             Task::PollInsights { .. }
             | Task::ReconcileAd { .. }
             | Task::RerollBandit { .. }
-            | Task::PayPayables { .. } => Bound::Breaker,
+            | Task::PayPayables { .. }
+            | Task::ReviewClaims { .. } => Bound::Breaker,
         }
     }
 
@@ -105,6 +112,7 @@ impl Task {
             Task::Payout { .. } => JobKind::Payout,
             Task::PayPayables { .. } => JobKind::PayPayables,
             Task::Refund { .. } => JobKind::Refund,
+            Task::ReviewClaims { .. } => JobKind::ReviewClaims,
         }
     }
 }

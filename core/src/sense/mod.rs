@@ -3,6 +3,7 @@
 
 pub mod ads;
 pub mod bank;
+pub mod claims;
 pub mod models;
 pub mod payables;
 pub mod shop;

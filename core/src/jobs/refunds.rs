@@ -1,0 +1,235 @@
+//! The refund job: sensor (the brand's claims desk, the shop's orders and
+//! disputes) → estimator (the cross-store identity graph and its risk tier)
+//! → policy (what the claim should get) → envelope (the ceiling, the
+//! original payment, one refund per claim, the budgets) → refund intents,
+//! and the act jobs that drive them.
+//!
+//! One run per slot of the brand's `refunds` schedule. The identity graph
+//! is rebuilt from every claim the desk holds and every dispute, as they
+//! stand now. Each open claim is judged once: an approved refund opens its
+//! intent (reserving its amount against the brand's refund caps in the
+//! same write) and the claim settles as refunded; a refusal is one verdict
+//! row with its facts, and the claim settles with its reason. A claim the
+//! budgets cannot hold right now is left open for the next run, said
+//! nothing of. A crash between the write and the settle only makes the
+//! claim read again; its key is already opened, so it settles as refunded
+//! without a second refund. A shop that throttles or fails stops the run
+//! short (the claims not reached wait for the next run).
+
+use std::collections::BTreeSet;
+
+use crate::act::intent::{Action, IntentOp};
+use crate::act::refund::{in_flight_on, refund_intent};
+use crate::config::{RefundConfig, Sabotage};
+use crate::envelope::refund::{OrderFacts, RefundJudged, TierCaps, judge_refund, refund_key};
+use crate::envelope::{Decision, DenyReason, Verdict};
+use crate::estimate::identity::Profile;
+use crate::estimate::risk::tier_of;
+use crate::ids::{AdId, IdempotencyKey};
+use crate::money::Money;
+use crate::probe::{Probe, Site};
+use crate::propose::refund::{RefundCase, propose};
+use crate::sense::claims::{ClaimRecord, ClaimsSource, Settlement};
+use crate::sense::shop::{Shop, ShopError};
+use crate::store::Store;
+use crate::time::{Clock, Millis};
+
+use super::payables::Room;
+use super::{Attempt, JobError, Ports, drive};
+
+/// The schedule that fires the refund job of each brand with refunds.
+pub const REFUNDS_SCHEDULE: &str = "refunds";
+
+/// Open claims judged per run at most (the rest wait for the next run).
+pub const MAX_CLAIMS_PER_RUN: usize = 64;
+
+pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
+    ports: &Ports<S, A, C, P, B>,
+    cfg: &RefundConfig,
+    sabotage: Sabotage,
+    attempt: &mut Attempt,
+) -> Result<(), JobError> {
+    let brand = attempt.brand.clone();
+    let mut intents = ports.store.brand_intents(&brand).await?;
+    redrive(ports, attempt, &intents).await?;
+    let unread = |e: crate::sense::claims::SourceError| JobError::RetryAfter { wait: Millis(0), why: e.to_string() };
+    let claims = ports.bank.claims().await.map_err(unread)?;
+    let disputes = ports.bank.disputes().await.map_err(unread)?;
+    let now = ports.clock.now();
+    let profile = Profile::build(cfg.identity_key.as_bytes(), &claims, &disputes, now);
+    let budgets = ports.store.budgets().await?.into_iter().find(|(b, _)| b == &brand).map(|(_, b)| b);
+    let accounts = ports.store.accounts(Some(&brand)).await?.into_iter().map(|a| (a.key.clone(), a)).collect();
+    let mut room = Room { budgets: budgets.unwrap_or_default(), accounts };
+    let mut opened: BTreeSet<IdempotencyKey> = intents.iter().map(|i| i.key.clone()).collect();
+    let caps = if sabotage == Sabotage::SkipTierCap {
+        TierCaps { trusted: None, watch: i64::MAX, high: i64::MAX, ..cfg.caps.clone() }
+    } else {
+        cfg.caps.clone()
+    };
+    for claim in claims.iter().filter(|c| c.settled.is_none()).take(MAX_CLAIMS_PER_RUN) {
+        let now = ports.clock.now();
+        let order = ports.bank.order(&claim.order_id).await;
+        attempt.record(now, "shopify", "order", order.is_ok());
+        let order = match order {
+            Ok(o) => o,
+            Err(ShopError::Rejected(why)) => {
+                let why = format!("order {} cannot be read: {}", claim.order_id, why.join("; "));
+                refuse(ports, attempt, claim, &claim_key(&brand, claim), DenyReason::Malformed, why).await?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (identity, mut facts) = profile.facts_of(&claim.customer);
+        if sabotage == Sabotage::IgnoreChargebacks {
+            facts.chargebacks_open = 0;
+            facts.chargebacks_lost = 0;
+        }
+        let (tier, tier_facts) = tier_of(&facts, &cfg.tiers);
+        let tier_facts = if tier_facts.is_empty() {
+            vec![format!("identity {identity}: nothing against it")]
+        } else {
+            std::iter::once(format!("identity {identity}")).chain(tier_facts).collect()
+        };
+        let in_flight = in_flight_on(&claim.order_id, order.max_refundable.currency, &intents);
+        let facts = match OrderFacts::of(&brand, &claim.store, &claim.id, &order, in_flight, tier, tier_facts) {
+            Ok(f) => f,
+            Err(why) => {
+                refuse(ports, attempt, claim, &claim_key(&brand, claim), DenyReason::Malformed, why).await?;
+                continue;
+            }
+        };
+        let key = refund_key(&facts);
+        if opened.contains(&key) {
+            // Opened by a run that died before it settled the claim.
+            let amount = claim_amount(&intents, &key).unwrap_or(Money::zero(claim.claimed.currency));
+            settle(ports, claim, &Settlement::Refunded { key: key.to_string(), amount }).await?;
+            continue;
+        }
+        let case = RefundCase {
+            claim: claim.claim,
+            claimed: claim.claimed,
+            tracking: claim.tracking,
+            days_since_shipped: claim.days_since_shipped,
+        };
+        let proposal = propose(&case, &cfg.policy);
+        match judge_refund(&facts, &proposal, &caps, &opened, now) {
+            RefundJudged::Refused(v) => {
+                let why = v.reason.clone();
+                let mut batch = attempt.batch();
+                batch.verdicts.push(v);
+                ports.store.write(&attempt.lease, batch, now).await?;
+                settle(ports, claim, &Settlement::NoRefund { why }).await?;
+            }
+            RefundJudged::Approved(approved) => {
+                let mut new = refund_intent(&approved, &facts, &proposal);
+                let reserve = new.reserve.clone().expect("a refund reserves");
+                match room.take(&brand, &new.key, &reserve, now) {
+                    Ok(true) => {}
+                    // Not now: the claim waits for room (a new day or month).
+                    Ok(false) => continue,
+                    Err(why) => {
+                        let why = format!("claim {}: {why}", claim.id);
+                        refuse(ports, attempt, claim, &key, DenyReason::OverBudget, why).await?;
+                        continue;
+                    }
+                }
+                if sabotage == Sabotage::SkipReservation {
+                    new.reserve = None;
+                }
+                let mut batch = attempt.batch();
+                batch.verdicts.push(approved.verdict.clone());
+                batch.intents.push(IntentOp::Open(new));
+                let result = ports.store.write(&attempt.lease, batch, now).await?;
+                if result.refused.iter().any(|(k, _)| k == &key) {
+                    // Another writer took the room first: the claim waits.
+                    continue;
+                }
+                opened.insert(key.clone());
+                intents.extend(result.intents.iter().filter(|i| i.key == key).cloned());
+                ports.probe.reached(Site::RefundsAfterOpen, "refunds").await;
+                let jobs = drive::jobs_of_open(result.intents.iter().filter(|i| i.key == key), now);
+                if !jobs.is_empty() {
+                    let mut batch = attempt.batch();
+                    batch.enqueue = jobs;
+                    ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+                }
+                settle(ports, claim, &Settlement::Refunded { key: key.to_string(), amount: approved.amount }).await?;
+            }
+        }
+    }
+    // The order reads' cost rows not yet written with a verdict.
+    let batch = attempt.batch();
+    if !batch.costs.is_empty() {
+        ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+    }
+    Ok(())
+}
+
+/// The key a claim's refusal is logged under when there are no order facts
+/// to build the refund key from.
+fn claim_key(brand: &crate::ids::BrandId, claim: &ClaimRecord) -> IdempotencyKey {
+    IdempotencyKey::new(format!("refund/{brand}/{}/{}/{}", claim.store, claim.order_id, claim.id))
+}
+
+/// What the refund intent `key` reserves (zero if it is not among `intents`).
+fn claim_amount(intents: &[crate::act::intent::Intent], key: &IdempotencyKey) -> Option<Money> {
+    intents.iter().find(|i| &i.key == key).and_then(|i| match &i.action {
+        Action::Refund { order } => Some(order.amount),
+        _ => None,
+    })
+}
+
+/// A refusal: one verdict row with its reason, and the claim settled with it.
+async fn refuse<S: Store, A, C: Clock, P: Probe, B: ClaimsSource>(
+    ports: &Ports<S, A, C, P, B>,
+    attempt: &mut Attempt,
+    claim: &ClaimRecord,
+    key: &IdempotencyKey,
+    reason: DenyReason,
+    why: String,
+) -> Result<(), JobError> {
+    let now = ports.clock.now();
+    let verdict = Verdict {
+        ad: AdId::new(claim.order_id.clone()),
+        key: key.clone(),
+        decision: Decision::Deny(reason),
+        at: now,
+        reason: why.clone(),
+    };
+    let mut batch = attempt.batch();
+    batch.verdicts.push(verdict);
+    ports.store.write(&attempt.lease, batch, now).await?;
+    settle(ports, claim, &Settlement::NoRefund { why }).await
+}
+
+async fn settle<S, A, C, P: Probe, B: ClaimsSource>(
+    ports: &Ports<S, A, C, P, B>,
+    claim: &ClaimRecord,
+    how: &Settlement,
+) -> Result<(), JobError> {
+    ports.probe.reached(Site::RefundsBeforeSettle, "refunds").await;
+    ports
+        .bank
+        .settle_claim(&claim.id, how)
+        .await
+        .map_err(|e| JobError::RetryAfter { wait: Millis(0), why: e.to_string() })
+}
+
+/// A live refund job for every refund intent of the brand without a final
+/// phase: an intent opened by a run that died before its job was written
+/// is picked up by the next run.
+async fn redrive<S: Store, A, C: Clock, P: Probe, B>(
+    ports: &Ports<S, A, C, P, B>,
+    attempt: &mut Attempt,
+    intents: &[crate::act::intent::Intent],
+) -> Result<(), JobError> {
+    let now = ports.clock.now();
+    let jobs = drive::jobs_of_open(intents.iter().filter(|i| matches!(i.action, Action::Refund { .. })), now);
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut batch = attempt.batch();
+    batch.enqueue = jobs;
+    ports.store.write(&attempt.lease, batch, now).await?;
+    Ok(())
+}

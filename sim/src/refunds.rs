@@ -1,0 +1,485 @@
+//! Refunds in the world (issue 14): each brand's stores and their orders
+//! (a [`ShopWorld`] per brand, Shopify's refund semantics), the customers
+//! who claim on them (honest ones, abusers who say "did not arrive" of
+//! parcels tracked as delivered and charge back weeks later, and rings:
+//! several identities shipping to one address across the brand's stores),
+//! the claims desk that lists those claims, the disputes, and the shop's
+//! misbehaviour (throttling, lost replies after the refund, 5xx, requests
+//! lost before it). The loop reaches all of it through [`SimBank`]'s
+//! `Shop` and `ClaimsSource` (over either driver's wire).
+//!
+//! Drawn from three streams of the seed: `SHOP` (the refunds' fates),
+//! `SHOP_CLAIMS` (customers, orders, claims and disputes) and
+//! `SHOP_FAULTS` (the replies'): a scenario without `[shop]` draws nothing.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use dlft_core::ids::BrandId;
+use dlft_core::money::{Currency, Money};
+use dlft_core::sense::claims::{
+    Claim, ClaimRecord, ClaimsSource, Customer, Dispute, DisputeStatus, Settlement, SourceError, Tracking,
+};
+use dlft_core::sense::shop::{RefundRequest, Shop, ShopError, ShopOrder, ShopRefund};
+use dlft_core::time::{Clock, Millis, Timestamp};
+
+use crate::hosts::{PlatformState, Wire, lock};
+use crate::payouts::{BankReply, BankRequest, SimBank};
+use crate::scenario::{Scenario, ShopSection};
+use crate::shop::{Order, ShopConfig, ShopWorld};
+use crate::world::draw;
+
+/// Who a customer is, in truth (the checker's and the report's label; the
+/// loop sees only what they send).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Honest,
+    Abuser,
+    Ring,
+}
+
+/// One person of the world.
+#[derive(Clone, Debug)]
+pub struct Person {
+    pub kind: Kind,
+    pub customer: Customer,
+}
+
+/// A claim as the world knows it: its record and who made it.
+#[derive(Clone, Debug)]
+pub struct ClaimTruth {
+    pub record: ClaimRecord,
+    pub person: usize,
+}
+
+/// One brand's shop, desk and customers.
+pub struct BrandShop {
+    pub shop: ShopWorld,
+    pub people: Vec<Person>,
+    pub claims: Vec<ClaimTruth>,
+    pub disputes: Vec<(Dispute, usize)>,
+}
+
+/// The shop host: every brand's shop, and how the shop misbehaves.
+pub struct ShopHost {
+    pub cfg: ShopSection,
+    pub brands: BTreeMap<BrandId, BrandShop>,
+    /// The replies' fates: their own stream.
+    pub rng: ChaCha8Rng,
+    pub hung: u64,
+    pub lost_replies: u64,
+    pub throttled: u64,
+    pub server_errors: u64,
+}
+
+/// The store name of store `i` (0-based) of `brand`.
+pub fn store_name(brand: &BrandId, i: u32) -> String {
+    format!("{brand}-shop-{}", i + 1)
+}
+
+fn customer(kind: Kind, i: usize, ring_address: &str) -> Customer {
+    let (tag, address) = match kind {
+        Kind::Honest => ("h", format!("{} Honest Lane, Berlin", i + 1)),
+        Kind::Abuser => ("a", format!("{} Crooked Road, Hamburg", i + 1)),
+        Kind::Ring => ("r", ring_address.to_string()),
+    };
+    Customer {
+        email: format!("{tag}{i}@mail.example"),
+        phone: format!("+49 151 {:07}", 1_000_000 + i),
+        address,
+        card: format!("424242-{:04}-12/29", 1000 + i),
+    }
+}
+
+impl BrandShop {
+    /// The brand's people, orders, claims and disputes over `[start, until)`.
+    fn draw(
+        cfg: &ShopSection,
+        brand: &BrandId,
+        currency: Currency,
+        start: Timestamp,
+        until: Timestamp,
+        rng: &mut ChaCha8Rng,
+        fates: ChaCha8Rng,
+    ) -> BrandShop {
+        let shop_cfg = ShopConfig {
+            orders: 0,
+            currency,
+            amount_minor: (0, 0),
+            settle_ms: cfg.settle_ms,
+            failure_pct: cfg.failure_pct,
+        };
+        let mut shop = ShopWorld::new(shop_cfg, fates);
+        let ring_address = format!("Parcel Locker {brand}, Riga");
+        let mut people = Vec::new();
+        for (kind, n) in [(Kind::Honest, cfg.honest_customers), (Kind::Abuser, cfg.abusers), (Kind::Ring, cfg.ring)] {
+            for _ in 0..n {
+                let i = people.len();
+                people.push(Person { kind, customer: customer(kind, i, &ring_address) });
+            }
+        }
+        let of_kind = |k: Kind| people.iter().enumerate().filter(|(_, p)| p.kind == k).map(|(i, _)| i).collect();
+        let (honest, abusers, ring): (Vec<usize>, Vec<usize>, Vec<usize>) =
+            (of_kind(Kind::Honest), of_kind(Kind::Abuser), of_kind(Kind::Ring));
+        let span = until.since(start).0.max(1);
+        let hours = span.div_ceil(3_600_000);
+        let count = hours * draw(rng, cfg.claims_per_hour);
+        let mut claims = Vec::new();
+        let mut disputes = Vec::new();
+        let mut opened: Vec<u64> = (0..count).map(|_| rng.random_range(0..span)).collect();
+        opened.sort_unstable();
+        for (n, at) in opened.into_iter().enumerate() {
+            let roll = rng.random_range(0..100);
+            let (kind, pool) = if roll < cfg.ring_pct && !ring.is_empty() {
+                (Kind::Ring, &ring)
+            } else if roll < cfg.ring_pct + cfg.abuser_pct && !abusers.is_empty() {
+                (Kind::Abuser, &abusers)
+            } else {
+                (Kind::Honest, &honest)
+            };
+            if pool.is_empty() {
+                continue;
+            }
+            let person = pool[rng.random_range(0..pool.len())];
+            // A ring spreads over the brand's stores; everyone else shops anywhere.
+            let store_i = if kind == Kind::Ring {
+                u32::try_from(person % cfg.stores.max(1) as usize).unwrap_or(0)
+            } else {
+                rng.random_range(0..cfg.stores.max(1))
+            };
+            let store = store_name(brand, store_i);
+            let item = draw(rng, cfg.item_cents) as i64;
+            let total = item + draw(rng, cfg.order_extra_cents) as i64;
+            let order_n = n as u64 + 1;
+            let order = Order {
+                id: format!("gid://shopify/Order/{}", 100_000 * (u64::from(store_i) + 1) + order_n),
+                amount: Money::new(total, currency),
+                payment_id: format!("gid://shopify/OrderTransaction/{}", 500_000 * (u64::from(store_i) + 1) + order_n),
+                gateway: "shopify_payments".into(),
+            };
+            let (claim, tracking) = match kind {
+                Kind::Honest => {
+                    let claim = Claim::ALL[rng.random_range(0..Claim::ALL.len())];
+                    let tracking = match claim {
+                        Claim::DidNotArrive if rng.random_range(0..100) < cfg.lost_pct => Tracking::Lost,
+                        Claim::DidNotArrive => Tracking::Moving,
+                        _ => Tracking::Delivered,
+                    };
+                    (claim, tracking)
+                }
+                // "It never came" of a parcel tracked as delivered, or the wrong item.
+                Kind::Abuser if rng.random_bool(0.5) => (Claim::DidNotArrive, Tracking::Delivered),
+                Kind::Abuser => (Claim::WrongItem, Tracking::Delivered),
+                // Lost parcels and damaged goods, at one address.
+                Kind::Ring if rng.random_bool(0.5) => (Claim::DidNotArrive, Tracking::Lost),
+                Kind::Ring => (Claim::Damaged, Tracking::Delivered),
+            };
+            let days_since_shipped = match tracking {
+                Tracking::Moving => rng.random_range(3..40),
+                _ => rng.random_range(2..20),
+            };
+            let record = ClaimRecord {
+                id: format!("claim-{brand}-{order_n:05}"),
+                store: store.clone(),
+                order_id: order.id.clone(),
+                claim,
+                claimed: Money::new(item, currency),
+                order_total: order.amount,
+                tracking,
+                days_since_shipped,
+                customer: people[person].customer.clone(),
+                opened_at: start + Millis(at),
+                settled: None,
+            };
+            // Abusers charge back some orders weeks later (scaled down).
+            if kind == Kind::Abuser
+                && rng.random_range(0..100) < cfg.chargeback_pct
+                && let Some(after) = cfg.chargeback_after_s
+            {
+                let dispute = Dispute {
+                    id: format!("dispute-{brand}-{order_n:05}"),
+                    store,
+                    order_id: order.id.clone(),
+                    status: DisputeStatus::Open,
+                    reason: "product_not_received".into(),
+                    amount: order.amount,
+                    customer: people[person].customer.clone(),
+                    initiated_at: record.opened_at + Millis::from_secs(draw(rng, after)),
+                };
+                disputes.push((dispute, person));
+            }
+            shop.add_order(order);
+            claims.push(ClaimTruth { record, person });
+        }
+        BrandShop { shop, people, claims, disputes }
+    }
+
+    fn claims(&self, now: Timestamp) -> Vec<ClaimRecord> {
+        self.claims.iter().filter(|c| c.record.opened_at <= now).map(|c| c.record.clone()).collect()
+    }
+
+    fn disputes(&self, now: Timestamp) -> Vec<Dispute> {
+        self.disputes.iter().filter(|(d, _)| d.initiated_at <= now).map(|(d, _)| d.clone()).collect()
+    }
+
+    fn settle(&mut self, id: &str, how: &Settlement) -> Result<(), SourceError> {
+        let c =
+            self.claims.iter_mut().find(|c| c.record.id == id).ok_or_else(|| SourceError(format!("no claim {id}")))?;
+        // Settled once; a second settle changes nothing.
+        c.record.settled.get_or_insert_with(|| how.clone());
+        Ok(())
+    }
+
+    /// The claim a refund's note names (`dlft:refund/{brand}/{store}/{order}/{claim}`).
+    pub fn claim_of_note(&self, note: &str) -> Option<&ClaimTruth> {
+        let claim = note.rsplit('/').next()?;
+        let claim = claim.split('#').next()?;
+        self.claims.iter().find(|c| c.record.id == claim)
+    }
+}
+
+impl ShopHost {
+    pub fn new(scn: &Scenario, start: Timestamp, seed: u64) -> Option<ShopHost> {
+        use crate::run::{rng_for, stream};
+        let cfg = scn.shop.clone()?;
+        let until = start + Millis::from_secs(scn.run.duration_s - scn.run.heal_s);
+        let mut rng = rng_for(seed, stream::SHOP_CLAIMS);
+        let brands = scn
+            .brand_ids()
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let fates = rng_for(seed, stream::SHOP + 1000 * i as u64);
+                let shop = BrandShop::draw(&cfg, &b, scn.currency(), start, until, &mut rng, fates);
+                (b, shop)
+            })
+            .collect();
+        Some(ShopHost {
+            cfg,
+            brands,
+            rng: rng_for(seed, stream::SHOP_FAULTS),
+            hung: 0,
+            lost_replies: 0,
+            throttled: 0,
+            server_errors: 0,
+        })
+    }
+}
+
+/// Shop and claims calls over the sim's wire.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ShopRequest {
+    Refund { brand: BrandId, req: RefundRequest, key: String },
+    OrderRefunds { brand: BrandId, order_id: String },
+    Order { brand: BrandId, order_id: String },
+    Claims { brand: BrandId },
+    SettleClaim { brand: BrandId, id: String, how: Settlement },
+    Disputes { brand: BrandId },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShopReply {
+    Refund(ShopRefund),
+    Refunds(Vec<ShopRefund>),
+    Order(ShopOrder),
+    Claims(Vec<ClaimRecord>),
+    Settled,
+    Disputes(Vec<Dispute>),
+}
+
+pub type ShopResponse = Result<ShopReply, ShopError>;
+
+enum Fate {
+    Serve,
+    Hang,
+    LoseReply,
+    Throttle,
+    ServerError { applied: bool },
+}
+
+/// The Shopify call's fate; the desk's calls have only the network's.
+fn fate(h: &mut ShopHost, req: &ShopRequest) -> Fate {
+    let is_refund = matches!(req, ShopRequest::Refund { .. });
+    if matches!(req, ShopRequest::Claims { .. } | ShopRequest::SettleClaim { .. } | ShopRequest::Disputes { .. }) {
+        return Fate::Serve;
+    }
+    let c = &h.cfg;
+    let roll = h.rng.random_range(0..100);
+    let mut at = c.lost_reply_pct;
+    if roll < at {
+        return if is_refund { Fate::LoseReply } else { Fate::Hang };
+    }
+    at += c.timeout_pct;
+    if roll < at {
+        return Fate::Hang;
+    }
+    at += c.throttle_pct;
+    if roll < at {
+        return Fate::Throttle;
+    }
+    at += c.server_error_pct;
+    if roll < at {
+        return Fate::ServerError { applied: is_refund && h.rng.random_bool(0.5) };
+    }
+    Fate::Serve
+}
+
+fn apply(h: &mut ShopHost, req: &ShopRequest, now: Timestamp) -> ShopResponse {
+    let brand = match req {
+        ShopRequest::Refund { brand, .. }
+        | ShopRequest::OrderRefunds { brand, .. }
+        | ShopRequest::Order { brand, .. }
+        | ShopRequest::Claims { brand }
+        | ShopRequest::SettleClaim { brand, .. }
+        | ShopRequest::Disputes { brand } => brand,
+    };
+    let Some(b) = h.brands.get_mut(brand) else {
+        return Err(ShopError::Unauthorized(format!("no shop of brand {brand}")));
+    };
+    match req {
+        ShopRequest::Refund { req, key, .. } => b.shop.refund(req, key, now).map(ShopReply::Refund),
+        ShopRequest::OrderRefunds { order_id, .. } => b.shop.order_refunds(order_id, now).map(ShopReply::Refunds),
+        ShopRequest::Order { order_id, .. } => b.shop.order(order_id, now).map(ShopReply::Order),
+        ShopRequest::Claims { .. } => Ok(ShopReply::Claims(b.claims(now))),
+        ShopRequest::SettleClaim { id, how, .. } => {
+            b.settle(id, how).map(|()| ShopReply::Settled).map_err(|e| ShopError::Rejected(vec![e.0]))
+        }
+        ShopRequest::Disputes { .. } => Ok(ShopReply::Disputes(b.disputes(now))),
+    }
+}
+
+/// How long a hung shop request holds its connection.
+const HANG_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What the shop host does with one request that reached it, on any
+/// driver (`None`: no reply).
+pub async fn serve_shop_request<C: Clock>(
+    platform: std::sync::Arc<std::sync::Mutex<PlatformState>>,
+    clock: C,
+    req: ShopRequest,
+) -> Option<ShopResponse> {
+    let (fate, latency) = {
+        let mut p = lock(&platform);
+        let h = p.shop.as_mut()?;
+        let latency = Millis(draw(&mut h.rng, h.cfg.latency_ms));
+        (fate(h, &req), latency)
+    };
+    tokio::time::sleep(latency.as_std()).await;
+    let reply = {
+        let mut p = lock(&platform);
+        let h = p.shop.as_mut()?;
+        let now = clock.now();
+        match fate {
+            Fate::Serve => Some(apply(h, &req, now)),
+            Fate::Hang => {
+                h.hung += 1;
+                None
+            }
+            Fate::LoseReply => {
+                h.lost_replies += 1;
+                let _ = apply(h, &req, now);
+                None
+            }
+            Fate::Throttle => {
+                h.throttled += 1;
+                Some(Err(ShopError::Throttled { retry_after: Millis(1_000) }))
+            }
+            Fate::ServerError { applied } => {
+                h.server_errors += 1;
+                if applied {
+                    let _ = apply(h, &req, now);
+                }
+                Some(Err(ShopError::Server(502)))
+            }
+        }
+    };
+    if reply.is_none() {
+        tokio::time::sleep(HANG_FOR).await;
+    }
+    reply
+}
+
+impl<W: Wire> SimBank<W> {
+    async fn shop_call(&self, req: ShopRequest) -> Result<ShopReply, ShopError> {
+        match self.wire.bank(BankRequest::Shop { req }).await {
+            Ok(Ok(BankReply::Shop(r))) => r,
+            Ok(other) => Err(ShopError::Malformed(format!("{other:?}"))),
+            Err(crate::rpc::RpcError::Timeout | crate::rpc::RpcError::Io(_)) => Err(ShopError::Timeout),
+            Err(crate::rpc::RpcError::Frame(m)) => Err(ShopError::Malformed(m)),
+        }
+    }
+}
+
+fn unexpected<T>(r: ShopReply) -> Result<T, ShopError> {
+    Err(ShopError::Malformed(format!("unexpected reply {r:?}")))
+}
+
+impl<W: Wire> Shop for SimBank<W> {
+    async fn refund(&self, req: &RefundRequest, key: &str) -> Result<ShopRefund, ShopError> {
+        let asked = ShopRequest::Refund { brand: self.brand.clone(), req: req.clone(), key: key.to_string() };
+        match self.shop_call(asked).await? {
+            ShopReply::Refund(r) => Ok(r),
+            other => unexpected(other),
+        }
+    }
+    async fn order_refunds(&self, order_id: &str) -> Result<Vec<ShopRefund>, ShopError> {
+        match self.shop_call(ShopRequest::OrderRefunds { brand: self.brand.clone(), order_id: order_id.into() }).await?
+        {
+            ShopReply::Refunds(r) => Ok(r),
+            other => unexpected(other),
+        }
+    }
+    async fn order(&self, order_id: &str) -> Result<ShopOrder, ShopError> {
+        match self.shop_call(ShopRequest::Order { brand: self.brand.clone(), order_id: order_id.into() }).await? {
+            ShopReply::Order(o) => Ok(o),
+            other => unexpected(other),
+        }
+    }
+}
+
+impl<W: Wire> ClaimsSource for SimBank<W> {
+    async fn claims(&self) -> Result<Vec<ClaimRecord>, SourceError> {
+        match self.shop_call(ShopRequest::Claims { brand: self.brand.clone() }).await {
+            Ok(ShopReply::Claims(c)) => Ok(c),
+            Ok(other) => Err(SourceError(format!("unexpected reply {other:?}"))),
+            Err(e) => Err(SourceError(e.to_string())),
+        }
+    }
+    async fn settle_claim(&self, id: &str, how: &Settlement) -> Result<(), SourceError> {
+        let req = ShopRequest::SettleClaim { brand: self.brand.clone(), id: id.into(), how: how.clone() };
+        match self.shop_call(req).await {
+            Ok(ShopReply::Settled) => Ok(()),
+            Ok(other) => Err(SourceError(format!("unexpected reply {other:?}"))),
+            Err(e) => Err(SourceError(e.to_string())),
+        }
+    }
+    async fn disputes(&self) -> Result<Vec<Dispute>, SourceError> {
+        match self.shop_call(ShopRequest::Disputes { brand: self.brand.clone() }).await {
+            Ok(ShopReply::Disputes(d)) => Ok(d),
+            Ok(other) => Err(SourceError(format!("unexpected reply {other:?}"))),
+            Err(e) => Err(SourceError(e.to_string())),
+        }
+    }
+}
+
+/// The loop's refund settings for a scenario's `[shop]`.
+pub fn refund_config(cfg: &ShopSection, currency: Currency) -> dlft_core::config::RefundConfig {
+    dlft_core::config::RefundConfig {
+        every: Millis::from_secs(cfg.review_every_s),
+        policy: dlft_core::propose::refund::RefundPolicy::default(),
+        tiers: dlft_core::estimate::risk::TierRules::default(),
+        caps: dlft_core::envelope::refund::TierCaps {
+            currency,
+            trusted: None,
+            watch: cfg.watch_cap_cents,
+            high: cfg.high_cap_cents,
+        },
+        identity_key: "sim identity key".into(),
+    }
+}

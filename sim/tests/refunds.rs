@@ -1,0 +1,70 @@
+//! Refunds through the sim: the checker's shop invariants hold on the
+//! shipped scenarios and each one catches a deliberately broken build.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use dlft_core::config::Sabotage;
+use dlft_sim::run::{RunOptions, SeedReport, run_seed};
+use dlft_sim::scenario::Scenario;
+
+fn scenario(file: &str) -> Scenario {
+    Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(file)).unwrap()
+}
+
+fn run(scn: &Scenario, seeds: std::ops::Range<u64>, sabotage: Sabotage) -> Vec<SeedReport> {
+    seeds.map(|s| run_seed(scn, s, &RunOptions { sabotage, keep_events: false }).unwrap()).collect()
+}
+
+/// Violations per invariant over `reports`.
+fn caught(reports: &[SeedReport]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for v in reports.iter().flat_map(|r| &r.violations) {
+        *out.entry(v.invariant.clone()).or_insert(0) += 1;
+    }
+    out
+}
+
+#[test]
+fn the_honest_loop_refunds_and_refuses() {
+    let scn = scenario("refund-container-loss.toml");
+    let reports = run(&scn, 0..3, Sabotage::None);
+    assert_eq!(caught(&reports), BTreeMap::new());
+    for r in &reports {
+        assert!(r.refunds > 0, "seed {}: nothing refunded", r.seed);
+        assert!(r.claims_refused > 0, "seed {}: no claim refused", r.seed);
+        assert!(r.faults.shop_lost_replies > 0, "seed {}: no reply lost after a refund", r.seed);
+    }
+}
+
+/// (sabotage, scenario, the invariant that must catch it).
+const SABOTAGES: &[(Sabotage, &str, &str)] = &[
+    // A fresh key and note per attempt: a retry after a lost reply refunds twice.
+    (Sabotage::FreshRefundKey, "refund-container-loss.toml", "refund_once"),
+    // Committing on refundCreate's reply: refunds the gateway fails are posted.
+    (Sabotage::SkipReadBack, "refund-container-loss.toml", "refund_ledger"),
+    // No tier cap: the ring's identities, once caught, are refunded in full.
+    (Sabotage::SkipTierCap, "refund-ring.toml", "refund_ceiling"),
+    // A profile without chargebacks: double-dippers refunded again.
+    (Sabotage::IgnoreChargebacks, "late-chargebacks.toml", "refund_blocked"),
+    // No reservation: the daily refund cap holds nothing back.
+    (Sabotage::SkipReservation, "refund-throttle-storm.toml", "caps_held"),
+];
+
+#[test]
+fn every_refund_invariant_catches_a_broken_build() {
+    let mut honest_checked = std::collections::BTreeSet::new();
+    for (sabotage, file, invariant) in SABOTAGES {
+        let scn = scenario(file);
+        let broken = caught(&run(&scn, 0..4, *sabotage));
+        assert!(
+            broken.get(*invariant).copied().unwrap_or(0) > 0,
+            "{sabotage:?} on {file}: {invariant} silent: {broken:?}"
+        );
+        // The same seeds, unbroken: silent.
+        if honest_checked.insert(*file) {
+            let honest = caught(&run(&scn, 0..4, Sabotage::None));
+            assert!(honest.is_empty(), "{file} honest: {honest:?}");
+        }
+    }
+}
