@@ -39,6 +39,9 @@ pub struct RunConfig {
     /// The default brand's supplier payouts.
     #[serde(default)]
     pub payouts: Option<PayoutsSection>,
+    /// The default brand's refunds.
+    #[serde(default)]
+    pub refunds: Option<RefundsSection>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -51,6 +54,39 @@ pub struct BrandSection {
     /// The brand's supplier payouts (`[brands.<id>.payouts]`).
     #[serde(default)]
     pub payouts: Option<PayoutsSection>,
+    /// The brand's refunds (`[brands.<id>.refunds]`).
+    #[serde(default)]
+    pub refunds: Option<RefundsSection>,
+}
+
+/// A brand's refunds: its Shopify store, its watched folder of customers'
+/// claims, the tiers' caps and the key its identity hashes are made with.
+/// Secrets by environment variable name. Refunds reserve against the
+/// brand's `refund` caps (declare one in the brand's currency, or nothing
+/// is ever refunded).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundsSection {
+    /// `https://{shop}.myshopify.com` (or a sandbox's `/shopify`).
+    pub shopify_url: String,
+    /// The environment variable holding the Admin API access token.
+    pub token_env: String,
+    /// The store's name in claims and keys.
+    pub store: String,
+    /// The watched folder of claim files (`*.json`; settled ones in `done/`).
+    pub claims_dir: String,
+    /// The environment variable holding the identity graph's HMAC key.
+    pub identity_key_env: String,
+    /// What a watched and a high-risk identity may get back without a person,
+    /// in minor units of the brand's currency (trusted: the policy's and
+    /// the order's bounds only; blocked: nothing).
+    pub watch_cap_cents: i64,
+    pub high_cap_cents: i64,
+    /// How often the claims are reviewed.
+    #[serde(default = "five_minutes")]
+    pub every_s: u64,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
 }
 
 /// A brand's supplier payouts: its Revolut Business account, its watched
@@ -364,6 +400,26 @@ impl RunConfig {
                 }
                 payees = allow;
             }
+            if let Some(r) = cfg.refunds_of(&brand) {
+                let at = if brand.is_default() { "refunds".to_string() } else { format!("brands.{brand}.refunds") };
+                if r.every_s == 0 {
+                    return Err(invalid(format!("field `{at}.every_s`: must be positive")));
+                }
+                if r.watch_cap_cents < 0 || r.high_cap_cents < 0 {
+                    return Err(invalid(format!("section `{at}`: the tiers' caps may not be negative")));
+                }
+                if r.store.trim().is_empty() || r.claims_dir.trim().is_empty() {
+                    return Err(invalid(format!("section `{at}`: store and claims_dir are required")));
+                }
+                let currency = Currency::parse(&cfg.meta_of(&brand).currency).expect("validated");
+                // Budgets fail closed: without a refund cap nothing would be refunded.
+                if budgets.caps_for(Purpose::Refund, currency, None).next().is_none() {
+                    return Err(invalid(format!(
+                        "section `{at}`: brand {brand} declares no refund cap in {currency}: \
+                         nothing would ever be refunded (declare one under its budgets)"
+                    )));
+                }
+            }
             // A counterparty cap names a payee of the brand's allow-list, in
             // that payee's currency (else it would bound nothing).
             for cap in &budgets.caps {
@@ -415,11 +471,29 @@ impl RunConfig {
         if brand.is_default() { self.payouts.as_ref() } else { self.brands.get(brand.as_str())?.payouts.as_ref() }
     }
 
+    /// A brand's refunds section, if it refunds claims.
+    pub fn refunds_of(&self, brand: &BrandId) -> Option<&RefundsSection> {
+        if brand.is_default() { self.refunds.as_ref() } else { self.brands.get(brand.as_str())?.refunds.as_ref() }
+    }
+
     /// A brand's payout port: its Revolut account and its payables folder,
     /// with its secrets read from the environment; a brand without payouts
     /// gets one that pays nobody.
     pub fn bank_of(&self, brand: &BrandId, file: &str) -> Result<crate::payouts::LiveBank, ConfigError> {
-        let Some(p) = self.payouts_of(brand) else { return Ok(crate::payouts::LiveBank::default()) };
+        let mut live = crate::payouts::LiveBank::default();
+        if let Some(r) = self.refunds_of(brand) {
+            let shop = crate::shopify::ShopifyShop::new(crate::shopify::ShopifyConfig {
+                base_url: r.shopify_url.clone(),
+                token: secret(&r.token_env, file)?,
+                timeout: Duration::from_millis(r.timeout_ms),
+            })
+            .map_err(|e| ConfigError::Invalid { file: file.to_string(), message: format!("shopify client: {e}") })?;
+            // The identity key must be there (the loop config reads it).
+            secret(&r.identity_key_env, file)?;
+            live.shop = Some(shop);
+            live.claims = Some(crate::claims::FolderClaims::new(&r.claims_dir));
+        }
+        let Some(p) = self.payouts_of(brand) else { return Ok(live) };
         let secret = |var: &String| secret(var, file);
         let refresh = match (&p.refresh_token_env, &p.client_id, &p.client_assertion_env) {
             (Some(r), Some(id), Some(a)) => Some(crate::revolut::RefreshConfig {
@@ -437,10 +511,9 @@ impl RunConfig {
             min_interval: Duration::from_millis(60_000 / u64::from(p.requests_per_minute)),
         })
         .map_err(|e| ConfigError::Invalid { file: file.to_string(), message: format!("revolut client: {e}") })?;
-        Ok(crate::payouts::LiveBank {
-            bank: Some(bank),
-            payables: Some(crate::payouts::FolderPayables::new(&p.payables_dir)),
-        })
+        live.bank = Some(bank);
+        live.payables = Some(crate::payouts::FolderPayables::new(&p.payables_dir));
+        Ok(live)
     }
 
     /// A brand's declared budgets (validated when the file was parsed); a
@@ -468,6 +541,19 @@ impl RunConfig {
             from_account: p.from_account.clone(),
             counterparties: p.counterparties("").expect("validated"),
             every: Millis::from_secs(p.every_s),
+        });
+        cfg.refunds = self.refunds_of(brand).map(|r| dlft_core::config::RefundConfig {
+            every: Millis::from_secs(r.every_s),
+            policy: dlft_core::propose::refund::RefundPolicy::default(),
+            tiers: dlft_core::estimate::risk::TierRules::default(),
+            caps: dlft_core::envelope::refund::TierCaps {
+                currency: platform.currency,
+                trusted: None,
+                watch: r.watch_cap_cents,
+                high: r.high_cap_cents,
+            },
+            // Read from the environment when the port is built (`bank_of`).
+            identity_key: std::env::var(&r.identity_key_env).unwrap_or_default(),
         });
         cfg
     }
@@ -599,6 +685,34 @@ mod tests {
     const CAPS: &str = "[budgets]\ntime_zone = \"Europe/Berlin\"\ncaps = [\n  \
         { purpose = \"payout\", window = \"daily\", limit = \"1500.00\", currency = \"EUR\" },\n  \
         { purpose = \"payout\", window = \"monthly\", limit = \"20000\", currency = \"EUR\" },\n]\n";
+
+    #[test]
+    fn refunds_need_a_refund_cap_and_sane_settings() {
+        let refunds = "[refunds]\nshopify_url = \"http://127.0.0.1:8787/shopify\"\ntoken_env = \"SHOPIFY_ACCESS_TOKEN\"\n\
+            store = \"eu\"\nclaims_dir = \"claims\"\nidentity_key_env = \"DLFT_IDENTITY_KEY\"\n\
+            watch_cap_cents = 3000\nhigh_cap_cents = 1000\nevery_s = 2\n";
+        let refund_cap = CAPS.replace(
+            "caps = [\n",
+            "caps = [\n  { purpose = \"refund\", window = \"daily\", limit = \"500\", currency = \"EUR\" },\n",
+        );
+        let cfg = with(&format!("{refund_cap}{refunds}")).unwrap();
+        let r = cfg.loop_config().refunds.expect("the brand refunds");
+        assert_eq!((r.every, r.caps.watch, r.caps.high, r.caps.currency), (Millis(2_000), 3000, 1000, Currency::EUR));
+        assert!(with("").unwrap().loop_config().refunds.is_none(), "a brand without [refunds] refunds nobody");
+        for (text, want) in [
+            (format!("{CAPS}{refunds}"), "declares no refund cap in EUR"),
+            (format!("{refund_cap}{}", refunds.replace("every_s = 2", "every_s = 0")), "field `refunds.every_s`"),
+            (
+                format!("{refund_cap}{}", refunds.replace("high_cap_cents = 1000", "high_cap_cents = -1")),
+                "may not be negative",
+            ),
+            (format!("{refund_cap}{}", refunds.replace("store = \"eu\"", "store = \" \"")), "store and claims_dir"),
+            (format!("{refund_cap}{}", refunds.replace("claims_dir", "claim_dir")), "claim_dir"),
+        ] {
+            let m = message(with(&text));
+            assert!(m.contains(want), "{want:?} not in {m:?}");
+        }
+    }
 
     #[test]
     fn budgets_are_declared_per_brand() {

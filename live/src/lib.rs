@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod claims;
 pub mod config;
 pub mod meta;
 pub mod payouts;

@@ -132,6 +132,9 @@ impl PayablesSource for FolderPayables {
 pub struct LiveBank {
     pub bank: Option<RevolutBank>,
     pub payables: Option<FolderPayables>,
+    /// The brand's Shopify store and claims folder, where it refunds.
+    pub shop: Option<crate::shopify::ShopifyShop>,
+    pub claims: Option<crate::claims::FolderClaims>,
 }
 
 impl Bank for LiveBank {
@@ -159,12 +162,56 @@ impl Bank for LiveBank {
     }
 }
 
-/// No Shopify adapter connected yet (issue 14): a brand's refunds are refused.
-impl dlft_core::sense::shop::Shop for LiveBank {}
+/// The brand's Shopify store (a brand without one refuses every refund).
+impl dlft_core::sense::shop::Shop for LiveBank {
+    async fn refund(
+        &self,
+        req: &dlft_core::sense::shop::RefundRequest,
+        key: &str,
+    ) -> Result<dlft_core::sense::shop::ShopRefund, dlft_core::sense::shop::ShopError> {
+        match &self.shop {
+            Some(s) => s.refund(req, key).await,
+            None => NoBank.refund(req, key).await,
+        }
+    }
+    async fn order_refunds(
+        &self,
+        order_id: &str,
+    ) -> Result<Vec<dlft_core::sense::shop::ShopRefund>, dlft_core::sense::shop::ShopError> {
+        match &self.shop {
+            Some(s) => s.order_refunds(order_id).await,
+            None => Ok(Vec::new()),
+        }
+    }
+    async fn order(
+        &self,
+        order_id: &str,
+    ) -> Result<dlft_core::sense::shop::ShopOrder, dlft_core::sense::shop::ShopError> {
+        match &self.shop {
+            Some(s) => s.order(order_id).await,
+            None => NoBank.order(order_id).await,
+        }
+    }
+}
 
-/// No claims desk behind the live bank yet: a brand's refunds are opened
-/// only where a claims source is configured.
-impl dlft_core::sense::claims::ClaimsSource for LiveBank {}
+/// The brand's claims folder (a brand without one has no claims). Disputes
+/// are not read yet: Shopify's `shopifyPaymentsAccount.disputes` is not
+/// wired (issue 14), so in production the profile blocks nobody for a
+/// chargeback; the sim's disputes exercise the rule.
+impl dlft_core::sense::claims::ClaimsSource for LiveBank {
+    async fn claims(&self) -> Result<Vec<dlft_core::sense::claims::ClaimRecord>, SourceError> {
+        match &self.claims {
+            Some(c) => c.claims().await,
+            None => Ok(Vec::new()),
+        }
+    }
+    async fn settle_claim(&self, id: &str, how: &dlft_core::sense::claims::Settlement) -> Result<(), SourceError> {
+        match &self.claims {
+            Some(c) => c.settle_claim(id, how).await,
+            None => Err(SourceError(format!("no claims folder to settle {id} in"))),
+        }
+    }
+}
 
 impl PayablesSource for LiveBank {
     async fn pending(&self) -> Result<Vec<PayablesFile>, SourceError> {

@@ -1,0 +1,120 @@
+//! `dlft run` refunds customers' claims through the live Shopify adapter,
+//! against the sandbox's shop: a claim file dropped into the brand's claims
+//! folder is judged (identity graph, tier, policy, envelope, the refund
+//! cap), refunded once under its idempotency key, read back and committed;
+//! the claim moves to `done/` with its settlement, and a malformed claim
+//! file is moved aside with the field named, nothing refunded.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+
+const REFUNDS: &str = r#"
+[refunds]
+shopify_url = "SANDBOX/shopify"
+token_env = "SHOPIFY_ACCESS_TOKEN"
+store = "brand-shop"
+claims_dir = "CLAIMS"
+identity_key_env = "DLFT_IDENTITY_KEY"
+watch_cap_cents = 3000
+high_cap_cents = 1000
+every_s = 1
+"#;
+
+fn truth(addr: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async { reqwest::get(format!("http://{addr}/shopify/_truth")).await.unwrap().json().await.unwrap() })
+}
+
+fn claim(id: &str, order: &str, claimed: &str, total: &str) -> String {
+    format!(
+        r#"{{ "id": "{id}", "store": "brand-shop", "order_id": "{order}", "claim": "wrong_item",
+             "claimed": "{claimed}", "order_total": "{total}", "currency": "EUR", "tracking": "delivered",
+             "days_since_shipped": 6, "opened_at": "2026-01-01T00:00:00Z",
+             "customer": {{ "email": "jane@example.com", "address": "Hauptstraße 5, Berlin" }} }}"#
+    )
+}
+
+fn decimal(minor: i64) -> String {
+    format!("{}.{:02}", minor / 100, minor % 100)
+}
+
+#[test]
+#[allow(clippy::disallowed_methods, reason = "waits for a real process in real time")]
+fn a_claim_in_the_folder_is_refunded_once_through_the_sandbox() {
+    let (_sb, addr) = common::sandbox(5);
+    let dir = tempfile::tempdir().unwrap();
+    let claims = dir.path().join("claims");
+    std::fs::create_dir_all(&claims).unwrap();
+    let order = truth(&addr)["orders"][0].clone();
+    let (id, total) = (order["id"].as_str().unwrap().to_string(), order["amount_minor"].as_i64().unwrap());
+    let claimed = total / 3;
+    std::fs::write(claims.join("t-1.json"), claim("t-1", &id, &decimal(claimed), &decimal(total))).unwrap();
+    std::fs::write(claims.join("t-2.json"), claim("t-2", &id, "1.005", &decimal(total))).unwrap();
+    let config = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dlft.sandbox.toml"))
+        .unwrap()
+        .replace("sqlite://dlft.db", &format!("sqlite://{}", dir.path().join("dlft.db").display()))
+        .replace("127.0.0.1:9464", "127.0.0.1:0")
+        .replace("http://127.0.0.1:8787", &format!("http://{addr}"))
+        .replace(
+            "payables_dir = \"payables\"",
+            &format!("payables_dir = \"{}\"", dir.path().join("payables").display()),
+        )
+        .replace(
+            "caps = [\n",
+            "caps = [\n  { purpose = \"refund\", window = \"daily\", limit = \"500.00\", currency = \"EUR\" },\n",
+        )
+        + &REFUNDS.replace("SANDBOX", &format!("http://{addr}")).replace("CLAIMS", &claims.display().to_string());
+    let path = dir.path().join("dlft.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dlft"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("META_ACCESS_TOKEN", "sandbox-token")
+        .env("REVOLUT_ACCESS_TOKEN", "sandbox-bank-token")
+        .env("SHOPIFY_ACCESS_TOKEN", "sandbox-token")
+        .env("DLFT_IDENTITY_KEY", "a long random key")
+        .env("RUST_LOG", "info,sqlx=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dlft run starts");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let marker = format!("dlft:refund/default/brand-shop/{id}/t-1");
+    let settled = claims.join("done/t-1.json");
+    let refunded = loop {
+        let t = truth(&addr);
+        let ours: Vec<Value> =
+            t["refunds"].as_array().unwrap().iter().filter(|r| r["note"] == marker.as_str()).cloned().collect();
+        if settled.exists() && !ours.is_empty() || Instant::now() > deadline {
+            break ours;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Let the read-back commit it, then stop.
+    std::thread::sleep(Duration::from_secs(4));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    let log = log.join().unwrap().join("\n");
+    assert!(status.success(), "dlft run: {status}\n{log}");
+    assert_eq!(refunded.len(), 1, "one refund for the claim: {refunded:?}\n{log}");
+    assert_eq!(refunded[0]["amount_minor"].as_i64(), Some(claimed), "the claim's value, in full (a trusted identity)");
+    assert_eq!(refunded[0]["parent_id"], order["payment_id"], "back to the original payment");
+    let done: Value = serde_json::from_str(&std::fs::read_to_string(&settled).unwrap()).unwrap();
+    assert_eq!(done["settled"]["settled"], "refunded", "{done}");
+    let note = std::fs::read_to_string(claims.join("rejected/t-2.json.error.txt")).unwrap();
+    assert!(note.contains("field `claimed`"), "{note}");
+    // The ledger posted it against the brand's refund cap.
+    let out =
+        common::dlft(&["budgets", "--store", &format!("sqlite://{}", dir.path().join("dlft.db").display()), "--json"]);
+    let budgets = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && budgets.contains("refund"), "{budgets}");
+    assert!(budgets.contains(&decimal(claimed)) || budgets.contains(&claimed.to_string()), "{budgets}");
+}
