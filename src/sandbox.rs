@@ -33,7 +33,9 @@
 //!   `X-Shopify-Access-Token`: `refundCreate` under `@idempotent(key:)` and
 //!   an order's refunds, with the cost extension of a 2,000-point bucket
 //!   restoring 100 points a second (THROTTLED when empty);
-//! - `GET /shopify/_truth`: every order and every refund.
+//! - `GET /shopify/_truth`: every order and every refund;
+//! - `POST /shopify/_dispute`: a chargeback on one of its orders, now
+//!   (read through `shopifyPaymentsAccount.disputes`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -434,6 +436,7 @@ async fn shopify_graphql(
     let cost = match asked {
         Asked::RefundCreate { .. } => MUTATION_COST,
         Asked::OrderRefunds { .. } | Asked::Order { .. } => 3.0,
+        Asked::Disputes { .. } => f64::from(dlft_core::sense::wire::shopify::DISPUTES_PAGE) + 2.0,
     };
     let status = {
         let mut b = sb.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -460,6 +463,10 @@ async fn shopify_graphql(
                 encode_order_refunds_reply(&order_id, &shop_lock(&sb.shop).order_refunds(&order_id, now))
             }
             Asked::Order { order_id } => encode_order_reply(&shop_lock(&sb.shop).order(&order_id, now)),
+            Asked::Disputes { after } => {
+                let from = after.and_then(|a| a.parse().ok()).unwrap_or(0);
+                dlft_core::sense::wire::shopify::encode_disputes_reply(&shop_lock(&sb.shop).disputes, from)
+            }
         }
     };
     if let Some(obj) = reply.as_object_mut() {
@@ -491,6 +498,45 @@ async fn shopify_truth(State(sb): State<Sandbox>) -> Response {
     axum::Json(json!({"now": now.0, "orders": orders, "refunds": refunds})).into_response()
 }
 
+/// `POST /shopify/_dispute` `{order_id, status?, reason?, email?, phone?, address?}`:
+/// a chargeback on an order of the shop, initiated now (for tests and demos
+/// of the refund profile's block).
+async fn shopify_dispute(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
+    use dlft_core::sense::claims::{Customer, Dispute, DisputeStatus};
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "the body is not JSON").into_response();
+    };
+    let text = |f: &str| v.get(f).and_then(Value::as_str).unwrap_or_default().to_string();
+    let now = SystemClock.now();
+    let mut w = shop_lock(&sb.shop);
+    let Some(order) = w.orders().find(|o| o.id == text("order_id")).cloned() else {
+        return (StatusCode::NOT_FOUND, format!("no order {:?}", text("order_id"))).into_response();
+    };
+    let status = match text("status").as_str() {
+        "" | "open" => DisputeStatus::Open,
+        "won" => DisputeStatus::Won,
+        "lost" => DisputeStatus::Lost,
+        other => return (StatusCode::BAD_REQUEST, format!("status {other:?}: open, won or lost")).into_response(),
+    };
+    let id = format!("gid://shopify/ShopifyPaymentsDispute/{}", 700 + w.disputes.len() + 1);
+    w.disputes.push(Dispute {
+        id: id.clone(),
+        store: String::new(),
+        order_id: order.id,
+        status,
+        reason: if text("reason").is_empty() { "fraudulent".into() } else { text("reason") },
+        amount: order.amount,
+        customer: Customer {
+            email: text("email"),
+            phone: text("phone"),
+            address: text("address"),
+            card: String::new(),
+        },
+        initiated_at: now,
+    });
+    axum::Json(json!({ "id": id, "at": now.0 })).into_response()
+}
+
 /// Serves until the process is stopped. Prints `listening on ADDR` once bound.
 pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<()> {
     let start = SystemClock.now();
@@ -515,6 +561,7 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
         .route("/shopify/_truth", get(shopify_truth))
         .route("/_truth", get(truth))
         .route("/_launch", post(launch))
+        .route("/shopify/_dispute", post(shopify_dispute))
         .route("/revolut/pay", post(revolut_pay))
         .route("/revolut/transactions", get(revolut_transactions))
         .route("/revolut/_truth", get(revolut_truth))

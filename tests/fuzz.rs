@@ -238,6 +238,9 @@ fn shopify_decoders_never_panic() {
             prop_assert!(o.max_refundable.minor >= 0 && o.max_refundable.minor <= o.total.minor, "a bound within the total");
         }
         let _ = shopify::classify_errors(status, &body);
+        if let Ok(p) = shopify::decode_disputes(status, &body, "eu") {
+            prop_assert!(p.disputes.iter().all(|d| !d.id.is_empty()), "every dispute read has its id");
+        }
         if let Some(t) = shopify::throttle_status(&body) {
             let _ = shopify::wait_for(shopify::MUTATION_COST, &t);
         }

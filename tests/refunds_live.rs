@@ -2,8 +2,10 @@
 //! against the sandbox's shop: a claim file dropped into the brand's claims
 //! folder is judged (identity graph, tier, policy, envelope, the refund
 //! cap), refunded once under its idempotency key, read back and committed;
-//! the claim moves to `done/` with its settlement, and a malformed claim
-//! file is moved aside with the field named, nothing refunded.
+//! the claim moves to `done/` with its settlement; after a chargeback on
+//! another of the customer's orders (read through Shopify's disputes), her
+//! next claim gets no automatic refund; a malformed claim file is moved
+//! aside with the field named, nothing refunded.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -98,7 +100,25 @@ fn a_claim_in_the_folder_is_refunded_once_through_the_sandbox() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    // Let the read-back commit it, then stop.
+    // A chargeback of the same customer on another order (weeks later in
+    // life): her next claim, in any store, gets no automatic refund.
+    let other = truth(&addr)["orders"][1].clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dispute = serde_json::json!({ "order_id": other["id"], "email": "Jane@Example.com", "status": "open" });
+    rt.block_on(async {
+        let r =
+            reqwest::Client::new().post(format!("http://{addr}/shopify/_dispute")).json(&dispute).send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    });
+    let other_total = other["amount_minor"].as_i64().unwrap();
+    let (other_id, third) = (other["id"].as_str().unwrap().to_string(), claims.join("done/t-3.json"));
+    std::fs::write(claims.join("t-3.json"), claim("t-3", &other_id, &decimal(other_total / 2), &decimal(other_total)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !third.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Let the read-back commit the first, then stop.
     std::thread::sleep(Duration::from_secs(4));
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
@@ -109,6 +129,14 @@ fn a_claim_in_the_folder_is_refunded_once_through_the_sandbox() {
     assert_eq!(refunded[0]["parent_id"], order["payment_id"], "back to the original payment");
     let done: Value = serde_json::from_str(&std::fs::read_to_string(&settled).unwrap()).unwrap();
     assert_eq!(done["settled"]["settled"], "refunded", "{done}");
+    let blocked: Value = serde_json::from_str(&std::fs::read_to_string(&third).unwrap()).unwrap();
+    assert_eq!(blocked["settled"]["settled"], "no_refund", "{blocked}");
+    assert!(blocked["settled"]["why"].as_str().unwrap().contains("chargeback"), "{blocked}");
+    let after = truth(&addr);
+    assert!(
+        !after["refunds"].as_array().unwrap().iter().any(|r| r["order_id"] == other_id.as_str()),
+        "nothing refunded to a customer with an open chargeback: {after}"
+    );
     let note = std::fs::read_to_string(claims.join("rejected/t-2.json.error.txt")).unwrap();
     assert!(note.contains("field `claimed`"), "{note}");
     // The ledger posted it against the brand's refund cap.

@@ -491,6 +491,7 @@ impl RunConfig {
             // The identity key must be there (the loop config reads it).
             secret(&r.identity_key_env, file)?;
             live.shop = Some(shop);
+            live.store = r.store.clone();
             live.claims = Some(crate::claims::FolderClaims::new(&r.claims_dir));
         }
         let Some(p) = self.payouts_of(brand) else { return Ok(live) };

@@ -135,6 +135,8 @@ pub struct LiveBank {
     /// The brand's Shopify store and claims folder, where it refunds.
     pub shop: Option<crate::shopify::ShopifyShop>,
     pub claims: Option<crate::claims::FolderClaims>,
+    /// The store's name in claims and keys.
+    pub store: String,
 }
 
 impl Bank for LiveBank {
@@ -194,10 +196,8 @@ impl dlft_core::sense::shop::Shop for LiveBank {
     }
 }
 
-/// The brand's claims folder (a brand without one has no claims). Disputes
-/// are not read yet: Shopify's `shopifyPaymentsAccount.disputes` is not
-/// wired (issue 14), so in production the profile blocks nobody for a
-/// chargeback; the sim's disputes exercise the rule.
+/// The brand's claims folder (a brand without one has no claims) and its
+/// store's chargebacks (Shopify Payments' disputes).
 impl dlft_core::sense::claims::ClaimsSource for LiveBank {
     async fn claims(&self) -> Result<Vec<dlft_core::sense::claims::ClaimRecord>, SourceError> {
         match &self.claims {
@@ -209,6 +209,12 @@ impl dlft_core::sense::claims::ClaimsSource for LiveBank {
         match &self.claims {
             Some(c) => c.settle_claim(id, how).await,
             None => Err(SourceError(format!("no claims folder to settle {id} in"))),
+        }
+    }
+    async fn disputes(&self) -> Result<Vec<dlft_core::sense::claims::Dispute>, SourceError> {
+        match &self.shop {
+            Some(s) => s.disputes(&self.store).await.map_err(|e| SourceError(format!("shopify disputes: {e}"))),
+            None => Ok(Vec::new()),
         }
     }
 }

@@ -133,3 +133,26 @@ impl Shop for ShopifyShop {
         shopify::decode_order(status, &reply)
     }
 }
+
+/// Pages of disputes read at most per call (the rest next run).
+pub const MAX_DISPUTE_PAGES: usize = 40;
+
+impl ShopifyShop {
+    /// Every chargeback of the store (`shopifyPaymentsAccount.disputes`),
+    /// page by page, each paced by the cost bucket.
+    pub async fn disputes(&self, store: &str) -> Result<Vec<dlft_core::sense::claims::Dispute>, ShopError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_DISPUTE_PAGES {
+            let cost = f64::from(shopify::DISPUTES_PAGE) + 2.0;
+            let (status, reply) = self.post(&shopify::encode_disputes(after.as_deref()), cost).await?;
+            let page = shopify::decode_disputes(status, &reply, store)?;
+            out.extend(page.disputes);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}

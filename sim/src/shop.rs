@@ -82,6 +82,8 @@ pub struct ShopWorld {
     refunds: Vec<Refund>,
     /// Idempotency key → (the request it was first sent with, refund index, when).
     keys: BTreeMap<String, (RefundRequest, usize, Timestamp)>,
+    /// Chargebacks on the store's orders (Shopify Payments' disputes).
+    pub disputes: Vec<dlft_core::sense::claims::Dispute>,
 }
 
 /// The id of order `n` (1-based).
@@ -103,7 +105,7 @@ impl ShopWorld {
                 (order.id.clone(), order)
             })
             .collect();
-        ShopWorld { cfg, rng, orders, refunds: Vec::new(), keys: BTreeMap::new() }
+        ShopWorld { cfg, rng, orders, refunds: Vec::new(), keys: BTreeMap::new(), disputes: Vec::new() }
     }
 
     /// Adds a paid order (the sim's claims make their orders as they go).

@@ -12,6 +12,7 @@
 use serde_json::{Value, json};
 
 use crate::money::{Currency, Money};
+use crate::sense::claims::{Customer, Dispute, DisputeStatus};
 use crate::sense::shop::{RefundRequest, RefundStatus, ShopError, ShopOrder, ShopRefund};
 use crate::time::Millis;
 
@@ -73,6 +74,119 @@ pub fn decode_order(status: u16, body: &Value) -> Result<ShopOrder, ShopError> {
 }
 
 /// The reply to the order query as Shopify sends it (the sandbox's side).
+/// Disputes per page (the query's cost grows with it).
+pub const DISPUTES_PAGE: u32 = 50;
+
+const DISPUTES_QUERY: &str = "query Disputes($first: Int!, $after: String) { shopifyPaymentsAccount { \
+disputes(first: $first, after: $after) { nodes { id type status reasonDetails { reason } \
+amount { amount currencyCode } initiatedAt order { id email phone \
+shippingAddress { address1 address2 zip city countryCodeV2 } } } pageInfo { hasNextPage endCursor } } } }";
+
+/// A page of `shopifyPaymentsAccount.disputes`, after `after`.
+pub fn encode_disputes(after: Option<&str>) -> Value {
+    json!({ "query": DISPUTES_QUERY, "variables": { "first": DISPUTES_PAGE, "after": after } })
+}
+
+/// One page of disputes and the cursor of the next, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisputePage {
+    pub disputes: Vec<Dispute>,
+    pub next: Option<String>,
+}
+
+/// Decodes a disputes page of store `store`. Chargebacks only (an inquiry
+/// is not one); a status this build does not know counts as open, so an
+/// unknown state blocks rather than trusts. A shop without Shopify
+/// Payments (`shopifyPaymentsAccount: null`) has none.
+pub fn decode_disputes(status: u16, body: &Value, store: &str) -> Result<DisputePage, ShopError> {
+    if let Some(e) = classify_errors(status, body) {
+        return Err(e);
+    }
+    let bad = ShopError::Malformed;
+    let account =
+        body.pointer("/data/shopifyPaymentsAccount").ok_or_else(|| bad("no data.shopifyPaymentsAccount".into()))?;
+    if account.is_null() {
+        return Ok(DisputePage { disputes: Vec::new(), next: None });
+    }
+    let conn = account.get("disputes").ok_or_else(|| bad("shopifyPaymentsAccount.disputes".into()))?;
+    let nodes = conn.get("nodes").and_then(Value::as_array).ok_or_else(|| bad("disputes.nodes".into()))?;
+    let mut disputes = Vec::new();
+    for (i, d) in nodes.iter().enumerate() {
+        let text = |f: &str| d.get(f).and_then(Value::as_str).unwrap_or_default();
+        let id = text("id");
+        if id.is_empty() {
+            return Err(bad(format!("disputes.nodes.{i}.id: missing")));
+        }
+        if text("type") == "INQUIRY" {
+            continue;
+        }
+        let status = match text("status") {
+            "WON" => DisputeStatus::Won,
+            "LOST" | "ACCEPTED" | "CHARGE_REFUNDED" => DisputeStatus::Lost,
+            _ => DisputeStatus::Open,
+        };
+        let amount = money_of(d.get("amount").ok_or_else(|| bad(format!("dispute {id}: amount")))?)
+            .map_err(|e| bad(format!("dispute {id}: amount.{e}")))?;
+        let initiated_at = crate::sense::wire::revolut::instant_of(text("initiatedAt"))
+            .map_err(|e| bad(format!("dispute {id}: initiatedAt: {e}")))?;
+        let order = d.get("order").filter(|o| !o.is_null());
+        let field = |f: &str| order.and_then(|o| o.get(f)).and_then(Value::as_str).unwrap_or_default().to_string();
+        let address = order
+            .and_then(|o| o.get("shippingAddress"))
+            .map(|a| {
+                ["address1", "address2", "zip", "city", "countryCodeV2"]
+                    .iter()
+                    .filter_map(|f| a.get(*f).and_then(Value::as_str))
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        disputes.push(Dispute {
+            id: id.to_string(),
+            store: store.to_string(),
+            order_id: field("id"),
+            status,
+            reason: d.pointer("/reasonDetails/reason").and_then(Value::as_str).unwrap_or_default().to_lowercase(),
+            amount,
+            customer: Customer { email: field("email"), phone: field("phone"), address, card: String::new() },
+            initiated_at,
+        });
+    }
+    let more = conn.pointer("/pageInfo/hasNextPage").and_then(Value::as_bool).unwrap_or(false);
+    let next = conn.pointer("/pageInfo/endCursor").and_then(Value::as_str).filter(|_| more).map(str::to_string);
+    Ok(DisputePage { disputes, next })
+}
+
+/// The sandbox's answer to a disputes page: `disputes` from index `from`.
+pub fn encode_disputes_reply(disputes: &[Dispute], from: usize) -> (u16, Value) {
+    let page: Vec<Value> = disputes
+        .iter()
+        .skip(from)
+        .take(DISPUTES_PAGE as usize)
+        .map(|d| {
+            let status = match d.status {
+                DisputeStatus::Open => "NEEDS_RESPONSE",
+                DisputeStatus::Won => "WON",
+                DisputeStatus::Lost => "LOST",
+            };
+            json!({ "id": d.id, "type": "CHARGEBACK", "status": status,
+                    "reasonDetails": { "reason": d.reason.to_uppercase() },
+                    "amount": { "amount": d.amount.to_decimal(), "currencyCode": d.amount.currency.as_str() },
+                    "initiatedAt": crate::sense::wire::revolut::iso_of(d.initiated_at),
+                    "order": { "id": d.order_id, "email": d.customer.email, "phone": d.customer.phone,
+                               "shippingAddress": { "address1": d.customer.address } } })
+        })
+        .collect();
+    let end = from + page.len();
+    let more = end < disputes.len();
+    (
+        200,
+        json!({ "data": { "shopifyPaymentsAccount": { "disputes": { "nodes": page,
+            "pageInfo": { "hasNextPage": more, "endCursor": end.to_string() } } } } }),
+    )
+}
+
 pub fn encode_order_reply(result: &Result<ShopOrder, ShopError>) -> (u16, Value) {
     let set = |m: &Money| json!({ "shopMoney": { "amount": m.to_decimal(), "currencyCode": m.currency.as_str() } });
     match result {
@@ -304,6 +418,10 @@ pub enum Asked {
     Order {
         order_id: String,
     },
+    /// A page of disputes after the cursor (the sandbox's cursor is an index).
+    Disputes {
+        after: Option<String>,
+    },
 }
 
 /// Decodes a GraphQL request body of the two operations the adapter sends.
@@ -338,6 +456,10 @@ pub fn decode_request(body: &Value) -> Result<Asked, String> {
             note,
         };
         return Ok(Asked::RefundCreate { req, key });
+    }
+    if query.contains("shopifyPaymentsAccount") {
+        let after = vars.get("after").and_then(Value::as_str).map(str::to_string);
+        return Ok(Asked::Disputes { after });
     }
     if query.contains("order(") {
         let id = vars.get("id").and_then(Value::as_str).ok_or("variables.id: missing")?.to_string();
@@ -517,6 +639,49 @@ mod tests {
         assert!(ShopError::ConcurrentRequest.outcome_unknown() && ShopError::Server(500).outcome_unknown());
         assert!(!ShopError::Rejected(vec![]).outcome_unknown());
         assert!(!ShopError::Throttled { retry_after: Millis(1) }.outcome_unknown());
+    }
+
+    #[test]
+    fn disputes_read_back_as_written_chargebacks_only() {
+        use crate::sense::claims::{Customer, Dispute, DisputeStatus};
+        let d = |i: usize, status| Dispute {
+            id: format!("gid://shopify/ShopifyPaymentsDispute/{i}"),
+            store: "eu".into(),
+            order_id: format!("gid://shopify/Order/{i}"),
+            status,
+            reason: "product_not_received".into(),
+            amount: eur(4_999),
+            customer: Customer {
+                email: "jane@example.com".into(),
+                phone: "+49 151".into(),
+                address: "Main St 1".into(),
+                card: String::new(),
+            },
+            initiated_at: crate::time::Timestamp(1_767_225_600_000),
+        };
+        let all: Vec<Dispute> =
+            (0..60).map(|i| d(i, [DisputeStatus::Open, DisputeStatus::Won, DisputeStatus::Lost][i % 3])).collect();
+        let (status, first) = encode_disputes_reply(&all, 0);
+        let page = decode_disputes(status, &first, "eu").unwrap();
+        assert_eq!((page.disputes.len(), page.next.as_deref()), (DISPUTES_PAGE as usize, Some("50")));
+        assert_eq!(page.disputes[..3], all[..3]);
+        let (_, second) = encode_disputes_reply(&all, 50);
+        let rest = decode_disputes(200, &second, "eu").unwrap();
+        assert_eq!((rest.disputes.len(), rest.next), (10, None));
+        assert!(
+            matches!(decode_request(&encode_disputes(Some("50"))), Ok(Asked::Disputes { after: Some(a) }) if a == "50")
+        );
+        // An inquiry is not a chargeback; a status not known here blocks; no Shopify Payments, no disputes.
+        let mut odd = first.clone();
+        odd["data"]["shopifyPaymentsAccount"]["disputes"]["nodes"][0]["type"] = json!("INQUIRY");
+        odd["data"]["shopifyPaymentsAccount"]["disputes"]["nodes"][1]["status"] = json!("SOMETHING_NEW");
+        let p = decode_disputes(200, &odd, "eu").unwrap();
+        assert_eq!((p.disputes.len(), p.disputes[0].status), (49, DisputeStatus::Open));
+        let none = json!({ "data": { "shopifyPaymentsAccount": null } });
+        assert_eq!(decode_disputes(200, &none, "eu").unwrap().disputes, vec![]);
+        let mut bad = first;
+        bad["data"]["shopifyPaymentsAccount"]["disputes"]["nodes"][0]["amount"]["amount"] = json!("1.005");
+        assert!(matches!(decode_disputes(200, &bad, "eu"), Err(ShopError::Malformed(m)) if m.contains("amount")));
     }
 
     #[test]
