@@ -246,13 +246,17 @@ mod tests {
         assert!(note.contains("field `claimed`"), "{note}");
         let note = std::fs::read_to_string(dir.path().join("rejected/c.json.error.txt")).unwrap();
         assert!(note.contains("more than the order's"), "{note}");
-        let how = Settlement::Refunded { key: "refund/x".into(), amount: Money::new(1_250, Currency::EUR) };
+        let how = Settlement::Refunded {
+            key: "refund/x".into(),
+            amount: Money::new(1_250, Currency::EUR),
+            tier: "trusted".into(),
+        };
         src.settle_claim("t-1", &how).await.unwrap();
         src.settle_claim("t-1", &how).await.unwrap();
         let all = src.claims().await.unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].settled, Some(how), "history keeps the settlement");
         assert!(!dir.path().join("a.json").exists() && dir.path().join("done/a.json").exists());
-        assert!(src.settle_claim("t-9", &Settlement::NoRefund { why: "x".into() }).await.is_err());
+        assert!(src.settle_claim("t-9", &Settlement::NoRefund { why: "x".into(), tier: String::new() }).await.is_err());
     }
 }

@@ -46,6 +46,7 @@ pub enum RpcError {
 /// Store calls. The database applies them with its own clock, as SQL's `now()`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant, reason = "a message on the wire, made and dropped per call")]
 pub enum StoreRequest {
     Boot { worker: WorkerId },
     Enqueue { job: NewJob },

@@ -68,3 +68,30 @@ fn every_refund_invariant_catches_a_broken_build() {
         }
     }
 }
+
+#[test]
+fn every_tier_change_is_one_event_row_naming_its_facts() {
+    use dlft_core::telemetry::EventKind;
+    for (file, tier, fact) in [
+        ("refund-ring.toml", "high", "other identities ship to one of its addresses"),
+        ("late-chargebacks.toml", "blocked", "chargeback(s) open"),
+    ] {
+        let scn = scenario(file);
+        let r = run_seed(&scn, 0, &RunOptions { sabotage: Sabotage::None, keep_events: true }).unwrap();
+        let changes: Vec<_> = r.log.as_ref().unwrap().iter().filter(|e| e.kind == EventKind::TierChanged).collect();
+        assert!(
+            changes.iter().any(|e| e.after == tier && e.cause.contains(fact)),
+            "{file}: no change to {tier} naming {fact:?}: {changes:?}"
+        );
+        // A change is a change: never the same tier before and after, and
+        // one identity's consecutive rows chain.
+        let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+        for e in &changes {
+            assert_ne!(e.before, e.after, "{file}: {e:?}");
+            assert!(e.entity.starts_with("identity/default/") && !e.entity.contains('@'), "no raw data: {e:?}");
+            if let Some(prev) = last.insert(e.entity.as_str(), e.after.as_str()) {
+                assert_eq!(prev, e.before, "{file}: {} jumped", e.entity);
+            }
+        }
+    }
+}

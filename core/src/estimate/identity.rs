@@ -277,8 +277,11 @@ mod tests {
             days_since_shipped: 5,
             customer: c,
             opened_at: Timestamp(10),
-            settled: refunded
-                .map(|m| Settlement::Refunded { key: format!("k-{id}"), amount: Money::new(m, Currency::EUR) }),
+            settled: refunded.map(|m| Settlement::Refunded {
+                key: format!("k-{id}"),
+                amount: Money::new(m, Currency::EUR),
+                tier: "trusted".into(),
+            }),
         }
     }
 

@@ -54,6 +54,23 @@ pub struct IdentityFacts {
     pub identities_sharing_address: u32,
 }
 
+/// An identity's tier moved: one event row, naming the facts that set it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierChange {
+    /// The identity's label (a keyed hash, never raw data).
+    pub identity: String,
+    pub before: RiskTier,
+    pub after: RiskTier,
+    pub facts: Vec<String>,
+}
+
+impl RiskTier {
+    /// The tier a settlement recorded (`RiskTier::as_str`).
+    pub fn parse(s: &str) -> Option<RiskTier> {
+        [RiskTier::Trusted, RiskTier::Watch, RiskTier::High, RiskTier::Blocked].into_iter().find(|t| t.as_str() == s)
+    }
+}
+
 /// Thresholds of the tiers (a policy file may set them; these are defaults).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TierRules {

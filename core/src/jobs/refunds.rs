@@ -6,7 +6,9 @@
 //!
 //! One run per slot of the brand's `refunds` schedule. The identity graph
 //! is rebuilt from every claim the desk holds and every dispute, as they
-//! stand now. Each open claim is judged once: an approved refund opens its
+//! stand now; an identity judged at another tier than its last settled
+//! claim recorded gets one event row naming the facts (`TierChanged`).
+//! Each open claim is judged once: an approved refund opens its
 //! intent (reserving its amount against the brand's refund caps in the
 //! same write) and the claim settles as refunded; a refusal is one verdict
 //! row with its facts, and the claim settles with its reason. A claim the
@@ -16,7 +18,7 @@
 //! without a second refund. A shop that throttles or fails stops the run
 //! short (the claims not reached wait for the next run).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::act::intent::{Action, IntentOp};
 use crate::act::refund::{in_flight_on, refund_intent};
@@ -24,7 +26,7 @@ use crate::config::{RefundConfig, Sabotage};
 use crate::envelope::refund::{OrderFacts, RefundJudged, TierCaps, judge_refund, refund_key};
 use crate::envelope::{Decision, DenyReason, Verdict};
 use crate::estimate::identity::Profile;
-use crate::estimate::risk::tier_of;
+use crate::estimate::risk::{RiskTier, TierChange, tier_of};
 use crate::ids::{AdId, IdempotencyKey};
 use crate::money::Money;
 use crate::probe::{Probe, Site};
@@ -66,6 +68,18 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
     } else {
         cfg.caps.clone()
     };
+    // The tier each identity was last judged at, from the desk's settled
+    // claims (oldest first): a judgement at another tier is a change.
+    let mut last_tier: BTreeMap<String, RiskTier> = BTreeMap::new();
+    for c in &claims {
+        let tier = match &c.settled {
+            Some(Settlement::Refunded { tier, .. } | Settlement::NoRefund { tier, .. }) => RiskTier::parse(tier),
+            None => None,
+        };
+        if let Some(tier) = tier {
+            last_tier.insert(profile.facts_of(&c.customer).0, tier);
+        }
+    }
     for claim in claims.iter().filter(|c| c.settled.is_none()).take(MAX_CLAIMS_PER_RUN) {
         let now = ports.clock.now();
         let order = ports.bank.order(&claim.order_id).await;
@@ -74,7 +88,8 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
             Ok(o) => o,
             Err(ShopError::Rejected(why)) => {
                 let why = format!("order {} cannot be read: {}", claim.order_id, why.join("; "));
-                refuse(ports, attempt, claim, &claim_key(&brand, claim), DenyReason::Malformed, why).await?;
+                let key = claim_key(&brand, claim);
+                refuse(ports, attempt, claim, &key, DenyReason::Malformed, why, None, String::new()).await?;
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -85,6 +100,15 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
             facts.chargebacks_lost = 0;
         }
         let (tier, tier_facts) = tier_of(&facts, &cfg.tiers);
+        let before = last_tier.get(&identity).copied().unwrap_or(RiskTier::Trusted);
+        let change = (before != tier).then(|| TierChange {
+            identity: identity.clone(),
+            before,
+            after: tier,
+            facts: tier_facts.clone(),
+        });
+        last_tier.insert(identity.clone(), tier);
+        let tier_name = tier.as_str().to_string();
         let tier_facts = if tier_facts.is_empty() {
             vec![format!("identity {identity}: nothing against it")]
         } else {
@@ -94,7 +118,8 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
         let facts = match OrderFacts::of(&brand, &claim.store, &claim.id, &order, in_flight, tier, tier_facts) {
             Ok(f) => f,
             Err(why) => {
-                refuse(ports, attempt, claim, &claim_key(&brand, claim), DenyReason::Malformed, why).await?;
+                let key = claim_key(&brand, claim);
+                refuse(ports, attempt, claim, &key, DenyReason::Malformed, why, change, tier_name).await?;
                 continue;
             }
         };
@@ -102,7 +127,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
         if opened.contains(&key) {
             // Opened by a run that died before it settled the claim.
             let amount = claim_amount(&intents, &key).unwrap_or(Money::zero(claim.claimed.currency));
-            settle(ports, claim, &Settlement::Refunded { key: key.to_string(), amount }).await?;
+            settle(ports, claim, &Settlement::Refunded { key: key.to_string(), amount, tier: tier_name }).await?;
             continue;
         }
         let case = RefundCase {
@@ -117,8 +142,9 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
                 let why = v.reason.clone();
                 let mut batch = attempt.batch();
                 batch.verdicts.push(v);
+                batch.tier_changes.extend(change);
                 ports.store.write(&attempt.lease, batch, now).await?;
-                settle(ports, claim, &Settlement::NoRefund { why }).await?;
+                settle(ports, claim, &Settlement::NoRefund { why, tier: tier_name }).await?;
             }
             RefundJudged::Approved(approved) => {
                 let mut new = refund_intent(&approved, &facts, &proposal);
@@ -129,7 +155,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
                     Ok(false) => continue,
                     Err(why) => {
                         let why = format!("claim {}: {why}", claim.id);
-                        refuse(ports, attempt, claim, &key, DenyReason::OverBudget, why).await?;
+                        refuse(ports, attempt, claim, &key, DenyReason::OverBudget, why, change, tier_name).await?;
                         continue;
                     }
                 }
@@ -139,6 +165,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
                 let mut batch = attempt.batch();
                 batch.verdicts.push(approved.verdict.clone());
                 batch.intents.push(IntentOp::Open(new));
+                batch.tier_changes.extend(change);
                 let result = ports.store.write(&attempt.lease, batch, now).await?;
                 if result.refused.iter().any(|(k, _)| k == &key) {
                     // Another writer took the room first: the claim waits.
@@ -153,7 +180,8 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
                     batch.enqueue = jobs;
                     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
                 }
-                settle(ports, claim, &Settlement::Refunded { key: key.to_string(), amount: approved.amount }).await?;
+                let how = Settlement::Refunded { key: key.to_string(), amount: approved.amount, tier: tier_name };
+                settle(ports, claim, &how).await?;
             }
         }
     }
@@ -179,7 +207,9 @@ fn claim_amount(intents: &[crate::act::intent::Intent], key: &IdempotencyKey) ->
     })
 }
 
-/// A refusal: one verdict row with its reason, and the claim settled with it.
+/// A refusal: one verdict row with its reason (and the tier change it
+/// found), and the claim settled with it.
+#[allow(clippy::too_many_arguments, reason = "each is one named fact of the refusal")]
 async fn refuse<S: Store, A, C: Clock, P: Probe, B: ClaimsSource>(
     ports: &Ports<S, A, C, P, B>,
     attempt: &mut Attempt,
@@ -187,6 +217,8 @@ async fn refuse<S: Store, A, C: Clock, P: Probe, B: ClaimsSource>(
     key: &IdempotencyKey,
     reason: DenyReason,
     why: String,
+    change: Option<TierChange>,
+    tier: String,
 ) -> Result<(), JobError> {
     let now = ports.clock.now();
     let verdict = Verdict {
@@ -198,8 +230,9 @@ async fn refuse<S: Store, A, C: Clock, P: Probe, B: ClaimsSource>(
     };
     let mut batch = attempt.batch();
     batch.verdicts.push(verdict);
+    batch.tier_changes.extend(change);
     ports.store.write(&attempt.lease, batch, now).await?;
-    settle(ports, claim, &Settlement::NoRefund { why }).await
+    settle(ports, claim, &Settlement::NoRefund { why, tier }).await
 }
 
 async fn settle<S, A, C, P: Probe, B: ClaimsSource>(

@@ -76,9 +76,20 @@ pub struct Customer {
 #[serde(rename_all = "snake_case", tag = "settled")]
 pub enum Settlement {
     /// A refund intent was opened for it, of this amount, under this key.
-    Refunded { key: String, amount: Money },
+    Refunded {
+        key: String,
+        amount: Money,
+        /// The customer's risk tier when it was judged (how the next
+        /// judgement knows the tier changed).
+        #[serde(default)]
+        tier: String,
+    },
     /// No automatic refund (the verdict's reason).
-    NoRefund { why: String },
+    NoRefund {
+        why: String,
+        #[serde(default)]
+        tier: String,
+    },
 }
 
 /// One claim on one order.

@@ -392,6 +392,9 @@ impl MemStore {
                 },
             );
         }
+        for c in &batch.tier_changes {
+            self.log_transition(now, &brand, super::plan::tier_transition(&brand, c));
+        }
         self.intents.extend(plan.changed);
         self.actions.extend(plan.actions);
         for t in plan.events {

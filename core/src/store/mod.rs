@@ -281,6 +281,8 @@ pub struct WriteBatch {
     /// A bandit re-roll's budget split: kept once per slot (the first write
     /// stands), with one event row.
     pub allocation: Option<crate::propose::allocation::Allocation>,
+    /// Refund risk tiers that changed, one event row each.
+    pub tier_changes: Vec<crate::estimate::risk::TierChange>,
 }
 
 /// What the scans know about one store's page.
@@ -305,6 +307,7 @@ impl WriteBatch {
             && self.checkpoint.is_none()
             && self.activity.is_none()
             && self.allocation.is_none()
+            && self.tier_changes.is_empty()
     }
 }
 

@@ -365,6 +365,18 @@ pub fn fair_order(mut ready: Vec<Ready>, limit: usize) -> Vec<JobId> {
     ranked.into_iter().take(limit).map(|(_, _, _, id)| id).collect()
 }
 
+/// The event row of a refund risk tier that changed.
+pub fn tier_transition(brand: &crate::ids::BrandId, c: &crate::estimate::risk::TierChange) -> Transition {
+    Transition {
+        block: Block::Estimator,
+        kind: EventKind::TierChanged,
+        entity: format!("identity/{brand}/{}", c.identity),
+        before: c.before.as_str().into(),
+        after: c.after.as_str().into(),
+        cause: if c.facts.is_empty() { "nothing against it".into() } else { c.facts.join("; ") },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,6 +58,9 @@ pub enum EventKind {
     BudgetTransfer,
     /// A brand's budgets (time zone, caps) were declared or changed.
     BudgetsSet,
+    /// A customer identity's refund risk tier changed (entity:
+    /// `identity/{brand}/{key}`; the cause names the facts that set it).
+    TierChanged,
 }
 
 /// One row of the event log.
@@ -146,7 +149,8 @@ pub fn replay(events: &[Event]) -> Result<Rebuilt, String> {
             | EventKind::BreakerOpened
             | EventKind::ScheduleChanged
             | EventKind::AllocationRolled
-            | EventKind::BudgetsSet => {}
+            | EventKind::BudgetsSet
+            | EventKind::TierChanged => {}
         }
     }
     Ok(out)

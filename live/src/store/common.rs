@@ -862,6 +862,9 @@ impl SqlStore {
             };
             log(&mut tx, now, b, t).await?;
         }
+        for c in &batch.tier_changes {
+            log(&mut tx, now, b, dlft_core::store::plan::tier_transition(&brand, c)).await?;
+        }
         for intent in plan.changed.values() {
             sqlx::query(
                 "INSERT INTO dlft_intents \
