@@ -95,6 +95,26 @@ pub fn jobs_of_open<'a>(intents: impl Iterator<Item = &'a Intent>, now: Timestam
     intents.filter(|i| !i.phase.is_final()).map(|i| job_of(i, now)).collect()
 }
 
+/// A live act job for each of `intents` without a final phase, in one
+/// write (each job's idempotency key makes it a no-op where one is live):
+/// how the payables and refund jobs pick up intents opened by a run that
+/// died before their jobs were written.
+pub async fn redrive<'a, S: Store, A, C: Clock, P: Probe, B>(
+    ports: &Ports<S, A, C, P, B>,
+    attempt: &mut Attempt,
+    intents: impl Iterator<Item = &'a Intent>,
+) -> Result<(), JobError> {
+    let now = ports.clock.now();
+    let jobs = jobs_of_open(intents, now);
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut batch = attempt.batch();
+    batch.enqueue = jobs;
+    ports.store.write(&attempt.lease, batch, now).await?;
+    Ok(())
+}
+
 /// The act job of a payout intent (claimed by the act pool, like a kill's).
 pub fn payout_job(key: &IdempotencyKey, now: Timestamp) -> NewJob {
     NewJob::new(

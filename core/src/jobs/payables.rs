@@ -72,7 +72,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Bank + PayablesSource>(
 ) -> Result<(), JobError> {
     let brand = attempt.brand.clone();
     let intents = ports.store.brand_intents(&brand).await?;
-    redrive(ports, attempt, &intents).await?;
+    drive::redrive(ports, attempt, intents.iter().filter(|i| matches!(i.action, Action::Payout { .. }))).await?;
     if sabotage != Sabotage::IgnoreReversals {
         statement(ports, attempt, &intents).await?;
     }
@@ -205,26 +205,6 @@ async fn open_file<S: Store, A, C: Clock, P: Probe, B: Bank + PayablesSource>(
         ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     }
     Ok(deferred)
-}
-
-/// A live payout job for every payout intent of the brand without a final
-/// phase (its job's idempotency key makes each a no-op where one is live):
-/// an intent opened by a run that died before its jobs were written is
-/// picked up by the next run.
-async fn redrive<S: Store, A, C: Clock, P: Probe, B>(
-    ports: &Ports<S, A, C, P, B>,
-    attempt: &mut Attempt,
-    intents: &[Intent],
-) -> Result<(), JobError> {
-    let now = ports.clock.now();
-    let jobs = drive::jobs_of_open(intents.iter().filter(|i| matches!(i.action, Action::Payout { .. })), now);
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    let mut batch = attempt.batch();
-    batch.enqueue = jobs;
-    ports.store.write(&attempt.lease, batch, now).await?;
-    Ok(())
 }
 
 /// How far back the statement looks for payments reverted after they

@@ -53,7 +53,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
 ) -> Result<(), JobError> {
     let brand = attempt.brand.clone();
     let mut intents = ports.store.brand_intents(&brand).await?;
-    redrive(ports, attempt, &intents).await?;
+    drive::redrive(ports, attempt, intents.iter().filter(|i| matches!(i.action, Action::Refund { .. }))).await?;
     let unread = |e: crate::sense::claims::SourceError| JobError::RetryAfter { wait: Millis(0), why: e.to_string() };
     let claims = ports.bank.claims().await.map_err(unread)?;
     let disputes = ports.bank.disputes().await.map_err(unread)?;
@@ -246,23 +246,4 @@ async fn settle<S, A, C, P: Probe, B: ClaimsSource>(
         .settle_claim(&claim.id, how)
         .await
         .map_err(|e| JobError::RetryAfter { wait: Millis(0), why: e.to_string() })
-}
-
-/// A live refund job for every refund intent of the brand without a final
-/// phase: an intent opened by a run that died before its job was written
-/// is picked up by the next run.
-async fn redrive<S: Store, A, C: Clock, P: Probe, B>(
-    ports: &Ports<S, A, C, P, B>,
-    attempt: &mut Attempt,
-    intents: &[crate::act::intent::Intent],
-) -> Result<(), JobError> {
-    let now = ports.clock.now();
-    let jobs = drive::jobs_of_open(intents.iter().filter(|i| matches!(i.action, Action::Refund { .. })), now);
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    let mut batch = attempt.batch();
-    batch.enqueue = jobs;
-    ports.store.write(&attempt.lease, batch, now).await?;
-    Ok(())
 }
