@@ -305,6 +305,8 @@ enum SabotageArg {
     FreshRefundKey,
     SkipTierCap,
     IgnoreChargebacks,
+    NoEscalation,
+    KeepCollateral,
 }
 
 impl From<SabotageArg> for Sabotage {
@@ -324,6 +326,8 @@ impl From<SabotageArg> for Sabotage {
             SabotageArg::FreshRefundKey => Sabotage::FreshRefundKey,
             SabotageArg::SkipTierCap => Sabotage::SkipTierCap,
             SabotageArg::IgnoreChargebacks => Sabotage::IgnoreChargebacks,
+            SabotageArg::NoEscalation => Sabotage::NoEscalation,
+            SabotageArg::KeepCollateral => Sabotage::KeepCollateral,
         }
     }
 }
@@ -440,6 +444,8 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         SabotageArg::FreshRefundKey => "--sabotage fresh-refund-key",
         SabotageArg::SkipTierCap => "--sabotage skip-tier-cap",
         SabotageArg::IgnoreChargebacks => "--sabotage ignore-chargebacks",
+        SabotageArg::NoEscalation => "--sabotage no-escalation",
+        SabotageArg::KeepCollateral => "--sabotage keep-collateral",
     };
     let summary = summarize(&scn, &path, extra, &reports);
     if args.json {

@@ -11,7 +11,10 @@
 //! Routes (Graph's, under any version prefix the client adds to its base):
 //! - `GET  /{account}/insights?since_ms&until_ms&limit&after`
 //! - `POST /{ad}` with `status=PAUSED` (the idempotency key in `x-dlft-idempotency-key`)
-//! - `GET  /{ad}?fields=status,effective_status`
+//! - `GET  /{ad}?fields=status,effective_status` (`ADSET_PAUSED`,
+//!   `CAMPAIGN_PAUSED` when stopped from above); `?fields=adset_id,campaign_id`
+//! - `POST /{adset-…|campaign-…}` with `status=PAUSED` or `ACTIVE`, and
+//!   `GET` of its status: the levels a kill escalates to
 //! - `GET  /ads_archive?search_page_ids=["page-1"]`
 //! - `GET  /_truth`: world-side spend, pauses and effects, for tests.
 //! - `POST /_launch?losers=N&winners=M`: launches new ads now (drawn like the
@@ -50,7 +53,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use dlft_core::ids::{AdId, IdempotencyKey};
-use dlft_core::sense::ads::InsightsQuery;
+use dlft_core::sense::ads::{AdNode, InsightsQuery, Level};
 use dlft_core::time::{Clock, Timestamp};
 use dlft_live::SystemClock;
 use dlft_sim::bank::{BankConfig, BankWorld};
@@ -173,7 +176,25 @@ async fn ad_get(
         let Some(page) = page else { return graph_error(400, 100, "(#100) search_page_ids is required") };
         return sb.serve(AdsRequest::Library { page });
     }
+    if let Some(node) = node_of(&id) {
+        return sb.serve(AdsRequest::NodeStatus { node });
+    }
+    if q.get("fields").is_some_and(|f| f.contains("adset_id")) {
+        return sb.serve(AdsRequest::Parents { ad: AdId::new(id) });
+    }
     sb.serve(AdsRequest::Status { ad: AdId::new(id) })
+}
+
+/// An ad set (`adset-…`) or campaign (`campaign-…`) id of the sandbox's world.
+fn node_of(id: &str) -> Option<AdNode> {
+    let level = if id.starts_with("adset-") {
+        Level::AdSet
+    } else if id.starts_with("campaign-") {
+        Level::Campaign
+    } else {
+        return None;
+    };
+    Some(AdNode { level, id: id.to_string() })
 }
 
 async fn ad_post(
@@ -185,10 +206,18 @@ async fn ad_post(
     if !authorized(&headers, &form) {
         return graph_error(400, 190, "Invalid OAuth access token.");
     }
+    let key = headers.get(dlft_live::meta::IDEMPOTENCY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("none");
+    if let Some(node) = node_of(&id) {
+        let paused = match form.get("status").map(String::as_str) {
+            Some("PAUSED") => true,
+            Some("ACTIVE") => false,
+            _ => return graph_error(400, 100, "(#100) an ad set or campaign takes status=PAUSED or ACTIVE"),
+        };
+        return sb.serve(AdsRequest::SetNode { node, paused, key: IdempotencyKey::new(key) });
+    }
     if form.get("status").map(String::as_str) != Some("PAUSED") {
         return graph_error(400, 100, "(#100) the sandbox supports status=PAUSED only");
     }
-    let key = headers.get(dlft_live::meta::IDEMPOTENCY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("none");
     sb.serve(AdsRequest::Pause { ad: AdId::new(id), key: IdempotencyKey::new(key) })
 }
 
@@ -223,11 +252,18 @@ async fn truth(State(sb): State<Sandbox>) -> Response {
                 "launched_at": w.launched_at(&s.id).map(|t| t.0),
                 "spend_cents": w.spend_between(&s.id, start, now),
                 "paused_at": w.paused_at(&s.id).map(|t| t.0),
+                "paused_itself": w.paused_itself(&s.id),
             })
         })
         .collect();
     let effects: Vec<Value> =
         w.effects().iter().map(|e| json!({"key": e.key.as_str(), "ad": e.ad.as_str(), "at": e.at.0})).collect();
+    let node_effects: Vec<Value> = w
+        .node_effects()
+        .iter()
+        .map(|e| json!({"key": e.key.as_str(), "node": e.node.id, "paused": e.paused, "at": e.at.0}))
+        .collect();
+    let paused_nodes: Vec<&str> = w.paused_nodes().iter().map(|n| n.id.as_str()).collect();
     axum::Json(json!({
         "seed": sb.seed,
         "now": now.0,
@@ -235,6 +271,8 @@ async fn truth(State(sb): State<Sandbox>) -> Response {
         "bucket_ms": w.bucket().0,
         "ads": ads,
         "effects": effects,
+        "node_effects": node_effects,
+        "paused_nodes": paused_nodes,
     }))
     .into_response()
 }

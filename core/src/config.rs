@@ -29,6 +29,11 @@ pub struct LoopConfig {
     /// every `readback_poll` for this long before the kill pauses again.
     pub readback_confirm: Millis,
     pub readback_poll: Millis,
+    /// A kill whose ad has not stopped itself this long after its intent
+    /// escalates: its ad set is paused, then its campaign (`act::escalate`),
+    /// and resumed once the ad is confirmed. `None`: no escalation.
+    #[serde(default)]
+    pub escalate_after: Option<Millis>,
     /// Competitor scans; `None` runs none.
     #[serde(default)]
     pub scan: Option<ScanConfig>,
@@ -158,6 +163,10 @@ pub struct LoopSettings {
     pub readback_confirm_ms: u64,
     #[serde(default = "readback_poll_ms")]
     pub readback_poll_ms: u64,
+    /// Escalate a kill not confirmed this long after its intent (pause its
+    /// ad set, then its campaign); a share of the kill deadline. None: never.
+    #[serde(default)]
+    pub escalate_after_s: Option<u64>,
     /// Period of the insights tick (the per-minute tick; shorter against a fast sandbox).
     #[serde(default = "tick_s")]
     pub tick_s: u64,
@@ -217,6 +226,7 @@ impl LoopSettings {
             page_limit: platform.page_limit,
             readback_confirm: Millis(self.readback_confirm_ms),
             readback_poll: Millis(self.readback_poll_ms),
+            escalate_after: self.escalate_after_s.map(Millis::from_secs),
             scan,
             payouts: None,
             refunds: None,

@@ -173,4 +173,8 @@ pub enum Sabotage {
     SkipTierCap,
     /// Build the fraud profile without its chargebacks.
     IgnoreChargebacks,
+    /// Never escalate a kill whose ad's own pause does not take effect.
+    NoEscalation,
+    /// Never resume an ad set or campaign paused by escalation.
+    KeepCollateral,
 }

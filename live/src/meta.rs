@@ -16,7 +16,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use dlft_core::ids::{AdId, IdempotencyKey};
-use dlft_core::sense::ads::{AdStatus, AdsError, AdsPlatform, BatchPause, InsightsPage, InsightsQuery, LibraryAd};
+use dlft_core::sense::ads::{
+    AdNode, AdParents, AdStatus, AdsError, AdsPlatform, BatchPause, InsightsPage, InsightsQuery, LibraryAd,
+};
 use dlft_core::sense::models::{ModelError, Models, Summary};
 use dlft_core::sense::wire::meta;
 use dlft_core::time::{LastSeen, Timestamp};
@@ -154,6 +156,24 @@ impl MetaAds {
         meta::decode_status(&self.send(req).await?)
     }
 
+    async fn get_parents(&self, ad: &AdId) -> Result<AdParents, AdsError> {
+        let req = self.http.get(self.url(ad.as_str())).query(&[("fields", "adset_id,campaign_id")]);
+        meta::decode_parents(&self.send(req).await?)
+    }
+
+    /// `POST /{adset-or-campaign-id}` with `status=PAUSED` or `ACTIVE`.
+    async fn post_node(&self, node: &AdNode, paused: bool, key: &IdempotencyKey) -> Result<(), AdsError> {
+        let status = if paused { "PAUSED" } else { "ACTIVE" };
+        let req =
+            self.http.post(self.url(&node.id)).header(IDEMPOTENCY_HEADER, key.as_str()).form(&[("status", status)]);
+        meta::decode_pause(&self.send(req).await?)
+    }
+
+    async fn get_node_status(&self, node: &AdNode) -> Result<AdStatus, AdsError> {
+        let req = self.http.get(self.url(&node.id)).query(&[("fields", "status,effective_status")]);
+        meta::decode_status(&self.send(req).await?)
+    }
+
     async fn get_library(&self, page: &str) -> Result<Vec<LibraryAd>, AdsError> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
@@ -259,6 +279,20 @@ impl AdsPlatform for MetaAds {
     }
     fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
         self.get_library(page)
+    }
+    fn parents(&self, ad: &AdId) -> impl Future<Output = Result<AdParents, AdsError>> + Send {
+        self.get_parents(ad)
+    }
+    fn set_node(
+        &self,
+        node: &AdNode,
+        paused: bool,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<(), AdsError>> + Send {
+        self.post_node(node, paused, key)
+    }
+    fn node_status(&self, node: &AdNode) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
+        self.get_node_status(node)
     }
 }
 

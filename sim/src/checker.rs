@@ -18,7 +18,13 @@
 //! - `model_spend`: every call the model vendor billed has its booked cost row;
 //! - `slot_once`: every brand's schedule slot fired once, whatever the
 //!   workers did;
-//! - `log_replay`: the event log alone rebuilds every job and intent state.
+//! - `log_replay`: the event log alone rebuilds every job and intent state;
+//! - `escalation_write_ahead`: every pause or resume of an ad set or
+//!   campaign the world saw has its intent written before it;
+//! - `collateral_restored`: every ad set or campaign paused at the end is
+//!   held for a kill that is not confirmed (its ad would spend again), or
+//!   its last kill was confirmed in the run's last `kill_deadline`: no
+//!   sibling stays paused as collateral once its node's kills are done.
 //!
 //! Where the world has a bank (payouts), judged against the bank's own
 //! records:
@@ -113,6 +119,7 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
     check_brands(input, &mut v);
     check_model_spend(input, &mut v);
     check_log(input, &mut v);
+    check_escalation(input, &mut v);
     if let Some(bank) = input.bank {
         check_payouts(input, bank, &mut v);
     }
@@ -343,6 +350,53 @@ fn check_deadlines(input: &CheckInput<'_>, v: &mut Verdict) {
                 format!(
                     "{}: intent at {}, deadline {}, stopped {stopped}: {leaked} cents past the deadline",
                     ad, intent.opened_at, deadline
+                ),
+            );
+        }
+    }
+}
+
+fn check_escalation(input: &CheckInput<'_>, v: &mut Verdict) {
+    use dlft_core::act::intent::Action;
+    let intents: BTreeMap<&IdempotencyKey, &dlft_core::act::intent::Intent> =
+        input.store.intents.iter().map(|i| (&i.key, i)).collect();
+    for e in input.world.node_effects() {
+        match intents.get(&e.key) {
+            Some(i) if i.opened_at <= e.at => {}
+            _ => v.flag(
+                input.seed,
+                "escalation_write_ahead",
+                format!(
+                    "{} {} {} at {} without an intent written first",
+                    e.key,
+                    if e.paused { "paused" } else { "resumed" },
+                    e.node.id,
+                    e.at
+                ),
+            ),
+        }
+    }
+    for node in input.world.paused_nodes() {
+        let kills: Vec<&dlft_core::act::intent::Intent> = input
+            .store
+            .intents
+            .iter()
+            .filter_map(|i| match &i.action {
+                Action::PauseNode { node: n, kill, .. } if n == node => intents.get(kill).copied(),
+                _ => None,
+            })
+            .collect();
+        let held = kills.iter().any(|k| k.phase != IntentPhase::Committed);
+        let late = kills.iter().any(|k| k.updated_at + input.kill_deadline > input.end);
+        if kills.is_empty() || !(held || late) {
+            v.flag(
+                input.seed,
+                "collateral_restored",
+                format!(
+                    "{} {} is still paused at the end, though every kill that paused it ({}) was confirmed",
+                    node.level.as_str(),
+                    node.id,
+                    kills.iter().map(|k| k.key.as_str()).collect::<Vec<_>>().join(", ")
                 ),
             );
         }

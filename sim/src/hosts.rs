@@ -22,7 +22,7 @@ use dlft_core::jobs::reconcile;
 use dlft_core::probe::{Probe, Site};
 use dlft_core::sense::ads::StatusHint;
 use dlft_core::sense::ads::{
-    AdStatus, AdsError, AdsPlatform, BatchPause, InsightRow, InsightsPage, InsightsQuery, LibraryAd,
+    AdNode, AdParents, AdStatus, AdsError, AdsPlatform, BatchPause, InsightRow, InsightsPage, InsightsQuery, LibraryAd,
 };
 use dlft_core::sense::models::{ModelError, Models, Summary};
 use dlft_core::sense::wire::{anthropic, meta};
@@ -690,13 +690,30 @@ pub fn handle_ads_stale(
         AdsRequest::Status { ad } => match world.status_at(ad, now - stale) {
             None => graph_error(400, 100, "(#100) object does not exist"),
             Some(status) => {
-                let s = match status {
+                let effective = match &status {
                     AdStatus::Active => "ACTIVE",
                     AdStatus::Paused => "PAUSED",
-                    AdStatus::Other(_) => "ARCHIVED",
+                    AdStatus::Other(s) => s.as_str(),
                 };
-                ok(serde_json::json!({"id": ad.as_str(), "status": s, "effective_status": s}))
+                let own = if status == AdStatus::Paused { "PAUSED" } else { "ACTIVE" };
+                ok(serde_json::json!({"id": ad.as_str(), "status": own, "effective_status": effective}))
             }
+        },
+        AdsRequest::Parents { ad } => match world.parents(ad) {
+            None => graph_error(400, 100, "(#100) object does not exist"),
+            Some(p) => ok(serde_json::json!({"id": ad.as_str(), "adset_id": p.adset, "campaign_id": p.campaign})),
+        },
+        AdsRequest::SetNode { node, paused, key } => {
+            if !world.set_node(node, *paused, key, now) {
+                return graph_error(400, 100, "(#100) Unsupported post request: object does not exist");
+            }
+            ok(serde_json::json!({"success": true}))
+        }
+        AdsRequest::NodeStatus { node } => match world.node_status(node) {
+            None => graph_error(400, 100, "(#100) object does not exist"),
+            Some((own, effective)) => ok(serde_json::json!({
+                "id": node.id, "status": if own { "PAUSED" } else { "ACTIVE" }, "effective_status": effective
+            })),
         },
     }
 }
@@ -787,8 +804,13 @@ pub async fn serve_ads_request<C: Clock>(
     req: AdsRequest,
 ) -> Option<HttpReply> {
     // Calls with an effect may take effect even when the reply is lost.
-    let has_effect =
-        matches!(req, AdsRequest::Pause { .. } | AdsRequest::PauseBatch { .. } | AdsRequest::Summarize { .. });
+    let has_effect = matches!(
+        req,
+        AdsRequest::Pause { .. }
+            | AdsRequest::PauseBatch { .. }
+            | AdsRequest::Summarize { .. }
+            | AdsRequest::SetNode { .. }
+    );
     let fate = decide_fate(&mut lock(&platform), has_effect);
     match fate {
         Fate::Hang { applied } => {
@@ -910,6 +932,23 @@ impl<W: Wire> AdsPlatform for SimAds<W> {
     fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
         let req = AdsRequest::Library { page: page.to_string() };
         async move { meta::decode_archive(&self.call(req).await?) }
+    }
+    fn parents(&self, ad: &AdId) -> impl Future<Output = Result<AdParents, AdsError>> + Send {
+        let req = AdsRequest::Parents { ad: ad.clone() };
+        async move { meta::decode_parents(&self.call(req).await?) }
+    }
+    fn set_node(
+        &self,
+        node: &AdNode,
+        paused: bool,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<(), AdsError>> + Send {
+        let req = AdsRequest::SetNode { node: node.clone(), paused, key: key.clone() };
+        async move { meta::decode_pause(&self.call(req).await?) }
+    }
+    fn node_status(&self, node: &AdNode) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
+        let req = AdsRequest::NodeStatus { node: node.clone() };
+        async move { meta::decode_status(&self.call(req).await?) }
     }
 }
 

@@ -86,6 +86,12 @@ pub struct Summary {
     pub refunds_abandoned: u64,
     pub claims_refused: u64,
     pub ring_refunds_before_caught_max: u32,
+    /// Ad sets and campaigns paused by escalation and resumed, over every
+    /// seed; the seeds that escalated at all; nodes still paused at the end.
+    pub escalations: u64,
+    pub resumes: u64,
+    pub seeds_with_escalation: u64,
+    pub collateral_held: u64,
     pub assertions: Vec<Assertion>,
     pub failing_seeds: Vec<u64>,
     pub reproduce: Vec<String>,
@@ -271,6 +277,10 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         refunds_abandoned: reports.iter().map(|r| u64::from(r.refunds_abandoned)).sum(),
         claims_refused: reports.iter().map(|r| u64::from(r.claims_refused)).sum(),
         ring_refunds_before_caught_max: reports.iter().map(|r| r.ring_refunds_before_caught).max().unwrap_or(0),
+        escalations: reports.iter().map(|r| u64::from(r.escalations)).sum(),
+        resumes: reports.iter().map(|r| u64::from(r.resumes)).sum(),
+        seeds_with_escalation: reports.iter().filter(|r| r.escalations > 0).count() as u64,
+        collateral_held: reports.iter().map(|r| u64::from(r.collateral_held)).sum(),
         losers_killed: reports.iter().map(|r| u64::from(r.losers_killed)).sum(),
         winners_killed: reports.iter().map(|r| u64::from(r.winners_killed)).sum(),
         crash_sites,
@@ -357,6 +367,13 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
             f.bank_rate_limits,
             f.bank_server_errors,
             f.bank_duplicate_requests
+        );
+    }
+    if s.escalations > 0 {
+        let _ = writeln!(
+            w,
+            "escalation  {} ad sets or campaigns paused in {} seeds, {} resumed; {} still paused at the end (held for an unconfirmed kill, or in the run's last moments)",
+            s.escalations, s.seeds_with_escalation, s.resumes, s.collateral_held
         );
     }
     if s.refunds + s.claims_refused + f.shop_throttled + f.shop_lost_replies > 0 {

@@ -125,6 +125,20 @@ pub enum AdsRequest {
     PauseBatch {
         items: Vec<(AdId, IdempotencyKey)>,
     },
+    /// An ad's ad set and campaign (`GET /{ad-id}?fields=adset_id,campaign_id`).
+    Parents {
+        ad: AdId,
+    },
+    /// Pauses or resumes an ad set or campaign (`POST /{id}` with `status=`).
+    SetNode {
+        node: dlft_core::sense::ads::AdNode,
+        paused: bool,
+        key: IdempotencyKey,
+    },
+    /// An ad set's or campaign's status (`fields=status,effective_status`).
+    NodeStatus {
+        node: dlft_core::sense::ads::AdNode,
+    },
     /// Meta's `/ads_archive` for one page.
     Library {
         page: String,

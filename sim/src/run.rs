@@ -232,6 +232,14 @@ pub struct SeedReport {
     /// identities above trusted (how fast the ring was caught).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ring_refunds_before_caught: u32,
+    /// Ad sets and campaigns the loop paused (escalations that took
+    /// effect) and resumed, and those still paused at the end.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub escalations: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumes: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub collateral_held: u32,
     pub plan: FaultPlan,
     /// The event log, when asked for (`RunOptions::keep_events`).
     #[serde(skip)]
@@ -260,6 +268,9 @@ pub(crate) struct Tally {
     pub(crate) refunds: u32,
     pub(crate) refunds_abandoned: u32,
     pub(crate) claims_refused: u32,
+    pub(crate) escalations: u32,
+    pub(crate) resumes: u32,
+    pub(crate) collateral_held: u32,
 }
 
 pub(crate) fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> Tally {
@@ -274,7 +285,11 @@ pub(crate) fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> 
     let refunds = |phase: IntentPhase| {
         snapshot.intents.iter().filter(|i| i.action.kind() == "refund" && i.phase == phase).count() as u32
     };
+    let node_effects = |paused: bool| world.node_effects().iter().filter(|e| e.paused == paused).count() as u32;
     Tally {
+        escalations: node_effects(true),
+        resumes: node_effects(false),
+        collateral_held: world.paused_nodes().len() as u32,
         kills: committed.len() as u32,
         losers_killed: committed.iter().filter(|i| i.action.killed_ad().is_some_and(|ad| world.is_loser(ad))).count()
             as u32,

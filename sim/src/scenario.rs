@@ -147,6 +147,20 @@ pub struct WorldSection {
     /// Attribution lag of each purchase.
     pub purchase_delay_s: Range,
     pub bucket_s: u64,
+    /// Ads per ad set and ad sets per campaign (Meta's hierarchy, where a
+    /// kill escalates), within each brand's account.
+    #[serde(default = "ads_per_adset")]
+    pub ads_per_adset: u32,
+    #[serde(default = "adsets_per_campaign")]
+    pub adsets_per_campaign: u32,
+}
+
+fn ads_per_adset() -> u32 {
+    4
+}
+
+fn adsets_per_campaign() -> u32 {
+    3
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

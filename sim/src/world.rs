@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use dlft_core::ids::{AdId, IdempotencyKey};
 use dlft_core::money::{Currency, Money};
-use dlft_core::sense::ads::{AdStatus, InsightRow, LibraryAd};
+use dlft_core::sense::ads::{AdNode, AdParents, AdStatus, InsightRow, Level, LibraryAd};
 use dlft_core::time::{Millis, Timestamp};
 
 use crate::scenario::{Range, Scenario};
@@ -42,8 +42,11 @@ struct AdState {
     /// When the ad began to deliver: the world's start, or the instant it
     /// was launched later ([`AdsWorld::launch`]).
     launched: Timestamp,
-    /// Paused spans `[from, until)`, in order; the last may be open.
+    /// Spans `[from, until)` in which the ad did not spend (paused itself,
+    /// or its ad set or campaign paused), in order; the last may be open.
     pauses: Vec<(Timestamp, Option<Timestamp>)>,
+    /// Paused itself (its own `status`).
+    own: bool,
     purchases: Vec<Purchase>,
 }
 
@@ -74,11 +77,20 @@ pub struct Bill {
     pub at: Timestamp,
 }
 
-/// A pause that changed the world: the ad stopped spending.
+/// A pause that changed the world: the ad was paused itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Effect {
     pub key: IdempotencyKey,
     pub ad: AdId,
+    pub at: Timestamp,
+}
+
+/// A pause or resume of an ad set or campaign that changed the world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEffect {
+    pub key: IdempotencyKey,
+    pub node: AdNode,
+    pub paused: bool,
     pub at: Timestamp,
 }
 
@@ -113,6 +125,11 @@ pub struct AdsWorld {
     crash_loop: Option<String>,
     /// Calls refused so far because their account was revoked.
     refused: u64,
+    ads_per_adset: u32,
+    adsets_per_campaign: u32,
+    /// Ad sets and campaigns paused now.
+    paused_nodes: std::collections::BTreeSet<AdNode>,
+    node_effects: Vec<NodeEffect>,
 }
 
 /// Ids stay `ad-NNN`, so a launched ad sorts after every earlier one and
@@ -169,7 +186,7 @@ impl AdsWorld {
                 order_value_cents: draw(&mut rng, w.order_value_cents) as i64,
                 loser,
             };
-            ads.insert(id, AdState { spec, launched: start, pauses: Vec::new(), purchases: Vec::new() });
+            ads.insert(id, AdState { spec, launched: start, pauses: Vec::new(), own: false, purchases: Vec::new() });
         }
         AdsWorld {
             start,
@@ -190,7 +207,116 @@ impl AdsWorld {
             revoked: scn.brands.as_ref().map_or_else(Default::default, |b| b.revoked.iter().cloned().collect()),
             crash_loop: scn.brands.as_ref().and_then(|b| b.crash_loop.clone()),
             refused: 0,
+            ads_per_adset: w.ads_per_adset.max(1),
+            adsets_per_campaign: w.adsets_per_campaign.max(1),
+            paused_nodes: Default::default(),
+            node_effects: Vec::new(),
         }
+    }
+
+    /// The ad set and campaign of an ad: consecutive ads of one account
+    /// share an ad set (`adset-{account}-{n}`), consecutive ad sets a
+    /// campaign (`campaign-{account}-{n}`).
+    pub fn parents(&self, ad: &AdId) -> Option<AdParents> {
+        if !self.ads.contains_key(ad) {
+            return None;
+        }
+        let n: u64 = ad.as_str().strip_prefix("ad-")?.parse().ok()?;
+        let accounts = self.accounts.len().max(1) as u64;
+        let idx = n.max(1) - 1;
+        let (account, pos) = (idx % accounts, idx / accounts);
+        let set = pos / u64::from(self.ads_per_adset);
+        let campaign = set / u64::from(self.adsets_per_campaign);
+        Some(AdParents { adset: format!("adset-{account}-{set}"), campaign: format!("campaign-{account}-{campaign}") })
+    }
+
+    fn exists(&self, node: &AdNode) -> bool {
+        self.ads.keys().any(|ad| self.parents(ad).is_some_and(|p| p.node(node.level) == *node))
+    }
+
+    /// Whether an ad spends nothing now: paused itself or from above.
+    fn stopped(&self, ad: &AdId) -> bool {
+        let Some(state) = self.ads.get(ad) else { return false };
+        state.own
+            || !self.paused_nodes.is_empty()
+                && self.parents(ad).is_some_and(|p| {
+                    self.paused_nodes.contains(&p.node(Level::AdSet))
+                        || self.paused_nodes.contains(&p.node(Level::Campaign))
+                })
+    }
+
+    /// Opens or closes the ad's span of not spending to match its state now.
+    fn refresh(&mut self, ad: &AdId, now: Timestamp) {
+        let stopped = self.stopped(ad);
+        let Some(state) = self.ads.get_mut(ad) else { return };
+        match (stopped, state.open_pause().is_some()) {
+            (true, false) => state.pauses.push((now, None)),
+            (false, true) => {
+                if let Some(last) = state.pauses.last_mut() {
+                    last.1 = Some(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Pauses (`paused`) or resumes an ad set or campaign at `now`: its ads
+    /// stop or spend again (unless paused themselves or from elsewhere).
+    /// Returns whether the node exists.
+    pub fn set_node(&mut self, node: &AdNode, paused: bool, key: &IdempotencyKey, now: Timestamp) -> bool {
+        if !self.exists(node) {
+            return false;
+        }
+        self.advance_to(now);
+        let changed = if paused { self.paused_nodes.insert(node.clone()) } else { self.paused_nodes.remove(node) };
+        if changed {
+            self.node_effects.push(NodeEffect { key: key.clone(), node: node.clone(), paused, at: now });
+            let under: Vec<AdId> = self
+                .ads
+                .keys()
+                .filter(|ad| self.parents(ad).is_some_and(|p| p.node(node.level) == *node))
+                .cloned()
+                .collect();
+            for ad in under {
+                self.refresh(&ad, now);
+            }
+        }
+        true
+    }
+
+    /// A node's own status and its effective one (`CAMPAIGN_PAUSED` for an
+    /// active ad set in a paused campaign); `None` if there is no such node.
+    pub fn node_status(&self, node: &AdNode) -> Option<(bool, &'static str)> {
+        if !self.exists(node) {
+            return None;
+        }
+        let own = self.paused_nodes.contains(node);
+        let campaign_paused = node.level == Level::AdSet
+            && self
+                .ads
+                .keys()
+                .find_map(|ad| self.parents(ad).filter(|p| p.adset == node.id))
+                .is_some_and(|p| self.paused_nodes.contains(&p.node(Level::Campaign)));
+        let effective = match (own, campaign_paused) {
+            (true, _) => "PAUSED",
+            (false, true) => "CAMPAIGN_PAUSED",
+            (false, false) => "ACTIVE",
+        };
+        Some((own, effective))
+    }
+
+    /// Ad sets and campaigns paused now.
+    pub fn paused_nodes(&self) -> &std::collections::BTreeSet<AdNode> {
+        &self.paused_nodes
+    }
+
+    pub fn node_effects(&self) -> &[NodeEffect] {
+        &self.node_effects
+    }
+
+    /// Whether the ad is paused itself (its own status).
+    pub fn paused_itself(&self, ad: &AdId) -> bool {
+        self.ads.get(ad).is_some_and(|s| s.own)
     }
 
     /// The account (brand) an ad belongs to; `None` in a one-account world.
@@ -284,7 +410,8 @@ impl AdsWorld {
                 order_value_cents: draw(&mut self.launch_rng, w.order_value_cents) as i64,
                 loser,
             };
-            self.ads.insert(id.clone(), AdState { spec, launched, pauses: Vec::new(), purchases: Vec::new() });
+            self.ads
+                .insert(id.clone(), AdState { spec, launched, pauses: Vec::new(), own: false, purchases: Vec::new() });
             out.push(id);
         }
         Ok(out)
@@ -377,31 +504,53 @@ impl AdsWorld {
         let Some(state) = self.ads.get_mut(ad) else {
             return false;
         };
-        if state.open_pause().is_none() {
-            state.pauses.push((now, None));
+        if !state.own {
+            state.own = true;
             self.effects.push(Effect { key: key.clone(), ad: ad.clone(), at: now });
+            self.refresh(ad, now);
         }
         true
     }
 
     /// Someone re-activates a paused ad (an operator in Ads Manager): it
-    /// spends again from `now`. Spend while paused stays unspent.
+    /// spends again from `now` (unless paused from above). Spend while
+    /// paused stays unspent.
     pub fn resume(&mut self, ad: &AdId, now: Timestamp) {
         self.advance_to(now);
-        if let Some(last) = self.ads.get_mut(ad).and_then(|s| s.pauses.last_mut())
-            && last.1.is_none()
-        {
-            last.1 = Some(now);
+        if let Some(state) = self.ads.get_mut(ad) {
+            state.own = false;
+            self.refresh(ad, now);
         }
     }
 
-    /// The status as it was at `t` (a stale read).
+    /// The status as it was at `t` (a stale read): stopped then is told as
+    /// it is told now, or as paused.
     pub fn status_at(&self, ad: &AdId, t: Timestamp) -> Option<AdStatus> {
-        self.ads.get(ad).map(|s| if s.is_paused_at(t) { AdStatus::Paused } else { AdStatus::Active })
+        let s = self.ads.get(ad)?;
+        if !s.is_paused_at(t) {
+            return Some(AdStatus::Active);
+        }
+        Some(self.status(ad).filter(|now| *now != AdStatus::Active).unwrap_or(AdStatus::Paused))
     }
 
+    /// The effective status: `Paused` when paused itself, `ADSET_PAUSED` or
+    /// `CAMPAIGN_PAUSED` when stopped only from above.
     pub fn status(&self, ad: &AdId) -> Option<AdStatus> {
-        self.ads.get(ad).map(|s| if s.open_pause().is_some() { AdStatus::Paused } else { AdStatus::Active })
+        let s = self.ads.get(ad)?;
+        if s.own {
+            return Some(AdStatus::Paused);
+        }
+        if self.paused_nodes.is_empty() {
+            return Some(AdStatus::Active);
+        }
+        let p = self.parents(ad)?;
+        Some(if self.paused_nodes.contains(&p.node(Level::AdSet)) {
+            AdStatus::Other("ADSET_PAUSED".into())
+        } else if self.paused_nodes.contains(&p.node(Level::Campaign)) {
+            AdStatus::Other("CAMPAIGN_PAUSED".into())
+        } else {
+            AdStatus::Active
+        })
     }
 
     pub fn effects(&self) -> &[Effect] {
@@ -449,6 +598,33 @@ mod tests {
         assert_eq!(w.spend_between(&ad.id, min(0), min(7)), 4 * per_min, "history is unchanged by a resume");
         assert_eq!(w.spend_between(&ad.id, min(1), min(3)), per_min);
         assert_eq!(w.status(&ad.id), Some(AdStatus::Active));
+    }
+
+    #[test]
+    fn an_ad_set_or_campaign_stops_its_ads_and_a_resume_restarts_only_those_not_paused_themselves() {
+        let mut w = world();
+        let min = |m: u64| EPOCH + Millis::from_secs(60 * m);
+        let a = AdId::new("ad-001");
+        let b = AdId::new("ad-002");
+        let p = w.parents(&a).unwrap();
+        assert_eq!(w.parents(&b).unwrap(), p, "neighbours share an ad set");
+        let set = p.node(Level::AdSet);
+        let k = IdempotencyKey::new("k");
+        assert!(w.set_node(&set, true, &k, min(1)));
+        assert_eq!(w.status(&a), Some(AdStatus::Other("ADSET_PAUSED".into())));
+        assert_eq!(w.spend_between(&a, min(1), min(3)), 0, "stopped from above");
+        w.pause(&a, &k, min(2));
+        assert_eq!(w.status(&a), Some(AdStatus::Paused));
+        assert!(w.set_node(&set, false, &k, min(3)));
+        assert_eq!(w.spend_between(&a, min(3), min(5)), 0, "paused itself: stays stopped");
+        let per_min = w.specs().find(|s| s.id == b).unwrap().spend_cents_per_min;
+        assert_eq!(w.spend_between(&b, min(0), min(5)), 3 * per_min, "the sibling spent before and after");
+        assert_eq!(w.node_effects().len(), 2);
+        let campaign = p.node(Level::Campaign);
+        assert!(w.set_node(&campaign, true, &k, min(5)));
+        assert_eq!(w.node_status(&set), Some((false, "CAMPAIGN_PAUSED")));
+        assert_eq!(w.status(&b), Some(AdStatus::Other("CAMPAIGN_PAUSED".into())));
+        assert!(!w.set_node(&AdNode { level: Level::AdSet, id: "adset-9-9".into() }, true, &k, min(6)));
     }
 
     #[test]

@@ -34,6 +34,14 @@ pub enum Action {
     /// `refundCreate`).
     #[serde(rename = "refund")]
     Refund { order: crate::act::refund::RefundOrder },
+    /// Pause the ad set or campaign of `ad`, whose own pause (the kill
+    /// `kill`) did not take effect in time (Meta: the node's status `PAUSED`).
+    #[serde(rename = "pause_node")]
+    PauseNode { ad: AdId, node: crate::sense::ads::AdNode, kill: IdempotencyKey },
+    /// Resume an ad set or campaign once every kill that paused it is
+    /// confirmed (`pauses`: the pause intents it undoes; `ad`: the last).
+    #[serde(rename = "resume_node")]
+    ResumeNode { ad: AdId, node: crate::sense::ads::AdNode, pauses: Vec<IdempotencyKey> },
 }
 
 impl Action {
@@ -43,6 +51,8 @@ impl Action {
             Action::KillAd { .. } => "ad_kill",
             Action::Payout { .. } => "payout",
             Action::Refund { .. } => "refund",
+            Action::PauseNode { .. } => "pause_node",
+            Action::ResumeNode { .. } => "resume_node",
         }
     }
 
@@ -53,6 +63,7 @@ impl Action {
             Action::KillAd { ad } => ad.as_str(),
             Action::Payout { order } => &order.counterparty_id,
             Action::Refund { order } => &order.order_id,
+            Action::PauseNode { node, .. } | Action::ResumeNode { node, .. } => &node.id,
         }
     }
 
@@ -60,7 +71,9 @@ impl Action {
     pub fn killed_ad(&self) -> Option<&AdId> {
         match self {
             Action::KillAd { ad } => Some(ad),
-            Action::Payout { .. } | Action::Refund { .. } => None,
+            Action::Payout { .. } | Action::Refund { .. } | Action::PauseNode { .. } | Action::ResumeNode { .. } => {
+                None
+            }
         }
     }
 }
@@ -76,6 +89,8 @@ pub enum Evidence {
     /// The order and claim the refund settles, as the envelope judged
     /// them, and what the policy proposed.
     Refund { order: crate::envelope::refund::OrderFacts, proposal: crate::propose::refund::RefundProposal },
+    /// An escalation's pause or resume: the kill it serves, and why.
+    Escalation { kill: IdempotencyKey, why: String },
 }
 
 /// The phases of a write-ahead intent.

@@ -16,9 +16,12 @@ pub struct KillEffect {
     pub ad: AdId,
 }
 
-/// What a status read back means for a kill.
+/// What a status read back means for a kill: done when the ad is stopped
+/// itself; an ad stopped only by a paused ad set or campaign (an
+/// escalation's, or an operator's) is paused again, so that resuming the
+/// level above cannot start it.
 pub fn seen(status: &AdStatus) -> Seen {
-    let found = if status.is_stopped() { Found::Effected } else { Found::Absent };
+    let found = if status.is_stopped_itself() { Found::Effected } else { Found::Absent };
     Seen { found, detail: format!("{status:?}"), amount: None }
 }
 
@@ -86,7 +89,9 @@ mod tests {
     #[test]
     fn read_back_table() {
         assert_eq!(after_read_back(&seen(&AdStatus::Paused)), Some(IntentPhase::Committed));
-        assert_eq!(after_read_back(&seen(&AdStatus::Other("CAMPAIGN_PAUSED".into()))), Some(IntentPhase::Committed));
+        assert_eq!(after_read_back(&seen(&AdStatus::Other("ARCHIVED".into()))), Some(IntentPhase::Committed));
+        let above = after_read_back(&seen(&AdStatus::Other("CAMPAIGN_PAUSED".into())));
+        assert_eq!(above, Some(IntentPhase::Intended), "stopped only by its campaign: pause the ad itself");
         let again = after_read_back(&seen(&AdStatus::Active));
         assert_eq!(again, Some(IntentPhase::Intended), "ack without effect: pause again");
     }

@@ -144,6 +144,48 @@ pub trait Effect<A>: Sync {
     fn unconfirmed() -> Self::Error;
 }
 
+/// Intents for other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use crate::act::intent::{Action, Evidence, Intent, NewIntent, fresh_intent};
+    use crate::envelope::{Decision, Verdict};
+    use crate::estimate::estimator::AdEstimate;
+    use crate::ids::{AdId, BrandId, IdempotencyKey};
+    use crate::money::{Currency, Money};
+    use crate::time::Timestamp;
+
+    /// A freshly opened kill of `ad` (key `kill/{ad}`), opened at 1000.
+    pub fn kill_intent(ad: &str) -> Intent {
+        let ad = AdId::new(ad);
+        let key = IdempotencyKey::new(format!("kill/{ad}"));
+        let zero = Money::zero(Currency::EUR);
+        let estimate = AdEstimate {
+            ad: ad.clone(),
+            first_bucket: Timestamp(0),
+            matured_until: Timestamp(0),
+            matured_spend: zero,
+            matured_purchases: 0,
+            matured_revenue: zero,
+            in_learning: false,
+        };
+        let verdict = Verdict {
+            ad: ad.clone(),
+            key: key.clone(),
+            decision: Decision::Approve,
+            at: Timestamp(0),
+            reason: "".into(),
+        };
+        let new = NewIntent {
+            key,
+            action: Action::KillAd { ad },
+            evidence: Evidence::Kill(estimate),
+            verdict,
+            reserve: None,
+        };
+        fresh_intent(&new, &BrandId::default(), Timestamp(1000))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

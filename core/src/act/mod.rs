@@ -8,12 +8,15 @@
 //!   implements: its call under the intent's idempotency key, its
 //!   read-back, its probe sites;
 //! - one file per actuator's effect: [`kill`] (pause an ad), [`payout`]
-//!   (pay a supplier's invoice through the bank).
+//!   (pay a supplier's invoice through the bank), [`refund`] (refund a
+//!   customer's order), [`escalate`] (pause and resume an ad's ad set or
+//!   campaign when the ad's own pause does not take effect in time).
 //!
 //! A new actuator adds a variant to `Action`, an `Effect` file here, and
 //! one arm in `jobs::drive::run`; the machine, the store's rules and the
 //! event rows are shared.
 
+pub mod escalate;
 pub mod intent;
 pub mod kill;
 pub mod machine;

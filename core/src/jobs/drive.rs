@@ -7,6 +7,7 @@
 //! else (attempt counting, the read-back confirmation window, the phases'
 //! writes and their event rows) is the same for every action.
 
+use crate::act::escalate::{NodeEffect, escalation_key, next_level, pause_intent};
 use crate::act::intent::{Action, Evidence, Intent, IntentOp, IntentPhase, NewIntent};
 use crate::act::kill::KillEffect;
 use crate::act::machine::{CallOutcome, Effect, Found, Step, after_call, after_read_back, next_step};
@@ -15,7 +16,7 @@ use crate::act::refund::RefundEffect;
 use crate::config::{LoopConfig, Sabotage};
 use crate::ids::{AdId, IdempotencyKey};
 use crate::probe::{Probe, Site};
-use crate::sense::ads::{AdsError, AdsPlatform};
+use crate::sense::ads::{AdsError, AdsPlatform, Level};
 use crate::store::{NewJob, Store};
 use crate::time::{Clock, Millis, Timestamp};
 
@@ -52,7 +53,20 @@ pub async fn run<
         };
         let step = match &intent.action {
             Action::KillAd { ad } => {
+                if let Some(after) = cfg.escalate_after
+                    && sabotage != Sabotage::NoEscalation
+                {
+                    escalate(ports, attempt, &intent, ad, after).await?;
+                }
                 step(ports, &ports.ads, cfg, sabotage, attempt, &intent, &KillEffect { ad: ad.clone() }).await?
+            }
+            Action::PauseNode { node, .. } => {
+                let effect = NodeEffect::<true> { node: node.clone() };
+                step(ports, &ports.ads, cfg, sabotage, attempt, &intent, &effect).await?
+            }
+            Action::ResumeNode { node, .. } => {
+                let effect = NodeEffect::<false> { node: node.clone() };
+                step(ports, &ports.ads, cfg, sabotage, attempt, &intent, &effect).await?
             }
             Action::Payout { order } => {
                 let mut effect = PayoutEffect::new(&intent.key, order, intent.opened_at);
@@ -85,7 +99,48 @@ pub fn job_of(intent: &Intent, now: Timestamp) -> NewJob {
         Action::KillAd { ad } => super::tick::kill_job(&intent.key, ad, now).for_brand(&intent.brand),
         Action::Payout { .. } => payout_job(&intent.key, now).for_brand(&intent.brand),
         Action::Refund { .. } => refund_job(&intent.key, now).for_brand(&intent.brand),
+        Action::PauseNode { .. } | Action::ResumeNode { .. } => escalate_job(&intent.key, now).for_brand(&intent.brand),
     }
+}
+
+/// The act job of an escalation intent (claimed by the act pool, like a kill's).
+pub fn escalate_job(key: &IdempotencyKey, now: Timestamp) -> NewJob {
+    NewJob::new(
+        &crate::schedule::task::Task::Escalate { key: key.clone() },
+        super::tick::KILL_PRIORITY,
+        now,
+        Some(key.clone()),
+    )
+}
+
+/// A kill whose ad has not stopped itself `after` its intent: opens the
+/// pause of the next level up ([`next_level`]: the ad set, then the
+/// campaign) with its act job, in one write. Looks only once overdue, so a
+/// kill that commits in time costs nothing.
+async fn escalate<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
+    attempt: &mut Attempt,
+    kill: &Intent,
+    ad: &AdId,
+    after: Millis,
+) -> Result<(), JobError> {
+    let now = ports.clock.now();
+    if kill.phase.is_final() || now.since(kill.opened_at) < after {
+        return Ok(());
+    }
+    let adset = ports.store.intent(&escalation_key(&kill.key, Level::AdSet)).await?;
+    let campaign = ports.store.intent(&escalation_key(&kill.key, Level::Campaign)).await?;
+    let Some(level) = next_level(kill, adset.as_ref(), campaign.as_ref(), now, after) else {
+        return Ok(());
+    };
+    let parents = ports.ads.parents(ad).await;
+    attempt.record_call(now, "parents", &parents);
+    let new = pause_intent(kill, ad, parents?.node(level), ports.clock.now());
+    let mut batch = attempt.batch();
+    batch.enqueue.push(escalate_job(&new.key, now).for_brand(&kill.brand));
+    batch.intents.push(IntentOp::Open(new));
+    ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+    Ok(())
 }
 
 /// An act job for every intent without a final phase (each job's

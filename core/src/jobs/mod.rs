@@ -148,11 +148,12 @@ pub async fn run_task<
         Task::ReconcileAd { ad, claimed } => reconcile::run_reconcile(ports, sabotage, attempt, ad, claimed).await,
         Task::RerollBandit { slot } => reroll::run_reroll(ports, loop_cfg, attempt, *slot).await,
         Task::Payout { .. } if sabotage == Sabotage::DropPayoutJobs => Ok(()),
-        Task::Payout { key } | Task::Refund { key } => match drive::run(ports, loop_cfg, sabotage, attempt, key).await?
-        {
-            Some(()) => Ok(()),
-            None => Err(JobError::Permanent(format!("no intent {key}: nothing to drive"))),
-        },
+        Task::Payout { key } | Task::Refund { key } | Task::Escalate { key } => {
+            match drive::run(ports, loop_cfg, sabotage, attempt, key).await? {
+                Some(()) => Ok(()),
+                None => Err(JobError::Permanent(format!("no intent {key}: nothing to drive"))),
+            }
+        }
         Task::PayPayables { .. } => {
             let Some(cfg) = &loop_cfg.payouts else {
                 return Err(JobError::Permanent("payables job without a payouts configuration".into()));

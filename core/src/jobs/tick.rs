@@ -121,6 +121,14 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::b
     }
     // Recovery: every intent without a commit gets a live kill job.
     batch.enqueue.extend(drive::jobs_of_open(intents.values(), now));
+    // Escalation's collateral: resume every ad set or campaign whose kills
+    // are all confirmed.
+    if cfg.escalate_after.is_some() && sabotage != Sabotage::KeepCollateral {
+        for new in crate::act::escalate::resumes(intents.values(), now) {
+            batch.enqueue.push(drive::escalate_job(&new.key, now));
+            batch.intents.push(IntentOp::Open(new));
+        }
+    }
     batch.verdicts = decided.verdicts;
     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     ports.probe.reached(Site::TickAfterDecide, attempt.brand.as_str()).await;

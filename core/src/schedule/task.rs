@@ -26,6 +26,9 @@ pub enum Task {
     Payout { key: IdempotencyKey },
     /// Drive one refund intent to its commit (claimed by the act pool).
     Refund { key: IdempotencyKey },
+    /// Drive one escalation intent (an ad set's or campaign's pause or
+    /// resume) to its commit (claimed by the act pool).
+    Escalate { key: IdempotencyKey },
     /// Read the brand's payables, judge them, open payout intents (claimed
     /// by the tick pool: a decision job like the tick).
     PayPayables { slot: Timestamp },
@@ -46,10 +49,11 @@ pub enum JobKind {
     PayPayables,
     Refund,
     ReviewClaims,
+    Escalate,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 9] = [
+    pub const ALL: [JobKind; 10] = [
         JobKind::PollInsights,
         JobKind::KillAd,
         JobKind::ScanStore,
@@ -59,6 +63,7 @@ impl JobKind {
         JobKind::PayPayables,
         JobKind::Refund,
         JobKind::ReviewClaims,
+        JobKind::Escalate,
     ];
 
     /// The kinds a pool of this kind claims: the act pool (`KillAd`)
@@ -66,7 +71,7 @@ impl JobKind {
     /// (`PollInsights`) every decision job; every other pool its own.
     pub fn pool_kinds(self) -> Vec<JobKind> {
         match self {
-            JobKind::KillAd => vec![JobKind::KillAd, JobKind::Payout, JobKind::Refund],
+            JobKind::KillAd => vec![JobKind::KillAd, JobKind::Payout, JobKind::Refund, JobKind::Escalate],
             JobKind::PollInsights => vec![JobKind::PollInsights, JobKind::PayPayables, JobKind::ReviewClaims],
             k => vec![k],
         }
@@ -84,6 +89,7 @@ impl JobKind {
             JobKind::PayPayables => "pay_payables",
             JobKind::Refund => "refund",
             JobKind::ReviewClaims => "review_claims",
+            JobKind::Escalate => "escalate",
         }
     }
 }
@@ -93,7 +99,9 @@ impl Task {
     pub fn bound(&self) -> Bound {
         match self {
             Task::ScanStore { .. } => Bound::Pipeline,
-            Task::KillAd { key, .. } | Task::Payout { key } | Task::Refund { key } => Bound::Intent(key.clone()),
+            Task::KillAd { key, .. } | Task::Payout { key } | Task::Refund { key } | Task::Escalate { key } => {
+                Bound::Intent(key.clone())
+            }
             Task::PollInsights { .. }
             | Task::ReconcileAd { .. }
             | Task::RerollBandit { .. }
@@ -113,6 +121,7 @@ impl Task {
             Task::PayPayables { .. } => JobKind::PayPayables,
             Task::Refund { .. } => JobKind::Refund,
             Task::ReviewClaims { .. } => JobKind::ReviewClaims,
+            Task::Escalate { .. } => JobKind::Escalate,
         }
     }
 }

@@ -61,6 +61,65 @@ impl AdStatus {
     pub fn is_stopped(&self) -> bool {
         !matches!(self, AdStatus::Active)
     }
+
+    /// Whether the ad is stopped by its own status, not only by a paused
+    /// ad set or campaign above it (which someone may resume): what a kill
+    /// must see before it commits.
+    pub fn is_stopped_itself(&self) -> bool {
+        match self {
+            AdStatus::Active => false,
+            AdStatus::Paused => true,
+            AdStatus::Other(s) => s != "ADSET_PAUSED" && s != "CAMPAIGN_PAUSED",
+        }
+    }
+}
+
+/// The levels above an ad that can stop it (Meta: an ad set holds ads, a
+/// campaign holds ad sets): where a kill escalates when the ad's own pause
+/// does not take effect.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    AdSet,
+    Campaign,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::AdSet => "adset",
+            Level::Campaign => "campaign",
+        }
+    }
+}
+
+/// One ad set or campaign.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AdNode {
+    pub level: Level,
+    pub id: String,
+}
+
+/// The ad set and campaign an ad belongs to (Meta: the ad's `adset_id`
+/// and `campaign_id`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdParents {
+    pub adset: String,
+    pub campaign: String,
+}
+
+impl AdParents {
+    pub fn node(&self, level: Level) -> AdNode {
+        let id = match level {
+            Level::AdSet => self.adset.clone(),
+            Level::Campaign => self.campaign.clone(),
+        };
+        AdNode { level, id }
+    }
+}
+
+fn no_levels() -> AdsError {
+    AdsError::Permanent { code: 100, message: "this platform has no ad sets or campaigns".into() }
 }
 
 /// What can go wrong calling the ads platform. Classified once, at the
@@ -126,6 +185,29 @@ pub trait AdsPlatform: Send + Sync {
 
     /// The active ads of a store's page in the public ad library.
     fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send;
+
+    /// The ad set and campaign of an ad. The default: a platform without them.
+    fn parents(&self, ad: &AdId) -> impl Future<Output = Result<AdParents, AdsError>> + Send {
+        let _ = ad;
+        async { Err(no_levels()) }
+    }
+
+    /// Pauses (`paused`) or resumes an ad set or campaign, under the key.
+    fn set_node(
+        &self,
+        node: &AdNode,
+        paused: bool,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<(), AdsError>> + Send {
+        let _ = (node, paused, key);
+        async { Err(no_levels()) }
+    }
+
+    /// An ad set's or campaign's own status (`PAUSED` once paused itself).
+    fn node_status(&self, node: &AdNode) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
+        let _ = node;
+        async { Err(no_levels()) }
+    }
 }
 
 /// A borrowed platform is a platform: a worker lends each job its brand's.
@@ -145,6 +227,20 @@ impl<T: AdsPlatform> AdsPlatform for &T {
     fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
         (**self).library(page)
     }
+    fn parents(&self, ad: &AdId) -> impl Future<Output = Result<AdParents, AdsError>> + Send {
+        (**self).parents(ad)
+    }
+    fn set_node(
+        &self,
+        node: &AdNode,
+        paused: bool,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<(), AdsError>> + Send {
+        (**self).set_node(node, paused, key)
+    }
+    fn node_status(&self, node: &AdNode) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
+        (**self).node_status(node)
+    }
 }
 
 impl<T: AdsPlatform> AdsPlatform for std::sync::Arc<T> {
@@ -162,6 +258,20 @@ impl<T: AdsPlatform> AdsPlatform for std::sync::Arc<T> {
     }
     fn library(&self, page: &str) -> impl Future<Output = Result<Vec<LibraryAd>, AdsError>> + Send {
         (**self).library(page)
+    }
+    fn parents(&self, ad: &AdId) -> impl Future<Output = Result<AdParents, AdsError>> + Send {
+        (**self).parents(ad)
+    }
+    fn set_node(
+        &self,
+        node: &AdNode,
+        paused: bool,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<(), AdsError>> + Send {
+        (**self).set_node(node, paused, key)
+    }
+    fn node_status(&self, node: &AdNode) -> impl Future<Output = Result<AdStatus, AdsError>> + Send {
+        (**self).node_status(node)
     }
 }
 

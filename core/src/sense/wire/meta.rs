@@ -213,14 +213,37 @@ pub fn decode_archive(body: &serde_json::Value) -> Result<Vec<crate::sense::ads:
         .collect()
 }
 
-/// Decodes an effective_status read-back.
+/// Decodes a status read-back (`fields=status,effective_status`) of an ad,
+/// an ad set or a campaign: `Paused` when the object is paused itself (its
+/// own `status`), else what its `effective_status` says (an ad in a paused
+/// ad set is `ADSET_PAUSED`: not spending, but not stopped itself).
 pub fn decode_status(body: &serde_json::Value) -> Result<AdStatus, AdsError> {
     let reply: StatusReply = serde_json::from_value(body.clone()).map_err(|e| malformed(format!("status: {e}")))?;
+    if reply.status == "PAUSED" {
+        return Ok(AdStatus::Paused);
+    }
     Ok(match reply.effective_status.as_str() {
         "ACTIVE" => AdStatus::Active,
         "PAUSED" => AdStatus::Paused,
         other => AdStatus::Other(other.to_string()),
     })
+}
+
+/// An ad's parents (`GET /{ad-id}?fields=adset_id,campaign_id`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentsReply {
+    pub id: String,
+    pub adset_id: String,
+    pub campaign_id: String,
+}
+
+/// Decodes an ad's parents; an empty id is malformed.
+pub fn decode_parents(body: &serde_json::Value) -> Result<crate::sense::ads::AdParents, AdsError> {
+    let reply: ParentsReply = serde_json::from_value(body.clone()).map_err(|e| malformed(format!("parents: {e}")))?;
+    if reply.adset_id.is_empty() || reply.campaign_id.is_empty() {
+        return Err(malformed(format!("parents of {}: an empty id", reply.id)));
+    }
+    Ok(crate::sense::ads::AdParents { adset: reply.adset_id, campaign: reply.campaign_id })
 }
 
 /// Decodes a pause reply.
