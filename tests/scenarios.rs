@@ -286,6 +286,36 @@ const LIBRARY: &[Entry] = &[
         must_happen: &["crashes", "shop_server_errors"],
         must_crash_at: &[],
     },
+    // Kill escalation: ad-level pauses acknowledged without effect 25%
+    // (the sandbox's own world), 50% and 90% of the time.
+    Entry {
+        file: "scenarios/sandbox.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: 1,
+        crash_in: 1,
+        must_happen: &["acks_without_effect"],
+        must_crash_at: &[],
+    },
+    Entry {
+        file: "scenarios/escalation-50.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: 1,
+        crash_in: 1,
+        must_happen: &["acks_without_effect"],
+        must_crash_at: &[],
+    },
+    Entry {
+        file: "scenarios/escalation-90.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        // Acks without effect at 90%: every seed with a kill sees them.
+        happen_in: EVENT_SEEDS - 5,
+        crash_in: 1,
+        must_happen: &["acks_without_effect"],
+        must_crash_at: &[],
+    },
     Entry {
         file: "scenarios/budget-rollover.toml",
         driver: "event",
@@ -307,13 +337,8 @@ const BRANDS: &[(&str, &[&str], &[&str])] = &[("scenarios/multi-brand.toml", &["
 const BREAKERS: &[(&str, &str)] =
     &[("scenarios/multi-brand.toml", "west/insights-tick"), ("scenarios/scan-crash-loop.toml", "scan/page-2")];
 
-/// Scenario files not (yet) in the library, each with the reason: a file
-/// in `scenarios/` that is in neither list fails `every_scenario_file_is_in_the_library`.
-const PENDING: &[(&str, &str)] = &[(
-    "scenarios/sandbox.toml",
-    "misses its kill deadline on some seeds when ad-level pauses are acknowledged without effect; \
-     it joins the library with ad set and campaign escalation (issue 17)",
-)];
+/// Scenarios whose kills must escalate (in some seed) and resume.
+const ESCALATING: &[&str] = &["scenarios/sandbox.toml", "scenarios/escalation-50.toml", "scenarios/escalation-90.toml"];
 
 fn check(entry: &Entry) {
     let Entry { file, driver, seeds, happen_in, crash_in, must_happen, must_crash_at } = entry;
@@ -355,6 +380,11 @@ fn check(entry: &Entry) {
             assert!(kills[b].is_null(), "{file}: brand {b}, out of the loop's reach, killed: {kills}");
         }
     }
+    if ESCALATING.contains(file) {
+        let n = v["seeds_with_escalation"].as_u64().unwrap();
+        assert!(n > 0, "{file}: no ad set or campaign was paused in {seeds} seeds");
+        assert!(v["resumes"].as_u64().unwrap() > 0, "{file}: nothing resumed");
+    }
     for (_, schedule) in BREAKERS.iter().filter(|(f, _)| f == file) {
         let open = &v["breakers_by_schedule"];
         let want = serde_json::json!({ *schedule: *seeds });
@@ -380,7 +410,7 @@ macro_rules! scenario_tests {
         }
 
         /// No scenario file is silently left out of CI: each is in the
-        /// library or pending with its reason.
+        /// library, with the seeds and the faults it must show.
         #[test]
         fn every_scenario_file_is_in_the_library() {
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
@@ -392,8 +422,8 @@ macro_rules! scenario_tests {
             files.sort();
             assert!(files.len() >= LIBRARY.len());
             for f in &files {
-                let listed = LIBRARY.iter().any(|e| e.file == f) || PENDING.iter().any(|(p, _)| p == f);
-                assert!(listed, "{f} is in neither the library nor PENDING of tests/scenarios.rs");
+                let listed = LIBRARY.iter().any(|e| e.file == f);
+                assert!(listed, "{f} is not in the library of tests/scenarios.rs: every scenario file runs in CI");
             }
             for e in LIBRARY {
                 assert!(files.contains(&e.file.to_string()), "{} is listed but missing", e.file);
@@ -424,4 +454,7 @@ scenario_tests! {
     refund_throttle_storm => "refund-throttle-storm.toml",
     refund_ring => "refund-ring.toml",
     late_chargebacks => "late-chargebacks.toml",
+    sandbox => "sandbox.toml",
+    escalation_50 => "escalation-50.toml",
+    escalation_90 => "escalation-90.toml",
 }

@@ -256,7 +256,14 @@ impl LoopSettings {
                     concurrency: self.kill_concurrency,
                     job_timeout: Millis(self.job_timeout_ms),
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(self.escalate_after_s.map(|_| PoolConfig {
+                kind: JobKind::Escalate,
+                concurrency: self.kill_concurrency,
+                job_timeout: Millis(self.job_timeout_ms),
+            }))
+            .collect(),
             lease_for: Millis(self.lease_ms),
             tick_every: Millis::from_secs(self.tick_s),
             reroll_every: Millis::from_secs(self.reroll_s),
@@ -288,6 +295,11 @@ pub fn validate(w: &WorkerConfig, l: &LoopConfig) -> Result<(), String> {
         }
     }
     for kind in JobKind::ALL {
+        // Escalations run in their own pool, which exists only where a
+        // kill escalates.
+        if kind == JobKind::Escalate && l.escalate_after.is_none() {
+            continue;
+        }
         if w.pools.iter().filter(|p| p.kind.pool_kinds().contains(&kind)).count() != 1 {
             errs.push(format!("exactly one pool per job kind: {kind:?}"));
         }

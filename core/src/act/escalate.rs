@@ -66,12 +66,15 @@ pub fn escalation_key(kill: &IdempotencyKey, level: Level) -> IdempotencyKey {
 
 /// The level the kill escalates to now, if any: the ad set once the kill
 /// is `after` old without a commit; the campaign once the ad set's pause
-/// was abandoned, or is still unconfirmed at twice `after`. At most one
-/// pause per level and kill (the keys see to that).
+/// was abandoned, or at twice `after` is still unconfirmed or does not
+/// hold (`adset_holds`: the ad was read spending although its ad set's
+/// pause committed; someone resumed the ad set). At most one pause per
+/// level and kill (the keys see to that).
 pub fn next_level(
     kill: &Intent,
     adset: Option<&Intent>,
     campaign: Option<&Intent>,
+    adset_holds: bool,
     now: Timestamp,
     after: Millis,
 ) -> Option<Level> {
@@ -86,7 +89,8 @@ pub fn next_level(
         (None, _) => Some(Level::AdSet),
         (Some(a), None)
             if a.phase == IntentPhase::Abandoned
-                || (a.phase != IntentPhase::Committed && overdue >= Millis(after.0.saturating_mul(2))) =>
+                || ((a.phase != IntentPhase::Committed || !adset_holds)
+                    && overdue >= Millis(after.0.saturating_mul(2))) =>
         {
             Some(Level::Campaign)
         }
@@ -110,6 +114,28 @@ pub fn pause_intent(kill: &Intent, ad: &AdId, node: AdNode, now: Timestamp) -> N
         verdict: Verdict { ad: ad.clone(), key, decision: Decision::Approve, at: now, reason },
         reserve: None,
     }
+}
+
+/// Whether a resume of `node` (undoing `pauses`) must not be made: another
+/// pause of the node, not among them, is still in flight or serves a kill
+/// that is not confirmed (resuming would start that kill's ad again).
+pub fn superseded<'a>(
+    intents: impl IntoIterator<Item = &'a Intent>,
+    node: &AdNode,
+    pauses: &[IdempotencyKey],
+) -> Option<IdempotencyKey> {
+    let intents: Vec<&Intent> = intents.into_iter().collect();
+    let phase_of = |key: &IdempotencyKey| intents.iter().find(|i| &i.key == key).map(|i| i.phase);
+    intents.iter().find_map(|i| match &i.action {
+        Action::PauseNode { node: n, kill, .. }
+            if n == node
+                && !pauses.contains(&i.key)
+                && (!i.phase.is_final() || phase_of(kill) != Some(IntentPhase::Committed)) =>
+        {
+            Some(i.key.clone())
+        }
+        _ => None,
+    })
 }
 
 /// Resume intents for every node whose escalation pauses are all final and
@@ -194,21 +220,27 @@ mod tests {
         let k = kill("ad-1", IntentPhase::Intended);
         let after = Millis(10_000);
         let at = |ms: u64| Timestamp(k.opened_at.0 + ms);
-        assert_eq!(next_level(&k, None, None, at(9_999), after), None, "not yet overdue");
-        assert_eq!(next_level(&k, None, None, at(10_000), after), Some(Level::AdSet));
+        assert_eq!(next_level(&k, None, None, true, at(9_999), after), None, "not yet overdue");
+        assert_eq!(next_level(&k, None, None, true, at(10_000), after), Some(Level::AdSet));
         let p = pause_intent(&k, &AdId::new("ad-1"), node(Level::AdSet, "as-1"), at(10_000));
         let pending = intent(&p, IntentPhase::Applied, at(10_000).0);
-        assert_eq!(next_level(&k, Some(&pending), None, at(15_000), after), None, "the ad set still has time");
-        assert_eq!(next_level(&k, Some(&pending), None, at(20_000), after), Some(Level::Campaign));
+        assert_eq!(next_level(&k, Some(&pending), None, true, at(15_000), after), None, "the ad set still has time");
+        assert_eq!(next_level(&k, Some(&pending), None, true, at(20_000), after), Some(Level::Campaign));
         let done = intent(&p, IntentPhase::Committed, at(10_000).0);
-        assert_eq!(next_level(&k, Some(&done), None, at(30_000), after), None, "the ad set stopped it");
+        assert_eq!(next_level(&k, Some(&done), None, true, at(30_000), after), None, "the ad set stopped it");
+        let undone = next_level(&k, Some(&done), None, false, at(20_000), after);
+        assert_eq!(undone, Some(Level::Campaign), "the ad set was resumed under it");
         let gave_up = intent(&p, IntentPhase::Abandoned, at(10_000).0);
-        assert_eq!(next_level(&k, Some(&gave_up), None, at(12_000), after), Some(Level::Campaign));
+        assert_eq!(next_level(&k, Some(&gave_up), None, true, at(12_000), after), Some(Level::Campaign));
         let c = pause_intent(&k, &AdId::new("ad-1"), node(Level::Campaign, "c-1"), at(20_000));
         let c = intent(&c, IntentPhase::Intended, at(20_000).0);
-        assert_eq!(next_level(&k, Some(&pending), Some(&c), at(90_000), after), None, "no level above");
+        assert_eq!(next_level(&k, Some(&pending), Some(&c), true, at(90_000), after), None, "no level above");
         let committed = kill("ad-1", IntentPhase::Committed);
-        assert_eq!(next_level(&committed, None, None, at(90_000), after), None, "a confirmed kill never escalates");
+        assert_eq!(
+            next_level(&committed, None, None, true, at(90_000), after),
+            None,
+            "a confirmed kill never escalates"
+        );
     }
 
     #[test]
@@ -230,8 +262,13 @@ mod tests {
         assert!(resumes([&a, &b_done, &pa, &pb, &resumed], Timestamp(10)).is_empty(), "once");
         let b_lost = kill("ad-2", IntentPhase::Abandoned);
         assert!(resumes([&a, &b_lost, &pa, &pb], Timestamp(9)).is_empty(), "an unconfirmed kill holds its node");
-        let pb_open = intent(&pause_intent(&b_done, &AdId::new("ad-2"), set, Timestamp(6)), IntentPhase::Applied, 6);
+        let pb_open =
+            intent(&pause_intent(&b_done, &AdId::new("ad-2"), set.clone(), Timestamp(6)), IntentPhase::Applied, 6);
         assert!(resumes([&a, &b_done, &pa, &pb_open], Timestamp(9)).is_empty(), "a pause in flight");
+        // A resume planned for ad-1 alone, then ad-2's pause of the same node.
+        assert_eq!(superseded([&a, &pa], &set, std::slice::from_ref(&pa.key)), None);
+        assert_eq!(superseded([&a, &b, &pa, &pb], &set, std::slice::from_ref(&pa.key)), Some(pb.key.clone()));
+        assert_eq!(superseded([&a, &b_done, &pa, &pb], &set, std::slice::from_ref(&pa.key)), None, "ad-2 confirmed");
     }
 
     #[test]

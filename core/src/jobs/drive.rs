@@ -7,7 +7,7 @@
 //! else (attempt counting, the read-back confirmation window, the phases'
 //! writes and their event rows) is the same for every action.
 
-use crate::act::escalate::{NodeEffect, escalation_key, next_level, pause_intent};
+use crate::act::escalate::{NodeEffect, escalation_key, next_level, pause_intent, superseded};
 use crate::act::intent::{Action, Evidence, Intent, IntentOp, IntentPhase, NewIntent};
 use crate::act::kill::KillEffect;
 use crate::act::machine::{CallOutcome, Effect, Found, Step, after_call, after_read_back, next_step};
@@ -64,7 +64,18 @@ pub async fn run<
                 let effect = NodeEffect::<true> { node: node.clone() };
                 step(ports, &ports.ads, cfg, sabotage, attempt, &intent, &effect).await?
             }
-            Action::ResumeNode { node, .. } => {
+            Action::ResumeNode { node, pauses, .. } => {
+                // Before each call: another pause of the node may have come
+                // since this resume was planned; then it must not be made.
+                if intent.phase == IntentPhase::Intended
+                    && let Some(newer) = superseded(&ports.store.brand_intents(&intent.brand).await?, node, pauses)
+                {
+                    let cause = format!("superseded: {newer} paused {} {} again", node.level.as_str(), node.id);
+                    let mut batch = attempt.batch();
+                    batch.intents.push(advance(key, IntentPhase::Intended, IntentPhase::Abandoned, false, cause));
+                    ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+                    return Ok(Some(()));
+                }
                 let effect = NodeEffect::<false> { node: node.clone() };
                 step(ports, &ports.ads, cfg, sabotage, attempt, &intent, &effect).await?
             }
@@ -130,7 +141,20 @@ async fn escalate<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense:
     }
     let adset = ports.store.intent(&escalation_key(&kill.key, Level::AdSet)).await?;
     let campaign = ports.store.intent(&escalation_key(&kill.key, Level::Campaign)).await?;
-    let Some(level) = next_level(kill, adset.as_ref(), campaign.as_ref(), now, after) else {
+    // The ad set's pause committed, yet the kill is still open at twice
+    // `after`: look whether it still holds the ad (someone may have
+    // resumed the ad set since).
+    let mut holds = true;
+    if campaign.is_none()
+        && adset.as_ref().is_some_and(|a| a.phase == IntentPhase::Committed)
+        && now.since(kill.opened_at).0 >= after.0.saturating_mul(2)
+    {
+        let started = ports.clock.now();
+        let status = ports.ads.status(ad).await;
+        attempt.record_call(started, "status", &status);
+        holds = !matches!(status, Ok(crate::sense::ads::AdStatus::Active));
+    }
+    let Some(level) = next_level(kill, adset.as_ref(), campaign.as_ref(), holds, now, after) else {
         return Ok(());
     };
     let parents = ports.ads.parents(ad).await;

@@ -121,6 +121,17 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::b
     }
     // Recovery: every intent without a commit gets a live kill job.
     batch.enqueue.extend(drive::jobs_of_open(intents.values(), now));
+    // Escalation, for kills whose jobs wait for a free slot: the next level
+    // of every overdue kill (its own job escalates too; the keys make the
+    // second opening a no-op).
+    if let Some(after) = cfg.escalate_after
+        && sabotage != Sabotage::NoEscalation
+    {
+        for new in escalations(ports, attempt, &intents, now, after).await {
+            batch.enqueue.push(drive::escalate_job(&new.key, now));
+            batch.intents.push(IntentOp::Open(new));
+        }
+    }
     // Escalation's collateral: resume every ad set or campaign whose kills
     // are all confirmed.
     if cfg.escalate_after.is_some() && sabotage != Sabotage::KeepCollateral {
@@ -136,6 +147,34 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::b
         first_pause(ports, attempt, chunk).await?;
     }
     Ok(())
+}
+
+/// The pause intents of the next level up for every kill overdue by
+/// `after` (`act::escalate::next_level`); a kill whose ad's parents cannot
+/// be read now is left to its own job and the next tick.
+async fn escalations<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::bank::Bank>(
+    ports: &Ports<S, A, C, P, B>,
+    attempt: &mut Attempt,
+    intents: &BTreeMap<IdempotencyKey, crate::act::intent::Intent>,
+    now: Timestamp,
+    after: crate::time::Millis,
+) -> Vec<crate::act::intent::NewIntent> {
+    use crate::act::escalate::{escalation_key, next_level, pause_intent};
+    use crate::sense::ads::Level;
+    let mut out = Vec::new();
+    for kill in intents.values() {
+        let crate::act::intent::Action::KillAd { ad } = &kill.action else { continue };
+        let adset = intents.get(&escalation_key(&kill.key, Level::AdSet));
+        let campaign = intents.get(&escalation_key(&kill.key, Level::Campaign));
+        let Some(level) = next_level(kill, adset, campaign, true, now, after) else { continue };
+        let started = ports.clock.now();
+        let parents = ports.ads.parents(ad).await;
+        attempt.record_call(started, "parents", &parents);
+        if let Ok(parents) = parents {
+            out.push(pause_intent(kill, ad, parents.node(level), now));
+        }
+    }
+    out
 }
 
 /// The first pause of freshly written intents, as one batch call; then each

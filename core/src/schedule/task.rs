@@ -67,11 +67,13 @@ impl JobKind {
     ];
 
     /// The kinds a pool of this kind claims: the act pool (`KillAd`)
-    /// drives every write-ahead action's job, the tick pool
+    /// drives every write-ahead action's job but escalations (their own
+    /// pool, so that kills waiting on their read-backs never hold up the
+    /// ad set that stops their ad), the tick pool
     /// (`PollInsights`) every decision job; every other pool its own.
     pub fn pool_kinds(self) -> Vec<JobKind> {
         match self {
-            JobKind::KillAd => vec![JobKind::KillAd, JobKind::Payout, JobKind::Refund, JobKind::Escalate],
+            JobKind::KillAd => vec![JobKind::KillAd, JobKind::Payout, JobKind::Refund],
             JobKind::PollInsights => vec![JobKind::PollInsights, JobKind::PayPayables, JobKind::ReviewClaims],
             k => vec![k],
         }

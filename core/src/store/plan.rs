@@ -191,7 +191,11 @@ pub fn plan_intents(
                         entity: new.key.to_string(),
                         before: "none".into(),
                         after: "intended".into(),
-                        cause: "envelope approved".into(),
+                        // An escalation says why it escalates.
+                        cause: match &new.evidence {
+                            crate::act::intent::Evidence::Escalation { why, .. } => why.clone(),
+                            _ => "envelope approved".into(),
+                        },
                     });
                     work.insert(new.key.clone(), intent.clone());
                     plan.changed.insert(new.key, intent.clone());
