@@ -63,7 +63,12 @@ fn keyed_hash(secret: &[u8], kind: &str, value: &str) -> String {
     mac.update(kind.as_bytes());
     mac.update(b":");
     mac.update(value.as_bytes());
-    mac.finalize().into_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(32);
+    for b in &mac.finalize().into_bytes()[..16] {
+        use std::fmt::Write;
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 /// `Jane.Doe+shop@GoogleMail.com` → `janedoe@gmail.com`; `None` without an `@`.
@@ -128,6 +133,12 @@ pub struct Profile {
     facts: BTreeMap<usize, IdentityFacts>,
     /// Identity → its address keys.
     addresses: BTreeMap<usize, BTreeSet<String>>,
+    /// Identity → its label (its smallest joining key).
+    labels: BTreeMap<usize, String>,
+    /// Keys already hashed, per customer as given: a customer's records
+    /// repeat, and an HMAC per field per record per review is most of a
+    /// review's work.
+    memo: std::sync::Mutex<BTreeMap<Customer, IdentityKeys>>,
 }
 
 enum Rec<'a> {
@@ -144,11 +155,15 @@ impl Profile {
             .map(Rec::Claim)
             .chain(disputes.iter().filter(|d| d.initiated_at <= as_of).map(Rec::Dispute))
             .collect();
+        let mut memo: BTreeMap<Customer, IdentityKeys> = BTreeMap::new();
         let keys: Vec<IdentityKeys> = recs
             .iter()
-            .map(|r| match r {
-                Rec::Claim(c) => IdentityKeys::of(secret, &c.customer),
-                Rec::Dispute(d) => IdentityKeys::of(secret, &d.customer),
+            .map(|r| {
+                let c = match r {
+                    Rec::Claim(c) => &c.customer,
+                    Rec::Dispute(d) => &d.customer,
+                };
+                memo.entry(c.clone()).or_insert_with(|| IdentityKeys::of(secret, c)).clone()
             })
             .collect();
         let mut sets = Sets((0..recs.len()).collect());
@@ -169,6 +184,8 @@ impl Profile {
             by_address: BTreeMap::new(),
             facts: BTreeMap::new(),
             addresses: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            memo: std::sync::Mutex::new(BTreeMap::new()),
         };
         let mut orders: BTreeMap<usize, BTreeMap<(String, String), i64>> = BTreeMap::new();
         let mut seen_disputes: BTreeSet<&str> = BTreeSet::new();
@@ -215,7 +232,16 @@ impl Profile {
         for (root, n) in sharing {
             p.facts.entry(root).or_default().identities_sharing_address = n;
         }
+        for (k, root) in &p.by_key {
+            p.labels.entry(*root).or_insert_with(|| k.clone());
+        }
+        p.memo = std::sync::Mutex::new(memo);
         p
+    }
+
+    fn keys_of(&self, c: &Customer) -> IdentityKeys {
+        let mut memo = self.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        memo.entry(c.clone()).or_insert_with(|| IdentityKeys::of(&self.secret, c)).clone()
     }
 
     /// Identities other than `me` shipping to one of `addrs`, at most.
@@ -231,15 +257,11 @@ impl Profile {
     /// joining key) and its facts; a customer the graph has never seen has
     /// only the address fact.
     pub fn facts_of(&self, c: &Customer) -> (String, IdentityFacts) {
-        let keys = IdentityKeys::of(&self.secret, c);
+        let keys = self.keys_of(c);
         let root = keys.joining().find_map(|(kind, v)| self.by_key.get(&format!("{kind}:{v}")).copied());
         match root {
             Some(root) => {
-                let label = self
-                    .by_key
-                    .iter()
-                    .find(|(_, r)| **r == root)
-                    .map_or_else(|| format!("identity {root}"), |(k, _)| k.clone());
+                let label = self.labels.get(&root).cloned().unwrap_or_else(|| format!("identity {root}"));
                 (label, self.facts.get(&root).cloned().unwrap_or_default())
             }
             None => {

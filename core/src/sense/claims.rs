@@ -59,7 +59,7 @@ pub enum Tracking {
 
 /// The customer as the desk sees them. Raw personal data: hashed on
 /// arrival (`estimate::identity`), never stored by the loop.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Customer {
     pub email: String,
     #[serde(default)]
