@@ -180,6 +180,9 @@ fn meta_decoders_never_panic() {
         let _ = meta::decode_status(&body);
         let _ = meta::decode_pause(&body);
         let _ = meta::decode_archive(&body);
+        if let Ok(p) = meta::decode_parents(&body) {
+            prop_assert!(!p.adset.is_empty() && !p.campaign.is_empty(), "no empty parent id");
+        }
         if let Ok(hints) = meta::decode_status_webhook(&body) {
             prop_assert!(hints.len() <= meta::MAX_WEBHOOK_HINTS);
         }

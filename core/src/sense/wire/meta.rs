@@ -467,6 +467,23 @@ mod tests {
     }
 
     #[test]
+    fn status_reads_its_own_status_first_and_parents_need_both_ids() {
+        let read = |status: &str, effective: &str| {
+            decode_status(&json!({"id": "1", "status": status, "effective_status": effective})).unwrap()
+        };
+        assert_eq!(read("PAUSED", "CAMPAIGN_PAUSED"), AdStatus::Paused, "paused itself, under a paused campaign");
+        let above = read("ACTIVE", "ADSET_PAUSED");
+        assert_eq!(above, AdStatus::Other("ADSET_PAUSED".into()));
+        assert!(above.is_stopped() && !above.is_stopped_itself());
+        assert!(read("ARCHIVED", "ARCHIVED").is_stopped_itself());
+        assert_eq!(read("ACTIVE", "ACTIVE"), AdStatus::Active);
+        let p = decode_parents(&json!({"id": "1", "adset_id": "as", "campaign_id": "c"})).unwrap();
+        assert_eq!((p.adset.as_str(), p.campaign.as_str()), ("as", "c"));
+        assert!(decode_parents(&json!({"id": "1", "adset_id": "", "campaign_id": "c"})).is_err());
+        assert!(decode_parents(&json!({"id": "1", "adset_id": "as"})).is_err());
+    }
+
+    #[test]
     fn a_batch_reply_is_judged_item_by_item() {
         let ok = json!({"code": 200, "headers": [], "body": "{\"success\":true}"});
         let throttled = json!({"code": 400, "body": "{\"error\":{\"message\":\"(#17) User request limit reached\",\"type\":\"OAuthException\",\"code\":17}}"});
