@@ -303,8 +303,8 @@ const LIBRARY: &[Entry] = &[
         seeds: EVENT_SEEDS,
         happen_in: 1,
         crash_in: 1,
-        must_happen: &["acks_without_effect"],
-        must_crash_at: &[],
+        must_happen: &["acks_without_effect", "crashes"],
+        must_crash_at: KILL_PHASES,
     },
     Entry {
         file: "scenarios/escalation-90.toml",
@@ -338,7 +338,12 @@ const BREAKERS: &[(&str, &str)] =
     &[("scenarios/multi-brand.toml", "west/insights-tick"), ("scenarios/scan-crash-loop.toml", "scan/page-2")];
 
 /// Scenarios whose kills must escalate (in some seed) and resume.
-const ESCALATING: &[&str] = &["scenarios/sandbox.toml", "scenarios/escalation-50.toml", "scenarios/escalation-90.toml"];
+const ESCALATING: &[&str] = &[
+    "scenarios/sandbox.toml",
+    "scenarios/escalation-50.toml",
+    "scenarios/escalation-90.toml",
+    "scenarios/partial-pause.toml",
+];
 
 fn check(entry: &Entry) {
     let Entry { file, driver, seeds, happen_in, crash_in, must_happen, must_crash_at } = entry;

@@ -23,7 +23,8 @@
 //!   campaign the world saw has its intent written before it;
 //! - `collateral_restored`: every ad set or campaign paused at the end is
 //!   held for a kill that is not confirmed (its ad would spend again), or
-//!   its last kill was confirmed in the run's last `kill_deadline`: no
+//!   its last kill or pause became final in the run's last tick period
+//!   plus `kill_deadline`: no
 //!   sibling stays paused as collateral once its node's kills are done.
 //!
 //! Where the world has a bank (payouts), judged against the bank's own
@@ -95,6 +96,9 @@ pub struct CheckInput<'a> {
     pub bank: Option<&'a BankTruth>,
     /// The shops' records, where the world has them.
     pub shop: Option<&'a ShopTruth>,
+    /// How long after a node's kills and pauses are all final its resume
+    /// may still be on its way (the tick's period, plus a deadline).
+    pub resume_within: Millis,
 }
 
 /// What the bank and the payables source know, at the end of a run.
@@ -387,7 +391,11 @@ fn check_escalation(input: &CheckInput<'_>, v: &mut Verdict) {
             })
             .collect();
         let held = kills.iter().any(|k| k.phase != IntentPhase::Committed);
-        let late = kills.iter().any(|k| k.updated_at + input.kill_deadline > input.end);
+        // The last of the node's kills and pauses to become final, and the
+        // tick after it, may not have happened before the end.
+        let pauses =
+            input.store.intents.iter().filter(|i| matches!(&i.action, Action::PauseNode { node: n, .. } if n == node));
+        let late = kills.iter().copied().chain(pauses).any(|i| i.updated_at + input.resume_within > input.end);
         if kills.is_empty() || !(held || late) {
             v.flag(
                 input.seed,

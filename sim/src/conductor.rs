@@ -293,6 +293,7 @@ impl Conductor {
             store: &snapshot,
             end,
             kill_deadline: Millis::from_secs(scn.assertions.kill_deadline_s),
+            resume_within: Millis::from_secs(scn.control.tick_s + scn.assertions.kill_deadline_s),
             settled_until: end - Millis(3 * world.bucket().0),
             commit_within: scn.assertions.commit_within_s.map(Millis::from_secs),
             bank: bank.as_ref(),
