@@ -316,6 +316,11 @@ pub fn validate(w: &WorkerConfig, l: &LoopConfig) -> Result<(), String> {
     if l.readback_poll.0 == 0 || l.readback_confirm.0 > 10 * 60_000 {
         errs.push("readback_poll must be positive and readback_confirm at most 10 minutes".to_string());
     }
+    if let Some(after) = l.escalate_after
+        && (after.0 == 0 || after.0 > 24 * 3_600_000)
+    {
+        errs.push("escalate_after_s must be positive and at most a day".to_string());
+    }
     if l.page_limit == 0 {
         errs.push("page_limit must be positive".to_string());
     }

@@ -716,6 +716,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_escalates_and_a_zero_escalation_is_refused() {
+        let cfg = RunConfig::parse(EXAMPLE, "dlft.toml").unwrap();
+        assert_eq!(cfg.loop_config().escalate_after, Some(Millis(10_000)));
+        let zero = EXAMPLE.replace("escalate_after_s = 10", "escalate_after_s = 0");
+        assert_ne!(zero, EXAMPLE, "the example sets escalate_after_s");
+        let m = message(RunConfig::parse(&zero, "dlft.toml"));
+        assert!(m.contains("escalate_after_s must be positive"), "{m}");
+        let never = RunConfig::parse(&EXAMPLE.replace("escalate_after_s = 10", ""), "dlft.toml").unwrap();
+        assert_eq!(never.loop_config().escalate_after, None, "left out: never escalate");
+    }
+
+    #[test]
     fn budgets_are_declared_per_brand() {
         let north = "[brands.north.budgets]\ntime_zone = \"America/New_York\"\n\
             caps = [{ purpose = \"refund\", window = \"lifetime\", limit = \"0.50\", currency = \"USD\" }]\n";
