@@ -189,41 +189,9 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::act::intent::{Action, Evidence, NewIntent, fresh_intent};
-    use crate::envelope::{Decision, Verdict};
-    use crate::estimate::estimator::AdEstimate;
-    use crate::ids::AdId;
-    use crate::money::{Currency, Money};
-    use crate::time::Timestamp;
 
     fn intent(phase: IntentPhase, attempts: u32) -> Intent {
-        let ad = AdId::new("ad-1");
-        let key = IdempotencyKey::new("kill/ad-1");
-        let zero = Money::zero(Currency::EUR);
-        let estimate = AdEstimate {
-            ad: ad.clone(),
-            first_bucket: Timestamp(0),
-            matured_until: Timestamp(0),
-            matured_spend: zero,
-            matured_purchases: 0,
-            matured_revenue: zero,
-            in_learning: false,
-        };
-        let verdict = Verdict {
-            ad: ad.clone(),
-            key: key.clone(),
-            decision: Decision::Approve,
-            at: Timestamp(0),
-            reason: "".into(),
-        };
-        let new = NewIntent {
-            key,
-            action: Action::KillAd { ad },
-            evidence: Evidence::Kill(estimate),
-            verdict,
-            reserve: None,
-        };
-        Intent { phase, attempts, ..fresh_intent(&new, &crate::ids::BrandId::default(), Timestamp(0)) }
+        Intent { phase, attempts, ..super::tests_support::kill_intent("ad-1") }
     }
 
     #[test]

@@ -114,7 +114,7 @@ pub fn job_of(intent: &Intent, now: Timestamp) -> NewJob {
     }
 }
 
-/// The act job of an escalation intent (claimed by the act pool, like a kill's).
+/// The act job of an escalation intent (claimed by the escalation pool).
 pub fn escalate_job(key: &IdempotencyKey, now: Timestamp) -> NewJob {
     NewJob::new(
         &crate::schedule::task::Task::Escalate { key: key.clone() },
