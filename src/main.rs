@@ -14,6 +14,7 @@ use dlft_sim::report::{render, reproduce_command, summarize};
 use dlft_sim::run::{RunOptions, run_many};
 use dlft_sim::scenario::Scenario;
 
+mod chaos;
 mod check;
 mod run;
 mod sandbox;
@@ -156,6 +157,11 @@ enum SandboxCommand {
         #[arg(long, default_value = "scenarios/sandbox.toml")]
         scenario: PathBuf,
     },
+    /// An unreliable network in front of the sandbox (or any plain-HTTP
+    /// upstream): latency, 503s, lost replies, resets and stalls, drawn per
+    /// request from a seed. `GET /_chaos` counts them; `POST /_chaos/calm`
+    /// stops them. Prints `listening on ADDR` once bound.
+    Chaos(chaos::ChaosArgs),
 }
 
 #[derive(Subcommand)]
@@ -851,6 +857,7 @@ fn main() -> ExitCode {
             let scn = Scenario::load(&scenario).map_err(anyhow::Error::msg);
             scn.and_then(|scn| tokio_main(async move { sandbox::serve(&scn, seed, addr).await }))
         }
+        Command::Sandbox { command: SandboxCommand::Chaos(args) } => tokio_main(chaos::serve(args)),
         Command::Schedules { command } => tokio_main(schedules(command)),
         Command::Events(args) => tokio_main(events(args)),
         Command::Budgets(args) => tokio_main(budgets(args)),

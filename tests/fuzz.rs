@@ -265,6 +265,22 @@ fn payables_files_never_panic() {
 }
 
 #[test]
+fn claim_files_never_panic() {
+    use dlft_live::claims::decode_claim;
+    let files = corpus(&root().join("tests/fuzz/corpus/claims"), "json");
+    for f in &files {
+        decode_claim(f).expect("every corpus claim is a valid claim");
+    }
+    assert!(files.len() >= 3, "the claims corpus is there");
+    proptest!(config(CI_CASES), |(bytes in bytes_from(files))| {
+        if let Ok(c) = decode_claim(&bytes) {
+            prop_assert!(c.claimed.minor >= 0 && c.claimed.minor <= c.order_total.minor, "a claim read is within its order");
+            prop_assert!(!c.id.trim().is_empty() && !c.store.trim().is_empty() && !c.order_id.trim().is_empty());
+        }
+    });
+}
+
+#[test]
 fn anthropic_decoders_never_panic() {
     proptest!(config(CI_CASES), |(body in json_from("anthropic"), status in 100u16..600)| {
         let _ = anthropic::decode_summary(&body);

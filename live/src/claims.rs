@@ -93,6 +93,12 @@ impl ClaimFile {
     }
 }
 
+/// One claim file's bytes as a claim, or a clear error naming the field
+/// (what `rejected/<name>.error.txt` says). Never panics.
+pub fn decode_claim(bytes: &[u8]) -> Result<ClaimRecord, String> {
+    serde_json::from_slice::<ClaimFile>(bytes).map_err(|e| format!("not a claim: {e}"))?.record()
+}
+
 /// A watched folder of claim files.
 #[derive(Clone, Debug)]
 pub struct FolderClaims {

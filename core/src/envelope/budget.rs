@@ -543,6 +543,7 @@ pub fn reserve(
         let acc = accounts.entry(key.clone()).or_insert_with(|| Account::empty(key.clone(), *limit));
         acc.limit = *limit;
         acc.pending += amount.minor;
+        assert!(acc.pending > 0 && acc.posted >= 0 && acc.pending + acc.posted <= acc.limit, "{acc:?} after {id}");
     }
     Ok(Transfer {
         id: id.clone(),
@@ -583,6 +584,7 @@ pub fn post(
             accounts.get_mut(key).ok_or_else(|| format!("account {key} of transfer {} is missing", transfer.id))?;
         acc.pending -= transfer.amount.minor;
         acc.posted += amount.minor;
+        assert!(acc.pending >= 0 && acc.posted >= 0, "a reservation went negative: {acc:?} after {}", transfer.id);
     }
     transfer.state = TransferState::Posted;
     transfer.posted = amount.minor;
@@ -623,6 +625,7 @@ pub fn void(
         let acc =
             accounts.get_mut(key).ok_or_else(|| format!("account {key} of transfer {} is missing", transfer.id))?;
         acc.pending -= transfer.amount.minor;
+        assert!(acc.pending >= 0, "a reservation went negative: {acc:?} after voiding {}", transfer.id);
     }
     transfer.state = TransferState::Voided;
     transfer.resolved_at = Some(now);

@@ -245,6 +245,7 @@ pub fn plan_intents(
                     plan.transfers.insert(key.clone(), t.clone());
                 }
                 if intent.phase != to {
+                    assert!(!intent.phase.is_final(), "{key}: a final phase is never left ({from:?} -> {to:?})");
                     let before = intent.phase.as_str();
                     intent.phase = to;
                     intent.updated_at = now;
