@@ -4,17 +4,20 @@
 //! processes share one store. Each process is told (`DLFT_HOLD_AT`) to stop
 //! at one probe site: in turn each phase of a kill (the tick's batch pause,
 //! before the kill job's pause, after it, after `applied`, after the
-//! read-back), then the tick's and a job's last step. The test waits
+//! read-back), of a payout and of a refund, then the tick's and a job's
+//! last step. The test waits
 //! (bounded) until a log says a process is there, SIGKILLs it exactly
 //! between those two phases, and restarts it 300 ms later as a supervisor
 //! would, holding at the next site; it goes on until every site was hit.
-//! The sandbox keeps producing work meanwhile (a new loser every 2 s), so
-//! kill phases keep being reached however slow the machine. Every child
+//! The sandbox keeps producing work meanwhile (a new loser, a supplier
+//! invoice and a customer's claim every 2 s), so every phase keeps being
+//! reached however slow the machine. Every child
 //! process is reaped when its guard drops, whether the test passes or panics. At the end the processes are
 //! stopped with SIGTERM, and the store is checked against the sandbox's
 //! truth: every pause in the world has exactly one committed intent
-//! (ledger = world), no ad was paused twice, every loser was killed,
-//! nothing was abandoned or left open. MTTR is measured in wall time per
+//! (ledger = world), no ad was paused twice, every loser was killed, every
+//! invoice was paid and every claim refunded exactly once (bank and shop
+//! = ledger), nothing was abandoned or left open. MTTR is measured in wall time per
 //! kill: from SIGKILL until the restarted worker has booted and every job
 //! the dead one held is claimed again (p50/p99 printed).
 //!
@@ -142,8 +145,10 @@ fn write_config(dir: &Path, name: &str, store_url: &str, sandbox: &str) -> PathB
 /// between the kill's phases first (the tick's batch pause returned; the
 /// kill job's own pause and read-back), then between the payout's (before
 /// the payment, after it, after `applied`, after the read-back), then the
-/// tick's and a job's last step.
-const HOLD_SITES: [&str; 12] = [
+/// refund's (the refund job opened a claim's intent; before
+/// `refundCreate`, after it, after `applied`, after the read-back; before
+/// the claim is settled), then the tick's and a job's last step.
+const HOLD_SITES: [&str; 18] = [
     "tick_after_batch_pause",
     "kill_before_pause",
     "kill_after_pause",
@@ -153,10 +158,34 @@ const HOLD_SITES: [&str; 12] = [
     "payout_after_pay",
     "payout_after_applied",
     "payout_after_read_back",
+    "refunds_after_open",
+    "refund_before_call",
+    "refund_after_call",
+    "refund_after_applied",
+    "refund_after_read_back",
+    "refunds_before_settle",
     "tick_after_page",
     "tick_after_decide",
     "before_finish",
 ];
+
+/// Gives a runner's config refunds: claims from the `claims` folder beside
+/// it, refunded through the sandbox's shop at `sandbox` under a refund cap
+/// of 500 EUR a day.
+fn with_refunds(config: &Path, sandbox: &str) {
+    let claims = config.parent().unwrap().join("claims");
+    std::fs::create_dir_all(&claims).unwrap();
+    let text = std::fs::read_to_string(config).unwrap().replace(
+        "caps = [\n",
+        "caps = [\n  { purpose = \"refund\", window = \"daily\", limit = \"500.00\", currency = \"EUR\" },\n",
+    ) + &format!(
+        "\n[refunds]\nshopify_url = \"http://{sandbox}/shopify\"\ntoken_env = \"SHOPIFY_ACCESS_TOKEN\"\n\
+             store = \"brand-shop\"\nclaims_dir = \"{}\"\nidentity_key_env = \"DLFT_IDENTITY_KEY\"\n\
+             watch_cap_cents = 3000\nhigh_cap_cents = 1000\nevery_s = 1\n",
+        claims.display()
+    );
+    std::fs::write(config, text).unwrap();
+}
 
 fn start_runner(config: &Path, log: &Path, hold: Option<&str>) -> Proc {
     let name = config.file_stem().unwrap().to_string_lossy().into_owned();
@@ -166,6 +195,8 @@ fn start_runner(config: &Path, log: &Path, hold: Option<&str>) -> Proc {
         .env("DLFT_HOLD_AT", hold.unwrap_or(""))
         .env("META_ACCESS_TOKEN", "sandbox-token")
         .env("REVOLUT_ACCESS_TOKEN", "sandbox-bank-token")
+        .env("SHOPIFY_ACCESS_TOKEN", "sandbox-shop-token")
+        .env("DLFT_IDENTITY_KEY", "a long random key")
         .env("META_APP_SECRET", WEBHOOK_SECRET)
         .env("RUST_LOG", "info,sqlx=warn")
         .stdout(Stdio::null())
@@ -207,10 +238,23 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Keeps the world producing work: one new loser every 2 s until dropped,
-/// so that kills (and with them every kill phase) keep happening for as
-/// long as the test needs them, however slow the machine.
+/// Keeps the world producing work until dropped: new ads, supplier
+/// invoices and customers' claims, so that kills, payouts and refunds (and
+/// with them every phase of each) keep happening for as long as the test
+/// needs them, however slow the machine.
 struct Feeder(tokio::task::JoinHandle<()>);
+
+/// What a [`Feeder`] feeds, and how often.
+struct Feed {
+    /// The sandbox's `_launch` query, sent every `period`.
+    launch: &'static str,
+    period: Duration,
+    /// An invoice file every `invoice_every` launches, into this folder.
+    payables: Option<PathBuf>,
+    invoice_every: u64,
+    /// A claim file every launch, into this folder.
+    claims: Option<PathBuf>,
+}
 
 /// The invoices the feeder drops into `folder`, one file of one invoice
 /// every 2 s (written under a hidden name and renamed in, as an exporter
@@ -225,28 +269,63 @@ fn invoice_file(folder: &Path, n: u64) {
     std::fs::rename(&tmp, folder.join(format!("inv-{n:04}.csv"))).unwrap();
 }
 
+/// Claim `c-NNNN` of 1.00 EUR for a wrong item on `order` (its total in
+/// minor units), by a customer of its own (each claim is a new, trusted
+/// identity, so that each is refunded), written under a hidden name and
+/// renamed in.
+fn claim_file(folder: &Path, n: u64, order: &str, total: i64) {
+    let text = format!(
+        r#"{{ "id": "c-{n:04}", "store": "brand-shop", "order_id": "{order}", "claim": "wrong_item",
+             "claimed": "1.00", "order_total": "{}.{:02}", "currency": "EUR", "tracking": "delivered",
+             "days_since_shipped": 6, "opened_at": "2026-01-01T00:00:00Z",
+             "customer": {{ "email": "customer-{n}@example.com" }} }}"#,
+        total / 100,
+        total % 100
+    );
+    let tmp = folder.join(format!(".c-{n:04}.json.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, folder.join(format!("c-{n:04}.json"))).unwrap();
+}
+
+/// The sandbox shop's orders: (id, total in minor units).
+async fn shop_orders(sandbox: &str) -> Vec<(String, i64)> {
+    let shop: serde_json::Value =
+        reqwest::get(format!("http://{sandbox}/shopify/_truth")).await.unwrap().json().await.unwrap();
+    shop["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["id"].as_str().unwrap().to_string(), o["amount_minor"].as_i64().unwrap()))
+        .collect()
+}
+
 impl Feeder {
-    /// A new loser every 2 s and, with `payables`, a new invoice file too.
-    fn start(sandbox: &str, payables: Option<PathBuf>) -> Feeder {
-        Feeder::with(sandbox, payables, "losers=1", Duration::from_secs(2), 1)
+    /// A new loser every 2 s and, with `payables`, a new invoice file too;
+    /// with `claims`, a new claim file.
+    fn start(sandbox: &str, payables: Option<PathBuf>, claims: Option<PathBuf>) -> Feeder {
+        let feed = Feed { launch: "losers=1", period: Duration::from_secs(2), payables, invoice_every: 1, claims };
+        Feeder::with(sandbox, feed)
     }
 
-    /// Launches `launch` (the sandbox's `_launch` query) every `period`
-    /// and, with `payables`, drops an invoice file every `invoice_every`
-    /// launches.
-    fn with(sandbox: &str, payables: Option<PathBuf>, launch: &str, period: Duration, invoice_every: u64) -> Feeder {
-        let url = format!("http://{sandbox}/_launch?{launch}");
+    fn with(sandbox: &str, feed: Feed) -> Feeder {
+        let sandbox = sandbox.to_string();
         Feeder(tokio::spawn(async move {
+            let url = format!("http://{sandbox}/_launch?{}", feed.launch);
+            let orders = if feed.claims.is_some() { shop_orders(&sandbox).await } else { Vec::new() };
             let client = reqwest::Client::new();
             let (mut launches, mut n) = (0u64, 0);
             loop {
-                tokio::time::sleep(period).await;
+                tokio::time::sleep(feed.period).await;
                 launches += 1;
-                if let Some(folder) = &payables
-                    && launches % invoice_every == 0
+                if let Some(folder) = &feed.payables
+                    && launches % feed.invoice_every == 0
                 {
                     n += 1;
                     invoice_file(folder, n);
+                }
+                if let Some(folder) = &feed.claims {
+                    let (order, total) = &orders[launches as usize % orders.len()];
+                    claim_file(folder, launches, order, *total);
                 }
                 match client.post(&url).send().await {
                     Ok(r) if r.status().is_success() => {}
@@ -279,7 +358,11 @@ async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[
     let logs: Vec<PathBuf> = names.iter().map(|n| dir.join(format!("{n}.log"))).collect();
     let payables = dir.join("payables");
     std::fs::create_dir_all(&payables).unwrap();
-    let feeder = Feeder::start(sandbox, Some(payables.clone()));
+    for c in configs {
+        with_refunds(c, sandbox);
+    }
+    let claims = dir.join("claims");
+    let feeder = Feeder::start(sandbox, Some(payables.clone()), Some(claims.clone()));
     // Every process holds at a probe site; whichever gets there first is
     // the one SIGKILLed, and its next life holds at the next site in turn.
     let mut sites: Vec<usize> = (0..configs.len()).collect();
@@ -348,7 +431,7 @@ async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[
         assert!(status.success(), "{}: SIGTERM is a clean exit, got {status}", p.name);
     }
     let mut procs: Vec<Proc> = configs.iter().zip(&logs).map(|(c, l)| start_runner(c, l, None)).collect();
-    settle(store, sandbox, &payables).await;
+    settle(store, sandbox, &payables, Some(&claims)).await;
     for p in procs.iter_mut() {
         let status = p.sigterm();
         assert!(status.success(), "{}: SIGTERM is a clean exit, got {status}", p.name);
@@ -363,15 +446,17 @@ async fn crash_loop<S: Store>(store: &S, dir: &Path, names: &[&str], configs: &[
     );
     check_against_truth(store, sandbox).await;
     check_payouts_against_bank(store, sandbox, &payables).await;
+    check_refunds_against_shop(store, sandbox, &claims).await;
 }
 
-/// Files still waiting in the payables folder.
+/// Files still waiting in a payables folder (`.csv`) or a claims folder
+/// (`.json`); hidden ones (being written) are not counted.
 fn pending_files(folder: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
     let mut out: Vec<String> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".csv"))
+        .filter(|n| !n.starts_with('.') && (n.ends_with(".csv") || n.ends_with(".json")))
         .collect();
     out.sort();
     out
@@ -409,9 +494,49 @@ async fn check_payouts_against_bank<S: Store>(store: &S, sandbox: &str, payables
     eprintln!("{} invoices paid, each once; the bank's {} debits match the ledger", payouts.len(), moves.len());
 }
 
+/// Every claim fed is settled once and refunded once: each refund in the
+/// shop is one committed refund intent (matched by its note, which names
+/// the intent's key), of the amount posted to its budget transfer, back to
+/// the order's payment; no key refunded twice; no claim file left open or
+/// rejected.
+async fn check_refunds_against_shop<S: Store>(store: &S, sandbox: &str, claims: &Path) {
+    use dlft_core::envelope::budget::TransferState;
+    let shop: serde_json::Value =
+        reqwest::get(format!("http://{sandbox}/shopify/_truth")).await.unwrap().json().await.unwrap();
+    let refunds = shop["refunds"].as_array().unwrap();
+    let intents = store.intents().await.unwrap();
+    let ours: Vec<_> = intents.iter().filter(|i| i.action.kind() == "refund").collect();
+    let transfers = store.transfers().await.unwrap();
+    let mut by_note = std::collections::BTreeMap::new();
+    for r in refunds {
+        let note = r["note"].as_str().unwrap().to_string();
+        assert!(by_note.insert(note.clone(), r.clone()).is_none(), "{note}: refunded twice in the shop");
+    }
+    for i in &ours {
+        assert_eq!(i.phase, IntentPhase::Committed, "{}: {}", i.key, i.phase.as_str());
+        let r = by_note.get(&format!("dlft:{}", i.key)).unwrap_or_else(|| panic!("{}: no refund in the shop", i.key));
+        let t = transfers.iter().find(|t| t.id == i.key).expect("a refund reserves");
+        assert_eq!(t.state, TransferState::Posted, "{}", i.key);
+        assert_eq!(r["amount_minor"].as_i64(), Some(t.posted), "{}: ledger = shop", i.key);
+    }
+    assert_eq!(by_note.len(), ours.len(), "every refund in the shop is one committed refund intent");
+    // One refund per claim, ever (the note ends with the claim's id).
+    let mut claims_refunded: Vec<&str> = by_note.keys().map(|n| n.rsplit('/').next().unwrap()).collect();
+    claims_refunded.sort_unstable();
+    let n = claims_refunded.len();
+    claims_refunded.dedup();
+    assert_eq!(claims_refunded.len(), n, "a claim refunded twice: {:?}", by_note.keys().collect::<Vec<_>>());
+    assert!(pending_files(claims).is_empty(), "every claim was judged");
+    assert!(pending_files(&claims.join("rejected")).is_empty(), "no claim file refused");
+    let done = pending_files(&claims.join("done"));
+    assert!(ours.len() >= 5, "the feeder's claims were refunded: {}", ours.len());
+    eprintln!("{} claims settled, {} refunded, each once; the shop's refunds match the ledger", done.len(), ours.len());
+}
+
 /// Waits (up to 180 s) until every loser in the world is paused, every
-/// intent in the store is final and every payables file is settled.
-async fn settle<S: Store>(store: &S, sandbox: &str, payables: &Path) {
+/// intent in the store is final and every payables (and claim) file is
+/// settled.
+async fn settle<S: Store>(store: &S, sandbox: &str, payables: &Path, claims: Option<&Path>) {
     let give_up = Instant::now() + Duration::from_secs(180);
     loop {
         let t = truth(sandbox).await;
@@ -424,7 +549,8 @@ async fn settle<S: Store>(store: &S, sandbox: &str, payables: &Path) {
             .collect();
         let intents = store.intents().await.unwrap();
         let open = intents.iter().filter(|i| !i.phase.is_final()).count();
-        let files = pending_files(payables);
+        let mut files = pending_files(payables);
+        files.extend(claims.map(pending_files).unwrap_or_default());
         if running.is_empty() && open == 0 && files.is_empty() {
             return;
         }
@@ -442,7 +568,7 @@ async fn settle<S: Store>(store: &S, sandbox: &str, payables: &Path) {
                 .collect();
             panic!(
                 "not settled 180 s after the faults stopped: losers still running {running:?}, {open} intents open, \
-                 payables files waiting {files:?}; abandoned {abandoned:?}; their events:\n{}",
+                 payables and claim files waiting {files:?}; abandoned {abandoned:?}; their events:\n{}",
                 about.join("\n")
             );
         }
@@ -1058,39 +1184,15 @@ async fn planted_secrets_never_leave_the_process() {
     let config = write_config(dir.path(), "secrets", &runner_url, &addr);
     // Refunds too: the Shopify token and the identity key (the keyed
     // hashes of customers' data are written; the key never is).
-    let claims = dir.path().join("claims");
-    std::fs::create_dir_all(&claims).unwrap();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "token_env = \"META_ACCESS_TOKEN\"",
-            "token_env = \"META_ACCESS_TOKEN\"\nwebhook_secret_env = \"META_APP_SECRET\"",
-        )
-        .replace(
-            "caps = [\n",
-            "caps = [\n  { purpose = \"refund\", window = \"daily\", limit = \"500.00\", currency = \"EUR\" },\n",
-        )
-        + &format!(
-            "\n[refunds]\nshopify_url = \"http://{addr}/shopify\"\ntoken_env = \"SHOPIFY_ACCESS_TOKEN\"\n\
-             store = \"brand-shop\"\nclaims_dir = \"{}\"\nidentity_key_env = \"DLFT_IDENTITY_KEY\"\nwatch_cap_cents = 3000\nhigh_cap_cents = 1000\nevery_s = 1\n",
-            claims.display()
-        );
-    std::fs::write(&config, text).unwrap();
-    let shop: serde_json::Value =
-        reqwest::get(format!("http://{addr}/shopify/_truth")).await.unwrap().json().await.unwrap();
-    let order = &shop["orders"][0];
-    let (order_id, total) = (order["id"].as_str().unwrap(), order["amount_minor"].as_i64().unwrap());
-    let claim = format!(
-        r#"{{ "id": "t-1", "store": "brand-shop", "order_id": "{order_id}", "claim": "wrong_item",
-             "claimed": "{}.{:02}", "order_total": "{}.{:02}", "currency": "EUR", "tracking": "delivered",
-             "days_since_shipped": 6, "opened_at": "2026-01-01T00:00:00Z",
-             "customer": {{ "email": "jane@example.com", "address": "Hauptstraße 5, Berlin" }} }}"#,
-        total / 300,
-        (total / 3) % 100,
-        total / 100,
-        total % 100
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "token_env = \"META_ACCESS_TOKEN\"",
+        "token_env = \"META_ACCESS_TOKEN\"\nwebhook_secret_env = \"META_APP_SECRET\"",
     );
-    std::fs::write(claims.join("t-1.json"), claim).unwrap();
+    std::fs::write(&config, text).unwrap();
+    with_refunds(&config, &addr);
+    let claims = dir.path().join("claims");
+    let (order, total) = shop_orders(&addr).await.swap_remove(0);
+    claim_file(&claims, 1, &order, total);
     let run = |config: &Path, log: &Path| {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let err = out.try_clone().unwrap();
@@ -1231,13 +1333,14 @@ fn rss_kib(pid: u32) -> u64 {
 /// sandbox world through `dlft sandbox chaos` (latency, 503s, replies lost
 /// after the effect, connection resets before and after it, 30 s stalls)
 /// for `DLFT_SOAK_MINUTES` (30). New ads launch every 5 s (a loser and a
-/// winner) and a supplier invoice lands every 10 s; the `victim` runner is
-/// SIGKILLed every 2–4 minutes and restarted; the `steady` one runs
-/// throughout. Every 30 s the resident memory of each process is sampled.
-/// At the end the proxy is calmed, the world settles, and the store is
-/// checked against the sandbox's truth (ledger = world, each ad paused at
-/// most once, every loser killed, every invoice paid once, nothing open or
-/// abandoned) and the leak counter must read 0. Prints memory over time,
+/// winner), a customer's claim too, and a supplier invoice every 10 s; the
+/// `victim` runner is SIGKILLed every 2–4 minutes and restarted; the
+/// `steady` one runs throughout. Every 30 s the resident memory of each
+/// process is sampled. At the end the proxy is calmed, the world settles,
+/// and the store is checked against the sandbox's truth (ledger = world,
+/// each ad paused at most once, every loser killed, every invoice paid and
+/// every claim refunded once, nothing open or abandoned) and the leak
+/// counter must read 0. Prints memory over time,
 /// MTTR per kill, the faults injected per vendor and the runners' retry
 /// causes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1290,6 +1393,7 @@ async fn soak() {
                     + &brand("south")
                     + &brand("east");
             std::fs::write(&config, text).unwrap();
+            with_refunds(&config, &proxy);
             config
         })
         .collect();
@@ -1298,7 +1402,15 @@ async fn soak() {
     std::fs::create_dir_all(&payables).unwrap();
     let mut procs: Vec<Proc> = configs.iter().zip(&logs).map(|(c, l)| start_runner(c, l, None)).collect();
     let steady_http = runner_http(&logs[0]).await;
-    let feeder = Feeder::with(&sandbox, Some(payables.clone()), "losers=1&winners=1", Duration::from_secs(5), 2);
+    let claims = dir.path().join("claims");
+    let feed = Feed {
+        launch: "losers=1&winners=1",
+        period: Duration::from_secs(5),
+        payables: Some(payables.clone()),
+        invoice_every: 2,
+        claims: Some(claims.clone()),
+    };
+    let feeder = Feeder::with(&sandbox, feed);
 
     let started = Instant::now();
     let end = started + Duration::from_secs(minutes * 60);
@@ -1311,10 +1423,19 @@ async fn soak() {
     let mut retried: std::collections::BTreeMap<String, u64> = Default::default();
     let mut discarded: std::collections::BTreeMap<String, u64> = Default::default();
     // The runners' retry and discard causes, in classes: the cause's text
-    // up to its first digit or quote (ids and numbers vary, the class not).
+    // with numbers as `N`, up to its first quote, at most 90 characters.
     let class = |cause: &str| -> String {
-        let cut = cause.find(|c: char| c.is_ascii_digit() || c == '"' || c == '`').unwrap_or(cause.len());
-        cause[..cut.min(70)].trim_end_matches([' ', ':', '(', '=']).to_string()
+        let mut out = String::new();
+        for c in cause.chars().take_while(|c| !matches!(c, '"' | '`' | '{')) {
+            if c.is_ascii_digit() {
+                if !out.ends_with('N') {
+                    out.push('N');
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out.chars().take(90).collect::<String>().trim_end().to_string()
     };
     let mut tally = |events: Vec<dlft_core::telemetry::Event>, seen: &mut u64| {
         for e in events {
@@ -1363,7 +1484,7 @@ async fn soak() {
     drop(feeder);
     let faults: serde_json::Value = reqwest::get(format!("http://{proxy}/_chaos")).await.unwrap().json().await.unwrap();
     reqwest::Client::new().post(format!("http://{proxy}/_chaos/calm")).send().await.unwrap();
-    settle(&store, &sandbox, &payables).await;
+    settle(&store, &sandbox, &payables, Some(&claims)).await;
     tally(store.events(seen).await.unwrap(), &mut seen);
     let metrics = reqwest::get(format!("http://{steady_http}/metrics")).await.unwrap().text().await.unwrap();
     let leak: i64 = metrics
@@ -1413,6 +1534,7 @@ async fn soak() {
     // The truth.
     check_against_truth(&store, &sandbox).await;
     check_payouts_against_bank(&store, &sandbox, &payables).await;
+    check_refunds_against_shop(&store, &sandbox, &claims).await;
     assert_eq!(leak, 0, "no spend after a kill committed: {metrics}");
     assert!(mttr.len() >= (minutes / 4) as usize, "the victim was killed every few minutes: {}", mttr.len());
     chaos.kill();
