@@ -2,7 +2,7 @@
 //! the logic lives in the crates.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -47,6 +47,13 @@ enum Command {
     Run {
         #[arg(long, default_value = "dlft.toml")]
         config: PathBuf,
+    },
+    /// Write a commented starter runner config (the sandbox's, to begin
+    /// with): `dlft init` then `dlft sandbox serve` and `dlft run`. Never
+    /// overwrites a file.
+    Init {
+        #[arg(default_value = "dlft.toml")]
+        path: PathBuf,
     },
     /// Apply the store's embedded migrations and exit (`dlft run` also does at start-up).
     Migrate {
@@ -145,6 +152,31 @@ struct EventsArgs {
     follow: bool,
 }
 
+/// The starter config `dlft init` writes.
+const STARTER_CONFIG: &str = include_str!("../examples/dlft.sandbox.toml");
+
+/// `dlft init PATH`: writes the starter config, refusing to overwrite.
+fn init(path: &Path) -> Result<ExitCode> {
+    use std::io::Write;
+    let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!("error: {} exists; dlft init never overwrites a file (name another path)", path.display());
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(anyhow::anyhow!("cannot create {}: {e}", path.display())),
+    };
+    file.write_all(STARTER_CONFIG.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}: a runner config for the local sandbox, commented", path.display());
+    println!("next: `dlft sandbox serve` in one terminal, then");
+    println!("      `META_ACCESS_TOKEN=x REVOLUT_ACCESS_TOKEN=x dlft run --config {}`", path.display());
+    println!("      (`dlft check {}` validates it first)", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The world `dlft sandbox serve` serves by default, built into the binary.
+const SANDBOX_WORLD: &str = include_str!("../scenarios/sandbox.toml");
+
 #[derive(Subcommand)]
 enum SandboxCommand {
     /// Serve until stopped; prints `listening on ADDR` once bound.
@@ -153,9 +185,11 @@ enum SandboxCommand {
         seed: u64,
         #[arg(long, default_value = "127.0.0.1:8787")]
         addr: std::net::SocketAddr,
-        /// The scenario whose [world] the sandbox serves.
-        #[arg(long, default_value = "scenarios/sandbox.toml")]
-        scenario: PathBuf,
+        /// The scenario whose [world] the sandbox serves; without it, the
+        /// built-in copy of `scenarios/sandbox.toml` (works from any
+        /// directory).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
     },
     /// An unreliable network in front of the sandbox (or any plain-HTTP
     /// upstream): latency, 503s, lost replies, resets and stalls, drawn per
@@ -853,8 +887,13 @@ fn main() -> ExitCode {
             run::run(&config).await
         }),
         Command::Migrate { store } => tokio_main(async move { run::migrate(&store).await }),
+        Command::Init { path } => init(&path),
         Command::Sandbox { command: SandboxCommand::Serve { seed, addr, scenario } } => {
-            let scn = Scenario::load(&scenario).map_err(anyhow::Error::msg);
+            let scn = match &scenario {
+                Some(path) => Scenario::load(path),
+                None => Scenario::parse(SANDBOX_WORLD, Path::new("scenarios/sandbox.toml (built in)")),
+            }
+            .map_err(anyhow::Error::msg);
             scn.and_then(|scn| tokio_main(async move { sandbox::serve(&scn, seed, addr).await }))
         }
         Command::Sandbox { command: SandboxCommand::Chaos(args) } => tokio_main(chaos::serve(args)),

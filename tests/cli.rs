@@ -470,3 +470,59 @@ fn check_tells_each_kind_of_file_and_names_what_is_wrong() {
     assert!(stdout.contains("FAIL  ads platform"), "{stdout}");
     assert!(stderr.contains("3 check(s) failed"), "{stderr}");
 }
+
+/// `dlft init` writes the commented starter config (the sandbox's), which
+/// `dlft check` reads as a runner config; a second `init` on the same path
+/// is refused with exit 2 and leaves the file as it was.
+#[test]
+fn init_writes_a_starter_config_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dlft.toml");
+    let p = path.to_str().unwrap();
+    let out = dlft(&["init", p]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("dlft sandbox serve"), "it says what to do next: {stdout}");
+    let written = std::fs::read_to_string(&path).unwrap();
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dlft.sandbox.toml")).unwrap();
+    assert_eq!(written, example);
+    let (stdout, stderr) = text(&dlft(&["check", p]));
+    assert!(
+        format!("{stdout}{stderr}").contains("runner config"),
+        "check reads it as a runner config: {stdout}{stderr}"
+    );
+    std::fs::write(&path, "# mine\n").unwrap();
+    let again = dlft(&["init", p]);
+    let (_, stderr) = text(&again);
+    assert_eq!(again.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("exists") && stderr.contains("never overwrites"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "# mine\n", "untouched");
+}
+
+/// `dlft sandbox serve` without `--scenario` serves its built-in world from
+/// any directory.
+#[test]
+fn the_sandbox_serves_its_built_in_world_from_any_directory() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dlft"))
+        .args(["sandbox", "serve", "--addr", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let served = line.trim().strip_prefix("listening on ").map(str::to_string);
+    let truth = served.as_ref().map(|addr| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async { reqwest::get(format!("http://{addr}/_truth")).await.unwrap().text().await.unwrap() })
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(served.is_some(), "the sandbox started outside the repository: {line}");
+    let truth: serde_json::Value = serde_json::from_str(&truth.unwrap()).unwrap();
+    assert_eq!(truth["ads"].as_array().unwrap().len(), 40, "scenarios/sandbox.toml's 40 ads");
+}

@@ -3,30 +3,12 @@
 //! resumed once the ad is confirmed; each checker invariant about it
 //! catches a deliberately broken build.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use dlft_core::config::Sabotage;
 use dlft_core::telemetry::EventKind;
-use dlft_sim::run::{RunOptions, SeedReport, run_seed};
-use dlft_sim::scenario::Scenario;
+use dlft_sim::run::{RunOptions, run_seed};
 
-fn scenario(file: &str) -> Scenario {
-    Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(file)).unwrap()
-}
-
-fn run(scn: &Scenario, seeds: std::ops::Range<u64>, sabotage: Sabotage) -> Vec<SeedReport> {
-    seeds.map(|s| run_seed(scn, s, &RunOptions { sabotage, keep_events: false }).unwrap()).collect()
-}
-
-/// Violations per invariant over `reports`.
-fn caught(reports: &[SeedReport]) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    for v in reports.iter().flat_map(|r| &r.violations) {
-        *out.entry(v.invariant.clone()).or_insert(0) += 1;
-    }
-    out
-}
+mod common;
+use common::{caught, run, scenario};
 
 /// (sabotage, scenario, the invariant that must catch it).
 const SABOTAGES: &[(Sabotage, &str, &str)] = &[

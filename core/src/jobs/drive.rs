@@ -16,6 +16,7 @@ use crate::act::refund::RefundEffect;
 use crate::config::{LoopConfig, Sabotage};
 use crate::ids::{AdId, IdempotencyKey};
 use crate::probe::{Probe, Site};
+use crate::schedule::task::Task;
 use crate::sense::ads::{AdsError, AdsPlatform, Level};
 use crate::store::{NewJob, Store};
 use crate::time::{Clock, Millis, Timestamp};
@@ -105,23 +106,27 @@ pub async fn run<
 
 /// The act job of an intent: one live job per intent (its key is the job's
 /// idempotency key), ahead of ticks.
+/// Kills, payouts and refunds are claimed by the act pool, escalations by
+/// their own.
 pub fn job_of(intent: &Intent, now: Timestamp) -> NewJob {
-    match &intent.action {
-        Action::KillAd { ad } => super::tick::kill_job(&intent.key, ad, now).for_brand(&intent.brand),
-        Action::Payout { .. } => payout_job(&intent.key, now).for_brand(&intent.brand),
-        Action::Refund { .. } => refund_job(&intent.key, now).for_brand(&intent.brand),
-        Action::PauseNode { .. } | Action::ResumeNode { .. } => escalate_job(&intent.key, now).for_brand(&intent.brand),
-    }
+    let key = intent.key.clone();
+    let task = match &intent.action {
+        Action::KillAd { ad } => Task::KillAd { key, ad: ad.clone() },
+        Action::Payout { .. } => Task::Payout { key },
+        Action::Refund { .. } => Task::Refund { key },
+        Action::PauseNode { .. } | Action::ResumeNode { .. } => Task::Escalate { key },
+    };
+    act_job(task, &intent.key, now).for_brand(&intent.brand)
+}
+
+/// The act job of `task` on the intent `key`.
+fn act_job(task: Task, key: &IdempotencyKey, now: Timestamp) -> NewJob {
+    NewJob::new(&task, super::tick::KILL_PRIORITY, now, Some(key.clone()))
 }
 
 /// The act job of an escalation intent (claimed by the escalation pool).
 pub fn escalate_job(key: &IdempotencyKey, now: Timestamp) -> NewJob {
-    NewJob::new(
-        &crate::schedule::task::Task::Escalate { key: key.clone() },
-        super::tick::KILL_PRIORITY,
-        now,
-        Some(key.clone()),
-    )
+    act_job(Task::Escalate { key: key.clone() }, key, now)
 }
 
 /// A kill whose ad has not stopped itself `after` its intent: opens the
@@ -192,26 +197,6 @@ pub async fn redrive<'a, S: Store, A, C: Clock, P: Probe, B>(
     batch.enqueue = jobs;
     ports.store.write(&attempt.lease, batch, now).await?;
     Ok(())
-}
-
-/// The act job of a payout intent (claimed by the act pool, like a kill's).
-pub fn payout_job(key: &IdempotencyKey, now: Timestamp) -> NewJob {
-    NewJob::new(
-        &crate::schedule::task::Task::Payout { key: key.clone() },
-        super::tick::KILL_PRIORITY,
-        now,
-        Some(key.clone()),
-    )
-}
-
-/// The act job of a refund intent (claimed by the act pool, like a kill's).
-pub fn refund_job(key: &IdempotencyKey, now: Timestamp) -> NewJob {
-    NewJob::new(
-        &crate::schedule::task::Task::Refund { key: key.clone() },
-        super::tick::KILL_PRIORITY,
-        now,
-        Some(key.clone()),
-    )
 }
 
 fn advance(key: &IdempotencyKey, from: IntentPhase, to: IntentPhase, count: bool, cause: String) -> IntentOp {
