@@ -23,14 +23,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::act::intent::{Action, IntentOp};
 use crate::act::refund::{in_flight_on, refund_intent};
 use crate::config::{RefundConfig, Sabotage};
-use crate::envelope::refund::{OrderFacts, RefundJudged, TierCaps, judge_refund, refund_key};
+use crate::decide::{ClaimOutcome, judge_claim};
+use crate::envelope::refund::{RefundJudged, TierCaps, refund_key};
 use crate::envelope::{Decision, DenyReason, Verdict};
 use crate::estimate::identity::Profile;
-use crate::estimate::risk::{RiskTier, TierChange, tier_of};
+use crate::estimate::risk::{RiskTier, TierChange};
 use crate::ids::{AdId, IdempotencyKey};
 use crate::money::Money;
 use crate::probe::{Probe, Site};
-use crate::propose::refund::{RefundCase, propose};
 use crate::sense::claims::{ClaimRecord, ClaimsSource, Settlement};
 use crate::sense::shop::{Shop, ShopError};
 use crate::store::Store;
@@ -94,50 +94,37 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
             }
             Err(e) => return Err(e.into()),
         };
-        let (identity, mut facts) = profile.facts_of(&claim.customer);
-        if sabotage == Sabotage::IgnoreChargebacks {
-            facts.chargebacks_open = 0;
-            facts.chargebacks_lost = 0;
-        }
-        let (tier, tier_facts) = tier_of(&facts, &cfg.tiers);
-        let before = last_tier.get(&identity).copied().unwrap_or(RiskTier::Trusted);
-        let change = (before != tier).then(|| TierChange {
-            identity: identity.clone(),
-            before,
-            after: tier,
-            facts: tier_facts.clone(),
-        });
-        last_tier.insert(identity.clone(), tier);
-        let tier_name = tier.as_str().to_string();
-        let tier_facts = if tier_facts.is_empty() {
-            vec![format!("identity {identity}: nothing against it")]
-        } else {
-            std::iter::once(format!("identity {identity}")).chain(tier_facts).collect()
-        };
         let in_flight = in_flight_on(&claim.order_id, order.max_refundable.currency, &intents);
-        let facts = match OrderFacts::of(&brand, &claim.store, &claim.id, &order, in_flight, tier, tier_facts) {
-            Ok(f) => f,
-            Err(why) => {
+        let judgement = judge_claim(
+            cfg,
+            &caps,
+            &brand,
+            &profile,
+            &mut last_tier,
+            claim,
+            &order,
+            in_flight,
+            &opened,
+            sabotage == Sabotage::IgnoreChargebacks,
+            now,
+        );
+        let (change, tier_name) = (judgement.change, judgement.tier.as_str().to_string());
+        let (facts, proposal, judged) = match judgement.outcome {
+            ClaimOutcome::Malformed(why) => {
                 let key = claim_key(&brand, claim);
                 refuse(ports, attempt, claim, &key, DenyReason::Malformed, why, change, tier_name).await?;
                 continue;
             }
+            ClaimOutcome::Opened(key) => {
+                // Opened by a run that died before it settled the claim.
+                let amount = claim_amount(&intents, &key).unwrap_or(Money::zero(claim.claimed.currency));
+                settle(ports, claim, &Settlement::Refunded { key: key.to_string(), amount, tier: tier_name }).await?;
+                continue;
+            }
+            ClaimOutcome::Judged { facts, proposal, judged } => (facts, proposal, judged),
         };
         let key = refund_key(&facts);
-        if opened.contains(&key) {
-            // Opened by a run that died before it settled the claim.
-            let amount = claim_amount(&intents, &key).unwrap_or(Money::zero(claim.claimed.currency));
-            settle(ports, claim, &Settlement::Refunded { key: key.to_string(), amount, tier: tier_name }).await?;
-            continue;
-        }
-        let case = RefundCase {
-            claim: claim.claim,
-            claimed: claim.claimed,
-            tracking: claim.tracking,
-            days_since_shipped: claim.days_since_shipped,
-        };
-        let proposal = propose(&case, &cfg.policy);
-        match judge_refund(&facts, &proposal, &caps, &opened, now) {
+        match judged {
             RefundJudged::Refused(v) => {
                 let why = v.reason.clone();
                 let mut batch = attempt.batch();
