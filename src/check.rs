@@ -35,12 +35,12 @@ impl Kind {
             Kind::Config
         } else if has("world") || has("run") || has("faults") || has("assert") {
             Kind::Scenario
-        } else if has("kill") {
+        } else if has("kill") || has("refund") || has("bandit") {
             Kind::Policy
         } else {
             bail!(
                 "{file}: cannot tell what this file is: a scenario has [world] and [run], \
-                 a runner config [runner] and [meta], a policy [kill]"
+                 a runner config [runner] and [meta], a policy [kill], [refund] or [bandit]"
             )
         })
     }

@@ -39,7 +39,9 @@ enum Command {
         #[command(subcommand)]
         command: DatasetsCommand,
     },
-    /// Replay insights history through the kill loop (estimator, policy, envelope).
+    /// Replay history through the kill loop (insights: estimator, policy,
+    /// envelope) or the refund chain (claims: identity graph, tier, policy,
+    /// envelope).
     Backtest(BacktestArgs),
     /// Off-policy evaluation of a bandit policy on logged decisions.
     Ope(OpeArgs),
@@ -245,13 +247,15 @@ enum DatasetsCommand {
 
 #[derive(clap::Args)]
 struct BacktestArgs {
-    /// A history catalog (with an `insights/` kind).
+    /// A history catalog (with an `insights/` kind for a kill policy, a
+    /// `claims/` kind and maybe `disputes/` for a refund policy).
     #[arg(long)]
     data: PathBuf,
-    /// A policy file with a `[kill]` section.
+    /// A policy file with a `[kill]` or a `[refund]` section.
     #[arg(long)]
     policy: PathBuf,
-    /// Sweep a `[kill]` parameter: name=a..b:step, b included. Repeat for a grid.
+    /// Sweep a parameter of the policy's section: name=a..b:step, b
+    /// included. Repeat for a grid.
     #[arg(long)]
     sweep: Vec<String>,
     #[arg(long)]
@@ -572,7 +576,14 @@ fn datasets(command: DatasetsCommand) -> Result<ExitCode> {
 
 fn backtest(args: BacktestArgs) -> Result<ExitCode> {
     let policy = dlft_datasets::policy::load(&args.policy).map_err(anyhow::Error::msg)?;
-    let kill = policy.kill.with_context(|| format!("{}: no [kill] section to backtest", args.policy.display()))?;
+    if let Some(refund) = policy.refund {
+        if policy.kill.is_some() {
+            bail!("{}: both [kill] and [refund]: a backtest replays one of them", args.policy.display());
+        }
+        return backtest_refunds(&args, &refund);
+    }
+    let kill =
+        policy.kill.with_context(|| format!("{}: no [kill] or [refund] section to backtest", args.policy.display()))?;
     let sweeps: Vec<_> = args
         .sweep
         .iter()
@@ -595,6 +606,44 @@ fn backtest(args: BacktestArgs) -> Result<ExitCode> {
     if let Some(path) = &args.report {
         let command: Vec<String> = std::env::args().collect();
         let html = dlft_datasets::report::html(&variants, &command.join(" "));
+        let tmp = path.with_extension("html.tmp");
+        std::fs::write(&tmp, html).with_context(|| format!("{}: cannot write", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+        eprintln!("report: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dlft backtest --policy` with a `[refund]` section: the history's claims
+/// and disputes replayed through the refund chain.
+fn backtest_refunds(args: &BacktestArgs, refund: &dlft_datasets::policy::RefundSection) -> Result<ExitCode> {
+    use dlft_datasets::policy::{REFUND_SWEEPABLE, parse_sweep_of};
+    let sweeps: Vec<_> = args
+        .sweep
+        .iter()
+        .map(|s| parse_sweep_of(s, &REFUND_SWEEPABLE))
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let claims = dlft_datasets::load_claims(&args.data)?;
+    let disputes = dlft_datasets::load_disputes(&args.data)?;
+    let threads = args.threads.unwrap_or_else(cores);
+    let variants = dlft_datasets::backtest::run_refunds(&claims, &disputes, refund, &sweeps, threads)
+        .map_err(anyhow::Error::msg)?;
+    if args.json {
+        let out: Vec<_> = variants
+            .iter()
+            .map(|v| {
+                serde_json::json!({"params": v.params, "currency": v.currency, "totals": v.totals,
+                                   "cost_minor": dlft_datasets::report::refund_cost(v), "brands": v.entities})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", dlft_datasets::report::refund_table(&variants));
+    }
+    if let Some(path) = &args.report {
+        let command: Vec<String> = std::env::args().collect();
+        let html = dlft_datasets::report::refund_html(&variants, &command.join(" "));
         let tmp = path.with_extension("html.tmp");
         std::fs::write(&tmp, html).with_context(|| format!("{}: cannot write", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;

@@ -171,9 +171,12 @@ fn bad_history_input_is_refused_clearly() {
     // A directory with no history.
     let err = refused(&dlft(&["backtest", "--data", dir.to_str().unwrap(), "--policy", "policies/kill.toml"]));
     assert!(err.contains("no `insights` history"), "{err}");
-    // A bandit policy file asked to backtest the kill rule.
+    // A bandit policy file asked to backtest.
     let err = refused(&dlft(&["backtest", "--data", ".", "--policy", "policies/ts.toml"]));
-    assert!(err.contains("no [kill] section"), "{err}");
+    assert!(err.contains("no [kill] or [refund] section"), "{err}");
+    // A refund policy on a catalog without claims.
+    let err = refused(&dlft(&["backtest", "--data", dir.to_str().unwrap(), "--policy", "policies/refund.toml"]));
+    assert!(err.contains("no `claims` history"), "{err}");
     // A bad sweep.
     let err =
         refused(&dlft(&["backtest", "--data", ".", "--policy", "policies/kill.toml", "--sweep", "currency=1..2:1"]));
@@ -192,4 +195,72 @@ fn bad_history_input_is_refused_clearly() {
     // A missing campaign directory.
     let err = refused(&dlft(&["datasets", "import-obd", "no/such/campaign", "--out", out]));
     assert!(err.contains("item_context.csv"), "{err}");
+}
+
+/// The refund chain backtested on generated history (claims labelled by
+/// the sim's refund world, chargebacks days to weeks later): the sweep's
+/// results do not depend on threads, a lower high-risk cap never pays the
+/// abusers more, and the report draws the variants' costs and the best
+/// variant's decision per case.
+#[test]
+fn refund_backtest_replays_claims_and_scores_abuse_stopped() {
+    let dir = scratch("refunds");
+    let data = dir.join("catalog");
+    let data = data.to_str().unwrap();
+    let generated = ok(&dlft(&["datasets", "generate", "--seed", "3", "--days", "21", "--brands", "1", "--out", data]));
+    assert!(generated.contains("claims") && generated.contains("disputes"), "{generated}");
+    let args = |threads: &str| {
+        dlft(&[
+            "backtest",
+            "--data",
+            data,
+            "--policy",
+            "policies/refund.toml",
+            "--sweep",
+            "high_cap_cents=0..2000:2000",
+            "--json",
+            "--threads",
+            threads,
+        ])
+    };
+    let one = ok(&args("1"));
+    assert_eq!(one, ok(&args("2")), "sweep results do not depend on threads");
+    let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+    let variants = v.as_array().unwrap();
+    assert_eq!(variants.len(), 2);
+    let t = |i: usize, k: &str| variants[i]["totals"][k].as_i64().unwrap();
+    let all = |i: usize, k: &str| variants[i]["totals"]["all"][k].as_i64().unwrap();
+    assert!(all(0, "claims") > 500, "three weeks of claims");
+    assert_eq!(all(0, "claims"), all(0, "refunded") + all(0, "refused"));
+    assert!(t(0, "abuse_stopped") > 0, "the profile stops some abuse");
+    assert!(t(0, "chargebacks_avoided") + t(0, "paid_twice") > 0, "claims on orders charged back later");
+    let paid_to = |i: usize, label: &str| variants[i]["totals"]["by_label"][label]["paid_minor"].as_i64().unwrap_or(0);
+    assert!(
+        paid_to(0, "abuser") + paid_to(0, "ring") <= paid_to(1, "abuser") + paid_to(1, "ring"),
+        "a lower high-risk cap never pays abuse more"
+    );
+    assert!(t(0, "abuse_stopped") >= t(1, "abuse_stopped"));
+
+    let report = dir.join("refunds.html");
+    let out = ok(&dlft(&[
+        "backtest",
+        "--data",
+        data,
+        "--policy",
+        "policies/refund.toml",
+        "--sweep",
+        "watch_cap_cents=1000..3000:2000",
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert!(out.contains("abuse") && out.lines().any(|l| l.starts_with('*')), "the best variant is marked: {out}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(html.matches("<svg").count(), 1, "the variants' costs");
+    assert_eq!(html.matches("<rect").count(), 4, "two bars per variant");
+    assert!(html.contains("★") && html.contains("Decisions of the best variant"), "best marked, cases listed");
+    // A refund policy with a bad value is refused, naming it.
+    let bad = dir.join("bad-refund.toml");
+    std::fs::write(&bad, "[refund]\ndamaged_share_bp = 20000\n").unwrap();
+    let err = refused(&dlft(&["backtest", "--data", data, "--policy", bad.to_str().unwrap()]));
+    assert!(err.contains("damaged_share_bp"), "{err}");
 }

@@ -13,6 +13,8 @@
 //! history cannot say how its spend fell within it, so savings are never
 //! overstated. After its kill the policy sees the ad's later buckets as zero.
 
+pub mod refunds;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};

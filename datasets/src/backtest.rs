@@ -9,9 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
+use dlft_core::backtest::refunds::{self, RefundCase, RefundSummary};
 use dlft_core::backtest::{BacktestResult, HistoryRow, Point, run};
+use dlft_core::ids::BrandId;
+use dlft_core::sense::claims::{ClaimRecord, Dispute};
 
-use crate::policy::KillSection;
+use crate::policy::{KillSection, RefundSection};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Variant {
@@ -79,23 +82,12 @@ pub fn run_all(
         configs.push(k.config().map_err(|e| format!("sweep {params:?}: {e}"))?);
     }
     let jobs: Vec<(usize, &String)> = (0..variants.len()).flat_map(|v| history.keys().map(move |e| (v, e))).collect();
-    let results: Mutex<BTreeMap<(usize, String), Result<BacktestResult, String>>> = Mutex::new(BTreeMap::new());
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads.clamp(1, 256).min(jobs.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((v, entity)) = jobs.get(i) else { break };
-                    let r = run(&history[*entity], &configs[*v]).map_err(|e| format!("{entity}: {e}"));
-                    results.lock().expect("no panics hold this lock").insert((*v, (*entity).clone()), r);
-                }
-            });
-        }
+    let results = par_map(&jobs, threads, |(v, entity)| {
+        run(&history[*entity], &configs[*v]).map_err(|e| format!("{entity}: {e}"))
     });
     let mut by_variant: Vec<BTreeMap<String, BacktestResult>> = vec![BTreeMap::new(); variants.len()];
-    for ((v, entity), r) in results.into_inner().expect("threads joined") {
-        by_variant[v].insert(entity, r?);
+    for ((v, entity), r) in jobs.iter().zip(results) {
+        by_variant[*v].insert((*entity).clone(), r?);
     }
     Ok(variants
         .into_iter()
@@ -107,6 +99,96 @@ pub fn run_all(
             Variant { params, currency: cfg.kill_rule.kill_cpa.currency.to_string(), totals, series, entities }
         })
         .collect())
+}
+
+/// `f` over `jobs` on up to `threads` threads; results in `jobs`' order
+/// whatever the thread count.
+fn par_map<T: Sync, R: Send>(jobs: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let results: Mutex<BTreeMap<usize, R>> = Mutex::new(BTreeMap::new());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, 256).min(jobs.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let r = f(job);
+                    results.lock().expect("no panics hold this lock").insert(i, r);
+                }
+            });
+        }
+    });
+    let out: Vec<R> = results.into_inner().expect("threads joined").into_values().collect();
+    assert_eq!(out.len(), jobs.len(), "one result per job");
+    out
+}
+
+/// One variant of a refund backtest: its parameters, its score over every
+/// brand and per brand, and every case as judged.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefundVariant {
+    pub params: BTreeMap<String, i64>,
+    pub currency: String,
+    pub totals: RefundSummary,
+    pub entities: BTreeMap<String, RefundSummary>,
+    #[serde(skip)]
+    pub cases: BTreeMap<String, Vec<RefundCase>>,
+}
+
+/// Claims (with their labels) and disputes per entity, replayed through the
+/// refund chain under `policy` and every combination of `sweeps`.
+pub fn run_refunds(
+    claims: &BTreeMap<String, Vec<(ClaimRecord, String)>>,
+    disputes: &BTreeMap<String, Vec<Dispute>>,
+    policy: &RefundSection,
+    sweeps: &[(String, Vec<i64>)],
+    threads: usize,
+) -> Result<Vec<RefundVariant>, String> {
+    let variants = grid(sweeps);
+    let mut configs = Vec::new();
+    for params in &variants {
+        let mut r = policy.clone();
+        for (name, v) in params {
+            r.set(name, *v)?;
+        }
+        configs.push(r.config().map_err(|e| format!("sweep {params:?}: {e}"))?);
+    }
+    let none = Vec::new();
+    let jobs: Vec<(usize, &String)> = (0..variants.len()).flat_map(|v| claims.keys().map(move |e| (v, e))).collect();
+    let results = par_map(&jobs, threads, |(v, entity)| {
+        let records: Vec<ClaimRecord> = claims[*entity].iter().map(|(c, _)| c.clone()).collect();
+        let brand = BrandId::new(entity.as_str());
+        refunds::replay(&configs[*v], &brand, &records, disputes.get(*entity).unwrap_or(&none))
+    });
+    let mut out: Vec<RefundVariant> = variants
+        .into_iter()
+        .zip(&configs)
+        .map(|(params, cfg)| RefundVariant {
+            params,
+            currency: cfg.caps.currency.to_string(),
+            totals: RefundSummary::default(),
+            entities: BTreeMap::new(),
+            cases: BTreeMap::new(),
+        })
+        .collect();
+    for ((v, entity), cases) in jobs.iter().zip(results) {
+        let labels: BTreeMap<String, String> =
+            claims[*entity].iter().filter(|(_, l)| !l.is_empty()).map(|(c, l)| (c.id.clone(), l.clone())).collect();
+        let summary = refunds::summarize(&cases, &labels, disputes.get(*entity).unwrap_or(&none));
+        out[*v].entities.insert((*entity).clone(), summary);
+        out[*v].cases.insert((*entity).clone(), cases);
+    }
+    for v in &mut out {
+        let all: Vec<RefundCase> = v.cases.values().flatten().cloned().collect();
+        let mut labels = BTreeMap::new();
+        let mut all_disputes = Vec::new();
+        for (entity, list) in claims {
+            labels.extend(list.iter().filter(|(_, l)| !l.is_empty()).map(|(c, l)| (c.id.clone(), l.clone())));
+            all_disputes.extend(disputes.get(entity).into_iter().flatten().cloned());
+        }
+        v.totals = refunds::summarize(&all, &labels, &all_disputes);
+    }
+    Ok(out)
 }
 
 fn summarize(entities: &BTreeMap<String, BacktestResult>) -> Summary {

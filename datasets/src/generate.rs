@@ -9,6 +9,10 @@
 //! - `orders`, `refunds`, `shipments`, `support`: one order per purchase of
 //!   the final history, with refunds, carrier events and customer messages
 //!   (some hostile) drawn from the seed.
+//! - `claims`, `disputes`: the sim's refund world
+//!   ([`dlft_sim::refunds::BrandShop`]): customers' claims over the history,
+//!   labelled with who made them (honest, abuser, ring), and the
+//!   chargebacks abusers file days to weeks later.
 //! - `bandit`: a creative-selection bandit run by core's Thompson Sampling
 //!   (hourly re-roll, 10% uniform floor) on a RecoGym-style click world,
 //!   with the propensity of every decision logged.
@@ -30,7 +34,7 @@ use dlft_sim::world::AdsWorld;
 
 use crate::catalog::{self, Pending};
 use crate::table::{Column, Schema, TableError};
-use crate::{BANDIT, INSIGHTS, ORDERS, REFUNDS, SHIPMENTS, SUPPORT};
+use crate::{BANDIT, CLAIMS, DISPUTES, INSIGHTS, ORDERS, REFUNDS, SHIPMENTS, SUPPORT};
 
 const TEMPLATE: &str = include_str!("../../scenarios/brand-day.toml");
 const HOUR: u64 = 3_600_000;
@@ -271,8 +275,11 @@ fn brand(spec: &Spec, scn: &Scenario, b: u64) -> Vec<Built> {
     ];
 
     let (bandit_t, bandit_meta) = bandit(spec, b);
+    let (claims_t, disputes_t) = claims(spec, b, scn.currency());
     let none = BTreeMap::new;
     vec![
+        (&CLAIMS, claims_t, none()),
+        (&DISPUTES, disputes_t, none()),
         (&INSIGHTS, insights, none()),
         (&ORDERS, orders_t, none()),
         (&REFUNDS, refunds_t, none()),
@@ -280,6 +287,89 @@ fn brand(spec: &Spec, scn: &Scenario, b: u64) -> Vec<Built> {
         (&SUPPORT, support_t, none()),
         (&BANDIT, bandit_t, bandit_meta),
     ]
+}
+
+/// The refund world of generated history (`sim::refunds`, per brand):
+/// three stores, mostly honest customers, a few abusers ("it never came"
+/// on parcels tracked as delivered, half of them charged back 1 to 14 days
+/// later) and a ring of five identities sharing one parcel locker.
+const HISTORY_SHOP: &str = r#"
+stores = 3
+claims_per_hour = [1, 3]
+item_cents = [1500, 9000]
+order_extra_cents = [0, 6000]
+honest_customers = 300
+abusers = 8
+abuser_pct = 12
+ring = 5
+ring_pct = 8
+chargeback_pct = 50
+chargeback_after_s = [86400, 1209600]
+lost_pct = 30
+review_every_s = 3600
+latency_ms = [20, 200]
+settle_ms = 2500
+watch_cap_cents = 3000
+high_cap_cents = 1000
+time_zone = "Europe/Berlin"
+"#;
+
+/// Claims and disputes of brand `b` over the history, drawn by the sim's
+/// refund world, each claim labelled with who made it; disputes initiated
+/// after the history's end are left out.
+fn claims(spec: &Spec, b: u64, currency: dlft_core::money::Currency) -> (Vec<Column>, Vec<Column>) {
+    use dlft_sim::refunds::{BrandShop, Kind};
+    let cfg: dlft_sim::scenario::ShopSection = toml::from_str(HISTORY_SHOP).expect("the history's shop parses");
+    let brand = dlft_core::ids::BrandId::new(format!("brand-{}", b + 1));
+    let end = EPOCH + Millis(u64::from(spec.days) * DAY);
+    let mut rng = stream(spec.seed, "generate/claims", b, 0);
+    let fates = stream(spec.seed, "generate/shop", b, 0);
+    let shop = BrandShop::draw(&cfg, &brand, currency, EPOCH, end, &mut rng, fates);
+    let label = |person: usize| match shop.people[person].kind {
+        Kind::Honest => "honest",
+        Kind::Abuser => "abuser",
+        Kind::Ring => "ring",
+    };
+    let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let c = &shop.claims;
+    let s = |f: &dyn Fn(&dlft_sim::refunds::ClaimTruth) -> String| Column::S(c.iter().map(f).collect());
+    let i = |f: &dyn Fn(&dlft_sim::refunds::ClaimTruth) -> i64| Column::I(c.iter().map(f).collect());
+    let claims_t = vec![
+        i(&|c| c.record.opened_at.0 as i64),
+        s(&|c| c.record.id.clone()),
+        s(&|c| c.record.store.clone()),
+        s(&|c| c.record.order_id.clone()),
+        s(&|c| name(serde_json::to_value(c.record.claim).expect("serializes"))),
+        i(&|c| c.record.claimed.minor),
+        i(&|c| c.record.order_total.minor),
+        s(&|c| c.record.claimed.currency.as_str().to_string()),
+        s(&|c| name(serde_json::to_value(c.record.tracking).expect("serializes"))),
+        i(&|c| i64::from(c.record.days_since_shipped)),
+        s(&|c| c.record.customer.email.clone()),
+        s(&|c| c.record.customer.phone.clone()),
+        s(&|c| c.record.customer.address.clone()),
+        s(&|c| c.record.customer.card.clone()),
+        s(&|c| label(c.person).to_string()),
+    ];
+    let mut d: Vec<&dlft_core::sense::claims::Dispute> =
+        shop.disputes.iter().map(|(d, _)| d).filter(|d| d.initiated_at < end).collect();
+    d.sort_by(|a, b| (a.initiated_at, &a.id).cmp(&(b.initiated_at, &b.id)));
+    let ds = |f: &dyn Fn(&dlft_core::sense::claims::Dispute) -> String| Column::S(d.iter().map(|x| f(x)).collect());
+    let disputes_t = vec![
+        Column::I(d.iter().map(|x| x.initiated_at.0 as i64).collect()),
+        ds(&|x| x.id.clone()),
+        ds(&|x| x.store.clone()),
+        ds(&|x| x.order_id.clone()),
+        ds(&|x| name(serde_json::to_value(x.status).expect("serializes"))),
+        ds(&|x| x.reason.clone()),
+        Column::I(d.iter().map(|x| x.amount.minor).collect()),
+        ds(&|x| x.amount.currency.as_str().to_string()),
+        ds(&|x| x.customer.email.clone()),
+        ds(&|x| x.customer.phone.clone()),
+        ds(&|x| x.customer.address.clone()),
+        ds(&|x| x.customer.card.clone()),
+    ];
+    (claims_t, disputes_t)
 }
 
 /// Arms (creatives) and user segments of the click world.

@@ -5,7 +5,7 @@
 //!
 //! - [`table`]: typed columns to and from Parquet (arrow), validated.
 //! - [`catalog`]: the layout, overlap refusal, all-or-nothing writes.
-//! - this module: the six kinds' schemas and their typed loaders, which
+//! - this module: the eight kinds' schemas and their typed loaders, which
 //!   refuse bad rows by file and row.
 //! - [`generate`]: history produced by the sim's world model.
 //! - [`obd`]: the Open Bandit Dataset importer.
@@ -29,6 +29,7 @@ use dlft_core::backtest::HistoryRow;
 use dlft_core::estimate::ope::LoggedRound;
 use dlft_core::ids::AdId;
 use dlft_core::money::{Currency, Money};
+use dlft_core::sense::claims::{ClaimRecord, Customer, Dispute};
 use dlft_core::time::Timestamp;
 
 use table::{Schema, Table, TableError, Ty};
@@ -116,7 +117,132 @@ pub const SHIPMENTS: Schema = Schema {
     ],
 };
 
-pub const ALL: [&Schema; 6] = [&INSIGHTS, &BANDIT, &ORDERS, &REFUNDS, &SUPPORT, &SHIPMENTS];
+/// Customers' refund claims, as a claims desk holds them, with the truth of
+/// who made each where it is known (generated history; empty otherwise).
+/// What the refund backtest replays.
+pub const CLAIMS: Schema = Schema {
+    kind: "claims",
+    time_col: "ts",
+    cols: &[
+        ("ts", Ty::TimestampMs, "when the claim was opened"),
+        ("claim_id", Ty::Utf8, "the desk's id: one refund per claim, ever"),
+        ("store", Ty::Utf8, "the store the order is from"),
+        ("order_id", Ty::Utf8, "the order"),
+        ("claim", Ty::Utf8, "damaged | wrong_item | did_not_arrive | return_received"),
+        ("claimed_cents", Ty::Int64, "what the customer asks back, in minor units"),
+        ("order_total_cents", Ty::Int64, "the order's total, in minor units"),
+        ("currency", Ty::Utf8, "ISO 4217 code"),
+        ("tracking", Ty::Utf8, "unknown | moving | delivered | lost"),
+        ("days_since_shipped", Ty::Int64, "days from shipping to the claim"),
+        ("email", Ty::Utf8, "the customer's, as given"),
+        ("phone", Ty::Utf8, "the customer's, as given (may be empty)"),
+        ("address", Ty::Utf8, "the shipping address (may be empty)"),
+        ("card", Ty::Utf8, "card BIN-last4-expiry (may be empty)"),
+        ("label", Ty::Utf8, "who made it, in truth: honest | abuser | ring, or empty when unknown"),
+    ],
+};
+
+/// Chargebacks on the brand's orders.
+pub const DISPUTES: Schema = Schema {
+    kind: "disputes",
+    time_col: "ts",
+    cols: &[
+        ("ts", Ty::TimestampMs, "when the chargeback was initiated"),
+        ("dispute_id", Ty::Utf8, "the dispute"),
+        ("store", Ty::Utf8, "the store"),
+        ("order_id", Ty::Utf8, "the charged-back order"),
+        ("status", Ty::Utf8, "open | won | lost"),
+        ("reason", Ty::Utf8, "the network's reason"),
+        ("amount_cents", Ty::Int64, "disputed amount in minor units"),
+        ("currency", Ty::Utf8, "ISO 4217 code"),
+        ("email", Ty::Utf8, "the customer's, as given"),
+        ("phone", Ty::Utf8, "the customer's (may be empty)"),
+        ("address", Ty::Utf8, "the shipping address (may be empty)"),
+        ("card", Ty::Utf8, "card BIN-last4-expiry (may be empty)"),
+    ],
+};
+
+pub const ALL: [&Schema; 8] = [&INSIGHTS, &BANDIT, &ORDERS, &REFUNDS, &SUPPORT, &SHIPMENTS, &CLAIMS, &DISPUTES];
+
+/// A snake_case name of one of core's enums (`wrong_item`, `delivered`).
+fn enum_of<T: serde::de::DeserializeOwned>(t: &Table, row: usize, col: &str) -> Result<T, TableError> {
+    let v = &t.strs(col)[row];
+    serde_json::from_value(serde_json::Value::String(v.clone()))
+        .map_err(|_| TableError::row(&t.path, row, format!("`{col}` = {v:?} is not one of the names it takes")))
+}
+
+fn customer_of(t: &Table, row: usize) -> Customer {
+    Customer {
+        email: t.strs("email")[row].clone(),
+        phone: t.strs("phone")[row].clone(),
+        address: t.strs("address")[row].clone(),
+        card: t.strs("card")[row].clone(),
+    }
+}
+
+/// Claims by entity (brand), each with its label (empty when unknown), in
+/// file order. A claim asking back more than its order, or with an empty
+/// id, store or order, is refused by file and row.
+pub fn load_claims(root: &Path) -> Result<BTreeMap<String, Vec<(ClaimRecord, String)>>, TableError> {
+    let mut out: BTreeMap<String, Vec<(ClaimRecord, String)>> = BTreeMap::new();
+    for (entity, t) in load(root, &CLAIMS)? {
+        let rows = out.entry(entity).or_default();
+        for row in 0..t.len {
+            let cur = Currency::parse(&t.strs("currency")[row]).expect("checked");
+            let (claimed, total) = (t.ints("claimed_cents")[row], t.ints("order_total_cents")[row]);
+            if claimed > total {
+                return Err(TableError::row(&t.path, row, "`claimed_cents` is more than `order_total_cents`"));
+            }
+            for col in ["claim_id", "store", "order_id"] {
+                if t.strs(col)[row].trim().is_empty() {
+                    return Err(TableError::row(&t.path, row, format!("`{col}` is empty")));
+                }
+            }
+            let days = u32::try_from(t.ints("days_since_shipped")[row])
+                .map_err(|_| TableError::row(&t.path, row, "`days_since_shipped` does not fit in 32 bits"))?;
+            let record = ClaimRecord {
+                id: t.strs("claim_id")[row].clone(),
+                store: t.strs("store")[row].clone(),
+                order_id: t.strs("order_id")[row].clone(),
+                claim: enum_of(&t, row, "claim")?,
+                claimed: Money::new(claimed, cur),
+                order_total: Money::new(total, cur),
+                tracking: enum_of(&t, row, "tracking")?,
+                days_since_shipped: days,
+                customer: customer_of(&t, row),
+                opened_at: Timestamp(t.ints("ts")[row] as u64),
+                settled: None,
+            };
+            rows.push((record, t.strs("label")[row].clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// Disputes by entity (brand); a catalog without a `disputes` kind has none.
+pub fn load_disputes(root: &Path) -> Result<BTreeMap<String, Vec<Dispute>>, TableError> {
+    if !root.join(DISPUTES.kind).is_dir() {
+        return Ok(BTreeMap::new());
+    }
+    let mut out: BTreeMap<String, Vec<Dispute>> = BTreeMap::new();
+    for (entity, t) in load(root, &DISPUTES)? {
+        let rows = out.entry(entity).or_default();
+        for row in 0..t.len {
+            let cur = Currency::parse(&t.strs("currency")[row]).expect("checked");
+            rows.push(Dispute {
+                id: t.strs("dispute_id")[row].clone(),
+                store: t.strs("store")[row].clone(),
+                order_id: t.strs("order_id")[row].clone(),
+                status: enum_of(&t, row, "status")?,
+                reason: t.strs("reason")[row].clone(),
+                amount: Money::new(t.ints("amount_cents")[row], cur),
+                customer: customer_of(&t, row),
+                initiated_at: Timestamp(t.ints("ts")[row] as u64),
+            });
+        }
+    }
+    Ok(out)
+}
 
 /// Checks what every kind shares: non-negative timestamps and money, known
 /// currencies. Row numbers are 0-based within the file.

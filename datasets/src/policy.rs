@@ -1,5 +1,5 @@
-//! Policy files (TOML): the kill rule a backtest replays, and the bandit an
-//! off-policy evaluation scores. Unknown keys are refused, and errors name
+//! Policy files (TOML): the kill rule or the refund chain a backtest
+//! replays, and the bandit an off-policy evaluation scores. Unknown keys are refused, and errors name
 //! the file, the line and the key.
 
 use std::path::Path;
@@ -7,11 +7,15 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use dlft_core::backtest::BacktestConfig;
+use dlft_core::config::RefundConfig;
 use dlft_core::envelope::EnvelopeConfig;
+use dlft_core::envelope::refund::TierCaps;
 use dlft_core::estimate::bandit::TsConfig;
 use dlft_core::estimate::estimator::EstimatorConfig;
+use dlft_core::estimate::risk::TierRules;
 use dlft_core::money::{Currency, Money};
 use dlft_core::propose::kill_rule::KillRule;
+use dlft_core::propose::refund::RefundPolicy;
 use dlft_core::time::Millis;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,6 +25,117 @@ pub struct PolicyFile {
     pub name: Option<String>,
     pub kill: Option<KillSection>,
     pub bandit: Option<BanditSection>,
+    pub refund: Option<RefundSection>,
+}
+
+/// The refund chain's settings: the policy, the tier thresholds and the
+/// tiers' caps; anything left out takes core's defaults (the caps: 30.00
+/// watched, 10.00 high risk, none trusted).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefundSection {
+    pub currency: String,
+    pub damaged_share_bp: u32,
+    pub lost_after_days: u32,
+    pub watch_refund_share_bp: u32,
+    pub high_refund_share_bp: u32,
+    pub min_refunds_for_share: u32,
+    pub watch_inr_delivered: u32,
+    pub high_inr_delivered: u32,
+    pub ring_sharing: u32,
+    /// What a trusted identity may get back unasked (none: no tier cap).
+    pub trusted_cap_cents: Option<i64>,
+    pub watch_cap_cents: i64,
+    pub high_cap_cents: i64,
+}
+
+impl Default for RefundSection {
+    fn default() -> Self {
+        let (p, t) = (RefundPolicy::default(), TierRules::default());
+        RefundSection {
+            currency: "EUR".into(),
+            damaged_share_bp: p.damaged_share_bp,
+            lost_after_days: p.lost_after_days,
+            watch_refund_share_bp: t.watch_refund_share_bp,
+            high_refund_share_bp: t.high_refund_share_bp,
+            min_refunds_for_share: t.min_refunds_for_share,
+            watch_inr_delivered: t.watch_inr_delivered,
+            high_inr_delivered: t.high_inr_delivered,
+            ring_sharing: t.ring_sharing,
+            trusted_cap_cents: None,
+            watch_cap_cents: 3000,
+            high_cap_cents: 1000,
+        }
+    }
+}
+
+/// The sweepable parameters of `[refund]`.
+pub const REFUND_SWEEPABLE: [&str; 10] = [
+    "damaged_share_bp",
+    "lost_after_days",
+    "watch_refund_share_bp",
+    "high_refund_share_bp",
+    "min_refunds_for_share",
+    "watch_inr_delivered",
+    "high_inr_delivered",
+    "ring_sharing",
+    "watch_cap_cents",
+    "high_cap_cents",
+];
+
+impl RefundSection {
+    pub fn set(&mut self, name: &str, value: i64) -> Result<(), String> {
+        let small = || u32::try_from(value).map_err(|_| format!("{name} must be 0..={}", u32::MAX));
+        match name {
+            "damaged_share_bp" => self.damaged_share_bp = small()?,
+            "lost_after_days" => self.lost_after_days = small()?,
+            "watch_refund_share_bp" => self.watch_refund_share_bp = small()?,
+            "high_refund_share_bp" => self.high_refund_share_bp = small()?,
+            "min_refunds_for_share" => self.min_refunds_for_share = small()?,
+            "watch_inr_delivered" => self.watch_inr_delivered = small()?,
+            "high_inr_delivered" => self.high_inr_delivered = small()?,
+            "ring_sharing" => self.ring_sharing = small()?,
+            "watch_cap_cents" => self.watch_cap_cents = value,
+            "high_cap_cents" => self.high_cap_cents = value,
+            other => return Err(format!("`{other}` cannot be swept; one of {}", REFUND_SWEEPABLE.join(", "))),
+        }
+        Ok(())
+    }
+
+    /// Core's refund config (the identity key is the backtest's own: the
+    /// replay only compares hashes it made itself).
+    pub fn config(&self) -> Result<RefundConfig, String> {
+        let currency = Currency::parse(&self.currency).map_err(|e| format!("refund.currency: {e}"))?;
+        if self.damaged_share_bp > 10_000 {
+            return Err("refund.damaged_share_bp must be at most 10000 (100%)".into());
+        }
+        if self.watch_cap_cents < 0 || self.high_cap_cents < 0 || self.trusted_cap_cents.is_some_and(|c| c < 0) {
+            return Err("refund: the tiers' caps must not be negative".into());
+        }
+        if self.high_refund_share_bp < self.watch_refund_share_bp || self.high_inr_delivered < self.watch_inr_delivered
+        {
+            return Err("refund: a high-risk threshold is below its watch threshold".into());
+        }
+        Ok(RefundConfig {
+            every: Millis::from_secs(3600),
+            policy: RefundPolicy { damaged_share_bp: self.damaged_share_bp, lost_after_days: self.lost_after_days },
+            tiers: TierRules {
+                watch_refund_share_bp: self.watch_refund_share_bp,
+                high_refund_share_bp: self.high_refund_share_bp,
+                min_refunds_for_share: self.min_refunds_for_share,
+                watch_inr_delivered: self.watch_inr_delivered,
+                high_inr_delivered: self.high_inr_delivered,
+                ring_sharing: self.ring_sharing,
+            },
+            caps: TierCaps {
+                currency,
+                trusted: self.trusted_cap_cents,
+                watch: self.watch_cap_cents,
+                high: self.high_cap_cents,
+            },
+            identity_key: "dlft backtest".into(),
+        })
+    }
 }
 
 /// The kill loop's settings, as in a scenario's `[loop]`.
@@ -156,14 +271,22 @@ pub fn parse(text: &str, path: &Path) -> Result<PolicyFile, String> {
     if let Some(k) = &file.kill {
         k.config().map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    if let Some(r) = &file.refund {
+        r.config().map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     if let Some(b) = &file.bandit {
         b.ts_config().validate().map_err(|e| format!("{}: bandit: {e}", path.display()))?;
     }
     Ok(file)
 }
 
-/// `name=a..b:step` (inclusive of b) → (name, values).
+/// `name=a..b:step` (inclusive of b) → (name, values), for `[kill]`.
 pub fn parse_sweep(text: &str) -> Result<(String, Vec<i64>), String> {
+    parse_sweep_of(text, &SWEEPABLE)
+}
+
+/// `name=a..b:step` (inclusive of b) → (name, values), `name` one of `sweepable`.
+pub fn parse_sweep_of(text: &str, sweepable: &[&str]) -> Result<(String, Vec<i64>), String> {
     let bad = || format!("--sweep {text:?}: expected name=a..b:step, for example kill_cpa_cents=2000..8000:1000");
     let (name, range) = text.split_once('=').ok_or_else(bad)?;
     let (range, step) = range.split_once(':').ok_or_else(bad)?;
@@ -173,8 +296,8 @@ pub fn parse_sweep(text: &str) -> Result<(String, Vec<i64>), String> {
         b.trim().parse().map_err(|_| bad())?,
         step.trim().parse().map_err(|_| bad())?,
     );
-    if !SWEEPABLE.contains(&name) {
-        return Err(format!("--sweep: `{name}` cannot be swept; one of {}", SWEEPABLE.join(", ")));
+    if !sweepable.contains(&name) {
+        return Err(format!("--sweep: `{name}` cannot be swept; one of {}", sweepable.join(", ")));
     }
     if step <= 0 || b < a {
         return Err(format!("--sweep {text:?}: need a <= b and a positive step"));

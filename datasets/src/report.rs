@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use dlft_core::backtest::Point;
 
-use crate::backtest::Variant;
+use crate::backtest::{RefundVariant, Variant};
 
 fn money(cents: i64) -> String {
     let sign = if cents < 0 { "-" } else { "" };
@@ -220,6 +220,183 @@ pub fn html(variants: &[Variant], command: &str) -> String {
         ));
         let kills: Vec<f64> = s.iter().map(|p| f64::from(p.kills)).collect();
         out.push_str(&bar_chart("Kill decisions per tick", &xs, &kills, "#238b45"));
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn refund_params(v: &RefundVariant) -> String {
+    if v.params.is_empty() {
+        "policy".into()
+    } else {
+        v.params.iter().map(|(k, x)| format!("{k}={x}")).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// What a refund variant costs the brand, in minor units: paid to claims
+/// that were not honest, plus honest claims' value refused. The lowest is
+/// marked best.
+pub fn refund_cost(v: &RefundVariant) -> i64 {
+    let t = &v.totals;
+    let honest = t.by_label.get("honest");
+    let paid_abuse: i64 = t
+        .by_label
+        .iter()
+        .filter(|(l, _)| l.as_str() != "honest" && l.as_str() != "unlabelled")
+        .map(|(_, x)| x.paid_minor)
+        .sum();
+    let honest_refused = honest.map_or(0, |h| h.claimed_minor - h.paid_minor);
+    paid_abuse + honest_refused
+}
+
+fn best_refund(variants: &[RefundVariant]) -> Option<usize> {
+    (0..variants.len()).min_by_key(|&i| (refund_cost(&variants[i]), i))
+}
+
+/// The refund backtest's summary table, one line per variant; the best
+/// (lowest cost) marked `*`.
+pub fn refund_table(variants: &[RefundVariant]) -> String {
+    let mut out = String::new();
+    let cur = variants.first().map_or("", |v| v.currency.as_str());
+    let best = best_refund(variants);
+    let _ = writeln!(
+        out,
+        "  {:<40} {:>6} {:>8} {:>12} {:>7} {:>12} {:>8} {:>9} {:>6} {:>12}",
+        "variant",
+        "claims",
+        "refunded",
+        format!("paid {cur}"),
+        "abuse",
+        format!("stopped {cur}"),
+        "honest✗",
+        "cb avoid",
+        "paid2×",
+        format!("cost {cur}")
+    );
+    for (i, v) in variants.iter().enumerate() {
+        let t = &v.totals;
+        let _ = writeln!(
+            out,
+            "{} {:<40} {:>6} {:>8} {:>12} {:>7} {:>12} {:>8} {:>9} {:>6} {:>12}",
+            if Some(i) == best { "*" } else { " " },
+            refund_params(v),
+            t.all.claims,
+            t.all.refunded,
+            money(t.all.paid_minor),
+            t.abuse_stopped,
+            money(t.abuse_stopped_minor),
+            t.honest_refused,
+            t.chargebacks_avoided,
+            t.paid_twice,
+            money(refund_cost(v)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "abuse: claims by abusers and rings refused; honest✗: honest claims refused; cb avoid / paid2×: claims on \
+         orders later charged back, refused / refunded; cost: paid to abuse + honest value refused (* lowest)"
+    );
+    out
+}
+
+/// The refund backtest's HTML report: the variants' costs side by side (a
+/// bar each, the best marked), the summary table, and the best variant's
+/// decision per case (the first 500).
+pub fn refund_html(variants: &[RefundVariant], command: &str) -> String {
+    let cur = variants.first().map_or("", |v| v.currency.as_str());
+    let best = best_refund(variants);
+    let mut out = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>dlft refund backtest</title>\
+         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}\
+         td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td.l,th.l{text-align:left}\
+         tr.best{background:#e6f4e6}</style></head><body>\n",
+    );
+    let _ = writeln!(out, "<h1>Refund backtest</h1><p><code>{}</code></p>", esc(command));
+    // One bar per variant: paid to abuse (red) over honest value refused (orange).
+    let hi = variants.iter().map(refund_cost).max().unwrap_or(1).max(1) as f64;
+    let (bw, gap, h) = (28.0, 12.0, 220.0);
+    let w = PAD + variants.len() as f64 * (bw + gap) + 16.0;
+    let mut svg = format!(
+        "<figure><figcaption>cost per variant, {cur}: paid to abuse (red) + honest value refused (orange); \
+         best marked ★</figcaption><svg viewBox=\"0 0 {w} {}\" width=\"{w}\" height=\"{}\" role=\"img\">\
+         <line x1=\"{PAD}\" y1=\"{h}\" x2=\"{w}\" y2=\"{h}\" stroke=\"#999\"/>\
+         <text x=\"4\" y=\"16\" font-size=\"10\">{}</text><text x=\"4\" y=\"{h}\" font-size=\"10\">0</text>",
+        h + 40.0,
+        h + 40.0,
+        money(hi as i64)
+    );
+    for (i, v) in variants.iter().enumerate() {
+        let t = &v.totals;
+        let honest = t.by_label.get("honest").map_or(0, |x| x.claimed_minor - x.paid_minor);
+        let abuse = refund_cost(v) - honest;
+        let x = PAD + 8.0 + i as f64 * (bw + gap);
+        let ya = scale(abuse as f64, 0.0, hi, h, 8.0);
+        let yh = scale((abuse + honest) as f64, 0.0, hi, h, 8.0);
+        let _ = write!(
+            svg,
+            "<rect x=\"{x:.1}\" y=\"{ya:.1}\" width=\"{bw}\" height=\"{:.1}\" fill=\"#c0392b\"/>\
+             <rect x=\"{x:.1}\" y=\"{yh:.1}\" width=\"{bw}\" height=\"{:.1}\" fill=\"#e67e22\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{}{}</text>",
+            h - ya,
+            ya - yh,
+            x + bw / 2.0,
+            h + 14.0,
+            i + 1,
+            if Some(i) == best { "★" } else { "" }
+        );
+    }
+    svg.push_str("</svg></figure>\n");
+    out.push_str(&svg);
+    out.push_str(
+        "<table><tr><th>#</th><th class=\"l\">variant</th><th>claims</th><th>refunded</th><th>paid</th>\
+         <th>abuse stopped</th><th>stopped value</th><th>honest refused</th><th>chargebacks avoided</th>\
+         <th>paid twice</th><th>cost</th></tr>\n",
+    );
+    for (i, v) in variants.iter().enumerate() {
+        let t = &v.totals;
+        let _ = writeln!(
+            out,
+            "<tr{}><td>{}{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if Some(i) == best { " class=\"best\"" } else { "" },
+            i + 1,
+            if Some(i) == best { " ★" } else { "" },
+            esc(&refund_params(v)),
+            t.all.claims,
+            t.all.refunded,
+            money(t.all.paid_minor),
+            t.abuse_stopped,
+            money(t.abuse_stopped_minor),
+            t.honest_refused,
+            t.chargebacks_avoided,
+            t.paid_twice,
+            money(refund_cost(v)),
+        );
+    }
+    out.push_str("</table>\n");
+    if let Some(b) = best.map(|i| &variants[i]) {
+        let _ = writeln!(
+            out,
+            "<h2>Decisions of the best variant ({}), per case</h2><table><tr><th class=\"l\">brand</th>\
+             <th class=\"l\">claim</th><th class=\"l\">opened (ms)</th><th class=\"l\">tier</th><th>claimed</th>\
+             <th>paid</th><th class=\"l\">why</th></tr>",
+            esc(&refund_params(b))
+        );
+        for (entity, c) in b.cases.iter().flat_map(|(e, cs)| cs.iter().map(move |c| (e, c))).take(500) {
+            let _ = writeln!(
+                out,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td>\
+                 <td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+                esc(entity),
+                esc(&c.claim_id),
+                c.at.0,
+                c.tier.as_str(),
+                money(c.claimed.minor),
+                money(c.paid.minor),
+                esc(&c.why)
+            );
+        }
+        out.push_str("</table>\n");
     }
     out.push_str("</body></html>\n");
     out

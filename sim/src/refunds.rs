@@ -96,8 +96,9 @@ fn customer(kind: Kind, i: usize, ring_address: &str) -> Customer {
 }
 
 impl BrandShop {
-    /// The brand's people, orders, claims and disputes over `[start, until)`.
-    fn draw(
+    /// The brand's people, orders, claims and disputes over `[start, until)`
+    /// (also the refund history `dlft datasets generate` writes).
+    pub fn draw(
         cfg: &ShopSection,
         brand: &BrandId,
         currency: Currency,

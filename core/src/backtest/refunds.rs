@@ -1,0 +1,267 @@
+//! The refund backtester: past claims replayed through the refund job's own
+//! chain ([`judge_claim`]: identity graph, risk tier, refund policy,
+//! envelope) in the order they were opened, with no look-ahead.
+//!
+//! Each claim is judged at its `opened_at`, from the claims opened before it
+//! (settled as this replay settled them, which is what the tier reads) and
+//! the disputes initiated by then; a chargeback weeks later reaches only
+//! the claims after it. Orders are the claims' own: what may still be
+//! refunded is the order's total minus what the replay refunded on it
+//! before; there is nothing in flight (every refund of the replay is
+//! instant). The brand's refund caps (daily, monthly) are not applied: the
+//! replay shows what the policy and the envelope's ceiling would pay.
+//!
+//! With labels (the sim's truth of who made each claim: `honest`, `abuser`,
+//! `ring`), [`summarize`] scores a replay: refunds paid, abuse stopped,
+//! honest customers refused, and chargebacks avoided (claims on orders
+//! that were later charged back, refused) or paid twice (refunded, then
+//! charged back).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::config::RefundConfig;
+use crate::decide::{ClaimOutcome, judge_claim};
+use crate::envelope::Verdict;
+use crate::envelope::refund::RefundJudged;
+use crate::estimate::identity::Profile;
+use crate::estimate::risk::RiskTier;
+use crate::ids::{BrandId, IdempotencyKey};
+use crate::money::Money;
+use crate::sense::claims::{ClaimRecord, Dispute, Settlement};
+use crate::sense::shop::ShopOrder;
+use crate::time::Timestamp;
+
+/// One claim as the replay judged it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RefundCase {
+    pub claim_id: String,
+    pub order_id: String,
+    pub at: Timestamp,
+    pub tier: RiskTier,
+    pub claimed: Money,
+    /// What the chain would have refunded (zero when it refused).
+    pub paid: Money,
+    /// Why: the approval's or the refusal's reason.
+    pub why: String,
+}
+
+/// Replays `claims` of `brand` through the refund chain (see the module's
+/// doc). Claims are taken in `(opened_at, id)` order; a claim id seen twice
+/// is refused the second time.
+pub fn replay(cfg: &RefundConfig, brand: &BrandId, claims: &[ClaimRecord], disputes: &[Dispute]) -> Vec<RefundCase> {
+    let mut sorted: Vec<ClaimRecord> = claims.iter().cloned().map(|c| ClaimRecord { settled: None, ..c }).collect();
+    sorted.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
+    let mut history: Vec<ClaimRecord> = Vec::with_capacity(sorted.len());
+    let mut last_tier = BTreeMap::new();
+    let mut opened: BTreeSet<IdempotencyKey> = BTreeSet::new();
+    let mut refunded_on: BTreeMap<String, i64> = BTreeMap::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::with_capacity(sorted.len());
+    for claim in sorted {
+        let now = claim.opened_at;
+        let currency = claim.order_total.currency;
+        let zero = Money::zero(currency);
+        let case = |tier, paid, why| RefundCase {
+            claim_id: claim.id.clone(),
+            order_id: claim.order_id.clone(),
+            at: now,
+            tier,
+            claimed: claim.claimed,
+            paid,
+            why,
+        };
+        if !seen.insert(claim.id.clone()) {
+            out.push(case(RiskTier::Trusted, zero, format!("claim {} seen before: judged once", claim.id)));
+            continue;
+        }
+        history.push(claim.clone());
+        let profile = Profile::build(cfg.identity_key.as_bytes(), &history, disputes, now);
+        let before = refunded_on.get(&claim.order_id).copied().unwrap_or(0);
+        let order = ShopOrder {
+            id: claim.order_id.clone(),
+            total: claim.order_total,
+            max_refundable: Money::new((claim.order_total.minor - before).max(0), currency),
+            payment: Some((format!("{}/payment", claim.order_id), "history".into())),
+        };
+        let j = judge_claim(cfg, &cfg.caps, brand, &profile, &mut last_tier, &claim, &order, zero, &opened, false, now);
+        let tier = j.tier;
+        let (paid, why, settled) = match j.outcome {
+            ClaimOutcome::Malformed(why)
+            | ClaimOutcome::Judged { judged: RefundJudged::Refused(Verdict { reason: why, .. }), .. } => {
+                let s = Settlement::NoRefund { why: why.clone(), tier: tier.as_str().into() };
+                (zero, why, s)
+            }
+            ClaimOutcome::Opened(key) => {
+                let why = format!("{key} opened before");
+                (zero, why.clone(), Settlement::NoRefund { why, tier: tier.as_str().into() })
+            }
+            ClaimOutcome::Judged { judged: RefundJudged::Approved(a), .. } => {
+                opened.insert(a.key.clone());
+                *refunded_on.entry(claim.order_id.clone()).or_default() += a.amount.minor;
+                let s = Settlement::Refunded { key: a.key.to_string(), amount: a.amount, tier: tier.as_str().into() };
+                (a.amount, a.verdict.reason.clone(), s)
+            }
+        };
+        assert!(paid.minor >= 0 && paid.minor <= claim.order_total.minor, "{}: paid {paid}", claim.id);
+        if let Some(last) = history.last_mut() {
+            last.settled = Some(settled);
+        }
+        out.push(case(tier, paid, why));
+    }
+    out
+}
+
+/// Counts for one label (or for all claims).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub claims: usize,
+    pub refunded: usize,
+    pub refused: usize,
+    pub claimed_minor: i64,
+    pub paid_minor: i64,
+}
+
+/// A replay scored against the truth.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RefundSummary {
+    pub all: Tally,
+    /// Per label (`honest`, `abuser`, `ring`, or `unlabelled`).
+    pub by_label: BTreeMap<String, Tally>,
+    /// Claims by someone not honest that were refused: abuse stopped.
+    pub abuse_stopped: usize,
+    pub abuse_stopped_minor: i64,
+    /// Honest claims refused (the cost of caution).
+    pub honest_refused: usize,
+    /// Claims on orders charged back later: refused (a chargeback
+    /// avoided paying twice) and refunded (paid twice).
+    pub chargebacks_avoided: usize,
+    pub paid_twice: usize,
+    pub paid_twice_minor: i64,
+}
+
+/// Scores `cases` with `labels` (claim id → label) and the disputes
+/// (charged-back orders).
+pub fn summarize(cases: &[RefundCase], labels: &BTreeMap<String, String>, disputes: &[Dispute]) -> RefundSummary {
+    let charged_back: BTreeSet<&str> = disputes.iter().map(|d| d.order_id.as_str()).collect();
+    let mut s = RefundSummary::default();
+    for c in cases {
+        let label = labels.get(&c.claim_id).map_or("unlabelled", String::as_str);
+        let refunded = c.paid.minor > 0;
+        for t in [&mut s.all, s.by_label.entry(label.to_string()).or_default()] {
+            t.claims += 1;
+            t.claimed_minor += c.claimed.minor;
+            t.paid_minor += c.paid.minor;
+            if refunded {
+                t.refunded += 1;
+            } else {
+                t.refused += 1;
+            }
+        }
+        match (label, refunded) {
+            ("honest", false) => s.honest_refused += 1,
+            ("abuser" | "ring", false) => {
+                s.abuse_stopped += 1;
+                s.abuse_stopped_minor += c.claimed.minor;
+            }
+            _ => {}
+        }
+        if charged_back.contains(c.order_id.as_str()) {
+            if refunded {
+                s.paid_twice += 1;
+                s.paid_twice_minor += c.paid.minor;
+            } else {
+                s.chargebacks_avoided += 1;
+            }
+        }
+    }
+    debug_assert_eq!(s.all.claims, s.all.refunded + s.all.refused);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+    use crate::sense::claims::{Claim, Customer, DisputeStatus, Tracking};
+
+    fn cfg() -> RefundConfig {
+        RefundConfig {
+            every: crate::time::Millis::from_secs(3600),
+            policy: Default::default(),
+            tiers: Default::default(),
+            caps: crate::envelope::refund::TierCaps { currency: Currency::EUR, trusted: None, watch: 3000, high: 1000 },
+            identity_key: "k".into(),
+        }
+    }
+
+    fn jane() -> Customer {
+        Customer { email: "jane@example.com".into(), phone: String::new(), address: String::new(), card: String::new() }
+    }
+
+    fn claim(id: &str, order: &str, at: u64, claimed: i64) -> ClaimRecord {
+        ClaimRecord {
+            id: id.into(),
+            store: "s".into(),
+            order_id: order.into(),
+            claim: Claim::WrongItem,
+            claimed: Money::new(claimed, Currency::EUR),
+            order_total: Money::new(5_000, Currency::EUR),
+            tracking: Tracking::Delivered,
+            days_since_shipped: 3,
+            customer: jane(),
+            opened_at: Timestamp(at),
+            settled: None,
+        }
+    }
+
+    fn chargeback(order: &str, at: u64) -> Dispute {
+        Dispute {
+            id: format!("d-{order}"),
+            store: "s".into(),
+            order_id: order.into(),
+            status: DisputeStatus::Open,
+            reason: "fraudulent".into(),
+            amount: Money::new(5_000, Currency::EUR),
+            customer: jane(),
+            initiated_at: Timestamp(at),
+        }
+    }
+
+    /// A chargeback blocks the claims after it, never the ones before (no
+    /// look-ahead); the order's refundable amount shrinks with each refund;
+    /// a claim id is judged once; the claims come in time order whatever
+    /// the input's.
+    #[test]
+    fn the_replay_has_no_look_ahead_and_refunds_each_claim_once() {
+        let brand = BrandId::new("b");
+        let claims = [
+            claim("c3", "o2", 300, 1_000),
+            claim("c1", "o1", 100, 3_000),
+            claim("c2", "o1", 200, 3_000),
+            claim("c1", "o9", 400, 10),
+        ];
+        let disputes = [chargeback("o2", 250)];
+        let cases = replay(&cfg(), &brand, &claims, &disputes);
+        let ids: Vec<&str> = cases.iter().map(|c| c.claim_id.as_str()).collect();
+        assert_eq!(ids, ["c1", "c2", "c3", "c1"], "time order");
+        assert_eq!(cases[0].paid.minor, 3_000, "a trusted customer's first claim, in full");
+        assert_eq!(cases[1].paid.minor, 2_000, "what the order still holds: 5,000 - 3,000");
+        assert_eq!(cases[2].paid.minor, 0, "after the chargeback at 250: blocked");
+        assert_eq!(cases[2].tier, RiskTier::Blocked, "{:?}", cases[2]);
+        assert_eq!(cases[3].paid.minor, 0, "{}", cases[3].why);
+        assert!(cases[3].why.contains("seen before"), "{}", cases[3].why);
+        // Without the chargeback's date in range, nothing is blocked.
+        let later = [chargeback("o2", 10_000)];
+        let cases = replay(&cfg(), &brand, &claims[..3], &later);
+        assert_eq!(cases[2].paid.minor, 1_000, "the chargeback comes after every claim");
+        let labels: BTreeMap<String, String> =
+            [("c1", "honest"), ("c2", "honest"), ("c3", "abuser")].map(|(a, b)| (a.to_string(), b.to_string())).into();
+        let s = summarize(&cases, &labels, &later);
+        assert_eq!((s.all.claims, s.all.refunded, s.paid_twice, s.abuse_stopped), (3, 3, 1, 0));
+        let blocked = replay(&cfg(), &brand, &claims[..3], &disputes);
+        let s = summarize(&blocked, &labels, &disputes);
+        assert_eq!((s.abuse_stopped, s.abuse_stopped_minor, s.chargebacks_avoided, s.honest_refused), (1, 1_000, 1, 0));
+    }
+}
