@@ -605,13 +605,18 @@ fn backtest(args: BacktestArgs) -> Result<ExitCode> {
     }
     if let Some(path) = &args.report {
         let command: Vec<String> = std::env::args().collect();
-        let html = dlft_datasets::report::html(&variants, &command.join(" "));
-        let tmp = path.with_extension("html.tmp");
-        std::fs::write(&tmp, html).with_context(|| format!("{}: cannot write", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
-        eprintln!("report: {}", path.display());
+        write_report(path, &dlft_datasets::report::html(&variants, &command.join(" ")))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes an HTML report whole (a temporary file renamed into place).
+fn write_report(path: &Path, html: &str) -> Result<()> {
+    let tmp = path.with_extension("html.tmp");
+    std::fs::write(&tmp, html).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+    eprintln!("report: {}", path.display());
+    Ok(())
 }
 
 /// `dlft backtest --policy` with a `[refund]` section: the history's claims
@@ -643,11 +648,7 @@ fn backtest_refunds(args: &BacktestArgs, refund: &dlft_datasets::policy::RefundS
     }
     if let Some(path) = &args.report {
         let command: Vec<String> = std::env::args().collect();
-        let html = dlft_datasets::report::refund_html(&variants, &command.join(" "));
-        let tmp = path.with_extension("html.tmp");
-        std::fs::write(&tmp, html).with_context(|| format!("{}: cannot write", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
-        eprintln!("report: {}", path.display());
+        write_report(path, &dlft_datasets::report::refund_html(&variants, &command.join(" ")))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -249,6 +249,24 @@ pub fn refund_cost(v: &RefundVariant) -> i64 {
     paid_abuse + honest_refused
 }
 
+/// A variant's figures as the table and the report show them: claims,
+/// refunded, paid, abuse stopped (count, value), honest refused,
+/// chargebacks avoided, paid twice, cost.
+fn refund_cells(v: &RefundVariant) -> [String; 9] {
+    let t = &v.totals;
+    [
+        t.all.claims.to_string(),
+        t.all.refunded.to_string(),
+        money(t.all.paid_minor),
+        t.abuse_stopped.to_string(),
+        money(t.abuse_stopped_minor),
+        t.honest_refused.to_string(),
+        t.chargebacks_avoided.to_string(),
+        t.paid_twice.to_string(),
+        money(refund_cost(v)),
+    ]
+}
+
 fn best_refund(variants: &[RefundVariant]) -> Option<usize> {
     (0..variants.len()).min_by_key(|&i| (refund_cost(&variants[i]), i))
 }
@@ -274,21 +292,21 @@ pub fn refund_table(variants: &[RefundVariant]) -> String {
         format!("cost {cur}")
     );
     for (i, v) in variants.iter().enumerate() {
-        let t = &v.totals;
+        let c = refund_cells(v);
         let _ = writeln!(
             out,
             "{} {:<40} {:>6} {:>8} {:>12} {:>7} {:>12} {:>8} {:>9} {:>6} {:>12}",
             if Some(i) == best { "*" } else { " " },
             refund_params(v),
-            t.all.claims,
-            t.all.refunded,
-            money(t.all.paid_minor),
-            t.abuse_stopped,
-            money(t.abuse_stopped_minor),
-            t.honest_refused,
-            t.chargebacks_avoided,
-            t.paid_twice,
-            money(refund_cost(v)),
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            c[5],
+            c[6],
+            c[7],
+            c[8],
         );
     }
     let _ = writeln!(
@@ -353,24 +371,14 @@ pub fn refund_html(variants: &[RefundVariant], command: &str) -> String {
          <th>paid twice</th><th>cost</th></tr>\n",
     );
     for (i, v) in variants.iter().enumerate() {
-        let t = &v.totals;
+        let cells: String = refund_cells(v).iter().map(|c| format!("<td>{c}</td>")).collect();
         let _ = writeln!(
             out,
-            "<tr{}><td>{}{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{}><td>{}{}</td><td class=\"l\">{}</td>{cells}</tr>",
             if Some(i) == best { " class=\"best\"" } else { "" },
             i + 1,
             if Some(i) == best { " ★" } else { "" },
             esc(&refund_params(v)),
-            t.all.claims,
-            t.all.refunded,
-            money(t.all.paid_minor),
-            t.abuse_stopped,
-            money(t.abuse_stopped_minor),
-            t.honest_refused,
-            t.chargebacks_avoided,
-            t.paid_twice,
-            money(refund_cost(v)),
         );
     }
     out.push_str("</table>\n");
