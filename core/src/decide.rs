@@ -85,12 +85,11 @@ pub enum ClaimOutcome {
     Judged { facts: OrderFacts, proposal: RefundProposal, judged: RefundJudged },
 }
 
-/// One claim judged by the refund chain: the claimant's identity and risk
-/// tier (with the change from the tier it was last judged at), then the
+/// One claim judged by the refund chain: the claimant's risk tier (with
+/// the change from the tier its identity was last judged at), then the
 /// outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimJudgement {
-    pub identity: String,
     pub tier: RiskTier,
     pub change: Option<TierChange>,
     pub outcome: ClaimOutcome,
@@ -150,5 +149,5 @@ pub fn judge_claim(
             ClaimOutcome::Judged { facts, proposal, judged }
         }
     };
-    ClaimJudgement { identity, tier, change, outcome }
+    ClaimJudgement { tier, change, outcome }
 }

@@ -171,22 +171,17 @@ pub fn run_refunds(
             cases: BTreeMap::new(),
         })
         .collect();
+    let labels: BTreeMap<&String, BTreeMap<String, String>> = claims
+        .iter()
+        .map(|(e, list)| {
+            (e, list.iter().filter(|(_, l)| !l.is_empty()).map(|(c, l)| (c.id.clone(), l.clone())).collect())
+        })
+        .collect();
     for ((v, entity), cases) in jobs.iter().zip(results) {
-        let labels: BTreeMap<String, String> =
-            claims[*entity].iter().filter(|(_, l)| !l.is_empty()).map(|(c, l)| (c.id.clone(), l.clone())).collect();
-        let summary = refunds::summarize(&cases, &labels, disputes.get(*entity).unwrap_or(&none));
+        let summary = refunds::summarize(&cases, &labels[entity], disputes.get(*entity).unwrap_or(&none));
+        out[*v].totals.add(&summary);
         out[*v].entities.insert((*entity).clone(), summary);
         out[*v].cases.insert((*entity).clone(), cases);
-    }
-    for v in &mut out {
-        let all: Vec<RefundCase> = v.cases.values().flatten().cloned().collect();
-        let mut labels = BTreeMap::new();
-        let mut all_disputes = Vec::new();
-        for (entity, list) in claims {
-            labels.extend(list.iter().filter(|(_, l)| !l.is_empty()).map(|(c, l)| (c.id.clone(), l.clone())));
-            all_disputes.extend(disputes.get(entity).into_iter().flatten().cloned());
-        }
-        v.totals = refunds::summarize(&all, &labels, &all_disputes);
     }
     Ok(out)
 }

@@ -141,6 +141,32 @@ pub struct RefundSummary {
     pub paid_twice_minor: i64,
 }
 
+impl Tally {
+    fn add(&mut self, o: &Tally) {
+        self.claims += o.claims;
+        self.refunded += o.refunded;
+        self.refused += o.refused;
+        self.claimed_minor += o.claimed_minor;
+        self.paid_minor += o.paid_minor;
+    }
+}
+
+impl RefundSummary {
+    /// Adds another brand's score to this one (the totals over brands).
+    pub fn add(&mut self, o: &RefundSummary) {
+        self.all.add(&o.all);
+        for (label, t) in &o.by_label {
+            self.by_label.entry(label.clone()).or_default().add(t);
+        }
+        self.abuse_stopped += o.abuse_stopped;
+        self.abuse_stopped_minor += o.abuse_stopped_minor;
+        self.honest_refused += o.honest_refused;
+        self.chargebacks_avoided += o.chargebacks_avoided;
+        self.paid_twice += o.paid_twice;
+        self.paid_twice_minor += o.paid_twice_minor;
+    }
+}
+
 /// Scores `cases` with `labels` (claim id → label) and the disputes
 /// (charged-back orders).
 pub fn summarize(cases: &[RefundCase], labels: &BTreeMap<String, String>, disputes: &[Dispute]) -> RefundSummary {
@@ -263,5 +289,9 @@ mod tests {
         let blocked = replay(&cfg(), &brand, &claims[..3], &disputes);
         let s = summarize(&blocked, &labels, &disputes);
         assert_eq!((s.abuse_stopped, s.abuse_stopped_minor, s.chargebacks_avoided, s.honest_refused), (1, 1_000, 1, 0));
+        // Totals over brands are the sum of the brands' scores.
+        let mut twice = s.clone();
+        twice.add(&s);
+        assert_eq!((twice.all.claims, twice.by_label["abuser"].claims, twice.abuse_stopped_minor), (6, 2, 2_000));
     }
 }
