@@ -117,6 +117,10 @@ pub struct WorkerConfig {
     /// in the sim, whose workers are told apart by the scenario.
     #[serde(default)]
     pub presence: Option<PresenceConfig>,
+    /// Each brand's schedules fire at their own offset within the period
+    /// ([`crate::schedule::rules::slot_phase`]), not all at its start.
+    #[serde(default)]
+    pub spread_slots: bool,
 }
 
 /// One brand, [`BrandId::DEFAULT`]: a deployment that names none.
@@ -173,6 +177,13 @@ pub struct LoopSettings {
     /// Period of the bandit re-roll (the per-hour re-roll; shorter in short scenarios).
     #[serde(default = "reroll_s")]
     pub reroll_s: u64,
+    /// Fire each brand's schedules at an offset of their own within the
+    /// period ([`crate::schedule::rules::slot_phase`]) rather than all at
+    /// its start. Unset: on in `dlft run` (a thousand brands' ticks must not
+    /// fall due in one second), off in scenarios (whose timings read as
+    /// whole periods).
+    #[serde(default)]
+    pub spread_schedules: Option<bool>,
 }
 
 fn reroll_s() -> u64 {
@@ -264,6 +275,7 @@ impl LoopSettings {
                 job_timeout: Millis(self.job_timeout_ms),
             }))
             .collect(),
+            spread_slots: self.spread_schedules.unwrap_or(false),
             lease_for: Millis(self.lease_ms),
             tick_every: Millis::from_secs(self.tick_s),
             reroll_every: Millis::from_secs(self.reroll_s),

@@ -27,11 +27,14 @@ use crate::probe::{Probe, Site};
 use crate::propose::allocation::REROLL_SCHEDULE;
 use crate::schedule::rules::{
     Admission, BACKFILL_MAX, Bound, CRASH_LOOP_SLOTS, TICK_SCHEDULE, admit, crash_loop_outlives_its_slot, due_slots,
+    slot_phase,
 };
 use crate::schedule::task::Task;
 use crate::sense::ads::{AdsError, AdsPlatform};
 use crate::sense::bank::{Bank, NoBank};
 use crate::sense::models::Models;
+#[cfg(doc)]
+use crate::store::SlotOutcome;
 use crate::store::{Claim, ClaimRequest, Lease, NewJob, Outcome, Presence, Store, StoreError, WriteBatch};
 use crate::telemetry::CostRow;
 use crate::time::{Clock, LastSeen, Millis, Timestamp};
@@ -194,7 +197,11 @@ impl<
 
     /// A brand's periodic schedules: the per-minute insights tick, the
     /// hourly bandit re-roll, and where the brand pays suppliers its
-    /// payables run, each `(name, period, job of a slot)`.
+    /// payables run, each `(name, period, job of a slot)`. The tick pool's
+    /// three kinds (insights, payables, claims) share one priority, so that
+    /// it serves them oldest first: with slots coalesced, a pool that falls
+    /// behind makes each wait at most one round of the others, where a
+    /// higher priority for the ticks starved the payouts and refunds for good.
     fn periodic(&self, brand: &BrandId) -> Vec<Periodic> {
         fn tick_job(slot: Timestamp, now: Timestamp) -> NewJob {
             NewJob::new(&Task::PollInsights { slot }, 1, now, None)
@@ -203,12 +210,12 @@ impl<
             NewJob::new(&Task::RerollBandit { slot }, 3, now, None)
         }
         fn payables_job(slot: Timestamp, now: Timestamp) -> NewJob {
-            NewJob::new(&Task::PayPayables { slot }, 2, now, None)
+            NewJob::new(&Task::PayPayables { slot }, 1, now, None)
         }
         let mut out: Vec<Periodic> =
             vec![(TICK_SCHEDULE, self.cfg.tick_every, tick_job), (REROLL_SCHEDULE, self.cfg.reroll_every, reroll_job)];
         fn claims_job(slot: Timestamp, now: Timestamp) -> NewJob {
-            NewJob::new(&Task::ReviewClaims { slot }, 2, now, None)
+            NewJob::new(&Task::ReviewClaims { slot }, 1, now, None)
         }
         if let Some(p) = &self.tenant(brand).2.payouts {
             out.push((PAYABLES_SCHEDULE, p.every, payables_job));
@@ -220,7 +227,12 @@ impl<
     }
 
     /// Fires due slots of every schedule: once across workers and restarts,
-    /// with backfill after downtime capped at [`BACKFILL_MAX`].
+    /// with backfill after downtime capped at [`BACKFILL_MAX`], each brand's
+    /// at its own offset within the period ([`slot_phase`]) when
+    /// `spread_slots` is on. A slot whose
+    /// schedule still has a job waiting for its first run is coalesced into
+    /// it by the store ([`SlotOutcome::Coalesced`]): a pool that falls
+    /// behind holds at most one waiting job per schedule, never a backlog.
     async fn run_schedules(&self, until: Option<Timestamp>) -> Result<(), StoreError> {
         let periodic: BTreeMap<BrandId, Vec<Periodic>> =
             self.cfg.brands.iter().map(|b| (b.clone(), self.periodic(b))).collect();
@@ -255,7 +267,9 @@ impl<
                     if !known || last.is_some_and(|l| now < l + *every) {
                         continue;
                     }
-                    for slot in due_slots(*last, now, *every, BACKFILL_MAX) {
+                    let phase =
+                        if self.cfg.spread_slots { slot_phase(brand.as_str(), name, *every) } else { Millis(0) };
+                    for slot in due_slots(*last, now, *every, phase, BACKFILL_MAX) {
                         let job = job(slot, now).for_brand(brand);
                         if self.ports.store.fire_slot(name, slot, job, now).await.is_ok() {
                             *last = (*last).max(Some(slot));

@@ -564,6 +564,7 @@ impl RunConfig {
         let id = dlft_core::ids::WorkerId::new(format!("{}-{}", self.runner.name, i + 1));
         let mut cfg = self.control.worker_config(id, dlft_core::config::Sabotage::None);
         cfg.brands = self.brand_ids();
+        cfg.spread_slots = self.control.spread_schedules.unwrap_or(true);
         cfg
     }
 

@@ -138,11 +138,12 @@ pub fn admit(resumes: u32, bound: Bound) -> Admission {
     }
 }
 
-/// The slots of a schedule with period `every` due at `now` after the last
-/// fired `last`: the newest `cap` of them, oldest first. Backfill after
-/// downtime is capped; the first ever firing is the current slot only.
-pub fn due_slots(last: Option<Timestamp>, now: Timestamp, every: Millis, cap: usize) -> Vec<Timestamp> {
-    let current = slot_of(now, every);
+/// The slots of a schedule with period `every` and offset `phase` due at
+/// `now` after the last fired `last`: the newest `cap` of them, oldest
+/// first. Backfill after downtime is capped; the first ever firing is the
+/// current slot only.
+pub fn due_slots(last: Option<Timestamp>, now: Timestamp, every: Millis, phase: Millis, cap: usize) -> Vec<Timestamp> {
+    let current = slot_of(now, every, phase);
     let Some(last) = last else { return vec![current] };
     let mut out = Vec::new();
     let mut slot = current;
@@ -154,9 +155,29 @@ pub fn due_slots(last: Option<Timestamp>, now: Timestamp, every: Millis, cap: us
     out
 }
 
-/// The slot a schedule with period `every` is in at `now`.
-pub fn slot_of(now: Timestamp, every: Millis) -> Timestamp {
-    now.floor_to(every)
+/// The slot a schedule with period `every` and offset `phase` (less than
+/// `every`) is in at `now`: the latest `phase + k × every` not after `now`
+/// (the epoch before the first).
+pub fn slot_of(now: Timestamp, every: Millis, phase: Millis) -> Timestamp {
+    debug_assert!(phase.0 < every.0, "phase {phase:?} within the period {every:?}");
+    let lead = Millis(every.0 - phase.0);
+    (now + lead).floor_to(every) - lead
+}
+
+/// Where within its period a brand's schedule fires: a stable offset drawn
+/// from the brand and the schedule's names (FNV-1a, no process seed), so
+/// that a thousand brands' per-minute ticks are spread over the minute
+/// instead of all falling due at its first millisecond (each would wait for
+/// the ones before it: a minute of claim lag for the last), and one brand's
+/// schedules do not fire together. Every worker and restart computes the
+/// same offset, so a slot is still fired once.
+pub fn slot_phase(brand: &str, schedule: &str, every: Millis) -> Millis {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in brand.bytes().chain([0]).chain(schedule.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Millis(h % every.0.max(1))
 }
 
 #[cfg(test)]
@@ -203,12 +224,44 @@ mod tests {
 
     #[test]
     fn due_slots_table() {
-        let m = Millis(60);
-        assert_eq!(due_slots(None, Timestamp(130), m, 5), vec![Timestamp(120)]);
-        assert_eq!(due_slots(Some(Timestamp(120)), Timestamp(170), m, 5), vec![]);
-        assert_eq!(due_slots(Some(Timestamp(60)), Timestamp(130), m, 5), vec![Timestamp(120)]);
+        let (m, z) = (Millis(60), Millis(0));
+        assert_eq!(due_slots(None, Timestamp(130), m, z, 5), vec![Timestamp(120)]);
+        assert_eq!(due_slots(Some(Timestamp(120)), Timestamp(170), m, z, 5), vec![]);
+        assert_eq!(due_slots(Some(Timestamp(60)), Timestamp(130), m, z, 5), vec![Timestamp(120)]);
         // Down for ten periods: only the newest `cap` fire.
-        assert_eq!(due_slots(Some(Timestamp(0)), Timestamp(600), m, 2), vec![Timestamp(540), Timestamp(600)]);
+        assert_eq!(due_slots(Some(Timestamp(0)), Timestamp(600), m, z, 2), vec![Timestamp(540), Timestamp(600)]);
+        // With a phase, slots fall at phase + k × every.
+        let p = Millis(25);
+        assert_eq!(due_slots(None, Timestamp(130), m, p, 5), vec![Timestamp(85)]);
+        assert_eq!(due_slots(Some(Timestamp(85)), Timestamp(144), m, p, 5), vec![]);
+        assert_eq!(due_slots(Some(Timestamp(85)), Timestamp(145), m, p, 5), vec![Timestamp(145)]);
+    }
+
+    #[test]
+    fn slot_of_with_phase_is_the_latest_slot_not_after_now() {
+        let every = Millis(60_000);
+        for phase in [0, 1, 25_000, 59_999] {
+            for now in [0u64, 1, 24_999, 25_000, 59_999, 60_000, 1_767_225_600_123] {
+                let s = slot_of(Timestamp(now), every, Millis(phase));
+                assert!(s.0 <= now, "phase {phase}, now {now}: slot {s:?} after now");
+                assert!(s.0 == 0 || (s.0 % every.0 == phase && now - s.0 < every.0), "phase {phase}, now {now}: {s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn phases_are_stable_and_spread_brands_over_the_period() {
+        let every = Millis(60_000);
+        assert_eq!(slot_phase("acme", TICK_SCHEDULE, every), slot_phase("acme", TICK_SCHEDULE, every));
+        assert_ne!(slot_phase("acme", TICK_SCHEDULE, every), slot_phase("acme", "payables", every));
+        // A thousand brands: every second of the minute holds a few ticks, none a crowd.
+        let mut per_second = [0u32; 60];
+        for b in 0..1000 {
+            let p = slot_phase(&format!("brand-{b:04}"), TICK_SCHEDULE, every);
+            assert!(p.0 < every.0);
+            per_second[(p.0 / 1000) as usize] += 1;
+        }
+        assert!(per_second.iter().all(|&n| (3..=40).contains(&n)), "{per_second:?}");
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("boot_releases_earlier_incarnations", |s| Box::pin(boot_releases_earlier_incarnations(s))),
         ("ghost_amnesty_at_boot", |s| Box::pin(ghost_amnesty_at_boot(s))),
         ("idempotent_enqueue_and_slots_fire_once", |s| Box::pin(idempotent_enqueue_and_slots_fire_once(s))),
+        ("a_slot_is_coalesced_into_the_waiting_job", |s| Box::pin(a_slot_is_coalesced_into_the_waiting_job(s))),
         ("disabled_schedules_fire_nothing", |s| Box::pin(disabled_schedules_fire_nothing(s))),
         ("breaker_trip_discards_and_disables", |s| Box::pin(breaker_trip_discards_and_disables(s))),
         ("release_hands_the_attempt_back", |s| Box::pin(release_hands_the_attempt_back(s))),
@@ -223,9 +224,56 @@ pub async fn idempotent_enqueue_and_slots_fire_once<S: Store>(s: S) {
     let SlotOutcome::Fired(id) = fired else { panic!("first firing: {fired:?}") };
     assert_eq!(s.job(id).await.unwrap().unwrap().schedule.as_deref(), Some("tick"));
     assert_eq!(s.fire_slot("tick", t(60), job(tick(60), None), t(1)).await.unwrap(), SlotOutcome::AlreadyFired);
-    assert!(matches!(s.fire_slot("tick", t(120), job(tick(120), None), t(1)).await.unwrap(), SlotOutcome::Fired(_)));
+    // The slot's job has not run yet: the next slot is served by it.
+    assert_eq!(s.fire_slot("tick", t(120), job(tick(120), None), t(1)).await.unwrap(), SlotOutcome::Coalesced(id));
     let rows = s.schedules().await.unwrap();
     assert_eq!(rows.iter().find(|r| r.name == "tick").unwrap().last_slot, Some(t(120)));
+}
+
+/// A schedule holds at most one job waiting for its first run: a slot that
+/// fires while it waits is recorded (once, with its event row) and served
+/// by that job. A running job, a job waiting to retry, another schedule's
+/// or another brand's job does not serve it.
+pub async fn a_slot_is_coalesced_into_the_waiting_job<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    let SlotOutcome::Fired(first) = s.fire_slot("tick", t(60), job(tick(60), None), t(60)).await.unwrap() else {
+        panic!("the first slot fires")
+    };
+    for at in [120, 180] {
+        let out = s.fire_slot("tick", t(at), job(tick(at), None), t(at)).await.unwrap();
+        assert_eq!(out, SlotOutcome::Coalesced(first), "slot {at} while {first} waits");
+        let again = s.fire_slot("tick", t(at), job(tick(at), None), t(at)).await.unwrap();
+        assert_eq!(again, SlotOutcome::AlreadyFired, "a coalesced slot is fired: once");
+    }
+    let other = s.fire_slot("scan", t(180), job(tick(180), None), t(180)).await.unwrap();
+    assert!(matches!(other, SlotOutcome::Fired(_)), "another schedule: {other:?}");
+    let acme =
+        s.fire_slot("tick", t(180), job(tick(180), None).for_brand(&BrandId::new("acme")), t(180)).await.unwrap();
+    assert!(matches!(acme, SlotOutcome::Fired(_)), "another brand: {acme:?}");
+    let rows = s.schedules().await.unwrap();
+    let tick_row = rows.iter().find(|r| r.name == "tick" && r.brand == BrandId::default()).unwrap();
+    assert_eq!(tick_row.last_slot, Some(t(180)));
+    let events = s.events(0).await.unwrap();
+    let coalesced: Vec<_> =
+        events.iter().filter(|e| e.kind == EventKind::SlotFired && e.after == "coalesced").collect();
+    assert_eq!(coalesced.len(), 2, "one event row per coalesced slot");
+    assert!(coalesced.iter().all(|e| e.cause.contains(&first.to_string())), "naming the job that serves it");
+    // Once it runs, the next slot has a job of its own.
+    let only_tick = ClaimRequest { kinds: vec![JobKind::PollInsights], ..req("w", inc, 1) };
+    let claimed = s.claim(&only_tick, t(181)).await.unwrap();
+    let running = claimed.iter().find(|c| c.job.id == first).expect("the waiting tick is claimed");
+    let SlotOutcome::Fired(second) = s.fire_slot("tick", t(240), job(tick(240), None), t(240)).await.unwrap() else {
+        panic!("a running job serves no new slot")
+    };
+    s.finish(&running.lease, Outcome::Completed, vec![], t(241)).await.unwrap();
+    // A job waiting to retry serves no new slot either: it failed once.
+    let all_ticks = ClaimRequest { limit: 10, ..only_tick.clone() };
+    let c = s.claim(&all_ticks, t(242)).await.unwrap().into_iter().find(|c| c.job.id == second).unwrap();
+    s.finish(&c.lease, Outcome::Retry { at: t(400), error: "insights 503".into() }, vec![], t(243)).await.unwrap();
+    let third = s.fire_slot("tick", t(300), job(tick(300), None), t(300)).await.unwrap();
+    assert!(matches!(third, SlotOutcome::Fired(id) if id != second), "a retrying job does not serve it: {third:?}");
+    let r = replay(&s.events(0).await.unwrap()).expect("the log replays");
+    assert_eq!(r.jobs.len(), 5, "five jobs, no more: {:?}", r.jobs);
 }
 
 pub async fn disabled_schedules_fire_nothing<S: Store>(s: S) {
@@ -698,7 +746,11 @@ pub async fn one_brands_breaker_leaves_the_others_running<S: Store>(s: S) {
     assert!(row("zest").enabled, "and left zest's running");
     let tick_of = |b: &str, at| job(tick(at), None).for_brand(&brand(b));
     assert_eq!(s.fire_slot("tick", t(120), tick_of("acme", 120), t(120)).await.unwrap(), SlotOutcome::Disabled);
-    assert!(matches!(s.fire_slot("tick", t(120), tick_of("zest", 120), t(120)).await.unwrap(), SlotOutcome::Fired(_)));
+    // zest's tick of 60 never ran: its schedule, still on, coalesces the slot into it.
+    assert!(matches!(
+        s.fire_slot("tick", t(120), tick_of("zest", 120), t(120)).await.unwrap(),
+        SlotOutcome::Coalesced(_)
+    ));
     let opened: Vec<Event> =
         s.events(0).await.unwrap().into_iter().filter(|e| e.kind == EventKind::BreakerOpened).collect();
     assert_eq!(opened.len(), 1);

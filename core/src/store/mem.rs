@@ -211,6 +211,20 @@ impl MemStore {
             return SlotOutcome::AlreadyFired;
         }
         row.last_slot = row.last_slot.max(Some(slot));
+        let waiting = self
+            .jobs
+            .values()
+            .find(|j| {
+                j.brand == brand
+                    && j.schedule.as_deref() == Some(schedule)
+                    && j.state == JobState::Available
+                    && j.attempt == 0
+            })
+            .map(|j| j.id);
+        let (after, cause) = match waiting {
+            Some(id) => ("coalesced", format!("{id} still waiting")),
+            None => ("fired", "tick".to_string()),
+        };
         self.log(
             now,
             Ev {
@@ -219,10 +233,13 @@ impl MemStore {
                 kind: EventKind::SlotFired,
                 entity: format!("{schedule}@{}", slot.0),
                 before: "",
-                after: "fired",
-                cause: "tick".into(),
+                after,
+                cause,
             },
         );
+        if let Some(id) = waiting {
+            return SlotOutcome::Coalesced(id);
+        }
         let id = self.enqueue(job, now).id();
         if let Some(j) = self.jobs.get_mut(&id) {
             j.schedule = Some(schedule.to_string());

@@ -177,6 +177,12 @@ pub struct ScheduleRow {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SlotOutcome {
     Fired(JobId),
+    /// The schedule's job of an earlier slot is still waiting for its first
+    /// run: the slot is recorded as fired, and that job serves it (a
+    /// periodic job reads what is current when it runs, so one run covers
+    /// both). A pool that falls behind then holds one waiting job per
+    /// schedule, not a queue that grows with every slot.
+    Coalesced(JobId),
     /// Another worker (or an earlier life of this one) fired it.
     AlreadyFired,
     /// The schedule is disabled.
@@ -352,7 +358,8 @@ pub trait Store: Send + Sync {
     fn workers(&self) -> impl Future<Output = Result<Vec<WorkerRow>, StoreError>> + Send;
     fn enqueue(&self, job: NewJob, now: Timestamp) -> impl Future<Output = Result<Enqueued, StoreError>> + Send;
     /// Fires `(job.brand, schedule, slot)` with its job, at most once ever,
-    /// and only while that brand's schedule is enabled.
+    /// and only while that brand's schedule is enabled; coalesced into the
+    /// schedule's job that still waits for its first run, if there is one.
     fn fire_slot(
         &self,
         schedule: &str,

@@ -708,6 +708,31 @@ impl SqlStore {
         .await
         .map_err(db_err)?;
         let entity = format!("{schedule}@{}", slot.0);
+        // The schedule's job still waiting for its first run serves this slot too.
+        let waiting: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM dlft_jobs WHERE brand = $1 AND schedule = $2 AND state = 'available' AND attempt = 0 \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(brand.as_str())
+        .bind(schedule)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some(id) = waiting {
+            let id = JobId(id as u64);
+            let t = sched(EventKind::SlotFired, entity, "", "coalesced", format!("{id} still waiting"));
+            log(&mut tx, now, Some(&brand), t).await?;
+            sqlx::query("UPDATE dlft_slots SET job = $3 WHERE schedule = $1 AND slot = $2 AND brand = $4")
+                .bind(schedule)
+                .bind(ms(slot))
+                .bind(id.0 as i64)
+                .bind(brand.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            return Ok(SlotOutcome::Coalesced(id));
+        }
         log(&mut tx, now, Some(&brand), sched(EventKind::SlotFired, entity, "", "fired", "tick".into())).await?;
         let id = enqueue_in(&mut tx, job, Some(schedule), now).await?.id();
         sqlx::query("UPDATE dlft_slots SET job = $3 WHERE schedule = $1 AND slot = $2 AND brand = $4")

@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 
 /// The schema version this build writes. A database at a newer version is
 /// refused rather than written with old assumptions.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Why a store could not be opened. Every message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -83,9 +83,13 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// The migrations' names, in order (version = position + 1).
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
+    ["init", "allocations", "presence", "actions", "brands", "budgets", "reversals", "counterparty_caps", "waiting"];
+
 fn migrator(engine: Engine) -> Migrator {
-    let (init, allocations, presence, actions, brands, budgets, reversals, counterparty_caps) = match engine {
-        Engine::Postgres => (
+    let sql: [&'static str; SCHEMA_VERSION as usize] = match engine {
+        Engine::Postgres => [
             include_str!("../../migrations/postgres/0001_init.sql"),
             include_str!("../../migrations/postgres/0002_allocations.sql"),
             include_str!("../../migrations/postgres/0003_presence.sql"),
@@ -94,8 +98,9 @@ fn migrator(engine: Engine) -> Migrator {
             include_str!("../../migrations/postgres/0006_budgets.sql"),
             include_str!("../../migrations/postgres/0007_reversals.sql"),
             include_str!("../../migrations/postgres/0008_counterparty_caps.sql"),
-        ),
-        Engine::Sqlite => (
+            include_str!("../../migrations/postgres/0009_waiting.sql"),
+        ],
+        Engine::Sqlite => [
             include_str!("../../migrations/sqlite/0001_init.sql"),
             include_str!("../../migrations/sqlite/0002_allocations.sql"),
             include_str!("../../migrations/sqlite/0003_presence.sql"),
@@ -104,18 +109,19 @@ fn migrator(engine: Engine) -> Migrator {
             include_str!("../../migrations/sqlite/0006_budgets.sql"),
             include_str!("../../migrations/sqlite/0007_reversals.sql"),
             include_str!("../../migrations/sqlite/0008_counterparty_caps.sql"),
-        ),
+            include_str!("../../migrations/sqlite/0009_waiting.sql"),
+        ],
     };
-    Migrator::with_migrations(vec![
-        Migration::new(1, "init".into(), MigrationType::Simple, init.into_sql_str(), false),
-        Migration::new(2, "allocations".into(), MigrationType::Simple, allocations.into_sql_str(), false),
-        Migration::new(3, "presence".into(), MigrationType::Simple, presence.into_sql_str(), false),
-        Migration::new(4, "actions".into(), MigrationType::Simple, actions.into_sql_str(), false),
-        Migration::new(5, "brands".into(), MigrationType::Simple, brands.into_sql_str(), false),
-        Migration::new(6, "budgets".into(), MigrationType::Simple, budgets.into_sql_str(), false),
-        Migration::new(7, "reversals".into(), MigrationType::Simple, reversals.into_sql_str(), false),
-        Migration::new(8, "counterparty_caps".into(), MigrationType::Simple, counterparty_caps.into_sql_str(), false),
-    ])
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .zip(sql)
+            .enumerate()
+            .map(|(i, (name, sql))| {
+                Migration::new(i as i64 + 1, (*name).into(), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
 }
 
 /// Fails if the database's schema is newer than this build's; returns its
