@@ -27,7 +27,7 @@ use crate::probe::{Probe, Site};
 use crate::propose::allocation::REROLL_SCHEDULE;
 use crate::schedule::rules::{
     Admission, BACKFILL_MAX, Bound, CRASH_LOOP_SLOTS, TICK_SCHEDULE, admit, crash_loop_outlives_its_slot, due_slots,
-    slot_phase,
+    slot_of, slot_phase,
 };
 use crate::schedule::task::Task;
 use crate::sense::ads::{AdsError, AdsPlatform};
@@ -264,11 +264,18 @@ impl<
                 }
                 for (i, (name, every, job)) in periodic[brand].iter().enumerate() {
                     let last = last.entry((brand.clone(), i)).or_default();
+                    let phase =
+                        if self.cfg.spread_slots { slot_phase(brand.as_str(), name, *every) } else { Millis(0) };
+                    if known && last.is_none() && self.cfg.spread_slots {
+                        // Never fired: start at the next slot at the brand's
+                        // offset, not the one the worker boots in, or a
+                        // thousand brands' hourly re-rolls all fall due at
+                        // boot (measured: three minutes of claim lag).
+                        *last = Some(slot_of(now, *every, phase));
+                    }
                     if !known || last.is_some_and(|l| now < l + *every) {
                         continue;
                     }
-                    let phase =
-                        if self.cfg.spread_slots { slot_phase(brand.as_str(), name, *every) } else { Millis(0) };
                     for slot in due_slots(*last, now, *every, phase, BACKFILL_MAX) {
                         let job = job(slot, now).for_brand(brand);
                         if self.ports.store.fire_slot(name, slot, job, now).await.is_ok() {

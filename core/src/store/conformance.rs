@@ -39,6 +39,7 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("idempotent_enqueue_and_slots_fire_once", |s| Box::pin(idempotent_enqueue_and_slots_fire_once(s))),
         ("a_slot_is_coalesced_into_the_waiting_job", |s| Box::pin(a_slot_is_coalesced_into_the_waiting_job(s))),
         ("disabled_schedules_fire_nothing", |s| Box::pin(disabled_schedules_fire_nothing(s))),
+        ("a_tick_of_many_buckets_writes_what_changed", |s| Box::pin(a_tick_of_many_buckets_writes_what_changed(s))),
         ("breaker_trip_discards_and_disables", |s| Box::pin(breaker_trip_discards_and_disables(s))),
         ("release_hands_the_attempt_back", |s| Box::pin(release_hands_the_attempt_back(s))),
         ("retry_then_discard_keeps_error_history", |s| Box::pin(retry_then_discard_keeps_error_history(s))),
@@ -274,6 +275,54 @@ pub async fn a_slot_is_coalesced_into_the_waiting_job<S: Store>(s: S) {
     assert!(matches!(third, SlotOutcome::Fired(id) if id != second), "a retrying job does not serve it: {third:?}");
     let r = replay(&s.events(0).await.unwrap()).expect("the log replays");
     assert_eq!(r.jobs.len(), 5, "five jobs, no more: {:?}", r.jobs);
+}
+
+/// A tick pages every bucket of its lookback: a batch of a thousand rows
+/// and more. Only the buckets that changed are logged (one row each, in the
+/// order given, the last of two rows of one bucket winning), and the ledger
+/// then holds every bucket as last written.
+pub async fn a_tick_of_many_buckets_writes_what_changed<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    s.enqueue(job(tick(0), None), t(0)).await.unwrap();
+    let c = claim_one(&s, "w", inc, 0).await;
+    let row = |ad: u32, bucket: u64, minor: i64| InsightRow {
+        ad: AdId::new(format!("ad-{ad:03}")),
+        bucket_start: t(bucket * 60),
+        spend: Money::new(minor, Currency::EUR),
+        purchases: (minor % 3) as u32,
+        revenue: Money::zero(Currency::EUR),
+    };
+    let first: Vec<InsightRow> = (0..120).flat_map(|ad| (0..9).map(move |b| row(ad, b, 100 + i64::from(ad)))).collect();
+    assert_eq!(first.len(), 1_080);
+    s.write(&c.lease, WriteBatch { insights: first.clone(), ..Default::default() }, t(1)).await.unwrap();
+    let spend_rows = |events: &[Event]| events.iter().filter(|e| e.kind == EventKind::LedgerSpend).count();
+    assert_eq!(spend_rows(&s.events(0).await.unwrap()), 1_080, "every new bucket logged once");
+    let seq = s.last_event_seq().await.unwrap();
+    // The same page again, but the newest bucket of every tenth ad grew, and
+    // one bucket comes twice (its second row is what it now holds).
+    let mut second = first.clone();
+    for r in second.iter_mut().filter(|r| r.bucket_start == t(8 * 60)) {
+        if r.ad.as_str().ends_with('0') {
+            r.spend = Money::new(r.spend.minor + 7, Currency::EUR);
+        }
+    }
+    second.push(row(5, 3, 999));
+    s.write(&c.lease, WriteBatch { insights: second, ..Default::default() }, t(2)).await.unwrap();
+    let logged: Vec<Event> =
+        s.events(seq).await.unwrap().into_iter().filter(|e| e.kind == EventKind::LedgerSpend).collect();
+    let entities: Vec<&str> = logged.iter().map(|e| e.entity.as_str()).collect();
+    let mut expected: Vec<String> = (0..120).filter(|ad| ad % 10 == 0).map(|ad| format!("ad-{ad:03}@480")).collect();
+    expected.push("ad-005@180".into());
+    assert_eq!(entities, expected, "only what changed, in the order given");
+    let ledger = s.spend_ledger(&BrandId::default(), t(0)).await.unwrap();
+    assert_eq!(ledger.len(), 1_080);
+    let of = |ad: u32, bucket: u64| {
+        ledger.iter().find(|r| r.ad.as_str() == format!("ad-{ad:03}") && r.bucket_start == t(bucket * 60)).unwrap()
+    };
+    assert_eq!(of(5, 3).spend.minor, 999);
+    assert_eq!(of(10, 8).spend.minor, 117);
+    assert_eq!(of(11, 8).spend.minor, 111);
+    assert_eq!(of(11, 8).purchases, 0);
 }
 
 pub async fn disabled_schedules_fire_nothing<S: Store>(s: S) {

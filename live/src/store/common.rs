@@ -377,6 +377,75 @@ fn sched(kind: EventKind, entity: String, before: &str, after: &str, cause: Stri
     Transition { block: Block::Scheduler, kind, entity, before: before.into(), after: after.into(), cause }
 }
 
+/// The insight rows of one write, in a few statements however many there
+/// are: the rows they may change are read (and locked, on PostgreSQL) at
+/// once, each row that changes its bucket is logged (one `ledger_spend`
+/// row, in the order given) and the changed buckets are upserted together.
+/// Row by row this was three round trips per row, and a tick pages every
+/// bucket of its lookback (1,800 rows for 200 ads over 8 hours).
+async fn write_spend(tx: &mut Tx, brand: &BrandId, rows: Vec<InsightRow>, now: Timestamp) -> Result<(), StoreError> {
+    let (Some(lo), Some(hi)) =
+        (rows.iter().map(|r| r.bucket_start).min(), rows.iter().map(|r| r.bucket_start).max())
+    else {
+        return Ok(());
+    };
+    let ads: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.ad.as_str()).collect();
+    let mut known: BTreeMap<(AdId, Timestamp), InsightRow> = BTreeMap::new();
+    let ads: Vec<&str> = ads.into_iter().collect();
+    for chunk in ads.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "SELECT ad, bucket_start, spend_minor, currency, purchases, revenue_minor, revenue_currency \
+             FROM dlft_spend WHERE brand = ",
+        );
+        q.push_bind(brand.as_str()).push(" AND bucket_start >= ").push_bind(ms(lo));
+        q.push(" AND bucket_start <= ").push_bind(ms(hi)).push(" AND ad IN (");
+        let mut list = q.separated(", ");
+        for ad in chunk {
+            list.push_bind(*ad);
+        }
+        // One lock order for every writer of these rows.
+        q.push(") ORDER BY ad, bucket_start").push(ROW_LOCK);
+        for r in q.build().fetch_all(&mut **tx).await.map_err(db_err)? {
+            let row = spend_from_row(&r)?;
+            known.insert((row.ad.clone(), row.bucket_start), row);
+        }
+    }
+    let mut events = Vec::new();
+    let mut changed: BTreeMap<(AdId, Timestamp), InsightRow> = BTreeMap::new();
+    for row in rows {
+        let key = (row.ad.clone(), row.bucket_start);
+        let Some(t) = spend_transition(known.get(&key), &row) else { continue };
+        events.push((Some(brand.clone()), t));
+        known.insert(key.clone(), row.clone());
+        changed.insert(key, row);
+    }
+    log_many(tx, now, events).await?;
+    let changed: Vec<InsightRow> = changed.into_values().collect();
+    for chunk in changed.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO dlft_spend (ad, bucket_start, spend_minor, currency, purchases, revenue_minor, \
+             revenue_currency, brand) ",
+        );
+        q.push_values(chunk, |mut b, row| {
+            b.push_bind(row.ad.as_str().to_string())
+                .push_bind(ms(row.bucket_start))
+                .push_bind(row.spend.minor)
+                .push_bind(row.spend.currency.as_str().to_string())
+                .push_bind(i64::from(row.purchases))
+                .push_bind(row.revenue.minor)
+                .push_bind(row.revenue.currency.as_str().to_string())
+                .push_bind(brand.as_str().to_string());
+        });
+        q.push(
+            " ON CONFLICT (brand, ad, bucket_start) DO UPDATE SET spend_minor = excluded.spend_minor, \
+             currency = excluded.currency, purchases = excluded.purchases, revenue_minor = excluded.revenue_minor, \
+             revenue_currency = excluded.revenue_currency",
+        );
+        q.build().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// Inserts a job (or finds the live one with its idempotency key) inside `tx`.
 async fn enqueue_in(tx: &mut Tx, job: NewJob, schedule: Option<&str>, now: Timestamp) -> Result<Enqueued, StoreError> {
     let payload = job.payload.to_string();
@@ -846,36 +915,7 @@ impl SqlStore {
         let loaded: std::collections::BTreeSet<IdempotencyKey> = ledger.transfers.keys().cloned().collect();
         let plan = plan_intents(&current, &brand, batch.intents, ledger, now)?;
         write_ledger(&mut tx, &loaded, plan.transfers, plan.accounts).await?;
-        for row in batch.insights {
-            let old = sqlx::query(SPEND_LOCK_SQL)
-                .bind(row.ad.as_str())
-                .bind(ms(row.bucket_start))
-                .bind(brand.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .map(|r| spend_from_row(&r))
-                .transpose()?;
-            let Some(t) = spend_transition(old.as_ref(), &row) else { continue };
-            log(&mut tx, now, b, t).await?;
-            sqlx::query(
-                "INSERT INTO dlft_spend (ad, bucket_start, spend_minor, currency, purchases, revenue_minor, \
-                 revenue_currency, brand) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (brand, ad, bucket_start) DO UPDATE SET \
-                 spend_minor = excluded.spend_minor, currency = excluded.currency, purchases = excluded.purchases, \
-                 revenue_minor = excluded.revenue_minor, revenue_currency = excluded.revenue_currency",
-            )
-            .bind(row.ad.as_str())
-            .bind(ms(row.bucket_start))
-            .bind(row.spend.minor)
-            .bind(row.spend.currency.as_str().to_string())
-            .bind(i64::from(row.purchases))
-            .bind(row.revenue.minor)
-            .bind(row.revenue.currency.as_str().to_string())
-            .bind(brand.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
+        write_spend(&mut tx, &brand, batch.insights, now).await?;
         for v in batch.verdicts {
             let t = Transition {
                 block: Block::Envelope,
@@ -1417,7 +1457,9 @@ impl Store for SqlStore {
 impl crate::store::Stats for SqlStore {
     async fn stats(&self) -> Result<crate::store::StoreStats, StoreError> {
         let depth = self.depth().await?;
-        let claims: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dlft_events WHERE kind = 'job_claimed'")
+        // Every claim draws one lease token: the counter is the count, read
+        // in O(1) (a COUNT(*) over the event log grew with its history).
+        let claims: i64 = sqlx::query_scalar(CLAIMS_ISSUED_SQL)
             .fetch_one(&self.pool)
             .await
             .map_err(db_err)?;

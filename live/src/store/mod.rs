@@ -270,7 +270,7 @@ pub async fn open_sqlite(url: &str, opts: &PoolOptions) -> Result<SqliteStore, O
 pub struct StoreStats {
     /// (brand, kind, state, jobs) of the hot table.
     pub depth: Vec<(String, String, String, i64)>,
-    /// Claims ever made (one event row each).
+    /// Claims ever made (one lease token each).
     pub claims_total: i64,
     /// (brand, action kind, phase, intents).
     pub intents: Vec<(String, String, String, i64)>,

@@ -9,6 +9,9 @@ const FENCE_SQL: &str = concat!(
     job_cols!(),
     " FROM dlft_jobs WHERE id = $1 AND state = 'running' AND lease_token = $2 FOR UPDATE"
 );
+/// Lease tokens drawn so far: one per claim ever made.
+const CLAIMS_ISSUED_SQL: &str =
+    "SELECT CAST(CASE WHEN is_called THEN last_value ELSE 0 END AS BIGINT) FROM dlft_claim_token";
 /// Locks the rows a read returns until the transaction ends.
 const ROW_LOCK: &str = " FOR UPDATE";
 const BOOT_SWEEP_SQL: &str = concat!(
@@ -22,8 +25,6 @@ const WAITING_SQL: &str =
 const SCHEDULE_ENABLED_SQL: &str = "SELECT enabled FROM dlft_schedules WHERE name = $1 AND brand = $2 FOR UPDATE";
 const INTENT_LOCK_SQL: &str = "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts, reserve \
      FROM dlft_intents WHERE key = $1 FOR UPDATE";
-const SPEND_LOCK_SQL: &str = "SELECT ad, bucket_start, spend_minor, currency, purchases, revenue_minor, \
-     revenue_currency FROM dlft_spend WHERE ad = $1 AND bucket_start = $2 AND brand = $3 FOR UPDATE";
 
 /// One statement, one round trip: lock up to `limit` ready rows no one else
 /// has locked, in claim order, lease them and write one event row per claim

@@ -19,8 +19,9 @@ const WAITING_SQL: &str = concat!("SELECT ", job_cols!(), " FROM dlft_jobs WHERE
 const SCHEDULE_ENABLED_SQL: &str = "SELECT enabled FROM dlft_schedules WHERE name = $1 AND brand = $2";
 const INTENT_LOCK_SQL: &str = "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts, reserve \
      FROM dlft_intents WHERE key = $1";
-const SPEND_LOCK_SQL: &str = "SELECT ad, bucket_start, spend_minor, currency, purchases, revenue_minor, \
-     revenue_currency FROM dlft_spend WHERE ad = $1 AND bucket_start = $2 AND brand = $3";
+
+/// Lease tokens drawn so far: one per claim ever made.
+const CLAIMS_ISSUED_SQL: &str = "SELECT value FROM dlft_counters WHERE name = 'claim_token'";
 
 /// Ready rows, fair across the brands served (`$4`): each brand's first
 /// `limit` in claim order (a correlated subquery per brand), ranked within
