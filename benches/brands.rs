@@ -88,13 +88,14 @@ fn args() -> Args {
     a
 }
 
-/// CPU seconds (user + system) of this process, from `/proc/self/stat`.
+/// CPU seconds (user + system) of this process, from `/proc/self/stat`:
+/// after the command's closing parenthesis, the state is field 0, `utime`
+/// field 11 and `stime` field 12 (in clock ticks of 1/100 s).
 fn own_cpu_s() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    // Fields after the command: state(skipped: not a number) ... utime is the 12th number, stime the 13th.
-    (f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)) as f64 / 100.0
+    let after: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+    let field = |i: usize| after.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (field(11) + field(12)) as f64 / 100.0
 }
 
 /// Busy and total jiffies of the whole machine, from `/proc/stat`.

@@ -330,6 +330,12 @@ impl<
         // Claims in a row the store did not answer: the poll backs off.
         let mut failures = 0u32;
         loop {
+            // The last claim filled every free place: more may be waiting,
+            // so a place that frees up is filled at once, not at the next
+            // poll (else a busy pool claims at most `concurrency` jobs a
+            // poll: 40 a second for 8 places at 200 ms, measured as the
+            // limit at 3,000 brands).
+            let mut more = false;
             if self.should_stop(until) {
                 drop(running); // cancel in-flight jobs at their next await
                 self.hand_back(held).await;
@@ -353,6 +359,7 @@ impl<
                         if !claims.is_empty() {
                             self.pulse.claimed_at.mark(now);
                         }
+                        more = claims.len() as u32 == free;
                         for claim in claims {
                             held.insert(claim.lease.job, claim.lease.clone());
                             running.push(self.start(claim, pool.job_timeout).boxed());
@@ -384,6 +391,9 @@ impl<
                         }
                         Done::Settled(job) => {
                             held.remove(&job);
+                            if more {
+                                break;
+                            }
                         }
                     },
                     () = poll => break,
