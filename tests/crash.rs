@@ -754,7 +754,14 @@ async fn one_runner_serves_three_brands_and_a_revoked_one_harms_none() {
     let intents = store.intents().await.unwrap();
     let mut kills = std::collections::BTreeMap::<&str, usize>::new();
     for i in &intents {
-        let ad = i.action.killed_ad().expect("only kills here").as_str();
+        let Some(ad) = i.action.killed_ad().map(|a| a.as_str()) else {
+            // An escalation (the ad set of a kill whose pause had not taken
+            // effect after `escalate_after_s`, likelier on a loaded machine):
+            // a brand's own, never the revoked one's, and settled.
+            assert_ne!(i.brand.as_str(), "east", "{} under the revoked brand", i.key);
+            assert!(i.phase.is_final(), "{} still {:?}", i.key, i.phase);
+            continue;
+        };
         let owner = match account[ad] {
             "north" => "default",
             other => other,

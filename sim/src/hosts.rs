@@ -107,10 +107,9 @@ pub fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) ->
         StoreRequest::FinishedOfSchedule { brand, schedule, n } => {
             StoreReply::Jobs(s.finished_of_schedule(&brand, &schedule, n))
         }
-        StoreRequest::Events { after } => {
-            StoreReply::Events(s.events().iter().filter(|e| e.seq > after).cloned().collect())
-        }
+        StoreRequest::Events { after } => StoreReply::Events(s.events_after(after).to_vec()),
         StoreRequest::Intents => StoreReply::Intents(s.intents()),
+        StoreRequest::BrandIntents { brand } => StoreReply::Intents(s.brand_intents(&brand)),
         StoreRequest::Intent { key } => StoreReply::Intent(s.intent(&key)),
         StoreRequest::Activities => StoreReply::Activities(s.activities()),
         StoreRequest::Allocation { brand } => StoreReply::Allocation(s.allocation(&brand)),
@@ -290,6 +289,9 @@ impl<W: Wire> Store for SimStore<W> {
     }
     async fn intents(&self) -> Result<Vec<Intent>, StoreError> {
         expect_reply!(self, StoreRequest::Intents, Intents)
+    }
+    async fn brand_intents(&self, brand: &BrandId) -> Result<Vec<Intent>, StoreError> {
+        expect_reply!(self, StoreRequest::BrandIntents { brand: brand.clone() }, Intents)
     }
     async fn intent(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
         expect_reply!(self, StoreRequest::Intent { key: key.clone() }, Intent)

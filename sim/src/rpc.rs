@@ -48,29 +48,81 @@ pub enum RpcError {
 #[serde(tag = "op", rename_all = "snake_case")]
 #[allow(clippy::large_enum_variant, reason = "a message on the wire, made and dropped per call")]
 pub enum StoreRequest {
-    Boot { worker: WorkerId },
-    Enqueue { job: NewJob },
-    FireSlot { schedule: String, slot: Timestamp, job: NewJob },
-    Claim { req: ClaimRequest },
-    Write { lease: Lease, batch: WriteBatch },
-    Finish { lease: Lease, outcome: Outcome, costs: Vec<CostRow> },
-    Release { lease: Lease },
-    DiscardUnknownKinds { known: Vec<String> },
+    Boot {
+        worker: WorkerId,
+    },
+    Enqueue {
+        job: NewJob,
+    },
+    FireSlot {
+        schedule: String,
+        slot: Timestamp,
+        job: NewJob,
+    },
+    Claim {
+        req: ClaimRequest,
+    },
+    Write {
+        lease: Lease,
+        batch: WriteBatch,
+    },
+    Finish {
+        lease: Lease,
+        outcome: Outcome,
+        costs: Vec<CostRow>,
+    },
+    Release {
+        lease: Lease,
+    },
+    DiscardUnknownKinds {
+        known: Vec<String>,
+    },
     Schedules,
-    SetSchedule { brand: BrandId, name: String, enabled: bool, reason: String },
-    SpendLedger { brand: BrandId, since: Timestamp },
-    Job { id: JobId },
-    FinishedOfSchedule { brand: BrandId, schedule: String, n: usize },
-    Events { after: u64 },
+    SetSchedule {
+        brand: BrandId,
+        name: String,
+        enabled: bool,
+        reason: String,
+    },
+    SpendLedger {
+        brand: BrandId,
+        since: Timestamp,
+    },
+    Job {
+        id: JobId,
+    },
+    FinishedOfSchedule {
+        brand: BrandId,
+        schedule: String,
+        n: usize,
+    },
+    Events {
+        after: u64,
+    },
     Intents,
-    Intent { key: IdempotencyKey },
+    /// One brand's intents (a tick reads its brand's, not every brand's).
+    BrandIntents {
+        brand: BrandId,
+    },
+    Intent {
+        key: IdempotencyKey,
+    },
     Activities,
-    Allocation { brand: BrandId },
-    Beat { presence: Presence },
+    Allocation {
+        brand: BrandId,
+    },
+    Beat {
+        presence: Presence,
+    },
     Workers,
-    SetBudgets { brand: BrandId, budgets: Budgets },
+    SetBudgets {
+        brand: BrandId,
+        budgets: Budgets,
+    },
     Budgets,
-    Accounts { brand: Option<BrandId> },
+    Accounts {
+        brand: Option<BrandId>,
+    },
     Transfers,
 }
 

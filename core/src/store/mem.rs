@@ -608,6 +608,13 @@ impl MemStore {
         self.intents.values().cloned().collect()
     }
 
+    /// One brand's intents, by key: only they are cloned (a tick reads its
+    /// brand's every minute; cloning every brand's grew with the history of
+    /// all of them).
+    pub fn brand_intents(&self, brand: &BrandId) -> Vec<Intent> {
+        self.intents.values().filter(|i| &i.brand == brand).cloned().collect()
+    }
+
     pub fn intent(&self, key: &IdempotencyKey) -> Option<Intent> {
         self.intents.get(key).cloned()
     }
@@ -664,6 +671,13 @@ impl MemStore {
 
     pub fn events(&self) -> &[Event] {
         &self.events
+    }
+
+    /// The rows after `seq` (a row's seq is its position, from 1).
+    pub fn events_after(&self, seq: u64) -> &[Event] {
+        let from = usize::try_from(seq).unwrap_or(usize::MAX).min(self.events.len());
+        debug_assert!(from == 0 || self.events[from - 1].seq == seq);
+        &self.events[from..]
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -817,10 +831,13 @@ impl Store for SharedMemStore {
         ready(Ok(self.lock().finished_of_schedule(brand, schedule, n)))
     }
     fn events(&self, after: u64) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send {
-        ready(Ok(self.lock().events().iter().filter(|e| e.seq > after).cloned().collect()))
+        ready(Ok(self.lock().events_after(after).to_vec()))
     }
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
         ready(Ok(self.lock().intents()))
+    }
+    fn brand_intents(&self, brand: &BrandId) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
+        ready(Ok(self.lock().brand_intents(brand)))
     }
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send {
         ready(Ok(self.lock().activities()))
