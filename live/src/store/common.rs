@@ -787,23 +787,19 @@ impl SqlStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
-        if let Some(id) = waiting {
-            let id = JobId(id as u64);
-            let t = sched(EventKind::SlotFired, entity, "", "coalesced", format!("{id} still waiting"));
-            log(&mut tx, now, Some(&brand), t).await?;
-            sqlx::query("UPDATE dlft_slots SET job = $3 WHERE schedule = $1 AND slot = $2 AND brand = $4")
-                .bind(schedule)
-                .bind(ms(slot))
-                .bind(id.0 as i64)
-                .bind(brand.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            tx.commit().await.map_err(db_err)?;
-            return Ok(SlotOutcome::Coalesced(id));
-        }
-        log(&mut tx, now, Some(&brand), sched(EventKind::SlotFired, entity, "", "fired", "tick".into())).await?;
-        let id = enqueue_in(&mut tx, job, Some(schedule), now).await?.id();
+        let (id, outcome) = match waiting {
+            Some(id) => {
+                let id = JobId(id as u64);
+                let t = sched(EventKind::SlotFired, entity, "", "coalesced", format!("{id} still waiting"));
+                log(&mut tx, now, Some(&brand), t).await?;
+                (id, SlotOutcome::Coalesced(id))
+            }
+            None => {
+                log(&mut tx, now, Some(&brand), sched(EventKind::SlotFired, entity, "", "fired", "tick".into())).await?;
+                let id = enqueue_in(&mut tx, job, Some(schedule), now).await?.id();
+                (id, SlotOutcome::Fired(id))
+            }
+        };
         sqlx::query("UPDATE dlft_slots SET job = $3 WHERE schedule = $1 AND slot = $2 AND brand = $4")
             .bind(schedule)
             .bind(ms(slot))
@@ -813,7 +809,7 @@ impl SqlStore {
             .await
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
-        Ok(SlotOutcome::Fired(id))
+        Ok(outcome)
     }
 
     async fn do_set_schedule(
