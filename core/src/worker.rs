@@ -236,6 +236,17 @@ impl<
     async fn run_schedules(&self, until: Option<Timestamp>) -> Result<(), StoreError> {
         let periodic: BTreeMap<BrandId, Vec<Periodic>> =
             self.cfg.brands.iter().map(|b| (b.clone(), self.periodic(b))).collect();
+        // Each schedule's offset in its period, computed once.
+        let phases: BTreeMap<(BrandId, usize), Millis> = periodic
+            .iter()
+            .flat_map(|(brand, schedules)| {
+                schedules.iter().enumerate().map(move |(i, (name, every, _))| {
+                    let phase =
+                        if self.cfg.spread_slots { slot_phase(brand.as_str(), name, *every) } else { Millis(0) };
+                    ((brand.clone(), i), phase)
+                })
+            })
+            .collect();
         // Every brand's schedules, brand by brand: `(brand, schedule index)`.
         let mut last: BTreeMap<(BrandId, usize), Option<Timestamp>> = BTreeMap::new();
         let mut known = false;
@@ -263,9 +274,8 @@ impl<
                     self.fire_scans(brand, scan, known, now, &mut scans_fired).await;
                 }
                 for (i, (name, every, job)) in periodic[brand].iter().enumerate() {
+                    let phase = phases[&(brand.clone(), i)];
                     let last = last.entry((brand.clone(), i)).or_default();
-                    let phase =
-                        if self.cfg.spread_slots { slot_phase(brand.as_str(), name, *every) } else { Millis(0) };
                     if known && last.is_none() && self.cfg.spread_slots {
                         // Never fired: start at the next slot at the brand's
                         // offset, not the one the worker boots in, or a
