@@ -271,7 +271,7 @@ impl Conductor {
         plan: FaultPlan,
         sim_error: Option<String>,
     ) -> SeedReport {
-        let snapshot = self.shared.store.lock().snapshot();
+        let snapshot = std::mem::take(&mut *self.shared.store.lock()).into_snapshot();
         let world = lock(&self.shared.world).clone();
         let end_ms = scn.run.duration_s * 1000;
         let end = scn.start() + Millis(end_ms);

@@ -27,8 +27,8 @@ use dlft_core::sense::ads::{
 use dlft_core::sense::models::{ModelError, Models, Summary};
 use dlft_core::sense::wire::{anthropic, meta};
 use dlft_core::store::{
-    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Job, Lease, NewJob, Outcome, PageActivity, Presence, ScheduleRow,
-    SharedMemStore, SlotOutcome, Store, StoreError, WorkerRow, WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, IntentFilter, Job, Lease, NewJob, Outcome, PageActivity,
+    Presence, ScheduleRow, SharedMemStore, SlotOutcome, Store, StoreError, WorkerRow, WriteBatch,
 };
 use dlft_core::telemetry::{CostRow, Event};
 use dlft_core::time::{Clock, Millis, Timestamp};
@@ -109,7 +109,7 @@ pub fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) ->
         }
         StoreRequest::Events { after } => StoreReply::Events(s.events_after(after).to_vec()),
         StoreRequest::Intents => StoreReply::Intents(s.intents()),
-        StoreRequest::BrandIntents { brand } => StoreReply::Intents(s.brand_intents(&brand)),
+        StoreRequest::BrandIntents { brand, filter } => StoreReply::Intents(s.brand_intents(&brand, &filter)),
         StoreRequest::Intent { key } => StoreReply::Intent(s.intent(&key)),
         StoreRequest::Activities => StoreReply::Activities(s.activities()),
         StoreRequest::Allocation { brand } => StoreReply::Allocation(s.allocation(&brand)),
@@ -290,8 +290,8 @@ impl<W: Wire> Store for SimStore<W> {
     async fn intents(&self) -> Result<Vec<Intent>, StoreError> {
         expect_reply!(self, StoreRequest::Intents, Intents)
     }
-    async fn brand_intents(&self, brand: &BrandId) -> Result<Vec<Intent>, StoreError> {
-        expect_reply!(self, StoreRequest::BrandIntents { brand: brand.clone() }, Intents)
+    async fn brand_intents(&self, brand: &BrandId, filter: &IntentFilter) -> Result<Vec<Intent>, StoreError> {
+        expect_reply!(self, StoreRequest::BrandIntents { brand: brand.clone(), filter: filter.clone() }, Intents)
     }
     async fn intent(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
         expect_reply!(self, StoreRequest::Intent { key: key.clone() }, Intent)

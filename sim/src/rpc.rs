@@ -103,6 +103,7 @@ pub enum StoreRequest {
     /// One brand's intents (a tick reads its brand's, not every brand's).
     BrandIntents {
         brand: BrandId,
+        filter: dlft_core::store::IntentFilter,
     },
     Intent {
         key: IdempotencyKey,

@@ -45,14 +45,20 @@ pub enum Action {
 }
 
 impl Action {
+    pub const KILL_AD: &'static str = "ad_kill";
+    pub const PAYOUT: &'static str = "payout";
+    pub const REFUND: &'static str = "refund";
+    pub const PAUSE_NODE: &'static str = "pause_node";
+    pub const RESUME_NODE: &'static str = "resume_node";
+
     /// The action's kind, as the intent and action ledgers store it.
     pub fn kind(&self) -> &'static str {
         match self {
-            Action::KillAd { .. } => "ad_kill",
-            Action::Payout { .. } => "payout",
-            Action::Refund { .. } => "refund",
-            Action::PauseNode { .. } => "pause_node",
-            Action::ResumeNode { .. } => "resume_node",
+            Action::KillAd { .. } => Action::KILL_AD,
+            Action::Payout { .. } => Action::PAYOUT,
+            Action::Refund { .. } => Action::REFUND,
+            Action::PauseNode { .. } => Action::PAUSE_NODE,
+            Action::ResumeNode { .. } => Action::RESUME_NODE,
         }
     }
 

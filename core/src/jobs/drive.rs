@@ -18,7 +18,7 @@ use crate::ids::{AdId, IdempotencyKey};
 use crate::probe::{Probe, Site};
 use crate::schedule::task::Task;
 use crate::sense::ads::{AdsError, AdsPlatform, Level};
-use crate::store::{NewJob, Store};
+use crate::store::{IntentFilter, NewJob, Store};
 use crate::time::{Clock, Millis, Timestamp};
 
 use super::{Attempt, JobError, Ports};
@@ -69,7 +69,8 @@ pub async fn run<
                 // Before each call: another pause of the node may have come
                 // since this resume was planned; then it must not be made.
                 if intent.phase == IntentPhase::Intended
-                    && let Some(newer) = superseded(&ports.store.brand_intents(&intent.brand).await?, node, pauses)
+                    && let Some(newer) =
+                        superseded(&ports.store.brand_intents(&intent.brand, &node_family()).await?, node, pauses)
                 {
                     let cause = format!("superseded: {newer} paused {} {} again", node.level.as_str(), node.id);
                     let mut batch = attempt.batch();
@@ -170,6 +171,14 @@ async fn escalate<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense:
     batch.intents.push(IntentOp::Open(new));
     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     Ok(())
+}
+
+/// The intents a resume's check and the tick's kill chain read: the
+/// brand's kills, pauses and resumes (not its payouts and refunds, whose
+/// jobs read their own), and with [`IntentFilter::and_open`] whatever else
+/// is open.
+pub fn node_family() -> IntentFilter {
+    IntentFilter::kinds(&[Action::KILL_AD, Action::PAUSE_NODE, Action::RESUME_NODE])
 }
 
 /// An act job for every intent without a final phase (each job's

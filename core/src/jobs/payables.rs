@@ -26,7 +26,7 @@ use crate::ids::{AdId, BrandId, IdempotencyKey};
 use crate::probe::{Probe, Site};
 use crate::sense::bank::{Bank, LIST_MAX, TxState};
 use crate::sense::payables::{PayablesError, PayablesFile, PayablesSource, Settled};
-use crate::store::Store;
+use crate::store::{IntentFilter, Store};
 use crate::time::{Clock, Millis, Timestamp};
 
 use super::{Attempt, JobError, Ports, drive};
@@ -71,7 +71,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Bank + PayablesSource>(
     attempt: &mut Attempt,
 ) -> Result<(), JobError> {
     let brand = attempt.brand.clone();
-    let intents = ports.store.brand_intents(&brand).await?;
+    let intents = ports.store.brand_intents(&brand, &IntentFilter::kinds(&[Action::PAYOUT])).await?;
     drive::redrive(ports, attempt, intents.iter().filter(|i| matches!(i.action, Action::Payout { .. }))).await?;
     if sabotage != Sabotage::IgnoreReversals {
         statement(ports, attempt, &intents).await?;

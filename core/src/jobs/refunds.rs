@@ -33,7 +33,7 @@ use crate::money::Money;
 use crate::probe::{Probe, Site};
 use crate::sense::claims::{ClaimRecord, ClaimsSource, Settlement};
 use crate::sense::shop::{Shop, ShopError};
-use crate::store::Store;
+use crate::store::{IntentFilter, Store};
 use crate::time::{Clock, Millis};
 
 use super::payables::Room;
@@ -52,7 +52,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
     attempt: &mut Attempt,
 ) -> Result<(), JobError> {
     let brand = attempt.brand.clone();
-    let mut intents = ports.store.brand_intents(&brand).await?;
+    let mut intents = ports.store.brand_intents(&brand, &IntentFilter::kinds(&[Action::REFUND])).await?;
     drive::redrive(ports, attempt, intents.iter().filter(|i| matches!(i.action, Action::Refund { .. }))).await?;
     let unread = |e: crate::sense::claims::SourceError| JobError::RetryAfter { wait: Millis(0), why: e.to_string() };
     let claims = ports.bank.claims().await.map_err(unread)?;

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeSet;
 
+use crate::act::intent::Action;
 use crate::estimate::estimator::estimate;
 use crate::ids::AdId;
 use crate::probe::Probe;
 use crate::propose::allocation::allocate;
-use crate::store::Store;
+use crate::store::{IntentFilter, Store};
 use crate::time::{Clock, Timestamp};
 
 use super::{Attempt, JobError, Ports};
@@ -24,8 +25,13 @@ pub async fn run_reroll<S: Store, A, C: Clock, P: Probe, B: crate::sense::bank::
     let now = ports.clock.now();
     let rows = ports.store.spend_ledger(&attempt.brand, now - cfg.estimate_window).await?;
     let estimates = estimate(&rows, now, &cfg.estimator).map_err(|e| JobError::Permanent(e.to_string()))?;
-    let excluded: BTreeSet<AdId> =
-        ports.store.brand_intents(&attempt.brand).await?.iter().filter_map(|i| i.action.killed_ad().cloned()).collect();
+    let excluded: BTreeSet<AdId> = ports
+        .store
+        .brand_intents(&attempt.brand, &IntentFilter::kinds(&[Action::KILL_AD]))
+        .await?
+        .iter()
+        .filter_map(|i| i.action.killed_ad().cloned())
+        .collect();
     let mut batch = attempt.batch();
     batch.allocation = Some(allocate(&estimates, &excluded, slot));
     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;

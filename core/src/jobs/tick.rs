@@ -19,7 +19,7 @@ use crate::ids::{AdId, IdempotencyKey};
 use crate::probe::{Probe, Site};
 use crate::schedule::task::Task;
 use crate::sense::ads::{AdsPlatform, InsightsQuery, PAUSE_BATCH_MAX};
-use crate::store::{NewJob, Store};
+use crate::store::{IntentFilter, NewJob, Store};
 use crate::time::{Clock, Timestamp};
 
 use super::drive;
@@ -57,7 +57,10 @@ async fn redrive<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::
     ports: &Ports<S, A, C, P, B>,
     attempt: &mut Attempt,
 ) -> Result<(), JobError> {
-    let jobs = drive::jobs_of_open(ports.store.brand_intents(&attempt.brand).await?.iter(), ports.clock.now());
+    let jobs = drive::jobs_of_open(
+        ports.store.brand_intents(&attempt.brand, &IntentFilter::open()).await?.iter(),
+        ports.clock.now(),
+    );
     if jobs.is_empty() {
         return Ok(());
     }
@@ -103,8 +106,13 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::b
 ) -> Result<(), JobError> {
     let now = ports.clock.now();
     let rows = ports.store.spend_ledger(&attempt.brand, now - cfg.estimate_window).await?;
-    let intents: BTreeMap<IdempotencyKey, _> =
-        ports.store.brand_intents(&attempt.brand).await?.into_iter().map(|i| (i.key.clone(), i)).collect();
+    let intents: BTreeMap<IdempotencyKey, _> = ports
+        .store
+        .brand_intents(&attempt.brand, &drive::node_family().and_open())
+        .await?
+        .into_iter()
+        .map(|i| (i.key.clone(), i))
+        .collect();
     let decided = crate::decide::decide(&rows, &intents, now, &cfg.estimator, &cfg.kill_rule, &cfg.envelope)
         .map_err(|e| JobError::Permanent(e.to_string()))?;
 

@@ -46,6 +46,7 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("checkpoints_survive_a_crash", |s| Box::pin(checkpoints_survive_a_crash(s))),
         ("intents_advance_once_and_batches_are_atomic", |s| Box::pin(intents_advance_once_and_batches_are_atomic(s))),
         ("the_log_rebuilds_every_state", |s| Box::pin(the_log_rebuilds_every_state(s))),
+        ("a_brand_reads_the_intents_its_filter_admits", |s| Box::pin(a_brand_reads_the_intents_its_filter_admits(s))),
         ("bad_jobs_are_discarded_with_their_reason", |s| Box::pin(bad_jobs_are_discarded_with_their_reason(s))),
         ("released_orphans_resume_ahead_of_newer_work", |s| Box::pin(released_orphans_resume_ahead_of_newer_work(s))),
         ("batched_completion_is_per_job_and_fenced", |s| Box::pin(batched_completion_is_per_job_and_fenced(s))),
@@ -415,6 +416,50 @@ pub async fn checkpoints_survive_a_crash<S: Store>(s: S) {
     assert_eq!(steps, 1, "one typed row per pipeline step");
 }
 
+/// A job reads its brand's intents through a filter (kinds, and whatever is
+/// open): a tick reads kills and open intents, not a month of refunds.
+pub async fn a_brand_reads_the_intents_its_filter_admits<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    s.enqueue(NewJob { brand: brand("acme"), ..job(tick(0), None) }, t(0)).await.unwrap();
+    let c = claim_one(&s, "w", inc, 0).await;
+    let (done, open) = (new_intent("ad-1"), new_intent("ad-2"));
+    let batch =
+        WriteBatch { intents: vec![IntentOp::Open(done.clone()), IntentOp::Open(open.clone())], ..Default::default() };
+    let kills = s.write(&c.lease, batch, t(1)).await.unwrap().intents;
+    let node = crate::sense::ads::AdNode { level: crate::sense::ads::Level::AdSet, id: "set-1".into() };
+    let pause = crate::act::escalate::pause_intent(&kills[0], &AdId::new("ad-1"), node, t(2));
+    let batch = WriteBatch {
+        intents: vec![
+            step(&done.key, IntentPhase::Intended, IntentPhase::Abandoned, None),
+            IntentOp::Open(pause.clone()),
+        ],
+        ..Default::default()
+    };
+    s.write(&c.lease, batch, t(2)).await.unwrap();
+    let read = |filter: IntentFilter| {
+        let s = &s;
+        async move {
+            let got = s.brand_intents(&brand("acme"), &filter).await.unwrap();
+            got.into_iter().map(|i| i.key.to_string()).collect::<Vec<_>>()
+        }
+    };
+    let key = |i: &NewIntent| i.key.to_string();
+    let mut every = vec![key(&done), key(&open), key(&pause)];
+    every.sort();
+    assert_eq!(read(IntentFilter::all()).await, every);
+    let mut kills = vec![key(&done), key(&open)];
+    kills.sort();
+    assert_eq!(read(IntentFilter::kinds(&[Action::KILL_AD])).await, kills, "kills, final or not");
+    assert_eq!(read(IntentFilter::kinds(&[Action::PAUSE_NODE])).await, vec![key(&pause)]);
+    assert!(read(IntentFilter::kinds(&[Action::PAYOUT])).await.is_empty());
+    let mut open_ones = vec![key(&open), key(&pause)];
+    open_ones.sort();
+    assert_eq!(read(IntentFilter::open()).await, open_ones, "the abandoned kill is final");
+    assert_eq!(read(IntentFilter::kinds(&[Action::PAYOUT]).and_open()).await, open_ones);
+    assert_eq!(read(IntentFilter::kinds(&[Action::KILL_AD]).and_open()).await, every);
+    assert!(s.brand_intents(&brand("zest"), &IntentFilter::all()).await.unwrap().is_empty(), "its own brand's only");
+}
+
 pub async fn intents_advance_once_and_batches_are_atomic<S: Store>(s: S) {
     let inc = boot(&s, "w", 0).await;
     s.enqueue(job(tick(0), None), t(0)).await.unwrap();
@@ -741,8 +786,9 @@ pub async fn a_brand_writes_only_its_own_rows<S: Store>(s: S) {
     let out = s.write(&a.lease, batch, t(1)).await.unwrap();
     assert_eq!(out.intents[0].brand, brand("acme"), "the intent is the writer's brand's");
     let keys = |v: Vec<Intent>| v.into_iter().map(|i| i.key).collect::<Vec<_>>();
-    assert_eq!(keys(s.brand_intents(&brand("acme")).await.unwrap()), vec![new_intent("ad-a").key]);
-    assert!(s.brand_intents(&brand("zest")).await.unwrap().is_empty(), "a brand reads its own intents only");
+    let all = IntentFilter::all();
+    assert_eq!(keys(s.brand_intents(&brand("acme"), &all).await.unwrap()), vec![new_intent("ad-a").key]);
+    assert!(s.brand_intents(&brand("zest"), &all).await.unwrap().is_empty(), "a brand reads its own intents only");
     assert_eq!(s.spend_ledger(&brand("acme"), t(0)).await.unwrap().len(), 1);
     assert!(s.spend_ledger(&BrandId::default(), t(0)).await.unwrap().is_empty(), "no other brand sees it");
     s.finish(&a.lease, Outcome::Completed, vec![], t(2)).await.unwrap();

@@ -21,8 +21,8 @@ use crate::act::intent::{ActionRow, Intent};
 use crate::envelope::budget::{Account, AccountKey, Budgets, Transfer};
 
 use super::{
-    BatchResult, Boot, Claim, ClaimRequest, Enqueued, Job, JobState, Lease, LeaseRow, NewJob, Outcome, PageActivity,
-    Presence, ScheduleRow, SlotOutcome, Snapshot, Store, StoreError, WorkerRow, WriteBatch,
+    BatchResult, Boot, Claim, ClaimRequest, Enqueued, IntentFilter, Job, JobState, Lease, LeaseRow, NewJob, Outcome,
+    PageActivity, Presence, ScheduleRow, SlotOutcome, Snapshot, Store, StoreError, WorkerRow, WriteBatch,
 };
 use crate::schedule::rules::GHOST_AMNESTY;
 
@@ -43,6 +43,11 @@ pub struct MemStore {
     /// The last beat of each worker's current incarnation.
     presence: BTreeMap<WorkerId, (Presence, Timestamp)>,
     intents: BTreeMap<IdempotencyKey, Intent>,
+    /// Each brand's intent keys by action kind, and its open ones: a
+    /// brand's read clones only the rows it admits (a tick every minute
+    /// read a month of refunds before).
+    intents_by_kind: BTreeMap<(BrandId, &'static str), BTreeSet<IdempotencyKey>>,
+    open_intents: BTreeMap<BrandId, BTreeSet<IdempotencyKey>>,
     actions: Vec<ActionRow>,
     /// Keyed by brand, ad and bucket: an ad id is one platform's, and two
     /// brands' accounts may reuse one.
@@ -412,7 +417,10 @@ impl MemStore {
         for c in &batch.tier_changes {
             self.log_transition(now, &brand, super::plan::tier_transition(&brand, c));
         }
-        self.intents.extend(plan.changed);
+        for (key, intent) in plan.changed {
+            self.index_intent(&intent);
+            self.intents.insert(key, intent);
+        }
         self.actions.extend(plan.actions);
         for t in plan.events {
             self.log_transition(now, &brand, t);
@@ -608,11 +616,32 @@ impl MemStore {
         self.intents.values().cloned().collect()
     }
 
-    /// One brand's intents, by key: only they are cloned (a tick reads its
-    /// brand's every minute; cloning every brand's grew with the history of
-    /// all of them).
-    pub fn brand_intents(&self, brand: &BrandId) -> Vec<Intent> {
-        self.intents.values().filter(|i| &i.brand == brand).cloned().collect()
+    fn index_intent(&mut self, intent: &Intent) {
+        let key = &intent.key;
+        self.intents_by_kind.entry((intent.brand.clone(), intent.action.kind())).or_default().insert(key.clone());
+        let open = self.open_intents.entry(intent.brand.clone()).or_default();
+        if intent.phase.is_final() {
+            open.remove(key);
+        } else {
+            open.insert(key.clone());
+        }
+    }
+
+    /// The intents of one brand that `filter` admits, by key: found through
+    /// the index, so a read costs what it returns, not the brand's history
+    /// (a tick reads its brand's every minute).
+    pub fn brand_intents(&self, brand: &BrandId, filter: &IntentFilter) -> Vec<Intent> {
+        let mut keys: BTreeSet<&IdempotencyKey> = BTreeSet::new();
+        let rows = self.intents_by_kind.range((brand.clone(), "")..).take_while(|((b, _), _)| b == brand);
+        for ((_, kind), of_kind) in rows {
+            if filter.kinds.as_ref().is_none_or(|want| want.iter().any(|w| w == kind)) {
+                keys.extend(of_kind);
+            }
+        }
+        if filter.open {
+            keys.extend(self.open_intents.get(brand).into_iter().flatten());
+        }
+        keys.into_iter().map(|k| self.intents[k].clone()).collect()
     }
 
     pub fn intent(&self, key: &IdempotencyKey) -> Option<Intent> {
@@ -678,6 +707,30 @@ impl MemStore {
         let from = usize::try_from(seq).unwrap_or(usize::MAX).min(self.events.len());
         debug_assert!(from == 0 || self.events[from - 1].seq == seq);
         &self.events[from..]
+    }
+
+    /// The snapshot, moved out rather than cloned: what a run's checker
+    /// reads once at its end (a month's store is gigabytes; a clone doubled
+    /// the run's peak memory).
+    pub fn into_snapshot(self) -> Snapshot {
+        let (schedules, activities, budgets) = (self.schedules(), self.activities(), self.budgets());
+        let (accounts, transfers) = (self.accounts(None), self.transfers());
+        let mut jobs: Vec<Job> = self.jobs.into_values().chain(self.finished.into_values()).collect();
+        jobs.sort_by_key(|j| j.id);
+        Snapshot {
+            jobs,
+            intents: self.intents.into_values().collect(),
+            actions: self.actions,
+            spend: self.spend.into_values().collect(),
+            events: self.events,
+            costs: self.costs,
+            schedules,
+            activities,
+            allocations: self.allocations.into_values().collect(),
+            budgets,
+            accounts,
+            transfers,
+        }
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -836,8 +889,12 @@ impl Store for SharedMemStore {
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
         ready(Ok(self.lock().intents()))
     }
-    fn brand_intents(&self, brand: &BrandId) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
-        ready(Ok(self.lock().brand_intents(brand)))
+    fn brand_intents(
+        &self,
+        brand: &BrandId,
+        filter: &IntentFilter,
+    ) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
+        ready(Ok(self.lock().brand_intents(brand, filter)))
     }
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send {
         ready(Ok(self.lock().activities()))

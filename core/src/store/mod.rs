@@ -447,10 +447,16 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send;
     /// Every brand's intents, by key.
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send;
-    /// One brand's intents, by key (what a brand's jobs read). The default
-    /// filters [`Store::intents`]; the SQL stores read the brand's rows only.
-    fn brand_intents(&self, brand: &BrandId) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
-        async move { Ok(self.intents().await?.into_iter().filter(|i| &i.brand == brand).collect()) }
+    /// The intents of one brand that `filter` admits, by key (what a
+    /// brand's jobs read: a tick reads its kills and whatever is open, not
+    /// a month of refunds). The default filters [`Store::intents`]; the SQL
+    /// stores read the brand's admitted rows only.
+    fn brand_intents(
+        &self,
+        brand: &BrandId,
+        filter: &IntentFilter,
+    ) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
+        async move { Ok(self.intents().await?.into_iter().filter(|i| &i.brand == brand && filter.admits(i)).collect()) }
     }
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send;
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send;
@@ -578,8 +584,12 @@ impl<T: Store> Store for &T {
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
         (**self).intents()
     }
-    fn brand_intents(&self, brand: &BrandId) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
-        (**self).brand_intents(brand)
+    fn brand_intents(
+        &self,
+        brand: &BrandId,
+        filter: &IntentFilter,
+    ) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
+        (**self).brand_intents(brand, filter)
     }
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send {
         (**self).activities()
@@ -609,6 +619,39 @@ impl<T: Store> Store for &T {
     }
     fn transfers(&self) -> impl Future<Output = Result<Vec<Transfer>, StoreError>> + Send {
         (**self).transfers()
+    }
+}
+
+/// Which of a brand's intents a read returns: every intent of the action
+/// kinds named ([`crate::act::intent::Action::kind`]), whatever its phase,
+/// and, with `open`, every intent of any kind without a final phase (what a
+/// job re-drives after a crash). `kinds: None` admits every kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentFilter {
+    pub kinds: Option<Vec<String>>,
+    pub open: bool,
+}
+
+impl IntentFilter {
+    /// Every intent of the brand.
+    pub fn all() -> IntentFilter {
+        IntentFilter { kinds: None, open: false }
+    }
+    /// The intents of `kinds`, whatever their phase.
+    pub fn kinds(kinds: &[&str]) -> IntentFilter {
+        IntentFilter { kinds: Some(kinds.iter().map(|k| (*k).to_string()).collect()), open: false }
+    }
+    /// Only the intents without a final phase, of any kind.
+    pub fn open() -> IntentFilter {
+        IntentFilter { kinds: Some(Vec::new()), open: true }
+    }
+    /// These kinds, and every open intent besides.
+    pub fn and_open(self) -> IntentFilter {
+        IntentFilter { open: true, ..self }
+    }
+    pub fn admits(&self, intent: &Intent) -> bool {
+        let kind = intent.action.kind();
+        self.kinds.as_ref().is_none_or(|ks| ks.iter().any(|k| k == kind)) || (self.open && !intent.phase.is_final())
     }
 }
 

@@ -18,7 +18,7 @@ use dlft_core::money::{Currency, Money};
 use dlft_core::schedule::rules::GHOST_AMNESTY;
 use dlft_core::store::plan::{Ledger, Transition, intent_keys, ledger_accounts, ledger_needs, plan_intents, spend_transition};
 use dlft_core::envelope::budget::{Account, AccountKey, Budgets, Purpose, Transfer, TransferState, Window};
-use dlft_core::store::{BatchResult, Boot, Checkpoint, Claim, ClaimRequest, Enqueued, Job, JobState, Lease, LeaseRow, NewJob, Outcome, PageActivity, Presence, ScheduleRow, SlotOutcome, Store, StoreError, WorkerRow, WriteBatch};
+use dlft_core::store::{BatchResult, Boot, Checkpoint, Claim, ClaimRequest, Enqueued, IntentFilter, Job, JobState, Lease, LeaseRow, NewJob, Outcome, PageActivity, Presence, ScheduleRow, SlotOutcome, Store, StoreError, WorkerRow, WriteBatch};
 use dlft_core::act::intent::{Intent, IntentPhase};
 use dlft_core::telemetry::{Block, CostRow, Event, EventKind};
 use dlft_core::time::{Millis, Timestamp};
@@ -1160,15 +1160,25 @@ impl SqlStore {
         rows.iter().map(intent_from_row).collect()
     }
 
-    async fn do_brand_intents(&self, brand: &BrandId) -> Result<Vec<Intent>, StoreError> {
-        let rows = sqlx::query(
+    async fn do_brand_intents(&self, brand: &BrandId, filter: &IntentFilter) -> Result<Vec<Intent>, StoreError> {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
             "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts, reserve FROM dlft_intents \
-             WHERE brand = $1 ORDER BY key",
-        )
-        .bind(brand.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
+             WHERE brand = ",
+        );
+        q.push_bind(brand.as_str());
+        if let Some(kinds) = &filter.kinds {
+            q.push(" AND (kind IN (''");
+            for k in kinds {
+                q.push(", ").push_bind(k.as_str());
+            }
+            q.push(")");
+            if filter.open {
+                q.push(" OR phase NOT IN ('committed', 'abandoned')");
+            }
+            q.push(")");
+        }
+        q.push(" ORDER BY key");
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db_err)?;
         rows.iter().map(intent_from_row).collect()
     }
 
@@ -1410,8 +1420,12 @@ impl Store for SqlStore {
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
         self.do_intents()
     }
-    fn brand_intents(&self, brand: &BrandId) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
-        self.do_brand_intents(brand)
+    fn brand_intents(
+        &self,
+        brand: &BrandId,
+        filter: &IntentFilter,
+    ) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
+        self.do_brand_intents(brand, filter)
     }
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send {
         self.do_activities()
