@@ -103,6 +103,9 @@ pub fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) ->
             StoreReply::Done
         }
         StoreRequest::SpendLedger { brand, since } => StoreReply::Rows(s.spend_ledger(&brand, since)),
+        StoreRequest::SpendSummary { brand, since, fold_before } => {
+            StoreReply::Rows(s.spend_summary(&brand, since, fold_before))
+        }
         StoreRequest::Job { id } => StoreReply::Job(s.job(id).cloned()),
         StoreRequest::FinishedOfSchedule { brand, schedule, n } => {
             StoreReply::Jobs(s.finished_of_schedule(&brand, &schedule, n))
@@ -273,6 +276,14 @@ impl<W: Wire> Store for SimStore<W> {
     }
     async fn spend_ledger(&self, brand: &BrandId, since: Timestamp) -> Result<Vec<InsightRow>, StoreError> {
         expect_reply!(self, StoreRequest::SpendLedger { brand: brand.clone(), since }, Rows)
+    }
+    async fn spend_summary(
+        &self,
+        brand: &BrandId,
+        since: Timestamp,
+        fold_before: Timestamp,
+    ) -> Result<Vec<InsightRow>, StoreError> {
+        expect_reply!(self, StoreRequest::SpendSummary { brand: brand.clone(), since, fold_before }, Rows)
     }
     async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         expect_reply!(self, StoreRequest::Job { id }, Job)

@@ -84,6 +84,11 @@ pub enum StoreRequest {
         enabled: bool,
         reason: String,
     },
+    SpendSummary {
+        brand: BrandId,
+        since: Timestamp,
+        fold_before: Timestamp,
+    },
     SpendLedger {
         brand: BrandId,
         since: Timestamp,

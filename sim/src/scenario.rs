@@ -436,6 +436,9 @@ impl fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
+/// The longest window the sim's estimator reads: a week, as in production.
+pub const ESTIMATE_WINDOW_MAX_S: u64 = 7 * 86_400;
+
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
@@ -690,7 +693,11 @@ impl Scenario {
             bucket: Millis::from_secs(self.world.bucket_s),
             page_limit: self.platform.page_limit,
         };
-        let mut cfg = self.control.loop_config(&platform, Millis::from_secs(self.run.duration_s), scan);
+        // The estimator reads the run so far, up to a week back: what `dlft
+        // run` reads by default (`estimate_window_s`). A month's tick read a
+        // month of buckets every minute before.
+        let window = Millis::from_secs(self.run.duration_s.min(ESTIMATE_WINDOW_MAX_S));
+        let mut cfg = self.control.loop_config(&platform, window, scan);
         cfg.payouts = self.bank.as_ref().map(|b| dlft_core::config::PayoutConfig {
             from_account: crate::payouts::from_account(&dlft_core::ids::BrandId::default()),
             counterparties: crate::payouts::allow_list(b.counterparties, self.currency()),

@@ -111,23 +111,30 @@ pub async fn run<
 /// their own.
 pub fn job_of(intent: &Intent, now: Timestamp) -> NewJob {
     let key = intent.key.clone();
-    let task = match &intent.action {
-        Action::KillAd { ad } => Task::KillAd { key, ad: ad.clone() },
-        Action::Payout { .. } => Task::Payout { key },
-        Action::Refund { .. } => Task::Refund { key },
-        Action::PauseNode { .. } | Action::ResumeNode { .. } => Task::Escalate { key },
+    let (task, priority) = match &intent.action {
+        Action::KillAd { ad } => (Task::KillAd { key, ad: ad.clone() }, super::tick::KILL_PRIORITY),
+        Action::Payout { .. } => (Task::Payout { key }, PAYMENT_PRIORITY),
+        Action::Refund { .. } => (Task::Refund { key }, PAYMENT_PRIORITY),
+        Action::PauseNode { .. } | Action::ResumeNode { .. } => (Task::Escalate { key }, super::tick::KILL_PRIORITY),
     };
-    act_job(task, &intent.key, now).for_brand(&intent.brand)
+    act_job(task, priority, &intent.key, now).for_brand(&intent.brand)
 }
 
+/// Payouts and refunds wait behind the kills of their brand in the act
+/// pool, oldest first among themselves: a kill's minute of delay leaks ad
+/// spend, a payment's costs nothing (found by the month: 397 payouts of an
+/// hour's payables held a kill 89 s, past its 75 s deadline). Kills are
+/// few, so the payments are never starved.
+pub const PAYMENT_PRIORITY: i16 = 1;
+
 /// The act job of `task` on the intent `key`.
-fn act_job(task: Task, key: &IdempotencyKey, now: Timestamp) -> NewJob {
-    NewJob::new(&task, super::tick::KILL_PRIORITY, now, Some(key.clone()))
+fn act_job(task: Task, priority: i16, key: &IdempotencyKey, now: Timestamp) -> NewJob {
+    NewJob::new(&task, priority, now, Some(key.clone()))
 }
 
 /// The act job of an escalation intent (claimed by the escalation pool).
 pub fn escalate_job(key: &IdempotencyKey, now: Timestamp) -> NewJob {
-    act_job(Task::Escalate { key: key.clone() }, key, now)
+    act_job(Task::Escalate { key: key.clone() }, super::tick::KILL_PRIORITY, key, now)
 }
 
 /// A kill whose ad has not stopped itself `after` its intent: opens the

@@ -52,11 +52,17 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
     attempt: &mut Attempt,
 ) -> Result<(), JobError> {
     let brand = attempt.brand.clone();
-    let mut intents = ports.store.brand_intents(&brand, &IntentFilter::kinds(&[Action::REFUND])).await?;
-    drive::redrive(ports, attempt, intents.iter().filter(|i| matches!(i.action, Action::Refund { .. }))).await?;
+    let open = ports.store.brand_intents(&brand, &IntentFilter::open()).await?;
+    drive::redrive(ports, attempt, open.iter().filter(|i| matches!(i.action, Action::Refund { .. }))).await?;
     let unread = |e: crate::sense::claims::SourceError| JobError::RetryAfter { wait: Millis(0), why: e.to_string() };
     let claims = ports.bank.claims().await.map_err(unread)?;
     let disputes = ports.bank.disputes().await.map_err(unread)?;
+    // What the run judges against: the open intents (in flight on an order)
+    // and those of the claims it judges (opened by a run that died before
+    // it settled them), not every refund the brand ever made.
+    let judged = claims.iter().filter(|c| c.settled.is_none()).take(MAX_CLAIMS_PER_RUN);
+    let filter = IntentFilter::open().and_keys(judged.map(|c| claim_key(&brand, c)));
+    let mut intents = ports.store.brand_intents(&brand, &filter).await?;
     let now = ports.clock.now();
     let profile = Profile::build(cfg.identity_key.as_bytes(), &claims, &disputes, now);
     let budgets = ports.store.budgets().await?.into_iter().find(|(b, _)| b == &brand).map(|(_, b)| b);

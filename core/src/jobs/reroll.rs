@@ -23,7 +23,8 @@ pub async fn run_reroll<S: Store, A, C: Clock, P: Probe, B: crate::sense::bank::
     slot: Timestamp,
 ) -> Result<(), JobError> {
     let now = ports.clock.now();
-    let rows = ports.store.spend_ledger(&attempt.brand, now - cfg.estimate_window).await?;
+    let matured = crate::estimate::estimator::matured_until(now, &cfg.estimator);
+    let rows = ports.store.spend_summary(&attempt.brand, now - cfg.estimate_window, matured).await?;
     let estimates = estimate(&rows, now, &cfg.estimator).map_err(|e| JobError::Permanent(e.to_string()))?;
     let excluded: BTreeSet<AdId> = ports
         .store

@@ -105,7 +105,8 @@ async fn decide<S: Store, A: AdsPlatform, C: Clock, P: Probe, B: crate::sense::b
     attempt: &mut Attempt,
 ) -> Result<(), JobError> {
     let now = ports.clock.now();
-    let rows = ports.store.spend_ledger(&attempt.brand, now - cfg.estimate_window).await?;
+    let matured = crate::estimate::estimator::matured_until(now, &cfg.estimator);
+    let rows = ports.store.spend_summary(&attempt.brand, now - cfg.estimate_window, matured).await?;
     let intents: BTreeMap<IdempotencyKey, _> = ports
         .store
         .brand_intents(&attempt.brand, &drive::node_family().and_open())

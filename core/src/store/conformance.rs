@@ -40,6 +40,7 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("a_slot_is_coalesced_into_the_waiting_job", |s| Box::pin(a_slot_is_coalesced_into_the_waiting_job(s))),
         ("disabled_schedules_fire_nothing", |s| Box::pin(disabled_schedules_fire_nothing(s))),
         ("a_tick_of_many_buckets_writes_what_changed", |s| Box::pin(a_tick_of_many_buckets_writes_what_changed(s))),
+        ("the_spend_summary_folds_matured_buckets", |s| Box::pin(the_spend_summary_folds_matured_buckets(s))),
         ("breaker_trip_discards_and_disables", |s| Box::pin(breaker_trip_discards_and_disables(s))),
         ("release_hands_the_attempt_back", |s| Box::pin(release_hands_the_attempt_back(s))),
         ("retry_then_discard_keeps_error_history", |s| Box::pin(retry_then_discard_keeps_error_history(s))),
@@ -282,6 +283,46 @@ pub async fn a_slot_is_coalesced_into_the_waiting_job<S: Store>(s: S) {
 /// and more. Only the buckets that changed are logged (one row each, in the
 /// order given, the last of two rows of one bucket winning), and the ledger
 /// then holds every bucket as last written.
+/// What the estimator reads: the window's matured rows summed per ad (per
+/// pair of currencies), the newer ones as they are; the same rows as
+/// `fold_spend` makes of the ledger, and another brand's rows never.
+pub async fn the_spend_summary_folds_matured_buckets<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    s.enqueue(NewJob { brand: brand("acme"), ..job(tick(0), None) }, t(0)).await.unwrap();
+    s.enqueue(NewJob { brand: brand("zest"), ..job(tick(0), None) }, t(0)).await.unwrap();
+    let row = |ad: &str, bucket: u64, minor: i64, purchases: u32, cur: Currency| InsightRow {
+        ad: AdId::new(ad),
+        bucket_start: t(bucket * 60),
+        spend: Money::new(minor, cur),
+        purchases,
+        revenue: Money::new(i64::from(purchases) * 1_000, cur),
+    };
+    let acme: Vec<InsightRow> = (0..6)
+        .flat_map(|b| {
+            [row("ad-1", b, 100 + b as i64, (b % 2) as u32, Currency::EUR), row("ad-2", b + 1, 7, 1, Currency::EUR)]
+        })
+        .chain([row("ad-3", 2, 50, 0, Currency::USD)])
+        .collect();
+    for (b, rows) in [("acme", acme.clone()), ("zest", vec![row("ad-1", 1, 1_000_000, 9, Currency::EUR)])] {
+        let c = claim_one(&s, "w", inc, 0).await;
+        assert_eq!(c.job.brand, brand(b));
+        s.write(&c.lease, WriteBatch { insights: rows, ..Default::default() }, t(1)).await.unwrap();
+        s.finish(&c.lease, Outcome::Completed, vec![], t(1)).await.unwrap();
+    }
+    let summary = s.spend_summary(&brand("acme"), t(60), t(4 * 60)).await.unwrap();
+    let ledger = s.spend_ledger(&brand("acme"), t(60)).await.unwrap();
+    assert_eq!(summary, fold_spend(&ledger, t(4 * 60)));
+    let ad1 = summary.iter().find(|r| r.ad.as_str() == "ad-1").unwrap();
+    assert_eq!((ad1.bucket_start, ad1.spend.minor, ad1.purchases), (t(60), 101 + 102 + 103, 2), "buckets 1..=3 summed");
+    assert_eq!(ad1.revenue.minor, 2_000);
+    assert_eq!(summary.iter().filter(|r| r.ad.as_str() == "ad-1").count(), 1 + 2, "buckets 4 and 5 as they are");
+    assert!(summary.iter().any(|r| r.ad.as_str() == "ad-3" && r.spend.currency == Currency::USD));
+    assert!(summary.iter().all(|r| r.spend.minor < 1_000_000), "another brand's rows never");
+    // Nothing matured in the window: every row as it is.
+    let unfolded = s.spend_summary(&brand("acme"), t(5 * 60), t(60)).await.unwrap();
+    assert_eq!(unfolded, s.spend_ledger(&brand("acme"), t(5 * 60)).await.unwrap());
+}
+
 pub async fn a_tick_of_many_buckets_writes_what_changed<S: Store>(s: S) {
     let inc = boot(&s, "w", 0).await;
     s.enqueue(job(tick(0), None), t(0)).await.unwrap();
@@ -457,7 +498,12 @@ pub async fn a_brand_reads_the_intents_its_filter_admits<S: Store>(s: S) {
     assert_eq!(read(IntentFilter::open()).await, open_ones, "the abandoned kill is final");
     assert_eq!(read(IntentFilter::kinds(&[Action::PAYOUT]).and_open()).await, open_ones);
     assert_eq!(read(IntentFilter::kinds(&[Action::KILL_AD]).and_open()).await, every);
+    let keyed = IntentFilter::kinds(&[Action::PAYOUT]).and_keys([done.key.clone(), IdempotencyKey::new("kill/none")]);
+    assert_eq!(read(keyed).await, vec![key(&done)], "asked for by key, final or not");
+    assert_eq!(read(IntentFilter::open().and_keys([done.key.clone()])).await, every);
     assert!(s.brand_intents(&brand("zest"), &IntentFilter::all()).await.unwrap().is_empty(), "its own brand's only");
+    let theirs = IntentFilter::open().and_keys([done.key.clone()]);
+    assert!(s.brand_intents(&brand("zest"), &theirs).await.unwrap().is_empty(), "not another brand's by key");
 }
 
 pub async fn intents_advance_once_and_batches_are_atomic<S: Store>(s: S) {

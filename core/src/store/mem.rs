@@ -49,9 +49,10 @@ pub struct MemStore {
     intents_by_kind: BTreeMap<(BrandId, &'static str), BTreeSet<IdempotencyKey>>,
     open_intents: BTreeMap<BrandId, BTreeSet<IdempotencyKey>>,
     actions: Vec<ActionRow>,
-    /// Keyed by brand, ad and bucket: an ad id is one platform's, and two
-    /// brands' accounts may reuse one.
-    spend: BTreeMap<(BrandId, AdId, Timestamp), InsightRow>,
+    /// Keyed by brand, bucket and ad (an ad id is one platform's, and two
+    /// brands' accounts may reuse one): a brand's window is one range, not
+    /// a walk through its whole history.
+    spend: BTreeMap<(BrandId, Timestamp, AdId), InsightRow>,
     events: Vec<Event>,
     costs: Vec<CostRow>,
     budgets: BTreeMap<BrandId, Budgets>,
@@ -69,6 +70,13 @@ struct Ev<'a> {
     before: &'a str,
     after: &'a str,
     cause: String,
+}
+
+/// A snapshot's spend rows in the SQL stores' order: by brand, ad, bucket.
+fn spend_by_ad(rows: impl Iterator<Item = ((BrandId, Timestamp, AdId), InsightRow)>) -> Vec<InsightRow> {
+    let mut rows: Vec<_> = rows.map(|((brand, _, _), r)| (brand, r)).collect();
+    rows.sort_by(|(a, x), (b, y)| (a, &x.ad, x.bucket_start).cmp(&(b, &y.ad, y.bucket_start)));
+    rows.into_iter().map(|(_, r)| r).collect()
 }
 
 impl MemStore {
@@ -481,7 +489,7 @@ impl MemStore {
     }
 
     fn upsert_spend(&mut self, brand: &BrandId, row: InsightRow, now: Timestamp) {
-        let key = (brand.clone(), row.ad.clone(), row.bucket_start);
+        let key = (brand.clone(), row.bucket_start, row.ad.clone());
         if let Some(t) = spend_transition(self.spend.get(&key), &row) {
             self.log_transition(now, brand, t);
             self.spend.insert(key, row);
@@ -601,11 +609,17 @@ impl MemStore {
 
     pub fn spend_ledger(&self, brand: &BrandId, since: Timestamp) -> Vec<InsightRow> {
         self.spend
-            .range((brand.clone(), AdId::new(""), Timestamp(0))..)
+            .range((brand.clone(), since, AdId::new(""))..)
             .take_while(|((b, _, _), _)| b == brand)
-            .filter(|(_, r)| r.bucket_start >= since)
             .map(|(_, r)| r.clone())
             .collect()
+    }
+
+    /// [`Store::spend_summary`] over the brand's window, cloning only the
+    /// rows it keeps.
+    pub fn spend_summary(&self, brand: &BrandId, since: Timestamp, fold_before: Timestamp) -> Vec<InsightRow> {
+        let window = self.spend.range((brand.clone(), since, AdId::new(""))..).take_while(|((b, _, _), _)| b == brand);
+        super::fold_spend(window.map(|(_, r)| r), fold_before)
     }
 
     pub fn activities(&self) -> Vec<PageActivity> {
@@ -641,6 +655,7 @@ impl MemStore {
         if filter.open {
             keys.extend(self.open_intents.get(brand).into_iter().flatten());
         }
+        keys.extend(filter.keys.iter().filter(|k| self.intents.get(*k).is_some_and(|i| &i.brand == brand)));
         keys.into_iter().map(|k| self.intents[k].clone()).collect()
     }
 
@@ -721,7 +736,7 @@ impl MemStore {
             jobs,
             intents: self.intents.into_values().collect(),
             actions: self.actions,
-            spend: self.spend.into_values().collect(),
+            spend: spend_by_ad(self.spend.into_iter()),
             events: self.events,
             costs: self.costs,
             schedules,
@@ -740,7 +755,7 @@ impl MemStore {
             jobs,
             intents: self.intents(),
             actions: self.actions.clone(),
-            spend: self.spend.values().cloned().collect(),
+            spend: spend_by_ad(self.spend.iter().map(|(k, r)| (k.clone(), r.clone()))),
             events: self.events.clone(),
             costs: self.costs.clone(),
             schedules: self.schedules(),
@@ -871,6 +886,14 @@ impl Store for SharedMemStore {
         since: Timestamp,
     ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
         ready(Ok(self.lock().spend_ledger(brand, since)))
+    }
+    fn spend_summary(
+        &self,
+        brand: &BrandId,
+        since: Timestamp,
+        fold_before: Timestamp,
+    ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
+        ready(Ok(self.lock().spend_summary(brand, since, fold_before)))
     }
     fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send {
         ready(Ok(self.lock().job(id).cloned()))

@@ -1150,6 +1150,36 @@ impl SqlStore {
         rows.iter().map(spend_from_row).collect()
     }
 
+    /// The matured rows summed per ad by the database, the rest as rows:
+    /// the same rows as [`dlft_core::store::fold_spend`] makes.
+    async fn do_spend_summary(
+        &self,
+        brand: &BrandId,
+        since: Timestamp,
+        fold_before: Timestamp,
+    ) -> Result<Vec<InsightRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ad, MIN(bucket_start) AS bucket_start, CAST(SUM(spend_minor) AS BIGINT) AS spend_minor, currency, \
+                    CAST(SUM(purchases) AS BIGINT) AS purchases, CAST(SUM(revenue_minor) AS BIGINT) AS revenue_minor, \
+                    revenue_currency \
+             FROM dlft_spend WHERE brand = $1 AND bucket_start >= $2 AND bucket_start < $3 \
+             GROUP BY ad, currency, revenue_currency \
+             UNION ALL \
+             SELECT ad, bucket_start, spend_minor, currency, purchases, revenue_minor, revenue_currency \
+             FROM dlft_spend WHERE brand = $4 AND bucket_start >= $5 \
+             ORDER BY ad, bucket_start",
+        )
+        .bind(brand.as_str())
+        .bind(ms(since))
+        .bind(ms(fold_before))
+        .bind(brand.as_str())
+        .bind(ms(since.max(fold_before)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(spend_from_row).collect()
+    }
+
     async fn do_intents(&self) -> Result<Vec<Intent>, StoreError> {
         let rows = sqlx::query(
             "SELECT key, brand, action, evidence, verdict, phase, opened_at, updated_at, attempts, reserve FROM dlft_intents ORDER BY key",
@@ -1174,6 +1204,13 @@ impl SqlStore {
             q.push(")");
             if filter.open {
                 q.push(" OR phase NOT IN ('committed', 'abandoned')");
+            }
+            if !filter.keys.is_empty() {
+                q.push(" OR key IN (''");
+                for k in &filter.keys {
+                    q.push(", ").push_bind(k.as_str());
+                }
+                q.push(")");
             }
             q.push(")");
         }
@@ -1416,6 +1453,14 @@ impl Store for SqlStore {
         since: Timestamp,
     ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
         self.do_spend_ledger(brand, since)
+    }
+    fn spend_summary(
+        &self,
+        brand: &BrandId,
+        since: Timestamp,
+        fold_before: Timestamp,
+    ) -> impl Future<Output = Result<Vec<InsightRow>, StoreError>> + Send {
+        self.do_spend_summary(brand, since, fold_before)
     }
     fn intents(&self) -> impl Future<Output = Result<Vec<Intent>, StoreError>> + Send {
         self.do_intents()
