@@ -111,8 +111,9 @@ mod tests {
             rows in proptest::collection::vec((0u8..4, 0u64..30, 0i64..5_000, 0u32..4), 0..60),
             now_min in 0u64..40,
         ) {
-            let rows: Vec<InsightRow> =
+            let mut rows: Vec<InsightRow> =
                 rows.into_iter().map(|(ad, b, spend, p)| row(&format!("ad-{ad}"), b, spend, p)).collect();
+            rows.sort_by(|a, b| (&a.ad, a.bucket_start).cmp(&(&b.ad, b.bucket_start))); // as the ledger reads them
             let now = Timestamp(now_min * 60_000);
             let folded = crate::store::fold_spend(&rows, matured_until(now, &CFG));
             proptest::prop_assert_eq!(estimate(&folded, now, &CFG).unwrap(), estimate(&rows, now, &CFG).unwrap());

@@ -49,10 +49,10 @@ pub struct MemStore {
     intents_by_kind: BTreeMap<(BrandId, &'static str), BTreeSet<IdempotencyKey>>,
     open_intents: BTreeMap<BrandId, BTreeSet<IdempotencyKey>>,
     actions: Vec<ActionRow>,
-    /// Keyed by brand, bucket and ad (an ad id is one platform's, and two
-    /// brands' accounts may reuse one): a brand's window is one range, not
-    /// a walk through its whole history.
-    spend: BTreeMap<(BrandId, Timestamp, AdId), InsightRow>,
+    /// Keyed by brand, ad and bucket: an ad id is one platform's, and two
+    /// brands' accounts may reuse one. A brand's window is read one ad at a
+    /// time from `since` (a seek per ad), never through its whole history.
+    spend: BTreeMap<(BrandId, AdId, Timestamp), InsightRow>,
     events: Vec<Event>,
     costs: Vec<CostRow>,
     budgets: BTreeMap<BrandId, Budgets>,
@@ -70,13 +70,6 @@ struct Ev<'a> {
     before: &'a str,
     after: &'a str,
     cause: String,
-}
-
-/// A snapshot's spend rows in the SQL stores' order: by brand, ad, bucket.
-fn spend_by_ad(rows: impl Iterator<Item = ((BrandId, Timestamp, AdId), InsightRow)>) -> Vec<InsightRow> {
-    let mut rows: Vec<_> = rows.map(|((brand, _, _), r)| (brand, r)).collect();
-    rows.sort_by(|(a, x), (b, y)| (a, &x.ad, x.bucket_start).cmp(&(b, &y.ad, y.bucket_start)));
-    rows.into_iter().map(|(_, r)| r).collect()
 }
 
 impl MemStore {
@@ -489,7 +482,7 @@ impl MemStore {
     }
 
     fn upsert_spend(&mut self, brand: &BrandId, row: InsightRow, now: Timestamp) {
-        let key = (brand.clone(), row.bucket_start, row.ad.clone());
+        let key = (brand.clone(), row.ad.clone(), row.bucket_start);
         if let Some(t) = spend_transition(self.spend.get(&key), &row) {
             self.log_transition(now, brand, t);
             self.spend.insert(key, row);
@@ -608,18 +601,36 @@ impl MemStore {
     }
 
     pub fn spend_ledger(&self, brand: &BrandId, since: Timestamp) -> Vec<InsightRow> {
-        self.spend
-            .range((brand.clone(), since, AdId::new(""))..)
-            .take_while(|((b, _, _), _)| b == brand)
-            .map(|(_, r)| r.clone())
-            .collect()
+        self.spend_window(brand, since).into_iter().cloned().collect()
     }
 
     /// [`Store::spend_summary`] over the brand's window, cloning only the
     /// rows it keeps.
     pub fn spend_summary(&self, brand: &BrandId, since: Timestamp, fold_before: Timestamp) -> Vec<InsightRow> {
-        let window = self.spend.range((brand.clone(), since, AdId::new(""))..).take_while(|((b, _, _), _)| b == brand);
-        super::fold_spend(window.map(|(_, r)| r), fold_before)
+        super::fold_spend(self.spend_window(brand, since), fold_before)
+    }
+
+    /// The brand's rows at or after `since`, by ad then bucket: one seek
+    /// per ad to its window, so a month of history is never walked.
+    fn spend_window(&self, brand: &BrandId, since: Timestamp) -> Vec<&InsightRow> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let mut out = Vec::new();
+        let mut after: Option<(BrandId, AdId, Timestamp)> = None;
+        loop {
+            let next = match &after {
+                None => self.spend.range((brand.clone(), AdId::new(""), Timestamp(0))..).next(),
+                Some(k) => self.spend.range((Excluded(k), Unbounded)).next(),
+            };
+            let Some(((b, ad, _), _)) = next else { break };
+            if b != brand {
+                break;
+            }
+            let end = (brand.clone(), ad.clone(), Timestamp(u64::MAX));
+            let start = (brand.clone(), ad.clone(), since);
+            out.extend(self.spend.range(start..=end.clone()).map(|(_, r)| r));
+            after = Some(end);
+        }
+        out
     }
 
     pub fn activities(&self) -> Vec<PageActivity> {
@@ -736,7 +747,7 @@ impl MemStore {
             jobs,
             intents: self.intents.into_values().collect(),
             actions: self.actions,
-            spend: spend_by_ad(self.spend.into_iter()),
+            spend: self.spend.into_values().collect(),
             events: self.events,
             costs: self.costs,
             schedules,
@@ -755,7 +766,7 @@ impl MemStore {
             jobs,
             intents: self.intents(),
             actions: self.actions.clone(),
-            spend: spend_by_ad(self.spend.iter().map(|(k, r)| (k.clone(), r.clone()))),
+            spend: self.spend.values().cloned().collect(),
             events: self.events.clone(),
             costs: self.costs.clone(),
             schedules: self.schedules(),

@@ -35,7 +35,7 @@ pub use mem::{CLAIM_LIMIT_MAX, MemStore, SharedMemStore};
 use crate::act::intent::{ActionRow, Intent, IntentOp};
 use crate::envelope::Verdict;
 use crate::envelope::budget::{Account, Budgets, Transfer};
-use crate::ids::{AdId, BrandId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
+use crate::ids::{BrandId, ClaimToken, IdempotencyKey, Incarnation, JobId, WorkerId};
 use crate::schedule::task::{JobKind, Task};
 use crate::sense::ads::InsightRow;
 use crate::telemetry::{CostRow, Event};
@@ -647,30 +647,38 @@ impl<T: Store> Store for &T {
 /// earliest bucket, and the sums of spend, purchases and revenue (per pair
 /// of currencies, so that rows in two currencies still fail the estimator
 /// as they would unfolded). Rows from `fold_before` on are kept as they are.
-/// A sum past `i64` (never in practice) saturates, as purchases do in the
-/// estimator. Ordered by ad, then bucket.
+/// `rows` come ordered by ad, then bucket (as [`Store::spend_ledger`] reads
+/// them): each run of one ad's matured rows in one pair of currencies is
+/// one sum. A sum past `i64` (never in practice) saturates here, as
+/// purchases do in the estimator; the SQL stores fail the read. Ordered by
+/// ad, then bucket.
 pub fn fold_spend<'a>(rows: impl IntoIterator<Item = &'a InsightRow>, fold_before: Timestamp) -> Vec<InsightRow> {
-    use crate::money::{Currency, Money};
-    let mut folded: std::collections::BTreeMap<(&AdId, Currency, Currency), InsightRow> = Default::default();
-    let mut out = Vec::new();
+    let mut out: Vec<InsightRow> = Vec::new();
+    let mut folding = false; // whether `out`'s last row is a sum
     for r in rows {
         if r.bucket_start >= fold_before {
             out.push(r.clone());
+            folding = false;
             continue;
         }
-        let f = folded.entry((&r.ad, r.spend.currency, r.revenue.currency)).or_insert_with(|| InsightRow {
-            ad: r.ad.clone(),
-            bucket_start: r.bucket_start,
-            spend: Money::zero(r.spend.currency),
-            purchases: 0,
-            revenue: Money::zero(r.revenue.currency),
-        });
-        f.bucket_start = f.bucket_start.min(r.bucket_start);
-        f.spend.minor = f.spend.minor.saturating_add(r.spend.minor);
-        f.purchases = f.purchases.saturating_add(r.purchases);
-        f.revenue.minor = f.revenue.minor.saturating_add(r.revenue.minor);
+        match out.last_mut() {
+            Some(f)
+                if folding
+                    && f.ad == r.ad
+                    && f.spend.currency == r.spend.currency
+                    && f.revenue.currency == r.revenue.currency =>
+            {
+                f.bucket_start = f.bucket_start.min(r.bucket_start);
+                f.spend.minor = f.spend.minor.saturating_add(r.spend.minor);
+                f.purchases = f.purchases.saturating_add(r.purchases);
+                f.revenue.minor = f.revenue.minor.saturating_add(r.revenue.minor);
+            }
+            _ => {
+                out.push(r.clone());
+                folding = true;
+            }
+        }
     }
-    out.extend(folded.into_values());
     out.sort_by(|a, b| (&a.ad, a.bucket_start).cmp(&(&b.ad, b.bucket_start)));
     out
 }
