@@ -49,6 +49,9 @@ enum Command {
     Run {
         #[arg(long, default_value = "dlft.toml")]
         config: PathBuf,
+        /// `text` (readable lines) or `json` (one object per line).
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: run::LogFormat,
     },
     /// Write a commented starter runner config (the sandbox's, to begin
     /// with): `dlft init` then `dlft sandbox serve` and `dlft run`. Never
@@ -932,8 +935,8 @@ fn main() -> ExitCode {
         Command::Datasets { command } => datasets(command),
         Command::Backtest(args) => backtest(args),
         Command::Ope(args) => ope(args),
-        Command::Run { config } => tokio_main(async move {
-            run::init_tracing();
+        Command::Run { config, log_format } => tokio_main(async move {
+            run::init_tracing(log_format);
             run::run(&config).await
         }),
         Command::Migrate { store } => tokio_main(async move { run::migrate(&store).await }),

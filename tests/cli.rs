@@ -526,3 +526,55 @@ fn the_sandbox_serves_its_built_in_world_from_any_directory() {
     let truth: serde_json::Value = serde_json::from_str(&truth.unwrap()).unwrap();
     assert_eq!(truth["ads"].as_array().unwrap().len(), 40, "scenarios/sandbox.toml's 40 ads");
 }
+
+/// `dlft run --log-format json` writes one JSON object per stderr line (a
+/// log shipper's input); the runner here talks to a sandbox that is not
+/// there, so it logs its start-up and its failing calls.
+#[test]
+fn the_runner_logs_one_json_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let init = std::process::Command::new(env!("CARGO_BIN_EXE_dlft"))
+        .args(["init", "dlft.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", text(&init).1);
+    // A port nothing listens on: every call fails, and is logged.
+    let cfg = std::fs::read_to_string(dir.path().join("dlft.toml")).unwrap().replace("127.0.0.1:8787", "127.0.0.1:9");
+    std::fs::write(dir.path().join("dlft.toml"), cfg).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dlft"))
+        .args(["run", "--config", "dlft.toml", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env("META_ACCESS_TOKEN", "t")
+        .env("REVOLUT_ACCESS_TOKEN", "t")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            lines.push(line);
+            if lines.len() >= 3 {
+                break;
+            }
+        }
+        lines
+    });
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !reader.is_finished() && std::time::Instant::now() < give_up {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = reader.join().unwrap();
+    assert!(lines.len() >= 3, "three log lines within 30 s: {lines:?}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["target"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(lines.iter().any(|l| l.contains("\"INFO\"")), "the start-up line: {lines:?}");
+}

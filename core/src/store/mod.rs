@@ -747,3 +747,40 @@ pub struct Snapshot {
     #[serde(default)]
     pub transfers: Vec<Transfer>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estimate::estimator::{EstimatorConfig, estimate, matured_until};
+    use crate::money::{Currency, Money};
+
+    fn row(ad: &str, bucket_min: u64, spend: i64, purchases: u32) -> InsightRow {
+        InsightRow {
+            ad: crate::ids::AdId::new(ad),
+            bucket_start: Timestamp(bucket_min * 60_000),
+            spend: Money::new(spend, Currency::EUR),
+            purchases,
+            revenue: Money::new(i64::from(purchases) * 4000, Currency::EUR),
+        }
+    }
+
+    const CFG: EstimatorConfig =
+        EstimatorConfig { bucket: Millis(60_000), maturation: Millis(180_000), learning: Millis(300_000) };
+
+    proptest::proptest! {
+        /// The store's summary (matured buckets folded per ad) estimates
+        /// exactly as the rows it folds.
+        #[test]
+        fn folding_matured_buckets_keeps_the_estimate(
+            rows in proptest::collection::vec((0u8..4, 0u64..30, 0i64..5_000, 0u32..4), 0..60),
+            now_min in 0u64..40,
+        ) {
+            let mut rows: Vec<InsightRow> =
+                rows.into_iter().map(|(ad, b, spend, p)| row(&format!("ad-{ad}"), b, spend, p)).collect();
+            rows.sort_by(|a, b| (&a.ad, a.bucket_start).cmp(&(&b.ad, b.bucket_start))); // as the ledger reads them
+            let now = Timestamp(now_min * 60_000);
+            let folded = crate::store::fold_spend(&rows, matured_until(now, &CFG));
+            proptest::prop_assert_eq!(estimate(&folded, now, &CFG).unwrap(), estimate(&rows, now, &CFG).unwrap());
+        }
+    }
+}
