@@ -531,6 +531,7 @@ fn the_sandbox_serves_its_built_in_world_from_any_directory() {
 /// log shipper's input); the runner here talks to a sandbox that is not
 /// there, so it logs its start-up and its failing calls.
 #[test]
+#[allow(clippy::disallowed_methods, reason = "waits for a real process in real time")]
 fn the_runner_logs_one_json_object_per_line() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
