@@ -89,11 +89,11 @@ pub fn estimate<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::money::Currency;
 
-    fn row(ad: &str, bucket_min: u64, spend: i64, purchases: u32) -> InsightRow {
+    pub(crate) fn row(ad: &str, bucket_min: u64, spend: i64, purchases: u32) -> InsightRow {
         InsightRow {
             ad: AdId::new(ad),
             bucket_start: Timestamp(bucket_min * 60_000),
@@ -103,7 +103,7 @@ mod tests {
         }
     }
 
-    const CFG: EstimatorConfig =
+    pub(crate) const CFG: EstimatorConfig =
         EstimatorConfig { bucket: Millis(60_000), maturation: Millis(180_000), learning: Millis(300_000) };
 
     #[test]

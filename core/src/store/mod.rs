@@ -751,21 +751,8 @@ pub struct Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::estimate::estimator::{EstimatorConfig, estimate, matured_until};
-    use crate::money::{Currency, Money};
-
-    fn row(ad: &str, bucket_min: u64, spend: i64, purchases: u32) -> InsightRow {
-        InsightRow {
-            ad: crate::ids::AdId::new(ad),
-            bucket_start: Timestamp(bucket_min * 60_000),
-            spend: Money::new(spend, Currency::EUR),
-            purchases,
-            revenue: Money::new(i64::from(purchases) * 4000, Currency::EUR),
-        }
-    }
-
-    const CFG: EstimatorConfig =
-        EstimatorConfig { bucket: Millis(60_000), maturation: Millis(180_000), learning: Millis(300_000) };
+    use crate::estimate::estimator::tests::{CFG, row};
+    use crate::estimate::estimator::{estimate, matured_until};
 
     proptest::proptest! {
         /// The store's summary (matured buckets folded per ad) estimates
