@@ -44,9 +44,6 @@ impl AdEstimate {
     }
 }
 
-/// Estimates every ad in `rows` (one row per ad and bucket) at `now`.
-/// Takes any iterator of rows, so a caller holding them in a map need not copy.
-/// Output is ordered by ad id.
 /// Buckets starting before this are matured at `now`: a bucket [s, s+bucket)
 /// is matured when s + bucket + maturation <= now. (What a store may fold
 /// for the estimator: the store's `spend_summary`.)
@@ -54,6 +51,9 @@ pub fn matured_until(now: Timestamp, cfg: &EstimatorConfig) -> Timestamp {
     Timestamp(now.0.saturating_sub(cfg.maturation.0 + cfg.bucket.0))
 }
 
+/// Estimates every ad in `rows` (one row per ad and bucket) at `now`.
+/// Takes any iterator of rows, so a caller holding them in a map need not copy.
+/// Output is ordered by ad id.
 pub fn estimate<'a>(
     rows: impl IntoIterator<Item = &'a InsightRow>,
     now: Timestamp,

@@ -72,7 +72,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Bank + PayablesSource>(
 ) -> Result<(), JobError> {
     let brand = attempt.brand.clone();
     let intents = ports.store.brand_intents(&brand, &IntentFilter::kinds(&[Action::PAYOUT])).await?;
-    drive::redrive(ports, attempt, intents.iter().filter(|i| matches!(i.action, Action::Payout { .. }))).await?;
+    drive::redrive(ports, attempt, intents.iter()).await?;
     if sabotage != Sabotage::IgnoreReversals {
         statement(ports, attempt, &intents).await?;
     }

@@ -61,8 +61,13 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
     // and those of the claims it judges (opened by a run that died before
     // it settled them), not every refund the brand ever made.
     let judged = claims.iter().filter(|c| c.settled.is_none()).take(MAX_CLAIMS_PER_RUN);
-    let filter = IntentFilter::open().and_keys(judged.map(|c| claim_key(&brand, c)));
-    let mut intents = ports.store.brand_intents(&brand, &filter).await?;
+    let keyed = IntentFilter::kinds(&[]).and_keys(judged.map(|c| claim_key(&brand, c)));
+    let mut intents = open;
+    for i in ports.store.brand_intents(&brand, &keyed).await? {
+        if !intents.iter().any(|o| o.key == i.key) {
+            intents.push(i);
+        }
+    }
     let now = ports.clock.now();
     let profile = Profile::build(cfg.identity_key.as_bytes(), &claims, &disputes, now);
     let budgets = ports.store.budgets().await?.into_iter().find(|(b, _)| b == &brand).map(|(_, b)| b);
