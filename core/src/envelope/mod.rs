@@ -11,8 +11,10 @@
 //! opens the intent.
 
 pub mod budget;
+pub mod gate;
 pub mod payout;
 pub mod refund;
+pub mod scan;
 
 use std::collections::BTreeSet;
 

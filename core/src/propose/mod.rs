@@ -4,3 +4,4 @@
 pub mod allocation;
 pub mod kill_rule;
 pub mod refund;
+pub mod support;

@@ -4,6 +4,7 @@
 pub mod ads;
 pub mod bank;
 pub mod claims;
+pub mod inbox;
 pub mod models;
 pub mod payables;
 pub mod shop;

@@ -62,3 +62,41 @@ impl<T: Models> Models for std::sync::Arc<T> {
         (**self).summarize(call_id, page, ads)
     }
 }
+
+/// A prompt as the support loop sends it: the instructions, the trusted
+/// facts (computed by code from the order, the profile and the policy) and
+/// the customer's words, kept apart and marked as untrusted (spotlighting:
+/// a heuristic, never the boundary; the gate is).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prompt {
+    pub system: String,
+    /// JSON: what code decided the model may choose among.
+    pub facts: String,
+    /// The customer's message, sanitised, between markers.
+    pub customer: String,
+    /// The JSON schema of the one tool the model must call.
+    pub schema: String,
+    /// The validator's complaints about earlier answers (the repair loop).
+    pub repairs: Vec<String>,
+}
+
+/// What a text model answered: the forced tool's input as raw JSON (never
+/// trusted: parsed and validated by the caller) and what it cost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    pub raw: String,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+}
+
+/// A text model vendor (Anthropic, Gemini; the sim's vendor).
+pub trait TextModel: Send + Sync {
+    /// One call with a forced tool. `call_id` is the booked cost row's id.
+    fn complete(&self, call_id: &str, prompt: &Prompt) -> impl Future<Output = Result<Completion, ModelError>> + Send;
+}
+
+impl<T: TextModel> TextModel for &T {
+    fn complete(&self, call_id: &str, prompt: &Prompt) -> impl Future<Output = Result<Completion, ModelError>> + Send {
+        (**self).complete(call_id, prompt)
+    }
+}

@@ -1,0 +1,191 @@
+//! The support inbox: what a customer wrote, made safe to look at, and the
+//! language it is in. Nothing here trusts the text; it only describes it.
+//!
+//! Seven languages are served: English, German, French, Spanish, Italian,
+//! Dutch and Polish. A message in another language is answered in English
+//! and says so in its reasons.
+
+use serde::{Deserialize, Serialize};
+
+/// The longest message the loop reads, in characters; the rest is cut (and
+/// the cut is a reason on the verdict).
+pub const MAX_MESSAGE_CHARS: usize = 8_000;
+
+/// One inbound message of a thread.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    pub id: String,
+    pub thread: String,
+    pub text: String,
+}
+
+/// A language the support loop answers in.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    En,
+    De,
+    Fr,
+    Es,
+    It,
+    Nl,
+    Pl,
+}
+
+impl Language {
+    pub const ALL: [Language; 7] =
+        [Language::En, Language::De, Language::Fr, Language::Es, Language::It, Language::Nl, Language::Pl];
+
+    /// The ISO 639-1 code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::De => "de",
+            Language::Fr => "fr",
+            Language::Es => "es",
+            Language::It => "it",
+            Language::Nl => "nl",
+            Language::Pl => "pl",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Language> {
+        Language::ALL.into_iter().find(|l| l.code() == code)
+    }
+
+    fn of(lang: whatlang::Lang) -> Option<Language> {
+        use whatlang::Lang;
+        Some(match lang {
+            Lang::Eng => Language::En,
+            Lang::Deu => Language::De,
+            Lang::Fra => Language::Fr,
+            Lang::Spa => Language::Es,
+            Lang::Ita => Language::It,
+            Lang::Nld => Language::Nl,
+            Lang::Pol => Language::Pl,
+            _ => return None,
+        })
+    }
+
+    fn whatlang(self) -> whatlang::Lang {
+        use whatlang::Lang;
+        match self {
+            Language::En => Lang::Eng,
+            Language::De => Lang::Deu,
+            Language::Fr => Lang::Fra,
+            Language::Es => Lang::Spa,
+            Language::It => Lang::Ita,
+            Language::Nl => Lang::Nld,
+            Language::Pl => Lang::Pol,
+        }
+    }
+}
+
+impl std::fmt::Display for Language {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// What the detector says of a text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detected {
+    /// The language to answer in (English when the text is in none of the
+    /// seven).
+    pub language: Language,
+    /// Whether the text is long and clear enough for the guess to count.
+    pub confident: bool,
+    /// The language the text is in when it is none of the seven (ISO 639-3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported: Option<String>,
+}
+
+/// The language of `text`. Deterministic (whatlang's trigram profiles, no
+/// randomness, no model files).
+pub fn detect_language(text: &str) -> Detected {
+    let fallback = Detected { language: Language::En, confident: false, unsupported: None };
+    let Some(any) = whatlang::detect(text) else { return fallback };
+    if Language::of(any.lang()).is_none() && any.is_reliable() {
+        return Detected { language: Language::En, confident: true, unsupported: Some(any.lang().code().to_string()) };
+    }
+    let among = whatlang::Detector::with_allowlist(Language::ALL.into_iter().map(Language::whatlang).collect());
+    match among.detect(text) {
+        Some(info) => Detected {
+            language: Language::of(info.lang()).unwrap_or(Language::En),
+            confident: info.is_reliable() || info.confidence() >= 0.5,
+            unsupported: None,
+        },
+        None => fallback,
+    }
+}
+
+/// A message made safe to read: control characters (other than line breaks
+/// and tabs) dropped, cut at [`MAX_MESSAGE_CHARS`]. Returns the text and
+/// what was done to it, for the verdict's reasons.
+pub fn sanitize(text: &str) -> (String, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut controls = 0usize;
+    let mut out = String::with_capacity(text.len().min(MAX_MESSAGE_CHARS * 4));
+    let mut kept = 0usize;
+    let mut cut = false;
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' && c != '\r' {
+            controls += 1;
+            continue;
+        }
+        if kept == MAX_MESSAGE_CHARS {
+            cut = true;
+            break;
+        }
+        out.push(c);
+        kept += 1;
+    }
+    if controls > 0 {
+        notes.push(format!("{controls} control character{} dropped", if controls == 1 { "" } else { "s" }));
+    }
+    if cut {
+        notes.push(format!("message cut at {MAX_MESSAGE_CHARS} characters"));
+    }
+    (out, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seven_languages_are_told_apart() {
+        let cases = [
+            ("Hello, my order arrived broken and I would like to know what you can do about it.", Language::En),
+            ("Hallo, meine Bestellung ist kaputt angekommen. Was können Sie für mich tun?", Language::De),
+            ("Bonjour, ma commande est arrivée cassée. Que pouvez-vous faire pour moi ?", Language::Fr),
+            ("Hola, mi pedido llegó roto. ¿Qué pueden hacer por mí, por favor?", Language::Es),
+            ("Buongiorno, il mio ordine è arrivato rotto. Cosa potete fare per me?", Language::It),
+            ("Hallo, mijn bestelling is kapot aangekomen. Wat kunnen jullie voor mij doen?", Language::Nl),
+            ("Dzień dobry, moje zamówienie przyszło uszkodzone. Co możecie dla mnie zrobić?", Language::Pl),
+        ];
+        for (text, want) in cases {
+            let got = detect_language(text);
+            assert_eq!(got.language, want, "{text}");
+            assert!(got.unsupported.is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_eighth_language_is_answered_in_english_and_named() {
+        let got = detect_language("Здравствуйте, мой заказ пришёл сломанным. Что вы можете для меня сделать?");
+        assert_eq!(got.language, Language::En);
+        assert_eq!(got.unsupported.as_deref(), Some("rus"));
+    }
+
+    #[test]
+    fn controls_are_dropped_and_long_messages_cut() {
+        let (text, notes) = sanitize("a\u{0}b\u{7}c\nd");
+        assert_eq!(text, "abc\nd");
+        assert_eq!(notes, vec!["2 control characters dropped".to_string()]);
+        let long = "x".repeat(MAX_MESSAGE_CHARS + 10);
+        let (text, notes) = sanitize(&long);
+        assert_eq!(text.chars().count(), MAX_MESSAGE_CHARS);
+        assert_eq!(notes.len(), 1);
+    }
+}
