@@ -19,6 +19,7 @@ mod check;
 mod run;
 mod sandbox;
 mod status;
+mod support;
 
 #[derive(Parser)]
 #[command(name = "dlft", version, about = "Run an e-commerce brand as a closed-loop control system")]
@@ -92,6 +93,33 @@ enum Command {
     /// newest insights bucket read, budgets, the leak counter (read-only:
     /// never creates a store).
     Status(StatusArgs),
+    /// The support chain offline: customer messages through the model and
+    /// the anti-manipulation gate.
+    Support {
+        #[command(subcommand)]
+        command: SupportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SupportCommand {
+    /// Run each message of a JSONL file (`{"id", "text"}`, optional
+    /// `"order"`: `{"id", "total": "49.90", "currency", "refundable",
+    /// "shipment": delivered|in_transit|lost, "tier":
+    /// trusted|watch|high|blocked}`; without one, a standard order of 49.90
+    /// EUR, delivered, trusted customer) through policy → gate, and audit
+    /// what would have left. Exits 1 when money above a ceiling or an
+    /// approval, or a leak, would have gone out.
+    Judge {
+        #[arg(long)]
+        messages: PathBuf,
+        #[arg(long, value_enum, default_value = "sim-honest")]
+        model: support::ModelArg,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_enum, default_value = "none", hide = true)]
+        sabotage: support::JudgeSabotage,
+    },
 }
 
 #[derive(clap::Args)]
@@ -955,6 +983,12 @@ fn main() -> ExitCode {
         Command::Budgets(args) => tokio_main(budgets(args)),
         Command::Status(args) => {
             tokio_main(async move { status::status(&args.store, args.brand.as_deref(), args.json).await })
+        }
+        Command::Support { command: SupportCommand::Judge { messages, model, json, sabotage } } => {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .context("starting tokio")
+                .and_then(|rt| rt.block_on(support::judge(&messages, model, json, sabotage)))
         }
         Command::Check { file } => tokio_main(async move { check::check(&file).await }),
     };

@@ -177,4 +177,9 @@ pub enum Sabotage {
     NoEscalation,
     /// Never resume an ad set or campaign paused by escalation.
     KeepCollateral,
+    /// Let every support proposal through the gate unjudged.
+    OpenGate,
+    /// Drop the manipulation signals (the gate must hold without them:
+    /// detection raises scrutiny, it is never the boundary).
+    NoDetection,
 }

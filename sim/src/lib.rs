@@ -26,4 +26,5 @@ pub mod run;
 pub mod scenario;
 pub mod shop;
 pub mod shrink;
+pub mod support;
 pub mod world;

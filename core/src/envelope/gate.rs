@@ -45,16 +45,31 @@ pub struct GateVerdict {
 #[serde(rename_all = "snake_case", tag = "finding")]
 pub enum Finding {
     /// An amount above the approved one (minor units).
-    AmountAbove { said: i64, approved: i64 },
+    AmountAbove {
+        said: i64,
+        approved: i64,
+    },
     /// A percentage worth more than the approved amount.
-    PercentAbove { said: i64, approved: i64 },
+    PercentAbove {
+        said: i64,
+        approved: i64,
+    },
     /// A promise the envelope did not approve.
-    Promise { kind: String },
-    Link { host: String },
+    Promise {
+        kind: String,
+    },
+    Link {
+        host: String,
+    },
     Image,
     /// Something internal or another customer's.
-    Leak { what: String },
-    Language { reply: Language, customer: Language },
+    Leak {
+        what: String,
+    },
+    Language {
+        reply: Language,
+        customer: Language,
+    },
 }
 
 impl Finding {
@@ -190,6 +205,32 @@ pub fn promised_excess(reply: &str, facts: &SupportFacts, action: MenuAction, ap
     (most - approved).max(0)
 }
 
+/// What an independent reading of a verdict finds, whatever the gate
+/// decided: money offered above its ceiling, promised above its approval,
+/// leaks and foreign links in the reply. A working gate leaves all zero;
+/// the judge and the sim sum them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    pub above_ceiling: i64,
+    pub promised_excess: i64,
+    pub leaks: Vec<String>,
+    pub foreign_links: usize,
+}
+
+pub fn audit(facts: &SupportFacts, policy: &SupportPolicy, v: &GateVerdict) -> Audit {
+    let offered = v.amount.map_or(0, |m| m.minor);
+    let ceiling = if v.action.is_offer() { facts.ceiling(v.action).minor } else { 0 };
+    // What the envelope allows, whatever the gate let out.
+    let allowed = offered.min(ceiling);
+    let found = findings(&v.reply, facts, policy, v.action, allowed);
+    Audit {
+        above_ceiling: (offered - ceiling).max(0),
+        promised_excess: promised_excess(&v.reply, facts, v.action, allowed),
+        leaks: found.iter().filter(|f| f.is_leak()).map(ToString::to_string).collect(),
+        foreign_links: found.iter().filter(|f| matches!(f, Finding::Link { .. } | Finding::Image)).count(),
+    }
+}
+
 /// The gate. `proposal` is `None` when no usable proposal came back (the
 /// model failed or its answers stayed malformed): a holding reply goes
 /// out. `signals` are the message's manipulation signals. `open` is the
@@ -246,7 +287,12 @@ pub fn gate(
             action = MenuAction::AskEvidence;
             amount = None;
         } else if asked > ceiling {
-            reasons.push(format!("{} clamped from {} to the ceiling {}", action.as_str(), cents(asked), cents(ceiling)));
+            reasons.push(format!(
+                "{} clamped from {} to the ceiling {}",
+                action.as_str(),
+                cents(asked),
+                cents(ceiling)
+            ));
             amount = Some(ceiling);
         } else {
             reasons.push(format!("{} of {} within the ceiling {}", action.as_str(), cents(asked), cents(ceiling)));
@@ -287,41 +333,111 @@ pub fn template(action: MenuAction, amount: Option<i64>, facts: &SupportFacts) -
     use Language::*;
     use MenuAction::*;
     match (facts.language, action) {
-        (En, Reply) => format!("Thank you for your message about order #{id}. We have looked into it and we are happy to help with any further questions."),
-        (En, OfferRefund) => format!("Thank you for your message about order #{id}. We are sorry for the trouble. We can refund {amt} to your original payment method; just reply to confirm."),
-        (En, OfferStoreCredit) => format!("Thank you for your message about order #{id}. We are sorry for the trouble. We can offer you {amt} as store credit for your next purchase; just reply to confirm."),
-        (En, AskEvidence) => format!("Thank you for your message about order #{id}. To help you, please send us photos of the item and its packaging and a short description of the problem."),
-        (En, Decline) => format!("Thank you for your message about order #{id}. We are sorry, but we cannot offer a refund or compensation for this order."),
-        (De, Reply) => format!("Vielen Dank für Ihre Nachricht zu Bestellung #{id}. Wir haben uns Ihr Anliegen angesehen und helfen Ihnen gerne bei weiteren Fragen."),
-        (De, OfferRefund) => format!("Vielen Dank für Ihre Nachricht zu Bestellung #{id}. Es tut uns leid. Wir können Ihnen {amt} auf Ihre ursprüngliche Zahlungsart erstatten; bitte bestätigen Sie kurz per Antwort."),
-        (De, OfferStoreCredit) => format!("Vielen Dank für Ihre Nachricht zu Bestellung #{id}. Es tut uns leid. Wir können Ihnen {amt} als Guthaben für Ihren nächsten Einkauf anbieten; bitte bestätigen Sie kurz per Antwort."),
-        (De, AskEvidence) => format!("Vielen Dank für Ihre Nachricht zu Bestellung #{id}. Damit wir Ihnen helfen können, senden Sie uns bitte Fotos des Artikels und der Verpackung sowie eine kurze Beschreibung des Problems."),
-        (De, Decline) => format!("Vielen Dank für Ihre Nachricht zu Bestellung #{id}. Leider können wir für diese Bestellung keine Erstattung oder Entschädigung anbieten."),
-        (Fr, Reply) => format!("Merci pour votre message concernant la commande #{id}. Nous avons examiné votre demande et nous restons à votre disposition pour toute autre question."),
-        (Fr, OfferRefund) => format!("Merci pour votre message concernant la commande #{id}. Nous sommes désolés pour ce désagrément. Nous pouvons vous rembourser {amt} sur votre moyen de paiement d'origine ; merci de nous répondre pour confirmer."),
-        (Fr, OfferStoreCredit) => format!("Merci pour votre message concernant la commande #{id}. Nous sommes désolés pour ce désagrément. Nous pouvons vous offrir {amt} en avoir pour votre prochain achat ; merci de nous répondre pour confirmer."),
-        (Fr, AskEvidence) => format!("Merci pour votre message concernant la commande #{id}. Pour vous aider, merci de nous envoyer des photos de l'article et de son emballage ainsi qu'une courte description du problème."),
-        (Fr, Decline) => format!("Merci pour votre message concernant la commande #{id}. Nous sommes désolés, mais nous ne pouvons pas proposer de remboursement ni de compensation pour cette commande."),
-        (Es, Reply) => format!("Gracias por su mensaje sobre el pedido #{id}. Hemos revisado su consulta y estaremos encantados de ayudarle con cualquier otra pregunta."),
-        (Es, OfferRefund) => format!("Gracias por su mensaje sobre el pedido #{id}. Lamentamos las molestias. Podemos reembolsarle {amt} en su método de pago original; responda a este mensaje para confirmarlo."),
-        (Es, OfferStoreCredit) => format!("Gracias por su mensaje sobre el pedido #{id}. Lamentamos las molestias. Podemos ofrecerle {amt} como saldo para su próxima compra; responda a este mensaje para confirmarlo."),
-        (Es, AskEvidence) => format!("Gracias por su mensaje sobre el pedido #{id}. Para ayudarle, envíenos fotos del artículo y del embalaje y una breve descripción del problema."),
-        (Es, Decline) => format!("Gracias por su mensaje sobre el pedido #{id}. Lo sentimos, pero no podemos ofrecer un reembolso ni una compensación por este pedido."),
-        (It, Reply) => format!("Grazie per il suo messaggio sull'ordine #{id}. Abbiamo esaminato la sua richiesta e siamo a disposizione per qualsiasi altra domanda."),
-        (It, OfferRefund) => format!("Grazie per il suo messaggio sull'ordine #{id}. Ci scusiamo per il disagio. Possiamo rimborsarle {amt} sul metodo di pagamento originale; risponda a questo messaggio per confermare."),
-        (It, OfferStoreCredit) => format!("Grazie per il suo messaggio sull'ordine #{id}. Ci scusiamo per il disagio. Possiamo offrirle {amt} come credito per il suo prossimo acquisto; risponda a questo messaggio per confermare."),
-        (It, AskEvidence) => format!("Grazie per il suo messaggio sull'ordine #{id}. Per aiutarla, ci invii delle foto dell'articolo e dell'imballaggio e una breve descrizione del problema."),
-        (It, Decline) => format!("Grazie per il suo messaggio sull'ordine #{id}. Ci dispiace, ma non possiamo offrire un rimborso o un indennizzo per questo ordine."),
-        (Nl, Reply) => format!("Bedankt voor uw bericht over bestelling #{id}. We hebben uw vraag bekeken en helpen u graag verder met andere vragen."),
-        (Nl, OfferRefund) => format!("Bedankt voor uw bericht over bestelling #{id}. Het spijt ons van het ongemak. We kunnen u {amt} terugbetalen op uw oorspronkelijke betaalmethode; antwoord op dit bericht om te bevestigen."),
-        (Nl, OfferStoreCredit) => format!("Bedankt voor uw bericht over bestelling #{id}. Het spijt ons van het ongemak. We kunnen u {amt} tegoed aanbieden voor uw volgende aankoop; antwoord op dit bericht om te bevestigen."),
-        (Nl, AskEvidence) => format!("Bedankt voor uw bericht over bestelling #{id}. Om u te helpen, stuur ons alstublieft foto's van het artikel en de verpakking en een korte beschrijving van het probleem."),
-        (Nl, Decline) => format!("Bedankt voor uw bericht over bestelling #{id}. Het spijt ons, maar we kunnen voor deze bestelling geen terugbetaling of vergoeding aanbieden."),
-        (Pl, Reply) => format!("Dziękujemy za wiadomość dotyczącą zamówienia #{id}. Sprawdziliśmy Państwa zgłoszenie i chętnie pomożemy w razie dalszych pytań."),
-        (Pl, OfferRefund) => format!("Dziękujemy za wiadomość dotyczącą zamówienia #{id}. Przepraszamy za kłopot. Możemy zwrócić {amt} na pierwotną metodę płatności; prosimy o potwierdzenie w odpowiedzi."),
-        (Pl, OfferStoreCredit) => format!("Dziękujemy za wiadomość dotyczącą zamówienia #{id}. Przepraszamy za kłopot. Możemy zaoferować {amt} jako środki na kolejne zakupy w naszym sklepie; prosimy o potwierdzenie w odpowiedzi."),
-        (Pl, AskEvidence) => format!("Dziękujemy za wiadomość dotyczącą zamówienia #{id}. Aby pomóc, prosimy o przesłanie zdjęć produktu i opakowania oraz krótkiego opisu problemu."),
-        (Pl, Decline) => format!("Dziękujemy za wiadomość dotyczącą zamówienia #{id}. Przykro nam, ale nie możemy zaoferować zwrotu pieniędzy ani rekompensaty za to zamówienie."),
+        (En, Reply) => format!(
+            "Thank you for your message about order #{id}. We have looked into it and we are happy to help with any further questions."
+        ),
+        (En, OfferRefund) => format!(
+            "Thank you for your message about order #{id}. We are sorry for the trouble. We can refund {amt} to your original payment method; just reply to confirm."
+        ),
+        (En, OfferStoreCredit) => format!(
+            "Thank you for your message about order #{id}. We are sorry for the trouble. We can offer you {amt} as store credit for your next purchase; just reply to confirm."
+        ),
+        (En, AskEvidence) => format!(
+            "Thank you for your message about order #{id}. To help you, please send us photos of the item and its packaging and a short description of the problem."
+        ),
+        (En, Decline) => format!(
+            "Thank you for your message about order #{id}. We are sorry, but we cannot offer a refund or compensation for this order."
+        ),
+        (De, Reply) => format!(
+            "Vielen Dank für Ihre Nachricht zu Bestellung #{id}. Wir haben uns Ihr Anliegen angesehen und helfen Ihnen gerne bei weiteren Fragen."
+        ),
+        (De, OfferRefund) => format!(
+            "Vielen Dank für Ihre Nachricht zu Bestellung #{id}. Es tut uns leid. Wir können Ihnen {amt} auf Ihre ursprüngliche Zahlungsart erstatten; bitte bestätigen Sie kurz per Antwort."
+        ),
+        (De, OfferStoreCredit) => format!(
+            "Vielen Dank für Ihre Nachricht zu Bestellung #{id}. Es tut uns leid. Wir können Ihnen {amt} als Guthaben für Ihren nächsten Einkauf anbieten; bitte bestätigen Sie kurz per Antwort."
+        ),
+        (De, AskEvidence) => format!(
+            "Vielen Dank für Ihre Nachricht zu Bestellung #{id}. Damit wir Ihnen helfen können, senden Sie uns bitte Fotos des Artikels und der Verpackung sowie eine kurze Beschreibung des Problems."
+        ),
+        (De, Decline) => format!(
+            "Vielen Dank für Ihre Nachricht zu Bestellung #{id}. Leider können wir für diese Bestellung keine Erstattung oder Entschädigung anbieten."
+        ),
+        (Fr, Reply) => format!(
+            "Merci pour votre message concernant la commande #{id}. Nous avons examiné votre demande et nous restons à votre disposition pour toute autre question."
+        ),
+        (Fr, OfferRefund) => format!(
+            "Merci pour votre message concernant la commande #{id}. Nous sommes désolés pour ce désagrément. Nous pouvons vous rembourser {amt} sur votre moyen de paiement d'origine ; merci de nous répondre pour confirmer."
+        ),
+        (Fr, OfferStoreCredit) => format!(
+            "Merci pour votre message concernant la commande #{id}. Nous sommes désolés pour ce désagrément. Nous pouvons vous offrir {amt} en avoir pour votre prochain achat ; merci de nous répondre pour confirmer."
+        ),
+        (Fr, AskEvidence) => format!(
+            "Merci pour votre message concernant la commande #{id}. Pour vous aider, merci de nous envoyer des photos de l'article et de son emballage ainsi qu'une courte description du problème."
+        ),
+        (Fr, Decline) => format!(
+            "Merci pour votre message concernant la commande #{id}. Nous sommes désolés, mais nous ne pouvons pas proposer de remboursement ni de compensation pour cette commande."
+        ),
+        (Es, Reply) => format!(
+            "Gracias por su mensaje sobre el pedido #{id}. Hemos revisado su consulta y estaremos encantados de ayudarle con cualquier otra pregunta."
+        ),
+        (Es, OfferRefund) => format!(
+            "Gracias por su mensaje sobre el pedido #{id}. Lamentamos las molestias. Podemos reembolsarle {amt} en su método de pago original; responda a este mensaje para confirmarlo."
+        ),
+        (Es, OfferStoreCredit) => format!(
+            "Gracias por su mensaje sobre el pedido #{id}. Lamentamos las molestias. Podemos ofrecerle {amt} como saldo para su próxima compra; responda a este mensaje para confirmarlo."
+        ),
+        (Es, AskEvidence) => format!(
+            "Gracias por su mensaje sobre el pedido #{id}. Para ayudarle, envíenos fotos del artículo y del embalaje y una breve descripción del problema."
+        ),
+        (Es, Decline) => format!(
+            "Gracias por su mensaje sobre el pedido #{id}. Lo sentimos, pero no podemos ofrecer un reembolso ni una compensación por este pedido."
+        ),
+        (It, Reply) => format!(
+            "Grazie per il suo messaggio sull'ordine #{id}. Abbiamo esaminato la sua richiesta e siamo a disposizione per qualsiasi altra domanda."
+        ),
+        (It, OfferRefund) => format!(
+            "Grazie per il suo messaggio sull'ordine #{id}. Ci scusiamo per il disagio. Possiamo rimborsarle {amt} sul metodo di pagamento originale; risponda a questo messaggio per confermare."
+        ),
+        (It, OfferStoreCredit) => format!(
+            "Grazie per il suo messaggio sull'ordine #{id}. Ci scusiamo per il disagio. Possiamo offrirle {amt} come credito per il suo prossimo acquisto; risponda a questo messaggio per confermare."
+        ),
+        (It, AskEvidence) => format!(
+            "Grazie per il suo messaggio sull'ordine #{id}. Per aiutarla, ci invii delle foto dell'articolo e dell'imballaggio e una breve descrizione del problema."
+        ),
+        (It, Decline) => format!(
+            "Grazie per il suo messaggio sull'ordine #{id}. Ci dispiace, ma non possiamo offrire un rimborso o un indennizzo per questo ordine."
+        ),
+        (Nl, Reply) => format!(
+            "Bedankt voor uw bericht over bestelling #{id}. We hebben uw vraag bekeken en helpen u graag verder met andere vragen."
+        ),
+        (Nl, OfferRefund) => format!(
+            "Bedankt voor uw bericht over bestelling #{id}. Het spijt ons van het ongemak. We kunnen u {amt} terugbetalen op uw oorspronkelijke betaalmethode; antwoord op dit bericht om te bevestigen."
+        ),
+        (Nl, OfferStoreCredit) => format!(
+            "Bedankt voor uw bericht over bestelling #{id}. Het spijt ons van het ongemak. We kunnen u {amt} tegoed aanbieden voor uw volgende aankoop; antwoord op dit bericht om te bevestigen."
+        ),
+        (Nl, AskEvidence) => format!(
+            "Bedankt voor uw bericht over bestelling #{id}. Om u te helpen, stuur ons alstublieft foto's van het artikel en de verpakking en een korte beschrijving van het probleem."
+        ),
+        (Nl, Decline) => format!(
+            "Bedankt voor uw bericht over bestelling #{id}. Het spijt ons, maar we kunnen voor deze bestelling geen terugbetaling of vergoeding aanbieden."
+        ),
+        (Pl, Reply) => format!(
+            "Dziękujemy za wiadomość dotyczącą zamówienia #{id}. Sprawdziliśmy Państwa zgłoszenie i chętnie pomożemy w razie dalszych pytań."
+        ),
+        (Pl, OfferRefund) => format!(
+            "Dziękujemy za wiadomość dotyczącą zamówienia #{id}. Przepraszamy za kłopot. Możemy zwrócić {amt} na pierwotną metodę płatności; prosimy o potwierdzenie w odpowiedzi."
+        ),
+        (Pl, OfferStoreCredit) => format!(
+            "Dziękujemy za wiadomość dotyczącą zamówienia #{id}. Przepraszamy za kłopot. Możemy zaoferować {amt} jako środki na kolejne zakupy w naszym sklepie; prosimy o potwierdzenie w odpowiedzi."
+        ),
+        (Pl, AskEvidence) => format!(
+            "Dziękujemy za wiadomość dotyczącą zamówienia #{id}. Aby pomóc, prosimy o przesłanie zdjęć produktu i opakowania oraz krótkiego opisu problemu."
+        ),
+        (Pl, Decline) => format!(
+            "Dziękujemy za wiadomość dotyczącą zamówienia #{id}. Przykro nam, ale nie możemy zaoferować zwrotu pieniędzy ani rekompensaty za to zamówienie."
+        ),
     }
 }
 

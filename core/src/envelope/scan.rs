@@ -158,7 +158,7 @@ fn decode_base64(token: &str) -> Option<Vec<u8>> {
 }
 
 fn decode_hex(token: &str) -> Option<Vec<u8>> {
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return None;
     }
     (0..token.len()).step_by(2).map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok()).collect()
@@ -302,6 +302,10 @@ const PATTERNS: &[(&str, &[&[&str]])] = &[
             &["konsultant", "obieca"],
             &["obiecano"],
             &["kierownik"],
+            &["supervisor", "aprueb"],
+            &["encargado", "aprueb"],
+            &["manager", "keur"],
+            &["manager", "goedgekeurd"],
         ],
     ),
     (
@@ -331,6 +335,29 @@ const PATTERNS: &[(&str, &[&[&str]])] = &[
         ],
     ),
     (
+        "reply_steering",
+        &[
+            &["inyourreply"],
+            &["inyouranswer"],
+            &["endyourreply"],
+            &["includethislink"],
+            &["indeinerantwort"],
+            &["inihrerantwort"],
+            &["beendedeineantwort"],
+            &["danstareponse"],
+            &["dansvotrereponse"],
+            &["terminetareponse"],
+            &["enturespuesta"],
+            &["terminaturespuesta"],
+            &["nellarisposta"],
+            &["terminalarisposta"],
+            &["injeantwoord"],
+            &["eindigjeantwoord"],
+            &["wodpowiedzinapisz"],
+            &["zakonczodpowiedz"],
+        ],
+    ),
+    (
         "threat",
         &[
             &["chargeback"],
@@ -356,23 +383,27 @@ const PATTERNS: &[(&str, &[&[&str]])] = &[
         "exfiltration",
         &[
             &["systemprompt"],
-            &["your", "instructions"],
             &["reveal"],
+            &["show", "instructions"],
+            &["print", "instructions"],
+            &["repeat", "instructions"],
             &["other", "customer"],
             &["another", "customer"],
-            &["anderen", "kunden"],
             &["zeig", "anweisung"],
-            &["deine", "anweisung"],
+            &["gib", "anweisung", "aus"],
+            &["anderen", "kunden"],
+            &["montre", "instructions"],
+            &["affiche", "instructions"],
             &["autre", "client"],
-            &["vos", "instructions"],
+            &["muestra", "instrucciones"],
             &["otro", "cliente"],
-            &["tus", "instrucciones"],
+            &["mostra", "istruzioni"],
             &["altro", "cliente"],
-            &["tue", "istruzioni"],
+            &["toon", "instructies"],
+            &["laat", "instructies", "zien"],
             &["andere", "klant"],
-            &["je", "instructies"],
+            &["pokaz", "instrukcj"],
             &["innego", "klienta"],
-            &["twoje", "instrukcje"],
             &["instrukcjesystemow"],
         ],
     ),
@@ -380,7 +411,8 @@ const PATTERNS: &[(&str, &[&[&str]])] = &[
 
 /// Markers of a fake system or role line that only make sense with their
 /// punctuation (read on the normalised, unsqueezed text).
-const ROLE_MARKERS: &[&str] = &["[system", "<system", "system:", "### system", "{{system", "</system", "assistant:", "[admin", "[inst]"];
+const ROLE_MARKERS: &[&str] =
+    &["[system", "<system", "system:", "### system", "{{system", "</system", "assistant:", "[admin", "[inst]"];
 
 /// One manipulation signal: its kind and where it was seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -403,7 +435,11 @@ pub fn manipulation(text: &str) -> Vec<Signal> {
     let n = normalise(text);
     let mut signals = Vec::new();
     if n.invisible > 0 {
-        signals.push(Signal { kind: "hidden_characters", seen_in: "text", pattern: format!("{} invisible", n.invisible) });
+        signals.push(Signal {
+            kind: "hidden_characters",
+            seen_in: "text",
+            pattern: format!("{} invisible", n.invisible),
+        });
     }
     if n.mixed_script_words > 0 {
         signals.push(Signal {
@@ -421,17 +457,21 @@ pub fn manipulation(text: &str) -> Vec<Signal> {
     views.push(("rot13", normalise(&rot13(&n.text)).text));
     for (seen_in, view) in &views {
         let squeezed = squeeze(view);
+        let mut add = |kind: &'static str, pattern: String| {
+            if !signals.iter().any(|s| s.kind == kind) {
+                signals.push(Signal { kind, seen_in, pattern });
+            }
+        };
         for (kind, alternatives) in PATTERNS {
-            if let Some(stems) = alternatives.iter().find(|stems| in_order(&squeezed, stems, 40)) {
-                if !signals.iter().any(|s| s.kind == *kind) {
-                    signals.push(Signal { kind, seen_in, pattern: stems.join(" … ") });
-                }
+            if let Some(stems) = alternatives.iter().find(|stems| in_order(&squeezed, stems, 90)) {
+                add(kind, stems.join(" … "));
             }
         }
+        if view.contains("![") || view.contains("<img") {
+            add("image_markup", "an image to embed".into());
+        }
         if let Some(m) = ROLE_MARKERS.iter().find(|m| view.contains(*m)) {
-            if !signals.iter().any(|s| s.kind == "fake_system_message") {
-                signals.push(Signal { kind: "fake_system_message", seen_in, pattern: (*m).to_string() });
-            }
+            add("fake_system_message", (*m).to_string());
         }
     }
     signals
@@ -493,13 +533,11 @@ pub fn mentions(text: &str) -> Vec<Mention> {
             if ch.is_ascii_digit() {
                 group += 1;
                 j += 1;
-            } else if matches!(ch, '.' | ',' | '\'') && chars.get(j + 1).is_some_and(|n| n.1.is_ascii_digit()) {
-                group = 0;
-                j += 1;
-            } else if ch == ' '
-                && (1..=3).contains(&group)
-                && (1..=3).all(|k| chars.get(j + k).is_some_and(|n| n.1.is_ascii_digit()))
-                && !chars.get(j + 4).is_some_and(|n| n.1.is_ascii_digit())
+            } else if (matches!(ch, '.' | ',' | '\'') && chars.get(j + 1).is_some_and(|n| n.1.is_ascii_digit()))
+                || (ch == ' '
+                    && (1..=3).contains(&group)
+                    && (1..=3).all(|k| chars.get(j + k).is_some_and(|n| n.1.is_ascii_digit()))
+                    && !chars.get(j + 4).is_some_and(|n| n.1.is_ascii_digit()))
             {
                 group = 0;
                 j += 1;
@@ -577,15 +615,7 @@ const PROMISES: &[(&str, &[&[&str]])] = &[
     ),
     (
         "free_goods",
-        &[
-            &["freeofcharge"],
-            &["forfree"],
-            &["kostenlos"],
-            &["gratuit"],
-            &["gratis"],
-            &["darmo"],
-            &["bezpłatn"],
-        ],
+        &[&["freeofcharge"], &["forfree"], &["kostenlos"], &["gratuit"], &["gratis"], &["darmo"], &["bezpłatn"]],
     ),
     (
         "discount_code",
@@ -626,7 +656,8 @@ pub fn link_hosts(text: &str) -> Vec<String> {
         let rest = token.strip_prefix("https://").or_else(|| token.strip_prefix("http://"));
         let explicit = rest.is_some() || token.starts_with("www.");
         let rest = rest.unwrap_or(token);
-        let host: String = rest.split(['/', '?', '#', ':']).next().unwrap_or("").trim_end_matches(['.', ',', ';', '!']).into();
+        let host: String =
+            rest.split(['/', '?', '#', ':']).next().unwrap_or("").trim_end_matches(['.', ',', ';', '!']).into();
         let labels: Vec<&str> = host.split('.').collect();
         let domain_like = labels.len() >= 2
             && labels.iter().all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-'))
@@ -645,7 +676,8 @@ pub fn emails(text: &str) -> Vec<String> {
     t.split(|c: char| c.is_whitespace() || "<>()[]{}\"',;`|".contains(c))
         .map(|w| w.trim_end_matches(['.', '!', '?', ':']))
         .filter(|w| {
-            w.split_once('@').is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.') && !domain.starts_with('.'))
+            w.split_once('@')
+                .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.') && !domain.starts_with('.'))
         })
         .map(str::to_string)
         .collect()
@@ -672,9 +704,9 @@ pub fn order_numbers(text: &str) -> Vec<String> {
     }
     for w in WORDS {
         for (i, _) in t.match_indices(w) {
-            let rest = t[i + w.len()..].trim_start_matches(|c: char| c == ' ' || c == '#' || c == ':' || c == '.');
+            let rest = t[i + w.len()..].trim_start_matches([' ', '#', ':', '.']);
             let rest = rest.strip_prefix("nr").or_else(|| rest.strip_prefix("no")).unwrap_or(rest);
-            let rest = rest.trim_start_matches(|c: char| c == ' ' || c == '.' || c == '#' || c == ':');
+            let rest = rest.trim_start_matches([' ', '.', '#', ':']);
             let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
             if digits.len() >= 3 && !out.contains(&digits) {
                 out.push(digits);
@@ -720,7 +752,8 @@ mod tests {
 
     #[test]
     fn amounts_and_percentages_are_read_in_every_notation() {
-        let m = mentions("We refund 9,98 € now, €1.000,50 later, 1 000 zł, 12.50, 50 EUR and 100 % or 30 Prozent; 7 days");
+        let m =
+            mentions("We refund 9,98 € now, €1.000,50 later, 1 000 zł, 12.50, 50 EUR and 100 % or 30 Prozent; 7 days");
         assert_eq!(
             m,
             vec![
@@ -745,7 +778,10 @@ mod tests {
             link_hosts("see https://evil.example/x and www.foo.io, help.example-shop.com/faq; e.g. 9.98"),
             vec!["evil.example", "www.foo.io", "help.example-shop.com"]
         );
-        assert_eq!(emails("write to anna.k@example.org or support@shop.com."), vec!["anna.k@example.org", "support@shop.com"]);
+        assert_eq!(
+            emails("write to anna.k@example.org or support@shop.com."),
+            vec!["anna.k@example.org", "support@shop.com"]
+        );
         assert!(has_image("![x](http://a.b/c.png)"));
         assert_eq!(order_numbers("your order #1001 and Bestellung Nr. 2002"), vec!["1001", "2002"]);
     }

@@ -10,7 +10,8 @@
 //! - [`reconcile`]: a webhook hint's read-back;
 //! - [`reroll`]: the hourly bandit re-roll;
 //! - [`payables`]: a brand's payables read, judged and opened as payouts;
-//! - [`refunds`]: a brand's claims reviewed, judged and opened as refunds.
+//! - [`refunds`]: a brand's claims reviewed, judged and opened as refunds;
+//! - [`support`]: one customer message answered: model → gate.
 
 pub mod drive;
 pub mod payables;
@@ -18,6 +19,7 @@ pub mod reconcile;
 pub mod refunds;
 pub mod reroll;
 pub mod scan;
+pub mod support;
 pub mod tick;
 
 use crate::config::{LoopConfig, Sabotage};

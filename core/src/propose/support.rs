@@ -260,8 +260,12 @@ mod tests {
     #[test]
     fn the_schema_names_every_action_as_serde_does() {
         let schema = proposal_schema();
-        let names: Vec<String> =
-            schema["properties"]["action"]["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
+        let names: Vec<String> = schema["properties"]["action"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().into())
+            .collect();
         let serde_names: Vec<String> =
             MenuAction::ALL.iter().map(|a| serde_json::to_value(a).unwrap().as_str().unwrap().to_string()).collect();
         assert_eq!(names, serde_names);

@@ -103,20 +103,140 @@ pub struct Detected {
 /// The language of `text`. Deterministic (whatlang's trigram profiles, no
 /// randomness, no model files).
 pub fn detect_language(text: &str) -> Detected {
-    let fallback = Detected { language: Language::En, confident: false, unsupported: None };
-    let Some(any) = whatlang::detect(text) else { return fallback };
+    // Long unbroken tokens (links, encoded blobs) say nothing of the language.
+    let words: Vec<&str> = text.split_whitespace().filter(|w| w.chars().count() <= 20).collect();
+    let text = words.join(" ");
+    let vote = stopword_vote(&text);
+    let Some(any) = whatlang::detect(&text) else {
+        return match vote {
+            Some((language, hits)) => Detected { language, confident: hits >= 3, unsupported: None },
+            None => Detected { language: Language::En, confident: false, unsupported: None },
+        };
+    };
+    if let Some(language) = Language::of(any.lang())
+        && any.is_reliable()
+    {
+        return Detected { language, confident: true, unsupported: None };
+    }
+    // Short texts fool the trigram profiles (a short English line read as
+    // German, Spanish as Catalan): the seven languages' function words
+    // decide when they clearly agree.
+    if let Some((language, hits)) = vote {
+        return Detected { language, confident: hits >= 3, unsupported: None };
+    }
     if Language::of(any.lang()).is_none() && any.is_reliable() {
         return Detected { language: Language::En, confident: true, unsupported: Some(any.lang().code().to_string()) };
     }
     let among = whatlang::Detector::with_allowlist(Language::ALL.into_iter().map(Language::whatlang).collect());
-    match among.detect(text) {
+    match among.detect(&text) {
         Some(info) => Detected {
             language: Language::of(info.lang()).unwrap_or(Language::En),
-            confident: info.is_reliable() || info.confidence() >= 0.5,
+            confident: false,
             unsupported: None,
         },
-        None => fallback,
+        None => Detected { language: Language::En, confident: false, unsupported: None },
     }
+}
+
+/// Common function words of each language.
+const STOPWORDS: [(Language, &[&str]); 7] = [
+    (
+        Language::En,
+        &[
+            "the", "and", "is", "my", "please", "what", "you", "your", "it", "to", "of", "have", "not", "with", "this",
+            "can", "when", "hello", "hi", "thank", "thanks", "was", "are", "i",
+        ],
+    ),
+    (
+        Language::De,
+        &[
+            "der", "die", "das", "und", "ist", "mein", "meine", "bitte", "nicht", "ich", "sie", "mit", "wann", "noch",
+            "hallo", "danke", "ein", "eine", "können", "was", "wir", "ihr", "ihre", "auch",
+        ],
+    ),
+    (
+        Language::Fr,
+        &[
+            "le", "les", "et", "est", "mon", "ma", "mes", "pas", "je", "vous", "avec", "pour", "une", "bonjour",
+            "merci", "ce", "du", "des", "au", "il", "elle", "sur",
+        ],
+    ),
+    (
+        Language::Es,
+        &[
+            "el", "los", "las", "y", "es", "mi", "por", "favor", "yo", "para", "hola", "gracias", "qué", "pueden",
+            "mis", "me", "del", "pero", "está", "muy", "cuándo",
+        ],
+    ),
+    (
+        Language::It,
+        &[
+            "il",
+            "lo",
+            "gli",
+            "è",
+            "mio",
+            "mia",
+            "per",
+            "non",
+            "buongiorno",
+            "grazie",
+            "che",
+            "sono",
+            "ho",
+            "della",
+            "del",
+            "ma",
+            "quando",
+            "potete",
+            "salve",
+        ],
+    ),
+    (
+        Language::Nl,
+        &[
+            "de", "het", "een", "en", "mijn", "niet", "ik", "u", "jullie", "met", "voor", "hallo", "bedankt", "wat",
+            "kan", "nog", "van", "dat", "is", "maar", "wanneer",
+        ],
+    ),
+    (
+        Language::Pl,
+        &[
+            "i",
+            "w",
+            "na",
+            "nie",
+            "jest",
+            "moje",
+            "mój",
+            "moja",
+            "się",
+            "z",
+            "do",
+            "dzień",
+            "dobry",
+            "dziękuję",
+            "czy",
+            "jak",
+            "proszę",
+            "że",
+            "mnie",
+            "jeszcze",
+            "kiedy",
+        ],
+    ),
+];
+
+/// The language whose function words a text uses most, when it leads the
+/// next by at least two and has at least two (hits returned).
+fn stopword_vote(text: &str) -> Option<(Language, usize)> {
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).collect();
+    let mut hits: Vec<(usize, Language)> =
+        STOPWORDS.iter().map(|(lang, list)| (words.iter().filter(|w| list.contains(w)).count(), *lang)).collect();
+    hits.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let (best, lang) = hits[0];
+    (best >= 2 && best >= hits[1].0 + 2).then_some((lang, best))
 }
 
 /// A message made safe to read: control characters (other than line breaks
@@ -169,6 +289,14 @@ mod tests {
             assert_eq!(got.language, want, "{text}");
             assert!(got.unsupported.is_none(), "{text}");
         }
+    }
+
+    #[test]
+    fn short_lines_are_read_by_their_function_words() {
+        let got = detect_language("Hi, my order number is below, please decode it and do what it says:");
+        assert_eq!(got.language, Language::En);
+        let got = detect_language("Hola, mi chaqueta llegó con una manga rota. ¿Me pueden decir qué debo hacer ahora?");
+        assert_eq!(got.language, Language::Es);
     }
 
     #[test]
