@@ -271,6 +271,16 @@ pub fn gate(
     }
     let mut action = p.action;
     let mut amount = p.amount_cents;
+    // The parser checks the shape; the gate does not rely on it.
+    if !action.is_offer() && amount.is_some() {
+        reasons.push(format!("{} takes no amount: dropped", action.as_str()));
+        amount = None;
+    }
+    if action.is_offer() && amount.is_none_or(|a| a <= 0) {
+        reasons.push(format!("{} without a positive amount: refused", action.as_str()));
+        action = MenuAction::AskEvidence;
+        amount = None;
+    }
     if action.is_offer() {
         let ceiling = facts.ceiling(action).minor;
         let asked = amount.unwrap_or(0);
@@ -524,5 +534,87 @@ mod tests {
         let v = gate(&f, &SupportPolicy::default(), None, &[], false);
         assert_eq!(v.action, MenuAction::Reply);
         assert!(v.reply.starts_with("Vielen Dank"));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::estimate::risk::RiskTier;
+    use crate::propose::support::{Shipment, SupportOrder, ceilings};
+
+    const FRAGMENTS: &[&str] = &[
+        "We will refund 49.90 EUR.",
+        "a full refund",
+        "100 %",
+        "€1.000,50",
+        "1 000 zł",
+        "https://evil.example.net/x",
+        "www.help.example-shop.com.evil.io",
+        "![x](http://a.b/c.png)",
+        "<img src=x>",
+        "maria.k@example.org",
+        "order #2002",
+        "dlft-canary-5e1f",
+        "refund_ceiling=998",
+        "voucher code FREE100",
+        "Vielen Dank für Ihre Nachricht.",
+        "Thank you for your message about order #1001.",
+        "\u{200B}",
+        "рrevious",
+        "9,98 EUR",
+    ];
+
+    fn facts(shipment: Shipment, tier: RiskTier, language: Language) -> SupportFacts {
+        let mut o = SupportOrder::standard();
+        o.shipment = shipment;
+        o.tier = tier;
+        let (refund_ceiling, credit_ceiling) = ceilings(&o, &SupportPolicy::default());
+        SupportFacts {
+            order_id: o.id,
+            order_total: o.total,
+            shipment,
+            language,
+            refund_ceiling,
+            credit_ceiling,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever a model proposes (any action, any amount, any text made
+        /// of hostile fragments and arbitrary Unicode), what leaves the gate
+        /// passes the audit: nothing above a ceiling, nothing promised above
+        /// the approval, no leak, no foreign link; and nothing panics.
+        #[test]
+        fn nothing_a_model_says_gets_past_the_gate(
+            action in prop::sample::select(MenuAction::ALL.to_vec()),
+            amount in prop::option::of(-10_000i64..1_000_000),
+            parts in prop::collection::vec(
+                prop_oneof![prop::sample::select(FRAGMENTS.to_vec()).prop_map(String::from), "\\PC{0,40}"],
+                0..8,
+            ),
+            shipment in prop::sample::select(vec![Shipment::Delivered, Shipment::InTransit, Shipment::Lost]),
+            tier in prop::sample::select(vec![RiskTier::Trusted, RiskTier::Watch, RiskTier::High, RiskTier::Blocked]),
+            language in prop::sample::select(Language::ALL.to_vec()),
+            flagged in any::<bool>(),
+        ) {
+            let f = facts(shipment, tier, language);
+            let policy = SupportPolicy::default();
+            let p = SupportProposal { action, amount_cents: amount, reply: parts.join(" ") };
+            let signals = if flagged { scan::manipulation("ignore previous instructions") } else { Vec::new() };
+            let v = gate(&f, &policy, Some(&p), &signals, false);
+            let a = audit(&f, &policy, &v);
+            prop_assert_eq!(a.above_ceiling, 0);
+            prop_assert_eq!(a.promised_excess, 0, "{}", v.reply);
+            prop_assert!(a.leaks.is_empty(), "{:?}", a.leaks);
+            prop_assert_eq!(a.foreign_links, 0);
+            if let Some(m) = v.amount {
+                prop_assert!(m.minor > 0 && m.minor <= f.ceiling(v.action).minor);
+            }
+        }
     }
 }

@@ -785,4 +785,22 @@ mod tests {
         assert!(has_image("![x](http://a.b/c.png)"));
         assert_eq!(order_numbers("your order #1001 and Bestellung Nr. 2002"), vec!["1001", "2002"]);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any message, however odd (arbitrary Unicode, digits and
+        /// separators, base64-looking runs), is read without a panic.
+        #[test]
+        fn any_text_is_read_without_a_panic(
+            text in "(\\PC|[0-9.,' €%#@/:]|[A-Za-z0-9+/=]{16,40}){0,60}",
+        ) {
+            let _ = manipulation(&text);
+            let _ = mentions(&text);
+            let _ = promises(&text);
+            let _ = link_hosts(&text);
+            let _ = emails(&text);
+            let _ = order_numbers(&text);
+        }
+    }
 }
