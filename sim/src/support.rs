@@ -42,6 +42,26 @@ impl SimModel {
         h % 100
     }
 
+    /// The vendor's latency for one call, in virtual milliseconds: the
+    /// sim's assumed distribution for one structured-output call of a
+    /// mid-tier text model (p50 ≈ 900 ms, p90 ≈ 1.8 s, p99 ≈ 4 s, a tail
+    /// to 12 s; a timed-out call costs the 30 s timeout). An assumption
+    /// to be replaced by measured vendor latencies, not a measurement.
+    pub fn latency_ms(&self, call_id: &str) -> u64 {
+        if self.behaviour == Behaviour::Compromised && self.draw(call_id, 0) < 8 {
+            return 30_000;
+        }
+        let q = self.draw(call_id, 9);
+        let within = self.draw(call_id, 10);
+        let (lo, hi) = match q {
+            0..=49 => (500, 900),
+            50..=89 => (900, 1_800),
+            90..=98 => (1_800, 4_000),
+            _ => (4_000, 12_000),
+        };
+        lo + (hi - lo) * within / 100
+    }
+
     fn answer(&self, call_id: &str, prompt: &Prompt) -> Result<Completion, ModelError> {
         let facts: SupportFacts =
             serde_json::from_str(&prompt.facts).map_err(|e| ModelError::Refused(format!("facts: {e}")))?;
