@@ -49,7 +49,9 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let order = SupportOrder::standard();
     let policy = SupportPolicy::default();
-    println!("| vendor | corpus | messages × rounds | ours p50 | ours p99 | with vendor p50 | with vendor p99 | ours / decision (p50) |");
+    println!(
+        "| vendor | corpus | messages × rounds | ours p50 | ours p99 | with vendor p50 | with vendor p99 | ours / decision (p50) |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for (vendor, behaviour) in [("sim-honest", Behaviour::Honest), ("sim-compromised", Behaviour::Compromised)] {
         for corpus in ["benign", "hostile"] {

@@ -285,6 +285,49 @@ fn anthropic_decoders_never_panic() {
     proptest!(config(CI_CASES), |(body in json_from("anthropic"), status in 100u16..600)| {
         let _ = anthropic::decode_summary(&body);
         let _ = anthropic::classify_error(status, &body);
+        if let Ok(c) = anthropic::decode_completion(&body) {
+            prop_assert!(serde_json::from_str::<Value>(&c.raw).is_ok(), "a tool input is JSON");
+            // Whatever the vendor returns, the proposal parser decides.
+            let _ = dlft_core::propose::support::parse_proposal(&c.raw);
+        }
+    });
+}
+
+#[test]
+fn agentmail_decoders_never_panic() {
+    use dlft_core::sense::wire::agentmail;
+    proptest!(config(CI_CASES), |(body in json_from("agentmail"), status in 100u16..600, retry in proptest::option::of(any::<u64>()))| {
+        if let Ok(p) = agentmail::decode_threads(status, &body) {
+            prop_assert!(p.threads.iter().all(|t| !t.thread_id.is_empty()));
+            prop_assert!(p.next_page_token.as_deref() != Some(""), "an empty token is the last page");
+        }
+        if let Ok(m) = agentmail::decode_thread(status, &body) {
+            prop_assert!(m.windows(2).all(|w| w[0].timestamp <= w[1].timestamp), "oldest first");
+        }
+        let _ = agentmail::decode_sent(status, &body);
+        if let agentmail::InboxError::RateLimited { retry_after } = agentmail::classify_error(status, &body, retry) {
+            prop_assert!(retry_after.0 <= 3_600_000, "a bounded wait");
+        }
+    });
+}
+
+#[test]
+fn svix_signatures_never_panic_and_only_the_signed_body_passes() {
+    use dlft_live::svix::{sign, verify};
+    let corpus = corpus(&root().join("tests/fuzz/corpus/agentmail"), "json");
+    proptest!(config(CI_CASES), |(body in bytes_from(corpus), header in proptest::option::of("[ -~]{0,120}"),
+                                  ts in proptest::option::of("[0-9a-z ]{0,12}"), now in 0i64..4_000_000_000,
+                                  edits in proptest::collection::vec(any::<Edit>(), 1..3))| {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let _ = verify(secret, Some("msg_1"), ts.as_deref(), header.as_deref(), &body, now);
+        let stamp = now.to_string();
+        let good = sign(secret, "msg_1", &stamp, &body).unwrap();
+        prop_assert!(verify(secret, Some("msg_1"), Some(&stamp), Some(&good), &body, now).is_ok());
+        prop_assert!(verify(secret, Some("msg_1"), Some(&stamp), Some(&good), &body, now + 301).is_err(), "a replay");
+        let other = apply_edits(body.clone(), &edits);
+        if other != body {
+            prop_assert!(verify(secret, Some("msg_1"), Some(&stamp), Some(&good), &other, now).is_err());
+        }
     });
 }
 

@@ -572,14 +572,7 @@ mod properties {
         o.shipment = shipment;
         o.tier = tier;
         let (refund_ceiling, credit_ceiling) = ceilings(&o, &SupportPolicy::default());
-        SupportFacts {
-            order_id: o.id,
-            order_total: o.total,
-            shipment,
-            language,
-            refund_ceiling,
-            credit_ceiling,
-        }
+        SupportFacts { order_id: o.id, order_total: o.total, shipment, language, refund_ceiling, credit_ceiling }
     }
 
     proptest! {

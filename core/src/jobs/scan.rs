@@ -42,7 +42,10 @@ impl From<ModelError> for JobError {
         match e {
             ModelError::RateLimited { retry_after } => JobError::RetryAfter { wait: retry_after, why: e.to_string() },
             ModelError::Timeout => JobError::RetryAfter { wait: Millis(0), why: e.to_string() },
-            ModelError::Refused(m) => JobError::Permanent(format!("model refused: {m}")),
+            ModelError::Overloaded => JobError::RetryAfter { wait: Millis(0), why: e.to_string() },
+            ModelError::Refused(_) | ModelError::SpendLimit(_) | ModelError::Auth(_) => {
+                JobError::Permanent(e.to_string())
+            }
         }
     }
 }

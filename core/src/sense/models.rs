@@ -28,6 +28,24 @@ pub enum ModelError {
     RateLimited { retry_after: Millis },
     #[error("model vendor refused: {0}")]
     Refused(String),
+    /// The vendor is overloaded (Anthropic 529, Gemini 503): retry later
+    /// or fail over; counts toward the breaker's failure rate.
+    #[error("model vendor overloaded")]
+    Overloaded,
+    /// The account's spend limit or credits are exhausted: never retried;
+    /// the breaker trips for hours.
+    #[error("model vendor spend limit reached: {0}")]
+    SpendLimit(String),
+    /// The key is refused: the breaker trips at once.
+    #[error("model vendor refused the credentials: {0}")]
+    Auth(String),
+}
+
+impl ModelError {
+    /// Whether the same call may be tried again (at this vendor or another).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ModelError::Timeout | ModelError::RateLimited { .. } | ModelError::Overloaded)
+    }
 }
 
 pub trait Models: Send + Sync {

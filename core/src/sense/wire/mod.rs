@@ -2,6 +2,7 @@
 //! Pure data: no I/O here. The sim's world speaks these shapes, and the live
 //! adapters decode with the same functions.
 
+pub mod agentmail;
 pub mod anthropic;
 pub mod meta;
 pub mod revolut;
