@@ -55,10 +55,18 @@ pub enum Site {
     RefundsAfterOpen,
     /// A claim is judged and written; the desk does not know yet.
     RefundsBeforeSettle,
+    /// The reply's intent is read; sending it is next.
+    ReplyBeforeSend,
+    /// The send returned; its phase is not yet written.
+    ReplyAfterSend,
+    /// `applied` is written; the thread's read-back is next.
+    ReplyAfterApplied,
+    /// The read-back returned; the commit is not yet written.
+    ReplyAfterReadBack,
 }
 
 impl Site {
-    pub const ALL: [Site; 22] = [
+    pub const ALL: [Site; 26] = [
         Site::TickAfterPage,
         Site::TickAfterDecide,
         Site::TickAfterBatchPause,
@@ -81,7 +89,19 @@ impl Site {
         Site::RefundAfterReadBack,
         Site::RefundsAfterOpen,
         Site::RefundsBeforeSettle,
+        Site::ReplyBeforeSend,
+        Site::ReplyAfterSend,
+        Site::ReplyAfterApplied,
+        Site::ReplyAfterReadBack,
     ];
+
+    /// A site of the support replies (reached only where replies run).
+    pub fn is_reply(self) -> bool {
+        matches!(
+            self,
+            Site::ReplyBeforeSend | Site::ReplyAfterSend | Site::ReplyAfterApplied | Site::ReplyAfterReadBack
+        )
+    }
 
     /// A site of the refunds (reached only where refunds run).
     pub fn is_refund(self) -> bool {

@@ -103,7 +103,11 @@ impl<
     C: Clock,
     P: Probe,
     R: RngCore + Send + Sync,
-    B: Bank + crate::sense::payables::PayablesSource + crate::sense::shop::Shop + crate::sense::claims::ClaimsSource,
+    B: Bank
+        + crate::sense::payables::PayablesSource
+        + crate::sense::shop::Shop
+        + crate::sense::inbox::Inbox
+        + crate::sense::claims::ClaimsSource,
 > Worker<S, A, C, P, R, B>
 {
     /// Boots (retrying until the store answers), then runs the schedules and
@@ -513,6 +517,7 @@ impl<
                     JobError::Ads(AdsError::RateLimited { retry_after, .. }) => *retry_after,
                     JobError::Bank(crate::sense::bank::BankError::RateLimited { retry_after }) => *retry_after,
                     JobError::Shop(crate::sense::shop::ShopError::Throttled { retry_after }) => *retry_after,
+                    JobError::Inbox(crate::sense::inbox::InboxError::RateLimited { retry_after }) => *retry_after,
                     _ => Millis(0),
                 };
                 let errors = job.errors.len() as u32 + 1;

@@ -165,6 +165,9 @@ impl Bank for LiveBank {
 }
 
 /// The brand's Shopify store (a brand without one refuses every refund).
+/// No support inbox adapter is wired into `dlft run` yet: replies are refused.
+impl dlft_core::sense::inbox::Inbox for LiveBank {}
+
 impl dlft_core::sense::shop::Shop for LiveBank {
     async fn refund(
         &self,

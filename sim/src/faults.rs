@@ -96,6 +96,7 @@ fn max_occurrence(site: Site) -> u64 {
         Site::PayablesAfterOpen | Site::PayablesBeforeSettle => 3,
         Site::RefundBeforeCall | Site::RefundAfterCall | Site::RefundAfterApplied | Site::RefundAfterReadBack => 4,
         Site::RefundsAfterOpen | Site::RefundsBeforeSettle => 6,
+        Site::ReplyBeforeSend | Site::ReplyAfterSend | Site::ReplyAfterApplied | Site::ReplyAfterReadBack => 4,
     }
 }
 
@@ -140,6 +141,8 @@ impl FaultPlan {
             .filter(|s| scn.bank.is_some() || !s.is_payout())
             // Refunds run only where the world has a shop.
             .filter(|s| scn.shop.is_some() || !s.is_refund())
+            // The sim's world has no support inbox yet.
+            .filter(|s| !s.is_reply())
             .collect();
         let site_crashes = (0..draw(rng, f.site_crashes))
             .map(|_| {

@@ -42,6 +42,10 @@ pub enum Action {
     /// confirmed (`pauses`: the pause intents it undoes; `ad`: the last).
     #[serde(rename = "resume_node")]
     ResumeNode { ad: AdId, node: crate::sense::ads::AdNode, pauses: Vec<IdempotencyKey> },
+    /// Send a support reply the gate let out (AgentMail: reply to the
+    /// inbound message; no idempotency key, read back by its marker).
+    #[serde(rename = "reply")]
+    Reply { order: crate::act::reply::ReplyOrder },
 }
 
 impl Action {
@@ -50,6 +54,7 @@ impl Action {
     pub const REFUND: &'static str = "refund";
     pub const PAUSE_NODE: &'static str = "pause_node";
     pub const RESUME_NODE: &'static str = "resume_node";
+    pub const REPLY: &'static str = "reply";
 
     /// The action's kind, as the intent and action ledgers store it.
     pub fn kind(&self) -> &'static str {
@@ -59,6 +64,7 @@ impl Action {
             Action::Refund { .. } => Action::REFUND,
             Action::PauseNode { .. } => Action::PAUSE_NODE,
             Action::ResumeNode { .. } => Action::RESUME_NODE,
+            Action::Reply { .. } => Action::REPLY,
         }
     }
 
@@ -70,6 +76,7 @@ impl Action {
             Action::Payout { order } => &order.counterparty_id,
             Action::Refund { order } => &order.order_id,
             Action::PauseNode { node, .. } | Action::ResumeNode { node, .. } => &node.id,
+            Action::Reply { order } => &order.message_id,
         }
     }
 
@@ -77,9 +84,11 @@ impl Action {
     pub fn killed_ad(&self) -> Option<&AdId> {
         match self {
             Action::KillAd { ad } => Some(ad),
-            Action::Payout { .. } | Action::Refund { .. } | Action::PauseNode { .. } | Action::ResumeNode { .. } => {
-                None
-            }
+            Action::Payout { .. }
+            | Action::Refund { .. }
+            | Action::PauseNode { .. }
+            | Action::ResumeNode { .. }
+            | Action::Reply { .. } => None,
         }
     }
 }
@@ -97,6 +106,13 @@ pub enum Evidence {
     Refund { order: crate::envelope::refund::OrderFacts, proposal: crate::propose::refund::RefundProposal },
     /// An escalation's pause or resume: the kill it serves, and why.
     Escalation { kill: IdempotencyKey, why: String },
+    /// A support reply: the trusted facts it was judged on, the action the
+    /// gate approved and the gate's reasons.
+    Reply {
+        facts: crate::propose::support::SupportFacts,
+        action: crate::propose::support::MenuAction,
+        reasons: Vec<String>,
+    },
 }
 
 /// The phases of a write-ahead intent.

@@ -10,7 +10,9 @@
 //! - one file per actuator's effect: [`kill`] (pause an ad), [`payout`]
 //!   (pay a supplier's invoice through the bank), [`refund`] (refund a
 //!   customer's order), [`escalate`] (pause and resume an ad's ad set or
-//!   campaign when the ad's own pause does not take effect in time).
+//!   campaign when the ad's own pause does not take effect in time),
+//!   [`reply`] (send a support reply the gate let out, at most once per
+//!   inbound message).
 //!
 //! A new actuator adds a variant to `Action`, an `Effect` file here, and
 //! one arm in `jobs::drive::run`; the machine, the store's rules and the
@@ -22,3 +24,4 @@ pub mod kill;
 pub mod machine;
 pub mod payout;
 pub mod refund;
+pub mod reply;

@@ -37,7 +37,7 @@ pub async fn run<
     A: AdsPlatform,
     C: Clock,
     P: Probe,
-    B: crate::sense::bank::Bank + crate::sense::shop::Shop,
+    B: crate::sense::bank::Bank + crate::sense::shop::Shop + crate::sense::inbox::Inbox,
 >(
     ports: &Ports<S, A, C, P, B>,
     cfg: &LoopConfig,
@@ -97,6 +97,10 @@ pub async fn run<
                 };
                 step(ports, &ports.bank, cfg, sabotage, attempt, &intent, &effect).await?
             }
+            Action::Reply { order } => {
+                let effect = crate::act::reply::ReplyEffect::new(&intent.key, order);
+                step(ports, &ports.bank, cfg, sabotage, attempt, &intent, &effect).await?
+            }
         };
         if step == Step::Done {
             return Ok(Some(()));
@@ -115,6 +119,7 @@ pub fn job_of(intent: &Intent, now: Timestamp) -> NewJob {
         Action::KillAd { ad } => (Task::KillAd { key, ad: ad.clone() }, super::tick::KILL_PRIORITY),
         Action::Payout { .. } => (Task::Payout { key }, PAYMENT_PRIORITY),
         Action::Refund { .. } => (Task::Refund { key }, PAYMENT_PRIORITY),
+        Action::Reply { .. } => (Task::Reply { key }, PAYMENT_PRIORITY),
         Action::PauseNode { .. } | Action::ResumeNode { .. } => (Task::Escalate { key }, super::tick::KILL_PRIORITY),
     };
     act_job(task, priority, &intent.key, now).for_brand(&intent.brand)

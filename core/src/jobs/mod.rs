@@ -56,6 +56,8 @@ pub enum JobError {
     Bank(#[from] crate::sense::bank::BankError),
     #[error(transparent)]
     Shop(#[from] crate::sense::shop::ShopError),
+    #[error(transparent)]
+    Inbox(#[from] crate::sense::inbox::InboxError),
     /// Try again no sooner than this.
     #[error("retry after {wait:?}: {why}")]
     RetryAfter { wait: Millis, why: String },
@@ -125,6 +127,7 @@ pub async fn run_task<
     B: crate::sense::bank::Bank
         + crate::sense::payables::PayablesSource
         + crate::sense::shop::Shop
+        + crate::sense::inbox::Inbox
         + crate::sense::claims::ClaimsSource,
 >(
     ports: &Ports<S, A, C, P, B>,
@@ -150,7 +153,7 @@ pub async fn run_task<
         Task::ReconcileAd { ad, claimed } => reconcile::run_reconcile(ports, sabotage, attempt, ad, claimed).await,
         Task::RerollBandit { slot } => reroll::run_reroll(ports, loop_cfg, attempt, *slot).await,
         Task::Payout { .. } if sabotage == Sabotage::DropPayoutJobs => Ok(()),
-        Task::Payout { key } | Task::Refund { key } | Task::Escalate { key } => {
+        Task::Payout { key } | Task::Refund { key } | Task::Escalate { key } | Task::Reply { key } => {
             match drive::run(ports, loop_cfg, sabotage, attempt, key).await? {
                 Some(()) => Ok(()),
                 None => Err(JobError::Permanent(format!("no intent {key}: nothing to drive"))),

@@ -29,6 +29,8 @@ pub enum Task {
     /// Drive one escalation intent (an ad set's or campaign's pause or
     /// resume) to its commit (claimed by the act pool).
     Escalate { key: IdempotencyKey },
+    /// Drive one support reply's intent to its commit (the act pool).
+    Reply { key: IdempotencyKey },
     /// Read the brand's payables, judge them, open payout intents (claimed
     /// by the tick pool: a decision job like the tick).
     PayPayables { slot: Timestamp },
@@ -50,10 +52,11 @@ pub enum JobKind {
     Refund,
     ReviewClaims,
     Escalate,
+    Reply,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 10] = [
+    pub const ALL: [JobKind; 11] = [
         JobKind::PollInsights,
         JobKind::KillAd,
         JobKind::ScanStore,
@@ -64,6 +67,7 @@ impl JobKind {
         JobKind::Refund,
         JobKind::ReviewClaims,
         JobKind::Escalate,
+        JobKind::Reply,
     ];
 
     /// The kinds a pool of this kind claims: the act pool (`KillAd`)
@@ -73,7 +77,7 @@ impl JobKind {
     /// (`PollInsights`) every decision job; every other pool its own.
     pub fn pool_kinds(self) -> Vec<JobKind> {
         match self {
-            JobKind::KillAd => vec![JobKind::KillAd, JobKind::Payout, JobKind::Refund],
+            JobKind::KillAd => vec![JobKind::KillAd, JobKind::Payout, JobKind::Refund, JobKind::Reply],
             JobKind::PollInsights => vec![JobKind::PollInsights, JobKind::PayPayables, JobKind::ReviewClaims],
             k => vec![k],
         }
@@ -92,6 +96,7 @@ impl JobKind {
             JobKind::Refund => "refund",
             JobKind::ReviewClaims => "review_claims",
             JobKind::Escalate => "escalate",
+            JobKind::Reply => "reply",
         }
     }
 }
@@ -101,9 +106,11 @@ impl Task {
     pub fn bound(&self) -> Bound {
         match self {
             Task::ScanStore { .. } => Bound::Pipeline,
-            Task::KillAd { key, .. } | Task::Payout { key } | Task::Refund { key } | Task::Escalate { key } => {
-                Bound::Intent(key.clone())
-            }
+            Task::KillAd { key, .. }
+            | Task::Payout { key }
+            | Task::Refund { key }
+            | Task::Escalate { key }
+            | Task::Reply { key } => Bound::Intent(key.clone()),
             Task::PollInsights { .. }
             | Task::ReconcileAd { .. }
             | Task::RerollBandit { .. }
@@ -124,6 +131,7 @@ impl Task {
             Task::Refund { .. } => JobKind::Refund,
             Task::ReviewClaims { .. } => JobKind::ReviewClaims,
             Task::Escalate { .. } => JobKind::Escalate,
+            Task::Reply { .. } => JobKind::Reply,
         }
     }
 }

@@ -5,7 +5,11 @@
 //! Dutch and Polish. A message in another language is answered in English
 //! and says so in its reasons.
 
+use std::future::Future;
+
 use serde::{Deserialize, Serialize};
+
+pub use crate::sense::wire::agentmail::{InboxError, MailMessage, SentReply};
 
 /// The longest message the loop reads, in characters; the rest is cut (and
 /// the cut is a reason on the verdict).
@@ -18,6 +22,51 @@ pub struct InboundMessage {
     pub thread: String,
     pub text: String,
 }
+
+/// The support inbox port (AgentMail live, the sim's inbox world). The
+/// provided methods are a brand without an inbox: every send is refused
+/// (its intent abandoned at the attempt cap), no reply is ever found.
+pub trait Inbox: Send + Sync {
+    /// Sends `text` as the reply to `message_id`. There is no idempotency
+    /// key: the caller reads the thread back for its marker first.
+    fn send_reply(
+        &self,
+        _inbox: &str,
+        _message_id: &str,
+        _text: &str,
+    ) -> impl Future<Output = Result<SentReply, InboxError>> + Send {
+        std::future::ready(Err(InboxError::Invalid("no inbox configured for this brand".into())))
+    }
+    /// A thread's messages, oldest first.
+    fn thread(
+        &self,
+        _inbox: &str,
+        _thread_id: &str,
+    ) -> impl Future<Output = Result<Vec<MailMessage>, InboxError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
+}
+
+impl<T: Inbox> Inbox for &T {
+    fn send_reply(
+        &self,
+        inbox: &str,
+        message_id: &str,
+        text: &str,
+    ) -> impl Future<Output = Result<SentReply, InboxError>> + Send {
+        (**self).send_reply(inbox, message_id, text)
+    }
+    fn thread(
+        &self,
+        inbox: &str,
+        thread_id: &str,
+    ) -> impl Future<Output = Result<Vec<MailMessage>, InboxError>> + Send {
+        (**self).thread(inbox, thread_id)
+    }
+}
+
+/// The money ports of a brand without an inbox.
+impl Inbox for crate::sense::bank::NoBank {}
 
 /// A language the support loop answers in.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
