@@ -4,4 +4,5 @@
 pub mod allocation;
 pub mod kill_rule;
 pub mod refund;
+pub mod router;
 pub mod support;
