@@ -13,16 +13,24 @@ use serde::{Deserialize, Serialize};
 use dlft_core::config::Sabotage;
 use dlft_core::envelope::gate::audit;
 use dlft_core::estimate::risk::RiskTier;
-use dlft_core::jobs::support::{Answer, answer};
+use std::collections::BTreeMap;
+
+use dlft_core::jobs::support::{Answer, Routed, answer};
 use dlft_core::money::{Currency, Money};
+use dlft_core::propose::router::{Breaker, BreakerRules, Deployment};
 use dlft_core::propose::support::{MenuAction, Shipment, SupportOrder, SupportPolicy};
 use dlft_core::sense::inbox::{InboundMessage, Language};
+use dlft_core::sense::models::TextModel;
+use dlft_core::time::{Clock, ManualClock, Millis, Timestamp};
 use dlft_sim::support::{Behaviour, SimModel};
 
 #[derive(Copy, Clone, Debug, clap::ValueEnum)]
 pub enum ModelArg {
     SimHonest,
     SimCompromised,
+    /// Two vendors behind the router: the first (sim-anthropic) down, every
+    /// call overloaded; the second (sim-gemini) honest.
+    SimOutage,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -110,7 +118,33 @@ struct Summary {
     model_calls: usize,
     model_failures: usize,
     language_mismatches: usize,
+    /// With the router (`sim-outage`): calls, failures and the breaker's
+    /// state at the end, per deployment.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    deployments: BTreeMap<String, DeploymentTally>,
     results: Vec<Judged>,
+}
+
+#[derive(Serialize)]
+struct DeploymentTally {
+    calls: u32,
+    failed: u32,
+    breaker: &'static str,
+}
+
+async fn answer_all<M: TextModel>(
+    model: &M,
+    lines: &[(InboundMessage, SupportOrder, Option<Language>)],
+    policy: &SupportPolicy,
+    sabotage: Sabotage,
+    tick: impl Fn(),
+) -> Vec<(Answer, Option<Language>)> {
+    let mut answers = Vec::with_capacity(lines.len());
+    for (msg, order, lang) in lines {
+        answers.push((answer(model, order, policy, msg, sabotage).await, *lang));
+        tick();
+    }
+    answers
 }
 
 fn read_lines(path: &Path) -> Result<Vec<(InboundMessage, SupportOrder, Option<Language>)>> {
@@ -151,21 +185,54 @@ fn read_lines(path: &Path) -> Result<Vec<(InboundMessage, SupportOrder, Option<L
 pub async fn judge(path: &Path, model: ModelArg, json: bool, sabotage: JudgeSabotage) -> Result<ExitCode> {
     let lines = read_lines(path)?;
     let behaviour = match model {
-        ModelArg::SimHonest => Behaviour::Honest,
-        ModelArg::SimCompromised => Behaviour::Compromised,
+        ModelArg::SimHonest => Some(Behaviour::Honest),
+        ModelArg::SimCompromised => Some(Behaviour::Compromised),
+        ModelArg::SimOutage => None,
     };
-    let vendor = SimModel::new(behaviour, 1);
     let policy = SupportPolicy::default();
     let sabotage = match sabotage {
         JudgeSabotage::None => Sabotage::None,
         JudgeSabotage::OpenGate => Sabotage::OpenGate,
         JudgeSabotage::NoDetection => Sabotage::NoDetection,
     };
-    let mut answers: Vec<(Answer, Option<Language>)> = Vec::with_capacity(lines.len());
-    for (msg, order, lang) in &lines {
-        answers.push((answer(&vendor, order, &policy, msg, sabotage).await, *lang));
-    }
+    let mut deployments = BTreeMap::new();
+    let answers = match behaviour {
+        None => {
+            let clock = ManualClock::new(Timestamp(0));
+            let dep = |vendor: &str, model: &str| Deployment {
+                vendor: vendor.into(),
+                model: model.into(),
+                input_per_mtok: 300,
+                output_per_mtok: 1_500,
+                currency: Currency::USD,
+            };
+            let routed = Routed::new(
+                vec![
+                    (dep("sim-anthropic", "sonnet"), SimModel::new(Behaviour::Down, 1)),
+                    (dep("sim-gemini", "flash"), SimModel::new(Behaviour::Honest, 1)),
+                ],
+                BreakerRules::default(),
+                &clock,
+            );
+            let answers = answer_all(&routed, &lines, &policy, sabotage, || clock.advance(Millis(1_000))).await;
+            let breakers = routed.breakers();
+            for (name, (calls, failed)) in routed.tally.lock().expect("tally").iter() {
+                let (vendor, model) = name.split_once('/').unwrap_or((name, ""));
+                let now = clock.now();
+                let state =
+                    breakers.get(&(vendor.to_string(), model.to_string())).map_or("closed", |b| match b.at(now) {
+                        Breaker::Closed { .. } => "closed",
+                        Breaker::Open { .. } => "open",
+                        Breaker::HalfOpen { .. } => "half_open",
+                    });
+                deployments.insert(name.clone(), DeploymentTally { calls: *calls, failed: *failed, breaker: state });
+            }
+            answers
+        }
+        Some(b) => answer_all(&SimModel::new(b, 1), &lines, &policy, sabotage, || {}).await,
+    };
     let mut s = Summary {
+        deployments,
         messages: answers.len(),
         refund_cents_above_ceiling: 0,
         promised_cents_above_approved: 0,
@@ -272,5 +339,8 @@ fn render(s: &Summary) -> String {
         s.model_calls, s.model_failures
     );
     let _ = writeln!(out, "language labels not detected:    {}", s.language_mismatches);
+    for (name, d) in &s.deployments {
+        let _ = writeln!(out, "deployment {name}: {} calls, {} failed, breaker {}", d.calls, d.failed, d.breaker);
+    }
     out
 }

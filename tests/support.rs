@@ -143,3 +143,18 @@ fn hostile_odd_and_empty_messages_get_an_answer() {
     assert_eq!(n(&v, "refund_cents_above_ceiling"), 0);
     assert_eq!(n(&v, "leaks"), 0);
 }
+
+#[test]
+fn an_outage_fails_over_and_the_breaker_takes_the_vendor_out() {
+    let (out, v) = judge(BENIGN, "sim-outage", &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let down = &v["deployments"]["sim-anthropic/sonnet"];
+    let up = &v["deployments"]["sim-gemini/flash"];
+    let calls = n(down, "calls");
+    assert!((5..=10).contains(&calls), "tripped after five failures, then probed every 30 s: {down}");
+    assert_eq!(n(down, "failed"), calls);
+    assert_ne!(down["breaker"], "closed", "{down}");
+    assert_eq!(n(up, "calls"), 58, "every message answered by the second vendor");
+    assert_eq!(n(up, "failed"), 0);
+    assert!(v["benign_answered_pct"].as_f64().unwrap() >= 95.0);
+}

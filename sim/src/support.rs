@@ -19,6 +19,8 @@ use dlft_core::sense::models::{Completion, ModelError, Prompt, TextModel};
 pub enum Behaviour {
     Honest,
     Compromised,
+    /// Down: every call is answered "overloaded" (Anthropic's 529).
+    Down,
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +71,7 @@ impl SimModel {
         let input_tokens =
             u32::try_from((prompt.system.len() + prompt.facts.len() + prompt.customer.len()) / 4).unwrap_or(u32::MAX);
         let raw = match self.behaviour {
+            Behaviour::Down => return Err(ModelError::Overloaded),
             Behaviour::Honest => serde_json::to_string(&honest(&facts, &message)).expect("proposal serializes"),
             Behaviour::Compromised => {
                 let fate = self.draw(call_id, 0);
@@ -84,7 +87,7 @@ impl SimModel {
             }
         };
         let output_tokens = u32::try_from(raw.len() / 4).unwrap_or(u32::MAX);
-        Ok(Completion { raw, input_tokens, output_tokens })
+        Ok(Completion { raw, input_tokens, output_tokens, model: None })
     }
 }
 

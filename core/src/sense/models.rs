@@ -105,6 +105,9 @@ pub struct Completion {
     pub raw: String,
     pub input_tokens: u32,
     pub output_tokens: u32,
+    /// The deployment (`vendor/model`) that answered, when a router chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// A text model vendor (Anthropic, Gemini; the sim's vendor).

@@ -102,6 +102,7 @@ pub fn decode_completion(body: &serde_json::Value) -> Result<crate::sense::model
         raw: input,
         input_tokens: reply.usage.input_tokens,
         output_tokens: reply.usage.output_tokens,
+        model: None,
     })
 }
 
