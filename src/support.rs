@@ -26,11 +26,16 @@ use dlft_sim::support::{Behaviour, SimModel};
 
 #[derive(Copy, Clone, Debug, clap::ValueEnum)]
 pub enum ModelArg {
-    SimHonest,
-    SimCompromised,
+    /// The sim's honest vendor.
+    #[value(name = "sim-honest")]
+    Honest,
+    /// The sim's fully compromised vendor.
+    #[value(name = "sim-compromised")]
+    Compromised,
     /// Two vendors behind the router: the first (sim-anthropic) down, every
     /// call overloaded; the second (sim-gemini) honest.
-    SimOutage,
+    #[value(name = "sim-outage")]
+    Outage,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -185,9 +190,9 @@ fn read_lines(path: &Path) -> Result<Vec<(InboundMessage, SupportOrder, Option<L
 pub async fn judge(path: &Path, model: ModelArg, json: bool, sabotage: JudgeSabotage) -> Result<ExitCode> {
     let lines = read_lines(path)?;
     let behaviour = match model {
-        ModelArg::SimHonest => Some(Behaviour::Honest),
-        ModelArg::SimCompromised => Some(Behaviour::Compromised),
-        ModelArg::SimOutage => None,
+        ModelArg::Honest => Some(Behaviour::Honest),
+        ModelArg::Compromised => Some(Behaviour::Compromised),
+        ModelArg::Outage => None,
     };
     let policy = SupportPolicy::default();
     let sabotage = match sabotage {
