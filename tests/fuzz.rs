@@ -294,6 +294,20 @@ fn anthropic_decoders_never_panic() {
 }
 
 #[test]
+fn gemini_decoders_never_panic() {
+    use dlft_core::sense::wire::gemini;
+    proptest!(config(CI_CASES), |(body in json_from("gemini"), status in 100u16..600)| {
+        if let Ok(c) = gemini::decode_completion(&body) {
+            prop_assert!(!c.raw.trim().is_empty());
+            let _ = dlft_core::propose::support::parse_proposal(&c.raw);
+        }
+        if let dlft_core::sense::models::ModelError::RateLimited { retry_after } = gemini::classify_error(status, &body) {
+            prop_assert!(retry_after.0 <= 3_601_000, "a bounded wait");
+        }
+    });
+}
+
+#[test]
 fn agentmail_decoders_never_panic() {
     use dlft_core::sense::wire::agentmail;
     proptest!(config(CI_CASES), |(body in json_from("agentmail"), status in 100u16..600, retry in proptest::option::of(any::<u64>()))| {

@@ -4,6 +4,7 @@
 
 pub mod agentmail;
 pub mod anthropic;
+pub mod gemini;
 pub mod meta;
 pub mod revolut;
 pub mod shopify;
