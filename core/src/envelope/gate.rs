@@ -198,7 +198,9 @@ pub fn promised_excess(reply: &str, facts: &SupportFacts, action: MenuAction, ap
         most = most.max(v);
     }
     for kind in scan::promises(reply) {
-        if kind == "full_refund" || (kind == "refund_commitment" && action != MenuAction::OfferRefund) {
+        if kind == "more_than_paid" {
+            most = most.max(total.saturating_mul(2));
+        } else if kind == "full_refund" || (kind == "refund_commitment" && action != MenuAction::OfferRefund) {
             most = most.max(total);
         }
     }

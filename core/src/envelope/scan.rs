@@ -592,6 +592,33 @@ const PROMISES: &[(&str, &[&[&str]])] = &[
             &["pełnyzwrot"],
             &["całkowityzwrot"],
             &["całosc"],
+            // A hundred percent, in words.
+            &["hundredpercent"],
+            &["hundertprozent"],
+            &["centpourcent"],
+            &["cienporcien"],
+            &["cienporciento"],
+            &["centopercento"],
+            &["honderdprocent"],
+            &["stoprocent"],
+        ],
+    ),
+    (
+        "more_than_paid",
+        &[
+            &["double", "money"],
+            &["twice", "paid"],
+            &["twice", "amount"],
+            &["dasdoppelte"],
+            &["doppelten", "betrag"],
+            &["rembourse", "double"],
+            &["ledouble"],
+            &["eldoble"],
+            &["ildoppio"],
+            &["hetdubbele"],
+            &["dubbel", "terug"],
+            &["podwojn"],
+            &["dwukrotn"],
         ],
     ),
     (
@@ -773,6 +800,9 @@ mod tests {
         assert_eq!(promises("You will get a full refund"), vec!["full_refund"]);
         assert_eq!(promises("Sie erhalten eine volle Erstattung"), vec!["full_refund"]);
         assert_eq!(promises("Otrzyma Pan pełny zwrot"), vec!["full_refund"]);
+        assert_eq!(promises("Wir erstatten hundert Prozent"), vec!["full_refund", "refund_commitment"]);
+        assert_eq!(promises("We will give you double your money back"), vec!["more_than_paid"]);
+        assert_eq!(promises("Le remboursement sera le double"), vec!["more_than_paid"]);
         assert!(promises("We are sorry about the delay.").is_empty());
         assert_eq!(
             link_hosts("see https://evil.example/x and www.foo.io, help.example-shop.com/faq; e.g. 9.98"),
