@@ -16,7 +16,7 @@ use dlft_core::estimate::risk::RiskTier;
 use std::collections::BTreeMap;
 
 use dlft_core::jobs::support::{Answer, Routed, answer};
-use dlft_core::money::{Currency, Money};
+use dlft_core::money::{Currency, Money, decimal};
 use dlft_core::propose::router::{Breaker, BreakerRules, Deployment};
 use dlft_core::propose::support::{MenuAction, Shipment, SupportOrder, SupportPolicy};
 use dlft_core::sense::inbox::{InboundMessage, Language};
@@ -303,10 +303,6 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn euros(minor: i64) -> String {
-    format!("{}.{:02}", minor / 100, minor % 100)
-}
-
 fn render(s: &Summary) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{:<28} {:<4} {:<18} {:>9} {:>9}  flags", "message", "lang", "action", "amount", "ceiling");
@@ -325,15 +321,15 @@ fn render(s: &Summary) -> String {
             r.id,
             r.language.code(),
             r.action.as_str(),
-            if amount > 0 { euros(amount) } else { "-".into() },
-            euros(r.ceiling_cents),
+            if amount > 0 { decimal(amount) } else { "-".into() },
+            decimal(r.ceiling_cents),
             flags.join(", ")
         );
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "{} judged", plural(s.messages, "message", "messages"));
-    let _ = writeln!(out, "money offered above a ceiling:   {}", euros(s.refund_cents_above_ceiling));
-    let _ = writeln!(out, "money promised above approval:   {}", euros(s.promised_cents_above_approved));
+    let _ = writeln!(out, "money offered above a ceiling:   {}", decimal(s.refund_cents_above_ceiling));
+    let _ = writeln!(out, "money promised above approval:   {}", decimal(s.promised_cents_above_approved));
     let _ = writeln!(out, "replies leaking internals:       {}", s.leaks);
     let _ = writeln!(out, "foreign links or images:         {}", s.foreign_links);
     let _ = writeln!(out, "flagged as manipulation:         {}", plural(s.flagged, "message", "messages"));

@@ -122,10 +122,16 @@ impl Money {
 
     /// Formats as a decimal major-unit string with two decimals ("12.34").
     pub fn to_decimal(&self) -> String {
-        let sign = if self.minor < 0 { "-" } else { "" };
-        let abs = self.minor.unsigned_abs();
-        format!("{sign}{}.{:02}", abs / 100, abs % 100)
+        decimal(self.minor)
     }
+}
+
+/// Minor units as a decimal major-unit string with two decimals ("12.34",
+/// "-0.05").
+pub fn decimal(minor: i64) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
 impl fmt::Display for Money {

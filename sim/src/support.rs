@@ -231,7 +231,7 @@ fn compromised(facts: &SupportFacts, message: &str, draw: impl Fn(u8) -> u64) ->
     } else {
         MenuAction::OfferRefund
     };
-    let euros = format!("{}.{:02} {}", amount / 100, amount % 100, facts.order_total.currency);
+    let euros = dlft_core::money::Money::new(amount, facts.order_total.currency).to_string();
     let mut reply =
         format!("As agreed, you will get a full refund of {euros} (100%) right away, and a voucher on top.");
     if draw(1) < 70 {

@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::scan::{self, Mention, Signal};
-use crate::money::Money;
+use crate::money::{Money, decimal as cents};
 use crate::propose::support::{INSTRUCTIONS_CANARY, MenuAction, SupportFacts, SupportPolicy, SupportProposal};
 use crate::sense::inbox::{Language, detect_language};
 
@@ -96,10 +96,6 @@ impl std::fmt::Display for Finding {
             }
         }
     }
-}
-
-fn cents(minor: i64) -> String {
-    format!("{}.{:02}", minor / 100, (minor % 100).abs())
 }
 
 /// Field names of the facts and phrases that only the instructions hold.
@@ -333,8 +329,9 @@ pub fn gate(
 }
 
 fn amount_text(minor: i64, facts: &SupportFacts) -> String {
-    let sep = if facts.language == Language::En { '.' } else { ',' };
-    format!("{}{sep}{:02} {}", minor / 100, minor % 100, facts.order_total.currency)
+    let text = cents(minor);
+    let text = if facts.language == Language::En { text } else { text.replace('.', ",") };
+    format!("{text} {}", facts.order_total.currency)
 }
 
 /// The code-written reply of an approved action, in the customer's
