@@ -584,7 +584,9 @@ async fn recovery<S: Store>(store: &S, victim: &str, killed_at: Timestamp, after
     loop {
         let events = store.events(after).await.unwrap();
         let recent: Vec<_> = events.iter().filter(|e| e.at >= killed_at).collect();
+        let mut waiting_for = vec!["the new life's boot".to_string()];
         if let Some(boot) = recent.iter().find(|e| e.kind == EventKind::WorkerBooted && e.entity == victim) {
+            waiting_for.clear();
             let released: Vec<&str> = recent
                 .iter()
                 .filter(|e| e.seq > boot.seq && e.kind == EventKind::JobReleased)
@@ -596,14 +598,21 @@ async fn recovery<S: Store>(store: &S, victim: &str, killed_at: Timestamp, after
             for job in released {
                 match recent.iter().find(|e| e.kind == EventKind::JobClaimed && e.entity == job && e.seq > boot.seq) {
                     Some(c) => done = done.max(c.at),
-                    None => all = false,
+                    None => {
+                        all = false;
+                        waiting_for.push(format!("a claim of {job}"));
+                    }
                 }
             }
             if all {
                 return done.0.saturating_sub(killed_at.0);
             }
         }
-        assert!(Instant::now() < give_up, "{victim} did not recover within 60 s of a kill");
+        assert!(
+            Instant::now() < give_up,
+            "{victim} did not recover within 60 s of a kill; waiting for {}",
+            waiting_for.join(", ")
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
