@@ -221,16 +221,17 @@ pub async fn judge(path: &Path, model: ModelArg, json: bool, sabotage: JudgeSabo
             );
             let answers = answer_all(&routed, &lines, &policy, sabotage, || clock.advance(Millis(1_000))).await;
             let breakers = routed.breakers();
-            for (name, (calls, failed)) in routed.tally.lock().expect("tally").iter() {
-                let (vendor, model) = name.split_once('/').unwrap_or((name, ""));
+            for (key, (calls, failed)) in routed.tally.lock().expect("tally").iter() {
                 let now = clock.now();
-                let state =
-                    breakers.get(&(vendor.to_string(), model.to_string())).map_or("closed", |b| match b.at(now) {
-                        Breaker::Closed { .. } => "closed",
-                        Breaker::Open { .. } => "open",
-                        Breaker::HalfOpen { .. } => "half_open",
-                    });
-                deployments.insert(name.clone(), DeploymentTally { calls: *calls, failed: *failed, breaker: state });
+                let state = breakers.get(key).map_or("closed", |b| match b.at(now) {
+                    Breaker::Closed { .. } => "closed",
+                    Breaker::Open { .. } => "open",
+                    Breaker::HalfOpen { .. } => "half_open",
+                });
+                deployments.insert(
+                    format!("{}/{}", key.0, key.1),
+                    DeploymentTally { calls: *calls, failed: *failed, breaker: state },
+                );
             }
             answers
         }

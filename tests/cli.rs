@@ -14,11 +14,7 @@ fn text(out: &Output) -> (String, String) {
 }
 
 fn scratch(name: &str, contents: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, contents).unwrap();
-    path
+    common::scratch("cli", name, contents)
 }
 
 #[test]

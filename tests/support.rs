@@ -2,7 +2,7 @@
 //! fully compromised model in seven languages, stays useful on ordinary
 //! requests, and its audit catches a broken gate.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 mod common;
@@ -79,11 +79,7 @@ fn the_gate_holds_without_detection() {
 }
 
 fn scratch(name: &str, contents: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("support");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, contents).unwrap();
-    path
+    common::scratch("support", name, contents)
 }
 
 #[test]

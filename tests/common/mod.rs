@@ -38,3 +38,13 @@ pub fn sandbox(seed: u64) -> (Sandbox, String) {
     let addr = line.trim().strip_prefix("listening on ").expect("the sandbox prints its address").to_string();
     (Sandbox(child), addr)
 }
+
+/// Writes `contents` to `name` in a scratch folder `dir` of the test
+/// target's temporary directory; returns its path.
+pub fn scratch(dir: &str, name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}

@@ -122,8 +122,8 @@ pub async fn answer<M: TextModel>(
 pub struct Routed<M, C> {
     pub deployments: Vec<(Deployment, M)>,
     pub breakers: std::sync::Mutex<std::collections::BTreeMap<(String, String), Breaker>>,
-    /// Calls made and failed, per `vendor/model`.
-    pub tally: std::sync::Mutex<std::collections::BTreeMap<String, (u32, u32)>>,
+    /// Calls made and failed, per deployment (keyed as the breakers are).
+    pub tally: std::sync::Mutex<std::collections::BTreeMap<(String, String), (u32, u32)>>,
     pub rules: BreakerRules,
     pub clock: C,
 }
@@ -164,7 +164,7 @@ impl<M: TextModel, C: Clock> TextModel for Routed<M, C> {
                 let b = breakers.get(&d.key()).cloned().unwrap_or_else(|| Breaker::closed(now));
                 breakers.insert(d.key(), b.after(&class, now, &self.rules));
                 let mut tally = self.tally.lock().expect("tally lock");
-                let t = tally.entry(format!("{}/{}", d.vendor, d.model)).or_default();
+                let t = tally.entry(d.key()).or_default();
                 t.0 += 1;
                 t.1 += u32::from(result.is_err());
             }
