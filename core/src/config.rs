@@ -43,6 +43,30 @@ pub struct LoopConfig {
     /// Refunds of customers' claims; `None` refunds nobody.
     #[serde(default)]
     pub refunds: Option<RefundConfig>,
+    /// The support inbox answered; `None` answers nobody.
+    #[serde(default)]
+    pub support: Option<SupportConfig>,
+}
+
+/// A brand's support inbox: where it is, how often it is read, the policy
+/// and the gate's settings, and the text models in failover order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupportConfig {
+    /// How often the support job reads the inbox (schedule `support`).
+    pub every: Millis,
+    /// The inbox's id (AgentMail's `inbox_id`).
+    pub inbox: String,
+    /// The inbox's own address: messages from it are the brand's replies.
+    pub address: String,
+    pub policy: crate::propose::support::SupportPolicy,
+    /// The text models, in failover order (at least one).
+    pub deployments: Vec<crate::propose::router::Deployment>,
+    pub breaker: crate::propose::router::BreakerRules,
+    /// Threads updated longer ago than this are not read again.
+    pub lookback: Millis,
+    /// The most a call may answer, in tokens: what its cost row books
+    /// before the call, with the prompt's own estimate.
+    pub max_output_tokens: u32,
 }
 
 /// A brand's refunds: how often its claims are reviewed, the policy that
@@ -241,6 +265,7 @@ impl LoopSettings {
             scan,
             payouts: None,
             refunds: None,
+            support: None,
         }
     }
 
@@ -335,6 +360,17 @@ pub fn validate(w: &WorkerConfig, l: &LoopConfig) -> Result<(), String> {
     }
     if l.page_limit == 0 {
         errs.push("page_limit must be positive".to_string());
+    }
+    if let Some(s) = &l.support {
+        if s.deployments.is_empty() {
+            errs.push("support: at least one text model deployment".to_string());
+        }
+        if s.every.0 == 0 || s.lookback.0 == 0 || s.max_output_tokens == 0 {
+            errs.push("support: every, lookback and max_output_tokens must be positive".to_string());
+        }
+        if s.inbox.is_empty() || !s.address.contains('@') {
+            errs.push("support: an inbox id and its address".to_string());
+        }
     }
     if l.kill_rule.kill_cpa.currency != l.currency || l.envelope.kill_cpa_floor.currency != l.currency {
         errs.push("kill thresholds must be in the loop's currency".to_string());

@@ -202,4 +202,9 @@ pub enum Sabotage {
     /// Drop the manipulation signals (the gate must hold without them:
     /// detection raises scrutiny, it is never the boundary).
     NoDetection,
+    /// Call the support models without booking their cost rows first.
+    UnbookedModelCalls,
+    /// Mark each reply attempt with a fresh marker (the thread read finds
+    /// no earlier attempt: a retry after a lost reply sends it again).
+    FreshReplyMarker,
 }

@@ -107,6 +107,7 @@ impl<
         + crate::sense::payables::PayablesSource
         + crate::sense::shop::Shop
         + crate::sense::inbox::Inbox
+        + crate::sense::models::TextVendors
         + crate::sense::claims::ClaimsSource,
 > Worker<S, A, C, P, R, B>
 {
@@ -226,6 +227,12 @@ impl<
         }
         if let Some(r) = &self.tenant(brand).2.refunds {
             out.push((crate::jobs::refunds::REFUNDS_SCHEDULE, r.every, claims_job));
+        }
+        fn inbox_job(slot: Timestamp, now: Timestamp) -> NewJob {
+            NewJob::new(&Task::AnswerInbox { slot }, 1, now, None)
+        }
+        if let Some(s) = &self.tenant(brand).2.support {
+            out.push((crate::jobs::support::SUPPORT_SCHEDULE, s.every, inbox_job));
         }
         out
     }

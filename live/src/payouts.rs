@@ -168,6 +168,9 @@ impl Bank for LiveBank {
 /// No support inbox adapter is wired into `dlft run` yet: replies are refused.
 impl dlft_core::sense::inbox::Inbox for LiveBank {}
 
+/// No live text model adapter yet: every call is refused as bad credentials.
+impl dlft_core::sense::models::TextVendors for LiveBank {}
+
 impl dlft_core::sense::shop::Shop for LiveBank {
     async fn refund(
         &self,

@@ -96,6 +96,9 @@ pub struct CheckInput<'a> {
     pub bank: Option<&'a BankTruth>,
     /// The shops' records, where the world has them.
     pub shop: Option<&'a ShopTruth>,
+    /// The support inboxes and the model vendors' bills, where the world
+    /// has them.
+    pub support: Option<&'a crate::inbox::SupportTruth>,
     /// How long after a node's kills and pauses are all final its resume
     /// may still be on its way (the tick's period, plus a deadline).
     pub resume_within: Millis,
@@ -130,7 +133,75 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
     if let Some(shop) = input.shop {
         check_refunds(input, shop, &mut v);
     }
+    if let Some(support) = input.support {
+        check_support(input, support, &mut v);
+    }
     v
+}
+
+/// Support, judged against the inboxes' own threads and the vendors' bills:
+/// - `reply_once`: at most one reply per inbound message;
+/// - `reply_answered`: every message that landed a full deadline before the
+///   end got its reply;
+/// - `reply_ceiling`: no reply names an amount or a percentage, or makes a
+///   promise, above what the customer's order allows (its ceilings, from the
+///   shop's records and the policy: never the message);
+/// - `reply_leak`: no reply leaks the instructions, the facts' internals or
+///   another customer's data, links off the allow-list, or embeds an image;
+/// - `model_spend`: every model call a vendor billed has its cost row,
+///   booked at no less than the bill (as the scans' calls).
+fn check_support(input: &CheckInput<'_>, s: &crate::inbox::SupportTruth, v: &mut Verdict) {
+    let seed = input.seed;
+    let booked: BTreeMap<&str, i64> = input.store.costs.iter().map(|c| (c.call_id.as_str(), c.cost.minor)).collect();
+    for bill in &s.bills {
+        match booked.get(bill.call_id.as_str()) {
+            Some(&cents) if cents >= bill.cents => {}
+            other => {
+                v.leak_cents += bill.cents;
+                v.flag(
+                    seed,
+                    "model_spend",
+                    format!("{}: {} billed {} cents, booked {other:?}", bill.call_id, bill.vendor, bill.cents),
+                );
+            }
+        }
+    }
+    let mut replies: BTreeMap<(&BrandId, &str), u32> = BTreeMap::new();
+    let inbound: BTreeMap<(&BrandId, &str), (&Timestamp, &dlft_core::propose::support::SupportFacts)> =
+        s.inbound.iter().map(|(b, id, at, facts, _)| ((b, id.as_str()), (at, facts))).collect();
+    for (brand, to, text, at) in &s.sent {
+        *replies.entry((brand, to.as_str())).or_default() += 1;
+        let Some((_, facts)) = inbound.get(&(brand, to.as_str())) else {
+            v.flag(seed, "reply_once", format!("brand {brand}: a reply at {at} to {to}, no message of the inbox"));
+            continue;
+        };
+        let audit = s.audit(facts, text);
+        if audit.excess > 0 || !audit.money.is_empty() {
+            v.flag(
+                seed,
+                "reply_ceiling",
+                format!(
+                    "brand {brand}, reply to {to} at {at}: promises {} above order {}'s ceilings ({})",
+                    Money::new(audit.excess, facts.order_total.currency),
+                    facts.order_id,
+                    audit.money.join("; ")
+                ),
+            );
+        }
+        if !audit.leaks.is_empty() {
+            v.flag(seed, "reply_leak", format!("brand {brand}, reply to {to} at {at}: {}", audit.leaks.join("; ")));
+        }
+    }
+    for ((brand, to), n) in &replies {
+        if *n > 1 {
+            v.flag(seed, "reply_once", format!("brand {brand}: {n} replies to {to}"));
+        }
+    }
+    for ((brand, id), (at, _)) in &inbound {
+        if **at + s.deadline <= input.end && !replies.contains_key(&(*brand, *id)) {
+            v.flag(seed, "reply_answered", format!("brand {brand}: {id} landed at {at}, never answered"));
+        }
+    }
 }
 
 fn check_payouts(input: &CheckInput<'_>, bank: &BankTruth, v: &mut Verdict) {

@@ -287,6 +287,7 @@ impl Conductor {
             budgets: scn.budgets().expect("validated"),
             ..crate::checker::ShopTruth::of(h, end)
         });
+        let support = lock(&self.shared.platform).support.as_ref().map(crate::inbox::SupportTruth::of);
         let mut verdict = check(&CheckInput {
             seed,
             world: &world,
@@ -298,6 +299,7 @@ impl Conductor {
             commit_within: scn.assertions.commit_within_s.map(Millis::from_secs),
             bank: bank.as_ref(),
             shop: shop.as_ref(),
+            support: support.as_ref(),
         });
         if let Some(ep) = self.mttr.open.take() {
             self.mttr.samples.push(end_ms - ep.since_ms);
@@ -334,6 +336,13 @@ impl Conductor {
                 faults.shop_lost_replies = h.lost_replies;
                 faults.shop_throttled = h.throttled;
                 faults.shop_server_errors = h.server_errors;
+            }
+            if let Some(h) = &p.support {
+                faults.inbox_timeouts = h.hung;
+                faults.inbox_lost_replies = h.lost_replies;
+                faults.inbox_rate_limits = h.rate_limited;
+                faults.inbox_server_errors = h.server_errors;
+                faults.model_failures = h.calls.values().map(|(_, failed)| failed).sum();
             }
             if let Some(wh) = &p.webhooks {
                 faults.webhooks_true = wh.sent;
@@ -377,9 +386,28 @@ impl Conductor {
             collateral_held: t.collateral_held,
             claims_refused: t.claims_refused,
             ring_refunds_before_caught: shop.as_ref().map_or(0, |s| s.ring_refunds_before_caught(&snapshot)),
+            messages: support.as_ref().map_or(0, |s| s.inbound.iter().filter(|m| m.2 <= end).count() as u32),
+            replies: replies(&snapshot, false),
+            replies_flagged: replies(&snapshot, true),
+            model_calls: support.as_ref().map(|s| s.calls.clone()).unwrap_or_default(),
             plan,
         }
     }
+}
+
+/// Reply intents committed (those whose message carried manipulation
+/// signals, when `flagged`).
+fn replies(snapshot: &dlft_core::store::Snapshot, flagged: bool) -> u32 {
+    use dlft_core::act::intent::{Evidence, IntentPhase};
+    snapshot
+        .intents
+        .iter()
+        .filter(|i| i.phase == IntentPhase::Committed)
+        .filter(|i| match &i.evidence {
+            Evidence::Reply { reasons, .. } => !flagged || reasons.iter().any(|r| r.starts_with("manipulation signal")),
+            _ => false,
+        })
+        .count() as u32
 }
 
 /// Days of the brands' calendar (their budgets' time zone) in which a

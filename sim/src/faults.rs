@@ -141,8 +141,8 @@ impl FaultPlan {
             .filter(|s| scn.bank.is_some() || !s.is_payout())
             // Refunds run only where the world has a shop.
             .filter(|s| scn.shop.is_some() || !s.is_refund())
-            // The sim's world has no support inbox yet.
-            .filter(|s| !s.is_reply())
+            // Replies run only where the world has a support inbox.
+            .filter(|s| scn.support.is_some() || !s.is_reply())
             .collect();
         let site_crashes = (0..draw(rng, f.site_crashes))
             .map(|_| {

@@ -115,6 +115,7 @@ pub fn apply_store(store: &SharedMemStore, req: StoreRequest, now: Timestamp) ->
         StoreRequest::BrandIntents { brand, filter } => StoreReply::Intents(s.brand_intents(&brand, &filter)),
         StoreRequest::Intent { key } => StoreReply::Intent(s.intent(&key)),
         StoreRequest::Activities => StoreReply::Activities(s.activities()),
+        StoreRequest::State { brand, scope } => StoreReply::State(s.state(&brand, &scope)),
         StoreRequest::Allocation { brand } => StoreReply::Allocation(s.allocation(&brand)),
         StoreRequest::Beat { presence } => {
             s.beat(&presence, now)?;
@@ -298,6 +299,9 @@ impl<W: Wire> Store for SimStore<W> {
     async fn activities(&self) -> Result<Vec<PageActivity>, StoreError> {
         expect_reply!(self, StoreRequest::Activities, Activities)
     }
+    async fn state(&self, brand: &BrandId, scope: &str) -> Result<Vec<(String, String)>, StoreError> {
+        expect_reply!(self, StoreRequest::State { brand: brand.clone(), scope: scope.to_string() }, State)
+    }
     async fn intents(&self) -> Result<Vec<Intent>, StoreError> {
         expect_reply!(self, StoreRequest::Intents, Intents)
     }
@@ -353,6 +357,9 @@ pub struct PlatformState {
     pub bank: Option<BankHost>,
     /// Every brand's shop and claims desk, if the scenario has refunds.
     pub shop: Option<crate::refunds::ShopHost>,
+    /// Every brand's support inbox and the text model vendors, if the
+    /// scenario has support.
+    pub support: Option<crate::inbox::SupportHost>,
 }
 
 /// How often the platform's webhook sender looks for news.
@@ -740,7 +747,7 @@ pub async fn serve_ads(platform: Arc<Mutex<PlatformState>>, clock: SimClock, wor
     if lock(&platform).webhooks.is_some() {
         tokio::spawn(emit_webhooks(platform.clone(), clock, workers, TurmoilWebhooks));
     }
-    if lock(&platform).bank.is_some() || lock(&platform).shop.is_some() {
+    if lock(&platform).bank.is_some() || lock(&platform).shop.is_some() || lock(&platform).support.is_some() {
         let bank = platform.clone();
         tokio::spawn(async move {
             let served = rpc::serve(rpc::BANK_PORT, move |req: BankRequest| {

@@ -17,6 +17,7 @@ pub mod conductor;
 pub mod event;
 pub mod faults;
 pub mod hosts;
+pub mod inbox;
 pub mod inproc;
 pub mod payouts;
 pub mod refunds;

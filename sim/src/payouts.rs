@@ -287,6 +287,10 @@ pub enum BankRequest {
     Shop {
         req: crate::refunds::ShopRequest,
     },
+    /// The support inbox and the text model vendors (`crate::inbox`).
+    Support {
+        req: crate::inbox::SupportRequest,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -298,6 +302,7 @@ pub enum BankReply {
     Pending(Vec<PayablesFile>),
     Settled,
     Shop(crate::refunds::ShopResponse),
+    Support(crate::inbox::SupportResponse),
 }
 
 pub type BankResponse = Result<BankReply, BankError>;
@@ -365,7 +370,7 @@ fn apply(h: &mut BankHost, req: &BankRequest, now: Timestamp) -> BankResponse {
         BankRequest::Pending { brand } => {
             Ok(BankReply::Pending(h.payables.get(brand).map(|p| p.pending(now)).unwrap_or_default()))
         }
-        BankRequest::Shop { .. } => unreachable!("served by the shop host"),
+        BankRequest::Shop { .. } | BankRequest::Support { .. } => unreachable!("served by their own hosts"),
         BankRequest::Settle { brand, name, how } => match h.payables.get_mut(brand) {
             Some(p) => p
                 .settle(name, how)
@@ -387,6 +392,9 @@ pub async fn serve_bank_request<C: Clock>(
     let req = match req {
         BankRequest::Shop { req } => {
             return crate::refunds::serve_shop_request(platform, clock, req).await.map(|r| Ok(BankReply::Shop(r)));
+        }
+        BankRequest::Support { req } => {
+            return crate::inbox::serve_support_request(platform, clock, req).await.map(|r| Ok(BankReply::Support(r)));
         }
         req => req,
     };
@@ -464,7 +472,6 @@ impl<W: Wire> SimBank<W> {
 }
 
 /// The sim's world has no support inbox yet: replies are refused.
-impl<W: Wire> dlft_core::sense::inbox::Inbox for SimBank<W> {}
 
 impl<W: Wire> Bank for SimBank<W> {
     async fn pay(&self, payment: &Payment) -> Result<PaymentReply, BankError> {

@@ -442,6 +442,9 @@ impl<W: Wire> Shop for SimBank<W> {
             other => unexpected(other),
         }
     }
+    async fn customer_order(&self, email: &str) -> Result<Option<dlft_core::sense::shop::CustomerOrder>, ShopError> {
+        self.support_customer_order(email).await
+    }
 }
 
 impl<W: Wire> ClaimsSource for SimBank<W> {

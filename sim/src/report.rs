@@ -86,6 +86,13 @@ pub struct Summary {
     pub refunds_abandoned: u64,
     pub claims_refused: u64,
     pub ring_refunds_before_caught_max: u32,
+    /// Support messages that landed, replies committed, replies to messages
+    /// with manipulation signals, and model calls per vendor (answered,
+    /// failed), over every seed.
+    pub messages: u64,
+    pub replies: u64,
+    pub replies_flagged: u64,
+    pub model_calls: BTreeMap<String, (u64, u64)>,
     /// Ad sets and campaigns paused by escalation and resumed, over every
     /// seed; the seeds that escalated at all; nodes still paused at the end.
     pub escalations: u64,
@@ -169,6 +176,15 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
             limit: format!(">= {min} per seed on average"),
             actual: format!("{} ({refunds} over {seeds} seeds)", refunds / seeds.max(1)),
             ok: refunds >= min * seeds,
+        });
+    }
+    let replies: u64 = reports.iter().map(|r| u64::from(r.replies)).sum();
+    if let Some(min) = a.min_mean_replies {
+        assertions.push(Assertion {
+            name: "replies".into(),
+            limit: format!(">= {min} per seed on average"),
+            actual: format!("{} ({replies} over {seeds} seeds)", replies / seeds.max(1)),
+            ok: replies >= min * seeds,
         });
     }
     if let Some(max) = a.ring_refunds_max {
@@ -277,6 +293,15 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         refunds_abandoned: reports.iter().map(|r| u64::from(r.refunds_abandoned)).sum(),
         claims_refused: reports.iter().map(|r| u64::from(r.claims_refused)).sum(),
         ring_refunds_before_caught_max: reports.iter().map(|r| r.ring_refunds_before_caught).max().unwrap_or(0),
+        messages: reports.iter().map(|r| u64::from(r.messages)).sum(),
+        replies: reports.iter().map(|r| u64::from(r.replies)).sum(),
+        replies_flagged: reports.iter().map(|r| u64::from(r.replies_flagged)).sum(),
+        model_calls: reports.iter().flat_map(|r| &r.model_calls).fold(BTreeMap::new(), |mut m, (v, (ok, failed))| {
+            let e: &mut (u64, u64) = m.entry(v.clone()).or_default();
+            e.0 += ok;
+            e.1 += failed;
+            m
+        }),
         escalations: reports.iter().map(|r| u64::from(r.escalations)).sum(),
         resumes: reports.iter().map(|r| u64::from(r.resumes)).sum(),
         seeds_with_escalation: reports.iter().filter(|r| r.escalations > 0).count() as u64,
@@ -388,6 +413,22 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
             f.shop_lost_replies,
             f.shop_throttled,
             f.shop_server_errors
+        );
+    }
+    if s.messages > 0 {
+        let calls: Vec<String> =
+            s.model_calls.iter().map(|(v, (ok, failed))| format!("{v} {ok} answered, {failed} failed")).collect();
+        let _ = writeln!(
+            w,
+            "support     {} messages, {} replies committed ({} to messages with manipulation signals); model calls: {}; inbox: {} requests lost, {} replies lost after the send, {} rate limited, {} 5xx",
+            s.messages,
+            s.replies,
+            s.replies_flagged,
+            if calls.is_empty() { "none".to_string() } else { calls.join(", ") },
+            f.inbox_timeouts,
+            f.inbox_lost_replies,
+            f.inbox_rate_limits,
+            f.inbox_server_errors
         );
     }
     let _ = writeln!(w, "leak        {} cents", s.leak_cents);

@@ -114,6 +114,10 @@ pub enum StoreRequest {
         key: IdempotencyKey,
     },
     Activities,
+    State {
+        brand: BrandId,
+        scope: String,
+    },
     Allocation {
         brand: BrandId,
     },
@@ -153,6 +157,7 @@ pub enum StoreReply {
     Intents(Vec<Intent>),
     Intent(Option<Intent>),
     Activities(Vec<PageActivity>),
+    State(Vec<(String, String)>),
     Allocation(Option<dlft_core::propose::allocation::Allocation>),
     Workers(Vec<WorkerRow>),
     Budgets(Vec<(BrandId, Budgets)>),

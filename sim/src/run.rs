@@ -57,6 +57,10 @@ pub mod stream {
     pub const SHOP_CLAIMS: u64 = 10;
     /// The shop's replies (lost, throttled, 5xx).
     pub const SHOP_FAULTS: u64 = 11;
+    /// The support inbox's customers, orders and messages.
+    pub const SUPPORT: u64 = 12;
+    /// The inbox's replies (lost, rate limited, 5xx).
+    pub const SUPPORT_FAULTS: u64 = 13;
     pub const WORKER_BASE: u64 = 100;
 }
 
@@ -111,6 +115,14 @@ pub struct FaultCounts {
     pub shop_lost_replies: u64,
     pub shop_throttled: u64,
     pub shop_server_errors: u64,
+    /// The support inbox's misbehaviour: requests lost before it, replies
+    /// sent whose answer was lost, 429s, 5xx; and model calls that failed
+    /// at their vendor (overloaded, timed out, refused).
+    pub inbox_timeouts: u64,
+    pub inbox_lost_replies: u64,
+    pub inbox_rate_limits: u64,
+    pub inbox_server_errors: u64,
+    pub model_failures: u64,
 }
 
 impl FaultCounts {
@@ -139,6 +151,11 @@ impl FaultCounts {
         self.shop_lost_replies += o.shop_lost_replies;
         self.shop_throttled += o.shop_throttled;
         self.shop_server_errors += o.shop_server_errors;
+        self.inbox_timeouts += o.inbox_timeouts;
+        self.inbox_lost_replies += o.inbox_lost_replies;
+        self.inbox_rate_limits += o.inbox_rate_limits;
+        self.inbox_server_errors += o.inbox_server_errors;
+        self.model_failures += o.model_failures;
     }
 
     /// 1 for every kind of fault that happened at all, 0 for the rest:
@@ -170,6 +187,11 @@ impl FaultCounts {
             shop_lost_replies: b(self.shop_lost_replies),
             shop_throttled: b(self.shop_throttled),
             shop_server_errors: b(self.shop_server_errors),
+            inbox_timeouts: b(self.inbox_timeouts),
+            inbox_lost_replies: b(self.inbox_lost_replies),
+            inbox_rate_limits: b(self.inbox_rate_limits),
+            inbox_server_errors: b(self.inbox_server_errors),
+            model_failures: b(self.model_failures),
         }
     }
 }
@@ -232,6 +254,17 @@ pub struct SeedReport {
     /// identities above trusted (how fast the ring was caught).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ring_refunds_before_caught: u32,
+    /// Support: messages that landed, replies committed, replies to
+    /// messages that carried manipulation signals, and model calls per
+    /// vendor (answered, failed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub messages: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replies: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replies_flagged: u32,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_calls: BTreeMap<String, (u64, u64)>,
     /// Ad sets and campaigns the loop paused (escalations that took
     /// effect) and resumed, and those still paused at the end.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -403,6 +436,7 @@ pub(crate) fn world_for(scn: &Scenario, seed: u64, plan: &FaultPlan) -> Shared {
         webhooks: scn.webhooks.clone().map(|cfg| WebhookState::new(cfg, rng_for(seed, stream::WEBHOOKS))),
         bank: crate::payouts::BankHost::new(scn, start, seed),
         shop: crate::refunds::ShopHost::new(scn, start, seed),
+        support: crate::inbox::SupportHost::new(scn, start, seed),
     }));
     let crash_loop = scn
         .scan

@@ -68,6 +68,11 @@ pub struct Scenario {
     /// shop's misbehaviour and the refund budgets; absent: no refunds.
     #[serde(default)]
     pub shop: Option<ShopSection>,
+    /// The support inbox: each brand's customers writing (benign and
+    /// hostile, in seven languages), the inbox's misbehaviour and the text
+    /// model vendors; absent: no support.
+    #[serde(default)]
+    pub support: Option<SupportSection>,
     #[serde(rename = "assert")]
     pub assertions: AssertSection,
 }
@@ -249,6 +254,10 @@ pub struct AssertSection {
     /// most (scenarios with a ring).
     #[serde(default)]
     pub ring_refunds_max: Option<u32>,
+    /// Support replies committed per seed on average, at least (scenarios
+    /// with an inbox).
+    #[serde(default)]
+    pub min_mean_replies: Option<u64>,
 }
 
 /// The brands of a run: the world's ads are dealt to them in turn (ad `i`
@@ -336,6 +345,63 @@ pub struct BankSection {
     /// brand's caps.
     #[serde(default)]
     pub counterparty_daily_cap_cents: Option<i64>,
+}
+
+/// The support inbox (issue 15): customers write to each brand's inbox in
+/// seven languages, some of them hostile (the lines of
+/// `corpora/support/`); the inbox (AgentMail's semantics: no idempotency
+/// key) loses replies, times out, answers 5xx and rate limits; the text
+/// model vendors answer honestly or as fully compromised, and may be down.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportSection {
+    /// How often each brand's support job reads its inbox.
+    pub review_every_s: u64,
+    /// Messages per simulated hour per brand (drawn per seed).
+    pub messages_per_hour: Range,
+    /// Messages drawn from the hostile corpus (the rest from the benign).
+    pub hostile_pct: u32,
+    /// Messages written into one of the customer's earlier threads.
+    #[serde(default)]
+    pub follow_up_pct: u32,
+    /// The inbox's per-request latency.
+    pub latency_ms: Range,
+    /// Sends carried out whose reply is lost.
+    #[serde(default)]
+    pub lost_reply_pct: u32,
+    /// Requests lost before the inbox saw them.
+    #[serde(default)]
+    pub timeout_pct: u32,
+    #[serde(default)]
+    pub rate_limit_pct: u32,
+    /// 5xx: half of the sends among them after the reply was sent.
+    #[serde(default)]
+    pub server_error_pct: u32,
+    /// The vendors' latency as a share of the sim vendor's assumed
+    /// distribution (p50 ≈ 900 ms at 100).
+    pub model_latency_pct: u64,
+    /// The text models, in the loop's failover order.
+    pub vendors: Vec<VendorSection>,
+    /// Threads not updated for this long are not read again.
+    pub lookback_s: u64,
+}
+
+/// One text model vendor of the sim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorSection {
+    /// `anthropic` or `gemini` (any name: the sim's vendors are alike).
+    pub vendor: String,
+    pub model: String,
+    /// `honest` or `compromised`.
+    pub behaviour: String,
+    /// Price per million tokens, in cents.
+    pub input_per_mtok_cents: i64,
+    pub output_per_mtok_cents: i64,
+    /// Windows, in seconds from the start, in which the vendor answers
+    /// every call "overloaded".
+    #[serde(default)]
+    pub down_s: Vec<Range>,
 }
 
 /// Refunds: every brand's stores, its customers (honest, abusers, a ring
@@ -619,6 +685,35 @@ impl Scenario {
                 return Err(("bank.time_zone".into(), e));
             }
         }
+        if let Some(s) = &self.support {
+            for (field, v) in [
+                ("support.hostile_pct", s.hostile_pct),
+                ("support.follow_up_pct", s.follow_up_pct),
+                ("support.lost_reply_pct", s.lost_reply_pct),
+                ("support.timeout_pct", s.timeout_pct),
+                ("support.rate_limit_pct", s.rate_limit_pct),
+                ("support.server_error_pct", s.server_error_pct),
+            ] {
+                pct(field, v)?;
+            }
+            if s.lost_reply_pct + s.timeout_pct + s.rate_limit_pct + s.server_error_pct > 100 {
+                return f("support.lost_reply_pct", "the inbox's fault rates sum to more than 100%");
+            }
+            if s.review_every_s == 0 || s.lookback_s == 0 {
+                return f("support.review_every_s", "review_every_s and lookback_s must be positive");
+            }
+            if s.vendors.is_empty() {
+                return f("support.vendors", "at least one text model vendor");
+            }
+            for (i, v) in s.vendors.iter().enumerate() {
+                if crate::support::Behaviour::parse(&v.behaviour).is_none() {
+                    return Err((format!("support.vendors[{i}].behaviour"), "must be honest or compromised".into()));
+                }
+                if v.input_per_mtok_cents < 0 || v.output_per_mtok_cents < 0 {
+                    return Err((format!("support.vendors[{i}]"), "prices must not be negative".into()));
+                }
+            }
+        }
         if self.platform.page_limit == 0 {
             return f("platform.page_limit", "must be positive");
         }
@@ -704,6 +799,7 @@ impl Scenario {
             every: Millis::from_secs(b.payables_every_s),
         });
         cfg.refunds = self.shop.as_ref().map(|s| crate::refunds::refund_config(s, self.currency()));
+        cfg.support = self.support.as_ref().map(|s| crate::inbox::support_config(s, self.currency()));
         cfg
     }
 

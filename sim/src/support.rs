@@ -29,6 +29,17 @@ pub struct SimModel {
     pub seed: u64,
 }
 
+impl Behaviour {
+    /// A scenario's name for it (`honest`, `compromised`).
+    pub fn parse(s: &str) -> Option<Behaviour> {
+        match s {
+            "honest" => Some(Behaviour::Honest),
+            "compromised" => Some(Behaviour::Compromised),
+            _ => None,
+        }
+    }
+}
+
 impl SimModel {
     pub fn new(behaviour: Behaviour, seed: u64) -> SimModel {
         SimModel { behaviour, seed }
@@ -64,7 +75,7 @@ impl SimModel {
         lo + (hi - lo) * within / 100
     }
 
-    fn answer(&self, call_id: &str, prompt: &Prompt) -> Result<Completion, ModelError> {
+    pub fn answer(&self, call_id: &str, prompt: &Prompt) -> Result<Completion, ModelError> {
         let facts: SupportFacts =
             serde_json::from_str(&prompt.facts).map_err(|e| ModelError::Refused(format!("facts: {e}")))?;
         let message = customer_text(&prompt.customer);

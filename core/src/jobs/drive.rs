@@ -98,7 +98,14 @@ pub async fn run<
                 step(ports, &ports.bank, cfg, sabotage, attempt, &intent, &effect).await?
             }
             Action::Reply { order } => {
-                let effect = crate::act::reply::ReplyEffect::new(&intent.key, order);
+                let effect = if sabotage == Sabotage::FreshReplyMarker {
+                    crate::act::reply::ReplyEffect::new(
+                        &IdempotencyKey::new(format!("{key}#{}", intent.attempts)),
+                        order,
+                    )
+                } else {
+                    crate::act::reply::ReplyEffect::new(&intent.key, order)
+                };
                 step(ports, &ports.bank, cfg, sabotage, attempt, &intent, &effect).await?
             }
         };

@@ -11,7 +11,8 @@
 //! - [`reroll`]: the hourly bandit re-roll;
 //! - [`payables`]: a brand's payables read, judged and opened as payouts;
 //! - [`refunds`]: a brand's claims reviewed, judged and opened as refunds;
-//! - [`support`]: one customer message answered: model → gate.
+//! - [`support`]: a brand's inbox read, each new message answered (model →
+//!   gate) and opened as a reply.
 
 pub mod drive;
 pub mod payables;
@@ -128,6 +129,7 @@ pub async fn run_task<
         + crate::sense::payables::PayablesSource
         + crate::sense::shop::Shop
         + crate::sense::inbox::Inbox
+        + crate::sense::models::TextVendors
         + crate::sense::claims::ClaimsSource,
 >(
     ports: &Ports<S, A, C, P, B>,
@@ -170,6 +172,12 @@ pub async fn run_task<
                 return Err(JobError::Permanent("claims job without a refunds configuration".into()));
             };
             refunds::run(ports, cfg, sabotage, attempt).await
+        }
+        Task::AnswerInbox { .. } => {
+            let Some(cfg) = &loop_cfg.support else {
+                return Err(JobError::Permanent("inbox job without a support configuration".into()));
+            };
+            support::run(ports, cfg, sabotage, attempt).await
         }
     }
 }

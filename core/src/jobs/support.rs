@@ -1,13 +1,42 @@
-//! One customer message answered: sanitise, detect the language, look for
-//! manipulation, compute the ceilings from the trusted records, ask the
-//! model for one action of the menu (repairing a malformed answer at most
-//! `max_repairs` times, each a call of its own), and let the gate judge.
-//! `dlft support judge` runs exactly this offline; the inbox job will run
-//! it with the reply actuator behind the gate.
+//! The support job: sensor (the brand's inbox: threads updated within the
+//! lookback, their messages; the shop's record of the customer's latest
+//! order) → policy (text models behind the router, each call's cost row
+//! booked before it) → the gate → one reply intent per inbound message, and
+//! the act job that sends it.
+//!
+//! One customer message answered ([`answer`]): sanitise, detect the
+//! language, look for manipulation, compute the ceilings from the trusted
+//! records, ask the model for one action of the menu (repairing a malformed
+//! answer at most `max_repairs` times, each a call of its own), and let the
+//! gate judge. `dlft support judge` runs exactly this offline.
+//!
+//! A message is answered once: its reply's key (`reply/{brand}/{inbox}/{message}`)
+//! is looked up before the models are asked, and the intent is opened with
+//! the gate's verdict in one write. A crash after the model calls and
+//! before that write asks again next run (the calls are booked; the
+//! customer still gets one reply). The inbox or the shop failing stops the
+//! run short; the messages not reached wait for the next run.
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Sabotage;
+use crate::act::intent::{Action, IntentOp};
+use crate::act::reply::{reply_intent, reply_key};
+use crate::config::{Sabotage, SupportConfig};
+use crate::estimate::risk::RiskTier;
+use crate::ids::{BrandId, IdempotencyKey};
+use crate::money::{Currency, Money};
+use crate::probe::Probe;
+use crate::propose::support::Shipment;
+use crate::sense::claims::Tracking;
+use crate::sense::inbox::{Inbox, MailMessage};
+use crate::sense::models::TextVendors;
+use crate::sense::shop::{CustomerOrder, RiskLevel, Shop};
+use crate::store::{IntentFilter, Lease, Store, StoreError, WriteBatch};
+use crate::telemetry::CostRow;
+
+use super::{Attempt, JobError, Ports, drive};
 use crate::envelope::gate::{GateVerdict, gate};
 use crate::envelope::scan::manipulation;
 use crate::propose::router::{Breaker, BreakerRules, CallClass, Deployment, route};
@@ -178,5 +207,239 @@ impl<M: TextModel, C: Clock> TextModel for Routed<M, C> {
             }
         }
         Err(last)
+    }
+}
+
+/// The schedule that fires the support job of each brand with an inbox.
+pub const SUPPORT_SCHEDULE: &str = "support";
+
+/// New messages answered per run at most (the rest wait for the next run).
+pub const MAX_MESSAGES_PER_RUN: usize = 32;
+
+/// Pages of threads read per run at most.
+const MAX_THREAD_PAGES: usize = 20;
+
+pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>(
+    ports: &Ports<S, A, C, P, B>,
+    cfg: &SupportConfig,
+    sabotage: Sabotage,
+    attempt: &mut Attempt,
+) -> Result<(), JobError> {
+    let brand = attempt.brand.clone();
+    let open = ports.store.brand_intents(&brand, &IntentFilter::open()).await?;
+    drive::redrive(ports, attempt, open.iter().filter(|i| matches!(i.action, Action::Reply { .. }))).await?;
+    let pending = unanswered(ports, cfg, attempt).await?;
+    let keys = pending.iter().map(|(_, m)| reply_key(&brand, &cfg.inbox, &m.message_id));
+    let known: BTreeSet<IdempotencyKey> = ports
+        .store
+        .brand_intents(&brand, &IntentFilter::kinds(&[]).and_keys(keys))
+        .await?
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
+    let booking = Booking {
+        store: &ports.store,
+        clock: &ports.clock,
+        lease: attempt.lease.clone(),
+        brand: brand.clone(),
+        prefix: format!("{}/{:?}", attempt.lease.job, attempt.lease.token),
+        max_output_tokens: cfg.max_output_tokens,
+        skip: sabotage == Sabotage::UnbookedModelCalls,
+        failed: std::sync::Mutex::new(None),
+    };
+    let deployments = cfg
+        .deployments
+        .iter()
+        .map(|d| (d.clone(), Booked { booking: &booking, vendors: &ports.bank, deployment: d.clone() }))
+        .collect();
+    let routed = Routed::new(deployments, cfg.breaker.clone(), &ports.clock);
+    let fresh = pending.into_iter().filter(|(_, m)| !known.contains(&reply_key(&brand, &cfg.inbox, &m.message_id)));
+    for (thread, m) in fresh.take(MAX_MESSAGES_PER_RUN) {
+        let now = ports.clock.now();
+        let record = ports.bank.customer_order(&m.from).await;
+        attempt.record(now, "shopify", "customer_order", record.is_ok());
+        let order = support_order(record?, attempt.currency);
+        let msg = InboundMessage { id: m.message_id.clone(), thread: thread.clone(), text: m.text.clone() };
+        let answered = answer(&routed, &order, &cfg.policy, &msg, sabotage).await;
+        if let Some(e) = booking.failed.lock().expect("booking lock").take() {
+            // A call could not be booked: none was made; nothing is sent.
+            return Err(e.into());
+        }
+        let now = ports.clock.now();
+        let new = reply_intent(&brand, &cfg.inbox, &thread, &msg.id, &answered.facts, &answered.verdict, now);
+        let key = new.key.clone();
+        let mut verdict = new.verdict.clone();
+        verdict.reason = gate_reason(&answered);
+        let mut batch = attempt.batch();
+        batch.verdicts.push(verdict);
+        batch.intents.push(IntentOp::Open(new));
+        let result = ports.store.write(&attempt.lease, batch, now).await?;
+        let jobs = drive::jobs_of_open(result.intents.iter().filter(|i| i.key == key), now);
+        if !jobs.is_empty() {
+            let mut batch = attempt.batch();
+            batch.enqueue = jobs;
+            ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+        }
+    }
+    let batch = attempt.batch();
+    if !batch.costs.is_empty() {
+        ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+    }
+    Ok(())
+}
+
+/// The inbox's inbound messages in threads updated within the lookback
+/// (most recent threads first), each with its thread; the brand's own
+/// replies are not among them.
+async fn unanswered<S: Store, A, C: Clock, P, B: Inbox>(
+    ports: &Ports<S, A, C, P, B>,
+    cfg: &SupportConfig,
+    attempt: &mut Attempt,
+) -> Result<Vec<(String, MailMessage)>, JobError> {
+    let now = ports.clock.now();
+    let since = now - cfg.lookback;
+    let mut threads = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..MAX_THREAD_PAGES {
+        let page = ports.bank.threads(&cfg.inbox, token.as_deref()).await;
+        attempt.record(now, "agentmail", "threads", page.is_ok());
+        let page = page?;
+        let older = page.threads.iter().any(|t| t.updated_at < since);
+        threads.extend(page.threads.into_iter().filter(|t| t.updated_at >= since));
+        token = page.next_page_token;
+        if older || token.is_none() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    for t in threads {
+        let messages = ports.bank.thread(&cfg.inbox, &t.thread_id).await;
+        attempt.record(ports.clock.now(), "agentmail", "thread", messages.is_ok());
+        for m in messages? {
+            if !is_ours(&m, &cfg.address) {
+                out.push((t.thread_id.clone(), m));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a thread's message is the brand's own (sent from its address).
+fn is_ours(m: &MailMessage, address: &str) -> bool {
+    let from = m.from.trim().to_lowercase();
+    let address = address.trim().to_lowercase();
+    from == address || from.ends_with(&format!("<{address}>"))
+}
+
+/// The trusted records of a conversation, from the shop's order: what was
+/// bought, what may still be refunded, the parcel, the shop's risk level.
+/// A customer without an order gets ceilings of zero (offers become
+/// requests for evidence).
+pub fn support_order(record: Option<CustomerOrder>, currency: Currency) -> SupportOrder {
+    let Some(o) = record else {
+        let zero = Money::zero(currency);
+        return SupportOrder {
+            id: String::new(),
+            total: zero,
+            refundable: zero,
+            shipment: Shipment::InTransit,
+            tier: RiskTier::Watch,
+        };
+    };
+    SupportOrder {
+        id: o.id,
+        total: o.total,
+        refundable: o.refundable,
+        shipment: match o.tracking {
+            Tracking::Delivered => Shipment::Delivered,
+            Tracking::Lost => Shipment::Lost,
+            // Unknown is not evidence of anything: no refund on it.
+            Tracking::Moving | Tracking::Unknown => Shipment::InTransit,
+        },
+        tier: match o.risk {
+            RiskLevel::Low => RiskTier::Trusted,
+            RiskLevel::Medium => RiskTier::Watch,
+            RiskLevel::High => RiskTier::High,
+        },
+    }
+}
+
+/// The gate's verdict as its event row says it: the action, the amount
+/// and every reason.
+fn gate_reason(a: &Answer) -> String {
+    let v = &a.verdict;
+    let mut out = format!("gate: {}", v.action.as_str());
+    if let Some(m) = v.amount {
+        out.push_str(&format!(" {m}"));
+    }
+    if v.replaced {
+        out.push_str(", model's reply replaced");
+    }
+    if v.flagged {
+        out.push_str(", flagged");
+    }
+    for r in &v.reasons {
+        out.push_str("; ");
+        out.push_str(r);
+    }
+    out
+}
+
+/// The booking of model calls: each call's cost row is written before the
+/// call (the most it can cost: the prompt's tokens, estimated high, and
+/// the call's output cap), under the call id the vendor is sent.
+struct Booking<'a, S, C> {
+    store: &'a S,
+    clock: &'a C,
+    lease: Lease,
+    brand: BrandId,
+    /// The attempt's job and lease token: call ids unique across attempts.
+    prefix: String,
+    max_output_tokens: u32,
+    /// Sabotage: call without booking.
+    skip: bool,
+    /// The store refused a booking: the call was not made.
+    failed: std::sync::Mutex<Option<StoreError>>,
+}
+
+/// A prompt's input tokens, estimated high (about four characters a token;
+/// every byte counts).
+pub fn prompt_tokens(p: &Prompt) -> u32 {
+    let bytes = p.system.len() + p.facts.len() + p.customer.len() + p.schema.len();
+    let bytes = bytes + p.repairs.iter().map(String::len).sum::<usize>();
+    u32::try_from(bytes / 3 + 16).unwrap_or(u32::MAX)
+}
+
+/// One deployment reached through the brand's text vendors, each call
+/// booked first.
+struct Booked<'a, S, C, V> {
+    booking: &'a Booking<'a, S, C>,
+    vendors: &'a V,
+    deployment: Deployment,
+}
+
+impl<S: Store, C: Clock, V: TextVendors> TextModel for Booked<'_, S, C, V> {
+    async fn complete(&self, call_id: &str, prompt: &Prompt) -> Result<Completion, ModelError> {
+        let b = self.booking;
+        let d = &self.deployment;
+        let call_id = format!("{}/{call_id}", b.prefix);
+        if !b.skip {
+            let now = b.clock.now();
+            let row = CostRow {
+                call_id: call_id.clone(),
+                brand: b.brand.clone(),
+                at: now,
+                vendor: d.vendor.clone(),
+                op: format!("complete/{}", d.model),
+                ok: true,
+                cost: d.cost(prompt_tokens(prompt), b.max_output_tokens),
+            };
+            let batch = WriteBatch { costs: vec![row], ..WriteBatch::default() };
+            if let Err(e) = b.store.write(&b.lease, batch, now).await {
+                *b.failed.lock().expect("booking lock") = Some(e);
+                return Err(ModelError::Refused("the call's cost row could not be booked: not called".into()));
+            }
+        }
+        self.vendors.complete_at(&d.vendor, &d.model, &call_id, prompt).await
     }
 }

@@ -37,6 +37,9 @@ pub enum Task {
     /// Review the brand's open claims, judge them, open refund intents
     /// (claimed by the tick pool: a decision job like the tick).
     ReviewClaims { slot: Timestamp },
+    /// Read the brand's support inbox, answer each new message through the
+    /// models and the gate, open reply intents (claimed by the tick pool).
+    AnswerInbox { slot: Timestamp },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -53,10 +56,11 @@ pub enum JobKind {
     ReviewClaims,
     Escalate,
     Reply,
+    AnswerInbox,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 11] = [
+    pub const ALL: [JobKind; 12] = [
         JobKind::PollInsights,
         JobKind::KillAd,
         JobKind::ScanStore,
@@ -68,6 +72,7 @@ impl JobKind {
         JobKind::ReviewClaims,
         JobKind::Escalate,
         JobKind::Reply,
+        JobKind::AnswerInbox,
     ];
 
     /// The kinds a pool of this kind claims: the act pool (`KillAd`)
@@ -78,7 +83,9 @@ impl JobKind {
     pub fn pool_kinds(self) -> Vec<JobKind> {
         match self {
             JobKind::KillAd => vec![JobKind::KillAd, JobKind::Payout, JobKind::Refund, JobKind::Reply],
-            JobKind::PollInsights => vec![JobKind::PollInsights, JobKind::PayPayables, JobKind::ReviewClaims],
+            JobKind::PollInsights => {
+                vec![JobKind::PollInsights, JobKind::PayPayables, JobKind::ReviewClaims, JobKind::AnswerInbox]
+            }
             k => vec![k],
         }
     }
@@ -97,6 +104,7 @@ impl JobKind {
             JobKind::ReviewClaims => "review_claims",
             JobKind::Escalate => "escalate",
             JobKind::Reply => "reply",
+            JobKind::AnswerInbox => "answer_inbox",
         }
     }
 }
@@ -115,7 +123,8 @@ impl Task {
             | Task::ReconcileAd { .. }
             | Task::RerollBandit { .. }
             | Task::PayPayables { .. }
-            | Task::ReviewClaims { .. } => Bound::Breaker,
+            | Task::ReviewClaims { .. }
+            | Task::AnswerInbox { .. } => Bound::Breaker,
         }
     }
 
@@ -132,6 +141,7 @@ impl Task {
             Task::ReviewClaims { .. } => JobKind::ReviewClaims,
             Task::Escalate { .. } => JobKind::Escalate,
             Task::Reply { .. } => JobKind::Reply,
+            Task::AnswerInbox { .. } => JobKind::AnswerInbox,
         }
     }
 }

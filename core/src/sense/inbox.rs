@@ -9,7 +9,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::sense::wire::agentmail::{InboxError, MailMessage, SentReply};
+pub use crate::sense::wire::agentmail::{InboxError, MailMessage, SentReply, ThreadPage, ThreadSummary};
 
 /// The longest message the loop reads, in characters; the rest is cut (and
 /// the cut is a reason on the verdict).
@@ -45,6 +45,14 @@ pub trait Inbox: Send + Sync {
     ) -> impl Future<Output = Result<Vec<MailMessage>, InboxError>> + Send {
         std::future::ready(Ok(Vec::new()))
     }
+    /// One page of the inbox's threads, most recently updated first.
+    fn threads(
+        &self,
+        _inbox: &str,
+        _page_token: Option<&str>,
+    ) -> impl Future<Output = Result<ThreadPage, InboxError>> + Send {
+        std::future::ready(Ok(ThreadPage { threads: Vec::new(), next_page_token: None }))
+    }
 }
 
 impl<T: Inbox> Inbox for &T {
@@ -62,6 +70,13 @@ impl<T: Inbox> Inbox for &T {
         thread_id: &str,
     ) -> impl Future<Output = Result<Vec<MailMessage>, InboxError>> + Send {
         (**self).thread(inbox, thread_id)
+    }
+    fn threads(
+        &self,
+        inbox: &str,
+        page_token: Option<&str>,
+    ) -> impl Future<Output = Result<ThreadPage, InboxError>> + Send {
+        (**self).threads(inbox, page_token)
     }
 }
 

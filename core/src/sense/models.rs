@@ -20,7 +20,7 @@ pub struct Summary {
     pub output_tokens: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ModelError {
     #[error("model vendor timed out")]
     Timeout,
@@ -115,6 +115,36 @@ pub trait TextModel: Send + Sync {
     /// One call with a forced tool. `call_id` is the booked cost row's id.
     fn complete(&self, call_id: &str, prompt: &Prompt) -> impl Future<Output = Result<Completion, ModelError>> + Send;
 }
+
+/// Text models addressed by deployment (vendor and model id): the port the
+/// support job reaches Anthropic and Gemini through (the sim's vendors,
+/// the sandbox's). The provided method is a brand without one: every call
+/// is refused as bad credentials (the breaker opens, nothing is billed).
+pub trait TextVendors: Send + Sync {
+    fn complete_at(
+        &self,
+        vendor: &str,
+        _model: &str,
+        _call_id: &str,
+        _prompt: &Prompt,
+    ) -> impl Future<Output = Result<Completion, ModelError>> + Send {
+        std::future::ready(Err(ModelError::Auth(format!("no {vendor} text model configured for this brand"))))
+    }
+}
+
+impl<T: TextVendors> TextVendors for &T {
+    fn complete_at(
+        &self,
+        vendor: &str,
+        model: &str,
+        call_id: &str,
+        prompt: &Prompt,
+    ) -> impl Future<Output = Result<Completion, ModelError>> + Send {
+        (**self).complete_at(vendor, model, call_id, prompt)
+    }
+}
+
+impl TextVendors for crate::sense::bank::NoBank {}
 
 impl<T: TextModel> TextModel for &T {
     fn complete(&self, call_id: &str, prompt: &Prompt) -> impl Future<Output = Result<Completion, ModelError>> + Send {

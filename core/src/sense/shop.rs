@@ -133,6 +133,33 @@ pub trait Shop: Send + Sync {
     fn order(&self, _order_id: &str) -> impl Future<Output = Result<ShopOrder, ShopError>> + Send {
         std::future::ready(Err(no_shop()))
     }
+    /// The latest order of the customer with this email address, as the
+    /// shop's records have it (Shopify's `orders(query: "email:…")`, one).
+    /// The support loop's only source of what a customer bought: never the
+    /// message.
+    fn customer_order(&self, _email: &str) -> impl Future<Output = Result<Option<CustomerOrder>, ShopError>> + Send {
+        std::future::ready(Ok(None))
+    }
+}
+
+/// The shop's order risk assessment (Shopify's `riskLevel`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskLevel {
+    Low,
+    Medium,
+    High,
+}
+
+/// A customer's latest order, as a support conversation needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerOrder {
+    pub id: String,
+    pub total: Money,
+    /// What may still be refunded (`maximumRefundableSet`).
+    pub refundable: Money,
+    pub tracking: crate::sense::claims::Tracking,
+    pub risk: RiskLevel,
 }
 
 fn no_shop() -> ShopError {
@@ -148,6 +175,9 @@ impl<T: Shop> Shop for &T {
     }
     fn order(&self, order_id: &str) -> impl Future<Output = Result<ShopOrder, ShopError>> + Send {
         (**self).order(order_id)
+    }
+    fn customer_order(&self, email: &str) -> impl Future<Output = Result<Option<CustomerOrder>, ShopError>> + Send {
+        (**self).customer_order(email)
     }
 }
 

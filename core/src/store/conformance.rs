@@ -48,6 +48,9 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("intents_advance_once_and_batches_are_atomic", |s| Box::pin(intents_advance_once_and_batches_are_atomic(s))),
         ("the_log_rebuilds_every_state", |s| Box::pin(the_log_rebuilds_every_state(s))),
         ("a_brand_reads_the_intents_its_filter_admits", |s| Box::pin(a_brand_reads_the_intents_its_filter_admits(s))),
+        ("state_rows_are_a_brands_own_and_log_their_changes", |s| {
+            Box::pin(state_rows_are_a_brands_own_and_log_their_changes(s))
+        }),
         ("bad_jobs_are_discarded_with_their_reason", |s| Box::pin(bad_jobs_are_discarded_with_their_reason(s))),
         ("released_orphans_resume_ahead_of_newer_work", |s| Box::pin(released_orphans_resume_ahead_of_newer_work(s))),
         ("batched_completion_is_per_job_and_fenced", |s| Box::pin(batched_completion_is_per_job_and_fenced(s))),
@@ -459,6 +462,59 @@ pub async fn checkpoints_survive_a_crash<S: Store>(s: S) {
 
 /// A job reads its brand's intents through a filter (kinds, and whatever is
 /// open): a tick reads kills and open intents, not a month of refunds.
+pub async fn state_rows_are_a_brands_own_and_log_their_changes<S: Store>(s: S) {
+    let inc = boot(&s, "w", 0).await;
+    s.enqueue(NewJob { brand: brand("acme"), ..job(tick(0), None) }, t(0)).await.unwrap();
+    s.enqueue(NewJob { brand: brand("zest"), ..job(tick(1), None) }, t(0)).await.unwrap();
+    let c = claim_one(&s, "w", inc, 0).await;
+    let d = claim_one(&s, "w", inc, 0).await;
+    let (acme, zest) = if c.job.brand == brand("acme") { (c, d) } else { (d, c) };
+    let put = |scope: &str, key: &str, body: &str| StateOp {
+        scope: scope.into(),
+        key: key.into(),
+        body: Some(body.into()),
+        event: None,
+    };
+    let opened = StateOp {
+        event: Some(StateEvent {
+            block: crate::telemetry::Block::Policy,
+            before: "closed".into(),
+            after: "open".into(),
+            cause: "5 failures in 5 calls".into(),
+        }),
+        ..put("breaker", "anthropic/haiku", "{\"state\":\"open\"}")
+    };
+    let batch =
+        WriteBatch { state: vec![put("thread", "t-2", "2"), put("thread", "t-1", "1"), opened], ..Default::default() };
+    s.write(&acme.lease, batch, t(1)).await.unwrap();
+    let batch = WriteBatch { state: vec![put("thread", "t-1", "other brand")], ..Default::default() };
+    s.write(&zest.lease, batch, t(1)).await.unwrap();
+    let rows = |b: &'static str, scope: &'static str| {
+        let s = &s;
+        async move { s.state(&brand(b), scope).await.unwrap() }
+    };
+    let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+    assert_eq!(rows("acme", "thread").await, vec![kv("t-1", "1"), kv("t-2", "2")], "by key, its own only");
+    assert_eq!(rows("zest", "thread").await, vec![kv("t-1", "other brand")]);
+    assert_eq!(rows("acme", "breaker").await.len(), 1);
+    // Overwritten, and dropped.
+    let drop = StateOp { body: None, ..put("thread", "t-2", "") };
+    let batch = WriteBatch { state: vec![put("thread", "t-1", "3"), drop], ..Default::default() };
+    s.write(&acme.lease, batch, t(2)).await.unwrap();
+    assert_eq!(rows("acme", "thread").await, vec![kv("t-1", "3")]);
+    assert_eq!(rows("zest", "thread").await, vec![kv("t-1", "other brand")]);
+    // One event row for the change that carried one, with its cause.
+    let changes: Vec<Event> =
+        s.events(0).await.unwrap().into_iter().filter(|e| e.kind == EventKind::StateChanged).collect();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let e = &changes[0];
+    assert_eq!(
+        (e.entity.as_str(), e.before.as_str(), e.after.as_str(), e.cause.as_str()),
+        ("breaker/anthropic/haiku", "closed", "open", "5 failures in 5 calls")
+    );
+    assert_eq!(e.brand, Some(brand("acme")));
+}
+
 pub async fn a_brand_reads_the_intents_its_filter_admits<S: Store>(s: S) {
     let inc = boot(&s, "w", 0).await;
     s.enqueue(NewJob { brand: brand("acme"), ..job(tick(0), None) }, t(0)).await.unwrap();

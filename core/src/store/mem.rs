@@ -38,6 +38,8 @@ pub struct MemStore {
     slots: BTreeSet<(BrandId, String, Timestamp)>,
     schedules: BTreeMap<(BrandId, String), ScheduleRow>,
     activities: BTreeMap<String, PageActivity>,
+    /// Keyed state rows: (brand, scope, key) → body.
+    state: BTreeMap<(BrandId, String, String), String>,
     allocations: BTreeMap<(BrandId, Timestamp), crate::propose::allocation::Allocation>,
     workers: BTreeMap<WorkerId, Incarnation>,
     /// The last beat of each worker's current incarnation.
@@ -418,6 +420,16 @@ impl MemStore {
         for c in &batch.tier_changes {
             self.log_transition(now, &brand, super::plan::tier_transition(&brand, c));
         }
+        for op in batch.state {
+            if let Some(t) = op.transition() {
+                self.log_transition(now, &brand, t);
+            }
+            let key = (brand.clone(), op.scope, op.key);
+            match op.body {
+                Some(body) => self.state.insert(key, body),
+                None => self.state.remove(&key),
+            };
+        }
         for (key, intent) in plan.changed {
             self.index_intent(&intent);
             self.intents.insert(key, intent);
@@ -635,6 +647,15 @@ impl MemStore {
 
     pub fn activities(&self) -> Vec<PageActivity> {
         self.activities.values().cloned().collect()
+    }
+
+    pub fn state(&self, brand: &BrandId, scope: &str) -> Vec<(String, String)> {
+        let from = (brand.clone(), scope.to_string(), String::new());
+        self.state
+            .range(from..)
+            .take_while(|((b, s, _), _)| b == brand && s == scope)
+            .map(|((_, _, k), v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     pub fn intents(&self) -> Vec<Intent> {
@@ -932,6 +953,13 @@ impl Store for SharedMemStore {
     }
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send {
         ready(Ok(self.lock().activities()))
+    }
+    fn state(
+        &self,
+        brand: &BrandId,
+        scope: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send {
+        ready(Ok(self.lock().state(brand, scope)))
     }
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
         ready(Ok(self.lock().intent(key)))

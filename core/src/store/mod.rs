@@ -289,6 +289,44 @@ pub struct WriteBatch {
     pub allocation: Option<crate::propose::allocation::Allocation>,
     /// Refund risk tiers that changed, one event row each.
     pub tier_changes: Vec<crate::estimate::risk::TierChange>,
+    /// A job's own small state, kept per brand (a support inbox's
+    /// per-thread progress, the model router's breakers).
+    pub state: Vec<StateOp>,
+}
+
+/// One row of a brand's keyed state: put (`body`) or dropped (`None`);
+/// `event`, when the change is a transition worth a row of the log (a
+/// breaker opening), is written with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateOp {
+    pub scope: String,
+    pub key: String,
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<StateEvent>,
+}
+
+/// The event row of a state change (entity: `{scope}/{key}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEvent {
+    pub block: crate::telemetry::Block,
+    pub before: String,
+    pub after: String,
+    pub cause: String,
+}
+
+impl StateOp {
+    /// The transition its event row records, if it has one.
+    pub fn transition(&self) -> Option<crate::store::plan::Transition> {
+        self.event.as_ref().map(|e| crate::store::plan::Transition {
+            block: e.block,
+            kind: crate::telemetry::EventKind::StateChanged,
+            entity: format!("{}/{}", self.scope, self.key),
+            before: e.before.clone(),
+            after: e.after.clone(),
+            cause: e.cause.clone(),
+        })
+    }
 }
 
 /// What the scans know about one store's page.
@@ -314,6 +352,7 @@ impl WriteBatch {
             && self.activity.is_none()
             && self.allocation.is_none()
             && self.tier_changes.is_empty()
+            && self.state.is_empty()
     }
 }
 
@@ -472,6 +511,12 @@ pub trait Store: Send + Sync {
         async move { Ok(self.intents().await?.into_iter().filter(|i| &i.brand == brand && filter.admits(i)).collect()) }
     }
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send;
+    /// A brand's keyed state rows of one scope, by key: `(key, body)`.
+    fn state(
+        &self,
+        brand: &BrandId,
+        scope: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send;
     /// A brand's newest bandit allocation (by slot), if any.
     fn allocation(
@@ -614,6 +659,13 @@ impl<T: Store> Store for &T {
     }
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send {
         (**self).activities()
+    }
+    fn state(
+        &self,
+        brand: &BrandId,
+        scope: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send {
+        (**self).state(brand, scope)
     }
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
         (**self).intent(key)

@@ -61,6 +61,9 @@ pub enum EventKind {
     /// A customer identity's refund risk tier changed (entity:
     /// `identity/{brand}/{key}`; the cause names the facts that set it).
     TierChanged,
+    /// A job's keyed state changed in a way worth a row (a model
+    /// deployment's breaker opened or closed; entity: `{scope}/{key}`).
+    StateChanged,
 }
 
 /// One row of the event log.
@@ -150,7 +153,8 @@ pub fn replay(events: &[Event]) -> Result<Rebuilt, String> {
             | EventKind::ScheduleChanged
             | EventKind::AllocationRolled
             | EventKind::BudgetsSet
-            | EventKind::TierChanged => {}
+            | EventKind::TierChanged
+            | EventKind::StateChanged => {}
         }
     }
     Ok(out)

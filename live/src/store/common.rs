@@ -926,6 +926,29 @@ impl SqlStore {
         for c in &batch.tier_changes {
             log(&mut tx, now, b, dlft_core::store::plan::tier_transition(&brand, c)).await?;
         }
+        for op in batch.state {
+            if let Some(t) = op.transition() {
+                log(&mut tx, now, b, t).await?;
+            }
+            match &op.body {
+                Some(body) => sqlx::query(
+                    "INSERT INTO dlft_state (brand, scope, key, body, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (brand, scope, key) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                )
+                .bind(brand.as_str())
+                .bind(&op.scope)
+                .bind(&op.key)
+                .bind(body)
+                .bind(ms(now)),
+                None => sqlx::query("DELETE FROM dlft_state WHERE brand = $1 AND scope = $2 AND key = $3")
+                    .bind(brand.as_str())
+                    .bind(&op.scope)
+                    .bind(&op.key),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
         for intent in plan.changed.values() {
             sqlx::query(
                 "INSERT INTO dlft_intents \
@@ -1280,6 +1303,15 @@ impl SqlStore {
         body.map(|b| serde_json::from_str(&b).map_err(corrupt)).transpose()
     }
 
+    async fn do_state(&self, brand: &BrandId, scope: &str) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query_as("SELECT key, body FROM dlft_state WHERE brand = $1 AND scope = $2 ORDER BY key")
+            .bind(brand.as_str())
+            .bind(scope)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
     async fn do_activities(&self) -> Result<Vec<PageActivity>, StoreError> {
         let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM dlft_activities ORDER BY page")
             .fetch_all(&self.pool)
@@ -1474,6 +1506,13 @@ impl Store for SqlStore {
     }
     fn activities(&self) -> impl Future<Output = Result<Vec<PageActivity>, StoreError>> + Send {
         self.do_activities()
+    }
+    fn state(
+        &self,
+        brand: &BrandId,
+        scope: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send {
+        self.do_state(brand, scope)
     }
     fn intent(&self, key: &IdempotencyKey) -> impl Future<Output = Result<Option<Intent>, StoreError>> + Send {
         self.do_intent(key)

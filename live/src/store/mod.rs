@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 
 /// The schema version this build writes. A database at a newer version is
 /// refused rather than written with old assumptions.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Why a store could not be opened. Every message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +84,18 @@ pub fn redact(url: &str) -> String {
 }
 
 /// The migrations' names, in order (version = position + 1).
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
-    ["init", "allocations", "presence", "actions", "brands", "budgets", "reversals", "counterparty_caps", "waiting"];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    "init",
+    "allocations",
+    "presence",
+    "actions",
+    "brands",
+    "budgets",
+    "reversals",
+    "counterparty_caps",
+    "waiting",
+    "state",
+];
 
 fn migrator(engine: Engine) -> Migrator {
     let sql: [&'static str; SCHEMA_VERSION as usize] = match engine {
@@ -99,6 +109,7 @@ fn migrator(engine: Engine) -> Migrator {
             include_str!("../../migrations/postgres/0007_reversals.sql"),
             include_str!("../../migrations/postgres/0008_counterparty_caps.sql"),
             include_str!("../../migrations/postgres/0009_waiting.sql"),
+            include_str!("../../migrations/postgres/0010_state.sql"),
         ],
         Engine::Sqlite => [
             include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -110,6 +121,7 @@ fn migrator(engine: Engine) -> Migrator {
             include_str!("../../migrations/sqlite/0007_reversals.sql"),
             include_str!("../../migrations/sqlite/0008_counterparty_caps.sql"),
             include_str!("../../migrations/sqlite/0009_waiting.sql"),
+            include_str!("../../migrations/sqlite/0010_state.sql"),
         ],
     };
     Migrator::with_migrations(

@@ -13,12 +13,12 @@
 //! - Errors: `{"name": "NotFoundError", "message"}` (404),
 //!   `{"name": "ValidationError", "errors": […]}` (400); 429 waits.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::time::{Millis, Timestamp};
 
 /// One thread as a page lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadSummary {
     pub thread_id: String,
     pub updated_at: Timestamp,
@@ -26,14 +26,14 @@ pub struct ThreadSummary {
 }
 
 /// One page of threads, and the token of the next (none: the last page).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadPage {
     pub threads: Vec<ThreadSummary>,
     pub next_page_token: Option<String>,
 }
 
 /// One message of a thread.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailMessage {
     pub message_id: String,
     pub from: String,
@@ -45,14 +45,14 @@ pub struct MailMessage {
 }
 
 /// A reply the inbox accepted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentReply {
     pub message_id: String,
     pub thread_id: String,
 }
 
 /// The inbox's error classes.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum InboxError {
     #[error("not found: {0}")]
     NotFound(String),
