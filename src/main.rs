@@ -382,6 +382,10 @@ enum SabotageArg {
     IgnoreChargebacks,
     NoEscalation,
     KeepCollateral,
+    OpenGate,
+    NoDetection,
+    UnbookedModelCalls,
+    FreshReplyMarker,
 }
 
 impl From<SabotageArg> for Sabotage {
@@ -403,6 +407,10 @@ impl From<SabotageArg> for Sabotage {
             SabotageArg::IgnoreChargebacks => Sabotage::IgnoreChargebacks,
             SabotageArg::NoEscalation => Sabotage::NoEscalation,
             SabotageArg::KeepCollateral => Sabotage::KeepCollateral,
+            SabotageArg::OpenGate => Sabotage::OpenGate,
+            SabotageArg::NoDetection => Sabotage::NoDetection,
+            SabotageArg::UnbookedModelCalls => Sabotage::UnbookedModelCalls,
+            SabotageArg::FreshReplyMarker => Sabotage::FreshReplyMarker,
         }
     }
 }
@@ -521,6 +529,10 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         SabotageArg::IgnoreChargebacks => "--sabotage ignore-chargebacks",
         SabotageArg::NoEscalation => "--sabotage no-escalation",
         SabotageArg::KeepCollateral => "--sabotage keep-collateral",
+        SabotageArg::OpenGate => "--sabotage open-gate",
+        SabotageArg::NoDetection => "--sabotage no-detection",
+        SabotageArg::UnbookedModelCalls => "--sabotage unbooked-model-calls",
+        SabotageArg::FreshReplyMarker => "--sabotage fresh-reply-marker",
     };
     let summary = summarize(&scn, &path, extra, &reports);
     if args.json {

@@ -67,6 +67,11 @@ const REFUND_PHASES: &[&str] = &[
 ];
 /// Everything the shop does wrong in `refund-container-loss`.
 const SHOP_FAULTS: &[&str] = &["shop_timeouts", "shop_lost_replies", "shop_throttled", "shop_server_errors", "crashes"];
+/// The reply's probe sites: between every phase of a support reply.
+const REPLY_PHASES: &[&str] =
+    &["reply_before_send", "reply_after_send", "reply_after_applied", "reply_after_read_back"];
+/// Everything the inbox does wrong in the support scenarios.
+const INBOX_FAULTS: &[&str] = &["inbox_timeouts", "inbox_lost_replies", "inbox_rate_limits", "inbox_server_errors"];
 /// Everything the bank does wrong in `bank-chaos`.
 const BANK_FAULTS: &[&str] = &[
     "bank_timeouts",
@@ -316,6 +321,36 @@ const LIBRARY: &[Entry] = &[
         must_happen: &["acks_without_effect"],
         must_crash_at: &[],
     },
+    // Support: a compromised model, a vendor down, container loss.
+    Entry {
+        file: "scenarios/support-hostile.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        // Every seed of 200 saw each inbox fault but one (a lost reply
+        // after a send: 199), and model failures in all (measured).
+        happen_in: EVENT_SEEDS - 5,
+        crash_in: 1,
+        must_happen: &["inbox_timeouts", "inbox_rate_limits", "inbox_server_errors", "model_failures"],
+        must_crash_at: &[],
+    },
+    Entry {
+        file: "scenarios/model-outage.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: EVENT_SEEDS,
+        crash_in: 1,
+        must_happen: &["model_failures"],
+        must_crash_at: &[],
+    },
+    Entry {
+        file: "scenarios/support-container-loss.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: 1,
+        crash_in: 1,
+        must_happen: INBOX_FAULTS,
+        must_crash_at: REPLY_PHASES,
+    },
     Entry {
         file: "scenarios/budget-rollover.toml",
         driver: "event",
@@ -462,4 +497,7 @@ scenario_tests! {
     sandbox => "sandbox.toml",
     escalation_50 => "escalation-50.toml",
     escalation_90 => "escalation-90.toml",
+    support_hostile => "support-hostile.toml",
+    model_outage => "model-outage.toml",
+    support_container_loss => "support-container-loss.toml",
 }

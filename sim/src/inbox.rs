@@ -112,13 +112,16 @@ pub struct ModelBill {
     pub cents: i64,
 }
 
+/// One text model vendor: its deployment, its behaviour, its outages.
+pub type Vendor = (Deployment, SimModel, Vec<(Timestamp, Timestamp)>);
+
 /// The support host: every brand's inbox, the model vendors, and how the
 /// inbox misbehaves.
 pub struct SupportHost {
     pub cfg: SupportSection,
     pub start: Timestamp,
     pub brands: BTreeMap<BrandId, BrandInbox>,
-    pub vendors: Vec<(Deployment, SimModel, Vec<(Timestamp, Timestamp)>)>,
+    pub vendors: Vec<Vendor>,
     pub rng: ChaCha8Rng,
     pub bills: Vec<ModelBill>,
     /// Calls per vendor: (answered, failed).
@@ -138,7 +141,14 @@ pub fn support_config(cfg: &SupportSection, currency: Currency) -> dlft_core::co
         address: policy.support_email.clone(),
         policy,
         deployments: deployments(cfg, currency),
-        breaker: BreakerRules::default(),
+        breaker: {
+            let d = BreakerRules::default();
+            BreakerRules {
+                window: cfg.breaker_window_s.map_or(d.window, Millis::from_secs),
+                min_calls: cfg.breaker_min_calls.unwrap_or(d.min_calls),
+                ..d
+            }
+        },
         lookback: Millis::from_secs(cfg.lookback_s),
         max_output_tokens: MAX_OUTPUT_TOKENS,
     }

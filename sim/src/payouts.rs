@@ -471,8 +471,6 @@ impl<W: Wire> SimBank<W> {
     }
 }
 
-/// The sim's world has no support inbox yet: replies are refused.
-
 impl<W: Wire> Bank for SimBank<W> {
     async fn pay(&self, payment: &Payment) -> Result<PaymentReply, BankError> {
         match self.call(BankRequest::Pay { payment: payment.clone() }).await? {

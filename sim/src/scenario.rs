@@ -384,6 +384,13 @@ pub struct SupportSection {
     pub vendors: Vec<VendorSection>,
     /// Threads not updated for this long are not read again.
     pub lookback_s: u64,
+    /// The breakers' failure window and the calls it needs before it may
+    /// trip (defaults: the router's, 60 s and 5; a small inbox needs a
+    /// longer window to see enough calls).
+    #[serde(default)]
+    pub breaker_window_s: Option<u64>,
+    #[serde(default)]
+    pub breaker_min_calls: Option<u32>,
 }
 
 /// One text model vendor of the sim.

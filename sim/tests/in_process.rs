@@ -27,6 +27,7 @@ fn judge(run: &InProcessRun, scn: &Scenario) -> Verdict {
         commit_within: Some(Millis::from_secs(60)),
         bank: None,
         shop: None,
+        support: None,
         resume_within: Millis(0),
     })
 }

@@ -40,6 +40,7 @@ fn a_hanging_kind_does_not_starve_the_others() {
         commit_within: None,
         bank: None,
         shop: None,
+        support: None,
         resume_within: Millis(0),
     });
     assert!(verdict.violations.is_empty(), "{:?}", verdict.violations);

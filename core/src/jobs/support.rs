@@ -17,7 +17,7 @@
 //! customer still gets one reply). The inbox or the shop failing stops the
 //! run short; the messages not reached wait for the next run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,10 +30,11 @@ use crate::money::{Currency, Money};
 use crate::probe::Probe;
 use crate::propose::support::Shipment;
 use crate::sense::claims::Tracking;
-use crate::sense::inbox::{Inbox, MailMessage};
+use crate::sense::inbox::{Inbox, MailMessage, ThreadSummary};
 use crate::sense::models::TextVendors;
 use crate::sense::shop::{CustomerOrder, RiskLevel, Shop};
-use crate::store::{IntentFilter, Lease, Store, StoreError, WriteBatch};
+use crate::store::{IntentFilter, Lease, StateEvent, StateOp, Store, StoreError, WriteBatch};
+use crate::telemetry::Block;
 use crate::telemetry::CostRow;
 
 use super::{Attempt, JobError, Ports, drive};
@@ -43,7 +44,7 @@ use crate::propose::router::{Breaker, BreakerRules, CallClass, Deployment, route
 use crate::propose::support::{SupportFacts, SupportOrder, SupportPolicy, build_prompt, ceilings, parse_proposal};
 use crate::sense::inbox::{Detected, InboundMessage, detect_language, sanitize};
 use crate::sense::models::{Completion, ModelError, Prompt, TextModel};
-use crate::time::Clock;
+use crate::time::{Clock, Timestamp};
 
 /// One model call of an answer (each is booked as a cost row where a store
 /// is at hand).
@@ -162,6 +163,12 @@ impl<M, C> Routed<M, C> {
         Routed { deployments, breakers: std::sync::Mutex::default(), tally: std::sync::Mutex::default(), rules, clock }
     }
 
+    /// Starts from breakers as another run (or worker) left them.
+    pub fn with_breakers(mut self, breakers: std::collections::BTreeMap<(String, String), Breaker>) -> Routed<M, C> {
+        self.breakers = std::sync::Mutex::new(breakers);
+        self
+    }
+
     /// Each deployment's breaker as it stands (for reports).
     pub fn breakers(&self) -> std::collections::BTreeMap<(String, String), Breaker> {
         self.breakers.lock().expect("breakers lock").clone()
@@ -228,9 +235,19 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
     let brand = attempt.brand.clone();
     let open = ports.store.brand_intents(&brand, &IntentFilter::open()).await?;
     drive::redrive(ports, attempt, open.iter().filter(|i| matches!(i.action, Action::Reply { .. }))).await?;
-    let pending = unanswered(ports, cfg, attempt).await?;
-    let keys = pending.iter().map(|(_, m)| reply_key(&brand, &cfg.inbox, &m.message_id));
-    let known: BTreeSet<IdempotencyKey> = ports
+    let now = ports.clock.now();
+    let seen = ports.store.state(&brand, THREAD_SCOPE).await?;
+    let seen: BTreeMap<String, String> = seen.into_iter().collect();
+    let stored_breakers = ports.store.state(&brand, BREAKER_SCOPE).await?;
+    let mut breakers_before: BTreeMap<(String, String), Breaker> = BTreeMap::new();
+    for (key, body) in &stored_breakers {
+        if let (Some((vendor, model)), Ok(b)) = (key.split_once('/'), serde_json::from_str::<Breaker>(body)) {
+            breakers_before.insert((vendor.to_string(), model.to_string()), b);
+        }
+    }
+    let read = unanswered(ports, cfg, attempt, &seen).await?;
+    let keys = read.messages.iter().map(|(_, m)| reply_key(&brand, &cfg.inbox, &m.message_id));
+    let mut known: BTreeSet<IdempotencyKey> = ports
         .store
         .brand_intents(&brand, &IntentFilter::kinds(&[]).and_keys(keys))
         .await?
@@ -252,9 +269,14 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
         .iter()
         .map(|d| (d.clone(), Booked { booking: &booking, vendors: &ports.bank, deployment: d.clone() }))
         .collect();
-    let routed = Routed::new(deployments, cfg.breaker.clone(), &ports.clock);
-    let fresh = pending.into_iter().filter(|(_, m)| !known.contains(&reply_key(&brand, &cfg.inbox, &m.message_id)));
-    for (thread, m) in fresh.take(MAX_MESSAGES_PER_RUN) {
+    let routed = Routed::new(deployments, cfg.breaker.clone(), &ports.clock).with_breakers(breakers_before.clone());
+    let fresh: Vec<&(String, MailMessage)> = read
+        .messages
+        .iter()
+        .filter(|(_, m)| !known.contains(&reply_key(&brand, &cfg.inbox, &m.message_id)))
+        .take(MAX_MESSAGES_PER_RUN)
+        .collect();
+    for (thread, m) in fresh {
         let now = ports.clock.now();
         let record = ports.bank.customer_order(&m.from).await;
         attempt.record(now, "shopify", "customer_order", record.is_ok());
@@ -266,19 +288,47 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
             return Err(e.into());
         }
         let now = ports.clock.now();
-        let new = reply_intent(&brand, &cfg.inbox, &thread, &msg.id, &answered.facts, &answered.verdict, now);
+        let new = reply_intent(&brand, &cfg.inbox, thread, &msg.id, &answered.facts, &answered.verdict, now);
         let key = new.key.clone();
         let mut verdict = new.verdict.clone();
         verdict.reason = gate_reason(&answered);
         let mut batch = attempt.batch();
         batch.verdicts.push(verdict);
         batch.intents.push(IntentOp::Open(new));
+        batch.state = breaker_ops(&mut breakers_before, &routed.breakers(), now);
         let result = ports.store.write(&attempt.lease, batch, now).await?;
+        known.insert(key.clone());
         let jobs = drive::jobs_of_open(result.intents.iter().filter(|i| i.key == key), now);
         if !jobs.is_empty() {
             let mut batch = attempt.batch();
             batch.enqueue = jobs;
             ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+        }
+    }
+    // Threads whose every inbound message now has its reply intent are
+    // not read again until they change; rows of threads past the lookback
+    // are dropped.
+    let mut batch = attempt.batch();
+    for t in &read.threads {
+        let all_known = read
+            .messages
+            .iter()
+            .filter(|(thread, _)| thread == &t.thread_id)
+            .all(|(_, m)| known.contains(&reply_key(&brand, &cfg.inbox, &m.message_id)));
+        let mark = thread_mark(t);
+        if all_known && seen.get(&t.thread_id) != Some(&mark) {
+            batch.state.push(StateOp {
+                scope: THREAD_SCOPE.into(),
+                key: t.thread_id.clone(),
+                body: Some(mark),
+                event: None,
+            });
+        }
+    }
+    let since = now - cfg.lookback;
+    for (thread, mark) in &seen {
+        if mark_time(mark).is_none_or(|at| at < since) {
+            batch.state.push(StateOp { scope: THREAD_SCOPE.into(), key: thread.clone(), body: None, event: None });
         }
     }
     let batch = attempt.batch();
@@ -288,14 +338,25 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
     Ok(())
 }
 
+/// What one read of the inbox found: the threads updated within the
+/// lookback that were read, and their inbound messages.
+struct InboxRead {
+    threads: Vec<ThreadSummary>,
+    messages: Vec<(String, MailMessage)>,
+}
+
 /// The inbox's inbound messages in threads updated within the lookback
 /// (most recent threads first), each with its thread; the brand's own
-/// replies are not among them.
+/// replies are not among them. A thread whose listing matches the mark
+/// `seen` keeps for it (every inbound message of it had its reply intent
+/// then) is not read again. A thread that cannot be read now is left for
+/// the next run; the others are answered.
 async fn unanswered<S: Store, A, C: Clock, P, B: Inbox>(
     ports: &Ports<S, A, C, P, B>,
     cfg: &SupportConfig,
     attempt: &mut Attempt,
-) -> Result<Vec<(String, MailMessage)>, JobError> {
+    seen: &BTreeMap<String, String>,
+) -> Result<InboxRead, JobError> {
     let now = ports.clock.now();
     let since = now - cfg.lookback;
     let mut threads = Vec::new();
@@ -311,17 +372,68 @@ async fn unanswered<S: Store, A, C: Clock, P, B: Inbox>(
             break;
         }
     }
-    let mut out = Vec::new();
+    let mut out = InboxRead { threads: Vec::new(), messages: Vec::new() };
     for t in threads {
+        if seen.get(&t.thread_id) == Some(&thread_mark(&t)) {
+            continue;
+        }
         let messages = ports.bank.thread(&cfg.inbox, &t.thread_id).await;
         attempt.record(ports.clock.now(), "agentmail", "thread", messages.is_ok());
-        for m in messages? {
-            if !is_ours(&m, &cfg.address) {
-                out.push((t.thread_id.clone(), m));
-            }
-        }
+        let Ok(messages) = messages else { continue };
+        out.messages
+            .extend(messages.into_iter().filter(|m| !is_ours(m, &cfg.address)).map(|m| (t.thread_id.clone(), m)));
+        out.threads.push(t);
     }
     Ok(out)
+}
+
+/// The scope of the per-thread marks, and of the router's breakers.
+pub const THREAD_SCOPE: &str = "inbox_thread";
+pub const BREAKER_SCOPE: &str = "model_breaker";
+
+/// What a thread's listing said when every inbound message of it had its
+/// reply intent: `{message_count}@{updated_at_ms}`.
+fn thread_mark(t: &ThreadSummary) -> String {
+    format!("{}@{}", t.message_count, t.updated_at.0)
+}
+
+fn mark_time(mark: &str) -> Option<Timestamp> {
+    mark.split_once('@').and_then(|(_, at)| at.parse().ok()).map(Timestamp)
+}
+
+/// The state rows of the breakers that changed since `before` (which is
+/// brought up to date), each with an event row when its state changed.
+fn breaker_ops(
+    before: &mut BTreeMap<(String, String), Breaker>,
+    now_: &BTreeMap<(String, String), Breaker>,
+    _at: Timestamp,
+) -> Vec<StateOp> {
+    let mut out = Vec::new();
+    for (key, b) in now_ {
+        let old = before.get(key);
+        if old == Some(b) {
+            continue;
+        }
+        let from = old.map_or("closed", Breaker::state);
+        let event = (from != b.state()).then(|| StateEvent {
+            block: Block::Policy,
+            before: from.into(),
+            after: b.state().into(),
+            cause: match b {
+                Breaker::Open { why, until } => format!("{why:?} until {until}").to_lowercase(),
+                Breaker::HalfOpen { .. } => "cooled down: one probe call".into(),
+                Breaker::Closed { .. } => "a call succeeded".into(),
+            },
+        });
+        out.push(StateOp {
+            scope: BREAKER_SCOPE.into(),
+            key: format!("{}/{}", key.0, key.1),
+            body: Some(serde_json::to_string(b).expect("a breaker serializes")),
+            event,
+        });
+        before.insert(key.clone(), b.clone());
+    }
+    out
 }
 
 /// Whether a thread's message is the brand's own (sent from its address).

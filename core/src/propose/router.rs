@@ -192,6 +192,15 @@ pub enum Breaker {
 }
 
 impl Breaker {
+    /// The state's name, for event rows: `closed`, `open`, `half_open`.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Breaker::Closed { .. } => "closed",
+            Breaker::Open { .. } => "open",
+            Breaker::HalfOpen { .. } => "half_open",
+        }
+    }
+
     pub fn closed(now: Timestamp) -> Breaker {
         Breaker::Closed { window_start: now, calls: 0, failures: 0, cool_until: None }
     }
