@@ -18,6 +18,7 @@ mod chaos;
 mod check;
 mod run;
 mod sandbox;
+mod sandbox_support;
 mod status;
 mod support;
 

@@ -608,7 +608,8 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
         .route("/", post(batch))
         .route("/{account}/insights", get(insights))
         .route("/{id}", get(ad_get).post(ad_post))
-        .with_state(sb);
+        .with_state(sb)
+        .merge(crate::sandbox_support::router(seed));
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let bound = listener.local_addr()?;
     println!("listening on {bound}");

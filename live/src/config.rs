@@ -42,6 +42,9 @@ pub struct RunConfig {
     /// The default brand's refunds.
     #[serde(default)]
     pub refunds: Option<RefundsSection>,
+    /// The default brand's support inbox.
+    #[serde(default)]
+    pub support: Option<SupportSection>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -57,6 +60,67 @@ pub struct BrandSection {
     /// The brand's refunds (`[brands.<id>.refunds]`).
     #[serde(default)]
     pub refunds: Option<RefundsSection>,
+    /// The brand's support inbox (`[brands.<id>.support]`).
+    #[serde(default)]
+    pub support: Option<SupportSection>,
+}
+
+/// A brand's support inbox: its AgentMail inbox, the text models it may
+/// call in failover order (each vendor's endpoint and key), and how often
+/// the inbox is read. Secrets by environment variable name. The gate's
+/// policy is the default one with this inbox's address and link hosts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportSection {
+    /// `https://api.agentmail.to` (or a sandbox's `/agentmail`).
+    pub agentmail_url: String,
+    pub agentmail_key_env: String,
+    /// The inbox's id, and its address (the only one a reply may name).
+    pub inbox: String,
+    pub address: String,
+    /// Hosts a reply may link to (and their subdomains).
+    #[serde(default)]
+    pub link_hosts: Vec<String>,
+    /// The text models, in failover order.
+    pub models: Vec<ModelSection>,
+    #[serde(default)]
+    pub anthropic_url: Option<String>,
+    #[serde(default)]
+    pub anthropic_key_env: Option<String>,
+    #[serde(default)]
+    pub gemini_url: Option<String>,
+    #[serde(default)]
+    pub gemini_key_env: Option<String>,
+    #[serde(default = "twenty")]
+    pub every_s: u64,
+    /// Threads not updated for this long are not read again.
+    #[serde(default = "one_day")]
+    pub lookback_s: u64,
+    #[serde(default = "max_output_tokens")]
+    pub max_output_tokens: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+/// One text model: its vendor (`anthropic` or `gemini`), its id, and its
+/// price per million tokens in minor units of the brand's currency.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub vendor: String,
+    pub model: String,
+    pub input_per_mtok_cents: i64,
+    pub output_per_mtok_cents: i64,
+}
+
+fn twenty() -> u64 {
+    20
+}
+fn one_day() -> u64 {
+    24 * 3600
+}
+fn max_output_tokens() -> u32 {
+    1_024
 }
 
 /// A brand's refunds: its Shopify store, its watched folder of customers'
@@ -400,6 +464,41 @@ impl RunConfig {
                 }
                 payees = allow;
             }
+            if let Some(sp) = cfg.support_of(&brand) {
+                let at = if brand.is_default() { "support".to_string() } else { format!("brands.{brand}.support") };
+                if sp.models.is_empty() {
+                    return Err(invalid(format!("section `{at}`: at least one model under `models`")));
+                }
+                for (i, m) in sp.models.iter().enumerate() {
+                    let (url, key) = match m.vendor.as_str() {
+                        "anthropic" => (&sp.anthropic_url, &sp.anthropic_key_env),
+                        "gemini" => (&sp.gemini_url, &sp.gemini_key_env),
+                        other => {
+                            return Err(invalid(format!(
+                                "field `{at}.models[{i}].vendor`: {other:?} is not a text vendor (anthropic, gemini)"
+                            )));
+                        }
+                    };
+                    if url.is_none() || key.is_none() {
+                        return Err(invalid(format!(
+                            "section `{at}`: model {} needs {v}_url and {v}_key_env",
+                            m.model,
+                            v = m.vendor
+                        )));
+                    }
+                    if m.input_per_mtok_cents < 0 || m.output_per_mtok_cents < 0 {
+                        return Err(invalid(format!("field `{at}.models[{i}]`: prices may not be negative")));
+                    }
+                }
+                if sp.every_s == 0 || sp.lookback_s == 0 || sp.max_output_tokens == 0 {
+                    return Err(invalid(format!(
+                        "section `{at}`: every_s, lookback_s and max_output_tokens must be positive"
+                    )));
+                }
+                if !sp.address.contains('@') || sp.inbox.trim().is_empty() {
+                    return Err(invalid(format!("section `{at}`: inbox and address (an email address) are required")));
+                }
+            }
             if let Some(r) = cfg.refunds_of(&brand) {
                 let at = if brand.is_default() { "refunds".to_string() } else { format!("brands.{brand}.refunds") };
                 if r.every_s == 0 {
@@ -476,11 +575,48 @@ impl RunConfig {
         if brand.is_default() { self.refunds.as_ref() } else { self.brands.get(brand.as_str())?.refunds.as_ref() }
     }
 
+    /// A brand's support section, if it answers an inbox.
+    pub fn support_of(&self, brand: &BrandId) -> Option<&SupportSection> {
+        if brand.is_default() { self.support.as_ref() } else { self.brands.get(brand.as_str())?.support.as_ref() }
+    }
+
     /// A brand's payout port: its Revolut account and its payables folder,
     /// with its secrets read from the environment; a brand without payouts
     /// gets one that pays nobody.
     pub fn bank_of(&self, brand: &BrandId, file: &str) -> Result<crate::payouts::LiveBank, ConfigError> {
         let mut live = crate::payouts::LiveBank::default();
+        if let Some(sp) = self.support_of(brand) {
+            let client = |e: reqwest::Error| ConfigError::Invalid {
+                file: file.to_string(),
+                message: format!("support client: {e}"),
+            };
+            let timeout = Duration::from_millis(sp.timeout_ms);
+            live.inbox = Some(
+                crate::support::AgentMail::new(crate::support::AgentMailConfig {
+                    base_url: sp.agentmail_url.clone(),
+                    key: secret(&sp.agentmail_key_env, file)?,
+                    timeout,
+                })
+                .map_err(client)?,
+            );
+            let endpoint = |url: &Option<String>, key: &Option<String>| -> Result<_, ConfigError> {
+                match (url, key) {
+                    (Some(u), Some(k)) => {
+                        Ok(Some(crate::support::VendorEndpoint { base_url: u.clone(), key: secret(k, file)? }))
+                    }
+                    _ => Ok(None),
+                }
+            };
+            live.models = Some(
+                crate::support::LiveModels::new(crate::support::ModelsConfig {
+                    anthropic: endpoint(&sp.anthropic_url, &sp.anthropic_key_env)?,
+                    gemini: endpoint(&sp.gemini_url, &sp.gemini_key_env)?,
+                    max_output_tokens: sp.max_output_tokens,
+                    timeout,
+                })
+                .map_err(client)?,
+            );
+        }
         if let Some(r) = self.refunds_of(brand) {
             let shop = crate::shopify::ShopifyShop::new(crate::shopify::ShopifyConfig {
                 base_url: r.shopify_url.clone(),
@@ -555,6 +691,34 @@ impl RunConfig {
             },
             // Read from the environment when the port is built (`bank_of`).
             identity_key: std::env::var(&r.identity_key_env).unwrap_or_default(),
+        });
+        cfg.support = self.support_of(brand).map(|sp| {
+            let default = dlft_core::propose::support::SupportPolicy::default();
+            let policy = dlft_core::propose::support::SupportPolicy {
+                support_email: sp.address.clone(),
+                link_hosts: if sp.link_hosts.is_empty() { default.link_hosts.clone() } else { sp.link_hosts.clone() },
+                ..default
+            };
+            dlft_core::config::SupportConfig {
+                every: Millis::from_secs(sp.every_s),
+                inbox: sp.inbox.clone(),
+                address: sp.address.clone(),
+                policy,
+                deployments: sp
+                    .models
+                    .iter()
+                    .map(|m| dlft_core::propose::router::Deployment {
+                        vendor: m.vendor.clone(),
+                        model: m.model.clone(),
+                        input_per_mtok: m.input_per_mtok_cents,
+                        output_per_mtok: m.output_per_mtok_cents,
+                        currency: platform.currency,
+                    })
+                    .collect(),
+                breaker: dlft_core::propose::router::BreakerRules::default(),
+                lookback: Millis::from_secs(sp.lookback_s),
+                max_output_tokens: sp.max_output_tokens,
+            }
         });
         cfg
     }

@@ -15,6 +15,7 @@ pub mod payouts;
 pub mod revolut;
 pub mod shopify;
 pub mod store;
+pub mod support;
 pub mod svix;
 pub mod testenv;
 pub mod webhook;

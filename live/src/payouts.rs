@@ -137,6 +137,9 @@ pub struct LiveBank {
     pub claims: Option<crate::claims::FolderClaims>,
     /// The store's name in claims and keys.
     pub store: String,
+    /// The brand's support inbox and the text model vendors it may call.
+    pub inbox: Option<crate::support::AgentMail>,
+    pub models: Option<crate::support::LiveModels>,
 }
 
 impl Bank for LiveBank {
@@ -164,12 +167,58 @@ impl Bank for LiveBank {
     }
 }
 
-/// The brand's Shopify store (a brand without one refuses every refund).
-/// No support inbox adapter is wired into `dlft run` yet: replies are refused.
-impl dlft_core::sense::inbox::Inbox for LiveBank {}
+/// The brand's support inbox (a brand without one refuses every reply and
+/// reads no thread).
+impl dlft_core::sense::inbox::Inbox for LiveBank {
+    async fn send_reply(
+        &self,
+        inbox: &str,
+        message_id: &str,
+        text: &str,
+    ) -> Result<dlft_core::sense::inbox::SentReply, dlft_core::sense::inbox::InboxError> {
+        match &self.inbox {
+            Some(i) => i.send_reply(inbox, message_id, text).await,
+            None => NoBank.send_reply(inbox, message_id, text).await,
+        }
+    }
+    async fn thread(
+        &self,
+        inbox: &str,
+        thread_id: &str,
+    ) -> Result<Vec<dlft_core::sense::inbox::MailMessage>, dlft_core::sense::inbox::InboxError> {
+        match &self.inbox {
+            Some(i) => i.thread(inbox, thread_id).await,
+            None => Ok(Vec::new()),
+        }
+    }
+    async fn threads(
+        &self,
+        inbox: &str,
+        page_token: Option<&str>,
+    ) -> Result<dlft_core::sense::inbox::ThreadPage, dlft_core::sense::inbox::InboxError> {
+        match &self.inbox {
+            Some(i) => i.threads(inbox, page_token).await,
+            None => NoBank.threads(inbox, page_token).await,
+        }
+    }
+}
 
-/// No live text model adapter yet: every call is refused as bad credentials.
-impl dlft_core::sense::models::TextVendors for LiveBank {}
+/// The brand's text model vendors (a brand without them is refused every
+/// call as bad credentials: the router's breakers open, nothing is billed).
+impl dlft_core::sense::models::TextVendors for LiveBank {
+    async fn complete_at(
+        &self,
+        vendor: &str,
+        model: &str,
+        call_id: &str,
+        prompt: &dlft_core::sense::models::Prompt,
+    ) -> Result<dlft_core::sense::models::Completion, dlft_core::sense::models::ModelError> {
+        match &self.models {
+            Some(m) => m.complete_at(vendor, model, call_id, prompt).await,
+            None => NoBank.complete_at(vendor, model, call_id, prompt).await,
+        }
+    }
+}
 
 impl dlft_core::sense::shop::Shop for LiveBank {
     async fn refund(

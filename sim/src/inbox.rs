@@ -184,6 +184,35 @@ fn risk(t: RiskTier) -> RiskLevel {
 }
 
 impl BrandInbox {
+    /// An inbox without customers or messages (the sandbox writes them).
+    pub fn empty() -> BrandInbox {
+        BrandInbox { customers: Vec::new(), written: Vec::new(), sent: Vec::new() }
+    }
+
+    /// A customer with `order` writes `text` at `at`, in a thread of its own.
+    pub fn write(&mut self, brand: &BrandId, text: &str, order: CustomerOrder, at: Timestamp) -> &Written {
+        let n = self.written.len();
+        self.customers.push(SupportCustomer { email: format!("c{n}.{brand}@mail.example"), order });
+        self.written.push(Written {
+            message: MailMessage {
+                message_id: format!("<m{n:05}.{brand}@mail.example>"),
+                from: self.customers[self.customers.len() - 1].email.clone(),
+                text: text.to_string(),
+                in_reply_to: None,
+                timestamp: at,
+            },
+            thread: format!("thread-{brand}-{n:05}"),
+            customer: self.customers.len() - 1,
+            hostile: false,
+        });
+        &self.written[n]
+    }
+
+    /// The customer who wrote from `email`, if any.
+    pub fn customer(&self, email: &str) -> Option<&SupportCustomer> {
+        self.customers.iter().find(|c| c.email.eq_ignore_ascii_case(email))
+    }
+
     fn draw(
         cfg: &SupportSection,
         brand: &BrandId,
@@ -256,7 +285,7 @@ impl BrandInbox {
     }
 
     /// A thread's messages at `now`, oldest first.
-    fn thread(&self, thread: &str, now: Timestamp) -> Vec<MailMessage> {
+    pub fn thread(&self, thread: &str, now: Timestamp) -> Vec<MailMessage> {
         let mut out: Vec<MailMessage> = self
             .written
             .iter()
@@ -268,7 +297,7 @@ impl BrandInbox {
         out
     }
 
-    fn threads(&self, token: Option<&str>, now: Timestamp) -> Result<ThreadPage, InboxError> {
+    pub fn threads(&self, token: Option<&str>, now: Timestamp) -> Result<ThreadPage, InboxError> {
         let mut latest: BTreeMap<&str, (Timestamp, u32)> = BTreeMap::new();
         let seen = self.written.iter().filter(|w| w.message.timestamp <= now).map(|w| (&w.thread, &w.message));
         for (thread, m) in seen.chain(self.sent.iter().map(|s| (&s.thread, &s.message))) {
@@ -290,7 +319,7 @@ impl BrandInbox {
         Ok(ThreadPage { threads: page, next_page_token: next })
     }
 
-    fn send(&mut self, address: &str, to: &str, text: &str, now: Timestamp) -> Result<SentReply, InboxError> {
+    pub fn send(&mut self, address: &str, to: &str, text: &str, now: Timestamp) -> Result<SentReply, InboxError> {
         let Some(w) = self.written.iter().find(|w| w.message.message_id == to && w.message.timestamp <= now) else {
             return Err(InboxError::NotFound(format!("message {to}")));
         };
@@ -462,9 +491,9 @@ fn apply(h: &mut SupportHost, req: &SupportRequest, now: Timestamp) -> Option<Su
         SupportRequest::Threads { token, .. } => b.threads(token.as_deref(), now).map(SupportReply::Threads),
         SupportRequest::Thread { thread, .. } => Ok(SupportReply::Thread(b.thread(thread, now))),
         SupportRequest::Send { to, text, .. } => b.send(&address, to, text, now).map(SupportReply::Sent),
-        SupportRequest::CustomerOrder { email, .. } => Ok(SupportReply::CustomerOrder(
-            b.customers.iter().find(|c| c.email.eq_ignore_ascii_case(email)).map(|c| c.order.clone()),
-        )),
+        SupportRequest::CustomerOrder { email, .. } => {
+            Ok(SupportReply::CustomerOrder(b.customer(email).map(|c| c.order.clone())))
+        }
         SupportRequest::Complete { .. } => unreachable!("answered above"),
     })
 }
