@@ -38,7 +38,12 @@
 //!   restoring 100 points a second (THROTTLED when empty);
 //! - `GET /shopify/_truth`: every order and every refund;
 //! - `POST /shopify/_dispute`: a chargeback on one of its orders, now
-//!   (read through `shopifyPaymentsAccount.disputes`).
+//!   (read through `shopifyPaymentsAccount.disputes`);
+//! - a customer's latest order by email (`orders(query: "email:…")`): the
+//!   orders of the support inbox's customers (`src/sandbox_support.rs`).
+//!
+//! And the support loop's vendors: AgentMail under `/agentmail`, Anthropic
+//! under `/anthropic`, Gemini under `/gemini` (`src/sandbox_support.rs`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -80,6 +85,8 @@ struct Sandbox {
     shop: Arc<Mutex<ShopWorld>>,
     /// The GraphQL cost bucket: points available, as of when.
     bucket: Arc<Mutex<(f64, Timestamp)>>,
+    /// The support inbox's customers: their orders are the shop's records.
+    support: crate::sandbox_support::Support,
 }
 
 /// The sandbox's GraphQL bucket: 2,000 points, restoring 100 a second
@@ -475,6 +482,7 @@ async fn shopify_graphql(
         Asked::RefundCreate { .. } => MUTATION_COST,
         Asked::OrderRefunds { .. } | Asked::Order { .. } => 3.0,
         Asked::Disputes { .. } => f64::from(dlft_core::sense::wire::shopify::DISPUTES_PAGE) + 2.0,
+        Asked::CustomerOrder { .. } => 5.0,
     };
     let status = {
         let mut b = sb.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -504,6 +512,9 @@ async fn shopify_graphql(
             Asked::Disputes { after } => {
                 let from = after.and_then(|a| a.parse().ok()).unwrap_or(0);
                 dlft_core::sense::wire::shopify::encode_disputes_reply(&shop_lock(&sb.shop).disputes, from)
+            }
+            Asked::CustomerOrder { email } => {
+                dlft_core::sense::wire::shopify::encode_customer_order_reply(sb.support.customer_order(&email).as_ref())
             }
         }
     };
@@ -583,7 +594,9 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
     for i in 1..=5 {
         bank.add_counterparty(&format!("cp-{i}"), &format!("cpa-{i}"));
     }
+    let support = crate::sandbox_support::Support::new(seed);
     let sb = Sandbox {
+        support: support.clone(),
         world: Arc::new(Mutex::new(world)),
         bank: Arc::new(Mutex::new(bank)),
         seed,
@@ -609,7 +622,7 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
         .route("/{account}/insights", get(insights))
         .route("/{id}", get(ad_get).post(ad_post))
         .with_state(sb)
-        .merge(crate::sandbox_support::router(seed));
+        .merge(crate::sandbox_support::router(support));
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let bound = listener.local_addr()?;
     println!("listening on {bound}");

@@ -11,8 +11,8 @@
 //! - `POST /agentmail/v0/inboxes/{inbox}/messages/{message_id}/reply` `{text}`
 //!   (no idempotency key, as AgentMail's);
 //! - `POST /agentmail/_write` `{text, total?, shipment?, risk?}`: a customer
-//!   writes now (for tests and demos); their order is kept as the shop's
-//!   record;
+//!   writes now (for tests and demos); their order is the shop's record,
+//!   read through the Shopify endpoint's `orders(query: "email:…")`;
 //! - `GET  /agentmail/_truth`: every message, every reply sent, every bill;
 //! - `POST /anthropic/v1/messages` (`x-api-key`), `POST /gemini/v1beta/models/{model}:generateContent`
 //!   (`x-goog-api-key`): the sim vendor (honest; `compromised` when the
@@ -49,10 +49,23 @@ struct World {
     calls: u64,
 }
 
+/// The sandbox's support world, shared with its Shopify endpoint (which
+/// answers a customer's latest order from it).
 #[derive(Clone)]
-struct Support {
+pub struct Support {
     world: Arc<Mutex<World>>,
     seed: u64,
+}
+
+impl Support {
+    pub fn new(seed: u64) -> Support {
+        Support { world: Arc::new(Mutex::new(World { inbox: BrandInbox::empty(), bills: Vec::new(), calls: 0 })), seed }
+    }
+
+    /// The latest order of the customer who writes from `email`.
+    pub fn customer_order(&self, email: &str) -> Option<CustomerOrder> {
+        lock(&self.world).inbox.customer(email).map(|c| c.order.clone())
+    }
 }
 
 fn lock(w: &Mutex<World>) -> std::sync::MutexGuard<'_, World> {
@@ -64,11 +77,7 @@ fn brand() -> BrandId {
 }
 
 /// The support routes, merged into the sandbox's router.
-pub fn router(seed: u64) -> Router {
-    let s = Support {
-        world: Arc::new(Mutex::new(World { inbox: BrandInbox::empty(), bills: Vec::new(), calls: 0 })),
-        seed,
-    };
+pub fn router(s: Support) -> Router {
     Router::new()
         .route("/agentmail/v0/inboxes/{inbox}/threads", get(threads))
         .route("/agentmail/v0/inboxes/{inbox}/threads/{thread}", get(thread))

@@ -3,8 +3,9 @@
 //! send is a second reply, which is why the actuator reads the thread for
 //! its marker first), its error classes; Anthropic's and Gemini's support
 //! calls answered by the sim vendor and billed under the call id; and
-//! `dlft run` answering the sandbox's inbox end to end: one reply per
-//! message, through the gate, every call's cost row booked.
+//! `dlft run` answering the sandbox's inbox end to end: the customer's
+//! order read from the shop's records, one reply per message, through the
+//! gate, every call's cost row booked.
 
 #![allow(clippy::disallowed_methods, reason = "a wall-clock test against a real sandbox")]
 
@@ -138,6 +139,8 @@ anthropic_url = "SANDBOX/anthropic"
 anthropic_key_env = "ANTHROPIC_API_KEY"
 gemini_url = "SANDBOX/gemini"
 gemini_key_env = "GEMINI_API_KEY"
+shopify_url = "SANDBOX/shopify"
+shopify_token_env = "SHOPIFY_ACCESS_TOKEN"
 every_s = 1
 models = [
   { vendor = "anthropic", model = "claude-haiku", input_per_mtok_cents = 100, output_per_mtok_cents = 500 },
@@ -183,6 +186,7 @@ fn dlft_run_answers_the_sandbox_inbox_once_per_message_through_the_gate() {
         .env("AGENTMAIL_API_KEY", "sandbox-key")
         .env("ANTHROPIC_API_KEY", "sandbox-key")
         .env("GEMINI_API_KEY", "sandbox-key")
+        .env("SHOPIFY_ACCESS_TOKEN", "sandbox-token")
         .env("RUST_LOG", "info,sqlx=warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -215,8 +219,11 @@ fn dlft_run_answers_the_sandbox_inbox_once_per_message_through_the_gate() {
         assert!(text.contains("Ref. dlft-"), "the marker: {text}");
         assert!(!text.contains("500"), "nothing the message asked for: {text}");
     }
+    // The German customer's order (49.90 EUR, delivered, read from the
+    // shop's records) allows a goodwill refund of 20%: offered, in German.
     let german = replies_after.iter().find(|r| r["to"] == written[2]["message_id"]).unwrap();
-    assert!(german["text"].as_str().unwrap().contains("Bestellung"), "answered in German: {german}");
+    let text = german["text"].as_str().unwrap();
+    assert!(text.contains("Bestellung") && text.contains("9,98 EUR"), "answered in German, within the ceiling: {text}");
     // Every call billed has its cost row, booked before it.
     let bills = after["bills"].as_array().unwrap();
     assert!(!bills.is_empty());

@@ -81,6 +81,14 @@ pub struct SupportSection {
     /// Hosts a reply may link to (and their subdomains).
     #[serde(default)]
     pub link_hosts: Vec<String>,
+    /// Where the customers' orders are read (the shop's records: never the
+    /// message), when the brand has no `[refunds]` store to read them from;
+    /// without either, every customer is one without an order (offers
+    /// become requests for evidence).
+    #[serde(default)]
+    pub shopify_url: Option<String>,
+    #[serde(default)]
+    pub shopify_token_env: Option<String>,
     /// The text models, in failover order.
     pub models: Vec<ModelSection>,
     #[serde(default)]
@@ -495,6 +503,9 @@ impl RunConfig {
                         "section `{at}`: every_s, lookback_s and max_output_tokens must be positive"
                     )));
                 }
+                if sp.shopify_url.is_some() != sp.shopify_token_env.is_some() {
+                    return Err(invalid(format!("section `{at}`: shopify_url and shopify_token_env go together")));
+                }
                 if !sp.address.contains('@') || sp.inbox.trim().is_empty() {
                     return Err(invalid(format!("section `{at}`: inbox and address (an email address) are required")));
                 }
@@ -616,6 +627,19 @@ impl RunConfig {
                 })
                 .map_err(client)?,
             );
+            if let (Some(url), Some(token)) = (&sp.shopify_url, &sp.shopify_token_env) {
+                live.shop = Some(
+                    crate::shopify::ShopifyShop::new(crate::shopify::ShopifyConfig {
+                        base_url: url.clone(),
+                        token: secret(token, file)?,
+                        timeout,
+                    })
+                    .map_err(|e| ConfigError::Invalid {
+                        file: file.to_string(),
+                        message: format!("shopify client: {e}"),
+                    })?,
+                );
+            }
         }
         if let Some(r) = self.refunds_of(brand) {
             let shop = crate::shopify::ShopifyShop::new(crate::shopify::ShopifyConfig {
@@ -878,6 +902,40 @@ mod tests {
             let m = message(with(&text));
             assert!(m.contains(want), "{want:?} not in {m:?}");
         }
+    }
+
+    #[test]
+    fn support_sections_are_checked_and_named() {
+        let support = "[support]\nagentmail_url = \"http://127.0.0.1:8787/agentmail\"\nagentmail_key_env = \"AGENTMAIL_API_KEY\"\n\
+            inbox = \"support\"\naddress = \"support@example-shop.com\"\n\
+            anthropic_url = \"http://127.0.0.1:8787/anthropic\"\nanthropic_key_env = \"ANTHROPIC_API_KEY\"\n\
+            models = [ { vendor = \"anthropic\", model = \"claude-haiku\", input_per_mtok_cents = 100, output_per_mtok_cents = 500 } ]\n";
+        let cfg = with(support).unwrap();
+        let s = cfg.loop_config().support.expect("the brand answers its inbox");
+        assert_eq!((s.inbox.as_str(), s.policy.support_email.as_str()), ("support", "support@example-shop.com"));
+        assert_eq!(s.deployments[0].currency, Currency::EUR, "prices in the brand's currency");
+        assert_eq!((s.every, s.max_output_tokens), (Millis(20_000), 1_024), "the defaults");
+        assert!(with("").unwrap().loop_config().support.is_none(), "a brand without [support] answers nobody");
+        for (text, want) in [
+            (support.replace("vendor = \"anthropic\"", "vendor = \"openai\""), "is not a text vendor"),
+            (
+                support.replace("anthropic_key_env = \"ANTHROPIC_API_KEY\"\n", ""),
+                "needs anthropic_url and anthropic_key_env",
+            ),
+            (support.replace("address = \"support@example-shop.com\"", "address = \"support\""), "an email address"),
+            (support.replace("models = [", "every_s = 0\nmodels = ["), "must be positive"),
+            (support.replace("input_per_mtok_cents = 100", "input_per_mtok_cents = -1"), "may not be negative"),
+            (support.replace("models = [ {", "models = [ ]\nx = [ {"), "x"),
+            (support.replace("models = [ {", "shopify_url = \"http://x\"\nmodels = [ {"), "go together"),
+        ] {
+            let m = message(with(&text));
+            assert!(m.contains(want), "{want:?} not in {m:?}");
+        }
+        let none = support.replace(
+            "models = [ { vendor = \"anthropic\", model = \"claude-haiku\", input_per_mtok_cents = 100, output_per_mtok_cents = 500 } ]",
+            "models = []",
+        );
+        assert!(message(with(&none)).contains("at least one model"));
     }
 
     #[test]

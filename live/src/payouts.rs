@@ -249,6 +249,15 @@ impl dlft_core::sense::shop::Shop for LiveBank {
             None => NoBank.order(order_id).await,
         }
     }
+    async fn customer_order(
+        &self,
+        email: &str,
+    ) -> Result<Option<dlft_core::sense::shop::CustomerOrder>, dlft_core::sense::shop::ShopError> {
+        match &self.shop {
+            Some(s) => s.customer_order(email).await,
+            None => Ok(None),
+        }
+    }
 }
 
 /// The brand's claims folder (a brand without one has no claims) and its

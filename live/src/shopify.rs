@@ -132,6 +132,11 @@ impl Shop for ShopifyShop {
         let (status, reply) = self.post(&shopify::encode_order(order_id), QUERY_COST).await?;
         shopify::decode_order(status, &reply)
     }
+
+    async fn customer_order(&self, email: &str) -> Result<Option<dlft_core::sense::shop::CustomerOrder>, ShopError> {
+        let (status, reply) = self.post(&shopify::encode_customer_order(email), QUERY_COST + 2.0).await?;
+        shopify::decode_customer_order(status, &reply)
+    }
 }
 
 /// Pages of disputes read at most per call (the rest next run).

@@ -1,7 +1,8 @@
 //! Shopify Admin GraphQL wire shapes for refunds (API 2026-10; money.md,
 //! live-apis.md): the `refundCreate` mutation under `@idempotent(key:)`
-//! (required since 2026-04), an order's refunds for the read-back, the
-//! cost extension, and the error classes.
+//! (required since 2026-04), an order's refunds for the read-back, a
+//! customer's latest order by email (the support loop's trusted record),
+//! the cost extension, and the error classes.
 //!
 //! Money is a decimal string with a currency code (`{"amount": "12.50",
 //! "currencyCode": "EUR"}`), converted exactly at this edge; anything with
@@ -12,8 +13,8 @@
 use serde_json::{Value, json};
 
 use crate::money::{Currency, Money};
-use crate::sense::claims::{Customer, Dispute, DisputeStatus};
-use crate::sense::shop::{RefundRequest, RefundStatus, ShopError, ShopOrder, ShopRefund};
+use crate::sense::claims::{Customer, Dispute, DisputeStatus, Tracking};
+use crate::sense::shop::{CustomerOrder, RefundRequest, RefundStatus, RiskLevel, ShopError, ShopOrder, ShopRefund};
 use crate::time::Millis;
 
 /// The API version the adapter speaks.
@@ -71,6 +72,141 @@ pub fn decode_order(status: u16, body: &Value) -> Result<ShopOrder, ShopError> {
         paid.then(|| Some((field("id")?.to_string(), field("gateway")?.to_string()))).flatten()
     });
     Ok(ShopOrder { id: id.to_string(), total, max_refundable: max, payment })
+}
+
+/// A customer's latest order, found by their email address, with what a
+/// support conversation needs: the total, what may still be refunded, the
+/// parcels' delivery status and the order's risk assessments.
+pub const CUSTOMER_ORDER: &str = "query CustomerOrder($q: String!) { \
+orders(first: 1, query: $q, sortKey: CREATED_AT, reverse: true) { nodes { id \
+totalPriceSet { shopMoney { amount currencyCode } } \
+suggestedRefund(suggestFullRefund: true) { maximumRefundableSet { shopMoney { amount currencyCode } } } \
+fulfillments(first: 10) { displayStatus } \
+risk { assessments { riskLevel } } } } }";
+
+/// The body of the customer-order query for `email` (Shopify's search
+/// syntax, the address quoted).
+pub fn encode_customer_order(email: &str) -> Value {
+    let quoted: String = email
+        .chars()
+        .filter(|c| !c.is_control())
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    json!({ "query": CUSTOMER_ORDER, "variables": { "q": format!("email:\"{quoted}\"") } })
+}
+
+/// The email address a customer-order query searches for (the sandbox's side).
+pub fn email_of_query(q: &str) -> Option<String> {
+    let inner = q.strip_prefix("email:\"")?.strip_suffix('"')?;
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' { chars.next()? } else { c });
+    }
+    Some(out)
+}
+
+/// The parcels' state from the fulfillments' `displayStatus`: delivered if
+/// any was; lost if one failed and none is under way; moving while one is;
+/// unknown without any.
+fn tracking_of(statuses: &[&str]) -> Tracking {
+    let any = |set: &[&str]| statuses.iter().any(|s| set.contains(s));
+    if any(&["DELIVERED"]) {
+        Tracking::Delivered
+    } else if any(&[
+        "IN_TRANSIT",
+        "OUT_FOR_DELIVERY",
+        "ATTEMPTED_DELIVERY",
+        "READY_FOR_PICKUP",
+        "CONFIRMED",
+        "LABEL_PRINTED",
+        "LABEL_PURCHASED",
+        "FULFILLED",
+        "PICKED_UP",
+        "MARKED_AS_FULFILLED",
+    ]) {
+        Tracking::Moving
+    } else if any(&["FAILURE", "NOT_DELIVERED", "CANCELED"]) {
+        Tracking::Lost
+    } else {
+        Tracking::Unknown
+    }
+}
+
+/// The reply to the customer-order query: `None` when the customer has no
+/// order. The risk is the highest assessment's (`PENDING` counts as medium:
+/// not yet judged is not low).
+pub fn decode_customer_order(status: u16, body: &Value) -> Result<Option<CustomerOrder>, ShopError> {
+    if let Some(e) = classify_errors(status, body) {
+        return Err(e);
+    }
+    let bad = ShopError::Malformed;
+    let nodes = body
+        .pointer("/data/orders/nodes")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("no data.orders.nodes".into()))?;
+    let Some(o) = nodes.first() else { return Ok(None) };
+    let id = o.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| bad("order.id".into()))?;
+    let total = money_of(o.pointer("/totalPriceSet/shopMoney").ok_or_else(|| bad("order.totalPriceSet".into()))?)
+        .map_err(|e| bad(format!("order {id}: totalPriceSet.shopMoney.{e}")))?;
+    let refundable = money_of(
+        o.pointer("/suggestedRefund/maximumRefundableSet/shopMoney")
+            .ok_or_else(|| bad("order.suggestedRefund.maximumRefundableSet".into()))?,
+    )
+    .map_err(|e| bad(format!("order {id}: maximumRefundableSet.shopMoney.{e}")))?;
+    if refundable.currency != total.currency || refundable.minor < 0 || refundable.minor > total.minor {
+        return Err(bad(format!("order {id}: refundable {refundable} against a total of {total}")));
+    }
+    let statuses: Vec<&str> = o
+        .get("fulfillments")
+        .and_then(Value::as_array)
+        .map(|f| f.iter().filter_map(|x| x.get("displayStatus").and_then(Value::as_str)).collect())
+        .unwrap_or_default();
+    let levels: Vec<&str> = o
+        .pointer("/risk/assessments")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.get("riskLevel").and_then(Value::as_str)).collect())
+        .unwrap_or_default();
+    let risk = if levels.contains(&"HIGH") {
+        RiskLevel::High
+    } else if levels.iter().any(|l| matches!(*l, "MEDIUM" | "PENDING")) {
+        RiskLevel::Medium
+    } else {
+        RiskLevel::Low
+    };
+    Ok(Some(CustomerOrder { id: id.to_string(), total, refundable, tracking: tracking_of(&statuses), risk }))
+}
+
+/// The reply to the customer-order query as Shopify sends it (the sandbox's side).
+pub fn encode_customer_order_reply(order: Option<&CustomerOrder>) -> (u16, Value) {
+    let money = |m: &Money| json!({ "shopMoney": { "amount": m.to_decimal(), "currencyCode": m.currency.as_str() } });
+    let nodes: Vec<Value> = order
+        .map(|o| {
+            let status = match o.tracking {
+                Tracking::Delivered => vec!["DELIVERED"],
+                Tracking::Moving => vec!["IN_TRANSIT"],
+                Tracking::Lost => vec!["FAILURE"],
+                Tracking::Unknown => vec![],
+            };
+            let level = match o.risk {
+                RiskLevel::Low => "LOW",
+                RiskLevel::Medium => "MEDIUM",
+                RiskLevel::High => "HIGH",
+            };
+            json!({
+                "id": o.id,
+                "totalPriceSet": money(&o.total),
+                "suggestedRefund": { "maximumRefundableSet": money(&o.refundable) },
+                "fulfillments": status.iter().map(|s| json!({ "displayStatus": s })).collect::<Vec<_>>(),
+                "risk": { "assessments": [{ "riskLevel": level }] },
+            })
+        })
+        .into_iter()
+        .collect();
+    (200, json!({ "data": { "orders": { "nodes": nodes } } }))
 }
 
 /// The reply to the order query as Shopify sends it (the sandbox's side).
@@ -422,6 +558,10 @@ pub enum Asked {
     Disputes {
         after: Option<String>,
     },
+    /// A customer's latest order, by email address.
+    CustomerOrder {
+        email: String,
+    },
 }
 
 /// Decodes a GraphQL request body of the two operations the adapter sends.
@@ -456,6 +596,11 @@ pub fn decode_request(body: &Value) -> Result<Asked, String> {
             note,
         };
         return Ok(Asked::RefundCreate { req, key });
+    }
+    if query.contains("orders(") {
+        let q = vars.get("q").and_then(Value::as_str).ok_or("variables.q: missing")?;
+        let email = email_of_query(q).ok_or_else(|| format!("variables.q {q:?}: not an email search"))?;
+        return Ok(Asked::CustomerOrder { email });
     }
     if query.contains("shopifyPaymentsAccount") {
         let after = vars.get("after").and_then(Value::as_str).map(str::to_string);
@@ -792,5 +937,47 @@ mod tests {
         assert_eq!(wait_for(10.0, &ThrottleStatus { restore_rate: 0.0, ..t }), Millis(0));
         assert_eq!(wait_for(10.0, &ThrottleStatus { restore_rate: 1e-300, ..t }), MAX_THROTTLE_WAIT, "bounded");
         assert_eq!(wait_for(f64::NAN, &t), Millis(0));
+    }
+
+    #[test]
+    fn a_customers_latest_order_is_found_by_email_and_read_exactly() {
+        // The address is quoted for Shopify's search syntax and read back whole.
+        for email in ["jane@example.com", "o\"brien\\x@example.com", "a@b.c\" OR email:*"] {
+            let body = encode_customer_order(email);
+            match decode_request(&body) {
+                Ok(Asked::CustomerOrder { email: got }) => assert_eq!(got, email),
+                other => panic!("{email}: {other:?}"),
+            }
+        }
+        let eur = |m: i64| Money::new(m, Currency::EUR);
+        let order = CustomerOrder {
+            id: "gid://shopify/Order/7".into(),
+            total: eur(4_990),
+            refundable: eur(2_000),
+            tracking: Tracking::Lost,
+            risk: RiskLevel::Medium,
+        };
+        let (status, reply) = encode_customer_order_reply(Some(&order));
+        assert_eq!(decode_customer_order(status, &reply).unwrap(), Some(order));
+        let (status, none) = encode_customer_order_reply(None);
+        assert_eq!(decode_customer_order(status, &none).unwrap(), None);
+        // Delivered wins; a pending assessment is not low; the highest counts.
+        let node = json!({"data": {"orders": {"nodes": [{"id": "o1",
+            "totalPriceSet": {"shopMoney": {"amount": "10.00", "currencyCode": "EUR"}},
+            "suggestedRefund": {"maximumRefundableSet": {"shopMoney": {"amount": "10.00", "currencyCode": "EUR"}}},
+            "fulfillments": [{"displayStatus": "IN_TRANSIT"}, {"displayStatus": "DELIVERED"}],
+            "risk": {"assessments": [{"riskLevel": "LOW"}, {"riskLevel": "PENDING"}]}}]}}});
+        let o = decode_customer_order(200, &node).unwrap().unwrap();
+        assert_eq!((o.tracking, o.risk), (Tracking::Delivered, RiskLevel::Medium));
+        // Nothing refunded on a guess: money that does not parse, or more
+        // refundable than paid, is an error.
+        let mut bad = node.clone();
+        bad["data"]["orders"]["nodes"][0]["totalPriceSet"]["shopMoney"]["amount"] = json!("10.001");
+        assert!(matches!(decode_customer_order(200, &bad), Err(ShopError::Malformed(_))));
+        let mut over = node.clone();
+        over["data"]["orders"]["nodes"][0]["suggestedRefund"]["maximumRefundableSet"]["shopMoney"]["amount"] =
+            json!("11.00");
+        assert!(matches!(decode_customer_order(200, &over), Err(ShopError::Malformed(_))));
+        assert!(decode_customer_order(200, &json!({"data": {}})).is_err());
     }
 }
