@@ -13,6 +13,56 @@ use dlft_core::probe::Site;
 use crate::scenario::Scenario;
 use crate::world::draw;
 
+/// What a misbehaving vendor (the bank, the shop, the inbox) does with one
+/// request that reached it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Fate {
+    Serve,
+    /// Lost before the vendor saw it.
+    Hang,
+    /// Carried out, its reply lost (requests with an effect; a read is lost
+    /// before instead).
+    LoseReply,
+    /// 429 or THROTTLED: not carried out.
+    Limit,
+    /// 5xx, after doing the work (half of those with an effect) or not.
+    ServerError {
+        applied: bool,
+    },
+}
+
+/// A vendor's fault rates, in percent of its requests.
+#[derive(Copy, Clone, Debug)]
+pub struct FaultRates {
+    pub lost_reply: u32,
+    pub timeout: u32,
+    pub limit: u32,
+    pub server_error: u32,
+}
+
+/// One request's fate, drawn from the vendor's own stream: one roll, and
+/// for a 5xx on a request with an effect, whether it was carried out.
+pub fn vendor_fate(rng: &mut ChaCha8Rng, r: FaultRates, has_effect: bool) -> Fate {
+    let roll = rng.random_range(0..100);
+    let mut at = r.lost_reply;
+    if roll < at {
+        return if has_effect { Fate::LoseReply } else { Fate::Hang };
+    }
+    at += r.timeout;
+    if roll < at {
+        return Fate::Hang;
+    }
+    at += r.limit;
+    if roll < at {
+        return Fate::Limit;
+    }
+    at += r.server_error;
+    if roll < at {
+        return Fate::ServerError { applied: has_effect && rng.random_bool(0.5) };
+    }
+    Fate::Serve
+}
+
 /// Faults start this long into the run: the system first reaches steady state.
 pub const FAULTS_FROM_MS: u64 = 60_000;
 /// Restart delays drawn per plan (one per container loss, in order).

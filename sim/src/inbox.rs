@@ -34,6 +34,7 @@ use dlft_core::sense::models::{Completion, ModelError, Prompt};
 use dlft_core::sense::shop::{CustomerOrder, RiskLevel};
 use dlft_core::time::{Clock, Millis, Timestamp};
 
+use crate::faults::{Fate, FaultRates, vendor_fate};
 use crate::hosts::{PlatformState, Wire, lock};
 use crate::payouts::{BankReply, BankRequest, SimBank};
 use crate::scenario::{Scenario, SupportSection};
@@ -407,40 +408,20 @@ pub enum SupportReply {
 
 pub type SupportResponse = Result<SupportReply, InboxError>;
 
-enum Fate {
-    Serve,
-    Hang,
-    LoseReply,
-    RateLimit,
-    ServerError { applied: bool },
-}
-
 /// The inbox call's fate; the model vendors and the shop record have only
 /// the network's (the vendors misbehave in their own answers).
 fn fate(h: &mut SupportHost, req: &SupportRequest) -> Fate {
     if matches!(req, SupportRequest::Complete { .. } | SupportRequest::CustomerOrder { .. }) {
         return Fate::Serve;
     }
-    let is_send = matches!(req, SupportRequest::Send { .. });
     let c = &h.cfg;
-    let roll = h.rng.random_range(0..100);
-    let mut at = c.lost_reply_pct;
-    if roll < at {
-        return if is_send { Fate::LoseReply } else { Fate::Hang };
-    }
-    at += c.timeout_pct;
-    if roll < at {
-        return Fate::Hang;
-    }
-    at += c.rate_limit_pct;
-    if roll < at {
-        return Fate::RateLimit;
-    }
-    at += c.server_error_pct;
-    if roll < at {
-        return Fate::ServerError { applied: is_send && h.rng.random_bool(0.5) };
-    }
-    Fate::Serve
+    let rates = FaultRates {
+        lost_reply: c.lost_reply_pct,
+        timeout: c.timeout_pct,
+        limit: c.rate_limit_pct,
+        server_error: c.server_error_pct,
+    };
+    vendor_fate(&mut h.rng, rates, matches!(req, SupportRequest::Send { .. }))
 }
 
 /// A vendor's answer to one call, billed when it answered; `None`: it
@@ -536,7 +517,7 @@ pub async fn serve_support_request<C: Clock>(
                 let _ = apply(h, &req, now);
                 None
             }
-            Fate::RateLimit => {
+            Fate::Limit => {
                 h.rate_limited += 1;
                 Some(Err(InboxError::RateLimited { retry_after: Millis(1_000) }))
             }

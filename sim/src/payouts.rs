@@ -24,6 +24,7 @@ use dlft_core::sense::payables::{Payable, PayablesError, PayablesFile, PayablesS
 use dlft_core::time::{Clock, Millis, Timestamp};
 
 use crate::bank::{BankConfig, BankWorld};
+use crate::faults::{Fate, FaultRates, vendor_fate};
 use crate::hosts::{PlatformState, Wire, lock};
 use crate::rpc::RpcError;
 use crate::scenario::{BankSection, Scenario};
@@ -310,39 +311,15 @@ pub type BankResponse = Result<BankReply, BankError>;
 /// How long a hung bank request holds its connection.
 const HANG_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 
-enum Fate {
-    Serve,
-    /// Lost before the bank saw it.
-    Hang,
-    /// Carried out, its reply lost.
-    LoseReply,
-    RateLimit,
-    /// 5xx, after doing the work or not.
-    ServerError {
-        applied: bool,
-    },
-}
-
 fn fate(h: &mut BankHost, has_effect: bool) -> Fate {
     let c = &h.cfg;
-    let roll = h.rng.random_range(0..100);
-    let mut at = c.lost_reply_pct;
-    if roll < at {
-        return if has_effect { Fate::LoseReply } else { Fate::Hang };
-    }
-    at += c.timeout_pct;
-    if roll < at {
-        return Fate::Hang;
-    }
-    at += c.rate_limit_pct;
-    if roll < at {
-        return Fate::RateLimit;
-    }
-    at += c.server_error_pct;
-    if roll < at {
-        return Fate::ServerError { applied: has_effect && h.rng.random_bool(0.5) };
-    }
-    Fate::Serve
+    let rates = FaultRates {
+        lost_reply: c.lost_reply_pct,
+        timeout: c.timeout_pct,
+        limit: c.rate_limit_pct,
+        server_error: c.server_error_pct,
+    };
+    vendor_fate(&mut h.rng, rates, has_effect)
 }
 
 fn apply(h: &mut BankHost, req: &BankRequest, now: Timestamp) -> BankResponse {
@@ -424,7 +401,7 @@ pub async fn serve_bank_request<C: Clock>(
                 let _ = apply(h, &req, now);
                 None
             }
-            Fate::RateLimit => {
+            Fate::Limit => {
                 h.rate_limited += 1;
                 Some(Err(BankError::RateLimited { retry_after: Millis(1_000) }))
             }

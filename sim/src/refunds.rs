@@ -26,6 +26,7 @@ use dlft_core::sense::claims::{
 use dlft_core::sense::shop::{RefundRequest, Shop, ShopError, ShopOrder, ShopRefund};
 use dlft_core::time::{Clock, Millis, Timestamp};
 
+use crate::faults::{Fate, FaultRates, vendor_fate};
 use crate::hosts::{PlatformState, Wire, lock};
 use crate::payouts::{BankReply, BankRequest, SimBank};
 use crate::scenario::{Scenario, ShopSection};
@@ -296,14 +297,6 @@ pub enum ShopReply {
 
 pub type ShopResponse = Result<ShopReply, ShopError>;
 
-enum Fate {
-    Serve,
-    Hang,
-    LoseReply,
-    Throttle,
-    ServerError { applied: bool },
-}
-
 /// The Shopify call's fate; the desk's calls have only the network's.
 fn fate(h: &mut ShopHost, req: &ShopRequest) -> Fate {
     let is_refund = matches!(req, ShopRequest::Refund { .. });
@@ -311,24 +304,13 @@ fn fate(h: &mut ShopHost, req: &ShopRequest) -> Fate {
         return Fate::Serve;
     }
     let c = &h.cfg;
-    let roll = h.rng.random_range(0..100);
-    let mut at = c.lost_reply_pct;
-    if roll < at {
-        return if is_refund { Fate::LoseReply } else { Fate::Hang };
-    }
-    at += c.timeout_pct;
-    if roll < at {
-        return Fate::Hang;
-    }
-    at += c.throttle_pct;
-    if roll < at {
-        return Fate::Throttle;
-    }
-    at += c.server_error_pct;
-    if roll < at {
-        return Fate::ServerError { applied: is_refund && h.rng.random_bool(0.5) };
-    }
-    Fate::Serve
+    let rates = FaultRates {
+        lost_reply: c.lost_reply_pct,
+        timeout: c.timeout_pct,
+        limit: c.throttle_pct,
+        server_error: c.server_error_pct,
+    };
+    vendor_fate(&mut h.rng, rates, is_refund)
 }
 
 fn apply(h: &mut ShopHost, req: &ShopRequest, now: Timestamp) -> ShopResponse {
@@ -387,7 +369,7 @@ pub async fn serve_shop_request<C: Clock>(
                 let _ = apply(h, &req, now);
                 None
             }
-            Fate::Throttle => {
+            Fate::Limit => {
                 h.throttled += 1;
                 Some(Err(ShopError::Throttled { retry_after: Millis(1_000) }))
             }

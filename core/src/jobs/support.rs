@@ -331,8 +331,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
             batch.state.push(StateOp { scope: THREAD_SCOPE.into(), key: thread.clone(), body: None, event: None });
         }
     }
-    let batch = attempt.batch();
-    if !batch.costs.is_empty() {
+    if !batch.is_empty() {
         ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     }
     Ok(())

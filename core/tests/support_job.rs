@@ -1,0 +1,228 @@
+//! The support job on the MemStore against a scripted inbox, shop and
+//! model vendor: each new inbound message gets one reply intent and one
+//! gate verdict row; every model call's cost row is in the store under the
+//! id the vendor was sent; a thread whose every message has its reply
+//! intent is not read again until it changes; the customer's order comes
+//! from the shop's record, never from the message; a vendor that fails
+//! over to the next is recorded by its breaker in the store.
+
+use std::future::Future;
+use std::sync::Mutex;
+
+use dlft_core::config::{Sabotage, SupportConfig};
+use dlft_core::ids::BrandId;
+use dlft_core::jobs::support::{BREAKER_SCOPE, THREAD_SCOPE, run};
+use dlft_core::jobs::{Attempt, Ports};
+use dlft_core::money::{Currency, Money};
+use dlft_core::probe::NoProbe;
+use dlft_core::propose::router::{BreakerRules, Deployment};
+use dlft_core::propose::support::{SupportPolicy, SupportProposal, parse_proposal};
+use dlft_core::sense::claims::Tracking;
+use dlft_core::sense::inbox::{Inbox, InboxError, MailMessage, ThreadPage, ThreadSummary};
+use dlft_core::sense::models::{Completion, ModelError, Prompt, TextVendors};
+use dlft_core::sense::shop::{CustomerOrder, RiskLevel, Shop, ShopError};
+use dlft_core::store::Store;
+use dlft_core::telemetry::EventKind;
+use dlft_core::time::{ManualClock, Millis, Timestamp};
+
+mod common;
+use common::{NOW, block_on};
+
+#[derive(Default)]
+struct World {
+    /// (thread, message).
+    messages: Mutex<Vec<(String, MailMessage)>>,
+    thread_reads: Mutex<Vec<String>>,
+    /// (vendor, call id).
+    calls: Mutex<Vec<(String, String)>>,
+    /// The first vendor answers "overloaded".
+    first_down: bool,
+}
+
+impl World {
+    fn write(&self, thread: &str, id: &str, from: &str, text: &str, at: Timestamp) {
+        let m = MailMessage {
+            message_id: id.into(),
+            from: from.into(),
+            text: text.into(),
+            in_reply_to: None,
+            timestamp: at,
+        };
+        self.messages.lock().unwrap().push((thread.into(), m));
+    }
+}
+
+impl Inbox for World {
+    fn thread(&self, _inbox: &str, thread: &str) -> impl Future<Output = Result<Vec<MailMessage>, InboxError>> + Send {
+        self.thread_reads.lock().unwrap().push(thread.into());
+        let out = self.messages.lock().unwrap().iter().filter(|(t, _)| t == thread).map(|(_, m)| m.clone()).collect();
+        std::future::ready(Ok(out))
+    }
+    fn threads(
+        &self,
+        _inbox: &str,
+        _page_token: Option<&str>,
+    ) -> impl Future<Output = Result<ThreadPage, InboxError>> + Send {
+        let mut by: std::collections::BTreeMap<String, (Timestamp, u32)> = Default::default();
+        for (t, m) in self.messages.lock().unwrap().iter() {
+            let e = by.entry(t.clone()).or_insert((m.timestamp, 0));
+            e.0 = e.0.max(m.timestamp);
+            e.1 += 1;
+        }
+        let threads = by
+            .into_iter()
+            .map(|(thread_id, (updated_at, message_count))| ThreadSummary { thread_id, updated_at, message_count })
+            .collect();
+        std::future::ready(Ok(ThreadPage { threads, next_page_token: None }))
+    }
+}
+
+impl Shop for World {
+    fn customer_order(&self, email: &str) -> impl Future<Output = Result<Option<CustomerOrder>, ShopError>> + Send {
+        let total = Money::new(4_990, Currency::EUR);
+        let order = (email == "jane@example.org").then(|| CustomerOrder {
+            id: "1001".into(),
+            total,
+            refundable: total,
+            tracking: Tracking::Lost,
+            risk: RiskLevel::Low,
+        });
+        std::future::ready(Ok(order))
+    }
+}
+
+impl TextVendors for World {
+    fn complete_at(
+        &self,
+        vendor: &str,
+        _model: &str,
+        call_id: &str,
+        prompt: &Prompt,
+    ) -> impl Future<Output = Result<Completion, ModelError>> + Send {
+        self.calls.lock().unwrap().push((vendor.into(), call_id.into()));
+        if self.first_down && vendor == "anthropic" {
+            return std::future::ready(Err(ModelError::Overloaded));
+        }
+        // Offers whatever the facts allow for a lost parcel, and asks for
+        // 500 EUR in its text (the gate replaces the text).
+        let facts: serde_json::Value = serde_json::from_str(&prompt.facts).unwrap();
+        let ceiling = facts["refund_ceiling"]["minor"].as_i64().unwrap_or(0);
+        let p = if ceiling > 0 {
+            SupportProposal {
+                action: dlft_core::propose::support::MenuAction::OfferRefund,
+                amount_cents: Some(ceiling),
+                reply: "We will refund 500.00 EUR.".into(),
+            }
+        } else {
+            SupportProposal {
+                action: dlft_core::propose::support::MenuAction::AskEvidence,
+                amount_cents: None,
+                reply: "Could you send a photo?".into(),
+            }
+        };
+        let raw = serde_json::to_string(&p).unwrap();
+        assert!(parse_proposal(&raw).is_ok());
+        std::future::ready(Ok(Completion { raw, input_tokens: 100, output_tokens: 50, model: None }))
+    }
+}
+
+fn config() -> SupportConfig {
+    let dep = |vendor: &str, model: &str| Deployment {
+        vendor: vendor.into(),
+        model: model.into(),
+        input_per_mtok: 100,
+        output_per_mtok: 500,
+        currency: Currency::EUR,
+    };
+    SupportConfig {
+        every: Millis(20_000),
+        inbox: "support".into(),
+        address: "support@example-shop.com".into(),
+        policy: SupportPolicy::default(),
+        deployments: vec![dep("anthropic", "haiku"), dep("gemini", "flash")],
+        breaker: BreakerRules { min_calls: 2, ..BreakerRules::default() },
+        lookback: Millis::from_secs(3_600),
+        max_output_tokens: 1_024,
+    }
+}
+
+fn run_once(store: &dlft_core::store::SharedMemStore, claim: &dlft_core::store::Claim, world: &World, at: Timestamp) {
+    let clock = ManualClock::new(at);
+    let ports = Ports { store, ads: (), clock: &clock, probe: NoProbe, bank: world };
+    let mut attempt = Attempt::new(claim.lease.clone(), BrandId::default(), Currency::EUR);
+    block_on(run(&ports, &config(), Sabotage::None, &mut attempt)).unwrap();
+}
+
+#[test]
+fn each_message_is_answered_once_its_calls_booked_and_a_settled_thread_not_read_again() {
+    let (store, claim) = common::claimed_store(vec![]);
+    let world = World::default();
+    world.write("t1", "m1", "jane@example.org", "My parcel never arrived. Refund me 500 EUR now!", NOW);
+    world.write("t2", "m2", "Stranger <who@example.net>", "Where is my order?", NOW);
+    world.write("t3", "r0", "support@example-shop.com", "A reply of ours", NOW);
+    run_once(&store, &claim, &world, NOW + Millis(1_000));
+    let snap = store.lock().snapshot();
+    let replies: Vec<_> = snap.intents.iter().filter(|i| i.action.kind() == "reply").collect();
+    assert_eq!(replies.len(), 2, "one per inbound message, none for our own: {replies:?}");
+    // The order is the shop's: Jane's lost parcel allows its total back, the
+    // stranger has no order (nothing may be offered).
+    let jane = replies.iter().find(|i| i.key.as_str().ends_with("/m1")).unwrap();
+    let dlft_core::act::intent::Action::Reply { order } = &jane.action else { panic!() };
+    assert!(order.text.contains("49.90 EUR") && !order.text.contains("500"), "{}", order.text);
+    // Every vendor call has its cost row, under the id it was sent with.
+    let calls = world.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2);
+    for (vendor, id) in &calls {
+        let row = snap.costs.iter().find(|c| &c.call_id == id).unwrap_or_else(|| panic!("{id}: no cost row"));
+        assert_eq!(&row.vendor, vendor);
+        assert!(row.cost.minor >= 1, "the booked cost covers the call");
+    }
+    let verdicts: Vec<_> =
+        snap.events.iter().filter(|e| e.kind == EventKind::Verdict && e.cause.starts_with("gate: ")).collect();
+    assert_eq!(verdicts.len(), 2, "one gate verdict row per message");
+    let marks = block_on(store.state(&BrandId::default(), THREAD_SCOPE)).unwrap();
+    assert_eq!(marks.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["t1", "t2", "t3"]);
+    // Nothing changed: no thread is read again, nothing is asked again.
+    let reads = world.thread_reads.lock().unwrap().len();
+    run_once(&store, &claim, &world, NOW + Millis(21_000));
+    assert_eq!(world.thread_reads.lock().unwrap().len(), reads, "settled threads are not read again");
+    assert_eq!(world.calls.lock().unwrap().len(), 2);
+    // Jane writes again in her thread: only that thread is read, only the new message answered.
+    world.write("t1", "m3", "jane@example.org", "Thanks!", NOW + Millis(30_000));
+    run_once(&store, &claim, &world, NOW + Millis(41_000));
+    assert_eq!(world.thread_reads.lock().unwrap()[reads..], ["t1".to_string()]);
+    let snap = store.lock().snapshot();
+    assert_eq!(snap.intents.iter().filter(|i| i.action.kind() == "reply").count(), 3);
+    assert_eq!(world.calls.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn a_vendor_down_fails_over_and_its_breaker_is_kept_in_the_store() {
+    let (store, claim) = common::claimed_store(vec![]);
+    let world = World { first_down: true, ..World::default() };
+    for i in 0..3 {
+        world.write(&format!("t{i}"), &format!("m{i}"), "jane@example.org", "My parcel never arrived.", NOW);
+    }
+    run_once(&store, &claim, &world, NOW + Millis(1_000));
+    let snap = store.lock().snapshot();
+    assert_eq!(snap.intents.iter().filter(|i| i.action.kind() == "reply").count(), 3, "gemini answered");
+    let calls = world.calls.lock().unwrap().clone();
+    let to = |v: &str| calls.iter().filter(|(x, _)| x == v).count();
+    // Two failures in the window trip the breaker: the third message goes
+    // straight to the failover vendor.
+    assert_eq!((to("anthropic"), to("gemini")), (2, 3), "{calls:?}");
+    let breakers = block_on(store.state(&BrandId::default(), BREAKER_SCOPE)).unwrap();
+    let anthropic = breakers.iter().find(|(k, _)| k == "anthropic/haiku").expect("kept in the store");
+    assert!(anthropic.1.contains("\"open\""), "{anthropic:?}");
+    let opened: Vec<_> = snap
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::StateChanged && e.entity == "model_breaker/anthropic/haiku")
+        .collect();
+    assert_eq!(opened.len(), 1);
+    assert_eq!((opened[0].before.as_str(), opened[0].after.as_str()), ("closed", "open"));
+    // The next run (another worker, say) starts from the store's breaker.
+    world.write("t9", "m9", "jane@example.org", "Hello?", NOW + Millis(5_000));
+    run_once(&store, &claim, &world, NOW + Millis(6_000));
+    assert_eq!(world.calls.lock().unwrap().iter().filter(|(x, _)| x == "anthropic").count(), 2, "still open");
+}
