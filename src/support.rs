@@ -210,6 +210,7 @@ pub async fn judge(path: &Path, model: ModelArg, json: bool, sabotage: JudgeSabo
                 input_per_mtok: 300,
                 output_per_mtok: 1_500,
                 currency: Currency::USD,
+                tier: None,
             };
             let routed = Routed::new(
                 vec![

@@ -59,8 +59,12 @@ pub struct SupportConfig {
     /// The inbox's own address: messages from it are the brand's replies.
     pub address: String,
     pub policy: crate::propose::support::SupportPolicy,
-    /// The text models, in failover order (at least one).
+    /// The text models, in failover order (at least one); a case tries the
+    /// models of its tier first.
     pub deployments: Vec<crate::propose::router::Deployment>,
+    /// How a case's tier is chosen (by value, risk and difficulty).
+    #[serde(default)]
+    pub tiers: crate::propose::router::TierRules,
     pub breaker: crate::propose::router::BreakerRules,
     /// Threads updated longer ago than this are not read again.
     pub lookback: Millis,

@@ -119,6 +119,10 @@ pub struct ModelSection {
     pub model: String,
     pub input_per_mtok_cents: i64,
     pub output_per_mtok_cents: i64,
+    /// The tier of cases it serves first (`fast`, `standard`, `careful`:
+    /// chosen per case by value, risk and difficulty); absent: every tier.
+    #[serde(default)]
+    pub tier: Option<dlft_core::propose::router::Tier>,
 }
 
 fn twenty() -> u64 {
@@ -737,8 +741,10 @@ impl RunConfig {
                         input_per_mtok: m.input_per_mtok_cents,
                         output_per_mtok: m.output_per_mtok_cents,
                         currency: platform.currency,
+                        tier: m.tier,
                     })
                     .collect(),
+                tiers: dlft_core::propose::router::TierRules::default(),
                 breaker: dlft_core::propose::router::BreakerRules::default(),
                 lookback: Millis::from_secs(sp.lookback_s),
                 max_output_tokens: sp.max_output_tokens,

@@ -142,6 +142,7 @@ pub fn support_config(cfg: &SupportSection, currency: Currency) -> dlft_core::co
         address: policy.support_email.clone(),
         policy,
         deployments: deployments(cfg, currency),
+        tiers: dlft_core::propose::router::TierRules::default(),
         breaker: {
             let d = BreakerRules::default();
             BreakerRules {
@@ -164,6 +165,7 @@ fn deployments(cfg: &SupportSection, currency: Currency) -> Vec<Deployment> {
             input_per_mtok: v.input_per_mtok_cents,
             output_per_mtok: v.output_per_mtok_cents,
             currency,
+            tier: v.tier,
         })
         .collect()
 }

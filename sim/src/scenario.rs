@@ -409,6 +409,10 @@ pub struct VendorSection {
     /// every call "overloaded".
     #[serde(default)]
     pub down_s: Vec<Range>,
+    /// The tier of cases it serves first (`fast`, `standard`, `careful`);
+    /// absent: every tier.
+    #[serde(default)]
+    pub tier: Option<dlft_core::propose::router::Tier>,
 }
 
 /// Refunds: every brand's stores, its customers (honest, abusers, a ring

@@ -40,7 +40,9 @@ use crate::telemetry::CostRow;
 use super::{Attempt, JobError, Ports, drive};
 use crate::envelope::gate::{GateVerdict, gate};
 use crate::envelope::scan::manipulation;
-use crate::propose::router::{Breaker, BreakerRules, CallClass, Deployment, route};
+use crate::propose::router::{
+    Breaker, BreakerRules, CallClass, CaseSignals, Deployment, Tier, choose_tier, route, tier_order,
+};
 use crate::propose::support::{SupportFacts, SupportOrder, SupportPolicy, build_prompt, ceilings, parse_proposal};
 use crate::sense::inbox::{Detected, InboundMessage, detect_language, sanitize};
 use crate::sense::models::{Completion, ModelError, Prompt, TextModel};
@@ -79,12 +81,33 @@ pub async fn answer<M: TextModel>(
     msg: &InboundMessage,
     sabotage: Sabotage,
 ) -> Answer {
+    answer_case(model, order, policy, msg, sabotage, |_| {}).await
+}
+
+/// [`answer`], telling `on_case` what code knows of the case (value, risk,
+/// signals, length, language) before any model is asked: the router
+/// chooses the case's tier from it.
+pub async fn answer_case<M: TextModel>(
+    model: &M,
+    order: &SupportOrder,
+    policy: &SupportPolicy,
+    msg: &InboundMessage,
+    sabotage: Sabotage,
+    on_case: impl FnOnce(&CaseSignals),
+) -> Answer {
     let (text, mut notes) = sanitize(&msg.text);
     let detected = detect_language(&text);
     if let Some(other) = &detected.unsupported {
         notes.push(format!("message in an unsupported language ({other}): answered in English"));
     }
     let signals = if sabotage == Sabotage::NoDetection { Vec::new() } else { manipulation(&text) };
+    on_case(&CaseSignals {
+        order_value: order.total,
+        tier: order.tier,
+        flagged: !signals.is_empty(),
+        message_chars: text.chars().count(),
+        unsupported_language: detected.unsupported.is_some(),
+    });
     let (refund_ceiling, credit_ceiling) = ceilings(order, policy);
     let facts = SupportFacts {
         order_id: order.id.clone(),
@@ -156,11 +179,25 @@ pub struct Routed<M, C> {
     pub tally: std::sync::Mutex<std::collections::BTreeMap<(String, String), (u32, u32)>>,
     pub rules: BreakerRules,
     pub clock: C,
+    /// The current case's tier: its deployments are tried first.
+    pub tier: std::sync::Mutex<Option<Tier>>,
 }
 
 impl<M, C> Routed<M, C> {
     pub fn new(deployments: Vec<(Deployment, M)>, rules: BreakerRules, clock: C) -> Routed<M, C> {
-        Routed { deployments, breakers: std::sync::Mutex::default(), tally: std::sync::Mutex::default(), rules, clock }
+        Routed {
+            deployments,
+            breakers: std::sync::Mutex::default(),
+            tally: std::sync::Mutex::default(),
+            rules,
+            clock,
+            tier: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The tier of the case answered next (`None`: the configured order).
+    pub fn set_tier(&self, tier: Option<Tier>) {
+        *self.tier.lock().expect("tier lock") = tier;
     }
 
     /// Starts from breakers as another run (or worker) left them.
@@ -178,7 +215,11 @@ impl<M, C> Routed<M, C> {
 impl<M: TextModel, C: Clock> TextModel for Routed<M, C> {
     async fn complete(&self, call_id: &str, prompt: &Prompt) -> Result<Completion, ModelError> {
         let now = self.clock.now();
-        let order: Vec<Deployment> = self.deployments.iter().map(|(d, _)| d.clone()).collect();
+        let all: Vec<Deployment> = self.deployments.iter().map(|(d, _)| d.clone()).collect();
+        let order = match *self.tier.lock().expect("tier lock") {
+            Some(t) => tier_order(&all, t),
+            None => all,
+        };
         let chosen: Vec<Deployment> = {
             let breakers = self.breakers.lock().expect("breakers lock");
             route(&order, |d| breakers.get(&d.key()), now).into_iter().cloned().collect()
@@ -282,7 +323,14 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
         attempt.record(now, "shopify", "customer_order", record.is_ok());
         let order = support_order(record?, attempt.currency);
         let msg = InboundMessage { id: m.message_id.clone(), thread: thread.clone(), text: m.text.clone() };
-        let answered = answer(&routed, &order, &cfg.policy, &msg, sabotage).await;
+        let tier = std::sync::Mutex::new(None);
+        let answered = answer_case(&routed, &order, &cfg.policy, &msg, sabotage, |case| {
+            let t = choose_tier(case, &cfg.tiers);
+            *tier.lock().expect("tier lock") = Some(t);
+            routed.set_tier(Some(t));
+        })
+        .await;
+        let tier = tier.into_inner().expect("tier lock");
         if let Some(e) = booking.failed.lock().expect("booking lock").take() {
             // A call could not be booked: none was made; nothing is sent.
             return Err(e.into());
@@ -291,7 +339,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
         let new = reply_intent(&brand, &cfg.inbox, thread, &msg.id, &answered.facts, &answered.verdict, now);
         let key = new.key.clone();
         let mut verdict = new.verdict.clone();
-        verdict.reason = gate_reason(&answered);
+        verdict.reason = gate_reason(&answered, tier);
         let mut batch = attempt.batch();
         batch.verdicts.push(verdict);
         batch.intents.push(IntentOp::Open(new));
@@ -477,11 +525,17 @@ pub fn support_order(record: Option<CustomerOrder>, currency: Currency) -> Suppo
 
 /// The gate's verdict as its event row says it: the action, the amount
 /// and every reason.
-fn gate_reason(a: &Answer) -> String {
+fn gate_reason(a: &Answer, tier: Option<Tier>) -> String {
     let v = &a.verdict;
     let mut out = format!("gate: {}", v.action.as_str());
     if let Some(m) = v.amount {
         out.push_str(&format!(" {m}"));
+    }
+    if let Some(t) = tier {
+        out.push_str(&format!(", a {} case", t.as_str()));
+    }
+    if let Some(model) = a.calls.iter().rev().find_map(|c| c.model.as_deref()) {
+        out.push_str(&format!(", answered by {model}"));
     }
     if v.replaced {
         out.push_str(", model's reply replaced");

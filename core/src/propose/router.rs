@@ -89,6 +89,9 @@ pub struct Deployment {
     /// Price per million output tokens.
     pub output_per_mtok: i64,
     pub currency: Currency,
+    /// The tier of cases it serves first (`None`: every tier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
 }
 
 impl Deployment {
@@ -104,6 +107,26 @@ impl Deployment {
     /// The breaker's key.
     pub fn key(&self) -> (String, String) {
         (self.vendor.clone(), self.model.clone())
+    }
+}
+
+/// The failover order for a case of `tier`: the deployments of that tier
+/// (or of none) first, in their configured order, then the rest (a model
+/// of another tier beats none; the gate judges every answer alike).
+pub fn tier_order(deployments: &[Deployment], tier: Tier) -> Vec<Deployment> {
+    let serves = |d: &&Deployment| d.tier.is_none_or(|t| t == tier);
+    let first = deployments.iter().filter(serves);
+    let rest = deployments.iter().filter(|d| !serves(d));
+    first.chain(rest).cloned().collect()
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Fast => "fast",
+            Tier::Standard => "standard",
+            Tier::Careful => "careful",
+        }
     }
 }
 
@@ -303,8 +326,24 @@ mod tests {
         CaseSignals { order_value: eur(value), tier, flagged: false, message_chars: 200, unsupported_language: false }
     }
 
+    #[test]
+    fn a_case_tries_its_tiers_models_first_then_the_rest() {
+        let tiered = |model: &str, tier: Option<Tier>| Deployment { tier, ..dep("anthropic", model) };
+        let all = vec![
+            tiered("haiku", Some(Tier::Fast)),
+            tiered("opus", Some(Tier::Careful)),
+            tiered("any", None),
+            tiered("sonnet", Some(Tier::Standard)),
+        ];
+        let names = |t: Tier| tier_order(&all, t).into_iter().map(|d| d.model).collect::<Vec<_>>();
+        assert_eq!(names(Tier::Careful), ["opus", "any", "haiku", "sonnet"]);
+        assert_eq!(names(Tier::Fast), ["haiku", "any", "opus", "sonnet"]);
+        assert_eq!(names(Tier::Standard), ["any", "sonnet", "haiku", "opus"]);
+    }
+
     fn dep(vendor: &str, model: &str) -> Deployment {
         Deployment {
+            tier: None,
             vendor: vendor.into(),
             model: model.into(),
             input_per_mtok: 300,
