@@ -89,7 +89,11 @@ fn the_breakers_open_during_an_outage_and_close_after_it() {
         // A failed probe leaves it open (no row: open to open); the probe
         // that is answered closes it.
         assert_eq!(moves.last(), Some(&("open", "closed")), "seed {seed}: {moves:?}");
-        assert!(rows[0].cause.starts_with("failures until"), "seed {seed}: {}", rows[0].cause);
+        assert!(
+            rows[0].cause.starts_with("most calls of its window failed: open until 20"),
+            "seed {seed}: {}",
+            rows[0].cause
+        );
         let start = scn.start();
         let opened = rows[0].at.since(start).0 / 1000;
         let closed = rows.last().unwrap().at.since(start).0 / 1000;

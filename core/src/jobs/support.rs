@@ -343,7 +343,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
         let mut batch = attempt.batch();
         batch.verdicts.push(verdict);
         batch.intents.push(IntentOp::Open(new));
-        batch.state = breaker_ops(&mut breakers_before, &routed.breakers(), now);
+        batch.state = breaker_ops(&mut breakers_before, &routed.breakers());
         let result = ports.store.write(&attempt.lease, batch, now).await?;
         known.insert(key.clone());
         let jobs = drive::jobs_of_open(result.intents.iter().filter(|i| i.key == key), now);
@@ -452,11 +452,11 @@ fn mark_time(mark: &str) -> Option<Timestamp> {
 /// brought up to date), each with an event row when its state changed.
 fn breaker_ops(
     before: &mut BTreeMap<(String, String), Breaker>,
-    now_: &BTreeMap<(String, String), Breaker>,
-    _at: Timestamp,
+    current: &BTreeMap<(String, String), Breaker>,
 ) -> Vec<StateOp> {
+    use crate::propose::router::OpenFor;
     let mut out = Vec::new();
-    for (key, b) in now_ {
+    for (key, b) in current {
         let old = before.get(key);
         if old == Some(b) {
             continue;
@@ -467,7 +467,14 @@ fn breaker_ops(
             before: from.into(),
             after: b.state().into(),
             cause: match b {
-                Breaker::Open { why, until } => format!("{why:?} until {until}").to_lowercase(),
+                Breaker::Open { why, until } => {
+                    let why = match why {
+                        OpenFor::Failures => "most calls of its window failed",
+                        OpenFor::Auth => "the credentials were refused",
+                        OpenFor::SpendLimit => "the vendor's spend limit was reached",
+                    };
+                    format!("{why}: open until {}", crate::sense::wire::revolut::iso_of(*until))
+                }
                 Breaker::HalfOpen { .. } => "cooled down: one probe call".into(),
                 Breaker::Closed { .. } => "a call succeeded".into(),
             },
