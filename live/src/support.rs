@@ -64,8 +64,9 @@ impl AgentMail {
     }
 }
 
-/// A transport failure: a connection that never opened changed nothing
-/// (`Invalid` is not retried as unknown); anything else may have.
+/// A transport failure: the outcome is unknown to the caller (for a send,
+/// the actuator reads the thread for its marker before sending again; a
+/// connection that never opened says so in the message).
 fn inbox_transport(e: reqwest::Error) -> InboxError {
     if e.is_connect() {
         InboxError::Unknown(format!("unreachable: {e}"))
