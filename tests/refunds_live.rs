@@ -8,7 +8,6 @@
 //! aside with the field named, nothing refunded.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,20 +57,11 @@ fn a_claim_in_the_folder_is_refunded_once_through_the_sandbox() {
     let claimed = total / 3;
     std::fs::write(claims.join("t-1.json"), claim("t-1", &id, &decimal(claimed), &decimal(total))).unwrap();
     std::fs::write(claims.join("t-2.json"), claim("t-2", &id, "1.005", &decimal(total))).unwrap();
-    let config = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dlft.sandbox.toml"))
-        .unwrap()
-        .replace("sqlite://dlft.db", &format!("sqlite://{}", dir.path().join("dlft.db").display()))
-        .replace("127.0.0.1:9464", "127.0.0.1:0")
-        .replace("http://127.0.0.1:8787", &format!("http://{addr}"))
-        .replace(
-            "payables_dir = \"payables\"",
-            &format!("payables_dir = \"{}\"", dir.path().join("payables").display()),
-        )
-        .replace(
+    let config =
+        common::sandbox_config(dir.path(), &addr).replace(
             "caps = [\n",
             "caps = [\n  { purpose = \"refund\", window = \"daily\", limit = \"500.00\", currency = \"EUR\" },\n",
-        )
-        + &REFUNDS.replace("SANDBOX", &format!("http://{addr}")).replace("CLAIMS", &claims.display().to_string());
+        ) + &REFUNDS.replace("SANDBOX", &format!("http://{addr}")).replace("CLAIMS", &claims.display().to_string());
     let path = dir.path().join("dlft.toml");
     std::fs::write(&path, config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dlft"))

@@ -10,7 +10,6 @@
 #![allow(clippy::disallowed_methods, reason = "a wall-clock test against a real sandbox")]
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -166,16 +165,7 @@ fn dlft_run_answers_the_sandbox_inbox_once_per_message_through_the_gate() {
     });
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("dlft.db");
-    let config = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dlft.sandbox.toml"))
-        .unwrap()
-        .replace("sqlite://dlft.db", &format!("sqlite://{}", db.display()))
-        .replace("127.0.0.1:9464", "127.0.0.1:0")
-        .replace("http://127.0.0.1:8787", &format!("http://{addr}"))
-        .replace(
-            "payables_dir = \"payables\"",
-            &format!("payables_dir = \"{}\"", dir.path().join("payables").display()),
-        )
-        + &SUPPORT.replace("SANDBOX", &format!("http://{addr}"));
+    let config = common::sandbox_config(dir.path(), &addr) + &SUPPORT.replace("SANDBOX", &format!("http://{addr}"));
     let path = dir.path().join("dlft.toml");
     std::fs::write(&path, config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dlft"))

@@ -48,3 +48,15 @@ pub fn scratch(dir: &str, name: &str, contents: &str) -> std::path::PathBuf {
     std::fs::write(&path, contents).unwrap();
     path
 }
+
+/// The sandbox example config (`examples/dlft.sandbox.toml`) pointed at the
+/// sandbox on `addr`, with its store, payables folder and a free metrics
+/// port in `dir`.
+pub fn sandbox_config(dir: &std::path::Path, addr: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dlft.sandbox.toml"))
+        .unwrap()
+        .replace("sqlite://dlft.db", &format!("sqlite://{}", dir.join("dlft.db").display()))
+        .replace("127.0.0.1:9464", "127.0.0.1:0")
+        .replace("http://127.0.0.1:8787", &format!("http://{addr}"))
+        .replace("payables_dir = \"payables\"", &format!("payables_dir = \"{}\"", dir.join("payables").display()))
+}
