@@ -386,6 +386,7 @@ enum SabotageArg {
     OpenGate,
     NoDetection,
     UnbookedModelCalls,
+    UncappedModelCalls,
     FreshReplyMarker,
 }
 
@@ -411,6 +412,7 @@ impl From<SabotageArg> for Sabotage {
             SabotageArg::OpenGate => Sabotage::OpenGate,
             SabotageArg::NoDetection => Sabotage::NoDetection,
             SabotageArg::UnbookedModelCalls => Sabotage::UnbookedModelCalls,
+            SabotageArg::UncappedModelCalls => Sabotage::UncappedModelCalls,
             SabotageArg::FreshReplyMarker => Sabotage::FreshReplyMarker,
         }
     }
@@ -533,6 +535,7 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         SabotageArg::OpenGate => "--sabotage open-gate",
         SabotageArg::NoDetection => "--sabotage no-detection",
         SabotageArg::UnbookedModelCalls => "--sabotage unbooked-model-calls",
+        SabotageArg::UncappedModelCalls => "--sabotage uncapped-model-calls",
         SabotageArg::FreshReplyMarker => "--sabotage fresh-reply-marker",
     };
     let summary = summarize(&scn, &path, extra, &reports);

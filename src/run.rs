@@ -93,7 +93,7 @@ pub async fn run(config: &Path) -> Result<()> {
         let bank = cfg.bank_of(&brand, &file)?;
         banks.insert(brand, bank);
     }
-    let webhook_secret = cfg.webhook_secret(&file)?;
+    let webhook_secret = WebhookSecrets { meta: cfg.webhook_secret(&file)?, inboxes: cfg.inbox_webhooks(&file)? };
     let probe = HoldProbe::from_env()?; // refuse a bad value before touching the store
     for (brand, bank) in &banks {
         if let Some(p) = &bank.payables {
@@ -321,7 +321,7 @@ async fn serve<S>(
     cfg: &RunConfig,
     accounts: Accounts,
     probe: HoldProbe,
-    webhook_secret: Option<Secret>,
+    webhook_secret: WebhookSecrets,
 ) -> Result<()>
 where
     S: Store + Stats + Clone + Send + Sync + 'static,
@@ -356,7 +356,19 @@ where
         .route("/health", get(health::<S>))
         .with_state(health_state)
         .merge(Router::new().route("/metrics", get(metrics::<S>)).with_state(store.clone()));
-    if let Some(secret) = webhook_secret {
+    if !webhook_secret.inboxes.is_empty() {
+        let mut brands = std::collections::BTreeMap::new();
+        for (brand, secret, inbox) in webhook_secret.inboxes {
+            info!(brand = %brand, inbox = %inbox, "webhooks: POST /webhooks/agentmail/{brand} (Svix-signed)");
+            brands.insert(brand, (secret, inbox));
+        }
+        let hooks = Router::new()
+            .route("/webhooks/agentmail/{brand}", post(agentmail_webhook::<S>))
+            .layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_BODY_MAX))
+            .with_state(MailHooks { store: store.clone(), brands: Arc::new(brands) });
+        app = app.merge(hooks);
+    }
+    if let Some(secret) = webhook_secret.meta {
         info!("webhooks: POST /webhooks/meta (signed with the app secret)");
         let hooks = Router::new()
             .route("/webhooks/meta", post(webhook::<S>))
@@ -456,6 +468,82 @@ where
 
 /// Webhook bodies larger than this are refused (413) unread.
 const WEBHOOK_BODY_MAX: usize = 256 * 1024;
+
+/// The webhooks' secrets: Meta's app secret, and each brand's AgentMail
+/// (Svix) secret with its inbox.
+struct WebhookSecrets {
+    meta: Option<Secret>,
+    inboxes: Vec<(dlft_core::ids::BrandId, Secret, String)>,
+}
+
+#[derive(Clone)]
+struct MailHooks<S> {
+    store: S,
+    brands: Arc<std::collections::BTreeMap<dlft_core::ids::BrandId, (Secret, String)>>,
+}
+
+/// `POST /webhooks/agentmail/{brand}`: an AgentMail webhook is a hint.
+/// Checked (the brand's Svix secret, a timestamp within five minutes, the
+/// shape); a `message.received` in the brand's inbox enqueues one support
+/// run now, keyed by the event's id (a redelivery enqueues nothing more);
+/// the run reads the inbox itself, never the webhook's text. 404 a brand
+/// without an inbox webhook, 401 unsigned, forged or stale, 400 not an
+/// AgentMail event, 200 otherwise (another event type or inbox: ignored),
+/// 503 the store did not answer (Svix retries).
+async fn agentmail_webhook<S: Store + Clone>(
+    State(h): State<MailHooks<S>>,
+    axum::extract::Path(brand): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    use dlft_core::sense::wire::agentmail::{MailHint, decode_webhook};
+    let brand = dlft_core::ids::BrandId::new(brand);
+    let Some((secret, inbox)) = h.brands.get(&brand) else {
+        warn!(brand = %brand, "agentmail webhook for a brand without one: refused");
+        return (StatusCode::NOT_FOUND, format!("brand {brand} takes no AgentMail webhooks\n"));
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = dlft_core::time::Clock::now(&SystemClock);
+    let now_s = i64::try_from(now.0 / 1_000).unwrap_or(i64::MAX);
+    let signed = dlft_live::svix::verify(
+        secret.expose(),
+        header("svix-id"),
+        header("svix-timestamp"),
+        header("svix-signature"),
+        &body,
+        now_s,
+    );
+    if let Err(why) = signed {
+        warn!(brand = %brand, why = %why, "agentmail webhook refused");
+        return (StatusCode::UNAUTHORIZED, format!("{why}\n"));
+    }
+    let event_id = match decode_webhook(&body) {
+        Ok(MailHint::Received { event_id, inbox: to }) if &to == inbox => event_id,
+        Ok(MailHint::Received { inbox: to, .. }) => {
+            info!(brand = %brand, inbox = %to, "agentmail webhook for another inbox: ignored");
+            return (StatusCode::OK, format!("inbox {to} is not brand {brand}'s: ignored\n"));
+        }
+        Ok(MailHint::Other { event_type }) => return (StatusCode::OK, format!("{event_type}: ignored\n")),
+        Err(why) => {
+            warn!(brand = %brand, why = %why, "agentmail webhook refused");
+            return (StatusCode::BAD_REQUEST, format!("{why}\n"));
+        }
+    };
+    let key = dlft_core::ids::IdempotencyKey::new(format!("inbox-hint/{brand}/{event_id}"));
+    let task = dlft_core::schedule::task::Task::AnswerInbox { slot: now };
+    let job = dlft_core::store::NewJob::new(&task, 1, now, Some(key)).for_brand(&brand);
+    match h.store.enqueue(job, now).await {
+        Ok(e) => {
+            info!(brand = %brand, event = %event_id, enqueued = ?e, "agentmail webhook accepted: support run enqueued");
+            (StatusCode::OK, "support run enqueued\n".into())
+        }
+        Err(e) => {
+            error!(error = %e, "agentmail webhook: the store did not take the support run");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n"))
+        }
+    }
+}
 
 #[derive(Clone)]
 struct Hooks<S> {

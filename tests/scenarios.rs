@@ -343,6 +343,15 @@ const LIBRARY: &[Entry] = &[
         must_crash_at: &[],
     },
     Entry {
+        file: "scenarios/model-budget.toml",
+        driver: "event",
+        seeds: EVENT_SEEDS,
+        happen_in: 1,
+        crash_in: 1,
+        must_happen: &[],
+        must_crash_at: &[],
+    },
+    Entry {
         file: "scenarios/support-container-loss.toml",
         driver: "event",
         seeds: EVENT_SEEDS,
@@ -499,5 +508,6 @@ scenario_tests! {
     escalation_90 => "escalation-90.toml",
     support_hostile => "support-hostile.toml",
     model_outage => "model-outage.toml",
+    model_budget => "model-budget.toml",
     support_container_loss => "support-container-loss.toml",
 }

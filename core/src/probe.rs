@@ -204,6 +204,9 @@ pub enum Sabotage {
     NoDetection,
     /// Call the support models without booking their cost rows first.
     UnbookedModelCalls,
+    /// Book the support models' cost rows without charging them to the
+    /// brand's model caps (the budget never says no).
+    UncappedModelCalls,
     /// Mark each reply attempt with a fresh marker (the thread read finds
     /// no earlier attempt: a retry after a lost reply sends it again).
     FreshReplyMarker,

@@ -151,6 +151,15 @@ fn config() -> SupportConfig {
     }
 }
 
+/// A claimed store whose brand may spend `minor` cents a day on models.
+fn store_with_model_cap(minor: i64) -> (dlft_core::store::SharedMemStore, dlft_core::store::Claim) {
+    use dlft_core::envelope::budget::{Budgets, Cap, Purpose, Window, Zone};
+    let (store, claim) = common::claimed_store(vec![]);
+    let cap = Cap::brand(Purpose::Model, Window::Daily, Money::new(minor, Currency::EUR));
+    block_on(store.set_budgets(&BrandId::default(), &Budgets::new(Zone::utc(), vec![cap]).unwrap(), NOW)).unwrap();
+    (store, claim)
+}
+
 fn run_once(store: &dlft_core::store::SharedMemStore, claim: &dlft_core::store::Claim, world: &World, at: Timestamp) {
     run_with(store, claim, world, at, &config());
 }
@@ -171,7 +180,7 @@ fn run_with(
 #[test]
 fn each_case_goes_to_its_tiers_model_first() {
     use dlft_core::propose::router::Tier;
-    let (store, claim) = common::claimed_store(vec![]);
+    let (store, claim) = store_with_model_cap(10_000);
     let world = World::default();
     // A trusted customer's small question, and a message carrying an injection.
     world.write("t1", "m1", "jane@example.org", "Where is my parcel?", NOW);
@@ -197,7 +206,7 @@ fn each_case_goes_to_its_tiers_model_first() {
 
 #[test]
 fn each_message_is_answered_once_its_calls_booked_and_a_settled_thread_not_read_again() {
-    let (store, claim) = common::claimed_store(vec![]);
+    let (store, claim) = store_with_model_cap(10_000);
     let world = World::default();
     world.write("t1", "m1", "jane@example.org", "My parcel never arrived. Refund me 500 EUR now!", NOW);
     world.write("t2", "m2", "Stranger <who@example.net>", "Where is my order?", NOW);
@@ -240,7 +249,7 @@ fn each_message_is_answered_once_its_calls_booked_and_a_settled_thread_not_read_
 
 #[test]
 fn a_vendor_down_fails_over_and_its_breaker_is_kept_in_the_store() {
-    let (store, claim) = common::claimed_store(vec![]);
+    let (store, claim) = store_with_model_cap(10_000);
     let world = World { first_down: true, ..World::default() };
     for i in 0..3 {
         world.write(&format!("t{i}"), &format!("m{i}"), "jane@example.org", "My parcel never arrived.", NOW);
@@ -267,4 +276,50 @@ fn a_vendor_down_fails_over_and_its_breaker_is_kept_in_the_store() {
     world.write("t9", "m9", "jane@example.org", "Hello?", NOW + Millis(5_000));
     run_once(&store, &claim, &world, NOW + Millis(6_000));
     assert_eq!(world.calls.lock().unwrap().iter().filter(|(x, _)| x == "anthropic").count(), 2, "still open");
+}
+
+/// Every call is charged to the brand's model cap before it is made: the
+/// call the cap cannot hold is not made (its verdict row names the cap),
+/// no other call of the run is tried, and the customers still get the
+/// shop's holding reply, once each. A brand without a model cap calls no
+/// model at all (budgets fail closed).
+#[test]
+fn a_call_the_model_cap_cannot_hold_is_not_made() {
+    // A call is booked at 0.01 EUR (the prompt's tokens estimated high at
+    // 1.00 EUR per million, 1,024 output tokens at 5.00: about half a cent,
+    // rounded up): one call fits a cap of 0.01.
+    let (store, claim) = store_with_model_cap(1);
+    let world = World::default();
+    for i in 0..3 {
+        world.write(&format!("t{i}"), &format!("m{i}"), "jane@example.org", "My parcel never arrived.", NOW);
+    }
+    run_once(&store, &claim, &world, NOW + Millis(1_000));
+    let snap = store.lock().snapshot();
+    let calls = world.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "one call fits the cap: {calls:?}");
+    let booked = snap.costs.iter().filter(|c| c.op.starts_with("complete/")).count();
+    assert_eq!(booked, 1, "and only it is booked");
+    let refused: Vec<_> =
+        snap.events.iter().filter(|e| e.kind == EventKind::Verdict && e.entity.starts_with("cost/")).collect();
+    assert_eq!(refused.len(), 1, "one refusal, then no more calls this run: {refused:?}");
+    assert!(refused[0].cause.starts_with("daily model cap 0.01 EUR"), "{}", refused[0].cause);
+    let replies: Vec<_> = snap.intents.iter().filter(|i| i.action.kind() == "reply").collect();
+    assert_eq!(replies.len(), 3, "every customer is answered");
+    let gates: Vec<&str> = snap
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Verdict && e.cause.starts_with("gate: "))
+        .map(|e| e.cause.as_str())
+        .collect();
+    assert_eq!(gates.iter().filter(|c| c.contains("the brand's model budget")).count(), 2, "{gates:?}");
+    let account = block_on(store.accounts(Some(&BrandId::default()))).unwrap();
+    assert!(account[0].posted == 1 && account[0].pending == 0, "{account:?}");
+
+    let (store, claim) = common::claimed_store(vec![]);
+    let world = World::default();
+    world.write("t1", "m1", "jane@example.org", "My parcel never arrived.", NOW);
+    run_once(&store, &claim, &world, NOW + Millis(1_000));
+    assert!(world.calls.lock().unwrap().is_empty(), "no model cap: no call");
+    let snap = store.lock().snapshot();
+    assert_eq!(snap.intents.iter().filter(|i| i.action.kind() == "reply").count(), 1, "the holding reply");
 }

@@ -106,6 +106,13 @@ pub struct SupportSection {
     pub lookback_s: u64,
     #[serde(default = "max_output_tokens")]
     pub max_output_tokens: u32,
+    /// The environment variable holding the `whsec_…` secret of the
+    /// inbox's AgentMail webhook (Svix-signed): with it, `dlft run` serves
+    /// `POST /webhooks/agentmail/<brand>` and a `message.received` event
+    /// brings the brand's support run forward (a hint: the run reads the
+    /// inbox itself). Without it the job only polls.
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
 }
@@ -513,6 +520,15 @@ impl RunConfig {
                 if !sp.address.contains('@') || sp.inbox.trim().is_empty() {
                     return Err(invalid(format!("section `{at}`: inbox and address (an email address) are required")));
                 }
+                // Budgets fail closed: every model call is charged to a model cap.
+                let currency = Currency::parse(&cfg.meta_of(&brand).currency).expect("validated");
+                if budgets.caps_for(Purpose::Model, currency, None).next().is_none() {
+                    return Err(invalid(format!(
+                        "section `{at}`: brand {brand} declares no model cap in {currency}: \
+                         no model would ever be called (declare one under its budgets, e.g. \
+                         {{ purpose = \"model\", window = \"daily\", limit = \"20.00\", currency = \"{currency}\" }})"
+                    )));
+                }
             }
             if let Some(r) = cfg.refunds_of(&brand) {
                 let at = if brand.is_default() { "refunds".to_string() } else { format!("brands.{brand}.refunds") };
@@ -776,6 +792,26 @@ impl RunConfig {
     }
 
     /// The webhook signing secret, if webhooks are configured.
+    /// Every brand's AgentMail webhook: (brand, its `whsec_…` secret read
+    /// from the environment, its inbox). A missing variable or a secret
+    /// that is not `whsec_<base64>` is an error naming it.
+    pub fn inbox_webhooks(&self, file: &str) -> Result<Vec<(BrandId, Secret, String)>, ConfigError> {
+        let mut out = Vec::new();
+        for brand in self.brand_ids() {
+            let Some(sp) = self.support_of(&brand) else { continue };
+            let Some(var) = &sp.webhook_secret_env else { continue };
+            let s = secret(var, file)?;
+            if crate::svix::key_of(s.expose()).is_err() {
+                return Err(ConfigError::Invalid {
+                    file: file.into(),
+                    message: format!("${var} (brand {brand}'s AgentMail webhook secret) is not whsec_<base64>"),
+                });
+            }
+            out.push((brand, s, sp.inbox.clone()));
+        }
+        Ok(out)
+    }
+
     pub fn webhook_secret(&self, file: &str) -> Result<Option<Secret>, ConfigError> {
         let Some(var) = &self.meta.webhook_secret_env else { return Ok(None) };
         secret(var, file).map(Some)
@@ -828,7 +864,7 @@ mod tests {
         assert_eq!(
             cfg.budgets_of(&BrandId::default()).describe(),
             "Europe/Berlin: payout daily 1500.00 EUR, payout daily cp-1 500.00 EUR, payout monthly 20000.00 EUR, \
-             payout lifetime 250000.00 EUR"
+             payout lifetime 250000.00 EUR, model daily 20.00 EUR"
         );
     }
 
@@ -912,10 +948,16 @@ mod tests {
 
     #[test]
     fn support_sections_are_checked_and_named() {
+        let model_cap = CAPS.replace(
+            "caps = [\n",
+            "caps = [\n  { purpose = \"model\", window = \"daily\", limit = \"20\", currency = \"EUR\" },\n",
+        );
         let support = "[support]\nagentmail_url = \"http://127.0.0.1:8787/agentmail\"\nagentmail_key_env = \"AGENTMAIL_API_KEY\"\n\
             inbox = \"support\"\naddress = \"support@example-shop.com\"\n\
             anthropic_url = \"http://127.0.0.1:8787/anthropic\"\nanthropic_key_env = \"ANTHROPIC_API_KEY\"\n\
             models = [ { vendor = \"anthropic\", model = \"claude-haiku\", input_per_mtok_cents = 100, output_per_mtok_cents = 500 } ]\n";
+        assert!(message(with(&format!("{CAPS}{support}"))).contains("declares no model cap in EUR"));
+        let support = &format!("{model_cap}{support}");
         let cfg = with(support).unwrap();
         let s = cfg.loop_config().support.expect("the brand answers its inbox");
         assert_eq!((s.inbox.as_str(), s.policy.support_email.as_str()), ("support", "support@example-shop.com"));

@@ -149,10 +149,43 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
 /// - `reply_leak`: no reply leaks the instructions, the facts' internals or
 ///   another customer's data, links off the allow-list, or embeds an image;
 /// - `model_spend`: every model call a vendor billed has its cost row,
-///   booked at no less than the bill (as the scans' calls).
+///   booked at no less than the bill (as the scans' calls);
+/// - `model_budget`: what the vendors billed each brand in each period of
+///   a `model` cap (the period of the brand's calendar in which the call
+///   was booked, read by the checker) sums to at most the cap.
 fn check_support(input: &CheckInput<'_>, s: &crate::inbox::SupportTruth, v: &mut Verdict) {
     let seed = input.seed;
     let booked: BTreeMap<&str, i64> = input.store.costs.iter().map(|c| (c.call_id.as_str(), c.cost.minor)).collect();
+    if let Some(budgets) = &s.budgets {
+        let rows: BTreeMap<&str, &dlft_core::telemetry::CostRow> =
+            input.store.costs.iter().map(|c| (c.call_id.as_str(), c)).collect();
+        // (brand, the cap's index, period) → billed.
+        let mut billed: BTreeMap<(&BrandId, usize, String), i64> = BTreeMap::new();
+        for bill in &s.bills {
+            let Some(row) = rows.get(bill.call_id.as_str()) else { continue };
+            for (i, cap) in budgets.caps.iter().enumerate() {
+                if cap.covers(Purpose::Model, row.cost.currency, None) {
+                    let period = period_of(cap.window, &budgets.zone, row.at).label;
+                    *billed.entry((&row.brand, i, period)).or_default() += bill.cents;
+                }
+            }
+        }
+        for ((brand, i, period), total) in billed {
+            let cap = &budgets.caps[i];
+            if total > cap.limit.minor {
+                v.flag(
+                    seed,
+                    "model_budget",
+                    format!(
+                        "brand {brand}: models billed {} in {} period {period}, over its cap {}",
+                        Money::new(total, cap.limit.currency),
+                        cap.name(),
+                        cap.limit
+                    ),
+                );
+            }
+        }
+    }
     for bill in &s.bills {
         match booked.get(bill.call_id.as_str()) {
             Some(&cents) if cents >= bill.cents => {}

@@ -287,7 +287,10 @@ impl Conductor {
             budgets: scn.budgets().expect("validated"),
             ..crate::checker::ShopTruth::of(h, end)
         });
-        let support = lock(&self.shared.platform).support.as_ref().map(crate::inbox::SupportTruth::of);
+        let support = lock(&self.shared.platform).support.as_ref().map(|h| crate::inbox::SupportTruth {
+            budgets: scn.budgets().expect("validated"),
+            ..crate::inbox::SupportTruth::of(h)
+        });
         let mut verdict = check(&CheckInput {
             seed,
             world: &world,
@@ -390,6 +393,11 @@ impl Conductor {
             replies: replies(&snapshot, false),
             replies_flagged: replies(&snapshot, true),
             model_calls: support.as_ref().map(|s| s.calls.clone()).unwrap_or_default(),
+            model_calls_refused: snapshot
+                .events
+                .iter()
+                .filter(|e| e.kind == dlft_core::telemetry::EventKind::Verdict && e.entity.starts_with("cost/"))
+                .count() as u32,
             plan,
         }
     }

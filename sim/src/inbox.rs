@@ -631,6 +631,8 @@ pub struct SupportTruth {
     pub calls: BTreeMap<String, (u64, u64)>,
     /// A message that landed this long before the end must have its reply.
     pub deadline: Millis,
+    /// The brands' budgets (their `model` caps).
+    pub budgets: Option<dlft_core::envelope::budget::Budgets>,
 }
 
 impl SupportTruth {
@@ -645,6 +647,7 @@ impl SupportTruth {
             // Three reads of the inbox, and two minutes for the reply's own
             // retries (rate limits, lost replies, the act pool's backoff).
             deadline: Millis::from_secs(3 * h.cfg.review_every_s + 120),
+            budgets: None,
         };
         for (brand, b) in &h.brands {
             for w in &b.written {

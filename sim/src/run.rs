@@ -265,6 +265,9 @@ pub struct SeedReport {
     pub replies_flagged: u32,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub model_calls: BTreeMap<String, (u64, u64)>,
+    /// Model calls the brands' model caps refused (not made).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub model_calls_refused: u32,
     /// Ad sets and campaigns the loop paused (escalations that took
     /// effect) and resumed, and those still paused at the end.
     #[serde(default, skip_serializing_if = "is_zero")]

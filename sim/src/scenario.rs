@@ -391,6 +391,9 @@ pub struct SupportSection {
     pub breaker_window_s: Option<u64>,
     #[serde(default)]
     pub breaker_min_calls: Option<u32>,
+    /// Each brand's daily `model` cap: every call is charged to it, at the
+    /// most it can cost, before it is made (required: budgets fail closed).
+    pub model_daily_cap_cents: i64,
 }
 
 /// One text model vendor of the sim.
@@ -713,6 +716,9 @@ impl Scenario {
             if s.review_every_s == 0 || s.lookback_s == 0 {
                 return f("support.review_every_s", "review_every_s and lookback_s must be positive");
             }
+            if s.model_daily_cap_cents < 0 {
+                return f("support.model_daily_cap_cents", "may not be negative");
+            }
             if s.vendors.is_empty() {
                 return f("support.vendors", "at least one text model vendor");
             }
@@ -746,13 +752,17 @@ impl Scenario {
     /// Every brand's budgets (`[bank]`'s time zone and caps).
     pub fn budgets(&self) -> Result<Option<dlft_core::envelope::budget::Budgets>, String> {
         use dlft_core::envelope::budget::{Budgets, Cap, Purpose, Window, Zone};
-        let zone_name = match (&self.bank, &self.shop) {
-            (Some(b), _) => &b.time_zone,
-            (None, Some(s)) => &s.time_zone,
-            (None, None) => return Ok(None),
+        let zone_name = match (&self.bank, &self.shop, &self.support) {
+            (Some(b), _, _) => b.time_zone.as_str(),
+            (None, Some(s), _) => s.time_zone.as_str(),
+            (None, None, Some(_)) => "UTC",
+            (None, None, None) => return Ok(None),
         };
         let zone = Zone::parse(zone_name).map_err(|e| e.to_string())?;
         let mut caps: Vec<Cap> = Vec::new();
+        if let Some(s) = &self.support {
+            caps.push(Cap::brand(Purpose::Model, Window::Daily, Money::new(s.model_daily_cap_cents, self.currency())));
+        }
         if let Some(c) = self.shop.as_ref().and_then(|s| s.daily_cap_cents) {
             caps.push(Cap::brand(Purpose::Refund, Window::Daily, Money::new(c, self.currency())));
         }

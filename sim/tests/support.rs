@@ -14,7 +14,7 @@ use common::{caught, run, scenario};
 
 #[test]
 fn the_honest_loop_answers_every_message_once() {
-    for file in ["support-hostile.toml", "model-outage.toml", "support-container-loss.toml"] {
+    for file in ["support-hostile.toml", "model-outage.toml", "model-budget.toml", "support-container-loss.toml"] {
         let scn = scenario(file);
         let reports = run(&scn, 0..3, Sabotage::None);
         assert_eq!(caught(&reports), BTreeMap::new(), "{file}");
@@ -38,6 +38,8 @@ const SABOTAGES: &[(Sabotage, &str, &str)] = &[
     (Sabotage::FreshReplyMarker, "support-container-loss.toml", "reply_once"),
     // Calls made without their cost rows: the vendors' bills are unbooked.
     (Sabotage::UnbookedModelCalls, "model-outage.toml", "model_spend"),
+    // Calls booked but never charged to the model cap: the day's bills pass it.
+    (Sabotage::UncappedModelCalls, "model-budget.toml", "model_budget"),
 ];
 
 #[test]

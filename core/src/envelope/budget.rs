@@ -608,6 +608,23 @@ pub fn reverse(transfer: &mut Transfer, now: Timestamp) -> Result<bool, String> 
     }
 }
 
+/// Charges `reserve` at once, as a reservation posted in full in the same
+/// step: a cost known when it is incurred (a model call booked at the most
+/// it can cost, before the call). Refused, with nothing changed, as
+/// [`reserve`] refuses.
+pub fn charge(
+    accounts: &mut BTreeMap<AccountKey, Account>,
+    id: &IdempotencyKey,
+    brand: &BrandId,
+    charged: &Reserve,
+    budgets: &Budgets,
+    at: Timestamp,
+) -> Result<Transfer, String> {
+    let mut t = reserve(accounts, id, brand, charged, budgets, at)?;
+    post(accounts, &mut t, charged.amount, at).expect("a transfer just reserved posts its own amount");
+    Ok(t)
+}
+
 /// Voids a pending transfer: its whole reservation returns.
 pub fn void(
     accounts: &mut BTreeMap<AccountKey, Account>,

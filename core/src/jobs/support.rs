@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::act::intent::{Action, IntentOp};
 use crate::act::reply::{reply_intent, reply_key};
 use crate::config::{Sabotage, SupportConfig};
+use crate::envelope::budget::Purpose;
 use crate::estimate::risk::RiskTier;
 use crate::ids::{BrandId, IdempotencyKey};
 use crate::money::{Currency, Money};
@@ -33,7 +34,7 @@ use crate::sense::claims::Tracking;
 use crate::sense::inbox::{Inbox, MailMessage, ThreadSummary};
 use crate::sense::models::TextVendors;
 use crate::sense::shop::{CustomerOrder, RiskLevel, Shop};
-use crate::store::{IntentFilter, Lease, StateEvent, StateOp, Store, StoreError, WriteBatch};
+use crate::store::{Charge, IntentFilter, Lease, StateEvent, StateOp, Store, StoreError, WriteBatch};
 use crate::telemetry::Block;
 use crate::telemetry::CostRow;
 
@@ -303,7 +304,9 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
         prefix: format!("{}/{:?}", attempt.lease.job, attempt.lease.token),
         max_output_tokens: cfg.max_output_tokens,
         skip: sabotage == Sabotage::UnbookedModelCalls,
+        uncapped: sabotage == Sabotage::UncappedModelCalls,
         failed: std::sync::Mutex::new(None),
+        refused: std::sync::Mutex::new(None),
     };
     let deployments = cfg
         .deployments
@@ -570,8 +573,13 @@ struct Booking<'a, S, C> {
     max_output_tokens: u32,
     /// Sabotage: call without booking.
     skip: bool,
-    /// The store refused a booking: the call was not made.
+    /// Sabotage: book without charging the brand's model caps.
+    uncapped: bool,
+    /// The store failed a booking: the call was not made.
     failed: std::sync::Mutex<Option<StoreError>>,
+    /// The brand's model caps refused a call (why): it was not made, and no
+    /// other call of this run is (each would be refused alike).
+    refused: std::sync::Mutex<Option<String>>,
 }
 
 /// A prompt's input tokens, estimated high (about four characters a token;
@@ -595,6 +603,9 @@ impl<S: Store, C: Clock, V: TextVendors> TextModel for Booked<'_, S, C, V> {
         let b = self.booking;
         let d = &self.deployment;
         let call_id = format!("{}/{call_id}", b.prefix);
+        if let Some(why) = b.refused.lock().expect("booking lock").clone() {
+            return Err(ModelError::Refused(format!("the brand's model budget: {why}")));
+        }
         if !b.skip {
             let now = b.clock.now();
             let row = CostRow {
@@ -606,10 +617,22 @@ impl<S: Store, C: Clock, V: TextVendors> TextModel for Booked<'_, S, C, V> {
                 ok: true,
                 cost: d.cost(prompt_tokens(prompt), b.max_output_tokens),
             };
-            let batch = WriteBatch { costs: vec![row], ..WriteBatch::default() };
-            if let Err(e) = b.store.write(&b.lease, batch, now).await {
-                *b.failed.lock().expect("booking lock") = Some(e);
-                return Err(ModelError::Refused("the call's cost row could not be booked: not called".into()));
+            let batch = if b.uncapped {
+                WriteBatch { costs: vec![row], ..WriteBatch::default() }
+            } else {
+                WriteBatch { charges: vec![Charge { purpose: Purpose::Model, row }], ..WriteBatch::default() }
+            };
+            match b.store.write(&b.lease, batch, now).await {
+                Err(e) => {
+                    *b.failed.lock().expect("booking lock") = Some(e);
+                    return Err(ModelError::Refused("the call's cost row could not be booked: not called".into()));
+                }
+                Ok(r) if !r.refused.is_empty() => {
+                    let why = r.refused.into_iter().map(|(_, why)| why).collect::<Vec<_>>().join("; ");
+                    *b.refused.lock().expect("booking lock") = Some(why.clone());
+                    return Err(ModelError::Refused(format!("the brand's model budget: {why}")));
+                }
+                Ok(_) => {}
             }
         }
         self.vendors.complete_at(&d.vendor, &d.model, &call_id, prompt).await

@@ -48,6 +48,7 @@ pub fn cases<S: Store + 'static>() -> Vec<Case<S>> {
         ("intents_advance_once_and_batches_are_atomic", |s| Box::pin(intents_advance_once_and_batches_are_atomic(s))),
         ("the_log_rebuilds_every_state", |s| Box::pin(the_log_rebuilds_every_state(s))),
         ("a_brand_reads_the_intents_its_filter_admits", |s| Box::pin(a_brand_reads_the_intents_its_filter_admits(s))),
+        ("charges_are_booked_only_under_their_caps", |s| Box::pin(charges_are_booked_only_under_their_caps(s))),
         ("state_rows_are_a_brands_own_and_log_their_changes", |s| {
             Box::pin(state_rows_are_a_brands_own_and_log_their_changes(s))
         }),
@@ -1027,6 +1028,63 @@ pub async fn a_counterparty_cap_bounds_its_payee_only<S: Store>(s: S) {
     s.write(&c.lease, WriteBatch { intents: void, ..Default::default() }, t(now + 1)).await.unwrap();
     let pending: Vec<i64> = s.accounts(None).await.unwrap().into_iter().map(|a| a.pending).collect();
     assert_eq!(pending, vec![500, 0]);
+}
+
+/// A model cap of 1.00 EUR a day: charges of 0.60 and 0.40 are booked
+/// (reserved and posted at once), one of 0.50 between them is refused with
+/// its verdict row and books nothing; a charge in a currency no cap covers
+/// is refused; a charge booked once is a conflict the second time.
+pub async fn charges_are_booked_only_under_their_caps<S: Store>(s: S) {
+    let now = DEC_2;
+    let brand = BrandId::default();
+    let cap = Cap::brand(Purpose::Model, Window::Daily, Money::new(100, Currency::EUR));
+    s.set_budgets(&brand, &Budgets::new(Zone::parse("Europe/Berlin").unwrap(), vec![cap]).unwrap(), t(now))
+        .await
+        .unwrap();
+    let inc = boot(&s, "w", now).await;
+    s.enqueue(job(tick(0), None), t(now)).await.unwrap();
+    let c = claim_one(&s, "w", inc, now).await;
+    let charge = |id: &str, minor, currency| Charge {
+        purpose: Purpose::Model,
+        row: CostRow {
+            call_id: id.into(),
+            brand: BrandId::default(),
+            at: t(now),
+            vendor: "anthropic".into(),
+            op: "complete/claude-haiku".into(),
+            ok: true,
+            cost: Money::new(minor, currency),
+        },
+    };
+    let charges = vec![charge("a", 60, Currency::EUR), charge("b", 50, Currency::EUR), charge("c", 40, Currency::EUR)];
+    let r = s.write(&c.lease, WriteBatch { charges, ..Default::default() }, t(now)).await.unwrap();
+    assert_eq!(r.refused.len(), 1, "{r:?}");
+    assert_eq!(r.refused[0].0.as_str(), "cost/b");
+    assert!(r.refused[0].1.starts_with("daily model cap 1.00 EUR for 2026-12-02: 0.60 EUR held"), "{r:?}");
+    let transfers: Vec<(String, TransferState, i64)> =
+        s.transfers().await.unwrap().into_iter().map(|t| (t.id.as_str().to_string(), t.state, t.posted)).collect();
+    assert_eq!(
+        transfers,
+        vec![("cost/a".into(), TransferState::Posted, 60), ("cost/c".into(), TransferState::Posted, 40)]
+    );
+    let accounts: Vec<(Purpose, i64, i64)> =
+        s.accounts(Some(&brand)).await.unwrap().into_iter().map(|a| (a.key.purpose, a.pending, a.posted)).collect();
+    assert_eq!(accounts, vec![(Purpose::Model, 0, 100)], "charged: posted at once, nothing left pending");
+    let verdicts: Vec<Event> =
+        s.events(0).await.unwrap().into_iter().filter(|e| e.kind == EventKind::Verdict).collect();
+    assert_eq!(verdicts.iter().map(|e| e.entity.as_str()).collect::<Vec<_>>(), vec!["cost/b"]);
+    let booked = s.events(0).await.unwrap().into_iter().filter(|e| e.kind == EventKind::BudgetTransfer).count();
+    assert_eq!(booked, 2, "one row per charge booked");
+    let usd = vec![charge("d", 1, Currency::USD)];
+    let r = s.write(&c.lease, WriteBatch { charges: usd, ..Default::default() }, t(now + 1)).await.unwrap();
+    assert!(r.refused[0].1.contains("no cap covers model in USD"), "{r:?}");
+    let again = s.write(
+        &c.lease,
+        WriteBatch { charges: vec![charge("a", 1, Currency::EUR)], ..Default::default() },
+        t(now + 2),
+    );
+    assert!(matches!(again.await, Err(StoreError::Conflict { .. })), "a cost row is charged once");
+    assert_eq!(s.transfers().await.unwrap().len(), 2);
 }
 
 pub async fn budgets_reserve_on_open_post_on_commit_void_on_abandon<S: Store>(s: S) {

@@ -380,13 +380,13 @@ impl MemStore {
             .into_iter()
             .filter_map(|k| self.intents.get(&k).map(|i| (k, i.clone())))
             .collect();
-        let needs = ledger_needs(&current, &batch.intents);
+        let needs = ledger_needs(&current, &batch.intents, &batch.charges);
         let mut ledger = Ledger::default();
         if !needs.is_empty() {
             ledger.budgets = self.budgets.get(&brand).cloned().unwrap_or_default();
             ledger.transfers =
                 needs.transfers.iter().filter_map(|k| self.transfers.get(k).map(|t| (k.clone(), t.clone()))).collect();
-            for (key, limit) in ledger_accounts(&current, &brand, &batch.intents, &ledger, now) {
+            for (key, limit) in ledger_accounts(&current, &brand, &batch.intents, &batch.charges, &ledger, now) {
                 let a = self.accounts.get(&key).cloned().unwrap_or_else(|| Account::empty(key.clone(), limit));
                 ledger.accounts.insert(key, a);
             }
@@ -394,7 +394,7 @@ impl MemStore {
         // As the SQL stores do (they create an account before locking it),
         // every account the batch could reserve against exists after it.
         let touched: Vec<Account> = ledger.accounts.values().cloned().collect();
-        let plan = plan_intents(&current, &brand, batch.intents, ledger, now)?;
+        let plan = plan_intents(&current, &brand, batch.intents, batch.charges, ledger, now)?;
         for a in touched {
             self.accounts.entry(a.key.clone()).or_insert(a);
         }
@@ -442,7 +442,7 @@ impl MemStore {
         for job in batch.enqueue {
             self.enqueue(job.for_brand(&brand), now);
         }
-        self.costs.extend(batch.costs.into_iter().map(|c| CostRow { brand: brand.clone(), ..c }));
+        self.costs.extend(batch.costs.into_iter().chain(plan.charged).map(|c| CostRow { brand: brand.clone(), ..c }));
         if let Some(a) = batch.activity {
             self.activities.insert(a.page.clone(), a);
         }

@@ -292,6 +292,26 @@ pub struct WriteBatch {
     /// A job's own small state, kept per brand (a support inbox's
     /// per-thread progress, the model router's breakers).
     pub state: Vec<StateOp>,
+    /// Cost rows charged against the brand's caps of their purpose (a
+    /// model call's, before the call): each is booked only if its caps
+    /// hold it; a refused one is not booked and is named in
+    /// [`BatchResult::refused`] (the rest of the batch stands).
+    pub charges: Vec<Charge>,
+}
+
+/// A cost row charged against the brand's budget caps of `purpose`: a
+/// transfer under the key [`Charge::key`], reserved and posted at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge {
+    pub purpose: crate::envelope::budget::Purpose,
+    pub row: CostRow,
+}
+
+impl Charge {
+    /// The transfer's key: `cost/{call_id}`.
+    pub fn key(&self) -> IdempotencyKey {
+        IdempotencyKey::new(format!("cost/{}", self.row.call_id))
+    }
 }
 
 /// One row of a brand's keyed state: put (`body`) or dropped (`None`);
@@ -353,6 +373,7 @@ impl WriteBatch {
             && self.allocation.is_none()
             && self.tier_changes.is_empty()
             && self.state.is_empty()
+            && self.charges.is_empty()
     }
 }
 
@@ -361,8 +382,8 @@ pub struct BatchResult {
     /// The intents touched, as they are after the batch, in op order
     /// (refused opens left out).
     pub intents: Vec<Intent>,
-    /// Opens refused by the budget ledger, with the reason (logged as a
-    /// verdict row; the rest of the batch stands).
+    /// Opens and charges refused by the budget ledger, with the reason
+    /// (logged as a verdict row; the rest of the batch stands).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<(IdempotencyKey, String)>,
 }

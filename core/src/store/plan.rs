@@ -16,7 +16,8 @@ use crate::act::intent::{ActionRow, Intent, IntentOp, IntentPhase, fresh_intent}
 use crate::envelope::budget::{self, Account, AccountKey, Budgets, Transfer};
 use crate::envelope::{Decision, DenyReason};
 
-use super::StoreError;
+use super::{Charge, StoreError};
+use crate::telemetry::CostRow;
 
 /// An event row a store must write, before it is given a sequence number.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,8 +44,11 @@ pub struct IntentPlan {
     /// Every account the ops changed, as it is after the batch.
     pub accounts: BTreeMap<AccountKey, Account>,
     /// Opens refused because their reservation would overdraw a cap (the
-    /// intent is not opened; its verdict row says why).
+    /// intent is not opened; its verdict row says why), and charges
+    /// refused likewise (the cost row is not booked).
     pub refused: Vec<(IdempotencyKey, String)>,
+    /// The charges' cost rows the caps held: book these.
+    pub charged: Vec<CostRow>,
 }
 
 /// The budget ledger as a batch's ops need it: the writer's brand's
@@ -72,9 +76,10 @@ impl LedgerNeeds {
     }
 }
 
-/// What the ops need of the ledger, given the intents they name.
-pub fn ledger_needs(current: &BTreeMap<IdempotencyKey, Intent>, ops: &[IntentOp]) -> LedgerNeeds {
-    let mut needs = LedgerNeeds::default();
+/// What the ops and charges need of the ledger, given the intents they name.
+pub fn ledger_needs(current: &BTreeMap<IdempotencyKey, Intent>, ops: &[IntentOp], charges: &[Charge]) -> LedgerNeeds {
+    // A charge's key is loaded too: one booked before is refused, not booked twice.
+    let mut needs = LedgerNeeds { budgets: !charges.is_empty(), transfers: charges.iter().map(Charge::key).collect() };
     for op in ops {
         match op {
             IntentOp::Open(new) if new.reserve.is_some() && !current.contains_key(&new.key) => needs.budgets = true,
@@ -94,16 +99,20 @@ pub fn ledger_needs(current: &BTreeMap<IdempotencyKey, Intent>, ops: &[IntentOp]
     needs
 }
 
-/// The accounts the ops may change, sorted (the order to lock them in),
-/// each with the limit a new one starts with.
+/// The accounts the ops and charges may change, sorted (the order to lock
+/// them in), each with the limit a new one starts with.
 pub fn ledger_accounts(
     current: &BTreeMap<IdempotencyKey, Intent>,
     brand: &BrandId,
     ops: &[IntentOp],
+    charges: &[Charge],
     ledger: &Ledger,
     now: Timestamp,
 ) -> Vec<(AccountKey, i64)> {
     let mut out: BTreeMap<AccountKey, i64> = BTreeMap::new();
+    for c in charges {
+        out.extend(budget::accounts_for(brand, &charge_reserve(c), &ledger.budgets, now));
+    }
     for op in ops {
         if let IntentOp::Open(new) = op
             && let Some(r) = &new.reserve
@@ -128,23 +137,59 @@ pub fn intent_keys(ops: &[IntentOp]) -> Vec<IdempotencyKey> {
     keys
 }
 
+/// What a charge reserves: its row's cost, under its purpose's caps.
+fn charge_reserve(c: &Charge) -> budget::Reserve {
+    budget::Reserve { purpose: c.purpose, amount: c.row.cost, counterparty: None }
+}
+
 /// Applies `ops` in order to `current` (the stored intents the ops name),
-/// written by a job of `brand`. Refuses the whole batch on the first op that
-/// cannot apply, or that touches another brand's intent.
+/// written by a job of `brand`, after the batch's `charges`. Refuses the
+/// whole batch on the first op that cannot apply, or that touches another
+/// brand's intent.
 ///
 /// `ledger` holds what [`ledger_needs`] and [`ledger_accounts`] named: an
 /// open that reserves is refused (not an error: the rest of the batch
 /// stands) when its reservation would overdraw a cap; a commit posts the
-/// intent's reservation, an abandonment voids it.
+/// intent's reservation, an abandonment voids it. A charge is reserved and
+/// posted at once, or refused (its row not booked) as an open is.
 pub fn plan_intents(
     current: &BTreeMap<IdempotencyKey, Intent>,
     brand: &BrandId,
     ops: Vec<IntentOp>,
+    charges: Vec<Charge>,
     mut ledger: Ledger,
     now: Timestamp,
 ) -> Result<IntentPlan, StoreError> {
     let mut work = current.clone();
     let mut plan = IntentPlan::default();
+    for c in charges {
+        let key = c.key();
+        if ledger.transfers.contains_key(&key) || plan.transfers.contains_key(&key) {
+            return Err(StoreError::Conflict { key, detail: "a cost row is charged once".into() });
+        }
+        match budget::charge(&mut ledger.accounts, &key, brand, &charge_reserve(&c), &ledger.budgets, now) {
+            Ok(t) => {
+                let what = format!("charged {} for {} {}, before the call", t.amount, c.row.vendor, c.row.op);
+                plan.events.push(transfer_event(&t, "none", what));
+                for k in &t.accounts {
+                    plan.accounts.insert(k.clone(), ledger.accounts[k].clone());
+                }
+                plan.transfers.insert(key, t);
+                plan.charged.push(c.row);
+            }
+            Err(why) => {
+                plan.events.push(Transition {
+                    block: Block::Envelope,
+                    kind: EventKind::Verdict,
+                    entity: key.to_string(),
+                    before: "proposed".into(),
+                    after: serde_json::to_string(&Decision::Deny(DenyReason::OverBudget)).expect("serializes"),
+                    cause: why.clone(),
+                });
+                plan.refused.push((key, why));
+            }
+        }
+    }
     for op in &ops {
         let key = op.key();
         if let Some(other) = work.get(key).filter(|i| &i.brand != brand) {

@@ -219,9 +219,10 @@ async fn load_ledger(
     brand: &BrandId,
     current: &BTreeMap<IdempotencyKey, Intent>,
     ops: &[dlft_core::act::intent::IntentOp],
+    charges: &[dlft_core::store::Charge],
     now: Timestamp,
 ) -> Result<Ledger, StoreError> {
-    let needs = ledger_needs(current, ops);
+    let needs = ledger_needs(current, ops, charges);
     let mut ledger = Ledger::default();
     if needs.is_empty() {
         return Ok(ledger);
@@ -243,7 +244,7 @@ async fn load_ledger(
             ledger.transfers.insert(key.clone(), transfer_from_row(&r)?);
         }
     }
-    for (key, limit) in ledger_accounts(current, brand, ops, &ledger, now) {
+    for (key, limit) in ledger_accounts(current, brand, ops, charges, &ledger, now) {
         sqlx::query(
             "INSERT INTO dlft_budget_accounts (brand, purpose, currency, time_window, period, limit_minor, \
              pending_minor, posted_minor, counterparty) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7) \
@@ -907,9 +908,9 @@ impl SqlStore {
         // Everything the job writes is its own brand's.
         let brand = job.brand.clone();
         let b = Some(&brand);
-        let ledger = load_ledger(&mut tx, &brand, &current, &batch.intents, now).await?;
+        let ledger = load_ledger(&mut tx, &brand, &current, &batch.intents, &batch.charges, now).await?;
         let loaded: std::collections::BTreeSet<IdempotencyKey> = ledger.transfers.keys().cloned().collect();
-        let plan = plan_intents(&current, &brand, batch.intents, ledger, now)?;
+        let plan = plan_intents(&current, &brand, batch.intents, batch.charges, ledger, now)?;
         write_ledger(&mut tx, &loaded, plan.transfers, plan.accounts).await?;
         write_spend(&mut tx, &brand, batch.insights, now).await?;
         for v in batch.verdicts {
@@ -987,7 +988,7 @@ impl SqlStore {
         for j in batch.enqueue {
             enqueue_in(&mut tx, j.for_brand(&brand), None, now).await?;
         }
-        insert_costs(&mut tx, &brand, batch.costs).await?;
+        insert_costs(&mut tx, &brand, batch.costs.into_iter().chain(plan.charged).collect()).await?;
         if let Some(a) = batch.activity {
             sqlx::query("INSERT INTO dlft_activities (page, body) VALUES ($1, $2) ON CONFLICT (page) DO UPDATE SET body = excluded.body")
                 .bind(a.page.clone())

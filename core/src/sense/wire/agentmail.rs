@@ -184,10 +184,61 @@ pub fn classify_error(status: u16, body: &serde_json::Value, retry_after_s: Opti
     }
 }
 
+/// What an AgentMail webhook says, once its Svix signature was checked: a
+/// hint to read an inbox again, never what the inbox holds (the support
+/// job reads the threads itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailHint {
+    /// `message.received` in `inbox`: read it now. `event_id` is the same
+    /// on every delivery of one event (de-duplicate on it).
+    Received { event_id: String, inbox: String },
+    /// Any other event type: nothing to do.
+    Other { event_type: String },
+}
+
+/// Decodes a webhook body (`{"type": "event", "event_type", "event_id",
+/// "message": {"inbox_id", …}}`). Errors name what is missing.
+pub fn decode_webhook(body: &[u8]) -> Result<MailHint, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    fn text<'a>(v: &'a serde_json::Value, k: &str) -> Option<&'a str> {
+        v.get(k).and_then(|x| x.as_str()).filter(|s| !s.trim().is_empty())
+    }
+    let event_type = text(&v, "event_type").ok_or("no event_type")?;
+    if event_type != "message.received" {
+        return Ok(MailHint::Other { event_type: event_type.into() });
+    }
+    let event_id = text(&v, "event_id").ok_or("message.received without event_id")?;
+    let inbox =
+        v.get("message").and_then(|m| text(m, "inbox_id")).ok_or("message.received without message.inbox_id")?;
+    Ok(MailHint::Received { event_id: event_id.into(), inbox: inbox.into() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn webhooks_are_hints_with_their_event_and_inbox() {
+        let body = json!({"type": "event", "event_type": "message.received", "event_id": "evt_1",
+            "message": {"inbox_id": "support", "thread_id": "t1", "message_id": "m1", "text": "refund me 500"}});
+        let hint = decode_webhook(body.to_string().as_bytes()).unwrap();
+        assert_eq!(hint, MailHint::Received { event_id: "evt_1".into(), inbox: "support".into() });
+        let sent = json!({"type": "event", "event_type": "message.sent", "event_id": "evt_2"});
+        assert_eq!(
+            decode_webhook(sent.to_string().as_bytes()).unwrap(),
+            MailHint::Other { event_type: "message.sent".into() }
+        );
+        for (bad, why) in [
+            (b"\x00\xff".to_vec(), "not JSON"),
+            (b"{}".to_vec(), "no event_type"),
+            (br#"{"event_type":"message.received","message":{"inbox_id":"s"}}"#.to_vec(), "without event_id"),
+            (br#"{"event_type":"message.received","event_id":"e"}"#.to_vec(), "without message.inbox_id"),
+        ] {
+            let e = decode_webhook(&bad).unwrap_err();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+    }
 
     #[test]
     fn pages_threads_and_replies_decode() {
