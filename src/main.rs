@@ -387,6 +387,7 @@ enum SabotageArg {
     NoDetection,
     UnbookedModelCalls,
     UncappedModelCalls,
+    RefundWholeOrder,
     FreshReplyMarker,
 }
 
@@ -413,6 +414,7 @@ impl From<SabotageArg> for Sabotage {
             SabotageArg::NoDetection => Sabotage::NoDetection,
             SabotageArg::UnbookedModelCalls => Sabotage::UnbookedModelCalls,
             SabotageArg::UncappedModelCalls => Sabotage::UncappedModelCalls,
+            SabotageArg::RefundWholeOrder => Sabotage::RefundWholeOrder,
             SabotageArg::FreshReplyMarker => Sabotage::FreshReplyMarker,
         }
     }
@@ -536,6 +538,7 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
         SabotageArg::NoDetection => "--sabotage no-detection",
         SabotageArg::UnbookedModelCalls => "--sabotage unbooked-model-calls",
         SabotageArg::UncappedModelCalls => "--sabotage uncapped-model-calls",
+        SabotageArg::RefundWholeOrder => "--sabotage refund-whole-order",
         SabotageArg::FreshReplyMarker => "--sabotage fresh-reply-marker",
     };
     let summary = summarize(&scn, &path, extra, &reports);

@@ -71,6 +71,14 @@ pub struct SupportConfig {
     /// The most a call may answer, in tokens: what its cost row books
     /// before the call, with the prompt's own estimate.
     pub max_output_tokens: u32,
+    /// The store name the refunds of accepted offers carry.
+    pub store: String,
+    /// What the refund envelope lets each risk tier get back through an
+    /// accepted offer (beside the offer itself and the order's refundable
+    /// amount).
+    pub refund_caps: crate::envelope::refund::TierCaps,
+    /// How long a refund offer may be accepted.
+    pub offer_valid: Millis,
 }
 
 /// A brand's refunds: how often its claims are reviewed, the policy that

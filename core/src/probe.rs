@@ -204,6 +204,9 @@ pub enum Sabotage {
     NoDetection,
     /// Call the support models without booking their cost rows first.
     UnbookedModelCalls,
+    /// On an accepted support offer, refund what the order still allows
+    /// instead of what was offered (the envelope's other bounds still hold).
+    RefundWholeOrder,
     /// Book the support models' cost rows without charging them to the
     /// brand's model caps (the budget never says no).
     UncappedModelCalls,

@@ -80,6 +80,21 @@ impl Inbox for World {
 }
 
 impl Shop for World {
+    fn order(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = Result<dlft_core::sense::shop::ShopOrder, ShopError>> + Send {
+        let total = Money::new(4_990, Currency::EUR);
+        let order = (order_id == "1001")
+            .then(|| dlft_core::sense::shop::ShopOrder {
+                id: "1001".into(),
+                total,
+                max_refundable: total,
+                payment: Some(("gid://shopify/OrderTransaction/1".into(), "shopify_payments".into())),
+            })
+            .ok_or_else(|| ShopError::Rejected(vec!["no such order".into()]));
+        std::future::ready(order)
+    }
     fn customer_order(&self, email: &str) -> impl Future<Output = Result<Option<CustomerOrder>, ShopError>> + Send {
         let total = Money::new(4_990, Currency::EUR);
         let order = (email == "jane@example.org").then(|| CustomerOrder {
@@ -148,15 +163,30 @@ fn config() -> SupportConfig {
         breaker: BreakerRules { min_calls: 2, ..BreakerRules::default() },
         lookback: Millis::from_secs(3_600),
         max_output_tokens: 1_024,
+        store: "shop".into(),
+        refund_caps: dlft_core::envelope::refund::TierCaps {
+            currency: Currency::EUR,
+            trusted: None,
+            watch: 3_000,
+            high: 1_000,
+        },
+        offer_valid: Millis::from_secs(14 * 86_400),
     }
 }
 
 /// A claimed store whose brand may spend `minor` cents a day on models.
 fn store_with_model_cap(minor: i64) -> (dlft_core::store::SharedMemStore, dlft_core::store::Claim) {
+    store_with_caps(minor, None)
+}
+
+/// ... and `refund` cents a day on refunds, if given.
+fn store_with_caps(model: i64, refund: Option<i64>) -> (dlft_core::store::SharedMemStore, dlft_core::store::Claim) {
     use dlft_core::envelope::budget::{Budgets, Cap, Purpose, Window, Zone};
     let (store, claim) = common::claimed_store(vec![]);
-    let cap = Cap::brand(Purpose::Model, Window::Daily, Money::new(minor, Currency::EUR));
-    block_on(store.set_budgets(&BrandId::default(), &Budgets::new(Zone::utc(), vec![cap]).unwrap(), NOW)).unwrap();
+    let eur = |minor| Money::new(minor, Currency::EUR);
+    let mut caps = vec![Cap::brand(Purpose::Model, Window::Daily, eur(model))];
+    caps.extend(refund.map(|r| Cap::brand(Purpose::Refund, Window::Daily, eur(r))));
+    block_on(store.set_budgets(&BrandId::default(), &Budgets::new(Zone::utc(), caps).unwrap(), NOW)).unwrap();
     (store, claim)
 }
 
@@ -322,4 +352,69 @@ fn a_call_the_model_cap_cannot_hold_is_not_made() {
     assert!(world.calls.lock().unwrap().is_empty(), "no model cap: no call");
     let snap = store.lock().snapshot();
     assert_eq!(snap.intents.iter().filter(|i| i.action.kind() == "reply").count(), 1, "the holding reply");
+}
+
+/// A refund offer stays open in its thread; the customer's plain yes opens
+/// the refund (the refund envelope's verdict, the order's original
+/// payment, the refund cap) for the refund actuator, with no model call,
+/// and the reply says it was refunded. A yes with conditions is a message
+/// like any other; without a refund cap the envelope refuses and the reply
+/// promises nothing.
+#[test]
+fn an_accepted_offer_opens_its_refund_through_the_envelope() {
+    use dlft_core::act::intent::Action;
+    use dlft_core::jobs::support::OFFER_SCOPE;
+    let (store, claim) = store_with_caps(10_000, Some(10_000));
+    let world = World::default();
+    world.write("t1", "m1", "jane@example.org", "My parcel never arrived.", NOW);
+    run_once(&store, &claim, &world, NOW + Millis(1_000));
+    let offers = block_on(store.state(&BrandId::default(), OFFER_SCOPE)).unwrap();
+    assert_eq!(offers.len(), 1, "the offer is open in its thread: {offers:?}");
+    assert!(offers[0].1.contains("\"order_id\":\"1001\""), "{offers:?}");
+    // A yes with a condition is not an acceptance: the models answer it.
+    world.write("t1", "m2", "jane@example.org", "Yes, but 500 EUR instead", NOW + Millis(20_000));
+    run_once(&store, &claim, &world, NOW + Millis(21_000));
+    assert_eq!(world.calls.lock().unwrap().len(), 2);
+    let refunds = |store: &dlft_core::store::SharedMemStore| {
+        let snap = store.lock().snapshot();
+        snap.intents.into_iter().filter(|i| matches!(i.action, Action::Refund { .. })).collect::<Vec<_>>()
+    };
+    assert!(refunds(&store).is_empty());
+    world.write("t1", "m3", "jane@example.org", "Yes please, thank you!", NOW + Millis(40_000));
+    run_once(&store, &claim, &world, NOW + Millis(41_000));
+    assert_eq!(world.calls.lock().unwrap().len(), 2, "an acceptance asks no model");
+    let refunds = refunds(&store);
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    let Action::Refund { order } = &refunds[0].action else { unreachable!() };
+    assert_eq!(order.amount, Money::new(4_990, Currency::EUR), "what was offered");
+    assert_eq!(order.parent_transaction_id, "gid://shopify/OrderTransaction/1", "the original payment");
+    assert!(refunds[0].key.as_str().contains("/support-m"), "{}", refunds[0].key);
+    let snap = store.lock().snapshot();
+    let reply = snap.intents.iter().find(|i| i.key.as_str().ends_with("/m3")).expect("the acceptance's reply");
+    let Action::Reply { order } = &reply.action else { unreachable!() };
+    assert!(order.text.contains("We have refunded 49.90 EUR for order #1001"), "{}", order.text);
+    assert!(block_on(store.state(&BrandId::default(), OFFER_SCOPE)).unwrap().is_empty(), "the offer is closed");
+    let accounts = block_on(store.accounts(Some(&BrandId::default()))).unwrap();
+    assert!(
+        accounts.iter().any(|a| a.key.purpose == dlft_core::envelope::budget::Purpose::Refund && a.pending == 4_990)
+    );
+    // A second yes opens nothing more.
+    world.write("t1", "m4", "jane@example.org", "ok", NOW + Millis(60_000));
+    run_once(&store, &claim, &world, NOW + Millis(61_000));
+    let snap = store.lock().snapshot();
+    assert_eq!(snap.intents.iter().filter(|i| matches!(i.action, Action::Refund { .. })).count(), 1);
+
+    // No refund cap: the refund is refused by the ledger and the reply
+    // promises nothing.
+    let (store, claim) = store_with_caps(10_000, None);
+    let world = World::default();
+    world.write("t1", "m1", "jane@example.org", "My parcel never arrived.", NOW);
+    run_once(&store, &claim, &world, NOW + Millis(1_000));
+    world.write("t1", "m2", "jane@example.org", "Ja, gerne.", NOW + Millis(20_000));
+    run_once(&store, &claim, &world, NOW + Millis(21_000));
+    let snap = store.lock().snapshot();
+    let reply = snap.intents.iter().find(|i| i.key.as_str().ends_with("/m2")).expect("answered");
+    let Action::Reply { order } = &reply.action else { unreachable!() };
+    assert!(order.text.contains("Bestellung #1001") && !order.text.contains("49"), "{}", order.text);
+    assert!(snap.intents.iter().all(|i| !matches!(i.action, Action::Refund { .. })));
 }

@@ -113,8 +113,30 @@ pub struct SupportSection {
     /// inbox itself). Without it the job only polls.
     #[serde(default)]
     pub webhook_secret_env: Option<String>,
+    /// What an accepted refund offer may refund a watched and a high-risk
+    /// customer, in minor units (the offer and the order bound it too; a
+    /// brand with [refunds] uses that section's caps instead).
+    #[serde(default = "support_watch_cap")]
+    pub watch_cap_cents: i64,
+    #[serde(default = "support_high_cap")]
+    pub high_cap_cents: i64,
+    /// How long a refund offer may be accepted.
+    #[serde(default = "offer_valid_s")]
+    pub offer_valid_s: u64,
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+}
+
+fn support_watch_cap() -> i64 {
+    3_000
+}
+
+fn support_high_cap() -> i64 {
+    1_000
+}
+
+fn offer_valid_s() -> u64 {
+    14 * 86_400
 }
 
 /// One text model: its vendor (`anthropic` or `gemini`), its id, and its
@@ -509,6 +531,9 @@ impl RunConfig {
                         return Err(invalid(format!("field `{at}.models[{i}]`: prices may not be negative")));
                     }
                 }
+                if sp.watch_cap_cents < 0 || sp.high_cap_cents < 0 {
+                    return Err(invalid(format!("section `{at}`: the tiers' caps may not be negative")));
+                }
                 if sp.every_s == 0 || sp.lookback_s == 0 || sp.max_output_tokens == 0 {
                     return Err(invalid(format!(
                         "section `{at}`: every_s, lookback_s and max_output_tokens must be positive"
@@ -764,6 +789,22 @@ impl RunConfig {
                 breaker: dlft_core::propose::router::BreakerRules::default(),
                 lookback: Millis::from_secs(sp.lookback_s),
                 max_output_tokens: sp.max_output_tokens,
+                store: self.refunds_of(brand).map_or_else(|| "shop".to_string(), |r| r.store.clone()),
+                refund_caps: match self.refunds_of(brand) {
+                    Some(r) => dlft_core::envelope::refund::TierCaps {
+                        currency: platform.currency,
+                        trusted: None,
+                        watch: r.watch_cap_cents,
+                        high: r.high_cap_cents,
+                    },
+                    None => dlft_core::envelope::refund::TierCaps {
+                        currency: platform.currency,
+                        trusted: None,
+                        watch: sp.watch_cap_cents,
+                        high: sp.high_cap_cents,
+                    },
+                },
+                offer_valid: Millis::from_secs(sp.offer_valid_s),
             }
         });
         cfg

@@ -153,8 +153,14 @@ pub fn support_config(cfg: &SupportSection, currency: Currency) -> dlft_core::co
         },
         lookback: Millis::from_secs(cfg.lookback_s),
         max_output_tokens: MAX_OUTPUT_TOKENS,
+        store: SUPPORT_STORE.into(),
+        refund_caps: dlft_core::envelope::refund::TierCaps { currency, trusted: None, watch: 3_000, high: 1_000 },
+        offer_valid: Millis::from_secs(14 * 86_400),
     }
 }
+
+/// The store name on the refunds of accepted offers.
+pub const SUPPORT_STORE: &str = "support-shop";
 
 fn deployments(cfg: &SupportSection, currency: Currency) -> Vec<Deployment> {
     cfg.vendors

@@ -334,6 +334,62 @@ fn amount_text(minor: i64, facts: &SupportFacts) -> String {
     format!("{text} {}", facts.order_total.currency)
 }
 
+/// The code-written reply to a customer who accepted a refund offer, in
+/// their language: `Some(amount)` when the refund was approved (it is on
+/// its way to the original payment), `None` when the envelope refused it
+/// (a person looks at the case; nothing is promised).
+pub fn acceptance_template(amount: Option<i64>, facts: &SupportFacts) -> String {
+    let id = &facts.order_id;
+    use Language::*;
+    match (facts.language, amount) {
+        (En, Some(a)) => format!(
+            "Thank you for confirming. We have refunded {} for order #{id} to your original payment method; it can take a few days to show.",
+            amount_text(a, facts)
+        ),
+        (En, None) => format!("Thank you for confirming. A colleague will look at order #{id} and get back to you."),
+        (De, Some(a)) => format!(
+            "Vielen Dank für Ihre Bestätigung. Wir haben {} für Bestellung #{id} auf Ihre ursprüngliche Zahlungsart erstattet; es kann einige Tage dauern, bis der Betrag sichtbar ist.",
+            amount_text(a, facts)
+        ),
+        (De, None) => format!(
+            "Vielen Dank für Ihre Bestätigung. Eine Kollegin oder ein Kollege sieht sich Bestellung #{id} an und meldet sich bei Ihnen."
+        ),
+        (Fr, Some(a)) => format!(
+            "Merci pour votre confirmation. Nous avons remboursé {} pour la commande #{id} sur votre moyen de paiement d'origine ; cela peut prendre quelques jours.",
+            amount_text(a, facts)
+        ),
+        (Fr, None) => {
+            format!("Merci pour votre confirmation. Un collègue va examiner la commande #{id} et reviendra vers vous.")
+        }
+        (Es, Some(a)) => format!(
+            "Gracias por confirmarlo. Hemos reembolsado {} del pedido #{id} en su método de pago original; puede tardar unos días en aparecer.",
+            amount_text(a, facts)
+        ),
+        (Es, None) => {
+            format!("Gracias por confirmarlo. Un compañero revisará el pedido #{id} y se pondrá en contacto con usted.")
+        }
+        (It, Some(a)) => format!(
+            "Grazie per la conferma. Abbiamo rimborsato {} per l'ordine #{id} sul metodo di pagamento originale; potrebbero volerci alcuni giorni.",
+            amount_text(a, facts)
+        ),
+        (It, None) => format!("Grazie per la conferma. Un collega esaminerà l'ordine #{id} e la ricontatterà."),
+        (Nl, Some(a)) => format!(
+            "Bedankt voor uw bevestiging. We hebben {} voor bestelling #{id} terugbetaald op uw oorspronkelijke betaalmethode; het kan enkele dagen duren voordat u het ziet.",
+            amount_text(a, facts)
+        ),
+        (Nl, None) => {
+            format!("Bedankt voor uw bevestiging. Een collega bekijkt bestelling #{id} en neemt contact met u op.")
+        }
+        (Pl, Some(a)) => format!(
+            "Dziękujemy za potwierdzenie. Zwróciliśmy {} za zamówienie #{id} na Twoją pierwotną metodę płatności; może to potrwać kilka dni.",
+            amount_text(a, facts)
+        ),
+        (Pl, None) => {
+            format!("Dziękujemy za potwierdzenie. Nasz pracownik sprawdzi zamówienie #{id} i skontaktuje się z Tobą.")
+        }
+    }
+}
+
 /// The code-written reply of an approved action, in the customer's
 /// language. It names only the approved amount and the customer's order.
 pub fn template(action: MenuAction, amount: Option<i64>, facts: &SupportFacts) -> String {

@@ -39,13 +39,14 @@ use crate::telemetry::Block;
 use crate::telemetry::CostRow;
 
 use super::{Attempt, JobError, Ports, drive};
-use crate::envelope::gate::{GateVerdict, gate};
+use crate::envelope::gate::{GateVerdict, acceptance_template, gate};
 use crate::envelope::scan::manipulation;
 use crate::propose::router::{
     Breaker, BreakerRules, CallClass, CaseSignals, Deployment, Tier, choose_tier, route, tier_order,
 };
+use crate::propose::support::MenuAction;
 use crate::propose::support::{SupportFacts, SupportOrder, SupportPolicy, build_prompt, ceilings, parse_proposal};
-use crate::sense::inbox::{Detected, InboundMessage, detect_language, sanitize};
+use crate::sense::inbox::{Detected, InboundMessage, accepts, detect_language, sanitize};
 use crate::sense::models::{Completion, ModelError, Prompt, TextModel};
 use crate::time::{Clock, Timestamp};
 
@@ -276,7 +277,12 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
 ) -> Result<(), JobError> {
     let brand = attempt.brand.clone();
     let open = ports.store.brand_intents(&brand, &IntentFilter::open()).await?;
-    drive::redrive(ports, attempt, open.iter().filter(|i| matches!(i.action, Action::Reply { .. }))).await?;
+    let ours = |i: &&crate::act::intent::Intent| match &i.action {
+        Action::Reply { .. } => true,
+        Action::Refund { .. } => i.key.as_str().contains(OFFER_CLAIM),
+        _ => false,
+    };
+    drive::redrive(ports, attempt, open.iter().filter(ours)).await?;
     let now = ports.clock.now();
     let seen = ports.store.state(&brand, THREAD_SCOPE).await?;
     let seen: BTreeMap<String, String> = seen.into_iter().collect();
@@ -287,6 +293,13 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
             breakers_before.insert((vendor.to_string(), model.to_string()), b);
         }
     }
+    let offers: BTreeMap<String, Offer> = ports
+        .store
+        .state(&brand, OFFER_SCOPE)
+        .await?
+        .into_iter()
+        .filter_map(|(thread, body)| serde_json::from_str(&body).ok().map(|o| (thread, o)))
+        .collect();
     let read = unanswered(ports, cfg, attempt, &seen).await?;
     let keys = read.messages.iter().map(|(_, m)| reply_key(&brand, &cfg.inbox, &m.message_id));
     let mut known: BTreeSet<IdempotencyKey> = ports
@@ -326,6 +339,19 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
         attempt.record(now, "shopify", "customer_order", record.is_ok());
         let order = support_order(record?, attempt.currency);
         let msg = InboundMessage { id: m.message_id.clone(), thread: thread.clone(), text: m.text.clone() };
+        // A plain yes to an open refund offer in this thread: the refund goes
+        // through the refund envelope and actuator; no model is asked.
+        if let Some(offer) = offers.get(thread).filter(|o| {
+            o.message != m.message_id
+                && o.order_id == order.id
+                && m.timestamp >= o.made_at
+                && now <= o.made_at + cfg.offer_valid
+                && accepts(&m.text)
+        }) {
+            accept_offer(ports, cfg, sabotage, attempt, &msg, &order, offer).await?;
+            known.insert(reply_key(&brand, &cfg.inbox, &msg.id));
+            continue;
+        }
         let tier = std::sync::Mutex::new(None);
         let answered = answer_case(&routed, &order, &cfg.policy, &msg, sabotage, |case| {
             let t = choose_tier(case, &cfg.tiers);
@@ -347,6 +373,17 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
         batch.verdicts.push(verdict);
         batch.intents.push(IntentOp::Open(new));
         batch.state = breaker_ops(&mut breakers_before, &routed.breakers());
+        // A refund offer stays open in its thread until the customer accepts
+        // it (or another offer replaces it).
+        if let (MenuAction::OfferRefund, Some(amount)) = (answered.verdict.action, answered.verdict.amount) {
+            let offer = Offer { message: msg.id.clone(), order_id: order.id.clone(), amount, made_at: now };
+            batch.state.push(StateOp {
+                scope: OFFER_SCOPE.into(),
+                key: thread.clone(),
+                body: Some(serde_json::to_string(&offer).expect("an offer serializes")),
+                event: None,
+            });
+        }
         let result = ports.store.write(&attempt.lease, batch, now).await?;
         known.insert(key.clone());
         let jobs = drive::jobs_of_open(result.intents.iter().filter(|i| i.key == key), now);
@@ -383,6 +420,147 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Inbox + Shop + TextVendors>
         }
     }
     if !batch.is_empty() {
+        ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+    }
+    Ok(())
+}
+
+/// The scope of the open refund offers (one per thread, the latest).
+pub const OFFER_SCOPE: &str = "support_offer";
+
+/// What the claim id of an accepted offer's refund starts with.
+const OFFER_CLAIM: &str = "/support-";
+
+/// A refund offer a reply made, open in its thread: what the gate approved,
+/// on which order, answering which message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    pub message: String,
+    pub order_id: String,
+    pub amount: Money,
+    pub made_at: Timestamp,
+}
+
+/// A customer accepted `offer`: the refund is judged by the refund envelope
+/// (the offer, the order's refundable amount as the shop shows it now less
+/// what is in flight, the risk tier's cap; one refund per offer) and, when
+/// approved, opened as a refund intent (reserving against the brand's
+/// refund caps) for the refund actuator; the reply says what happened, in
+/// the customer's language. The offer is closed either way.
+async fn accept_offer<S: Store, A, C: Clock, P: Probe, B: Shop>(
+    ports: &Ports<S, A, C, P, B>,
+    cfg: &SupportConfig,
+    sabotage: Sabotage,
+    attempt: &mut Attempt,
+    msg: &InboundMessage,
+    order: &SupportOrder,
+    offer: &Offer,
+) -> Result<(), JobError> {
+    use crate::act::refund::{in_flight_on, refund_intent};
+    use crate::envelope::refund::{OrderFacts, RefundJudged, judge_refund, refund_key};
+    use crate::propose::refund::RefundProposal;
+    let brand = attempt.brand.clone();
+    let now = ports.clock.now();
+    let (text, mut notes) = sanitize(&msg.text);
+    let detected = detect_language(&text);
+    let (refund_ceiling, credit_ceiling) = ceilings(order, &cfg.policy);
+    let facts = SupportFacts {
+        order_id: order.id.clone(),
+        order_total: order.total,
+        shipment: order.shipment,
+        language: detected.language,
+        refund_ceiling,
+        credit_ceiling,
+    };
+    let shop_order = ports.bank.order(&offer.order_id).await;
+    attempt.record(now, "shopify", "order", shop_order.is_ok());
+    let shop_order = match shop_order {
+        Ok(o) => Ok(o),
+        Err(crate::sense::shop::ShopError::Rejected(why)) => Err(why.join("; ")),
+        Err(e) => return Err(e.into()),
+    };
+    let claim: String =
+        offer.message.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect();
+    let claim = format!("support-{claim}");
+    let open = ports.store.brand_intents(&brand, &IntentFilter::open()).await?;
+    let in_flight = in_flight_on(&offer.order_id, offer.amount.currency, &open);
+    let tier_facts = vec![format!("the shop's risk assessment puts the customer at {}", order.tier.as_str())];
+    let order_facts = shop_order.and_then(|o| {
+        OrderFacts::of(&brand, &cfg.store, &claim, &o, in_flight, order.tier, tier_facts).map(|f| (f, o))
+    });
+    let mut approved: Option<Money> = None;
+    let mut batch = attempt.batch();
+    let mut refund = None;
+    match order_facts {
+        Err(why) => notes.push(format!("offer of {} accepted, but no refund: {why}", offer.amount)),
+        Ok((of, shop_order)) => {
+            let key = refund_key(&of);
+            let existing = ports.store.brand_intents(&brand, &IntentFilter::kinds(&[]).and_keys([key.clone()])).await?;
+            let asked = if sabotage == Sabotage::RefundWholeOrder { shop_order.max_refundable } else { offer.amount };
+            let proposal = RefundProposal::Refund {
+                amount: asked,
+                why: format!("refund offer of {} accepted in thread {}", offer.amount, msg.thread),
+            };
+            if let Some(i) = existing.first() {
+                // An earlier run opened it and died before the reply.
+                if let Action::Refund { order } = &i.action {
+                    approved = Some(order.amount);
+                }
+                notes.push(format!("offer accepted: refund {key} already opened"));
+            } else {
+                let opened: BTreeSet<IdempotencyKey> = BTreeSet::new();
+                match judge_refund(&of, &proposal, &cfg.refund_caps, &opened, now) {
+                    RefundJudged::Approved(a) => {
+                        notes.push(format!("offer accepted: {}", a.verdict.reason));
+                        batch.verdicts.push(a.verdict.clone());
+                        batch.intents.push(IntentOp::Open(refund_intent(&a, &of, &proposal)));
+                        refund = Some((a.key.clone(), a.amount));
+                    }
+                    RefundJudged::Refused(v) => {
+                        notes.push(format!("offer accepted, refund refused: {}", v.reason));
+                        batch.verdicts.push(v);
+                    }
+                }
+            }
+        }
+    }
+    let mut opened = Vec::new();
+    if let Some((key, amount)) = refund {
+        let result = ports.store.write(&attempt.lease, batch, now).await?;
+        match result.refused.iter().find(|(k, _)| *k == key) {
+            Some((_, why)) => notes.push(format!("the refund budget refused it: {why}")),
+            None => approved = Some(amount),
+        }
+        opened.extend(result.intents);
+        batch = attempt.batch();
+    }
+    let verdict = GateVerdict {
+        action: if approved.is_some() { MenuAction::OfferRefund } else { MenuAction::Reply },
+        amount: approved,
+        reply: acceptance_template(approved.map(|m| m.minor), &facts),
+        language: facts.language,
+        replaced: false,
+        flagged: false,
+        reasons: notes,
+    };
+    let new = reply_intent(&brand, &cfg.inbox, &msg.thread, &msg.id, &facts, &verdict, now);
+    let key = new.key.clone();
+    let mut v = new.verdict.clone();
+    v.reason = format!(
+        "gate: {}{}, an accepted offer; {}",
+        verdict.action.as_str(),
+        approved.map_or(String::new(), |m| format!(" {m}")),
+        verdict.reasons.join("; ")
+    );
+    batch.verdicts.push(v);
+    batch.intents.push(IntentOp::Open(new));
+    batch.state.push(StateOp { scope: OFFER_SCOPE.into(), key: msg.thread.clone(), body: None, event: None });
+    let result = ports.store.write(&attempt.lease, batch, now).await?;
+    opened.extend(result.intents.into_iter().filter(|i| i.key == key));
+    let jobs = drive::jobs_of_open(opened.iter(), now);
+    if !jobs.is_empty() {
+        let mut batch = attempt.batch();
+        batch.enqueue = jobs;
         ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     }
     Ok(())

@@ -333,9 +333,137 @@ pub fn sanitize(text: &str) -> (String, Vec<String>) {
     (out, notes)
 }
 
+/// Whether a customer's message only accepts what was offered: short, no
+/// digits (an amount is never taken from a message), no negation or
+/// condition, and a plain yes in one of the seven languages. Anything else
+/// is a message like any other (the models and the gate answer it).
+pub fn accepts(text: &str) -> bool {
+    const YES: &[&str] = &[
+        "yes",
+        "ok",
+        "okay",
+        "i accept",
+        "accepted",
+        "confirm",
+        "confirmed",
+        "agreed",
+        "sounds good",
+        "please do",
+        "ja",
+        "einverstanden",
+        "bestätige",
+        "gerne",
+        "passt",
+        "oui",
+        "d'accord",
+        "j'accepte",
+        "je confirme",
+        "volontiers",
+        "sí",
+        "si",
+        "acepto",
+        "confirmo",
+        "de acuerdo",
+        "vale",
+        "sì",
+        "accetto",
+        "confermo",
+        "va bene",
+        "d'accordo",
+        "akkoord",
+        "ik ga akkoord",
+        "bevestig",
+        "prima",
+        "graag",
+        "tak",
+        "zgoda",
+        "akceptuję",
+        "potwierdzam",
+        "dobrze",
+    ];
+    const NOT: &[&str] = &[
+        "no",
+        "not",
+        "but",
+        "instead",
+        "only",
+        "more",
+        "nein",
+        "nicht",
+        "aber",
+        "nur",
+        "mehr",
+        "non",
+        "pas",
+        "mais",
+        "plus",
+        "seulement",
+        "pero",
+        "más",
+        "solo",
+        "ma",
+        "più",
+        "nee",
+        "niet",
+        "maar",
+        "meer",
+        "nie",
+        "ale",
+        "więcej",
+        "tylko",
+        "don't",
+        "won't",
+        "isn't",
+    ];
+    let (clean, _) = sanitize(text);
+    let lower = clean.to_lowercase();
+    if lower.chars().count() > 160 || lower.chars().any(|c| c.is_ascii_digit() || c == '%' || c == '@') {
+        return false;
+    }
+    let words: Vec<String> = lower
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
+    if words.iter().any(|w| NOT.contains(&w.as_str())) {
+        return false;
+    }
+    let joined = format!(" {} ", words.join(" "));
+    YES.iter().any(|y| joined.contains(&format!(" {y} ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_yes_accepts_and_anything_more_does_not() {
+        for yes in [
+            "Yes please, thank you!",
+            "ok",
+            "Ja, gerne.",
+            "Oui, d'accord, merci.",
+            "Sí, acepto.",
+            "Sì, va bene grazie",
+            "Ja, akkoord.",
+            "Tak, zgoda. Dziękuję!",
+        ] {
+            assert!(accepts(yes), "{yes}");
+        }
+        for no in [
+            "Yes, but refund 100 EUR instead",
+            "No, thanks",
+            "Nein, das reicht nicht",
+            "yes refund me everything please and more",
+            "Where is my parcel?",
+            "Ja, aber nur wenn ihr mir 50% gebt",
+            "",
+            "Oui mais pas seulement ça",
+        ] {
+            assert!(!accepts(no), "{no}");
+        }
+        assert!(!accepts(&format!("yes {}", "x".repeat(200))), "long messages are not a plain yes");
+    }
 
     #[test]
     fn the_seven_languages_are_told_apart() {
