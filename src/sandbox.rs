@@ -502,13 +502,23 @@ async fn shopify_graphql(
         (200, error_body("THROTTLED", "Throttled"))
     } else {
         match asked {
-            Asked::RefundCreate { req, key } => {
-                encode_refund_create_reply(&shop_lock(&sb.shop).refund(&req, &key, now))
-            }
-            Asked::OrderRefunds { order_id } => {
-                encode_order_refunds_reply(&order_id, &shop_lock(&sb.shop).order_refunds(&order_id, now))
-            }
-            Asked::Order { order_id } => encode_order_reply(&shop_lock(&sb.shop).order(&order_id, now)),
+            // The support inbox's customers' orders are in its own shop.
+            Asked::RefundCreate { req, key } => encode_refund_create_reply(
+                &sb.support
+                    .shop_of(&req.order_id, |shop| shop.refund(&req, &key, now))
+                    .unwrap_or_else(|| shop_lock(&sb.shop).refund(&req, &key, now)),
+            ),
+            Asked::OrderRefunds { order_id } => encode_order_refunds_reply(
+                &order_id,
+                &sb.support
+                    .shop_of(&order_id, |shop| shop.order_refunds(&order_id, now))
+                    .unwrap_or_else(|| shop_lock(&sb.shop).order_refunds(&order_id, now)),
+            ),
+            Asked::Order { order_id } => encode_order_reply(
+                &sb.support
+                    .shop_of(&order_id, |shop| shop.order(&order_id, now))
+                    .unwrap_or_else(|| shop_lock(&sb.shop).order(&order_id, now)),
+            ),
             Asked::Disputes { after } => {
                 let from = after.and_then(|a| a.parse().ok()).unwrap_or(0);
                 dlft_core::sense::wire::shopify::encode_disputes_reply(&shop_lock(&sb.shop).disputes, from)

@@ -12,8 +12,11 @@
 //!   (no idempotency key, as AgentMail's);
 //! - `POST /agentmail/_write` `{text, total?, shipment?, risk?}`: a customer
 //!   writes now (for tests and demos); their order is the shop's record,
-//!   read through the Shopify endpoint's `orders(query: "email:…")`;
-//! - `GET  /agentmail/_truth`: every message, every reply sent, every bill;
+//!   read through the Shopify endpoint's `orders(query: "email:…")`, and
+//!   refunded through its `order` and `refundCreate` (the inbox's own shop);
+//!   `{text, thread}`: the thread's customer writes in it again;
+//! - `GET  /agentmail/_truth`: every message, every reply sent, every bill,
+//!   every refund of the inbox's shop;
 //! - `POST /anthropic/v1/messages` (`x-api-key`), `POST /gemini/v1beta/models/{model}:generateContent`
 //!   (`x-goog-api-key`): the sim vendor (honest; `compromised` when the
 //!   model id says so) answers the forced tool / the response schema, and
@@ -59,12 +62,28 @@ pub struct Support {
 
 impl Support {
     pub fn new(seed: u64) -> Support {
-        Support { world: Arc::new(Mutex::new(World { inbox: BrandInbox::empty(), bills: Vec::new(), calls: 0 })), seed }
+        Support {
+            world: Arc::new(Mutex::new(World { inbox: BrandInbox::empty(Currency::EUR), bills: Vec::new(), calls: 0 })),
+            seed,
+        }
     }
 
-    /// The latest order of the customer who writes from `email`.
+    /// The latest order of the customer who writes from `email` (what may
+    /// still be refunded as the shop shows it now).
     pub fn customer_order(&self, email: &str) -> Option<CustomerOrder> {
-        lock(&self.world).inbox.customer(email).map(|c| c.order.clone())
+        let w = lock(&self.world);
+        let now = SystemClock.now();
+        w.inbox.customer(email).map(|c| CustomerOrder {
+            refundable: w.inbox.shop.refundable(&c.order.id, now).unwrap_or(c.order.refundable),
+            ..c.order.clone()
+        })
+    }
+
+    /// The shop the inbox's customers bought from, if it holds `order_id`
+    /// (the Shopify endpoint serves those orders and their refunds from it).
+    pub fn shop_of<R>(&self, order_id: &str, f: impl FnOnce(&mut dlft_sim::shop::ShopWorld) -> R) -> Option<R> {
+        let mut w = lock(&self.world);
+        w.inbox.shop.has_order(order_id).then(|| f(&mut w.inbox.shop))
     }
 }
 
@@ -198,6 +217,18 @@ async fn write(State(s): State<Support>, body: axum::body::Bytes) -> Response {
         other => return (StatusCode::BAD_REQUEST, format!("unknown risk {other:?}")).into_response(),
     };
     let mut w = lock(&s.world);
+    // A follow-up in a thread of the customer's: the same customer writes again.
+    if let Some(thread) = v["thread"].as_str() {
+        return match w.inbox.write_in(&brand(), thread, text, SystemClock.now()) {
+            Some(written) => axum::Json(json!({
+                "message_id": written.message.message_id,
+                "thread_id": written.thread,
+                "email": written.message.from,
+            }))
+            .into_response(),
+            None => (StatusCode::NOT_FOUND, format!("no thread {thread:?}")).into_response(),
+        };
+    }
     let id = format!("{}", 7_000 + w.inbox.written.len());
     let order = CustomerOrder { id, total, refundable: total, tracking, risk };
     let written = w.inbox.write(&brand(), text, order, SystemClock.now());
@@ -222,6 +253,9 @@ async fn truth(State(s): State<Support>) -> Response {
             "to": x.to, "thread_id": x.thread, "text": x.message.text, "message_id": x.message.message_id,
         })).collect::<Vec<_>>(),
         "bills": w.bills,
+        "refunds": w.inbox.shop.refunds().iter().map(|r| json!({
+            "order_id": r.order_id, "amount": r.amount.to_string(), "note": r.note, "key": r.key,
+        })).collect::<Vec<_>>(),
     }))
     .into_response()
 }

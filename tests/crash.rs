@@ -170,20 +170,19 @@ const HOLD_SITES: [&str; 18] = [
 ];
 
 /// Gives a runner's config refunds: claims from the `claims` folder beside
-/// it, refunded through the sandbox's shop at `sandbox` under a refund cap
+/// it, refunded through the sandbox's shop at `sandbox` under the example's refund cap
 /// of 500 EUR a day.
 fn with_refunds(config: &Path, sandbox: &str) {
     let claims = config.parent().unwrap().join("claims");
     std::fs::create_dir_all(&claims).unwrap();
-    let text = std::fs::read_to_string(config).unwrap().replace(
-        "caps = [\n",
-        "caps = [\n  { purpose = \"refund\", window = \"daily\", limit = \"500.00\", currency = \"EUR\" },\n",
-    ) + &format!(
-        "\n[refunds]\nshopify_url = \"http://{sandbox}/shopify\"\ntoken_env = \"SHOPIFY_ACCESS_TOKEN\"\n\
+    // The example's budgets hold the refund cap.
+    let text = std::fs::read_to_string(config).unwrap()
+        + &format!(
+            "\n[refunds]\nshopify_url = \"http://{sandbox}/shopify\"\ntoken_env = \"SHOPIFY_ACCESS_TOKEN\"\n\
              store = \"brand-shop\"\nclaims_dir = \"{}\"\nidentity_key_env = \"DLFT_IDENTITY_KEY\"\n\
              watch_cap_cents = 3000\nhigh_cap_cents = 1000\nevery_s = 1\n",
-        claims.display()
-    );
+            claims.display()
+        );
     std::fs::write(config, text).unwrap();
 }
 

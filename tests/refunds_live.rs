@@ -57,11 +57,9 @@ fn a_claim_in_the_folder_is_refunded_once_through_the_sandbox() {
     let claimed = total / 3;
     std::fs::write(claims.join("t-1.json"), claim("t-1", &id, &decimal(claimed), &decimal(total))).unwrap();
     std::fs::write(claims.join("t-2.json"), claim("t-2", &id, "1.005", &decimal(total))).unwrap();
-    let config =
-        common::sandbox_config(dir.path(), &addr).replace(
-            "caps = [\n",
-            "caps = [\n  { purpose = \"refund\", window = \"daily\", limit = \"500.00\", currency = \"EUR\" },\n",
-        ) + &REFUNDS.replace("SANDBOX", &format!("http://{addr}")).replace("CLAIMS", &claims.display().to_string());
+    // The example declares a refund cap of 500 EUR a day.
+    let config = common::sandbox_config(dir.path(), &addr)
+        + &REFUNDS.replace("SANDBOX", &format!("http://{addr}")).replace("CLAIMS", &claims.display().to_string());
     let path = dir.path().join("dlft.toml");
     std::fs::write(&path, config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dlft"))

@@ -193,7 +193,19 @@ fn dlft_run_answers_the_sandbox_inbox_once_per_message_through_the_gate() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    // A few more runs: nothing is answered twice.
+    // The German customer accepts the offer: the refund goes through the
+    // refund envelope and actuator to the shop, once, and the reply says so.
+    let yes = rt.block_on(write(&addr, json!({ "text": "Ja, gerne.", "thread": written[2]["thread_id"] })));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let accepted = loop {
+        let t = rt.block_on(truth(&addr));
+        let answered = t["replies"].as_array().unwrap().iter().any(|r| r["to"] == yes["message_id"]);
+        if (answered && !t["refunds"].as_array().unwrap().is_empty()) || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // A few more runs: nothing is answered or refunded twice.
     std::thread::sleep(Duration::from_secs(4));
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
@@ -202,8 +214,18 @@ fn dlft_run_answers_the_sandbox_inbox_once_per_message_through_the_gate() {
     let after = rt.block_on(truth(&addr));
     let replies_after = after["replies"].as_array().unwrap();
     assert_eq!(replies.len(), written.len(), "one reply per message in time: {replies:?}\n{log}");
-    assert_eq!(replies_after.len(), written.len(), "and never a second: {replies_after:?}");
-    for w in &written {
+    assert_eq!(replies_after.len(), written.len() + 1, "and never a second: {replies_after:?}");
+    let refunds = after["refunds"].as_array().unwrap();
+    assert_eq!(refunds.len(), 1, "one refund for one accepted offer: {accepted}\n{log}");
+    assert_eq!(refunds[0]["amount"], "9.98 EUR", "what was offered: {refunds:?}");
+    let note = refunds[0]["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("dlft:refund/default/shop/") && note.contains("/support-m"),
+        "its intent's marker: {note}"
+    );
+    let confirmed = replies_after.iter().find(|r| r["to"] == yes["message_id"]).unwrap()["text"].as_str().unwrap();
+    assert!(confirmed.contains("9,98 EUR") && confirmed.contains("erstattet"), "{confirmed}");
+    for w in written.iter().chain([&yes]) {
         let r = replies_after.iter().find(|r| r["to"] == w["message_id"]).unwrap_or_else(|| panic!("{w}: no reply"));
         let text = r["text"].as_str().unwrap();
         assert!(text.contains("Ref. dlft-"), "the marker: {text}");

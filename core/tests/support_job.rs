@@ -256,6 +256,7 @@ fn each_message_is_answered_once_its_calls_booked_and_a_settled_thread_not_read_
     for (vendor, id) in &calls {
         let row = snap.costs.iter().find(|c| &c.call_id == id).unwrap_or_else(|| panic!("{id}: no cost row"));
         assert_eq!(&row.vendor, vendor);
+        assert!(row.op.starts_with("complete/") && row.op.ends_with(" out<=1024"), "model and tokens: {}", row.op);
         assert!(row.cost.minor >= 1, "the booked cost covers the call");
     }
     let verdicts: Vec<_> =

@@ -905,7 +905,7 @@ mod tests {
         assert_eq!(
             cfg.budgets_of(&BrandId::default()).describe(),
             "Europe/Berlin: payout daily 1500.00 EUR, payout daily cp-1 500.00 EUR, payout monthly 20000.00 EUR, \
-             payout lifetime 250000.00 EUR, model daily 20.00 EUR"
+             payout lifetime 250000.00 EUR, refund daily 500.00 EUR, model daily 20.00 EUR"
         );
     }
 

@@ -152,9 +152,16 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
 ///   booked at no less than the bill (as the scans' calls);
 /// - `model_budget`: what the vendors billed each brand in each period of
 ///   a `model` cap (the period of the brand's calendar in which the call
-///   was booked, read by the checker) sums to at most the cap.
+///   was booked, read by the checker) sums to at most the cap;
+/// - `offer_refund`: every refund of an accepted offer is at most the
+///   refund ceiling of its order (from the shop's records and the policy),
+///   made once per key, and matches a refund intent of the brand of the
+///   same amount (its note's marker); every committed refund intent of an
+///   offer has its refund in the shop; refunds of each day sum to at most
+///   the brand's refund cap.
 fn check_support(input: &CheckInput<'_>, s: &crate::inbox::SupportTruth, v: &mut Verdict) {
     let seed = input.seed;
+    check_offer_refunds(input, s, v);
     let booked: BTreeMap<&str, i64> = input.store.costs.iter().map(|c| (c.call_id.as_str(), c.cost.minor)).collect();
     if let Some(budgets) = &s.budgets {
         let rows: BTreeMap<&str, &dlft_core::telemetry::CostRow> =
@@ -233,6 +240,85 @@ fn check_support(input: &CheckInput<'_>, s: &crate::inbox::SupportTruth, v: &mut
     for ((brand, id), (at, _)) in &inbound {
         if **at + s.deadline <= input.end && !replies.contains_key(&(*brand, *id)) {
             v.flag(seed, "reply_answered", format!("brand {brand}: {id} landed at {at}, never answered"));
+        }
+    }
+}
+
+fn check_offer_refunds(input: &CheckInput<'_>, s: &crate::inbox::SupportTruth, v: &mut Verdict) {
+    use dlft_core::act::intent::{Action, IntentPhase};
+    let seed = input.seed;
+    let ceiling: BTreeMap<(&BrandId, &str), Money> =
+        s.inbound.iter().map(|(b, _, _, facts, _)| ((b, facts.order_id.as_str()), facts.refund_ceiling)).collect();
+    let intents: BTreeMap<&str, &dlft_core::act::intent::Intent> = input
+        .store
+        .intents
+        .iter()
+        .filter(|i| matches!(i.action, Action::Refund { .. }) && i.key.as_str().contains("/support-"))
+        .map(|i| (i.key.as_str(), i))
+        .collect();
+    let mut keys: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut marked: BTreeMap<String, ()> = BTreeMap::new();
+    // (brand, day of the brand's calendar, currency) → refunded.
+    let mut per_day: BTreeMap<(&BrandId, String, dlft_core::money::Currency), i64> = BTreeMap::new();
+    for (brand, r) in &s.refunds {
+        *keys.entry(r.key.as_str()).or_default() += 1;
+        match ceiling.get(&(brand, r.order_id.as_str())) {
+            Some(c) if r.amount.minor <= c.minor => {}
+            c => v.flag(
+                seed,
+                "offer_refund",
+                format!("brand {brand}: refund {} of {} on order {}, its ceiling {c:?}", r.id, r.amount, r.order_id),
+            ),
+        }
+        let key = r.note.strip_prefix("dlft:").unwrap_or("");
+        match intents.get(key) {
+            Some(i)
+                if i.brand == *brand && matches!(&i.action, Action::Refund { order } if order.amount == r.amount) => {}
+            other => v.flag(
+                seed,
+                "offer_refund",
+                format!(
+                    "brand {brand}: refund {} of {} (note {:?}) has no refund intent of that amount: {:?}",
+                    r.id,
+                    r.amount,
+                    r.note,
+                    other.map(|i| &i.key)
+                ),
+            ),
+        }
+        marked.insert(key.to_string(), ());
+        if let Some(budgets) = &s.budgets {
+            let day = period_of(dlft_core::envelope::budget::Window::Daily, &budgets.zone, r.created_at).label;
+            *per_day.entry((brand, day, r.amount.currency)).or_default() += r.amount.minor;
+        }
+    }
+    for (key, n) in keys.into_iter().filter(|(_, n)| *n > 1) {
+        v.flag(seed, "offer_refund", format!("{n} refunds under key {key}"));
+    }
+    for (key, i) in &intents {
+        let late = i.updated_at + input.kill_deadline > input.end;
+        if i.phase == IntentPhase::Committed && !marked.contains_key(*key) && !late {
+            v.flag(seed, "offer_refund", format!("{key}: committed, no refund in the shop"));
+        }
+    }
+    if let Some(budgets) = &s.budgets {
+        for ((brand, day, currency), total) in per_day {
+            let daily = budgets.caps.iter().find(|c| {
+                c.covers(Purpose::Refund, currency, None) && c.window == dlft_core::envelope::budget::Window::Daily
+            });
+            if let Some(cap) = daily
+                && total > cap.limit.minor
+            {
+                v.flag(
+                    seed,
+                    "offer_refund",
+                    format!(
+                        "brand {brand}: {} refunded on {day}, over its cap {}",
+                        Money::new(total, currency),
+                        cap.limit
+                    ),
+                );
+            }
         }
     }
 }

@@ -393,6 +393,15 @@ impl Conductor {
             replies: replies(&snapshot, false),
             replies_flagged: replies(&snapshot, true),
             model_calls: support.as_ref().map(|s| s.calls.clone()).unwrap_or_default(),
+            offer_refunds: snapshot
+                .intents
+                .iter()
+                .filter(|i| {
+                    i.phase == dlft_core::act::intent::IntentPhase::Committed
+                        && matches!(i.action, dlft_core::act::intent::Action::Refund { .. })
+                        && i.key.as_str().contains("/support-")
+                })
+                .count() as u32,
             model_calls_refused: snapshot
                 .events
                 .iter()

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +28,7 @@ use dlft_core::propose::router::{BreakerRules, Deployment};
 use dlft_core::propose::support::{MenuAction, Shipment, SupportFacts, SupportPolicy, ceilings};
 use dlft_core::sense::claims::Tracking;
 use dlft_core::sense::inbox::{
-    InboxError, MailMessage, SentReply, ThreadPage, ThreadSummary, detect_language, sanitize,
+    InboxError, Language, MailMessage, SentReply, ThreadPage, ThreadSummary, detect_language, sanitize,
 };
 use dlft_core::sense::models::{Completion, ModelError, Prompt};
 use dlft_core::sense::shop::{CustomerOrder, RiskLevel};
@@ -37,7 +37,9 @@ use dlft_core::time::{Clock, Millis, Timestamp};
 use crate::faults::{Fate, FaultRates, vendor_fate};
 use crate::hosts::{PlatformState, Wire, lock};
 use crate::payouts::{BankReply, BankRequest, SimBank};
+use crate::refunds::{ShopReply, ShopRequest, ShopResponse};
 use crate::scenario::{Scenario, SupportSection};
+use crate::shop::{Order, ShopConfig, ShopWorld};
 use crate::support::{Behaviour, SimModel};
 use crate::world::draw;
 
@@ -98,11 +100,45 @@ pub struct Sent {
     pub to: String,
 }
 
-/// One brand's inbox.
+/// One brand's inbox, and the shop its customers bought from (Shopify's
+/// refund semantics: the refunds of accepted offers are made here).
 pub struct BrandInbox {
     pub customers: Vec<SupportCustomer>,
     pub written: Vec<Written>,
     pub sent: Vec<Sent>,
+    pub shop: ShopWorld,
+    /// The acceptances customers wrote: their message id → the message
+    /// whose reply they accept (one each; never one to an acceptance).
+    pub acceptances: BTreeMap<String, String>,
+}
+
+/// The shop of a support world, holding no orders yet.
+fn support_shop(currency: Currency, fates: ChaCha8Rng) -> ShopWorld {
+    let cfg = ShopConfig { orders: 0, currency, amount_minor: (0, 0), settle_ms: 2_500, failure_pct: 0 };
+    ShopWorld::new(cfg, fates)
+}
+
+/// The paid order behind a customer's record.
+fn paid(o: &CustomerOrder) -> Order {
+    Order {
+        id: o.id.clone(),
+        amount: o.total,
+        payment_id: format!("gid://shopify/OrderTransaction/S{}", o.id),
+        gateway: "shopify_payments".into(),
+    }
+}
+
+/// What a customer writes to accept an offer, in their language.
+pub fn acceptance(language: Language) -> &'static str {
+    match language {
+        Language::En => "Yes please, thank you!",
+        Language::De => "Ja, gerne. Danke!",
+        Language::Fr => "Oui, d'accord, merci.",
+        Language::Es => "Sí, acepto. Gracias.",
+        Language::It => "Sì, va bene, grazie.",
+        Language::Nl => "Ja, akkoord. Bedankt!",
+        Language::Pl => "Tak, zgoda. Dziękuję!",
+    }
 }
 
 /// A model call the vendor answered, and what it billed.
@@ -194,13 +230,20 @@ fn risk(t: RiskTier) -> RiskLevel {
 
 impl BrandInbox {
     /// An inbox without customers or messages (the sandbox writes them).
-    pub fn empty() -> BrandInbox {
-        BrandInbox { customers: Vec::new(), written: Vec::new(), sent: Vec::new() }
+    pub fn empty(currency: Currency) -> BrandInbox {
+        BrandInbox {
+            customers: Vec::new(),
+            written: Vec::new(),
+            sent: Vec::new(),
+            shop: support_shop(currency, ChaCha8Rng::seed_from_u64(0)),
+            acceptances: BTreeMap::new(),
+        }
     }
 
     /// A customer with `order` writes `text` at `at`, in a thread of its own.
     pub fn write(&mut self, brand: &BrandId, text: &str, order: CustomerOrder, at: Timestamp) -> &Written {
         let n = self.written.len();
+        self.shop.add_order(paid(&order));
         self.customers.push(SupportCustomer { email: format!("c{n}.{brand}@mail.example"), order });
         self.written.push(Written {
             message: MailMessage {
@@ -215,6 +258,60 @@ impl BrandInbox {
             hostile: false,
         });
         &self.written[n]
+    }
+
+    /// The customer of `thread` writes `text` in it at `at`; `None`: no
+    /// such thread.
+    pub fn write_in(&mut self, brand: &BrandId, thread: &str, text: &str, at: Timestamp) -> Option<&Written> {
+        let w = self.written.iter().find(|w| w.thread == thread)?;
+        let (customer, from) = (w.customer, w.message.from.clone());
+        let n = self.written.len();
+        self.written.push(Written {
+            message: MailMessage {
+                message_id: format!("<m{n:05}.{brand}@mail.example>"),
+                from,
+                text: text.to_string(),
+                in_reply_to: None,
+                timestamp: at,
+            },
+            thread: thread.to_string(),
+            customer,
+            hostile: false,
+        });
+        self.written.last()
+    }
+
+    /// The customer who wrote `to` accepts the offer in `reply` at `at`
+    /// (in the language they wrote in), unless the reply offers no amount
+    /// (it names no currency), `to` is itself an acceptance, or `to` was
+    /// accepted already.
+    pub fn accept(&mut self, brand: &BrandId, to: &str, reply: &str, at: Timestamp) {
+        let Some(w) = self.written.iter().find(|w| w.message.message_id == to) else { return };
+        let currency = self.customers[w.customer].order.total.currency;
+        if !reply.contains(currency.as_str())
+            || self.acceptances.contains_key(to)
+            || self.acceptances.values().any(|m| m == to)
+        {
+            return;
+        }
+        let (text, _) = sanitize(&w.message.text);
+        let language = detect_language(&text).language;
+        let n = self.written.len();
+        let id = format!("<a{n:05}.{brand}@mail.example>");
+        let accepted = Written {
+            message: MailMessage {
+                message_id: id.clone(),
+                from: w.message.from.clone(),
+                text: acceptance(language).to_string(),
+                in_reply_to: None,
+                timestamp: at,
+            },
+            thread: w.thread.clone(),
+            customer: w.customer,
+            hostile: false,
+        };
+        self.written.push(accepted);
+        self.acceptances.insert(id, to.to_string());
     }
 
     /// The customer who wrote from `email`, if any.
@@ -290,7 +387,11 @@ impl BrandInbox {
                 hostile: is_hostile,
             });
         }
-        BrandInbox { customers, written, sent: Vec::new() }
+        let mut shop = support_shop(currency, ChaCha8Rng::seed_from_u64(rng.random()));
+        for c in &customers {
+            shop.add_order(paid(&c.order));
+        }
+        BrandInbox { customers, written, sent: Vec::new(), shop, acceptances: BTreeMap::new() }
     }
 
     /// A thread's messages at `now`, oldest first.
@@ -473,6 +574,19 @@ fn apply(h: &mut SupportHost, req: &SupportRequest, now: Timestamp) -> Option<Su
         | SupportRequest::CustomerOrder { brand, .. } => brand,
     };
     let address = SupportPolicy::default().support_email;
+    if let SupportRequest::Send { to, text, .. } = req {
+        // Some customers answer an offer with a plain yes, a little later.
+        let accepts = h.cfg.accept_pct > 0 && h.rng.random_range(0..100) < h.cfg.accept_pct;
+        let delay = if accepts { Millis(h.rng.random_range(30_000..240_000)) } else { Millis(0) };
+        let Some(b) = h.brands.get_mut(brand) else {
+            return Some(Err(InboxError::Invalid(format!("no inbox of brand {brand}"))));
+        };
+        let sent = b.send(&address, to, text, now);
+        if sent.is_ok() && accepts {
+            b.accept(brand, to, text, now + delay);
+        }
+        return Some(sent.map(SupportReply::Sent));
+    }
     let Some(b) = h.brands.get_mut(brand) else {
         return Some(Err(InboxError::Invalid(format!("no inbox of brand {brand}"))));
     };
@@ -481,7 +595,12 @@ fn apply(h: &mut SupportHost, req: &SupportRequest, now: Timestamp) -> Option<Su
         SupportRequest::Thread { thread, .. } => Ok(SupportReply::Thread(b.thread(thread, now))),
         SupportRequest::Send { to, text, .. } => b.send(&address, to, text, now).map(SupportReply::Sent),
         SupportRequest::CustomerOrder { email, .. } => {
-            Ok(SupportReply::CustomerOrder(b.customer(email).map(|c| c.order.clone())))
+            // What may still be refunded is the shop's, as it stands now.
+            let order = b.customer(email).map(|c| CustomerOrder {
+                refundable: b.shop.refundable(&c.order.id, now).unwrap_or(c.order.refundable),
+                ..c.order.clone()
+            });
+            Ok(SupportReply::CustomerOrder(order))
         }
         SupportRequest::Complete { .. } => unreachable!("answered above"),
     })
@@ -535,6 +654,93 @@ pub async fn serve_support_request<C: Clock>(
                     let _ = apply(h, &req, now);
                 }
                 Some(Err(InboxError::Unknown("502 bad gateway".into())))
+            }
+        }
+    };
+    if reply.is_none() {
+        tokio::time::sleep(HANG_FOR).await;
+    }
+    reply
+}
+
+/// Whether `req` is about an order of a support world's shop (the shop
+/// the inbox's customers bought from): the support host serves it.
+pub fn holds_order(p: &PlatformState, req: &ShopRequest) -> bool {
+    let (brand, order_id) = match req {
+        ShopRequest::Refund { brand, req, .. } => (brand, &req.order_id),
+        ShopRequest::OrderRefunds { brand, order_id } | ShopRequest::Order { brand, order_id } => (brand, order_id),
+        _ => return false,
+    };
+    p.support.as_ref().and_then(|h| h.brands.get(brand)).is_some_and(|b| b.shop.has_order(order_id))
+}
+
+fn apply_shop(h: &mut SupportHost, req: &ShopRequest, now: Timestamp) -> ShopResponse {
+    use dlft_core::sense::shop::ShopError;
+    let (ShopRequest::Refund { brand, .. }
+    | ShopRequest::OrderRefunds { brand, .. }
+    | ShopRequest::Order { brand, .. }) = req
+    else {
+        return Err(ShopError::Rejected(vec!["the support world's shop keeps no claims desk".into()]));
+    };
+    let Some(b) = h.brands.get_mut(brand) else {
+        return Err(ShopError::Unauthorized(format!("no shop of brand {brand}")));
+    };
+    match req {
+        ShopRequest::Refund { req, key, .. } => b.shop.refund(req, key, now).map(ShopReply::Refund),
+        ShopRequest::OrderRefunds { order_id, .. } => b.shop.order_refunds(order_id, now).map(ShopReply::Refunds),
+        ShopRequest::Order { order_id, .. } => b.shop.order(order_id, now).map(ShopReply::Order),
+        _ => unreachable!("refused above"),
+    }
+}
+
+/// What the support world's shop does with one request (Shopify's
+/// semantics, the inbox's fault rates: a refund made whose reply is lost,
+/// THROTTLED, 5xx half applied, requests lost); `None`: no reply.
+pub async fn serve_support_shop<C: Clock>(
+    platform: std::sync::Arc<std::sync::Mutex<PlatformState>>,
+    clock: C,
+    req: ShopRequest,
+) -> Option<ShopResponse> {
+    use dlft_core::sense::shop::ShopError;
+    let (fate, latency) = {
+        let mut p = lock(&platform);
+        let h = p.support.as_mut()?;
+        let latency = Millis(draw(&mut h.rng, h.cfg.latency_ms));
+        let c = &h.cfg;
+        let rates = FaultRates {
+            lost_reply: c.lost_reply_pct,
+            timeout: c.timeout_pct,
+            limit: c.rate_limit_pct,
+            server_error: c.server_error_pct,
+        };
+        (vendor_fate(&mut h.rng, rates, matches!(req, ShopRequest::Refund { .. })), latency)
+    };
+    tokio::time::sleep(latency.as_std()).await;
+    let reply = {
+        let mut p = lock(&platform);
+        let h = p.support.as_mut()?;
+        let now = clock.now();
+        match fate {
+            Fate::Serve => Some(apply_shop(h, &req, now)),
+            Fate::Hang => {
+                h.hung += 1;
+                None
+            }
+            Fate::LoseReply => {
+                h.lost_replies += 1;
+                let _ = apply_shop(h, &req, now);
+                None
+            }
+            Fate::Limit => {
+                h.rate_limited += 1;
+                Some(Err(ShopError::Throttled { retry_after: Millis(1_000) }))
+            }
+            Fate::ServerError { applied } => {
+                h.server_errors += 1;
+                if applied {
+                    let _ = apply_shop(h, &req, now);
+                }
+                Some(Err(ShopError::Server(502)))
             }
         }
     };
@@ -637,8 +843,10 @@ pub struct SupportTruth {
     pub calls: BTreeMap<String, (u64, u64)>,
     /// A message that landed this long before the end must have its reply.
     pub deadline: Millis,
-    /// The brands' budgets (their `model` caps).
+    /// The brands' budgets (their `model` and `refund` caps).
     pub budgets: Option<dlft_core::envelope::budget::Budgets>,
+    /// Every refund the support worlds' shops made (accepted offers).
+    pub refunds: Vec<(BrandId, crate::shop::Refund)>,
 }
 
 impl SupportTruth {
@@ -654,6 +862,11 @@ impl SupportTruth {
             // retries (rate limits, lost replies, the act pool's backoff).
             deadline: Millis::from_secs(3 * h.cfg.review_every_s + 120),
             budgets: None,
+            refunds: h
+                .brands
+                .iter()
+                .flat_map(|(b, i)| i.shop.refunds().iter().map(|r| (b.clone(), r.clone())))
+                .collect(),
         };
         for (brand, b) in &h.brands {
             for w in &b.written {

@@ -368,6 +368,9 @@ pub async fn serve_bank_request<C: Clock>(
 ) -> Option<BankResponse> {
     let req = match req {
         BankRequest::Shop { req } => {
+            if crate::inbox::holds_order(&lock(&platform), &req) {
+                return crate::inbox::serve_support_shop(platform, clock, req).await.map(|r| Ok(BankReply::Shop(r)));
+            }
             return crate::refunds::serve_shop_request(platform, clock, req).await.map(|r| Ok(BankReply::Shop(r)));
         }
         BankRequest::Support { req } => {

@@ -95,6 +95,8 @@ pub struct Summary {
     pub model_calls: BTreeMap<String, (u64, u64)>,
     /// Model calls the brands' model caps refused, over every seed.
     pub model_calls_refused: u64,
+    /// Refunds of accepted support offers committed, over every seed.
+    pub offer_refunds: u64,
     /// Ad sets and campaigns paused by escalation and resumed, over every
     /// seed; the seeds that escalated at all; nodes still paused at the end.
     pub escalations: u64,
@@ -299,6 +301,7 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         replies: reports.iter().map(|r| u64::from(r.replies)).sum(),
         replies_flagged: reports.iter().map(|r| u64::from(r.replies_flagged)).sum(),
         model_calls_refused: reports.iter().map(|r| u64::from(r.model_calls_refused)).sum(),
+        offer_refunds: reports.iter().map(|r| u64::from(r.offer_refunds)).sum(),
         model_calls: reports.iter().flat_map(|r| &r.model_calls).fold(BTreeMap::new(), |mut m, (v, (ok, failed))| {
             let e: &mut (u64, u64) = m.entry(v.clone()).or_default();
             e.0 += ok;
@@ -423,10 +426,11 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
             s.model_calls.iter().map(|(v, (ok, failed))| format!("{v} {ok} answered, {failed} failed")).collect();
         let _ = writeln!(
             w,
-            "support     {} messages, {} replies committed ({} to messages with manipulation signals); model calls: {}{}; inbox: {} requests lost, {} replies lost after the send, {} rate limited, {} 5xx",
+            "support     {} messages, {} replies committed ({} to messages with manipulation signals), {} accepted offers refunded; model calls: {}{}; inbox: {} requests lost, {} replies lost after the send, {} rate limited, {} 5xx",
             s.messages,
             s.replies,
             s.replies_flagged,
+            s.offer_refunds,
             if calls.is_empty() { "none".to_string() } else { calls.join(", ") },
             match s.model_calls_refused {
                 0 => String::new(),

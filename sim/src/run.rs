@@ -268,6 +268,9 @@ pub struct SeedReport {
     /// Model calls the brands' model caps refused (not made).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub model_calls_refused: u32,
+    /// Refunds of accepted support offers committed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub offer_refunds: u32,
     /// Ad sets and campaigns the loop paused (escalations that took
     /// effect) and resumed, and those still paused at the end.
     #[serde(default, skip_serializing_if = "is_zero")]

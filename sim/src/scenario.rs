@@ -394,6 +394,16 @@ pub struct SupportSection {
     /// Each brand's daily `model` cap: every call is charged to it, at the
     /// most it can cost, before it is made (required: budgets fail closed).
     pub model_daily_cap_cents: i64,
+    /// Replies offering an amount that the customer accepts with a plain
+    /// yes, 30 s to 4 min later (the refund then goes through the refund
+    /// envelope and actuator, against the support world's shop).
+    #[serde(default)]
+    pub accept_pct: u32,
+    /// Each brand's daily `refund` cap for accepted offers (absent: no
+    /// refund cap, so every accepted offer is refused by the ledger; a
+    /// [shop] section's cap takes its place).
+    #[serde(default)]
+    pub refund_daily_cap_cents: Option<i64>,
 }
 
 /// One text model vendor of the sim.
@@ -707,6 +717,7 @@ impl Scenario {
                 ("support.timeout_pct", s.timeout_pct),
                 ("support.rate_limit_pct", s.rate_limit_pct),
                 ("support.server_error_pct", s.server_error_pct),
+                ("support.accept_pct", s.accept_pct),
             ] {
                 pct(field, v)?;
             }
@@ -762,6 +773,9 @@ impl Scenario {
         let mut caps: Vec<Cap> = Vec::new();
         if let Some(s) = &self.support {
             caps.push(Cap::brand(Purpose::Model, Window::Daily, Money::new(s.model_daily_cap_cents, self.currency())));
+            if let (Some(c), None) = (s.refund_daily_cap_cents, &self.shop) {
+                caps.push(Cap::brand(Purpose::Refund, Window::Daily, Money::new(c, self.currency())));
+            }
         }
         if let Some(c) = self.shop.as_ref().and_then(|s| s.daily_cap_cents) {
             caps.push(Cap::brand(Purpose::Refund, Window::Daily, Money::new(c, self.currency())));

@@ -113,6 +113,11 @@ impl ShopWorld {
         self.orders.insert(order.id.clone(), order);
     }
 
+    /// Whether the shop holds `order_id`.
+    pub fn has_order(&self, order_id: &str) -> bool {
+        self.orders.contains_key(order_id)
+    }
+
     pub fn orders(&self) -> impl Iterator<Item = &Order> {
         self.orders.values()
     }

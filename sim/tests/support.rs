@@ -23,6 +23,9 @@ fn the_honest_loop_answers_every_message_once() {
             assert_eq!(r.replies, r.messages, "{file} seed {}: every message answered once, committed", r.seed);
             assert!(r.replies_flagged > 0, "{file} seed {}: no hostile message flagged", r.seed);
             assert!(r.faults.inbox_lost_replies + r.faults.inbox_server_errors > 0, "{file}: the inbox never failed");
+            if file != "model-budget.toml" {
+                assert!(r.offer_refunds > 0, "{file} seed {}: no accepted offer was refunded", r.seed);
+            }
         }
     }
 }
@@ -38,6 +41,8 @@ const SABOTAGES: &[(Sabotage, &str, &str)] = &[
     (Sabotage::FreshReplyMarker, "support-container-loss.toml", "reply_once"),
     // Calls made without their cost rows: the vendors' bills are unbooked.
     (Sabotage::UnbookedModelCalls, "model-outage.toml", "model_spend"),
+    // An accepted offer refunds the whole order: above the order's ceiling.
+    (Sabotage::RefundWholeOrder, "support-container-loss.toml", "offer_refund"),
     // Calls booked but never charged to the model cap: the day's bills pass it.
     (Sabotage::UncappedModelCalls, "model-budget.toml", "model_budget"),
 ];

@@ -791,7 +791,8 @@ impl<S: Store, C: Clock, V: TextVendors> TextModel for Booked<'_, S, C, V> {
                 brand: b.brand.clone(),
                 at: now,
                 vendor: d.vendor.clone(),
-                op: format!("complete/{}", d.model),
+                // The tokens booked: the prompt's, estimated high, and the output cap.
+                op: format!("complete/{} in<={} out<={}", d.model, prompt_tokens(prompt), b.max_output_tokens),
                 ok: true,
                 cost: d.cost(prompt_tokens(prompt), b.max_output_tokens),
             };
