@@ -351,12 +351,15 @@ struct SimRun {
     /// Worker threads (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Print each seed's fault plan.
-    #[arg(long)]
+    /// Print each seed's fault plan (to stdout, under a header per seed, before the results).
+    #[arg(long, conflicts_with = "json")]
     show_plan: bool,
-    /// Print the seed's event log (one line per transition) to stderr.
-    #[arg(long, requires = "seed")]
+    /// Print the seed's event log (to stdout, one line per transition, times relative to the run's start).
+    #[arg(long, requires = "seed", conflicts_with = "json")]
     events: bool,
+    /// No progress bar (there is none either when stderr is not a terminal).
+    #[arg(long, short)]
+    quiet: bool,
     /// Remove faults from a failing seed's plan while it keeps failing; print the minimal list.
     #[arg(long, requires = "seed", conflicts_with = "check_determinism")]
     shrink: bool,
@@ -428,14 +431,17 @@ fn check_determinism(
     threads: usize,
     opts: &RunOptions,
     json: bool,
+    quiet: bool,
 ) -> Result<ExitCode> {
+    let bar = progress(2 * (seeds.end - seeds.start), "runs", quiet);
     let run = || -> Result<Vec<dlft_sim::run::SeedReport>> {
-        run_many(scn, seeds.clone(), threads, opts, &|_| {})
+        run_many(scn, seeds.clone(), threads, opts, &|_| bar.inc(1))
             .into_iter()
             .collect::<Result<Vec<_>, String>>()
             .map_err(anyhow::Error::msg)
     };
     let (first, second) = (run()?, run()?);
+    bar.finish_and_clear();
     let differing: Vec<u64> =
         first.iter().zip(&second).filter(|(a, b)| a.digest != b.digest).map(|(a, _)| a.seed).collect();
     let n = first.len();
@@ -481,6 +487,22 @@ fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>> {
     Ok(start..end)
 }
 
+/// A progress bar of `len` `what` on stderr when it is a terminal and not
+/// `quiet` (hidden otherwise: output that is piped stays clean).
+fn progress(len: u64, what: &str, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} {{pos}}/{{len}} [{{elapsed_precise}}] {{wide_bar}} eta {{eta}}"
+        ))
+        .expect("valid template"),
+    );
+    bar
+}
+
 fn sim_run(args: SimRun) -> Result<ExitCode> {
     let scn = Scenario::load(&args.scenario)?;
     let path = args.scenario.display().to_string();
@@ -495,27 +517,39 @@ fn sim_run(args: SimRun) -> Result<ExitCode> {
     }
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if args.check_determinism {
-        return check_determinism(&scn, &path, seeds, threads, &opts, args.json);
+        return check_determinism(&scn, &path, seeds, threads, &opts, args.json, args.quiet);
     }
-    let bar =
-        if std::io::stderr().is_terminal() { ProgressBar::new(seeds.end - seeds.start) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} seeds {pos}/{len} [{elapsed_precise}] {wide_bar} eta {eta}")
-            .expect("valid template"),
-    );
+    let bar = progress(seeds.end - seeds.start, "seeds", args.quiet);
     let results = run_many(&scn, seeds, threads, &opts, &|_| bar.inc(1));
     bar.finish_and_clear();
     let reports = results.into_iter().collect::<Result<Vec<_>, String>>().map_err(anyhow::Error::msg)?;
     if args.show_plan {
         for r in &reports {
-            eprintln!("seed {} fault plan:\n{}", r.seed, r.plan);
+            println!("== seed {}: fault plan\n{}", r.seed, r.plan);
         }
     }
-    for e in reports.iter().filter_map(|r| r.log.as_ref()).flatten() {
-        eprintln!(
-            "{:>6} {:>14} {:?}/{:?} {} {} -> {} ({})",
-            e.seq, e.at.0, e.block, e.kind, e.entity, e.before, e.after, e.cause
+    let start = scn.start();
+    for r in reports.iter().filter(|r| r.log.is_some()) {
+        println!(
+            "== seed {}: event log (seq, time since the start, block/kind, entity, before -> after, cause)",
+            r.seed
         );
+        for e in r.log.iter().flatten() {
+            let since = e.at.0.saturating_sub(start.0);
+            println!(
+                "{:>7}  +{}.{:03} s  {}/{}  {}  {} -> {}  ({})",
+                e.seq,
+                since / 1_000,
+                since % 1_000,
+                name_of(&e.block),
+                name_of(&e.kind),
+                e.entity,
+                e.before,
+                e.after,
+                e.cause
+            );
+        }
+        println!("== seed {}: results", r.seed);
     }
     let extra = match args.sabotage {
         SabotageArg::None => "",

@@ -47,6 +47,30 @@ fn table_output_and_determinism_check() {
     assert!(stdout.contains("deterministic") && !stdout.contains("NOT"), "{stdout}");
 }
 
+/// `--show-plan` and `--events` are results: on stdout, under a header per
+/// seed, in words (no Rust Debug text, times relative to the run's start);
+/// stderr stays for diagnostics (no progress bar when it is not a terminal).
+#[test]
+fn plans_and_event_logs_go_to_stdout_under_a_header_per_seed() {
+    let out = dlft(&["sim", "run", SCENARIO, "--seed", "5", "--show-plan", "--events", "--quiet"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.trim().is_empty(), "nothing but diagnostics on stderr: {stderr}");
+    let plan = stdout.find("== seed 5: fault plan").expect("the plan's header");
+    let log = stdout.find("== seed 5: event log").expect("the log's header");
+    let results = stdout.find("== seed 5: results").expect("the results' header");
+    assert!(plan < log && log < results && results < stdout.find("PASSED").unwrap(), "{stdout}");
+    let first = stdout[log..].lines().nth(1).expect("an event line");
+    let (_, rest) = first.split_once("  +").expect("a time since the start");
+    let (secs, rest) = rest.split_once(" s  ").expect("in seconds");
+    assert!(secs.parse::<f64>().is_ok(), "{first}");
+    let block_kind = rest.split("  ").next().unwrap();
+    assert!(block_kind.contains('/') && block_kind == block_kind.to_lowercase(), "{first}");
+    assert!(!stdout.contains("Some(") && !stdout.contains("Scheduler/"), "no Debug text: {first}");
+    let out = dlft(&["sim", "run", SCENARIO, "--seed", "5", "--events", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "--events is not JSON: {}", text(&out).1);
+}
+
 #[test]
 fn a_failing_run_exits_non_zero_and_prints_how_to_reproduce() {
     let out = dlft(&["sim", "run", SCENARIO, "--seeds", "0..3", "--sabotage", "skip-intent"]);

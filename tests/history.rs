@@ -154,7 +154,9 @@ fn backtest_end_to_end_is_deterministic_and_parallel_safe() {
     ]));
     assert!(out.contains("kills") && out.contains("hindsight best"), "{out}");
     let html = std::fs::read_to_string(&report).unwrap();
-    assert_eq!(html.matches("<svg").count(), 3, "spend/revenue, regret, decisions");
+    assert_eq!(html.matches("<svg").count(), 4, "the variants compared; spend/revenue, regret, decisions");
+    assert!(html.contains("★") && html.contains("Decisions of the best variant"), "best marked, ads listed");
+    assert!(html.contains("days since the history's start"), "axes titled");
 
     // The OPE of the generated bandit logs runs on the same catalog.
     ok(&dlft(&["ope", "--logs", data, "--policy", "ts", "--entity", "brand-1", "--resamples", "200"]));

@@ -7,8 +7,7 @@
 //! next claim gets no automatic refund; a malformed claim file is moved
 //! aside with the field named, nothing refunded.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -62,20 +61,7 @@ fn a_claim_in_the_folder_is_refunded_once_through_the_sandbox() {
         + &REFUNDS.replace("SANDBOX", &format!("http://{addr}")).replace("CLAIMS", &claims.display().to_string());
     let path = dir.path().join("dlft.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dlft"))
-        .args(["run", "--config", path.to_str().unwrap()])
-        .current_dir(dir.path())
-        .env("META_ACCESS_TOKEN", "sandbox-token")
-        .env("REVOLUT_ACCESS_TOKEN", "sandbox-bank-token")
-        .env("SHOPIFY_ACCESS_TOKEN", "sandbox-token")
-        .env("DLFT_IDENTITY_KEY", "a long random key")
-        .env("RUST_LOG", "info,sqlx=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("dlft run starts");
-    let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let (mut child, log) = common::dlft_run(&path, dir.path(), &[("DLFT_IDENTITY_KEY", "a long random key")]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let marker = format!("dlft:refund/default/brand-shop/{id}/t-1");
     let settled = claims.join("done/t-1.json");

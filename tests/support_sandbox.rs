@@ -9,8 +9,7 @@
 
 #![allow(clippy::disallowed_methods, reason = "a wall-clock test against a real sandbox")]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dlft_core::propose::support::{SupportFacts, SupportOrder, SupportPolicy, build_prompt, ceilings, parse_proposal};
@@ -168,22 +167,15 @@ fn dlft_run_answers_the_sandbox_inbox_once_per_message_through_the_gate() {
     let config = common::sandbox_config(dir.path(), &addr) + &SUPPORT.replace("SANDBOX", &format!("http://{addr}"));
     let path = dir.path().join("dlft.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dlft"))
-        .args(["run", "--config", path.to_str().unwrap()])
-        .current_dir(dir.path())
-        .env("META_ACCESS_TOKEN", "sandbox-token")
-        .env("REVOLUT_ACCESS_TOKEN", "sandbox-bank-token")
-        .env("AGENTMAIL_API_KEY", "sandbox-key")
-        .env("ANTHROPIC_API_KEY", "sandbox-key")
-        .env("GEMINI_API_KEY", "sandbox-key")
-        .env("SHOPIFY_ACCESS_TOKEN", "sandbox-token")
-        .env("RUST_LOG", "info,sqlx=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("dlft run starts");
-    let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let (mut child, log) = common::dlft_run(
+        &path,
+        dir.path(),
+        &[
+            ("AGENTMAIL_API_KEY", "sandbox-key"),
+            ("ANTHROPIC_API_KEY", "sandbox-key"),
+            ("GEMINI_API_KEY", "sandbox-key"),
+        ],
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let replies = loop {
         let t = rt.block_on(truth(&addr));
@@ -297,23 +289,16 @@ fn a_signed_inbox_webhook_brings_the_support_run_forward_and_a_forged_one_nothin
         common::sandbox_config(dir.path(), &addr).replace("127.0.0.1:0", &format!("127.0.0.1:{port}")) + &support;
     let path = dir.path().join("dlft.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dlft"))
-        .args(["run", "--config", path.to_str().unwrap()])
-        .current_dir(dir.path())
-        .env("META_ACCESS_TOKEN", "sandbox-token")
-        .env("REVOLUT_ACCESS_TOKEN", "sandbox-bank-token")
-        .env("AGENTMAIL_API_KEY", "sandbox-key")
-        .env("AGENTMAIL_WEBHOOK_SECRET", WEBHOOK_SECRET)
-        .env("ANTHROPIC_API_KEY", "sandbox-key")
-        .env("GEMINI_API_KEY", "sandbox-key")
-        .env("SHOPIFY_ACCESS_TOKEN", "sandbox-token")
-        .env("RUST_LOG", "info,sqlx=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("dlft run starts");
-    let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let (mut child, log) = common::dlft_run(
+        &path,
+        dir.path(),
+        &[
+            ("AGENTMAIL_API_KEY", "sandbox-key"),
+            ("ANTHROPIC_API_KEY", "sandbox-key"),
+            ("GEMINI_API_KEY", "sandbox-key"),
+            ("AGENTMAIL_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ],
+    );
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while rt.block_on(reqwest::get(format!("{base}/health"))).is_err() {

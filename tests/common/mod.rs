@@ -14,6 +14,30 @@ pub fn dlft(args: &[&str]) -> Output {
         .expect("dlft runs")
 }
 
+/// `dlft run --config <config>` in `dir` with the sandbox's Meta, Revolut
+/// and Shopify secrets and `env`, its stderr collected by a thread (the
+/// log, once the process ends).
+pub fn dlft_run(
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Child, std::thread::JoinHandle<Vec<String>>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlft"));
+    cmd.args(["run", "--config", config.to_str().unwrap()])
+        .current_dir(dir)
+        .env("META_ACCESS_TOKEN", "sandbox-token")
+        .env("REVOLUT_ACCESS_TOKEN", "sandbox-bank-token")
+        .env("SHOPIFY_ACCESS_TOKEN", "sandbox-token")
+        .env("RUST_LOG", "info,sqlx=warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("dlft run starts");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect());
+    (child, log)
+}
+
 /// A `dlft sandbox serve` process, killed and reaped when dropped.
 pub struct Sandbox(Child);
 

@@ -110,15 +110,7 @@ pub async fn answer_case<M: TextModel>(
         message_chars: text.chars().count(),
         unsupported_language: detected.unsupported.is_some(),
     });
-    let (refund_ceiling, credit_ceiling) = ceilings(order, policy);
-    let facts = SupportFacts {
-        order_id: order.id.clone(),
-        order_total: order.total,
-        shipment: order.shipment,
-        language: detected.language,
-        refund_ceiling,
-        credit_ceiling,
-    };
+    let facts = facts_of(order, policy, detected.language);
     let mut calls = Vec::new();
     let mut proposal = None;
     if text.trim().is_empty() {
@@ -167,6 +159,20 @@ pub async fn answer_case<M: TextModel>(
     notes.append(&mut verdict.reasons);
     verdict.reasons = notes;
     Answer { message: msg.id.clone(), detected, facts, calls, verdict }
+}
+
+/// What code knows of a case for the model and the gate: the order as the
+/// shop records it and the ceilings the policy allows on it.
+fn facts_of(order: &SupportOrder, policy: &SupportPolicy, language: crate::sense::inbox::Language) -> SupportFacts {
+    let (refund_ceiling, credit_ceiling) = ceilings(order, policy);
+    SupportFacts {
+        order_id: order.id.clone(),
+        order_total: order.total,
+        shipment: order.shipment,
+        language,
+        refund_ceiling,
+        credit_ceiling,
+    }
 }
 
 /// Text models behind the router's rules: deployments in failover order,
@@ -462,16 +468,7 @@ async fn accept_offer<S: Store, A, C: Clock, P: Probe, B: Shop>(
     let brand = attempt.brand.clone();
     let now = ports.clock.now();
     let (text, mut notes) = sanitize(&msg.text);
-    let detected = detect_language(&text);
-    let (refund_ceiling, credit_ceiling) = ceilings(order, &cfg.policy);
-    let facts = SupportFacts {
-        order_id: order.id.clone(),
-        order_total: order.total,
-        shipment: order.shipment,
-        language: detected.language,
-        refund_ceiling,
-        credit_ceiling,
-    };
+    let facts = facts_of(order, &cfg.policy, detect_language(&text).language);
     let shop_order = ports.bank.order(&offer.order_id).await;
     attempt.record(now, "shopify", "order", shop_order.is_ok());
     let shop_order = match shop_order {
@@ -503,10 +500,13 @@ async fn accept_offer<S: Store, A, C: Clock, P: Probe, B: Shop>(
             };
             if let Some(i) = existing.first() {
                 // An earlier run opened it and died before the reply.
-                if let Action::Refund { order } = &i.action {
-                    approved = Some(order.amount);
+                match &i.action {
+                    Action::Refund { order } if i.phase != crate::act::intent::IntentPhase::Abandoned => {
+                        approved = Some(order.amount);
+                        notes.push(format!("offer accepted: refund {key} already opened"));
+                    }
+                    _ => notes.push(format!("offer accepted: refund {key} was abandoned")),
                 }
-                notes.push(format!("offer accepted: refund {key} already opened"));
             } else {
                 let opened: BTreeSet<IdempotencyKey> = BTreeSet::new();
                 match judge_refund(&of, &proposal, &cfg.refund_caps, &opened, now) {
