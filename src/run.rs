@@ -93,7 +93,11 @@ pub async fn run(config: &Path) -> Result<()> {
         let bank = cfg.bank_of(&brand, &file)?;
         banks.insert(brand, bank);
     }
-    let webhook_secret = WebhookSecrets { meta: cfg.webhook_secret(&file)?, inboxes: cfg.inbox_webhooks(&file)? };
+    let webhook_secret = WebhookSecrets {
+        meta: cfg.webhook_secret(&file)?,
+        inboxes: cfg.inbox_webhooks(&file)?,
+        metrics: cfg.metrics_token(&file)?,
+    };
     let probe = HoldProbe::from_env()?; // refuse a bad value before touching the store
     for (brand, bank) in &banks {
         if let Some(p) = &bank.payables {
@@ -352,10 +356,11 @@ where
         workers: ids.iter().map(ToString::to_string).zip(pulses.iter().cloned()).collect(),
         stall_after: Millis(lease_for.0 * 3),
     };
-    let mut app = Router::new()
-        .route("/health", get(health::<S>))
-        .with_state(health_state)
-        .merge(Router::new().route("/metrics", get(metrics::<S>)).with_state(store.clone()));
+    let mut app = Router::new().route("/health", get(health::<S>)).with_state(health_state).merge(
+        Router::new()
+            .route("/metrics", get(metrics::<S>))
+            .with_state(Scrape { store: store.clone(), token: webhook_secret.metrics.clone().map(Arc::new) }),
+    );
     if !webhook_secret.inboxes.is_empty() {
         let mut brands = std::collections::BTreeMap::new();
         for (brand, secret, inbox) in webhook_secret.inboxes {
@@ -469,11 +474,13 @@ where
 /// Webhook bodies larger than this are refused (413) unread.
 const WEBHOOK_BODY_MAX: usize = 256 * 1024;
 
-/// The webhooks' secrets: Meta's app secret, and each brand's AgentMail
-/// (Svix) secret with its inbox.
+/// The HTTP server's secrets: Meta's app secret, each brand's AgentMail
+/// (Svix) secret with its inbox, and the scrape's bearer token.
 struct WebhookSecrets {
     meta: Option<Secret>,
     inboxes: Vec<(dlft_core::ids::BrandId, Secret, String)>,
+    /// The bearer token `/metrics` asks of a scrape (`runner.metrics_token_env`).
+    metrics: Option<Secret>,
 }
 
 #[derive(Clone)]
@@ -644,7 +651,34 @@ fn log_event(e: &dlft_core::telemetry::Event) {
     }
 }
 
-async fn metrics<S: Stats + Store>(State(store): State<S>) -> impl IntoResponse {
+#[derive(Clone)]
+struct Scrape<S> {
+    store: S,
+    /// The bearer token a scrape must send, when the runner has one.
+    token: Option<Arc<Secret>>,
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` (compared in
+/// constant time).
+fn bearer_ok(headers: &axum::http::HeaderMap, token: &Secret) -> bool {
+    let given = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let given = given.strip_prefix("Bearer ").unwrap_or("").as_bytes();
+    let want = token.expose().as_bytes();
+    given.len() == want.len() && given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn metrics<S: Stats + Store>(
+    State(Scrape { store, token }): State<Scrape<S>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    if let Some(t) = &token
+        && !bearer_ok(&headers, t)
+    {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            "a scrape needs Authorization: Bearer <runner.metrics_token_env>\n".into(),
+        );
+    }
     let budgets =
         async { Ok::<_, dlft_core::store::StoreError>((store.budgets().await?, store.accounts(None).await?)) };
     match (store.stats().await, budgets.await) {
@@ -685,11 +719,40 @@ async fn metrics<S: Stats + Store>(State(store): State<S>) -> impl IntoResponse 
                 let _ = writeln!(out, "dlft_spend_after_kill_minor{{brand=\"{brand}\",currency=\"{currency}\"}} {n}");
             }
             budget_metrics(&mut out, &budgets, &accounts, SystemClock.now());
+            vendor_metrics(&mut out);
             (axum::http::StatusCode::OK, out)
         }
         (Err(e), _) | (_, Err(e)) => {
             (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("# store unavailable: {e}\n"))
         }
+    }
+}
+
+/// What this process's adapters heard from each vendor: responses by HTTP
+/// status (or `timeout`, `transport`), and the seconds since each vendor's
+/// last 2xx.
+fn vendor_metrics(out: &mut String) {
+    let heard = dlft_live::calls::snapshot();
+    let now = SystemClock.now();
+    out.push_str(
+        "# HELP dlft_vendor_responses_total This process's exchanges with each vendor, by HTTP status (timeout, transport: none came back).\n\
+         # TYPE dlft_vendor_responses_total counter\n",
+    );
+    for ((vendor, code), n) in heard.responses {
+        let _ = writeln!(out, "dlft_vendor_responses_total{{vendor=\"{vendor}\",code=\"{code}\"}} {n}");
+    }
+    out.push_str(
+        "# HELP dlft_vendor_last_success_age_seconds Seconds since this process last had a 2xx from the vendor.\n\
+         # TYPE dlft_vendor_last_success_age_seconds gauge\n",
+    );
+    for (vendor, at) in heard.last_ok {
+        let age = now.0.saturating_sub(at.0);
+        let _ = writeln!(
+            out,
+            "dlft_vendor_last_success_age_seconds{{vendor=\"{vendor}\"}} {}.{:03}",
+            age / 1_000,
+            age % 1_000
+        );
     }
 }
 

@@ -547,6 +547,54 @@ fn the_sandbox_serves_its_built_in_world_from_any_directory() {
     assert_eq!(truth["ads"].as_array().unwrap().len(), 40, "scenarios/sandbox.toml's 40 ads");
 }
 
+/// `/metrics` on an address other hosts reach asks every scrape for the
+/// bearer token; what each vendor answered this process is counted by HTTP
+/// status, with the age of its last 2xx.
+#[test]
+#[allow(clippy::disallowed_methods, reason = "waits for a real process in real time")]
+fn metrics_for_another_host_need_the_bearer_token_and_count_each_vendors_answers() {
+    let (_sb, addr) = common::sandbox(4);
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = common::sandbox_config(dir.path(), &addr)
+        .replace("127.0.0.1:0", &format!("0.0.0.0:{port}"))
+        .replace("# metrics_token_env", "metrics_token_env");
+    let path = dir.path().join("dlft.toml");
+    std::fs::write(&path, config).unwrap();
+    let (mut child, log) = common::dlft_run(&path, dir.path(), &[("DLFT_METRICS_TOKEN", "s3cret-token")]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let scrape = |token: Option<&str>| {
+        rt.block_on(async {
+            let mut req = reqwest::Client::new().get(&url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            match req.send().await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()),
+            }
+        })
+    };
+    let meta_ok = "dlft_vendor_responses_total{vendor=\"meta\",code=\"200\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = scrape(Some("s3cret-token"));
+        if (status == 200 && body.contains(meta_ok)) || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let (no_token, _) = scrape(None);
+    let (wrong, _) = scrape(Some("s3cret-tokeN"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = log.join().unwrap().join("\n");
+    assert!(body.contains(meta_ok), "{body}\n{log}");
+    assert!(body.contains("dlft_vendor_last_success_age_seconds{vendor=\"meta\"}"), "{body}");
+    assert_eq!((no_token, wrong), (401, 401), "a scrape without the token is refused");
+}
+
 /// `dlft run --log-format json` writes one JSON object per stderr line (a
 /// log shipper's input); the runner here talks to a sandbox that is not
 /// there, so it logs its start-up and its failing calls.

@@ -358,9 +358,15 @@ pub struct RunnerSection {
     pub name: String,
     #[serde(default = "one")]
     pub workers: u32,
-    /// Health and Prometheus metrics; must be a loopback address.
+    /// Health, Prometheus metrics and webhooks; a loopback address unless
+    /// `metrics_token_env` is set (scraping from another host needs the
+    /// explicit address and a bearer token).
     #[serde(default = "default_http")]
     pub http: SocketAddr,
+    /// The environment variable holding the bearer token `/metrics` asks of
+    /// every scrape (`Authorization: Bearer …`).
+    #[serde(default)]
+    pub metrics_token_env: Option<String>,
     /// How long SIGTERM waits for in-flight work to hand its claims back.
     #[serde(default = "default_grace")]
     pub shutdown_grace_ms: u64,
@@ -441,8 +447,12 @@ impl RunConfig {
         let de = toml::Deserializer::parse(text).map_err(|e| invalid(e.to_string()))?;
         let cfg: RunConfig = serde_path_to_error::deserialize(de)
             .map_err(|e| invalid(format!("field `{}`: {}", e.path(), e.inner().message())))?;
-        if !cfg.runner.http.ip().is_loopback() {
-            return Err(invalid(format!("field `runner.http`: {} is not a loopback address", cfg.runner.http)));
+        if !cfg.runner.http.ip().is_loopback() && cfg.runner.metrics_token_env.is_none() {
+            return Err(invalid(format!(
+                "field `runner.http`: {} is not a loopback address; serving another host needs \
+                 runner.metrics_token_env (a bearer token every scrape must send)",
+                cfg.runner.http
+            )));
         }
         if cfg.runner.workers == 0 || cfg.runner.workers > 64 {
             return Err(invalid("field `runner.workers`: must be 1..=64".into()));
@@ -853,6 +863,11 @@ impl RunConfig {
         Ok(out)
     }
 
+    /// The bearer token `/metrics` asks of a scrape, read from the environment.
+    pub fn metrics_token(&self, file: &str) -> Result<Option<Secret>, ConfigError> {
+        self.runner.metrics_token_env.as_ref().map(|var| secret(var, file)).transpose()
+    }
+
     pub fn webhook_secret(&self, file: &str) -> Result<Option<Secret>, ConfigError> {
         let Some(var) = &self.meta.webhook_secret_env else { return Ok(None) };
         secret(var, file).map(Some)
@@ -985,6 +1000,17 @@ mod tests {
             let m = message(with(&text));
             assert!(m.contains(want), "{want:?} not in {m:?}");
         }
+    }
+
+    #[test]
+    fn another_hosts_scrape_needs_a_bearer_token() {
+        let open = EXAMPLE.replace("http = \"127.0.0.1:9464\"", "http = \"0.0.0.0:9464\"");
+        let m = message(RunConfig::parse(&open, "dlft.toml"));
+        assert!(m.contains("runner.http") && m.contains("metrics_token_env"), "{m}");
+        let with_token = open.replace("# metrics_token_env", "metrics_token_env");
+        let cfg = RunConfig::parse(&with_token, "dlft.toml").unwrap();
+        assert_eq!(cfg.runner.metrics_token_env.as_deref(), Some("DLFT_METRICS_TOKEN"));
+        assert!(RunConfig::parse(EXAMPLE, "dlft.toml").unwrap().runner.metrics_token_env.is_none(), "loopback: none");
     }
 
     #[test]

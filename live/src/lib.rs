@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod calls;
 pub mod claims;
 pub mod config;
 pub mod meta;

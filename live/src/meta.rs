@@ -81,7 +81,9 @@ impl MetaAds {
     /// Sends a request and returns the JSON body of a 2xx reply, or the
     /// classified error.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, AdsError> {
-        let resp = req.bearer_auth(self.cfg.token.expose()).send().await.map_err(transport)?;
+        let sent = req.bearer_auth(self.cfg.token.expose()).send().await;
+        crate::calls::observe("meta", &sent);
+        let resp = sent.map_err(transport)?;
         let status = resp.status().as_u16();
         let usage = resp.headers().get("x-business-use-case-usage").and_then(|v| v.to_str().ok()).map(str::to_string);
         let text = resp.text().await.map_err(transport)?;

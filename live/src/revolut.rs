@@ -102,7 +102,9 @@ impl RevolutBank {
             ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
             ("client_assertion", r.client_assertion.expose()),
         ];
-        let resp = self.http.post(self.url("auth/token")).form(&form).send().await.map_err(transport)?;
+        let sent = self.http.post(self.url("auth/token")).form(&form).send().await;
+        crate::calls::observe("revolut", &sent);
+        let resp = sent.map_err(transport)?;
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.map_err(|e| BankError::Garbled(format!("token reply: {e}")))?;
         match body.get("access_token").and_then(Value::as_str) {
@@ -132,7 +134,9 @@ impl RevolutBank {
 
     async fn send_once(&self, req: reqwest::RequestBuilder, token: &str) -> Result<Value, BankError> {
         self.pace().await;
-        let resp = req.bearer_auth(token).send().await.map_err(transport)?;
+        let sent = req.bearer_auth(token).send().await;
+        crate::calls::observe("revolut", &sent);
+        let resp = sent.map_err(transport)?;
         let status = resp.status().as_u16();
         let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let text = resp.text().await.map_err(transport)?;

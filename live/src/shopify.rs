@@ -73,14 +73,15 @@ impl ShopifyShop {
 
     async fn post(&self, body: &Value, cost: f64) -> Result<(u16, Value), ShopError> {
         self.pace(cost).await;
-        let resp = self
+        let sent = self
             .http
             .post(self.url())
             .header("X-Shopify-Access-Token", self.cfg.token.expose())
             .json(body)
             .send()
-            .await
-            .map_err(transport)?;
+            .await;
+        crate::calls::observe("shopify", &sent);
+        let resp = sent.map_err(transport)?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(transport)?;
         let body: Value = match serde_json::from_str(&text) {

@@ -55,7 +55,9 @@ impl AgentMail {
     /// One exchange: the status, the body as JSON (an error body that is
     /// not JSON becomes a string), and the `Retry-After` header.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Value, Option<u64>), InboxError> {
-        let resp = req.bearer_auth(self.cfg.key.expose()).send().await.map_err(inbox_transport)?;
+        let sent = req.bearer_auth(self.cfg.key.expose()).send().await;
+        crate::calls::observe("agentmail", &sent);
+        let resp = sent.map_err(inbox_transport)?;
         let status = resp.status().as_u16();
         let wait = retry_after(&resp);
         let text = resp.text().await.map_err(inbox_transport)?;
@@ -186,7 +188,9 @@ impl TextVendors for LiveModels {
             }
             other => return Err(ModelError::Auth(format!("no text model vendor {other:?}"))),
         };
-        let resp = req.header("x-dlft-call-id", call_id).send().await.map_err(model_transport)?;
+        let sent = req.header("x-dlft-call-id", call_id).send().await;
+        crate::calls::observe(vendor, &sent);
+        let resp = sent.map_err(model_transport)?;
         let status = resp.status().as_u16();
         let wait = retry_after(&resp);
         let text = resp.text().await.map_err(model_transport)?;
