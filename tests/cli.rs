@@ -105,7 +105,8 @@ fn malformed_scenarios_name_file_line_and_field() {
             "field `world.brands`",
             "unknown field `brands`",
         ),
-        ("type.toml", good.replacen("tick_ms = 10", "tick_ms = \"fast\"", 1), "field `run.tick_ms`", "invalid type"),
+        ("type.toml", good.replacen("ads = 24", "ads = \"many\"", 1), "field `world.ads`", "invalid type"),
+        ("time.toml", good.replacen("tick_ms = 10", "tick_ms = \"fast\"", 1), "field `run.tick_ms`", "not a duration"),
         ("range.toml", good.replacen("crashes = [2, 4]", "crashes = [4, 2]", 1), "field `faults.crashes`", "reversed"),
     ];
     for (name, contents, field, fragment) in cases {
@@ -122,6 +123,16 @@ fn malformed_scenarios_name_file_line_and_field() {
     let out = dlft(&["sim", "run", "no/such/file.toml", "--seed", "0"]);
     assert!(text(&out).1.contains("no/such/file.toml"));
     assert_eq!(out.status.code(), Some(2));
+    // Durations may be written with their unit beside the integer fields:
+    // the same run, the same digest.
+    let digest = |contents: &str, name: &str| {
+        let out = dlft(&["sim", "run", scratch(name, contents).to_str().unwrap(), "--seed", "0", "--json"]);
+        assert!(out.status.success(), "{}", text(&out).1);
+        serde_json::from_str::<serde_json::Value>(&text(&out).0).unwrap()["digests"]["0"].clone()
+    };
+    let units =
+        good.replacen("duration_s = 1200", "duration_s = \"20m\"", 1).replacen("tick_ms = 10", "tick_ms = \"10ms\"", 1);
+    assert_eq!(digest(&units, "units.toml"), digest(&good, "plain.toml"));
 }
 
 #[test]

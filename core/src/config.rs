@@ -180,38 +180,53 @@ pub struct PresenceConfig {
 pub struct LoopSettings {
     pub kill_cpa_cents: i64,
     pub envelope_floor_cents: i64,
+    #[serde(deserialize_with = "crate::time::de_secs")]
     pub maturation_s: u64,
+    #[serde(deserialize_with = "crate::time::de_secs")]
     pub learning_s: u64,
+    #[serde(deserialize_with = "crate::time::de_secs")]
     pub lookback_s: u64,
     pub max_attempts: u32,
     pub max_kill_share_pct: u32,
+    #[serde(deserialize_with = "crate::time::de_ms")]
     pub claim_poll_ms: u64,
+    #[serde(deserialize_with = "crate::time::de_ms")]
     pub lease_ms: u64,
+    #[serde(deserialize_with = "crate::time::de_ms")]
     pub rpc_timeout_ms: u64,
+    #[serde(deserialize_with = "crate::time::de_ms")]
     pub retry_base_ms: u64,
+    #[serde(deserialize_with = "crate::time::de_ms")]
     pub retry_cap_ms: u64,
     pub retry_max_attempts: u32,
     /// No retry later than this after a job was created.
+    #[serde(deserialize_with = "crate::time::de_secs")]
     pub retry_window_s: u64,
     /// Concurrency of the tick pool and of the kill pool.
     pub tick_concurrency: u32,
     pub kill_concurrency: u32,
     /// A job running longer than this is abandoned and retried.
+    #[serde(deserialize_with = "crate::time::de_ms")]
     pub job_timeout_ms: u64,
     /// Read-back confirmation window and poll after a successful pause.
     #[serde(default = "readback_confirm_ms")]
+    #[serde(deserialize_with = "crate::time::de_ms")]
     pub readback_confirm_ms: u64,
     #[serde(default = "readback_poll_ms")]
+    #[serde(deserialize_with = "crate::time::de_ms")]
     pub readback_poll_ms: u64,
     /// Escalate a kill not confirmed this long after its intent (pause its
     /// ad set, then its campaign); a share of the kill deadline. None: never.
     #[serde(default)]
+    #[serde(deserialize_with = "crate::time::de_opt_secs")]
     pub escalate_after_s: Option<u64>,
     /// Period of the insights tick (the per-minute tick; shorter against a fast sandbox).
     #[serde(default = "tick_s")]
+    #[serde(deserialize_with = "crate::time::de_secs")]
     pub tick_s: u64,
     /// Period of the bandit re-roll (the per-hour re-roll; shorter in short scenarios).
     #[serde(default = "reroll_s")]
+    #[serde(deserialize_with = "crate::time::de_secs")]
     pub reroll_s: u64,
     /// Fire each brand's schedules at an offset of their own within the
     /// period ([`crate::schedule::rules::slot_phase`]) rather than all at

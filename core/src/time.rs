@@ -132,9 +132,104 @@ impl Clock for ManualClock {
     }
 }
 
+/// Reads a duration as people write it: a whole number and a unit (`ms`,
+/// `s`, `m`, `h`, `d`: `"500ms"`, `"5s"`, `"4h"`), in milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{text:?} is not a duration such as \"5s\", \"4h\""))?;
+    let per = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "" => return Err(format!("{text:?} has no unit (ms, s, m, h, d)")),
+        other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m, h, d)")),
+    };
+    n.checked_mul(per).ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// A duration field in `unit_ms` milliseconds: an integer in that unit, or
+/// a string with its own unit that is a whole number of it.
+struct DurationIn(u64);
+
+impl serde::de::Visitor<'_> for DurationIn {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a whole number, or a duration such as \"5s\", \"4h\"")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_err(|_| E::custom(format!("{v} is negative")))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+        let ms = parse_duration_ms(v).map_err(E::custom)?;
+        if ms % self.0 != 0 {
+            let unit = if self.0 == 1_000 { "second" } else { "unit" };
+            return Err(E::custom(format!("{v:?} is not a whole number of {unit}s")));
+        }
+        Ok(ms / self.0)
+    }
+}
+
+/// `#[serde(deserialize_with)]` for a `*_s` field: `30` or `"30s"`, `"4h"`.
+pub fn de_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    d.deserialize_any(DurationIn(1_000))
+}
+
+/// `#[serde(deserialize_with)]` for a `*_ms` field: `500` or `"500ms"`, `"2s"`.
+pub fn de_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    d.deserialize_any(DurationIn(1))
+}
+
+/// [`de_secs`] for an optional field (with `#[serde(default)]`).
+pub fn de_opt_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_secs(d).map(Some)
+}
+
+/// [`de_ms`] for an optional field (with `#[serde(default)]`).
+pub fn de_opt_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_ms(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        #[derive(Deserialize)]
+        struct F {
+            #[serde(deserialize_with = "de_secs")]
+            every_s: u64,
+            #[serde(deserialize_with = "de_ms")]
+            poll_ms: u64,
+            #[serde(default, deserialize_with = "de_opt_secs")]
+            after_s: Option<u64>,
+        }
+        let f: F = serde_json::from_str(r#"{"every_s": "4h", "poll_ms": "2s", "after_s": 30}"#).unwrap();
+        assert_eq!((f.every_s, f.poll_ms, f.after_s), (14_400, 2_000, Some(30)));
+        let f: F = serde_json::from_str(r#"{"every_s": 5, "poll_ms": "250ms"}"#).unwrap();
+        assert_eq!((f.every_s, f.poll_ms, f.after_s), (5, 250, None));
+        for (bad, why) in [
+            (r#"{"every_s": "1500ms", "poll_ms": 1}"#, "not a whole number of seconds"),
+            (r#"{"every_s": "5", "poll_ms": 1}"#, "no unit"),
+            (r#"{"every_s": "5y", "poll_ms": 1}"#, "unknown unit"),
+            (r#"{"every_s": -5, "poll_ms": 1}"#, "negative"),
+            (r#"{"every_s": "soon", "poll_ms": 1}"#, "not a duration"),
+        ] {
+            let e = serde_json::from_str::<F>(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn floor_and_since() {

@@ -100,9 +100,11 @@ pub struct SupportSection {
     #[serde(default)]
     pub gemini_key_env: Option<String>,
     #[serde(default = "twenty")]
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub every_s: u64,
     /// Threads not updated for this long are not read again.
     #[serde(default = "one_day")]
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub lookback_s: u64,
     #[serde(default = "max_output_tokens")]
     pub max_output_tokens: u32,
@@ -122,8 +124,10 @@ pub struct SupportSection {
     pub high_cap_cents: i64,
     /// How long a refund offer may be accepted.
     #[serde(default = "offer_valid_s")]
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub offer_valid_s: u64,
     #[serde(default = "default_timeout")]
+    #[serde(deserialize_with = "dlft_core::time::de_ms")]
     pub timeout_ms: u64,
 }
 
@@ -189,8 +193,10 @@ pub struct RefundsSection {
     pub high_cap_cents: i64,
     /// How often the claims are reviewed.
     #[serde(default = "five_minutes")]
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub every_s: u64,
     #[serde(default = "default_timeout")]
+    #[serde(deserialize_with = "dlft_core::time::de_ms")]
     pub timeout_ms: u64,
 }
 
@@ -219,8 +225,10 @@ pub struct PayoutsSection {
     pub payables_dir: String,
     /// How often the payables are read.
     #[serde(default = "five_minutes")]
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub every_s: u64,
     #[serde(default = "default_timeout")]
+    #[serde(deserialize_with = "dlft_core::time::de_ms")]
     pub timeout_ms: u64,
     /// Requests a minute at most (Revolut allows 60 per business).
     #[serde(default = "sixty")]
@@ -369,6 +377,7 @@ pub struct RunnerSection {
     pub metrics_token_env: Option<String>,
     /// How long SIGTERM waits for in-flight work to hand its claims back.
     #[serde(default = "default_grace")]
+    #[serde(deserialize_with = "dlft_core::time::de_ms")]
     pub shutdown_grace_ms: u64,
 }
 
@@ -398,15 +407,18 @@ pub struct MetaSection {
     pub currency: String,
     /// The insights bucket: 3600 on Meta (hourly breakdown); shorter in the sandbox.
     #[serde(default = "hour")]
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub bucket_s: u64,
     #[serde(default = "default_page_limit")]
     pub page_limit: u32,
     #[serde(default = "default_timeout")]
+    #[serde(deserialize_with = "dlft_core::time::de_ms")]
     pub timeout_ms: u64,
     #[serde(default)]
     pub account_utc_offset_min: i32,
     /// How far back the estimator reads the ledger.
     #[serde(default = "week")]
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub estimate_window_s: u64,
 }
 

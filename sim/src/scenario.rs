@@ -84,9 +84,13 @@ pub struct ScanSection {
     /// New library ads per simulated day, drawn per page.
     pub new_ads_per_day: Range,
     /// Cadence tiers (periods) and their score thresholds; scaled down in the sim.
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub half_life_s: u64,
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub daily_s: u64,
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub three_day_s: u64,
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub weekly_s: u64,
     pub daily_at: u64,
     pub three_day_at: u64,
@@ -124,11 +128,14 @@ pub struct RunSection {
     #[serde(default = "one")]
     pub workers: u32,
     /// Simulated length of one seed's run.
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub duration_s: u64,
     /// Faults stop this long before the end: the liveness phase, in which the
     /// system must converge.
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub heal_s: u64,
     /// turmoil's fixed tick.
+    #[serde(deserialize_with = "dlft_core::time::de_ms")]
     pub tick_ms: u64,
     /// When virtual time starts (an ISO-8601 instant in UTC); absent:
     /// 2026-01-01T00:00:00Z. Calendar windows (days, months, a DST change
@@ -151,6 +158,7 @@ pub struct WorldSection {
     pub order_value_cents: Range,
     /// Attribution lag of each purchase.
     pub purchase_delay_s: Range,
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub bucket_s: u64,
     /// Ads per ad set and ad sets per campaign (Meta's hierarchy, where a
     /// kill escalates), within each brand's account.
@@ -182,6 +190,7 @@ pub struct PlatformSection {
     pub ack_without_effect_pct: u32,
     /// Status read-backs show the ad as it was this long ago (eventual consistency).
     #[serde(default)]
+    #[serde(deserialize_with = "dlft_core::time::de_ms")]
     pub stale_read_ms: u64,
     /// Batch pauses the platform carries out only in part: each item of such
     /// a batch is paused or not, and reported truly, as `null` (did not
@@ -227,6 +236,7 @@ pub struct AssertSection {
     pub mttr_p99_ms_max: u64,
     pub leak_cents_max: i64,
     /// After a kill intent is written, the ad must stop spending within this.
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub kill_deadline_s: u64,
     /// The bad path must be exercised: on average at least this many kills per seed.
     pub min_mean_kills: u64,
@@ -239,6 +249,7 @@ pub struct AssertSection {
     /// Reconciliation window: every pause that took effect is committed in
     /// the store within this long (judged for pauses this long before the end).
     #[serde(default)]
+    #[serde(deserialize_with = "dlft_core::time::de_opt_secs")]
     pub commit_within_s: Option<u64>,
     /// Payouts committed per seed on average, at least (scenarios with a bank).
     #[serde(default)]
@@ -305,21 +316,26 @@ pub struct BankSection {
     #[serde(default)]
     pub half_written_pct: u32,
     #[serde(default)]
+    #[serde(deserialize_with = "dlft_core::time::de_ms")]
     pub half_written_ms: u64,
     /// Files with a bad row (refused whole).
     #[serde(default)]
     pub malformed_file_pct: u32,
     /// How often each brand's payables job runs.
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub payables_every_s: u64,
     /// The bank's per-request latency.
     pub latency_ms: Range,
+    #[serde(deserialize_with = "dlft_core::time::de_ms")]
     pub to_pending_ms: u64,
+    #[serde(deserialize_with = "dlft_core::time::de_ms")]
     pub to_settled_ms: u64,
     #[serde(default)]
     pub decline_pct: u32,
     #[serde(default)]
     pub revert_pct: u32,
     #[serde(default)]
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub revert_after_s: u64,
     /// Payments made whose reply is lost (the caller times out).
     #[serde(default)]
@@ -356,6 +372,7 @@ pub struct BankSection {
 #[serde(deny_unknown_fields)]
 pub struct SupportSection {
     /// How often each brand's support job reads its inbox.
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub review_every_s: u64,
     /// Messages per simulated hour per brand (drawn per seed).
     pub messages_per_hour: Range,
@@ -383,11 +400,13 @@ pub struct SupportSection {
     /// The text models, in the loop's failover order.
     pub vendors: Vec<VendorSection>,
     /// Threads not updated for this long are not read again.
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub lookback_s: u64,
     /// The breakers' failure window and the calls it needs before it may
     /// trip (defaults: the router's, 60 s and 5; a small inbox needs a
     /// longer window to see enough calls).
     #[serde(default)]
+    #[serde(deserialize_with = "dlft_core::time::de_opt_secs")]
     pub breaker_window_s: Option<u64>,
     #[serde(default)]
     pub breaker_min_calls: Option<u32>,
@@ -462,10 +481,12 @@ pub struct ShopSection {
     #[serde(default)]
     pub lost_pct: u32,
     /// How often each brand's refund job reviews the claims.
+    #[serde(deserialize_with = "dlft_core::time::de_secs")]
     pub review_every_s: u64,
     /// The shop's per-request latency.
     pub latency_ms: Range,
     /// A refund's transaction is pending this long, then succeeds (or fails).
+    #[serde(deserialize_with = "dlft_core::time::de_ms")]
     pub settle_ms: u64,
     #[serde(default)]
     pub failure_pct: u32,
