@@ -86,8 +86,13 @@ async fn check_config(text: &str, file: &str) -> Result<()> {
         let Some(p) = cfg.payouts_of(&brand) else { continue };
         let of = if brand.is_default() { String::new() } else { format!(" of brand {brand}") };
         let var = &p.token_env;
+        let what = if cfg.refunds_of(&brand).is_some() || cfg.support_of(&brand).is_some() {
+            "Revolut, shop, inbox and model secrets"
+        } else {
+            "Revolut token"
+        };
         report(
-            &format!("Revolut token{of}"),
+            &format!("{what}{of}"),
             cfg.bank_of(&brand, file).map(|_| format!("${var} is set")).map_err(|e| e.to_string()),
         );
         let dir = Path::new(&p.payables_dir);
@@ -100,8 +105,28 @@ async fn check_config(text: &str, file: &str) -> Result<()> {
         };
         report(&format!("payables folder{of}"), folder);
     }
+    for brand in cfg.brand_ids() {
+        // A brand that pays out had all its secrets read above (`bank_of`).
+        if cfg.payouts_of(&brand).is_some() || (cfg.refunds_of(&brand).is_none() && cfg.support_of(&brand).is_none()) {
+            continue;
+        }
+        let of = if brand.is_default() { String::new() } else { format!(" of brand {brand}") };
+        report(
+            &format!("shop, inbox and model secrets{of}"),
+            cfg.bank_of(&brand, file).map(|_| "every variable named is set".to_string()).map_err(|e| e.to_string()),
+        );
+    }
     if let Some(var) = &cfg.meta.webhook_secret_env {
         report("webhook secret", cfg.webhook_secret(file).map(|_| format!("${var} is set")).map_err(|e| e.to_string()));
+    }
+    if cfg.brand_ids().iter().any(|b| cfg.support_of(b).is_some_and(|s| s.webhook_secret_env.is_some())) {
+        report(
+            "inbox webhook secrets",
+            cfg.inbox_webhooks(file).map(|w| format!("{} set, whsec_ each", w.len())).map_err(|e| e.to_string()),
+        );
+    }
+    if let Some(var) = &cfg.runner.metrics_token_env {
+        report("metrics token", cfg.metrics_token(file).map(|_| format!("${var} is set")).map_err(|e| e.to_string()));
     }
     let store = match cfg.store_url(file) {
         Ok(url) => store_answers(&url).await,

@@ -238,6 +238,9 @@ enum SchedulesCommand {
     List {
         #[arg(long, default_value = "sqlite://dlft.db")]
         store: String,
+        /// One JSON object per schedule (times as ISO-8601 and epoch ms).
+        #[arg(long)]
+        json: bool,
     },
     /// Re-enable a schedule (an explicit operator act, recorded with its reason).
     Enable {
@@ -889,13 +892,22 @@ async fn schedules(command: SchedulesCommand) -> Result<()> {
     use dlft_core::time::Clock;
     use dlft_live::store::{Engine, PoolOptions, open_pg, open_sqlite};
     let url = match &command {
-        SchedulesCommand::List { store } | SchedulesCommand::Enable { store, .. } => store.clone(),
+        SchedulesCommand::List { store, .. } | SchedulesCommand::Enable { store, .. } => store.clone(),
     };
     let opts = PoolOptions { max_connections: 1, existing_only: true, ..PoolOptions::default() };
     async fn act<S: Store>(s: S, command: SchedulesCommand) -> Result<()> {
         match command {
-            SchedulesCommand::List { .. } => {
+            SchedulesCommand::List { json, .. } => {
                 for r in s.schedules().await? {
+                    if json {
+                        let line = serde_json::json!({
+                            "brand": r.brand, "schedule": r.name, "enabled": r.enabled, "reason": r.reason,
+                            "changed_at": r.changed_at.0, "changed_at_iso": iso(r.changed_at.0),
+                            "last_slot": r.last_slot.map(|t| t.0), "last_slot_iso": r.last_slot.map(|t| iso(t.0)),
+                        });
+                        println!("{line}");
+                        continue;
+                    }
                     let state = if r.enabled { "enabled" } else { "DISABLED" };
                     let last = r.last_slot.map_or("never".to_string(), |t| iso(t.0));
                     println!("{:<16} {:<32} {state:<9} last slot {last}: {}", r.brand, r.name, r.reason);

@@ -159,6 +159,35 @@ fn a_bad_hold_site_is_refused_before_the_store_is_touched() {
     assert!(!db.exists(), "no store was created");
 }
 
+/// `dlft schedules list --json`: one JSON object per schedule, numbers as
+/// numbers and ISO-8601 beside them.
+#[test]
+fn schedules_list_prints_json_lines() {
+    use dlft_core::schedule::task::Task;
+    use dlft_core::store::{NewJob, Store};
+    use dlft_core::time::Timestamp;
+    use dlft_live::store::{PoolOptions, open_sqlite};
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-schedules");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("s.db").display());
+    let t0 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let store = open_sqlite(&url, &PoolOptions::default()).await.unwrap();
+        let job = NewJob::new(&Task::PollInsights { slot: Timestamp(t0) }, 1, Timestamp(t0), None);
+        store.fire_slot("tick", Timestamp(t0), job, Timestamp(t0)).await.unwrap();
+    });
+    let out = dlft(&["schedules", "list", "--store", &url, "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(
+        (v["brand"].as_str(), v["schedule"].as_str(), v["enabled"].as_bool()),
+        (Some("default"), Some("tick"), Some(true))
+    );
+    assert_eq!((v["last_slot"].as_u64(), v["last_slot_iso"].as_str()), (Some(t0), Some("2026-01-01T00:00:00.000Z")));
+}
+
 /// `dlft events`: the log of a real store, human-readable (ISO-8601 times,
 /// block/kind names, no Rust `Debug` text) or JSON lines with numbers as
 /// numbers; filters by entity, kind, block and instant.
@@ -500,6 +529,23 @@ fn check_tells_each_kind_of_file_and_names_what_is_wrong() {
     assert!(stdout.contains("FAIL  Revolut token"), "{stdout}");
     assert!(stdout.contains("FAIL  ads platform"), "{stdout}");
     assert!(stderr.contains("3 check(s) failed"), "{stderr}");
+    // The example's [support] section, uncommented: its secrets are named.
+    let (head, tail) = config.split_once("# [support]\n").expect("the example's commented [support]");
+    let support: String = tail.lines().map(|l| format!("{}\n", l.trim_start_matches("# "))).collect();
+    let with_support = scratch("check-support.toml", &format!("{head}[support]\n{support}"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dlft"))
+        .args(["check", with_support.to_str().unwrap()])
+        .env("DLFT_CHECK_TEST_TOKEN", "t0ken")
+        .env_remove("AGENTMAIL_API_KEY")
+        .output()
+        .unwrap();
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("FAIL  inbox webhook secrets") && stdout.contains("AGENTMAIL_WEBHOOK_SECRET"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  Revolut, shop, inbox and model secrets") && stdout.contains("AGENTMAIL_API_KEY"),
+        "{stdout}"
+    );
 }
 
 /// `dlft init` writes the commented starter config (the sandbox's), which
