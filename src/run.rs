@@ -345,6 +345,11 @@ where
         store.set_budgets(&brand, &budgets, SystemClock.now()).await.context("declaring budgets")?;
         info!(brand = %brand, budgets = %budgets.describe(), "budgets");
     }
+    // One line saying what this start resumes: the store's open work.
+    match store.stats().await {
+        Ok(s) => info!(resuming = %resuming(&s), "resuming"),
+        Err(e) => warn!(error = %e, "resuming: the store's open work could not be read"),
+    }
     let pulses: Vec<Arc<Pulse>> = ids.iter().map(|_| Arc::new(Pulse::default())).collect();
     let listener = tokio::net::TcpListener::bind(cfg.runner.http)
         .await
@@ -481,6 +486,37 @@ struct WebhookSecrets {
     inboxes: Vec<(dlft_core::ids::BrandId, Secret, String)>,
     /// The bearer token `/metrics` asks of a scrape (`runner.metrics_token_env`).
     metrics: Option<Secret>,
+}
+
+/// What a start resumes, in words: open intents by action, live jobs by
+/// state, schedules a breaker or an operator turned off.
+fn resuming(s: &dlft_live::store::StoreStats) -> String {
+    let mut open: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for (_, action, phase, n) in &s.intents {
+        if phase != "committed" && phase != "abandoned" {
+            *open.entry(action.as_str()).or_default() += n;
+        }
+    }
+    let mut jobs: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for (_, _, state, n) in &s.depth {
+        *jobs.entry(state.as_str()).or_default() += n;
+    }
+    let plural = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let list = |m: &std::collections::BTreeMap<&str, i64>| {
+        m.iter().map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
+    };
+    let open_n: i64 = open.values().sum();
+    let jobs_n: i64 = jobs.values().sum();
+    let off = s.schedules.iter().filter(|r| !r.enabled).count() as i64;
+    format!(
+        "{}{}; {}{}; {} of {}",
+        plural(open_n, "open intent", "open intents"),
+        if open.is_empty() { String::new() } else { format!(" ({})", list(&open)) },
+        plural(jobs_n, "live job", "live jobs"),
+        if jobs.is_empty() { String::new() } else { format!(" ({})", list(&jobs)) },
+        plural(off, "schedule off", "schedules off"),
+        s.schedules.len()
+    )
 }
 
 #[derive(Clone)]
