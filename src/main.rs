@@ -175,6 +175,10 @@ struct EventsArgs {
     /// Only events at or after this instant: ISO-8601 (`2026-12-02T10:00:00Z`) or epoch milliseconds.
     #[arg(long)]
     since: Option<String>,
+    /// Only rows written by this process (`name/pid` as the runner logs it
+    /// at start, or a prefix: `eu-1/`).
+    #[arg(long)]
+    origin: Option<String>,
     /// Only events after this sequence number.
     #[arg(long, default_value_t = 0)]
     after: u64,
@@ -984,7 +988,11 @@ async fn events(args: EventsArgs) -> Result<()> {
                     && args.brand.as_ref().is_none_or(|b| b == brand)
                     && args.block.as_ref().is_none_or(|b| block.eq_ignore_ascii_case(b))
                     && args.kind.as_ref().is_none_or(|k| kind.eq_ignore_ascii_case(k))
-                    && since.is_none_or(|t| e.at.0 >= t);
+                    && since.is_none_or(|t| e.at.0 >= t)
+                    && args
+                        .origin
+                        .as_ref()
+                        .is_none_or(|o| e.origin.as_ref().is_some_and(|x| x.starts_with(o.as_str())));
                 if !keep {
                     continue;
                 }
@@ -992,11 +1000,13 @@ async fn events(args: EventsArgs) -> Result<()> {
                     let line = serde_json::json!({
                         "seq": e.seq, "at": e.at.0, "at_iso": iso(e.at.0), "brand": e.brand, "block": block, "kind": kind,
                         "entity": e.entity, "before": e.before, "after": e.after, "cause": e.cause,
+                        "origin": e.origin,
                     });
                     println!("{line}");
                 } else {
+                    let by = e.origin.as_ref().map_or(String::new(), |o| format!("  [{o}]"));
                     println!(
-                        "{:>7}  {}  {brand}  {block}/{kind}  {}  {} -> {}  ({})",
+                        "{:>7}  {}  {brand}  {block}/{kind}  {}  {} -> {}  ({}){by}",
                         e.seq,
                         iso(e.at.0),
                         e.entity,

@@ -106,9 +106,13 @@ pub async fn run(config: &Path) -> Result<()> {
             info!(brand = %brand, folder = %p.dir.display(), "payouts: reading payables from this folder");
         }
     }
+    // Every event row this process writes names it, so that it logs its
+    // own workers' rows and not every other runner's on the same store.
+    dlft_live::store::set_origin(origin_of(&cfg.runner.name));
     let opts = PoolOptions { max_connections: cfg.store.max_connections, ..PoolOptions::default() };
     let brands: Vec<String> = cfg.brand_ids().iter().map(ToString::to_string).collect();
-    info!(store = %redact(&url), workers = cfg.runner.workers, name = %cfg.runner.name, brands = %brands.join(","), "starting");
+    info!(store = %redact(&url), workers = cfg.runner.workers, name = %cfg.runner.name, brands = %brands.join(","),
+          origin = %dlft_live::store::origin().unwrap_or_default(), "starting");
     let ads = Arc::new(MetaAds::new(meta).context("building the HTTP client")?);
     let accounts = Accounts { default: ads, tenants, banks };
     match Engine::of(&url)? {
@@ -192,6 +196,11 @@ impl std::fmt::Display for Stopped {
 }
 
 impl std::error::Error for Stopped {}
+
+/// This process's name on the event rows it writes: `runner.name/pid`.
+fn origin_of(name: &str) -> String {
+    format!("{name}/{}", std::process::id())
+}
 
 /// This machine's name, as the store records it beside the pid.
 #[allow(clippy::disallowed_methods, reason = "identity comes from the operating system")]
@@ -361,10 +370,13 @@ where
         workers: ids.iter().map(ToString::to_string).zip(pulses.iter().cloned()).collect(),
         stall_after: Millis(lease_for.0 * 3),
     };
+    let own_events = OwnEvents::default();
     let mut app = Router::new().route("/health", get(health::<S>)).with_state(health_state).merge(
-        Router::new()
-            .route("/metrics", get(metrics::<S>))
-            .with_state(Scrape { store: store.clone(), token: webhook_secret.metrics.clone().map(Arc::new) }),
+        Router::new().route("/metrics", get(metrics::<S>)).with_state(Scrape {
+            store: store.clone(),
+            token: webhook_secret.metrics.clone().map(Arc::new),
+            own: own_events.clone(),
+        }),
     );
     if !webhook_secret.inboxes.is_empty() {
         let mut brands = std::collections::BTreeMap::new();
@@ -387,7 +399,7 @@ where
         app = app.merge(hooks);
     }
     let http = tokio::spawn(async move { axum::serve(listener, app).await });
-    let log = tokio::spawn(log_events(store.clone(), stop.clone()));
+    let log = tokio::spawn(log_events(store.clone(), stop.clone(), dlft_live::store::origin(), own_events));
 
     let mut workers = tokio::task::JoinSet::new();
     for (mut wcfg, pulse) in wcfgs.into_iter().zip(pulses) {
@@ -646,19 +658,46 @@ async fn wait_for_signal() {
     }
 }
 
-/// Logs every event row as a structured line, from the newest on start-up
-/// (without reading the log). Each block logs under its own target
+/// This process's event rows counted by (brand, block, kind), for
+/// `/metrics` (its retries among them).
+#[derive(Clone, Default)]
+struct OwnEvents(Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String, String), u64>>>);
+
+impl OwnEvents {
+    fn count(&self, e: &dlft_core::telemetry::Event) {
+        let brand = e.brand.as_ref().map_or("-", |b| b.as_str()).to_string();
+        let key = (brand, snake_name(&e.block), snake_name(&e.kind));
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(key).or_default() += 1;
+    }
+
+    fn snapshot(&self) -> Vec<((String, String, String), u64)> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|(k, n)| (k.clone(), *n)).collect()
+    }
+}
+
+fn snake_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// Logs this process's event rows (those whose origin is `mine`) as
+/// structured lines, from the newest on start-up (without reading the
+/// log), and counts them for `/metrics`; other runners' rows on the same
+/// store are theirs to log. Each block logs under its own target
 /// (`dlft::events::sensor`, `…::estimator`, `…::policy`, `…::envelope`,
 /// `…::actuator`, `…::scheduler`), so `RUST_LOG` can keep the kills and
 /// drop the claims; spend-ledger rows are at debug.
-async fn log_events<S: Store>(store: S, stop: Arc<AtomicBool>) {
+async fn log_events<S: Store>(store: S, stop: Arc<AtomicBool>, mine: Option<String>, own: OwnEvents) {
     let mut after = store.last_event_seq().await.unwrap_or(0);
     while !stop.load(Ordering::SeqCst) {
         match store.events(after).await {
             Ok(events) => {
                 for e in events {
-                    log_event(&e);
                     after = e.seq;
+                    if e.origin != mine {
+                        continue;
+                    }
+                    own.count(&e);
+                    log_event(&e);
                 }
             }
             Err(e) => warn!(error = %e, "store unavailable; retrying"),
@@ -669,7 +708,7 @@ async fn log_events<S: Store>(store: S, stop: Arc<AtomicBool>) {
 
 fn log_event(e: &dlft_core::telemetry::Event) {
     use dlft_core::telemetry::{Block, EventKind};
-    let kind = serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let kind = snake_name(&e.kind);
     macro_rules! line {
         ($level:ident, $target:literal) => {
             tracing::$level!(target: $target, seq = e.seq, kind = %kind, entity = %e.entity,
@@ -692,6 +731,8 @@ struct Scrape<S> {
     store: S,
     /// The bearer token a scrape must send, when the runner has one.
     token: Option<Arc<Secret>>,
+    /// This process's event rows, counted.
+    own: OwnEvents,
 }
 
 /// Whether `headers` carry `Authorization: Bearer <token>` (compared in
@@ -704,7 +745,7 @@ fn bearer_ok(headers: &axum::http::HeaderMap, token: &Secret) -> bool {
 }
 
 async fn metrics<S: Stats + Store>(
-    State(Scrape { store, token }): State<Scrape<S>>,
+    State(Scrape { store, token, own }): State<Scrape<S>>,
     headers: axum::http::HeaderMap,
 ) -> impl IntoResponse {
     if let Some(t) = &token
@@ -756,6 +797,7 @@ async fn metrics<S: Stats + Store>(
             }
             budget_metrics(&mut out, &budgets, &accounts, SystemClock.now());
             vendor_metrics(&mut out);
+            event_metrics(&mut out, &own);
             (axum::http::StatusCode::OK, out)
         }
         (Err(e), _) | (_, Err(e)) => {
@@ -789,6 +831,36 @@ fn vendor_metrics(out: &mut String) {
             age / 1_000,
             age % 1_000
         );
+    }
+}
+
+/// This process's event rows by brand, block and kind, and its retries:
+/// jobs handed back for another attempt (`job_retried`) and actions whose
+/// call failed cleanly and will be tried again (`intent_attempt`).
+fn event_metrics(out: &mut String, own: &OwnEvents) {
+    let rows = own.snapshot();
+    out.push_str(
+        "# HELP dlft_events_total This process's event rows (one per state transition), by brand, block and kind.\n\
+         # TYPE dlft_events_total counter\n",
+    );
+    for ((brand, block, kind), n) in &rows {
+        let _ = writeln!(out, "dlft_events_total{{brand=\"{brand}\",block=\"{block}\",kind=\"{kind}\"}} {n}");
+    }
+    out.push_str(
+        "# HELP dlft_retries_total This process's retries, by brand: jobs tried again (job) and actions whose call failed cleanly (action).\n\
+         # TYPE dlft_retries_total counter\n",
+    );
+    let mut retries: std::collections::BTreeMap<(&str, &str), u64> = std::collections::BTreeMap::new();
+    for ((brand, _, kind), n) in &rows {
+        let what = match kind.as_str() {
+            "job_retried" => "job",
+            "intent_attempt" => "action",
+            _ => continue,
+        };
+        *retries.entry((brand.as_str(), what)).or_default() += n;
+    }
+    for ((brand, what), n) in retries {
+        let _ = writeln!(out, "dlft_retries_total{{brand=\"{brand}\",what=\"{what}\"}} {n}");
     }
 }
 

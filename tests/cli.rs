@@ -637,7 +637,8 @@ fn metrics_for_another_host_need_the_bearer_token_and_count_each_vendors_answers
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let body = loop {
         let (status, body) = scrape(Some("s3cret-token"));
-        if (status == 200 && body.contains(meta_ok)) || std::time::Instant::now() > deadline {
+        let counted = body.contains("dlft_events_total{brand=");
+        if (status == 200 && body.contains(meta_ok) && counted) || std::time::Instant::now() > deadline {
             break body;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -650,6 +651,58 @@ fn metrics_for_another_host_need_the_bearer_token_and_count_each_vendors_answers
     assert!(body.contains(meta_ok), "{body}\n{log}");
     assert!(body.contains("dlft_vendor_last_success_age_seconds{vendor=\"meta\"}"), "{body}");
     assert_eq!((no_token, wrong), (401, 401), "a scrape without the token is refused");
+    assert!(body.contains("dlft_events_total{brand=\"-\",block=\"scheduler\",kind=\"worker_booted\"}"), "{body}");
+    assert!(body.contains("# TYPE dlft_retries_total counter"), "{body}");
+}
+
+/// Two runners on one store: each logs the event rows its own workers
+/// wrote (every row names its writer, `runner.name/pid`), not the other's;
+/// `dlft events --origin` shows one runner's rows.
+#[test]
+#[allow(clippy::disallowed_methods, reason = "waits for real processes in real time")]
+fn each_runner_logs_only_its_own_workers_events() {
+    let (_sb, addr) = common::sandbox(5);
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::sandbox_config(dir.path(), &addr);
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    std::fs::write(&a, config.replace("name = \"local\"", "name = \"alpha\"")).unwrap();
+    std::fs::write(&b, config.replace("name = \"local\"", "name = \"beta\"")).unwrap();
+    let (mut first, first_log) = common::dlft_run(&a, dir.path(), &[]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (mut second, second_log) = common::dlft_run(&b, dir.path(), &[]);
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    for child in [&mut first, &mut second] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let logged_seqs = |log: Vec<String>| -> (Vec<u64>, String) {
+        let seqs = log
+            .iter()
+            .filter(|l| l.contains("dlft::events::"))
+            .filter_map(|l| l.split_once(" seq=").and_then(|(_, r)| r.split(' ').next()?.parse().ok()))
+            .collect();
+        (seqs, log.join("\n"))
+    };
+    let (alpha, alpha_log) = logged_seqs(first_log.join().unwrap());
+    let (beta, beta_log) = logged_seqs(second_log.join().unwrap());
+    let store = format!("sqlite://{}", dir.path().join("dlft.db").display());
+    let out = common::dlft(&["events", "--store", &store, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let origin: std::collections::BTreeMap<u64, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| (v["seq"].as_u64().unwrap(), v["origin"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert!(!alpha.is_empty() && !beta.is_empty(), "both runners logged events:\n{alpha_log}\n--\n{beta_log}");
+    assert!(alpha.iter().all(|s| origin[s].starts_with("alpha/")), "alpha logged only its rows: {alpha:?}");
+    assert!(beta.iter().all(|s| origin[s].starts_with("beta/")), "beta logged only its rows: {beta:?}");
+    // Both wrote while both ran: the filter had something to leave out.
+    let (lo, hi) = (*alpha.iter().min().unwrap(), *alpha.iter().max().unwrap());
+    assert!(origin.range(lo..hi).any(|(_, o)| o.starts_with("beta/")), "beta wrote rows alpha's tail passed over");
+    let only_beta = common::dlft(&["events", "--store", &store, "--origin", "beta/"]);
+    let text = String::from_utf8_lossy(&only_beta.stdout);
+    assert!(!text.is_empty() && text.lines().all(|l| l.ends_with(']') && l.contains("[beta/")), "{text}");
 }
 
 /// `dlft run --log-format json` writes one JSON object per stderr line (a

@@ -91,13 +91,25 @@ impl MemStore {
             before: ev.before.to_string(),
             after: ev.after.to_string(),
             cause: ev.cause,
+            origin: None,
         });
     }
 
     fn log_transition(&mut self, at: Timestamp, brand: &BrandId, t: Transition) {
         let seq = self.events.len() as u64 + 1;
         let Transition { block, kind, entity, before, after, cause } = t;
-        self.events.push(Event { seq, at, brand: Some(brand.clone()), block, kind, entity, before, after, cause });
+        self.events.push(Event {
+            seq,
+            at,
+            brand: Some(brand.clone()),
+            block,
+            kind,
+            entity,
+            before,
+            after,
+            cause,
+            origin: None,
+        });
     }
 
     pub fn boot(&mut self, worker: &WorkerId, now: Timestamp) -> Boot {

@@ -81,6 +81,10 @@ pub struct Event {
     pub before: String,
     pub after: String,
     pub cause: String,
+    /// The process that wrote the row (`name/pid` of a runner), where the
+    /// store records one; `None` in the sim and for older rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// One external call, priced. Ads API calls cost nothing in money but are

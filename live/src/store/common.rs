@@ -153,6 +153,7 @@ fn event_from_row(r: &DbRow) -> Result<Event, StoreError> {
         before: get(r, "before")?,
         after: get(r, "after")?,
         cause: get(r, "cause")?,
+        origin: get(r, "origin")?,
     })
 }
 
@@ -357,7 +358,7 @@ async fn log_many(tx: &mut Tx, at: Timestamp, ts: Vec<(Option<BrandId>, Transiti
     let mut ts = ts.into_iter().peekable();
     while ts.peek().is_some() {
         let mut q = sqlx::QueryBuilder::<Db>::new(
-            "INSERT INTO dlft_events (at, brand, block, kind, entity, before, after, cause) ",
+            "INSERT INTO dlft_events (at, brand, block, kind, entity, before, after, cause, origin) ",
         );
         q.push_values(ts.by_ref().take(ROWS_PER_STATEMENT), |mut b, (brand, t)| {
             b.push_bind(ms(at))
@@ -367,7 +368,8 @@ async fn log_many(tx: &mut Tx, at: Timestamp, ts: Vec<(Option<BrandId>, Transiti
                 .push_bind(t.entity)
                 .push_bind(t.before)
                 .push_bind(t.after)
-                .push_bind(t.cause);
+                .push_bind(t.cause)
+                .push_bind(super::origin());
         });
         q.build().execute(&mut **tx).await.map_err(db_err)?;
     }
@@ -1144,7 +1146,7 @@ impl SqlStore {
 
     async fn do_events(&self, after: u64) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, at, brand, block, kind, entity, before, after, cause FROM dlft_events WHERE seq > $1 ORDER BY seq",
+            "SELECT seq, at, brand, block, kind, entity, before, after, cause, origin FROM dlft_events WHERE seq > $1 ORDER BY seq",
         )
         .bind(after as i64)
         .fetch_all(&self.pool)

@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 
 /// The schema version this build writes. A database at a newer version is
 /// refused rather than written with old assumptions.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Why a store could not be opened. Every message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +95,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     "counterparty_caps",
     "waiting",
     "state",
+    "origin",
 ];
 
 fn migrator(engine: Engine) -> Migrator {
@@ -110,6 +111,7 @@ fn migrator(engine: Engine) -> Migrator {
             include_str!("../../migrations/postgres/0008_counterparty_caps.sql"),
             include_str!("../../migrations/postgres/0009_waiting.sql"),
             include_str!("../../migrations/postgres/0010_state.sql"),
+            include_str!("../../migrations/postgres/0011_origin.sql"),
         ],
         Engine::Sqlite => [
             include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -122,6 +124,7 @@ fn migrator(engine: Engine) -> Migrator {
             include_str!("../../migrations/sqlite/0008_counterparty_caps.sql"),
             include_str!("../../migrations/sqlite/0009_waiting.sql"),
             include_str!("../../migrations/sqlite/0010_state.sql"),
+            include_str!("../../migrations/sqlite/0011_origin.sql"),
         ],
     };
     Migrator::with_migrations(
@@ -170,6 +173,21 @@ fn require_current(url: &str, found: Option<i64>) -> Result<(), OpenError> {
         }
         Some(_) => Ok(()),
     }
+}
+
+/// This process's name on the event rows it writes (`name/pid`), set once
+/// by the runner before it opens its store: one process is one origin.
+static ORIGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this process on every event row it writes from now on; the first
+/// name set stays (a second call returns false).
+pub fn set_origin(name: String) -> bool {
+    ORIGIN.set(name).is_ok()
+}
+
+/// The name set by `set_origin`, if any.
+pub fn origin() -> Option<String> {
+    ORIGIN.get().cloned()
 }
 
 /// Options shared by both engines' pools.
