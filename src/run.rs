@@ -85,7 +85,8 @@ pub async fn run(config: &Path) -> Result<()> {
     let mut tenants = std::collections::BTreeMap::new();
     for brand in cfg.brand_ids().into_iter().filter(|b| !b.is_default()) {
         let meta = cfg.meta_config_of(&brand, &file)?;
-        tenants.insert(brand, Arc::new(MetaAds::new(meta).context("building the HTTP client")?));
+        tenants
+            .insert(brand.clone(), Arc::new(MetaAds::new(meta).context("building the HTTP client")?.for_brand(brand)));
     }
     // Every brand's bank and payables folder (secrets read now, too).
     let mut banks = std::collections::BTreeMap::new();
@@ -113,7 +114,8 @@ pub async fn run(config: &Path) -> Result<()> {
     let brands: Vec<String> = cfg.brand_ids().iter().map(ToString::to_string).collect();
     info!(store = %redact(&url), workers = cfg.runner.workers, name = %cfg.runner.name, brands = %brands.join(","),
           origin = %dlft_live::store::origin().unwrap_or_default(), "starting");
-    let ads = Arc::new(MetaAds::new(meta).context("building the HTTP client")?);
+    let ads =
+        Arc::new(MetaAds::new(meta).context("building the HTTP client")?.for_brand(dlft_core::ids::BrandId::default()));
     let accounts = Accounts { default: ads, tenants, banks };
     match Engine::of(&url)? {
         Engine::Postgres => serve(open_pg(&url, &opts).await?, &cfg, accounts, probe, webhook_secret).await,
@@ -816,18 +818,19 @@ fn vendor_metrics(out: &mut String) {
         "# HELP dlft_vendor_responses_total This process's exchanges with each vendor, by HTTP status (timeout, transport: none came back).\n\
          # TYPE dlft_vendor_responses_total counter\n",
     );
-    for ((vendor, code), n) in heard.responses {
-        let _ = writeln!(out, "dlft_vendor_responses_total{{vendor=\"{vendor}\",code=\"{code}\"}} {n}");
+    for ((vendor, brand, code), n) in heard.responses {
+        let _ =
+            writeln!(out, "dlft_vendor_responses_total{{vendor=\"{vendor}\",brand=\"{brand}\",code=\"{code}\"}} {n}");
     }
     out.push_str(
         "# HELP dlft_vendor_last_success_age_seconds Seconds since this process last had a 2xx from the vendor.\n\
          # TYPE dlft_vendor_last_success_age_seconds gauge\n",
     );
-    for (vendor, at) in heard.last_ok {
+    for ((vendor, brand), at) in heard.last_ok {
         let age = now.0.saturating_sub(at.0);
         let _ = writeln!(
             out,
-            "dlft_vendor_last_success_age_seconds{{vendor=\"{vendor}\"}} {}.{:03}",
+            "dlft_vendor_last_success_age_seconds{{vendor=\"{vendor}\",brand=\"{brand}\"}} {}.{:03}",
             age / 1_000,
             age % 1_000
         );

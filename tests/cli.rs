@@ -615,7 +615,12 @@ fn metrics_for_another_host_need_the_bearer_token_and_count_each_vendors_answers
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = common::sandbox_config(dir.path(), &addr)
         .replace("127.0.0.1:0", &format!("0.0.0.0:{port}"))
-        .replace("# metrics_token_env", "metrics_token_env");
+        .replace("# metrics_token_env", "metrics_token_env")
+        // A second brand on its own Meta account: its exchanges carry its name.
+        + &format!(
+            "\n[brands.south.meta]\nbase_url = \"http://{addr}\"\naccount_id = \"act_south\"\n\
+             token_env = \"META_ACCESS_TOKEN\"\ncurrency = \"EUR\"\nbucket_s = 5\n"
+        );
     let path = dir.path().join("dlft.toml");
     std::fs::write(&path, config).unwrap();
     let (mut child, log) = common::dlft_run(&path, dir.path(), &[("DLFT_METRICS_TOKEN", "s3cret-token")]);
@@ -633,11 +638,12 @@ fn metrics_for_another_host_need_the_bearer_token_and_count_each_vendors_answers
             }
         })
     };
-    let meta_ok = "dlft_vendor_responses_total{vendor=\"meta\",code=\"200\"}";
+    let meta_ok = "dlft_vendor_responses_total{vendor=\"meta\",brand=\"default\",code=\"200\"}";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let body = loop {
         let (status, body) = scrape(Some("s3cret-token"));
-        let counted = body.contains("dlft_events_total{brand=");
+        let counted = body.contains("dlft_events_total{brand=")
+            && body.contains("dlft_vendor_responses_total{vendor=\"meta\",brand=\"south\",code=");
         if (status == 200 && body.contains(meta_ok) && counted) || std::time::Instant::now() > deadline {
             break body;
         }
@@ -649,7 +655,8 @@ fn metrics_for_another_host_need_the_bearer_token_and_count_each_vendors_answers
     let _ = child.wait();
     let log = log.join().unwrap().join("\n");
     assert!(body.contains(meta_ok), "{body}\n{log}");
-    assert!(body.contains("dlft_vendor_last_success_age_seconds{vendor=\"meta\"}"), "{body}");
+    assert!(body.contains("dlft_vendor_responses_total{vendor=\"meta\",brand=\"south\",code="), "{body}\n{log}");
+    assert!(body.contains("dlft_vendor_last_success_age_seconds{vendor=\"meta\",brand=\"default\"}"), "{body}");
     assert_eq!((no_token, wrong), (401, 401), "a scrape without the token is refused");
     assert!(body.contains("dlft_events_total{brand=\"-\",block=\"scheduler\",kind=\"worker_booted\"}"), "{body}");
     assert!(body.contains("# TYPE dlft_retries_total counter"), "{body}");

@@ -8,30 +8,41 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
+use dlft_core::ids::BrandId;
 use dlft_core::time::{Clock, Timestamp};
 
-static RESPONSES: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMap::new());
-static LAST_OK: Mutex<BTreeMap<String, Timestamp>> = Mutex::new(BTreeMap::new());
+/// (vendor, brand, code) → responses.
+static RESPONSES: Mutex<BTreeMap<(String, String, String), u64>> = Mutex::new(BTreeMap::new());
+/// (vendor, brand) → when it last answered 2xx.
+static LAST_OK: Mutex<BTreeMap<(String, String), Timestamp>> = Mutex::new(BTreeMap::new());
 
-/// Counts one exchange with `vendor`: its HTTP status, or how it failed.
-pub fn observe(vendor: &str, sent: &Result<reqwest::Response, reqwest::Error>) {
+/// Counts one exchange with `vendor` on `brand`'s account: its HTTP
+/// status, or how it failed.
+pub fn observe(vendor: &str, brand: &BrandId, sent: &Result<reqwest::Response, reqwest::Error>) {
     let code = match sent {
         Ok(r) => r.status().as_u16().to_string(),
         Err(e) if e.is_timeout() => "timeout".into(),
         Err(_) => "transport".into(),
     };
     if sent.as_ref().is_ok_and(|r| r.status().is_success()) {
-        LAST_OK.lock().unwrap_or_else(PoisonError::into_inner).insert(vendor.to_string(), crate::SystemClock.now());
+        LAST_OK
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((vendor.to_string(), brand.to_string()), crate::SystemClock.now());
     }
-    *RESPONSES.lock().unwrap_or_else(PoisonError::into_inner).entry((vendor.to_string(), code)).or_default() += 1;
+    *RESPONSES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry((vendor.to_string(), brand.to_string(), code))
+        .or_default() += 1;
 }
 
 /// What the counters hold now.
 pub struct Heard {
-    /// ((vendor, code), responses).
-    pub responses: Vec<((String, String), u64)>,
-    /// (vendor, when it last answered 2xx).
-    pub last_ok: Vec<(String, Timestamp)>,
+    /// ((vendor, brand, code), responses).
+    pub responses: Vec<((String, String, String), u64)>,
+    /// ((vendor, brand), when it last answered 2xx).
+    pub last_ok: Vec<((String, String), Timestamp)>,
 }
 
 pub fn snapshot() -> Heard {

@@ -675,7 +675,8 @@ impl RunConfig {
                     key: secret(&sp.agentmail_key_env, file)?,
                     timeout,
                 })
-                .map_err(client)?,
+                .map_err(client)?
+                .for_brand(brand.clone()),
             );
             let endpoint = |url: &Option<String>, key: &Option<String>| -> Result<_, ConfigError> {
                 match (url, key) {
@@ -692,7 +693,8 @@ impl RunConfig {
                     max_output_tokens: sp.max_output_tokens,
                     timeout,
                 })
-                .map_err(client)?,
+                .map_err(client)?
+                .for_brand(brand.clone()),
             );
             if let (Some(url), Some(token)) = (&sp.shopify_url, &sp.shopify_token_env) {
                 live.shop = Some(
@@ -704,7 +706,8 @@ impl RunConfig {
                     .map_err(|e| ConfigError::Invalid {
                         file: file.to_string(),
                         message: format!("shopify client: {e}"),
-                    })?,
+                    })?
+                    .for_brand(brand.clone()),
                 );
             }
         }
@@ -714,7 +717,8 @@ impl RunConfig {
                 token: secret(&r.token_env, file)?,
                 timeout: Duration::from_millis(r.timeout_ms),
             })
-            .map_err(|e| ConfigError::Invalid { file: file.to_string(), message: format!("shopify client: {e}") })?;
+            .map_err(|e| ConfigError::Invalid { file: file.to_string(), message: format!("shopify client: {e}") })?
+            .for_brand(brand.clone());
             // The identity key must be there (the loop config reads it).
             secret(&r.identity_key_env, file)?;
             live.shop = Some(shop);
@@ -738,7 +742,8 @@ impl RunConfig {
             refresh,
             min_interval: Duration::from_millis(60_000 / u64::from(p.requests_per_minute)),
         })
-        .map_err(|e| ConfigError::Invalid { file: file.to_string(), message: format!("revolut client: {e}") })?;
+        .map_err(|e| ConfigError::Invalid { file: file.to_string(), message: format!("revolut client: {e}") })?
+        .for_brand(brand.clone());
         live.bank = Some(bank);
         live.payables = Some(crate::payouts::FolderPayables::new(&p.payables_dir));
         Ok(live)

@@ -66,12 +66,21 @@ pub struct MetaAds {
     cfg: MetaConfig,
     /// The last 2xx answer, for the health check.
     last_ok: std::sync::Arc<LastSeen>,
+    /// Whose account this is (the vendor counters' `brand` label).
+    brand: dlft_core::ids::BrandId,
 }
 
 impl MetaAds {
     pub fn new(cfg: MetaConfig) -> Result<MetaAds, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(cfg.timeout).build()?;
-        Ok(MetaAds { http, cfg, last_ok: Default::default() })
+        Ok(MetaAds { http, cfg, last_ok: Default::default(), brand: Default::default() })
+    }
+
+    /// Names the brand whose account this is (the vendor counters' label).
+    #[must_use]
+    pub fn for_brand(mut self, brand: dlft_core::ids::BrandId) -> MetaAds {
+        self.brand = brand;
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -82,7 +91,7 @@ impl MetaAds {
     /// classified error.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, AdsError> {
         let sent = req.bearer_auth(self.cfg.token.expose()).send().await;
-        crate::calls::observe("meta", &sent);
+        crate::calls::observe("meta", &self.brand, &sent);
         let resp = sent.map_err(transport)?;
         let status = resp.status().as_u16();
         let usage = resp.headers().get("x-business-use-case-usage").and_then(|v| v.to_str().ok()).map(str::to_string);

@@ -56,6 +56,8 @@ pub struct RevolutBank {
     token: Arc<tokio::sync::RwLock<Secret>>,
     /// When the next request may go.
     next_slot: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// Whose account this is (the vendor counters' `brand` label).
+    brand: dlft_core::ids::BrandId,
 }
 
 impl RevolutBank {
@@ -65,7 +67,15 @@ impl RevolutBank {
             token: Arc::new(tokio::sync::RwLock::new(cfg.token.clone())),
             next_slot: Arc::default(),
             cfg,
+            brand: Default::default(),
         })
+    }
+
+    /// Names the brand whose account this is (the vendor counters' label).
+    #[must_use]
+    pub fn for_brand(mut self, brand: dlft_core::ids::BrandId) -> RevolutBank {
+        self.brand = brand;
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -103,7 +113,7 @@ impl RevolutBank {
             ("client_assertion", r.client_assertion.expose()),
         ];
         let sent = self.http.post(self.url("auth/token")).form(&form).send().await;
-        crate::calls::observe("revolut", &sent);
+        crate::calls::observe("revolut", &self.brand, &sent);
         let resp = sent.map_err(transport)?;
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.map_err(|e| BankError::Garbled(format!("token reply: {e}")))?;
@@ -135,7 +145,7 @@ impl RevolutBank {
     async fn send_once(&self, req: reqwest::RequestBuilder, token: &str) -> Result<Value, BankError> {
         self.pace().await;
         let sent = req.bearer_auth(token).send().await;
-        crate::calls::observe("revolut", &sent);
+        crate::calls::observe("revolut", &self.brand, &sent);
         let resp = sent.map_err(transport)?;
         let status = resp.status().as_u16();
         let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());

@@ -37,11 +37,25 @@ pub struct ShopifyShop {
     cfg: ShopifyConfig,
     /// The bucket as the last reply reported it, and when that was.
     bucket: Arc<tokio::sync::Mutex<Option<(ThrottleStatus, tokio::time::Instant)>>>,
+    /// Whose shop this is (the vendor counters' `brand` label).
+    brand: dlft_core::ids::BrandId,
 }
 
 impl ShopifyShop {
     pub fn new(cfg: ShopifyConfig) -> Result<ShopifyShop, reqwest::Error> {
-        Ok(ShopifyShop { http: reqwest::Client::builder().timeout(cfg.timeout).build()?, cfg, bucket: Arc::default() })
+        Ok(ShopifyShop {
+            http: reqwest::Client::builder().timeout(cfg.timeout).build()?,
+            cfg,
+            bucket: Arc::default(),
+            brand: Default::default(),
+        })
+    }
+
+    /// Names the brand whose shop this is (the vendor counters' label).
+    #[must_use]
+    pub fn for_brand(mut self, brand: dlft_core::ids::BrandId) -> ShopifyShop {
+        self.brand = brand;
+        self
     }
 
     fn url(&self) -> String {
@@ -80,7 +94,7 @@ impl ShopifyShop {
             .json(body)
             .send()
             .await;
-        crate::calls::observe("shopify", &sent);
+        crate::calls::observe("shopify", &self.brand, &sent);
         let resp = sent.map_err(transport)?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(transport)?;

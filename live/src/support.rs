@@ -37,6 +37,8 @@ pub struct AgentMailConfig {
 pub struct AgentMail {
     http: reqwest::Client,
     cfg: AgentMailConfig,
+    /// Whose inbox this is (the vendor counters' `brand` label).
+    brand: dlft_core::ids::BrandId,
 }
 
 fn retry_after(resp: &reqwest::Response) -> Option<u64> {
@@ -45,7 +47,14 @@ fn retry_after(resp: &reqwest::Response) -> Option<u64> {
 
 impl AgentMail {
     pub fn new(cfg: AgentMailConfig) -> Result<AgentMail, reqwest::Error> {
-        Ok(AgentMail { http: reqwest::Client::builder().timeout(cfg.timeout).build()?, cfg })
+        Ok(AgentMail { http: reqwest::Client::builder().timeout(cfg.timeout).build()?, cfg, brand: Default::default() })
+    }
+
+    /// Names the brand whose inbox this is (the vendor counters' label).
+    #[must_use]
+    pub fn for_brand(mut self, brand: dlft_core::ids::BrandId) -> AgentMail {
+        self.brand = brand;
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -56,7 +65,7 @@ impl AgentMail {
     /// not JSON becomes a string), and the `Retry-After` header.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Value, Option<u64>), InboxError> {
         let sent = req.bearer_auth(self.cfg.key.expose()).send().await;
-        crate::calls::observe("agentmail", &sent);
+        crate::calls::observe("agentmail", &self.brand, &sent);
         let resp = sent.map_err(inbox_transport)?;
         let status = resp.status().as_u16();
         let wait = retry_after(&resp);
@@ -142,11 +151,24 @@ pub struct ModelsConfig {
 pub struct LiveModels {
     http: reqwest::Client,
     cfg: ModelsConfig,
+    /// Whose calls these are (the vendor counters' `brand` label).
+    brand: dlft_core::ids::BrandId,
 }
 
 impl LiveModels {
     pub fn new(cfg: ModelsConfig) -> Result<LiveModels, reqwest::Error> {
-        Ok(LiveModels { http: reqwest::Client::builder().timeout(cfg.timeout).build()?, cfg })
+        Ok(LiveModels {
+            http: reqwest::Client::builder().timeout(cfg.timeout).build()?,
+            cfg,
+            brand: Default::default(),
+        })
+    }
+
+    /// Names the brand whose calls these are (the vendor counters' label).
+    #[must_use]
+    pub fn for_brand(mut self, brand: dlft_core::ids::BrandId) -> LiveModels {
+        self.brand = brand;
+        self
     }
 }
 
@@ -189,7 +211,7 @@ impl TextVendors for LiveModels {
             other => return Err(ModelError::Auth(format!("no text model vendor {other:?}"))),
         };
         let sent = req.header("x-dlft-call-id", call_id).send().await;
-        crate::calls::observe(vendor, &sent);
+        crate::calls::observe(vendor, &self.brand, &sent);
         let resp = sent.map_err(model_transport)?;
         let status = resp.status().as_u16();
         let wait = retry_after(&resp);
