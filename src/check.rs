@@ -46,37 +46,82 @@ impl Kind {
     }
 }
 
-/// Checks `path`; prints one line per check. Returns an error (exit 2)
-/// naming every check that failed.
-pub async fn check(path: &Path) -> Result<()> {
+/// Checks `path`; prints one line per check (or, with `json`, one JSON
+/// document: `file`, `kind`, `ok`, `summary`, `checks` of `what`, `ok`,
+/// `detail`, and `error` when it failed). Returns an error (exit 2) naming
+/// every check that failed.
+pub async fn check(path: &Path, json: bool) -> Result<()> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{file}: cannot read: {e}"))?;
-    match Kind::of(&text, &file)? {
-        Kind::Scenario => {
-            let scn = dlft_sim::scenario::Scenario::parse(&text, path)?;
-            println!("{file}: scenario {:?}: ok ({} s simulated)", scn.name, scn.run.duration_s);
-            Ok(())
+    let outcome = checked(path, &file).await;
+    if json {
+        let (kind, summary, checks, error) = match &outcome {
+            Ok(r) => (Some(r.kind), r.summary.clone(), &r.checks[..], r.error()),
+            Err(e) => (None, String::new(), &[][..], Some(format!("{e:#}"))),
+        };
+        let checks: Vec<_> = checks
+            .iter()
+            .map(|(what, r)| match r {
+                Ok(d) => serde_json::json!({"what": what, "ok": true, "detail": d}),
+                Err(w) => serde_json::json!({"what": what, "ok": false, "detail": w}),
+            })
+            .collect();
+        let kind = kind.map(|k| format!("{k:?}").to_lowercase());
+        let doc = serde_json::json!({"file": file, "kind": kind, "ok": error.is_none(), "summary": summary,
+                                     "checks": checks, "error": error});
+        println!("{doc}");
+    } else if let Ok(r) = &outcome {
+        println!("{file}: {}", r.summary);
+        for (what, r) in &r.checks {
+            match r {
+                Ok(detail) => println!("  ok    {what}: {detail}"),
+                Err(why) => println!("  FAIL  {what}: {why}"),
+            }
         }
-        Kind::Policy => {
-            dlft_datasets::policy::parse(&text, path).map_err(anyhow::Error::msg)?;
-            println!("{file}: policy: ok");
-            Ok(())
-        }
-        Kind::Config => check_config(&text, &file).await,
+    }
+    match outcome?.error() {
+        None => Ok(()),
+        Some(e) => bail!(e),
     }
 }
 
-async fn check_config(text: &str, file: &str) -> Result<()> {
-    let cfg = dlft_live::config::RunConfig::parse(text, file)?;
-    println!("{file}: runner config: parses");
-    let mut failed = Vec::new();
-    let mut report = |what: &str, result: Result<String, String>| match result {
-        Ok(detail) => println!("  ok    {what}: {detail}"),
-        Err(why) => {
-            println!("  FAIL  {what}: {why}");
-            failed.push(format!("{what}: {why}"));
+/// What a check found: the kind of file, a summary line, and the further
+/// checks of a runner config, each passed (with what it saw) or failed
+/// (with why).
+struct Checked {
+    kind: Kind,
+    summary: String,
+    file: String,
+    checks: Vec<(String, Result<String, String>)>,
+}
+
+impl Checked {
+    fn error(&self) -> Option<String> {
+        let failed: Vec<String> =
+            self.checks.iter().filter_map(|(w, r)| r.as_ref().err().map(|why| format!("{w}: {why}"))).collect();
+        (!failed.is_empty()).then(|| format!("{}: {} check(s) failed: {}", self.file, failed.len(), failed.join("; ")))
+    }
+}
+
+async fn checked(path: &Path, file: &str) -> Result<Checked> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{file}: cannot read: {e}"))?;
+    let done = |kind, summary: String| Checked { kind, summary, file: file.to_string(), checks: Vec::new() };
+    match Kind::of(&text, file)? {
+        Kind::Scenario => {
+            let scn = dlft_sim::scenario::Scenario::parse(&text, path)?;
+            Ok(done(Kind::Scenario, format!("scenario {:?}: ok ({} s simulated)", scn.name, scn.run.duration_s)))
         }
-    };
+        Kind::Policy => {
+            dlft_datasets::policy::parse(&text, path).map_err(anyhow::Error::msg)?;
+            Ok(done(Kind::Policy, "policy: ok".into()))
+        }
+        Kind::Config => check_config(&text, file).await,
+    }
+}
+
+async fn check_config(text: &str, file: &str) -> Result<Checked> {
+    let cfg = dlft_live::config::RunConfig::parse(text, file)?;
+    let mut checks = Vec::new();
+    let mut report = |what: &str, result: Result<String, String>| checks.push((what.to_string(), result));
     for brand in cfg.brand_ids() {
         let var = &cfg.meta_of(&brand).token_env;
         let what = if brand.is_default() { "Meta token".to_string() } else { format!("Meta token of brand {brand}") };
@@ -134,7 +179,7 @@ async fn check_config(text: &str, file: &str) -> Result<()> {
     };
     report("store", store);
     report("ads platform", base_url_answers(&cfg.meta.base_url).await);
-    if failed.is_empty() { Ok(()) } else { bail!("{file}: {} check(s) failed: {}", failed.len(), failed.join("; ")) }
+    Ok(Checked { kind: Kind::Config, summary: "runner config: parses".into(), file: file.to_string(), checks })
 }
 
 /// Whether the store would open, without creating or migrating anything.

@@ -61,12 +61,18 @@ enum Command {
     Init {
         #[arg(default_value = "dlft.toml")]
         path: PathBuf,
+        /// One JSON object: the file written and the commands to run next.
+        #[arg(long)]
+        json: bool,
     },
     /// Apply the store's embedded migrations and exit (`dlft run` also does at start-up).
     Migrate {
         /// sqlite://PATH or postgres://USER@HOST:PORT/DB
         #[arg(long, default_value = "sqlite://dlft.db")]
         store: String,
+        /// One JSON object: the store (password hidden) and its schema version.
+        #[arg(long)]
+        json: bool,
     },
     /// A local ads platform: the sim's world over HTTP with Meta's wire shapes.
     Sandbox {
@@ -80,7 +86,12 @@ enum Command {
     },
     /// Check a scenario, runner config or policy file before it runs (a
     /// runner config also: its secrets are set, its store and platform answer).
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        /// One JSON document: file, kind, ok, summary, checks, error.
+        #[arg(long)]
+        json: bool,
+    },
     /// The event log of a durable store, oldest first: one line per state
     /// transition, with ISO-8601 times (read-only: never creates a store).
     Events(EventsArgs),
@@ -194,7 +205,7 @@ struct EventsArgs {
 const STARTER_CONFIG: &str = include_str!("../examples/dlft.sandbox.toml");
 
 /// `dlft init PATH`: writes the starter config, refusing to overwrite.
-fn init(path: &Path) -> Result<ExitCode> {
+fn init(path: &Path, json: bool) -> Result<ExitCode> {
     use std::io::Write;
     let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
         Ok(f) => f,
@@ -205,6 +216,15 @@ fn init(path: &Path) -> Result<ExitCode> {
         Err(e) => return Err(anyhow::anyhow!("cannot create {}: {e}", path.display())),
     };
     file.write_all(STARTER_CONFIG.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    let next = [
+        "dlft sandbox serve".to_string(),
+        format!("META_ACCESS_TOKEN=x REVOLUT_ACCESS_TOKEN=x dlft run --config {}", path.display()),
+    ];
+    if json {
+        let check = format!("dlft check {}", path.display());
+        println!("{}", serde_json::json!({"wrote": path, "check": check, "next": next}));
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("wrote {}: a runner config for the local sandbox, commented", path.display());
     println!("next: `dlft sandbox serve` in one terminal, then");
     println!("      `META_ACCESS_TOKEN=x REVOLUT_ACCESS_TOKEN=x dlft run --config {}`", path.display());
@@ -274,6 +294,12 @@ enum DatasetsCommand {
         bandit_per_hour: u32,
         #[arg(long)]
         out: PathBuf,
+        /// One JSON object: rows per kind, the files written.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar (there is none anyway when stderr is not a terminal).
+        #[arg(long)]
+        quiet: bool,
     },
     /// Convert an Open Bandit Dataset campaign (`{campaign}.csv` + `item_context.csv`) to bandit logs.
     ImportObd {
@@ -281,6 +307,9 @@ enum DatasetsCommand {
         campaign_dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// One JSON object: entity, rounds, arms, the files written.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -305,6 +334,9 @@ struct BacktestArgs {
     /// Threads for the sweep (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// No progress bar (there is none anyway when stderr is not a terminal).
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -331,6 +363,9 @@ struct OpeArgs {
     seed: u64,
     #[arg(long)]
     threads: Option<usize>,
+    /// No progress bar (there is none anyway when stderr is not a terminal).
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -501,9 +536,11 @@ fn progress(len: u64, what: &str, quiet: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
+    // A name read from a file may hold braces: not template syntax here.
+    let what = what.replace(['{', '}'], "");
     bar.set_style(
         ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{pos}}/{{len}} [{{elapsed_precise}}] {{wide_bar}} eta {{eta}}"
+            "{{spinner}} {what} {{pos}}/{{len}} [{{elapsed_precise}}] {{wide_bar}} eta {{eta}} {{msg}}"
         ))
         .expect("valid template"),
     );
@@ -624,7 +661,7 @@ fn cores() -> usize {
 
 fn datasets(command: DatasetsCommand) -> Result<ExitCode> {
     match command {
-        DatasetsCommand::Generate { seed, days, brands, bandit_per_hour, out } => {
+        DatasetsCommand::Generate { seed, days, brands, bandit_per_hour, out, quiet, json } => {
             // A catalog may grow (overlapping files are refused on their own);
             // anything else in the directory is not ours to write beside.
             let kinds: Vec<&str> = dlft_datasets::ALL.iter().map(|s| s.kind).collect();
@@ -645,14 +682,32 @@ fn datasets(command: DatasetsCommand) -> Result<ExitCode> {
                 }
             }
             let spec = dlft_datasets::generate::Spec { seed, days, brands, bandit_per_hour };
-            let summary = dlft_datasets::generate::generate(&spec, &out)?;
+            let bar = progress(u64::from(brands), "brands", quiet);
+            let summary = dlft_datasets::generate::generate_with(&spec, &out, &|n, _| {
+                bar.set_position(u64::from(n));
+                if n == brands {
+                    bar.set_message("writing files");
+                }
+            })?;
+            bar.finish_and_clear();
+            if json {
+                let doc = serde_json::json!({"out": out, "rows": summary.rows, "files": summary.files});
+                println!("{doc}");
+                return Ok(ExitCode::SUCCESS);
+            }
             for (kind, rows) in &summary.rows {
                 println!("{kind:<10} {rows:>8} rows");
             }
             println!("{} files written under {}", summary.files.len(), out.display());
         }
-        DatasetsCommand::ImportObd { campaign_dir, out } => {
+        DatasetsCommand::ImportObd { campaign_dir, out, json } => {
             let imported = dlft_datasets::obd::import(&campaign_dir, &out)?;
+            if json {
+                let doc = serde_json::json!({"entity": imported.entity, "rounds": imported.rows,
+                                             "arms": imported.n_arms, "files": imported.files});
+                println!("{doc}");
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{}: {} rounds over {} arms written to {}",
                 imported.entity,
@@ -683,7 +738,13 @@ fn backtest(args: BacktestArgs) -> Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
     let history = dlft_datasets::load_insights(&args.data)?;
     let threads = args.threads.unwrap_or_else(cores);
-    let variants = dlft_datasets::backtest::run_all(&history, &kill, &sweeps, threads).map_err(anyhow::Error::msg)?;
+    let bar = progress(0, "replays", args.quiet);
+    let variants = dlft_datasets::backtest::run_all_with(&history, &kill, &sweeps, threads, &|n, of| {
+        bar.set_length(of as u64);
+        bar.set_position(n as u64);
+    })
+    .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
     if args.json {
         let out: Vec<_> = variants
             .iter()
@@ -723,8 +784,13 @@ fn backtest_refunds(args: &BacktestArgs, refund: &dlft_datasets::policy::RefundS
     let claims = dlft_datasets::load_claims(&args.data)?;
     let disputes = dlft_datasets::load_disputes(&args.data)?;
     let threads = args.threads.unwrap_or_else(cores);
-    let variants = dlft_datasets::backtest::run_refunds(&claims, &disputes, refund, &sweeps, threads)
-        .map_err(anyhow::Error::msg)?;
+    let bar = progress(0, "replays", args.quiet);
+    let variants = dlft_datasets::backtest::run_refunds_with(&claims, &disputes, refund, &sweeps, threads, &|n, of| {
+        bar.set_length(of as u64);
+        bar.set_position(n as u64);
+    })
+    .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
     if args.json {
         let out: Vec<_> = variants
             .iter()
@@ -745,7 +811,7 @@ fn backtest_refunds(args: &BacktestArgs, refund: &dlft_datasets::policy::RefundS
 }
 
 fn ope(args: OpeArgs) -> Result<ExitCode> {
-    use dlft_core::estimate::ope::{OpeConfig, Target, evaluate, rounds_for};
+    use dlft_core::estimate::ope::{OpeConfig, Target, evaluate_with, rounds_for};
     let target = match args.policy.as_str() {
         "uniform" => Target::Uniform,
         "ts" => Target::Ts { cfg: Default::default(), seed: 0 },
@@ -776,7 +842,9 @@ fn ope(args: OpeArgs) -> Result<ExitCode> {
     };
     for log in &logs {
         let rounds = rounds_for(&log.rounds, log.n_arms, log.n_positions, &target, args.seed)?;
-        let report = evaluate(&rounds, &cfg)?;
+        let bar = progress(u64::from(args.resamples), &format!("{}: resamples", log.entity), args.quiet);
+        let report = evaluate_with(&rounds, &cfg, &|| bar.inc(1))?;
+        bar.finish_and_clear();
         let logged = log.rounds.iter().map(|r| r.reward).sum::<f64>() / log.rounds.len() as f64;
         if args.json {
             let mut v = serde_json::to_value(&report)?;
@@ -1042,8 +1110,8 @@ fn main() -> ExitCode {
             run::init_tracing(log_format);
             run::run(&config).await
         }),
-        Command::Migrate { store } => tokio_main(async move { run::migrate(&store).await }),
-        Command::Init { path } => init(&path),
+        Command::Migrate { store, json } => tokio_main(async move { run::migrate(&store, json).await }),
+        Command::Init { path, json } => init(&path, json),
         Command::Sandbox { command: SandboxCommand::Serve { seed, addr, scenario } } => {
             let scn = match &scenario {
                 Some(path) => Scenario::load(path),
@@ -1065,7 +1133,7 @@ fn main() -> ExitCode {
                 .context("starting tokio")
                 .and_then(|rt| rt.block_on(support::judge(&messages, model, json, sabotage)))
         }
-        Command::Check { file } => tokio_main(async move { check::check(&file).await }),
+        Command::Check { file, json } => tokio_main(async move { check::check(&file, json).await }),
     };
     match result {
         Ok(code) => code,

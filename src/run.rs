@@ -124,13 +124,17 @@ pub async fn run(config: &Path) -> Result<()> {
 }
 
 /// `dlft migrate --store URL`: applies the embedded migrations and exits.
-pub async fn migrate(url: &str) -> Result<()> {
+pub async fn migrate(url: &str, json: bool) -> Result<()> {
     let opts = PoolOptions { max_connections: 1, ..PoolOptions::default() };
     match Engine::of(url)? {
         Engine::Postgres => drop(open_pg(url, &opts).await?),
         Engine::Sqlite => drop(open_sqlite(url, &opts).await?),
     }
-    println!("{}: schema at version {}", redact(url), dlft_live::store::SCHEMA_VERSION);
+    if json {
+        println!("{}", serde_json::json!({"store": redact(url), "schema_version": dlft_live::store::SCHEMA_VERSION}));
+    } else {
+        println!("{}: schema at version {}", redact(url), dlft_live::store::SCHEMA_VERSION);
+    }
     Ok(())
 }
 
@@ -663,7 +667,10 @@ async fn wait_for_signal() {
 /// This process's event rows counted by (brand, block, kind), for
 /// `/metrics` (its retries among them).
 #[derive(Clone, Default)]
-struct OwnEvents(Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String, String), u64>>>);
+struct OwnEvents(Arc<std::sync::Mutex<EventCounts>>);
+
+/// (brand, block, kind) → rows.
+type EventCounts = std::collections::BTreeMap<(String, String, String), u64>;
 
 impl OwnEvents {
     fn count(&self, e: &dlft_core::telemetry::Event) {

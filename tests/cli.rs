@@ -451,6 +451,83 @@ fn generating_into_a_non_empty_directory_is_refused() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "nothing was written");
 }
 
+/// `--json` on the commands that print results: one JSON document on
+/// stdout, numbers as numbers; a failed check still prints its document
+/// (and exits 2).
+#[test]
+fn init_check_migrate_and_datasets_answer_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = |out: &Output| -> serde_json::Value {
+        let (stdout, stderr) = text(out);
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not one JSON document ({e}): {stdout}{stderr}"))
+    };
+    let cfg = dir.path().join("dlft.toml");
+    let init = dlft(&["init", cfg.to_str().unwrap(), "--json"]);
+    assert!(init.status.success());
+    assert_eq!(json(&init)["wrote"], cfg.to_str().unwrap());
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/refund.toml");
+    let ok = dlft(&["check", policy.to_str().unwrap(), "--json"]);
+    let v = json(&ok);
+    assert!(ok.status.success() && v["ok"] == true && v["kind"] == "policy", "{v}");
+    // The starter config names secrets this test does not set.
+    let failed = dlft(&["check", cfg.to_str().unwrap(), "--json"]);
+    let v = json(&failed);
+    assert_eq!(failed.status.code(), Some(2), "{v}");
+    assert!(
+        v["ok"] == false && v["kind"] == "config" && v["error"].as_str().unwrap().contains("check(s) failed"),
+        "{v}"
+    );
+    let meta =
+        v["checks"].as_array().unwrap().iter().find(|c| c["what"] == "Meta token").expect("the Meta token check");
+    assert!(meta["ok"] == false && meta["detail"].as_str().unwrap().contains("META_ACCESS_TOKEN"), "{meta}");
+    let garbage = scratch("garbage.toml", "[[[");
+    let v = json(&dlft(&["check", garbage.to_str().unwrap(), "--json"]));
+    assert!(v["ok"] == false && v["kind"].is_null() && v["error"].as_str().unwrap().contains("not TOML"), "{v}");
+    let store = format!("sqlite://{}", dir.path().join("m.db").display());
+    let v = json(&dlft(&["migrate", "--store", &store, "--json"]));
+    assert!(v["schema_version"].as_i64().is_some_and(|n| n >= 11), "{v}");
+    let out = dir.path().join("h");
+    let v =
+        json(&dlft(&["datasets", "generate", "--seed", "2", "--days", "1", "--out", out.to_str().unwrap(), "--json"]));
+    assert!(v["rows"]["insights"].as_u64().is_some_and(|n| n > 0) && !v["files"].as_array().unwrap().is_empty(), "{v}");
+}
+
+/// Long commands draw a progress bar on a terminal (here a pseudo-terminal
+/// from `script`), never when stderr is a pipe or with `--quiet`; results
+/// stay on stdout either way.
+#[test]
+fn long_commands_show_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("h");
+    let bin = env!("CARGO_BIN_EXE_dlft");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/refund.toml");
+    let on_tty = |args: &str| {
+        let out = std::process::Command::new("script")
+            .args(["-qec", &format!("{bin} {args}"), "/dev/null"])
+            .output()
+            .expect("script(1) from bsdutils");
+        assert!(out.status.success(), "{args}: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let d = data.display();
+    let generated = on_tty(&format!("datasets generate --seed 3 --days 2 --brands 2 --out {d}"));
+    // The bar draws at most every few dozen ms: some count of the total.
+    assert!(generated.contains(" brands ") && generated.contains("/2 ["), "{generated}");
+    let sweep = format!("backtest --data {d} --policy {} --sweep high_cap_cents=0..1000:1000", policy.display());
+    let drawn = on_tty(&sweep);
+    assert!(drawn.contains(" replays ") && drawn.contains("/4 ["), "2 variants x 2 brands: {drawn}");
+    let quiet = on_tty(&format!("{sweep} --quiet"));
+    assert!(!quiet.contains("replays") && quiet.contains("cost"), "{quiet}");
+    let resampled = on_tty(&format!("ope --logs {d} --policy uniform --entity brand-1 --resamples 500"));
+    assert!(resampled.contains("brand-1: resamples ") && resampled.contains("/500 ["), "{resampled}");
+    // Piped: the same results, no bar.
+    let args: Vec<String> = sweep.split(' ').map(str::to_string).collect();
+    let piped = dlft(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (stdout, stderr) = text(&piped);
+    assert!(piped.status.success() && stdout.contains("cost"), "{stdout}{stderr}");
+    assert!(!stderr.contains("replays") && !stdout.contains("replays"), "{stderr}");
+}
+
 /// `dlft check FILE`: each kind of file is recognised and checked; a runner
 /// config's secrets, store and platform are checked too, one line each.
 #[test]

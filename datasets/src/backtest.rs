@@ -72,6 +72,18 @@ pub fn run_all(
     sweeps: &[(String, Vec<i64>)],
     threads: usize,
 ) -> Result<Vec<Variant>, String> {
+    run_all_with(history, policy, sweeps, threads, &|_, _| {})
+}
+
+/// `run_all`, telling `done(finished, of)` after each (variant, entity)
+/// replay (a progress bar's feed; called from the worker threads).
+pub fn run_all_with(
+    history: &BTreeMap<String, Vec<HistoryRow>>,
+    policy: &KillSection,
+    sweeps: &[(String, Vec<i64>)],
+    threads: usize,
+    done: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<Variant>, String> {
     let variants = grid(sweeps);
     let mut configs = Vec::new();
     for params in &variants {
@@ -82,7 +94,7 @@ pub fn run_all(
         configs.push(k.config().map_err(|e| format!("sweep {params:?}: {e}"))?);
     }
     let jobs: Vec<(usize, &String)> = (0..variants.len()).flat_map(|v| history.keys().map(move |e| (v, e))).collect();
-    let results = par_map(&jobs, threads, |(v, entity)| {
+    let results = par_map(&jobs, threads, done, |(v, entity)| {
         run(&history[*entity], &configs[*v]).map_err(|e| format!("{entity}: {e}"))
     });
     let mut by_variant: Vec<BTreeMap<String, BacktestResult>> = vec![BTreeMap::new(); variants.len()];
@@ -102,10 +114,16 @@ pub fn run_all(
 }
 
 /// `f` over `jobs` on up to `threads` threads; results in `jobs`' order
-/// whatever the thread count.
-fn par_map<T: Sync, R: Send>(jobs: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+/// whatever the thread count; `done(finished, of)` after each job.
+fn par_map<T: Sync, R: Send>(
+    jobs: &[T],
+    threads: usize,
+    done: &(dyn Fn(usize, usize) + Sync),
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     let results: Mutex<BTreeMap<usize, R>> = Mutex::new(BTreeMap::new());
     let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..threads.clamp(1, 256).min(jobs.len().max(1)) {
             s.spawn(|| {
@@ -114,6 +132,7 @@ fn par_map<T: Sync, R: Send>(jobs: &[T], threads: usize, f: impl Fn(&T) -> R + S
                     let Some(job) = jobs.get(i) else { break };
                     let r = f(job);
                     results.lock().expect("no panics hold this lock").insert(i, r);
+                    done(finished.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
                 }
             });
         }
@@ -144,6 +163,19 @@ pub fn run_refunds(
     sweeps: &[(String, Vec<i64>)],
     threads: usize,
 ) -> Result<Vec<RefundVariant>, String> {
+    run_refunds_with(claims, disputes, policy, sweeps, threads, &|_, _| {})
+}
+
+/// `run_refunds`, telling `done(finished, of)` after each (variant, brand)
+/// replay.
+pub fn run_refunds_with(
+    claims: &BTreeMap<String, Vec<(ClaimRecord, String)>>,
+    disputes: &BTreeMap<String, Vec<Dispute>>,
+    policy: &RefundSection,
+    sweeps: &[(String, Vec<i64>)],
+    threads: usize,
+    done: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<RefundVariant>, String> {
     let variants = grid(sweeps);
     let mut configs = Vec::new();
     for params in &variants {
@@ -155,7 +187,7 @@ pub fn run_refunds(
     }
     let none = Vec::new();
     let jobs: Vec<(usize, &String)> = (0..variants.len()).flat_map(|v| claims.keys().map(move |e| (v, e))).collect();
-    let results = par_map(&jobs, threads, |(v, entity)| {
+    let results = par_map(&jobs, threads, done, |(v, entity)| {
         let records: Vec<ClaimRecord> = claims[*entity].iter().map(|(c, _)| c.clone()).collect();
         let brand = BrandId::new(entity.as_str());
         refunds::replay(&configs[*v], &brand, &records, disputes.get(*entity).unwrap_or(&none))

@@ -62,6 +62,12 @@ pub fn template() -> Scenario {
 }
 
 pub fn generate(spec: &Spec, out: &Path) -> Result<Summary, TableError> {
+    generate_with(spec, out, &|_, _| {})
+}
+
+/// `generate`, telling `done(brands built, of)` after each brand's history
+/// is built (the files are written after the last).
+pub fn generate_with(spec: &Spec, out: &Path, done: &dyn Fn(u32, u32)) -> Result<Summary, TableError> {
     if spec.days == 0 || spec.brands == 0 || spec.days > 3_650 || spec.brands > 1_000 {
         return Err(TableError::file(out, "--days must be 1..=3650 and --brands 1..=1000"));
     }
@@ -75,6 +81,7 @@ pub fn generate(spec: &Spec, out: &Path) -> Result<Summary, TableError> {
             *summary.rows.entry(schema.kind).or_default() += columns_len(&columns);
             pending.extend(split_by_day(schema, &entity, columns, metadata));
         }
+        done(b + 1, spec.brands);
     }
     summary.files = catalog::write_all(out, pending)?;
     Ok(summary)

@@ -155,6 +155,12 @@ pub fn validate(rounds: &[Round]) -> Result<(), OpeError> {
 
 /// Evaluates all estimators with bootstrap intervals.
 pub fn evaluate(rounds: &[Round], cfg: &OpeConfig) -> Result<OpeReport, OpeError> {
+    evaluate_with(rounds, cfg, &|| {})
+}
+
+/// `evaluate`, calling `resampled()` after each bootstrap resample (a
+/// progress bar's feed; called from the resampling threads).
+pub fn evaluate_with(rounds: &[Round], cfg: &OpeConfig, resampled: &(dyn Fn() + Sync)) -> Result<OpeReport, OpeError> {
     validate(rounds)?;
     if cfg.clip.is_nan() || cfg.clip <= 0.0 || cfg.resamples == 0 || !(cfg.alpha > 0.0 && cfg.alpha < 1.0) {
         return Err(OpeError::Settings("clip must be positive, resamples > 0, alpha in (0, 1)".into()));
@@ -164,7 +170,7 @@ pub fn evaluate(rounds: &[Round], cfg: &OpeConfig) -> Result<OpeReport, OpeError
         full.add(r, cfg.clip);
     }
     let point = full.values();
-    let boots = bootstrap(rounds, cfg);
+    let boots = bootstrap(rounds, cfg, resampled);
     let mut estimators = BTreeMap::new();
     for (i, name) in ESTIMATORS.iter().enumerate() {
         let mut xs: Vec<f64> = boots.iter().map(|v| v[i]).filter(|x| !x.is_nan()).collect();
@@ -182,7 +188,7 @@ pub fn evaluate(rounds: &[Round], cfg: &OpeConfig) -> Result<OpeReport, OpeError
     })
 }
 
-fn bootstrap(rounds: &[Round], cfg: &OpeConfig) -> Vec<[f64; 7]> {
+fn bootstrap(rounds: &[Round], cfg: &OpeConfig, resampled: &(dyn Fn() + Sync)) -> Vec<[f64; 7]> {
     let n = rounds.len();
     let one = |b: u32| {
         let mut rng = stream(cfg.seed, "ope/bootstrap", u64::from(b), 0);
@@ -190,6 +196,7 @@ fn bootstrap(rounds: &[Round], cfg: &OpeConfig) -> Vec<[f64; 7]> {
         for _ in 0..n {
             s.add(&rounds[rng.random_range(0..n)], cfg.clip);
         }
+        resampled();
         s.values()
     };
     let threads = cfg.threads.clamp(1, 64);
