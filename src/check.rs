@@ -56,7 +56,7 @@ pub async fn check(path: &Path, json: bool) -> Result<()> {
     if json {
         let (kind, summary, checks, error) = match &outcome {
             Ok(r) => (Some(r.kind), r.summary.clone(), &r.checks[..], r.error()),
-            Err(e) => (None, String::new(), &[][..], Some(format!("{e:#}"))),
+            Err(e) => (None, String::new(), &[][..], Some(crate::causes(e))),
         };
         let checks: Vec<_> = checks
             .iter()

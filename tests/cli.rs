@@ -418,6 +418,12 @@ fn read_only_commands_never_create_a_store() {
     let out = dlft(&["events", "--store", &format!("sqlite://{}", empty.display()), "--since", "soon"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("expected ISO-8601"), "{}", text(&out).1);
+    // A server that refuses: one line, its cause said once.
+    let out = dlft(&["events", "--store", "postgres://nobody@127.0.0.1:1/x"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "each cause once: {stderr}");
 }
 
 /// `--check-determinism` runs every seed of `--seeds` twice (it used to
