@@ -276,6 +276,9 @@ enum SchedulesCommand {
         brand: String,
         #[arg(long, default_value = "operator re-enabled")]
         reason: String,
+        /// One JSON object: brand, schedule, whether it was off, and why.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -985,20 +988,27 @@ async fn schedules(command: SchedulesCommand) -> Result<()> {
                     println!("{:<16} {:<32} {state:<9} last slot {last}: {}", r.brand, r.name, r.reason);
                 }
             }
-            SchedulesCommand::Enable { name, reason, brand, .. } => {
+            SchedulesCommand::Enable { name, reason, brand, json, .. } => {
                 let brand = dlft_core::ids::BrandId::parse(&brand).map_err(anyhow::Error::msg)?;
                 let rows = s.schedules().await?;
                 let Some(row) = rows.iter().find(|r| r.name == name && r.brand == brand) else {
                     let known: Vec<String> = rows.iter().map(|r| format!("{}/{}", r.brand, r.name)).collect();
-                    bail!("no schedule {name:?} of brand {brand} (known: {known:?})");
+                    bail!("no schedule {name:?} of brand {brand} (known: {})", known.join(", "));
                 };
-                if row.enabled {
-                    println!("{brand}/{name}: already enabled");
-                    return Ok(());
+                let was_disabled = !row.enabled;
+                if was_disabled {
+                    let reason = format!("operator: {reason}");
+                    s.set_schedule(&brand, &name, true, &reason, dlft_live::SystemClock.now()).await?;
                 }
-                let reason = format!("operator: {reason}");
-                s.set_schedule(&brand, &name, true, &reason, dlft_live::SystemClock.now()).await?;
-                println!("{brand}/{name}: enabled (was disabled: {})", row.reason);
+                if json {
+                    let doc = serde_json::json!({"brand": brand, "schedule": name, "enabled": true,
+                                                 "was_disabled": was_disabled, "was_reason": row.reason});
+                    println!("{doc}");
+                } else if was_disabled {
+                    println!("{brand}/{name}: enabled (was disabled: {})", row.reason);
+                } else {
+                    println!("{brand}/{name}: already enabled");
+                }
             }
         }
         Ok(())

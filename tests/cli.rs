@@ -186,6 +186,12 @@ fn schedules_list_prints_json_lines() {
         (Some("default"), Some("tick"), Some(true))
     );
     assert_eq!((v["last_slot"].as_u64(), v["last_slot_iso"].as_str()), (Some(t0), Some("2026-01-01T00:00:00.000Z")));
+    let out = dlft(&["schedules", "enable", "tick", "--store", &url, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(text(&out).0.trim()).expect("one JSON object");
+    assert_eq!((v["schedule"].as_str(), v["was_disabled"].as_bool()), (Some("tick"), Some(false)), "{v}");
+    let out = dlft(&["schedules", "enable", "tock", "--store", &url]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("(known: default/tick)"), "{}", text(&out).1);
 }
 
 /// `dlft events`: the log of a real store, human-readable (ISO-8601 times,
