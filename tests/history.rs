@@ -242,6 +242,23 @@ fn refund_backtest_replays_claims_and_scores_abuse_stopped() {
         "a lower high-risk cap never pays abuse more"
     );
     assert!(t(0, "abuse_stopped") >= t(1, "abuse_stopped"));
+    // Under a daily refund budget (the policy's `daily_cap_cents`, booked
+    // per day in its time zone): 21 days (22 calendar days at most) of at
+    // most 100.00 each, and less paid
+    // than without it.
+    let capped = ok(&dlft(&[
+        "backtest",
+        "--data",
+        data,
+        "--policy",
+        "policies/refund.toml",
+        "--sweep",
+        "daily_cap_cents=10000..10000:1",
+        "--json",
+    ]));
+    let capped: serde_json::Value = serde_json::from_str(&capped).unwrap();
+    let paid = capped[0]["totals"]["all"]["paid_minor"].as_i64().unwrap();
+    assert!(paid > 0 && paid <= 22 * 10_000 && paid < all(1, "paid_minor"), "paid {paid} under 100.00 a day");
 
     let report = dir.join("refunds.html");
     let out = ok(&dlft(&[

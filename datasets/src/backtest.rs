@@ -178,19 +178,27 @@ pub fn run_refunds_with(
 ) -> Result<Vec<RefundVariant>, String> {
     let variants = grid(sweeps);
     let mut configs = Vec::new();
+    let mut budgets = Vec::new();
     for params in &variants {
         let mut r = policy.clone();
         for (name, v) in params {
             r.set(name, *v)?;
         }
         configs.push(r.config().map_err(|e| format!("sweep {params:?}: {e}"))?);
+        budgets.push(r.budgets().map_err(|e| format!("sweep {params:?}: {e}"))?);
     }
     let none = Vec::new();
     let jobs: Vec<(usize, &String)> = (0..variants.len()).flat_map(|v| claims.keys().map(move |e| (v, e))).collect();
     let results = par_map(&jobs, threads, done, |(v, entity)| {
         let records: Vec<ClaimRecord> = claims[*entity].iter().map(|(c, _)| c.clone()).collect();
         let brand = BrandId::new(entity.as_str());
-        refunds::replay(&configs[*v], &brand, &records, disputes.get(*entity).unwrap_or(&none))
+        refunds::replay_within(
+            &configs[*v],
+            budgets[*v].as_ref(),
+            &brand,
+            &records,
+            disputes.get(*entity).unwrap_or(&none),
+        )
     });
     let mut out: Vec<RefundVariant> = variants
         .into_iter()

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use dlft_core::backtest::BacktestConfig;
 use dlft_core::config::RefundConfig;
 use dlft_core::envelope::EnvelopeConfig;
+use dlft_core::envelope::budget::{Budgets, Cap, Purpose, Window, Zone};
 use dlft_core::envelope::refund::TierCaps;
 use dlft_core::estimate::bandit::TsConfig;
 use dlft_core::estimate::estimator::EstimatorConfig;
@@ -47,6 +48,13 @@ pub struct RefundSection {
     pub trusted_cap_cents: Option<i64>,
     pub watch_cap_cents: i64,
     pub high_cap_cents: i64,
+    /// The brand's refund budget, as `[budgets]` declares it for `dlft
+    /// run`: what all refunds of a calendar day / month (in `time_zone`)
+    /// may take. Unset: the replay applies no budget.
+    pub daily_cap_cents: Option<i64>,
+    pub monthly_cap_cents: Option<i64>,
+    /// The IANA zone the caps' days and months are counted in.
+    pub time_zone: String,
 }
 
 impl Default for RefundSection {
@@ -65,12 +73,15 @@ impl Default for RefundSection {
             trusted_cap_cents: None,
             watch_cap_cents: 3000,
             high_cap_cents: 1000,
+            daily_cap_cents: None,
+            monthly_cap_cents: None,
+            time_zone: "UTC".into(),
         }
     }
 }
 
 /// The sweepable parameters of `[refund]`.
-pub const REFUND_SWEEPABLE: [&str; 10] = [
+pub const REFUND_SWEEPABLE: [&str; 12] = [
     "damaged_share_bp",
     "lost_after_days",
     "watch_refund_share_bp",
@@ -81,6 +92,8 @@ pub const REFUND_SWEEPABLE: [&str; 10] = [
     "ring_sharing",
     "watch_cap_cents",
     "high_cap_cents",
+    "daily_cap_cents",
+    "monthly_cap_cents",
 ];
 
 impl RefundSection {
@@ -97,9 +110,31 @@ impl RefundSection {
             "ring_sharing" => self.ring_sharing = small()?,
             "watch_cap_cents" => self.watch_cap_cents = value,
             "high_cap_cents" => self.high_cap_cents = value,
+            "daily_cap_cents" => self.daily_cap_cents = Some(value),
+            "monthly_cap_cents" => self.monthly_cap_cents = Some(value),
             other => return Err(format!("`{other}` cannot be swept; one of {}", REFUND_SWEEPABLE.join(", "))),
         }
         Ok(())
+    }
+
+    /// The brand's refund budget the replay books against (`None`: no cap
+    /// set, none applied).
+    pub fn budgets(&self) -> Result<Option<Budgets>, String> {
+        let currency = Currency::parse(&self.currency).map_err(|e| format!("refund.currency: {e}"))?;
+        let mut caps = Vec::new();
+        for (window, cents) in [(Window::Daily, self.daily_cap_cents), (Window::Monthly, self.monthly_cap_cents)] {
+            if let Some(c) = cents {
+                if c < 0 {
+                    return Err(format!("refund.{}_cap_cents must not be negative", window.as_str()));
+                }
+                caps.push(Cap::brand(Purpose::Refund, window, Money::new(c, currency)));
+            }
+        }
+        if caps.is_empty() {
+            return Ok(None);
+        }
+        let zone = Zone::parse(&self.time_zone).map_err(|e| format!("refund.time_zone: {e}"))?;
+        Budgets::new(zone, caps).map(Some).map_err(|e| format!("refund budget: {e}"))
     }
 
     /// Core's refund config (the identity key is the backtest's own: the

@@ -8,8 +8,16 @@
 //! the claims after it. Orders are the claims' own: what may still be
 //! refunded is the order's total minus what the replay refunded on it
 //! before; there is nothing in flight (every refund of the replay is
-//! instant). The brand's refund caps (daily, monthly) are not applied: the
-//! replay shows what the policy and the envelope's ceiling would pay.
+//! instant).
+//!
+//! With the brand's budgets (its `refund` caps: daily, monthly, lifetime in
+//! its time zone), every refund reserves and posts on a ledger of the
+//! replay's own, as `budget::reserve` and `budget::post` book it in a
+//! store: a refund the caps cannot hold waits, as the refund job's claim
+//! waits for room, and is judged again once a cap's period has turned (at
+//! the next claim after it); a claim still waiting when history ends is
+//! reported unpaid. Refunds no cap covers are refused, as live. Without
+//! budgets the replay shows what the policy and the ceiling alone would pay.
 //!
 //! With labels (the sim's truth of who made each claim: `honest`, `abuser`,
 //! `ring`), [`summarize`] scores a replay: refunds paid, abuse stopped,
@@ -24,6 +32,7 @@ use serde::Serialize;
 use crate::config::RefundConfig;
 use crate::decide::{ClaimOutcome, judge_claim};
 use crate::envelope::Verdict;
+use crate::envelope::budget::{self, Account, AccountKey, Budgets, Purpose, Reserve};
 use crate::envelope::refund::RefundJudged;
 use crate::estimate::identity::Profile;
 use crate::estimate::risk::RiskTier;
@@ -51,64 +60,197 @@ pub struct RefundCase {
 /// doc). Claims are taken in `(opened_at, id)` order; a claim id seen twice
 /// is refused the second time.
 pub fn replay(cfg: &RefundConfig, brand: &BrandId, claims: &[ClaimRecord], disputes: &[Dispute]) -> Vec<RefundCase> {
-    let mut sorted: Vec<ClaimRecord> = claims.iter().cloned().map(|c| ClaimRecord { settled: None, ..c }).collect();
-    sorted.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
-    let mut history: Vec<ClaimRecord> = Vec::with_capacity(sorted.len());
-    let mut last_tier = BTreeMap::new();
-    let mut opened: BTreeSet<IdempotencyKey> = BTreeSet::new();
-    let mut refunded_on: BTreeMap<String, i64> = BTreeMap::new();
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut out = Vec::with_capacity(sorted.len());
-    for claim in sorted {
-        let now = claim.opened_at;
+    replay_within(cfg, None, brand, claims, disputes)
+}
+
+/// What the replay's chain made of a claim at one instant.
+enum Judged {
+    Paid(Money, String, Settlement),
+    Refused(String, Settlement),
+    /// Approved, but the refund caps cannot hold it now.
+    Waits,
+}
+
+/// The replay's state between claims: what the chain reads and what it
+/// booked.
+struct Replay<'a> {
+    cfg: &'a RefundConfig,
+    budgets: Option<&'a Budgets>,
+    brand: &'a BrandId,
+    disputes: &'a [Dispute],
+    history: Vec<ClaimRecord>,
+    last_tier: BTreeMap<String, RiskTier>,
+    opened: BTreeSet<IdempotencyKey>,
+    refunded_on: BTreeMap<String, i64>,
+    accounts: BTreeMap<AccountKey, Account>,
+}
+
+impl Replay<'_> {
+    /// The identity graph as of `now`, from the claims so far.
+    fn profile(&self, now: Timestamp) -> Profile {
+        Profile::build(self.cfg.identity_key.as_bytes(), &self.history, self.disputes, now)
+    }
+
+    /// Judges the claim at `history[at]` at `now` on `profile` (one per
+    /// instant, as the refund job builds one per run).
+    fn judge(&mut self, at: usize, now: Timestamp, profile: &Profile) -> (RiskTier, Judged) {
+        let claim = self.history[at].clone();
         let currency = claim.order_total.currency;
-        let zero = Money::zero(currency);
-        let case = |tier, paid, why| RefundCase {
-            claim_id: claim.id.clone(),
-            order_id: claim.order_id.clone(),
-            at: now,
-            tier,
-            claimed: claim.claimed,
-            paid,
-            why,
-        };
-        if !seen.insert(claim.id.clone()) {
-            out.push(case(RiskTier::Trusted, zero, format!("claim {} seen before: judged once", claim.id)));
-            continue;
-        }
-        history.push(claim.clone());
-        let profile = Profile::build(cfg.identity_key.as_bytes(), &history, disputes, now);
-        let before = refunded_on.get(&claim.order_id).copied().unwrap_or(0);
+        let before = self.refunded_on.get(&claim.order_id).copied().unwrap_or(0);
         let order = ShopOrder {
             id: claim.order_id.clone(),
             total: claim.order_total,
             max_refundable: Money::new((claim.order_total.minor - before).max(0), currency),
             payment: Some((format!("{}/payment", claim.order_id), "history".into())),
         };
-        let j = judge_claim(cfg, &cfg.caps, brand, &profile, &mut last_tier, &claim, &order, zero, &opened, false, now);
+        let zero = Money::zero(currency);
+        let (cfg, brand) = (self.cfg, self.brand);
+        let j = judge_claim(
+            cfg,
+            &cfg.caps,
+            brand,
+            profile,
+            &mut self.last_tier,
+            &claim,
+            &order,
+            zero,
+            &self.opened,
+            false,
+            now,
+        );
         let tier = j.tier;
-        let (paid, why, settled) = match j.outcome {
+        let no = |why: String| {
+            let s = Settlement::NoRefund { why: why.clone(), tier: tier.as_str().into() };
+            Judged::Refused(why, s)
+        };
+        let judged = match j.outcome {
             ClaimOutcome::Malformed(why)
-            | ClaimOutcome::Judged { judged: RefundJudged::Refused(Verdict { reason: why, .. }), .. } => {
-                let s = Settlement::NoRefund { why: why.clone(), tier: tier.as_str().into() };
-                (zero, why, s)
-            }
-            ClaimOutcome::Opened(key) => {
-                let why = format!("{key} opened before");
-                (zero, why.clone(), Settlement::NoRefund { why, tier: tier.as_str().into() })
-            }
+            | ClaimOutcome::Judged { judged: RefundJudged::Refused(Verdict { reason: why, .. }), .. } => no(why),
+            ClaimOutcome::Opened(key) => no(format!("{key} opened before")),
             ClaimOutcome::Judged { judged: RefundJudged::Approved(a), .. } => {
-                opened.insert(a.key.clone());
-                *refunded_on.entry(claim.order_id.clone()).or_default() += a.amount.minor;
+                if let Some(budgets) = self.budgets {
+                    let reserve = Reserve { purpose: Purpose::Refund, amount: a.amount, counterparty: None };
+                    match budget::reserve(&mut self.accounts, &a.key, brand, &reserve, budgets, now) {
+                        Ok(mut t) => {
+                            budget::post(&mut self.accounts, &mut t, a.amount, now).expect("a fresh reservation posts");
+                        }
+                        Err(why) if budget::accounts_for(brand, &reserve, budgets, now).is_empty() => {
+                            return (tier, no(format!("claim {}: {why}", claim.id)));
+                        }
+                        Err(_) => return (tier, Judged::Waits),
+                    }
+                }
+                self.opened.insert(a.key.clone());
+                *self.refunded_on.entry(claim.order_id.clone()).or_default() += a.amount.minor;
                 let s = Settlement::Refunded { key: a.key.to_string(), amount: a.amount, tier: tier.as_str().into() };
-                (a.amount, a.verdict.reason.clone(), s)
+                Judged::Paid(a.amount, a.verdict.reason.clone(), s)
             }
         };
-        assert!(paid.minor >= 0 && paid.minor <= claim.order_total.minor, "{}: paid {paid}", claim.id);
-        if let Some(last) = history.last_mut() {
-            last.settled = Some(settled);
+        (tier, judged)
+    }
+
+    /// The label of each refund cap's period at `now`: a wait may end when
+    /// one of them turns.
+    fn periods(&self, now: Timestamp) -> Vec<String> {
+        self.budgets.map_or_else(Vec::new, |b| {
+            b.caps
+                .iter()
+                .filter(|c| c.purpose == Purpose::Refund)
+                .map(|c| budget::period_of(c.window, &b.zone, now).label)
+                .collect()
+        })
+    }
+}
+
+/// [`replay`] under the brand's `budgets` (see the module's doc); `None`:
+/// no caps applied.
+pub fn replay_within(
+    cfg: &RefundConfig,
+    budgets: Option<&Budgets>,
+    brand: &BrandId,
+    claims: &[ClaimRecord],
+    disputes: &[Dispute],
+) -> Vec<RefundCase> {
+    let mut sorted: Vec<ClaimRecord> = claims.iter().cloned().map(|c| ClaimRecord { settled: None, ..c }).collect();
+    sorted.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
+    let mut r = Replay {
+        cfg,
+        budgets,
+        brand,
+        disputes,
+        history: Vec::with_capacity(sorted.len()),
+        last_tier: BTreeMap::new(),
+        opened: BTreeSet::new(),
+        refunded_on: BTreeMap::new(),
+        accounts: BTreeMap::new(),
+    };
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::with_capacity(sorted.len());
+    // Claims waiting for room (their index in `history`), and the caps'
+    // periods when they were last tried.
+    let mut waiting: Vec<(usize, RiskTier)> = Vec::new();
+    let mut tried_in: Vec<String> = Vec::new();
+    let case = |c: &ClaimRecord, at, tier, paid, why| RefundCase {
+        claim_id: c.id.clone(),
+        order_id: c.order_id.clone(),
+        at,
+        tier,
+        claimed: c.claimed,
+        paid,
+        why,
+    };
+    for claim in sorted {
+        let now = claim.opened_at;
+        if !waiting.is_empty() && r.periods(now) != tried_in {
+            tried_in = r.periods(now);
+            let profile = r.profile(now);
+            for (at, _) in std::mem::take(&mut waiting) {
+                let (tier, judged) = r.judge(at, now, &profile);
+                let c = r.history[at].clone();
+                match judged {
+                    Judged::Waits => waiting.push((at, tier)),
+                    Judged::Paid(paid, why, s) => {
+                        r.history[at].settled = Some(s);
+                        let why = format!("{why} (waited for the refund caps' room since {})", c.opened_at);
+                        out.push(case(&c, now, tier, paid, why));
+                    }
+                    Judged::Refused(why, s) => {
+                        r.history[at].settled = Some(s);
+                        out.push(case(&c, now, tier, Money::zero(c.claimed.currency), why));
+                    }
+                }
+            }
         }
-        out.push(case(tier, paid, why));
+        let zero = Money::zero(claim.order_total.currency);
+        if !seen.insert(claim.id.clone()) {
+            let why = format!("claim {} seen before: judged once", claim.id);
+            out.push(case(&claim, now, RiskTier::Trusted, zero, why));
+            continue;
+        }
+        r.history.push(claim.clone());
+        let at = r.history.len() - 1;
+        let profile = r.profile(now);
+        let (tier, judged) = r.judge(at, now, &profile);
+        match judged {
+            Judged::Waits => {
+                waiting.push((at, tier));
+                tried_in = r.periods(now);
+            }
+            Judged::Paid(paid, why, s) => {
+                assert!(paid.minor >= 0 && paid.minor <= claim.order_total.minor, "{}: paid {paid}", claim.id);
+                r.history[at].settled = Some(s);
+                out.push(case(&claim, now, tier, paid, why));
+            }
+            Judged::Refused(why, s) => {
+                r.history[at].settled = Some(s);
+                out.push(case(&claim, now, tier, zero, why));
+            }
+        }
+    }
+    for (at, tier) in waiting {
+        let c = &r.history[at];
+        let why = "approved, still waiting for the refund caps' room when history ends".to_string();
+        out.push(case(c, c.opened_at, tier, Money::zero(c.claimed.currency), why));
     }
     out
 }
@@ -293,5 +435,54 @@ mod tests {
         let mut twice = s.clone();
         twice.add(&s);
         assert_eq!((twice.all.claims, twice.by_label["abuser"].claims, twice.abuse_stopped_minor), (6, 2, 2_000));
+    }
+
+    /// Under a daily refund cap the replay books each refund on its own
+    /// ledger: a claim the day's room cannot hold waits and is paid on a
+    /// later day (never beyond a day's cap), one still waiting when history
+    /// ends is unpaid; a currency no cap covers is refused, as live.
+    #[test]
+    fn the_replay_books_refunds_under_the_brands_caps() {
+        use crate::envelope::budget::{Cap, Window, Zone};
+        const DAY: u64 = 86_400_000;
+        let brand = BrandId::new("b");
+        let zone = Zone::parse("Europe/Berlin").unwrap();
+        let daily =
+            Budgets::new(zone, vec![Cap::brand(Purpose::Refund, Window::Daily, Money::new(4_000, Currency::EUR))])
+                .unwrap();
+        // Day 1 (Berlin): c1 3,000 fits, c2 2,000 does not (5,000 > 4,000)
+        // and waits; day 2: c3 opens, c2 is paid first, then c3 fits; c4 on
+        // day 2 would take the day past 4,000 and waits to the end.
+        let t0 = 1_767_225_600_000 + 12 * 3_600_000; // 2026-01-01T12:00Z
+        let mut claims = [
+            claim("c1", "o1", t0, 3_000),
+            claim("c2", "o2", t0 + 1_000, 2_000),
+            claim("c3", "o3", t0 + DAY, 1_500),
+            claim("c4", "o4", t0 + DAY + 1_000, 1_000),
+        ];
+        for (i, c) in claims.iter_mut().enumerate() {
+            c.customer.email = format!("p{i}@example.com");
+        }
+        let cases = replay_within(&cfg(), Some(&daily), &brand, &claims, &[]);
+        let paid: Vec<(&str, i64, u64)> = cases.iter().map(|c| (c.claim_id.as_str(), c.paid.minor, c.at.0)).collect();
+        assert_eq!(
+            paid,
+            [("c1", 3_000, t0), ("c2", 2_000, t0 + DAY), ("c3", 1_500, t0 + DAY), ("c4", 0, t0 + DAY + 1_000)],
+            "{cases:#?}"
+        );
+        assert!(cases[1].why.contains("waited"), "{}", cases[1].why);
+        assert!(cases[3].why.contains("still waiting"), "{}", cases[3].why);
+        // Without the caps, the policy alone pays all four.
+        let free = replay(&cfg(), &brand, &claims, &[]);
+        assert_eq!(free.iter().map(|c| c.paid.minor).sum::<i64>(), 7_500);
+        // A cap in another currency covers nothing: refused, not waiting.
+        let usd = Budgets::new(
+            Zone::utc(),
+            vec![Cap::brand(Purpose::Refund, Window::Daily, Money::new(9_999, Currency::USD))],
+        )
+        .unwrap();
+        let refused = replay_within(&cfg(), Some(&usd), &brand, &claims[..1], &[]);
+        assert_eq!(refused[0].paid.minor, 0);
+        assert!(refused[0].why.contains("no cap covers"), "{}", refused[0].why);
     }
 }
