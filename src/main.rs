@@ -19,6 +19,7 @@ mod check;
 mod run;
 mod sandbox;
 mod sandbox_support;
+mod sandbox_track;
 mod status;
 mod support;
 

@@ -632,7 +632,8 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
         .route("/{account}/insights", get(insights))
         .route("/{id}", get(ad_get).post(ad_post))
         .with_state(sb)
-        .merge(crate::sandbox_support::router(support));
+        .merge(crate::sandbox_support::router(support))
+        .merge(crate::sandbox_track::router(crate::sandbox_track::Parcels::new(seed, start)));
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let bound = listener.local_addr()?;
     println!("listening on {bound}");

@@ -252,6 +252,21 @@ fn shopify_decoders_never_panic() {
 }
 
 #[test]
+fn track17_decoders_never_panic() {
+    use dlft_core::sense::wire::track17;
+    proptest!(config(CI_CASES), |(body in json_from("track17"), status in 100u16..600, number in "[ -~]{0,60}")| {
+        if track17::decode_register(status, &body).is_ok() {
+            prop_assert!(status == 200, "only a 200 carries numbers: {}", status);
+        }
+        if let Ok((shipments, _)) = track17::decode_trackinfo(status, &body) {
+            prop_assert!(status == 200);
+            prop_assert!(shipments.iter().all(|s| track17::TrackStatus::parse(s.status.as_str()) == Some(s.status)));
+        }
+        let _ = track17::valid_number(&number);
+    });
+}
+
+#[test]
 fn payables_files_never_panic() {
     use dlft_core::sense::payables::{parse_csv, parse_json};
     let mut files = corpus(&root().join("tests/fuzz/corpus/payables"), "csv");

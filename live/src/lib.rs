@@ -19,6 +19,7 @@ pub mod store;
 pub mod support;
 pub mod svix;
 pub mod testenv;
+pub mod track17;
 pub mod webhook;
 
 use dlft_core::time::{Clock, Millis, Timestamp};

@@ -28,4 +28,5 @@ pub mod scenario;
 pub mod shop;
 pub mod shrink;
 pub mod support;
+pub mod track17;
 pub mod world;

@@ -61,6 +61,8 @@ pub mod stream {
     pub const SUPPORT: u64 = 12;
     /// The inbox's replies (lost, rate limited, 5xx).
     pub const SUPPORT_FAULTS: u64 = 13;
+    /// The parcels' fates (17TRACK).
+    pub const PARCELS: u64 = 14;
     pub const WORKER_BASE: u64 = 100;
 }
 

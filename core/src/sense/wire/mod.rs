@@ -8,3 +8,4 @@ pub mod gemini;
 pub mod meta;
 pub mod revolut;
 pub mod shopify;
+pub mod track17;

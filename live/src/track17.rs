@@ -1,0 +1,136 @@
+//! The 17TRACK adapter (v2.2): registers tracking numbers and reads their
+//! latest status, at most 40 numbers a request, paced under the key's rate
+//! (about 3 requests a second), decoded by
+//! `dlft_core::sense::wire::track17`. A number that is not a tracking
+//! number is refused here and never sent; a number registered before counts
+//! as registered, so a run repeated after a lost reply converges.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use dlft_core::sense::wire::track17::{
+    self, Item, REQUESTS_PER_SECOND, Registered, Rejection, Track17Error, Tracked, valid_number,
+};
+
+use crate::meta::Secret;
+
+#[derive(Clone, Debug)]
+pub struct Track17Config {
+    /// `https://api.17track.net`, or a sandbox's `…/17track`.
+    pub base_url: String,
+    /// Sent as the `17token` header.
+    pub token: Secret,
+    pub timeout: Duration,
+    /// Requests are sent at least this far apart (17TRACK: about 3 a second).
+    pub min_interval: Duration,
+}
+
+/// Requests at least this far apart: a little under 17TRACK's rate.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1_000 / REQUESTS_PER_SECOND as u64 + 20);
+
+#[derive(Clone, Debug)]
+pub struct Track17 {
+    http: reqwest::Client,
+    cfg: Track17Config,
+    next_slot: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// Whose key this is (the vendor counters' `brand` label).
+    brand: dlft_core::ids::BrandId,
+}
+
+impl Track17 {
+    pub fn new(cfg: Track17Config) -> Result<Track17, reqwest::Error> {
+        Ok(Track17 {
+            http: reqwest::Client::builder().timeout(cfg.timeout).build()?,
+            cfg,
+            next_slot: Arc::default(),
+            brand: Default::default(),
+        })
+    }
+
+    /// Names the brand whose key this is (the vendor counters' label).
+    #[must_use]
+    pub fn for_brand(mut self, brand: dlft_core::ids::BrandId) -> Track17 {
+        self.brand = brand;
+        self
+    }
+
+    /// Waits for this request's slot under the pace.
+    #[allow(clippy::disallowed_methods, reason = "the adapter paces real requests in real time")]
+    async fn pace(&self) {
+        let wait = {
+            let mut next = self.next_slot.lock().await;
+            let now = tokio::time::Instant::now();
+            let at = next.map_or(now, |n| n.max(now));
+            *next = Some(at + self.cfg.min_interval);
+            at
+        };
+        tokio::time::sleep_until(wait).await;
+    }
+
+    /// One request: the HTTP status and the body (a body that is not JSON
+    /// is malformed).
+    async fn post(&self, op: &str, body: &Value) -> Result<(u16, Value), Track17Error> {
+        self.pace().await;
+        let url = format!("{}/track/v2.2/{op}", self.cfg.base_url.trim_end_matches('/'));
+        let sent = self.http.post(url).header("17token", self.cfg.token.expose()).json(body).send().await;
+        crate::calls::observe("17track", &self.brand, &sent);
+        let resp = sent.map_err(|e| Track17Error::Unavailable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| Track17Error::Unavailable(e.to_string()))?;
+        match serde_json::from_str(&text) {
+            Ok(v) => Ok((status, v)),
+            Err(_) if status != 200 => Ok((status, Value::Null)),
+            Err(e) => {
+                Err(Track17Error::Malformed(format!("not JSON ({e}): {}", text.chars().take(120).collect::<String>())))
+            }
+        }
+    }
+
+    /// Numbers that are not tracking numbers are refused here; the rest go
+    /// in batches of at most 40.
+    fn split(items: &[Item]) -> (Vec<Item>, Vec<(String, Rejection)>) {
+        let (good, bad): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| valid_number(&i.number));
+        (
+            good.into_iter().cloned().collect(),
+            bad.into_iter().map(|i| (i.number.clone(), Rejection::NotANumber)).collect(),
+        )
+    }
+
+    /// Registers `items` for tracking (a number registered before counts
+    /// as registered).
+    pub async fn register(&self, items: &[Item]) -> Result<Registered, Track17Error> {
+        self.each("register", items).await
+    }
+
+    /// Stops tracking `items` (what a delivered or expired parcel needs no more).
+    pub async fn stop(&self, items: &[Item]) -> Result<Registered, Track17Error> {
+        self.each("stoptrack", items).await
+    }
+
+    async fn each(&self, op: &str, items: &[Item]) -> Result<Registered, Track17Error> {
+        let (good, bad) = Track17::split(items);
+        let mut out = Registered { accepted: Vec::new(), rejected: bad };
+        for body in track17::batches(&good) {
+            let (status, reply) = self.post(op, &body).await?;
+            let r = track17::decode_register(status, &reply)?;
+            out.accepted.extend(r.accepted);
+            out.rejected.extend(r.rejected);
+        }
+        Ok(out)
+    }
+
+    /// The latest status of each of `items`.
+    pub async fn track(&self, items: &[Item]) -> Result<Tracked, Track17Error> {
+        let (good, mut rejected) = Track17::split(items);
+        let mut shipments = Vec::new();
+        for body in track17::batches(&good) {
+            let (status, reply) = self.post("gettrackinfo", &body).await?;
+            let (s, r) = track17::decode_trackinfo(status, &reply)?;
+            shipments.extend(s);
+            rejected.extend(r);
+        }
+        Ok((shipments, rejected))
+    }
+}
