@@ -170,6 +170,12 @@ async fn check_config(text: &str, file: &str) -> Result<Checked> {
             cfg.inbox_webhooks(file).map(|w| format!("{} set, whsec_ each", w.len())).map_err(|e| e.to_string()),
         );
     }
+    if cfg.brand_ids().iter().any(|b| cfg.refunds_of(b).is_some_and(|r| r.webhook_secret_env.is_some())) {
+        report(
+            "shop webhook secrets",
+            cfg.shop_webhooks(file).map(|w| format!("{} set", w.len())).map_err(|e| e.to_string()),
+        );
+    }
     if let Some(var) = &cfg.runner.metrics_token_env {
         report("metrics token", cfg.metrics_token(file).map(|_| format!("${var} is set")).map_err(|e| e.to_string()));
     }

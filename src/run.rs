@@ -97,6 +97,7 @@ pub async fn run(config: &Path) -> Result<()> {
     let webhook_secret = WebhookSecrets {
         meta: cfg.webhook_secret(&file)?,
         inboxes: cfg.inbox_webhooks(&file)?,
+        shops: cfg.shop_webhooks(&file)?,
         metrics: cfg.metrics_token(&file)?,
     };
     let probe = HoldProbe::from_env()?; // refuse a bad value before touching the store
@@ -396,6 +397,18 @@ where
             .with_state(MailHooks { store: store.clone(), brands: Arc::new(brands) });
         app = app.merge(hooks);
     }
+    if !webhook_secret.shops.is_empty() {
+        let mut brands = std::collections::BTreeMap::new();
+        for (brand, secret) in webhook_secret.shops {
+            info!(brand = %brand, "webhooks: POST /webhooks/shopify/{brand} (X-Shopify-Hmac-Sha256)");
+            brands.insert(brand, secret);
+        }
+        let hooks = Router::new()
+            .route("/webhooks/shopify/{brand}", post(shopify_webhook::<S>))
+            .layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_BODY_MAX))
+            .with_state(ShopHooks { store: store.clone(), brands: Arc::new(brands) });
+        app = app.merge(hooks);
+    }
     if let Some(secret) = webhook_secret.meta {
         info!("webhooks: POST /webhooks/meta (signed with the app secret)");
         let hooks = Router::new()
@@ -502,6 +515,8 @@ const WEBHOOK_BODY_MAX: usize = 256 * 1024;
 struct WebhookSecrets {
     meta: Option<Secret>,
     inboxes: Vec<(dlft_core::ids::BrandId, Secret, String)>,
+    /// Each brand's Shopify app secret, for brands whose shop sends webhooks.
+    shops: Vec<(dlft_core::ids::BrandId, Secret)>,
     /// The bearer token `/metrics` asks of a scrape (`runner.metrics_token_env`).
     metrics: Option<Secret>,
 }
@@ -602,6 +617,68 @@ async fn agentmail_webhook<S: Store + Clone>(
         Err(e) => {
             error!(error = %e, "agentmail webhook: the store did not take the support run");
             (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n"))
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ShopHooks<S> {
+    store: S,
+    brands: Arc<std::collections::BTreeMap<dlft_core::ids::BrandId, Secret>>,
+}
+
+/// `POST /webhooks/shopify/<brand>`: a Shopify webhook is a hint, never
+/// the truth: 401 unless `X-Shopify-Hmac-Sha256` is the body's HMAC under
+/// the brand's app secret (constant time); 400 without a webhook id or
+/// topic, or with a body that is not a JSON object; 200 and one claims
+/// review enqueued per `X-Shopify-Webhook-Id` for an order, refund,
+/// fulfillment or dispute topic (a redelivery enqueues nothing more; other
+/// topics are ignored); 404 a brand without webhooks; 503 the store did not
+/// answer (Shopify retries).
+async fn shopify_webhook<S: Store + Clone>(
+    State(h): State<ShopHooks<S>>,
+    axum::extract::Path(brand): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    use dlft_core::sense::wire::shopify::{ShopHint, decode_webhook};
+    use dlft_live::webhook::{SHOPIFY_HMAC_HEADER, SHOPIFY_TOPIC_HEADER, SHOPIFY_WEBHOOK_ID_HEADER, verify_shopify};
+    let brand = dlft_core::ids::BrandId::new(brand);
+    let Some(secret) = h.brands.get(&brand) else {
+        warn!(brand = %brand, "shopify webhook for a brand without one: refused");
+        return (StatusCode::NOT_FOUND, format!("brand {brand} takes no Shopify webhooks\n"));
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(why) = verify_shopify(secret, &body, header(SHOPIFY_HMAC_HEADER)) {
+        warn!(brand = %brand, why, "shopify webhook refused");
+        return (StatusCode::UNAUTHORIZED, format!("{why}\n"));
+    }
+    let Some(id) = header(SHOPIFY_WEBHOOK_ID_HEADER).filter(|i| !i.is_empty() && i.len() <= 200) else {
+        warn!(brand = %brand, "shopify webhook without X-Shopify-Webhook-Id: refused");
+        return (StatusCode::BAD_REQUEST, "no X-Shopify-Webhook-Id header\n".into());
+    };
+    match decode_webhook(header(SHOPIFY_TOPIC_HEADER), &body) {
+        Ok(ShopHint::Reread { topic }) => {
+            let now = dlft_core::time::Clock::now(&SystemClock);
+            let key = dlft_core::ids::IdempotencyKey::new(format!("shop-hint/{brand}/{id}"));
+            let task = dlft_core::schedule::task::Task::ReviewClaims { slot: now };
+            let job = dlft_core::store::NewJob::new(&task, 1, now, Some(key)).for_brand(&brand);
+            match h.store.enqueue(job, now).await {
+                Ok(e) => {
+                    info!(brand = %brand, topic = %topic, webhook = %id, enqueued = ?e, "shopify webhook accepted: claims review enqueued");
+                    (StatusCode::OK, "claims review enqueued\n".into())
+                }
+                Err(e) => {
+                    error!(error = %e, "shopify webhook: the store did not take the claims review");
+                    (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n"))
+                }
+            }
+        }
+        Ok(ShopHint::Ignored { topic }) => (StatusCode::OK, format!("{topic}: ignored\n")),
+        Err(why) => {
+            warn!(brand = %brand, why = %why, "shopify webhook refused");
+            (StatusCode::BAD_REQUEST, format!("{why}\n"))
         }
     }
 }

@@ -120,3 +120,88 @@ fn a_claim_in_the_folder_is_refunded_once_through_the_sandbox() {
     assert!(out.status.success() && budgets.contains("refund"), "{budgets}");
     assert!(budgets.contains(&decimal(claimed)) || budgets.contains(&claimed.to_string()), "{budgets}");
 }
+
+/// A Shopify webhook: its `X-Shopify-Hmac-Sha256` made with `secret`.
+async fn shop_hook(url: &str, secret: &str, id: Option<&str>, topic: &str, body: &str) -> (u16, String) {
+    let sig = dlft_live::webhook::sign_shopify(&dlft_live::meta::Secret::new(secret.into()), body.as_bytes());
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("X-Shopify-Hmac-Sha256", sig)
+        .header("X-Shopify-Topic", topic)
+        .body(body.to_string());
+    if let Some(id) = id {
+        req = req.header("X-Shopify-Webhook-Id", id);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// With the shop's webhook secret set, `dlft run` serves
+/// `/webhooks/shopify/<brand>`: a verified order webhook brings the claims
+/// review forward (the schedule's first slot is up to a day away) and the
+/// review reads the shop itself; a forged, garbage, unnamed or other
+/// brand's webhook moves nothing, another topic is ignored, and a
+/// redelivery refunds nothing more.
+#[test]
+#[allow(clippy::disallowed_methods, reason = "waits for a real process in real time")]
+fn a_verified_shop_webhook_brings_the_claims_review_forward_and_a_forged_one_nothing() {
+    let (_sb, addr) = common::sandbox(7);
+    let dir = tempfile::tempdir().unwrap();
+    let claims = dir.path().join("claims");
+    std::fs::create_dir_all(&claims).unwrap();
+    let order = truth(&addr)["orders"][0].clone();
+    let (id, total) = (order["id"].as_str().unwrap().to_string(), order["amount_minor"].as_i64().unwrap());
+    std::fs::write(claims.join("w-1.json"), claim("w-1", &id, &decimal(total / 4), &decimal(total))).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let refunds = REFUNDS
+        .replace("SANDBOX", &format!("http://{addr}"))
+        .replace("CLAIMS", &claims.display().to_string())
+        .replace("every_s = 1\n", "every_s = 86400\nwebhook_secret_env = \"SHOPIFY_WEBHOOK_SECRET\"\n");
+    let config =
+        common::sandbox_config(dir.path(), &addr).replace("127.0.0.1:0", &format!("127.0.0.1:{port}")) + &refunds;
+    let path = dir.path().join("dlft.toml");
+    std::fs::write(&path, config).unwrap();
+    let secret = "shpss_test_app_secret";
+    let (mut child, log) = common::dlft_run(
+        &path,
+        dir.path(),
+        &[("DLFT_IDENTITY_KEY", "a long random key"), ("SHOPIFY_WEBHOOK_SECRET", secret)],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rt.block_on(reqwest::get(format!("{base}/health"))).is_err() {
+        assert!(Instant::now() < deadline, "the runner never served /health");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = format!("{base}/webhooks/shopify/default");
+    let body = serde_json::json!({"id": 820_982_911_946_154_508_u64, "admin_graphql_api_id": id}).to_string();
+    let refunds_now =
+        || truth(&addr)["refunds"].as_array().unwrap().iter().filter(|r| r["order_id"] == id.as_str()).count();
+    rt.block_on(async {
+        assert_eq!(shop_hook(&url, "another-secret", Some("wh-0"), "orders/updated", &body).await.0, 401, "forged");
+        assert_eq!(shop_hook(&url, secret, Some("wh-0"), "orders/updated", "not json").await.0, 400, "signed garbage");
+        assert_eq!(shop_hook(&url, secret, None, "orders/updated", &body).await.0, 400, "no webhook id");
+        let other = format!("{base}/webhooks/shopify/nobody");
+        assert_eq!(shop_hook(&other, secret, Some("wh-0"), "orders/updated", &body).await.0, 404, "another brand");
+        let (status, text) = shop_hook(&url, secret, Some("wh-9"), "products/update", &body).await;
+        assert_eq!((status, text.contains("ignored")), (200, true), "{text}");
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!claims.join("done/w-1.json").exists(), "nothing but a verified order webhook moves the review");
+    assert_eq!(refunds_now(), 0);
+    let (status, text) = rt.block_on(shop_hook(&url, secret, Some("wh-1"), "orders/updated", &body));
+    assert_eq!(status, 200, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(claims.join("done/w-1.json").exists() && refunds_now() == 1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (again, _) = rt.block_on(shop_hook(&url, secret, Some("wh-1"), "orders/updated", &body));
+    std::thread::sleep(Duration::from_secs(3));
+    let after = refunds_now();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    let log = log.join().unwrap().join("\n");
+    assert!(claims.join("done/w-1.json").exists(), "the webhook brought the review forward\n{log}");
+    assert_eq!((again, after), (200, 1), "a redelivery refunds nothing more\n{log}");
+}

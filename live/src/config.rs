@@ -191,6 +191,12 @@ pub struct RefundsSection {
     /// the order's bounds only; blocked: nothing).
     pub watch_cap_cents: i64,
     pub high_cap_cents: i64,
+    /// The environment variable holding the app's client secret, when the
+    /// shop sends webhooks (`POST /webhooks/shopify/<brand>`): each verified
+    /// order, refund, fulfillment or dispute webhook enqueues one claims
+    /// review, keyed by its `X-Shopify-Webhook-Id`.
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
     /// How often the claims are reviewed.
     #[serde(default = "five_minutes")]
     #[serde(deserialize_with = "dlft_core::time::de_secs")]
@@ -876,6 +882,17 @@ impl RunConfig {
                 });
             }
             out.push((brand, s, sp.inbox.clone()));
+        }
+        Ok(out)
+    }
+
+    /// Each brand's Shopify webhook secret (brands with refunds that take
+    /// webhooks), read from the environment.
+    pub fn shop_webhooks(&self, file: &str) -> Result<Vec<(BrandId, Secret)>, ConfigError> {
+        let mut out = Vec::new();
+        for brand in self.brand_ids() {
+            let Some(var) = self.refunds_of(&brand).and_then(|r| r.webhook_secret_env.as_ref()) else { continue };
+            out.push((brand, secret(var, file)?));
         }
         Ok(out)
     }

@@ -701,6 +701,22 @@ mod tests {
     use super::*;
     use crate::time::Timestamp;
 
+    #[test]
+    fn a_webhook_is_a_hint_to_reread_or_nothing() {
+        let body = br#"{"id": 1}"#;
+        assert_eq!(
+            decode_webhook(Some("disputes/create"), body),
+            Ok(ShopHint::Reread { topic: "disputes/create".into() })
+        );
+        assert_eq!(
+            decode_webhook(Some("products/update"), body),
+            Ok(ShopHint::Ignored { topic: "products/update".into() })
+        );
+        assert!(decode_webhook(None, body).is_err(), "no topic");
+        assert!(decode_webhook(Some("orders/updated"), b"[1, 2]").is_err(), "not an object");
+        assert!(decode_webhook(Some("orders/updated"), b"\xff garbage").is_err(), "not JSON");
+    }
+
     fn eur(minor: i64) -> Money {
         Money::new(minor, Currency::EUR)
     }
@@ -980,4 +996,43 @@ mod tests {
         assert!(matches!(decode_customer_order(200, &over), Err(ShopError::Malformed(_))));
         assert!(decode_customer_order(200, &json!({"data": {}})).is_err());
     }
+}
+
+/// The webhook topics that may change what the refund desk reads (an
+/// order, its refunds, its fulfillments, a chargeback): each is a hint to
+/// re-read, never the truth itself.
+pub const HINT_TOPICS: [&str; 8] = [
+    "orders/create",
+    "orders/updated",
+    "orders/paid",
+    "refunds/create",
+    "fulfillments/create",
+    "fulfillments/update",
+    "disputes/create",
+    "disputes/update",
+];
+
+/// What a (verified) Shopify webhook asks of the desk: re-read the shop, or
+/// nothing (a topic it does not read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShopHint {
+    Reread { topic: String },
+    Ignored { topic: String },
+}
+
+/// Decodes a webhook's topic (`X-Shopify-Topic`) and body: a body that is
+/// not a JSON object is refused whatever the topic (Shopify sends the
+/// resource as an object); the body's contents are not trusted further.
+pub fn decode_webhook(topic: Option<&str>, body: &[u8]) -> Result<ShopHint, String> {
+    let topic = topic.filter(|t| !t.is_empty()).ok_or("no X-Shopify-Topic header")?;
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(_)) => {}
+        Ok(_) => return Err("the body is not a JSON object".into()),
+        Err(e) => return Err(format!("the body is not JSON: {e}")),
+    }
+    Ok(if HINT_TOPICS.contains(&topic) {
+        ShopHint::Reread { topic: topic.to_string() }
+    } else {
+        ShopHint::Ignored { topic: topic.to_string() }
+    })
 }
