@@ -12,6 +12,7 @@ pub mod calls;
 pub mod claims;
 pub mod config;
 pub mod meta;
+pub mod pace;
 pub mod payouts;
 pub mod revolut;
 pub mod shopify;

@@ -55,7 +55,7 @@ pub struct RevolutBank {
     /// The access token in use (replaced by a refresh).
     token: Arc<tokio::sync::RwLock<Secret>>,
     /// When the next request may go.
-    next_slot: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
+    pacer: crate::pace::Pacer,
     /// Whose account this is (the vendor counters' `brand` label).
     brand: dlft_core::ids::BrandId,
 }
@@ -65,7 +65,7 @@ impl RevolutBank {
         Ok(RevolutBank {
             http: reqwest::Client::builder().timeout(cfg.timeout).build()?,
             token: Arc::new(tokio::sync::RwLock::new(cfg.token.clone())),
-            next_slot: Arc::default(),
+            pacer: crate::pace::Pacer::default(),
             cfg,
             brand: Default::default(),
         })
@@ -83,16 +83,8 @@ impl RevolutBank {
     }
 
     /// Waits for this request's slot under the pace.
-    #[allow(clippy::disallowed_methods, reason = "the adapter paces real requests in real time")]
     async fn pace(&self) {
-        let wait = {
-            let mut next = self.next_slot.lock().await;
-            let now = tokio::time::Instant::now();
-            let at = next.map_or(now, |n| n.max(now));
-            *next = Some(at + self.cfg.min_interval);
-            at
-        };
-        tokio::time::sleep_until(wait).await;
+        self.pacer.wait(self.cfg.min_interval).await;
     }
 
     /// A new access token from the refresh grant.

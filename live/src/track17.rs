@@ -5,7 +5,6 @@
 //! number is refused here and never sent; a number registered before counts
 //! as registered, so a run repeated after a lost reply converges.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -34,7 +33,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(1_000 / REQUESTS_PER_SE
 pub struct Track17 {
     http: reqwest::Client,
     cfg: Track17Config,
-    next_slot: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// When the next request may go.
+    pacer: crate::pace::Pacer,
     /// Whose key this is (the vendor counters' `brand` label).
     brand: dlft_core::ids::BrandId,
 }
@@ -44,7 +44,7 @@ impl Track17 {
         Ok(Track17 {
             http: reqwest::Client::builder().timeout(cfg.timeout).build()?,
             cfg,
-            next_slot: Arc::default(),
+            pacer: crate::pace::Pacer::default(),
             brand: Default::default(),
         })
     }
@@ -57,16 +57,8 @@ impl Track17 {
     }
 
     /// Waits for this request's slot under the pace.
-    #[allow(clippy::disallowed_methods, reason = "the adapter paces real requests in real time")]
     async fn pace(&self) {
-        let wait = {
-            let mut next = self.next_slot.lock().await;
-            let now = tokio::time::Instant::now();
-            let at = next.map_or(now, |n| n.max(now));
-            *next = Some(at + self.cfg.min_interval);
-            at
-        };
-        tokio::time::sleep_until(wait).await;
+        self.pacer.wait(self.cfg.min_interval).await;
     }
 
     /// One request: the HTTP status and the body (a body that is not JSON
