@@ -2,7 +2,8 @@
 //! intents per action and phase, live jobs per kind and the wait of the
 //! oldest due one, schedules (last slot, breaker and why), the workers with
 //! their host, pid and last heartbeat, the newest insights bucket read,
-//! budgets where they stand, and the leak counter. Read-only: it never
+//! each sensor's last completed read, budgets where they stand, and the
+//! leak counter. Read-only: it never
 //! creates or migrates a store.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,9 +70,11 @@ async fn gather<S: Store + Stats>(s: S, only: Option<&BrandId>, now: Timestamp) 
     brands.extend(schedules.iter().map(|r| r.brand.to_string()));
     brands.extend(declared.iter().map(|(b, _)| b.to_string()));
     brands.extend(fresh.last_bucket.iter().map(|r| r.0.clone()));
+    brands.extend(fresh.last_read.iter().map(|r| r.0.clone()));
     if let Some(b) = only {
         if !brands.contains(b.as_str()) {
-            bail!("brand {b} has nothing in this store (brands: {:?})", brands);
+            let known: Vec<&str> = brands.iter().map(String::as_str).collect();
+            bail!("brand {b} has nothing in this store (brands: {})", known.join(", "));
         }
         brands.retain(|x| x == b.as_str());
     }
@@ -116,10 +119,17 @@ async fn gather<S: Store + Stats>(s: S, only: Option<&BrandId>, now: Timestamp) 
             .map(|(_, c, n)| json!({ "currency": c, "minor": n }))
             .collect();
         let last_bucket = fresh.last_bucket.iter().find(|r| &r.0 == b).map(|r| r.1);
+        let last_read: BTreeMap<&str, Value> = fresh
+            .last_read
+            .iter()
+            .filter(|r| &r.0 == b)
+            .map(|(_, kind, t)| (kind.as_str(), json!({ "at": iso(Timestamp(*t as u64)), "age_s": age_s(now, *t) })))
+            .collect();
         out.insert(
             b.clone(),
             json!({ "intents": intents, "queue": queue, "schedules": scheds, "budgets": budgets,
                     "last_insights_bucket": last_bucket.map(|t| iso(Timestamp(t as u64))),
+                    "last_read": last_read,
                     "spend_after_kill": leak }),
         );
     }
@@ -185,6 +195,10 @@ fn text(r: &Value) -> String {
         }
         if let Some(t) = b["last_insights_bucket"].as_str() {
             let _ = writeln!(o, "  insights   newest bucket read {t}");
+        }
+        for (kind, r) in b["last_read"].as_object().into_iter().flatten() {
+            let (at, age) = (r["at"].as_str().unwrap_or(""), r["age_s"].as_f64().unwrap_or(0.0));
+            let _ = writeln!(o, "  sensor     {kind:<16} last read completed {at} ({age:.0} s ago)");
         }
         for c in b["budgets"].as_array().into_iter().flatten() {
             let whom = c["counterparty"].as_str().map_or(String::new(), |p| format!(" {p}"));

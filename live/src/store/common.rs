@@ -1613,6 +1613,18 @@ impl crate::store::Stats for SqlStore {
         .map_err(db_err)?;
         let last_bucket =
             buckets.iter().map(|r| Ok((get(r, "brand")?, get(r, "t")?))).collect::<Result<_, StoreError>>()?;
-        Ok(crate::store::Freshness { oldest_available, last_bucket })
+        let kinds = crate::store::SENSING_KINDS.map(|k| format!("'{k}'")).join(", ");
+        let reads = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT brand, kind, CAST(MAX(finished_at) AS BIGINT) AS t FROM dlft_jobs_done \
+             WHERE state = 'completed' AND kind IN ({kinds}) GROUP BY brand, kind ORDER BY brand, kind"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let last_read = reads
+            .iter()
+            .map(|r| Ok((get(r, "brand")?, get(r, "kind")?, get(r, "t")?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(crate::store::Freshness { oldest_available, last_bucket, last_read })
     }
 }

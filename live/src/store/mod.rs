@@ -318,7 +318,14 @@ pub struct Freshness {
     pub oldest_available: Vec<(String, String, i64)>,
     /// (brand, the newest insights bucket booked to its spend ledger, ms).
     pub last_bucket: Vec<(String, i64)>,
+    /// (brand, sensing job kind, when its newest run completed, ms): each
+    /// run of these reads its sensor (insights, the store scan, payables,
+    /// claims and the shop, the inbox) and completes only if the read did.
+    pub last_read: Vec<(String, String, i64)>,
 }
+
+/// The job kinds that read a sensor, as `last_read` names them.
+pub const SENSING_KINDS: [&str; 5] = ["poll_insights", "scan_store", "pay_payables", "review_claims", "answer_inbox"];
 
 pub trait Stats {
     fn stats(&self) -> impl std::future::Future<Output = Result<StoreStats, dlft_core::store::StoreError>> + Send;
