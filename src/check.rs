@@ -98,7 +98,8 @@ impl Checked {
     fn error(&self) -> Option<String> {
         let failed: Vec<String> =
             self.checks.iter().filter_map(|(w, r)| r.as_ref().err().map(|why| format!("{w}: {why}"))).collect();
-        (!failed.is_empty()).then(|| format!("{}: {} check(s) failed: {}", self.file, failed.len(), failed.join("; ")))
+        let checks = if failed.len() == 1 { "check" } else { "checks" };
+        (!failed.is_empty()).then(|| format!("{}: {} {checks} failed: {}", self.file, failed.len(), failed.join("; ")))
     }
 }
 

@@ -492,10 +492,7 @@ fn init_check_migrate_and_datasets_answer_in_json() {
     let failed = dlft(&["check", cfg.to_str().unwrap(), "--json"]);
     let v = json(&failed);
     assert_eq!(failed.status.code(), Some(2), "{v}");
-    assert!(
-        v["ok"] == false && v["kind"] == "config" && v["error"].as_str().unwrap().contains("check(s) failed"),
-        "{v}"
-    );
+    assert!(v["ok"] == false && v["kind"] == "config" && v["error"].as_str().unwrap().contains("checks failed"), "{v}");
     let meta =
         v["checks"].as_array().unwrap().iter().find(|c| c["what"] == "Meta token").expect("the Meta token check");
     assert!(meta["ok"] == false && meta["detail"].as_str().unwrap().contains("META_ACCESS_TOKEN"), "{meta}");
@@ -624,7 +621,7 @@ fn check_tells_each_kind_of_file_and_names_what_is_wrong() {
     assert!(stdout.contains("FAIL  Meta token") && stdout.contains("DLFT_CHECK_TEST_TOKEN"), "{stdout}");
     assert!(stdout.contains("FAIL  Revolut token"), "{stdout}");
     assert!(stdout.contains("FAIL  ads platform"), "{stdout}");
-    assert!(stderr.contains("3 check(s) failed"), "{stderr}");
+    assert!(stderr.contains("3 checks failed"), "{stderr}");
     // The example's [support] section, uncommented: its secrets are named.
     let (head, tail) = config.split_once("# [support]\n").expect("the example's commented [support]");
     let support: String = tail.lines().map(|l| format!("{}\n", l.trim_start_matches("# "))).collect();
