@@ -1039,7 +1039,8 @@ fn parse_instant(s: &str) -> Result<u64> {
 }
 
 /// The serialized name of a unit enum value (`Sensor`, `job_retried`).
-fn name_of(v: &impl serde::Serialize) -> String {
+/// A unit enum's snake-case name, as it is serialized (`job_retried`).
+pub(crate) fn name_of(v: &impl serde::Serialize) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 

@@ -47,6 +47,7 @@ use dlft_core::ids::WorkerId;
 use dlft_core::jobs::Ports;
 use dlft_core::probe::{Probe, Site};
 use dlft_core::store::Store;
+use dlft_core::telemetry::{Block, EventKind};
 use dlft_core::time::{Clock, Millis, Timestamp};
 use dlft_core::worker::{Pulse, Tenant, Worker};
 use dlft_live::SystemClock;
@@ -606,17 +607,32 @@ async fn agentmail_webhook<S: Store + Clone>(
             return (StatusCode::BAD_REQUEST, format!("{why}\n"));
         }
     };
-    let key = dlft_core::ids::IdempotencyKey::new(format!("inbox-hint/{brand}/{event_id}"));
     let task = dlft_core::schedule::task::Task::AnswerInbox { slot: now };
-    let job = dlft_core::store::NewJob::new(&task, 1, now, Some(key)).for_brand(&brand);
-    match h.store.enqueue(job, now).await {
+    let key = format!("inbox-hint/{brand}/{event_id}");
+    enqueue_hint(&h.store, &brand, &task, &key, ("agentmail", "support run"), now).await
+}
+
+/// Enqueues the run a verified webhook of `vendor` asks for (`what`), once per hint `key` (a
+/// redelivery while it waits adds nothing): 200, or 503 when the store
+/// did not take it (the sender retries).
+async fn enqueue_hint<S: Store>(
+    store: &S,
+    brand: &dlft_core::ids::BrandId,
+    task: &dlft_core::schedule::task::Task,
+    key: &str,
+    (vendor, what): (&str, &str),
+    now: Timestamp,
+) -> (axum::http::StatusCode, String) {
+    let job =
+        dlft_core::store::NewJob::new(task, 1, now, Some(dlft_core::ids::IdempotencyKey::new(key))).for_brand(brand);
+    match store.enqueue(job, now).await {
         Ok(e) => {
-            info!(brand = %brand, event = %event_id, enqueued = ?e, "agentmail webhook accepted: support run enqueued");
-            (StatusCode::OK, "support run enqueued\n".into())
+            info!(brand = %brand, hint = %key, enqueued = ?e, "{vendor} webhook accepted: {what} enqueued");
+            (axum::http::StatusCode::OK, format!("{what} enqueued\n"))
         }
         Err(e) => {
-            error!(error = %e, "agentmail webhook: the store did not take the support run");
-            (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n"))
+            error!(error = %e, "{vendor} webhook: the store did not take the {what}");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n"))
         }
     }
 }
@@ -661,19 +677,10 @@ async fn shopify_webhook<S: Store + Clone>(
     match decode_webhook(header(SHOPIFY_TOPIC_HEADER), &body) {
         Ok(ShopHint::Reread { topic }) => {
             let now = dlft_core::time::Clock::now(&SystemClock);
-            let key = dlft_core::ids::IdempotencyKey::new(format!("shop-hint/{brand}/{id}"));
+            info!(brand = %brand, topic = %topic, webhook = %id, "shopify webhook verified");
             let task = dlft_core::schedule::task::Task::ReviewClaims { slot: now };
-            let job = dlft_core::store::NewJob::new(&task, 1, now, Some(key)).for_brand(&brand);
-            match h.store.enqueue(job, now).await {
-                Ok(e) => {
-                    info!(brand = %brand, topic = %topic, webhook = %id, enqueued = ?e, "shopify webhook accepted: claims review enqueued");
-                    (StatusCode::OK, "claims review enqueued\n".into())
-                }
-                Err(e) => {
-                    error!(error = %e, "shopify webhook: the store did not take the claims review");
-                    (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n"))
-                }
-            }
+            let key = format!("shop-hint/{brand}/{id}");
+            enqueue_hint(&h.store, &brand, &task, &key, ("shopify", "claims review"), now).await
         }
         Ok(ShopHint::Ignored { topic }) => (StatusCode::OK, format!("{topic}: ignored\n")),
         Err(why) => {
@@ -746,23 +753,18 @@ async fn wait_for_signal() {
 #[derive(Clone, Default)]
 struct OwnEvents(Arc<std::sync::Mutex<EventCounts>>);
 
-/// (brand, block, kind) → rows.
-type EventCounts = std::collections::BTreeMap<(String, String, String), u64>;
+/// (brand, block, kind) → rows; named only when scraped.
+type EventCounts = std::collections::BTreeMap<(Option<dlft_core::ids::BrandId>, Block, EventKind), u64>;
 
 impl OwnEvents {
     fn count(&self, e: &dlft_core::telemetry::Event) {
-        let brand = e.brand.as_ref().map_or("-", |b| b.as_str()).to_string();
-        let key = (brand, snake_name(&e.block), snake_name(&e.kind));
+        let key = (e.brand.clone(), e.block, e.kind);
         *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(key).or_default() += 1;
     }
 
-    fn snapshot(&self) -> Vec<((String, String, String), u64)> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|(k, n)| (k.clone(), *n)).collect()
+    fn snapshot(&self) -> EventCounts {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
-}
-
-fn snake_name<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 /// Logs this process's event rows (those whose origin is `mine`) as
@@ -793,8 +795,7 @@ async fn log_events<S: Store>(store: S, stop: Arc<AtomicBool>, mine: Option<Stri
 }
 
 fn log_event(e: &dlft_core::telemetry::Event) {
-    use dlft_core::telemetry::{Block, EventKind};
-    let kind = snake_name(&e.kind);
+    let kind = crate::name_of(&e.kind);
     macro_rules! line {
         ($level:ident, $target:literal) => {
             tracing::$level!(target: $target, seq = e.seq, kind = %kind, entity = %e.entity,
@@ -930,21 +931,23 @@ fn event_metrics(out: &mut String, own: &OwnEvents) {
         "# HELP dlft_events_total This process's event rows (one per state transition), by brand, block and kind.\n\
          # TYPE dlft_events_total counter\n",
     );
+    let brand_of = |b: &Option<dlft_core::ids::BrandId>| b.as_ref().map_or("-", |b| b.as_str()).to_string();
     for ((brand, block, kind), n) in &rows {
+        let (brand, block, kind) = (brand_of(brand), crate::name_of(block), crate::name_of(kind));
         let _ = writeln!(out, "dlft_events_total{{brand=\"{brand}\",block=\"{block}\",kind=\"{kind}\"}} {n}");
     }
     out.push_str(
         "# HELP dlft_retries_total This process's retries, by brand: jobs tried again (job) and actions whose call failed cleanly (action).\n\
          # TYPE dlft_retries_total counter\n",
     );
-    let mut retries: std::collections::BTreeMap<(&str, &str), u64> = std::collections::BTreeMap::new();
+    let mut retries: std::collections::BTreeMap<(String, &str), u64> = std::collections::BTreeMap::new();
     for ((brand, _, kind), n) in &rows {
-        let what = match kind.as_str() {
-            "job_retried" => "job",
-            "intent_attempt" => "action",
+        let what = match kind {
+            EventKind::JobRetried => "job",
+            EventKind::IntentAttempt => "action",
             _ => continue,
         };
-        *retries.entry((brand.as_str(), what)).or_default() += n;
+        *retries.entry((brand_of(brand), what)).or_default() += n;
     }
     for ((brand, what), n) in retries {
         let _ = writeln!(out, "dlft_retries_total{{brand=\"{brand}\",what=\"{what}\"}} {n}");

@@ -11,9 +11,10 @@
 //! instant).
 //!
 //! With the brand's budgets (its `refund` caps: daily, monthly, lifetime in
-//! its time zone), every refund reserves and posts on a ledger of the
-//! replay's own, as `budget::reserve` and `budget::post` book it in a
-//! store: a refund the caps cannot hold waits, as the refund job's claim
+//! its time zone), every refund reserves on a ledger of the replay's own
+//! through the refund job's own `Room` (`budget::reserve`, as a store books
+//! it; a reservation counts against a cap as a posted refund does): a
+//! refund the caps cannot hold waits, as the refund job's claim
 //! waits for room, and is judged again once a cap's period has turned (at
 //! the next claim after it); a claim still waiting when history ends is
 //! reported unpaid. Refunds no cap covers are refused, as live. Without
@@ -32,11 +33,12 @@ use serde::Serialize;
 use crate::config::RefundConfig;
 use crate::decide::{ClaimOutcome, judge_claim};
 use crate::envelope::Verdict;
-use crate::envelope::budget::{self, Account, AccountKey, Budgets, Purpose, Reserve};
+use crate::envelope::budget::{self, Budgets, Purpose, Reserve};
 use crate::envelope::refund::RefundJudged;
 use crate::estimate::identity::Profile;
 use crate::estimate::risk::RiskTier;
 use crate::ids::{BrandId, IdempotencyKey};
+use crate::jobs::payables::Room;
 use crate::money::Money;
 use crate::sense::claims::{ClaimRecord, Dispute, Settlement};
 use crate::sense::shop::ShopOrder;
@@ -75,14 +77,15 @@ enum Judged {
 /// booked.
 struct Replay<'a> {
     cfg: &'a RefundConfig,
-    budgets: Option<&'a Budgets>,
+    /// The brand's refund caps and the replay's own accounts on them
+    /// (every refund of the replay is instant: reserved, never voided).
+    room: Option<Room>,
     brand: &'a BrandId,
     disputes: &'a [Dispute],
     history: Vec<ClaimRecord>,
     last_tier: BTreeMap<String, RiskTier>,
     opened: BTreeSet<IdempotencyKey>,
     refunded_on: BTreeMap<String, i64>,
-    accounts: BTreeMap<AccountKey, Account>,
 }
 
 impl Replay<'_> {
@@ -128,16 +131,13 @@ impl Replay<'_> {
             | ClaimOutcome::Judged { judged: RefundJudged::Refused(Verdict { reason: why, .. }), .. } => no(why),
             ClaimOutcome::Opened(key) => no(format!("{key} opened before")),
             ClaimOutcome::Judged { judged: RefundJudged::Approved(a), .. } => {
-                if let Some(budgets) = self.budgets {
+                if let Some(room) = &mut self.room {
+                    // As the refund job takes room: fits, waits, or no cap covers it.
                     let reserve = Reserve { purpose: Purpose::Refund, amount: a.amount, counterparty: None };
-                    match budget::reserve(&mut self.accounts, &a.key, brand, &reserve, budgets, now) {
-                        Ok(mut t) => {
-                            budget::post(&mut self.accounts, &mut t, a.amount, now).expect("a fresh reservation posts");
-                        }
-                        Err(why) if budget::accounts_for(brand, &reserve, budgets, now).is_empty() => {
-                            return (tier, no(format!("claim {}: {why}", claim.id)));
-                        }
-                        Err(_) => return (tier, Judged::Waits),
+                    match room.take(brand, &a.key, &reserve, now) {
+                        Ok(true) => {}
+                        Ok(false) => return (tier, Judged::Waits),
+                        Err(why) => return (tier, no(format!("claim {}: {why}", claim.id))),
                     }
                 }
                 self.opened.insert(a.key.clone());
@@ -152,7 +152,7 @@ impl Replay<'_> {
     /// The label of each refund cap's period at `now`: a wait may end when
     /// one of them turns.
     fn periods(&self, now: Timestamp) -> Vec<String> {
-        self.budgets.map_or_else(Vec::new, |b| {
+        self.room.as_ref().map_or_else(Vec::new, |Room { budgets: b, .. }| {
             b.caps
                 .iter()
                 .filter(|c| c.purpose == Purpose::Refund)
@@ -175,14 +175,13 @@ pub fn replay_within(
     sorted.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
     let mut r = Replay {
         cfg,
-        budgets,
+        room: budgets.map(|b| Room { budgets: b.clone(), accounts: BTreeMap::new() }),
         brand,
         disputes,
         history: Vec::with_capacity(sorted.len()),
         last_tier: BTreeMap::new(),
         opened: BTreeSet::new(),
         refunded_on: BTreeMap::new(),
-        accounts: BTreeMap::new(),
     };
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut out = Vec::with_capacity(sorted.len());

@@ -41,15 +41,15 @@ pub const MAX_FILES_PER_RUN: usize = 64;
 /// the job makes each reservation as the store will (`budget::reserve`),
 /// so that it asks only for what can fit; the store re-checks every one
 /// under its lock.
-pub(super) struct Room {
-    pub(super) budgets: Budgets,
-    pub(super) accounts: BTreeMap<AccountKey, Account>,
+pub(crate) struct Room {
+    pub(crate) budgets: Budgets,
+    pub(crate) accounts: BTreeMap<AccountKey, Account>,
 }
 
 impl Room {
     /// Makes the reservation in the room: `Ok(true)` it fits, `Ok(false)`
     /// not now (a deferral), `Err` no cap covers it (a refusal).
-    pub(super) fn take(
+    pub(crate) fn take(
         &mut self,
         brand: &BrandId,
         key: &IdempotencyKey,
