@@ -86,7 +86,10 @@ async fn truth(State(p): State<Parcels>) -> Response {
     let parcels: Vec<Value> = w
         .parcels
         .parcels()
-        .map(|x| json!({"number": x.number, "status": x.status(now).as_str(), "registered": w.parcels.is_registered(&x.number)}))
+        .map(|x| {
+            json!({"number": x.number, "status": x.status(now).as_str(),
+                   "registered": w.parcels.is_registered(&x.number), "stopped": w.parcels.is_stopped(&x.number)})
+        })
         .collect();
     axum::Json(json!({"parcels": parcels, "rate_limited": w.limited})).into_response()
 }

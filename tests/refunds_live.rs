@@ -205,3 +205,87 @@ fn a_verified_shop_webhook_brings_the_claims_review_forward_and_a_forged_one_not
     assert!(claims.join("done/w-1.json").exists(), "the webhook brought the review forward\n{log}");
     assert_eq!((again, after), (200, 1), "a redelivery refunds nothing more\n{log}");
 }
+
+fn tracks(addr: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async { reqwest::get(format!("http://{addr}/17track/_truth")).await.unwrap().json().await.unwrap() })
+}
+
+/// A "did not arrive" claim is judged against the carrier, not the claim
+/// file: with the brand's 17TRACK configured, the refund job reads each
+/// order's tracking numbers from Shopify, registers and reads them at the
+/// sandbox's 17TRACK (the same world's parcels), keeps what the tracker
+/// said in the settlement, and stops tracking a parcel delivered.
+#[test]
+#[allow(clippy::disallowed_methods, reason = "waits for a real process in real time")]
+fn a_claim_is_judged_against_the_carriers_tracking() {
+    let (_sb, addr) = common::sandbox(5);
+    let dir = tempfile::tempdir().unwrap();
+    let claims = dir.path().join("claims");
+    std::fs::create_dir_all(&claims).unwrap();
+    // The sandbox's order n ships as its parcel n (`DL…DE`): one delivered,
+    // one still in transit (lost, or not yet delivered).
+    let orders = truth(&addr)["orders"].as_array().unwrap().clone();
+    let parcels = tracks(&addr)["parcels"].as_array().unwrap().clone();
+    let status_of = |order: &Value| {
+        let n: u64 = order["id"].as_str().unwrap().rsplit('/').next().unwrap().parse::<u64>().unwrap() - 1000;
+        let number = format!("DL{:09}DE", 100_000 + n);
+        let p = parcels.iter().find(|p| p["number"] == number.as_str()).expect("every order ships a parcel");
+        (number, p["status"].as_str().unwrap().to_string())
+    };
+    let delivered = orders.iter().find(|o| status_of(o).1 == "Delivered").expect("a delivered parcel");
+    let moving = orders.iter().find(|o| status_of(o).1 == "InTransit").expect("a parcel in transit");
+    let dna = |id: &str, order: &Value, told: &str, email: &str| {
+        let total = order["amount_minor"].as_i64().unwrap();
+        format!(
+            r#"{{ "id": "{id}", "store": "brand-shop", "order_id": "{}", "claim": "did_not_arrive",
+                 "claimed": "{}", "order_total": "{}", "currency": "EUR", "tracking": "{told}",
+                 "days_since_shipped": 5, "opened_at": "2026-01-01T00:00:00Z",
+                 "customer": {{ "email": "{email}" }} }}"#,
+            order["id"].as_str().unwrap(),
+            decimal(total / 2),
+            decimal(total)
+        )
+    };
+    // The customer says lost; the carrier says delivered. And the other way round.
+    std::fs::write(claims.join("d-1.json"), dna("d-1", delivered, "lost", "ann@example.com")).unwrap();
+    std::fs::write(claims.join("d-2.json"), dna("d-2", moving, "delivered", "bob@example.com")).unwrap();
+    let config = common::sandbox_config(dir.path(), &addr)
+        + &REFUNDS.replace("SANDBOX", &format!("http://{addr}")).replace("CLAIMS", &claims.display().to_string())
+        + &format!("tracking_url = \"http://{addr}/17track\"\ntracking_token_env = \"TRACK17_TOKEN\"\n");
+    let path = dir.path().join("dlft.toml");
+    std::fs::write(&path, config).unwrap();
+    let env = [("DLFT_IDENTITY_KEY", "a long random key"), ("TRACK17_TOKEN", "sandbox-17token")];
+    let (mut child, log) = common::dlft_run(&path, dir.path(), &env);
+    let (first, second) = (claims.join("done/d-1.json"), claims.join("done/d-2.json"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stopped = |number: &str| {
+        tracks(&addr)["parcels"].as_array().unwrap().iter().any(|p| p["number"] == number && p["stopped"] == true)
+    };
+    // The run stops the delivered parcel after it settles the claims.
+    while !(first.exists() && second.exists() && stopped(&status_of(delivered).0)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    let log = log.join().unwrap().join("\n");
+    assert!(status.success(), "dlft run: {status}\n{log}");
+    let read = |p: &std::path::Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}\n{log}", p.display())))
+            .unwrap()
+    };
+    let (d1, d2) = (read(&first), read(&second));
+    assert_eq!(d1["settled"]["settled"], "no_refund", "lost by the customer's word, delivered by the carrier's: {d1}");
+    assert_eq!(d1["settled"]["tracked"], "delivered", "{d1}");
+    assert!(d1["settled"]["why"].as_str().unwrap().contains("tracking says delivered"), "{d1}");
+    assert_eq!(d2["settled"]["tracked"], "moving", "the carrier's word, not the file's: {d2}");
+    assert!(d2["settled"]["why"].as_str().unwrap().contains("in transit"), "{d2}");
+    let refunds = truth(&addr)["refunds"].as_array().unwrap().clone();
+    assert!(refunds.is_empty(), "nothing refunded against the carrier's word: {refunds:?}");
+    let after = tracks(&addr);
+    let parcel = |number: &str| after["parcels"].as_array().unwrap().iter().find(|p| p["number"] == number).cloned();
+    let (done, moving) = (parcel(&status_of(delivered).0).unwrap(), parcel(&status_of(moving).0).unwrap());
+    assert_eq!(done["stopped"], true, "a delivered parcel is no longer tracked: {done}");
+    assert_eq!(moving["registered"], true, "a parcel still moving stays tracked: {moving}");
+    assert_eq!(after["rate_limited"], 0, "paced under 17TRACK's rate");
+}

@@ -193,6 +193,9 @@ pub enum Sabotage {
     SkipTierCap,
     /// Build the fraud profile without its chargebacks.
     IgnoreChargebacks,
+    /// Judge claims on the desk's word for the tracking, never asking the
+    /// brand's tracker.
+    IgnoreTracker,
     /// Never escalate a kill whose ad's own pause does not take effect.
     NoEscalation,
     /// Never resume an ad set or campaign paused by escalation.

@@ -108,7 +108,8 @@ impl<
         + crate::sense::shop::Shop
         + crate::sense::inbox::Inbox
         + crate::sense::models::TextVendors
-        + crate::sense::claims::ClaimsSource,
+        + crate::sense::claims::ClaimsSource
+        + crate::sense::shipments::Shipments,
 > Worker<S, A, C, P, R, B>
 {
     /// Boots (retrying until the store answers), then runs the schedules and

@@ -91,6 +91,7 @@ impl Shop for World {
                 total,
                 max_refundable: total,
                 payment: Some(("gid://shopify/OrderTransaction/1".into(), "shopify_payments".into())),
+                tracking_numbers: Vec::new(),
             })
             .ok_or_else(|| ShopError::Rejected(vec!["no such order".into()]));
         std::future::ready(order)

@@ -256,6 +256,7 @@ mod tests {
             key: "refund/x".into(),
             amount: Money::new(1_250, Currency::EUR),
             tier: "trusted".into(),
+            tracked: Some(Tracking::Delivered),
         };
         src.settle_claim("t-1", &how).await.unwrap();
         src.settle_claim("t-1", &how).await.unwrap();
@@ -263,6 +264,10 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].settled, Some(how), "history keeps the settlement");
         assert!(!dir.path().join("a.json").exists() && dir.path().join("done/a.json").exists());
-        assert!(src.settle_claim("t-9", &Settlement::NoRefund { why: "x".into(), tier: String::new() }).await.is_err());
+        assert!(
+            src.settle_claim("t-9", &Settlement::NoRefund { why: "x".into(), tier: String::new(), tracked: None })
+                .await
+                .is_err()
+        );
     }
 }

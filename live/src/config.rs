@@ -197,6 +197,14 @@ pub struct RefundsSection {
     /// review, keyed by its `X-Shopify-Webhook-Id`.
     #[serde(default)]
     pub webhook_secret_env: Option<String>,
+    /// The brand's 17TRACK (`https://api.17track.net`, or a sandbox's
+    /// `/17track`) and the variable holding its key (both or neither):
+    /// with them, every claim is judged against its parcels' tracking as
+    /// the carrier reports it, not as the claim file says.
+    #[serde(default)]
+    pub tracking_url: Option<String>,
+    #[serde(default)]
+    pub tracking_token_env: Option<String>,
     /// How often the claims are reviewed.
     #[serde(default = "five_minutes")]
     #[serde(deserialize_with = "dlft_core::time::de_secs")]
@@ -730,6 +738,29 @@ impl RunConfig {
             live.shop = Some(shop);
             live.store = r.store.clone();
             live.claims = Some(crate::claims::FolderClaims::new(&r.claims_dir));
+            live.tracker = match (&r.tracking_url, &r.tracking_token_env) {
+                (Some(url), Some(token)) => Some(
+                    crate::track17::Track17::new(crate::track17::Track17Config {
+                        base_url: url.clone(),
+                        token: secret(token, file)?,
+                        timeout: Duration::from_millis(r.timeout_ms),
+                        min_interval: crate::track17::MIN_INTERVAL,
+                    })
+                    .map_err(|e| ConfigError::Invalid {
+                        file: file.to_string(),
+                        message: format!("17track client: {e}"),
+                    })?
+                    .for_brand(brand.clone()),
+                ),
+                (None, None) => None,
+                _ => {
+                    let at = if brand.is_default() { "refunds".into() } else { format!("brands.{brand}.refunds") };
+                    return Err(ConfigError::Invalid {
+                        file: file.to_string(),
+                        message: format!("field `{at}.tracking_url`: set it and tracking_token_env together"),
+                    });
+                }
+            };
         }
         let Some(p) = self.payouts_of(brand) else { return Ok(live) };
         let secret = |var: &String| secret(var, file);

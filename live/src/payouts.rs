@@ -135,6 +135,8 @@ pub struct LiveBank {
     /// The brand's Shopify store and claims folder, where it refunds.
     pub shop: Option<crate::shopify::ShopifyShop>,
     pub claims: Option<crate::claims::FolderClaims>,
+    /// The brand's parcel tracker (17TRACK), where it has one.
+    pub tracker: Option<crate::track17::Track17>,
     /// The store's name in claims and keys.
     pub store: String,
     /// The brand's support inbox and the text model vendors it may call.
@@ -279,6 +281,28 @@ impl dlft_core::sense::claims::ClaimsSource for LiveBank {
         match &self.shop {
             Some(s) => s.disputes(&self.store).await.map_err(|e| SourceError(format!("shopify disputes: {e}"))),
             None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// The brand's parcel tracker (a brand without one keeps the desk's word).
+impl dlft_core::sense::shipments::Shipments for LiveBank {
+    fn tracks(&self) -> bool {
+        self.tracker.is_some()
+    }
+    async fn track(
+        &self,
+        numbers: &[String],
+    ) -> Result<dlft_core::sense::shipments::Tracked, dlft_core::sense::shipments::Track17Error> {
+        match &self.tracker {
+            Some(t) => dlft_core::sense::shipments::Shipments::track(t, numbers).await,
+            None => Ok((Vec::new(), Vec::new())),
+        }
+    }
+    async fn stop(&self, numbers: &[String]) -> Result<(), dlft_core::sense::shipments::Track17Error> {
+        match &self.tracker {
+            Some(t) => dlft_core::sense::shipments::Shipments::stop(t, numbers).await,
+            None => Ok(()),
         }
     }
 }

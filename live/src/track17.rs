@@ -126,3 +126,24 @@ impl Track17 {
         Ok((shipments, rejected))
     }
 }
+
+fn items(numbers: &[String]) -> Vec<Item> {
+    numbers.iter().map(|n| Item { number: n.clone(), carrier: None }).collect()
+}
+
+/// The shipments sensor: register, then read what was registered (a
+/// number refused at registration is reported refused, never read).
+impl dlft_core::sense::shipments::Shipments for Track17 {
+    fn tracks(&self) -> bool {
+        true
+    }
+    async fn track(&self, numbers: &[String]) -> Result<Tracked, Track17Error> {
+        let registered = self.register(&items(numbers)).await?;
+        let (shipments, mut refused) = Track17::track(self, &items(&registered.accepted)).await?;
+        refused.extend(registered.rejected);
+        Ok((shipments, refused))
+    }
+    async fn stop(&self, numbers: &[String]) -> Result<(), Track17Error> {
+        Track17::stop(self, &items(numbers)).await.map(|_| ())
+    }
+}

@@ -666,6 +666,9 @@ pub struct ClaimFact {
     pub person: usize,
     pub kind: crate::refunds::Kind,
     pub claimed: Money,
+    pub claim: dlft_core::sense::claims::Claim,
+    /// Its order's parcel, where the brand has a tracker.
+    pub parcel: Option<crate::track17::Parcel>,
 }
 
 /// What the shops and the claims desks know, at the end of a run.
@@ -706,6 +709,10 @@ impl ShopTruth {
                         person: c.person,
                         kind: b.people[c.person].kind,
                         claimed: c.record.claimed,
+                        claim: c.record.claim,
+                        parcel: b.parcels.as_ref().and_then(|p| {
+                            b.shop.order_tracking(&c.record.order_id).first().and_then(|n| p.parcel(n)).cloned()
+                        }),
                     },
                 );
             }
@@ -749,7 +756,9 @@ impl ShopTruth {
 ///   of the tier its verdict recorded;
 /// - `refund_blocked`: no refund to a customer with a chargeback the job
 ///   had a full review period to see;
-/// - `caps_held`: the refunds of a brand's day never exceed its refund cap.
+/// - `caps_held`: the refunds of a brand's day never exceed its refund cap;
+/// - `refund_tracked`: no refund of a "did not arrive" claim whose parcel
+///   the brand's tracker showed delivered when the refund was decided.
 fn check_refunds(input: &CheckInput<'_>, shop: &ShopTruth, v: &mut Verdict) {
     use dlft_core::act::intent::Evidence;
     use dlft_core::sense::shop::RefundStatus;
@@ -820,6 +829,19 @@ fn check_refunds(input: &CheckInput<'_>, shop: &ShopTruth, v: &mut Verdict) {
                     format!(
                         "{}: {} refunded on claim {id} at {decided}, its customer charged back at {at}",
                         r.id, r.amount
+                    ),
+                );
+            }
+            if c.claim == dlft_core::sense::claims::Claim::DidNotArrive
+                && let Some(p) = &c.parcel
+                && p.status(decided) == dlft_core::sense::wire::track17::TrackStatus::Delivered
+            {
+                v.flag(
+                    seed,
+                    "refund_tracked",
+                    format!(
+                        "{}: {} refunded on claim {id} (did not arrive) at {decided}, parcel {} delivered",
+                        r.id, r.amount, p.number
                     ),
                 );
             }

@@ -911,7 +911,7 @@ pub fn tenants<W: Wire>(
             if let Some(p) = loop_cfg.payouts.as_mut() {
                 p.from_account = crate::payouts::from_account(&brand);
             }
-            let bank = SimBank::new(wire.clone(), brand.clone());
+            let bank = SimBank::with_tracker(wire.clone(), brand.clone(), scn.has_tracker());
             (brand, dlft_core::worker::Tenant { ads, loop_cfg, bank })
         })
         .collect()

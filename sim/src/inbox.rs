@@ -125,6 +125,7 @@ fn paid(o: &CustomerOrder) -> Order {
         amount: o.total,
         payment_id: format!("gid://shopify/OrderTransaction/S{}", o.id),
         gateway: "shopify_payments".into(),
+        tracking: Vec::new(),
     }
 }
 

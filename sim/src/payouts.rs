@@ -430,6 +430,8 @@ pub struct SimBank<W> {
     pub brand: BrandId,
     /// The brand's account (what its statement lists).
     pub account: String,
+    /// Whether the brand has a parcel tracker (the scenario's `[shop] tracker`).
+    pub tracker: bool,
 }
 
 fn bank_error(e: RpcError) -> BankError {
@@ -442,8 +444,13 @@ fn bank_error(e: RpcError) -> BankError {
 impl<W: Wire> SimBank<W> {
     /// `brand`'s bank and payables over `wire`.
     pub fn new(wire: W, brand: BrandId) -> SimBank<W> {
+        Self::with_tracker(wire, brand, false)
+    }
+
+    /// `brand`'s bank, payables, shop, desk and (with `tracker`) parcel tracker over `wire`.
+    pub fn with_tracker(wire: W, brand: BrandId, tracker: bool) -> SimBank<W> {
         let account = from_account(&brand);
-        SimBank { wire, brand, account }
+        SimBank { wire, brand, account, tracker }
     }
 
     async fn call(&self, req: BankRequest) -> Result<BankReply, BankError> {

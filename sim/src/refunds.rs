@@ -23,14 +23,18 @@ use dlft_core::money::{Currency, Money};
 use dlft_core::sense::claims::{
     Claim, ClaimRecord, ClaimsSource, Customer, Dispute, DisputeStatus, Settlement, SourceError, Tracking,
 };
+use dlft_core::sense::shipments::{Shipments, Track17Error, Tracked};
 use dlft_core::sense::shop::{RefundRequest, Shop, ShopError, ShopOrder, ShopRefund};
+use dlft_core::sense::wire::track17::{Item, Registered, batches, decode_register, decode_trackinfo};
 use dlft_core::time::{Clock, Millis, Timestamp};
+use serde_json::json;
 
 use crate::faults::{Fate, FaultRates, vendor_fate};
 use crate::hosts::{PlatformState, Wire, lock};
 use crate::payouts::{BankReply, BankRequest, SimBank};
 use crate::scenario::{Scenario, ShopSection};
 use crate::shop::{Order, ShopConfig, ShopWorld};
+use crate::track17::{CARRIER, DAY, Fate as ParcelFate, Parcel, TrackWorld};
 use crate::world::draw;
 
 /// Who a customer is, in truth (the checker's and the report's label; the
@@ -63,6 +67,9 @@ pub struct BrandShop {
     pub people: Vec<Person>,
     pub claims: Vec<ClaimTruth>,
     pub disputes: Vec<(Dispute, usize)>,
+    /// The brand's parcels as its tracker knows them (`[shop] tracker`):
+    /// one per claimed order, its fate the truth of the claim's tracking.
+    pub parcels: Option<TrackWorld>,
 }
 
 /// The shop host: every brand's shop, and how the shop misbehaves.
@@ -132,6 +139,7 @@ impl BrandShop {
         let count = hours * draw(rng, cfg.claims_per_hour);
         let mut claims = Vec::new();
         let mut disputes = Vec::new();
+        let mut parcels = Vec::new();
         let mut opened: Vec<u64> = (0..count).map(|_| rng.random_range(0..span)).collect();
         opened.sort_unstable();
         for (n, at) in opened.into_iter().enumerate() {
@@ -157,11 +165,13 @@ impl BrandShop {
             let item = draw(rng, cfg.item_cents) as i64;
             let total = item + draw(rng, cfg.order_extra_cents) as i64;
             let order_n = n as u64 + 1;
-            let order = Order {
-                id: format!("gid://shopify/Order/{}", 100_000 * (u64::from(store_i) + 1) + order_n),
+            let number = 100_000 * (u64::from(store_i) + 1) + order_n;
+            let mut order = Order {
+                id: format!("gid://shopify/Order/{number}"),
                 amount: Money::new(total, currency),
                 payment_id: format!("gid://shopify/OrderTransaction/{}", 500_000 * (u64::from(store_i) + 1) + order_n),
                 gateway: "shopify_payments".into(),
+                tracking: Vec::new(),
             };
             let (claim, tracking) = match kind {
                 Kind::Honest => {
@@ -184,6 +194,29 @@ impl BrandShop {
                 Tracking::Moving => rng.random_range(3..40),
                 _ => rng.random_range(2..20),
             };
+            let opened_at = start + Millis(at);
+            // With a tracker, the order ships as a parcel whose fate is the
+            // truth, and the desk takes the customer's word: an abuser says
+            // "lost" of a parcel delivered. (No draws: the seed's streams
+            // are those of a world without a tracker.)
+            let told = if cfg.tracker {
+                let shipped_at = Timestamp(opened_at.0.saturating_sub(u64::from(days_since_shipped) * DAY));
+                let half = Millis(u64::from(days_since_shipped) * DAY / 2);
+                let fate = match tracking {
+                    Tracking::Delivered => ParcelFate::Delivered(half),
+                    Tracking::Lost => ParcelFate::Exception(half),
+                    Tracking::Moving | Tracking::Unknown => ParcelFate::Lost,
+                };
+                let parcel = Parcel { number: format!("DL{number:09}DE"), carrier: CARRIER, shipped_at, fate };
+                order.tracking.push(parcel.number.clone());
+                parcels.push(parcel);
+                match (kind, claim) {
+                    (Kind::Abuser, Claim::DidNotArrive) => Tracking::Lost,
+                    _ => tracking,
+                }
+            } else {
+                tracking
+            };
             let record = ClaimRecord {
                 id: format!("claim-{brand}-{order_n:05}"),
                 store: store.clone(),
@@ -191,10 +224,10 @@ impl BrandShop {
                 claim,
                 claimed: Money::new(item, currency),
                 order_total: order.amount,
-                tracking,
+                tracking: told,
                 days_since_shipped,
                 customer: people[person].customer.clone(),
-                opened_at: start + Millis(at),
+                opened_at,
                 settled: None,
             };
             // Abusers charge back some orders weeks later (scaled down).
@@ -217,7 +250,8 @@ impl BrandShop {
             shop.add_order(order);
             claims.push(ClaimTruth { record, person });
         }
-        BrandShop { shop, people, claims, disputes }
+        let parcels = cfg.tracker.then(|| TrackWorld::of(parcels));
+        BrandShop { shop, people, claims, disputes, parcels }
     }
 
     fn claims(&self, now: Timestamp) -> Vec<ClaimRecord> {
@@ -276,12 +310,36 @@ impl ShopHost {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ShopRequest {
-    Refund { brand: BrandId, req: RefundRequest, key: String },
-    OrderRefunds { brand: BrandId, order_id: String },
-    Order { brand: BrandId, order_id: String },
-    Claims { brand: BrandId },
-    SettleClaim { brand: BrandId, id: String, how: Settlement },
-    Disputes { brand: BrandId },
+    Refund {
+        brand: BrandId,
+        req: RefundRequest,
+        key: String,
+    },
+    OrderRefunds {
+        brand: BrandId,
+        order_id: String,
+    },
+    Order {
+        brand: BrandId,
+        order_id: String,
+    },
+    Claims {
+        brand: BrandId,
+    },
+    SettleClaim {
+        brand: BrandId,
+        id: String,
+        how: Settlement,
+    },
+    Disputes {
+        brand: BrandId,
+    },
+    /// One request to the brand's 17TRACK (`register`, `gettrackinfo`, `stoptrack`).
+    Track17 {
+        brand: BrandId,
+        call: String,
+        body: serde_json::Value,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -293,6 +351,11 @@ pub enum ShopReply {
     Claims(Vec<ClaimRecord>),
     Settled,
     Disputes(Vec<Dispute>),
+    /// 17TRACK's reply, as it would send it.
+    Track17 {
+        http: u16,
+        body: serde_json::Value,
+    },
 }
 
 pub type ShopResponse = Result<ShopReply, ShopError>;
@@ -320,7 +383,8 @@ fn apply(h: &mut ShopHost, req: &ShopRequest, now: Timestamp) -> ShopResponse {
         | ShopRequest::Order { brand, .. }
         | ShopRequest::Claims { brand }
         | ShopRequest::SettleClaim { brand, .. }
-        | ShopRequest::Disputes { brand } => brand,
+        | ShopRequest::Disputes { brand }
+        | ShopRequest::Track17 { brand, .. } => brand,
     };
     let Some(b) = h.brands.get_mut(brand) else {
         return Err(ShopError::Unauthorized(format!("no shop of brand {brand}")));
@@ -334,6 +398,13 @@ fn apply(h: &mut ShopHost, req: &ShopRequest, now: Timestamp) -> ShopResponse {
             b.settle(id, how).map(|()| ShopReply::Settled).map_err(|e| ShopError::Rejected(vec![e.0]))
         }
         ShopRequest::Disputes { .. } => Ok(ShopReply::Disputes(b.disputes(now))),
+        ShopRequest::Track17 { call, body, .. } => {
+            let (http, body) = match b.parcels.as_mut() {
+                Some(p) => p.serve(call, body, now),
+                None => (401, json!({"code": 401, "message": "no 17TRACK key for this brand"})),
+            };
+            Ok(ShopReply::Track17 { http, body })
+        }
     }
 }
 
@@ -426,6 +497,58 @@ impl<W: Wire> Shop for SimBank<W> {
     }
     async fn customer_order(&self, email: &str) -> Result<Option<dlft_core::sense::shop::CustomerOrder>, ShopError> {
         self.support_customer_order(email).await
+    }
+}
+
+impl<W: Wire> SimBank<W> {
+    /// One 17TRACK request: its HTTP status and body, or why none came.
+    async fn track17(&self, op: &str, body: serde_json::Value) -> Result<(u16, serde_json::Value), Track17Error> {
+        let req = ShopRequest::Track17 { brand: self.brand.clone(), call: op.into(), body };
+        match self.shop_call(req).await {
+            Ok(ShopReply::Track17 { http, body }) => Ok((http, body)),
+            Ok(other) => Err(Track17Error::Malformed(format!("unexpected reply {other:?}"))),
+            Err(ShopError::Throttled { .. }) => Err(Track17Error::RateLimited("HTTP 429".into())),
+            Err(e) => Err(Track17Error::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Registers or stops `numbers`, batch by batch, as the live adapter does.
+    async fn track17_each(&self, op: &str, numbers: &[String]) -> Result<Registered, Track17Error> {
+        let mut out = Registered::default();
+        for body in batches(&items(numbers)) {
+            let (http, reply) = self.track17(op, body).await?;
+            let r = decode_register(http, &reply)?;
+            out.accepted.extend(r.accepted);
+            out.rejected.extend(r.rejected);
+        }
+        Ok(out)
+    }
+}
+
+fn items(numbers: &[String]) -> Vec<Item> {
+    numbers.iter().map(|n| Item { number: n.clone(), carrier: None }).collect()
+}
+
+/// The brand's parcel tracker, when the scenario gives it one: the world's
+/// 17TRACK, spoken to in its wire shapes and decoded by the live decoders.
+impl<W: Wire> Shipments for SimBank<W> {
+    fn tracks(&self) -> bool {
+        self.tracker
+    }
+    async fn track(&self, numbers: &[String]) -> Result<Tracked, Track17Error> {
+        let registered = self.track17_each("register", numbers).await?;
+        let mut refused = registered.rejected;
+        let mut shipments = Vec::new();
+        for body in batches(&items(&registered.accepted)) {
+            let (http, reply) = self.track17("gettrackinfo", body).await?;
+            let (s, r) = decode_trackinfo(http, &reply)?;
+            shipments.extend(s);
+            refused.extend(r);
+        }
+        Ok((shipments, refused))
+    }
+    async fn stop(&self, numbers: &[String]) -> Result<(), Track17Error> {
+        self.track17_each("stoptrack", numbers).await.map(|_| ())
     }
 }
 

@@ -252,6 +252,9 @@ pub struct SeedReport {
     pub refunds_abandoned: u32,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub claims_refused: u32,
+    /// Parcel statuses the brands' trackers reported (`[shop] tracker`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parcels_tracked: u32,
     /// Ring claims refunded in full before the profile put the ring's
     /// identities above trusted (how fast the ring was caught).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -544,7 +547,7 @@ fn run_turmoil(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) ->
                     ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: worker_probe.clone(), worker: i },
-                    bank: crate::payouts::SimBank::new(wire.clone(), Default::default()),
+                    bank: crate::payouts::SimBank::with_tracker(wire.clone(), Default::default(), scn.has_tracker()),
                 },
                 cfg: worker_cfg.clone(),
                 loop_cfg: loop_cfg.clone(),

@@ -509,6 +509,12 @@ pub struct ShopSection {
     pub time_zone: String,
     #[serde(default)]
     pub daily_cap_cents: Option<i64>,
+    /// Each brand has a parcel tracker (17TRACK): every order ships with a
+    /// tracking number, the tracker knows each parcel's truth, and the desk
+    /// takes the customer's word for the tracking (an abuser says "lost"
+    /// of a parcel delivered).
+    #[serde(default)]
+    pub tracker: bool,
 }
 
 fn one() -> u32 {
@@ -879,6 +885,11 @@ impl Scenario {
     }
 
     /// Every brand the run serves (`default` alone without `[brands]`).
+    /// Whether the brands have a parcel tracker (`[shop] tracker`).
+    pub fn has_tracker(&self) -> bool {
+        self.shop.as_ref().is_some_and(|s| s.tracker)
+    }
+
     pub fn brand_ids(&self) -> Vec<dlft_core::ids::BrandId> {
         match &self.brands {
             Some(b) => b.ids.iter().map(dlft_core::ids::BrandId::new).collect(),

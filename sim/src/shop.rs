@@ -59,6 +59,9 @@ pub struct Order {
     /// The sale transaction a refund is parented to.
     pub payment_id: String,
     pub gateway: String,
+    /// Its parcels' tracking numbers.
+    #[serde(default)]
+    pub tracking: Vec<String>,
 }
 
 /// A refund the world holds.
@@ -101,6 +104,8 @@ impl ShopWorld {
                     amount: Money::new(minor, cfg.currency),
                     payment_id: format!("gid://shopify/OrderTransaction/{}", 5000 + n),
                     gateway: "shopify_payments".into(),
+                    // Order n ships as parcel n of the parcels' world.
+                    tracking: vec![crate::track17::number_of(n)],
                 };
                 (order.id.clone(), order)
             })
@@ -111,6 +116,11 @@ impl ShopWorld {
     /// Adds a paid order (the sim's claims make their orders as they go).
     pub fn add_order(&mut self, order: Order) {
         self.orders.insert(order.id.clone(), order);
+    }
+
+    /// The tracking numbers of `order_id`'s parcels (none for an unknown order).
+    pub fn order_tracking(&self, order_id: &str) -> &[String] {
+        self.orders.get(order_id).map_or(&[], |o| o.tracking.as_slice())
     }
 
     /// Whether the shop holds `order_id`.
@@ -219,6 +229,7 @@ impl ShopWorld {
             total: o.amount,
             max_refundable: self.refundable(order_id, now).expect("the order exists"),
             payment: Some((o.payment_id.clone(), o.gateway.clone())),
+            tracking_numbers: o.tracking.clone(),
         })
     }
 

@@ -18,7 +18,7 @@ use dlft_core::sense::wire::track17::{
 };
 use dlft_core::time::{Millis, Timestamp};
 
-const DAY: u64 = 86_400_000;
+pub const DAY: u64 = 86_400_000;
 /// A parcel in transit this long without delivery: its tracking expires.
 pub const EXPIRES_AFTER: Millis = Millis(30 * DAY);
 /// The carrier code the world's parcels are shipped with.
@@ -71,6 +71,10 @@ pub struct TrackWorld {
     parcels: BTreeMap<String, Parcel>,
     /// Registered numbers, with the carrier they were registered with.
     registered: BTreeMap<String, Option<u32>>,
+    /// Numbers whose tracking was stopped (and not registered again since).
+    stopped: BTreeSet<String>,
+    /// Statuses reported by `gettrackinfo`.
+    pub reads: u64,
 }
 
 impl TrackWorld {
@@ -89,7 +93,22 @@ impl TrackWorld {
                 (p.number.clone(), p)
             })
             .collect();
-        TrackWorld { parcels, registered: BTreeMap::new() }
+        TrackWorld { parcels, registered: BTreeMap::new(), stopped: BTreeSet::new(), reads: 0 }
+    }
+
+    /// A world of exactly these parcels (the refund world ships one per order).
+    pub fn of(parcels: impl IntoIterator<Item = Parcel>) -> TrackWorld {
+        TrackWorld {
+            parcels: parcels.into_iter().map(|p| (p.number.clone(), p)).collect(),
+            registered: BTreeMap::new(),
+            stopped: BTreeSet::new(),
+            reads: 0,
+        }
+    }
+
+    /// The parcel with this number.
+    pub fn parcel(&self, number: &str) -> Option<&Parcel> {
+        self.parcels.get(number)
     }
 
     pub fn parcels(&self) -> impl Iterator<Item = &Parcel> {
@@ -98,6 +117,11 @@ impl TrackWorld {
 
     pub fn is_registered(&self, number: &str) -> bool {
         self.registered.contains_key(number)
+    }
+
+    /// Whether tracking `number` was stopped (and not registered again since).
+    pub fn is_stopped(&self, number: &str) -> bool {
+        self.stopped.contains(number)
     }
 
     /// One request to `op` (`register`, `gettrackinfo`, `stoptrack`) with
@@ -133,6 +157,7 @@ impl TrackWorld {
                     } else {
                         let carrier = carrier.or_else(|| self.parcels.get(&number).map(|p| p.carrier));
                         self.registered.insert(number.clone(), carrier);
+                        self.stopped.remove(&number);
                         accepted.push(json!({"number": number, "carrier": carrier}));
                     }
                 }
@@ -140,13 +165,17 @@ impl TrackWorld {
                     None => rejected.push(reject(NOT_REGISTERED, "The tracking number is not registered.")),
                     Some(carrier) => {
                         let status = self.parcels.get(&number).map_or(TrackStatus::NotFound, |p| p.status(now));
+                        self.reads += 1;
                         accepted.push(json!({"number": number, "carrier": carrier,
                             "track_info": {"latest_status": {"status": status.as_str()}}}));
                     }
                 },
                 "stoptrack" => match self.registered.remove(&number) {
                     None => rejected.push(reject(NOT_REGISTERED, "The tracking number is not registered.")),
-                    Some(carrier) => accepted.push(json!({"number": number, "carrier": carrier})),
+                    Some(carrier) => {
+                        self.stopped.insert(number.clone());
+                        accepted.push(json!({"number": number, "carrier": carrier}))
+                    }
                 },
                 other => return (404, json!({"code": -18010404, "message": format!("no operation {other:?}")})),
             }
@@ -185,7 +214,8 @@ mod tests {
         assert!(decode_register(http, &v).is_err(), "41 numbers: refused whole");
         let (http, v) = w.serve("stoptrack", &body(&[&number_of(2)]), now);
         assert_eq!(decode_register(http, &v).unwrap().accepted, [number_of(2)]);
-        assert!(!w.is_registered(&number_of(2)));
+        assert!(!w.is_registered(&number_of(2)) && w.is_stopped(&number_of(2)));
+        assert_eq!(w.reads, 2, "statuses of registered numbers only");
     }
 
     #[test]

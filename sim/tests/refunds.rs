@@ -18,6 +18,7 @@ fn the_honest_loop_refunds_and_refuses() {
         assert!(r.refunds > 0, "seed {}: nothing refunded", r.seed);
         assert!(r.claims_refused > 0, "seed {}: no claim refused", r.seed);
         assert!(r.faults.shop_lost_replies > 0, "seed {}: no reply lost after a refund", r.seed);
+        assert!(r.parcels_tracked > 0, "seed {}: no parcel read from the tracker", r.seed);
     }
 }
 
@@ -31,6 +32,8 @@ const SABOTAGES: &[(Sabotage, &str, &str)] = &[
     (Sabotage::SkipTierCap, "refund-ring.toml", "refund_ceiling"),
     // A profile without chargebacks: double-dippers refunded again.
     (Sabotage::IgnoreChargebacks, "late-chargebacks.toml", "refund_blocked"),
+    // The desk's word for the tracking: abusers' "lost" parcels, delivered, refunded.
+    (Sabotage::IgnoreTracker, "refund-container-loss.toml", "refund_tracked"),
     // No reservation: the daily refund cap holds nothing back.
     (Sabotage::SkipReservation, "refund-throttle-storm.toml", "caps_held"),
 ];

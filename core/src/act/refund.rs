@@ -246,6 +246,7 @@ mod tests {
             total: eur(10_000),
             max_refundable: eur(10_000),
             payment: Some(("gid://shopify/OrderTransaction/55".into(), "shopify_payments".into())),
+            tracking_numbers: Vec::new(),
         };
         let brand = BrandId::new("north");
         let facts = OrderFacts::of(&brand, "north-eu", "thread-7", &shop, eur(0), RiskTier::Trusted, vec![]).unwrap();

@@ -105,6 +105,7 @@ impl Replay<'_> {
             total: claim.order_total,
             max_refundable: Money::new((claim.order_total.minor - before).max(0), currency),
             payment: Some((format!("{}/payment", claim.order_id), "history".into())),
+            tracking_numbers: Vec::new(),
         };
         let zero = Money::zero(currency);
         let (cfg, brand) = (self.cfg, self.brand);
@@ -123,7 +124,7 @@ impl Replay<'_> {
         );
         let tier = j.tier;
         let no = |why: String| {
-            let s = Settlement::NoRefund { why: why.clone(), tier: tier.as_str().into() };
+            let s = Settlement::NoRefund { why: why.clone(), tier: tier.as_str().into(), tracked: None };
             Judged::Refused(why, s)
         };
         let judged = match j.outcome {
@@ -142,7 +143,12 @@ impl Replay<'_> {
                 }
                 self.opened.insert(a.key.clone());
                 *self.refunded_on.entry(claim.order_id.clone()).or_default() += a.amount.minor;
-                let s = Settlement::Refunded { key: a.key.to_string(), amount: a.amount, tier: tier.as_str().into() };
+                let s = Settlement::Refunded {
+                    key: a.key.to_string(),
+                    amount: a.amount,
+                    tier: tier.as_str().into(),
+                    tracked: None,
+                };
                 Judged::Paid(a.amount, a.verdict.reason.clone(), s)
             }
         };

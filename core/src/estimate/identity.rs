@@ -206,7 +206,7 @@ impl Profile {
                         f.refunds += 1;
                         f.refunded_minor = f.refunded_minor.saturating_add(amount.minor);
                     }
-                    if c.claim == Claim::DidNotArrive && c.tracking == Tracking::Delivered {
+                    if c.claim == Claim::DidNotArrive && c.tracking_seen() == Tracking::Delivered {
                         f.inr_against_delivered += 1;
                     }
                 }
@@ -303,6 +303,7 @@ mod tests {
                 key: format!("k-{id}"),
                 amount: Money::new(m, Currency::EUR),
                 tier: "trusted".into(),
+                tracked: None,
             }),
         }
     }

@@ -130,7 +130,8 @@ pub async fn run_task<
         + crate::sense::shop::Shop
         + crate::sense::inbox::Inbox
         + crate::sense::models::TextVendors
-        + crate::sense::claims::ClaimsSource,
+        + crate::sense::claims::ClaimsSource
+        + crate::sense::shipments::Shipments,
 >(
     ports: &Ports<S, A, C, P, B>,
     loop_cfg: &LoopConfig,

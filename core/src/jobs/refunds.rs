@@ -1,10 +1,15 @@
 //! The refund job: sensor (the brand's claims desk, the shop's orders and
-//! disputes) → estimator (the cross-store identity graph and its risk tier)
+//! disputes, the tracker's parcels) → estimator (the cross-store identity graph and its risk tier)
 //! → policy (what the claim should get) → envelope (the ceiling, the
 //! original payment, one refund per claim, the budgets) → refund intents,
 //! and the act jobs that drive them.
 //!
-//! One run per slot of the brand's `refunds` schedule. The identity graph
+//! One run per slot of the brand's `refunds` schedule. The orders of the
+//! claims it judges are read first, then their parcels from the brand's
+//! tracker (`sense::shipments`, registered and read in one go): where the
+//! tracker knows, a claim is judged against the carrier's word rather than
+//! the desk's, its settlement keeps what the tracker said, and parcels
+//! delivered or expired are stopped. The identity graph
 //! is rebuilt from every claim the desk holds and every dispute, as they
 //! stand now; an identity judged at another tier than its last settled
 //! claim recorded gets one event row naming the facts (`TierChanged`).
@@ -31,8 +36,9 @@ use crate::estimate::risk::{RiskTier, TierChange};
 use crate::ids::{AdId, IdempotencyKey};
 use crate::money::Money;
 use crate::probe::{Probe, Site};
-use crate::sense::claims::{ClaimRecord, ClaimsSource, Settlement};
-use crate::sense::shop::{Shop, ShopError};
+use crate::sense::claims::{ClaimRecord, ClaimsSource, Settlement, Tracking};
+use crate::sense::shipments::{Shipments, Track17Error, TrackStatus, is_final, order_tracking};
+use crate::sense::shop::{Shop, ShopError, ShopOrder};
 use crate::store::{IntentFilter, Store};
 use crate::time::{Clock, Millis};
 
@@ -45,7 +51,7 @@ pub const REFUNDS_SCHEDULE: &str = "refunds";
 /// Open claims judged per run at most (the rest wait for the next run).
 pub const MAX_CLAIMS_PER_RUN: usize = 64;
 
-pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
+pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipments>(
     ports: &Ports<S, A, C, P, B>,
     cfg: &RefundConfig,
     sabotage: Sabotage,
@@ -55,17 +61,50 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
     let open = ports.store.brand_intents(&brand, &IntentFilter::open()).await?;
     drive::redrive(ports, attempt, open.iter().filter(|i| matches!(i.action, Action::Refund { .. }))).await?;
     let unread = |e: crate::sense::claims::SourceError| JobError::RetryAfter { wait: Millis(0), why: e.to_string() };
-    let claims = ports.bank.claims().await.map_err(unread)?;
+    let mut claims = ports.bank.claims().await.map_err(unread)?;
     let disputes = ports.bank.disputes().await.map_err(unread)?;
+    let judged: Vec<usize> =
+        (0..claims.len()).filter(|&i| claims[i].settled.is_none()).take(MAX_CLAIMS_PER_RUN).collect();
     // What the run judges against: the open intents (in flight on an order)
     // and those of the claims it judges (opened by a run that died before
     // it settled them), not every refund the brand ever made.
-    let judged = claims.iter().filter(|c| c.settled.is_none()).take(MAX_CLAIMS_PER_RUN);
-    let keyed = IntentFilter::kinds(&[]).and_keys(judged.map(|c| claim_key(&brand, c)));
+    let keyed = IntentFilter::kinds(&[]).and_keys(judged.iter().map(|&i| claim_key(&brand, &claims[i])));
     let mut intents = open;
     for i in ports.store.brand_intents(&brand, &keyed).await? {
         if !intents.iter().any(|o| o.key == i.key) {
             intents.push(i);
+        }
+    }
+    // The judged claims' orders. A shop that fails stops the reading: the
+    // claims read are judged, the rest wait for the next run.
+    let mut orders: Vec<(usize, Result<ShopOrder, Vec<String>>)> = Vec::new();
+    let mut stopped: Option<ShopError> = None;
+    for &i in &judged {
+        let now = ports.clock.now();
+        let order = ports.bank.order(&claims[i].order_id).await;
+        attempt.record(now, "shopify", "order", order.is_ok());
+        match order {
+            Ok(o) => orders.push((i, Ok(o))),
+            Err(ShopError::Rejected(why)) => orders.push((i, Err(why))),
+            Err(e) => {
+                stopped = Some(e);
+                break;
+            }
+        }
+    }
+    // Their parcels, as the brand's tracker reports them: what a claim is
+    // judged against, and what the identity graph counts, wherever the
+    // tracker knows (the desk's word stands where it does not).
+    let read = orders.iter().filter_map(|(_, o)| o.as_ref().ok());
+    let parcels =
+        if sabotage == Sabotage::IgnoreTracker { BTreeMap::new() } else { track(ports, attempt, read).await? };
+    let mut tracked: BTreeMap<usize, Tracking> = BTreeMap::new();
+    for (i, order) in &orders {
+        let Ok(order) = order else { continue };
+        let seen = order_tracking(order.tracking_numbers.iter().filter_map(|n| parcels.get(n)));
+        if seen != Tracking::Unknown {
+            tracked.insert(*i, seen);
+            claims[*i].tracking = seen;
         }
     }
     let now = ports.clock.now();
@@ -91,19 +130,17 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
             last_tier.insert(profile.facts_of(&c.customer).0, tier);
         }
     }
-    for claim in claims.iter().filter(|c| c.settled.is_none()).take(MAX_CLAIMS_PER_RUN) {
+    for (i, order) in &orders {
+        let (claim, tracked) = (&claims[*i], tracked.get(i).copied());
         let now = ports.clock.now();
-        let order = ports.bank.order(&claim.order_id).await;
-        attempt.record(now, "shopify", "order", order.is_ok());
         let order = match order {
             Ok(o) => o,
-            Err(ShopError::Rejected(why)) => {
+            Err(why) => {
                 let why = format!("order {} cannot be read: {}", claim.order_id, why.join("; "));
                 let key = claim_key(&brand, claim);
-                refuse(ports, attempt, claim, &key, DenyReason::Malformed, why, None, String::new()).await?;
+                refuse(ports, attempt, claim, &key, DenyReason::Malformed, why, None, String::new(), None).await?;
                 continue;
             }
-            Err(e) => return Err(e.into()),
         };
         let in_flight = in_flight_on(&claim.order_id, order.max_refundable.currency, &intents);
         let judgement = judge_claim(
@@ -113,7 +150,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
             &profile,
             &mut last_tier,
             claim,
-            &order,
+            order,
             in_flight,
             &opened,
             sabotage == Sabotage::IgnoreChargebacks,
@@ -123,13 +160,14 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
         let (facts, proposal, judged) = match judgement.outcome {
             ClaimOutcome::Malformed(why) => {
                 let key = claim_key(&brand, claim);
-                refuse(ports, attempt, claim, &key, DenyReason::Malformed, why, change, tier_name).await?;
+                refuse(ports, attempt, claim, &key, DenyReason::Malformed, why, change, tier_name, tracked).await?;
                 continue;
             }
             ClaimOutcome::Opened(key) => {
                 // Opened by a run that died before it settled the claim.
                 let amount = claim_amount(&intents, &key).unwrap_or(Money::zero(claim.claimed.currency));
-                settle(ports, claim, &Settlement::Refunded { key: key.to_string(), amount, tier: tier_name }).await?;
+                let how = Settlement::Refunded { key: key.to_string(), amount, tier: tier_name, tracked };
+                settle(ports, claim, &how).await?;
                 continue;
             }
             ClaimOutcome::Judged { facts, proposal, judged } => (facts, proposal, judged),
@@ -142,7 +180,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
                 batch.verdicts.push(v);
                 batch.tier_changes.extend(change);
                 ports.store.write(&attempt.lease, batch, now).await?;
-                settle(ports, claim, &Settlement::NoRefund { why, tier: tier_name }).await?;
+                settle(ports, claim, &Settlement::NoRefund { why, tier: tier_name, tracked }).await?;
             }
             RefundJudged::Approved(approved) => {
                 let mut new = refund_intent(&approved, &facts, &proposal);
@@ -153,7 +191,8 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
                     Ok(false) => continue,
                     Err(why) => {
                         let why = format!("claim {}: {why}", claim.id);
-                        refuse(ports, attempt, claim, &key, DenyReason::OverBudget, why, change, tier_name).await?;
+                        refuse(ports, attempt, claim, &key, DenyReason::OverBudget, why, change, tier_name, tracked)
+                            .await?;
                         continue;
                     }
                 }
@@ -178,17 +217,55 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource>(
                     batch.enqueue = jobs;
                     ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
                 }
-                let how = Settlement::Refunded { key: key.to_string(), amount: approved.amount, tier: tier_name };
+                let how =
+                    Settlement::Refunded { key: key.to_string(), amount: approved.amount, tier: tier_name, tracked };
                 settle(ports, claim, &how).await?;
             }
         }
     }
-    // The order reads' cost rows not yet written with a verdict.
+    // Parcels whose stories have ended need no more tracking (a failure
+    // only leaves them tracked: the next run stops them).
+    let ended: Vec<String> = parcels.iter().filter(|(_, s)| is_final(**s)).map(|(n, _)| n.clone()).collect();
+    if !ended.is_empty() {
+        let now = ports.clock.now();
+        let stop = ports.bank.stop(&ended).await;
+        attempt.record(now, "17track", "stoptrack", stop.is_ok());
+    }
+    // The calls' cost rows not yet written with a verdict.
     let batch = attempt.batch();
     if !batch.costs.is_empty() {
         ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
     }
-    Ok(())
+    match stopped {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// The latest status of the parcels of `orders`, from the brand's tracker
+/// (nothing without one). Numbers the tracker refused stay unknown; a
+/// tracker that cannot answer stops the run before anything is judged: a
+/// claim is not judged on the desk's word when the carrier's is to be had.
+async fn track<'a, S, A, C: Clock, P, B: Shipments>(
+    ports: &Ports<S, A, C, P, B>,
+    attempt: &mut Attempt,
+    orders: impl Iterator<Item = &'a ShopOrder>,
+) -> Result<BTreeMap<String, TrackStatus>, JobError> {
+    let numbers: BTreeSet<String> = orders.flat_map(|o| o.tracking_numbers.iter().cloned()).collect();
+    if !ports.bank.tracks() || numbers.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let numbers: Vec<String> = numbers.into_iter().collect();
+    let now = ports.clock.now();
+    let read = ports.bank.track(&numbers).await;
+    attempt.record(now, "17track", "track", read.is_ok());
+    match read {
+        Ok((shipments, _refused)) => Ok(shipments.into_iter().map(|s| (s.number, s.status)).collect()),
+        Err(e @ (Track17Error::RateLimited(_) | Track17Error::Unavailable(_) | Track17Error::Malformed(_))) => {
+            Err(JobError::RetryAfter { wait: Millis(1_000), why: e.to_string() })
+        }
+        Err(e @ (Track17Error::Auth(_) | Track17Error::Refused { .. })) => Err(JobError::Permanent(e.to_string())),
+    }
 }
 
 /// The key a claim's refusal is logged under when there are no order facts
@@ -217,6 +294,7 @@ async fn refuse<S: Store, A, C: Clock, P: Probe, B: ClaimsSource>(
     why: String,
     change: Option<TierChange>,
     tier: String,
+    tracked: Option<Tracking>,
 ) -> Result<(), JobError> {
     let now = ports.clock.now();
     let verdict = Verdict {
@@ -230,7 +308,7 @@ async fn refuse<S: Store, A, C: Clock, P: Probe, B: ClaimsSource>(
     batch.verdicts.push(verdict);
     batch.tier_changes.extend(change);
     ports.store.write(&attempt.lease, batch, now).await?;
-    settle(ports, claim, &Settlement::NoRefund { why, tier }).await
+    settle(ports, claim, &Settlement::NoRefund { why, tier, tracked }).await
 }
 
 async fn settle<S, A, C, P: Probe, B: ClaimsSource>(

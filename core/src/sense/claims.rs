@@ -83,13 +83,28 @@ pub enum Settlement {
         /// judgement knows the tier changed).
         #[serde(default)]
         tier: String,
+        /// What the brand's tracker said of the order's parcels when the
+        /// claim was judged (`None`: no tracker, or it knew nothing).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tracked: Option<Tracking>,
     },
     /// No automatic refund (the verdict's reason).
     NoRefund {
         why: String,
         #[serde(default)]
         tier: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tracked: Option<Tracking>,
     },
+}
+
+impl Settlement {
+    /// What the tracker said when the claim was judged, if it said anything.
+    pub fn tracked(&self) -> Option<Tracking> {
+        match self {
+            Settlement::Refunded { tracked, .. } | Settlement::NoRefund { tracked, .. } => *tracked,
+        }
+    }
 }
 
 /// One claim on one order.
@@ -112,6 +127,14 @@ pub struct ClaimRecord {
     /// `None` while the claim is open.
     #[serde(default)]
     pub settled: Option<Settlement>,
+}
+
+impl ClaimRecord {
+    /// The parcels' state the claim is weighed against: the tracker's, when
+    /// it said something when the claim was judged; the desk's otherwise.
+    pub fn tracking_seen(&self) -> Tracking {
+        self.settled.as_ref().and_then(Settlement::tracked).unwrap_or(self.tracking)
+    }
 }
 
 /// A dispute's state (Shopify's `ShopifyPaymentsDisputeStatus`, folded).

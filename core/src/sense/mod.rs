@@ -7,5 +7,6 @@ pub mod claims;
 pub mod inbox;
 pub mod models;
 pub mod payables;
+pub mod shipments;
 pub mod shop;
 pub mod wire;

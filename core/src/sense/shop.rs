@@ -66,6 +66,10 @@ pub struct ShopOrder {
     /// The order's successful sale or capture (the only place a refund may
     /// go), with its gateway; `None` when the order has none.
     pub payment: Option<(String, String)>,
+    /// The tracking numbers of its fulfillments' parcels
+    /// (`fulfillments.trackingInfo.number`), in the shop's order.
+    #[serde(default)]
+    pub tracking_numbers: Vec<String>,
 }
 
 /// The shop's answers other than a refund.

@@ -32,11 +32,14 @@ pub const ORDER_REFUNDS: &str = "query OrderRefunds($id: ID!) { order(id: $id) {
 refunds { id note createdAt totalRefundedSet { shopMoney { amount currencyCode } } \
 transactions(first: 10) { nodes { id kind status gateway } } } } }";
 
-/// An order as the refund envelope needs it (`Order.transactions` is a list).
+/// An order as the refund envelope needs it (`Order.transactions` and
+/// `Fulfillment.trackingInfo` are lists), with its parcels' tracking numbers
+/// for the shipments sensor.
 pub const ORDER: &str = "query Order($id: ID!) { order(id: $id) { id \
 totalPriceSet { shopMoney { amount currencyCode } } \
 suggestedRefund(suggestFullRefund: true) { maximumRefundableSet { shopMoney { amount currencyCode } } } \
-transactions(first: 50) { id kind status gateway } } }";
+transactions(first: 50) { id kind status gateway } \
+fulfillments(first: 10) { trackingInfo(first: 10) { number company } } } }";
 
 /// The body of the order query for `order_id`.
 pub fn encode_order(order_id: &str) -> Value {
@@ -71,7 +74,17 @@ pub fn decode_order(status: u16, body: &Value) -> Result<ShopOrder, ShopError> {
         let paid = matches!(field("kind"), Some("SALE" | "CAPTURE")) && field("status") == Some("SUCCESS");
         paid.then(|| Some((field("id")?.to_string(), field("gateway")?.to_string()))).flatten()
     });
-    Ok(ShopOrder { id: id.to_string(), total, max_refundable: max, payment })
+    // Parcels' numbers as the shop has them; an empty or missing one is no parcel.
+    let mut tracking_numbers: Vec<String> = Vec::new();
+    for f in o.get("fulfillments").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+        for t in f.get("trackingInfo").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+            let number = t.get("number").and_then(Value::as_str).map(str::trim).unwrap_or_default();
+            if !number.is_empty() && !tracking_numbers.iter().any(|n| n == number) {
+                tracking_numbers.push(number.to_string());
+            }
+        }
+    }
+    Ok(ShopOrder { id: id.to_string(), total, max_refundable: max, payment, tracking_numbers })
 }
 
 /// A customer's latest order, found by their email address, with what a
@@ -332,10 +345,16 @@ pub fn encode_order_reply(result: &Result<ShopOrder, ShopError>) -> (u16, Value)
                 .iter()
                 .map(|(id, gw)| json!({ "id": id, "kind": "SALE", "status": "SUCCESS", "gateway": gw }))
                 .collect();
+            let fulfillments: Vec<Value> = o
+                .tracking_numbers
+                .iter()
+                .map(|n| json!({ "trackingInfo": [{ "number": n, "company": "DHL" }] }))
+                .collect();
             (
                 200,
                 json!({ "data": { "order": { "id": o.id, "totalPriceSet": set(&o.total),
-                    "suggestedRefund": { "maximumRefundableSet": set(&o.max_refundable) }, "transactions": txs } } }),
+                    "suggestedRefund": { "maximumRefundableSet": set(&o.max_refundable) }, "transactions": txs,
+                    "fulfillments": fulfillments } } }),
             )
         }
         Err(ShopError::Rejected(_)) => (200, json!({ "data": { "order": null } })),
@@ -921,6 +940,7 @@ mod tests {
             total: eur(8_000),
             max_refundable: eur(3_000),
             payment: Some(("gid://shopify/OrderTransaction/55".into(), "shopify_payments".into())),
+            tracking_numbers: vec!["DL000100001DE".into(), "DL000100002DE".into()],
         };
         assert_eq!(decode_request(&encode_order(&order.id)), Ok(Asked::Order { order_id: order.id.clone() }));
         let (status, body) = encode_order_reply(&Ok(order.clone()));
@@ -934,6 +954,14 @@ mod tests {
         assert_eq!(decode_order(200, &v).unwrap().payment, Some(("c".into(), "g".into())));
         v["data"]["order"]["transactions"] = json!([]);
         assert_eq!(decode_order(200, &v).unwrap().payment, None);
+        // Parcels: one number once, blank ones and fulfillments without tracking are no parcel.
+        v["data"]["order"]["fulfillments"] = json!([
+            { "trackingInfo": [{ "number": " DL1 " }, { "number": "" }] },
+            { "trackingInfo": [] }, {},
+            { "trackingInfo": [{ "number": "DL1" }, { "number": "DL2", "company": null }] }]);
+        assert_eq!(decode_order(200, &v).unwrap().tracking_numbers, ["DL1", "DL2"]);
+        v["data"]["order"].as_object_mut().unwrap().remove("fulfillments");
+        assert!(decode_order(200, &v).unwrap().tracking_numbers.is_empty(), "an unfulfilled order");
         // A bound above the total, or in another currency: malformed.
         let mut over = body.clone();
         over["data"]["order"]["suggestedRefund"]["maximumRefundableSet"]["shopMoney"]["amount"] = json!("80.01");
