@@ -35,7 +35,7 @@ use crate::decide::{ClaimOutcome, judge_claim};
 use crate::envelope::Verdict;
 use crate::envelope::budget::{self, Budgets, Purpose, Reserve};
 use crate::envelope::refund::RefundJudged;
-use crate::estimate::identity::Profile;
+use crate::estimate::identity::{KeyCache, Profile};
 use crate::estimate::risk::RiskTier;
 use crate::ids::{BrandId, IdempotencyKey};
 use crate::jobs::payables::Room;
@@ -86,12 +86,14 @@ struct Replay<'a> {
     last_tier: BTreeMap<String, RiskTier>,
     opened: BTreeSet<IdempotencyKey>,
     refunded_on: BTreeMap<String, i64>,
+    /// Every customer's keys, hashed once for the whole replay.
+    keys: KeyCache,
 }
 
 impl Replay<'_> {
     /// The identity graph as of `now`, from the claims so far.
-    fn profile(&self, now: Timestamp) -> Profile {
-        Profile::build(self.cfg.identity_key.as_bytes(), &self.history, self.disputes, now)
+    fn profile(&mut self, now: Timestamp) -> Profile {
+        Profile::build_cached(self.cfg.identity_key.as_bytes(), &self.history, self.disputes, now, &mut self.keys)
     }
 
     /// Judges the claim at `history[at]` at `now` on `profile` (one per
@@ -188,6 +190,7 @@ pub fn replay_within(
         last_tier: BTreeMap::new(),
         opened: BTreeSet::new(),
         refunded_on: BTreeMap::new(),
+        keys: KeyCache::default(),
     };
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut out = Vec::with_capacity(sorted.len());

@@ -146,9 +146,39 @@ enum Rec<'a> {
     Dispute(&'a Dispute),
 }
 
+/// Customers' keys already hashed under one secret: the keyed hashes are
+/// most of what a graph costs, and a replay builds one graph per instant
+/// from mostly the same customers.
+#[derive(Default)]
+pub struct KeyCache {
+    secret: Vec<u8>,
+    keys: BTreeMap<Customer, IdentityKeys>,
+}
+
+impl KeyCache {
+    fn of(&mut self, secret: &[u8], c: &Customer) -> IdentityKeys {
+        if self.secret != secret {
+            self.secret = secret.to_vec();
+            self.keys.clear();
+        }
+        self.keys.entry(c.clone()).or_insert_with(|| IdentityKeys::of(secret, c)).clone()
+    }
+}
+
 impl Profile {
     /// The graph of what was known at `as_of`.
     pub fn build(secret: &[u8], claims: &[ClaimRecord], disputes: &[Dispute], as_of: Timestamp) -> Profile {
+        Profile::build_cached(secret, claims, disputes, as_of, &mut KeyCache::default())
+    }
+
+    /// [`Profile::build`], with the customers' keys from (and into) `cache`.
+    pub fn build_cached(
+        secret: &[u8],
+        claims: &[ClaimRecord],
+        disputes: &[Dispute],
+        as_of: Timestamp,
+        cache: &mut KeyCache,
+    ) -> Profile {
         let recs: Vec<Rec<'_>> = claims
             .iter()
             .filter(|c| c.opened_at <= as_of)
@@ -163,7 +193,7 @@ impl Profile {
                     Rec::Claim(c) => &c.customer,
                     Rec::Dispute(d) => &d.customer,
                 };
-                memo.entry(c.clone()).or_insert_with(|| IdentityKeys::of(secret, c)).clone()
+                memo.entry(c.clone()).or_insert_with(|| cache.of(secret, c)).clone()
             })
             .collect();
         let mut sets = Sets((0..recs.len()).collect());
