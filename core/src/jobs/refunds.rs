@@ -1,8 +1,8 @@
 //! The refund job: sensor (the brand's claims desk, the shop's orders and
-//! disputes, the tracker's parcels) → estimator (the cross-store identity graph and its risk tier)
-//! → policy (what the claim should get) → envelope (the ceiling, the
-//! original payment, one refund per claim, the budgets) → refund intents,
-//! and the act jobs that drive them.
+//! disputes, the tracker's parcels) → estimator (the cross-store identity
+//! graph and its risk tier) → policy (what the claim should get) →
+//! envelope (the ceiling, the original payment, one refund per claim, the
+//! budgets) → refund intents, and the act jobs that drive them.
 //!
 //! One run per slot of the brand's `refunds` schedule. The orders of the
 //! claims it judges are read first, then their parcels from the brand's
