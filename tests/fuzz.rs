@@ -244,6 +244,12 @@ fn shopify_decoders_never_panic() {
         if let Ok(p) = shopify::decode_disputes(status, &body, "eu") {
             prop_assert!(p.disputes.iter().all(|d| !d.id.is_empty()), "every dispute read has its id");
         }
+        if let Ok(p) = dlft_core::sense::wire::shopify_orders::decode_orders_page(status, &body) {
+            prop_assert!(
+                p.orders.iter().all(|o| !o.id.is_empty() && o.refunded.minor >= 0 && o.refunded.minor <= o.total.minor),
+                "every mirrored order has its id and refunds within its total"
+            );
+        }
         if let Some(t) = shopify::throttle_status(&body) {
             let _ = shopify::wait_for(shopify::MUTATION_COST, &t);
         }

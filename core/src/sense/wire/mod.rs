@@ -8,4 +8,5 @@ pub mod gemini;
 pub mod meta;
 pub mod revolut;
 pub mod shopify;
+pub mod shopify_orders;
 pub mod track17;

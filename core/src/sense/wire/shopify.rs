@@ -74,16 +74,7 @@ pub fn decode_order(status: u16, body: &Value) -> Result<ShopOrder, ShopError> {
         let paid = matches!(field("kind"), Some("SALE" | "CAPTURE")) && field("status") == Some("SUCCESS");
         paid.then(|| Some((field("id")?.to_string(), field("gateway")?.to_string()))).flatten()
     });
-    // Parcels' numbers as the shop has them; an empty or missing one is no parcel.
-    let mut tracking_numbers: Vec<String> = Vec::new();
-    for f in o.get("fulfillments").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
-        for t in f.get("trackingInfo").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
-            let number = t.get("number").and_then(Value::as_str).map(str::trim).unwrap_or_default();
-            if !number.is_empty() && !tracking_numbers.iter().any(|n| n == number) {
-                tracking_numbers.push(number.to_string());
-            }
-        }
-    }
+    let tracking_numbers = super::shopify_orders::tracking_numbers_of(o);
     Ok(ShopOrder { id: id.to_string(), total, max_refundable: max, payment, tracking_numbers })
 }
 
@@ -178,18 +169,7 @@ pub fn decode_customer_order(status: u16, body: &Value) -> Result<Option<Custome
         .and_then(Value::as_array)
         .map(|f| f.iter().filter_map(|x| x.get("displayStatus").and_then(Value::as_str)).collect())
         .unwrap_or_default();
-    let levels: Vec<&str> = o
-        .pointer("/risk/assessments")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.get("riskLevel").and_then(Value::as_str)).collect())
-        .unwrap_or_default();
-    let risk = if levels.contains(&"HIGH") {
-        RiskLevel::High
-    } else if levels.iter().any(|l| matches!(*l, "MEDIUM" | "PENDING")) {
-        RiskLevel::Medium
-    } else {
-        RiskLevel::Low
-    };
+    let risk = super::shopify_orders::risk_of(o);
     Ok(Some(CustomerOrder { id: id.to_string(), total, refundable, tracking: tracking_of(&statuses), risk }))
 }
 
@@ -280,17 +260,7 @@ pub fn decode_disputes(status: u16, body: &Value, store: &str) -> Result<Dispute
             .map_err(|e| bad(format!("dispute {id}: initiatedAt: {e}")))?;
         let order = d.get("order").filter(|o| !o.is_null());
         let field = |f: &str| order.and_then(|o| o.get(f)).and_then(Value::as_str).unwrap_or_default().to_string();
-        let address = order
-            .and_then(|o| o.get("shippingAddress"))
-            .map(|a| {
-                ["address1", "address2", "zip", "city", "countryCodeV2"]
-                    .iter()
-                    .filter_map(|f| a.get(*f).and_then(Value::as_str))
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
+        let address = super::shopify_orders::address_line(order.and_then(|o| o.get("shippingAddress")));
         disputes.push(Dispute {
             id: id.to_string(),
             store: store.to_string(),

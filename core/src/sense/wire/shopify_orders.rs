@@ -1,0 +1,328 @@
+//! The Shopify mirror's read (issue 14, Admin GraphQL 2026-10): the
+//! store's orders updated since an instant, oldest change first, at most
+//! 250 a page with a cursor, each with what the fraud profile and the
+//! shipments sensor need: the customer's keys (email, phone, shipping
+//! address, card BIN + last 4 + expiry), the total and what was refunded,
+//! the parcels' tracking numbers and the order's risk assessments.
+//!
+//! Money is the shop's (`shopMoney`): the presentment currency a customer
+//! paid in is not the one refunds are bounded in. A page whose money,
+//! instants or ids cannot be read is malformed as a whole, naming the
+//! order and the field: nothing is mirrored on a guess. THROTTLED and the
+//! other error classes are `shopify::classify_errors`'.
+//!
+//! Not yet wired: no job reads these pages into the store (the mirror
+//! sensor proper), and the sandbox does not answer this query.
+
+use serde_json::{Value, json};
+
+use crate::money::Money;
+use crate::sense::claims::Customer;
+use crate::sense::shop::{RiskLevel, ShopError};
+use crate::sense::wire::revolut::{instant_of, iso_of};
+use crate::sense::wire::shopify::{classify_errors, money_of};
+use crate::time::Timestamp;
+
+/// Orders per page at most (Shopify's connection limit).
+pub const ORDERS_PAGE_MAX: u32 = 250;
+
+/// The mirror's query: orders updated at or after `$q`'s instant, by
+/// `updatedAt`, after the cursor.
+pub const ORDERS_PAGE: &str = "query OrdersPage($first: Int!, $after: String, $q: String!) { \
+orders(first: $first, after: $after, query: $q, sortKey: UPDATED_AT) { nodes { id createdAt updatedAt email phone \
+totalPriceSet { shopMoney { amount currencyCode } } \
+totalRefundedSet { shopMoney { amount currencyCode } } \
+shippingAddress { address1 address2 zip city countryCodeV2 } \
+fulfillments(first: 10) { trackingInfo(first: 10) { number } } \
+risk { assessments { riskLevel } } \
+transactions(first: 10) { kind status paymentDetails { ... on CardPaymentDetails { \
+bin number expirationMonth expirationYear } } } } \
+pageInfo { hasNextPage endCursor } } }";
+
+/// One page of orders updated at or after `since` (to the second below:
+/// a boundary order is read twice rather than missed), after `after`,
+/// `first` of them (clamped to 1..=250).
+pub fn encode_orders_page(since: Timestamp, after: Option<&str>, first: u32) -> Value {
+    let second = iso_of(Timestamp(since.0 / 1000 * 1000));
+    let second = second.split('.').next().unwrap_or_default().trim_end_matches('Z');
+    json!({ "query": ORDERS_PAGE, "variables": {
+        "first": first.clamp(1, ORDERS_PAGE_MAX),
+        "after": after,
+        "q": format!("updated_at:>='{second}Z'"),
+    } })
+}
+
+/// One order as the mirror keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirroredOrder {
+    pub id: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// `totalPriceSet.shopMoney`.
+    pub total: Money,
+    /// `totalRefundedSet.shopMoney` (never more than the total).
+    pub refunded: Money,
+    /// The customer as the order shows them (hashed on arrival by the
+    /// identity graph, never stored raw).
+    pub customer: Customer,
+    pub tracking_numbers: Vec<String>,
+    /// The highest assessment (`PENDING` counts as medium).
+    pub risk: RiskLevel,
+}
+
+/// A page of the mirror's read and the cursor of the next, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrdersPage {
+    pub orders: Vec<MirroredOrder>,
+    pub next: Option<String>,
+}
+
+/// A shipping address as one line (`address1, address2, zip, city, country`).
+pub fn address_line(a: Option<&Value>) -> String {
+    a.map(|a| {
+        ["address1", "address2", "zip", "city", "countryCodeV2"]
+            .iter()
+            .filter_map(|f| a.get(*f).and_then(Value::as_str))
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+    .unwrap_or_default()
+}
+
+/// The card of the order's successful payment, as the claims desk writes
+/// it: `BIN-last4-MM/YY` (`424242-4242-12/29`); empty when there is none.
+pub fn card_of(o: &Value) -> String {
+    let txs = o.get("transactions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    txs.iter()
+        .filter(|t| {
+            let kind = t.get("kind").and_then(Value::as_str);
+            matches!(kind, Some("SALE" | "CAPTURE" | "AUTHORIZATION"))
+                && t.get("status").and_then(Value::as_str) == Some("SUCCESS")
+        })
+        .find_map(|t| {
+            let d = t.get("paymentDetails")?;
+            let bin = d.get("bin").and_then(Value::as_str).filter(|b| b.len() >= 6)?;
+            let digits: String =
+                d.get("number").and_then(Value::as_str)?.chars().filter(char::is_ascii_digit).collect();
+            let last4 = digits.get(digits.len().checked_sub(4)?..)?;
+            let month = d.get("expirationMonth").and_then(Value::as_u64).filter(|m| (1..=12).contains(m))?;
+            let year = d.get("expirationYear").and_then(Value::as_u64)?;
+            Some(format!("{}-{last4}-{month:02}/{:02}", &bin[..6], year % 100))
+        })
+        .unwrap_or_default()
+}
+
+/// The parcels' numbers of `o`'s fulfillments, each once; blank ones are no parcel.
+pub fn tracking_numbers_of(o: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in o.get("fulfillments").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+        for t in f.get("trackingInfo").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+            let number = t.get("number").and_then(Value::as_str).map(str::trim).unwrap_or_default();
+            if !number.is_empty() && !out.iter().any(|n| n == number) {
+                out.push(number.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The highest of `o`'s risk assessments (`PENDING` counts as medium: not
+/// yet judged is not low).
+pub fn risk_of(o: &Value) -> RiskLevel {
+    let levels: Vec<&str> = o
+        .pointer("/risk/assessments")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.get("riskLevel").and_then(Value::as_str)).collect())
+        .unwrap_or_default();
+    if levels.contains(&"HIGH") {
+        RiskLevel::High
+    } else if levels.iter().any(|l| matches!(*l, "MEDIUM" | "PENDING")) {
+        RiskLevel::Medium
+    } else {
+        RiskLevel::Low
+    }
+}
+
+/// Decodes one page of the mirror's read.
+pub fn decode_orders_page(status: u16, body: &Value) -> Result<OrdersPage, ShopError> {
+    if let Some(e) = classify_errors(status, body) {
+        return Err(e);
+    }
+    let bad = ShopError::Malformed;
+    let conn = body.pointer("/data/orders").ok_or_else(|| bad("no data.orders".into()))?;
+    let nodes = conn.get("nodes").and_then(Value::as_array).ok_or_else(|| bad("orders.nodes".into()))?;
+    let mut orders = Vec::with_capacity(nodes.len());
+    for (i, o) in nodes.iter().enumerate() {
+        let text = |f: &str| o.get(f).and_then(Value::as_str).unwrap_or_default();
+        let id = text("id");
+        if id.is_empty() {
+            return Err(bad(format!("orders.nodes.{i}.id: missing")));
+        }
+        let instant = |f: &str| instant_of(text(f)).map_err(|e| bad(format!("order {id}: {f}: {e}")));
+        let set = |f: &str| -> Result<Money, ShopError> {
+            let v =
+                o.get(f).and_then(|s| s.get("shopMoney")).ok_or_else(|| bad(format!("order {id}: {f}: missing")))?;
+            money_of(v).map_err(|e| bad(format!("order {id}: {f}.shopMoney.{e}")))
+        };
+        let (total, refunded) = (set("totalPriceSet")?, set("totalRefundedSet")?);
+        if refunded.currency != total.currency || refunded.minor < 0 || refunded.minor > total.minor {
+            return Err(bad(format!("order {id}: {refunded} refunded of a total of {total}")));
+        }
+        orders.push(MirroredOrder {
+            id: id.to_string(),
+            created_at: instant("createdAt")?,
+            updated_at: instant("updatedAt")?,
+            total,
+            refunded,
+            customer: Customer {
+                email: text("email").to_string(),
+                phone: text("phone").to_string(),
+                address: address_line(o.get("shippingAddress").filter(|a| !a.is_null())),
+                card: card_of(o),
+            },
+            tracking_numbers: tracking_numbers_of(o),
+            risk: risk_of(o),
+        });
+    }
+    let more = conn.pointer("/pageInfo/hasNextPage").and_then(Value::as_bool).unwrap_or(false);
+    let next = conn.pointer("/pageInfo/endCursor").and_then(Value::as_str).filter(|_| more).map(str::to_string);
+    if more && next.is_none() {
+        return Err(bad("orders.pageInfo: a next page without a cursor".into()));
+    }
+    Ok(OrdersPage { orders, next })
+}
+
+/// A page as Shopify sends it (the sandbox's side): `orders` with the
+/// cursor of the next page, if any. Cards are written as the desk writes
+/// them (`BIN-last4-MM/YY`); an order without one has no payment details.
+pub fn encode_orders_page_reply(orders: &[MirroredOrder], next: Option<&str>) -> (u16, Value) {
+    let set = |m: &Money| json!({ "shopMoney": { "amount": m.to_decimal(), "currencyCode": m.currency.as_str() } });
+    let nodes: Vec<Value> = orders
+        .iter()
+        .map(|o| {
+            let level = match o.risk {
+                RiskLevel::Low => "LOW",
+                RiskLevel::Medium => "MEDIUM",
+                RiskLevel::High => "HIGH",
+            };
+            let card = o.customer.card.split(['-', '/']).collect::<Vec<_>>();
+            let details = match card.as_slice() {
+                [bin, last4, month, year] => json!({ "bin": bin, "number": format!("•••• •••• •••• {last4}"),
+                    "expirationMonth": month.parse::<u64>().unwrap_or(0),
+                    "expirationYear": 2000 + year.parse::<u64>().unwrap_or(0) }),
+                _ => Value::Null,
+            };
+            json!({
+                "id": o.id,
+                "createdAt": iso_of(o.created_at),
+                "updatedAt": iso_of(o.updated_at),
+                "email": o.customer.email,
+                "phone": o.customer.phone,
+                "totalPriceSet": set(&o.total),
+                "totalRefundedSet": set(&o.refunded),
+                "shippingAddress": { "address1": o.customer.address },
+                "fulfillments": o.tracking_numbers.iter().map(|n| json!({ "trackingInfo": [{ "number": n }] }))
+                    .collect::<Vec<_>>(),
+                "risk": { "assessments": [{ "riskLevel": level }] },
+                "transactions": [{ "kind": "SALE", "status": "SUCCESS", "paymentDetails": details }],
+            })
+        })
+        .collect();
+    let page_info = json!({ "hasNextPage": next.is_some(), "endCursor": next });
+    (200, json!({ "data": { "orders": { "nodes": nodes, "pageInfo": page_info } } }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    fn order(n: u64) -> MirroredOrder {
+        MirroredOrder {
+            id: format!("gid://shopify/Order/{n}"),
+            created_at: Timestamp(1_767_225_600_000 + n),
+            updated_at: Timestamp(1_767_312_000_000 + n),
+            total: Money::new(8_000, Currency::EUR),
+            refunded: Money::new(1_250, Currency::EUR),
+            customer: Customer {
+                email: format!("c{n}@example.com"),
+                phone: "+49 151 0000000".into(),
+                address: "Hauptstraße 5, 10115 Berlin".into(),
+                card: "424242-4242-12/29".into(),
+            },
+            tracking_numbers: vec![format!("DL{n:09}DE")],
+            risk: RiskLevel::Medium,
+        }
+    }
+
+    #[test]
+    fn the_query_asks_for_at_most_250_orders_changed_since_an_instant() {
+        let body = encode_orders_page(Timestamp(1_767_225_600_000), Some("c1"), 1_000);
+        assert_eq!(body["variables"]["first"], 250);
+        assert_eq!(body["variables"]["after"], "c1");
+        assert_eq!(body["variables"]["q"], "updated_at:>='2026-01-01T00:00:00Z'");
+        assert_eq!(encode_orders_page(Timestamp(0), None, 0)["variables"]["first"], 1);
+        let within = encode_orders_page(Timestamp(1_767_225_600_999), None, 250);
+        assert_eq!(within["variables"]["q"], "updated_at:>='2026-01-01T00:00:00Z'", "to the second below");
+        assert!(ORDERS_PAGE.contains("sortKey: UPDATED_AT") && ORDERS_PAGE.contains("pageInfo"));
+    }
+
+    #[test]
+    fn a_page_reads_back_as_sent_with_its_cursor() {
+        let orders = vec![order(1), order(2)];
+        let (status, body) = encode_orders_page_reply(&orders, Some("cursor-2"));
+        let page = decode_orders_page(status, &body).unwrap();
+        assert_eq!(page, OrdersPage { orders: orders.clone(), next: Some("cursor-2".into()) });
+        let (status, body) = encode_orders_page_reply(&orders[..1], None);
+        assert_eq!(decode_orders_page(status, &body).unwrap().next, None, "the last page");
+    }
+
+    #[test]
+    fn bad_money_instants_and_ids_are_refused_naming_the_order() {
+        let (_, body) = encode_orders_page_reply(&[order(7)], None);
+        let broken = |path: &str, v: Value| {
+            let mut b = body.clone();
+            *b.pointer_mut(path).unwrap() = v;
+            match decode_orders_page(200, &b) {
+                Err(ShopError::Malformed(m)) => m,
+                other => panic!("{path}: {other:?}"),
+            }
+        };
+        let m = broken("/data/orders/nodes/0/totalPriceSet/shopMoney/amount", json!("80.001"));
+        assert!(m.contains("gid://shopify/Order/7") && m.contains("totalPriceSet"), "{m}");
+        let m = broken("/data/orders/nodes/0/totalRefundedSet/shopMoney/amount", json!("80.01"));
+        assert!(m.contains("refunded of a total"), "more refunded than paid: {m}");
+        let m = broken("/data/orders/nodes/0/totalRefundedSet/shopMoney/currencyCode", json!("USD"));
+        assert!(m.contains("refunded of a total"), "another currency: {m}");
+        let m = broken("/data/orders/nodes/0/updatedAt", json!("yesterday"));
+        assert!(m.contains("updatedAt"), "{m}");
+        let m = broken("/data/orders/nodes/0/id", json!(""));
+        assert!(m.contains("nodes.0.id"), "{m}");
+        let m = broken("/data/orders/pageInfo/hasNextPage", json!(true));
+        assert!(m.contains("without a cursor"), "{m}");
+    }
+
+    #[test]
+    fn throttling_is_an_error_not_an_empty_page() {
+        let throttled = json!({ "errors": [{ "message": "Throttled", "extensions": { "code": "THROTTLED" } }],
+            "extensions": { "cost": { "requestedQueryCost": 502, "throttleStatus": {
+                "maximumAvailable": 2000.0, "currentlyAvailable": 10.0, "restoreRate": 100.0 } } } });
+        assert!(matches!(decode_orders_page(200, &throttled), Err(ShopError::Throttled { .. })));
+    }
+
+    #[test]
+    fn the_card_is_the_successful_payments_as_the_desk_writes_it() {
+        let o = json!({ "transactions": [
+            { "kind": "SALE", "status": "FAILURE", "paymentDetails": { "bin": "555555", "number": "•••• 1111",
+              "expirationMonth": 1, "expirationYear": 2030 } },
+            { "kind": "SALE", "status": "SUCCESS", "paymentDetails": { "bin": "424242", "number": "•••• •••• •••• 4242",
+              "expirationMonth": 7, "expirationYear": 2029 } }] });
+        assert_eq!(card_of(&o), "424242-4242-07/29");
+        assert_eq!(
+            card_of(&json!({ "transactions": [{ "kind": "SALE", "status": "SUCCESS", "paymentDetails": {} }] })),
+            ""
+        );
+        assert_eq!(card_of(&json!({})), "", "no payment, no card");
+    }
+}
