@@ -102,7 +102,10 @@ pub fn card_of(o: &Value) -> String {
         })
         .find_map(|t| {
             let d = t.get("paymentDetails")?;
-            let bin = d.get("bin").and_then(Value::as_str).filter(|b| b.len() >= 6)?;
+            let bin = d
+                .get("bin")
+                .and_then(Value::as_str)
+                .filter(|b| b.len() >= 6 && b.bytes().all(|c| c.is_ascii_digit()))?;
             let digits: String =
                 d.get("number").and_then(Value::as_str)?.chars().filter(char::is_ascii_digit).collect();
             let last4 = digits.get(digits.len().checked_sub(4)?..)?;
@@ -324,5 +327,8 @@ mod tests {
             ""
         );
         assert_eq!(card_of(&json!({})), "", "no payment, no card");
+        let odd = json!({ "transactions": [{ "kind": "SALE", "status": "SUCCESS", "paymentDetails": {
+            "bin": "aééééé", "number": "4242", "expirationMonth": 7, "expirationYear": 2029 } }] });
+        assert_eq!(card_of(&odd), "", "a BIN that is not digits is no card (and no panic)");
     }
 }
