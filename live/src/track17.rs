@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use dlft_core::sense::wire::track17::{
-    self, Item, REQUESTS_PER_SECOND, Registered, Rejection, Track17Error, Tracked, valid_number,
-};
+use dlft_core::sense::shipments;
+use dlft_core::sense::wire::track17::{Item, REQUESTS_PER_SECOND, Registered, Track17Error, Tracked};
 
 use crate::meta::Secret;
 
@@ -80,70 +79,38 @@ impl Track17 {
         }
     }
 
-    /// Numbers that are not tracking numbers are refused here; the rest go
-    /// in batches of at most 40.
-    fn split(items: &[Item]) -> (Vec<Item>, Vec<(String, Rejection)>) {
-        let (good, bad): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| valid_number(&i.number));
-        (
-            good.into_iter().cloned().collect(),
-            bad.into_iter().map(|i| (i.number.clone(), Rejection::NotANumber)).collect(),
-        )
-    }
-
     /// Registers `items` for tracking (a number registered before counts
-    /// as registered).
+    /// as registered; one that is not a tracking number is refused unsent).
     pub async fn register(&self, items: &[Item]) -> Result<Registered, Track17Error> {
-        self.each("register", items).await
+        shipments::each(self, "register", items).await
     }
 
     /// Stops tracking `items` (what a delivered or expired parcel needs no more).
     pub async fn stop(&self, items: &[Item]) -> Result<Registered, Track17Error> {
-        self.each("stoptrack", items).await
-    }
-
-    async fn each(&self, op: &str, items: &[Item]) -> Result<Registered, Track17Error> {
-        let (good, bad) = Track17::split(items);
-        let mut out = Registered { accepted: Vec::new(), rejected: bad };
-        for body in track17::batches(&good) {
-            let (status, reply) = self.post(op, &body).await?;
-            let r = track17::decode_register(status, &reply)?;
-            out.accepted.extend(r.accepted);
-            out.rejected.extend(r.rejected);
-        }
-        Ok(out)
+        shipments::each(self, "stoptrack", items).await
     }
 
     /// The latest status of each of `items`.
     pub async fn track(&self, items: &[Item]) -> Result<Tracked, Track17Error> {
-        let (good, mut rejected) = Track17::split(items);
-        let mut shipments = Vec::new();
-        for body in track17::batches(&good) {
-            let (status, reply) = self.post("gettrackinfo", &body).await?;
-            let (s, r) = track17::decode_trackinfo(status, &reply)?;
-            shipments.extend(s);
-            rejected.extend(r);
-        }
-        Ok((shipments, rejected))
+        shipments::read(self, items).await
     }
 }
 
-fn items(numbers: &[String]) -> Vec<Item> {
-    numbers.iter().map(|n| Item { number: n.clone(), carrier: None }).collect()
+impl shipments::Track17Post for Track17 {
+    async fn post(&self, op: &str, body: Value) -> Result<(u16, Value), Track17Error> {
+        Track17::post(self, op, &body).await
+    }
 }
 
-/// The shipments sensor: register, then read what was registered (a
-/// number refused at registration is reported refused, never read).
-impl dlft_core::sense::shipments::Shipments for Track17 {
+/// The shipments sensor over 17TRACK's HTTP API.
+impl shipments::Shipments for Track17 {
     fn tracks(&self) -> bool {
         true
     }
     async fn track(&self, numbers: &[String]) -> Result<Tracked, Track17Error> {
-        let registered = self.register(&items(numbers)).await?;
-        let (shipments, mut refused) = Track17::track(self, &items(&registered.accepted)).await?;
-        refused.extend(registered.rejected);
-        Ok((shipments, refused))
+        shipments::register_and_read(self, numbers).await
     }
     async fn stop(&self, numbers: &[String]) -> Result<(), Track17Error> {
-        Track17::stop(self, &items(numbers)).await.map(|_| ())
+        shipments::stop_all(self, numbers).await
     }
 }

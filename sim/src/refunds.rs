@@ -23,9 +23,8 @@ use dlft_core::money::{Currency, Money};
 use dlft_core::sense::claims::{
     Claim, ClaimRecord, ClaimsSource, Customer, Dispute, DisputeStatus, Settlement, SourceError, Tracking,
 };
-use dlft_core::sense::shipments::{Shipments, Track17Error, Tracked};
+use dlft_core::sense::shipments::{Shipments, Track17Error, Track17Post, Tracked, register_and_read, stop_all};
 use dlft_core::sense::shop::{RefundRequest, Shop, ShopError, ShopOrder, ShopRefund};
-use dlft_core::sense::wire::track17::{Item, Registered, batches, decode_register, decode_trackinfo};
 use dlft_core::time::{Clock, Millis, Timestamp};
 use serde_json::json;
 
@@ -500,9 +499,9 @@ impl<W: Wire> Shop for SimBank<W> {
     }
 }
 
-impl<W: Wire> SimBank<W> {
-    /// One 17TRACK request: its HTTP status and body, or why none came.
-    async fn track17(&self, op: &str, body: serde_json::Value) -> Result<(u16, serde_json::Value), Track17Error> {
+/// The world's 17TRACK over the sim's wire, behind the shop's faults.
+impl<W: Wire> Track17Post for SimBank<W> {
+    async fn post(&self, op: &str, body: serde_json::Value) -> Result<(u16, serde_json::Value), Track17Error> {
         let req = ShopRequest::Track17 { brand: self.brand.clone(), call: op.into(), body };
         match self.shop_call(req).await {
             Ok(ShopReply::Track17 { http, body }) => Ok((http, body)),
@@ -511,44 +510,19 @@ impl<W: Wire> SimBank<W> {
             Err(e) => Err(Track17Error::Unavailable(e.to_string())),
         }
     }
-
-    /// Registers or stops `numbers`, batch by batch, as the live adapter does.
-    async fn track17_each(&self, op: &str, numbers: &[String]) -> Result<Registered, Track17Error> {
-        let mut out = Registered::default();
-        for body in batches(&items(numbers)) {
-            let (http, reply) = self.track17(op, body).await?;
-            let r = decode_register(http, &reply)?;
-            out.accepted.extend(r.accepted);
-            out.rejected.extend(r.rejected);
-        }
-        Ok(out)
-    }
-}
-
-fn items(numbers: &[String]) -> Vec<Item> {
-    numbers.iter().map(|n| Item { number: n.clone(), carrier: None }).collect()
 }
 
 /// The brand's parcel tracker, when the scenario gives it one: the world's
-/// 17TRACK, spoken to in its wire shapes and decoded by the live decoders.
+/// 17TRACK, driven as the live adapter drives it.
 impl<W: Wire> Shipments for SimBank<W> {
     fn tracks(&self) -> bool {
         self.tracker
     }
     async fn track(&self, numbers: &[String]) -> Result<Tracked, Track17Error> {
-        let registered = self.track17_each("register", numbers).await?;
-        let mut refused = registered.rejected;
-        let mut shipments = Vec::new();
-        for body in batches(&items(&registered.accepted)) {
-            let (http, reply) = self.track17("gettrackinfo", body).await?;
-            let (s, r) = decode_trackinfo(http, &reply)?;
-            shipments.extend(s);
-            refused.extend(r);
-        }
-        Ok((shipments, refused))
+        register_and_read(self, numbers).await
     }
     async fn stop(&self, numbers: &[String]) -> Result<(), Track17Error> {
-        self.track17_each("stoptrack", numbers).await.map(|_| ())
+        stop_all(self, numbers).await
     }
 }
 

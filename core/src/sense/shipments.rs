@@ -12,8 +12,70 @@
 
 use std::future::Future;
 
+use serde_json::Value;
+
 use crate::sense::claims::Tracking;
+use crate::sense::wire::track17::{self, Item, Registered, valid_number};
 pub use crate::sense::wire::track17::{Rejection, Shipment, Track17Error, TrackStatus, Tracked};
+
+/// Where a tracker's requests go: the live adapter's HTTP, or the sim's
+/// wire. One request to `op` (`register`, `gettrackinfo`, `stoptrack`)
+/// with `body`: its HTTP status and JSON body, or why none came.
+pub trait Track17Post: Sync {
+    fn post(&self, op: &str, body: Value) -> impl Future<Output = Result<(u16, Value), Track17Error>> + Send;
+}
+
+/// Numbers that are not tracking numbers are refused here, never sent.
+fn split(items: &[Item]) -> (Vec<Item>, Vec<(String, Rejection)>) {
+    let (good, bad): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| valid_number(&i.number));
+    (good.into_iter().cloned().collect(), bad.into_iter().map(|i| (i.number.clone(), Rejection::NotANumber)).collect())
+}
+
+/// `op` (`register` or `stoptrack`) for `items`, at most 40 a request (a
+/// number registered before counts as registered).
+pub async fn each<P: Track17Post>(p: &P, op: &str, items: &[Item]) -> Result<Registered, Track17Error> {
+    let (good, bad) = split(items);
+    let mut out = Registered { accepted: Vec::new(), rejected: bad };
+    for body in track17::batches(&good) {
+        let (status, reply) = p.post(op, body).await?;
+        let r = track17::decode_register(status, &reply)?;
+        out.accepted.extend(r.accepted);
+        out.rejected.extend(r.rejected);
+    }
+    Ok(out)
+}
+
+/// The latest status of each of `items`, at most 40 a request.
+pub async fn read<P: Track17Post>(p: &P, items: &[Item]) -> Result<Tracked, Track17Error> {
+    let (good, mut rejected) = split(items);
+    let mut shipments = Vec::new();
+    for body in track17::batches(&good) {
+        let (status, reply) = p.post("gettrackinfo", body).await?;
+        let (s, r) = track17::decode_trackinfo(status, &reply)?;
+        shipments.extend(s);
+        rejected.extend(r);
+    }
+    Ok((shipments, rejected))
+}
+
+fn items(numbers: &[String]) -> Vec<Item> {
+    numbers.iter().map(|n| Item { number: n.clone(), carrier: None }).collect()
+}
+
+/// [`Shipments::track`] over any wire: register `numbers`, then read what
+/// was registered (a number refused at registration is reported refused,
+/// never read).
+pub async fn register_and_read<P: Track17Post>(p: &P, numbers: &[String]) -> Result<Tracked, Track17Error> {
+    let registered = each(p, "register", &items(numbers)).await?;
+    let (shipments, mut refused) = read(p, &items(&registered.accepted)).await?;
+    refused.extend(registered.rejected);
+    Ok((shipments, refused))
+}
+
+/// [`Shipments::stop`] over any wire.
+pub async fn stop_all<P: Track17Post>(p: &P, numbers: &[String]) -> Result<(), Track17Error> {
+    each(p, "stoptrack", &items(numbers)).await.map(|_| ())
+}
 
 /// A brand's parcel tracker. The provided methods are a brand without one:
 /// nothing is tracked, and the claims desk's tracking stands.
