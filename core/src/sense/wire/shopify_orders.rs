@@ -43,12 +43,12 @@ pageInfo { hasNextPage endCursor } } }";
 /// a boundary order is read twice rather than missed), after `after`,
 /// `first` of them (clamped to 1..=250).
 pub fn encode_orders_page(since: Timestamp, after: Option<&str>, first: u32) -> Value {
-    let second = iso_of(Timestamp(since.0 / 1000 * 1000));
-    let second = second.split('.').next().unwrap_or_default().trim_end_matches('Z');
+    let ms = i64::try_from(since.0).unwrap_or(i64::MAX).min(jiff::Timestamp::MAX.as_millisecond());
+    let second = jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
     json!({ "query": ORDERS_PAGE, "variables": {
         "first": first.clamp(1, ORDERS_PAGE_MAX),
         "after": after,
-        "q": format!("updated_at:>='{second}Z'"),
+        "q": format!("updated_at:>='{}'", second.unwrap_or_default()),
     } })
 }
 
