@@ -146,9 +146,9 @@ enum Rec<'a> {
     Dispute(&'a Dispute),
 }
 
-/// Customers' keys already hashed under one secret: the keyed hashes are
-/// most of what a graph costs, and a replay builds one graph per instant
-/// from mostly the same customers.
+/// Customers' keys already hashed under one secret (four HMACs each): a
+/// replay builds one graph per instant from mostly the same customers, and
+/// needs each customer hashed once.
 #[derive(Default)]
 pub struct KeyCache {
     secret: Vec<u8>,
