@@ -40,7 +40,11 @@
 //! - `POST /shopify/_dispute`: a chargeback on one of its orders, now
 //!   (read through `shopifyPaymentsAccount.disputes`);
 //! - a customer's latest order by email (`orders(query: "email:…")`): the
-//!   orders of the support inbox's customers (`src/sandbox_support.rs`).
+//!   orders of the support inbox's customers (`src/sandbox_support.rs`);
+//! - the mirror's orders page (`orders(query: "updated_at:>='…'", sortKey:
+//!   UPDATED_AT)`): the shop's orders, placed when the sandbox started by
+//!   `buyer{n}@shop.example`, each changed again when a refund is made or
+//!   settles; the cost is the query's requested cost.
 //!
 //! And the support loop's vendors: AgentMail under `/agentmail`, Anthropic
 //! under `/anthropic`, Gemini under `/gemini` (`src/sandbox_support.rs`).
@@ -483,6 +487,7 @@ async fn shopify_graphql(
         Asked::OrderRefunds { .. } | Asked::Order { .. } => 3.0,
         Asked::Disputes { .. } => f64::from(dlft_core::sense::wire::shopify::DISPUTES_PAGE) + 2.0,
         Asked::CustomerOrder { .. } => 5.0,
+        Asked::OrdersPage { first, .. } => f64::from(dlft_core::sense::wire::shopify_orders::orders_page_cost(first)),
     };
     let status = {
         let mut b = sb.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -498,6 +503,7 @@ async fn shopify_graphql(
             throttled,
         )
     };
+    let mut actual = cost;
     let (code, mut reply) = if status.1 {
         (200, error_body("THROTTLED", "Throttled"))
     } else {
@@ -526,10 +532,31 @@ async fn shopify_graphql(
             Asked::CustomerOrder { email } => {
                 dlft_core::sense::wire::shopify::encode_customer_order_reply(sb.support.customer_order(&email).as_ref())
             }
+            // The mirror's read: the shop's own orders (its search is current).
+            Asked::OrdersPage { since, after, first } => {
+                match shop_lock(&sb.shop).orders_page(None, since, after.as_deref(), first, now) {
+                    Ok((orders, next)) => {
+                        use dlft_core::sense::wire::shopify_orders::{
+                            encode_orders_page_reply, orders_page_actual_cost,
+                        };
+                        // Shopify holds the requested cost and refunds what the
+                        // query did not use.
+                        actual = f64::from(orders_page_actual_cost(&orders));
+                        encode_orders_page_reply(&orders, next.as_deref())
+                    }
+                    Err(e) => (200, error_body("BAD_REQUEST", &e.to_string())),
+                }
+            }
         }
     };
+    let mut status = status.0;
+    if actual < cost {
+        let mut b = sb.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        b.0 = (b.0 + cost - actual).min(BUCKET_MAX);
+        status.currently_available = b.0;
+    }
     if let Some(obj) = reply.as_object_mut() {
-        obj.insert("extensions".into(), cost_extension(cost, &status.0));
+        obj.insert("extensions".into(), cost_extension(cost, actual, &status));
     }
     json_reply(code, reply)
 }
@@ -614,7 +641,11 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
         rng: Arc::new(Mutex::new(rng_for(seed, stream::PLATFORM))),
         expired: Arc::default(),
         issued: Arc::default(),
-        shop: Arc::new(Mutex::new(ShopWorld::new(ShopConfig::default(), rng_for(seed, stream::SHOP)))),
+        shop: Arc::new(Mutex::new({
+            let mut shop = ShopWorld::new(ShopConfig::default(), rng_for(seed, stream::SHOP));
+            shop.placed_at(start);
+            shop
+        })),
         bucket: Arc::new(Mutex::new((BUCKET_MAX, start))),
     };
     let app = Router::new()

@@ -26,6 +26,18 @@ high_cap_cents = 1000
 every_s = 1
 "#;
 
+/// The orders the run's shop mirror holds (the embedded store in `dir`).
+fn mirrored(dir: &std::path::Path) -> Vec<dlft_core::estimate::identity::OrderRecord> {
+    use dlft_core::store::Store;
+    let url = format!("sqlite://{}", dir.join("dlft.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let store = dlft_live::store::open_sqlite(&url, &Default::default()).await.unwrap();
+        let rows = store.state(&Default::default(), dlft_core::jobs::mirror::ORDERS_SCOPE).await.unwrap();
+        rows.into_iter().map(|(_, body)| serde_json::from_str(&body).unwrap()).collect()
+    })
+}
+
 fn truth(addr: &str) -> Value {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async { reqwest::get(format!("http://{addr}/shopify/_truth")).await.unwrap().json().await.unwrap() })
@@ -113,6 +125,16 @@ fn a_claim_in_the_folder_is_refunded_once_through_the_sandbox() {
     );
     let note = std::fs::read_to_string(claims.join("rejected/t-2.json.error.txt")).unwrap();
     assert!(note.contains("field `claimed`"), "{note}");
+    // The shop mirror read every order of the store, its buyer hashed, and
+    // the refund once it settled.
+    let rows = mirrored(dir.path());
+    assert_eq!(rows.len(), after["orders"].as_array().unwrap().len(), "every order mirrored: {rows:?}");
+    let row = rows.iter().find(|r| r.order_id == id).expect("the refunded order");
+    assert_eq!((row.store.as_str(), row.refunded.minor), ("brand-shop", claimed), "{row:?}");
+    let keys = dlft_core::estimate::identity::IdentityKeys::of(b"a long random key", &dlft_sim::shop::buyer(1));
+    assert_eq!(rows.iter().find(|r| r.order_id == "gid://shopify/Order/1001").map(|r| &r.keys), Some(&keys));
+    assert!(!serde_json::to_string(&rows).unwrap().contains("shop.example"), "no raw email kept");
+    assert!(!log.contains("THROTTLED"), "the mirror paced under the bucket: {log}");
     // The ledger posted it against the brand's refund cap.
     let out =
         common::dlft(&["budgets", "--store", &format!("sqlite://{}", dir.path().join("dlft.db").display()), "--json"]);

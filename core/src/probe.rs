@@ -196,6 +196,10 @@ pub enum Sabotage {
     /// Judge claims on the desk's word for the tracking, never asking the
     /// brand's tracker.
     IgnoreTracker,
+    /// Start the shop mirror's next pass at our clock's now, not at the
+    /// newest change the shop showed (a change the pass read too early is
+    /// never read again).
+    MirrorClockBound,
     /// Never escalate a kill whose ad's own pause does not take effect.
     NoEscalation,
     /// Never resume an ad set or campaign paused by escalation.

@@ -260,6 +260,25 @@ impl dlft_core::sense::shop::Shop for LiveBank {
             None => Ok(None),
         }
     }
+    /// The refunds' store, mirrored by the refund job.
+    fn stores(&self) -> Vec<String> {
+        match (&self.shop, &self.claims) {
+            (Some(_), Some(_)) => vec![self.store.clone()],
+            _ => Vec::new(),
+        }
+    }
+    async fn orders_page(
+        &self,
+        _store: &str,
+        since: dlft_core::time::Timestamp,
+        after: Option<&str>,
+        first: u32,
+    ) -> Result<dlft_core::sense::shop::OrdersPage, dlft_core::sense::shop::ShopError> {
+        match &self.shop {
+            Some(s) => s.orders_page(&self.store, since, after, first).await,
+            None => Ok(Default::default()),
+        }
+    }
 }
 
 /// The brand's claims folder (a brand without one has no claims) and its

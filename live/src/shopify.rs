@@ -1,5 +1,6 @@
 //! The Shopify Admin GraphQL adapter (reqwest) for refunds: `refundCreate`
-//! under `@idempotent(key:)` and an order's refunds for the read-back. Wire
+//! under `@idempotent(key:)` and an order's refunds for the read-back; and
+//! the mirror's orders pages (`jobs::mirror`). Wire
 //! shapes, exact money and error classes live in core
 //! (`dlft_core::sense::wire::shopify`); this file moves bytes, maps
 //! transport failures onto [`ShopError`] (a timeout or a reply cut off may
@@ -151,6 +152,20 @@ impl Shop for ShopifyShop {
     async fn customer_order(&self, email: &str) -> Result<Option<dlft_core::sense::shop::CustomerOrder>, ShopError> {
         let (status, reply) = self.post(&shopify::encode_customer_order(email), QUERY_COST + 2.0).await?;
         shopify::decode_customer_order(status, &reply)
+    }
+
+    /// The mirror's page, paced by its requested cost.
+    async fn orders_page(
+        &self,
+        _store: &str,
+        since: dlft_core::time::Timestamp,
+        after: Option<&str>,
+        first: u32,
+    ) -> Result<dlft_core::sense::shop::OrdersPage, ShopError> {
+        use dlft_core::sense::wire::shopify_orders::{decode_orders_page, encode_orders_page, orders_page_cost};
+        let (status, reply) =
+            self.post(&encode_orders_page(since, after, first), f64::from(orders_page_cost(first))).await?;
+        decode_orders_page(status, &reply)
     }
 }
 

@@ -684,6 +684,12 @@ pub struct ShopTruth {
     pub review_every: Millis,
     pub caps: dlft_core::envelope::refund::TierCaps,
     pub budgets: Option<Budgets>,
+    /// With a shop mirror: every store's orders as the shop shows them at
+    /// the end, and the instant up to which the mirror must hold them
+    /// (three reviews, the search's lag and a settlement before the end).
+    pub mirror: Option<(Vec<(BrandId, String, dlft_core::sense::shop::MirroredOrder)>, Timestamp)>,
+    /// The identity graph's key (the mirror hashes customers with it).
+    pub identity_key: String,
 }
 
 impl ShopTruth {
@@ -695,7 +701,26 @@ impl ShopTruth {
             review_every: Millis::from_secs(h.cfg.review_every_s),
             caps: crate::refunds::refund_config(&h.cfg, dlft_core::money::Currency::EUR).caps,
             budgets: None,
+            mirror: None,
+            identity_key: crate::refunds::refund_config(&h.cfg, dlft_core::money::Currency::EUR).identity_key,
         };
+        if h.cfg.mirror {
+            let orders = h
+                .brands
+                .iter()
+                .flat_map(|(brand, b)| {
+                    (0..h.cfg.stores.max(1)).flat_map(move |i| {
+                        let store = crate::refunds::store_name(brand, i);
+                        b.shop
+                            .shown_orders(Some(&store), end)
+                            .into_iter()
+                            .map(move |o| (brand.clone(), store.clone(), o))
+                    })
+                })
+                .collect();
+            let lag = 3 * h.cfg.review_every_s * 1000 + h.cfg.search_lag_ms + h.cfg.settle_ms;
+            t.mirror = Some((orders, Timestamp(end.0.saturating_sub(lag))));
+        }
         for (brand, b) in &h.brands {
             for r in b.shop.refunds() {
                 t.refunds.push((brand.clone(), r.clone(), b.shop.status(r, end)));
@@ -745,6 +770,64 @@ impl ShopTruth {
                 _ => false,
             })
             .count() as u32
+    }
+}
+
+/// `mirror_complete`: the shop mirror holds every order each store showed
+/// unchanged since `until`, as the store shows it (total, what was
+/// refunded, its parcels, its customer's keys), and nothing the stores do
+/// not hold.
+fn check_mirror(
+    input: &CheckInput<'_>,
+    orders: &[(BrandId, String, dlft_core::sense::shop::MirroredOrder)],
+    until: Timestamp,
+    secret: &[u8],
+    v: &mut Verdict,
+) {
+    use dlft_core::estimate::identity::{IdentityKeys, OrderRecord};
+    let mirrored: BTreeMap<(BrandId, String, String), OrderRecord> = input
+        .store
+        .state
+        .iter()
+        .filter(|(_, scope, _, _)| scope == dlft_core::jobs::mirror::ORDERS_SCOPE)
+        .filter_map(|(brand, _, key, body)| match serde_json::from_str::<OrderRecord>(body) {
+            Ok(r) => Some(((brand.clone(), r.store.clone(), r.order_id.clone()), r)),
+            Err(e) => {
+                v.flag(input.seed, "mirror_complete", format!("brand {brand}: row {key} does not read: {e}"));
+                None
+            }
+        })
+        .collect();
+    let world: BTreeMap<(BrandId, String, String), &dlft_core::sense::shop::MirroredOrder> =
+        orders.iter().map(|(b, s, o)| ((b.clone(), s.clone(), o.id.clone()), o)).collect();
+    for (k, o) in world.iter().filter(|(_, o)| o.updated_at <= until) {
+        let Some(r) = mirrored.get(k) else {
+            v.flag(
+                input.seed,
+                "mirror_complete",
+                format!("brand {} store {}: order {} never mirrored", k.0, k.1, o.id),
+            );
+            continue;
+        };
+        let keys = IdentityKeys::of(secret, &o.customer);
+        if r.total != o.total || r.refunded != o.refunded || r.tracking_numbers != o.tracking_numbers || r.keys != keys
+        {
+            v.flag(
+                input.seed,
+                "mirror_complete",
+                format!(
+                    "brand {} store {}: order {} mirrored as {} refunded of {}, the shop shows {} of {} (since {})",
+                    k.0, k.1, o.id, r.refunded, r.total, o.refunded, o.total, o.updated_at
+                ),
+            );
+        }
+    }
+    for k in mirrored.keys().filter(|k| !world.contains_key(*k)) {
+        v.flag(
+            input.seed,
+            "mirror_complete",
+            format!("brand {} store {}: order {} is no order of the shop", k.0, k.1, k.2),
+        );
     }
 }
 
@@ -853,6 +936,9 @@ fn check_refunds(input: &CheckInput<'_>, shop: &ShopTruth, v: &mut Verdict) {
     }
     for (id, n) in per_claim.into_iter().filter(|(_, n)| *n > 1) {
         v.flag(seed, "refund_once", format!("claim {id}: {n} refunds"));
+    }
+    if let Some((orders, until)) = &shop.mirror {
+        check_mirror(input, orders, *until, shop.identity_key.as_bytes(), v);
     }
     for (marker, i) in &intents {
         if i.phase != IntentPhase::Committed {

@@ -391,6 +391,8 @@ impl Conductor {
             parcels_tracked: lock(&self.shared.platform).shop.as_ref().map_or(0, |h| {
                 h.brands.values().filter_map(|b| b.parcels.as_ref()).map(|p| p.reads).sum::<u64>() as u32
             }),
+            orders_mirrored: snapshot.state.iter().filter(|r| r.1 == dlft_core::jobs::mirror::ORDERS_SCOPE).count()
+                as u32,
             ring_refunds_before_caught: shop.as_ref().map_or(0, |s| s.ring_refunds_before_caught(&snapshot)),
             messages: support.as_ref().map_or(0, |s| s.inbound.iter().filter(|m| m.2 <= end).count() as u32),
             replies: replies(&snapshot, false),

@@ -329,7 +329,8 @@ pub fn run_event(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) 
                     ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: probe.clone(), worker: i },
-                    bank: crate::payouts::SimBank::with_tracker(wire.clone(), Default::default(), scn.has_tracker()),
+                    bank: crate::payouts::SimBank::with_tracker(wire.clone(), Default::default(), scn.has_tracker())
+                        .mirroring(scn.mirrored(&Default::default())),
                 },
                 cfg: scn.worker_config_for(i, opts.sabotage),
                 loop_cfg: loop_cfg.clone(),

@@ -911,7 +911,8 @@ pub fn tenants<W: Wire>(
             if let Some(p) = loop_cfg.payouts.as_mut() {
                 p.from_account = crate::payouts::from_account(&brand);
             }
-            let bank = SimBank::with_tracker(wire.clone(), brand.clone(), scn.has_tracker());
+            let bank =
+                SimBank::with_tracker(wire.clone(), brand.clone(), scn.has_tracker()).mirroring(scn.mirrored(&brand));
             (brand, dlft_core::worker::Tenant { ads, loop_cfg, bank })
         })
         .collect()

@@ -126,6 +126,9 @@ fn paid(o: &CustomerOrder) -> Order {
         payment_id: format!("gid://shopify/OrderTransaction/S{}", o.id),
         gateway: "shopify_payments".into(),
         tracking: Vec::new(),
+        store: String::new(),
+        created_at: Timestamp(0),
+        customer: None,
     }
 }
 

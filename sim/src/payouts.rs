@@ -432,6 +432,8 @@ pub struct SimBank<W> {
     pub account: String,
     /// Whether the brand has a parcel tracker (the scenario's `[shop] tracker`).
     pub tracker: bool,
+    /// The stores its shop mirror reads (the scenario's `[shop] mirror`).
+    pub stores: Vec<String>,
 }
 
 fn bank_error(e: RpcError) -> BankError {
@@ -450,7 +452,14 @@ impl<W: Wire> SimBank<W> {
     /// `brand`'s bank, payables, shop, desk and (with `tracker`) parcel tracker over `wire`.
     pub fn with_tracker(wire: W, brand: BrandId, tracker: bool) -> SimBank<W> {
         let account = from_account(&brand);
-        SimBank { wire, brand, account, tracker }
+        SimBank { wire, brand, account, tracker, stores: Vec::new() }
+    }
+
+    /// The same, with a shop mirror reading `stores`.
+    #[must_use]
+    pub fn mirroring(mut self, stores: Vec<String>) -> SimBank<W> {
+        self.stores = stores;
+        self
     }
 
     async fn call(&self, req: BankRequest) -> Result<BankReply, BankError> {

@@ -171,6 +171,9 @@ impl BrandShop {
                 payment_id: format!("gid://shopify/OrderTransaction/{}", 500_000 * (u64::from(store_i) + 1) + order_n),
                 gateway: "shopify_payments".into(),
                 tracking: Vec::new(),
+                store: store.clone(),
+                created_at: Timestamp(0),
+                customer: Some(people[person].customer.clone()),
             };
             let (claim, tracking) = match kind {
                 Kind::Honest => {
@@ -194,6 +197,8 @@ impl BrandShop {
                 _ => rng.random_range(2..20),
             };
             let opened_at = start + Millis(at);
+            // Placed the day before it shipped (no draw).
+            order.created_at = Timestamp(opened_at.0.saturating_sub((u64::from(days_since_shipped) + 1) * DAY));
             // With a tracker, the order ships as a parcel whose fate is the
             // truth, and the desk takes the customer's word: an abuser says
             // "lost" of a parcel delivered. (No draws: the seed's streams
@@ -339,6 +344,13 @@ pub enum ShopRequest {
         call: String,
         body: serde_json::Value,
     },
+    /// A GraphQL request to one of the brand's stores, as the live adapter
+    /// sends it (the mirror's orders page).
+    Graphql {
+        brand: BrandId,
+        store: String,
+        body: serde_json::Value,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -352,6 +364,11 @@ pub enum ShopReply {
     Disputes(Vec<Dispute>),
     /// 17TRACK's reply, as it would send it.
     Track17 {
+        http: u16,
+        body: serde_json::Value,
+    },
+    /// Shopify's GraphQL reply, as it would send it.
+    Graphql {
         http: u16,
         body: serde_json::Value,
     },
@@ -383,8 +400,10 @@ fn apply(h: &mut ShopHost, req: &ShopRequest, now: Timestamp) -> ShopResponse {
         | ShopRequest::Claims { brand }
         | ShopRequest::SettleClaim { brand, .. }
         | ShopRequest::Disputes { brand }
-        | ShopRequest::Track17 { brand, .. } => brand,
+        | ShopRequest::Track17 { brand, .. }
+        | ShopRequest::Graphql { brand, .. } => brand,
     };
+    let search_lag = Millis(h.cfg.search_lag_ms);
     let Some(b) = h.brands.get_mut(brand) else {
         return Err(ShopError::Unauthorized(format!("no shop of brand {brand}")));
     };
@@ -403,6 +422,22 @@ fn apply(h: &mut ShopHost, req: &ShopRequest, now: Timestamp) -> ShopResponse {
                 None => (401, json!({"code": 401, "message": "no 17TRACK key for this brand"})),
             };
             Ok(ShopReply::Track17 { http, body })
+        }
+        ShopRequest::Graphql { store, body, .. } => {
+            use dlft_core::sense::wire::shopify::{Asked, decode_request, error_body};
+            use dlft_core::sense::wire::shopify_orders::encode_orders_page_reply;
+            let (http, body) = match decode_request(body) {
+                Ok(Asked::OrdersPage { since, after, first }) => {
+                    let as_of = Timestamp(now.0.saturating_sub(search_lag.0));
+                    match b.shop.orders_page(Some(store), since, after.as_deref(), first, as_of) {
+                        Ok((orders, next)) => encode_orders_page_reply(&orders, next.as_deref()),
+                        Err(e) => (200, error_body("BAD_REQUEST", &e.to_string())),
+                    }
+                }
+                Ok(other) => (200, error_body("BAD_REQUEST", &format!("not served over this wire: {other:?}"))),
+                Err(e) => (200, error_body("GRAPHQL_VALIDATION_FAILED", &e)),
+            };
+            Ok(ShopReply::Graphql { http, body })
         }
     }
 }
@@ -496,6 +531,25 @@ impl<W: Wire> Shop for SimBank<W> {
     }
     async fn customer_order(&self, email: &str) -> Result<Option<dlft_core::sense::shop::CustomerOrder>, ShopError> {
         self.support_customer_order(email).await
+    }
+    fn stores(&self) -> Vec<String> {
+        self.stores.clone()
+    }
+    /// Sent and read with the live adapter's encoder and decoder.
+    async fn orders_page(
+        &self,
+        store: &str,
+        since: Timestamp,
+        after: Option<&str>,
+        first: u32,
+    ) -> Result<dlft_core::sense::shop::OrdersPage, ShopError> {
+        use dlft_core::sense::wire::shopify_orders::{decode_orders_page, encode_orders_page};
+        let body = encode_orders_page(since, after, first);
+        let req = ShopRequest::Graphql { brand: self.brand.clone(), store: store.into(), body };
+        match self.shop_call(req).await? {
+            ShopReply::Graphql { http, body } => decode_orders_page(http, &body),
+            other => unexpected(other),
+        }
     }
 }
 

@@ -255,6 +255,9 @@ pub struct SeedReport {
     /// Parcel statuses the brands' trackers reported (`[shop] tracker`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub parcels_tracked: u32,
+    /// Orders the brands' shop mirrors hold at the end (`[shop] mirror`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub orders_mirrored: u32,
     /// Ring claims refunded in full before the profile put the ring's
     /// identities above trusted (how fast the ring was caught).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -547,7 +550,8 @@ fn run_turmoil(scn: &Scenario, seed: u64, opts: &RunOptions, plan: FaultPlan) ->
                     ads: SimAds { wire: wire.clone(), account: None },
                     clock,
                     probe: SimProbe { state: worker_probe.clone(), worker: i },
-                    bank: crate::payouts::SimBank::with_tracker(wire.clone(), Default::default(), scn.has_tracker()),
+                    bank: crate::payouts::SimBank::with_tracker(wire.clone(), Default::default(), scn.has_tracker())
+                        .mirroring(scn.mirrored(&Default::default())),
                 },
                 cfg: worker_cfg.clone(),
                 loop_cfg: loop_cfg.clone(),

@@ -515,6 +515,14 @@ pub struct ShopSection {
     /// of a parcel delivered).
     #[serde(default)]
     pub tracker: bool,
+    /// Each brand's loop mirrors its stores' orders (`jobs::mirror`), so
+    /// the identity graph sees every order, not only the claimed ones.
+    #[serde(default)]
+    pub mirror: bool,
+    /// How far the shop's order search lags its writes: the mirror's
+    /// orders query answers as the shop stood this long ago.
+    #[serde(default)]
+    pub search_lag_ms: u64,
 }
 
 fn one() -> u32 {
@@ -884,12 +892,20 @@ impl Scenario {
         self.brands.as_ref().map_or_else(Vec::new, |b| b.ids.clone())
     }
 
-    /// Every brand the run serves (`default` alone without `[brands]`).
+    /// The stores `brand`'s shop mirror reads (`[shop] mirror`; none without).
+    pub fn mirrored(&self, brand: &dlft_core::ids::BrandId) -> Vec<String> {
+        match &self.shop {
+            Some(s) if s.mirror => (0..s.stores.max(1)).map(|i| crate::refunds::store_name(brand, i)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether the brands have a parcel tracker (`[shop] tracker`).
     pub fn has_tracker(&self) -> bool {
         self.shop.as_ref().is_some_and(|s| s.tracker)
     }
 
+    /// Every brand the run serves (`default` alone without `[brands]`).
     pub fn brand_ids(&self) -> Vec<dlft_core::ids::BrandId> {
         match &self.brands {
             Some(b) => b.ids.iter().map(dlft_core::ids::BrandId::new).collect(),

@@ -23,7 +23,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use dlft_core::money::{Currency, Money};
-use dlft_core::sense::shop::{RefundRequest, RefundStatus, ShopError, ShopOrder, ShopRefund};
+use dlft_core::sense::claims::Customer;
+use dlft_core::sense::shop::{MirroredOrder, RefundRequest, RefundStatus, RiskLevel, ShopError, ShopOrder, ShopRefund};
 use dlft_core::time::{Millis, Timestamp};
 
 /// How long Shopify keeps an idempotency key.
@@ -62,6 +63,15 @@ pub struct Order {
     /// Its parcels' tracking numbers.
     #[serde(default)]
     pub tracking: Vec<String>,
+    /// The store it was placed in (the brand's shop may hold several).
+    #[serde(default)]
+    pub store: String,
+    /// When it was placed: the mirror does not see it before.
+    #[serde(default)]
+    pub created_at: Timestamp,
+    /// Who placed it, as the order shows them.
+    #[serde(default)]
+    pub customer: Option<Customer>,
 }
 
 /// A refund the world holds.
@@ -89,6 +99,16 @@ pub struct ShopWorld {
     pub disputes: Vec<dlft_core::sense::claims::Dispute>,
 }
 
+/// The customer of the shop's own order `n` (the sandbox's orders).
+pub fn buyer(n: u32) -> Customer {
+    Customer {
+        email: format!("buyer{n}@shop.example"),
+        phone: format!("+49 30 {:07}", 2_000_000 + n),
+        address: format!("{n} Market Street, Berlin"),
+        card: format!("411111-{:04}-06/30", 2000 + n),
+    }
+}
+
 /// The id of order `n` (1-based).
 pub fn order_id(n: u32) -> String {
     format!("gid://shopify/Order/{}", 1000 + n)
@@ -106,6 +126,9 @@ impl ShopWorld {
                     gateway: "shopify_payments".into(),
                     // Order n ships as parcel n of the parcels' world.
                     tracking: vec![crate::track17::number_of(n)],
+                    store: String::new(),
+                    created_at: Timestamp(0),
+                    customer: Some(buyer(n)),
                 };
                 (order.id.clone(), order)
             })
@@ -231,6 +254,89 @@ impl ShopWorld {
             payment: Some((o.payment_id.clone(), o.gateway.clone())),
             tracking_numbers: o.tracking.clone(),
         })
+    }
+
+    /// Dates every order placed at `at` (the sandbox's orders are placed
+    /// when it starts).
+    pub fn placed_at(&mut self, at: Timestamp) {
+        for o in self.orders.values_mut() {
+            o.created_at = at;
+        }
+    }
+
+    /// When `o` last changed as the shop shows it at `now`: placed, a refund
+    /// made, a refund's transaction settled.
+    fn updated_at(&self, o: &Order, now: Timestamp) -> Timestamp {
+        self.refunds.iter().filter(|r| r.order_id == o.id && r.created_at <= now).fold(o.created_at, |at, r| {
+            let settled = r.created_at + Millis(self.cfg.settle_ms);
+            at.max(if settled <= now { settled } else { r.created_at })
+        })
+    }
+
+    /// Every order of `store` (every store's: `None`) as the shop shows it
+    /// at `now`, placed by then, oldest change first (then by id).
+    pub fn shown_orders(&self, store: Option<&str>, now: Timestamp) -> Vec<MirroredOrder> {
+        let mut out: Vec<MirroredOrder> = self
+            .orders
+            .values()
+            .filter(|o| o.created_at <= now && store.is_none_or(|s| o.store == s))
+            .map(|o| {
+                let refunded: i64 = self
+                    .refunds
+                    .iter()
+                    .filter(|r| {
+                        r.order_id == o.id && r.created_at <= now && self.status(r, now) == RefundStatus::Success
+                    })
+                    .map(|r| r.amount.minor)
+                    .sum();
+                MirroredOrder {
+                    id: o.id.clone(),
+                    created_at: o.created_at,
+                    updated_at: self.updated_at(o, now),
+                    total: o.amount,
+                    refunded: Money::new(refunded, o.amount.currency),
+                    customer: o.customer.clone().unwrap_or_default(),
+                    tracking_numbers: o.tracking.clone(),
+                    risk: RiskLevel::Low,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+        out
+    }
+
+    /// The mirror's read (`orders(query: "updated_at:>='…'", sortKey:
+    /// UPDATED_AT)`) as the search index shows the shop at `as_of` (it
+    /// lags the shop's writes): [`ShopWorld::shown_orders`] updated at or
+    /// after `since`, after the cursor `after`, at most `first`; and the
+    /// next page's cursor, the last order's `{updated_at}/{id}`.
+    pub fn orders_page(
+        &self,
+        store: Option<&str>,
+        since: Timestamp,
+        after: Option<&str>,
+        first: u32,
+        as_of: Timestamp,
+    ) -> Result<(Vec<MirroredOrder>, Option<String>), ShopError> {
+        let after = match after {
+            None => None,
+            Some(c) => {
+                let parsed = c.split_once('/').and_then(|(at, id)| Some((Timestamp(at.parse().ok()?), id.to_string())));
+                Some(parsed.ok_or_else(|| ShopError::Rejected(vec![format!("after: invalid cursor {c:?}")]))?)
+            }
+        };
+        let mut rows: Vec<MirroredOrder> = self
+            .shown_orders(store, as_of)
+            .into_iter()
+            .filter(|o| {
+                o.updated_at >= since && after.as_ref().is_none_or(|(at, id)| (o.updated_at, &o.id) > (*at, id))
+            })
+            .collect();
+        let first = first.clamp(1, dlft_core::sense::wire::shopify_orders::ORDERS_PAGE_MAX) as usize;
+        let more = rows.len() > first;
+        rows.truncate(first);
+        let next = rows.last().filter(|_| more).map(|o| format!("{}/{}", o.updated_at.0, o.id));
+        Ok((rows, next))
     }
 
     /// `order.refunds`.

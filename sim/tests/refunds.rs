@@ -19,6 +19,7 @@ fn the_honest_loop_refunds_and_refuses() {
         assert!(r.claims_refused > 0, "seed {}: no claim refused", r.seed);
         assert!(r.faults.shop_lost_replies > 0, "seed {}: no reply lost after a refund", r.seed);
         assert!(r.parcels_tracked > 0, "seed {}: no parcel read from the tracker", r.seed);
+        assert!(r.orders_mirrored > 0, "seed {}: no order mirrored", r.seed);
     }
 }
 
@@ -34,6 +35,9 @@ const SABOTAGES: &[(Sabotage, &str, &str)] = &[
     (Sabotage::IgnoreChargebacks, "late-chargebacks.toml", "refund_blocked"),
     // The desk's word for the tracking: abusers' "lost" parcels, delivered, refunded.
     (Sabotage::IgnoreTracker, "refund-container-loss.toml", "refund_tracked"),
+    // The mirror's next pass bounded by our clock: changes the lagging
+    // search showed only after a pass ended are never read.
+    (Sabotage::MirrorClockBound, "refund-ring.toml", "mirror_complete"),
     // No reservation: the daily refund cap holds nothing back.
     (Sabotage::SkipReservation, "refund-throttle-storm.toml", "caps_held"),
 ];

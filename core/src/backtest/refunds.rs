@@ -93,7 +93,7 @@ struct Replay<'a> {
 impl Replay<'_> {
     /// The identity graph as of `now`, from the claims so far.
     fn profile(&mut self, now: Timestamp) -> Profile {
-        Profile::build_cached(self.cfg.identity_key.as_bytes(), &self.history, self.disputes, now, &mut self.keys)
+        Profile::build_cached(self.cfg.identity_key.as_bytes(), &self.history, self.disputes, &[], now, &mut self.keys)
     }
 
     /// Judges the claim at `history[at]` at `now` on `profile` (one per

@@ -13,9 +13,16 @@
 //!   share one; instead, the number of *other* identities shipping to one
 //!   of an identity's addresses is a fact of its own (a ring).
 //! - No look-ahead: [`Profile::build`] takes only what was known at `as_of`
-//!   (claims opened and disputes initiated by then; a settlement counts
-//!   from its claim's opening, as the desk shows it), so the backtester can
-//!   replay history through the same code.
+//!   (claims opened, disputes initiated and mirrored orders created by then;
+//!   a settlement counts from its claim's opening, as the desk shows it), so
+//!   the backtester can replay history through the same code. A mirrored
+//!   order's refunded money is as last mirrored (the mirror keeps one row per
+//!   order, not its history).
+//! - Orders: every order the shop mirror read ([`OrderRecord`], keys hashed
+//!   on arrival) joins and counts like a claim's: an identity's orders and
+//!   their value, its addresses, and what the shop refunded on them, outside
+//!   the loop's claims too (a claim's refund and the shop's on one order are
+//!   the same money: the larger counts, once).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,7 +30,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::money::Money;
 use crate::sense::claims::{Claim, ClaimRecord, Customer, Dispute, DisputeStatus, Settlement, Tracking};
+use crate::sense::shop::{MirroredOrder, RiskLevel};
 use crate::time::Timestamp;
 
 use super::risk::IdentityFacts;
@@ -55,6 +64,39 @@ impl IdentityKeys {
         [("email", &self.email), ("phone", &self.phone), ("card", &self.card)]
             .into_iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    }
+}
+
+/// An order as the shop mirror keeps it (`jobs::mirror`): its customer's
+/// keys hashed on arrival, never the raw data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    pub store: String,
+    pub order_id: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub keys: IdentityKeys,
+    pub total: Money,
+    /// What the shop shows refunded, by anyone.
+    pub refunded: Money,
+    pub tracking_numbers: Vec<String>,
+    pub risk: RiskLevel,
+}
+
+impl OrderRecord {
+    /// `order` of `store`, its customer hashed under `secret`.
+    pub fn of(secret: &[u8], store: &str, order: &MirroredOrder) -> OrderRecord {
+        OrderRecord {
+            store: store.to_string(),
+            order_id: order.id.clone(),
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+            keys: IdentityKeys::of(secret, &order.customer),
+            total: order.total,
+            refunded: order.refunded,
+            tracking_numbers: order.tracking_numbers.clone(),
+            risk: order.risk,
+        }
     }
 }
 
@@ -144,6 +186,7 @@ pub struct Profile {
 enum Rec<'a> {
     Claim(&'a ClaimRecord),
     Dispute(&'a Dispute),
+    Order(&'a OrderRecord),
 }
 
 /// Customers' keys already hashed under one secret (four HMACs each): a
@@ -168,14 +211,16 @@ impl KeyCache {
 impl Profile {
     /// The graph of what was known at `as_of`.
     pub fn build(secret: &[u8], claims: &[ClaimRecord], disputes: &[Dispute], as_of: Timestamp) -> Profile {
-        Profile::build_cached(secret, claims, disputes, as_of, &mut KeyCache::default())
+        Profile::build_cached(secret, claims, disputes, &[], as_of, &mut KeyCache::default())
     }
 
-    /// [`Profile::build`], with the customers' keys from (and into) `cache`.
+    /// [`Profile::build`] with the shop mirror's `orders` too, and the
+    /// customers' keys from (and into) `cache`.
     pub fn build_cached(
         secret: &[u8],
         claims: &[ClaimRecord],
         disputes: &[Dispute],
+        orders: &[OrderRecord],
         as_of: Timestamp,
         cache: &mut KeyCache,
     ) -> Profile {
@@ -184,6 +229,7 @@ impl Profile {
             .filter(|c| c.opened_at <= as_of)
             .map(Rec::Claim)
             .chain(disputes.iter().filter(|d| d.initiated_at <= as_of).map(Rec::Dispute))
+            .chain(orders.iter().filter(|o| o.created_at <= as_of).map(Rec::Order))
             .collect();
         let mut memo: BTreeMap<Customer, IdentityKeys> = BTreeMap::new();
         let keys: Vec<IdentityKeys> = recs
@@ -192,6 +238,7 @@ impl Profile {
                 let c = match r {
                     Rec::Claim(c) => &c.customer,
                     Rec::Dispute(d) => &d.customer,
+                    Rec::Order(o) => return o.keys.clone(),
                 };
                 memo.entry(c.clone()).or_insert_with(|| cache.of(secret, c)).clone()
             })
@@ -219,6 +266,10 @@ impl Profile {
         };
         let mut orders: BTreeMap<usize, BTreeMap<(String, String), i64>> = BTreeMap::new();
         let mut seen_disputes: BTreeSet<&str> = BTreeSet::new();
+        // Per order: the claims' refunds (count, minor), and what the shop
+        // shows refunded (identity, minor).
+        let mut claim_refunds: BTreeMap<(&str, &str), (u32, i64)> = BTreeMap::new();
+        let mut shop_refunds: BTreeMap<(&str, &str), (usize, i64)> = BTreeMap::new();
         for (i, (rec, k)) in recs.iter().zip(&keys).enumerate() {
             let root = sets.find(i);
             for (kind, v) in k.joining() {
@@ -235,6 +286,8 @@ impl Profile {
                     if let Some(Settlement::Refunded { amount, .. }) = &c.settled {
                         f.refunds += 1;
                         f.refunded_minor = f.refunded_minor.saturating_add(amount.minor);
+                        let r = claim_refunds.entry((c.store.as_str(), c.order_id.as_str())).or_default();
+                        *r = (r.0 + 1, r.1.saturating_add(amount.minor));
                     }
                     if c.claim == Claim::DidNotArrive && c.tracking_seen() == Tracking::Delivered {
                         f.inr_against_delivered += 1;
@@ -250,6 +303,20 @@ impl Profile {
                         }
                     }
                 }
+                Rec::Order(o) => {
+                    orders.entry(root).or_default().insert((o.store.clone(), o.order_id.clone()), o.total.minor);
+                    if o.refunded.minor > 0 {
+                        shop_refunds.insert((o.store.as_str(), o.order_id.as_str()), (root, o.refunded.minor));
+                    }
+                }
+            }
+        }
+        for (order, (root, minor)) in shop_refunds {
+            let (n, claimed) = claim_refunds.get(&order).copied().unwrap_or_default();
+            let f = p.facts.entry(root).or_default();
+            f.refunded_minor = f.refunded_minor.saturating_add(minor.saturating_sub(claimed).max(0));
+            if n == 0 {
+                f.refunds += 1;
             }
         }
         for (root, o) in orders {

@@ -11,10 +11,13 @@
 //! - [`reroll`]: the hourly bandit re-roll;
 //! - [`payables`]: a brand's payables read, judged and opened as payouts;
 //! - [`refunds`]: a brand's claims reviewed, judged and opened as refunds;
+//! - [`mirror`]: the shop mirror's incremental read of each store's orders
+//!   (run by the refund job, before it judges);
 //! - [`support`]: a brand's inbox read, each new message answered (model →
 //!   gate) and opened as a reply.
 
 pub mod drive;
+pub mod mirror;
 pub mod payables;
 pub mod reconcile;
 pub mod refunds;

@@ -4,14 +4,16 @@
 //! envelope (the ceiling, the original payment, one refund per claim, the
 //! budgets) → refund intents, and the act jobs that drive them.
 //!
-//! One run per slot of the brand's `refunds` schedule. The orders of the
-//! claims it judges are read first, then their parcels from the brand's
+//! One run per slot of the brand's `refunds` schedule. The shop mirror
+//! reads its stores' changed orders first (`jobs::mirror`: a few pages a
+//! run, checkpointed; a shop that fails only stops the mirror). The orders
+//! of the claims it judges are read next, then their parcels from the brand's
 //! tracker (`sense::shipments`, registered and read in one go): where the
 //! tracker knows, a claim is judged against the carrier's word rather than
 //! the desk's, its settlement keeps what the tracker said, and parcels
 //! delivered or expired are stopped. The identity graph
-//! is rebuilt from every claim the desk holds and every dispute, as they
-//! stand now; an identity judged at another tier than its last settled
+//! is rebuilt from every claim the desk holds, every dispute and every
+//! mirrored order, as they stand now; an identity judged at another tier than its last settled
 //! claim recorded gets one event row naming the facts (`TierChanged`).
 //! Each open claim is judged once: an approved refund opens its
 //! intent (reserving its amount against the brand's refund caps in the
@@ -31,7 +33,7 @@ use crate::config::{RefundConfig, Sabotage};
 use crate::decide::{ClaimOutcome, judge_claim};
 use crate::envelope::refund::{RefundJudged, TierCaps, refund_key};
 use crate::envelope::{Decision, DenyReason, Verdict};
-use crate::estimate::identity::Profile;
+use crate::estimate::identity::{KeyCache, Profile};
 use crate::estimate::risk::{RiskTier, TierChange};
 use crate::ids::{AdId, IdempotencyKey};
 use crate::money::Money;
@@ -60,6 +62,13 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
     let brand = attempt.brand.clone();
     let open = ports.store.brand_intents(&brand, &IntentFilter::open()).await?;
     drive::redrive(ports, attempt, open.iter().filter(|i| matches!(i.action, Action::Refund { .. }))).await?;
+    let secret = cfg.identity_key.as_bytes();
+    let mirrored = if ports.bank.stores().is_empty() {
+        Vec::new()
+    } else {
+        super::mirror::mirror(ports, attempt, secret, sabotage).await?;
+        super::mirror::orders(&ports.store, &brand).await?.0
+    };
     let unread = |e: crate::sense::claims::SourceError| JobError::RetryAfter { wait: Millis(0), why: e.to_string() };
     let mut claims = ports.bank.claims().await.map_err(unread)?;
     let disputes = ports.bank.disputes().await.map_err(unread)?;
@@ -108,7 +117,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
         }
     }
     let now = ports.clock.now();
-    let profile = Profile::build(cfg.identity_key.as_bytes(), &claims, &disputes, now);
+    let profile = Profile::build_cached(secret, &claims, &disputes, &mirrored, now, &mut KeyCache::default());
     let budgets = ports.store.budgets().await?.into_iter().find(|(b, _)| b == &brand).map(|(_, b)| b);
     let accounts = ports.store.accounts(Some(&brand)).await?.into_iter().map(|a| (a.key.clone(), a)).collect();
     let mut room = Room { budgets: budgets.unwrap_or_default(), accounts };

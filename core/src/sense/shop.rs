@@ -11,6 +11,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
+use crate::sense::claims::Customer;
 use crate::time::{Millis, Timestamp};
 
 /// A refund to create: money back to the order's original payment.
@@ -144,6 +145,47 @@ pub trait Shop: Send + Sync {
     fn customer_order(&self, _email: &str) -> impl Future<Output = Result<Option<CustomerOrder>, ShopError>> + Send {
         std::future::ready(Ok(None))
     }
+    /// The stores the mirror reads (`jobs::mirror`); none: nothing to mirror.
+    fn stores(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// One page of `store`'s orders updated at or after `since` (to the
+    /// second below), oldest change first, after the page cursor `after`,
+    /// at most `first` of them.
+    fn orders_page(
+        &self,
+        _store: &str,
+        _since: Timestamp,
+        _after: Option<&str>,
+        _first: u32,
+    ) -> impl Future<Output = Result<OrdersPage, ShopError>> + Send {
+        std::future::ready(Ok(OrdersPage::default()))
+    }
+}
+
+/// One order as the mirror reads it (`sense::wire::shopify_orders`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirroredOrder {
+    pub id: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// `totalPriceSet.shopMoney`.
+    pub total: Money,
+    /// `totalRefundedSet.shopMoney` (never more than the total).
+    pub refunded: Money,
+    /// The customer as the order shows them (hashed on arrival by the
+    /// identity graph, never stored raw).
+    pub customer: Customer,
+    pub tracking_numbers: Vec<String>,
+    /// The highest assessment (`PENDING` counts as medium).
+    pub risk: RiskLevel,
+}
+
+/// A page of the mirror's read and the cursor of the next, if any.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrdersPage {
+    pub orders: Vec<MirroredOrder>,
+    pub next: Option<String>,
 }
 
 /// The shop's order risk assessment (Shopify's `riskLevel`).
@@ -182,6 +224,18 @@ impl<T: Shop> Shop for &T {
     }
     fn customer_order(&self, email: &str) -> impl Future<Output = Result<Option<CustomerOrder>, ShopError>> + Send {
         (**self).customer_order(email)
+    }
+    fn stores(&self) -> Vec<String> {
+        (**self).stores()
+    }
+    fn orders_page(
+        &self,
+        store: &str,
+        since: Timestamp,
+        after: Option<&str>,
+        first: u32,
+    ) -> impl Future<Output = Result<OrdersPage, ShopError>> + Send {
+        (**self).orders_page(store, since, after, first)
     }
 }
 

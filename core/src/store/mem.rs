@@ -789,6 +789,7 @@ impl MemStore {
             budgets,
             accounts,
             transfers,
+            state: self.state.into_iter().map(|((b, scope, key), body)| (b, scope, key, body)).collect(),
         }
     }
 
@@ -808,6 +809,11 @@ impl MemStore {
             budgets: self.budgets(),
             accounts: self.accounts(None),
             transfers: self.transfers(),
+            state: self
+                .state
+                .iter()
+                .map(|((b, scope, key), body)| (b.clone(), scope.clone(), key.clone(), body.clone()))
+                .collect(),
         }
     }
 

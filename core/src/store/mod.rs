@@ -819,6 +819,9 @@ pub struct Snapshot {
     pub accounts: Vec<Account>,
     #[serde(default)]
     pub transfers: Vec<Transfer>,
+    /// Every brand's keyed state rows: `(brand, scope, key, body)`, sorted.
+    #[serde(default)]
+    pub state: Vec<(BrandId, String, String, String)>,
 }
 
 #[cfg(test)]

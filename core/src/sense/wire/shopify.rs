@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::money::{Currency, Money};
 use crate::sense::claims::{Customer, Dispute, DisputeStatus, Tracking};
 use crate::sense::shop::{CustomerOrder, RefundRequest, RefundStatus, RiskLevel, ShopError, ShopOrder, ShopRefund};
-use crate::time::Millis;
+use crate::time::{Millis, Timestamp};
 
 /// The API version the adapter speaks.
 pub const API_VERSION: &str = "2026-10";
@@ -551,6 +551,13 @@ pub enum Asked {
     CustomerOrder {
         email: String,
     },
+    /// The mirror's page: orders updated at or after `since`, after the
+    /// cursor, `first` of them.
+    OrdersPage {
+        since: Timestamp,
+        after: Option<String>,
+        first: u32,
+    },
 }
 
 /// Decodes a GraphQL request body of the two operations the adapter sends.
@@ -586,6 +593,17 @@ pub fn decode_request(body: &Value) -> Result<Asked, String> {
         };
         return Ok(Asked::RefundCreate { req, key });
     }
+    if query.contains("sortKey: UPDATED_AT") {
+        let q = vars.get("q").and_then(Value::as_str).ok_or("variables.q: missing")?;
+        let since = super::shopify_orders::since_of_query(q)?;
+        let first = vars.get("first").and_then(Value::as_u64).ok_or("variables.first: missing")?;
+        let first = u32::try_from(first)
+            .ok()
+            .filter(|f| (1..=super::shopify_orders::ORDERS_PAGE_MAX).contains(f))
+            .ok_or_else(|| format!("variables.first: {first} is not in 1..=250"))?;
+        let after = vars.get("after").and_then(Value::as_str).map(str::to_string);
+        return Ok(Asked::OrdersPage { since, after, first });
+    }
     if query.contains("orders(") {
         let q = vars.get("q").and_then(Value::as_str).ok_or("variables.q: missing")?;
         let email = email_of_query(q).ok_or_else(|| format!("variables.q {q:?}: not an email search"))?;
@@ -608,10 +626,10 @@ pub fn decode_request(body: &Value) -> Result<Asked, String> {
 }
 
 /// The cost extension of a reply (the sandbox's bucket).
-pub fn cost_extension(requested: f64, status: &ThrottleStatus) -> Value {
+pub fn cost_extension(requested: f64, actual: f64, status: &ThrottleStatus) -> Value {
     json!({ "cost": {
         "requestedQueryCost": requested,
-        "actualQueryCost": requested,
+        "actualQueryCost": actual,
         "throttleStatus": {
             "maximumAvailable": status.maximum_available,
             "currentlyAvailable": status.currently_available,
@@ -688,7 +706,6 @@ pub fn encode_refund(r: &ShopRefund) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::Timestamp;
 
     #[test]
     fn a_webhook_is_a_hint_to_reread_or_nothing() {

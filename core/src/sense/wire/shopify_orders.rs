@@ -11,20 +11,58 @@
 //! order and the field: nothing is mirrored on a guess. THROTTLED and the
 //! other error classes are `shopify::classify_errors`'.
 //!
-//! Not yet wired: no job reads these pages into the store (the mirror
-//! sensor proper), and the sandbox does not answer this query.
+//! Read by the Shopify adapter (`dlft_live::shopify`) for the mirror
+//! (`jobs::mirror`); answered by the sandbox and the sim's shop with
+//! [`encode_orders_page_reply`].
 
 use serde_json::{Value, json};
 
 use crate::money::Money;
 use crate::sense::claims::Customer;
-use crate::sense::shop::{RiskLevel, ShopError};
+use crate::sense::shop::{MirroredOrder, OrdersPage, RiskLevel, ShopError};
 use crate::sense::wire::revolut::{instant_of, iso_of};
 use crate::sense::wire::shopify::{classify_errors, money_of};
 use crate::time::Timestamp;
 
 /// Orders per page at most (Shopify's connection limit).
 pub const ORDERS_PAGE_MAX: u32 = 250;
+
+/// What one order of [`ORDERS_PAGE`] adds to the query's requested cost, by
+/// Shopify's published rule (an object costs 1, a list or connection its
+/// `first` times its items' cost, scalars nothing): the order 1, its two
+/// money sets 2 each, the address 1, 5 fulfillments of 1 + 3 tracking
+/// infos, the risk and its assessments 2, 5 transactions of 1 + their
+/// payment details 1. An upper bound: Shopify refunds the difference.
+pub const ORDER_COST: u32 = 1 + 2 + 2 + 1 + 5 * (1 + 3) + 2 + 5 * (1 + 1);
+
+/// The most a single query may cost (Shopify refuses more, whatever the
+/// bucket holds).
+pub const MAX_QUERY_COST: u32 = 1_000;
+
+/// Orders a mirror page asks for: as many as one query may cost, at most
+/// [`ORDERS_PAGE_MAX`] (the cost binds first: 26 with this query).
+pub const ORDERS_PAGE_FIRST: u32 = {
+    let n = (MAX_QUERY_COST - 2) / ORDER_COST;
+    if n > ORDERS_PAGE_MAX { ORDERS_PAGE_MAX } else { n }
+};
+
+/// What a page of orders actually costs, as Shopify charges it after the
+/// query ran (it holds the requested cost up front and refunds the rest):
+/// the connection 2, and per order returned its objects, its fulfillments
+/// and transactions as they are.
+pub fn orders_page_actual_cost(orders: &[MirroredOrder]) -> u32 {
+    let each = |o: &MirroredOrder| {
+        let n = u32::try_from(o.tracking_numbers.len()).unwrap_or(u32::MAX).min(5);
+        1 + 2 + 2 + 1 + n * 2 + 2 + 2
+    };
+    orders.iter().fold(2u32, |a, o| a.saturating_add(each(o)))
+}
+
+/// The requested cost of a page of `first` orders (the connection and its
+/// page info cost 2).
+pub fn orders_page_cost(first: u32) -> u32 {
+    2 + first.clamp(1, ORDERS_PAGE_MAX) * ORDER_COST
+}
 
 /// The mirror's query: orders updated at or after `$q`'s instant, by
 /// `updatedAt`, after the cursor.
@@ -33,9 +71,9 @@ orders(first: $first, after: $after, query: $q, sortKey: UPDATED_AT) { nodes { i
 totalPriceSet { shopMoney { amount currencyCode } } \
 totalRefundedSet { shopMoney { amount currencyCode } } \
 shippingAddress { address1 address2 zip city countryCodeV2 } \
-fulfillments(first: 10) { trackingInfo(first: 10) { number } } \
+fulfillments(first: 5) { trackingInfo(first: 3) { number } } \
 risk { assessments { riskLevel } } \
-transactions(first: 10) { kind status paymentDetails { ... on CardPaymentDetails { \
+transactions(first: 5) { kind status paymentDetails { ... on CardPaymentDetails { \
 bin number expirationMonth expirationYear } } } } \
 pageInfo { hasNextPage endCursor } } }";
 
@@ -52,29 +90,14 @@ pub fn encode_orders_page(since: Timestamp, after: Option<&str>, first: u32) -> 
     } })
 }
 
-/// One order as the mirror keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MirroredOrder {
-    pub id: String,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    /// `totalPriceSet.shopMoney`.
-    pub total: Money,
-    /// `totalRefundedSet.shopMoney` (never more than the total).
-    pub refunded: Money,
-    /// The customer as the order shows them (hashed on arrival by the
-    /// identity graph, never stored raw).
-    pub customer: Customer,
-    pub tracking_numbers: Vec<String>,
-    /// The highest assessment (`PENDING` counts as medium).
-    pub risk: RiskLevel,
-}
-
-/// A page of the mirror's read and the cursor of the next, if any.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OrdersPage {
-    pub orders: Vec<MirroredOrder>,
-    pub next: Option<String>,
+/// The instant of the mirror's search (`updated_at:>='…'`), the sandbox's
+/// and the sim's side.
+pub fn since_of_query(q: &str) -> Result<Timestamp, String> {
+    let at = q
+        .strip_prefix("updated_at:>='")
+        .and_then(|r| r.strip_suffix('\''))
+        .ok_or_else(|| format!("variables.q {q:?}: not an updated_at search"))?;
+    instant_of(at)
 }
 
 /// A shipping address as one line (`address1, address2, zip, city, country`).

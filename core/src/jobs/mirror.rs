@@ -1,0 +1,155 @@
+//! The shop mirror (issue 14's sensor): each store's orders, read
+//! incrementally into the brand's state, so that the identity graph sees
+//! every order (who bought, where it shipped, what it was worth, what the
+//! shop refunded), not only the ones someone claimed on.
+//!
+//! - Incremental by `updated_at`: a pass reads every order updated at or
+//!   after its lower bound (to the second below), oldest change first, a
+//!   page at a time; when the last page is read, the next pass starts
+//!   [`OVERLAP`] before the newest `updated_at` the pass saw: the shop's
+//!   own high-water mark, never our clock. The shop's search lags its
+//!   writes, so a change made just before a pass ended may show only after
+//!   it, with an `updated_at` older than our now; bounding by the data (and
+//!   re-reading the last minute) reads it next pass. An order read twice
+//!   replaces its row; an order changed while a pass pages comes again, in
+//!   this pass or the next.
+//! - Checkpointed: each page's orders and the cursor after it are one write
+//!   (state rows: [`ORDERS_SCOPE`], `{store}/{order}`; [`CURSOR_SCOPE`],
+//!   `{store}`). A crash re-reads at most the page it was on; a re-read
+//!   order replaces its row.
+//! - No raw personal data kept: the customer is hashed on arrival
+//!   ([`OrderRecord`]).
+//! - At most [`MAX_PAGES_PER_RUN`] pages a run per store, each sized to
+//!   Shopify's per-query cost ceiling (`ORDERS_PAGE_FIRST`); the live
+//!   adapter paces each page by the cost bucket. A shop that throttles or
+//!   fails stops the mirror for this run, where it was: the refund review
+//!   goes on with what is mirrored (it reads each claimed order itself).
+//!
+//! The refund job runs it first ([`mirror`]), then builds the identity
+//! graph from [`orders`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::estimate::identity::OrderRecord;
+use crate::sense::shop::{Shop, ShopError};
+use crate::sense::wire::shopify_orders::ORDERS_PAGE_FIRST;
+use crate::store::{StateOp, Store};
+use crate::time::{Clock, Millis, Timestamp};
+
+use super::{Attempt, JobError, Ports};
+
+/// Mirrored orders: `{store}/{order id}` → [`OrderRecord`] (JSON).
+pub const ORDERS_SCOPE: &str = "mirror.orders";
+/// Each store's cursor: `{store}` → [`Cursor`] (JSON).
+pub const CURSOR_SCOPE: &str = "mirror.cursor";
+/// Pages read per store per run at most (the rest next run).
+pub const MAX_PAGES_PER_RUN: usize = 8;
+/// How far before the newest change it saw a pass's successor starts: the
+/// search index's lag need not be uniform, so a change older than the
+/// newest one seen may show after it.
+pub const OVERLAP: Millis = Millis(60_000);
+
+/// Where a store's mirror stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The pass's lower bound on `updated_at`.
+    pub since: Timestamp,
+    /// The page cursor within the pass (`None`: the pass's first page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// The newest `updated_at` the pass has seen: the next pass's bound.
+    pub high: Timestamp,
+}
+
+/// What one run of the mirror did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mirrored {
+    pub pages: u32,
+    pub orders: u32,
+    /// Why it stopped short, if it did (the cursor stays where it was).
+    pub stopped: Option<ShopError>,
+}
+
+/// Reads each of the shop's stores forward from its cursor, page by page,
+/// each page written with its cursor. A store error stops the mirror (not
+/// the caller): it is returned in [`Mirrored::stopped`].
+pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
+    ports: &Ports<S, A, C, P, B>,
+    attempt: &mut Attempt,
+    secret: &[u8],
+    sabotage: crate::config::Sabotage,
+) -> Result<Mirrored, JobError> {
+    let mut done = Mirrored::default();
+    let stores = ports.bank.stores();
+    if stores.is_empty() {
+        return Ok(done);
+    }
+    let cursors: std::collections::BTreeMap<String, String> =
+        ports.store.state(&attempt.brand, CURSOR_SCOPE).await?.into_iter().collect();
+    for store in stores {
+        // A cursor row that cannot be read starts the store over: every
+        // order is read again and replaces its row; nothing is lost.
+        let mut cursor: Cursor =
+            cursors.get(&store).and_then(|body| serde_json::from_str(body).ok()).unwrap_or_default();
+        for _ in 0..MAX_PAGES_PER_RUN {
+            let now = ports.clock.now();
+            let page = ports.bank.orders_page(&store, cursor.since, cursor.after.as_deref(), ORDERS_PAGE_FIRST).await;
+            attempt.record(now, "shopify", "orders", page.is_ok());
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    done.stopped = Some(e);
+                    break;
+                }
+            };
+            done.pages += 1;
+            let mut batch = attempt.batch();
+            for o in &page.orders {
+                cursor.high = cursor.high.max(o.updated_at);
+                let row = OrderRecord::of(secret, &store, o);
+                batch.state.push(StateOp {
+                    scope: ORDERS_SCOPE.into(),
+                    key: format!("{store}/{}", o.id),
+                    body: Some(serde_json::to_string(&row).expect("an order record serializes")),
+                    event: None,
+                });
+            }
+            done.orders += u32::try_from(page.orders.len()).unwrap_or(u32::MAX);
+            let last = page.next.is_none();
+            cursor = match page.next {
+                Some(next) => Cursor { after: Some(next), ..cursor },
+                None if sabotage == crate::config::Sabotage::MirrorClockBound => {
+                    Cursor { since: ports.clock.now(), after: None, high: cursor.high }
+                }
+                None => {
+                    let since = Timestamp(cursor.high.0.saturating_sub(OVERLAP.0)).max(cursor.since);
+                    Cursor { since, after: None, high: cursor.high }
+                }
+            };
+            batch.state.push(StateOp {
+                scope: CURSOR_SCOPE.into(),
+                key: store.clone(),
+                body: Some(serde_json::to_string(&cursor).expect("a cursor serializes")),
+                event: None,
+            });
+            ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
+            if last {
+                break;
+            }
+        }
+        if done.stopped.is_some() {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// Every order the brand's mirror holds, by store and id. A row that does
+/// not parse (written by another version) is left out, and counted.
+pub async fn orders<S: Store>(store: &S, brand: &crate::ids::BrandId) -> Result<(Vec<OrderRecord>, usize), JobError> {
+    let rows = store.state(brand, ORDERS_SCOPE).await?;
+    let total = rows.len();
+    let parsed: Vec<OrderRecord> = rows.into_iter().filter_map(|(_, body)| serde_json::from_str(&body).ok()).collect();
+    let unread = total - parsed.len();
+    Ok((parsed, unread))
+}
