@@ -671,6 +671,9 @@ pub struct ClaimFact {
     pub parcel: Option<crate::track17::Parcel>,
 }
 
+/// An order of a brand's store as the store shows it.
+pub type ShownOrder = (BrandId, String, dlft_core::sense::shop::MirroredOrder);
+
 /// What the shops and the claims desks know, at the end of a run.
 pub struct ShopTruth {
     /// Every refund the shops made, its brand and its status at the end.
@@ -687,7 +690,7 @@ pub struct ShopTruth {
     /// With a shop mirror: every store's orders as the shop shows them at
     /// the end, and the instant up to which the mirror must hold them
     /// (three reviews, the search's lag and a settlement before the end).
-    pub mirror: Option<(Vec<(BrandId, String, dlft_core::sense::shop::MirroredOrder)>, Timestamp)>,
+    pub mirror: Option<(Vec<ShownOrder>, Timestamp)>,
     /// The identity graph's key (the mirror hashes customers with it).
     pub identity_key: String,
 }
@@ -777,13 +780,7 @@ impl ShopTruth {
 /// unchanged since `until`, as the store shows it (total, what was
 /// refunded, its parcels, its customer's keys), and nothing the stores do
 /// not hold.
-fn check_mirror(
-    input: &CheckInput<'_>,
-    orders: &[(BrandId, String, dlft_core::sense::shop::MirroredOrder)],
-    until: Timestamp,
-    secret: &[u8],
-    v: &mut Verdict,
-) {
+fn check_mirror(input: &CheckInput<'_>, orders: &[ShownOrder], until: Timestamp, secret: &[u8], v: &mut Verdict) {
     use dlft_core::estimate::identity::{IdentityKeys, OrderRecord};
     let mirrored: BTreeMap<(BrandId, String, String), OrderRecord> = input
         .store

@@ -487,4 +487,46 @@ mod tests {
         let (_, new) = p.facts_of(&customer("new@mail.com", "drop box 7 riga"));
         assert_eq!((new.orders, new.identities_sharing_address), (0, 4));
     }
+
+    fn mirrored(id: &str, c: &Customer, store: &str, total: i64, refunded: i64, at: u64) -> OrderRecord {
+        OrderRecord::of(
+            KEY,
+            store,
+            &MirroredOrder {
+                id: id.into(),
+                created_at: Timestamp(at),
+                updated_at: Timestamp(at),
+                total: Money::new(total, Currency::EUR),
+                refunded: Money::new(refunded, Currency::EUR),
+                customer: c.clone(),
+                tracking_numbers: Vec::new(),
+                risk: RiskLevel::Low,
+            },
+        )
+    }
+
+    #[test]
+    fn mirrored_orders_join_and_count_without_counting_a_refund_twice() {
+        let jane = customer("Jane@x.de", "Main 1");
+        // A claim refunded 30.00 on o-1; the shop shows the same 30.00 on
+        // o-1 (one refund, not two) and 20.00 a person refunded on o-9.
+        let claims = vec![claim("1", jane.clone(), Claim::Damaged, Tracking::Delivered, Some(3_000))];
+        let orders = vec![
+            mirrored("o-1", &jane, "s1", 5_000, 3_000, 5),
+            mirrored("o-9", &customer("jane@X.de", "Main 1"), "s2", 8_000, 2_000, 6),
+            mirrored("o-7", &customer("jane@x.de", ""), "s1", 4_000, 0, 50),
+        ];
+        let p = Profile::build_cached(KEY, &claims, &[], &orders, Timestamp(20), &mut KeyCache::default());
+        let (_, f) = p.facts_of(&jane);
+        assert_eq!((f.orders, f.ordered_minor), (2, 13_000), "o-7 was placed after the instant: not yet known");
+        assert_eq!((f.refunds, f.refunded_minor), (2, 5_000), "the claim's 30.00 once, the shop's 20.00 on o-9");
+        // An order the desk never saw still shows a ring's shared address.
+        let ring: Vec<OrderRecord> = (0..4)
+            .map(|i| mirrored(&format!("r-{i}"), &customer(&format!("r{i}@m.com"), "Drop Box 7"), "s3", 1_000, 0, 1))
+            .collect();
+        let p = Profile::build_cached(KEY, &[], &[], &ring, Timestamp(20), &mut KeyCache::default());
+        assert_eq!(p.facts_of(&customer("r0@m.com", "")).1.identities_sharing_address, 3);
+        // The rows keep hashes, never the raw data.
+        assert!(!serde_json::to_string(&ring).unwrap().contains("m.com"));
+    }
 }

@@ -1,0 +1,155 @@
+//! The shop mirror (`jobs::mirror`) against a scripted shop: it pages a
+//! store's orders into the brand's state with its cursor, reads a changed
+//! order again on the next pass, resumes where a throttled run stopped,
+//! and keeps hashes, not the customer's data.
+
+use std::sync::Mutex;
+
+use dlft_core::config::Sabotage;
+use dlft_core::estimate::identity::OrderRecord;
+use dlft_core::ids::BrandId;
+use dlft_core::jobs::mirror::{CURSOR_SCOPE, Cursor, OVERLAP, mirror, orders};
+use dlft_core::jobs::{Attempt, Ports};
+use dlft_core::money::{Currency, Money};
+use dlft_core::probe::NoProbe;
+use dlft_core::sense::claims::Customer;
+use dlft_core::sense::shop::{MirroredOrder, OrdersPage, RiskLevel, Shop, ShopError};
+use dlft_core::sense::wire::shopify_orders::ORDERS_PAGE_FIRST;
+use dlft_core::store::{SharedMemStore, Store};
+use dlft_core::time::{ManualClock, Millis, Timestamp};
+
+mod common;
+use common::{NOW, block_on};
+
+/// One store's orders, served by `updated_at` then id after a cursor
+/// (`{updated_at}/{id}`), and a script of calls to throttle.
+struct ScriptedShop {
+    orders: Mutex<Vec<MirroredOrder>>,
+    throttle_call: Mutex<Option<usize>>,
+    calls: Mutex<Vec<(Timestamp, Option<String>)>>,
+}
+
+impl Shop for ScriptedShop {
+    fn stores(&self) -> Vec<String> {
+        vec!["eu".into()]
+    }
+    async fn orders_page(
+        &self,
+        store: &str,
+        since: Timestamp,
+        after: Option<&str>,
+        first: u32,
+    ) -> Result<OrdersPage, ShopError> {
+        assert_eq!(store, "eu");
+        let mut calls = self.calls.lock().unwrap();
+        calls.push((since, after.map(str::to_string)));
+        if *self.throttle_call.lock().unwrap() == Some(calls.len()) {
+            return Err(ShopError::Throttled { retry_after: Millis(1_000) });
+        }
+        let floor = Timestamp(since.0 / 1_000 * 1_000);
+        let mut rows: Vec<MirroredOrder> = self.orders.lock().unwrap().clone();
+        rows.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+        let key = |o: &MirroredOrder| format!("{:020}/{}", o.updated_at.0, o.id);
+        let after = after.map(str::to_string);
+        let rows: Vec<MirroredOrder> =
+            rows.into_iter().filter(|o| o.updated_at >= floor && after.as_ref().is_none_or(|a| key(o) > *a)).collect();
+        let more = rows.len() > first as usize;
+        let page: Vec<MirroredOrder> = rows.into_iter().take(first as usize).collect();
+        let next = page.last().filter(|_| more).map(key);
+        Ok(OrdersPage { orders: page, next })
+    }
+}
+
+fn order(n: u64, updated: u64) -> MirroredOrder {
+    MirroredOrder {
+        id: format!("gid://shopify/Order/{n}"),
+        created_at: Timestamp(updated),
+        updated_at: Timestamp(updated),
+        total: Money::new(5_000, Currency::EUR),
+        refunded: Money::zero(Currency::EUR),
+        customer: Customer {
+            email: format!("c{n}@example.com"),
+            phone: String::new(),
+            address: format!("{n} Elm Street"),
+            card: String::new(),
+        },
+        tracking_numbers: vec![format!("DL{n:09}DE")],
+        risk: RiskLevel::Low,
+    }
+}
+
+fn shop(n: u64) -> ScriptedShop {
+    ScriptedShop {
+        orders: Mutex::new((1..=n).map(|i| order(i, NOW.0 - 3_600_000 + i * 10_000)).collect()),
+        throttle_call: Mutex::new(None),
+        calls: Mutex::new(Vec::new()),
+    }
+}
+
+fn run(store: &SharedMemStore, lease: &dlft_core::store::Lease, shop: &ScriptedShop, clock: &ManualClock) -> u32 {
+    let ports = Ports { store, ads: (), clock, probe: NoProbe, bank: shop };
+    let mut attempt = Attempt::new(lease.clone(), BrandId::default(), Currency::EUR);
+    block_on(mirror(&ports, &mut attempt, b"key", Sabotage::None)).unwrap().orders
+}
+
+fn cursor(store: &SharedMemStore) -> Cursor {
+    let rows = block_on(store.state(&BrandId::default(), CURSOR_SCOPE)).unwrap();
+    serde_json::from_str(&rows.iter().find(|(k, _)| k == "eu").unwrap().1).unwrap()
+}
+
+fn mirrored(store: &SharedMemStore) -> Vec<OrderRecord> {
+    block_on(orders(store, &BrandId::default())).unwrap().0
+}
+
+#[test]
+fn a_store_is_paged_into_the_state_and_a_changed_order_read_again() {
+    let (store, claim) = common::claimed_store(Vec::new());
+    let clock = ManualClock::new(NOW);
+    let shop = shop(60);
+    assert_eq!(run(&store, &claim.lease, &shop, &clock), 60);
+    let calls = shop.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 60usize.div_ceil(ORDERS_PAGE_FIRST as usize), "a page of {ORDERS_PAGE_FIRST} at a time");
+    assert!(calls.iter().all(|(since, _)| *since == Timestamp(0)), "one pass, one bound");
+    assert_eq!(mirrored(&store).len(), 60);
+    let newest = NOW.0 - 3_600_000 + 60 * 10_000;
+    assert_eq!(
+        cursor(&store),
+        Cursor { since: Timestamp(newest - OVERLAP.0), after: None, high: Timestamp(newest) },
+        "the next pass starts a minute before the newest change the shop showed"
+    );
+    // Order 3 is refunded now: the next pass reads it again (and the last
+    // minute's orders), and its row shows the refund.
+    {
+        let mut orders = shop.orders.lock().unwrap();
+        orders[2].refunded = Money::new(1_250, Currency::EUR);
+        orders[2].updated_at = NOW;
+    }
+    clock.advance(Millis(5_000));
+    let read = run(&store, &claim.lease, &shop, &clock);
+    assert_eq!(read, 8, "order 3 and the last minute's 7 (54..=60)");
+    let rows = mirrored(&store);
+    assert_eq!(rows.len(), 60, "a re-read order replaces its row");
+    let three = rows.iter().find(|r| r.order_id == "gid://shopify/Order/3").unwrap();
+    assert_eq!(three.refunded.minor, 1_250);
+    assert!(!serde_json::to_string(&rows).unwrap().contains("example.com"), "hashes only");
+}
+
+#[test]
+fn a_throttled_page_stops_the_mirror_where_it_was_and_the_next_run_resumes() {
+    let (store, claim) = common::claimed_store(Vec::new());
+    let clock = ManualClock::new(NOW);
+    let shop = shop(60);
+    *shop.throttle_call.lock().unwrap() = Some(2);
+    let ports = Ports { store: &store, ads: (), clock: &clock, probe: NoProbe, bank: &shop };
+    let mut attempt = Attempt::new(claim.lease.clone(), BrandId::default(), Currency::EUR);
+    let done = block_on(mirror(&ports, &mut attempt, b"key", Sabotage::None)).unwrap();
+    assert_eq!((done.pages, done.orders), (1, ORDERS_PAGE_FIRST));
+    assert!(matches!(done.stopped, Some(ShopError::Throttled { .. })), "{done:?}");
+    let after_first = cursor(&store);
+    assert!(after_first.after.is_some(), "the first page's cursor is kept: {after_first:?}");
+    // The next run asks for the page after the one it has, not the first.
+    *shop.throttle_call.lock().unwrap() = None;
+    assert_eq!(run(&store, &claim.lease, &shop, &clock), 60 - ORDERS_PAGE_FIRST);
+    assert_eq!(shop.calls.lock().unwrap()[2].1, after_first.after);
+    assert_eq!(mirrored(&store).len(), 60);
+}
