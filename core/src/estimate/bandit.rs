@@ -61,6 +61,33 @@ pub fn sample_beta<R: Rng + ?Sized>(a: f64, b: f64, rng: &mut R) -> f64 {
     if a < 1.0 && b < 1.0 { beta_johnk(a, b, rng) } else { beta_cheng(a, b, rng) }
 }
 
+/// A Beta(a, b) sampler built once for many draws: the same draws as
+/// [`sample_beta`] from the same stream (building Cheng's sampler consumes
+/// nothing), without rebuilding it per draw.
+#[derive(Clone, Copy, Debug)]
+pub enum BetaSampler {
+    Johnk(f64, f64),
+    Cheng(rand_distr::Beta<f64>),
+}
+
+impl BetaSampler {
+    pub fn new(a: f64, b: f64) -> BetaSampler {
+        debug_assert!(a > 0.0 && b > 0.0 && a.is_finite() && b.is_finite());
+        if a < 1.0 && b < 1.0 {
+            BetaSampler::Johnk(a, b)
+        } else {
+            BetaSampler::Cheng(rand_distr::Beta::new(a, b).expect("Beta parameters are checked positive and finite"))
+        }
+    }
+
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
+        match self {
+            BetaSampler::Johnk(a, b) => beta_johnk(*a, *b, rng),
+            BetaSampler::Cheng(d) => d.sample(rng),
+        }
+    }
+}
+
 /// The bandit's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -215,9 +242,10 @@ impl ThompsonSampling {
         let mut counts = vec![vec![0u32; arms]; self.slots];
         let mut rng = stream(self.seed, "ts/propensity", 0, period);
         let mut draw = vec![0.0; arms];
+        let samplers: Vec<BetaSampler> = self.posterior.iter().map(|(a, b)| BetaSampler::new(*a, *b)).collect();
         for _ in 0..self.cfg.mc_samples {
-            for (arm, (a, b)) in self.posterior.iter().enumerate() {
-                draw[arm] = sample_beta(*a, *b, &mut rng);
+            for (arm, sampler) in samplers.iter().enumerate() {
+                draw[arm] = sampler.sample(&mut rng);
             }
             for (slot, arm) in rank(&draw).into_iter().take(self.slots).enumerate() {
                 counts[slot][arm] += 1;

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::estimate::bandit::{sample_beta, stream};
+use crate::estimate::bandit::{BetaSampler, stream};
 use crate::estimate::estimator::AdEstimate;
 use crate::ids::AdId;
 use crate::time::Timestamp;
@@ -107,12 +107,14 @@ pub fn allocate(estimates: &[AdEstimate], excluded: &BTreeSet<AdId>, slot: Times
     }
     let mut rng = stream(slot.0, "reroll", 0, 0);
     let mut wins = vec![0u64; arms.len()];
+    let samplers: Vec<BetaSampler> = arms
+        .iter()
+        .map(|arm| BetaSampler::new(1.0 + arm.purchases as f64, 1.0 + (arm.trials - arm.purchases) as f64))
+        .collect();
     for _ in 0..DRAWS {
         let mut best = (f64::NEG_INFINITY, 0usize);
-        for (i, arm) in arms.iter().enumerate() {
-            let a = 1.0 + arm.purchases as f64;
-            let b = 1.0 + (arm.trials - arm.purchases) as f64;
-            let x = sample_beta(a, b, &mut rng);
+        for (i, sampler) in samplers.iter().enumerate() {
+            let x = sampler.sample(&mut rng);
             if x > best.0 {
                 best = (x, i);
             }
