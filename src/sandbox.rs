@@ -489,6 +489,11 @@ async fn shopify_graphql(
         Asked::CustomerOrder { .. } => 5.0,
         Asked::OrdersPage { first, .. } => f64::from(dlft_core::sense::wire::shopify_orders::orders_page_cost(first)),
     };
+    // Shopify refuses a query that may cost more than 1,000 points outright.
+    if cost > f64::from(dlft_core::sense::wire::shopify_orders::MAX_QUERY_COST) {
+        let why = format!("Query cost is {cost}, which exceeds the single query max cost limit (1000).");
+        return json_reply(200, error_body("MAX_COST_EXCEEDED", &why));
+    }
     let status = {
         let mut b = sb.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let elapsed = now.0.saturating_sub(b.1.0) as f64 / 1000.0;

@@ -7,7 +7,9 @@
 //! refused, the read-back finds the refund by its note from pending to
 //! success, a request without a token is unauthorized, and the sandbox's
 //! truth shows exactly one refund; a burst of mutations is paced by the
-//! cost bucket without a single THROTTLED.
+//! cost bucket without a single THROTTLED; the mirror's orders pages come
+//! by change with their cursor, a settled refund brings its order back,
+//! and a query over Shopify's 1,000-point ceiling is refused.
 
 #![allow(clippy::disallowed_methods, reason = "a wall-clock test against a real sandbox")]
 
@@ -121,4 +123,55 @@ async fn a_burst_is_paced_by_the_cost_bucket_and_never_throttled() {
     // 60 mutations past the bucket need about 6 s of restoring.
     assert!(started.elapsed() >= Duration::from_secs(4), "paced: {:?}", started.elapsed());
     assert_eq!(truth(&addr).await["refunds"].as_array().unwrap().len(), 260);
+}
+
+/// The mirror's read: the sandbox's orders page by page, oldest change
+/// first, each read once per pass; a refund moves its order to the end of
+/// the next pass, refunded once it settled; a forged cursor is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_pages_the_orders_by_change_and_sees_a_refund() {
+    let (_sb, addr) = sandbox();
+    let s = shop(&addr, "sandbox-token");
+    let t = truth(&addr).await;
+    let all = t["orders"].as_array().unwrap().len();
+    let since = dlft_core::time::Timestamp(0);
+    let (mut seen, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let page = s.orders_page("eu", since, after.as_deref(), 7).await.unwrap();
+        assert!(page.orders.len() <= 7);
+        pages += 1;
+        seen.extend(page.orders);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!((seen.len(), pages), (all, all.div_ceil(7)), "every order once, 7 a page");
+    assert!(seen.windows(2).all(|w| (w[0].updated_at, &w[0].id) < (w[1].updated_at, &w[1].id)), "by change");
+    assert!(seen.iter().all(|o| o.customer.email.ends_with("@shop.example") && o.refunded.minor == 0));
+    // A refund of the first order: once it settles, the next pass (from the
+    // newest change seen) reads that order again, refunded.
+    let order = t["orders"][0].clone();
+    let refund = s.refund(&request(&order, 500, "dlft:refund/default/eu/1001/m-1"), "mirror-1").await.unwrap();
+    assert_eq!(refund.status, RefundStatus::Pending);
+    tokio::time::sleep(Duration::from_millis(2_700)).await;
+    let newest = seen.iter().map(|o| o.updated_at).max().unwrap();
+    // Asking for more than one query may cost gets the most it may.
+    let page = s.orders_page("eu", newest, None, 250).await.unwrap();
+    let again = page.orders.iter().find(|o| o.id == order["id"].as_str().unwrap()).expect("the refunded order");
+    assert_eq!(again.refunded.minor, 500, "{again:?}");
+    assert!(again.updated_at > newest);
+    assert!(matches!(s.orders_page("eu", since, Some("forged"), 7).await, Err(ShopError::Rejected(_))));
+    // A query over the cost ceiling, sent raw, is refused whole.
+    let mut body = dlft_core::sense::wire::shopify_orders::encode_orders_page(since, None, 7);
+    body["variables"]["first"] = serde_json::json!(200);
+    let raw = reqwest::Client::new()
+        .post(format!("http://{addr}/shopify/admin/api/{}/graphql.json", dlft_core::sense::wire::shopify::API_VERSION))
+        .header("X-Shopify-Access-Token", "sandbox-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let raw: Value = raw.json().await.unwrap();
+    assert_eq!(raw["errors"][0]["extensions"]["code"], "MAX_COST_EXCEEDED", "{raw}");
 }

@@ -154,7 +154,8 @@ impl Shop for ShopifyShop {
         shopify::decode_customer_order(status, &reply)
     }
 
-    /// The mirror's page, paced by its requested cost.
+    /// The mirror's page (at most `ORDERS_PAGE_FIRST` orders, the most one
+    /// query may cost), paced by its requested cost.
     async fn orders_page(
         &self,
         _store: &str,
@@ -162,7 +163,10 @@ impl Shop for ShopifyShop {
         after: Option<&str>,
         first: u32,
     ) -> Result<dlft_core::sense::shop::OrdersPage, ShopError> {
-        use dlft_core::sense::wire::shopify_orders::{decode_orders_page, encode_orders_page, orders_page_cost};
+        use dlft_core::sense::wire::shopify_orders::{
+            ORDERS_PAGE_FIRST, decode_orders_page, encode_orders_page, orders_page_cost,
+        };
+        let first = first.clamp(1, ORDERS_PAGE_FIRST);
         let (status, reply) =
             self.post(&encode_orders_page(since, after, first), f64::from(orders_page_cost(first))).await?;
         decode_orders_page(status, &reply)

@@ -79,12 +79,14 @@ pageInfo { hasNextPage endCursor } } }";
 
 /// One page of orders updated at or after `since` (to the second below:
 /// a boundary order is read twice rather than missed), after `after`,
-/// `first` of them (clamped to 1..=250).
+/// `first` of them (clamped to 1..=[`ORDERS_PAGE_FIRST`]: Shopify refuses a
+/// query whose requested cost is over [`MAX_QUERY_COST`], whatever its
+/// bucket holds).
 pub fn encode_orders_page(since: Timestamp, after: Option<&str>, first: u32) -> Value {
     let ms = i64::try_from(since.0).unwrap_or(i64::MAX).min(jiff::Timestamp::MAX.as_millisecond());
     let second = jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
     json!({ "query": ORDERS_PAGE, "variables": {
-        "first": first.clamp(1, ORDERS_PAGE_MAX),
+        "first": first.clamp(1, ORDERS_PAGE_FIRST),
         "after": after,
         "q": format!("updated_at:>='{}'", second.unwrap_or_default()),
     } })
@@ -285,7 +287,9 @@ mod tests {
     #[test]
     fn the_query_asks_for_at_most_250_orders_changed_since_an_instant() {
         let body = encode_orders_page(Timestamp(1_767_225_600_000), Some("c1"), 1_000);
-        assert_eq!(body["variables"]["first"], 250);
+        assert_eq!(body["variables"]["first"], ORDERS_PAGE_FIRST, "no more than one query may cost");
+        assert!(orders_page_cost(ORDERS_PAGE_FIRST) <= MAX_QUERY_COST && ORDERS_PAGE_FIRST <= ORDERS_PAGE_MAX);
+        assert!(orders_page_cost(ORDERS_PAGE_FIRST + 1) > MAX_QUERY_COST);
         assert_eq!(body["variables"]["after"], "c1");
         assert_eq!(body["variables"]["q"], "updated_at:>='2026-01-01T00:00:00Z'");
         assert_eq!(encode_orders_page(Timestamp(0), None, 0)["variables"]["first"], 1);
