@@ -2,8 +2,9 @@
 //! intents per action and phase, live jobs per kind and the wait of the
 //! oldest due one, schedules (last slot, breaker and why), the workers with
 //! their host, pid and last heartbeat, the newest insights bucket read,
-//! each sensor's last completed read, budgets where they stand, and the
-//! leak counter. Read-only: it never
+//! each sensor's last completed read, the shop mirror per store (orders
+//! held, the newest change read), budgets where they stand, and the leak
+//! counter. Read-only: it never
 //! creates or migrates a store.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -125,15 +126,36 @@ async fn gather<S: Store + Stats>(s: S, only: Option<&BrandId>, now: Timestamp) 
             .filter(|r| &r.0 == b)
             .map(|(_, kind, t)| (kind.as_str(), json!({ "at": iso(Timestamp(*t as u64)), "age_s": age_s(now, *t) })))
             .collect();
+        let mirror = shop_mirror(&s, &BrandId::parse(b).map_err(anyhow::Error::msg)?).await?;
         out.insert(
             b.clone(),
             json!({ "intents": intents, "queue": queue, "schedules": scheds, "budgets": budgets,
+                    "shop_mirror": mirror,
                     "last_insights_bucket": last_bucket.map(|t| iso(Timestamp(t as u64))),
                     "last_read": last_read,
                     "spend_after_kill": leak }),
         );
     }
     Ok((Value::Array(workers), Value::Object(out)))
+}
+
+/// Per store of the brand's shop mirror: the orders it holds, the newest
+/// change it has read, and whether a pass is part way through its pages.
+async fn shop_mirror<S: Store>(s: &S, brand: &BrandId) -> Result<Value> {
+    use dlft_core::jobs::mirror::{CURSOR_SCOPE, Cursor};
+    let (orders, _) = dlft_core::jobs::mirror::orders(s, brand).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = serde_json::Map::new();
+    for (store, body) in s.state(brand, CURSOR_SCOPE).await? {
+        let held = orders.iter().filter(|o| o.store == store).count();
+        let cursor: Option<Cursor> = serde_json::from_str(&body).ok();
+        out.insert(
+            store,
+            json!({ "orders": held,
+                    "newest_change_read": cursor.as_ref().filter(|c| c.high.0 > 0).map(|c| iso(c.high)),
+                    "mid_pass": cursor.as_ref().is_some_and(|c| c.after.is_some()) }),
+        );
+    }
+    Ok(Value::Object(out))
 }
 
 /// The report for people.
@@ -199,6 +221,15 @@ fn text(r: &Value) -> String {
         for (kind, r) in b["last_read"].as_object().into_iter().flatten() {
             let (at, age) = (r["at"].as_str().unwrap_or(""), r["age_s"].as_f64().unwrap_or(0.0));
             let _ = writeln!(o, "  sensor     {kind:<16} last read completed {at} ({age:.0} s ago)");
+        }
+        for (store, m) in b["shop_mirror"].as_object().into_iter().flatten() {
+            let _ = writeln!(
+                o,
+                "  mirror     store {store}: {} orders, changes read through {}{}",
+                m["orders"],
+                m["newest_change_read"].as_str().unwrap_or("(none yet)"),
+                if m["mid_pass"] == true { ", a pass part way" } else { "" }
+            );
         }
         for c in b["budgets"].as_array().into_iter().flatten() {
             let whom = c["counterparty"].as_str().map_or(String::new(), |p| format!(" {p}"));

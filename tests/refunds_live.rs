@@ -135,6 +135,16 @@ fn a_claim_in_the_folder_is_refunded_once_through_the_sandbox() {
     assert_eq!(rows.iter().find(|r| r.order_id == "gid://shopify/Order/1001").map(|r| &r.keys), Some(&keys));
     assert!(!serde_json::to_string(&rows).unwrap().contains("shop.example"), "no raw email kept");
     assert!(!log.contains("THROTTLED"), "the mirror paced under the bucket: {log}");
+    // The operator sees it: `dlft status` names the store, its orders and
+    // the newest change read.
+    let url = format!("sqlite://{}", dir.path().join("dlft.db").display());
+    let out = common::dlft(&["status", "--store", &url, "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = &status["brands"]["default"]["shop_mirror"]["brand-shop"];
+    assert_eq!(m["orders"].as_u64(), Some(rows.len() as u64), "{status}");
+    assert!(m["newest_change_read"].is_string(), "{status}");
+    let out = common::dlft(&["status", "--store", &url]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mirror     store brand-shop: "), "{out:?}");
     // The ledger posted it against the brand's refund cap.
     let out =
         common::dlft(&["budgets", "--store", &format!("sqlite://{}", dir.path().join("dlft.db").display()), "--json"]);
