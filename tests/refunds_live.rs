@@ -104,8 +104,15 @@ fn a_claim_in_the_folder_is_refunded_once_through_the_sandbox() {
     while !third.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Let the read-back commit the first, then stop.
+    // Let the read-back commit the first and the mirror's next pass (15 s
+    // after its last) read the settled refund, then stop.
+    let deadline = Instant::now() + Duration::from_secs(40);
     std::thread::sleep(Duration::from_secs(4));
+    while !mirrored(dir.path()).iter().any(|r| r.order_id == id && r.refunded.minor == claimed)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
     let log = log.join().unwrap().join("\n");

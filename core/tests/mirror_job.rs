@@ -1,14 +1,14 @@
 //! The shop mirror (`jobs::mirror`) against a scripted shop: it pages a
 //! store's orders into the brand's state with its cursor, reads a changed
-//! order again on the next pass, resumes where a throttled run stopped,
-//! and keeps hashes, not the customer's data.
+//! order again on the next pass (no sooner than its interval), resumes
+//! where a throttled run stopped, and keeps hashes, not the customer's data.
 
 use std::sync::Mutex;
 
 use dlft_core::config::Sabotage;
 use dlft_core::estimate::identity::OrderRecord;
 use dlft_core::ids::BrandId;
-use dlft_core::jobs::mirror::{CURSOR_SCOPE, Cursor, OVERLAP, mirror, orders};
+use dlft_core::jobs::mirror::{CURSOR_SCOPE, Cursor, MIN_INTERVAL, OVERLAP, mirror, orders};
 use dlft_core::jobs::{Attempt, Ports};
 use dlft_core::money::{Currency, Money};
 use dlft_core::probe::NoProbe;
@@ -114,7 +114,7 @@ fn a_store_is_paged_into_the_state_and_a_changed_order_read_again() {
     let newest = NOW.0 - 3_600_000 + 60 * 10_000;
     assert_eq!(
         cursor(&store),
-        Cursor { since: Timestamp(newest - OVERLAP.0), after: None, high: Timestamp(newest) },
+        Cursor { since: Timestamp(newest - OVERLAP.0), after: None, high: Timestamp(newest), ended_at: NOW },
         "the next pass starts a minute before the newest change the shop showed"
     );
     // Order 3 is refunded now: the next pass reads it again (and the last
@@ -124,7 +124,11 @@ fn a_store_is_paged_into_the_state_and_a_changed_order_read_again() {
         orders[2].refunded = Money::new(1_250, Currency::EUR);
         orders[2].updated_at = NOW;
     }
+    // Not read again within MIN_INTERVAL of the last pass.
     clock.advance(Millis(5_000));
+    assert_eq!(run(&store, &claim.lease, &shop, &clock), 0, "rested");
+    assert_eq!(shop.calls.lock().unwrap().len(), calls.len(), "no request");
+    clock.advance(MIN_INTERVAL);
     let read = run(&store, &claim.lease, &shop, &clock);
     assert_eq!(read, 8, "order 3 and the last minute's 7 (54..=60)");
     let rows = mirrored(&store);

@@ -19,6 +19,8 @@
 //!   order replaces its row.
 //! - No raw personal data kept: the customer is hashed on arrival
 //!   ([`OrderRecord`]).
+//! - A store is read again no sooner than [`MIN_INTERVAL`] after its last
+//!   pass ended (a pass part way goes on at once).
 //! - At most [`MAX_PAGES_PER_RUN`] pages a run per store, each sized to
 //!   Shopify's per-query cost ceiling (`ORDERS_PAGE_FIRST`); the live
 //!   adapter paces each page by the cost bucket. A shop that throttles or
@@ -44,6 +46,10 @@ pub const ORDERS_SCOPE: &str = "mirror.orders";
 pub const CURSOR_SCOPE: &str = "mirror.cursor";
 /// Pages read per store per run at most (the rest next run).
 pub const MAX_PAGES_PER_RUN: usize = 8;
+/// A store whose last pass ended less than this ago is not read again yet
+/// (a review every second would otherwise spend the shop's cost bucket on
+/// the mirror: a page is requested at up to 990 points).
+pub const MIN_INTERVAL: Millis = Millis(15_000);
 /// How far before the newest change it saw a pass's successor starts: the
 /// search index's lag need not be uniform, so a change older than the
 /// newest one seen may show after it.
@@ -59,6 +65,9 @@ pub struct Cursor {
     pub after: Option<String>,
     /// The newest `updated_at` the pass has seen: the next pass's bound.
     pub high: Timestamp,
+    /// When the last pass ended (our clock: only for pacing the reads).
+    #[serde(default)]
+    pub ended_at: Timestamp,
 }
 
 /// What one run of the mirror did.
@@ -91,6 +100,10 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
         // order is read again and replaces its row; nothing is lost.
         let mut cursor: Cursor =
             cursors.get(&store).and_then(|body| serde_json::from_str(body).ok()).unwrap_or_default();
+        let rested = cursor.ended_at == Timestamp(0) || ports.clock.now().since(cursor.ended_at) >= MIN_INTERVAL;
+        if cursor.after.is_none() && !rested {
+            continue;
+        }
         for _ in 0..MAX_PAGES_PER_RUN {
             let now = ports.clock.now();
             let page = ports.bank.orders_page(&store, cursor.since, cursor.after.as_deref(), ORDERS_PAGE_FIRST).await;
@@ -119,11 +132,11 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
             cursor = match page.next {
                 Some(next) => Cursor { after: Some(next), ..cursor },
                 None if sabotage == crate::config::Sabotage::MirrorClockBound => {
-                    Cursor { since: ports.clock.now(), after: None, high: cursor.high }
+                    Cursor { since: ports.clock.now(), after: None, high: cursor.high, ended_at: ports.clock.now() }
                 }
                 None => {
                     let since = Timestamp(cursor.high.0.saturating_sub(OVERLAP.0)).max(cursor.since);
-                    Cursor { since, after: None, high: cursor.high }
+                    Cursor { since, after: None, high: cursor.high, ended_at: ports.clock.now() }
                 }
             };
             batch.state.push(StateOp {
