@@ -143,7 +143,7 @@ async fn gather<S: Store + Stats>(s: S, only: Option<&BrandId>, now: Timestamp) 
 /// change it has read, and whether a pass is part way through its pages.
 async fn shop_mirror<S: Store>(s: &S, brand: &BrandId) -> Result<Value> {
     use dlft_core::jobs::mirror::{CURSOR_SCOPE, Cursor};
-    let (orders, _) = dlft_core::jobs::mirror::orders(s, brand).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let orders = dlft_core::jobs::mirror::orders(s, brand).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out = serde_json::Map::new();
     for (store, body) in s.state(brand, CURSOR_SCOPE).await? {
         let held = orders.iter().filter(|o| o.store == store).count();

@@ -98,7 +98,7 @@ fn cursor(store: &SharedMemStore) -> Cursor {
 }
 
 fn mirrored(store: &SharedMemStore) -> Vec<OrderRecord> {
-    block_on(orders(store, &BrandId::default())).unwrap().0
+    block_on(orders(store, &BrandId::default())).unwrap()
 }
 
 #[test]

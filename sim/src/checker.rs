@@ -697,23 +697,23 @@ pub struct ShopTruth {
 
 impl ShopTruth {
     pub fn of(h: &crate::refunds::ShopHost, end: Timestamp) -> ShopTruth {
+        let loop_cfg = crate::refunds::refund_config(&h.cfg, dlft_core::money::Currency::EUR);
         let mut t = ShopTruth {
             refunds: Vec::new(),
             claims: BTreeMap::new(),
             disputes: BTreeMap::new(),
             review_every: Millis::from_secs(h.cfg.review_every_s),
-            caps: crate::refunds::refund_config(&h.cfg, dlft_core::money::Currency::EUR).caps,
+            caps: loop_cfg.caps,
             budgets: None,
             mirror: None,
-            identity_key: crate::refunds::refund_config(&h.cfg, dlft_core::money::Currency::EUR).identity_key,
+            identity_key: loop_cfg.identity_key,
         };
         if h.cfg.mirror {
             let orders = h
                 .brands
                 .iter()
                 .flat_map(|(brand, b)| {
-                    (0..h.cfg.stores.max(1)).flat_map(move |i| {
-                        let store = crate::refunds::store_name(brand, i);
+                    crate::refunds::store_names(brand, &h.cfg).into_iter().flat_map(move |store| {
                         b.shop
                             .shown_orders(Some(&store), end)
                             .into_iter()

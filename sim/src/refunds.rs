@@ -88,6 +88,11 @@ pub fn store_name(brand: &BrandId, i: u32) -> String {
     format!("{brand}-shop-{}", i + 1)
 }
 
+/// The names of `brand`'s stores under `[shop] stores` (at least one).
+pub fn store_names(brand: &BrandId, cfg: &ShopSection) -> Vec<String> {
+    (0..cfg.stores.max(1)).map(|i| store_name(brand, i)).collect()
+}
+
 fn customer(kind: Kind, i: usize, ring_address: &str) -> Customer {
     let (tag, address) = match kind {
         Kind::Honest => ("h", format!("{} Honest Lane, Berlin", i + 1)),

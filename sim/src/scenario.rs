@@ -895,7 +895,7 @@ impl Scenario {
     /// The stores `brand`'s shop mirror reads (`[shop] mirror`; none without).
     pub fn mirrored(&self, brand: &dlft_core::ids::BrandId) -> Vec<String> {
         match &self.shop {
-            Some(s) if s.mirror => (0..s.stores.max(1)).map(|i| crate::refunds::store_name(brand, i)).collect(),
+            Some(s) if s.mirror => crate::refunds::store_names(brand, s),
             _ => Vec::new(),
         }
     }

@@ -158,11 +158,8 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
 }
 
 /// Every order the brand's mirror holds, by store and id. A row that does
-/// not parse (written by another version) is left out, and counted.
-pub async fn orders<S: Store>(store: &S, brand: &crate::ids::BrandId) -> Result<(Vec<OrderRecord>, usize), JobError> {
+/// not parse (written by another version) is left out.
+pub async fn orders<S: Store>(store: &S, brand: &crate::ids::BrandId) -> Result<Vec<OrderRecord>, JobError> {
     let rows = store.state(brand, ORDERS_SCOPE).await?;
-    let total = rows.len();
-    let parsed: Vec<OrderRecord> = rows.into_iter().filter_map(|(_, body)| serde_json::from_str(&body).ok()).collect();
-    let unread = total - parsed.len();
-    Ok((parsed, unread))
+    Ok(rows.into_iter().filter_map(|(_, body)| serde_json::from_str(&body).ok()).collect())
 }

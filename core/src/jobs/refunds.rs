@@ -67,7 +67,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
         Vec::new()
     } else {
         super::mirror::mirror(ports, attempt, secret, sabotage).await?;
-        super::mirror::orders(&ports.store, &brand).await?.0
+        super::mirror::orders(&ports.store, &brand).await?
     };
     let unread = |e: crate::sense::claims::SourceError| JobError::RetryAfter { wait: Millis(0), why: e.to_string() };
     let mut claims = ports.bank.claims().await.map_err(unread)?;
