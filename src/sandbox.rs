@@ -91,6 +91,9 @@ struct Sandbox {
     bucket: Arc<Mutex<(f64, Timestamp)>>,
     /// The support inbox's customers: their orders are the shop's records.
     support: crate::sandbox_support::Support,
+    /// Orders the mirror's read sends with a malformed total (a test's
+    /// bad input, `POST /shopify/_garble`), by id.
+    garbled: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 /// The sandbox's GraphQL bucket: 2,000 points, restoring 100 a second
@@ -547,7 +550,16 @@ async fn shopify_graphql(
                         // Shopify holds the requested cost and refunds what the
                         // query did not use.
                         actual = f64::from(orders_page_actual_cost(&orders));
-                        encode_orders_page_reply(&orders, next.as_deref())
+                        let (status, mut body) = encode_orders_page_reply(&orders, next.as_deref());
+                        let garbled = sb.garbled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let nodes = body.pointer_mut("/data/orders/nodes").and_then(Value::as_array_mut);
+                        for node in nodes.into_iter().flatten() {
+                            if node["id"].as_str().is_some_and(|id| garbled.contains(id)) {
+                                // A third decimal: money that is no euro amount.
+                                node["totalPriceSet"]["shopMoney"]["amount"] = json!("80.001");
+                            }
+                        }
+                        (status, body)
                     }
                     Err(e) => (200, error_body("BAD_REQUEST", &e.to_string())),
                 }
@@ -592,6 +604,20 @@ async fn shopify_truth(State(sb): State<Sandbox>) -> Response {
 /// `POST /shopify/_dispute` `{order_id, status?, reason?, email?, phone?, address?}`:
 /// a chargeback on an order of the shop, initiated now (for tests and demos
 /// of the refund profile's block).
+/// A test's bad input: the mirror's read sends order `{"order_id"}` with a
+/// total of `80.001` from now on (the shop's own records are untouched).
+async fn shopify_garble(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
+    let Some(id) = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["order_id"].as_str().map(str::to_string))
+    else {
+        return (StatusCode::BAD_REQUEST, "expected {\"order_id\": \"gid://shopify/Order/…\"}").into_response();
+    };
+    if !shop_lock(&sb.shop).orders().any(|o| o.id == id) {
+        return (StatusCode::NOT_FOUND, format!("no order {id:?}")).into_response();
+    }
+    sb.garbled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id);
+    StatusCode::NO_CONTENT.into_response()
+}
+
 async fn shopify_dispute(State(sb): State<Sandbox>, body: axum::body::Bytes) -> Response {
     use dlft_core::sense::claims::{Customer, Dispute, DisputeStatus};
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
@@ -652,6 +678,7 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
             shop
         })),
         bucket: Arc::new(Mutex::new((BUCKET_MAX, start))),
+        garbled: Arc::default(),
     };
     let app = Router::new()
         .route("/shopify/admin/api/{version}/graphql.json", post(shopify_graphql))
@@ -659,6 +686,7 @@ pub async fn serve(scenario: &Scenario, seed: u64, addr: SocketAddr) -> Result<(
         .route("/_truth", get(truth))
         .route("/_launch", post(launch))
         .route("/shopify/_dispute", post(shopify_dispute))
+        .route("/shopify/_garble", post(shopify_garble))
         .route("/revolut/pay", post(revolut_pay))
         .route("/revolut/transactions", get(revolut_transactions))
         .route("/revolut/_truth", get(revolut_truth))

@@ -140,19 +140,29 @@ async fn gather<S: Store + Stats>(s: S, only: Option<&BrandId>, now: Timestamp) 
 }
 
 /// Per store of the brand's shop mirror: the orders it holds, the newest
-/// change it has read, and whether a pass is part way through its pages.
+/// change it has read, whether a pass is part way through its pages, and
+/// the orders the shop sent that could not be read (how many, the latest).
 async fn shop_mirror<S: Store>(s: &S, brand: &BrandId) -> Result<Value> {
     use dlft_core::jobs::mirror::{CURSOR_SCOPE, Cursor};
     let orders = dlft_core::jobs::mirror::orders(s, brand).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rejected = dlft_core::jobs::mirror::rejected(s, brand).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out = serde_json::Map::new();
     for (store, body) in s.state(brand, CURSOR_SCOPE).await? {
         let held = orders.iter().filter(|o| o.store == store).count();
         let cursor: Option<Cursor> = serde_json::from_str(&body).ok();
+        let prefix = format!("{store}/");
+        let bad: Vec<_> = rejected.iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
+        let latest = bad
+            .iter()
+            .max_by_key(|(k, r)| (r.at, k.clone()))
+            .map(|(k, r)| json!({ "order": &k[prefix.len()..], "why": r.why, "at": iso(r.at) }));
         out.insert(
             store,
             json!({ "orders": held,
                     "newest_change_read": cursor.as_ref().filter(|c| c.high.0 > 0).map(|c| iso(c.high)),
-                    "mid_pass": cursor.as_ref().is_some_and(|c| c.after.is_some()) }),
+                    "mid_pass": cursor.as_ref().is_some_and(|c| c.after.is_some()),
+                    "unreadable_orders": bad.len(),
+                    "latest_unreadable": latest }),
         );
     }
     Ok(Value::Object(out))
@@ -230,6 +240,16 @@ fn text(r: &Value) -> String {
                 m["newest_change_read"].as_str().unwrap_or("(none yet)"),
                 if m["mid_pass"] == true { ", a pass part way" } else { "" }
             );
+            if let Some(l) = m["latest_unreadable"].as_object() {
+                let _ = writeln!(
+                    o,
+                    "  mirror     store {store}: {} orders unreadable, latest {} at {}: {}",
+                    m["unreadable_orders"],
+                    l["order"].as_str().unwrap_or(""),
+                    l["at"].as_str().unwrap_or(""),
+                    l["why"].as_str().unwrap_or("")
+                );
+            }
         }
         for c in b["budgets"].as_array().into_iter().flatten() {
             let whom = c["counterparty"].as_str().map_or(String::new(), |p| format!(" {p}"));

@@ -174,4 +174,20 @@ async fn the_mirror_pages_the_orders_by_change_and_sees_a_refund() {
         .unwrap();
     let raw: Value = raw.json().await.unwrap();
     assert_eq!(raw["errors"][0]["extensions"]["code"], "MAX_COST_EXCEEDED", "{raw}");
+    // An order sent with money that is no amount is rejected by itself,
+    // named with its field; the page's other orders and its cursor stand.
+    let bad = t["orders"][3]["id"].as_str().unwrap().to_string();
+    let garble = reqwest::Client::new()
+        .post(format!("http://{addr}/shopify/_garble"))
+        .json(&serde_json::json!({ "order_id": bad }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garble.status().as_u16(), 204);
+    let page = s.orders_page("eu", since, None, 7).await.unwrap();
+    assert_eq!(page.orders.len() + page.rejected.len(), 7, "{page:?}");
+    assert_eq!(page.rejected.len(), 1, "{page:?}");
+    assert_eq!(page.rejected[0].id, bad);
+    assert!(page.rejected[0].why.contains("totalPriceSet") && page.rejected[0].why.contains(&bad), "{page:?}");
+    assert!(page.next.is_some() && !page.orders.iter().any(|o| o.id == bad));
 }

@@ -1,19 +1,20 @@
 //! The shop mirror (`jobs::mirror`) against a scripted shop: it pages a
 //! store's orders into the brand's state with its cursor, reads a changed
 //! order again on the next pass (no sooner than its interval), resumes
-//! where a throttled run stopped, and keeps hashes, not the customer's data.
+//! where a throttled run stopped, logs an order it cannot read and goes on,
+//! and keeps hashes, not the customer's data.
 
 use std::sync::Mutex;
 
 use dlft_core::config::Sabotage;
 use dlft_core::estimate::identity::OrderRecord;
 use dlft_core::ids::BrandId;
-use dlft_core::jobs::mirror::{CURSOR_SCOPE, Cursor, MIN_INTERVAL, OVERLAP, mirror, orders};
+use dlft_core::jobs::mirror::{CURSOR_SCOPE, Cursor, MIN_INTERVAL, OVERLAP, mirror, orders, rejected};
 use dlft_core::jobs::{Attempt, Ports};
 use dlft_core::money::{Currency, Money};
 use dlft_core::probe::NoProbe;
 use dlft_core::sense::claims::Customer;
-use dlft_core::sense::shop::{MirroredOrder, OrdersPage, RiskLevel, Shop, ShopError};
+use dlft_core::sense::shop::{MirroredOrder, OrdersPage, RejectedOrder, RiskLevel, Shop, ShopError};
 use dlft_core::sense::wire::shopify_orders::ORDERS_PAGE_FIRST;
 use dlft_core::store::{SharedMemStore, Store};
 use dlft_core::time::{ManualClock, Millis, Timestamp};
@@ -26,6 +27,8 @@ use common::{NOW, block_on};
 struct ScriptedShop {
     orders: Mutex<Vec<MirroredOrder>>,
     throttle_call: Mutex<Option<usize>>,
+    /// Orders sent garbled: the page rejects them (as the decoder would).
+    garbled: Mutex<Vec<String>>,
     calls: Mutex<Vec<(Timestamp, Option<String>)>>,
 }
 
@@ -56,7 +59,18 @@ impl Shop for ScriptedShop {
         let more = rows.len() > first as usize;
         let page: Vec<MirroredOrder> = rows.into_iter().take(first as usize).collect();
         let next = page.last().filter(|_| more).map(key);
-        Ok(OrdersPage { orders: page, next })
+        let garbled = self.garbled.lock().unwrap().clone();
+        let (bad, page): (Vec<MirroredOrder>, Vec<MirroredOrder>) =
+            page.into_iter().partition(|o| garbled.contains(&o.id));
+        let rejected = bad
+            .into_iter()
+            .map(|o| RejectedOrder {
+                why: format!("order {}: totalPriceSet.shopMoney.amount: \"80.001\"", o.id),
+                id: o.id,
+                updated_at: Some(o.updated_at),
+            })
+            .collect();
+        Ok(OrdersPage { orders: page, rejected, next })
     }
 }
 
@@ -82,6 +96,7 @@ fn shop(n: u64) -> ScriptedShop {
     ScriptedShop {
         orders: Mutex::new((1..=n).map(|i| order(i, NOW.0 - 3_600_000 + i * 10_000)).collect()),
         throttle_call: Mutex::new(None),
+        garbled: Mutex::new(Vec::new()),
         calls: Mutex::new(Vec::new()),
     }
 }
@@ -156,4 +171,58 @@ fn a_throttled_page_stops_the_mirror_where_it_was_and_the_next_run_resumes() {
     assert_eq!(run(&store, &claim.lease, &shop, &clock), 60 - ORDERS_PAGE_FIRST);
     assert_eq!(shop.calls.lock().unwrap()[2].1, after_first.after);
     assert_eq!(mirrored(&store).len(), 60);
+}
+
+#[test]
+fn an_order_that_cannot_be_read_is_logged_and_the_mirror_goes_past_it() {
+    let (store, claim) = common::claimed_store(Vec::new());
+    let clock = ManualClock::new(NOW);
+    let shop = shop(60);
+    let five = "gid://shopify/Order/5".to_string();
+    shop.garbled.lock().unwrap().push(five.clone());
+    assert_eq!(run(&store, &claim.lease, &shop, &clock), 59, "every other order of every page");
+    assert_eq!(mirrored(&store).len(), 59);
+    assert!(mirrored(&store).iter().all(|r| r.order_id != five), "nothing mirrored on a guess");
+    assert_eq!(cursor(&store).after, None, "the pass ended: the bad order held no page");
+    let logged = block_on(rejected(&store, &BrandId::default())).unwrap();
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].0, format!("eu/{five}"));
+    assert!(logged[0].1.why.contains("totalPriceSet"), "{:?}", logged[0]);
+    let events = block_on(store.events(0)).unwrap();
+    let about = |after: &str| {
+        events.iter().filter(|e| e.entity == format!("mirror.rejected/eu/{five}") && e.after == after).count()
+    };
+    assert_eq!(about("rejected"), 1, "one event row names it");
+
+    // The shop mends it (and so changes it): the next pass reads it, and
+    // the rejection goes, with an event.
+    shop.garbled.lock().unwrap().clear();
+    shop.orders.lock().unwrap()[4].updated_at = NOW;
+    clock.advance(MIN_INTERVAL);
+    assert!(run(&store, &claim.lease, &shop, &clock) >= 1);
+    assert!(mirrored(&store).iter().any(|r| r.order_id == five));
+    assert!(block_on(rejected(&store, &BrandId::default())).unwrap().is_empty());
+    let events = block_on(store.events(0)).unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.entity == format!("mirror.rejected/eu/{five}") && e.after == "read").count(),
+        1
+    );
+}
+
+#[test]
+fn a_rejection_read_again_unchanged_is_not_logged_twice() {
+    let (store, claim) = common::claimed_store(Vec::new());
+    let clock = ManualClock::new(NOW);
+    let shop = shop(3);
+    let three = "gid://shopify/Order/3".to_string();
+    shop.garbled.lock().unwrap().push(three.clone());
+    assert_eq!(run(&store, &claim.lease, &shop, &clock), 2);
+    // The last minute is read again on the next pass: order 3 comes again,
+    // still garbled.
+    clock.advance(MIN_INTERVAL);
+    run(&store, &claim.lease, &shop, &clock);
+    assert!(shop.calls.lock().unwrap().len() >= 2, "read twice");
+    let events = block_on(store.events(0)).unwrap();
+    let n = events.iter().filter(|e| e.entity == format!("mirror.rejected/eu/{three}")).count();
+    assert_eq!(n, 1, "the same rejection once");
 }

@@ -19,6 +19,12 @@
 //!   order replaces its row.
 //! - No raw personal data kept: the customer is hashed on arrival
 //!   ([`OrderRecord`]).
+//! - An order the shop sends that cannot be read (bad money, a bad
+//!   instant) is left out and logged: a [`REJECTED_SCOPE`] row naming the
+//!   field, with its event row; the page's other orders and the cursor go
+//!   on, so one bad order never holds the mirror at its page. When the
+//!   order is next read well (the shop changed it), its row goes, with an
+//!   event.
 //! - A store is read again no sooner than [`MIN_INTERVAL`] after its last
 //!   pass ended (a pass part way goes on at once).
 //! - At most [`MAX_PAGES_PER_RUN`] pages a run per store, each sized to
@@ -44,6 +50,9 @@ use super::{Attempt, JobError, Ports};
 pub const ORDERS_SCOPE: &str = "mirror.orders";
 /// Each store's cursor: `{store}` → [`Cursor`] (JSON).
 pub const CURSOR_SCOPE: &str = "mirror.cursor";
+/// Orders the shop sent that could not be read: `{store}/{order id}` →
+/// [`Rejected`] (JSON).
+pub const REJECTED_SCOPE: &str = "mirror.rejected";
 /// Pages read per store per run at most (the rest next run).
 pub const MAX_PAGES_PER_RUN: usize = 8;
 /// A store whose last pass ended less than this ago is not read again yet
@@ -70,11 +79,22 @@ pub struct Cursor {
     pub ended_at: Timestamp,
 }
 
+/// An order the mirror could not read, as its row keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// The field and what was wrong with it.
+    pub why: String,
+    /// When it was read so (our clock).
+    pub at: Timestamp,
+}
+
 /// What one run of the mirror did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Mirrored {
     pub pages: u32,
     pub orders: u32,
+    /// Orders read that could not be (each logged in [`REJECTED_SCOPE`]).
+    pub rejected: u32,
     /// Why it stopped short, if it did (the cursor stays where it was).
     pub stopped: Option<ShopError>,
 }
@@ -95,6 +115,16 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
     }
     let cursors: std::collections::BTreeMap<String, String> =
         ports.store.state(&attempt.brand, CURSOR_SCOPE).await?.into_iter().collect();
+    let mut rejected: std::collections::BTreeMap<String, String> =
+        ports.store.state(&attempt.brand, REJECTED_SCOPE).await?.into_iter().collect();
+    let event = |before: &str, after: &str, cause: String| {
+        Some(crate::store::StateEvent {
+            block: crate::telemetry::Block::Sensor,
+            before: before.into(),
+            after: after.into(),
+            cause,
+        })
+    };
     for store in stores {
         // A cursor row that cannot be read starts the store over: every
         // order is read again and replaces its row; nothing is lost.
@@ -120,14 +150,39 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
             for o in &page.orders {
                 cursor.high = cursor.high.max(o.updated_at);
                 let row = OrderRecord::of(secret, &store, o);
+                let key = format!("{store}/{}", o.id);
+                if rejected.remove(&key).is_some() {
+                    let cause = format!("read well, updated {}", crate::sense::wire::revolut::iso_of(o.updated_at));
+                    let ev = event("rejected", "read", cause);
+                    batch.state.push(StateOp { scope: REJECTED_SCOPE.into(), key: key.clone(), body: None, event: ev });
+                }
                 batch.state.push(StateOp {
                     scope: ORDERS_SCOPE.into(),
-                    key: format!("{store}/{}", o.id),
+                    key,
                     body: Some(serde_json::to_string(&row).expect("an order record serializes")),
                     event: None,
                 });
             }
+            for r in &page.rejected {
+                if let Some(at) = r.updated_at {
+                    cursor.high = cursor.high.max(at);
+                }
+                let key = format!("{store}/{}", r.id);
+                let same = rejected
+                    .get(&key)
+                    .and_then(|b| serde_json::from_str::<Rejected>(b).ok())
+                    .is_some_and(|old| old.why == r.why);
+                if same {
+                    continue;
+                }
+                let body = serde_json::to_string(&Rejected { why: r.why.clone(), at: now }).expect("serializes");
+                let before = if rejected.contains_key(&key) { "rejected" } else { "unread" };
+                rejected.insert(key.clone(), body.clone());
+                let ev = event(before, "rejected", r.why.clone());
+                batch.state.push(StateOp { scope: REJECTED_SCOPE.into(), key, body: Some(body), event: ev });
+            }
             done.orders += u32::try_from(page.orders.len()).unwrap_or(u32::MAX);
+            done.rejected += u32::try_from(page.rejected.len()).unwrap_or(u32::MAX);
             let last = page.next.is_none();
             cursor = match page.next {
                 Some(next) => Cursor { after: Some(next), ..cursor },
@@ -155,6 +210,13 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
         }
     }
     Ok(done)
+}
+
+/// The orders the shop sent that the mirror could not read, by
+/// `{store}/{order id}` (a row that does not parse is left out).
+pub async fn rejected<S: Store>(store: &S, brand: &crate::ids::BrandId) -> Result<Vec<(String, Rejected)>, JobError> {
+    let rows = store.state(brand, REJECTED_SCOPE).await?;
+    Ok(rows.into_iter().filter_map(|(k, body)| Some((k, serde_json::from_str(&body).ok()?))).collect())
 }
 
 /// Every order the brand's mirror holds, by store and id. A row that does

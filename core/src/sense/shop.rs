@@ -185,7 +185,23 @@ pub struct MirroredOrder {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrdersPage {
     pub orders: Vec<MirroredOrder>,
+    /// Orders of the page that could not be read (bad money, a bad
+    /// instant): left out, each named with why, so that one bad order
+    /// neither stops the mirror at its page nor is mirrored on a guess.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedOrder>,
     pub next: Option<String>,
+}
+
+/// An order of a page the mirror could not read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedOrder {
+    pub id: String,
+    /// Its `updatedAt`, when that much could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
+    /// The field and what was wrong with it.
+    pub why: String,
 }
 
 /// The shop's order risk assessment (Shopify's `riskLevel`).

@@ -6,9 +6,11 @@
 //! the parcels' tracking numbers and the order's risk assessments.
 //!
 //! Money is the shop's (`shopMoney`): the presentment currency a customer
-//! paid in is not the one refunds are bounded in. A page whose money,
-//! instants or ids cannot be read is malformed as a whole, naming the
-//! order and the field: nothing is mirrored on a guess. THROTTLED and the
+//! paid in is not the one refunds are bounded in. An order whose money or
+//! instants cannot be read is rejected by itself, naming the order and the
+//! field (the page's other orders stand, and nothing is mirrored on a
+//! guess); a page that is not Shopify's shape (no nodes, a node without an
+//! id, a next page without a cursor) is malformed as a whole. THROTTLED and the
 //! other error classes are `shopify::classify_errors`'.
 //!
 //! Read by the Shopify adapter (`dlft_live::shopify`) for the mirror
@@ -19,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::money::Money;
 use crate::sense::claims::Customer;
-use crate::sense::shop::{MirroredOrder, OrdersPage, RiskLevel, ShopError};
+use crate::sense::shop::{MirroredOrder, OrdersPage, RejectedOrder, RiskLevel, ShopError};
 use crate::sense::wire::revolut::{instant_of, iso_of};
 use crate::sense::wire::shopify::{classify_errors, money_of};
 use crate::time::Timestamp;
@@ -180,45 +182,60 @@ pub fn decode_orders_page(status: u16, body: &Value) -> Result<OrdersPage, ShopE
     let bad = ShopError::Malformed;
     let conn = body.pointer("/data/orders").ok_or_else(|| bad("no data.orders".into()))?;
     let nodes = conn.get("nodes").and_then(Value::as_array).ok_or_else(|| bad("orders.nodes".into()))?;
-    let mut orders = Vec::with_capacity(nodes.len());
+    let (mut orders, mut rejected) = (Vec::with_capacity(nodes.len()), Vec::new());
     for (i, o) in nodes.iter().enumerate() {
-        let text = |f: &str| o.get(f).and_then(Value::as_str).unwrap_or_default();
-        let id = text("id");
+        let id = o.get("id").and_then(Value::as_str).unwrap_or_default();
         if id.is_empty() {
             return Err(bad(format!("orders.nodes.{i}.id: missing")));
         }
-        let instant = |f: &str| instant_of(text(f)).map_err(|e| bad(format!("order {id}: {f}: {e}")));
-        let set = |f: &str| -> Result<Money, ShopError> {
-            let v =
-                o.get(f).and_then(|s| s.get("shopMoney")).ok_or_else(|| bad(format!("order {id}: {f}: missing")))?;
-            money_of(v).map_err(|e| bad(format!("order {id}: {f}.shopMoney.{e}")))
-        };
-        let (total, refunded) = (set("totalPriceSet")?, set("totalRefundedSet")?);
-        if refunded.currency != total.currency || refunded.minor < 0 || refunded.minor > total.minor {
-            return Err(bad(format!("order {id}: {refunded} refunded of a total of {total}")));
+        match order_of(id, o) {
+            Ok(order) => orders.push(order),
+            Err(why) => rejected.push(RejectedOrder {
+                id: id.to_string(),
+                updated_at: instant_of(o.get("updatedAt").and_then(Value::as_str).unwrap_or_default()).ok(),
+                why,
+            }),
         }
-        orders.push(MirroredOrder {
-            id: id.to_string(),
-            created_at: instant("createdAt")?,
-            updated_at: instant("updatedAt")?,
-            total,
-            refunded,
-            customer: Customer {
-                email: text("email").to_string(),
-                phone: text("phone").to_string(),
-                address: address_line(o.get("shippingAddress").filter(|a| !a.is_null())),
-                card: card_of(o),
-            },
-            tracking_numbers: tracking_numbers_of(o),
-            risk: risk_of(o),
-        });
     }
     let more = conn.pointer("/pageInfo/hasNextPage").and_then(Value::as_bool).unwrap_or(false);
     let next = conn.pointer("/pageInfo/endCursor").and_then(Value::as_str).filter(|_| more).map(str::to_string);
     if more && next.is_none() {
         return Err(bad("orders.pageInfo: a next page without a cursor".into()));
     }
-    Ok(OrdersPage { orders, next })
+    Ok(OrdersPage { orders, rejected, next })
+}
+
+/// One order node, or why it cannot be read (naming the order and the field).
+fn order_of(id: &str, o: &Value) -> Result<MirroredOrder, String> {
+    let text = |f: &str| o.get(f).and_then(Value::as_str).unwrap_or_default();
+    let instant = |f: &str| instant_of(text(f)).map_err(|e| format!("order {id}: {f}: {e}"));
+    let set = |f: &str| -> Result<Money, String> {
+        let v = o
+            .get(f)
+            .and_then(|s| s.get("shopMoney"))
+            .filter(|m| !m.is_null())
+            .ok_or_else(|| format!("order {id}: {f}: missing"))?;
+        money_of(v).map_err(|e| format!("order {id}: {f}.shopMoney.{e}"))
+    };
+    let (total, refunded) = (set("totalPriceSet")?, set("totalRefundedSet")?);
+    if refunded.currency != total.currency || refunded.minor < 0 || refunded.minor > total.minor {
+        return Err(format!("order {id}: {refunded} refunded of a total of {total}"));
+    }
+    Ok(MirroredOrder {
+        id: id.to_string(),
+        created_at: instant("createdAt")?,
+        updated_at: instant("updatedAt")?,
+        total,
+        refunded,
+        customer: Customer {
+            email: text("email").to_string(),
+            phone: text("phone").to_string(),
+            address: address_line(o.get("shippingAddress").filter(|a| !a.is_null())),
+            card: card_of(o),
+        },
+        tracking_numbers: tracking_numbers_of(o),
+        risk: risk_of(o),
+    })
 }
 
 /// A page as Shopify sends it (the sandbox's side): `orders` with the
@@ -303,15 +320,40 @@ mod tests {
         let orders = vec![order(1), order(2)];
         let (status, body) = encode_orders_page_reply(&orders, Some("cursor-2"));
         let page = decode_orders_page(status, &body).unwrap();
-        assert_eq!(page, OrdersPage { orders: orders.clone(), next: Some("cursor-2".into()) });
+        assert_eq!(page, OrdersPage { orders: orders.clone(), rejected: vec![], next: Some("cursor-2".into()) });
         let (status, body) = encode_orders_page_reply(&orders[..1], None);
         assert_eq!(decode_orders_page(status, &body).unwrap().next, None, "the last page");
     }
 
     #[test]
-    fn bad_money_instants_and_ids_are_refused_naming_the_order() {
-        let (_, body) = encode_orders_page_reply(&[order(7)], None);
-        let broken = |path: &str, v: Value| {
+    fn a_bad_order_is_rejected_by_itself_naming_the_field_and_the_page_goes_on() {
+        let (_, body) = encode_orders_page_reply(&[order(6), order(7), order(8)], Some("c8"));
+        let rejected = |path: &str, v: Value| {
+            let mut b = body.clone();
+            *b.pointer_mut(path).unwrap() = v;
+            let page = decode_orders_page(200, &b).unwrap_or_else(|e| panic!("{path}: the page was refused: {e:?}"));
+            assert_eq!(page.orders, vec![order(6), order(8)], "{path}: the others stand");
+            assert_eq!(page.next.as_deref(), Some("c8"), "{path}: the page moves on");
+            assert_eq!(page.rejected.len(), 1, "{path}");
+            assert_eq!(page.rejected[0].id, "gid://shopify/Order/7");
+            page.rejected[0].clone()
+        };
+        let r = rejected("/data/orders/nodes/1/totalPriceSet/shopMoney/amount", json!("80.001"));
+        assert!(r.why.contains("gid://shopify/Order/7") && r.why.contains("totalPriceSet"), "{r:?}");
+        assert_eq!(r.updated_at, Some(order(7).updated_at), "its change instant still counts");
+        let r = rejected("/data/orders/nodes/1/totalRefundedSet/shopMoney/amount", json!("80.01"));
+        assert!(r.why.contains("refunded of a total"), "more refunded than paid: {r:?}");
+        let r = rejected("/data/orders/nodes/1/totalRefundedSet/shopMoney/currencyCode", json!("USD"));
+        assert!(r.why.contains("refunded of a total"), "another currency: {r:?}");
+        let r = rejected("/data/orders/nodes/1/totalPriceSet/shopMoney", json!(null));
+        assert!(r.why.contains("totalPriceSet: missing"), "{r:?}");
+        let r = rejected("/data/orders/nodes/1/updatedAt", json!("yesterday"));
+        assert!(r.why.contains("updatedAt"), "{r:?}");
+        assert_eq!(r.updated_at, None);
+        let r = rejected("/data/orders/nodes/1/createdAt", json!(17));
+        assert!(r.why.contains("createdAt"), "{r:?}");
+
+        let malformed = |path: &str, v: Value| {
             let mut b = body.clone();
             *b.pointer_mut(path).unwrap() = v;
             match decode_orders_page(200, &b) {
@@ -319,18 +361,12 @@ mod tests {
                 other => panic!("{path}: {other:?}"),
             }
         };
-        let m = broken("/data/orders/nodes/0/totalPriceSet/shopMoney/amount", json!("80.001"));
-        assert!(m.contains("gid://shopify/Order/7") && m.contains("totalPriceSet"), "{m}");
-        let m = broken("/data/orders/nodes/0/totalRefundedSet/shopMoney/amount", json!("80.01"));
-        assert!(m.contains("refunded of a total"), "more refunded than paid: {m}");
-        let m = broken("/data/orders/nodes/0/totalRefundedSet/shopMoney/currencyCode", json!("USD"));
-        assert!(m.contains("refunded of a total"), "another currency: {m}");
-        let m = broken("/data/orders/nodes/0/updatedAt", json!("yesterday"));
-        assert!(m.contains("updatedAt"), "{m}");
-        let m = broken("/data/orders/nodes/0/id", json!(""));
-        assert!(m.contains("nodes.0.id"), "{m}");
-        let m = broken("/data/orders/pageInfo/hasNextPage", json!(true));
+        let m = malformed("/data/orders/nodes/1/id", json!(""));
+        assert!(m.contains("nodes.1.id"), "a node without an id is not Shopify's shape: {m}");
+        let m = malformed("/data/orders/pageInfo/endCursor", json!(null));
         assert!(m.contains("without a cursor"), "{m}");
+        let m = malformed("/data/orders/nodes", json!({}));
+        assert!(m.contains("orders.nodes"), "{m}");
     }
 
     #[test]
