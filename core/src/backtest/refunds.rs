@@ -35,7 +35,7 @@ use crate::decide::{ClaimOutcome, judge_claim};
 use crate::envelope::Verdict;
 use crate::envelope::budget::{self, Budgets, Purpose, Reserve};
 use crate::envelope::refund::RefundJudged;
-use crate::estimate::identity::{KeyCache, Profile};
+use crate::estimate::identity::Profile;
 use crate::estimate::risk::RiskTier;
 use crate::ids::{BrandId, IdempotencyKey};
 use crate::jobs::payables::Room;
@@ -81,21 +81,42 @@ struct Replay<'a> {
     /// (every refund of the replay is instant: reserved, never voided).
     room: Option<Room>,
     brand: &'a BrandId,
-    disputes: &'a [Dispute],
     history: Vec<ClaimRecord>,
     last_tier: BTreeMap<String, RiskTier>,
     opened: BTreeSet<IdempotencyKey>,
     refunded_on: BTreeMap<String, i64>,
-    /// Every customer's keys, hashed once for the whole replay.
-    keys: KeyCache,
+}
+
+/// The identity graph as the replay's clock moves: grown by each claim as
+/// it is opened and each dispute as it is initiated, and told each
+/// settlement, rather than built again per claim (the same facts as a
+/// graph built whole at each instant; linear in history, not quadratic).
+struct Graph<'a> {
+    profile: Profile,
+    /// Each claim's handle in the graph, by its place in the history.
+    handles: Vec<usize>,
+    /// The disputes by when they were initiated, and how many are in.
+    disputes: Vec<&'a Dispute>,
+    added: usize,
+}
+
+impl<'a> Graph<'a> {
+    fn new(secret: &[u8], disputes: &'a [Dispute]) -> Graph<'a> {
+        let mut disputes: Vec<&Dispute> = disputes.iter().collect();
+        disputes.sort_by_key(|d| d.initiated_at);
+        Graph { profile: Profile::new(secret), handles: Vec::new(), disputes, added: 0 }
+    }
+
+    /// Takes in the disputes initiated by `now`.
+    fn advance(&mut self, now: Timestamp) {
+        while let Some(d) = self.disputes.get(self.added).filter(|d| d.initiated_at <= now) {
+            self.profile.add_dispute((*d).clone());
+            self.added += 1;
+        }
+    }
 }
 
 impl Replay<'_> {
-    /// The identity graph as of `now`, from the claims so far.
-    fn profile(&mut self, now: Timestamp) -> Profile {
-        Profile::build_cached(self.cfg.identity_key.as_bytes(), &self.history, self.disputes, &[], now, &mut self.keys)
-    }
-
     /// Judges the claim at `history[at]` at `now` on `profile` (one per
     /// instant, as the refund job builds one per run).
     fn judge(&mut self, at: usize, now: Timestamp, profile: &Profile) -> (RiskTier, Judged) {
@@ -185,13 +206,12 @@ pub fn replay_within(
         cfg,
         room: budgets.map(|b| Room { budgets: b.clone(), accounts: BTreeMap::new() }),
         brand,
-        disputes,
         history: Vec::with_capacity(sorted.len()),
         last_tier: BTreeMap::new(),
         opened: BTreeSet::new(),
         refunded_on: BTreeMap::new(),
-        keys: KeyCache::default(),
     };
+    let mut graph = Graph::new(cfg.identity_key.as_bytes(), disputes);
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut out = Vec::with_capacity(sorted.len());
     // Claims waiting for room (their index in `history`), and the caps'
@@ -209,24 +229,31 @@ pub fn replay_within(
     };
     for claim in sorted {
         let now = claim.opened_at;
+        graph.advance(now);
         if !waiting.is_empty() && r.periods(now) != tried_in {
             tried_in = r.periods(now);
-            let profile = r.profile(now);
+            // Every waiting claim is judged on the graph as of now: their
+            // settlements count from the next instant.
+            let mut settled = Vec::new();
             for (at, _) in std::mem::take(&mut waiting) {
-                let (tier, judged) = r.judge(at, now, &profile);
+                let (tier, judged) = r.judge(at, now, &graph.profile);
                 let c = r.history[at].clone();
                 match judged {
                     Judged::Waits => waiting.push((at, tier)),
                     Judged::Paid(paid, why, s) => {
-                        r.history[at].settled = Some(s);
+                        settled.push((at, s));
                         let why = format!("{why} (waited for the refund caps' room since {})", c.opened_at);
                         out.push(case(&c, now, tier, paid, why));
                     }
                     Judged::Refused(why, s) => {
-                        r.history[at].settled = Some(s);
+                        settled.push((at, s));
                         out.push(case(&c, now, tier, Money::zero(c.claimed.currency), why));
                     }
                 }
+            }
+            for (at, s) in settled {
+                graph.profile.settle(graph.handles[at], Some(s.clone()));
+                r.history[at].settled = Some(s);
             }
         }
         let zero = Money::zero(claim.order_total.currency);
@@ -236,9 +263,9 @@ pub fn replay_within(
             continue;
         }
         r.history.push(claim.clone());
+        graph.handles.push(graph.profile.add_claim(claim.clone()));
         let at = r.history.len() - 1;
-        let profile = r.profile(now);
-        let (tier, judged) = r.judge(at, now, &profile);
+        let (tier, judged) = r.judge(at, now, &graph.profile);
         match judged {
             Judged::Waits => {
                 waiting.push((at, tier));
@@ -246,10 +273,12 @@ pub fn replay_within(
             }
             Judged::Paid(paid, why, s) => {
                 assert!(paid.minor >= 0 && paid.minor <= claim.order_total.minor, "{}: paid {paid}", claim.id);
+                graph.profile.settle(graph.handles[at], Some(s.clone()));
                 r.history[at].settled = Some(s);
                 out.push(case(&claim, now, tier, paid, why));
             }
             Judged::Refused(why, s) => {
+                graph.profile.settle(graph.handles[at], Some(s.clone()));
                 r.history[at].settled = Some(s);
                 out.push(case(&claim, now, tier, zero, why));
             }

@@ -144,196 +144,188 @@ pub fn normal_card(raw: &str) -> Option<String> {
     (!c.is_empty()).then_some(c)
 }
 
-/// Union-find over record indices.
-struct Sets(Vec<usize>);
+/// A record's precedence for an order's value: its kind's, then its place.
+type Rank = (u8, usize);
 
-impl Sets {
-    fn find(&mut self, mut i: usize) -> usize {
-        while self.0[i] != i {
-            self.0[i] = self.0[self.0[i]];
-            i = self.0[i];
-        }
-        i
-    }
-    fn join(&mut self, a: usize, b: usize) {
-        let (a, b) = (self.find(a), self.find(b));
-        // The smaller index is the root: the same records give the same roots.
-        if a != b {
-            let (lo, hi) = (a.min(b), a.max(b));
-            self.0[hi] = lo;
+/// One record of the graph.
+enum Rec {
+    Claim(ClaimRecord),
+    Dispute(Dispute),
+    Order(OrderRecord),
+}
+
+impl Rec {
+    /// Which record's value an order takes when several name it: a mirrored
+    /// order's total, else a dispute's amount, else a claim's order total
+    /// (the later of one kind).
+    fn rank(&self) -> u8 {
+        match self {
+            Rec::Claim(_) => 0,
+            Rec::Dispute(_) => 1,
+            Rec::Order(_) => 2,
         }
     }
 }
 
-/// The identity graph of one brand at one instant.
+/// The identity graph of one brand, grown record by record.
+///
+/// Built whole for a review ([`Profile::build`]) or grown as a replay's
+/// clock moves ([`Profile::add_claim`], [`Profile::add_dispute`],
+/// [`Profile::settle`]): the same records give the same facts either way,
+/// whatever order they came in. Joins are a union-find over the records
+/// (the smaller identity merged into the larger, its members and its
+/// addresses with it), so growing a graph of `n` records costs
+/// `O(n log n)` and an identity's facts are read from its own records
+/// ([`Profile::facts_of`]), not from the whole graph.
 pub struct Profile {
     secret: Vec<u8>,
-    /// Joining key (`kind:hash`) → identity (a root record).
+    recs: Vec<Rec>,
+    keys: Vec<IdentityKeys>,
+    parent: Vec<usize>,
+    /// Joining key (`kind:hash`) → a record of its identity.
     by_key: BTreeMap<String, usize>,
-    /// Address key → identities shipping to it.
-    by_address: BTreeMap<String, BTreeSet<usize>>,
-    facts: BTreeMap<usize, IdentityFacts>,
-    /// Identity → its address keys.
-    addresses: BTreeMap<usize, BTreeSet<String>>,
+    /// Identity (a root record) → its records.
+    members: BTreeMap<usize, Vec<usize>>,
     /// Identity → its label (its smallest joining key).
     labels: BTreeMap<usize, String>,
-    /// Keys already hashed, per customer as given: a customer's records
-    /// repeat, and an HMAC per field per record per review is most of a
-    /// review's work.
+    /// Address key → identities shipping to it, with how many records each.
+    by_address: BTreeMap<String, BTreeMap<usize, u32>>,
+    /// `(store, order)` → the claims on it (for what the shop refunded
+    /// outside them).
+    claims_on: BTreeMap<(String, String), Vec<usize>>,
+    /// Customers' keys already hashed (four HMACs each): a customer's
+    /// records repeat, and hashing is most of a review's work.
     memo: std::sync::Mutex<BTreeMap<Customer, IdentityKeys>>,
 }
 
-enum Rec<'a> {
-    Claim(&'a ClaimRecord),
-    Dispute(&'a Dispute),
-    Order(&'a OrderRecord),
-}
-
-/// Customers' keys already hashed under one secret (four HMACs each): a
-/// replay builds one graph per instant from mostly the same customers, and
-/// needs each customer hashed once.
-#[derive(Default)]
-pub struct KeyCache {
-    secret: Vec<u8>,
-    keys: BTreeMap<Customer, IdentityKeys>,
-}
-
-impl KeyCache {
-    fn of(&mut self, secret: &[u8], c: &Customer) -> IdentityKeys {
-        if self.secret != secret {
-            self.secret = secret.to_vec();
-            self.keys.clear();
-        }
-        self.keys.entry(c.clone()).or_insert_with(|| IdentityKeys::of(secret, c)).clone()
-    }
-}
-
 impl Profile {
-    /// The graph of what was known at `as_of`.
-    pub fn build(secret: &[u8], claims: &[ClaimRecord], disputes: &[Dispute], as_of: Timestamp) -> Profile {
-        Profile::build_cached(secret, claims, disputes, &[], as_of, &mut KeyCache::default())
+    /// An empty graph under `secret`.
+    pub fn new(secret: &[u8]) -> Profile {
+        Profile {
+            secret: secret.to_vec(),
+            recs: Vec::new(),
+            keys: Vec::new(),
+            parent: Vec::new(),
+            by_key: BTreeMap::new(),
+            members: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            by_address: BTreeMap::new(),
+            claims_on: BTreeMap::new(),
+            memo: std::sync::Mutex::new(BTreeMap::new()),
+        }
     }
 
-    /// [`Profile::build`] with the shop mirror's `orders` too, and the
-    /// customers' keys from (and into) `cache`.
-    pub fn build_cached(
+    /// The graph of what was known at `as_of`: claims opened, disputes
+    /// initiated and mirrored orders created by then.
+    pub fn build(
         secret: &[u8],
         claims: &[ClaimRecord],
         disputes: &[Dispute],
         orders: &[OrderRecord],
         as_of: Timestamp,
-        cache: &mut KeyCache,
     ) -> Profile {
-        let recs: Vec<Rec<'_>> = claims
-            .iter()
-            .filter(|c| c.opened_at <= as_of)
-            .map(Rec::Claim)
-            .chain(disputes.iter().filter(|d| d.initiated_at <= as_of).map(Rec::Dispute))
-            .chain(orders.iter().filter(|o| o.created_at <= as_of).map(Rec::Order))
-            .collect();
-        let mut memo: BTreeMap<Customer, IdentityKeys> = BTreeMap::new();
-        let keys: Vec<IdentityKeys> = recs
-            .iter()
-            .map(|r| {
-                let c = match r {
-                    Rec::Claim(c) => &c.customer,
-                    Rec::Dispute(d) => &d.customer,
-                    Rec::Order(o) => return o.keys.clone(),
-                };
-                memo.entry(c.clone()).or_insert_with(|| cache.of(secret, c)).clone()
-            })
-            .collect();
-        let mut sets = Sets((0..recs.len()).collect());
-        let mut first: BTreeMap<String, usize> = BTreeMap::new();
-        for (i, k) in keys.iter().enumerate() {
-            for (kind, v) in k.joining() {
-                match first.get(&format!("{kind}:{v}")) {
-                    Some(&j) => sets.join(i, j),
-                    None => {
-                        first.insert(format!("{kind}:{v}"), i);
-                    }
-                }
-            }
+        let mut p = Profile::new(secret);
+        for c in claims.iter().filter(|c| c.opened_at <= as_of) {
+            p.add_claim(c.clone());
         }
-        let mut p = Profile {
-            secret: secret.to_vec(),
-            by_key: BTreeMap::new(),
-            by_address: BTreeMap::new(),
-            facts: BTreeMap::new(),
-            addresses: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            memo: std::sync::Mutex::new(BTreeMap::new()),
-        };
-        let mut orders: BTreeMap<usize, BTreeMap<(String, String), i64>> = BTreeMap::new();
-        let mut seen_disputes: BTreeSet<&str> = BTreeSet::new();
-        // Per order: the claims' refunds (count, minor), and what the shop
-        // shows refunded (identity, minor).
-        let mut claim_refunds: BTreeMap<(&str, &str), (u32, i64)> = BTreeMap::new();
-        let mut shop_refunds: BTreeMap<(&str, &str), (usize, i64)> = BTreeMap::new();
-        for (i, (rec, k)) in recs.iter().zip(&keys).enumerate() {
-            let root = sets.find(i);
-            for (kind, v) in k.joining() {
-                p.by_key.insert(format!("{kind}:{v}"), root);
-            }
-            if let Some(a) = &k.address {
-                p.by_address.entry(a.clone()).or_default().insert(root);
-                p.addresses.entry(root).or_default().insert(a.clone());
-            }
-            let f = p.facts.entry(root).or_default();
-            match rec {
-                Rec::Claim(c) => {
-                    orders.entry(root).or_default().insert((c.store.clone(), c.order_id.clone()), c.order_total.minor);
-                    if let Some(Settlement::Refunded { amount, .. }) = &c.settled {
-                        f.refunds += 1;
-                        f.refunded_minor = f.refunded_minor.saturating_add(amount.minor);
-                        let r = claim_refunds.entry((c.store.as_str(), c.order_id.as_str())).or_default();
-                        *r = (r.0 + 1, r.1.saturating_add(amount.minor));
-                    }
-                    if c.claim == Claim::DidNotArrive && c.tracking_seen() == Tracking::Delivered {
-                        f.inr_against_delivered += 1;
-                    }
-                }
-                Rec::Dispute(d) => {
-                    orders.entry(root).or_default().insert((d.store.clone(), d.order_id.clone()), d.amount.minor);
-                    if seen_disputes.insert(d.id.as_str()) {
-                        match d.status {
-                            DisputeStatus::Open => f.chargebacks_open += 1,
-                            DisputeStatus::Lost => f.chargebacks_lost += 1,
-                            DisputeStatus::Won => {}
-                        }
-                    }
-                }
-                Rec::Order(o) => {
-                    orders.entry(root).or_default().insert((o.store.clone(), o.order_id.clone()), o.total.minor);
-                    if o.refunded.minor > 0 {
-                        shop_refunds.insert((o.store.as_str(), o.order_id.as_str()), (root, o.refunded.minor));
-                    }
-                }
-            }
+        for d in disputes.iter().filter(|d| d.initiated_at <= as_of) {
+            p.add_dispute(d.clone());
         }
-        for (order, (root, minor)) in shop_refunds {
-            let (n, claimed) = claim_refunds.get(&order).copied().unwrap_or_default();
-            let f = p.facts.entry(root).or_default();
-            f.refunded_minor = f.refunded_minor.saturating_add(minor.saturating_sub(claimed).max(0));
-            if n == 0 {
-                f.refunds += 1;
-            }
+        for o in orders.iter().filter(|o| o.created_at <= as_of) {
+            p.add_order(o.clone());
         }
-        for (root, o) in orders {
-            let f = p.facts.entry(root).or_default();
-            f.orders = u32::try_from(o.len()).unwrap_or(u32::MAX);
-            f.ordered_minor = o.values().fold(0i64, |a, v| a.saturating_add(*v));
-        }
-        let sharing: Vec<(usize, u32)> =
-            p.addresses.iter().map(|(root, addrs)| (*root, p.sharing(Some(*root), addrs.iter()))).collect();
-        for (root, n) in sharing {
-            p.facts.entry(root).or_default().identities_sharing_address = n;
-        }
-        for (k, root) in &p.by_key {
-            p.labels.entry(*root).or_insert_with(|| k.clone());
-        }
-        p.memo = std::sync::Mutex::new(memo);
         p
+    }
+
+    /// Adds a claim; its handle for [`Profile::settle`].
+    pub fn add_claim(&mut self, c: ClaimRecord) -> usize {
+        let keys = self.keys_of(&c.customer);
+        let order = (c.store.clone(), c.order_id.clone());
+        let i = self.add(Rec::Claim(c), keys);
+        self.claims_on.entry(order).or_default().push(i);
+        i
+    }
+
+    /// Adds a dispute.
+    pub fn add_dispute(&mut self, d: Dispute) {
+        let keys = self.keys_of(&d.customer);
+        self.add(Rec::Dispute(d), keys);
+    }
+
+    /// Adds a mirrored order (its keys hashed on arrival).
+    pub fn add_order(&mut self, o: OrderRecord) {
+        let keys = o.keys.clone();
+        self.add(Rec::Order(o), keys);
+    }
+
+    /// Records how the claim `handle` (from [`Profile::add_claim`]) was
+    /// settled.
+    pub fn settle(&mut self, handle: usize, settled: Option<Settlement>) {
+        if let Some(Rec::Claim(c)) = self.recs.get_mut(handle) {
+            c.settled = settled;
+        }
+    }
+
+    fn add(&mut self, rec: Rec, keys: IdentityKeys) -> usize {
+        let i = self.recs.len();
+        self.parent.push(i);
+        self.members.insert(i, vec![i]);
+        if let Some(a) = &keys.address {
+            *self.by_address.entry(a.clone()).or_default().entry(i).or_default() += 1;
+        }
+        let joining: Vec<String> = keys.joining().map(|(kind, v)| format!("{kind}:{v}")).collect();
+        if let Some(min) = joining.iter().min() {
+            self.labels.insert(i, min.clone());
+        }
+        self.recs.push(rec);
+        self.keys.push(keys);
+        for k in joining {
+            match self.by_key.get(&k) {
+                Some(&j) => self.join(i, j),
+                None => {
+                    self.by_key.insert(k, i);
+                }
+            }
+        }
+        i
+    }
+
+    fn find(&self, mut i: usize) -> usize {
+        while self.parent[i] != i {
+            i = self.parent[i];
+        }
+        i
+    }
+
+    /// Merges two identities: the one with fewer records into the other.
+    fn join(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        if a == b {
+            return;
+        }
+        let size = |r: usize| self.members.get(&r).map_or(0, Vec::len);
+        let (keep, gone) = if (size(a), b) >= (size(b), a) { (a, b) } else { (b, a) };
+        self.parent[gone] = keep;
+        let moved = self.members.remove(&gone).unwrap_or_default();
+        for &m in &moved {
+            if let Some(addr) = &self.keys[m].address {
+                let at = self.by_address.entry(addr.clone()).or_default();
+                if let Some(n) = at.get_mut(&gone) {
+                    *n -= 1;
+                    if *n == 0 {
+                        at.remove(&gone);
+                    }
+                }
+                *at.entry(keep).or_default() += 1;
+            }
+        }
+        self.members.entry(keep).or_default().extend(moved);
+        if let Some(l) = self.labels.remove(&gone) {
+            let label = self.labels.entry(keep).or_insert_with(|| l.clone());
+            if l < *label {
+                *label = l;
+            }
+        }
     }
 
     fn keys_of(&self, c: &Customer) -> IdentityKeys {
@@ -345,31 +337,120 @@ impl Profile {
     fn sharing<'a>(&self, me: Option<usize>, addrs: impl Iterator<Item = &'a String>) -> u32 {
         addrs
             .filter_map(|a| self.by_address.get(a))
-            .map(|ids| ids.iter().filter(|id| Some(**id) != me).count())
+            .map(|ids| ids.keys().filter(|id| Some(**id) != me).count())
             .max()
             .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    /// The identity `c` belongs to (a stable label: its root's first
-    /// joining key) and its facts; a customer the graph has never seen has
-    /// only the address fact.
-    pub fn facts_of(&self, c: &Customer) -> (String, IdentityFacts) {
+    /// The identity `c` belongs to, if the graph knows one of its joining keys.
+    fn root_of(&self, c: &Customer) -> (IdentityKeys, Option<usize>) {
         let keys = self.keys_of(c);
-        let root = keys.joining().find_map(|(kind, v)| self.by_key.get(&format!("{kind}:{v}")).copied());
+        let root = keys.joining().find_map(|(kind, v)| self.by_key.get(&format!("{kind}:{v}")).map(|&i| self.find(i)));
+        (keys, root)
+    }
+
+    /// The label of the identity `c` belongs to ([`Profile::facts_of`]'s,
+    /// without its facts).
+    pub fn label_of(&self, c: &Customer) -> String {
+        let (keys, root) = self.root_of(c);
         match root {
-            Some(root) => {
-                let label = self.labels.get(&root).cloned().unwrap_or_else(|| format!("identity {root}"));
-                (label, self.facts.get(&root).cloned().unwrap_or_default())
+            Some(root) => self.labels.get(&root).cloned().unwrap_or_else(|| format!("identity {root}")),
+            None => keys.joining().next().map_or_else(|| "anonymous".to_string(), |(k, v)| format!("{k}:{v}")),
+        }
+    }
+
+    /// The identity `c` belongs to (a stable label: its smallest joining
+    /// key) and its facts; a customer the graph has never seen has only
+    /// the address fact.
+    pub fn facts_of(&self, c: &Customer) -> (String, IdentityFacts) {
+        let label = self.label_of(c);
+        let (keys, root) = self.root_of(c);
+        let Some(root) = root else {
+            let facts = IdentityFacts {
+                identities_sharing_address: self.sharing(None, keys.address.iter()),
+                ..IdentityFacts::default()
+            };
+            return (label, facts);
+        };
+        (label, self.facts_of_root(root))
+    }
+
+    fn facts_of_root(&self, root: usize) -> IdentityFacts {
+        let mut f = IdentityFacts::default();
+        let members = self.members.get(&root).map(Vec::as_slice).unwrap_or_default();
+        // Each order once, at the value of its highest-ranked record.
+        let mut orders: BTreeMap<(&str, &str), (Rank, i64)> = BTreeMap::new();
+        let mut seen_disputes: BTreeSet<&str> = BTreeSet::new();
+        // What the shop shows refunded per order (the last mirrored row).
+        let mut shop_refunds: BTreeMap<(&str, &str), (usize, i64)> = BTreeMap::new();
+        let mut addresses: BTreeSet<&String> = BTreeSet::new();
+        for &i in members {
+            if let Some(a) = &self.keys[i].address {
+                addresses.insert(a);
             }
-            None => {
-                let label = keys.joining().next().map_or_else(|| "anonymous".to_string(), |(k, v)| format!("{k}:{v}"));
-                let facts = IdentityFacts {
-                    identities_sharing_address: self.sharing(None, keys.address.iter()),
-                    ..IdentityFacts::default()
-                };
-                (label, facts)
+            let rec = &self.recs[i];
+            let rank = (rec.rank(), i);
+            let (store, id, minor) = match rec {
+                Rec::Claim(c) => {
+                    if let Some(Settlement::Refunded { amount, .. }) = &c.settled {
+                        f.refunds += 1;
+                        f.refunded_minor = f.refunded_minor.saturating_add(amount.minor);
+                    }
+                    if c.claim == Claim::DidNotArrive && c.tracking_seen() == Tracking::Delivered {
+                        f.inr_against_delivered += 1;
+                    }
+                    (c.store.as_str(), c.order_id.as_str(), c.order_total.minor)
+                }
+                Rec::Dispute(d) => {
+                    if seen_disputes.insert(d.id.as_str()) {
+                        match d.status {
+                            DisputeStatus::Open => f.chargebacks_open += 1,
+                            DisputeStatus::Lost => f.chargebacks_lost += 1,
+                            DisputeStatus::Won => {}
+                        }
+                    }
+                    (d.store.as_str(), d.order_id.as_str(), d.amount.minor)
+                }
+                Rec::Order(o) => {
+                    if o.refunded.minor > 0 {
+                        let at = shop_refunds.entry((o.store.as_str(), o.order_id.as_str())).or_insert((i, 0));
+                        if i >= at.0 {
+                            *at = (i, o.refunded.minor);
+                        }
+                    }
+                    (o.store.as_str(), o.order_id.as_str(), o.total.minor)
+                }
+            };
+            let v = (rank, minor);
+            let slot = orders.entry((store, id)).or_insert(v);
+            if v.0 > slot.0 {
+                *slot = v;
             }
         }
+        // A claim's refund and the shop's on one order are the same money:
+        // what the shop shows beyond the claims' refunds counts, and a
+        // refund only the shop made counts once.
+        for ((store, id), (_, minor)) in shop_refunds {
+            let claims =
+                self.claims_on.get(&(store.to_string(), id.to_string())).map(Vec::as_slice).unwrap_or_default();
+            let (mut n, mut claimed) = (0u32, 0i64);
+            for &c in claims {
+                if let Rec::Claim(ClaimRecord { settled: Some(Settlement::Refunded { amount, .. }), .. }) =
+                    &self.recs[c]
+                {
+                    n += 1;
+                    claimed = claimed.saturating_add(amount.minor);
+                }
+            }
+            f.refunded_minor = f.refunded_minor.saturating_add(minor.saturating_sub(claimed).max(0));
+            if n == 0 {
+                f.refunds += 1;
+            }
+        }
+        f.orders = u32::try_from(orders.len()).unwrap_or(u32::MAX);
+        f.ordered_minor = orders.values().fold(0i64, |a, (_, v)| a.saturating_add(*v));
+        f.identities_sharing_address = self.sharing(Some(root), addresses.into_iter());
+        f
     }
 }
 
@@ -454,12 +535,12 @@ mod tests {
             customer: customer("j@other.de", ""),
             initiated_at: Timestamp(20),
         };
-        let p = Profile::build(KEY, &claims, std::slice::from_ref(&dispute), Timestamp(20));
+        let p = Profile::build(KEY, &claims, std::slice::from_ref(&dispute), &[], Timestamp(20));
         let (_, f) = p.facts_of(&customer("JANE@x.de", ""));
         assert_eq!((f.orders, f.refunds, f.refunded_minor, f.ordered_minor), (4, 2, 9_000, 22_000));
         assert_eq!((f.inr_against_delivered, f.chargebacks_open), (1, 1));
         // Before the dispute: no chargeback (no look-ahead).
-        let before = Profile::build(KEY, &claims, &[dispute], Timestamp(19));
+        let before = Profile::build(KEY, &claims, &[dispute], &[], Timestamp(19));
         assert_eq!(before.facts_of(&jane).1.chargebacks_open, 0);
         // A stranger knows nothing.
         assert_eq!(p.facts_of(&customer("bob@y.de", "Elm 2")).1, IdentityFacts::default());
@@ -480,7 +561,7 @@ mod tests {
                 c
             })
             .collect();
-        let p = Profile::build(KEY, &ring, &[], Timestamp(100));
+        let p = Profile::build(KEY, &ring, &[], &[], Timestamp(100));
         let (_, f) = p.facts_of(&customer("r0@mail.com", ""));
         assert_eq!((f.orders, f.refunds, f.identities_sharing_address), (1, 1, 3));
         // A newcomer to that address sees all four.
@@ -516,7 +597,7 @@ mod tests {
             mirrored("o-9", &customer("jane@X.de", "Main 1"), "s2", 8_000, 2_000, 6),
             mirrored("o-7", &customer("jane@x.de", ""), "s1", 4_000, 0, 50),
         ];
-        let p = Profile::build_cached(KEY, &claims, &[], &orders, Timestamp(20), &mut KeyCache::default());
+        let p = Profile::build(KEY, &claims, &[], &orders, Timestamp(20));
         let (_, f) = p.facts_of(&jane);
         assert_eq!((f.orders, f.ordered_minor), (2, 13_000), "o-7 was placed after the instant: not yet known");
         assert_eq!((f.refunds, f.refunded_minor), (2, 5_000), "the claim's 30.00 once, the shop's 20.00 on o-9");
@@ -524,9 +605,94 @@ mod tests {
         let ring: Vec<OrderRecord> = (0..4)
             .map(|i| mirrored(&format!("r-{i}"), &customer(&format!("r{i}@m.com"), "Drop Box 7"), "s3", 1_000, 0, 1))
             .collect();
-        let p = Profile::build_cached(KEY, &[], &[], &ring, Timestamp(20), &mut KeyCache::default());
+        let p = Profile::build(KEY, &[], &[], &ring, Timestamp(20));
         assert_eq!(p.facts_of(&customer("r0@m.com", "")).1.identities_sharing_address, 3);
         // The rows keep hashes, never the raw data.
         assert!(!serde_json::to_string(&ring).unwrap().contains("m.com"));
+    }
+
+    /// Every fact and label of every customer of `people` in `p`.
+    fn all_facts(p: &Profile, people: &[Customer]) -> Vec<(String, IdentityFacts)> {
+        people.iter().map(|c| p.facts_of(c)).collect()
+    }
+
+    #[test]
+    fn a_graph_grown_in_any_order_has_the_facts_of_one_built_whole() {
+        // Two identities a late record bridges (email of one, phone of the
+        // other), a locker three of them share, disputes (one twice), shop
+        // refunds on a claimed order and on an unclaimed one.
+        let with_phone =
+            |email: &str, phone: &str, address: &str| Customer { phone: phone.into(), ..customer(email, address) };
+        let people = vec![
+            with_phone("a@x.de", "+49 30 111111", "Locker 9"),
+            with_phone("b@x.de", "+49 30 222222", "Main 1"),
+            with_phone("a@x.de", "+49 30 222222", "Main 1"),
+            customer("c@x.de", "Locker 9"),
+            customer("d@x.de", "locker 9"),
+            customer("e@x.de", "Side 3"),
+        ];
+        let mut claims: Vec<ClaimRecord> = people
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut r =
+                    claim(&i.to_string(), c.clone(), Claim::DidNotArrive, Tracking::Delivered, Some(1_000 + i as i64));
+                r.opened_at = Timestamp(10 + i as u64);
+                r
+            })
+            .collect();
+        claims[5].settled = None;
+        let dispute = |id: &str, c: &Customer, order: &str, status| Dispute {
+            id: id.into(),
+            store: "s1".into(),
+            order_id: order.into(),
+            status,
+            reason: "fraudulent".into(),
+            amount: Money::new(700, Currency::EUR),
+            customer: c.clone(),
+            initiated_at: Timestamp(12),
+        };
+        let disputes = vec![
+            dispute("d1", &people[1], "o-1", DisputeStatus::Open),
+            dispute("d1", &people[1], "o-1", DisputeStatus::Open),
+            dispute("d2", &people[4], "o-x", DisputeStatus::Lost),
+        ];
+        let orders = vec![
+            mirrored("o-0", &people[0], "s1", 5_000, 2_500, 3),
+            mirrored("o-u", &people[3], "s2", 9_000, 4_000, 4),
+            mirrored("o-1", &people[1], "s1", 6_000, 0, 5),
+        ];
+        let whole = Profile::build(KEY, &claims, &disputes, &orders, Timestamp(100));
+        let want = all_facts(&whole, &people);
+        assert_eq!(want[0].0, want[1].0, "the bridge makes a and b one identity");
+        assert_eq!(want[0].1.chargebacks_open, 1, "a dispute seen twice counts once");
+        assert_eq!(want[3].1.identities_sharing_address, 2, "c shares the locker with a+b and d");
+
+        // Grown backwards, interleaved, settled after being added.
+        let mut grown = Profile::new(KEY);
+        for o in orders.iter().rev() {
+            grown.add_order(o.clone());
+        }
+        let mut handles = Vec::new();
+        for (i, c) in claims.iter().enumerate().rev() {
+            handles.push((i, grown.add_claim(ClaimRecord { settled: None, ..c.clone() })));
+            if i == 3 {
+                for d in disputes.iter().rev() {
+                    grown.add_dispute(d.clone());
+                }
+            }
+        }
+        assert_ne!(all_facts(&grown, &people), want, "unsettled, the refunds are not there yet");
+        for (i, h) in handles {
+            grown.settle(h, claims[i].settled.clone());
+        }
+        assert_eq!(all_facts(&grown, &people), want);
+        for c in &people {
+            assert_eq!(grown.label_of(c), whole.facts_of(c).0);
+        }
+        // A newcomer at the locker: the same either way.
+        let newcomer = customer("z@x.de", "LOCKER 9");
+        assert_eq!(grown.facts_of(&newcomer), whole.facts_of(&newcomer));
+        assert_eq!(whole.facts_of(&newcomer).1.identities_sharing_address, 3);
     }
 }

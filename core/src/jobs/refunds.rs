@@ -33,7 +33,7 @@ use crate::config::{RefundConfig, Sabotage};
 use crate::decide::{ClaimOutcome, judge_claim};
 use crate::envelope::refund::{RefundJudged, TierCaps, refund_key};
 use crate::envelope::{Decision, DenyReason, Verdict};
-use crate::estimate::identity::{KeyCache, Profile};
+use crate::estimate::identity::Profile;
 use crate::estimate::risk::{RiskTier, TierChange};
 use crate::ids::{AdId, IdempotencyKey};
 use crate::money::Money;
@@ -117,7 +117,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
         }
     }
     let now = ports.clock.now();
-    let profile = Profile::build_cached(secret, &claims, &disputes, &mirrored, now, &mut KeyCache::default());
+    let profile = Profile::build(secret, &claims, &disputes, &mirrored, now);
     let budgets = ports.store.budgets().await?.into_iter().find(|(b, _)| b == &brand).map(|(_, b)| b);
     let accounts = ports.store.accounts(Some(&brand)).await?.into_iter().map(|a| (a.key.clone(), a)).collect();
     let mut room = Room { budgets: budgets.unwrap_or_default(), accounts };
@@ -136,7 +136,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
             None => None,
         };
         if let Some(tier) = tier {
-            last_tier.insert(profile.facts_of(&c.customer).0, tier);
+            last_tier.insert(profile.label_of(&c.customer), tier);
         }
     }
     for (i, order) in &orders {
