@@ -758,6 +758,17 @@ impl ShopTruth {
         self.claims.get_key_value(id).map(|(k, c)| (k.as_str(), c))
     }
 
+    /// Claims of honest customers the chain refused (a deny verdict).
+    pub fn honest_refused(&self, snapshot: &Snapshot) -> u32 {
+        snapshot
+            .events
+            .iter()
+            .filter(|e| e.kind == dlft_core::telemetry::EventKind::Verdict && e.entity.starts_with("refund/"))
+            .filter(|e| e.after.contains("deny"))
+            .filter(|e| self.claim_of(&e.entity).is_some_and(|(_, c)| c.kind == crate::refunds::Kind::Honest))
+            .count() as u32
+    }
+
     /// Ring claims refunded while the profile still trusted the identity.
     pub fn ring_refunds_before_caught(&self, snapshot: &Snapshot) -> u32 {
         use dlft_core::act::intent::Evidence;

@@ -394,6 +394,7 @@ impl Conductor {
             orders_mirrored: snapshot.state.iter().filter(|r| r.1 == dlft_core::jobs::mirror::ORDERS_SCOPE).count()
                 as u32,
             ring_refunds_before_caught: shop.as_ref().map_or(0, |s| s.ring_refunds_before_caught(&snapshot)),
+            honest_refused: shop.as_ref().map_or(0, |s| s.honest_refused(&snapshot)),
             messages: support.as_ref().map_or(0, |s| s.inbound.iter().filter(|m| m.2 <= end).count() as u32),
             replies: replies(&snapshot, false),
             replies_flagged: replies(&snapshot, true),

@@ -259,6 +259,36 @@ impl BrandShop {
             shop.add_order(order);
             claims.push(ClaimTruth { record, person });
         }
+        // Each customer's earlier orders, never claimed on (drawn after the
+        // claims: a world without them draws the same claims).
+        if let Some(range) = cfg.orders_before {
+            let mut k = 0u64;
+            for (person, p) in people.iter().enumerate() {
+                for _ in 0..draw(rng, range) {
+                    k += 1;
+                    let store_i = if p.kind == Kind::Ring {
+                        u32::try_from(person % cfg.stores.max(1) as usize).unwrap_or(0)
+                    } else {
+                        rng.random_range(0..cfg.stores.max(1))
+                    };
+                    let total = (draw(rng, cfg.item_cents) + draw(rng, cfg.order_extra_cents)) as i64;
+                    let ago = rng.random_range(DAY..30 * DAY);
+                    shop.add_order(Order {
+                        id: format!("gid://shopify/Order/{}", 10_000_000 * (u64::from(store_i) + 1) + k),
+                        amount: Money::new(total, currency),
+                        payment_id: format!(
+                            "gid://shopify/OrderTransaction/{}",
+                            50_000_000 * (u64::from(store_i) + 1) + k
+                        ),
+                        gateway: "shopify_payments".into(),
+                        tracking: Vec::new(),
+                        store: store_name(brand, store_i),
+                        created_at: Timestamp(start.0.saturating_sub(ago)),
+                        customer: Some(p.customer.clone()),
+                    });
+                }
+            }
+        }
         let parcels = cfg.tracker.then(|| TrackWorld::of(parcels));
         BrandShop { shop, people, claims, disputes, parcels }
     }

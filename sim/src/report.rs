@@ -86,6 +86,8 @@ pub struct Summary {
     pub refunds_abandoned: u64,
     pub claims_refused: u64,
     pub ring_refunds_before_caught_max: u32,
+    /// Claims of honest customers refused, over all seeds.
+    pub honest_refused: u64,
     /// Support messages that landed, replies committed, replies to messages
     /// with manipulation signals, and model calls per vendor (answered,
     /// failed), over every seed.
@@ -297,6 +299,7 @@ pub fn summarize(scn: &Scenario, scenario_path: &str, extra: &str, reports: &[Se
         refunds_abandoned: reports.iter().map(|r| u64::from(r.refunds_abandoned)).sum(),
         claims_refused: reports.iter().map(|r| u64::from(r.claims_refused)).sum(),
         ring_refunds_before_caught_max: reports.iter().map(|r| r.ring_refunds_before_caught).max().unwrap_or(0),
+        honest_refused: reports.iter().map(|r| u64::from(r.honest_refused)).sum(),
         messages: reports.iter().map(|r| u64::from(r.messages)).sum(),
         replies: reports.iter().map(|r| u64::from(r.replies)).sum(),
         replies_flagged: reports.iter().map(|r| u64::from(r.replies_flagged)).sum(),
@@ -410,10 +413,11 @@ pub fn render(s: &Summary, duration_s: u64) -> String {
     if s.refunds + s.claims_refused + f.shop_throttled + f.shop_lost_replies > 0 {
         let _ = writeln!(
             w,
-            "refunds     {} committed, {} abandoned, {} claims refused; ring claims refunded before the ring was caught: {} at most per seed; shop: {} requests lost, {} replies lost after the refund, {} throttled, {} 5xx",
+            "refunds     {} committed, {} abandoned, {} claims refused ({} of honest customers); ring claims refunded before the ring was caught: {} at most per seed; shop: {} requests lost, {} replies lost after the refund, {} throttled, {} 5xx",
             s.refunds,
             s.refunds_abandoned,
             s.claims_refused,
+            s.honest_refused,
             s.ring_refunds_before_caught_max,
             f.shop_timeouts,
             f.shop_lost_replies,

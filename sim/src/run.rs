@@ -262,6 +262,9 @@ pub struct SeedReport {
     /// identities above trusted (how fast the ring was caught).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ring_refunds_before_caught: u32,
+    /// Claims of honest customers refused (the cost of caution).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub honest_refused: u32,
     /// Support: messages that landed, replies committed, replies to
     /// messages that carried manipulation signals, and model calls per
     /// vendor (answered, failed).

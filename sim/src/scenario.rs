@@ -523,6 +523,12 @@ pub struct ShopSection {
     /// orders query answers as the shop stood this long ago.
     #[serde(default)]
     pub search_lag_ms: u64,
+    /// Orders each customer (honest, abuser or ring member) placed in the
+    /// 30 days before the run and never claimed on: a shop's customers
+    /// buy far more than they claim, which only the mirror shows the
+    /// identity graph. Unset: the shop's only orders are the claimed ones.
+    #[serde(default)]
+    pub orders_before: Option<Range>,
 }
 
 fn one() -> u32 {

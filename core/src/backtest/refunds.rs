@@ -110,7 +110,7 @@ impl<'a> Graph<'a> {
     /// Takes in the disputes initiated by `now`.
     fn advance(&mut self, now: Timestamp) {
         while let Some(d) = self.disputes.get(self.added).filter(|d| d.initiated_at <= now) {
-            self.profile.add_dispute((*d).clone());
+            self.profile.add_dispute(d);
             self.added += 1;
         }
     }
@@ -252,8 +252,8 @@ pub fn replay_within(
                 }
             }
             for (at, s) in settled {
-                graph.profile.settle(graph.handles[at], Some(s.clone()));
                 r.history[at].settled = Some(s);
+                graph.profile.settle(graph.handles[at], &r.history[at]);
             }
         }
         let zero = Money::zero(claim.order_total.currency);
@@ -263,7 +263,7 @@ pub fn replay_within(
             continue;
         }
         r.history.push(claim.clone());
-        graph.handles.push(graph.profile.add_claim(claim.clone()));
+        graph.handles.push(graph.profile.add_claim(&claim));
         let at = r.history.len() - 1;
         let (tier, judged) = r.judge(at, now, &graph.profile);
         match judged {
@@ -273,13 +273,13 @@ pub fn replay_within(
             }
             Judged::Paid(paid, why, s) => {
                 assert!(paid.minor >= 0 && paid.minor <= claim.order_total.minor, "{}: paid {paid}", claim.id);
-                graph.profile.settle(graph.handles[at], Some(s.clone()));
                 r.history[at].settled = Some(s);
+                graph.profile.settle(graph.handles[at], &r.history[at]);
                 out.push(case(&claim, now, tier, paid, why));
             }
             Judged::Refused(why, s) => {
-                graph.profile.settle(graph.handles[at], Some(s.clone()));
                 r.history[at].settled = Some(s);
+                graph.profile.settle(graph.handles[at], &r.history[at]);
                 out.push(case(&claim, now, tier, zero, why));
             }
         }

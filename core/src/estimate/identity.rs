@@ -144,26 +144,89 @@ pub fn normal_card(raw: &str) -> Option<String> {
     (!c.is_empty()).then_some(c)
 }
 
-/// A record's precedence for an order's value: its kind's, then its place.
-type Rank = (u8, usize);
+/// A key as the graph holds it: a keyed hash's 128 bits (no allocation,
+/// one comparison), or, for a row another version wrote, its text.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Hash(u128),
+    Text(String),
+}
 
-/// One record of the graph.
+impl Key {
+    fn of(hex: &str) -> Key {
+        let hash = hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match u128::from_str_radix(hex, 16) {
+            Ok(v) if hash => Key::Hash(v),
+            _ => Key::Text(hex.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Hash(v) => write!(f, "{v:032x}"),
+            Key::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// A joining key: its kind (`card`, `email`, `phone`: ordered as their
+/// names, so a label is the smallest `kind:hash` text) and its hash.
+type Joining = (&'static str, Key);
+
+/// A record's keys as the graph holds them.
+#[derive(Clone, Debug, Default)]
+struct Keys {
+    joining: Vec<Joining>,
+    address: Option<Key>,
+}
+
+impl Keys {
+    fn of(k: &IdentityKeys) -> Keys {
+        Keys {
+            joining: k.joining().map(|(kind, v)| (kind, Key::of(v))).collect(),
+            address: k.address.as_deref().map(Key::of),
+        }
+    }
+}
+
+/// What one record adds to its identity's facts (an order named by its
+/// place in [`Profile::orders`]).
 enum Rec {
-    Claim(ClaimRecord),
-    Dispute(Dispute),
-    Order(OrderRecord),
+    Claim { order: usize, total: i64, refunded: Option<i64>, inr_against_delivered: bool },
+    Dispute { order: usize, id: String, status: DisputeStatus, amount: i64 },
+    Order { order: usize, total: i64, refunded: i64 },
 }
 
 impl Rec {
+    fn order(&self) -> usize {
+        match self {
+            Rec::Claim { order, .. } | Rec::Dispute { order, .. } | Rec::Order { order, .. } => *order,
+        }
+    }
     /// Which record's value an order takes when several name it: a mirrored
     /// order's total, else a dispute's amount, else a claim's order total
     /// (the later of one kind).
     fn rank(&self) -> u8 {
         match self {
-            Rec::Claim(_) => 0,
-            Rec::Dispute(_) => 1,
-            Rec::Order(_) => 2,
+            Rec::Claim { .. } => 0,
+            Rec::Dispute { .. } => 1,
+            Rec::Order { .. } => 2,
         }
+    }
+}
+
+fn claim_rec(order: usize, c: &ClaimRecord) -> Rec {
+    let refunded = match &c.settled {
+        Some(Settlement::Refunded { amount, .. }) => Some(amount.minor),
+        _ => None,
+    };
+    Rec::Claim {
+        order,
+        total: c.order_total.minor,
+        refunded,
+        inr_against_delivered: c.claim == Claim::DidNotArrive && c.tracking_seen() == Tracking::Delivered,
     }
 }
 
@@ -173,29 +236,36 @@ impl Rec {
 /// clock moves ([`Profile::add_claim`], [`Profile::add_dispute`],
 /// [`Profile::settle`]): the same records give the same facts either way,
 /// whatever order they came in. Joins are a union-find over the records
-/// (the smaller identity merged into the larger, its members and its
-/// addresses with it), so growing a graph of `n` records costs
-/// `O(n log n)` and an identity's facts are read from its own records
-/// ([`Profile::facts_of`]), not from the whole graph.
+/// (the smaller identity merged into the larger, its addresses with it;
+/// each identity's records a ring list spliced in one step), so growing a
+/// graph of `n` records costs `O(n log n)` and an identity's facts are read
+/// from its own records ([`Profile::facts_of`]), not from the whole graph.
+/// A record keeps only what the facts read (its order by number, money as
+/// minor units, its keys as 128-bit hashes).
 pub struct Profile {
     secret: Vec<u8>,
     recs: Vec<Rec>,
-    keys: Vec<IdentityKeys>,
+    /// Each record's address key.
+    address: Vec<Option<Key>>,
     parent: Vec<usize>,
-    /// Joining key (`kind:hash`) → a record of its identity.
-    by_key: BTreeMap<String, usize>,
-    /// Identity (a root record) → its records.
-    members: BTreeMap<usize, Vec<usize>>,
-    /// Identity → its label (its smallest joining key).
-    labels: BTreeMap<usize, String>,
+    /// Records of an identity: a ring through `next` (from the root back
+    /// to it), and the identity's size at its root.
+    next: Vec<usize>,
+    size: Vec<usize>,
+    /// Joining key → a record of its identity.
+    by_key: BTreeMap<Joining, usize>,
+    /// Identity (a root) → its label (its smallest joining key).
+    labels: BTreeMap<usize, Joining>,
     /// Address key → identities shipping to it, with how many records each.
-    by_address: BTreeMap<String, BTreeMap<usize, u32>>,
-    /// `(store, order)` → the claims on it (for what the shop refunded
+    by_address: BTreeMap<Key, BTreeMap<usize, u32>>,
+    /// Store → order id → the order's number.
+    orders: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Per order number, the claims on it (for what the shop refunded
     /// outside them).
-    claims_on: BTreeMap<(String, String), Vec<usize>>,
+    claims_on: Vec<Vec<usize>>,
     /// Customers' keys already hashed (four HMACs each): a customer's
     /// records repeat, and hashing is most of a review's work.
-    memo: std::sync::Mutex<BTreeMap<Customer, IdentityKeys>>,
+    memo: std::sync::Mutex<BTreeMap<Customer, Keys>>,
 }
 
 impl Profile {
@@ -204,13 +274,15 @@ impl Profile {
         Profile {
             secret: secret.to_vec(),
             recs: Vec::new(),
-            keys: Vec::new(),
+            address: Vec::new(),
             parent: Vec::new(),
+            next: Vec::new(),
+            size: Vec::new(),
             by_key: BTreeMap::new(),
-            members: BTreeMap::new(),
             labels: BTreeMap::new(),
             by_address: BTreeMap::new(),
-            claims_on: BTreeMap::new(),
+            orders: BTreeMap::new(),
+            claims_on: Vec::new(),
             memo: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
@@ -226,60 +298,73 @@ impl Profile {
     ) -> Profile {
         let mut p = Profile::new(secret);
         for c in claims.iter().filter(|c| c.opened_at <= as_of) {
-            p.add_claim(c.clone());
+            p.add_claim(c);
         }
         for d in disputes.iter().filter(|d| d.initiated_at <= as_of) {
-            p.add_dispute(d.clone());
+            p.add_dispute(d);
         }
         for o in orders.iter().filter(|o| o.created_at <= as_of) {
-            p.add_order(o.clone());
+            p.add_order(o);
         }
         p
     }
 
-    /// Adds a claim; its handle for [`Profile::settle`].
-    pub fn add_claim(&mut self, c: ClaimRecord) -> usize {
+    /// The number of `store`'s order `id` (a new one if it is new).
+    fn order_number(&mut self, store: &str, id: &str) -> usize {
+        if let Some(&n) = self.orders.get(store).and_then(|o| o.get(id)) {
+            return n;
+        }
+        let n = self.claims_on.len();
+        self.claims_on.push(Vec::new());
+        self.orders.entry(store.to_string()).or_default().insert(id.to_string(), n);
+        n
+    }
+
+    /// Adds a claim (as settled so far); its handle for [`Profile::settle`].
+    pub fn add_claim(&mut self, c: &ClaimRecord) -> usize {
         let keys = self.keys_of(&c.customer);
-        let order = (c.store.clone(), c.order_id.clone());
-        let i = self.add(Rec::Claim(c), keys);
-        self.claims_on.entry(order).or_default().push(i);
+        let order = self.order_number(&c.store, &c.order_id);
+        let i = self.add(claim_rec(order, c), keys);
+        self.claims_on[order].push(i);
         i
     }
 
     /// Adds a dispute.
-    pub fn add_dispute(&mut self, d: Dispute) {
+    pub fn add_dispute(&mut self, d: &Dispute) {
         let keys = self.keys_of(&d.customer);
-        self.add(Rec::Dispute(d), keys);
+        let order = self.order_number(&d.store, &d.order_id);
+        let rec = Rec::Dispute { order, id: d.id.clone(), status: d.status, amount: d.amount.minor };
+        self.add(rec, keys);
     }
 
     /// Adds a mirrored order (its keys hashed on arrival).
-    pub fn add_order(&mut self, o: OrderRecord) {
-        let keys = o.keys.clone();
-        self.add(Rec::Order(o), keys);
+    pub fn add_order(&mut self, o: &OrderRecord) {
+        let order = self.order_number(&o.store, &o.order_id);
+        self.add(Rec::Order { order, total: o.total.minor, refunded: o.refunded.minor }, Keys::of(&o.keys));
     }
 
     /// Records how the claim `handle` (from [`Profile::add_claim`]) was
-    /// settled.
-    pub fn settle(&mut self, handle: usize, settled: Option<Settlement>) {
-        if let Some(Rec::Claim(c)) = self.recs.get_mut(handle) {
-            c.settled = settled;
+    /// settled: `claim` as it stands now.
+    pub fn settle(&mut self, handle: usize, claim: &ClaimRecord) {
+        if let Some(rec @ Rec::Claim { .. }) = self.recs.get_mut(handle) {
+            *rec = claim_rec(rec.order(), claim);
         }
     }
 
-    fn add(&mut self, rec: Rec, keys: IdentityKeys) -> usize {
+    fn add(&mut self, rec: Rec, keys: Keys) -> usize {
         let i = self.recs.len();
         self.parent.push(i);
-        self.members.insert(i, vec![i]);
+        self.next.push(i);
+        self.size.push(1);
         if let Some(a) = &keys.address {
             *self.by_address.entry(a.clone()).or_default().entry(i).or_default() += 1;
         }
-        let joining: Vec<String> = keys.joining().map(|(kind, v)| format!("{kind}:{v}")).collect();
-        if let Some(min) = joining.iter().min() {
+        if let Some(min) = keys.joining.iter().min() {
             self.labels.insert(i, min.clone());
         }
         self.recs.push(rec);
-        self.keys.push(keys);
-        for k in joining {
+        self.address.push(keys.address);
+        for k in keys.joining {
             match self.by_key.get(&k) {
                 Some(&j) => self.join(i, j),
                 None => {
@@ -297,18 +382,21 @@ impl Profile {
         i
     }
 
+    /// The records of the identity whose root is `root`.
+    fn members(&self, root: usize) -> impl Iterator<Item = usize> + '_ {
+        std::iter::successors(Some(root), move |&i| Some(self.next[i]).filter(|&n| n != root))
+    }
+
     /// Merges two identities: the one with fewer records into the other.
     fn join(&mut self, a: usize, b: usize) {
         let (a, b) = (self.find(a), self.find(b));
         if a == b {
             return;
         }
-        let size = |r: usize| self.members.get(&r).map_or(0, Vec::len);
-        let (keep, gone) = if (size(a), b) >= (size(b), a) { (a, b) } else { (b, a) };
-        self.parent[gone] = keep;
-        let moved = self.members.remove(&gone).unwrap_or_default();
-        for &m in &moved {
-            if let Some(addr) = &self.keys[m].address {
+        let (keep, gone) = if (self.size[a], b) >= (self.size[b], a) { (a, b) } else { (b, a) };
+        let moved: Vec<usize> = self.members(gone).filter(|&m| self.address[m].is_some()).collect();
+        for m in moved {
+            if let Some(addr) = &self.address[m] {
                 let at = self.by_address.entry(addr.clone()).or_default();
                 if let Some(n) = at.get_mut(&gone) {
                     *n -= 1;
@@ -319,7 +407,9 @@ impl Profile {
                 *at.entry(keep).or_default() += 1;
             }
         }
-        self.members.entry(keep).or_default().extend(moved);
+        self.parent[gone] = keep;
+        self.size[keep] += self.size[gone];
+        self.next.swap(keep, gone);
         if let Some(l) = self.labels.remove(&gone) {
             let label = self.labels.entry(keep).or_insert_with(|| l.clone());
             if l < *label {
@@ -328,13 +418,18 @@ impl Profile {
         }
     }
 
-    fn keys_of(&self, c: &Customer) -> IdentityKeys {
+    fn keys_of(&self, c: &Customer) -> Keys {
         let mut memo = self.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        memo.entry(c.clone()).or_insert_with(|| IdentityKeys::of(&self.secret, c)).clone()
+        if let Some(k) = memo.get(c) {
+            return k.clone();
+        }
+        let k = Keys::of(&IdentityKeys::of(&self.secret, c));
+        memo.insert(c.clone(), k.clone());
+        k
     }
 
     /// Identities other than `me` shipping to one of `addrs`, at most.
-    fn sharing<'a>(&self, me: Option<usize>, addrs: impl Iterator<Item = &'a String>) -> u32 {
+    fn sharing<'a>(&self, me: Option<usize>, addrs: impl Iterator<Item = &'a Key>) -> u32 {
         addrs
             .filter_map(|a| self.by_address.get(a))
             .map(|ids| ids.keys().filter(|id| Some(**id) != me).count())
@@ -343,86 +438,88 @@ impl Profile {
     }
 
     /// The identity `c` belongs to, if the graph knows one of its joining keys.
-    fn root_of(&self, c: &Customer) -> (IdentityKeys, Option<usize>) {
-        let keys = self.keys_of(c);
-        let root = keys.joining().find_map(|(kind, v)| self.by_key.get(&format!("{kind}:{v}")).map(|&i| self.find(i)));
-        (keys, root)
+    fn root_of(&self, keys: &Keys) -> Option<usize> {
+        keys.joining.iter().find_map(|k| self.by_key.get(k).map(|&i| self.find(i)))
+    }
+
+    fn label(&self, keys: &Keys, root: Option<usize>) -> String {
+        match root {
+            Some(root) => {
+                self.labels.get(&root).map_or_else(|| format!("identity {root}"), |(k, v)| format!("{k}:{v}"))
+            }
+            None => keys.joining.first().map_or_else(|| "anonymous".to_string(), |(k, v)| format!("{k}:{v}")),
+        }
     }
 
     /// The label of the identity `c` belongs to ([`Profile::facts_of`]'s,
     /// without its facts).
     pub fn label_of(&self, c: &Customer) -> String {
-        let (keys, root) = self.root_of(c);
-        match root {
-            Some(root) => self.labels.get(&root).cloned().unwrap_or_else(|| format!("identity {root}")),
-            None => keys.joining().next().map_or_else(|| "anonymous".to_string(), |(k, v)| format!("{k}:{v}")),
-        }
+        let keys = self.keys_of(c);
+        self.label(&keys, self.root_of(&keys))
     }
 
     /// The identity `c` belongs to (a stable label: its smallest joining
     /// key) and its facts; a customer the graph has never seen has only
     /// the address fact.
     pub fn facts_of(&self, c: &Customer) -> (String, IdentityFacts) {
-        let label = self.label_of(c);
-        let (keys, root) = self.root_of(c);
-        let Some(root) = root else {
-            let facts = IdentityFacts {
-                identities_sharing_address: self.sharing(None, keys.address.iter()),
-                ..IdentityFacts::default()
-            };
-            return (label, facts);
-        };
-        (label, self.facts_of_root(root))
+        let keys = self.keys_of(c);
+        let root = self.root_of(&keys);
+        let label = self.label(&keys, root);
+        match root {
+            Some(root) => (label, self.facts_of_root(root)),
+            None => {
+                let shared = self.sharing(None, keys.address.iter());
+                (label, IdentityFacts { identities_sharing_address: shared, ..IdentityFacts::default() })
+            }
+        }
     }
 
     fn facts_of_root(&self, root: usize) -> IdentityFacts {
         let mut f = IdentityFacts::default();
-        let members = self.members.get(&root).map(Vec::as_slice).unwrap_or_default();
         // Each order once, at the value of its highest-ranked record.
-        let mut orders: BTreeMap<(&str, &str), (Rank, i64)> = BTreeMap::new();
+        let mut orders: BTreeMap<usize, (Rank, i64)> = BTreeMap::new();
         let mut seen_disputes: BTreeSet<&str> = BTreeSet::new();
         // What the shop shows refunded per order (the last mirrored row).
-        let mut shop_refunds: BTreeMap<(&str, &str), (usize, i64)> = BTreeMap::new();
-        let mut addresses: BTreeSet<&String> = BTreeSet::new();
-        for &i in members {
-            if let Some(a) = &self.keys[i].address {
+        let mut shop_refunds: BTreeMap<usize, (usize, i64)> = BTreeMap::new();
+        let mut addresses: BTreeSet<&Key> = BTreeSet::new();
+        for i in self.members(root) {
+            if let Some(a) = &self.address[i] {
                 addresses.insert(a);
             }
             let rec = &self.recs[i];
-            let rank = (rec.rank(), i);
-            let (store, id, minor) = match rec {
-                Rec::Claim(c) => {
-                    if let Some(Settlement::Refunded { amount, .. }) = &c.settled {
+            let minor = match rec {
+                Rec::Claim { total, refunded, inr_against_delivered, .. } => {
+                    if let Some(amount) = refunded {
                         f.refunds += 1;
-                        f.refunded_minor = f.refunded_minor.saturating_add(amount.minor);
+                        f.refunded_minor = f.refunded_minor.saturating_add(*amount);
                     }
-                    if c.claim == Claim::DidNotArrive && c.tracking_seen() == Tracking::Delivered {
+                    if *inr_against_delivered {
                         f.inr_against_delivered += 1;
                     }
-                    (c.store.as_str(), c.order_id.as_str(), c.order_total.minor)
+                    *total
                 }
-                Rec::Dispute(d) => {
-                    if seen_disputes.insert(d.id.as_str()) {
-                        match d.status {
+                Rec::Dispute { id, status, amount, .. } => {
+                    if seen_disputes.insert(id.as_str()) {
+                        match status {
                             DisputeStatus::Open => f.chargebacks_open += 1,
                             DisputeStatus::Lost => f.chargebacks_lost += 1,
                             DisputeStatus::Won => {}
                         }
                     }
-                    (d.store.as_str(), d.order_id.as_str(), d.amount.minor)
+                    *amount
                 }
-                Rec::Order(o) => {
-                    if o.refunded.minor > 0 {
-                        let at = shop_refunds.entry((o.store.as_str(), o.order_id.as_str())).or_insert((i, 0));
+                Rec::Order { order, total, refunded } => {
+                    if *refunded > 0 {
+                        let at = shop_refunds.entry(*order).or_insert((i, 0));
                         if i >= at.0 {
-                            *at = (i, o.refunded.minor);
+                            *at = (i, *refunded);
                         }
                     }
-                    (o.store.as_str(), o.order_id.as_str(), o.total.minor)
+                    *total
                 }
             };
-            let v = (rank, minor);
-            let slot = orders.entry((store, id)).or_insert(v);
+            let v = ((rec.rank(), i), minor);
+            let slot = orders.entry(rec.order()).or_insert(v);
             if v.0 > slot.0 {
                 *slot = v;
             }
@@ -430,16 +527,12 @@ impl Profile {
         // A claim's refund and the shop's on one order are the same money:
         // what the shop shows beyond the claims' refunds counts, and a
         // refund only the shop made counts once.
-        for ((store, id), (_, minor)) in shop_refunds {
-            let claims =
-                self.claims_on.get(&(store.to_string(), id.to_string())).map(Vec::as_slice).unwrap_or_default();
+        for (order, (_, minor)) in shop_refunds {
             let (mut n, mut claimed) = (0u32, 0i64);
-            for &c in claims {
-                if let Rec::Claim(ClaimRecord { settled: Some(Settlement::Refunded { amount, .. }), .. }) =
-                    &self.recs[c]
-                {
+            for &c in &self.claims_on[order] {
+                if let Rec::Claim { refunded: Some(amount), .. } = &self.recs[c] {
                     n += 1;
-                    claimed = claimed.saturating_add(amount.minor);
+                    claimed = claimed.saturating_add(*amount);
                 }
             }
             f.refunded_minor = f.refunded_minor.saturating_add(minor.saturating_sub(claimed).max(0));
@@ -453,6 +546,9 @@ impl Profile {
         f
     }
 }
+
+/// A record's precedence for an order's value: its kind's, then its place.
+type Rank = (u8, usize);
 
 #[cfg(test)]
 mod tests {
@@ -671,20 +767,20 @@ mod tests {
         // Grown backwards, interleaved, settled after being added.
         let mut grown = Profile::new(KEY);
         for o in orders.iter().rev() {
-            grown.add_order(o.clone());
+            grown.add_order(o);
         }
         let mut handles = Vec::new();
         for (i, c) in claims.iter().enumerate().rev() {
-            handles.push((i, grown.add_claim(ClaimRecord { settled: None, ..c.clone() })));
+            handles.push((i, grown.add_claim(&ClaimRecord { settled: None, ..c.clone() })));
             if i == 3 {
                 for d in disputes.iter().rev() {
-                    grown.add_dispute(d.clone());
+                    grown.add_dispute(d);
                 }
             }
         }
         assert_ne!(all_facts(&grown, &people), want, "unsettled, the refunds are not there yet");
         for (i, h) in handles {
-            grown.settle(h, claims[i].settled.clone());
+            grown.settle(h, &claims[i]);
         }
         assert_eq!(all_facts(&grown, &people), want);
         for c in &people {

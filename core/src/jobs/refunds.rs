@@ -63,12 +63,10 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
     let open = ports.store.brand_intents(&brand, &IntentFilter::open()).await?;
     drive::redrive(ports, attempt, open.iter().filter(|i| matches!(i.action, Action::Refund { .. }))).await?;
     let secret = cfg.identity_key.as_bytes();
-    let mirrored = if ports.bank.stores().is_empty() {
-        Vec::new()
-    } else {
+    let mirrors = !ports.bank.stores().is_empty();
+    if mirrors {
         super::mirror::mirror(ports, attempt, secret, sabotage).await?;
-        super::mirror::orders(&ports.store, &brand).await?
-    };
+    }
     let unread = |e: crate::sense::claims::SourceError| JobError::RetryAfter { wait: Millis(0), why: e.to_string() };
     let mut claims = ports.bank.claims().await.map_err(unread)?;
     let disputes = ports.bank.disputes().await.map_err(unread)?;
@@ -117,7 +115,14 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
         }
     }
     let now = ports.clock.now();
-    let profile = Profile::build(secret, &claims, &disputes, &mirrored, now);
+    // The identity graph, when there is a claim to judge: every claim, dispute
+    // and mirrored order of the brand (a run with nothing to judge reads none).
+    let profile = if orders.is_empty() {
+        Profile::new(secret)
+    } else {
+        let mirrored = if mirrors { super::mirror::orders(&ports.store, &brand).await? } else { Vec::new() };
+        Profile::build(secret, &claims, &disputes, &mirrored, now)
+    };
     let budgets = ports.store.budgets().await?.into_iter().find(|(b, _)| b == &brand).map(|(_, b)| b);
     let accounts = ports.store.accounts(Some(&brand)).await?.into_iter().map(|a| (a.key.clone(), a)).collect();
     let mut room = Room { budgets: budgets.unwrap_or_default(), accounts };
@@ -130,7 +135,7 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
     // The tier each identity was last judged at, from the desk's settled
     // claims (oldest first): a judgement at another tier is a change.
     let mut last_tier: BTreeMap<String, RiskTier> = BTreeMap::new();
-    for c in &claims {
+    for c in claims.iter().filter(|_| !orders.is_empty()) {
         let tier = match &c.settled {
             Some(Settlement::Refunded { tier, .. } | Settlement::NoRefund { tier, .. }) => RiskTier::parse(tier),
             None => None,
