@@ -7,6 +7,10 @@
 //! - `backtest/*`: history rows per second through core's engine (one run of
 //!   the kill loop over a generated 28-day, 4-brand catalog), and through
 //!   the Parquet loader.
+//! - `refund_backtest/*`: claims per second replayed through the refund
+//!   chain (a generated 28-day, 1-brand catalog: 2,016 claims), beside the
+//!   identity graph alone built whole at each claim's instant, as the
+//!   replay did before it grew one graph as its clock moved.
 //! - `ope/*`: logged rounds per second on the Open Bandit sample (bts/men):
 //!   building rounds for a policy, and the full evaluation with 1,000
 //!   bootstrap resamples (10,000 rounds each).
@@ -77,6 +81,43 @@ fn backtest(c: &mut Criterion) {
     g.finish();
 }
 
+fn refund_backtest(c: &mut Criterion) {
+    use dlft_core::estimate::identity::Profile;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dlft_datasets::generate::Spec { seed: 1, days: 28, brands: 1, bandit_per_hour: 10 };
+    dlft_datasets::generate::generate(&spec, dir.path()).unwrap();
+    let claims = dlft_datasets::load_claims(dir.path()).unwrap();
+    let disputes = dlft_datasets::load_disputes(dir.path()).unwrap();
+    let (entity, rows) = claims.iter().next().unwrap();
+    let mut records: Vec<_> = rows.iter().map(|(c, _)| c.clone()).collect();
+    records.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
+    let none = Vec::new();
+    let disputes = disputes.get(entity).unwrap_or(&none);
+    let policy =
+        dlft_datasets::policy::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/refund.toml")).unwrap();
+    let cfg = policy.refund.unwrap().config().unwrap();
+    let brand = dlft_core::ids::BrandId::new(entity.as_str());
+    let mut g = c.benchmark_group("refund_backtest");
+    g.throughput(Throughput::Elements(records.len() as u64));
+    g.sample_size(10);
+    g.bench_function("replay_28d", |b| {
+        b.iter(|| black_box(dlft_core::backtest::refunds::replay(&cfg, &brand, &records, disputes)))
+    });
+    // The graph alone, built whole at each claim's instant from the claims
+    // opened by then (the replay's work before, without the chain).
+    g.bench_function("graph_per_claim_28d", |b| {
+        b.iter(|| {
+            let mut tiers = 0usize;
+            for (n, claim) in records.iter().enumerate() {
+                let p = Profile::build(cfg.identity_key.as_bytes(), &records[..=n], disputes, &[], claim.opened_at);
+                tiers += p.facts_of(&claim.customer).1.orders as usize;
+            }
+            black_box(tiers)
+        })
+    });
+    g.finish();
+}
+
 fn ope(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let campaign = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/open-bandit-sample/bts/men");
@@ -103,5 +144,5 @@ fn ope(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, beta, backtest, ope);
+criterion_group!(benches, beta, backtest, refund_backtest, ope);
 criterion_main!(benches);
