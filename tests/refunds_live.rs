@@ -71,15 +71,11 @@ fn a_claim_in_the_folder_is_refunded_once_through_the_sandbox() {
     // One order the shop sends with money that is no amount: the mirror
     // logs it and reads the rest.
     let garbled = truth(&addr)["orders"][4]["id"].as_str().unwrap().to_string();
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-        let r = reqwest::Client::new()
-            .post(format!("http://{addr}/shopify/_garble"))
-            .json(&serde_json::json!({ "order_id": garbled }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 204);
-    });
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(common::garble(&addr, &garbled));
     // The example declares a refund cap of 500 EUR a day.
     let config = common::sandbox_config(dir.path(), &addr)
         + &REFUNDS.replace("SANDBOX", &format!("http://{addr}")).replace("CLAIMS", &claims.display().to_string());

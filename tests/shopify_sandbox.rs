@@ -177,13 +177,7 @@ async fn the_mirror_pages_the_orders_by_change_and_sees_a_refund() {
     // An order sent with money that is no amount is rejected by itself,
     // named with its field; the page's other orders and its cursor stand.
     let bad = t["orders"][3]["id"].as_str().unwrap().to_string();
-    let garble = reqwest::Client::new()
-        .post(format!("http://{addr}/shopify/_garble"))
-        .json(&serde_json::json!({ "order_id": bad }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(garble.status().as_u16(), 204);
+    common::garble(&addr, &bad).await;
     let page = s.orders_page("eu", since, None, 7).await.unwrap();
     assert_eq!(page.orders.len() + page.rejected.len(), 7, "{page:?}");
     assert_eq!(page.rejected.len(), 1, "{page:?}");

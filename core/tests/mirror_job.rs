@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use dlft_core::config::Sabotage;
 use dlft_core::estimate::identity::OrderRecord;
 use dlft_core::ids::BrandId;
-use dlft_core::jobs::mirror::{CURSOR_SCOPE, Cursor, MIN_INTERVAL, OVERLAP, mirror, orders, rejected};
+use dlft_core::jobs::mirror::{CURSOR_SCOPE, Cursor, MIN_INTERVAL, Mirrored, OVERLAP, mirror, orders, rejected};
 use dlft_core::jobs::{Attempt, Ports};
 use dlft_core::money::{Currency, Money};
 use dlft_core::probe::NoProbe;
@@ -101,10 +101,27 @@ fn shop(n: u64) -> ScriptedShop {
     }
 }
 
-fn run(store: &SharedMemStore, lease: &dlft_core::store::Lease, shop: &ScriptedShop, clock: &ManualClock) -> u32 {
+fn mirror_once(
+    store: &SharedMemStore,
+    lease: &dlft_core::store::Lease,
+    shop: &ScriptedShop,
+    clock: &ManualClock,
+) -> Mirrored {
     let ports = Ports { store, ads: (), clock, probe: NoProbe, bank: shop };
     let mut attempt = Attempt::new(lease.clone(), BrandId::default(), Currency::EUR);
-    block_on(mirror(&ports, &mut attempt, b"key", Sabotage::None)).unwrap().orders
+    block_on(mirror(&ports, &mut attempt, b"key", Sabotage::None)).unwrap()
+}
+
+/// The orders one run of the mirror read.
+fn run(store: &SharedMemStore, lease: &dlft_core::store::Lease, shop: &ScriptedShop, clock: &ManualClock) -> u32 {
+    mirror_once(store, lease, shop, clock).orders
+}
+
+/// Event rows about `order`'s rejection (those moving it to `after`, if given).
+fn rejection_events(store: &SharedMemStore, order: &str, after: Option<&str>) -> usize {
+    let events = block_on(store.events(0)).unwrap();
+    let entity = format!("mirror.rejected/eu/{order}");
+    events.iter().filter(|e| e.entity == entity && after.is_none_or(|a| e.after == a)).count()
 }
 
 fn cursor(store: &SharedMemStore) -> Cursor {
@@ -159,9 +176,7 @@ fn a_throttled_page_stops_the_mirror_where_it_was_and_the_next_run_resumes() {
     let clock = ManualClock::new(NOW);
     let shop = shop(60);
     *shop.throttle_call.lock().unwrap() = Some(2);
-    let ports = Ports { store: &store, ads: (), clock: &clock, probe: NoProbe, bank: &shop };
-    let mut attempt = Attempt::new(claim.lease.clone(), BrandId::default(), Currency::EUR);
-    let done = block_on(mirror(&ports, &mut attempt, b"key", Sabotage::None)).unwrap();
+    let done = mirror_once(&store, &claim.lease, &shop, &clock);
     assert_eq!((done.pages, done.orders), (1, ORDERS_PAGE_FIRST));
     assert!(matches!(done.stopped, Some(ShopError::Throttled { .. })), "{done:?}");
     let after_first = cursor(&store);
@@ -180,7 +195,8 @@ fn an_order_that_cannot_be_read_is_logged_and_the_mirror_goes_past_it() {
     let shop = shop(60);
     let five = "gid://shopify/Order/5".to_string();
     shop.garbled.lock().unwrap().push(five.clone());
-    assert_eq!(run(&store, &claim.lease, &shop, &clock), 59, "every other order of every page");
+    let done = mirror_once(&store, &claim.lease, &shop, &clock);
+    assert_eq!((done.orders, done.rejected), (59, 1), "every other order of every page");
     assert_eq!(mirrored(&store).len(), 59);
     assert!(mirrored(&store).iter().all(|r| r.order_id != five), "nothing mirrored on a guess");
     assert_eq!(cursor(&store).after, None, "the pass ended: the bad order held no page");
@@ -188,11 +204,7 @@ fn an_order_that_cannot_be_read_is_logged_and_the_mirror_goes_past_it() {
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0].0, format!("eu/{five}"));
     assert!(logged[0].1.why.contains("totalPriceSet"), "{:?}", logged[0]);
-    let events = block_on(store.events(0)).unwrap();
-    let about = |after: &str| {
-        events.iter().filter(|e| e.entity == format!("mirror.rejected/eu/{five}") && e.after == after).count()
-    };
-    assert_eq!(about("rejected"), 1, "one event row names it");
+    assert_eq!(rejection_events(&store, &five, Some("rejected")), 1, "one event row names it");
 
     // The shop mends it (and so changes it): the next pass reads it, and
     // the rejection goes, with an event.
@@ -202,11 +214,7 @@ fn an_order_that_cannot_be_read_is_logged_and_the_mirror_goes_past_it() {
     assert!(run(&store, &claim.lease, &shop, &clock) >= 1);
     assert!(mirrored(&store).iter().any(|r| r.order_id == five));
     assert!(block_on(rejected(&store, &BrandId::default())).unwrap().is_empty());
-    let events = block_on(store.events(0)).unwrap();
-    assert_eq!(
-        events.iter().filter(|e| e.entity == format!("mirror.rejected/eu/{five}") && e.after == "read").count(),
-        1
-    );
+    assert_eq!(rejection_events(&store, &five, Some("read")), 1);
 }
 
 #[test]
@@ -222,7 +230,5 @@ fn a_rejection_read_again_unchanged_is_not_logged_twice() {
     clock.advance(MIN_INTERVAL);
     run(&store, &claim.lease, &shop, &clock);
     assert!(shop.calls.lock().unwrap().len() >= 2, "read twice");
-    let events = block_on(store.events(0)).unwrap();
-    let n = events.iter().filter(|e| e.entity == format!("mirror.rejected/eu/{three}")).count();
-    assert_eq!(n, 1, "the same rejection once");
+    assert_eq!(rejection_events(&store, &three, None), 1, "the same rejection once");
 }

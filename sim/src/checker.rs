@@ -760,11 +760,7 @@ impl ShopTruth {
 
     /// Claims of honest customers the chain refused (a deny verdict).
     pub fn honest_refused(&self, snapshot: &Snapshot) -> u32 {
-        snapshot
-            .events
-            .iter()
-            .filter(|e| e.kind == dlft_core::telemetry::EventKind::Verdict && e.entity.starts_with("refund/"))
-            .filter(|e| e.after.contains("deny"))
+        refund_refusals(snapshot)
             .filter(|e| self.claim_of(&e.entity).is_some_and(|(_, c)| c.kind == crate::refunds::Kind::Honest))
             .count() as u32
     }
@@ -785,6 +781,15 @@ impl ShopTruth {
             })
             .count() as u32
     }
+}
+
+/// The refund chain's deny verdicts (one per claim refused).
+pub fn refund_refusals(snapshot: &Snapshot) -> impl Iterator<Item = &dlft_core::telemetry::Event> {
+    snapshot
+        .events
+        .iter()
+        .filter(|e| e.kind == dlft_core::telemetry::EventKind::Verdict && e.entity.starts_with("refund/"))
+        .filter(|e| e.after.contains("deny"))
 }
 
 /// `mirror_complete`: the shop mirror holds every order each store showed

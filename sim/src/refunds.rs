@@ -93,6 +93,16 @@ pub fn store_names(brand: &BrandId, cfg: &ShopSection) -> Vec<String> {
     (0..cfg.stores.max(1)).map(|i| store_name(brand, i)).collect()
 }
 
+/// The store person `person` of `kind` orders from: a ring spreads over the
+/// brand's stores, one each; everyone else shops anywhere (one draw).
+fn store_of(kind: Kind, person: usize, cfg: &ShopSection, rng: &mut ChaCha8Rng) -> u32 {
+    if kind == Kind::Ring {
+        u32::try_from(person % cfg.stores.max(1) as usize).unwrap_or(0)
+    } else {
+        rng.random_range(0..cfg.stores.max(1))
+    }
+}
+
 fn customer(kind: Kind, i: usize, ring_address: &str) -> Customer {
     let (tag, address) = match kind {
         Kind::Honest => ("h", format!("{} Honest Lane, Berlin", i + 1)),
@@ -159,12 +169,7 @@ impl BrandShop {
                 continue;
             }
             let person = pool[rng.random_range(0..pool.len())];
-            // A ring spreads over the brand's stores; everyone else shops anywhere.
-            let store_i = if kind == Kind::Ring {
-                u32::try_from(person % cfg.stores.max(1) as usize).unwrap_or(0)
-            } else {
-                rng.random_range(0..cfg.stores.max(1))
-            };
+            let store_i = store_of(kind, person, cfg, rng);
             let store = store_name(brand, store_i);
             let item = draw(rng, cfg.item_cents) as i64;
             let total = item + draw(rng, cfg.order_extra_cents) as i64;
@@ -266,11 +271,7 @@ impl BrandShop {
             for (person, p) in people.iter().enumerate() {
                 for _ in 0..draw(rng, range) {
                     k += 1;
-                    let store_i = if p.kind == Kind::Ring {
-                        u32::try_from(person % cfg.stores.max(1) as usize).unwrap_or(0)
-                    } else {
-                        rng.random_range(0..cfg.stores.max(1))
-                    };
+                    let store_i = store_of(p.kind, person, cfg, rng);
                     let total = (draw(rng, cfg.item_cents) + draw(rng, cfg.order_extra_cents)) as i64;
                     let ago = rng.random_range(DAY..30 * DAY);
                     shop.add_order(Order {

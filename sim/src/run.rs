@@ -372,12 +372,7 @@ pub(crate) fn tally(world: &AdsWorld, snapshot: &dlft_core::store::Snapshot) -> 
             .count() as u32,
         refunds: refunds(IntentPhase::Committed),
         refunds_abandoned: refunds(IntentPhase::Abandoned),
-        claims_refused: snapshot
-            .events
-            .iter()
-            .filter(|e| e.kind == dlft_core::telemetry::EventKind::Verdict && e.entity.starts_with("refund/"))
-            .filter(|e| e.after.contains("deny"))
-            .count() as u32,
+        claims_refused: crate::checker::refund_refusals(snapshot).count() as u32,
     }
 }
 

@@ -84,3 +84,15 @@ pub fn sandbox_config(dir: &std::path::Path, addr: &str) -> String {
         .replace("http://127.0.0.1:8787", &format!("http://{addr}"))
         .replace("payables_dir = \"payables\"", &format!("payables_dir = \"{}\"", dir.join("payables").display()))
 }
+
+/// Has the sandbox send `order_id` with a malformed total from now on
+/// (`POST /shopify/_garble`).
+pub async fn garble(addr: &str, order_id: &str) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/shopify/_garble"))
+        .json(&serde_json::json!({ "order_id": order_id }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204, "garbling {order_id}");
+}

@@ -154,6 +154,7 @@ enum Key {
 
 impl Key {
     fn of(hex: &str) -> Key {
+        // Lower-case hex of 32 digits only: it prints back the same.
         let hash = hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         match u128::from_str_radix(hex, 16) {
             Ok(v) if hash => Key::Hash(v),
@@ -256,8 +257,8 @@ pub struct Profile {
     by_key: BTreeMap<Joining, usize>,
     /// Identity (a root) → its label (its smallest joining key).
     labels: BTreeMap<usize, Joining>,
-    /// Address key → identities shipping to it, with how many records each.
-    by_address: BTreeMap<Key, BTreeMap<usize, u32>>,
+    /// Address key → identities shipping to it.
+    by_address: BTreeMap<Key, BTreeSet<usize>>,
     /// Store → order id → the order's number.
     orders: BTreeMap<String, BTreeMap<String, usize>>,
     /// Per order number, the claims on it (for what the shop refunded
@@ -357,7 +358,7 @@ impl Profile {
         self.next.push(i);
         self.size.push(1);
         if let Some(a) = &keys.address {
-            *self.by_address.entry(a.clone()).or_default().entry(i).or_default() += 1;
+            self.by_address.entry(a.clone()).or_default().insert(i);
         }
         if let Some(min) = keys.joining.iter().min() {
             self.labels.insert(i, min.clone());
@@ -394,27 +395,22 @@ impl Profile {
             return;
         }
         let (keep, gone) = if (self.size[a], b) >= (self.size[b], a) { (a, b) } else { (b, a) };
-        let moved: Vec<usize> = self.members(gone).filter(|&m| self.address[m].is_some()).collect();
-        for m in moved {
-            if let Some(addr) = &self.address[m] {
-                let at = self.by_address.entry(addr.clone()).or_default();
-                if let Some(n) = at.get_mut(&gone) {
-                    *n -= 1;
-                    if *n == 0 {
-                        at.remove(&gone);
-                    }
-                }
-                *at.entry(keep).or_default() += 1;
+        let addresses: BTreeSet<Key> = self.members(gone).filter_map(|m| self.address[m].clone()).collect();
+        for a in addresses {
+            if let Some(ids) = self.by_address.get_mut(&a) {
+                ids.remove(&gone);
+                ids.insert(keep);
             }
         }
         self.parent[gone] = keep;
         self.size[keep] += self.size[gone];
         self.next.swap(keep, gone);
         if let Some(l) = self.labels.remove(&gone) {
-            let label = self.labels.entry(keep).or_insert_with(|| l.clone());
-            if l < *label {
-                *label = l;
-            }
+            let label = match self.labels.remove(&keep) {
+                Some(k) => k.min(l),
+                None => l,
+            };
+            self.labels.insert(keep, label);
         }
     }
 
@@ -432,7 +428,7 @@ impl Profile {
     fn sharing<'a>(&self, me: Option<usize>, addrs: impl Iterator<Item = &'a Key>) -> u32 {
         addrs
             .filter_map(|a| self.by_address.get(a))
-            .map(|ids| ids.keys().filter(|id| Some(**id) != me).count())
+            .map(|ids| ids.iter().filter(|id| Some(**id) != me).count())
             .max()
             .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
     }

@@ -116,12 +116,25 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
     }
     let now = ports.clock.now();
     // The identity graph, when there is a claim to judge: every claim, dispute
-    // and mirrored order of the brand (a run with nothing to judge reads none).
-    let profile = if orders.is_empty() {
-        Profile::new(secret)
+    // and mirrored order of the brand (a run with nothing to judge reads none);
+    // and the tier each identity was last judged at, from the desk's settled
+    // claims (oldest first): a judgement at another tier is a change.
+    let (profile, mut last_tier) = if orders.is_empty() {
+        (Profile::new(secret), BTreeMap::new())
     } else {
         let mirrored = if mirrors { super::mirror::orders(&ports.store, &brand).await? } else { Vec::new() };
-        Profile::build(secret, &claims, &disputes, &mirrored, now)
+        let profile = Profile::build(secret, &claims, &disputes, &mirrored, now);
+        let mut last_tier: BTreeMap<String, RiskTier> = BTreeMap::new();
+        for c in &claims {
+            let tier = match &c.settled {
+                Some(Settlement::Refunded { tier, .. } | Settlement::NoRefund { tier, .. }) => RiskTier::parse(tier),
+                None => None,
+            };
+            if let Some(tier) = tier {
+                last_tier.insert(profile.label_of(&c.customer), tier);
+            }
+        }
+        (profile, last_tier)
     };
     let budgets = ports.store.budgets().await?.into_iter().find(|(b, _)| b == &brand).map(|(_, b)| b);
     let accounts = ports.store.accounts(Some(&brand)).await?.into_iter().map(|a| (a.key.clone(), a)).collect();
@@ -132,18 +145,6 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
     } else {
         cfg.caps.clone()
     };
-    // The tier each identity was last judged at, from the desk's settled
-    // claims (oldest first): a judgement at another tier is a change.
-    let mut last_tier: BTreeMap<String, RiskTier> = BTreeMap::new();
-    for c in claims.iter().filter(|_| !orders.is_empty()) {
-        let tier = match &c.settled {
-            Some(Settlement::Refunded { tier, .. } | Settlement::NoRefund { tier, .. }) => RiskTier::parse(tier),
-            None => None,
-        };
-        if let Some(tier) = tier {
-            last_tier.insert(profile.label_of(&c.customer), tier);
-        }
-    }
     for (i, order) in &orders {
         let (claim, tracked) = (&claims[*i], tracked.get(i).copied());
         let now = ports.clock.now();
