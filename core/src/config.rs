@@ -94,6 +94,10 @@ pub struct RefundConfig {
     /// The HMAC key of the identity graph's hashes (a secret: the sim's is
     /// fixed, production reads it from an env var).
     pub identity_key: String,
+    /// Values many of the brand's customers carry that name none of them
+    /// (the store's own phone, its warehouse): the graph drops them.
+    #[serde(default)]
+    pub shared: crate::estimate::identity::SharedValues,
 }
 
 /// A brand's supplier payouts: where the money leaves, whom it may go to,

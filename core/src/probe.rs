@@ -200,6 +200,9 @@ pub enum Sabotage {
     /// newest change the shop showed (a change the pass read too early is
     /// never read again).
     MirrorClockBound,
+    /// Build the identity graph without the brand's shared values (the
+    /// call centre's phone joins every customer it was entered for).
+    IgnoreSharedValues,
     /// Never escalate a kill whose ad's own pause does not take effect.
     NoEscalation,
     /// Never resume an ad set or campaign paused by escalation.

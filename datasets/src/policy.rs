@@ -13,6 +13,7 @@ use dlft_core::envelope::budget::{Budgets, Cap, Purpose, Window, Zone};
 use dlft_core::envelope::refund::TierCaps;
 use dlft_core::estimate::bandit::TsConfig;
 use dlft_core::estimate::estimator::EstimatorConfig;
+use dlft_core::estimate::identity::SharedValues;
 use dlft_core::estimate::risk::TierRules;
 use dlft_core::money::{Currency, Money};
 use dlft_core::propose::kill_rule::KillRule;
@@ -55,6 +56,9 @@ pub struct RefundSection {
     pub monthly_cap_cents: Option<i64>,
     /// The IANA zone the caps' days and months are counted in.
     pub time_zone: String,
+    /// `[refund.shared]`: values many customers carry that name none of
+    /// them, as `dlft run`'s `[refunds.shared]` (dropped from the graph).
+    pub shared: SharedValues,
 }
 
 impl Default for RefundSection {
@@ -76,6 +80,7 @@ impl Default for RefundSection {
             daily_cap_cents: None,
             monthly_cap_cents: None,
             time_zone: "UTC".into(),
+            shared: SharedValues::default(),
         }
     }
 }
@@ -151,6 +156,10 @@ impl RefundSection {
         {
             return Err("refund: a high-risk threshold is below its watch threshold".into());
         }
+        let unusable = self.shared.unusable();
+        if !unusable.is_empty() {
+            return Err(format!("refund.shared: {} is no key of its kind", unusable.join(", ")));
+        }
         Ok(RefundConfig {
             every: Millis::from_secs(3600),
             policy: RefundPolicy { damaged_share_bp: self.damaged_share_bp, lost_after_days: self.lost_after_days },
@@ -169,6 +178,7 @@ impl RefundSection {
                 high: self.high_cap_cents,
             },
             identity_key: "dlft backtest".into(),
+            shared: self.shared.clone(),
         })
     }
 }
@@ -378,5 +388,12 @@ mod tests {
         assert!(err.contains("must be positive"), "{err}");
         let err = parse("[bandit]\nexplore_floor = 1.5\n", p).unwrap_err();
         assert!(err.contains("explore_floor"), "{err}");
+        let shared = parse("[refund.shared]\nphones = [\"+49 30 5550100\"]\n", p).unwrap();
+        let cfg = shared.refund.unwrap().config().unwrap();
+        assert_eq!(cfg.shared.phones, vec!["+49 30 5550100".to_string()]);
+        let err = parse("[refund.shared]\ncards = [\"visa\"]\n", p).unwrap_err();
+        assert!(err.contains("refund.shared: card \"visa\" is no key of its kind"), "{err}");
+        let err = parse("[refund.shared]\nphone = []\n", p).unwrap_err();
+        assert!(err.contains("refund.shared") && err.contains("phone"), "{err}");
     }
 }

@@ -212,6 +212,12 @@ pub struct RefundsSection {
     #[serde(default = "default_timeout")]
     #[serde(deserialize_with = "dlft_core::time::de_ms")]
     pub timeout_ms: u64,
+    /// `[refunds.shared]`: values many of the brand's customers carry that
+    /// name none of them (`emails`, `phones`, `addresses`, `cards`): the
+    /// store's own phone on orders its staff took, its warehouse's address.
+    /// The identity graph drops them, so they join no one.
+    #[serde(default)]
+    pub shared: dlft_core::estimate::identity::SharedValues,
 }
 
 /// A brand's supplier payouts: its Revolut Business account, its watched
@@ -602,6 +608,14 @@ impl RunConfig {
                 if r.store.trim().is_empty() || r.claims_dir.trim().is_empty() {
                     return Err(invalid(format!("section `{at}`: store and claims_dir are required")));
                 }
+                // A value that is no key of its kind would drop nothing.
+                let unusable = r.shared.unusable();
+                if !unusable.is_empty() {
+                    return Err(invalid(format!(
+                        "section `{at}.shared`: {} is no key of its kind (nothing would be dropped)",
+                        unusable.join(", ")
+                    )));
+                }
                 let currency = Currency::parse(&cfg.meta_of(&brand).currency).expect("validated");
                 // Budgets fail closed: without a refund cap nothing would be refunded.
                 if budgets.caps_for(Purpose::Refund, currency, None).next().is_none() {
@@ -824,6 +838,7 @@ impl RunConfig {
             },
             // Read from the environment when the port is built (`bank_of`).
             identity_key: std::env::var(&r.identity_key_env).unwrap_or_default(),
+            shared: r.shared.clone(),
         });
         cfg.support = self.support_of(brand).map(|sp| {
             let default = dlft_core::propose::support::SupportPolicy::default();
@@ -1051,6 +1066,11 @@ mod tests {
         let cfg = with(&format!("{refund_cap}{refunds}")).unwrap();
         let r = cfg.loop_config().refunds.expect("the brand refunds");
         assert_eq!((r.every, r.caps.watch, r.caps.high, r.caps.currency), (Millis(2_000), 3000, 1000, Currency::EUR));
+        assert!(r.shared.is_empty());
+        let shared = "[refunds.shared]\nphones = [\"+49 30 5550100\"]\naddresses = [\"Lagerweg 1, Lager\"]\n";
+        let cfg = with(&format!("{refund_cap}{refunds}{shared}")).unwrap();
+        let r = cfg.loop_config().refunds.expect("the brand refunds");
+        assert_eq!((r.shared.phones.len(), r.shared.addresses.len()), (1, 1));
         assert!(with("").unwrap().loop_config().refunds.is_none(), "a brand without [refunds] refunds nobody");
         for (text, want) in [
             (format!("{CAPS}{refunds}"), "declares no refund cap in EUR"),
@@ -1061,6 +1081,11 @@ mod tests {
             ),
             (format!("{refund_cap}{}", refunds.replace("store = \"eu\"", "store = \" \"")), "store and claims_dir"),
             (format!("{refund_cap}{}", refunds.replace("claims_dir", "claim_dir")), "claim_dir"),
+            (
+                format!("{refund_cap}{refunds}[refunds.shared]\nphones = [\"n/a\"]\n"),
+                "section `refunds.shared`: phone \"n/a\" is no key of its kind",
+            ),
+            (format!("{refund_cap}{refunds}[refunds.shared]\nphone = [\"+49 30 5550100\"]\n"), "unknown field `phone`"),
         ] {
             let m = message(with(&text));
             assert!(m.contains(want), "{want:?} not in {m:?}");

@@ -854,7 +854,10 @@ fn check_mirror(input: &CheckInput<'_>, orders: &[ShownOrder], until: Timestamp,
 ///   had a full review period to see;
 /// - `caps_held`: the refunds of a brand's day never exceed its refund cap;
 /// - `refund_tracked`: no refund of a "did not arrive" claim whose parcel
-///   the brand's tracker showed delivered when the refund was decided.
+///   the brand's tracker showed delivered when the refund was decided;
+/// - `refund_blocked_own`: no claim refused at the blocked tier unless its
+///   own customer had charged back by then (the tier is a chargeback's: a
+///   customer blocked without one was joined to someone else's history).
 fn check_refunds(input: &CheckInput<'_>, shop: &ShopTruth, v: &mut Verdict) {
     use dlft_core::act::intent::Evidence;
     use dlft_core::sense::shop::RefundStatus;
@@ -949,6 +952,21 @@ fn check_refunds(input: &CheckInput<'_>, shop: &ShopTruth, v: &mut Verdict) {
     }
     for (id, n) in per_claim.into_iter().filter(|(_, n)| *n > 1) {
         v.flag(seed, "refund_once", format!("claim {id}: {n} refunds"));
+    }
+    for e in refund_refusals(input.store).filter(|e| e.cause.starts_with("tier blocked")) {
+        let Some((id, c)) = shop.claim_of(&e.entity) else { continue };
+        let charged_back =
+            shop.disputes.get(&(c.brand.clone(), c.person)).is_some_and(|d| d.iter().any(|at| *at <= e.at));
+        if !charged_back {
+            v.flag(
+                seed,
+                "refund_blocked_own",
+                format!(
+                    "claim {id} of a {:?} customer who never charged back refused at {}: {}",
+                    c.kind, e.at, e.cause
+                ),
+            );
+        }
     }
     if let Some((orders, until)) = &shop.mirror {
         check_mirror(input, orders, *until, shop.identity_key.as_bytes(), v);

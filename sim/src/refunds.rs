@@ -103,6 +103,11 @@ fn store_of(kind: Kind, person: usize, cfg: &ShopSection, rng: &mut ChaCha8Rng) 
     }
 }
 
+/// The brand's call centre: the number its staff enter for a customer on
+/// an order taken by phone (`[shop] phone_orders_pct`), and that the loop
+/// declares shared (`RefundConfig.shared`).
+pub const CALL_CENTRE: &str = "+49 30 5550100";
+
 fn customer(kind: Kind, i: usize, ring_address: &str) -> Customer {
     let (tag, address) = match kind {
         Kind::Honest => ("h", format!("{} Honest Lane, Berlin", i + 1)),
@@ -175,6 +180,13 @@ impl BrandShop {
             let total = item + draw(rng, cfg.order_extra_cents) as i64;
             let order_n = n as u64 + 1;
             let number = 100_000 * (u64::from(store_i) + 1) + order_n;
+            // Taken by phone: the call centre's number for the customer's
+            // (no draw when there are none: the seed's streams stay those of
+            // a world without them).
+            let mut who = people[person].customer.clone();
+            if cfg.phone_orders_pct > 0 && rng.random_range(0..100) < cfg.phone_orders_pct {
+                who.phone = CALL_CENTRE.into();
+            }
             let mut order = Order {
                 id: format!("gid://shopify/Order/{number}"),
                 amount: Money::new(total, currency),
@@ -183,7 +195,7 @@ impl BrandShop {
                 tracking: Vec::new(),
                 store: store.clone(),
                 created_at: Timestamp(0),
-                customer: Some(people[person].customer.clone()),
+                customer: Some(who.clone()),
             };
             let (claim, tracking) = match kind {
                 Kind::Honest => {
@@ -240,7 +252,7 @@ impl BrandShop {
                 order_total: order.amount,
                 tracking: told,
                 days_since_shipped,
-                customer: people[person].customer.clone(),
+                customer: who.clone(),
                 opened_at,
                 settled: None,
             };
@@ -256,7 +268,7 @@ impl BrandShop {
                     status: DisputeStatus::Open,
                     reason: "product_not_received".into(),
                     amount: order.amount,
-                    customer: people[person].customer.clone(),
+                    customer: who,
                     initiated_at: record.opened_at + Millis::from_secs(draw(rng, after)),
                 };
                 disputes.push((dispute, person));
@@ -654,5 +666,6 @@ pub fn refund_config(cfg: &ShopSection, currency: Currency) -> dlft_core::config
             high: cfg.high_cap_cents,
         },
         identity_key: "sim identity key".into(),
+        shared: dlft_core::estimate::identity::SharedValues { phones: vec![CALL_CENTRE.into()], ..Default::default() },
     }
 }

@@ -529,6 +529,13 @@ pub struct ShopSection {
     /// identity graph. Unset: the shop's only orders are the claimed ones.
     #[serde(default)]
     pub orders_before: Option<Range>,
+    /// The share of claimed orders, in percent, the brand's staff took by
+    /// phone and entered with the call centre's number
+    /// (`refunds::CALL_CENTRE`) for the customer's: one phone on many
+    /// unrelated customers, which the loop declares shared. Any kind of
+    /// customer's order may be one.
+    #[serde(default)]
+    pub phone_orders_pct: u32,
 }
 
 fn one() -> u32 {
@@ -781,6 +788,22 @@ impl Scenario {
                 if v.input_per_mtok_cents < 0 || v.output_per_mtok_cents < 0 {
                     return Err((format!("support.vendors[{i}]"), "prices must not be negative".into()));
                 }
+            }
+        }
+        if let Some(s) = &self.shop {
+            for (field, v) in [
+                ("shop.abuser_pct", s.abuser_pct),
+                ("shop.ring_pct", s.ring_pct),
+                ("shop.chargeback_pct", s.chargeback_pct),
+                ("shop.lost_pct", s.lost_pct),
+                ("shop.failure_pct", s.failure_pct),
+                ("shop.lost_reply_pct", s.lost_reply_pct),
+                ("shop.timeout_pct", s.timeout_pct),
+                ("shop.throttle_pct", s.throttle_pct),
+                ("shop.server_error_pct", s.server_error_pct),
+                ("shop.phone_orders_pct", s.phone_orders_pct),
+            ] {
+                pct(field, v)?;
             }
         }
         if self.platform.page_limit == 0 {

@@ -38,6 +38,9 @@ const SABOTAGES: &[(Sabotage, &str, &str)] = &[
     // The mirror's next pass bounded by our clock: changes the lagging
     // search showed only after a pass ended are never read.
     (Sabotage::MirrorClockBound, "refund-ring.toml", "mirror_complete"),
+    // The call centre's phone kept as a key: customers whose orders staff
+    // took by phone are one identity, blocked by an abuser's chargeback.
+    (Sabotage::IgnoreSharedValues, "late-chargebacks.toml", "refund_blocked_own"),
     // No reservation: the daily refund cap holds nothing back.
     (Sabotage::SkipReservation, "refund-throttle-storm.toml", "caps_held"),
 ];

@@ -101,10 +101,11 @@ struct Graph<'a> {
 }
 
 impl<'a> Graph<'a> {
-    fn new(secret: &[u8], disputes: &'a [Dispute]) -> Graph<'a> {
+    fn new(cfg: &RefundConfig, disputes: &'a [Dispute]) -> Graph<'a> {
         let mut disputes: Vec<&Dispute> = disputes.iter().collect();
         disputes.sort_by_key(|d| d.initiated_at);
-        Graph { profile: Profile::new(secret), handles: Vec::new(), disputes, added: 0 }
+        let profile = Profile::new(cfg.identity_key.as_bytes()).without(&cfg.shared);
+        Graph { profile, handles: Vec::new(), disputes, added: 0 }
     }
 
     /// Takes in the disputes initiated by `now`.
@@ -211,7 +212,7 @@ pub fn replay_within(
         opened: BTreeSet::new(),
         refunded_on: BTreeMap::new(),
     };
-    let mut graph = Graph::new(cfg.identity_key.as_bytes(), disputes);
+    let mut graph = Graph::new(cfg, disputes);
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut out = Vec::with_capacity(sorted.len());
     // Claims waiting for room (their index in `history`), and the caps'
@@ -398,6 +399,7 @@ mod tests {
             tiers: Default::default(),
             caps: crate::envelope::refund::TierCaps { currency: Currency::EUR, trusted: None, watch: 3000, high: 1000 },
             identity_key: "k".into(),
+            shared: Default::default(),
         }
     }
 

@@ -113,21 +113,48 @@ fn keyed_hash(secret: &[u8], kind: &str, value: &str) -> String {
     hex
 }
 
-/// `Jane.Doe+shop@GoogleMail.com` → `janedoe@gmail.com`; `None` without an `@`.
+/// `Jane.Doe+shop@GoogleMail.com` → `janedoe@gmail.com`; `None` without an
+/// `@` and for a placeholder that names nobody ([`PLACEHOLDER_LOCALS`]:
+/// `noreply@…`, `none@…`).
 pub fn normal_email(raw: &str) -> Option<String> {
     let e = raw.trim().to_lowercase();
     let (local, domain) = e.rsplit_once('@')?;
     let local = local.split('+').next().unwrap_or_default();
     let domain = if domain == "googlemail.com" { "gmail.com" } else { domain };
     let local = if domain == "gmail.com" { local.replace('.', "") } else { local.to_string() };
-    (!local.is_empty() && domain.contains('.')).then(|| format!("{local}@{domain}"))
+    let placeholder = PLACEHOLDER_LOCALS.contains(&local.as_str());
+    (!local.is_empty() && !placeholder && domain.contains('.')).then(|| format!("{local}@{domain}"))
 }
 
-/// Digits only, without a `00` international prefix; `None` under 6 digits.
+/// The local parts of email addresses that stand for no one (a staff
+/// member's entry for a customer who gave none, a system's sender): many
+/// unrelated customers carry them.
+pub const PLACEHOLDER_LOCALS: &[&str] = &[
+    "noreply",
+    "no-reply",
+    "donotreply",
+    "do-not-reply",
+    "noemail",
+    "no-email",
+    "none",
+    "null",
+    "nobody",
+    "unknown",
+    "invalid",
+];
+
+/// Digits only, without a `00` international prefix; `None` under 6 digits
+/// and for a placeholder that names nobody (its last seven digits one digit
+/// repeated, `+49 30 0000000`, or a straight run, `123456789`): typed into
+/// a required field by many people, it would join them all into one
+/// identity.
 pub fn normal_phone(raw: &str) -> Option<String> {
     let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
     let digits = digits.strip_prefix("00").map(str::to_string).unwrap_or(digits);
-    (digits.len() >= 6).then_some(digits)
+    let tail = &digits.as_bytes()[digits.len().saturating_sub(7)..];
+    let repeated = tail.iter().all(|d| Some(d) == tail.first());
+    let run = "01234567890123456789".contains(&digits) || "98765432109876543210".contains(&digits);
+    (digits.len() >= 6 && !repeated && !run).then_some(digits)
 }
 
 /// Lower case, letters and digits, single spaces; `None` when empty.
@@ -138,11 +165,71 @@ pub fn normal_address(raw: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-/// Upper case without spaces; `None` when empty.
+/// A card as the desk and the mirror write it, `BIN-last4-MM/YY` (a BIN of
+/// 6 to 8 digits, not all zeros), without spaces; `None` for anything else
+/// (`visa`, `****`, a mistyped expiry): a free-text card would join every
+/// customer who typed the same words.
 pub fn normal_card(raw: &str) -> Option<String> {
-    let c: String = raw.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
-    (!c.is_empty()).then_some(c)
+    let c: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+    let digits =
+        |s: &str, n: std::ops::RangeInclusive<usize>| n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = c.split('-');
+    let (bin, last4, expiry) = (parts.next()?, parts.next()?, parts.next()?);
+    let (month, year) = expiry.split_once('/')?;
+    let month_ok = digits(month, 2..=2) && (1..=12).contains(&month.parse::<u8>().ok()?);
+    let shape = digits(bin, 6..=8) && digits(last4, 4..=4) && month_ok && digits(year, 2..=2);
+    (parts.next().is_none() && shape && bin.bytes().any(|b| b != b'0')).then_some(c)
 }
+
+/// Values a brand knows many of its customers carry and that name none of
+/// them: the store's own phone on orders its staff took by phone, its
+/// warehouse as a reshipment's address, a marketplace's relay address.
+/// The graph drops them (written any way: each is normalised as its kind)
+/// wherever they appear, so they neither join identities nor count as a
+/// shared address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedValues {
+    #[serde(default)]
+    pub emails: Vec<String>,
+    #[serde(default)]
+    pub phones: Vec<String>,
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub cards: Vec<String>,
+}
+
+impl SharedValues {
+    /// Whether none is declared.
+    pub fn is_empty(&self) -> bool {
+        self.emails.is_empty() && self.phones.is_empty() && self.addresses.is_empty() && self.cards.is_empty()
+    }
+
+    /// The values no kind's normalisation accepts (a typo in the config:
+    /// dropping nothing, it would leave the collision in place).
+    pub fn unusable(&self) -> Vec<String> {
+        self.by_kind()
+            .into_iter()
+            .flat_map(|(kind, values, normal)| {
+                values.iter().filter(move |v| normal(v).is_none()).map(move |v| format!("{kind} {v:?}"))
+            })
+            .collect()
+    }
+
+    /// Each kind's values with its normalisation.
+    fn by_kind(&self) -> [(&'static str, &[String], Normal); 4] {
+        [
+            ("email", &self.emails, normal_email),
+            ("phone", &self.phones, normal_phone),
+            ("address", &self.addresses, normal_address),
+            ("card", &self.cards, normal_card),
+        ]
+    }
+}
+
+/// A kind's normalisation (`normal_email` …).
+type Normal = fn(&str) -> Option<String>;
 
 /// A key as the graph holds it: a keyed hash's 128 bits (no allocation,
 /// one comparison), or, for a row another version wrote, its text.
@@ -245,6 +332,9 @@ fn claim_rec(order: usize, c: &ClaimRecord) -> Rec {
 /// minor units, its keys as 128-bit hashes).
 pub struct Profile {
     secret: Vec<u8>,
+    /// The hashes of the brand's [`SharedValues`], by kind: dropped from
+    /// every record's keys.
+    shared: BTreeSet<(&'static str, Key)>,
     recs: Vec<Rec>,
     /// Each record's address key.
     address: Vec<Option<Key>>,
@@ -274,6 +364,7 @@ impl Profile {
     pub fn new(secret: &[u8]) -> Profile {
         Profile {
             secret: secret.to_vec(),
+            shared: BTreeSet::new(),
             recs: Vec::new(),
             address: Vec::new(),
             parent: Vec::new(),
@@ -288,6 +379,18 @@ impl Profile {
         }
     }
 
+    /// The same graph, dropping `shared` from every record it is given
+    /// (before any: records already added keep their keys).
+    pub fn without(mut self, shared: &SharedValues) -> Profile {
+        for (kind, values, normal) in shared.by_kind() {
+            for v in values.iter().filter_map(|v| normal(v)) {
+                self.shared.insert((kind, Key::of(&keyed_hash(&self.secret, kind, &v))));
+            }
+        }
+        self.memo.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self
+    }
+
     /// The graph of what was known at `as_of`: claims opened, disputes
     /// initiated and mirrored orders created by then.
     pub fn build(
@@ -297,7 +400,18 @@ impl Profile {
         orders: &[OrderRecord],
         as_of: Timestamp,
     ) -> Profile {
-        let mut p = Profile::new(secret);
+        Profile::new(secret).with(claims, disputes, orders, as_of)
+    }
+
+    /// This graph with what was known at `as_of` added ([`Profile::build`]).
+    pub fn with(
+        mut self,
+        claims: &[ClaimRecord],
+        disputes: &[Dispute],
+        orders: &[OrderRecord],
+        as_of: Timestamp,
+    ) -> Profile {
+        let p = &mut self;
         for c in claims.iter().filter(|c| c.opened_at <= as_of) {
             p.add_claim(c);
         }
@@ -307,7 +421,7 @@ impl Profile {
         for o in orders.iter().filter(|o| o.created_at <= as_of) {
             p.add_order(o);
         }
-        p
+        self
     }
 
     /// The number of `store`'s order `id` (a new one if it is new).
@@ -341,7 +455,8 @@ impl Profile {
     /// Adds a mirrored order (its keys hashed on arrival).
     pub fn add_order(&mut self, o: &OrderRecord) {
         let order = self.order_number(&o.store, &o.order_id);
-        self.add(Rec::Order { order, total: o.total.minor, refunded: o.refunded.minor }, Keys::of(&o.keys));
+        let keys = self.strip(Keys::of(&o.keys));
+        self.add(Rec::Order { order, total: o.total.minor, refunded: o.refunded.minor }, keys);
     }
 
     /// Records how the claim `handle` (from [`Profile::add_claim`]) was
@@ -419,9 +534,18 @@ impl Profile {
         if let Some(k) = memo.get(c) {
             return k.clone();
         }
-        let k = Keys::of(&IdentityKeys::of(&self.secret, c));
+        let k = self.strip(Keys::of(&IdentityKeys::of(&self.secret, c)));
         memo.insert(c.clone(), k.clone());
         k
+    }
+
+    /// `keys` without the brand's shared values.
+    fn strip(&self, mut keys: Keys) -> Keys {
+        if !self.shared.is_empty() {
+            keys.joining.retain(|k| !self.shared.contains(k));
+            keys.address = keys.address.filter(|a| !self.shared.contains(&("address", a.clone())));
+        }
+        keys
     }
 
     /// Identities other than `me` shipping to one of `addrs`, at most.
@@ -586,6 +710,8 @@ mod tests {
         assert_eq!(normal_phone("+49 (0)30-1234567"), Some("490301234567".into()));
         assert_eq!(normal_phone("0049 30 1234567"), Some("49301234567".into()));
         assert_eq!(normal_phone("12"), None);
+        assert_eq!(normal_card(" 424242-4242-07/29"), Some("424242-4242-07/29".into()));
+        assert_eq!(normal_card("42424242-4242-12/30"), Some("42424242-4242-12/30".into()), "8-digit BINs");
         assert_eq!(normal_address("Hauptstraße 5,  10115 Berlin"), normal_address("hauptstrasse 5 10115 BERLIN"));
         assert_eq!(normal_address(" , "), None);
         let a = IdentityKeys::of(KEY, &customer("Jane.Doe@gmail.com", "x"));
@@ -595,6 +721,80 @@ mod tests {
         let other = IdentityKeys::of(b"another brand", &customer("janedoe@gmail.com", "x"));
         assert_ne!(a.email, other.email, "keyed: another key, other hashes");
         assert!(!format!("{a:?}").contains("jane"), "no raw data in the keys");
+    }
+
+    #[test]
+    fn placeholders_and_malformed_values_are_no_keys() {
+        for phone in ["0000000", "+49 30 0000000", "0049 999 9999999", "123456789", "+0123456789", "987654"] {
+            assert_eq!(normal_phone(phone), None, "{phone}");
+        }
+        assert!(normal_phone("+49 30 1000000").is_some(), "a real number with zeros");
+        for email in ["noreply@shop.de", "No-Reply+x@shop.de", "none@gmail.com", "n.o.n.e@gmail.com", "@shop.de"] {
+            assert_eq!(normal_email(email), None, "{email}");
+        }
+        assert!(normal_email("nonesuch@shop.de").is_some());
+        for card in [
+            "visa",
+            "****",
+            "424242-4242",
+            "424242-424-12/29",
+            "424242-4242-13/29",
+            "424242-4242-1/29",
+            "000000-4242-12/29",
+            "4242-4242-12/29",
+            "424242-4242-12/29-1",
+            "42424x-4242-12/29",
+        ] {
+            assert_eq!(normal_card(card), None, "{card}");
+        }
+    }
+
+    #[test]
+    fn shared_values_neither_join_nor_make_a_ring() {
+        // The shop's own phone on orders its staff took, and its warehouse
+        // as the address of reshipments: five customers carry both, one of
+        // them with a lost chargeback.
+        let shop = |i: u32| Customer {
+            email: format!("c{i}@mail.de"),
+            phone: "+49 (30) 555-0100".into(),
+            address: "Lagerweg 1, 12345 Lager".into(),
+            card: String::new(),
+        };
+        let claims: Vec<ClaimRecord> =
+            (0..5).map(|i| claim(&format!("c{i}"), shop(i), Claim::Damaged, Tracking::Delivered, None)).collect();
+        let lost = Dispute {
+            id: "d1".into(),
+            store: "s1".into(),
+            order_id: "o-c0".into(),
+            status: DisputeStatus::Lost,
+            reason: "product_not_received".into(),
+            amount: Money::new(5_000, Currency::EUR),
+            customer: shop(0),
+            initiated_at: Timestamp(20),
+        };
+        let merged = Profile::build(KEY, &claims, std::slice::from_ref(&lost), &[], Timestamp(100));
+        let (label, facts) = merged.facts_of(&shop(4));
+        assert_eq!((facts.orders, facts.chargebacks_lost), (5, 1), "one phone joins them all");
+        assert!(label.starts_with("email:") || label.starts_with("phone:"));
+        let shared = SharedValues {
+            phones: vec!["030 5550100".into(), "+49305550100".into()],
+            addresses: vec!["LAGERWEG 1 12345 lager".into()],
+            ..SharedValues::default()
+        };
+        assert!(shared.unusable().is_empty());
+        let apart = Profile::new(KEY).without(&shared).with(&claims, std::slice::from_ref(&lost), &[], Timestamp(100));
+        let (label, facts) = apart.facts_of(&shop(4));
+        assert_eq!((facts.orders, facts.chargebacks_lost, facts.identities_sharing_address), (1, 0, 0));
+        assert!(label.starts_with("email:"), "{label}");
+        assert_eq!(apart.facts_of(&shop(0)).1.chargebacks_lost, 1, "the chargeback stays its own customer's");
+        // A mirrored order (keys hashed on arrival, before the brand said
+        // so) is stripped as it joins the graph.
+        let order = mirrored("o9", &shop(9), "s2", 4_000, 0, 50);
+        let p = Profile::new(KEY).without(&shared).with(&claims, &[], std::slice::from_ref(&order), Timestamp(100));
+        assert_eq!(p.facts_of(&shop(9)).1.orders, 1);
+        assert_eq!(p.facts_of(&shop(1)).1.orders, 1);
+        let typo = SharedValues { phones: vec!["n/a".into()], cards: vec!["visa".into()], ..SharedValues::default() };
+        assert_eq!(typo.unusable(), vec!["phone \"n/a\"".to_string(), "card \"visa\"".to_string()]);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::config::{RefundConfig, Sabotage};
 use crate::decide::{ClaimOutcome, judge_claim};
 use crate::envelope::refund::{RefundJudged, TierCaps, refund_key};
 use crate::envelope::{Decision, DenyReason, Verdict};
-use crate::estimate::identity::Profile;
+use crate::estimate::identity::{Profile, SharedValues};
 use crate::estimate::risk::{RiskTier, TierChange};
 use crate::ids::{AdId, IdempotencyKey};
 use crate::money::Money;
@@ -123,7 +123,8 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
         (Profile::new(secret), BTreeMap::new())
     } else {
         let mirrored = if mirrors { super::mirror::orders(&ports.store, &brand).await? } else { Vec::new() };
-        let profile = Profile::build(secret, &claims, &disputes, &mirrored, now);
+        let shared = if sabotage == Sabotage::IgnoreSharedValues { &SharedValues::default() } else { &cfg.shared };
+        let profile = Profile::new(secret).without(shared).with(&claims, &disputes, &mirrored, now);
         let mut last_tier: BTreeMap<String, RiskTier> = BTreeMap::new();
         for c in &claims {
             let tier = match &c.settled {
