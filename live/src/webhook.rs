@@ -28,7 +28,8 @@ pub fn sign(secret: &Secret, body: &[u8]) -> String {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 {
+    // Digits only: `from_str_radix` also takes a sign (`+a` is 0x0a).
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
@@ -91,5 +92,11 @@ mod tests {
         assert_eq!(verify(&secret, body, None), Err("no X-Hub-Signature-256 header"));
         assert!(verify(&secret, body, Some("sha1=abc")).is_err());
         assert!(verify(&secret, body, Some("sha256=zz")).is_err());
+        // A sign where a leading 0 was is no hex digit (`from_str_radix`
+        // alone reads `+a` as 0x0a; found by tests/fuzz.rs).
+        let hex = &good["sha256=".len()..];
+        let pair = (0..64).step_by(2).find(|&i| &hex[i..=i] == "0").expect("a pair with a leading 0 in this MAC");
+        let forged = format!("sha256={}+{}", &hex[..pair], &hex[pair + 1..]);
+        assert_eq!(verify(&secret, body, Some(&forged)), Err("X-Hub-Signature-256 is not sha256=<hex>"));
     }
 }
