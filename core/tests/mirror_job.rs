@@ -179,13 +179,22 @@ fn a_throttled_page_stops_the_mirror_where_it_was_and_the_next_run_resumes() {
     let done = mirror_once(&store, &claim.lease, &shop, &clock);
     assert_eq!((done.pages, done.orders), (1, ORDERS_PAGE_FIRST));
     assert!(matches!(done.stopped, Some(ShopError::Throttled { .. })), "{done:?}");
+    assert_eq!(done.unread, vec!["eu".to_string()], "its first pass has not ended");
     let after_first = cursor(&store);
     assert!(after_first.after.is_some(), "the first page's cursor is kept: {after_first:?}");
     // The next run asks for the page after the one it has, not the first.
     *shop.throttle_call.lock().unwrap() = None;
-    assert_eq!(run(&store, &claim.lease, &shop, &clock), 60 - ORDERS_PAGE_FIRST);
+    let done = mirror_once(&store, &claim.lease, &shop, &clock);
+    assert_eq!((done.orders, done.unread.len()), (60 - ORDERS_PAGE_FIRST, 0), "read through");
     assert_eq!(shop.calls.lock().unwrap()[2].1, after_first.after);
     assert_eq!(mirrored(&store).len(), 60);
+    // Once read through, a store stays so: a later pass that fails part
+    // way leaves it a known store with a change or two unread.
+    clock.advance(MIN_INTERVAL);
+    let next_call = shop.calls.lock().unwrap().len() + 1;
+    *shop.throttle_call.lock().unwrap() = Some(next_call);
+    let done = mirror_once(&store, &claim.lease, &shop, &clock);
+    assert!(done.stopped.is_some() && done.unread.is_empty(), "{done:?}");
 }
 
 #[test]

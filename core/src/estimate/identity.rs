@@ -335,6 +335,9 @@ pub struct Profile {
     /// The hashes of the brand's [`SharedValues`], by kind: dropped from
     /// every record's keys.
     shared: BTreeSet<(&'static str, Key)>,
+    /// Stores whose orders the mirror has not read through once: a fact of
+    /// every identity ([`IdentityFacts::stores_unread`]).
+    unread: u32,
     recs: Vec<Rec>,
     /// Each record's address key.
     address: Vec<Option<Key>>,
@@ -365,6 +368,7 @@ impl Profile {
         Profile {
             secret: secret.to_vec(),
             shared: BTreeSet::new(),
+            unread: 0,
             recs: Vec::new(),
             address: Vec::new(),
             parent: Vec::new(),
@@ -388,6 +392,14 @@ impl Profile {
             }
         }
         self.memo.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self
+    }
+
+    /// The same graph, knowing that `stores` of the brand's stores have
+    /// not had their orders read through once (the shop mirror's first
+    /// pass): every identity's facts say so.
+    pub fn unread(mut self, stores: u32) -> Profile {
+        self.unread = stores;
         self
     }
 
@@ -585,13 +597,14 @@ impl Profile {
         let keys = self.keys_of(c);
         let root = self.root_of(&keys);
         let label = self.label(&keys, root);
-        match root {
-            Some(root) => (label, self.facts_of_root(root)),
+        let facts = match root {
+            Some(root) => self.facts_of_root(root),
             None => {
                 let shared = self.sharing(None, keys.address.iter());
-                (label, IdentityFacts { identities_sharing_address: shared, ..IdentityFacts::default() })
+                IdentityFacts { identities_sharing_address: shared, ..IdentityFacts::default() }
             }
-        }
+        };
+        (label, IdentityFacts { stores_unread: self.unread, ..facts })
     }
 
     fn facts_of_root(&self, root: usize) -> IdentityFacts {
@@ -793,6 +806,9 @@ mod tests {
         let p = Profile::new(KEY).without(&shared).with(&claims, &[], std::slice::from_ref(&order), Timestamp(100));
         assert_eq!(p.facts_of(&shop(9)).1.orders, 1);
         assert_eq!(p.facts_of(&shop(1)).1.orders, 1);
+        // Stores not read through: a fact of every identity, known or new.
+        let early = Profile::new(KEY).unread(2).with(&claims, &[], &[], Timestamp(100));
+        assert_eq!((early.facts_of(&shop(1)).1.stores_unread, early.facts_of(&shop(77)).1.stores_unread), (2, 2));
         let typo = SharedValues { phones: vec!["n/a".into()], cards: vec!["visa".into()], ..SharedValues::default() };
         assert_eq!(typo.unusable(), vec!["phone \"n/a\"".to_string(), "card \"visa\"".to_string()]);
     }

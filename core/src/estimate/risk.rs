@@ -52,6 +52,14 @@ pub struct IdentityFacts {
     pub inr_against_delivered: u32,
     /// Other identities that ship to one of this identity's addresses.
     pub identities_sharing_address: u32,
+    /// The brand's stores whose order history the shop mirror has not read
+    /// through once yet: the facts above may miss what is there.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stores_unread: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// An identity's tier moved: one event row, naming the facts that set it.
@@ -131,6 +139,12 @@ pub fn tier_of(facts: &IdentityFacts, rules: &TierRules) -> (RiskTier, Vec<Strin
     if sharing >= rules.ring_sharing {
         found.push((RiskTier::High, format!("{sharing} other identities ship to one of its addresses")));
     }
+    // What is not known yet is not trust: until the mirror has read every
+    // store's orders once, no one is trusted beyond the watch tier.
+    if facts.stores_unread > 0 {
+        let n = facts.stores_unread;
+        found.push((RiskTier::Watch, format!("the shop mirror has not read {n} store(s)' orders through yet")));
+    }
     found.sort_by_key(|f| std::cmp::Reverse(f.0));
     let tier = found.first().map_or(RiskTier::Trusted, |f| f.0);
     (tier, found.into_iter().map(|(_, why)| why).collect())
@@ -187,6 +201,13 @@ mod tests {
         let mut open = facts();
         open.chargebacks_open = 2;
         assert_eq!(tier_of(&open, &rules).0, RiskTier::Blocked);
+        // History not read yet: watched, never trusted; never more than that.
+        let mut early = facts();
+        early.stores_unread = 2;
+        let why = vec!["the shop mirror has not read 2 store(s)' orders through yet".to_string()];
+        assert_eq!(tier_of(&early, &rules), (RiskTier::Watch, why));
+        early.identities_sharing_address = 3;
+        assert_eq!(tier_of(&early, &rules).0, RiskTier::High);
     }
 
     #[test]

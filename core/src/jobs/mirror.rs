@@ -97,6 +97,9 @@ pub struct Mirrored {
     pub rejected: u32,
     /// Why it stopped short, if it did (the cursor stays where it was).
     pub stopped: Option<ShopError>,
+    /// Stores whose orders have not been read through once (no pass has
+    /// ended): what the identity graph holds of them is partial.
+    pub unread: Vec<String>,
 }
 
 /// Reads each of the shop's stores forward from its cursor, page by page,
@@ -125,7 +128,14 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
             cause,
         })
     };
-    for store in stores {
+    // Stores a pass has ended for, ever (this run's included below).
+    let mut read_through: std::collections::BTreeSet<String> = cursors
+        .iter()
+        .filter(|(_, body)| serde_json::from_str::<Cursor>(body).is_ok_and(|c| c.ended_at != Timestamp(0)))
+        .map(|(store, _)| store.clone())
+        .collect();
+    for store in &stores {
+        let store = store.clone();
         // A cursor row that cannot be read starts the store over: every
         // order is read again and replaces its row; nothing is lost.
         let mut cursor: Cursor =
@@ -202,6 +212,7 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
             });
             ports.store.write(&attempt.lease, batch, ports.clock.now()).await?;
             if last {
+                read_through.insert(store.clone());
                 break;
             }
         }
@@ -209,6 +220,7 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
             break;
         }
     }
+    done.unread = stores.into_iter().filter(|s| !read_through.contains(s)).collect();
     Ok(done)
 }
 

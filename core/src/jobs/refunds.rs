@@ -64,9 +64,9 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
     drive::redrive(ports, attempt, open.iter().filter(|i| matches!(i.action, Action::Refund { .. }))).await?;
     let secret = cfg.identity_key.as_bytes();
     let mirrors = !ports.bank.stores().is_empty();
-    if mirrors {
-        super::mirror::mirror(ports, attempt, secret, sabotage).await?;
-    }
+    // Stores not read through once yet: no identity is trusted while the
+    // graph may miss their orders.
+    let not_read = if mirrors { super::mirror::mirror(ports, attempt, secret, sabotage).await?.unread } else { vec![] };
     let unread = |e: crate::sense::claims::SourceError| JobError::RetryAfter { wait: Millis(0), why: e.to_string() };
     let mut claims = ports.bank.claims().await.map_err(unread)?;
     let disputes = ports.bank.disputes().await.map_err(unread)?;
@@ -124,7 +124,8 @@ pub async fn run<S: Store, A, C: Clock, P: Probe, B: Shop + ClaimsSource + Shipm
     } else {
         let mirrored = if mirrors { super::mirror::orders(&ports.store, &brand).await? } else { Vec::new() };
         let shared = if sabotage == Sabotage::IgnoreSharedValues { &SharedValues::default() } else { &cfg.shared };
-        let profile = Profile::new(secret).without(shared).with(&claims, &disputes, &mirrored, now);
+        let unread = u32::try_from(not_read.len()).unwrap_or(u32::MAX);
+        let profile = Profile::new(secret).without(shared).unread(unread).with(&claims, &disputes, &mirrored, now);
         let mut last_tier: BTreeMap<String, RiskTier> = BTreeMap::new();
         for c in &claims {
             let tier = match &c.settled {
