@@ -604,7 +604,7 @@ impl Profile {
                 IdentityFacts { identities_sharing_address: shared, ..IdentityFacts::default() }
             }
         };
-        (label, IdentityFacts { stores_unread: self.unread, ..facts })
+        (label, IdentityFacts { stores_unread: self.unread, unidentified: keys.joining.is_empty(), ..facts })
     }
 
     fn facts_of_root(&self, root: usize) -> IdentityFacts {
@@ -806,6 +806,9 @@ mod tests {
         let p = Profile::new(KEY).without(&shared).with(&claims, &[], std::slice::from_ref(&order), Timestamp(100));
         assert_eq!(p.facts_of(&shop(9)).1.orders, 1);
         assert_eq!(p.facts_of(&shop(1)).1.orders, 1);
+        // Nothing left to know a customer by: unidentified, not trusted.
+        let nobody = Customer { email: "noreply@shop.de".into(), ..shop(5) };
+        assert!(apart.facts_of(&nobody).1.unidentified && !apart.facts_of(&shop(5)).1.unidentified);
         // Stores not read through: a fact of every identity, known or new.
         let early = Profile::new(KEY).unread(2).with(&claims, &[], &[], Timestamp(100));
         assert_eq!((early.facts_of(&shop(1)).1.stores_unread, early.facts_of(&shop(77)).1.stores_unread), (2, 2));

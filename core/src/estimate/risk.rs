@@ -56,6 +56,11 @@ pub struct IdentityFacts {
     /// through once yet: the facts above may miss what is there.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub stores_unread: u32,
+    /// The customer gave no email, phone or card the graph can know them
+    /// by (none, or only placeholders and the brand's shared values): no
+    /// history can be found for them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unidentified: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -145,6 +150,9 @@ pub fn tier_of(facts: &IdentityFacts, rules: &TierRules) -> (RiskTier, Vec<Strin
         let n = facts.stores_unread;
         found.push((RiskTier::Watch, format!("the shop mirror has not read {n} store(s)' orders through yet")));
     }
+    if facts.unidentified {
+        found.push((RiskTier::Watch, "no email, phone or card to know the customer by".to_string()));
+    }
     found.sort_by_key(|f| std::cmp::Reverse(f.0));
     let tier = found.first().map_or(RiskTier::Trusted, |f| f.0);
     (tier, found.into_iter().map(|(_, why)| why).collect())
@@ -208,6 +216,11 @@ mod tests {
         assert_eq!(tier_of(&early, &rules), (RiskTier::Watch, why));
         early.identities_sharing_address = 3;
         assert_eq!(tier_of(&early, &rules).0, RiskTier::High);
+        let nobody = IdentityFacts { unidentified: true, ..IdentityFacts::default() };
+        assert_eq!(
+            tier_of(&nobody, &rules),
+            (RiskTier::Watch, vec!["no email, phone or card to know the customer by".into()])
+        );
     }
 
     #[test]

@@ -134,8 +134,7 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
         .filter(|(_, body)| serde_json::from_str::<Cursor>(body).is_ok_and(|c| c.ended_at != Timestamp(0)))
         .map(|(store, _)| store.clone())
         .collect();
-    for store in &stores {
-        let store = store.clone();
+    for store in stores.iter().cloned() {
         // A cursor row that cannot be read starts the store over: every
         // order is read again and replaces its row; nothing is lost.
         let mut cursor: Cursor =
