@@ -134,18 +134,18 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
         .filter(|(_, body)| serde_json::from_str::<Cursor>(body).is_ok_and(|c| c.ended_at != Timestamp(0)))
         .map(|(store, _)| store.clone())
         .collect();
-    for store in stores.iter().cloned() {
+    for store in &stores {
         // A cursor row that cannot be read starts the store over: every
         // order is read again and replaces its row; nothing is lost.
         let mut cursor: Cursor =
-            cursors.get(&store).and_then(|body| serde_json::from_str(body).ok()).unwrap_or_default();
+            cursors.get(store).and_then(|body| serde_json::from_str(body).ok()).unwrap_or_default();
         let rested = cursor.ended_at == Timestamp(0) || ports.clock.now().since(cursor.ended_at) >= MIN_INTERVAL;
         if cursor.after.is_none() && !rested {
             continue;
         }
         for _ in 0..MAX_PAGES_PER_RUN {
             let now = ports.clock.now();
-            let page = ports.bank.orders_page(&store, cursor.since, cursor.after.as_deref(), ORDERS_PAGE_FIRST).await;
+            let page = ports.bank.orders_page(store, cursor.since, cursor.after.as_deref(), ORDERS_PAGE_FIRST).await;
             attempt.record(now, "shopify", "orders", page.is_ok());
             let page = match page {
                 Ok(p) => p,
@@ -158,7 +158,7 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
             let mut batch = attempt.batch();
             for o in &page.orders {
                 cursor.high = cursor.high.max(o.updated_at);
-                let row = OrderRecord::of(secret, &store, o);
+                let row = OrderRecord::of(secret, store, o);
                 let key = format!("{store}/{}", o.id);
                 if rejected.remove(&key).is_some() {
                     let cause = format!("read well, updated {}", crate::sense::wire::revolut::iso_of(o.updated_at));
