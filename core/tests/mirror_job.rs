@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use dlft_core::config::Sabotage;
 use dlft_core::estimate::identity::OrderRecord;
 use dlft_core::ids::BrandId;
-use dlft_core::jobs::mirror::{CURSOR_SCOPE, Cursor, MIN_INTERVAL, Mirrored, OVERLAP, mirror, orders, rejected};
+use dlft_core::jobs::mirror::{
+    CHAIN_DEPTH, CURSOR_SCOPE, Cursor, MAX_PAGES_PER_RUN, MIN_INTERVAL, Mirrored, OVERLAP, mirror, orders, rejected,
+};
 use dlft_core::jobs::{Attempt, Ports};
 use dlft_core::money::{Currency, Money};
 use dlft_core::probe::NoProbe;
@@ -27,6 +29,8 @@ use common::{NOW, block_on};
 struct ScriptedShop {
     orders: Mutex<Vec<MirroredOrder>>,
     throttle_call: Mutex<Option<usize>>,
+    /// Like Shopify, no page past this many objects of one cursor chain.
+    chain_limit: Option<usize>,
     /// Orders sent garbled: the page rejects them (as the decoder would).
     garbled: Mutex<Vec<String>>,
     calls: Mutex<Vec<(Timestamp, Option<String>)>>,
@@ -56,6 +60,12 @@ impl Shop for ScriptedShop {
         let after = after.map(str::to_string);
         let rows: Vec<MirroredOrder> =
             rows.into_iter().filter(|o| o.updated_at >= floor && after.as_ref().is_none_or(|a| key(o) > *a)).collect();
+        if let Some(limit) = self.chain_limit {
+            let depth = self.orders.lock().unwrap().iter().filter(|o| o.updated_at >= floor).count() - rows.len();
+            if depth >= limit {
+                return Err(ShopError::Rejected(vec![format!("pagination past {limit} objects")]));
+            }
+        }
         let more = rows.len() > first as usize;
         let page: Vec<MirroredOrder> = rows.into_iter().take(first as usize).collect();
         let next = page.last().filter(|_| more).map(key);
@@ -96,6 +106,7 @@ fn shop(n: u64) -> ScriptedShop {
     ScriptedShop {
         orders: Mutex::new((1..=n).map(|i| order(i, NOW.0 - 3_600_000 + i * 10_000)).collect()),
         throttle_call: Mutex::new(None),
+        chain_limit: None,
         garbled: Mutex::new(Vec::new()),
         calls: Mutex::new(Vec::new()),
     }
@@ -146,7 +157,7 @@ fn a_store_is_paged_into_the_state_and_a_changed_order_read_again() {
     let newest = NOW.0 - 3_600_000 + 60 * 10_000;
     assert_eq!(
         cursor(&store),
-        Cursor { since: Timestamp(newest - OVERLAP.0), after: None, high: Timestamp(newest), ended_at: NOW },
+        Cursor { since: Timestamp(newest - OVERLAP.0), after: None, high: Timestamp(newest), ended_at: NOW, depth: 0 },
         "the next pass starts a minute before the newest change the shop showed"
     );
     // Order 3 is refunded now: the next pass reads it again (and the last
@@ -240,4 +251,32 @@ fn a_rejection_read_again_unchanged_is_not_logged_twice() {
     run(&store, &claim.lease, &shop, &clock);
     assert!(shop.calls.lock().unwrap().len() >= 2, "read twice");
     assert_eq!(rejection_events(&store, &three, None), 1, "the same rejection once");
+}
+
+#[test]
+fn a_deep_first_pass_starts_new_cursor_chains_before_the_shops_pagination_limit() {
+    // 12,000 orders a second apart; the shop pages no chain past 10,100.
+    let (store, claim) = common::claimed_store(Vec::new());
+    let clock = ManualClock::new(NOW);
+    let mut shop = shop(0);
+    shop.chain_limit = Some(CHAIN_DEPTH as usize + 100);
+    *shop.orders.lock().unwrap() = (1..=12_000).map(|i| order(i, 1_000_000 + i * 1_000)).collect();
+    let mut runs = 0;
+    loop {
+        let done = mirror_once(&store, &claim.lease, &shop, &clock);
+        assert!(done.stopped.is_none(), "run {runs}: {done:?}");
+        runs += 1;
+        if done.unread.is_empty() {
+            break;
+        }
+        assert!(runs < 100, "the first pass never ends");
+    }
+    assert_eq!(mirrored(&store).len(), 12_000);
+    // One new chain, a minute before the 10,000th order (pages of 26).
+    let restarts: Vec<Timestamp> =
+        shop.calls.lock().unwrap().iter().skip(1).filter(|(_, after)| after.is_none()).map(|(s, _)| *s).collect();
+    let deep = 10_010; // the last order of the page that crossed 10,000
+    assert_eq!(restarts, vec![Timestamp(1_000_000 + deep * 1_000 - OVERLAP.0)]);
+    assert_eq!(cursor(&store).depth, 0, "a pass ends at depth 0");
+    assert_eq!(runs, (12_000usize + 60).div_ceil(ORDERS_PAGE_FIRST as usize).div_ceil(MAX_PAGES_PER_RUN));
 }

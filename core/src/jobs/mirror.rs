@@ -25,6 +25,9 @@
 //!   on, so one bad order never holds the mirror at its page. When the
 //!   order is next read well (the shop changed it), its row goes, with an
 //!   event.
+//! - Shopify pages no connection past 25,000 objects: a pass that has read
+//!   [`CHAIN_DEPTH`] orders in one cursor chain (a big store's first pass)
+//!   starts a new chain at its high-water mark less [`OVERLAP`].
 //! - A store is read again no sooner than [`MIN_INTERVAL`] after its last
 //!   pass ended (a pass part way goes on at once).
 //! - At most [`MAX_PAGES_PER_RUN`] pages a run per store, each sized to
@@ -63,6 +66,10 @@ pub const MIN_INTERVAL: Millis = Millis(15_000);
 /// search index's lag need not be uniform, so a change older than the
 /// newest one seen may show after it.
 pub const OVERLAP: Millis = Millis(60_000);
+/// Orders one cursor chain reads at most: Shopify stops paginating a
+/// connection at 25,000 objects, so a deeper pass (a big store's first)
+/// starts a new chain at its high-water mark less [`OVERLAP`] instead.
+pub const CHAIN_DEPTH: u32 = 10_000;
 
 /// Where a store's mirror stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +84,13 @@ pub struct Cursor {
     /// When the last pass ended (our clock: only for pacing the reads).
     #[serde(default)]
     pub ended_at: Timestamp,
+    /// Orders read in the current cursor chain (at most [`CHAIN_DEPTH`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// An order the mirror could not read, as its row keeps it.
@@ -193,14 +207,26 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
             done.orders += u32::try_from(page.orders.len()).unwrap_or(u32::MAX);
             done.rejected += u32::try_from(page.rejected.len()).unwrap_or(u32::MAX);
             let last = page.next.is_none();
+            let depth =
+                cursor.depth.saturating_add(u32::try_from(page.orders.len() + page.rejected.len()).unwrap_or(u32::MAX));
+            // A new chain where this one gets deep, if that moves the bound
+            // (a minute's worth of changes deeper than the chain cannot).
+            let restart = Timestamp(cursor.high.0.saturating_sub(OVERLAP.0));
             cursor = match page.next {
-                Some(next) => Cursor { after: Some(next), ..cursor },
-                None if sabotage == crate::config::Sabotage::MirrorClockBound => {
-                    Cursor { since: ports.clock.now(), after: None, high: cursor.high, ended_at: ports.clock.now() }
+                Some(_) if depth >= CHAIN_DEPTH && restart.0 / 1_000 > cursor.since.0 / 1_000 => {
+                    Cursor { since: restart, after: None, depth: 0, ..cursor }
                 }
+                Some(next) => Cursor { after: Some(next), depth, ..cursor },
+                None if sabotage == crate::config::Sabotage::MirrorClockBound => Cursor {
+                    since: ports.clock.now(),
+                    after: None,
+                    high: cursor.high,
+                    ended_at: ports.clock.now(),
+                    depth: 0,
+                },
                 None => {
-                    let since = Timestamp(cursor.high.0.saturating_sub(OVERLAP.0)).max(cursor.since);
-                    Cursor { since, after: None, high: cursor.high, ended_at: ports.clock.now() }
+                    let since = restart.max(cursor.since);
+                    Cursor { since, after: None, high: cursor.high, ended_at: ports.clock.now(), depth: 0 }
                 }
             };
             batch.state.push(StateOp {
