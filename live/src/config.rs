@@ -1066,7 +1066,7 @@ mod tests {
         let cfg = with(&format!("{refund_cap}{refunds}")).unwrap();
         let r = cfg.loop_config().refunds.expect("the brand refunds");
         assert_eq!((r.every, r.caps.watch, r.caps.high, r.caps.currency), (Millis(2_000), 3000, 1000, Currency::EUR));
-        assert!(r.shared.is_empty());
+        assert_eq!(r.shared, dlft_core::estimate::identity::SharedValues::default());
         let shared = "[refunds.shared]\nphones = [\"+49 30 5550100\"]\naddresses = [\"Lagerweg 1, Lager\"]\n";
         let cfg = with(&format!("{refund_cap}{refunds}{shared}")).unwrap();
         let r = cfg.loop_config().refunds.expect("the brand refunds");

@@ -130,8 +130,15 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
     if stores.is_empty() {
         return Ok(done);
     }
-    let cursors: std::collections::BTreeMap<String, String> =
-        ports.store.state(&attempt.brand, CURSOR_SCOPE).await?.into_iter().collect();
+    // A cursor row that cannot be read starts its store over: every order
+    // is read again and replaces its row; nothing is lost.
+    let cursors: std::collections::BTreeMap<String, Cursor> = ports
+        .store
+        .state(&attempt.brand, CURSOR_SCOPE)
+        .await?
+        .into_iter()
+        .filter_map(|(store, body)| serde_json::from_str(&body).ok().map(|c| (store, c)))
+        .collect();
     let mut rejected: std::collections::BTreeMap<String, String> =
         ports.store.state(&attempt.brand, REJECTED_SCOPE).await?.into_iter().collect();
     let event = |before: &str, after: &str, cause: String| {
@@ -143,16 +150,10 @@ pub async fn mirror<S: Store, A, C: Clock, P, B: Shop>(
         })
     };
     // Stores a pass has ended for, ever (this run's included below).
-    let mut read_through: std::collections::BTreeSet<String> = cursors
-        .iter()
-        .filter(|(_, body)| serde_json::from_str::<Cursor>(body).is_ok_and(|c| c.ended_at != Timestamp(0)))
-        .map(|(store, _)| store.clone())
-        .collect();
+    let mut read_through: std::collections::BTreeSet<String> =
+        cursors.iter().filter(|(_, c)| c.ended_at != Timestamp(0)).map(|(store, _)| store.clone()).collect();
     for store in &stores {
-        // A cursor row that cannot be read starts the store over: every
-        // order is read again and replaces its row; nothing is lost.
-        let mut cursor: Cursor =
-            cursors.get(store).and_then(|body| serde_json::from_str(body).ok()).unwrap_or_default();
+        let mut cursor = cursors.get(store).cloned().unwrap_or_default();
         let rested = cursor.ended_at == Timestamp(0) || ports.clock.now().since(cursor.ended_at) >= MIN_INTERVAL;
         if cursor.after.is_none() && !rested {
             continue;
